@@ -1,0 +1,32 @@
+//! # courier-impls
+//!
+//! Implementations of the [`courier_traits`] traits. Each backend sits behind its own feature
+//! flag, so you compile only what you use; retry policies are always there.
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`] |
+//! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
+//!
+//! Redis, Postgres, etcd and SQLite backends and the HTTP/WebSocket/gRPC transports arrive with
+//! their own features; every backend passes the same universal suites of `courier-testkit`.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use courier_impls::memory::MemoryBus;
+//! use courier_traits::bus::{MessageBus, SubscribeFrom, Topic};
+//! use futures::StreamExt;
+//!
+//! let bus = MemoryBus::new();
+//! let topic = Topic::new("orders")?;
+//! let mut a = bus.subscribe(&topic, SubscribeFrom::Live).await?;
+//! let mut b = bus.subscribe(&topic, SubscribeFrom::Live).await?;
+//! bus.publish(&topic, "order #1".into()).await?;
+//! assert_eq!(a.next().await.unwrap()?.payload, b.next().await.unwrap()?.payload);
+//! # Ok(()) }
+//! ```
+
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod retry;
+pub mod rules;

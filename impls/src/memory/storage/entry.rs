@@ -1,0 +1,294 @@
+//! One stream's state in the memory storage, and the append/read rules applied to it.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, Expiry, ForkFrom, Offset, ProducerAck, ProducerStamp, ReadBatch,
+    ReadLimits, Record, StorageError, StreamConfig, StreamInfo, StreamName,
+};
+use tokio::sync::watch;
+
+use crate::rules::{
+    ProducerState, ProducerVerdict, check_writer_seq, index_offset, producer_verdict,
+};
+
+/// What waiters watch: enough to decide whether to wake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Signal {
+    pub(super) len: u64,
+    pub(super) closed: bool,
+    pub(super) removed: bool,
+}
+
+pub(super) struct StreamEntry {
+    pub(super) content_type: String,
+    /// The expiry in force (a fork without its own inherits the source's).
+    pub(super) expiry: Expiry,
+    /// The configuration as requested, for idempotent re-creates.
+    pub(super) requested: StreamConfig,
+    pub(super) records: Vec<Bytes>,
+    pub(super) closed: bool,
+    /// The producer stamp whose append closed the stream: its retries are duplicates.
+    pub(super) closed_by: Option<ProducerStamp>,
+    pub(super) producers: HashMap<String, ProducerState>,
+    pub(super) writer_seq: Option<String>,
+    pub(super) last_access: Instant,
+    /// The fork source, whose live-fork count this stream holds a share of.
+    pub(super) parent: Option<StreamName>,
+    /// Live forks of this stream.
+    pub(super) live_forks: usize,
+    /// Deleted (or expired) but kept because forks still read through it.
+    pub(super) soft_deleted: bool,
+    pub(super) signal: watch::Sender<Signal>,
+}
+
+impl StreamEntry {
+    pub(super) fn new(
+        content_type: String,
+        expiry: Expiry,
+        requested: StreamConfig,
+        records: Vec<Bytes>,
+    ) -> StreamEntry {
+        let len = records.len() as u64;
+        StreamEntry {
+            content_type,
+            expiry,
+            requested,
+            records,
+            closed: false,
+            closed_by: None,
+            producers: HashMap::new(),
+            writer_seq: None,
+            last_access: Instant::now(),
+            parent: None,
+            live_forks: 0,
+            soft_deleted: false,
+            signal: watch::Sender::new(Signal {
+                len,
+                closed: false,
+                removed: false,
+            }),
+        }
+    }
+
+    pub(super) fn is_expired(&self, now: Instant) -> bool {
+        match self.expiry {
+            Expiry::Never => false,
+            Expiry::Ttl(ttl) => now.duration_since(self.last_access) >= ttl,
+            Expiry::At(at) => SystemTime::now() >= at,
+        }
+    }
+
+    pub(super) fn tail(&self) -> Offset {
+        index_offset::encode(self.records.len() as u64)
+    }
+
+    pub(super) fn info(&self, name: &StreamName) -> StreamInfo {
+        StreamInfo {
+            name: name.clone(),
+            content_type: self.content_type.clone(),
+            expiry: self.expiry,
+            next_offset: self.tail(),
+            closed: self.closed,
+        }
+    }
+
+    fn publish_signal(&self) {
+        let len = self.records.len() as u64;
+        let closed = self.closed;
+        self.signal.send_modify(|s| {
+            s.len = len;
+            s.closed = closed;
+        });
+    }
+
+    /// Tells waiters the stream is gone.
+    pub(super) fn signal_removed(&self) {
+        self.signal.send_modify(|s| s.removed = true);
+    }
+
+    /// Resolves `offset` to a record index within this stream.
+    pub(super) fn index_of(&self, name: &StreamName, offset: &Offset) -> Result<u64, StorageError> {
+        let index = index_offset::decode(name, offset)?;
+        if index > self.records.len() as u64 {
+            return Err(StorageError::UnknownOffset {
+                stream: name.clone(),
+                offset: offset.clone(),
+            });
+        }
+        Ok(index)
+    }
+
+    /// Applies an append under the rules of `courier_traits::storage`, in the documented order.
+    pub(super) fn append(
+        &mut self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        let closed_by_retry = self.closed
+            && request.producer.is_some()
+            && request.producer.as_ref() == self.closed_by.as_ref();
+        if closed_by_retry {
+            return Ok(AppendOutcome {
+                next_offset: self.tail(),
+                first_offset: None,
+                closed: true,
+                duplicate: true,
+                producer: self.closed_by.as_ref().map(|p| ProducerAck {
+                    epoch: p.epoch,
+                    seq: p.seq,
+                }),
+            });
+        }
+        if self.closed {
+            return Err(StorageError::Closed {
+                stream: name.clone(),
+                next_offset: self.tail(),
+            });
+        }
+        if !request.records.is_empty()
+            && let Some(received) = &request.content_type
+            && *received != self.content_type
+        {
+            return Err(StorageError::ContentTypeMismatch {
+                expected: self.content_type.clone(),
+                received: received.clone(),
+            });
+        }
+        let mut new_producer_state = None;
+        if let Some(stamp) = &request.producer {
+            match producer_verdict(self.producers.get(&stamp.id).copied(), stamp)? {
+                ProducerVerdict::Duplicate(ack) => {
+                    return Ok(AppendOutcome {
+                        next_offset: self.tail(),
+                        first_offset: None,
+                        closed: self.closed,
+                        duplicate: true,
+                        producer: Some(ack),
+                    });
+                }
+                ProducerVerdict::Accept(state) => {
+                    new_producer_state = Some((stamp.id.clone(), state))
+                }
+            }
+        }
+        if let Some(seq) = &request.writer_seq {
+            check_writer_seq(self.writer_seq.as_deref(), seq)?;
+        }
+
+        // Every check passed: commit data, producer state, writer seq and close flag together.
+        let first_offset = (!request.records.is_empty()).then(|| self.tail());
+        self.records.extend(request.records);
+        let producer = new_producer_state.map(|(id, state)| {
+            self.producers.insert(id, state);
+            ProducerAck {
+                epoch: state.epoch,
+                seq: state.last_seq,
+            }
+        });
+        if let Some(seq) = request.writer_seq {
+            self.writer_seq = Some(seq);
+        }
+        if request.close {
+            self.closed = true;
+            self.closed_by = request.producer;
+        }
+        self.last_access = Instant::now();
+        self.publish_signal();
+        Ok(AppendOutcome {
+            next_offset: self.tail(),
+            first_offset,
+            closed: self.closed,
+            duplicate: false,
+            producer,
+        })
+    }
+
+    pub(super) fn read(
+        &mut self,
+        name: &StreamName,
+        from: Option<&Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        let start = match from {
+            Some(offset) => self.index_of(name, offset)?,
+            None => 0,
+        };
+        self.last_access = Instant::now();
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut index = start;
+        for data in self.records.iter().skip(start as usize) {
+            if records.len() >= limits.max_records {
+                break;
+            }
+            if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+                break;
+            }
+            bytes += data.len();
+            records.push(Record {
+                offset: index_offset::encode(index),
+                data: data.clone(),
+            });
+            index += 1;
+        }
+        let up_to_date = index == self.records.len() as u64;
+        Ok(ReadBatch {
+            records,
+            next_offset: index_offset::encode(index),
+            up_to_date,
+            closed: up_to_date && self.closed,
+            content_type: self.content_type.clone(),
+        })
+    }
+
+    /// The records a fork of this stream inherits.
+    pub(super) fn fork_prefix(
+        &self,
+        name: &StreamName,
+        fork: &ForkFrom,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        use courier_traits::InvalidInput;
+        use courier_traits::storage::SubOffset;
+        let anchor = match &fork.offset {
+            Some(offset) => self.index_of(name, offset)? as usize,
+            None => self.records.len(),
+        };
+        let mut prefix: Vec<Bytes> = self.records[..anchor].to_vec();
+        let rest = &self.records[anchor..];
+        let overshoot = |n: u64, what: &str| {
+            StorageError::InvalidInput(InvalidInput::new(
+                "fork sub-offset",
+                &n.to_string(),
+                format!("only {what} follow the fork offset"),
+            ))
+        };
+        match fork.sub_offset {
+            SubOffset::None => {}
+            SubOffset::Records(n) => {
+                if n > rest.len() as u64 {
+                    return Err(overshoot(n, &format!("{} records", rest.len())));
+                }
+                prefix.extend(rest[..n as usize].iter().cloned());
+            }
+            SubOffset::Bytes(n) => {
+                let available: u64 = rest.iter().map(|r| r.len() as u64).sum();
+                if n > available {
+                    return Err(overshoot(n, &format!("{available} bytes")));
+                }
+                let mut left = n as usize;
+                for record in rest {
+                    if left == 0 {
+                        break;
+                    }
+                    let take = left.min(record.len());
+                    prefix.push(record.slice(..take));
+                    left -= take;
+                }
+            }
+        }
+        Ok(prefix)
+    }
+}

@@ -1,0 +1,394 @@
+//! [`MemoryStreamStorage`]: an in-process [`StreamStorage`].
+
+mod entry;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use courier_traits::InvalidInput;
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
+};
+
+use entry::StreamEntry;
+
+/// Settings of a [`MemoryStreamStorage`].
+#[derive(Clone, Copy, Debug)]
+pub struct MemoryStorageConfig {
+    /// Largest single record accepted.
+    pub max_record_bytes: usize,
+}
+
+impl Default for MemoryStorageConfig {
+    fn default() -> Self {
+        MemoryStorageConfig {
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Streams held in this process's memory: complete against the [`StreamStorage`] semantics
+/// (producers, writer sequence, forks, TTL and expiry, close, delete), but nothing survives the
+/// process. Clones share the same streams.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), courier_traits::StorageError> {
+/// use courier_impls::memory::MemoryStreamStorage;
+/// use courier_traits::storage::*;
+///
+/// let store = MemoryStreamStorage::new();
+/// let name = StreamName::new("chat")?;
+/// store.create(&name, StreamConfig::with_content_type("text/plain"), vec![]).await?;
+/// store.append(&name, AppendRequest::record("hi")).await?;
+/// let batch = store.read(&name, None, ReadLimits::default()).await?;
+/// assert_eq!(&batch.records[0].data[..], b"hi");
+/// assert!(batch.up_to_date);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStreamStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    config: MemoryStorageConfig,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    streams: HashMap<StreamName, StreamEntry>,
+    last_sweep: Option<Instant>,
+}
+
+/// How often `create` sweeps out expired streams nobody touched again.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+impl State {
+    /// Removes `name` if it expired (soft-deleting it if forks still read through it).
+    fn reap_if_expired(&mut self, name: &StreamName, now: Instant) {
+        let expired = self
+            .streams
+            .get(name)
+            .is_some_and(|e| !e.soft_deleted && e.is_expired(now));
+        if expired {
+            self.remove(name);
+        }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < SWEEP_INTERVAL)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let expired: Vec<StreamName> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| !e.soft_deleted && e.is_expired(now))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in expired {
+            self.remove(&name);
+        }
+    }
+
+    /// Deletes a stream: soft while forks live, else for real, releasing its fork source
+    /// (and the source's source, up the chain, when they were only kept for this fork).
+    fn remove(&mut self, name: &StreamName) {
+        let mut next = Some(name.clone());
+        while let Some(name) = next.take() {
+            let Some(entry) = self.streams.get_mut(&name) else {
+                return;
+            };
+            entry.signal_removed();
+            if entry.live_forks > 0 {
+                entry.soft_deleted = true;
+                return;
+            }
+            let Some(entry) = self.streams.remove(&name) else {
+                return;
+            };
+            if let Some(parent_name) = entry.parent
+                && let Some(parent) = self.streams.get_mut(&parent_name)
+            {
+                parent.live_forks = parent.live_forks.saturating_sub(1);
+                if parent.soft_deleted && parent.live_forks == 0 {
+                    next = Some(parent_name);
+                }
+            }
+        }
+    }
+
+    /// The live (not expired, not deleted) stream `name`.
+    fn live(&mut self, name: &StreamName) -> Result<&mut StreamEntry, StorageError> {
+        self.reap_if_expired(name, Instant::now());
+        match self.streams.get_mut(name) {
+            None => Err(StorageError::NotFound {
+                stream: name.clone(),
+            }),
+            Some(e) if e.soft_deleted => Err(StorageError::Gone {
+                stream: name.clone(),
+            }),
+            Some(e) => Ok(e),
+        }
+    }
+}
+
+impl MemoryStreamStorage {
+    /// A storage with default settings.
+    pub fn new() -> MemoryStreamStorage {
+        MemoryStreamStorage::default()
+    }
+
+    /// A storage with these settings.
+    pub fn with_config(config: MemoryStorageConfig) -> MemoryStreamStorage {
+        MemoryStreamStorage {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    /// How many streams are held, including deleted ones kept for their forks.
+    pub fn stream_count(&self) -> usize {
+        self.state().streams.len()
+    }
+
+    // A poisoned lock means a panic elsewhere mid-operation; every mutation here completes its
+    // checks before it changes anything, so the state is still consistent.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
+        let limit = self.inner.config.max_record_bytes;
+        match records.iter().find(|r| r.len() > limit) {
+            Some(r) => Err(StorageError::TooLarge {
+                what: "record",
+                size: r.len(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why an existing stream's configuration differs from a create request, if it does.
+fn config_difference(existing: &StreamEntry, wanted: &StreamConfig) -> Option<&'static str> {
+    if wanted
+        .content_type
+        .as_ref()
+        .is_some_and(|ct| *ct != existing.content_type)
+    {
+        Some("content type differs")
+    } else if wanted.expiry != existing.requested.expiry {
+        Some("TTL or expiry differs")
+    } else if wanted.closed != existing.closed {
+        Some("closed flag differs")
+    } else if wanted.fork != existing.requested.fork {
+        Some("fork origin differs")
+    } else {
+        None
+    }
+}
+
+#[async_trait]
+impl StreamStorage for MemoryStreamStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.check_sizes(&initial)?;
+        let now = Instant::now();
+        let mut state = self.state();
+        state.sweep(now);
+        state.reap_if_expired(name, now);
+        if let Some(existing) = state.streams.get(name) {
+            if existing.soft_deleted {
+                return Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: "a deleted stream is kept under this name for its forks".into(),
+                });
+            }
+            return match config_difference(existing, &config) {
+                Some(reason) => Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: reason.into(),
+                }),
+                None => Ok(CreateOutcome::AlreadyExists(existing.info(name))),
+            };
+        }
+
+        let mut entry = match &config.fork {
+            None => {
+                let content_type = config
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
+                StreamEntry::new(content_type, config.expiry, config.clone(), initial)
+            }
+            Some(fork) => {
+                if fork.source == *name {
+                    return Err(InvalidInput::new(
+                        "fork source",
+                        fork.source.as_str(),
+                        "a stream cannot fork itself",
+                    )
+                    .into());
+                }
+                state.reap_if_expired(&fork.source, now);
+                let source = match state.streams.get(&fork.source) {
+                    None => {
+                        return Err(StorageError::ForkSourceNotFound {
+                            source_stream: fork.source.clone(),
+                        });
+                    }
+                    Some(s) if s.soft_deleted => {
+                        return Err(StorageError::ForkSourceGone {
+                            source_stream: fork.source.clone(),
+                        });
+                    }
+                    Some(s) => s,
+                };
+                if config
+                    .content_type
+                    .as_ref()
+                    .is_some_and(|ct| *ct != source.content_type)
+                {
+                    return Err(StorageError::ConfigConflict {
+                        stream: name.clone(),
+                        reason: format!(
+                            "content type differs from the fork source's {:?}",
+                            source.content_type
+                        ),
+                    });
+                }
+                let mut records = source.fork_prefix(&fork.source, fork)?;
+                records.extend(initial);
+                let expiry = if config.expiry == Expiry::Never {
+                    source.expiry
+                } else {
+                    config.expiry
+                };
+                let mut entry =
+                    StreamEntry::new(source.content_type.clone(), expiry, config.clone(), records);
+                entry.parent = Some(fork.source.clone());
+                entry
+            }
+        };
+        if let Some(parent) = &entry.parent
+            && let Some(source) = state.streams.get_mut(parent)
+        {
+            source.live_forks += 1;
+        }
+        entry.closed = config.closed;
+        entry.signal.send_modify(|s| s.closed = config.closed);
+        let info = entry.info(name);
+        state.streams.insert(name.clone(), entry);
+        Ok(CreateOutcome::Created(info))
+    }
+
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        if request.records.is_empty() && !request.close {
+            return Err(InvalidInput::new(
+                "records",
+                "",
+                "an append needs at least one record unless it closes the stream",
+            )
+            .into());
+        }
+        self.check_sizes(&request.records)?;
+        self.state().live(name)?.append(name, request)
+    }
+
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        self.state().live(name)?.read(name, from.as_ref(), limits)
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (index, mut signal) = {
+            let mut state = self.state();
+            let entry = state.live(name)?;
+            (entry.index_of(name, after)?, entry.signal.subscribe())
+        };
+        loop {
+            {
+                let now = *signal.borrow_and_update();
+                if now.removed {
+                    return Err(StorageError::NotFound {
+                        stream: name.clone(),
+                    });
+                }
+                if now.len > index {
+                    return Ok(WaitOutcome::Ready);
+                }
+                if now.closed {
+                    return Ok(WaitOutcome::Closed);
+                }
+            }
+            match tokio::time::timeout_at(deadline, signal.changed()).await {
+                Err(_elapsed) => return Ok(WaitOutcome::TimedOut),
+                // The sender went away with the stream.
+                Ok(Err(_)) => {
+                    return Err(StorageError::NotFound {
+                        stream: name.clone(),
+                    });
+                }
+                Ok(Ok(())) => {}
+            }
+        }
+    }
+
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        let mut state = self.state();
+        let entry = state.live(name)?;
+        Ok(entry.info(name))
+    }
+
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        let mut state = self.state();
+        state.live(name)?;
+        state.remove(name);
+        Ok(())
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        StorageCapabilities {
+            ttl: true,
+            producers: true,
+            forks: true,
+            max_record_bytes: Some(self.inner.config.max_record_bytes),
+            ..StorageCapabilities::NONE
+        }
+    }
+}

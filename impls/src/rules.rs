@@ -1,0 +1,201 @@
+//! Storage rules shared by every backend that decides them in Rust (memory, SQLite, Postgres):
+//! idempotent-producer verdicts, writer sequences and the index-based offset encoding.
+//!
+//! Keeping them in one place means the backends cannot drift apart on the protocol's rules;
+//! the universal storage suite checks the result end to end.
+
+use courier_traits::storage::{Offset, ProducerAck, ProducerStamp, StorageError, StreamName};
+
+/// A producer's stored state in one stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerState {
+    /// Current epoch.
+    pub epoch: u64,
+    /// Highest accepted sequence in that epoch.
+    pub last_seq: u64,
+}
+
+/// What to do with a stamped append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerVerdict {
+    /// Write it, then store this state.
+    Accept(ProducerState),
+    /// Already written: write nothing and acknowledge with the stored state.
+    Duplicate(ProducerAck),
+}
+
+/// Applies the idempotent-producer rules (see `courier_traits::storage`) to `stamp` given
+/// the producer's stored state.
+pub fn producer_verdict(
+    stored: Option<ProducerState>,
+    stamp: &ProducerStamp,
+) -> Result<ProducerVerdict, StorageError> {
+    let accept = ProducerVerdict::Accept(ProducerState {
+        epoch: stamp.epoch,
+        last_seq: stamp.seq,
+    });
+    match stored {
+        None if stamp.seq == 0 => Ok(accept),
+        None => Err(StorageError::ProducerSeqGap {
+            expected: 0,
+            received: stamp.seq,
+        }),
+        Some(s) if stamp.epoch < s.epoch => Err(StorageError::StaleProducerEpoch {
+            current: s.epoch,
+            received: stamp.epoch,
+        }),
+        Some(s) if stamp.epoch > s.epoch && stamp.seq != 0 => {
+            Err(StorageError::ProducerEpochStart {
+                epoch: stamp.epoch,
+                seq: stamp.seq,
+            })
+        }
+        Some(s) if stamp.epoch > s.epoch => Ok(accept),
+        Some(s) if stamp.seq <= s.last_seq => Ok(ProducerVerdict::Duplicate(ProducerAck {
+            epoch: s.epoch,
+            seq: s.last_seq,
+        })),
+        Some(s) if stamp.seq == s.last_seq + 1 => Ok(accept),
+        Some(s) => Err(StorageError::ProducerSeqGap {
+            expected: s.last_seq + 1,
+            received: stamp.seq,
+        }),
+    }
+}
+
+/// Checks a writer sequence against the last accepted one: it must sort strictly above it,
+/// bytewise (so `"10"` is below `"2"`, and `"09"` is below `"10"`).
+pub fn check_writer_seq(last: Option<&str>, received: &str) -> Result<(), StorageError> {
+    match last {
+        Some(last) if received.as_bytes() <= last.as_bytes() => {
+            Err(StorageError::WriterSeqRegression {
+                last: last.to_owned(),
+                received: received.to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Offsets that are record indexes: 16 lowercase hex digits, so bytewise order is numeric.
+pub mod index_offset {
+    use super::*;
+
+    /// The offset of position `index` (0 = before the first record).
+    pub fn encode(index: u64) -> Offset {
+        // 16 hex digits of a u64 always pass offset validation.
+        Offset::from_storage(format!("{index:016x}"))
+            .unwrap_or_else(|_| unreachable!("hex offsets are valid"))
+    }
+
+    /// The position an offset names, if it is one of ours.
+    pub fn decode(stream: &StreamName, offset: &Offset) -> Result<u64, StorageError> {
+        let text = offset.as_str();
+        let unknown = || StorageError::UnknownOffset {
+            stream: stream.clone(),
+            offset: offset.clone(),
+        };
+        if text.len() != 16
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(unknown());
+        }
+        u64::from_str_radix(text, 16).map_err(|_| unknown())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(epoch: u64, seq: u64) -> ProducerStamp {
+        ProducerStamp::new("p", epoch, seq).expect("valid")
+    }
+    fn state(epoch: u64, last_seq: u64) -> Option<ProducerState> {
+        Some(ProducerState { epoch, last_seq })
+    }
+
+    #[test]
+    fn producer_rules() {
+        use ProducerVerdict::*;
+        let accept = |e, s| {
+            Accept(ProducerState {
+                epoch: e,
+                last_seq: s,
+            })
+        };
+        let ok = |stored, st: ProducerStamp| producer_verdict(stored, &st).expect("accepted");
+        assert_eq!(ok(None, stamp(7, 0)), accept(7, 0));
+        assert!(matches!(
+            producer_verdict(None, &stamp(0, 1)),
+            Err(StorageError::ProducerSeqGap {
+                expected: 0,
+                received: 1
+            })
+        ));
+        assert_eq!(ok(state(0, 3), stamp(0, 4)), accept(0, 4));
+        assert_eq!(
+            ok(state(0, 3), stamp(0, 3)),
+            Duplicate(ProducerAck { epoch: 0, seq: 3 })
+        );
+        assert_eq!(
+            ok(state(0, 3), stamp(0, 0)),
+            Duplicate(ProducerAck { epoch: 0, seq: 3 })
+        );
+        assert!(matches!(
+            producer_verdict(state(0, 3), &stamp(0, 5)),
+            Err(StorageError::ProducerSeqGap {
+                expected: 4,
+                received: 5
+            })
+        ));
+        assert!(matches!(
+            producer_verdict(state(2, 3), &stamp(1, 4)),
+            Err(StorageError::StaleProducerEpoch {
+                current: 2,
+                received: 1
+            })
+        ));
+        assert_eq!(ok(state(2, 3), stamp(3, 0)), accept(3, 0));
+        assert!(matches!(
+            producer_verdict(state(2, 3), &stamp(3, 1)),
+            Err(StorageError::ProducerEpochStart { epoch: 3, seq: 1 })
+        ));
+    }
+
+    #[test]
+    fn writer_seq_is_bytewise() {
+        assert!(check_writer_seq(None, "2").is_ok());
+        assert!(check_writer_seq(Some("2"), "10").is_err());
+        assert!(check_writer_seq(Some("09"), "10").is_ok());
+        assert!(check_writer_seq(Some("a"), "a").is_err());
+        assert!(
+            check_writer_seq(Some("a"), "B").is_err(),
+            "case-sensitive: 'B' < 'a'"
+        );
+    }
+
+    #[test]
+    fn index_offsets_round_trip_and_sort() {
+        let name = StreamName::new("s").expect("valid");
+        let offsets: Vec<Offset> = [0, 9, 10, 15, 16, 255, 256, u64::MAX]
+            .iter()
+            .map(|&i| index_offset::encode(i))
+            .collect();
+        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        for (o, i) in offsets.iter().zip([0, 9, 10, 15, 16, 255, 256, u64::MAX]) {
+            assert_eq!(index_offset::decode(&name, o).expect("ours"), i);
+        }
+        for foreign in [
+            "00000000000000zz",
+            "0001",
+            "00000000000000000",
+            "000000000000000A",
+        ] {
+            let o = Offset::parse(foreign).expect("well-formed");
+            assert!(index_offset::decode(&name, &o).is_err(), "{foreign}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! # Courier
+//!
+//! A Rust toolkit for moving messages reliably between services: four async traits, real
+//! backends for them, and a testkit that proves every backend against the same suites on real
+//! servers.
+//!
+//! This facade re-exports the traits ([`traits`], and the most used names at the root) and the
+//! implementations ([`impls`]).
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `memory` (default) | in-process [`MemoryBus`](impls::memory::MemoryBus) and [`MemoryStreamStorage`](impls::memory::MemoryStreamStorage) |
+//! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use courier::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName};
+//! use courier::StreamStorage;
+//!
+//! let store = courier::impls::memory::MemoryStreamStorage::new();
+//! let name = StreamName::new("audit")?;
+//! store.create(&name, StreamConfig::with_content_type("text/plain"), vec![]).await?;
+//! store.append(&name, AppendRequest::record("user 7 logged in")).await?;
+//! let batch = store.read(&name, None, ReadLimits::default()).await?;
+//! assert_eq!(batch.records.len(), 1);
+//! # Ok(()) }
+//! ```
+
+pub use courier_impls as impls;
+pub use courier_traits as traits;
+pub use courier_traits::{
+    BusError, Classify, DuplexTransport, ErrorClass, MessageBus, RequestTransport, RetryPolicy,
+    StorageError, StreamStorage, TransportError, bus, retry, storage, transport,
+};

@@ -1,0 +1,14 @@
+//! # courier-testkit
+//!
+//! Real servers for backend tests, and the universal suites every Courier backend must pass.
+//!
+//! * [`fixtures`]: [`Redis`](fixtures::Redis), [`Postgres`](fixtures::Postgres) and
+//!   [`Etcd`](fixtures::Etcd) start a real server (from the environment, through
+//!   testcontainers, or from the native binary) with stop/restart for fault tests.
+//! * [`suites`]: one generic test body per trait, stamped into a `#[tokio::test]` per case by
+//!   [`bus_suite!`] and [`storage_suite!`]. A backend declares its capabilities; cases it does
+//!   not promise are marked ignored with the missing capability as the reason, so test runners
+//!   list them by name as skipped.
+
+pub mod fixtures;
+pub mod suites;

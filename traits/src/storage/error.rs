@@ -1,0 +1,251 @@
+//! Errors of [`StreamStorage`](super::StreamStorage), each with its class and HTTP status.
+
+use super::names::{Offset, StreamName};
+use crate::error::{BoxError, Classify, ErrorClass, InvalidInput};
+
+/// Errors of a [`StreamStorage`](super::StreamStorage).
+///
+/// [`StorageError::http_status`] gives the status the Durable Streams protocol uses for each.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A name, offset, stamp or size was rejected.
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
+    /// No such stream (or it expired).
+    #[error("stream {stream} not found")]
+    NotFound {
+        /// The stream.
+        stream: StreamName,
+    },
+    /// The stream was deleted but is kept for live forks; it accepts nothing.
+    #[error("stream {stream} was deleted")]
+    Gone {
+        /// The stream.
+        stream: StreamName,
+    },
+    /// The stream exists with a different configuration.
+    #[error("stream {stream} exists with a different configuration: {reason}")]
+    ConfigConflict {
+        /// The stream.
+        stream: StreamName,
+        /// Which part differs.
+        reason: String,
+    },
+    /// The fork source does not exist.
+    #[error("fork source {source_stream} not found")]
+    ForkSourceNotFound {
+        /// The source stream.
+        source_stream: StreamName,
+    },
+    /// The fork source was deleted.
+    #[error("fork source {source_stream} was deleted")]
+    ForkSourceGone {
+        /// The source stream.
+        source_stream: StreamName,
+    },
+    /// The offset was not issued by this stream, or lies beyond its tail.
+    #[error("offset {offset} is not a position of stream {stream}")]
+    UnknownOffset {
+        /// The stream.
+        stream: StreamName,
+        /// The offset.
+        offset: Offset,
+    },
+    /// The stream is closed; nothing more can be appended.
+    #[error("stream {stream} is closed at {next_offset}")]
+    Closed {
+        /// The stream.
+        stream: StreamName,
+        /// Its final offset.
+        next_offset: Offset,
+    },
+    /// The append's content type differs from the stream's.
+    #[error("content type {received:?} does not match the stream's {expected:?}")]
+    ContentTypeMismatch {
+        /// The stream's content type.
+        expected: String,
+        /// The append's content type.
+        received: String,
+    },
+    /// The writer sequence did not sort above the last accepted one.
+    #[error("writer seq {received:?} is not above the last accepted {last:?}")]
+    WriterSeqRegression {
+        /// The last accepted writer sequence.
+        last: String,
+        /// The one received.
+        received: String,
+    },
+    /// A producer wrote with an epoch older than the current one: it has been fenced off.
+    #[error("producer epoch {received} is stale; current epoch is {current}")]
+    StaleProducerEpoch {
+        /// The current epoch.
+        current: u64,
+        /// The epoch received.
+        received: u64,
+    },
+    /// A producer skipped sequence numbers.
+    #[error("producer sequence gap: expected {expected}, received {received}")]
+    ProducerSeqGap {
+        /// The next sequence the storage expects.
+        expected: u64,
+        /// The sequence received.
+        received: u64,
+    },
+    /// A producer opened a new epoch with a sequence other than 0.
+    #[error("a new producer epoch {epoch} must start at seq 0, not {seq}")]
+    ProducerEpochStart {
+        /// The new epoch.
+        epoch: u64,
+        /// The sequence received.
+        seq: u64,
+    },
+    /// A record or request exceeds the storage's limit.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What was too large (`record`, `append`).
+        what: &'static str,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The backend could not be reached or did not answer in time; retry later.
+    #[error("storage unavailable: {message}")]
+    Unavailable {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The backend failed in a way retrying will not fix.
+    #[error("storage backend error: {message}")]
+    Backend {
+        /// What failed.
+        message: String,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StorageError {
+    /// The HTTP status the Durable Streams protocol maps this error to.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StorageError::InvalidInput(_)
+            | StorageError::UnknownOffset { .. }
+            | StorageError::ProducerEpochStart { .. } => 400,
+            StorageError::StaleProducerEpoch { .. } => 403,
+            StorageError::NotFound { .. } | StorageError::ForkSourceNotFound { .. } => 404,
+            StorageError::ConfigConflict { .. }
+            | StorageError::ForkSourceGone { .. }
+            | StorageError::Closed { .. }
+            | StorageError::ContentTypeMismatch { .. }
+            | StorageError::WriterSeqRegression { .. }
+            | StorageError::ProducerSeqGap { .. } => 409,
+            StorageError::Gone { .. } => 410,
+            StorageError::TooLarge { .. } => 413,
+            StorageError::Unavailable { .. } => 503,
+            StorageError::Backend { .. } => 500,
+        }
+    }
+
+    /// Shorthand for an [`StorageError::Unavailable`] wrapping `source`.
+    pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> StorageError {
+        StorageError::Unavailable {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+impl Classify for StorageError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StorageError::Unavailable { .. } => ErrorClass::TRANSIENT,
+            _ => ErrorClass::Permanent,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_classes() {
+        let name = StreamName::new("s").expect("valid");
+        let off = Offset::parse("0001").expect("valid");
+        let cases: Vec<(StorageError, u16, bool)> = vec![
+            (
+                StorageError::NotFound {
+                    stream: name.clone(),
+                },
+                404,
+                false,
+            ),
+            (
+                StorageError::Gone {
+                    stream: name.clone(),
+                },
+                410,
+                false,
+            ),
+            (
+                StorageError::Closed {
+                    stream: name.clone(),
+                    next_offset: off.clone(),
+                },
+                409,
+                false,
+            ),
+            (
+                StorageError::UnknownOffset {
+                    stream: name,
+                    offset: off,
+                },
+                400,
+                false,
+            ),
+            (
+                StorageError::StaleProducerEpoch {
+                    current: 2,
+                    received: 1,
+                },
+                403,
+                false,
+            ),
+            (
+                StorageError::ProducerSeqGap {
+                    expected: 3,
+                    received: 5,
+                },
+                409,
+                false,
+            ),
+            (
+                StorageError::TooLarge {
+                    what: "record",
+                    size: 9,
+                    limit: 8,
+                },
+                413,
+                false,
+            ),
+            (
+                StorageError::Unavailable {
+                    message: "down".into(),
+                    source: None,
+                },
+                503,
+                true,
+            ),
+        ];
+        for (err, status, retryable) in cases {
+            assert_eq!(err.http_status(), status, "{err}");
+            assert_eq!(err.is_retryable(), retryable, "{err}");
+        }
+    }
+}
