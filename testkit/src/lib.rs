@@ -12,3 +12,9 @@
 
 pub mod fixtures;
 pub mod suites;
+
+#[doc(hidden)]
+pub mod __reexport {
+    pub use courier_traits::bus::{BusCapabilities, MessageBus};
+    pub use courier_traits::storage::{StorageCapabilities, StreamStorage};
+}

@@ -320,6 +320,27 @@ pub trait MessageBus: Send + Sync {
     async fn close(&self) -> Result<(), BusError>;
 }
 
+/// A shared bus is a bus: `Arc<dyn MessageBus>` and `Arc<B>` work wherever one is expected.
+#[async_trait]
+impl<B: MessageBus + ?Sized> MessageBus for Arc<B> {
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+        (**self).publish(topic, payload).await
+    }
+    async fn subscribe(
+        &self,
+        topic: &Topic,
+        from: SubscribeFrom,
+    ) -> Result<Subscription, BusError> {
+        (**self).subscribe(topic, from).await
+    }
+    fn capabilities(&self) -> BusCapabilities {
+        (**self).capabilities()
+    }
+    async fn close(&self) -> Result<(), BusError> {
+        (**self).close().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

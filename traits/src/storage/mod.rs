@@ -11,7 +11,9 @@
 //!   [`StorageError::ConfigConflict`].
 //! * **Append** is atomic: the records, the producer state and the close flag commit together
 //!   or not at all. Checks run in this order: closed (a producer's retry of the closing append
-//!   is a duplicate, not an error), content type, producer, writer sequence.
+//!   is a duplicate, not an error, and an unstamped close-only append on a closed stream
+//!   succeeds again: closing is idempotent), content type (not checked on close-only
+//!   appends), producer, writer sequence.
 //! * **Producers** (id, epoch, seq) are deduplicated by the storage itself, so the rules hold
 //!   across server nodes: for an unknown producer seq must be 0; an older epoch is
 //!   [`StorageError::StaleProducerEpoch`]; a newer epoch must start at seq 0; within an epoch
@@ -115,4 +117,49 @@ pub trait StreamStorage: Send + Sync {
 
     /// What this storage promises.
     fn capabilities(&self) -> StorageCapabilities;
+}
+
+/// A shared storage is a storage: `Arc<dyn StreamStorage>` and `Arc<S>` work wherever one is expected.
+#[async_trait]
+impl<S: StreamStorage + ?Sized> StreamStorage for std::sync::Arc<S> {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        (**self).create(name, config, initial).await
+    }
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        (**self).append(name, request).await
+    }
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        (**self).read(name, from, limits).await
+    }
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        (**self).wait(name, after, timeout).await
+    }
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        (**self).head(name).await
+    }
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        (**self).delete(name).await
+    }
+    fn capabilities(&self) -> StorageCapabilities {
+        (**self).capabilities()
+    }
 }

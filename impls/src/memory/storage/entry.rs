@@ -142,6 +142,18 @@ impl StreamEntry {
                 }),
             });
         }
+        // Closing is idempotent: an unstamped close-only append on a closed stream succeeds.
+        let repeated_close =
+            request.close && request.records.is_empty() && request.producer.is_none();
+        if self.closed && repeated_close {
+            return Ok(AppendOutcome {
+                next_offset: self.tail(),
+                first_offset: None,
+                closed: true,
+                duplicate: false,
+                producer: None,
+            });
+        }
         if self.closed {
             return Err(StorageError::Closed {
                 stream: name.clone(),

@@ -1,0 +1,33 @@
+//! The universal suites against the in-memory backends.
+
+use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
+use courier_testkit::suites::{FnFactory, FnStorageFactory};
+
+mod memory_bus {
+    use super::*;
+
+    courier_testkit::bus_suite!(
+        factory = FnFactory::new(|| async { MemoryBus::new() }),
+        persistent = false,
+        resume = false,
+        ordered = true,
+        exactly_once = true,
+        lag_reporting = true,
+        shared = false,
+        survives_restart = false,
+    );
+}
+
+mod memory_storage {
+    use super::*;
+
+    courier_testkit::storage_suite!(
+        factory = FnStorageFactory::new(|| async { MemoryStreamStorage::new() }),
+        durable = false,
+        shared = false,
+        ttl = true,
+        producers = true,
+        forks = true,
+        survives_restart = false,
+    );
+}
