@@ -24,9 +24,14 @@
 //!
 //! With `mocks`, each trait has a generated mock:
 //!
-//! ```ignore
-//! let mut bus = courier_traits::bus::MockMessageBus::new();
+//! ```
+//! # #[cfg(feature = "mocks")] {
+//! use courier_traits::bus::{BusCapabilities, MessageBus, MockMessageBus};
+//!
+//! let mut bus = MockMessageBus::new();
 //! bus.expect_capabilities().returning(|| BusCapabilities::NONE);
+//! assert_eq!(bus.capabilities(), BusCapabilities::NONE);
+//! # }
 //! ```
 //!
 //! For behaviour rather than expectations, use the in-memory backends of `courier-impls`

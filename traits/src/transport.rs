@@ -253,6 +253,23 @@ impl fmt::Debug for DuplexConnection {
 }
 
 /// Opens duplex framed connections: WebSocket, gRPC bidirectional streaming.
+///
+/// The connection comes split, so one task can read while another writes; dropping both
+/// halves closes it. Backpressure: [`FrameSender::send`] waits while the send buffer is full.
+///
+/// # Example
+///
+/// ```
+/// use courier_traits::transport::{DuplexTransport, Frame, TransportError};
+///
+/// async fn hello(t: &dyn DuplexTransport) -> Result<Option<Frame>, TransportError> {
+///     let mut conn = t.connect("/ws", vec![("Authorization".into(), "Bearer t".into())]).await?;
+///     conn.sender.send(Frame::Text(r#"{"type":"ping"}"#.into())).await?;
+///     let reply = conn.receiver.recv().await?;
+///     conn.sender.close(1000, "done").await?;
+///     Ok(reply)
+/// }
+/// ```
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait DuplexTransport: Send + Sync {

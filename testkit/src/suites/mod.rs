@@ -8,10 +8,11 @@
 //! checks the literals against what the backend itself reports, so a backend can neither skip
 //! a case it promises nor claim one it does not run.
 //!
-//! ```ignore
+//! ```
 //! mod memory_bus {
+//!     use courier_impls::memory::MemoryBus;
 //!     courier_testkit::bus_suite!(
-//!         factory = courier_testkit::suites::FnBusFactory::new(|| async { MemoryBus::new() }),
+//!         factory = courier_testkit::suites::FnFactory::new(|| async { MemoryBus::new() }),
 //!         persistent = false, resume = false, ordered = true, exactly_once = true,
 //!         lag_reporting = true, shared = false, survives_restart = false,
 //!     );

@@ -48,6 +48,25 @@ async fn append(s: &dyn StreamStorage, name: &StreamName, request: AppendRequest
         .unwrap_or_else(|e| panic!("append to {name}: {e}"))
 }
 
+/// Creates an empty text stream and returns its tail offset.
+async fn create_tail(s: &dyn StreamStorage, name: &StreamName) -> Offset {
+    match s.create(name, text_config(), vec![]).await {
+        Ok(outcome) => outcome.info().next_offset.clone(),
+        Err(e) => panic!("create {name}: {e}"),
+    }
+}
+
+/// Starts a `wait` on its own task, so the test can append meanwhile.
+fn spawn_wait<S: StreamStorage + 'static>(
+    s: &Arc<S>,
+    name: &StreamName,
+    after: &Offset,
+    timeout: Duration,
+) -> tokio::task::JoinHandle<Result<WaitOutcome, StorageError>> {
+    let (s, name, after) = (s.clone(), name.clone(), after.clone());
+    tokio::spawn(async move { s.wait(&name, &after, timeout).await })
+}
+
 /// Every record from `from` on, following `next_offset` until up to date.
 async fn read_all(
     s: &dyn StreamStorage,
@@ -189,13 +208,7 @@ pub async fn missing_stream_errors<F: StorageFactory>(factory: &F) {
     assert!(not_found(s.head(&n).await.expect_err("head")));
     assert!(not_found(s.delete(&n).await.expect_err("delete")));
     let other = name("exists");
-    let tail = s
-        .create(&other, text_config(), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
+    let tail = create_tail(&s, &other).await;
     assert!(not_found(
         s.wait(&n, &tail, Duration::from_millis(10))
             .await
@@ -391,19 +404,10 @@ pub async fn read_limits_page_through<F: StorageFactory>(factory: &F) {
 pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
     let s = Arc::new(factory.connect().await);
     let n = name("wake");
-    let start = s
-        .create(&n, text_config(), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
+    let start = create_tail(&s, &n).await;
     let long = Duration::from_secs(15);
 
-    let waiter = {
-        let (s, n, start) = (s.clone(), n.clone(), start.clone());
-        tokio::spawn(async move { s.wait(&n, &start, long).await })
-    };
+    let waiter = spawn_wait(&s, &n, &start, long);
     tokio::time::sleep(Duration::from_millis(100)).await;
     let after = append(&s, &n, AppendRequest::record("wake up")).await;
     assert_eq!(
@@ -419,10 +423,7 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
         "data already past the offset"
     );
 
-    let waiter = {
-        let (s, n, tail) = (s.clone(), n.clone(), after.next_offset.clone());
-        tokio::spawn(async move { s.wait(&n, &tail, long).await })
-    };
+    let waiter = spawn_wait(&s, &n, &after.next_offset, long);
     tokio::time::sleep(Duration::from_millis(100)).await;
     append(&s, &n, AppendRequest::close_only()).await;
     assert_eq!(
@@ -439,17 +440,8 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
     );
 
     let d = name("wake-delete");
-    let tail = s
-        .create(&d, text_config(), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
-    let waiter = {
-        let (s, d) = (s.clone(), d.clone());
-        tokio::spawn(async move { s.wait(&d, &tail, long).await })
-    };
+    let tail = create_tail(&s, &d).await;
+    let waiter = spawn_wait(&s, &d, &tail, long);
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.delete(&d).await.expect("delete");
     let result = within("wait woken by delete", waiter).await.expect("task");
@@ -463,13 +455,7 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
 pub async fn wait_times_out<F: StorageFactory>(factory: &F) {
     let s = factory.connect().await;
     let n = name("timeout");
-    let tail = s
-        .create(&n, text_config(), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
+    let tail = create_tail(&s, &n).await;
     let started = tokio::time::Instant::now();
     assert_eq!(
         s.wait(&n, &tail, Duration::from_millis(300))
@@ -975,13 +961,7 @@ pub async fn fork_reads<F: StorageFactory>(factory: &F) {
 pub async fn fork_sub_offsets<F: StorageFactory>(factory: &F) {
     let s = factory.connect().await;
     let src = name("sub-src");
-    let start = s
-        .create(&src, text_config(), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
+    let start = create_tail(&s, &src).await;
     append(
         &s,
         &src,
@@ -1149,17 +1129,8 @@ pub async fn survives_server_restart<F: StorageFactory>(factory: &F) {
 pub async fn wait_across_nodes<F: StorageFactory>(factory: &F) {
     let (a, b) = (Arc::new(factory.connect().await), factory.connect().await);
     let n = name("nodes");
-    let tail = a
-        .create(&n, text_config(), vec![])
-        .await
-        .expect("create on a")
-        .info()
-        .next_offset
-        .clone();
-    let waiter = {
-        let (a, n) = (a.clone(), n.clone());
-        tokio::spawn(async move { a.wait(&n, &tail, Duration::from_secs(15)).await })
-    };
+    let tail = create_tail(&a, &n).await;
+    let waiter = spawn_wait(&a, &n, &tail, Duration::from_secs(15));
     tokio::time::sleep(Duration::from_millis(200)).await;
     append(&b, &n, AppendRequest::record("from b")).await;
     assert_eq!(
