@@ -4,7 +4,9 @@
 //! Keeping them in one place means the backends cannot drift apart on the protocol's rules;
 //! the universal storage suite checks the result end to end.
 
-use courier_traits::storage::{Offset, ProducerAck, ProducerStamp, StorageError, StreamName};
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, Offset, ProducerAck, ProducerStamp, StorageError, StreamName,
+};
 
 /// A producer's stored state in one stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +76,118 @@ pub fn check_writer_seq(last: Option<&str>, received: &str) -> Result<(), Storag
             })
         }
         _ => Ok(()),
+    }
+}
+
+/// What an append is checked against: the stream's state as stored (read in the same
+/// transaction or under the same lock as the write that follows).
+#[derive(Clone, Copy, Debug)]
+pub struct AppendContext<'a> {
+    /// The stream.
+    pub stream: &'a StreamName,
+    /// Its tail as a record index.
+    pub tail: u64,
+    /// Whether it is closed.
+    pub closed: bool,
+    /// The stamp of the append that closed it, if a producer did.
+    pub closed_by: Option<&'a ProducerStamp>,
+    /// Its content type.
+    pub content_type: &'a str,
+    /// The stored state of the request's producer, if the request is stamped.
+    pub producer: Option<ProducerState>,
+    /// The last accepted writer sequence.
+    pub writer_seq: Option<&'a str>,
+}
+
+/// The decision on an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppendPlan {
+    /// Write nothing; answer with this (a duplicate, or a repeated close).
+    Reply(AppendOutcome),
+    /// Write the records at the tail and commit, together: this producer state, the request's
+    /// writer sequence and close flag. Then answer with [`committed_outcome`].
+    Commit {
+        /// The producer state to store, for stamped appends.
+        producer: Option<ProducerState>,
+    },
+}
+
+/// Applies the append rules of `courier_traits::storage` in their documented order:
+/// closed, content type, producer, writer sequence.
+pub fn plan_append(
+    ctx: &AppendContext<'_>,
+    request: &AppendRequest,
+) -> Result<AppendPlan, StorageError> {
+    let tail = index_offset::encode(ctx.tail);
+    let reply = |duplicate, producer| {
+        AppendPlan::Reply(AppendOutcome {
+            next_offset: tail.clone(),
+            first_offset: None,
+            closed: ctx.closed,
+            duplicate,
+            producer,
+        })
+    };
+    if ctx.closed {
+        // A producer's retry of the append that closed the stream is acknowledged again.
+        if let (Some(stamp), Some(closer)) = (&request.producer, ctx.closed_by)
+            && stamp == closer
+        {
+            return Ok(reply(
+                true,
+                Some(ProducerAck {
+                    epoch: closer.epoch,
+                    seq: closer.seq,
+                }),
+            ));
+        }
+        // Closing is idempotent: an unstamped close-only append succeeds again.
+        if request.close && request.records.is_empty() && request.producer.is_none() {
+            return Ok(reply(false, None));
+        }
+        return Err(StorageError::Closed {
+            stream: ctx.stream.clone(),
+            next_offset: tail,
+        });
+    }
+    if !request.records.is_empty()
+        && let Some(received) = &request.content_type
+        && received != ctx.content_type
+    {
+        return Err(StorageError::ContentTypeMismatch {
+            expected: ctx.content_type.to_owned(),
+            received: received.clone(),
+        });
+    }
+    let mut producer = None;
+    if let Some(stamp) = &request.producer {
+        match producer_verdict(ctx.producer, stamp)? {
+            ProducerVerdict::Duplicate(ack) => return Ok(reply(true, Some(ack))),
+            ProducerVerdict::Accept(state) => producer = Some(state),
+        }
+    }
+    if let Some(seq) = &request.writer_seq {
+        check_writer_seq(ctx.writer_seq, seq)?;
+    }
+    Ok(AppendPlan::Commit { producer })
+}
+
+/// The outcome of a committed append that started at record index `tail`.
+pub fn committed_outcome(
+    tail: u64,
+    request: &AppendRequest,
+    producer: Option<ProducerState>,
+) -> AppendOutcome {
+    let written = request.records.len() as u64;
+    AppendOutcome {
+        next_offset: index_offset::encode(tail + written),
+        first_offset: (written > 0).then(|| index_offset::encode(tail)),
+        closed: request.close,
+        duplicate: false,
+        producer: producer.map(|p| ProducerAck {
+            epoch: p.epoch,
+            seq: p.last_seq,
+        }),
     }
 }
 

@@ -5,13 +5,13 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, Expiry, ForkFrom, Offset, ProducerAck, ProducerStamp, ReadBatch,
-    ReadLimits, Record, StorageError, StreamConfig, StreamInfo, StreamName,
+    AppendOutcome, AppendRequest, Expiry, ForkFrom, Offset, ProducerStamp, ReadBatch, ReadLimits,
+    Record, StorageError, StreamConfig, StreamInfo, StreamName,
 };
 use tokio::sync::watch;
 
 use crate::rules::{
-    ProducerState, ProducerVerdict, check_writer_seq, index_offset, producer_verdict,
+    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
 };
 
 /// What waiters watch: enough to decide whether to wake.
@@ -122,84 +122,35 @@ impl StreamEntry {
     }
 
     /// Applies an append under the rules of `courier_traits::storage`, in the documented order.
+    /// Applies an append under the shared rules (see [`crate::rules::plan_append`]).
     pub(super) fn append(
         &mut self,
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        let closed_by_retry = self.closed
-            && request.producer.is_some()
-            && request.producer.as_ref() == self.closed_by.as_ref();
-        if closed_by_retry {
-            return Ok(AppendOutcome {
-                next_offset: self.tail(),
-                first_offset: None,
-                closed: true,
-                duplicate: true,
-                producer: self.closed_by.as_ref().map(|p| ProducerAck {
-                    epoch: p.epoch,
-                    seq: p.seq,
-                }),
-            });
-        }
-        // Closing is idempotent: an unstamped close-only append on a closed stream succeeds.
-        let repeated_close =
-            request.close && request.records.is_empty() && request.producer.is_none();
-        if self.closed && repeated_close {
-            return Ok(AppendOutcome {
-                next_offset: self.tail(),
-                first_offset: None,
-                closed: true,
-                duplicate: false,
-                producer: None,
-            });
-        }
-        if self.closed {
-            return Err(StorageError::Closed {
-                stream: name.clone(),
-                next_offset: self.tail(),
-            });
-        }
-        if !request.records.is_empty()
-            && let Some(received) = &request.content_type
-            && *received != self.content_type
-        {
-            return Err(StorageError::ContentTypeMismatch {
-                expected: self.content_type.clone(),
-                received: received.clone(),
-            });
-        }
-        let mut new_producer_state = None;
-        if let Some(stamp) = &request.producer {
-            match producer_verdict(self.producers.get(&stamp.id).copied(), stamp)? {
-                ProducerVerdict::Duplicate(ack) => {
-                    return Ok(AppendOutcome {
-                        next_offset: self.tail(),
-                        first_offset: None,
-                        closed: self.closed,
-                        duplicate: true,
-                        producer: Some(ack),
-                    });
-                }
-                ProducerVerdict::Accept(state) => {
-                    new_producer_state = Some((stamp.id.clone(), state))
-                }
-            }
-        }
-        if let Some(seq) = &request.writer_seq {
-            check_writer_seq(self.writer_seq.as_deref(), seq)?;
-        }
-
+        let tail = self.records.len() as u64;
+        let ctx = AppendContext {
+            stream: name,
+            tail,
+            closed: self.closed,
+            closed_by: self.closed_by.as_ref(),
+            content_type: &self.content_type,
+            producer: request
+                .producer
+                .as_ref()
+                .and_then(|p| self.producers.get(&p.id).copied()),
+            writer_seq: self.writer_seq.as_deref(),
+        };
+        let producer = match plan_append(&ctx, &request)? {
+            AppendPlan::Reply(outcome) => return Ok(outcome),
+            AppendPlan::Commit { producer } => producer,
+        };
         // Every check passed: commit data, producer state, writer seq and close flag together.
-        let first_offset = (!request.records.is_empty()).then(|| self.tail());
+        let outcome = committed_outcome(tail, &request, producer);
         self.records.extend(request.records);
-        let producer = new_producer_state.map(|(id, state)| {
-            self.producers.insert(id, state);
-            ProducerAck {
-                epoch: state.epoch,
-                seq: state.last_seq,
-            }
-        });
+        if let (Some(stamp), Some(state)) = (&request.producer, producer) {
+            self.producers.insert(stamp.id.clone(), state);
+        }
         if let Some(seq) = request.writer_seq {
             self.writer_seq = Some(seq);
         }
@@ -209,13 +160,7 @@ impl StreamEntry {
         }
         self.last_access = Instant::now();
         self.publish_signal();
-        Ok(AppendOutcome {
-            next_offset: self.tail(),
-            first_offset,
-            closed: self.closed,
-            duplicate: false,
-            producer,
-        })
+        Ok(outcome)
     }
 
     pub(super) fn read(
