@@ -5,7 +5,8 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`] |
+//! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
+//! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
 //! Redis, Postgres, etcd and SQLite backends and the HTTP/WebSocket/gRPC transports arrive with
@@ -30,3 +31,7 @@
 pub mod memory;
 pub mod retry;
 pub mod rules;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+#[cfg(feature = "sqlite")]
+mod wakers;

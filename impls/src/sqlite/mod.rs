@@ -1,0 +1,655 @@
+//! [`SqliteStreamStorage`]: the embedded durable [`StreamStorage`] (feature `sqlite`).
+//!
+//! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
+//! survives a crash or power loss. Appends run in `BEGIN IMMEDIATE` transactions: records,
+//! producer state and the close flag commit together. `wait` is woken in process after each
+//! commit; separate processes sharing one file are not woken (the storage is not `shared`).
+
+mod row;
+mod schema;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use courier_traits::InvalidInput;
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
+    ReadLimits, Record, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, SubOffset, WaitOutcome,
+};
+use futures::TryStreamExt;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::rules::{
+    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
+};
+use crate::wakers::Wakers;
+use row::{
+    StreamRow, encode_expiry, expired_names, load, load_live, now_ms, remove, requested_key,
+};
+
+/// Settings of a [`SqliteStreamStorage`].
+#[derive(Clone, Copy, Debug)]
+pub struct SqliteConfig {
+    /// Largest single record accepted.
+    pub max_record_bytes: usize,
+    /// Connections in the pool (readers run in parallel under WAL; writers take turns).
+    pub max_connections: u32,
+    /// `true` (default): fsync on every commit (`synchronous = FULL`). `false`: `NORMAL`,
+    /// faster, and a power loss may drop the last commits (never corrupts the file).
+    pub fsync_every_commit: bool,
+    /// How long a writer waits for the file lock before failing with a retryable error.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            max_record_bytes: 64 << 20,
+            max_connections: 4,
+            fsync_every_commit: true,
+            busy_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Streams in one SQLite file. Clones share the pool.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), courier_traits::StorageError> {
+/// use courier_impls::sqlite::SqliteStreamStorage;
+/// use courier_traits::storage::*;
+///
+/// let store = SqliteStreamStorage::open("./data/streams.db").await?;
+/// let name = StreamName::new("audit")?;
+/// store.create(&name, StreamConfig::with_content_type("text/plain"), vec![]).await?;
+/// store.append(&name, AppendRequest::record("survives restarts")).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteStreamStorage {
+    pool: SqlitePool,
+    wakers: Arc<Wakers>,
+    config: SqliteConfig,
+    last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
+}
+
+/// Maps a database error: contention and I/O are retryable, the rest is not.
+pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
+    let retryable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|c| c.parse::<i64>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    };
+    let message = format!("sqlite: {error}");
+    if retryable {
+        StorageError::Unavailable {
+            message,
+            source: Some(Box::new(error)),
+        }
+    } else {
+        StorageError::Backend {
+            message,
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+impl SqliteStreamStorage {
+    /// Opens (creating if missing) the database at `path` with default settings, and brings
+    /// its schema up to date.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStreamStorage, StorageError> {
+        SqliteStreamStorage::open_with(path, SqliteConfig::default()).await
+    }
+
+    /// Opens the database at `path` with these settings.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        config: SqliteConfig,
+    ) -> Result<SqliteStreamStorage, StorageError> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::unavailable(format!("cannot create directory {}", dir.display()), e)
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(db_error)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if config.fsync_every_commit {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Normal
+            })
+            .busy_timeout(config.busy_timeout)
+            .foreign_keys(false);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        schema::migrate(&pool).await.map_err(db_error)?;
+        Ok(SqliteStreamStorage {
+            pool,
+            wakers: Arc::default(),
+            config,
+            last_sweep_ms: Arc::default(),
+        })
+    }
+
+    /// Closes the pool; later calls fail with a retryable error.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
+        let limit = self.config.max_record_bytes;
+        match records.iter().find(|r| r.len() > limit) {
+            Some(r) => Err(StorageError::TooLarge {
+                what: "record",
+                size: r.len(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`: writers queue on the file lock
+    /// up front instead of failing when a read lock would have to be upgraded).
+    async fn write<T>(
+        &self,
+        work: impl for<'c> AsyncFnOnce(&'c mut SqliteConnection) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)?;
+        let value = work(&mut tx).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(value)
+    }
+
+    /// The live row of `name`, read without a write lock. An expired stream is reaped first.
+    async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        match load(&mut conn, name).await? {
+            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                drop(conn);
+                self.reap(name).await?;
+                Err(StorageError::NotFound {
+                    stream: name.clone(),
+                })
+            }
+            Some(row) if row.soft_deleted => Err(StorageError::Gone {
+                stream: name.clone(),
+            }),
+            Some(row) => Ok(row),
+            None => Err(StorageError::NotFound {
+                stream: name.clone(),
+            }),
+        }
+    }
+
+    /// Removes `name` if it has expired (soft-deleting it if forks still read through it).
+    async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
+        let touched = self
+            .write(async |conn| match load(conn, name).await? {
+                Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                    remove(conn, name).await
+                }
+                _ => Ok(Vec::new()),
+            })
+            .await?;
+        for stream in &touched {
+            self.wakers.wake(stream);
+        }
+        Ok(())
+    }
+
+    /// Reaps up to 100 expired streams nobody touched again, at most once per second.
+    async fn sweep(&self) -> Result<(), StorageError> {
+        let now = now_ms();
+        let last = self
+            .last_sweep_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 1000 {
+            return Ok(());
+        }
+        self.last_sweep_ms
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        let names = {
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            expired_names(&mut conn, 100).await?
+        };
+        for name in names {
+            self.reap(&name).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn insert_records(
+    conn: &mut SqliteConnection,
+    name: &StreamName,
+    first: u64,
+    records: &[Bytes],
+) -> Result<(), StorageError> {
+    for (i, data) in records.iter().enumerate() {
+        sqlx::query("INSERT INTO courier_records (stream, idx, data) VALUES (?, ?, ?)")
+            .bind(name.as_str())
+            .bind((first + i as u64) as i64)
+            .bind(&data[..])
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Copies the part of `source` a fork inherits into `fork`; returns how many records that is.
+async fn copy_fork_prefix(
+    conn: &mut SqliteConnection,
+    source: &StreamName,
+    source_row: &StreamRow,
+    fork: &StreamName,
+    spec: &courier_traits::storage::ForkFrom,
+) -> Result<u64, StorageError> {
+    let anchor = match &spec.offset {
+        Some(offset) => {
+            let index = index_offset::decode(source, offset)?;
+            if index > source_row.next_index {
+                return Err(StorageError::UnknownOffset {
+                    stream: source.clone(),
+                    offset: offset.clone(),
+                });
+            }
+            index
+        }
+        None => source_row.next_index,
+    };
+    let whole = match spec.sub_offset {
+        SubOffset::Records(n) if anchor.saturating_add(n) > source_row.next_index => {
+            let available = source_row.next_index - anchor;
+            return Err(InvalidInput::new(
+                "fork sub-offset",
+                &n.to_string(),
+                format!("only {available} records follow the fork offset"),
+            )
+            .into());
+        }
+        SubOffset::Records(n) => anchor + n,
+        SubOffset::None | SubOffset::Bytes(_) => anchor,
+    };
+    sqlx::query("INSERT INTO courier_records (stream, idx, data) SELECT ?, idx, data FROM courier_records WHERE stream = ? AND idx < ?")
+        .bind(fork.as_str())
+        .bind(source.as_str())
+        .bind(whole as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let SubOffset::Bytes(mut left) = spec.sub_offset else {
+        return Ok(whole);
+    };
+    let wanted = left;
+    let mut tail = Vec::new();
+    {
+        let mut rows = sqlx::query(
+            "SELECT data FROM courier_records WHERE stream = ? AND idx >= ? ORDER BY idx",
+        )
+        .bind(source.as_str())
+        .bind(anchor as i64)
+        .fetch(&mut *conn);
+        while left > 0 {
+            let Some(row) = rows.try_next().await.map_err(db_error)? else {
+                break;
+            };
+            let data: Vec<u8> = row.try_get("data").map_err(db_error)?;
+            let take = (left as usize).min(data.len());
+            tail.push(Bytes::copy_from_slice(&data[..take]));
+            left -= take as u64;
+        }
+    }
+    if left > 0 {
+        let available = wanted - left;
+        return Err(InvalidInput::new(
+            "fork sub-offset",
+            &wanted.to_string(),
+            format!("only {available} bytes follow the fork offset"),
+        )
+        .into());
+    }
+    insert_records(conn, fork, anchor, &tail).await?;
+    Ok(anchor + tail.len() as u64)
+}
+
+#[async_trait]
+impl StreamStorage for SqliteStreamStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.check_sizes(&initial)?;
+        self.sweep().await?;
+        self.reap(name).await?;
+        self.write(async |conn| {
+            match load_live(conn, name).await {
+                Ok(existing) => {
+                    return match existing.difference(&config) {
+                        Some(reason) => Err(StorageError::ConfigConflict { stream: name.clone(), reason: reason.into() }),
+                        None => Ok(CreateOutcome::AlreadyExists(existing.info(name))),
+                    };
+                }
+                Err(StorageError::Gone { .. }) => {
+                    return Err(StorageError::ConfigConflict {
+                        stream: name.clone(),
+                        reason: "a deleted stream is kept under this name for its forks".into(),
+                    });
+                }
+                Err(StorageError::NotFound { .. }) => {}
+                Err(other) => return Err(other),
+            }
+            let (content_type, expiry, parent, inherited) = match &config.fork {
+                None => (config.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()), config.expiry, None, 0),
+                Some(fork) => {
+                    if fork.source == *name {
+                        return Err(InvalidInput::new("fork source", fork.source.as_str(), "a stream cannot fork itself").into());
+                    }
+                    let source = match load_live(conn, &fork.source).await {
+                        Ok(row) => row,
+                        Err(StorageError::NotFound { .. }) => {
+                            return Err(StorageError::ForkSourceNotFound { source_stream: fork.source.clone() });
+                        }
+                        Err(StorageError::Gone { .. }) => {
+                            return Err(StorageError::ForkSourceGone { source_stream: fork.source.clone() });
+                        }
+                        Err(other) => return Err(other),
+                    };
+                    if config.content_type.as_ref().is_some_and(|ct| *ct != source.content_type) {
+                        return Err(StorageError::ConfigConflict {
+                            stream: name.clone(),
+                            reason: format!("content type differs from the fork source's {:?}", source.content_type),
+                        });
+                    }
+                    let inherited = copy_fork_prefix(conn, &fork.source, &source, name, fork).await?;
+                    sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?")
+                        .bind(fork.source.as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)?;
+                    let expiry = if config.expiry == Expiry::Never { source.expiry() } else { config.expiry };
+                    (source.content_type.clone(), expiry, Some(fork.source.to_string()), inherited)
+                }
+            };
+            insert_records(conn, name, inherited, &initial).await?;
+            let (expiry_kind, expiry_ms) = encode_expiry(expiry);
+            let next_index = inherited + initial.len() as u64;
+            sqlx::query(
+                "INSERT INTO courier_streams (name, content_type, expiry_kind, expiry_ms, requested, closed,
+                     next_index, last_access_ms, parent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(name.as_str())
+            .bind(&content_type)
+            .bind(expiry_kind)
+            .bind(expiry_ms)
+            .bind(requested_key(&config))
+            .bind(config.closed as i64)
+            .bind(next_index as i64)
+            .bind(now_ms())
+            .bind(parent)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            Ok(CreateOutcome::Created(StreamInfo {
+                name: name.clone(),
+                content_type,
+                expiry,
+                next_offset: index_offset::encode(next_index),
+                closed: config.closed,
+            }))
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        if request.records.is_empty() && !request.close {
+            return Err(InvalidInput::new(
+                "records",
+                "",
+                "an append needs at least one record unless it closes the stream",
+            )
+            .into());
+        }
+        self.check_sizes(&request.records)?;
+        let outcome = self
+            .write(async |conn| {
+                let row = load_live(conn, name).await?;
+                let producer = match &request.producer {
+                    None => None,
+                    Some(stamp) => sqlx::query("SELECT epoch, last_seq FROM courier_producers WHERE stream = ? AND producer = ?")
+                        .bind(name.as_str())
+                        .bind(&stamp.id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(db_error)?
+                        .map(|r| -> Result<ProducerState, StorageError> {
+                            Ok(ProducerState {
+                                epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
+                                last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+                            })
+                        })
+                        .transpose()?,
+                };
+                let ctx = AppendContext {
+                    stream: name,
+                    tail: row.next_index,
+                    closed: row.closed,
+                    closed_by: row.closed_by.as_ref(),
+                    content_type: &row.content_type,
+                    producer,
+                    writer_seq: row.writer_seq.as_deref(),
+                };
+                let producer = match plan_append(&ctx, &request)? {
+                    AppendPlan::Reply(outcome) => return Ok(outcome),
+                    AppendPlan::Commit { producer } => producer,
+                };
+                insert_records(conn, name, row.next_index, &request.records).await?;
+                if let (Some(stamp), Some(state)) = (&request.producer, producer) {
+                    sqlx::query(
+                        "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES (?, ?, ?, ?)
+                         ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
+                    )
+                    .bind(name.as_str())
+                    .bind(&stamp.id)
+                    .bind(state.epoch as i64)
+                    .bind(state.last_seq as i64)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+                }
+                let closer = request.producer.as_ref().filter(|_| request.close);
+                sqlx::query(
+                    "UPDATE courier_streams SET next_index = ?, last_access_ms = ?,
+                         writer_seq = COALESCE(?, writer_seq),
+                         closed = closed OR ?,
+                         closed_by_id = COALESCE(?, closed_by_id),
+                         closed_by_epoch = COALESCE(?, closed_by_epoch),
+                         closed_by_seq = COALESCE(?, closed_by_seq)
+                     WHERE name = ?",
+                )
+                .bind((row.next_index + request.records.len() as u64) as i64)
+                .bind(now_ms())
+                .bind(request.writer_seq.as_deref())
+                .bind(request.close)
+                .bind(closer.map(|p| p.id.as_str()))
+                .bind(closer.map(|p| p.epoch as i64))
+                .bind(closer.map(|p| p.seq as i64))
+                .bind(name.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+                Ok(committed_outcome(row.next_index, &request, producer))
+            })
+            .await;
+        if let Err(StorageError::NotFound { .. }) = &outcome {
+            self.reap(name).await?;
+        }
+        let outcome = outcome?;
+        if !outcome.duplicate {
+            self.wakers.wake(name);
+        }
+        Ok(outcome)
+    }
+
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        let row = self.read_live(name).await?;
+        let start = match &from {
+            Some(offset) => {
+                let index = index_offset::decode(name, offset)?;
+                if index > row.next_index {
+                    return Err(StorageError::UnknownOffset {
+                        stream: name.clone(),
+                        offset: offset.clone(),
+                    });
+                }
+                index
+            }
+            None => 0,
+        };
+        let now = now_ms();
+        if row.needs_touch(now) {
+            sqlx::query("UPDATE courier_streams SET last_access_ms = ? WHERE name = ?")
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        }
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut index = start;
+        {
+            // Bounded by the tail read above, so a concurrent append cannot tear the batch.
+            let mut rows = sqlx::query("SELECT data FROM courier_records WHERE stream = ? AND idx >= ? AND idx < ? ORDER BY idx")
+                .bind(name.as_str())
+                .bind(start as i64)
+                .bind(row.next_index as i64)
+                .fetch(&self.pool);
+            while records.len() < limits.max_records {
+                let Some(r) = rows.try_next().await.map_err(db_error)? else {
+                    break;
+                };
+                let data: Vec<u8> = r.try_get("data").map_err(db_error)?;
+                if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+                    break;
+                }
+                bytes += data.len();
+                records.push(Record {
+                    offset: index_offset::encode(index),
+                    data: Bytes::from(data),
+                });
+                index += 1;
+            }
+        }
+        let up_to_date = index == row.next_index;
+        Ok(ReadBatch {
+            records,
+            next_offset: index_offset::encode(index),
+            up_to_date,
+            closed: up_to_date && row.closed,
+            content_type: row.content_type,
+        })
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before reading, so an append committing in between still wakes us.
+        let mut woken = self.wakers.subscribe(name);
+        loop {
+            let row = match self.read_live(name).await {
+                Err(StorageError::Gone { .. }) => {
+                    return Err(StorageError::NotFound {
+                        stream: name.clone(),
+                    });
+                }
+                other => other?,
+            };
+            let index = index_offset::decode(name, after)?;
+            if index > row.next_index {
+                return Err(StorageError::UnknownOffset {
+                    stream: name.clone(),
+                    offset: after.clone(),
+                });
+            }
+            if row.next_index > index {
+                return Ok(WaitOutcome::Ready);
+            }
+            if row.closed {
+                return Ok(WaitOutcome::Closed);
+            }
+            match tokio::time::timeout_at(deadline, woken.changed()).await {
+                Err(_elapsed) => return Ok(WaitOutcome::TimedOut),
+                Ok(_) => woken.mark_unchanged(),
+            }
+        }
+    }
+
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        Ok(self.read_live(name).await?.info(name))
+    }
+
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        let touched = self
+            .write(async |conn| {
+                load_live(conn, name).await?;
+                remove(conn, name).await
+            })
+            .await?;
+        for stream in &touched {
+            self.wakers.wake(stream);
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        StorageCapabilities {
+            durable: true,
+            ttl: true,
+            producers: true,
+            forks: true,
+            max_record_bytes: Some(self.config.max_record_bytes),
+            ..StorageCapabilities::NONE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The universal storage suite against `SqliteStreamStorage`, plus durability across reopen.
+
+use async_trait::async_trait;
+use courier::impls::sqlite::SqliteStreamStorage;
+use courier::storage::{
+    AppendRequest, ProducerStamp, ReadLimits, StreamConfig, StreamName, StreamStorage,
+};
+use courier_testkit::suites::StorageFactory;
+
+/// Every `connect` opens the same database file: instances share the data (not the wake-ups).
+struct SqliteFactory {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteFactory {
+    fn new() -> SqliteFactory {
+        SqliteFactory {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+}
+
+#[async_trait]
+impl StorageFactory for SqliteFactory {
+    type Storage = SqliteStreamStorage;
+    async fn connect(&self) -> SqliteStreamStorage {
+        SqliteStreamStorage::open(self.dir.path().join("streams.db"))
+            .await
+            .expect("open sqlite")
+    }
+}
+
+mod sqlite_storage {
+    use super::*;
+
+    courier_testkit::storage_suite!(
+        factory = SqliteFactory::new(),
+        durable = true,
+        shared = false,
+        ttl = true,
+        producers = true,
+        forks = true,
+        survives_restart = false,
+    );
+}
+
+/// Everything acknowledged before the storage is closed is there after reopening the file,
+/// including producer state (a retry after the restart is still a duplicate) and the close flag.
+#[tokio::test]
+async fn data_and_state_survive_reopen() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("nested/dir/streams.db");
+    let name = StreamName::new("durable").expect("valid");
+    {
+        let store = SqliteStreamStorage::open(&path).await.expect("open");
+        store
+            .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+            .await
+            .expect("create");
+        for seq in 0..10u64 {
+            let stamp = ProducerStamp::new("p", 0, seq).expect("stamp");
+            store
+                .append(
+                    &name,
+                    AppendRequest::record(format!("r{seq}")).with_producer(stamp),
+                )
+                .await
+                .expect("append");
+        }
+        store
+            .append(&name, AppendRequest::close_only())
+            .await
+            .expect("close");
+        store.close().await;
+    }
+    let store = SqliteStreamStorage::open(&path).await.expect("reopen");
+    let batch = store
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let got: Vec<_> = batch
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect();
+    assert_eq!(got, (0..10).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    assert!(batch.closed, "the close flag is durable");
+    let retry = store
+        .append(
+            &name,
+            AppendRequest::record("r9")
+                .with_producer(ProducerStamp::new("p", 0, 9).expect("stamp")),
+        )
+        .await;
+    assert!(
+        retry.is_err(),
+        "closed stream refuses the stale retry rather than duplicating it: {retry:?}"
+    );
+}
+
+/// A closed pool reports a retryable error, naming the cause.
+#[tokio::test]
+async fn closed_pool_is_a_retryable_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
+        .await
+        .expect("open");
+    store.close().await;
+    let err = store
+        .head(&StreamName::new("x").expect("valid"))
+        .await
+        .expect_err("closed");
+    assert!(courier::Classify::is_retryable(&err), "{err}");
+}
