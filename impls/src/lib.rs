@@ -6,6 +6,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
+//! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -27,6 +28,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "etcd")]
+pub mod etcd;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod retry;

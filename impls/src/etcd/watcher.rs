@@ -1,0 +1,259 @@
+//! One subscription: a task that watches a topic's key and forwards its puts.
+//!
+//! The task owns the watch and the sending half of a bounded channel; the subscription owns
+//! the receiving half. It stops when the subscription is dropped or the bus closes. A broken
+//! watch (server restart, network) is re-opened from the revision after the last one
+//! delivered, so nothing is skipped and nothing is delivered twice. A compacted revision ends
+//! the subscription with [`BusError::PositionUnavailable`]: never a silent gap.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use courier_traits::bus::{BusError, Message, Position, Subscription, Topic};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::errors::bus_error;
+use super::frame;
+
+/// Positions are revisions, zero-padded so they sort bytewise.
+pub(super) fn position(revision: i64) -> Position {
+    Position(format!("{revision:020}"))
+}
+
+pub(super) fn parse_position(position: &Position) -> Result<i64, BusError> {
+    position
+        .0
+        .parse::<i64>()
+        .ok()
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            BusError::InvalidInput(courier_traits::InvalidInput::new(
+                "position",
+                &position.0,
+                "not an etcd revision",
+            ))
+        })
+}
+
+/// Opens a watch on `key` from `start` (inclusive; `None` = from now) and waits until etcd
+/// has created it, so any put after this returns is seen. Returns the watch and the first
+/// revision it will deliver.
+async fn open(
+    client: &Client,
+    key: &[u8],
+    start: Option<i64>,
+) -> Result<(WatchStream, i64), BusError> {
+    let mut options = WatchOptions::new();
+    if let Some(revision) = start {
+        check_not_compacted(client, key, revision).await?;
+        options = options.with_start_revision(revision);
+    }
+    let mut stream = client
+        .clone()
+        .watch(key.to_vec(), Some(options))
+        .await
+        .map_err(|e| bus_error("watch", e))?;
+    let created = stream
+        .message()
+        .await
+        .map_err(|e| bus_error("watch", e))?
+        .ok_or_else(|| BusError::Unavailable {
+            message: "etcd closed the watch before creating it".into(),
+            source: None,
+        })?;
+    check_cancelled(&created, start)?;
+    let next = start.unwrap_or_else(|| created.header().map(|h| h.revision()).unwrap_or(0) + 1);
+    Ok((stream, next))
+}
+
+/// etcd confirms a watch on a compacted revision as created and cancels it only afterwards,
+/// so ask first: a read at `revision` fails with "compacted" if history before it is gone.
+async fn check_not_compacted(client: &Client, key: &[u8], revision: i64) -> Result<(), BusError> {
+    let options = GetOptions::new().with_revision(revision).with_count_only();
+    match client.clone().get(key.to_vec(), Some(options)).await {
+        Ok(_) => Ok(()),
+        Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("compacted") => {
+            Err(BusError::PositionUnavailable {
+                position: position(revision - 1),
+                reason: format!(
+                    "etcd history before this position was compacted ({})",
+                    status.message()
+                ),
+            })
+        }
+        // A revision in the future is fine: the watch waits for it.
+        Err(etcd_client::Error::GRpcStatus(status))
+            if status.message().contains("future revision") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(bus_error("get", e)),
+    }
+}
+
+fn check_cancelled(response: &WatchResponse, start: Option<i64>) -> Result<(), BusError> {
+    if !response.canceled() {
+        return Ok(());
+    }
+    if response.compact_revision() > 0 {
+        return Err(BusError::PositionUnavailable {
+            position: position(start.unwrap_or_default().saturating_sub(1)),
+            reason: format!(
+                "etcd compacted history up to revision {}",
+                response.compact_revision()
+            ),
+        });
+    }
+    Err(BusError::Backend {
+        message: format!("etcd cancelled the watch: {}", response.cancel_reason()),
+        source: None,
+    })
+}
+
+/// Starts a subscription on `topic` (key `key`) from `start`.
+pub(super) async fn subscribe(
+    client: Client,
+    key: Vec<u8>,
+    topic: Topic,
+    start: Option<i64>,
+    buffer: usize,
+    stop: CancellationToken,
+) -> Result<Subscription, BusError> {
+    let (watch, next) = open(&client, &key, start).await?;
+    let (tx, rx) = mpsc::channel(buffer.max(1));
+    let forwarder = Forwarder {
+        client,
+        key,
+        topic,
+        next,
+        tx,
+        missed: 0,
+    };
+    tokio::spawn(forwarder.run(watch, stop));
+    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })))
+}
+
+struct Forwarder {
+    client: Client,
+    key: Vec<u8>,
+    topic: Topic,
+    /// The first revision not yet delivered (or dropped as lag).
+    next: i64,
+    tx: mpsc::Sender<Result<Message, BusError>>,
+    /// Messages dropped because the subscriber's buffer was full, not yet reported.
+    missed: u64,
+}
+
+enum Step {
+    Continue,
+    Reconnect,
+    Stop,
+}
+
+impl Forwarder {
+    async fn run(mut self, mut watch: WatchStream, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            // A clone, so waiting on it does not borrow `self` (another branch needs it mutably).
+            let tx = self.tx.clone();
+            let step = tokio::select! {
+                _ = stop.cancelled() => Step::Stop,
+                _ = tx.closed() => Step::Stop,
+                // Report losses as soon as there is room, not only with the next message.
+                permit = tx.reserve(), if self.missed > 0 => match permit {
+                    Ok(permit) => {
+                        permit.send(Err(BusError::Lagged { missed: self.missed }));
+                        self.missed = 0;
+                        Step::Continue
+                    }
+                    Err(_) => Step::Stop,
+                },
+                message = watch.message() => match message {
+                    Ok(Some(response)) => self.forward(response),
+                    Ok(None) | Err(_) => Step::Reconnect,
+                },
+            };
+            match step {
+                Step::Continue => backoff = Duration::from_millis(100),
+                Step::Stop => return,
+                Step::Reconnect => loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = self.tx.closed() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    match open(&self.client, &self.key, Some(self.next)).await {
+                        Ok((reopened, _)) => {
+                            watch = reopened;
+                            break;
+                        }
+                        Err(e @ BusError::PositionUnavailable { .. }) => {
+                            let _ = self.tx.send(Err(e)).await;
+                            return;
+                        }
+                        Err(error) => {
+                            tracing::debug!(%error, topic = %self.topic, "etcd watch reconnect failed; retrying")
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Forwards the puts of one watch response; drops (and counts) what does not fit.
+    fn forward(&mut self, response: WatchResponse) -> Step {
+        if let Err(error) = check_cancelled(&response, Some(self.next)) {
+            let is_compaction = matches!(error, BusError::PositionUnavailable { .. });
+            let _ = self.tx.try_send(Err(error));
+            return if is_compaction {
+                Step::Stop
+            } else {
+                Step::Reconnect
+            };
+        }
+        for event in response.events() {
+            let Some(kv) = event.kv() else { continue };
+            if kv.mod_revision() < self.next {
+                continue; // already delivered before a reconnect
+            }
+            self.next = kv.mod_revision() + 1;
+            if event.event_type() != EventType::Put {
+                continue; // lease expiry deletes the key; that is not a message
+            }
+            let Some((id, payload)) = frame::decode(kv.value()) else {
+                tracing::warn!(topic = %self.topic, revision = kv.mod_revision(), "skipping a value that is not a Courier frame");
+                continue;
+            };
+            let message = Message {
+                id,
+                topic: self.topic.clone(),
+                payload: Bytes::copy_from_slice(payload),
+                position: Some(position(kv.mod_revision())),
+            };
+            self.deliver(message);
+        }
+        Step::Continue
+    }
+
+    fn deliver(&mut self, message: Message) {
+        if self.missed > 0 {
+            match self.tx.try_send(Err(BusError::Lagged {
+                missed: self.missed,
+            })) {
+                Ok(()) => self.missed = 0,
+                Err(_) => {
+                    self.missed += 1;
+                    return;
+                }
+            }
+        }
+        if self.tx.try_send(Ok(message)).is_err() {
+            self.missed += 1;
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The universal bus suite against `EtcdBus` on a real etcd from the testkit, plus the
+//! etcd-specific promises: one lease per bus, compaction reported, frames expire.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
+use courier::impls::etcd::{EtcdBus, EtcdBusConfig, revision_of};
+use courier_testkit::fixtures::{Etcd, Mode, unique_prefix};
+use courier_testkit::suites::BusFactory;
+use futures::StreamExt;
+
+/// One etcd server per factory; every `connect` is a new bus (a node) on it, same prefix.
+struct EtcdFactory {
+    etcd: tokio::sync::Mutex<Etcd>,
+    endpoints: Vec<String>,
+    prefix: String,
+}
+
+impl EtcdFactory {
+    async fn start() -> EtcdFactory {
+        let etcd = Etcd::start().await.expect("etcd starts");
+        let endpoints = etcd.endpoints();
+        EtcdFactory {
+            etcd: tokio::sync::Mutex::new(etcd),
+            endpoints,
+            prefix: format!("courier-test/{}", unique_prefix()),
+        }
+    }
+
+    fn config(&self) -> EtcdBusConfig {
+        EtcdBusConfig {
+            prefix: self.prefix.clone(),
+            ..EtcdBusConfig::default()
+        }
+    }
+}
+
+#[async_trait]
+impl BusFactory for EtcdFactory {
+    type Bus = EtcdBus;
+    async fn connect(&self) -> EtcdBus {
+        EtcdBus::connect(&self.endpoints, self.config())
+            .await
+            .expect("connect to etcd")
+    }
+    async fn restart_server(&self) -> Result<(), String> {
+        self.etcd
+            .lock()
+            .await
+            .restart()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+mod etcd_bus {
+    use super::*;
+
+    courier_testkit::bus_suite!(
+        factory = EtcdFactory::start().await,
+        persistent = true,
+        resume = true,
+        ordered = true,
+        exactly_once = true,
+        lag_reporting = true,
+        shared = true,
+        survives_restart = true,
+    );
+}
+
+async fn lease_count(endpoints: &[String]) -> usize {
+    let mut client = etcd_client::Client::connect(endpoints, None)
+        .await
+        .expect("client");
+    client.leases().await.expect("list leases").leases().len()
+}
+
+#[tokio::test]
+async fn one_lease_per_bus_not_per_message() {
+    let factory = EtcdFactory::start().await;
+    if factory.etcd.lock().await.mode() == Mode::Env {
+        return; // a shared server's lease count moves with other tests
+    }
+    let before = lease_count(&factory.endpoints).await;
+    let bus = factory.connect().await;
+    let topic = Topic::new("leases").expect("valid");
+    for i in 0..20 {
+        bus.publish(&topic, format!("m{i}").into())
+            .await
+            .expect("publish");
+    }
+    assert_eq!(
+        lease_count(&factory.endpoints).await,
+        before + 1,
+        "one lease for the bus, whatever the message count"
+    );
+    bus.close().await.expect("close");
+    assert_eq!(
+        lease_count(&factory.endpoints).await,
+        before,
+        "close revokes the lease"
+    );
+}
+
+#[tokio::test]
+async fn resuming_from_a_compacted_revision_is_an_explicit_error() {
+    let factory = EtcdFactory::start().await;
+    let bus = factory.connect().await;
+    let topic = Topic::new("compacted").expect("valid");
+    let first = bus.publish(&topic, "old".into()).await.expect("publish");
+    let mut last = first.clone();
+    for i in 0..5 {
+        last = bus
+            .publish(&topic, format!("newer {i}").into())
+            .await
+            .expect("publish");
+    }
+    let mut client = etcd_client::Client::connect(&factory.endpoints, None)
+        .await
+        .expect("client");
+    let last_revision = revision_of(last.position.as_ref().expect("position")).expect("revision");
+    client.compact(last_revision, None).await.expect("compact");
+    let from = SubscribeFrom::After(first.position.expect("position"));
+    match bus.subscribe(&topic, from).await {
+        Err(BusError::PositionUnavailable { reason, .. }) => {
+            assert!(reason.contains("compacted"), "{reason}")
+        }
+        Err(other) => panic!("expected PositionUnavailable, got {other}"),
+        Ok(_) => panic!("expected PositionUnavailable, got a subscription"),
+    }
+}
+
+#[tokio::test]
+async fn frames_expire_with_the_lease_but_stay_in_history() {
+    let factory = EtcdFactory::start().await;
+    let config = EtcdBusConfig {
+        lease_ttl: Duration::from_secs(2),
+        ..factory.config()
+    };
+    let bus = EtcdBus::connect(&factory.endpoints, config)
+        .await
+        .expect("connect");
+    let topic = Topic::new("expiring").expect("valid");
+    let published = bus
+        .publish(&topic, "short-lived".into())
+        .await
+        .expect("publish");
+    bus.close().await.expect("close revokes the lease");
+    let mut client = etcd_client::Client::connect(&factory.endpoints, None)
+        .await
+        .expect("client");
+    let key = format!("{}/expiring", factory.prefix);
+    let current = client.get(key.as_bytes(), None).await.expect("get");
+    assert!(
+        current.kvs().is_empty(),
+        "the frame left the key space with its lease"
+    );
+    // A new bus can still replay it from history by position.
+    let reader = factory.connect().await;
+    let position = published.position.expect("position");
+    let previous = courier::bus::Position(format!(
+        "{:020}",
+        revision_of(&position).expect("revision") - 1
+    ));
+    let mut sub = reader
+        .subscribe(&topic, SubscribeFrom::After(previous))
+        .await
+        .expect("subscribe");
+    let message = tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .expect("in time")
+        .expect("open")
+        .expect("message");
+    assert_eq!(&message.payload[..], b"short-lived");
+    assert_eq!(message.id, published.id);
+}
