@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
 //! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
+//! | `redis` | `redis::RedisBus`: fan-out over Redis Streams (resumable, trimmed by MAXLEN) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -32,6 +33,10 @@
 pub mod etcd;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(any(feature = "etcd", feature = "redis"))]
+mod outbox;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod retry;
 pub mod rules;
 #[cfg(feature = "sqlite")]

@@ -11,11 +11,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use courier_traits::bus::{BusError, Message, Position, Subscription, Topic};
 use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::bus_error;
 use super::frame;
+use crate::outbox::Outbox;
 
 /// Positions are revisions, zero-padded so they sort bytewise.
 pub(super) fn position(revision: i64) -> Position {
@@ -122,19 +122,16 @@ pub(super) async fn subscribe(
     stop: CancellationToken,
 ) -> Result<Subscription, BusError> {
     let (watch, next) = open(&client, &key, start).await?;
-    let (tx, rx) = mpsc::channel(buffer.max(1));
+    let (outbox, subscription) = Outbox::new(buffer);
     let forwarder = Forwarder {
         client,
         key,
         topic,
         next,
-        tx,
-        missed: 0,
+        outbox,
     };
     tokio::spawn(forwarder.run(watch, stop));
-    Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    })))
+    Ok(subscription)
 }
 
 struct Forwarder {
@@ -143,9 +140,7 @@ struct Forwarder {
     topic: Topic,
     /// The first revision not yet delivered (or dropped as lag).
     next: i64,
-    tx: mpsc::Sender<Result<Message, BusError>>,
-    /// Messages dropped because the subscriber's buffer was full, not yet reported.
-    missed: u64,
+    outbox: Outbox,
 }
 
 enum Step {
@@ -159,15 +154,14 @@ impl Forwarder {
         let mut backoff = Duration::from_millis(100);
         loop {
             // A clone, so waiting on it does not borrow `self` (another branch needs it mutably).
-            let tx = self.tx.clone();
+            let tx = self.outbox.sender();
             let step = tokio::select! {
                 _ = stop.cancelled() => Step::Stop,
                 _ = tx.closed() => Step::Stop,
                 // Report losses as soon as there is room, not only with the next message.
-                permit = tx.reserve(), if self.missed > 0 => match permit {
+                permit = tx.reserve(), if self.outbox.pending_loss() > 0 => match permit {
                     Ok(permit) => {
-                        permit.send(Err(BusError::Lagged { missed: self.missed }));
-                        self.missed = 0;
+                        self.outbox.report_loss(permit);
                         Step::Continue
                     }
                     Err(_) => Step::Stop,
@@ -183,7 +177,7 @@ impl Forwarder {
                 Step::Reconnect => loop {
                     tokio::select! {
                         _ = stop.cancelled() => return,
-                        _ = self.tx.closed() => return,
+                        _ = tx.closed() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(2));
@@ -193,7 +187,7 @@ impl Forwarder {
                             break;
                         }
                         Err(e @ BusError::PositionUnavailable { .. }) => {
-                            let _ = self.tx.send(Err(e)).await;
+                            self.outbox.fail(e).await;
                             return;
                         }
                         Err(error) => {
@@ -209,7 +203,7 @@ impl Forwarder {
     fn forward(&mut self, response: WatchResponse) -> Step {
         if let Err(error) = check_cancelled(&response, Some(self.next)) {
             let is_compaction = matches!(error, BusError::PositionUnavailable { .. });
-            let _ = self.tx.try_send(Err(error));
+            let _ = self.outbox.sender().try_send(Err(error)); // not `deliver`: an error is never dropped as lag
             return if is_compaction {
                 Step::Stop
             } else {
@@ -235,25 +229,8 @@ impl Forwarder {
                 payload: Bytes::copy_from_slice(payload),
                 position: Some(position(kv.mod_revision())),
             };
-            self.deliver(message);
+            self.outbox.deliver(message);
         }
         Step::Continue
-    }
-
-    fn deliver(&mut self, message: Message) {
-        if self.missed > 0 {
-            match self.tx.try_send(Err(BusError::Lagged {
-                missed: self.missed,
-            })) {
-                Ok(()) => self.missed = 0,
-                Err(_) => {
-                    self.missed += 1;
-                    return;
-                }
-            }
-        }
-        if self.tx.try_send(Ok(message)).is_err() {
-            self.missed += 1;
-        }
     }
 }

@@ -1,0 +1,37 @@
+//! Redis errors as Courier errors: connection trouble is retryable, the rest is not.
+
+use courier_traits::bus::BusError;
+use deadpool_redis::redis::RedisError;
+
+pub(super) fn is_transient(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+        || error.to_string().contains("LOADING") // the server is still loading its data after a restart
+}
+
+pub(super) fn bus_error(what: &str, error: RedisError) -> BusError {
+    let message = format!("redis {what}: {error}");
+    if is_transient(&error) {
+        BusError::Unavailable {
+            message,
+            source: Some(Box::new(error)),
+        }
+    } else {
+        BusError::Backend {
+            message,
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+pub(super) fn pool_error(error: deadpool_redis::PoolError) -> BusError {
+    match error {
+        deadpool_redis::PoolError::Backend(e) => bus_error("connection", e),
+        other => BusError::Unavailable {
+            message: format!("redis pool: {other}"),
+            source: Some(Box::new(other)),
+        },
+    }
+}
