@@ -27,17 +27,30 @@ use futures::StreamExt;
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
 }
 
 fn quick(c: &mut Criterion) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
     let mut group = c.benchmark_group("courier");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
     group
 }
 
 /// Runs `iters` appends of `size` bytes split over `writers` tasks; returns the elapsed time.
-async fn append_burst(store: Arc<dyn StreamStorage>, name: StreamName, writers: u64, iters: u64, size: usize) -> Duration {
+async fn append_burst(
+    store: Arc<dyn StreamStorage>,
+    name: StreamName,
+    writers: u64,
+    iters: u64,
+    size: usize,
+) -> Duration {
     let record = Bytes::from(vec![b'x'; size]);
     let started = Instant::now();
     let tasks: Vec<_> = (0..writers)
@@ -46,7 +59,10 @@ async fn append_burst(store: Arc<dyn StreamStorage>, name: StreamName, writers: 
             let count = iters / writers + u64::from(w < iters % writers);
             tokio::spawn(async move {
                 for _ in 0..count {
-                    store.append(&name, AppendRequest::record(record.clone())).await.expect("append");
+                    store
+                        .append(&name, AppendRequest::record(record.clone()))
+                        .await
+                        .expect("append");
                 }
             })
         })
@@ -59,21 +75,29 @@ async fn append_burst(store: Arc<dyn StreamStorage>, name: StreamName, writers: 
 
 async fn new_stream(store: &dyn StreamStorage) -> StreamName {
     let name = StreamName::new(&unique_prefix()).expect("valid");
-    store.create(&name, StreamConfig::default(), vec![]).await.expect("create");
+    store
+        .create(&name, StreamConfig::default(), vec![])
+        .await
+        .expect("create");
     name
 }
 
 fn storage_benches(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite = rt.block_on(SqliteStreamStorage::open(dir.path().join("bench.db"))).expect("sqlite");
-    let stores: Vec<(&str, Arc<dyn StreamStorage>)> =
-        vec![("memory", Arc::new(MemoryStreamStorage::new())), ("sqlite", Arc::new(sqlite))];
+    let sqlite = rt
+        .block_on(SqliteStreamStorage::open(dir.path().join("bench.db")))
+        .expect("sqlite");
+    let stores: Vec<(&str, Arc<dyn StreamStorage>)> = vec![
+        ("memory", Arc::new(MemoryStreamStorage::new())),
+        ("sqlite", Arc::new(sqlite)),
+    ];
     let mut group = quick(c);
     for (backend, store) in &stores {
         for writers in [1u64, 64] {
             for size in [100usize, 64 << 10] {
-                let id = BenchmarkId::new(format!("append/{backend}/{writers}w"), format!("{size}B"));
+                let id =
+                    BenchmarkId::new(format!("append/{backend}/{writers}w"), format!("{size}B"));
                 group.throughput(Throughput::Elements(1));
                 group.bench_function(id, |b| {
                     b.iter_custom(|iters| {
@@ -93,7 +117,10 @@ fn storage_benches(c: &mut Criterion) {
         group.throughput(Throughput::Elements(1000));
         group.bench_function(format!("read/{backend}/1000x100B"), |b| {
             b.to_async(&rt).iter(|| async {
-                let batch = store.read(&name, None, ReadLimits::default()).await.expect("read");
+                let batch = store
+                    .read(&name, None, ReadLimits::default())
+                    .await
+                    .expect("read");
                 assert_eq!(batch.records.len(), 1000);
             })
         });
@@ -122,7 +149,12 @@ fn storage_benches(c: &mut Criterion) {
             let (pool, idx) = (raw.clone(), next);
             async move {
                 let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
-                sqlx::query("INSERT INTO t VALUES ('s', ?, ?)").bind(idx).bind(vec![b'x'; 100]).execute(&mut *tx).await.expect("insert");
+                sqlx::query("INSERT INTO t VALUES ('s', ?, ?)")
+                    .bind(idx)
+                    .bind(vec![b'x'; 100])
+                    .execute(&mut *tx)
+                    .await
+                    .expect("insert");
                 tx.commit().await.expect("commit");
             }
         })
@@ -133,11 +165,16 @@ fn storage_benches(c: &mut Criterion) {
 /// Publish -> receive latency over `samples` sequential messages: (p50, p99).
 async fn latency(bus: &dyn MessageBus, samples: usize) -> (Duration, Duration) {
     let topic = Topic::new(&format!("{}/latency", unique_prefix())).expect("valid");
-    let mut sub = bus.subscribe(&topic, SubscribeFrom::Live).await.expect("subscribe");
+    let mut sub = bus
+        .subscribe(&topic, SubscribeFrom::Live)
+        .await
+        .expect("subscribe");
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
-        bus.publish(&topic, Bytes::from_static(&[b'x'; 100])).await.expect("publish");
+        bus.publish(&topic, Bytes::from_static(&[b'x'; 100]))
+            .await
+            .expect("publish");
         sub.next().await.expect("open").expect("message");
         times.push(started.elapsed());
     }
@@ -149,13 +186,27 @@ async fn latency(bus: &dyn MessageBus, samples: usize) -> (Duration, Duration) {
 fn redis_benchmark(port: u16) -> Option<(f64, f64)> {
     let run = |pipeline: &str| -> Option<f64> {
         let output = std::process::Command::new("redis-benchmark")
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-n", "20000", "-c", "1", "-P", pipeline, "-q"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-n",
+                "20000",
+                "-c",
+                "1",
+                "-P",
+                pipeline,
+                "-q",
+            ])
             .args(["XADD", "courier:raw", "*", "p", &"x".repeat(100)])
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&output.stdout);
         // "XADD courier:raw * p xxx: 12345.67 requests per second, p50=..."
-        let tail = text.rsplit(':').find(|part| part.contains("requests per second"))?;
+        let tail = text
+            .rsplit(':')
+            .find(|part| part.contains("requests per second"))?;
         tail.split_whitespace().next()?.parse().ok()
     };
     Some((run("1")?, run("16")?))
@@ -163,7 +214,12 @@ fn redis_benchmark(port: u16) -> Option<(f64, f64)> {
 
 fn bus_benches(c: &mut Criterion) {
     let rt = runtime();
-    let (redis, etcd) = rt.block_on(async { (Redis::start().await.expect("redis"), Etcd::start().await.expect("etcd")) });
+    let (redis, etcd) = rt.block_on(async {
+        (
+            Redis::start().await.expect("redis"),
+            Etcd::start().await.expect("etcd"),
+        )
+    });
     let endpoints = etcd.endpoints();
     let prefix = unique_prefix();
     let buses: Vec<(&str, Arc<dyn MessageBus>)> = rt.block_on(async {
@@ -171,11 +227,31 @@ fn bus_benches(c: &mut Criterion) {
             ("memory", Arc::new(MemoryBus::new()) as Arc<dyn MessageBus>),
             (
                 "etcd",
-                Arc::new(EtcdBus::connect(&endpoints, EtcdBusConfig { prefix: format!("bench/{prefix}"), ..Default::default() }).await.expect("etcd bus")),
+                Arc::new(
+                    EtcdBus::connect(
+                        &endpoints,
+                        EtcdBusConfig {
+                            prefix: format!("bench/{prefix}"),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("etcd bus"),
+                ),
             ),
             (
                 "redis",
-                Arc::new(RedisBus::connect(&redis.url(), RedisBusConfig { key_prefix: format!("bench:{prefix}"), ..Default::default() }).await.expect("redis bus")),
+                Arc::new(
+                    RedisBus::connect(
+                        &redis.url(),
+                        RedisBusConfig {
+                            key_prefix: format!("bench:{prefix}"),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("redis bus"),
+                ),
             ),
         ]
     });
@@ -183,27 +259,54 @@ fn bus_benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for (backend, bus) in &buses {
         let topic = Topic::new(&format!("{prefix}/publish")).expect("valid");
-        group.bench_function(BenchmarkId::new(format!("publish/{backend}"), "100B"), |b| {
-            b.to_async(&rt).iter(|| async { bus.publish(&topic, Bytes::from_static(&[b'x'; 100])).await.expect("publish") })
-        });
+        group.bench_function(
+            BenchmarkId::new(format!("publish/{backend}"), "100B"),
+            |b| {
+                b.to_async(&rt).iter(|| async {
+                    bus.publish(&topic, Bytes::from_static(&[b'x'; 100]))
+                        .await
+                        .expect("publish")
+                })
+            },
+        );
     }
-    let client = rt.block_on(etcd_client::Client::connect(&endpoints, None)).expect("raw etcd");
+    let client = rt
+        .block_on(etcd_client::Client::connect(&endpoints, None))
+        .expect("raw etcd");
     group.bench_function(BenchmarkId::new("publish_raw/etcd", "100B"), |b| {
         b.to_async(&rt).iter(|| {
             let mut client = client.clone();
-            async move { client.put("bench/raw", vec![b'x'; 132], None).await.expect("put") }
+            async move {
+                client
+                    .put("bench/raw", vec![b'x'; 132], None)
+                    .await
+                    .expect("put")
+            }
         })
     });
     group.finish();
 
     for (backend, bus) in &buses {
         let (p50, p99) = rt.block_on(latency(&**bus, 2000));
-        println!("latency publish->receive {backend:>6}: p50 {:>8.1} us  p99 {:>8.1} us", p50.as_secs_f64() * 1e6, p99.as_secs_f64() * 1e6);
+        println!(
+            "latency publish->receive {backend:>6}: p50 {:>8.1} us  p99 {:>8.1} us",
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6
+        );
     }
-    let port = redis.url().trim_start_matches("redis://127.0.0.1:").trim_end_matches('/').parse::<u16>().ok();
+    let port = redis
+        .url()
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse::<u16>()
+        .ok();
     match port.and_then(redis_benchmark) {
-        Some((plain, pipelined)) => println!("redis-benchmark XADD 100 B, 1 client: {plain:.0} req/s; pipelined x16: {pipelined:.0} req/s"),
-        None => println!("redis-benchmark: not available (install redis-tools) or server not on loopback"),
+        Some((plain, pipelined)) => println!(
+            "redis-benchmark XADD 100 B, 1 client: {plain:.0} req/s; pipelined x16: {pipelined:.0} req/s"
+        ),
+        None => println!(
+            "redis-benchmark: not available (install redis-tools) or server not on loopback"
+        ),
     }
 }
 
