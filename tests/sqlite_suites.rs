@@ -112,3 +112,48 @@ async fn closed_pool_is_a_retryable_error() {
         .expect_err("closed");
     assert!(courier::Classify::is_retryable(&err), "{err}");
 }
+
+/// Group commit: appends that fail validation, batched with good ones, fail alone — the good
+/// ones all commit, and nothing of the failed ones is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_appends_in_a_batch_do_not_affect_the_others() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = std::sync::Arc::new(
+        SqliteStreamStorage::open(dir.path().join("s.db"))
+            .await
+            .expect("open"),
+    );
+    let name = StreamName::new("batch").expect("valid");
+    store
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let (store, name) = (store.clone(), name.clone());
+            tokio::spawn(async move {
+                let request = if i % 2 == 0 {
+                    AppendRequest::record(format!("good {i}"))
+                } else {
+                    // A wrong content type: refused after the checks, inside the batch.
+                    AppendRequest::record(format!("bad {i}")).with_content_type("application/json")
+                };
+                store.append(&name, request).await.is_ok()
+            })
+        })
+        .collect();
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += usize::from(task.await.expect("task"));
+    }
+    assert_eq!(accepted, 50);
+    let batch = store
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    assert_eq!(batch.records.len(), 50);
+    assert!(
+        batch.records.iter().all(|r| r.data.starts_with(b"good")),
+        "a refused append left data behind"
+    );
+}

@@ -7,6 +7,7 @@
 
 mod row;
 mod schema;
+mod writer;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -23,7 +24,7 @@ use courier_traits::storage::{
 };
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
@@ -32,6 +33,7 @@ use crate::wakers::Wakers;
 use row::{
     StreamRow, encode_expiry, expired_names, load, load_live, now_ms, remove, requested_key,
 };
+use writer::{Work, Writer};
 
 /// Settings of a [`SqliteStreamStorage`].
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +79,7 @@ pub struct SqliteStreamStorage {
     wakers: Arc<Wakers>,
     config: SqliteConfig,
     last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
+    writer: Writer,
 }
 
 /// Maps a database error: contention and I/O are retryable, the rest is not.
@@ -139,15 +142,18 @@ impl SqliteStreamStorage {
             .foreign_keys(false);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(db_error)?;
         schema::migrate(&pool).await.map_err(db_error)?;
+        // All writes go through one connection that commits them in batches (group commit).
+        let writer = Writer::start(options.connect().await.map_err(db_error)?);
         Ok(SqliteStreamStorage {
             pool,
             wakers: Arc::default(),
             config,
             last_sweep_ms: Arc::default(),
+            writer,
         })
     }
 
@@ -168,20 +174,10 @@ impl SqliteStreamStorage {
         }
     }
 
-    /// Runs `work` in a write transaction (`BEGIN IMMEDIATE`: writers queue on the file lock
-    /// up front instead of failing when a read lock would have to be upgraded).
-    async fn write<T>(
-        &self,
-        work: impl for<'c> AsyncFnOnce(&'c mut SqliteConnection) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_error)?;
-        let value = work(&mut tx).await?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(value)
+    /// Runs `work` in the writer's next batch transaction (group commit); returns once that
+    /// batch is committed.
+    async fn write<T: Send + 'static>(&self, work: impl Work<T>) -> Result<T, StorageError> {
+        self.writer.write(work).await
     }
 
     /// The live row of `name`, read without a write lock. An expired stream is reaped first.
@@ -207,12 +203,17 @@ impl SqliteStreamStorage {
 
     /// Removes `name` if it has expired (soft-deleting it if forks still read through it).
     async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
+        let owned = name.clone();
         let touched = self
-            .write(async |conn| match load(conn, name).await? {
-                Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
-                    remove(conn, name).await
-                }
-                _ => Ok(Vec::new()),
+            .write(move |conn| {
+                Box::pin(async move {
+                    match load(conn, &owned).await? {
+                        Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                            remove(conn, &owned).await
+                        }
+                        _ => Ok(Vec::new()),
+                    }
+                })
             })
             .await?;
         for stream in &touched {
@@ -348,7 +349,9 @@ impl StreamStorage for SqliteStreamStorage {
         self.check_sizes(&initial)?;
         self.sweep().await?;
         self.reap(name).await?;
-        self.write(async |conn| {
+        let owned = name.clone();
+        self.write(move |conn| Box::pin(async move {
+            let name = &owned;
             match load_live(conn, name).await {
                 Ok(existing) => {
                     return match existing.difference(&config) {
@@ -424,7 +427,7 @@ impl StreamStorage for SqliteStreamStorage {
                 next_offset: index_offset::encode(next_index),
                 closed: config.closed,
             }))
-        })
+        }))
         .await
     }
 
@@ -442,8 +445,10 @@ impl StreamStorage for SqliteStreamStorage {
             .into());
         }
         self.check_sizes(&request.records)?;
+        let owned = name.clone();
         let outcome = self
-            .write(async |conn| {
+            .write(move |conn| Box::pin(async move {
+                let name = &owned;
                 let row = load_live(conn, name).await?;
                 let producer = match &request.producer {
                     None => None,
@@ -510,7 +515,7 @@ impl StreamStorage for SqliteStreamStorage {
                 .await
                 .map_err(db_error)?;
                 Ok(committed_outcome(row.next_index, &request, producer))
-            })
+            }))
             .await;
         if let Err(StorageError::NotFound { .. }) = &outcome {
             self.reap(name).await?;
@@ -544,12 +549,18 @@ impl StreamStorage for SqliteStreamStorage {
         };
         let now = now_ms();
         if row.needs_touch(now) {
-            sqlx::query("UPDATE courier_streams SET last_access_ms = ? WHERE name = ?")
-                .bind(now)
-                .bind(name.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            let owned = name.clone();
+            self.write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("UPDATE courier_streams SET last_access_ms = ? WHERE name = ?")
+                        .bind(now)
+                        .bind(owned.as_str())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db_error)
+                })
+            })
+            .await?;
         }
         let mut records = Vec::new();
         let mut bytes = 0usize;
@@ -630,10 +641,13 @@ impl StreamStorage for SqliteStreamStorage {
     }
 
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        let owned = name.clone();
         let touched = self
-            .write(async |conn| {
-                load_live(conn, name).await?;
-                remove(conn, name).await
+            .write(move |conn| {
+                Box::pin(async move {
+                    load_live(conn, &owned).await?;
+                    remove(conn, &owned).await
+                })
             })
             .await?;
         for stream in &touched {
