@@ -44,11 +44,19 @@ impl BusFactory for EtcdFactory {
             .await
             .expect("connect to etcd")
     }
-    async fn restart_server(&self) -> Result<(), String> {
+    async fn stop_server(&self) -> Result<(), String> {
         self.etcd
             .lock()
             .await
-            .restart()
+            .stop()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn start_server(&self) -> Result<(), String> {
+        self.etcd
+            .lock()
+            .await
+            .start_again()
             .await
             .map_err(|e| e.to_string())
     }

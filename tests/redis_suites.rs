@@ -41,11 +41,19 @@ impl BusFactory for RedisFactory {
             .await
             .expect("connect to redis")
     }
-    async fn restart_server(&self) -> Result<(), String> {
+    async fn stop_server(&self) -> Result<(), String> {
         self.redis
             .lock()
             .await
-            .restart()
+            .stop()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn start_server(&self) -> Result<(), String> {
+        self.redis
+            .lock()
+            .await
+            .start_again()
             .await
             .map_err(|e| e.to_string())
     }

@@ -498,6 +498,43 @@ pub async fn reconnect_after_restart<F: BusFactory>(factory: &F) {
     assert_eq!(got, expected, "messages lost across the restart");
 }
 
+/// While the server is down, publishing fails with a retryable error (not a hang, not a
+/// permanent error); once it is back, the same instance publishes and delivers again without
+/// being recreated.
+pub async fn unavailable_while_server_down<F: BusFactory>(factory: &F) {
+    let bus = factory.connect().await;
+    let exactly_once = bus.capabilities().exactly_once;
+    let topic = topic("outage");
+    let mut sub = bus
+        .subscribe(&topic, SubscribeFrom::Live)
+        .await
+        .expect("subscribe");
+    factory.stop_server().await.expect("stop the server");
+    let outcome = within(
+        "a publish to a stopped server to fail",
+        bus.publish(&topic, payload("down", 0)),
+    )
+    .await;
+    match outcome {
+        Err(e) => assert!(
+            e.is_retryable(),
+            "connection loss must be retryable, got: {e}"
+        ),
+        Ok(_) => panic!("a publish to a stopped server succeeded"),
+    }
+    factory
+        .start_server()
+        .await
+        .expect("start the server again");
+    publish_with_retry(&bus, &topic, payload("back", 0)).await;
+    let got = receive(&mut sub, 1, exactly_once).await;
+    assert_eq!(
+        got[0].payload,
+        payload("back", 0),
+        "the subscription recovered by itself"
+    );
+}
+
 /// Two instances on one backend act as one: a publish through either reaches subscribers of both.
 pub async fn multi_node<F: BusFactory>(factory: &F) {
     let (a, b) = (factory.connect().await, factory.connect().await);

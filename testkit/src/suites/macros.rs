@@ -15,7 +15,7 @@
 /// | `ordering` | `ordered` |
 /// | `slow_subscriber_lag` | `lag_reporting` |
 /// | `resume_from_position` | `resume` |
-/// | `reconnect_after_restart` | `survives_restart` |
+/// | `reconnect_after_restart`, `unavailable_while_server_down` | `survives_restart` |
 /// | `multi_node` | `shared` |
 #[macro_export]
 macro_rules! bus_suite {
@@ -63,6 +63,13 @@ macro_rules! bus_suite {
             "needs capability `survives_restart`",
             bus,
             reconnect_after_restart,
+            $factory
+        );
+        $crate::__suite_case!(
+            $survives_restart,
+            "needs capability `survives_restart`",
+            bus,
+            unavailable_while_server_down,
             $factory
         );
         $crate::__suite_case!(

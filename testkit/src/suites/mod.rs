@@ -42,9 +42,18 @@ pub trait BusFactory: Send + Sync {
     type Bus: MessageBus + 'static;
     /// A new instance connected to the factory's backend.
     async fn connect(&self) -> Self::Bus;
-    /// Restarts the backend server, keeping its data (for `survives_restart` cases).
+    /// Stops the backend server, keeping its data (for `survives_restart` cases).
+    async fn stop_server(&self) -> Result<(), String> {
+        Err("this factory cannot stop its server".into())
+    }
+    /// Starts the stopped server again on the same address.
+    async fn start_server(&self) -> Result<(), String> {
+        Err("this factory cannot start its server".into())
+    }
+    /// Stops and starts the backend server, keeping its data.
     async fn restart_server(&self) -> Result<(), String> {
-        Err("this factory cannot restart its server".into())
+        self.stop_server().await?;
+        self.start_server().await
     }
 }
 
@@ -55,9 +64,18 @@ pub trait StorageFactory: Send + Sync {
     type Storage: StreamStorage + 'static;
     /// A new instance connected to the factory's backend.
     async fn connect(&self) -> Self::Storage;
-    /// Restarts the backend server, keeping its data (for `survives_restart` cases).
+    /// Stops the backend server, keeping its data (for `survives_restart` cases).
+    async fn stop_server(&self) -> Result<(), String> {
+        Err("this factory cannot stop its server".into())
+    }
+    /// Starts the stopped server again on the same address.
+    async fn start_server(&self) -> Result<(), String> {
+        Err("this factory cannot start its server".into())
+    }
+    /// Stops and starts the backend server, keeping its data.
     async fn restart_server(&self) -> Result<(), String> {
-        Err("this factory cannot restart its server".into())
+        self.stop_server().await?;
+        self.start_server().await
     }
 }
 
