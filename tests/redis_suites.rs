@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
-use courier::impls::redis::{RedisBus, RedisBusConfig};
+use courier::impls::redis::{RedisBus, RedisBusConfig, RedisDelivery};
 use courier_testkit::fixtures::{Redis, unique_prefix};
 use courier_testkit::suites::BusFactory;
 
@@ -12,22 +12,30 @@ struct RedisFactory {
     redis: tokio::sync::Mutex<Redis>,
     url: String,
     prefix: String,
+    delivery: RedisDelivery,
 }
 
 impl RedisFactory {
     async fn start() -> RedisFactory {
+        RedisFactory::start_with(RedisDelivery::Streams).await
+    }
+
+    async fn start_with(delivery: RedisDelivery) -> RedisFactory {
         let redis = Redis::start().await.expect("redis starts");
         let url = redis.url();
+        let prefix = format!("courier-test:{}", unique_prefix());
         RedisFactory {
             redis: tokio::sync::Mutex::new(redis),
             url,
-            prefix: format!("courier-test:{}", unique_prefix()),
+            prefix,
+            delivery,
         }
     }
 
     fn config(&self) -> RedisBusConfig {
         RedisBusConfig {
             key_prefix: self.prefix.clone(),
+            delivery: self.delivery,
             ..RedisBusConfig::default()
         }
     }
@@ -71,6 +79,23 @@ mod redis_bus {
         lag_reporting = true,
         shared = true,
         survives_restart = true,
+    );
+}
+
+/// The same suite with at-most-once pub/sub delivery: no persistence, no resume, and no
+/// promise across a server restart (messages published while a subscriber reconnects are lost).
+mod redis_pubsub_bus {
+    use super::*;
+
+    courier_testkit::bus_suite!(
+        factory = RedisFactory::start_with(RedisDelivery::PubSub).await,
+        persistent = false,
+        resume = false,
+        ordered = true,
+        exactly_once = true,
+        lag_reporting = true,
+        shared = true,
+        survives_restart = false,
     );
 }
 

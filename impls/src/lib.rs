@@ -31,6 +31,8 @@
 
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(any(feature = "etcd", feature = "redis"))]
+mod frame;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(any(feature = "etcd", feature = "redis"))]

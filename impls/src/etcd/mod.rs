@@ -12,7 +12,6 @@
 //!   further behind gets [`BusError::Lagged`] with the count it lost.
 
 mod errors;
-mod frame;
 mod lease;
 mod watcher;
 
@@ -27,6 +26,7 @@ use courier_traits::bus::{
 use etcd_client::{Client, ConnectOptions, PutOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::frame;
 use errors::{bus_error, is_lease_not_found};
 use lease::Lease;
 

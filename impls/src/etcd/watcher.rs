@@ -14,7 +14,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, Wa
 use tokio_util::sync::CancellationToken;
 
 use super::errors::bus_error;
-use super::frame;
+use crate::frame;
 use crate::outbox::Outbox;
 
 /// Positions are revisions, zero-padded so they sort bytewise.

@@ -16,11 +16,28 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::errors::{bus_error, pool_error};
 use super::position::EntryId;
+use super::pubsub;
+use crate::frame;
 use crate::outbox::Outbox;
+
+/// How a [`RedisBus`] delivers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedisDelivery {
+    /// Redis Streams: durable as far as the server persists, ordered, resumable from a
+    /// position; a subscription survives a server restart without a gap.
+    #[default]
+    Streams,
+    /// Redis pub/sub: at most once. Nothing is stored, positions and resume are not
+    /// available, and messages published while a subscriber is disconnected are lost
+    /// uncounted. Faster and lighter on the server.
+    PubSub,
+}
 
 /// Settings of a [`RedisBus`].
 #[derive(Clone, Debug)]
 pub struct RedisBusConfig {
+    /// Streams (default, at least once with resume) or pub/sub (at most once).
+    pub delivery: RedisDelivery,
     /// Key prefix: topic `t` lives in the stream `<prefix>:<t>`.
     pub key_prefix: String,
     /// Approximate number of messages kept per topic (`XADD MAXLEN ~`); older ones are trimmed
@@ -37,6 +54,7 @@ pub struct RedisBusConfig {
 impl Default for RedisBusConfig {
     fn default() -> Self {
         RedisBusConfig {
+            delivery: RedisDelivery::Streams,
             key_prefix: "courier:bus".into(),
             max_len_per_topic: 100_000,
             subscriber_buffer: 1024,
@@ -218,6 +236,15 @@ impl MessageBus for RedisBus {
         }
         let id = MessageId::random();
         let mut conn = self.pool.get().await.map_err(pool_error)?;
+        if self.config.delivery == RedisDelivery::PubSub {
+            let _receivers: i64 = redis::cmd("PUBLISH")
+                .arg(self.key(topic))
+                .arg(frame::encode(&id, &payload))
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| bus_error("publish", e))?;
+            return Ok(Published { id, position: None });
+        }
         let entry: String = redis::cmd("XADD")
             .arg(self.key(topic))
             .arg("MAXLEN")
@@ -242,6 +269,22 @@ impl MessageBus for RedisBus {
     ) -> Result<Subscription, BusError> {
         self.ensure_open()?;
         let key = self.key(topic);
+        if self.config.delivery == RedisDelivery::PubSub {
+            if let SubscribeFrom::After(_) = from {
+                return Err(BusError::Unsupported(
+                    "resume from a position (pub/sub delivery keeps no history)",
+                ));
+            }
+            let buffer = self.config.subscriber_buffer;
+            return pubsub::subscribe(
+                self.client.clone(),
+                key,
+                topic.clone(),
+                buffer,
+                self.stop.child_token(),
+            )
+            .await;
+        }
         let mut conn = self.reader_connection().await?;
         // Resolve "now" before returning, so a publish right after subscribe is not missed.
         let after = match &from {
@@ -266,6 +309,15 @@ impl MessageBus for RedisBus {
     }
 
     fn capabilities(&self) -> BusCapabilities {
+        if self.config.delivery == RedisDelivery::PubSub {
+            return BusCapabilities {
+                ordered: true,
+                exactly_once: true,
+                lag_reporting: true,
+                shared: true,
+                ..BusCapabilities::NONE
+            };
+        }
         BusCapabilities {
             persistent: true,
             resume: true,
