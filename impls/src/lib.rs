@@ -8,6 +8,7 @@
 //! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
 //! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
 //! | `redis` | `redis::RedisBus`: fan-out over Redis Streams (resumable, trimmed by MAXLEN) |
+//! | `postgres` | `postgres::PgStreamStorage`: streams in Postgres, shared by every node (LISTEN/NOTIFY) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -37,11 +38,15 @@ mod frame;
 pub mod memory;
 #[cfg(any(feature = "etcd", feature = "redis"))]
 mod outbox;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod retry;
 pub mod rules;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_model;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod wakers;

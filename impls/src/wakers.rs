@@ -39,6 +39,18 @@ impl Wakers {
     }
 }
 
+impl Wakers {
+    /// Wakes every waiter of every stream (after missed notifications, e.g. a reconnect).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn wake_all(&self) {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.retain(|_, sender| sender.receiver_count() > 0);
+        for sender in streams.values() {
+            sender.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

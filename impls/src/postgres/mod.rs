@@ -1,0 +1,672 @@
+//! [`PgStreamStorage`]: streams in Postgres, shared by every node (feature `postgres`).
+//!
+//! * Appends lock their stream's row (`SELECT … FOR UPDATE`) and take the next index from
+//!   its counter, so offsets follow commit order; a plain `BIGSERIAL` would not (a reader can
+//!   see id 7 committed before id 6 and skip 6 for good). Records, producer state and the
+//!   close flag commit in one transaction.
+//! * Every write notifies channel `courier_streams` with the stream name inside its
+//!   transaction (delivered on commit). One listener connection per storage instance — not
+//!   one per waiter — wakes the local `wait` calls, so an append on any node wakes waits on
+//!   all of them. After a listener reconnect every waiter re-checks, as notifications may
+//!   have been missed.
+
+mod schema;
+mod tables;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use courier_traits::InvalidInput;
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
+    ReadLimits, Record, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
+};
+use futures::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::rules::{
+    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
+};
+use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
+use crate::wakers::Wakers;
+use tables::{copy_fork_prefix, expired_names, insert_records, load, load_live, remove};
+
+/// The notification channel every node listens on.
+const CHANNEL: &str = "courier_streams";
+
+/// Settings of a [`PgStreamStorage`].
+#[derive(Clone, Debug)]
+pub struct PgConfig {
+    /// Largest single record accepted (Postgres caps a value at 1 GiB).
+    pub max_record_bytes: usize,
+    /// Connections in the pool (the listener uses one more).
+    pub max_connections: u32,
+    /// Schema for the tables (created if missing); `None` = the server's `search_path`.
+    pub schema: Option<String>,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            max_record_bytes: 64 << 20,
+            max_connections: 10,
+            schema: None,
+        }
+    }
+}
+
+/// Streams in Postgres. Clones share the pool and the listener.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), courier_traits::StorageError> {
+/// use courier_impls::postgres::{PgConfig, PgStreamStorage};
+/// use courier_traits::storage::*;
+///
+/// let store = PgStreamStorage::connect("postgres://postgres@127.0.0.1/postgres", PgConfig::default()).await?;
+/// let name = StreamName::new("orders")?;
+/// store.create(&name, StreamConfig::with_content_type("application/json"), vec![]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgStreamStorage {
+    pool: PgPool,
+    wakers: Arc<Wakers>,
+    config: PgConfig,
+    last_sweep_ms: Arc<AtomicI64>,
+    _listener: Arc<DropGuard>,
+}
+
+/// Maps a database error: connection trouble, contention and shutdown are retryable.
+pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
+    let retryable = match &error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 40001/40P01: serialization/deadlock; 53: resources;
+            // 57P0x: server shutting down or restarting.
+            code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57P")
+                || code == "40001"
+                || code == "40P01"
+        }),
+        _ => false,
+    };
+    let message = format!("postgres: {error}");
+    if retryable {
+        StorageError::Unavailable {
+            message,
+            source: Some(Box::new(error)),
+        }
+    } else {
+        StorageError::Backend {
+            message,
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+impl PgStreamStorage {
+    /// Connects to `url`, applies the schema, and starts the notification listener.
+    pub async fn connect(url: &str, config: PgConfig) -> Result<PgStreamStorage, StorageError> {
+        let mut options = PgConnectOptions::from_str(url).map_err(db_error)?;
+        if let Some(schema) = &config.schema {
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                return Err(InvalidInput::new(
+                    "postgres schema",
+                    schema,
+                    "use letters, digits and '_'",
+                )
+                .into());
+            }
+            let admin = PgPoolOptions::new()
+                .max_connections(1)
+                .connect_with(options.clone())
+                .await
+                .map_err(db_error)?;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&admin)
+                .await
+                .map_err(db_error)?;
+            admin.close().await;
+            options = options.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        let storage_pool = pool.clone();
+        schema::migrate(&pool).await.map_err(db_error)?;
+        let wakers = Arc::new(Wakers::default());
+        let stop = CancellationToken::new();
+        let listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
+        tokio::spawn(listen(listener, wakers.clone(), stop.clone()));
+        Ok(PgStreamStorage {
+            pool: storage_pool,
+            wakers,
+            config,
+            last_sweep_ms: Arc::default(),
+            _listener: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    /// Applies the schema (also done by `connect`; idempotent).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        schema::migrate(&self.pool).await.map_err(db_error)
+    }
+
+    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
+        let limit = self.config.max_record_bytes;
+        match records.iter().find(|r| r.len() > limit) {
+            Some(r) => Err(StorageError::TooLarge {
+                what: "record",
+                size: r.len(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn notify(conn: &mut PgConnection, names: &[StreamName]) -> Result<(), StorageError> {
+        for name in names {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(name.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    /// The live row of `name` (no lock). An expired stream is reaped first.
+    async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        match load(&mut conn, name, false).await? {
+            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                drop(conn);
+                self.reap(name).await?;
+                Err(StorageError::NotFound {
+                    stream: name.clone(),
+                })
+            }
+            Some(row) if row.soft_deleted => Err(StorageError::Gone {
+                stream: name.clone(),
+            }),
+            Some(row) => Ok(row),
+            None => Err(StorageError::NotFound {
+                stream: name.clone(),
+            }),
+        }
+    }
+
+    /// Removes `name` if it has expired.
+    async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let touched = match load(&mut tx, name, true).await? {
+            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                remove(&mut tx, name).await?
+            }
+            _ => Vec::new(),
+        };
+        PgStreamStorage::notify(&mut tx, &touched).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    /// Reaps up to 100 expired streams nobody touched again, at most once per second.
+    async fn sweep(&self) -> Result<(), StorageError> {
+        let now = now_ms();
+        if now - self.last_sweep_ms.load(Ordering::Relaxed) < 1000 {
+            return Ok(());
+        }
+        self.last_sweep_ms.store(now, Ordering::Relaxed);
+        let names = expired_names(&mut *self.pool.acquire().await.map_err(db_error)?, 100).await?;
+        for name in names {
+            self.reap(&name).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the listener connection: wakes the waiters of every notified stream, and all of them
+/// after a reconnect. Stops when the storage (every clone) is dropped.
+async fn listen(mut listener: PgListener, wakers: Arc<Wakers>, stop: CancellationToken) {
+    let mut listening = false;
+    loop {
+        if !listening {
+            match listener.listen(CHANNEL).await {
+                Ok(()) => {
+                    listening = true;
+                    wakers.wake_all();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "postgres LISTEN failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => {
+                    if let Ok(name) = StreamName::new(notification.payload()) {
+                        wakers.wake(&name);
+                    }
+                }
+                // The connection was lost (sqlx reconnects and re-listens on the next call);
+                // notifications sent meanwhile are gone, so every waiter re-checks.
+                Ok(None) => wakers.wake_all(),
+                Err(error) => {
+                    tracing::warn!(%error, "postgres listener failed; reconnecting");
+                    listening = false;
+                    wakers.wake_all();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Creates `name` inside `conn`'s transaction. `Ok(None)`: another node created it first
+/// (retry, and the row will be there).
+async fn create_in(
+    conn: &mut PgConnection,
+    name: &StreamName,
+    config: &StreamConfig,
+    initial: &[Bytes],
+) -> Result<Option<CreateOutcome>, StorageError> {
+    match load_live(conn, name, true).await {
+        Ok(existing) => {
+            return match existing.difference(config) {
+                Some(reason) => Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: reason.into(),
+                }),
+                None => Ok(Some(CreateOutcome::AlreadyExists(existing.info(name)))),
+            };
+        }
+        Err(StorageError::Gone { .. }) => {
+            return Err(StorageError::ConfigConflict {
+                stream: name.clone(),
+                reason: "a deleted stream is kept under this name for its forks".into(),
+            });
+        }
+        Err(StorageError::NotFound { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    // An expired row may still be there: remove it in this transaction.
+    remove(conn, name).await?;
+    let (content_type, expiry, parent, source) = match &config.fork {
+        None => (
+            config
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+            config.expiry,
+            None,
+            None,
+        ),
+        Some(fork) => {
+            if fork.source == *name {
+                return Err(InvalidInput::new(
+                    "fork source",
+                    fork.source.as_str(),
+                    "a stream cannot fork itself",
+                )
+                .into());
+            }
+            let source = match load_live(conn, &fork.source, true).await {
+                Ok(row) => row,
+                Err(StorageError::NotFound { .. }) => {
+                    return Err(StorageError::ForkSourceNotFound {
+                        source_stream: fork.source.clone(),
+                    });
+                }
+                Err(StorageError::Gone { .. }) => {
+                    return Err(StorageError::ForkSourceGone {
+                        source_stream: fork.source.clone(),
+                    });
+                }
+                Err(other) => return Err(other),
+            };
+            if config
+                .content_type
+                .as_ref()
+                .is_some_and(|ct| *ct != source.content_type)
+            {
+                return Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: format!(
+                        "content type differs from the fork source's {:?}",
+                        source.content_type
+                    ),
+                });
+            }
+            let expiry = if config.expiry == Expiry::Never {
+                source.expiry()
+            } else {
+                config.expiry
+            };
+            (
+                source.content_type.clone(),
+                expiry,
+                Some(fork.source.to_string()),
+                Some((fork, source)),
+            )
+        }
+    };
+    let (expiry_kind, expiry_ms) = encode_expiry(expiry);
+    let inserted = sqlx::query(
+        "INSERT INTO courier_streams (name, content_type, expiry_kind, expiry_ms, requested, closed, next_index,
+             last_access_ms, parent)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)
+         ON CONFLICT (name) DO NOTHING RETURNING name",
+    )
+    .bind(name.as_str())
+    .bind(&content_type)
+    .bind(expiry_kind)
+    .bind(expiry_ms)
+    .bind(requested_key(config))
+    .bind(i64::from(config.closed))
+    .bind(now_ms())
+    .bind(&parent)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if inserted.is_none() {
+        return Ok(None);
+    }
+    let inherited = match &source {
+        Some((fork, source_row)) => {
+            let inherited = copy_fork_prefix(conn, &fork.source, source_row, name, fork).await?;
+            sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = $1")
+                .bind(fork.source.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            inherited
+        }
+        None => 0,
+    };
+    insert_records(conn, name, inherited, initial).await?;
+    let next_index = inherited + initial.len() as u64;
+    sqlx::query("UPDATE courier_streams SET next_index = $1 WHERE name = $2")
+        .bind(next_index as i64)
+        .bind(name.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Some(CreateOutcome::Created(StreamInfo {
+        name: name.clone(),
+        content_type,
+        expiry,
+        next_offset: index_offset::encode(next_index),
+        closed: config.closed,
+    })))
+}
+
+#[async_trait]
+impl StreamStorage for PgStreamStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.check_sizes(&initial)?;
+        self.sweep().await?;
+        for _ in 0..3 {
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            if let Some(outcome) = create_in(&mut tx, name, &config, &initial).await? {
+                tx.commit().await.map_err(db_error)?;
+                return Ok(outcome);
+            }
+        }
+        Err(StorageError::Unavailable {
+            message: format!("stream {name} is being created and deleted concurrently"),
+            source: None,
+        })
+    }
+
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        if request.records.is_empty() && !request.close {
+            return Err(InvalidInput::new(
+                "records",
+                "",
+                "an append needs at least one record unless it closes the stream",
+            )
+            .into());
+        }
+        self.check_sizes(&request.records)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row = match load_live(&mut tx, name, true).await {
+            Err(e @ StorageError::NotFound { .. }) => {
+                drop(tx);
+                self.reap(name).await?;
+                return Err(e);
+            }
+            other => other?,
+        };
+        let producer = match &request.producer {
+            None => None,
+            Some(stamp) => sqlx::query(
+                "SELECT epoch, last_seq FROM courier_producers WHERE stream = $1 AND producer = $2",
+            )
+            .bind(name.as_str())
+            .bind(&stamp.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .map(|r| -> Result<ProducerState, StorageError> {
+                Ok(ProducerState {
+                    epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
+                    last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+                })
+            })
+            .transpose()?,
+        };
+        let ctx = AppendContext {
+            stream: name,
+            tail: row.next_index,
+            closed: row.closed,
+            closed_by: row.closed_by.as_ref(),
+            content_type: &row.content_type,
+            producer,
+            writer_seq: row.writer_seq.as_deref(),
+        };
+        let producer = match plan_append(&ctx, &request)? {
+            AppendPlan::Reply(outcome) => return Ok(outcome),
+            AppendPlan::Commit { producer } => producer,
+        };
+        insert_records(&mut tx, name, row.next_index, &request.records).await?;
+        if let (Some(stamp), Some(state)) = (&request.producer, producer) {
+            sqlx::query(
+                "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
+            )
+            .bind(name.as_str())
+            .bind(&stamp.id)
+            .bind(state.epoch as i64)
+            .bind(state.last_seq as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        let closer = request.producer.as_ref().filter(|_| request.close);
+        sqlx::query(
+            "UPDATE courier_streams SET next_index = $1, last_access_ms = $2,
+                 writer_seq = COALESCE($3, writer_seq),
+                 closed = CASE WHEN $4 THEN 1 ELSE closed END,
+                 closed_by_id = COALESCE($5, closed_by_id),
+                 closed_by_epoch = COALESCE($6, closed_by_epoch),
+                 closed_by_seq = COALESCE($7, closed_by_seq)
+             WHERE name = $8",
+        )
+        .bind((row.next_index + request.records.len() as u64) as i64)
+        .bind(now_ms())
+        .bind(request.writer_seq.as_deref())
+        .bind(request.close)
+        .bind(closer.map(|p| p.id.as_str()))
+        .bind(closer.map(|p| p.epoch as i64))
+        .bind(closer.map(|p| p.seq as i64))
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        PgStreamStorage::notify(&mut tx, std::slice::from_ref(name)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(committed_outcome(row.next_index, &request, producer))
+    }
+
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        let row = self.read_live(name).await?;
+        let start = match &from {
+            Some(offset) => {
+                let index = index_offset::decode(name, offset)?;
+                if index > row.next_index {
+                    return Err(StorageError::UnknownOffset {
+                        stream: name.clone(),
+                        offset: offset.clone(),
+                    });
+                }
+                index
+            }
+            None => 0,
+        };
+        let now = now_ms();
+        if row.needs_touch(now) {
+            sqlx::query("UPDATE courier_streams SET last_access_ms = $1 WHERE name = $2")
+                .bind(now)
+                .bind(name.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        }
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let mut index = start;
+        {
+            let mut rows = sqlx::query("SELECT data FROM courier_records WHERE stream = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
+                .bind(name.as_str())
+                .bind(start as i64)
+                .bind(row.next_index as i64)
+                .fetch(&self.pool);
+            while records.len() < limits.max_records {
+                let Some(r) = rows.try_next().await.map_err(db_error)? else {
+                    break;
+                };
+                let data: Vec<u8> = r.try_get("data").map_err(db_error)?;
+                if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+                    break;
+                }
+                bytes += data.len();
+                records.push(Record {
+                    offset: index_offset::encode(index),
+                    data: Bytes::from(data),
+                });
+                index += 1;
+            }
+        }
+        let up_to_date = index == row.next_index;
+        Ok(ReadBatch {
+            records,
+            next_offset: index_offset::encode(index),
+            up_to_date,
+            closed: up_to_date && row.closed,
+            content_type: row.content_type,
+        })
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribe before reading, so an append committing in between still wakes us.
+        let mut woken = self.wakers.subscribe(name);
+        loop {
+            let row = match self.read_live(name).await {
+                Err(StorageError::Gone { .. }) => {
+                    return Err(StorageError::NotFound {
+                        stream: name.clone(),
+                    });
+                }
+                other => other?,
+            };
+            let index = index_offset::decode(name, after)?;
+            if index > row.next_index {
+                return Err(StorageError::UnknownOffset {
+                    stream: name.clone(),
+                    offset: after.clone(),
+                });
+            }
+            if row.next_index > index {
+                return Ok(WaitOutcome::Ready);
+            }
+            if row.closed {
+                return Ok(WaitOutcome::Closed);
+            }
+            match tokio::time::timeout_at(deadline, woken.changed()).await {
+                Err(_elapsed) => return Ok(WaitOutcome::TimedOut),
+                Ok(_) => woken.mark_unchanged(),
+            }
+        }
+    }
+
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        Ok(self.read_live(name).await?.info(name))
+    }
+
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        load_live(&mut tx, name, true).await?;
+        let touched = remove(&mut tx, name).await?;
+        PgStreamStorage::notify(&mut tx, &touched).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        StorageCapabilities {
+            durable: true,
+            shared: true,
+            ttl: true,
+            producers: true,
+            forks: true,
+            survives_restart: true,
+            max_record_bytes: Some(self.config.max_record_bytes),
+        }
+    }
+}

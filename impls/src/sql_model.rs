@@ -1,0 +1,135 @@
+//! The stream row every SQL storage keeps (SQLite, Postgres), and the pure decisions made on
+//! it: expiry, TTL touches, idempotent-create comparison. Only the SQL differs per database.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use courier_traits::storage::{
+    Expiry, ForkFrom, ProducerStamp, StreamConfig, StreamInfo, StreamName, SubOffset,
+};
+
+use crate::rules::index_offset;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Expiry as stored: (kind, milliseconds): 0 never, 1 TTL window, 2 absolute Unix time.
+pub(crate) fn encode_expiry(expiry: Expiry) -> (i64, i64) {
+    match expiry {
+        Expiry::Never => (0, 0),
+        Expiry::Ttl(ttl) => (1, ttl.as_millis().min(i64::MAX as u128) as i64),
+        Expiry::At(at) => (
+            2,
+            at.duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+fn decode_expiry(kind: i64, ms: i64) -> Expiry {
+    let ms = Duration::from_millis(ms.max(0) as u64);
+    match kind {
+        1 => Expiry::Ttl(ms),
+        2 => Expiry::At(UNIX_EPOCH + ms),
+        _ => Expiry::Never,
+    }
+}
+
+/// The parts of a create request that must match for an idempotent re-create (besides the
+/// content type and closed flag, compared against the stream's current values), as text.
+/// Times compare at millisecond precision, the precision they are stored at.
+pub(crate) fn requested_key(config: &StreamConfig) -> String {
+    let (kind, ms) = encode_expiry(config.expiry);
+    let fork = match &config.fork {
+        None => String::from("-"),
+        Some(ForkFrom {
+            source,
+            offset,
+            sub_offset,
+        }) => {
+            let sub = match sub_offset {
+                SubOffset::None => String::from("none"),
+                SubOffset::Records(n) => format!("records:{n}"),
+                SubOffset::Bytes(n) => format!("bytes:{n}"),
+            };
+            let offset = offset.as_ref().map(|o| o.as_str()).unwrap_or("-");
+            format!("{source}\n{offset}\n{sub}")
+        }
+    };
+    format!("{kind}:{ms}\n{fork}")
+}
+
+/// A row of `courier_streams`.
+pub(crate) struct StreamRow {
+    pub(crate) content_type: String,
+    pub(crate) expiry_kind: i64,
+    pub(crate) expiry_ms: i64,
+    pub(crate) requested: String,
+    pub(crate) closed: bool,
+    pub(crate) closed_by: Option<ProducerStamp>,
+    pub(crate) writer_seq: Option<String>,
+    pub(crate) next_index: u64,
+    pub(crate) last_access_ms: i64,
+    pub(crate) soft_deleted: bool,
+}
+
+impl StreamRow {
+    pub(crate) fn expiry(&self) -> Expiry {
+        decode_expiry(self.expiry_kind, self.expiry_ms)
+    }
+
+    pub(crate) fn is_expired(&self, now_ms: i64) -> bool {
+        match self.expiry_kind {
+            1 => now_ms - self.last_access_ms >= self.expiry_ms,
+            2 => now_ms >= self.expiry_ms,
+            _ => false,
+        }
+    }
+
+    /// Whether a read should refresh `last_access_ms`: only for TTL streams, and at most about
+    /// ten times per window, so reads stay reads.
+    pub(crate) fn needs_touch(&self, now_ms: i64) -> bool {
+        self.expiry_kind == 1
+            && now_ms - self.last_access_ms >= (self.expiry_ms / 10).clamp(1, 1000)
+    }
+
+    pub(crate) fn info(&self, name: &StreamName) -> StreamInfo {
+        StreamInfo {
+            name: name.clone(),
+            content_type: self.content_type.clone(),
+            expiry: self.expiry(),
+            next_offset: index_offset::encode(self.next_index),
+            closed: self.closed,
+        }
+    }
+
+    /// Why this stream's configuration differs from `wanted`, if it does.
+    pub(crate) fn difference(&self, wanted: &StreamConfig) -> Option<&'static str> {
+        let wanted_key = requested_key(wanted);
+        let (wanted_expiry, wanted_fork) = wanted_key.split_once('\n').unwrap_or((&wanted_key, ""));
+        let (stored_expiry, stored_fork) = self
+            .requested
+            .split_once('\n')
+            .unwrap_or((&self.requested, ""));
+        if wanted
+            .content_type
+            .as_ref()
+            .is_some_and(|ct| *ct != self.content_type)
+        {
+            Some("content type differs")
+        } else if wanted_expiry != stored_expiry {
+            Some("TTL or expiry differs")
+        } else if wanted.closed != self.closed {
+            Some("closed flag differs")
+        } else if wanted_fork != stored_fork {
+            Some("fork origin differs")
+        } else {
+            None
+        }
+    }
+}
