@@ -191,6 +191,20 @@ pub fn committed_outcome(
     }
 }
 
+/// The error `create` reports when its fork source could not be used: the source's own
+/// `NotFound` / `Gone` become `ForkSourceNotFound` / `ForkSourceGone`.
+pub fn fork_source_error(error: StorageError, source: &StreamName) -> StorageError {
+    match error {
+        StorageError::NotFound { .. } => StorageError::ForkSourceNotFound {
+            source_stream: source.clone(),
+        },
+        StorageError::Gone { .. } => StorageError::ForkSourceGone {
+            source_stream: source.clone(),
+        },
+        other => other,
+    }
+}
+
 /// Offsets that are record indexes: 16 lowercase hex digits, so bytewise order is numeric.
 pub mod index_offset {
     use super::*;

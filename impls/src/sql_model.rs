@@ -1,13 +1,18 @@
 //! The stream row every SQL storage keeps (SQLite, Postgres), and the pure decisions made on
 //! it: expiry, TTL touches, idempotent-create comparison. Only the SQL differs per database.
 
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use courier_traits::storage::{
-    Expiry, ForkFrom, ProducerStamp, StreamConfig, StreamInfo, StreamName, SubOffset,
+    CreateOutcome, Expiry, ForkFrom, Offset, ProducerStamp, ReadBatch, ReadLimits, Record,
+    StorageError, StreamConfig, StreamInfo, StreamName, SubOffset, WaitOutcome,
 };
+use futures::{Stream, TryStreamExt};
 
 use crate::rules::index_offset;
+use crate::wakers::Wakers;
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
@@ -130,6 +135,123 @@ impl StreamRow {
             Some("fork origin differs")
         } else {
             None
+        }
+    }
+}
+
+/// What `create` answers when `existing` (the lookup of the stream's row) found one:
+/// `None` = no live stream, go on and create it.
+pub(crate) fn existing_stream_outcome(
+    existing: Result<StreamRow, StorageError>,
+    name: &StreamName,
+    wanted: &StreamConfig,
+) -> Option<Result<CreateOutcome, StorageError>> {
+    match existing {
+        Ok(row) => Some(match row.difference(wanted) {
+            Some(reason) => Err(StorageError::ConfigConflict {
+                stream: name.clone(),
+                reason: reason.into(),
+            }),
+            None => Ok(CreateOutcome::AlreadyExists(row.info(name))),
+        }),
+        Err(StorageError::Gone { .. }) => Some(Err(StorageError::ConfigConflict {
+            stream: name.clone(),
+            reason: "a deleted stream is kept under this name for its forks".into(),
+        })),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(other) => Some(Err(other)),
+    }
+}
+
+/// Builds a read batch from the stored payloads at indexes `start..` (bounded by `row`'s
+/// tail when the query was made), within `limits`.
+pub(crate) async fn collect_batch(
+    row: StreamRow,
+    start: u64,
+    limits: ReadLimits,
+    payloads: impl Stream<Item = Result<Vec<u8>, StorageError>>,
+) -> Result<ReadBatch, StorageError> {
+    let mut payloads = std::pin::pin!(payloads);
+    let mut records = Vec::new();
+    let mut bytes = 0usize;
+    let mut index = start;
+    while records.len() < limits.max_records {
+        let Some(data) = payloads.try_next().await? else {
+            break;
+        };
+        if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+            break;
+        }
+        bytes += data.len();
+        records.push(Record {
+            offset: index_offset::encode(index),
+            data: Bytes::from(data),
+        });
+        index += 1;
+    }
+    let up_to_date = index == row.next_index;
+    Ok(ReadBatch {
+        records,
+        next_offset: index_offset::encode(index),
+        up_to_date,
+        closed: up_to_date && row.closed,
+        content_type: row.content_type,
+    })
+}
+
+/// The record index `from` names in a stream whose tail is `row.next_index`.
+pub(crate) fn start_index(
+    name: &StreamName,
+    row: &StreamRow,
+    from: Option<&Offset>,
+) -> Result<u64, StorageError> {
+    let Some(offset) = from else { return Ok(0) };
+    let index = index_offset::decode(name, offset)?;
+    if index > row.next_index {
+        return Err(StorageError::UnknownOffset {
+            stream: name.clone(),
+            offset: offset.clone(),
+        });
+    }
+    Ok(index)
+}
+
+/// `wait` for storages whose rows live outside the process: re-reads the row (`read_live`)
+/// whenever `wakers` signals the stream, until data lies past `after`, the stream closes or
+/// goes away, or `timeout` passes.
+pub(crate) async fn wait_on_row<F, Fut>(
+    wakers: &Wakers,
+    name: &StreamName,
+    after: &Offset,
+    timeout: Duration,
+    mut read_live: F,
+) -> Result<WaitOutcome, StorageError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<StreamRow, StorageError>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Subscribe before reading, so an append committing in between still wakes us.
+    let mut woken = wakers.subscribe(name);
+    loop {
+        let row = match read_live().await {
+            Err(StorageError::Gone { .. }) => {
+                return Err(StorageError::NotFound {
+                    stream: name.clone(),
+                });
+            }
+            other => other?,
+        };
+        let index = start_index(name, &row, Some(after))?;
+        if row.next_index > index {
+            return Ok(WaitOutcome::Ready);
+        }
+        if row.closed {
+            return Ok(WaitOutcome::Closed);
+        }
+        match tokio::time::timeout_at(deadline, woken.changed()).await {
+            Err(_elapsed) => return Ok(WaitOutcome::TimedOut),
+            Ok(_) => woken.mark_unchanged(),
         }
     }
 }

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
-    ReadLimits, Record, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, WaitOutcome,
 };
 use futures::TryStreamExt;
@@ -31,10 +31,14 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::rules::fork_source_error;
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
 };
-use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
+use crate::sql_model::{
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
+    start_index, wait_on_row,
+};
 use crate::wakers::Wakers;
 use tables::{copy_fork_prefix, expired_names, insert_records, load, load_live, remove};
 
@@ -297,24 +301,9 @@ async fn create_in(
     config: &StreamConfig,
     initial: &[Bytes],
 ) -> Result<Option<CreateOutcome>, StorageError> {
-    match load_live(conn, name, true).await {
-        Ok(existing) => {
-            return match existing.difference(config) {
-                Some(reason) => Err(StorageError::ConfigConflict {
-                    stream: name.clone(),
-                    reason: reason.into(),
-                }),
-                None => Ok(Some(CreateOutcome::AlreadyExists(existing.info(name)))),
-            };
-        }
-        Err(StorageError::Gone { .. }) => {
-            return Err(StorageError::ConfigConflict {
-                stream: name.clone(),
-                reason: "a deleted stream is kept under this name for its forks".into(),
-            });
-        }
-        Err(StorageError::NotFound { .. }) => {}
-        Err(other) => return Err(other),
+    if let Some(outcome) = existing_stream_outcome(load_live(conn, name, true).await, name, config)
+    {
+        return outcome.map(Some);
     }
     // An expired row may still be there: remove it in this transaction.
     remove(conn, name).await?;
@@ -337,20 +326,9 @@ async fn create_in(
                 )
                 .into());
             }
-            let source = match load_live(conn, &fork.source, true).await {
-                Ok(row) => row,
-                Err(StorageError::NotFound { .. }) => {
-                    return Err(StorageError::ForkSourceNotFound {
-                        source_stream: fork.source.clone(),
-                    });
-                }
-                Err(StorageError::Gone { .. }) => {
-                    return Err(StorageError::ForkSourceGone {
-                        source_stream: fork.source.clone(),
-                    });
-                }
-                Err(other) => return Err(other),
-            };
+            let source = load_live(conn, &fork.source, true)
+                .await
+                .map_err(|e| fork_source_error(e, &fork.source))?;
             if config
                 .content_type
                 .as_ref()
@@ -551,19 +529,7 @@ impl StreamStorage for PgStreamStorage {
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
         let row = self.read_live(name).await?;
-        let start = match &from {
-            Some(offset) => {
-                let index = index_offset::decode(name, offset)?;
-                if index > row.next_index {
-                    return Err(StorageError::UnknownOffset {
-                        stream: name.clone(),
-                        offset: offset.clone(),
-                    });
-                }
-                index
-            }
-            None => 0,
-        };
+        let start = start_index(name, &row, from.as_ref())?;
         let now = now_ms();
         if row.needs_touch(now) {
             sqlx::query("UPDATE courier_streams SET last_access_ms = $1 WHERE name = $2")
@@ -573,39 +539,15 @@ impl StreamStorage for PgStreamStorage {
                 .await
                 .map_err(db_error)?;
         }
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
-        let mut index = start;
-        {
-            let mut rows = sqlx::query("SELECT data FROM courier_records WHERE stream = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
-                .bind(name.as_str())
-                .bind(start as i64)
-                .bind(row.next_index as i64)
-                .fetch(&self.pool);
-            while records.len() < limits.max_records {
-                let Some(r) = rows.try_next().await.map_err(db_error)? else {
-                    break;
-                };
-                let data: Vec<u8> = r.try_get("data").map_err(db_error)?;
-                if !records.is_empty() && bytes + data.len() > limits.max_bytes {
-                    break;
-                }
-                bytes += data.len();
-                records.push(Record {
-                    offset: index_offset::encode(index),
-                    data: Bytes::from(data),
-                });
-                index += 1;
-            }
-        }
-        let up_to_date = index == row.next_index;
-        Ok(ReadBatch {
-            records,
-            next_offset: index_offset::encode(index),
-            up_to_date,
-            closed: up_to_date && row.closed,
-            content_type: row.content_type,
-        })
+        // Bounded by the tail read above, so a concurrent append cannot tear the batch.
+        let payloads = sqlx::query("SELECT data FROM courier_records WHERE stream = $1 AND idx >= $2 AND idx < $3 ORDER BY idx")
+            .bind(name.as_str())
+            .bind(start as i64)
+            .bind(row.next_index as i64)
+            .fetch(&self.pool)
+            .map_err(db_error)
+            .and_then(|r| async move { r.try_get::<Vec<u8>, _>("data").map_err(db_error) });
+        collect_batch(row, start, limits, payloads).await
     }
 
     async fn wait(
@@ -614,36 +556,7 @@ impl StreamStorage for PgStreamStorage {
         after: &Offset,
         timeout: Duration,
     ) -> Result<WaitOutcome, StorageError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        // Subscribe before reading, so an append committing in between still wakes us.
-        let mut woken = self.wakers.subscribe(name);
-        loop {
-            let row = match self.read_live(name).await {
-                Err(StorageError::Gone { .. }) => {
-                    return Err(StorageError::NotFound {
-                        stream: name.clone(),
-                    });
-                }
-                other => other?,
-            };
-            let index = index_offset::decode(name, after)?;
-            if index > row.next_index {
-                return Err(StorageError::UnknownOffset {
-                    stream: name.clone(),
-                    offset: after.clone(),
-                });
-            }
-            if row.next_index > index {
-                return Ok(WaitOutcome::Ready);
-            }
-            if row.closed {
-                return Ok(WaitOutcome::Closed);
-            }
-            match tokio::time::timeout_at(deadline, woken.changed()).await {
-                Err(_elapsed) => return Ok(WaitOutcome::TimedOut),
-                Ok(_) => woken.mark_unchanged(),
-            }
-        }
+        wait_on_row(&self.wakers, name, after, timeout, || self.read_live(name)).await
     }
 
     async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
