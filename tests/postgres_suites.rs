@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use courier::impls::postgres::{PgConfig, PgStreamStorage};
+use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
 use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
 use courier_testkit::fixtures::{Postgres, unique_prefix};
-use courier_testkit::suites::StorageFactory;
+use courier_testkit::suites::{BusFactory, StorageFactory};
 
 /// One Postgres per factory; every `connect` is a new storage (a node) on the same schema.
 struct PgFactory {
@@ -72,6 +72,47 @@ mod postgres_storage {
     );
 }
 
+#[async_trait]
+impl BusFactory for PgFactory {
+    type Bus = PgBus;
+    async fn connect(&self) -> PgBus {
+        PgBus::connect(&self.url, PgBusConfig::default())
+            .await
+            .expect("connect to postgres")
+    }
+    async fn stop_server(&self) -> Result<(), String> {
+        self.postgres
+            .lock()
+            .await
+            .stop()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn start_server(&self) -> Result<(), String> {
+        self.postgres
+            .lock()
+            .await
+            .start_again()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+mod postgres_bus {
+    use super::*;
+
+    courier_testkit::bus_suite!(
+        factory = PgFactory::start().await,
+        persistent = true,
+        resume = true,
+        ordered = true,
+        exactly_once = true,
+        lag_reporting = true,
+        shared = true,
+        survives_restart = true,
+    );
+}
+
 /// Nodes racing to create one stream: exactly one `Created`, the rest `AlreadyExists`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_from_several_nodes_create_once() {
@@ -79,7 +120,7 @@ async fn concurrent_creates_from_several_nodes_create_once() {
     let name = StreamName::new("raced").expect("valid");
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let node = Arc::new(factory.connect().await);
+        let node = Arc::new(StorageFactory::connect(&factory).await);
         let name = name.clone();
         tasks.push(tokio::spawn(async move {
             node.create(&name, StreamConfig::with_content_type("text/plain"), vec![])

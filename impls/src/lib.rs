@@ -8,7 +8,7 @@
 //! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
 //! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
 //! | `redis` | `redis::RedisBus`: fan-out over Redis Streams (resumable, trimmed by MAXLEN) |
-//! | `postgres` | `postgres::PgStreamStorage`: streams in Postgres, shared by every node (LISTEN/NOTIFY) |
+//! | `postgres` | `postgres::PgStreamStorage` (streams shared by every node) and `postgres::PgBus` (rows + NOTIFY) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -36,7 +36,7 @@ pub mod etcd;
 mod frame;
 #[cfg(feature = "memory")]
 pub mod memory;
-#[cfg(any(feature = "etcd", feature = "redis"))]
+#[cfg(any(feature = "etcd", feature = "redis", feature = "postgres"))]
 mod outbox;
 #[cfg(feature = "postgres")]
 pub mod postgres;

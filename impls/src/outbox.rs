@@ -62,6 +62,7 @@ impl Outbox {
     }
 
     /// Ends the subscription with `error` as its last item (waits for room).
+    #[cfg_attr(not(any(feature = "etcd", feature = "redis")), allow(dead_code))]
     pub(crate) async fn fail(self, error: BusError) {
         let _ = self.tx.send(Err(error)).await;
     }

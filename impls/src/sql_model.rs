@@ -232,7 +232,7 @@ where
 {
     let deadline = tokio::time::Instant::now() + timeout;
     // Subscribe before reading, so an append committing in between still wakes us.
-    let mut woken = wakers.subscribe(name);
+    let mut woken = wakers.subscribe(name.as_str());
     loop {
         let row = match read_live().await {
             Err(StorageError::Gone { .. }) => {

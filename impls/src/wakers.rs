@@ -1,5 +1,6 @@
-//! Per-stream wake-ups for `wait` in storages whose data lives outside the process: after a
-//! commit the writer wakes the stream's waiters, who then re-read the stored state.
+//! Wake-ups by key (a stream name, a topic) for waiters whose data lives outside the process:
+//! after a commit the writer (or a notification listener) wakes the key's waiters, who then
+//! re-read the stored state.
 //!
 //! A waiter subscribes *before* it reads the state, so an append that commits between the
 //! read and the wait still wakes it (no lost wake-up).
@@ -7,27 +8,26 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use courier_traits::storage::StreamName;
 use tokio::sync::watch;
 
 /// Waiters by stream; entries go away when their last waiter does.
 #[derive(Default)]
 pub(crate) struct Wakers {
-    streams: Mutex<HashMap<StreamName, watch::Sender<u64>>>,
+    streams: Mutex<HashMap<String, watch::Sender<u64>>>,
 }
 
 impl Wakers {
     /// A receiver that changes on every later [`Wakers::wake`] of `name`.
-    pub(crate) fn subscribe(&self, name: &StreamName) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self, name: &str) -> watch::Receiver<u64> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         streams
-            .entry(name.clone())
+            .entry(name.to_owned())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
     }
 
     /// Wakes every waiter of `name` (and forgets streams nobody waits on any more).
-    pub(crate) fn wake(&self, name: &StreamName) {
+    pub(crate) fn wake(&self, name: &str) {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = streams.get(name) {
             if sender.receiver_count() == 0 {
@@ -58,12 +58,11 @@ mod tests {
     #[tokio::test]
     async fn wake_reaches_subscribers_and_forgets_idle_streams() {
         let wakers = Wakers::default();
-        let name = StreamName::new("s").expect("valid");
-        let mut rx = wakers.subscribe(&name);
-        wakers.wake(&name);
+        let mut rx = wakers.subscribe("s");
+        wakers.wake("s");
         rx.changed().await.expect("woken");
         drop(rx);
-        wakers.wake(&name);
+        wakers.wake("s");
         assert!(wakers.streams.lock().expect("lock").is_empty());
     }
 }

@@ -1,4 +1,7 @@
-//! [`PgStreamStorage`]: streams in Postgres, shared by every node (feature `postgres`).
+//! Postgres backends (feature `postgres`): [`PgStreamStorage`], streams shared by every node,
+//! and [`PgBus`], a message bus of rows woken by NOTIFY.
+//!
+//! # `PgStreamStorage`
 //!
 //! * Appends lock their stream's row (`SELECT … FOR UPDATE`) and take the next index from
 //!   its counter, so offsets follow commit order; a plain `BIGSERIAL` would not (a reader can
@@ -10,8 +13,11 @@
 //!   all of them. After a listener reconnect every waiter re-checks, as notifications may
 //!   have been missed.
 
+mod bus;
 mod schema;
 mod tables;
+
+pub use bus::{PgBus, PgBusConfig};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -160,7 +166,7 @@ impl PgStreamStorage {
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
-        tokio::spawn(listen(listener, wakers.clone(), stop.clone()));
+        tokio::spawn(listen(listener, CHANNEL, wakers.clone(), stop.clone()));
         Ok(PgStreamStorage {
             pool: storage_pool,
             wakers,
@@ -250,11 +256,16 @@ impl PgStreamStorage {
 
 /// Keeps the listener connection: wakes the waiters of every notified stream, and all of them
 /// after a reconnect. Stops when the storage (every clone) is dropped.
-async fn listen(mut listener: PgListener, wakers: Arc<Wakers>, stop: CancellationToken) {
+pub(super) async fn listen(
+    mut listener: PgListener,
+    channel: &'static str,
+    wakers: Arc<Wakers>,
+    stop: CancellationToken,
+) {
     let mut listening = false;
     loop {
         if !listening {
-            match listener.listen(CHANNEL).await {
+            match listener.listen(channel).await {
                 Ok(()) => {
                     listening = true;
                     wakers.wake_all();
@@ -271,11 +282,7 @@ async fn listen(mut listener: PgListener, wakers: Arc<Wakers>, stop: Cancellatio
         tokio::select! {
             _ = stop.cancelled() => return,
             received = listener.try_recv() => match received {
-                Ok(Some(notification)) => {
-                    if let Ok(name) = StreamName::new(notification.payload()) {
-                        wakers.wake(&name);
-                    }
-                }
+                Ok(Some(notification)) => wakers.wake(notification.payload()),
                 // The connection was lost (sqlx reconnects and re-listens on the next call);
                 // notifications sent meanwhile are gone, so every waiter re-checks.
                 Ok(None) => wakers.wake_all(),

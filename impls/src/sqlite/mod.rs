@@ -219,7 +219,7 @@ impl SqliteStreamStorage {
             })
             .await?;
         for stream in &touched {
-            self.wakers.wake(stream);
+            self.wakers.wake(stream.as_str());
         }
         Ok(())
     }
@@ -502,7 +502,7 @@ impl StreamStorage for SqliteStreamStorage {
         }
         let outcome = outcome?;
         if !outcome.duplicate {
-            self.wakers.wake(name);
+            self.wakers.wake(name.as_str());
         }
         Ok(outcome)
     }
@@ -565,7 +565,7 @@ impl StreamStorage for SqliteStreamStorage {
             })
             .await?;
         for stream in &touched {
-            self.wakers.wake(stream);
+            self.wakers.wake(stream.as_str());
         }
         Ok(())
     }

@@ -1,0 +1,337 @@
+//! [`PgBus`]: a message bus of rows, with NOTIFY as the wake-up.
+//!
+//! Each publish takes the next sequence number of its topic under the topic row's lock (so
+//! sequence order is commit order: a reader never skips a row that commits late), inserts
+//! the message, and notifies channel `courier_bus` with the topic name. Payloads stay in
+//! the table — NOTIFY carries only the topic, so its 8000-byte limit never applies.
+//! Subscriptions read rows after their last sequence whenever the bus's single listener
+//! connection hears of their topic (and once a second regardless, in case a notification was
+//! lost), so they resume after a reconnect with no gap and no duplicate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use courier_traits::InvalidInput;
+use courier_traits::bus::{
+    BusCapabilities, BusError, Message, MessageBus, MessageId, Position, Published, SubscribeFrom,
+    Subscription, Topic,
+};
+use courier_traits::storage::StorageError;
+use futures::TryStreamExt;
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Row};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::db_error;
+use crate::outbox::Outbox;
+use crate::wakers::Wakers;
+
+const CHANNEL: &str = "courier_bus";
+
+/// Settings of a [`PgBus`].
+#[derive(Clone, Debug)]
+pub struct PgBusConfig {
+    /// Messages kept per topic; older ones are deleted and can no longer be resumed from.
+    pub max_len_per_topic: i64,
+    /// Messages buffered per subscriber before it starts losing the newest (and is told so).
+    pub subscriber_buffer: usize,
+    /// Largest payload accepted.
+    pub max_payload_bytes: usize,
+    /// Connections in the pool (the listener uses one more).
+    pub max_connections: u32,
+}
+
+impl Default for PgBusConfig {
+    fn default() -> Self {
+        PgBusConfig {
+            max_len_per_topic: 100_000,
+            subscriber_buffer: 1024,
+            max_payload_bytes: 16 << 20,
+            max_connections: 10,
+        }
+    }
+}
+
+/// A message bus in Postgres; instances on one database act as one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), courier_traits::BusError> {
+/// use courier_impls::postgres::{PgBus, PgBusConfig};
+/// use courier_traits::bus::{MessageBus, SubscribeFrom, Topic};
+///
+/// let bus = PgBus::connect("postgres://postgres@127.0.0.1/postgres", PgBusConfig::default()).await?;
+/// let topic = Topic::new("broadcast")?;
+/// let _sub = bus.subscribe(&topic, SubscribeFrom::Live).await?;
+/// bus.publish(&topic, "hello".into()).await?;
+/// # Ok(()) }
+/// ```
+pub struct PgBus {
+    pool: PgPool,
+    config: PgBusConfig,
+    wakers: Arc<Wakers>,
+    stop: CancellationToken,
+    _stop_on_drop: DropGuard,
+}
+
+fn bus_error(error: sqlx::Error) -> BusError {
+    match db_error(error) {
+        StorageError::Unavailable { message, source } => BusError::Unavailable { message, source },
+        StorageError::Backend { message, source } => BusError::Backend { message, source },
+        other => BusError::Backend {
+            message: other.to_string(),
+            source: None,
+        },
+    }
+}
+
+fn position(seq: i64) -> Position {
+    Position(format!("{seq:020}"))
+}
+
+fn parse_position(position: &Position) -> Result<i64, BusError> {
+    position
+        .0
+        .parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| {
+            InvalidInput::new("position", &position.0, "not a PgBus sequence number").into()
+        })
+}
+
+impl PgBus {
+    /// Connects to `url`, creates the tables if missing, and starts the listener.
+    pub async fn connect(url: &str, config: PgBusConfig) -> Result<PgBus, BusError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await
+            .map_err(bus_error)?;
+        let mut tx = pool.begin().await.map_err(bus_error)?;
+        sqlx::query("SELECT pg_advisory_xact_lock(7361297)")
+            .execute(&mut *tx)
+            .await
+            .map_err(bus_error)?;
+        for statement in [
+            "CREATE TABLE IF NOT EXISTS courier_bus_topics (topic TEXT PRIMARY KEY, last_seq BIGINT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS courier_bus_messages (
+                topic TEXT NOT NULL, seq BIGINT NOT NULL, id TEXT NOT NULL, payload BYTEA NOT NULL,
+                PRIMARY KEY (topic, seq))",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut *tx)
+                .await
+                .map_err(bus_error)?;
+        }
+        tx.commit().await.map_err(bus_error)?;
+        let wakers = Arc::new(Wakers::default());
+        let stop = CancellationToken::new();
+        let listener = PgListener::connect_with(&pool).await.map_err(bus_error)?;
+        tokio::spawn(super::listen(
+            listener,
+            CHANNEL,
+            wakers.clone(),
+            stop.clone(),
+        ));
+        let guard = stop.clone().drop_guard();
+        Ok(PgBus {
+            pool,
+            config,
+            wakers,
+            stop,
+            _stop_on_drop: guard,
+        })
+    }
+
+    fn ensure_open(&self) -> Result<(), BusError> {
+        if self.stop.is_cancelled() {
+            Err(BusError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl MessageBus for PgBus {
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+        self.ensure_open()?;
+        let limit = self.config.max_payload_bytes;
+        if payload.len() > limit {
+            return Err(BusError::PayloadTooLarge {
+                size: payload.len(),
+                limit,
+            });
+        }
+        let id = MessageId::random();
+        let mut tx = self.pool.begin().await.map_err(bus_error)?;
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO courier_bus_topics (topic, last_seq) VALUES ($1, 1)
+             ON CONFLICT (topic) DO UPDATE SET last_seq = courier_bus_topics.last_seq + 1 RETURNING last_seq",
+        )
+        .bind(topic.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(bus_error)?;
+        sqlx::query(
+            "INSERT INTO courier_bus_messages (topic, seq, id, payload) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(topic.as_str())
+        .bind(seq)
+        .bind(id.0.as_str())
+        .bind(&payload[..])
+        .execute(&mut *tx)
+        .await
+        .map_err(bus_error)?;
+        // Trim in steps, not on every publish.
+        if seq % 1000 == 0 {
+            sqlx::query("DELETE FROM courier_bus_messages WHERE topic = $1 AND seq <= $2")
+                .bind(topic.as_str())
+                .bind(seq - self.config.max_len_per_topic)
+                .execute(&mut *tx)
+                .await
+                .map_err(bus_error)?;
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(topic.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(bus_error)?;
+        tx.commit().await.map_err(bus_error)?;
+        Ok(Published {
+            id,
+            position: Some(position(seq)),
+        })
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &Topic,
+        from: SubscribeFrom,
+    ) -> Result<Subscription, BusError> {
+        self.ensure_open()?;
+        let last: i64 = sqlx::query_scalar(
+            "SELECT COALESCE((SELECT last_seq FROM courier_bus_topics WHERE topic = $1), 0)",
+        )
+        .bind(topic.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(bus_error)?;
+        let after = match &from {
+            SubscribeFrom::Live => last,
+            SubscribeFrom::After(requested) => {
+                let after = parse_position(requested)?;
+                let oldest: Option<i64> = sqlx::query_scalar(
+                    "SELECT min(seq) FROM courier_bus_messages WHERE topic = $1",
+                )
+                .bind(topic.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(bus_error)?;
+                let first_kept = oldest.unwrap_or(last + 1);
+                if after + 1 < first_kept && after < last {
+                    return Err(BusError::PositionUnavailable {
+                        position: requested.clone(),
+                        reason: format!("messages before {} were trimmed", position(first_kept)),
+                    });
+                }
+                after
+            }
+        };
+        let (outbox, subscription) = Outbox::new(self.config.subscriber_buffer);
+        let reader = Reader {
+            pool: self.pool.clone(),
+            topic: topic.clone(),
+            after,
+            outbox,
+        };
+        let woken = self.wakers.subscribe(topic.as_str());
+        tokio::spawn(reader.run(woken, self.stop.child_token()));
+        Ok(subscription)
+    }
+
+    fn capabilities(&self) -> BusCapabilities {
+        BusCapabilities {
+            persistent: true,
+            resume: true,
+            ordered: true,
+            exactly_once: true,
+            lag_reporting: true,
+            shared: true,
+            survives_restart: true,
+        }
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        self.stop.cancel();
+        Ok(())
+    }
+}
+
+/// One subscription's task: reads rows after `after` when woken, forwards them.
+struct Reader {
+    pool: PgPool,
+    topic: Topic,
+    after: i64,
+    outbox: Outbox,
+}
+
+impl Reader {
+    async fn run(mut self, mut woken: tokio::sync::watch::Receiver<u64>, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pause = match self.read_page().await {
+                Ok(true) => continue, // a full page: there may be more right away
+                Ok(false) => {
+                    backoff = Duration::from_millis(100);
+                    Duration::from_secs(1)
+                }
+                Err(error) => {
+                    tracing::debug!(%error, topic = %self.topic, "postgres bus read failed; retrying");
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    backoff
+                }
+            };
+            let tx = self.outbox.sender();
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tx.closed() => return,
+                permit = tx.reserve(), if self.outbox.pending_loss() > 0 => match permit {
+                    Ok(permit) => self.outbox.report_loss(permit),
+                    Err(_) => return,
+                },
+                _ = woken.changed() => {}
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Forwards the next page of rows; true if the page was full.
+    async fn read_page(&mut self) -> Result<bool, sqlx::Error> {
+        const PAGE: i64 = 512;
+        let mut rows = sqlx::query("SELECT seq, id, payload FROM courier_bus_messages WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3")
+            .bind(self.topic.as_str())
+            .bind(self.after)
+            .bind(PAGE)
+            .fetch(&self.pool);
+        let mut count = 0;
+        while let Some(row) = rows.try_next().await? {
+            let seq: i64 = row.try_get("seq")?;
+            let id: String = row.try_get("id")?;
+            let payload: Vec<u8> = row.try_get("payload")?;
+            self.after = seq;
+            count += 1;
+            self.outbox.deliver(Message {
+                id: MessageId(id),
+                topic: self.topic.clone(),
+                payload: Bytes::from(payload),
+                position: Some(position(seq)),
+            });
+        }
+        Ok(count == PAGE)
+    }
+}
