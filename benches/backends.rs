@@ -10,6 +10,7 @@
 //! * `publish/*`: publishes per second (one publisher) for each bus; `publish_raw/etcd` is a
 //!   plain etcd put loop. Redis's raw figure comes from `redis-benchmark` (printed).
 //! * latency: publish -> receive p50/p99 for each bus (printed, 2000 sequential samples).
+//! * Postgres's raw figure comes from `pgbench` running a comparable INSERT (printed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,10 +19,11 @@ use bytes::Bytes;
 use courier::bus::{MessageBus, SubscribeFrom, Topic};
 use courier::impls::etcd::{EtcdBus, EtcdBusConfig};
 use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
+use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
 use courier::impls::redis::{RedisBus, RedisBusConfig};
 use courier::impls::sqlite::SqliteStreamStorage;
 use courier::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
-use courier_testkit::fixtures::{Etcd, Redis, unique_prefix};
+use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use tokio::runtime::Runtime;
@@ -88,9 +90,17 @@ fn storage_benches(c: &mut Criterion) {
     let sqlite = rt
         .block_on(SqliteStreamStorage::open(dir.path().join("bench.db")))
         .expect("sqlite");
+    let postgres = rt.block_on(Postgres::start()).expect("postgres");
+    let pg = rt
+        .block_on(PgStreamStorage::connect(
+            &postgres.url(),
+            PgConfig::default(),
+        ))
+        .expect("postgres storage");
     let stores: Vec<(&str, Arc<dyn StreamStorage>)> = vec![
         ("memory", Arc::new(MemoryStreamStorage::new())),
         ("sqlite", Arc::new(sqlite)),
+        ("postgres", Arc::new(pg)),
     ];
     let mut group = quick(c);
     for (backend, store) in &stores {
@@ -160,6 +170,74 @@ fn storage_benches(c: &mut Criterion) {
         })
     });
     group.finish();
+    match postgres
+        .url()
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next()?.parse::<u16>().ok())
+    {
+        Some(port) => {
+            for clients in [1, 64] {
+                match pgbench_inserts(port, clients) {
+                    Some(tps) => println!("pgbench INSERT 100 B, {clients} clients: {tps:.0} tps"),
+                    None => println!("pgbench: not available or failed"),
+                }
+            }
+        }
+        None => println!("pgbench: server address unknown"),
+    }
+}
+
+/// `pgbench` running single-row INSERTs of 100 B against the same server: transactions/s.
+fn pgbench_inserts(port: u16, clients: u32) -> Option<f64> {
+    let dir = tempfile::tempdir().ok()?;
+    let script = dir.path().join("insert.sql");
+    std::fs::write(
+        &script,
+        "INSERT INTO courier_raw (data) VALUES (decode(repeat('78', 100), 'hex'));\n",
+    )
+    .ok()?;
+    let psql = |sql: &str| {
+        std::process::Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-qc",
+                sql,
+            ])
+            .status()
+            .ok()
+            .filter(|s| s.success())
+    };
+    psql("CREATE TABLE IF NOT EXISTS courier_raw (id BIGSERIAL PRIMARY KEY, data BYTEA)")?;
+    let output = std::process::Command::new("pgbench")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-n",
+            "-T",
+            "5",
+        ])
+        .args(["-c", &clients.to_string(), "-j", "2", "-f"])
+        .arg(&script)
+        .arg("postgres")
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // "tps = 1234.567890 (without initial connection time)"
+    let line = text.lines().find(|l| l.starts_with("tps = "))?;
+    line.trim_start_matches("tps = ")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Publish -> receive latency over `samples` sequential messages: (p50, p99).
@@ -214,10 +292,11 @@ fn redis_benchmark(port: u16) -> Option<(f64, f64)> {
 
 fn bus_benches(c: &mut Criterion) {
     let rt = runtime();
-    let (redis, etcd) = rt.block_on(async {
+    let (redis, etcd, postgres) = rt.block_on(async {
         (
             Redis::start().await.expect("redis"),
             Etcd::start().await.expect("etcd"),
+            Postgres::start().await.expect("postgres"),
         )
     });
     let endpoints = etcd.endpoints();
@@ -251,6 +330,14 @@ fn bus_benches(c: &mut Criterion) {
                     )
                     .await
                     .expect("redis bus"),
+                ),
+            ),
+            (
+                "postgres",
+                Arc::new(
+                    PgBus::connect(&postgres.url(), PgBusConfig::default())
+                        .await
+                        .expect("postgres bus"),
                 ),
             ),
         ]
