@@ -3,9 +3,11 @@
 
 use async_trait::async_trait;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
-use courier::impls::redis::{RedisBus, RedisBusConfig, RedisDelivery};
+use courier::impls::redis::{
+    RedisBus, RedisBusConfig, RedisDelivery, RedisStorageConfig, RedisStreamStorage,
+};
 use courier_testkit::fixtures::{Redis, unique_prefix};
-use courier_testkit::suites::BusFactory;
+use courier_testkit::suites::{BusFactory, StorageFactory};
 
 /// One Redis server per factory; every `connect` is a new bus (a node) on it, same prefix.
 struct RedisFactory {
@@ -96,6 +98,50 @@ mod redis_pubsub_bus {
         lag_reporting = true,
         shared = true,
         survives_restart = false,
+    );
+}
+
+#[async_trait]
+impl StorageFactory for RedisFactory {
+    type Storage = RedisStreamStorage;
+    async fn connect(&self) -> RedisStreamStorage {
+        let config = RedisStorageConfig {
+            key_prefix: self.prefix.clone(),
+            ..RedisStorageConfig::default()
+        };
+        RedisStreamStorage::connect(&self.url, config)
+            .await
+            .expect("connect to redis")
+    }
+    async fn stop_server(&self) -> Result<(), String> {
+        self.redis
+            .lock()
+            .await
+            .stop()
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn start_server(&self) -> Result<(), String> {
+        self.redis
+            .lock()
+            .await
+            .start_again()
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+mod redis_storage {
+    use super::*;
+
+    courier_testkit::storage_suite!(
+        factory = RedisFactory::start().await,
+        durable = true,
+        shared = true,
+        ttl = true,
+        producers = true,
+        forks = true,
+        survives_restart = true,
     );
 }
 

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `memory` (default) | [`memory::MemoryBus`], [`memory::MemoryStreamStorage`], in-process transports |
 //! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
-//! | `redis` | `redis::RedisBus`: fan-out over Redis Streams (resumable, trimmed by MAXLEN) |
+//! | `redis` | `redis::RedisBus` (Redis Streams, or pub/sub at most once) and `redis::RedisStreamStorage` |
 //! | `postgres` | `postgres::PgStreamStorage` (streams shared by every node) and `postgres::PgBus` (rows + NOTIFY) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |

@@ -1,10 +1,13 @@
-//! Redis backends (feature `redis`): [`RedisBus`], fan-out over Redis Streams, or over
-//! pub/sub for callers who choose at-most-once delivery.
+//! Redis backends (feature `redis`): [`RedisBus`], fan-out over Redis Streams (or pub/sub for
+//! callers who choose at-most-once delivery), and [`RedisStreamStorage`].
 
 mod bus;
 mod errors;
 mod position;
 mod pubsub;
+mod scripts;
+mod storage;
 
 pub use bus::{RedisBus, RedisBusConfig, RedisDelivery};
 pub use deadpool_redis::redis;
+pub use storage::{RedisStorageConfig, RedisStreamStorage};

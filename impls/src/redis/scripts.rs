@@ -1,0 +1,83 @@
+//! The Lua scripts that make each storage write atomic. Every one is a compare-and-set on the
+//! stream's `ver` field: the Rust side reads the state, applies the shared rules, and the script
+//! commits only if nothing changed meanwhile (else the caller re-reads and retries). So the
+//! rules live once, in Rust, and Redis only guarantees atomicity.
+
+/// Commit an append. KEYS: meta, data, producers, channel.
+/// ARGV: expected ver, first index, record count n, n records, field count f, f name/value
+/// pairs, producer id ('' for none), producer value, notify payload, pexpire ms (0 = none).
+pub(super) const COMMIT: &str = r#"
+if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return 0 end
+local first = tonumber(ARGV[2])
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  redis.call('XADD', KEYS[2], (first + i) .. '-0', 'd', ARGV[3 + i])
+end
+local at = 4 + n
+local f = tonumber(ARGV[at])
+for j = 0, f - 1 do
+  redis.call('HSET', KEYS[1], ARGV[at + 1 + 2 * j], ARGV[at + 2 + 2 * j])
+end
+at = at + 1 + 2 * f
+if ARGV[at] ~= '' then redis.call('HSET', KEYS[3], ARGV[at], ARGV[at + 1]) end
+redis.call('HINCRBY', KEYS[1], 'ver', 1)
+local ttl = tonumber(ARGV[at + 3])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+redis.call('PUBLISH', KEYS[4], ARGV[at + 2])
+return 1
+"#;
+
+/// Create a stream whose meta key is absent. KEYS: meta, data, source meta (or meta again).
+/// ARGV: expected source ver ('' when not a fork), record count n, n records, field count f,
+/// f name/value pairs, pexpire ms (0 = none).
+pub(super) const CREATE: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fork = ARGV[1] ~= ''
+if fork and (redis.call('HGET', KEYS[3], 'ver') or '') ~= ARGV[1] then return 0 end
+local n = tonumber(ARGV[2])
+for i = 1, n do
+  redis.call('XADD', KEYS[2], i .. '-0', 'd', ARGV[2 + i])
+end
+local at = 3 + n
+local f = tonumber(ARGV[at])
+for j = 0, f - 1 do
+  redis.call('HSET', KEYS[1], ARGV[at + 1 + 2 * j], ARGV[at + 2 + 2 * j])
+end
+if fork then
+  redis.call('HINCRBY', KEYS[3], 'live_forks', 1)
+  redis.call('HINCRBY', KEYS[3], 'ver', 1)
+  -- The source must outlive its forks' need for its state: no key expiry while forked.
+  redis.call('PERSIST', KEYS[3])
+end
+local ttl = tonumber(ARGV[at + 1 + 2 * f])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+return 1
+"#;
+
+/// One step of a delete. KEYS: meta, data, producers, parent meta (or meta again), channel.
+/// ARGV: expected ver, has parent ('1'/'0'), notify payload.
+/// Returns 0 on conflict, 1 when soft-deleted (forks live), 2 when removed and the parent
+/// needs no reclaiming, 3 when removed and the parent is now reclaimable.
+pub(super) const REMOVE: &str = r#"
+if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return 0 end
+redis.call('PUBLISH', KEYS[5], ARGV[3])
+if tonumber(redis.call('HGET', KEYS[1], 'live_forks') or '0') > 0 then
+  redis.call('HSET', KEYS[1], 'soft_deleted', '1')
+  redis.call('HINCRBY', KEYS[1], 'ver', 1)
+  return 1
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+  local left = redis.call('HINCRBY', KEYS[4], 'live_forks', -1)
+  redis.call('HINCRBY', KEYS[4], 'ver', 1)
+  if left <= 0 and redis.call('HGET', KEYS[4], 'soft_deleted') == '1' then return 3 end
+end
+return 2
+"#;

@@ -1,0 +1,791 @@
+//! [`RedisStreamStorage`]: streams in Redis, shared by every node.
+//!
+//! Per stream: a meta hash (`<prefix>:m:<name>`), one Redis Stream of records
+//! (`<prefix>:d:<name>:<generation>`, entry id `<index+1>-0`, read with `XRANGE`), and a producers
+//! hash (`<prefix>:p:<name>:<generation>`). `generation` comes from a counter at creation, so a deleted and
+//! re-created stream never sees the old one's records or producer state. Writes are atomic Lua
+//! compare-and-sets on the meta's `ver` around the shared Rust rules (see `scripts.rs`);
+//! TTL streams also get key expiry (window + 60 s) as a reclamation backstop, while the exact
+//! expiry decision is made on every access. Waits are woken through one pub/sub connection
+//! per instance, so appends on any node wake waits on every node.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use courier_traits::InvalidInput;
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, ForkFrom, Offset,
+    ProducerStamp, ReadBatch, ReadLimits, StorageCapabilities, StorageError, StreamConfig,
+    StreamInfo, StreamName, StreamStorage, SubOffset, WaitOutcome,
+};
+use deadpool_redis::redis::streams::StreamRangeReply;
+use deadpool_redis::redis::{self, RedisError};
+use deadpool_redis::{Config, Pool, Runtime};
+use futures::StreamExt;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::errors::is_transient;
+use super::scripts;
+use crate::rules::{
+    AppendContext, AppendPlan, ProducerState, committed_outcome, fork_source_error, index_offset,
+    plan_append,
+};
+use crate::sql_model::{
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
+    start_index, wait_on_row,
+};
+use crate::wakers::Wakers;
+
+/// How often a write is retried when another writer changed the stream first.
+const CAS_ATTEMPTS: usize = 100;
+/// Extra lifetime given to TTL keys beyond the window, so Redis never drops a live stream.
+const EXPIRY_GRACE_MS: i64 = 60_000;
+
+/// Settings of a [`RedisStreamStorage`].
+#[derive(Clone, Debug)]
+pub struct RedisStorageConfig {
+    /// Prefix of every key.
+    pub key_prefix: String,
+    /// Largest single record accepted (Redis caps a value at 512 MiB).
+    pub max_record_bytes: usize,
+}
+
+impl Default for RedisStorageConfig {
+    fn default() -> Self {
+        RedisStorageConfig {
+            key_prefix: "courier:streams".into(),
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Streams in Redis. Clones share the pool and the notification listener.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), courier_traits::StorageError> {
+/// use courier_impls::redis::{RedisStorageConfig, RedisStreamStorage};
+/// use courier_traits::storage::*;
+///
+/// let store = RedisStreamStorage::connect("redis://127.0.0.1:6379/", RedisStorageConfig::default()).await?;
+/// let name = StreamName::new("orders")?;
+/// store.create(&name, StreamConfig::with_content_type("application/json"), vec![]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStreamStorage {
+    pool: Pool,
+    config: Arc<RedisStorageConfig>,
+    wakers: Arc<Wakers>,
+    _listener: Arc<DropGuard>,
+}
+
+/// `EVAL script` with its keys; arguments follow with `.arg(..)`.
+fn eval(script: &str, keys: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(script).arg(keys.len());
+    for key in keys {
+        cmd.arg(key);
+    }
+    cmd
+}
+
+fn storage_error(what: &str, error: RedisError) -> StorageError {
+    let message = format!("redis {what}: {error}");
+    if is_transient(&error) {
+        StorageError::Unavailable {
+            message,
+            source: Some(Box::new(error)),
+        }
+    } else {
+        StorageError::Backend {
+            message,
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+fn pool_error(error: deadpool_redis::PoolError) -> StorageError {
+    match error {
+        deadpool_redis::PoolError::Backend(e) => storage_error("connection", e),
+        other => StorageError::Unavailable {
+            message: format!("redis pool: {other}"),
+            source: Some(Box::new(other)),
+        },
+    }
+}
+
+fn contention(name: &StreamName) -> StorageError {
+    StorageError::Unavailable {
+        message: format!("stream {name} is changing too fast to write; retry"),
+        source: None,
+    }
+}
+
+/// A stream's meta hash, decoded.
+struct Meta {
+    row: StreamRow,
+    ver: String,
+    generation: String,
+    parent: Option<String>,
+    live_forks: i64,
+}
+
+impl Meta {
+    fn decode(fields: HashMap<String, String>) -> Option<Meta> {
+        let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
+        let closed_by = fields
+            .get("closed_by")
+            .filter(|v| !v.is_empty())
+            .and_then(|v| {
+                let mut parts = v.splitn(3, ' ');
+                let epoch = parts.next()?.parse().ok()?;
+                let seq = parts.next()?.parse().ok()?;
+                Some(ProducerStamp {
+                    id: parts.next()?.to_owned(),
+                    epoch,
+                    seq,
+                })
+            });
+        Some(Meta {
+            row: StreamRow {
+                content_type: fields.get("content_type")?.clone(),
+                expiry_kind: num("expiry_kind")?,
+                expiry_ms: num("expiry_ms")?,
+                requested: fields.get("requested")?.clone(),
+                closed: num("closed")? != 0,
+                closed_by,
+                writer_seq: fields.get("writer_seq").cloned(),
+                next_index: num("next_index")? as u64,
+                last_access_ms: num("last_access_ms")?,
+                soft_deleted: num("soft_deleted").unwrap_or(0) != 0,
+            },
+            ver: fields.get("ver")?.clone(),
+            generation: fields.get("gen")?.clone(),
+            parent: fields.get("parent").filter(|p| !p.is_empty()).cloned(),
+            live_forks: num("live_forks").unwrap_or(0),
+        })
+    }
+
+    /// Key lifetime for the expiry backstop (0 = none): only TTL/absolute streams without forks.
+    fn pexpire_ms(&self, now: i64) -> i64 {
+        if self.live_forks > 0 {
+            return 0;
+        }
+        expiry_backstop(self.row.expiry_kind, self.row.expiry_ms, now)
+    }
+}
+
+fn expiry_backstop(kind: i64, ms: i64, now: i64) -> i64 {
+    match kind {
+        1 => ms + EXPIRY_GRACE_MS,
+        2 => (ms - now).max(0) + EXPIRY_GRACE_MS,
+        _ => 0,
+    }
+}
+
+impl RedisStreamStorage {
+    /// Connects to the server at `url` and starts the notification listener.
+    pub async fn connect(
+        url: &str,
+        config: RedisStorageConfig,
+    ) -> Result<RedisStreamStorage, StorageError> {
+        let client = redis::Client::open(url).map_err(|e| storage_error("url", e))?;
+        let pool = Config::from_url(url)
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StorageError::Backend {
+                message: format!("redis pool: {e}"),
+                source: Some(Box::new(e)),
+            })?;
+        let mut conn = pool.get().await.map_err(pool_error)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| storage_error("ping", e))?;
+        let wakers = Arc::new(Wakers::default());
+        let stop = CancellationToken::new();
+        let channel = format!("{}:n", config.key_prefix);
+        let pubsub = subscribe_notifications(&client, &channel).await?;
+        tokio::spawn(listen(
+            client,
+            channel,
+            pubsub,
+            wakers.clone(),
+            stop.clone(),
+        ));
+        Ok(RedisStreamStorage {
+            pool,
+            config: Arc::new(config),
+            wakers,
+            _listener: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    fn meta_key(&self, name: &str) -> String {
+        format!("{}:m:{name}", self.config.key_prefix)
+    }
+    fn data_key(&self, name: &str, generation: &str) -> String {
+        format!("{}:d:{name}:{generation}", self.config.key_prefix)
+    }
+    fn producers_key(&self, name: &str, generation: &str) -> String {
+        format!("{}:p:{name}:{generation}", self.config.key_prefix)
+    }
+    fn channel(&self) -> String {
+        format!("{}:n", self.config.key_prefix)
+    }
+
+    async fn conn(&self) -> Result<deadpool_redis::Connection, StorageError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn load(&self, name: &str) -> Result<Option<Meta>, StorageError> {
+        let mut conn = self.conn().await?;
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.meta_key(name))
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| storage_error("hgetall", e))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Meta::decode(fields)
+            .map(Some)
+            .ok_or_else(|| StorageError::Backend {
+                message: format!("stream {name}: meta hash is not in Courier's format"),
+                source: None,
+            })
+    }
+
+    /// The live stream `name`; an expired one is reaped (NotFound), a soft-deleted one is Gone.
+    async fn load_live(&self, name: &StreamName) -> Result<Meta, StorageError> {
+        match self.load(name.as_str()).await? {
+            None => Err(StorageError::NotFound {
+                stream: name.clone(),
+            }),
+            Some(meta) if meta.row.soft_deleted => Err(StorageError::Gone {
+                stream: name.clone(),
+            }),
+            Some(meta) if meta.row.is_expired(now_ms()) => {
+                self.remove(name, true).await?;
+                match self.load(name.as_str()).await? {
+                    Some(meta) if meta.row.soft_deleted => Err(StorageError::Gone {
+                        stream: name.clone(),
+                    }),
+                    _ => Err(StorageError::NotFound {
+                        stream: name.clone(),
+                    }),
+                }
+            }
+            Some(meta) => Ok(meta),
+        }
+    }
+
+    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
+        let limit = self.config.max_record_bytes;
+        match records.iter().find(|r| r.len() > limit) {
+            Some(r) => Err(StorageError::TooLarge {
+                what: "record",
+                size: r.len(),
+                limit,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes `name` (soft while forks live), releasing fork sources up the chain.
+    /// `only_if_expired`: do nothing unless the stream has expired (reaping).
+    async fn remove(&self, name: &StreamName, only_if_expired: bool) -> Result<(), StorageError> {
+        let mut next = Some(name.clone());
+        let mut first = true;
+        while let Some(current) = next.take() {
+            let mut done = false;
+            for _ in 0..CAS_ATTEMPTS {
+                let Some(meta) = self.load(current.as_str()).await? else {
+                    done = true;
+                    break;
+                };
+                if first
+                    && only_if_expired
+                    && (meta.row.soft_deleted || !meta.row.is_expired(now_ms()))
+                {
+                    return Ok(());
+                }
+                let parent = meta.parent.clone().unwrap_or_default();
+                let mut conn = self.conn().await?;
+                let parent_meta = if parent.is_empty() {
+                    self.meta_key(current.as_str())
+                } else {
+                    self.meta_key(&parent)
+                };
+                let keys = [
+                    self.meta_key(current.as_str()),
+                    self.data_key(current.as_str(), &meta.generation),
+                    self.producers_key(current.as_str(), &meta.generation),
+                    parent_meta,
+                    self.channel(),
+                ];
+                let outcome: i64 = eval(scripts::REMOVE, &keys)
+                    .arg(&meta.ver)
+                    .arg(if parent.is_empty() { "0" } else { "1" })
+                    .arg(current.as_str())
+                    .query_async(&mut *conn)
+                    .await
+                    .map_err(|e| storage_error("remove", e))?;
+                match outcome {
+                    0 => continue,
+                    3 => next = StreamName::new(&parent).ok(),
+                    _ => {}
+                }
+                done = true;
+                break;
+            }
+            if !done {
+                return Err(contention(&current));
+            }
+            first = false;
+        }
+        Ok(())
+    }
+
+    /// The records a fork inherits, read from the source.
+    async fn fork_prefix(
+        &self,
+        source: &StreamName,
+        meta: &Meta,
+        spec: &ForkFrom,
+    ) -> Result<Vec<Bytes>, StorageError> {
+        let anchor = match &spec.offset {
+            Some(offset) => start_index(source, &meta.row, Some(offset))?,
+            None => meta.row.next_index,
+        };
+        let overshoot = |n: u64, what: String| -> StorageError {
+            InvalidInput::new(
+                "fork sub-offset",
+                &n.to_string(),
+                format!("only {what} follow the fork offset"),
+            )
+            .into()
+        };
+        let whole = match spec.sub_offset {
+            SubOffset::Records(n) if anchor.saturating_add(n) > meta.row.next_index => {
+                return Err(overshoot(
+                    n,
+                    format!("{} records", meta.row.next_index - anchor),
+                ));
+            }
+            SubOffset::Records(n) => anchor + n,
+            SubOffset::None | SubOffset::Bytes(_) => anchor,
+        };
+        let data_key = self.data_key(source.as_str(), &meta.generation);
+        let mut records = self.range(&data_key, 0, whole).await?;
+        if let SubOffset::Bytes(wanted) = spec.sub_offset {
+            let rest = self.range(&data_key, anchor, meta.row.next_index).await?;
+            let mut left = wanted as usize;
+            for record in rest {
+                if left == 0 {
+                    break;
+                }
+                let take = left.min(record.len());
+                records.push(record.slice(..take));
+                left -= take;
+            }
+            if left > 0 {
+                return Err(overshoot(
+                    wanted,
+                    format!("{} bytes", wanted as usize - left),
+                ));
+            }
+        }
+        Ok(records)
+    }
+
+    /// Records at indexes `from..to` of a data stream.
+    async fn range(&self, data_key: &str, from: u64, to: u64) -> Result<Vec<Bytes>, StorageError> {
+        if to <= from {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn().await?;
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(data_key)
+            .arg(format!("{}-0", from + 1))
+            .arg(format!("{to}-0"))
+            .query_async(&mut *conn)
+            .await
+            .map_err(|e| storage_error("xrange", e))?;
+        Ok(reply
+            .ids
+            .iter()
+            .map(|entry| Bytes::from(entry.get::<Vec<u8>>("d").unwrap_or_default()))
+            .collect())
+    }
+}
+
+async fn subscribe_notifications(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, StorageError> {
+    let mut pubsub = client
+        .get_async_pubsub()
+        .await
+        .map_err(|e| storage_error("pubsub", e))?;
+    pubsub
+        .subscribe(channel)
+        .await
+        .map_err(|e| storage_error("subscribe", e))?;
+    Ok(pubsub)
+}
+
+/// Wakes the waiters of every notified stream; after a reconnect, all of them (notifications
+/// sent meanwhile are lost). Stops when every clone of the storage is dropped.
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    pubsub: redis::aio::PubSub,
+    wakers: Arc<Wakers>,
+    stop: CancellationToken,
+) {
+    let mut messages = pubsub.into_on_message();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            message = messages.next() => match message {
+                Some(message) => {
+                    if let Ok(name) = std::str::from_utf8(message.get_payload_bytes()) {
+                        wakers.wake(name);
+                    }
+                }
+                None => loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    if let Ok(pubsub) = subscribe_notifications(&client, &channel).await {
+                        messages = pubsub.into_on_message();
+                        wakers.wake_all();
+                        break;
+                    }
+                },
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl StreamStorage for RedisStreamStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.check_sizes(&initial)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let existing = self.load_live(name).await.map(|meta| meta.row);
+            if let Some(outcome) = existing_stream_outcome(existing, name, &config) {
+                return outcome;
+            }
+            let (content_type, expiry, source) = match &config.fork {
+                None => (
+                    config
+                        .content_type
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
+                    config.expiry,
+                    None,
+                ),
+                Some(fork) => {
+                    if fork.source == *name {
+                        return Err(InvalidInput::new(
+                            "fork source",
+                            fork.source.as_str(),
+                            "a stream cannot fork itself",
+                        )
+                        .into());
+                    }
+                    let source = self
+                        .load_live(&fork.source)
+                        .await
+                        .map_err(|e| fork_source_error(e, &fork.source))?;
+                    if config
+                        .content_type
+                        .as_ref()
+                        .is_some_and(|ct| *ct != source.row.content_type)
+                    {
+                        return Err(StorageError::ConfigConflict {
+                            stream: name.clone(),
+                            reason: format!(
+                                "content type differs from the fork source's {:?}",
+                                source.row.content_type
+                            ),
+                        });
+                    }
+                    let expiry = if config.expiry == Expiry::Never {
+                        source.row.expiry()
+                    } else {
+                        config.expiry
+                    };
+                    (
+                        source.row.content_type.clone(),
+                        expiry,
+                        Some((fork, source)),
+                    )
+                }
+            };
+            let mut records = match &source {
+                Some((fork, meta)) => self.fork_prefix(&fork.source, meta, fork).await?,
+                None => Vec::new(),
+            };
+            records.extend(initial.iter().cloned());
+            let mut conn = self.conn().await?;
+            let generation: i64 = redis::cmd("INCR")
+                .arg(format!("{}:gen", self.config.key_prefix))
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| storage_error("incr", e))?;
+            let generation = generation.to_string();
+            let (expiry_kind, expiry_ms) = encode_expiry(expiry);
+            let now = now_ms();
+            let fields: Vec<(&str, String)> = vec![
+                ("ver", "1".into()),
+                ("gen", generation.clone()),
+                ("content_type", content_type.clone()),
+                ("expiry_kind", expiry_kind.to_string()),
+                ("expiry_ms", expiry_ms.to_string()),
+                ("requested", requested_key(&config)),
+                ("closed", i64::from(config.closed).to_string()),
+                ("next_index", records.len().to_string()),
+                ("last_access_ms", now.to_string()),
+                (
+                    "parent",
+                    source
+                        .as_ref()
+                        .map(|(f, _)| f.source.to_string())
+                        .unwrap_or_default(),
+                ),
+                ("live_forks", "0".into()),
+                ("soft_deleted", "0".into()),
+            ];
+            let source_meta = match &source {
+                Some((fork, _)) => self.meta_key(fork.source.as_str()),
+                None => self.meta_key(name.as_str()),
+            };
+            let keys = [
+                self.meta_key(name.as_str()),
+                self.data_key(name.as_str(), &generation),
+                source_meta,
+            ];
+            let mut invocation = eval(scripts::CREATE, &keys);
+            invocation
+                .arg(
+                    source
+                        .as_ref()
+                        .map(|(_, meta)| meta.ver.clone())
+                        .unwrap_or_default(),
+                )
+                .arg(records.len());
+            for record in &records {
+                invocation.arg(&record[..]);
+            }
+            invocation.arg(fields.len());
+            for (key, value) in &fields {
+                invocation.arg(*key).arg(value);
+            }
+            invocation.arg(expiry_backstop(expiry_kind, expiry_ms, now));
+            let created: i64 = invocation
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| storage_error("create", e))?;
+            if created == 1 {
+                return Ok(CreateOutcome::Created(StreamInfo {
+                    name: name.clone(),
+                    content_type,
+                    expiry,
+                    next_offset: index_offset::encode(records.len() as u64),
+                    closed: config.closed,
+                }));
+            }
+        }
+        Err(contention(name))
+    }
+
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        if request.records.is_empty() && !request.close {
+            return Err(InvalidInput::new(
+                "records",
+                "",
+                "an append needs at least one record unless it closes the stream",
+            )
+            .into());
+        }
+        self.check_sizes(&request.records)?;
+        for _ in 0..CAS_ATTEMPTS {
+            let meta = self.load_live(name).await?;
+            let producers_key = self.producers_key(name.as_str(), &meta.generation);
+            let mut conn = self.conn().await?;
+            let producer = match &request.producer {
+                None => None,
+                Some(stamp) => {
+                    let stored: Option<String> = redis::cmd("HGET")
+                        .arg(&producers_key)
+                        .arg(&stamp.id)
+                        .query_async(&mut *conn)
+                        .await
+                        .map_err(|e| storage_error("hget", e))?;
+                    stored.and_then(|v| {
+                        let (epoch, seq) = v.split_once(' ')?;
+                        Some(ProducerState {
+                            epoch: epoch.parse().ok()?,
+                            last_seq: seq.parse().ok()?,
+                        })
+                    })
+                }
+            };
+            let ctx = AppendContext {
+                stream: name,
+                tail: meta.row.next_index,
+                closed: meta.row.closed,
+                closed_by: meta.row.closed_by.as_ref(),
+                content_type: &meta.row.content_type,
+                producer,
+                writer_seq: meta.row.writer_seq.as_deref(),
+            };
+            let producer = match plan_append(&ctx, &request)? {
+                AppendPlan::Reply(outcome) => return Ok(outcome),
+                AppendPlan::Commit { producer } => producer,
+            };
+            let now = now_ms();
+            let mut fields: Vec<(&str, String)> = vec![
+                (
+                    "next_index",
+                    (meta.row.next_index + request.records.len() as u64).to_string(),
+                ),
+                ("last_access_ms", now.to_string()),
+            ];
+            if let Some(seq) = &request.writer_seq {
+                fields.push(("writer_seq", seq.clone()));
+            }
+            if request.close {
+                fields.push(("closed", "1".into()));
+                if let Some(p) = &request.producer {
+                    fields.push(("closed_by", format!("{} {} {}", p.epoch, p.seq, p.id)));
+                }
+            }
+            let keys = [
+                self.meta_key(name.as_str()),
+                self.data_key(name.as_str(), &meta.generation),
+                producers_key.clone(),
+                self.channel(),
+            ];
+            let mut invocation = eval(scripts::COMMIT, &keys);
+            invocation
+                .arg(&meta.ver)
+                .arg(meta.row.next_index)
+                .arg(request.records.len());
+            for record in &request.records {
+                invocation.arg(&record[..]);
+            }
+            invocation.arg(fields.len());
+            for (key, value) in &fields {
+                invocation.arg(*key).arg(value);
+            }
+            match (&request.producer, producer) {
+                (Some(stamp), Some(state)) => invocation
+                    .arg(&stamp.id)
+                    .arg(format!("{} {}", state.epoch, state.last_seq)),
+                _ => invocation.arg("").arg(""),
+            };
+            invocation.arg(name.as_str()).arg(meta.pexpire_ms(now));
+            let committed: i64 = invocation
+                .query_async(&mut *conn)
+                .await
+                .map_err(|e| storage_error("append", e))?;
+            if committed == 1 {
+                return Ok(committed_outcome(meta.row.next_index, &request, producer));
+            }
+        }
+        Err(contention(name))
+    }
+
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        let meta = self.load_live(name).await?;
+        let start = start_index(name, &meta.row, from.as_ref())?;
+        let now = now_ms();
+        if meta.row.needs_touch(now) {
+            let mut conn = self.conn().await?;
+            let mut pipe = redis::pipe();
+            pipe.hset(self.meta_key(name.as_str()), "last_access_ms", now)
+                .ignore();
+            let backstop = meta.pexpire_ms(now);
+            if backstop > 0 {
+                for key in [
+                    self.meta_key(name.as_str()),
+                    self.data_key(name.as_str(), &meta.generation),
+                    self.producers_key(name.as_str(), &meta.generation),
+                ] {
+                    pipe.pexpire(key, backstop).ignore();
+                }
+            }
+            pipe.query_async::<()>(&mut *conn)
+                .await
+                .map_err(|e| storage_error("touch", e))?;
+        }
+        let end = meta
+            .row
+            .next_index
+            .min(start.saturating_add(limits.max_records as u64));
+        let records = self
+            .range(&self.data_key(name.as_str(), &meta.generation), start, end)
+            .await?;
+        collect_batch(
+            meta.row,
+            start,
+            limits,
+            futures::stream::iter(records.into_iter().map(|r| Ok(r.to_vec()))),
+        )
+        .await
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        wait_on_row(&self.wakers, name, after, timeout, || async {
+            self.load_live(name).await.map(|m| m.row)
+        })
+        .await
+    }
+
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        Ok(self.load_live(name).await?.row.info(name))
+    }
+
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        self.load_live(name).await?;
+        self.remove(name, false).await
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        StorageCapabilities {
+            durable: true,
+            shared: true,
+            ttl: true,
+            producers: true,
+            forks: true,
+            survives_restart: true,
+            max_record_bytes: Some(self.config.max_record_bytes),
+        }
+    }
+}
