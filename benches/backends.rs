@@ -20,7 +20,7 @@ use courier::bus::{MessageBus, SubscribeFrom, Topic};
 use courier::impls::etcd::{EtcdBus, EtcdBusConfig};
 use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
 use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
-use courier::impls::redis::{RedisBus, RedisBusConfig};
+use courier::impls::redis::{RedisBus, RedisBusConfig, RedisStorageConfig, RedisStreamStorage};
 use courier::impls::sqlite::SqliteStreamStorage;
 use courier::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
 use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
@@ -97,10 +97,18 @@ fn storage_benches(c: &mut Criterion) {
             PgConfig::default(),
         ))
         .expect("postgres storage");
+    let redis = rt.block_on(Redis::start()).expect("redis");
+    let redis_store = rt
+        .block_on(RedisStreamStorage::connect(
+            &redis.url(),
+            RedisStorageConfig::default(),
+        ))
+        .expect("redis storage");
     let stores: Vec<(&str, Arc<dyn StreamStorage>)> = vec![
         ("memory", Arc::new(MemoryStreamStorage::new())),
         ("sqlite", Arc::new(sqlite)),
         ("postgres", Arc::new(pg)),
+        ("redis", Arc::new(redis_store)),
     ];
     let mut group = quick(c);
     for (backend, store) in &stores {

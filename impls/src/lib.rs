@@ -34,6 +34,8 @@
 pub mod etcd;
 #[cfg(any(feature = "etcd", feature = "redis"))]
 mod frame;
+#[cfg(feature = "redis")]
+mod keyed_lock;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(any(feature = "etcd", feature = "redis", feature = "postgres"))]

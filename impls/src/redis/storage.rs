@@ -29,6 +29,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::errors::is_transient;
 use super::scripts;
+use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, fork_source_error, index_offset,
     plan_append,
@@ -39,8 +40,8 @@ use crate::sql_model::{
 };
 use crate::wakers::Wakers;
 
-/// How often a write is retried when another writer changed the stream first.
-const CAS_ATTEMPTS: usize = 100;
+/// How long a write keeps retrying when other nodes keep changing the stream first.
+const CAS_DEADLINE: Duration = Duration::from_secs(10);
 /// Extra lifetime given to TTL keys beyond the window, so Redis never drops a live stream.
 const EXPIRY_GRACE_MS: i64 = 60_000;
 
@@ -79,6 +80,8 @@ pub struct RedisStreamStorage {
     pool: Pool,
     config: Arc<RedisStorageConfig>,
     wakers: Arc<Wakers>,
+    /// Serialises this process's writes per stream (see `keyed_lock.rs`).
+    writes: Arc<KeyedLocks>,
     _listener: Arc<DropGuard>,
 }
 
@@ -114,6 +117,32 @@ fn pool_error(error: deadpool_redis::PoolError) -> StorageError {
             message: format!("redis pool: {other}"),
             source: Some(Box::new(other)),
         },
+    }
+}
+
+/// Paces compare-and-set retries: jittered exponential backoff up to a deadline.
+struct CasRetry {
+    deadline: tokio::time::Instant,
+    pause: Duration,
+}
+
+impl CasRetry {
+    fn new() -> CasRetry {
+        CasRetry {
+            deadline: tokio::time::Instant::now() + CAS_DEADLINE,
+            pause: Duration::from_micros(200),
+        }
+    }
+
+    /// Waits before the next attempt; false once the deadline has passed.
+    async fn again(&mut self) -> bool {
+        if tokio::time::Instant::now() >= self.deadline {
+            return false;
+        }
+        let jitter = rand::random_range(0.5..1.0);
+        tokio::time::sleep(self.pause.mul_f64(jitter)).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(50));
+        true
     }
 }
 
@@ -219,6 +248,7 @@ impl RedisStreamStorage {
             pool,
             config: Arc::new(config),
             wakers,
+            writes: Arc::default(),
             _listener: Arc::new(stop.drop_guard()),
         })
     }
@@ -301,7 +331,8 @@ impl RedisStreamStorage {
         let mut first = true;
         while let Some(current) = next.take() {
             let mut done = false;
-            for _ in 0..CAS_ATTEMPTS {
+            let mut retry = CasRetry::new();
+            loop {
                 let Some(meta) = self.load(current.as_str()).await? else {
                     done = true;
                     break;
@@ -334,7 +365,8 @@ impl RedisStreamStorage {
                     .await
                     .map_err(|e| storage_error("remove", e))?;
                 match outcome {
-                    0 => continue,
+                    0 if retry.again().await => continue,
+                    0 => break,
                     3 => next = StreamName::new(&parent).ok(),
                     _ => {}
                 }
@@ -481,7 +513,9 @@ impl StreamStorage for RedisStreamStorage {
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
         self.check_sizes(&initial)?;
-        for _ in 0..CAS_ATTEMPTS {
+        let _serialised = self.writes.lock(name.as_str()).await;
+        let mut retry = CasRetry::new();
+        loop {
             let existing = self.load_live(name).await.map(|meta| meta.row);
             if let Some(outcome) = existing_stream_outcome(existing, name, &config) {
                 return outcome;
@@ -606,8 +640,10 @@ impl StreamStorage for RedisStreamStorage {
                     closed: config.closed,
                 }));
             }
+            if !retry.again().await {
+                return Err(contention(name));
+            }
         }
-        Err(contention(name))
     }
 
     async fn append(
@@ -624,7 +660,9 @@ impl StreamStorage for RedisStreamStorage {
             .into());
         }
         self.check_sizes(&request.records)?;
-        for _ in 0..CAS_ATTEMPTS {
+        let _serialised = self.writes.lock(name.as_str()).await;
+        let mut retry = CasRetry::new();
+        loop {
             let meta = self.load_live(name).await?;
             let producers_key = self.producers_key(name.as_str(), &meta.generation);
             let mut conn = self.conn().await?;
@@ -708,8 +746,10 @@ impl StreamStorage for RedisStreamStorage {
             if committed == 1 {
                 return Ok(committed_outcome(meta.row.next_index, &request, producer));
             }
+            if !retry.again().await {
+                return Err(contention(name));
+            }
         }
-        Err(contention(name))
     }
 
     async fn read(
