@@ -112,7 +112,7 @@ macro_rules! bus_suite {
 /// | `ttl_sliding_window`, `absolute_expiry` | `ttl` |
 /// | `producer_dedup`, `producer_epochs_and_gaps`, `producer_close_retry`, `failed_append_keeps_producer_state` | `producers` |
 /// | `fork_reads`, `fork_sub_offsets`, `fork_errors`, `fork_delete_lifecycle` | `forks` |
-/// | `survives_server_restart` | `survives_restart` |
+/// | `survives_server_restart`, `unavailable_while_server_down` | `survives_restart` |
 /// | `wait_across_nodes` | `shared` |
 #[macro_export]
 macro_rules! storage_suite {
@@ -214,6 +214,13 @@ macro_rules! storage_suite {
             "needs capability `survives_restart`",
             storage,
             survives_server_restart,
+            $factory
+        );
+        $crate::__suite_case!(
+            $survives_restart,
+            "needs capability `survives_restart`",
+            storage,
+            unavailable_while_server_down,
             $factory
         );
         $crate::__suite_case!(

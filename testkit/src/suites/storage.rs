@@ -1125,6 +1125,48 @@ pub async fn survives_server_restart<F: StorageFactory>(factory: &F) {
     );
 }
 
+/// While the server is down, an append fails with a retryable error (not a hang, not a
+/// permanent error, nothing half-written); once it is back, the same instance appends and
+/// reads again without being recreated.
+pub async fn unavailable_while_server_down<F: StorageFactory>(factory: &F) {
+    let s = factory.connect().await;
+    let n = name("outage");
+    create(&s, &n, text_config()).await;
+    append(&s, &n, AppendRequest::record("before")).await;
+    factory.stop_server().await.expect("stop the server");
+    match within(
+        "an append to a stopped server to fail",
+        s.append(&n, AppendRequest::record("down")),
+    )
+    .await
+    {
+        Err(e) => assert!(
+            e.is_retryable(),
+            "connection loss must be retryable, got: {e}"
+        ),
+        Ok(_) => panic!("an append to a stopped server succeeded"),
+    }
+    factory
+        .start_server()
+        .await
+        .expect("start the server again");
+    let deadline = tokio::time::Instant::now() + super::EVENT_TIMEOUT;
+    loop {
+        match s.append(&n, AppendRequest::record("after")).await {
+            Ok(_) => break,
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("append after the server came back: {e}"),
+        }
+    }
+    let (records, _) = read_all(&s, &n, None).await;
+    assert_eq!(
+        data(&records),
+        vec![Bytes::from_static(b"before"), Bytes::from_static(b"after")]
+    );
+}
+
 /// Two instances on one backend act as one: an append through one wakes a wait on the other.
 pub async fn wait_across_nodes<F: StorageFactory>(factory: &F) {
     let (a, b) = (Arc::new(factory.connect().await), factory.connect().await);
