@@ -38,15 +38,15 @@ use sqlx::{PgConnection, PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::rules::fork_source_error;
-use crate::rules::{
-    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
-};
+use crate::rules::{AppendContext, AppendPlan, committed_outcome, index_offset, plan_append};
 use crate::sql_model::{
     StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
     start_index, wait_on_row,
 };
 use crate::wakers::Wakers;
-use tables::{copy_fork_prefix, expired_names, insert_records, load, load_live, remove};
+use tables::{
+    copy_fork_prefix, expired_names, insert_records, load, load_for_append, load_live, remove,
+};
 
 /// The notification channel every node listens on.
 const CHANNEL: &str = "courier_streams";
@@ -450,31 +450,21 @@ impl StreamStorage for PgStreamStorage {
         }
         self.check_sizes(&request.records)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let row = match load_live(&mut tx, name, true).await {
-            Err(e @ StorageError::NotFound { .. }) => {
+        let producer_id = request.producer.as_ref().map(|p| p.id.as_str());
+        let (row, producer) = match load_for_append(&mut tx, name, producer_id).await? {
+            Some((row, _)) if row.soft_deleted => {
+                return Err(StorageError::Gone {
+                    stream: name.clone(),
+                });
+            }
+            Some((row, producer)) if !row.is_expired(now_ms()) => (row, producer),
+            _ => {
                 drop(tx);
                 self.reap(name).await?;
-                return Err(e);
+                return Err(StorageError::NotFound {
+                    stream: name.clone(),
+                });
             }
-            other => other?,
-        };
-        let producer = match &request.producer {
-            None => None,
-            Some(stamp) => sqlx::query(
-                "SELECT epoch, last_seq FROM courier_producers WHERE stream = $1 AND producer = $2",
-            )
-            .bind(name.as_str())
-            .bind(&stamp.id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?
-            .map(|r| -> Result<ProducerState, StorageError> {
-                Ok(ProducerState {
-                    epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
-                    last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
-                })
-            })
-            .transpose()?,
         };
         let ctx = AppendContext {
             stream: name,
@@ -489,30 +479,38 @@ impl StreamStorage for PgStreamStorage {
             AppendPlan::Reply(outcome) => return Ok(outcome),
             AppendPlan::Commit { producer } => producer,
         };
-        insert_records(&mut tx, name, row.next_index, &request.records).await?;
-        if let (Some(stamp), Some(state)) = (&request.producer, producer) {
-            sqlx::query(
-                "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
-            )
-            .bind(name.as_str())
-            .bind(&stamp.id)
-            .bind(state.epoch as i64)
-            .bind(state.last_seq as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        }
+        // Records, producer state, stream row and notification in one statement (one round
+        // trip); data-modifying CTEs all run, referenced or not.
+        let indexes: Vec<i64> = (0..request.records.len() as u64)
+            .map(|i| (row.next_index + i) as i64)
+            .collect();
+        let payloads: Vec<&[u8]> = request.records.iter().map(|r| &r[..]).collect();
+        let stamped = request.producer.as_ref().zip(producer);
         let closer = request.producer.as_ref().filter(|_| request.close);
         sqlx::query(
-            "UPDATE courier_streams SET next_index = $1, last_access_ms = $2,
-                 writer_seq = COALESCE($3, writer_seq),
-                 closed = CASE WHEN $4 THEN 1 ELSE closed END,
-                 closed_by_id = COALESCE($5, closed_by_id),
-                 closed_by_epoch = COALESCE($6, closed_by_epoch),
-                 closed_by_seq = COALESCE($7, closed_by_seq)
-             WHERE name = $8",
+            "WITH records AS (
+                 INSERT INTO courier_records (stream, idx, data) SELECT $1, * FROM unnest($2::BIGINT[], $3::BYTEA[])
+             ), producer AS (
+                 INSERT INTO courier_producers (stream, producer, epoch, last_seq)
+                 SELECT $1, $4, $5, $6 WHERE $4::TEXT IS NOT NULL
+                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq
+             ), stream AS (
+                 UPDATE courier_streams SET next_index = $7, last_access_ms = $8,
+                     writer_seq = COALESCE($9, writer_seq),
+                     closed = CASE WHEN $10 THEN 1 ELSE closed END,
+                     closed_by_id = COALESCE($11, closed_by_id),
+                     closed_by_epoch = COALESCE($12, closed_by_epoch),
+                     closed_by_seq = COALESCE($13, closed_by_seq)
+                 WHERE name = $1
+             )
+             SELECT pg_notify($14, $1)",
         )
+        .bind(name.as_str())
+        .bind(&indexes)
+        .bind(&payloads)
+        .bind(stamped.map(|(stamp, _)| stamp.id.as_str()))
+        .bind(stamped.map(|(_, state)| state.epoch as i64))
+        .bind(stamped.map(|(_, state)| state.last_seq as i64))
         .bind((row.next_index + request.records.len() as u64) as i64)
         .bind(now_ms())
         .bind(request.writer_seq.as_deref())
@@ -520,11 +518,10 @@ impl StreamStorage for PgStreamStorage {
         .bind(closer.map(|p| p.id.as_str()))
         .bind(closer.map(|p| p.epoch as i64))
         .bind(closer.map(|p| p.seq as i64))
-        .bind(name.as_str())
+        .bind(CHANNEL)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        PgStreamStorage::notify(&mut tx, std::slice::from_ref(name)).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(committed_outcome(row.next_index, &request, producer))
     }

@@ -5,15 +5,15 @@ use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{ForkFrom, ProducerStamp, StorageError, StreamName, SubOffset};
 use futures::TryStreamExt;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::db_error;
-use crate::rules::index_offset;
+use crate::rules::{ProducerState, index_offset};
 use crate::sql_model::{StreamRow, now_ms};
 
-const COLUMNS: &str =
-    "content_type, expiry_kind, expiry_ms, requested, closed, closed_by_id, closed_by_epoch,
-     closed_by_seq, writer_seq, next_index, last_access_ms, soft_deleted";
+const COLUMNS: &str = "s.content_type, s.expiry_kind, s.expiry_ms, s.requested, s.closed, s.closed_by_id,
+     s.closed_by_epoch, s.closed_by_seq, s.writer_seq, s.next_index, s.last_access_ms, s.soft_deleted";
 
 /// Loads `name`'s row; with `lock`, holds its row lock until the transaction ends, so
 /// appends to one stream are serialised and indexes follow commit order.
@@ -23,7 +23,7 @@ pub(super) async fn load(
     lock: bool,
 ) -> Result<Option<StreamRow>, StorageError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM courier_streams WHERE name = $1{}",
+        "SELECT {COLUMNS} FROM courier_streams s WHERE s.name = $1{}",
         if lock { " FOR UPDATE" } else { "" }
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -31,7 +31,11 @@ pub(super) async fn load(
         .fetch_optional(&mut *conn)
         .await
         .map_err(db_error)?;
-    let Some(row) = row else { return Ok(None) };
+    row.as_ref().map(decode).transpose()
+}
+
+/// Decodes a `courier_streams` row selected with [`COLUMNS`].
+fn decode(row: &PgRow) -> Result<StreamRow, StorageError> {
     let get = |col: &str| row.try_get::<i64, _>(col).map_err(db_error);
     let closed_by = match row
         .try_get::<Option<String>, _>("closed_by_id")
@@ -44,7 +48,7 @@ pub(super) async fn load(
         }),
         None => None,
     };
-    Ok(Some(StreamRow {
+    Ok(StreamRow {
         content_type: row.try_get("content_type").map_err(db_error)?,
         expiry_kind: get("expiry_kind")?,
         expiry_ms: get("expiry_ms")?,
@@ -55,7 +59,39 @@ pub(super) async fn load(
         next_index: get("next_index")? as u64,
         last_access_ms: get("last_access_ms")?,
         soft_deleted: get("soft_deleted")? != 0,
-    }))
+    })
+}
+
+/// For an append, in one round trip: the stream's row, locked until the transaction ends, and
+/// the stored state of `producer` (if the append is stamped).
+pub(super) async fn load_for_append(
+    conn: &mut PgConnection,
+    name: &StreamName,
+    producer: Option<&str>,
+) -> Result<Option<(StreamRow, Option<ProducerState>)>, StorageError> {
+    let sql = format!(
+        "SELECT {COLUMNS}, p.epoch AS p_epoch, p.last_seq AS p_last_seq
+         FROM courier_streams s LEFT JOIN courier_producers p ON p.stream = s.name AND p.producer = $2
+         WHERE s.name = $1 FOR UPDATE OF s"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name.as_str())
+        .bind(producer)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let Some(row) = row else { return Ok(None) };
+    let producer = match (
+        row.try_get::<Option<i64>, _>("p_epoch"),
+        row.try_get::<Option<i64>, _>("p_last_seq"),
+    ) {
+        (Ok(Some(epoch)), Ok(Some(last_seq))) => Some(ProducerState {
+            epoch: epoch as u64,
+            last_seq: last_seq as u64,
+        }),
+        _ => None,
+    };
+    Ok(Some((decode(&row)?, producer)))
 }
 
 /// Loads `name` if it is live: absent or expired is `NotFound`, soft-deleted is `Gone`.
