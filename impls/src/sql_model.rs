@@ -255,3 +255,45 @@ where
         }
     }
 }
+
+/// Refuses a fork of the stream itself (checked before the source is looked up).
+pub(crate) fn reject_self_fork(name: &StreamName, fork: &ForkFrom) -> Result<(), StorageError> {
+    if fork.source == *name {
+        return Err(courier_traits::InvalidInput::new(
+            "fork source",
+            fork.source.as_str(),
+            "a stream cannot fork itself",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// A fork's content type and expiry, taken from its live `source`; a content type that
+/// differs from the source's is a conflict. Without its own expiry a fork inherits the
+/// source's.
+pub(crate) fn fork_settings(
+    name: &StreamName,
+    config: &StreamConfig,
+    source: &StreamRow,
+) -> Result<(String, Expiry), StorageError> {
+    if config
+        .content_type
+        .as_ref()
+        .is_some_and(|ct| *ct != source.content_type)
+    {
+        return Err(StorageError::ConfigConflict {
+            stream: name.clone(),
+            reason: format!(
+                "content type differs from the fork source's {:?}",
+                source.content_type
+            ),
+        });
+    }
+    let expiry = if config.expiry == Expiry::Never {
+        source.expiry()
+    } else {
+        config.expiry
+    };
+    Ok((source.content_type.clone(), expiry))
+}

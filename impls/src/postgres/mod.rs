@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, WaitOutcome,
 };
@@ -40,8 +40,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::rules::fork_source_error;
 use crate::rules::{AppendContext, AppendPlan, committed_outcome, index_offset, plan_append};
 use crate::sql_model::{
-    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
-    start_index, wait_on_row,
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
+    reject_self_fork, requested_key, start_index, wait_on_row,
 };
 use crate::wakers::Wakers;
 use tables::{
@@ -325,37 +325,13 @@ async fn create_in(
             None,
         ),
         Some(fork) => {
-            if fork.source == *name {
-                return Err(InvalidInput::new(
-                    "fork source",
-                    fork.source.as_str(),
-                    "a stream cannot fork itself",
-                )
-                .into());
-            }
+            reject_self_fork(name, fork)?;
             let source = load_live(conn, &fork.source, true)
                 .await
                 .map_err(|e| fork_source_error(e, &fork.source))?;
-            if config
-                .content_type
-                .as_ref()
-                .is_some_and(|ct| *ct != source.content_type)
-            {
-                return Err(StorageError::ConfigConflict {
-                    stream: name.clone(),
-                    reason: format!(
-                        "content type differs from the fork source's {:?}",
-                        source.content_type
-                    ),
-                });
-            }
-            let expiry = if config.expiry == Expiry::Never {
-                source.expiry()
-            } else {
-                config.expiry
-            };
+            let (content_type, expiry) = fork_settings(name, config, &source)?;
             (
-                source.content_type.clone(),
+                content_type,
                 expiry,
                 Some(fork.source.to_string()),
                 Some((fork, source)),

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, ForkFrom, Offset,
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, ForkFrom, Offset,
     ProducerStamp, ReadBatch, ReadLimits, StorageCapabilities, StorageError, StreamConfig,
     StreamInfo, StreamName, StreamStorage, SubOffset, WaitOutcome,
 };
@@ -35,8 +35,8 @@ use crate::rules::{
     plan_append,
 };
 use crate::sql_model::{
-    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
-    start_index, wait_on_row,
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
+    reject_self_fork, requested_key, start_index, wait_on_row,
 };
 use crate::wakers::Wakers;
 
@@ -530,41 +530,13 @@ impl StreamStorage for RedisStreamStorage {
                     None,
                 ),
                 Some(fork) => {
-                    if fork.source == *name {
-                        return Err(InvalidInput::new(
-                            "fork source",
-                            fork.source.as_str(),
-                            "a stream cannot fork itself",
-                        )
-                        .into());
-                    }
+                    reject_self_fork(name, fork)?;
                     let source = self
                         .load_live(&fork.source)
                         .await
                         .map_err(|e| fork_source_error(e, &fork.source))?;
-                    if config
-                        .content_type
-                        .as_ref()
-                        .is_some_and(|ct| *ct != source.row.content_type)
-                    {
-                        return Err(StorageError::ConfigConflict {
-                            stream: name.clone(),
-                            reason: format!(
-                                "content type differs from the fork source's {:?}",
-                                source.row.content_type
-                            ),
-                        });
-                    }
-                    let expiry = if config.expiry == Expiry::Never {
-                        source.row.expiry()
-                    } else {
-                        config.expiry
-                    };
-                    (
-                        source.row.content_type.clone(),
-                        expiry,
-                        Some((fork, source)),
-                    )
+                    let (content_type, expiry) = fork_settings(name, &config, &source.row)?;
+                    (content_type, expiry, Some((fork, source)))
                 }
             };
             let mut records = match &source {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
+    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, SubOffset, WaitOutcome,
 };
@@ -30,7 +30,10 @@ use crate::rules::fork_source_error;
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
 };
-use crate::sql_model::{collect_batch, existing_stream_outcome, start_index, wait_on_row};
+use crate::sql_model::{
+    collect_batch, existing_stream_outcome, fork_settings, reject_self_fork, start_index,
+    wait_on_row,
+};
 use crate::wakers::Wakers;
 use row::{
     StreamRow, encode_expiry, expired_names, load, load_live, now_ms, remove, requested_key,
@@ -360,24 +363,16 @@ impl StreamStorage for SqliteStreamStorage {
             let (content_type, expiry, parent, inherited) = match &config.fork {
                 None => (config.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()), config.expiry, None, 0),
                 Some(fork) => {
-                    if fork.source == *name {
-                        return Err(InvalidInput::new("fork source", fork.source.as_str(), "a stream cannot fork itself").into());
-                    }
+                    reject_self_fork(name, fork)?;
                     let source = load_live(conn, &fork.source).await.map_err(|e| fork_source_error(e, &fork.source))?;
-                    if config.content_type.as_ref().is_some_and(|ct| *ct != source.content_type) {
-                        return Err(StorageError::ConfigConflict {
-                            stream: name.clone(),
-                            reason: format!("content type differs from the fork source's {:?}", source.content_type),
-                        });
-                    }
+                    let (content_type, expiry) = fork_settings(name, &config, &source)?;
                     let inherited = copy_fork_prefix(conn, &fork.source, &source, name, fork).await?;
                     sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?")
                         .bind(fork.source.as_str())
                         .execute(&mut *conn)
                         .await
                         .map_err(db_error)?;
-                    let expiry = if config.expiry == Expiry::Never { source.expiry() } else { config.expiry };
-                    (source.content_type.clone(), expiry, Some(fork.source.to_string()), inherited)
+                    (content_type, expiry, Some(fork.source.to_string()), inherited)
                 }
             };
             insert_records(conn, name, inherited, &initial).await?;
