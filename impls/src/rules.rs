@@ -191,6 +191,35 @@ pub fn committed_outcome(
     }
 }
 
+/// Refuses records larger than `limit` bytes (a create's initial records, an append's).
+pub fn check_record_sizes(records: &[bytes::Bytes], limit: usize) -> Result<(), StorageError> {
+    match records.iter().find(|r| r.len() > limit) {
+        Some(r) => Err(StorageError::TooLarge {
+            what: "record",
+            size: r.len(),
+            limit,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The checks every storage makes on an append before touching its state: at least one record
+/// unless it only closes, and no record above `max_record_bytes`.
+pub fn validate_append(
+    request: &AppendRequest,
+    max_record_bytes: usize,
+) -> Result<(), StorageError> {
+    if request.records.is_empty() && !request.close {
+        return Err(courier_traits::InvalidInput::new(
+            "records",
+            "",
+            "an append needs at least one record unless it closes the stream",
+        )
+        .into());
+    }
+    check_record_sizes(&request.records, max_record_bytes)
+}
+
 /// The error `create` reports when its fork source could not be used: the source's own
 /// `NotFound` / `Gone` become `ForkSourceNotFound` / `ForkSourceGone`.
 pub fn fork_source_error(error: StorageError, source: &StreamName) -> StorageError {

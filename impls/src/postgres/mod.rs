@@ -39,6 +39,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::rules::fork_source_error;
 use crate::rules::{AppendContext, AppendPlan, committed_outcome, index_offset, plan_append};
+use crate::rules::{check_record_sizes, validate_append};
 use crate::sql_model::{
     StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
     reject_self_fork, requested_key, start_index, wait_on_row,
@@ -179,18 +180,6 @@ impl PgStreamStorage {
     /// Applies the schema (also done by `connect`; idempotent).
     pub async fn migrate(&self) -> Result<(), StorageError> {
         schema::migrate(&self.pool).await.map_err(db_error)
-    }
-
-    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
-        let limit = self.config.max_record_bytes;
-        match records.iter().find(|r| r.len() > limit) {
-            Some(r) => Err(StorageError::TooLarge {
-                what: "record",
-                size: r.len(),
-                limit,
-            }),
-            None => Ok(()),
-        }
     }
 
     async fn notify(conn: &mut PgConnection, names: &[StreamName]) -> Result<(), StorageError> {
@@ -396,7 +385,7 @@ impl StreamStorage for PgStreamStorage {
         config: StreamConfig,
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
-        self.check_sizes(&initial)?;
+        check_record_sizes(&initial, self.config.max_record_bytes)?;
         self.sweep().await?;
         for _ in 0..3 {
             let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -416,15 +405,7 @@ impl StreamStorage for PgStreamStorage {
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        if request.records.is_empty() && !request.close {
-            return Err(InvalidInput::new(
-                "records",
-                "",
-                "an append needs at least one record unless it closes the stream",
-            )
-            .into());
-        }
-        self.check_sizes(&request.records)?;
+        validate_append(&request, self.config.max_record_bytes)?;
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let producer_id = request.producer.as_ref().map(|p| p.id.as_str());
         let (row, producer) = match load_for_append(&mut tx, name, producer_id).await? {

@@ -34,6 +34,7 @@ use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, fork_source_error, index_offset,
     plan_append,
 };
+use crate::rules::{check_record_sizes, validate_append};
 use crate::sql_model::{
     StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
     reject_self_fork, requested_key, start_index, wait_on_row,
@@ -312,18 +313,6 @@ impl RedisStreamStorage {
         }
     }
 
-    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
-        let limit = self.config.max_record_bytes;
-        match records.iter().find(|r| r.len() > limit) {
-            Some(r) => Err(StorageError::TooLarge {
-                what: "record",
-                size: r.len(),
-                limit,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Deletes `name` (soft while forks live), releasing fork sources up the chain.
     /// `only_if_expired`: do nothing unless the stream has expired (reaping).
     async fn remove(&self, name: &StreamName, only_if_expired: bool) -> Result<(), StorageError> {
@@ -512,7 +501,7 @@ impl StreamStorage for RedisStreamStorage {
         config: StreamConfig,
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
-        self.check_sizes(&initial)?;
+        check_record_sizes(&initial, self.config.max_record_bytes)?;
         let _serialised = self.writes.lock(name.as_str()).await;
         let mut retry = CasRetry::new();
         loop {
@@ -623,15 +612,7 @@ impl StreamStorage for RedisStreamStorage {
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        if request.records.is_empty() && !request.close {
-            return Err(InvalidInput::new(
-                "records",
-                "",
-                "an append needs at least one record unless it closes the stream",
-            )
-            .into());
-        }
-        self.check_sizes(&request.records)?;
+        validate_append(&request, self.config.max_record_bytes)?;
         let _serialised = self.writes.lock(name.as_str()).await;
         let mut retry = CasRetry::new();
         loop {

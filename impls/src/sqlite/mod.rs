@@ -30,6 +30,7 @@ use crate::rules::fork_source_error;
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
 };
+use crate::rules::{check_record_sizes, validate_append};
 use crate::sql_model::{
     collect_batch, existing_stream_outcome, fork_settings, reject_self_fork, start_index,
     wait_on_row,
@@ -165,18 +166,6 @@ impl SqliteStreamStorage {
     /// Closes the pool; later calls fail with a retryable error.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
-        let limit = self.config.max_record_bytes;
-        match records.iter().find(|r| r.len() > limit) {
-            Some(r) => Err(StorageError::TooLarge {
-                what: "record",
-                size: r.len(),
-                limit,
-            }),
-            None => Ok(()),
-        }
     }
 
     /// Runs `work` in the writer's next batch transaction (group commit); returns once that
@@ -351,7 +340,7 @@ impl StreamStorage for SqliteStreamStorage {
         config: StreamConfig,
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
-        self.check_sizes(&initial)?;
+        check_record_sizes(&initial, self.config.max_record_bytes)?;
         self.sweep().await?;
         self.reap(name).await?;
         let owned = name.clone();
@@ -411,15 +400,7 @@ impl StreamStorage for SqliteStreamStorage {
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        if request.records.is_empty() && !request.close {
-            return Err(InvalidInput::new(
-                "records",
-                "",
-                "an append needs at least one record unless it closes the stream",
-            )
-            .into());
-        }
-        self.check_sizes(&request.records)?;
+        validate_append(&request, self.config.max_record_bytes)?;
         let owned = name.clone();
         let outcome = self
             .write(move |conn| Box::pin(async move {

@@ -15,6 +15,7 @@ use courier_traits::storage::{
     StreamStorage, WaitOutcome,
 };
 
+use crate::rules::{check_record_sizes, validate_append};
 use entry::StreamEntry;
 
 /// Settings of a [`MemoryStreamStorage`].
@@ -172,18 +173,6 @@ impl MemoryStreamStorage {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
-
-    fn check_sizes(&self, records: &[Bytes]) -> Result<(), StorageError> {
-        let limit = self.inner.config.max_record_bytes;
-        match records.iter().find(|r| r.len() > limit) {
-            Some(r) => Err(StorageError::TooLarge {
-                what: "record",
-                size: r.len(),
-                limit,
-            }),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Why an existing stream's configuration differs from a create request, if it does.
@@ -213,7 +202,7 @@ impl StreamStorage for MemoryStreamStorage {
         config: StreamConfig,
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
-        self.check_sizes(&initial)?;
+        check_record_sizes(&initial, self.inner.config.max_record_bytes)?;
         let now = Instant::now();
         let mut state = self.state();
         state.sweep(now);
@@ -308,15 +297,7 @@ impl StreamStorage for MemoryStreamStorage {
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        if request.records.is_empty() && !request.close {
-            return Err(InvalidInput::new(
-                "records",
-                "",
-                "an append needs at least one record unless it closes the stream",
-            )
-            .into());
-        }
-        self.check_sizes(&request.records)?;
+        validate_append(&request, self.inner.config.max_record_bytes)?;
         self.state().live(name)?.append(name, request)
     }
 
