@@ -6,13 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
 use courier::impls::etcd::{EtcdBus, EtcdBusConfig, revision_of};
-use courier_testkit::fixtures::{Etcd, Mode, unique_prefix};
+use courier_testkit::fixtures::{Etcd, Mode, SharedFixture, unique_prefix};
 use courier_testkit::suites::BusFactory;
 use futures::StreamExt;
 
 /// One etcd server per factory; every `connect` is a new bus (a node) on it, same prefix.
 struct EtcdFactory {
-    etcd: tokio::sync::Mutex<Etcd>,
+    etcd: SharedFixture<Etcd>,
     endpoints: Vec<String>,
     prefix: String,
 }
@@ -22,7 +22,7 @@ impl EtcdFactory {
         let etcd = Etcd::start().await.expect("etcd starts");
         let endpoints = etcd.endpoints();
         EtcdFactory {
-            etcd: tokio::sync::Mutex::new(etcd),
+            etcd: SharedFixture::new(etcd),
             endpoints,
             prefix: format!("courier-test/{}", unique_prefix()),
         }
@@ -45,20 +45,10 @@ impl BusFactory for EtcdFactory {
             .expect("connect to etcd")
     }
     async fn stop_server(&self) -> Result<(), String> {
-        self.etcd
-            .lock()
-            .await
-            .stop()
-            .await
-            .map_err(|e| e.to_string())
+        self.etcd.stop().await
     }
     async fn start_server(&self) -> Result<(), String> {
-        self.etcd
-            .lock()
-            .await
-            .start_again()
-            .await
-            .map_err(|e| e.to_string())
+        self.etcd.start().await
     }
 }
 

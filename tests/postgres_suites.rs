@@ -6,12 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
 use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
-use courier_testkit::fixtures::{Postgres, unique_prefix};
+use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
 /// One Postgres per factory; every `connect` is a new storage (a node) on the same schema.
 struct PgFactory {
-    postgres: tokio::sync::Mutex<Postgres>,
+    postgres: SharedFixture<Postgres>,
     url: String,
     schema: String,
 }
@@ -21,7 +21,7 @@ impl PgFactory {
         let postgres = Postgres::start().await.expect("postgres starts");
         let url = postgres.url();
         PgFactory {
-            postgres: tokio::sync::Mutex::new(postgres),
+            postgres: SharedFixture::new(postgres),
             url,
             schema: unique_prefix(),
         }
@@ -41,20 +41,10 @@ impl StorageFactory for PgFactory {
             .expect("connect to postgres")
     }
     async fn stop_server(&self) -> Result<(), String> {
-        self.postgres
-            .lock()
-            .await
-            .stop()
-            .await
-            .map_err(|e| e.to_string())
+        self.postgres.stop().await
     }
     async fn start_server(&self) -> Result<(), String> {
-        self.postgres
-            .lock()
-            .await
-            .start_again()
-            .await
-            .map_err(|e| e.to_string())
+        self.postgres.start().await
     }
 }
 
@@ -81,20 +71,10 @@ impl BusFactory for PgFactory {
             .expect("connect to postgres")
     }
     async fn stop_server(&self) -> Result<(), String> {
-        self.postgres
-            .lock()
-            .await
-            .stop()
-            .await
-            .map_err(|e| e.to_string())
+        self.postgres.stop().await
     }
     async fn start_server(&self) -> Result<(), String> {
-        self.postgres
-            .lock()
-            .await
-            .start_again()
-            .await
-            .map_err(|e| e.to_string())
+        self.postgres.start().await
     }
 }
 

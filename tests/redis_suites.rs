@@ -6,12 +6,12 @@ use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
 use courier::impls::redis::{
     RedisBus, RedisBusConfig, RedisDelivery, RedisStorageConfig, RedisStreamStorage,
 };
-use courier_testkit::fixtures::{Redis, unique_prefix};
+use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
 /// One Redis server per factory; every `connect` is a new bus (a node) on it, same prefix.
 struct RedisFactory {
-    redis: tokio::sync::Mutex<Redis>,
+    redis: SharedFixture<Redis>,
     url: String,
     prefix: String,
     delivery: RedisDelivery,
@@ -27,7 +27,7 @@ impl RedisFactory {
         let url = redis.url();
         let prefix = format!("courier-test:{}", unique_prefix());
         RedisFactory {
-            redis: tokio::sync::Mutex::new(redis),
+            redis: SharedFixture::new(redis),
             url,
             prefix,
             delivery,
@@ -52,20 +52,10 @@ impl BusFactory for RedisFactory {
             .expect("connect to redis")
     }
     async fn stop_server(&self) -> Result<(), String> {
-        self.redis
-            .lock()
-            .await
-            .stop()
-            .await
-            .map_err(|e| e.to_string())
+        self.redis.stop().await
     }
     async fn start_server(&self) -> Result<(), String> {
-        self.redis
-            .lock()
-            .await
-            .start_again()
-            .await
-            .map_err(|e| e.to_string())
+        self.redis.start().await
     }
 }
 
@@ -114,20 +104,10 @@ impl StorageFactory for RedisFactory {
             .expect("connect to redis")
     }
     async fn stop_server(&self) -> Result<(), String> {
-        self.redis
-            .lock()
-            .await
-            .stop()
-            .await
-            .map_err(|e| e.to_string())
+        self.redis.stop().await
     }
     async fn start_server(&self) -> Result<(), String> {
-        self.redis
-            .lock()
-            .await
-            .start_again()
-            .await
-            .map_err(|e| e.to_string())
+        self.redis.start().await
     }
 }
 
