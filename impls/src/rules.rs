@@ -234,32 +234,40 @@ pub fn fork_source_error(error: StorageError, source: &StreamName) -> StorageErr
     }
 }
 
-/// Offsets that are record indexes: 16 lowercase hex digits, so bytewise order is numeric.
+/// Offsets that are record indexes: `0000000000000000_` then 16 lowercase hex digits of the
+/// index, so bytewise order is numeric.
+///
+/// The first part is reserved (always zero). The shape is the reference server's, so the
+/// start-of-stream offset is the same string, `0000000000000000_0000000000000000`, that
+/// Durable Streams clients (and the official conformance suite) send as "offset zero".
 pub mod index_offset {
     use super::*;
 
+    /// The reserved first part and its separator.
+    const PREFIX: &str = "0000000000000000_";
+
     /// The offset of position `index` (0 = before the first record).
     pub fn encode(index: u64) -> Offset {
-        // 16 hex digits of a u64 always pass offset validation.
-        Offset::from_storage(format!("{index:016x}"))
-            .unwrap_or_else(|_| unreachable!("hex offsets are valid"))
+        // The prefix and 16 hex digits of a u64 always pass offset validation.
+        Offset::from_storage(format!("{PREFIX}{index:016x}"))
+            .unwrap_or_else(|_| unreachable!("index offsets are valid"))
     }
 
     /// The position an offset names, if it is one of ours.
     pub fn decode(stream: &StreamName, offset: &Offset) -> Result<u64, StorageError> {
-        let text = offset.as_str();
         let unknown = || StorageError::UnknownOffset {
             stream: stream.clone(),
             offset: offset.clone(),
         };
-        if text.len() != 16
-            || !text
+        let hex = offset.as_str().strip_prefix(PREFIX).ok_or_else(unknown)?;
+        if hex.len() != 16
+            || !hex
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
             return Err(unknown());
         }
-        u64::from_str_radix(text, 16).map_err(|_| unknown())
+        u64::from_str_radix(hex, 16).map_err(|_| unknown())
     }
 }
 
@@ -342,14 +350,17 @@ mod tests {
             .map(|&i| index_offset::encode(i))
             .collect();
         assert!(offsets.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(offsets[0].as_str(), "0000000000000000_0000000000000000");
         for (o, i) in offsets.iter().zip([0, 9, 10, 15, 16, 255, 256, u64::MAX]) {
             assert_eq!(index_offset::decode(&name, o).expect("ours"), i);
         }
         for foreign in [
             "00000000000000zz",
             "0001",
-            "00000000000000000",
-            "000000000000000A",
+            "0000000000000000_00000000000000000",
+            "0000000000000000_000000000000000A",
+            "0000000000000001_0000000000000000",
+            "0000000000000000-0000000000000000",
         ] {
             let o = Offset::parse(foreign).expect("well-formed");
             assert!(index_offset::decode(&name, &o).is_err(), "{foreign}");

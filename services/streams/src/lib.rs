@@ -1,0 +1,13 @@
+//! # courier-streams
+//!
+//! [Durable Streams](https://github.com/durable-streams/durable-streams) over any Courier
+//! [`StreamStorage`](courier_traits::storage::StreamStorage): an HTTP server (axum) that passes
+//! the official conformance suite, and a Rust client.
+//!
+//! * [`server`]: `PUT` create (idempotent, closed, forks), `POST` append / close (idempotent
+//!   producers, `Stream-Seq`), `GET` catch-up, long-poll and SSE, `HEAD`, `DELETE`, JSON mode,
+//!   TTL and expiry, ETags, cursors, CORS and security headers, gzip.
+//! * [`protocol`]: header names and value formats shared by both sides.
+
+pub mod protocol;
+pub mod server;

@@ -1,0 +1,69 @@
+//! POST: append, close, or both atomically; idempotent producers and `Stream-Seq`.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use courier_traits::storage::AppendRequest;
+
+use super::AppState;
+use super::json;
+use super::reply::{Failure, Reply};
+use super::request::{self, header};
+use crate::protocol;
+
+pub(crate) async fn append(
+    State(app): State<AppState>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Failure> {
+    let name = request::stream_name(&path)?;
+    let producer = request::producer(&headers)?;
+    let close = request::closed_flag(&headers);
+    let writer_seq = header(&headers, protocol::SEQ)?.map(str::to_owned);
+    let mut append = if body.is_empty() {
+        if !close {
+            return Err(Failure::bad(
+                "empty body: send data, or Stream-Closed: true to close the stream",
+            ));
+        }
+        // Close-only: the content type is not checked.
+        AppendRequest::close_only()
+    } else {
+        let Some(content_type) = request::content_type(&headers) else {
+            return Err(Failure::bad("a body needs a Content-Type"));
+        };
+        let records = if protocol::is_json(&content_type) {
+            let messages = json::split_messages(&body)?;
+            if messages.is_empty() {
+                return Err(Failure::bad("an empty JSON array appends nothing"));
+            }
+            messages
+        } else {
+            vec![body]
+        };
+        let mut append = AppendRequest::records(records).with_content_type(content_type);
+        append.close = close;
+        append
+    };
+    append.producer = producer;
+    append.writer_seq = writer_seq;
+    // 200 only when a producer's data was written; close-only and duplicates are 204.
+    let stamped_data = append.producer.is_some() && !append.records.is_empty();
+    let outcome = app.storage().append(&name, append).await?;
+    let status = if stamped_data && !outcome.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::NO_CONTENT
+    };
+    let mut reply = Reply::new(status)
+        .next_offset(&outcome.next_offset)
+        .closed_if(outcome.closed);
+    if let Some(ack) = outcome.producer {
+        reply = reply
+            .header(protocol::PRODUCER_EPOCH, ack.epoch.to_string())
+            .header(protocol::PRODUCER_SEQ, ack.seq.to_string());
+    }
+    Ok(reply.into_response())
+}

@@ -1,0 +1,141 @@
+//! The Durable Streams HTTP server over any [`StreamStorage`].
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use courier_impls::memory::MemoryStreamStorage;
+//! use courier_streams::server::{ServerConfig, StreamsServer};
+//!
+//! let server = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4437").await?;
+//! server.serve(listener, std::future::pending()).await
+//! # }
+//! ```
+
+mod append;
+mod caching;
+mod create;
+mod json;
+mod meta;
+mod read;
+mod reply;
+mod request;
+mod security;
+mod sse;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use courier_traits::storage::{ReadLimits, StreamStorage};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Settings of a [`StreamsServer`].
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// How long a long-poll waits for data before answering 204 (also the SSE keep-alive period).
+    pub long_poll_timeout: Duration,
+    /// How long an SSE response lasts before the server ends it and the client reconnects.
+    pub sse_reconnect_interval: Duration,
+    /// Largest request body accepted; larger appends get 413.
+    pub max_append_bytes: usize,
+    /// How much one read response carries at most (larger ranges are paged by the client).
+    pub read_limits: ReadLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            long_poll_timeout: Duration::from_secs(30),
+            sse_reconnect_interval: sse::DEFAULT_RECONNECT_INTERVAL,
+            max_append_bytes: 32 << 20,
+            read_limits: ReadLimits::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+struct Shared {
+    storage: Arc<dyn StreamStorage>,
+    config: ServerConfig,
+    shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub(crate) fn storage(&self) -> &dyn StreamStorage {
+        &*self.0.storage
+    }
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+    /// Cancelled when the server shuts down: live reads answer and end.
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+}
+
+/// The Durable Streams server: streams under `/v1/stream/`, `GET /health`.
+#[derive(Clone)]
+pub struct StreamsServer {
+    state: AppState,
+}
+
+impl StreamsServer {
+    /// A server over `storage`.
+    pub fn new(storage: Arc<dyn StreamStorage>, config: ServerConfig) -> StreamsServer {
+        StreamsServer {
+            state: AppState(Arc::new(Shared {
+                storage,
+                config,
+                shutdown: CancellationToken::new(),
+            })),
+        }
+    }
+
+    /// The axum router, to mount in a larger application or serve yourself. Live reads of
+    /// this router end when [`StreamsServer::serve`]'s shutdown signal fires.
+    pub fn router(&self) -> Router {
+        let limit = self.state.config().max_append_bytes;
+        let streams = get(read::read)
+            .head(meta::head)
+            .put(create::create)
+            .post(append::append)
+            .delete(meta::delete)
+            .options(meta::preflight);
+        Router::new()
+            .route("/v1/stream/{*name}", streams)
+            .route("/health", get(|| async { "ok" }))
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(axum::middleware::from_fn(security::headers))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, wakes every
+    /// waiting long-poll and SSE reader (they answer at once), and waits for open requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let token = self.state.shutdown().clone();
+        let router = self.router();
+        let listener = listener.tap_io(|tcp| {
+            // Small responses must not wait for Nagle's algorithm.
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                token.cancel();
+            })
+            .await
+    }
+}

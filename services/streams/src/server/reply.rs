@@ -1,0 +1,160 @@
+//! Building responses: protocol headers, and errors turned into the statuses the protocol uses.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use courier_traits::InvalidInput;
+use courier_traits::storage::{Offset, StorageError};
+
+use crate::protocol;
+
+/// A response under construction: status, headers, body.
+pub(crate) struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Body,
+}
+
+impl Reply {
+    pub(crate) fn new(status: StatusCode) -> Reply {
+        Reply {
+            status,
+            headers: HeaderMap::new(),
+            body: Body::empty(),
+        }
+    }
+
+    /// Adds a header; values that are not valid header text are dropped (they never come from
+    /// client input here: offsets, numbers and content types are validated before).
+    pub(crate) fn header(mut self, name: &'static str, value: impl AsRef<str>) -> Reply {
+        if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
+            self.headers
+                .insert(HeaderName::from_static(name), value);
+        }
+        self
+    }
+
+    pub(crate) fn static_header(mut self, name: &'static str, value: &'static str) -> Reply {
+        self.headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+        self
+    }
+
+    pub(crate) fn next_offset(self, offset: &Offset) -> Reply {
+        self.header(protocol::NEXT_OFFSET, offset.as_str())
+    }
+
+    pub(crate) fn closed_if(self, closed: bool) -> Reply {
+        if closed {
+            self.static_header(protocol::CLOSED, "true")
+        } else {
+            self
+        }
+    }
+
+    pub(crate) fn up_to_date_if(self, up_to_date: bool) -> Reply {
+        if up_to_date {
+            self.static_header(protocol::UP_TO_DATE, "true")
+        } else {
+            self
+        }
+    }
+
+    pub(crate) fn body(mut self, body: impl Into<Body>) -> Reply {
+        self.body = body.into();
+        self
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(self.body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// Which request failed: a few storage errors map to different statuses per method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Create,
+    Other,
+}
+
+/// A request that failed, with the status and headers the protocol prescribes.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Malformed request (bad header, offset, body).
+    BadRequest(String),
+    /// Not a stream path.
+    NotFound(String),
+    /// The storage refused or failed.
+    Storage(StorageError, Operation),
+}
+
+impl Failure {
+    pub(crate) fn bad(message: impl Into<String>) -> Failure {
+        Failure::BadRequest(message.into())
+    }
+
+    pub(crate) fn storage(op: Operation) -> impl Fn(StorageError) -> Failure {
+        move |e| Failure::Storage(e, op)
+    }
+}
+
+impl From<InvalidInput> for Failure {
+    fn from(e: InvalidInput) -> Failure {
+        Failure::BadRequest(e.to_string())
+    }
+}
+
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Failure {
+        Failure::Storage(e, Operation::Other)
+    }
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (status, message, reply) = match self {
+            Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            Failure::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
+            Failure::Storage(e, op) => {
+                let mut status = e.http_status();
+                // A name kept for a deleted stream's forks cannot be created again: a conflict.
+                if op == Operation::Create && matches!(e, StorageError::Gone { .. }) {
+                    status = 409;
+                }
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                if status.is_server_error() {
+                    tracing::warn!(error = %e, "storage failed");
+                }
+                let reply = storage_error_headers(&e, Reply::new(status));
+                (status, e.to_string(), Some(reply))
+            }
+        };
+        let reply = reply.unwrap_or_else(|| Reply::new(status));
+        reply
+            .static_header("content-type", "text/plain; charset=utf-8")
+            .body(message)
+            .into_response()
+    }
+}
+
+/// The extra headers some errors carry (final offset of a closed stream, producer state).
+fn storage_error_headers(e: &StorageError, reply: Reply) -> Reply {
+    match e {
+        StorageError::Closed { next_offset, .. } => reply.next_offset(next_offset).closed_if(true),
+        StorageError::StaleProducerEpoch { current, .. } => {
+            reply.header(protocol::PRODUCER_EPOCH, current.to_string())
+        }
+        StorageError::ProducerSeqGap { expected, received } => reply
+            .header(protocol::PRODUCER_EXPECTED_SEQ, expected.to_string())
+            .header(protocol::PRODUCER_RECEIVED_SEQ, received.to_string()),
+        StorageError::Unavailable { .. } => reply.static_header("retry-after", "1"),
+        _ => reply,
+    }
+}

@@ -1,0 +1,56 @@
+//! `courier`: the reference services from the command line.
+//!
+//! ```text
+//! courier streams [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//!                 [--long-poll-timeout 30s] [--config courier.yaml]
+//! ```
+
+mod config;
+mod storage;
+mod streams;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "courier", version, about = "Courier reference services")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the Durable Streams HTTP server.
+    Streams(streams::StreamsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("COURIER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("courier: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Streams(args) => streams::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("courier: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

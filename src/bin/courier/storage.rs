@@ -1,0 +1,48 @@
+//! Opening the storage a `--storage` value names.
+
+use std::sync::Arc;
+
+use courier::StreamStorage;
+
+/// The storages the CLI can open, as written on the command line.
+pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+
+/// Opens `spec`: `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`.
+pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
+    let fail = |e: courier::StorageError| format!("cannot open storage {spec:?}: {e}");
+    if spec == "memory" {
+        return Ok(Arc::new(courier::impls::memory::MemoryStreamStorage::new()));
+    }
+    if let Some(path) = spec.strip_prefix("sqlite:") {
+        let path = std::path::Path::new(path);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
+        }
+        let store = courier::impls::sqlite::SqliteStreamStorage::open(path)
+            .await
+            .map_err(fail)?;
+        return Ok(Arc::new(store));
+    }
+    if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+        #[cfg(not(feature = "redis"))]
+        return Err(format!("{spec:?}: this build has no Redis support (build with --features redis)"));
+        #[cfg(feature = "redis")]
+        let config = courier::impls::redis::RedisStorageConfig::default();
+        let store = courier::impls::redis::RedisStreamStorage::connect(spec, config)
+            .await
+            .map_err(fail)?;
+        return Ok(Arc::new(store));
+    }
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        #[cfg(not(feature = "postgres"))]
+        return Err(format!("{spec:?}: this build has no Postgres support (build with --features postgres)"));
+        #[cfg(feature = "postgres")]
+        let config = courier::impls::postgres::PgConfig::default();
+        let store = courier::impls::postgres::PgStreamStorage::connect(spec, config)
+            .await
+            .map_err(fail)?;
+        return Ok(Arc::new(store));
+    }
+    Err(format!("unknown storage {spec:?}; expected {STORAGE_FORMS}"))
+}

@@ -1,0 +1,115 @@
+//! `courier streams`: the Durable Streams server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use courier_streams::server::{ServerConfig, StreamsServer};
+use serde::Deserialize;
+
+use crate::config::{self, parse_duration};
+use crate::storage::{self, STORAGE_FORMS};
+
+/// Default storage: embedded SQLite under `./data`, so data survives a restart with no server.
+const DEFAULT_STORAGE: &str = "sqlite:./data/streams.db";
+const DEFAULT_ADDR: &str = "127.0.0.1:4437";
+
+/// Flags (each also from the environment); they override the config file.
+#[derive(Args, Debug)]
+pub(crate) struct StreamsArgs {
+    /// YAML config file (keys: addr, storage, long_poll_timeout, sse_reconnect_interval,
+    /// max_append_bytes).
+    #[arg(long, short, env = "COURIER_STREAMS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where streams are kept: memory | sqlite:PATH | redis://.. | postgres://..
+    /// [default: sqlite:./data/streams.db]
+    #[arg(long, env = "COURIER_STREAMS_STORAGE")]
+    storage: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:4437].
+    #[arg(long, env = "COURIER_STREAMS_ADDR")]
+    addr: Option<SocketAddr>,
+    /// How long a long-poll waits for data, e.g. 500ms, 30s [default: 30s].
+    #[arg(long, env = "COURIER_STREAMS_LONG_POLL_TIMEOUT", value_parser = parse_duration)]
+    long_poll_timeout: Option<Duration>,
+}
+
+/// The `courier streams` config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    storage: Option<String>,
+    #[serde(default, with = "config::duration")]
+    long_poll_timeout: Option<Duration>,
+    #[serde(default, with = "config::duration")]
+    sse_reconnect_interval: Option<Duration>,
+    max_append_bytes: Option<usize>,
+}
+
+pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
+    let file: FileConfig = config::load(args.config.as_deref())?;
+    let storage_spec = args
+        .storage
+        .or(file.storage)
+        .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+    let addr = match args.addr.or(file.addr) {
+        Some(addr) => addr,
+        None => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
+    };
+    let defaults = ServerConfig::default();
+    let server_config = ServerConfig {
+        long_poll_timeout: args
+            .long_poll_timeout
+            .or(file.long_poll_timeout)
+            .unwrap_or(defaults.long_poll_timeout),
+        sse_reconnect_interval: file
+            .sse_reconnect_interval
+            .unwrap_or(defaults.sse_reconnect_interval),
+        max_append_bytes: file.max_append_bytes.unwrap_or(defaults.max_append_bytes),
+        read_limits: defaults.read_limits,
+    };
+    let storage = storage::open(&storage_spec)
+        .await
+        .map_err(|e| format!("{e}\n  (--storage takes {STORAGE_FORMS})"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(
+        addr = %local,
+        storage = %storage_spec,
+        long_poll_timeout = ?server_config.long_poll_timeout,
+        "durable streams server listening on http://{local}/v1/stream/"
+    );
+    StreamsServer::new(storage, server_config)
+        .serve(listener, shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: waking live readers, finishing open requests");
+}
