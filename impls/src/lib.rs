@@ -9,6 +9,7 @@
 //! | `etcd` | `etcd::EtcdBus`: a bus over etcd (lease-scoped frames, watch from a revision) |
 //! | `redis` | `redis::RedisBus` (Redis Streams, or pub/sub at most once) and `redis::RedisStreamStorage` |
 //! | `postgres` | `postgres::PgStreamStorage` (streams shared by every node) and `postgres::PgBus` (rows + NOTIFY) |
+//! | `http` | `http::HttpTransport`: a `RequestTransport` over HTTP/1.1 with pooled connections |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -34,6 +35,8 @@
 pub mod etcd;
 #[cfg(any(feature = "etcd", feature = "redis"))]
 mod frame;
+#[cfg(feature = "http")]
+pub mod http;
 #[cfg(feature = "redis")]
 mod keyed_lock;
 #[cfg(feature = "memory")]

@@ -100,8 +100,9 @@ pub fn parse_producer_number(text: &str) -> Option<u64> {
 
 /// Parses `Stream-Expires-At` (RFC 3339, `Z` or numeric offset).
 pub fn parse_expires_at(text: &str) -> Option<SystemTime> {
-    let at = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-        .ok()?;
+    let at =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .ok()?;
     Some(SystemTime::from(at))
 }
 
@@ -136,7 +137,10 @@ mod tests {
             normalize_content_type("APPLICATION/JSON; charset=utf-8").as_deref(),
             Some("application/json")
         );
-        assert_eq!(normalize_content_type("text/plain").as_deref(), Some("text/plain"));
+        assert_eq!(
+            normalize_content_type("text/plain").as_deref(),
+            Some("text/plain")
+        );
         assert_eq!(normalize_content_type("garbage"), None);
         assert_eq!(normalize_content_type("/x"), None);
     }
@@ -153,7 +157,10 @@ mod tests {
     #[test]
     fn producer_numbers() {
         assert_eq!(parse_producer_number("0"), Some(0));
-        assert_eq!(parse_producer_number("9007199254740991"), Some((1 << 53) - 1));
+        assert_eq!(
+            parse_producer_number("9007199254740991"),
+            Some((1 << 53) - 1)
+        );
         for bad in ["9007199254740992", "1abc", "1e3", "-1", ""] {
             assert_eq!(parse_producer_number(bad), None, "{bad}");
         }

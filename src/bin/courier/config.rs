@@ -30,7 +30,11 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => value,
         "m" => value * 60.0,
         "h" => value * 3600.0,
-        other => return Err(format!("{text:?}: unknown unit {other:?} (use ms, s, m or h)")),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown unit {other:?} (use ms, s, m or h)"
+            ));
+        }
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
 }
@@ -41,7 +45,9 @@ pub(crate) mod duration {
 
     use serde::{Deserialize, Deserializer};
 
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
         text.map(|t| super::parse_duration(&t).map_err(serde::de::Error::custom))
             .transpose()

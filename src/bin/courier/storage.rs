@@ -5,7 +5,8 @@ use std::sync::Arc;
 use courier::StreamStorage;
 
 /// The storages the CLI can open, as written on the command line.
-pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+pub(crate) const STORAGE_FORMS: &str =
+    "memory | sqlite:PATH | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
 /// Opens `spec`: `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`.
 pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
@@ -26,7 +27,9 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
         #[cfg(not(feature = "redis"))]
-        return Err(format!("{spec:?}: this build has no Redis support (build with --features redis)"));
+        return Err(format!(
+            "{spec:?}: this build has no Redis support (build with --features redis)"
+        ));
         #[cfg(feature = "redis")]
         let config = courier::impls::redis::RedisStorageConfig::default();
         let store = courier::impls::redis::RedisStreamStorage::connect(spec, config)
@@ -36,7 +39,9 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
         #[cfg(not(feature = "postgres"))]
-        return Err(format!("{spec:?}: this build has no Postgres support (build with --features postgres)"));
+        return Err(format!(
+            "{spec:?}: this build has no Postgres support (build with --features postgres)"
+        ));
         #[cfg(feature = "postgres")]
         let config = courier::impls::postgres::PgConfig::default();
         let store = courier::impls::postgres::PgStreamStorage::connect(spec, config)
@@ -44,5 +49,7 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
             .map_err(fail)?;
         return Ok(Arc::new(store));
     }
-    Err(format!("unknown storage {spec:?}; expected {STORAGE_FORMS}"))
+    Err(format!(
+        "unknown storage {spec:?}; expected {STORAGE_FORMS}"
+    ))
 }

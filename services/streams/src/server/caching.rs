@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(tag, "\"-1:0001\"");
         assert_ne!(tag, etag("-1", &end, true));
         let mut headers = HeaderMap::new();
-        headers.insert("if-none-match", HeaderValue::from_static("\"x\", \"-1:0001\""));
+        headers.insert(
+            "if-none-match",
+            HeaderValue::from_static("\"x\", \"-1:0001\""),
+        );
         assert!(not_modified(&headers, &tag));
         assert!(!not_modified(&HeaderMap::new(), &tag));
     }

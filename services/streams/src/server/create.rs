@@ -38,7 +38,12 @@ pub(crate) async fn create(
             app.storage()
                 .head(&partial.source)
                 .await
-                .map_err(|e| Failure::Storage(courier_impls::rules::fork_source_error(e, &partial.source), Operation::Create))?
+                .map_err(|e| {
+                    Failure::Storage(
+                        courier_impls::rules::fork_source_error(e, &partial.source),
+                        Operation::Create,
+                    )
+                })?
                 .content_type
         }
         (None, None) => courier_traits::storage::DEFAULT_CONTENT_TYPE.to_owned(),
@@ -46,7 +51,11 @@ pub(crate) async fn create(
     let json_mode = protocol::is_json(&effective_type);
     let fork = fork.map(|f| f.resolve(json_mode));
     let initial = if json_mode {
-        if body.is_empty() { Vec::new() } else { json::split_messages(&body)? }
+        if body.is_empty() {
+            Vec::new()
+        } else {
+            json::split_messages(&body)?
+        }
     } else if body.is_empty() {
         Vec::new()
     } else {
@@ -109,7 +118,9 @@ fn expiry(headers: &HeaderMap) -> Result<Expiry, Failure> {
         (None, Some(at)) => protocol::parse_expires_at(at)
             .map(Expiry::At)
             .ok_or_else(|| {
-                Failure::bad(format!("Stream-Expires-At {at:?} is not an RFC 3339 timestamp"))
+                Failure::bad(format!(
+                    "Stream-Expires-At {at:?} is not an RFC 3339 timestamp"
+                ))
             }),
         (None, None) => Ok(Expiry::Never),
     }

@@ -13,8 +13,8 @@ pub(crate) fn split_messages(body: &[u8]) -> Result<Vec<Bytes>, Failure> {
     let text = std::str::from_utf8(body).map_err(|_| Failure::bad("JSON body is not UTF-8"))?;
     let trimmed = text.trim_start();
     if trimmed.starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(text)
-            .map_err(|e| Failure::bad(format!("invalid JSON: {e}")))?;
+        let items: Vec<&RawValue> =
+            serde_json::from_str(text).map_err(|e| Failure::bad(format!("invalid JSON: {e}")))?;
         Ok(items
             .into_iter()
             .map(|raw| Bytes::copy_from_slice(raw.get().as_bytes()))

@@ -46,7 +46,11 @@ async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure>
     app.storage()
         .read(name, Some(info.next_offset.clone()), probe)
         .await?;
-    let body = if protocol::is_json(&info.content_type) { "[]" } else { "" };
+    let body = if protocol::is_json(&info.content_type) {
+        "[]"
+    } else {
+        ""
+    };
     Ok(Reply::new(StatusCode::OK)
         .header("content-type", &info.content_type)
         .next_offset(&info.next_offset)
@@ -77,7 +81,10 @@ async fn catch_up(
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
     let from = resolve_start(app, name, &query.start).await?;
-    let batch = app.storage().read(name, from, app.config().read_limits).await?;
+    let batch = app
+        .storage()
+        .read(name, from, app.config().read_limits)
+        .await?;
     Ok(data_reply(&batch, query, headers, None))
 }
 
@@ -162,7 +169,10 @@ async fn long_poll(
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
     let from = resolve_start(app, name, &query.start).await?;
-    let batch = app.storage().read(name, from, app.config().read_limits).await?;
+    let batch = app
+        .storage()
+        .read(name, from, app.config().read_limits)
+        .await?;
     if let Some(done) = live_answer(&batch, query, headers) {
         return Ok(done);
     }
@@ -174,7 +184,11 @@ async fn long_poll(
     if waited != WaitOutcome::TimedOut {
         let next = app
             .storage()
-            .read(name, Some(batch.next_offset.clone()), app.config().read_limits)
+            .read(
+                name,
+                Some(batch.next_offset.clone()),
+                app.config().read_limits,
+            )
             .await?;
         if let Some(done) = live_answer(&next, query, headers) {
             return Ok(done);
@@ -183,7 +197,10 @@ async fn long_poll(
     Ok(Reply::new(StatusCode::NO_CONTENT)
         .next_offset(&batch.next_offset)
         .up_to_date_if(true)
-        .header(protocol::CURSOR, caching::next_cursor(query.cursor.as_deref()))
+        .header(
+            protocol::CURSOR,
+            caching::next_cursor(query.cursor.as_deref()),
+        )
         .static_header("cache-control", NO_STORE)
         .into_response())
 }

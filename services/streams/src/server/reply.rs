@@ -28,8 +28,7 @@ impl Reply {
     /// client input here: offsets, numbers and content types are validated before).
     pub(crate) fn header(mut self, name: &'static str, value: impl AsRef<str>) -> Reply {
         if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
-            self.headers
-                .insert(HeaderName::from_static(name), value);
+            self.headers.insert(HeaderName::from_static(name), value);
         }
         self
     }
@@ -128,7 +127,8 @@ impl IntoResponse for Failure {
                 if op == Operation::Create && matches!(e, StorageError::Gone { .. }) {
                     status = 409;
                 }
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 if status.is_server_error() {
                     tracing::warn!(error = %e, "storage failed");
                 }

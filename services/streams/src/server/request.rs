@@ -30,8 +30,7 @@ pub(crate) fn fork_source(value: &str) -> Result<StreamName, Failure> {
     let name = path
         .strip_prefix(protocol::STREAM_PATH_PREFIX)
         .unwrap_or(path.trim_start_matches('/'));
-    StreamName::new(name)
-        .map_err(|e| Failure::bad(format!("{}: {e}", protocol::FORKED_FROM)))
+    StreamName::new(name).map_err(|e| Failure::bad(format!("{}: {e}", protocol::FORKED_FROM)))
 }
 
 /// A header's value as text; a value that is not visible ASCII is a bad request.
@@ -173,8 +172,17 @@ mod tests {
         assert_eq!(q.start, StartAt::Start);
         assert_eq!(q.live, LiveMode::CatchUp);
         let q = ReadQuery::parse(Some("live=sse&offset=now&cursor=7")).expect("valid");
-        assert_eq!((q.start, q.live, q.cursor.as_deref()), (StartAt::Now, LiveMode::Sse, Some("7")));
-        for bad in ["offset=", "offset=a&offset=b", "offset=0,1", "offset=0%201", "live=long-poll"] {
+        assert_eq!(
+            (q.start, q.live, q.cursor.as_deref()),
+            (StartAt::Now, LiveMode::Sse, Some("7"))
+        );
+        for bad in [
+            "offset=",
+            "offset=a&offset=b",
+            "offset=0,1",
+            "offset=0%201",
+            "live=long-poll",
+        ] {
             assert!(ReadQuery::parse(Some(bad)).is_err(), "{bad}");
         }
     }
@@ -189,7 +197,10 @@ mod tests {
 
     #[test]
     fn reserved_names() {
-        assert!(matches!(stream_name("__ds/subscriptions/x"), Err(Failure::NotFound(_))));
+        assert!(matches!(
+            stream_name("__ds/subscriptions/x"),
+            Err(Failure::NotFound(_))
+        ));
         assert!(stream_name("__dsx").is_ok());
     }
 }

@@ -21,7 +21,10 @@ pub(crate) async fn headers(request: Request<axum::body::Body>, next: Next) -> R
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     let mut set = |name: &'static str, value: &'static str| {
-        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     };
     set("x-content-type-options", "nosniff");
     set("cross-origin-resource-policy", "cross-origin");

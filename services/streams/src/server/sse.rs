@@ -31,7 +31,10 @@ pub(crate) async fn open(
 ) -> Result<Response, Failure> {
     let from = resolve_start(&app, &name, &query.start).await?;
     // The first read runs before the 200 goes out, so a missing stream is a plain 404.
-    let first = app.storage().read(&name, from, app.config().read_limits).await?;
+    let first = app
+        .storage()
+        .read(&name, from, app.config().read_limits)
+        .await?;
     let content_type = first.content_type.clone();
     let base64 = !protocol::is_sse_text(&content_type);
     let deadline = Instant::now() + app.config().sse_reconnect_interval;
@@ -88,7 +91,12 @@ impl Session {
                 Some(batch) => batch,
                 None => {
                     let limits = self.app.config().read_limits;
-                    match self.app.storage().read(&self.name, self.offset.clone(), limits).await {
+                    match self
+                        .app
+                        .storage()
+                        .read(&self.name, self.offset.clone(), limits)
+                        .await
+                    {
                         Ok(batch) => batch,
                         Err(e) => {
                             tracing::debug!(stream = %self.name, error = %e, "SSE read ended");
@@ -150,7 +158,11 @@ impl Session {
         out.put_slice(b"event: data\n");
         if self.base64 {
             out.put_slice(b"data:");
-            out.put_slice(base64::engine::general_purpose::STANDARD.encode(&payload).as_bytes());
+            out.put_slice(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&payload)
+                    .as_bytes(),
+            );
             out.put_u8(b'\n');
         } else {
             put_data_lines(&payload, out);
@@ -199,7 +211,11 @@ fn put_data_lines(payload: &[u8], out: &mut BytesMut) {
             Some(i) => {
                 out.put_slice(&rest[..i]);
                 out.put_u8(b'\n');
-                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 rest = &rest[i + skip..];
             }
         }
