@@ -102,7 +102,11 @@ impl ProducerBuilder {
     }
 }
 
-/// Appends to one stream, batching concurrent appends; see the [module docs](self).
+/// Appends to one stream, batching concurrent appends.
+///
+/// Appends are sent one request at a time, in the order they were queued; everything queued
+/// while a request is in flight goes into the next one. For JSON streams each append is one
+/// message; for other streams a batch is the appends' bytes concatenated.
 ///
 /// Dropping the producer lets its writer finish what is queued; [`Producer::close`] also waits
 /// for that.
