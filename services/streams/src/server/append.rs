@@ -8,9 +8,13 @@ use courier_traits::storage::AppendRequest;
 
 use super::AppState;
 use super::json;
+use super::names;
 use super::reply::{Failure, Reply};
 use super::request::{self, header};
 use crate::protocol;
+
+/// Bodies smaller than this are copied out of the read buffer before they are stored.
+const COPY_BELOW_BYTES: usize = 64 << 10;
 
 pub(crate) async fn append(
     State(app): State<AppState>,
@@ -33,6 +37,13 @@ pub(crate) async fn append(
     } else {
         let Some(content_type) = request::content_type(&headers) else {
             return Err(Failure::bad("a body needs a Content-Type"));
+        };
+        // A small body is a slice of the connection's read buffer; storing it as is would pin
+        // that whole buffer in an in-memory stream, so keep a copy of just its bytes.
+        let body = if body.len() < COPY_BELOW_BYTES {
+            Bytes::copy_from_slice(&body)
+        } else {
+            body
         };
         let records = if protocol::is_json(&content_type) {
             let messages = json::split_messages(&body)?;
@@ -62,8 +73,8 @@ pub(crate) async fn append(
         .closed_if(outcome.closed);
     if let Some(ack) = outcome.producer {
         reply = reply
-            .header(protocol::PRODUCER_EPOCH, ack.epoch.to_string())
-            .header(protocol::PRODUCER_SEQ, ack.seq.to_string());
+            .header(names::PRODUCER_EPOCH, ack.epoch.to_string())
+            .header(names::PRODUCER_SEQ, ack.seq.to_string());
     }
     Ok(reply.into_response())
 }

@@ -10,6 +10,7 @@ use courier_traits::storage::{
 
 use super::AppState;
 use super::json;
+use super::names;
 use super::reply::{Failure, Operation, Reply};
 use super::request::{self, header};
 use crate::protocol;
@@ -77,11 +78,11 @@ pub(crate) async fn create(
         CreateOutcome::AlreadyExists(info) => (StatusCode::OK, info),
     };
     let mut reply = Reply::new(status)
-        .header("content-type", &info.content_type)
+        .header(names::CONTENT_TYPE, &info.content_type)
         .next_offset(&info.next_offset)
         .closed_if(info.closed);
     if status == StatusCode::CREATED {
-        reply = reply.header("location", location(&headers, &uri));
+        reply = reply.header(names::LOCATION, location(&headers, &uri));
     }
     Ok(reply.into_response())
 }

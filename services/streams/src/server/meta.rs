@@ -1,11 +1,12 @@
 //! HEAD (metadata), DELETE, and the CORS preflight.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::caching::NO_STORE;
+use super::names;
 use super::reply::{Failure, Reply};
 use super::request;
 use crate::protocol;
@@ -18,12 +19,12 @@ pub(crate) async fn head(
     let name = request::stream_name(&path)?;
     let info = app.storage().head(&name).await?;
     let mut reply = Reply::new(StatusCode::OK)
-        .header("content-type", &info.content_type)
+        .header(names::CONTENT_TYPE, &info.content_type)
         .next_offset(&info.next_offset)
         .closed_if(info.closed)
-        .static_header("cache-control", NO_STORE);
+        .static_header(names::CACHE_CONTROL, NO_STORE);
     if let Some((name, value)) = protocol::expiry_header(info.expiry) {
-        reply = reply.header(name, value);
+        reply = reply.header(HeaderName::from_static(name), value);
     }
     Ok(reply.into_response())
 }

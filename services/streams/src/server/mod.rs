@@ -17,6 +17,7 @@ mod caching;
 mod create;
 mod json;
 mod meta;
+mod names;
 mod read;
 mod reply;
 mod request;

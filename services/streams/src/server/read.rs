@@ -11,6 +11,7 @@ use courier_traits::storage::{Offset, ReadBatch, ReadLimits, StreamName, WaitOut
 use super::AppState;
 use super::caching::{self, CACHEABLE, NO_CACHE, NO_STORE};
 use super::json;
+use super::names;
 use super::reply::{Failure, Reply};
 use super::request::{self, LiveMode, ReadQuery, StartAt};
 use super::sse;
@@ -52,11 +53,11 @@ async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure>
         ""
     };
     Ok(Reply::new(StatusCode::OK)
-        .header("content-type", &info.content_type)
+        .header(names::CONTENT_TYPE, &info.content_type)
         .next_offset(&info.next_offset)
         .up_to_date_if(true)
         .closed_if(info.closed)
-        .static_header("cache-control", NO_STORE)
+        .static_header(names::CACHE_CONTROL, NO_STORE)
         .body(body)
         .into_response())
 }
@@ -103,14 +104,14 @@ fn data_reply(
         CACHEABLE
     };
     let mut reply = Reply::new(StatusCode::OK)
-        .header("content-type", &batch.content_type)
+        .header(names::CONTENT_TYPE, &batch.content_type)
         .next_offset(&batch.next_offset)
         .up_to_date_if(batch.up_to_date)
         .closed_if(batch.closed)
-        .header("etag", &etag)
-        .static_header("cache-control", cache);
+        .header(names::ETAG, &etag)
+        .static_header(names::CACHE_CONTROL, cache);
     if let Some(cursor) = cursor {
-        reply = reply.header(protocol::CURSOR, cursor);
+        reply = reply.header(names::CURSOR, cursor);
     }
     if caching::not_modified(headers, &etag) {
         return with_status(reply.into_response(), StatusCode::NOT_MODIFIED);
@@ -122,8 +123,8 @@ fn data_reply(
     };
     match gzip_if_accepted(headers, &body) {
         Some(compressed) => reply
-            .static_header("content-encoding", "gzip")
-            .static_header("vary", "accept-encoding")
+            .static_header(names::CONTENT_ENCODING, "gzip")
+            .static_header(names::VARY, "accept-encoding")
             .body(compressed)
             .into_response(),
         None => reply.body(body).into_response(),
@@ -197,11 +198,8 @@ async fn long_poll(
     Ok(Reply::new(StatusCode::NO_CONTENT)
         .next_offset(&batch.next_offset)
         .up_to_date_if(true)
-        .header(
-            protocol::CURSOR,
-            caching::next_cursor(query.cursor.as_deref()),
-        )
-        .static_header("cache-control", NO_STORE)
+        .header(names::CURSOR, caching::next_cursor(query.cursor.as_deref()))
+        .static_header(names::CACHE_CONTROL, NO_STORE)
         .into_response())
 }
 
@@ -216,7 +214,7 @@ fn live_answer(batch: &ReadBatch, query: &ReadQuery, headers: &HeaderMap) -> Opt
             .next_offset(&batch.next_offset)
             .up_to_date_if(true)
             .closed_if(true)
-            .static_header("cache-control", NO_STORE)
+            .static_header(names::CACHE_CONTROL, NO_STORE)
             .into_response()
     })
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use courier_traits::InvalidInput;
 use courier_traits::storage::{Offset, StorageError};
 
-use crate::protocol;
+use super::names;
 
 /// A response under construction: status, headers, body.
 pub(crate) struct Reply {
@@ -26,28 +26,25 @@ impl Reply {
 
     /// Adds a header; values that are not valid header text are dropped (they never come from
     /// client input here: offsets, numbers and content types are validated before).
-    pub(crate) fn header(mut self, name: &'static str, value: impl AsRef<str>) -> Reply {
+    pub(crate) fn header(mut self, name: HeaderName, value: impl AsRef<str>) -> Reply {
         if let Ok(value) = HeaderValue::from_str(value.as_ref()) {
-            self.headers.insert(HeaderName::from_static(name), value);
+            self.headers.insert(name, value);
         }
         self
     }
 
-    pub(crate) fn static_header(mut self, name: &'static str, value: &'static str) -> Reply {
-        self.headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+    pub(crate) fn static_header(mut self, name: HeaderName, value: &'static str) -> Reply {
+        self.headers.insert(name, HeaderValue::from_static(value));
         self
     }
 
     pub(crate) fn next_offset(self, offset: &Offset) -> Reply {
-        self.header(protocol::NEXT_OFFSET, offset.as_str())
+        self.header(names::NEXT_OFFSET, offset.as_str())
     }
 
     pub(crate) fn closed_if(self, closed: bool) -> Reply {
         if closed {
-            self.static_header(protocol::CLOSED, "true")
+            self.static_header(names::CLOSED, "true")
         } else {
             self
         }
@@ -55,7 +52,7 @@ impl Reply {
 
     pub(crate) fn up_to_date_if(self, up_to_date: bool) -> Reply {
         if up_to_date {
-            self.static_header(protocol::UP_TO_DATE, "true")
+            self.static_header(names::UP_TO_DATE, "true")
         } else {
             self
         }
@@ -138,7 +135,7 @@ impl IntoResponse for Failure {
         };
         let reply = reply.unwrap_or_else(|| Reply::new(status));
         reply
-            .static_header("content-type", "text/plain; charset=utf-8")
+            .static_header(names::CONTENT_TYPE, "text/plain; charset=utf-8")
             .body(message)
             .into_response()
     }
@@ -149,12 +146,12 @@ fn storage_error_headers(e: &StorageError, reply: Reply) -> Reply {
     match e {
         StorageError::Closed { next_offset, .. } => reply.next_offset(next_offset).closed_if(true),
         StorageError::StaleProducerEpoch { current, .. } => {
-            reply.header(protocol::PRODUCER_EPOCH, current.to_string())
+            reply.header(names::PRODUCER_EPOCH, current.to_string())
         }
         StorageError::ProducerSeqGap { expected, received } => reply
-            .header(protocol::PRODUCER_EXPECTED_SEQ, expected.to_string())
-            .header(protocol::PRODUCER_RECEIVED_SEQ, received.to_string()),
-        StorageError::Unavailable { .. } => reply.static_header("retry-after", "1"),
+            .header(names::PRODUCER_EXPECTED_SEQ, expected.to_string())
+            .header(names::PRODUCER_RECEIVED_SEQ, received.to_string()),
+        StorageError::Unavailable { .. } => reply.static_header(names::RETRY_AFTER, "1"),
         _ => reply,
     }
 }

@@ -4,6 +4,8 @@ use axum::http::{HeaderName, HeaderValue, Method, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::names;
+
 const EXPOSED: &str = "stream-next-offset, stream-up-to-date, stream-closed, stream-cursor, \
 stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, \
 producer-expected-seq, producer-received-seq, etag, content-type, content-encoding, vary, location";
@@ -20,20 +22,17 @@ pub(crate) async fn headers(request: Request<axum::body::Body>, next: Next) -> R
     let preflight = request.method() == Method::OPTIONS;
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let mut set = |name: &'static str, value: &'static str| {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+    let mut set = |name: HeaderName, value: &'static str| {
+        headers.insert(name, HeaderValue::from_static(value));
     };
-    set("x-content-type-options", "nosniff");
-    set("cross-origin-resource-policy", "cross-origin");
-    set("access-control-allow-origin", "*");
-    set("access-control-expose-headers", EXPOSED);
+    set(names::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(names::CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin");
+    set(names::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    set(names::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
     if preflight {
-        set("access-control-allow-methods", ALLOWED_METHODS);
-        set("access-control-allow-headers", ALLOWED_HEADERS);
-        set("access-control-max-age", "86400");
+        set(names::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS);
+        set(names::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS);
+        set(names::ACCESS_CONTROL_MAX_AGE, "86400");
     }
     response
 }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::caching::{self, NO_CACHE};
 use super::json;
+use super::names;
 use super::read::resolve_start;
 use super::reply::{Failure, Reply};
 use super::request::ReadQuery;
@@ -54,11 +55,11 @@ pub(crate) async fn open(
         Some((Ok::<Bytes, Infallible>(chunk), session))
     });
     let mut reply = Reply::new(StatusCode::OK)
-        .static_header("content-type", "text/event-stream")
-        .static_header("cache-control", NO_CACHE)
-        .static_header("x-accel-buffering", "no");
+        .static_header(names::CONTENT_TYPE, "text/event-stream")
+        .static_header(names::CACHE_CONTROL, NO_CACHE)
+        .static_header(names::X_ACCEL_BUFFERING, "no");
     if base64 {
-        reply = reply.static_header(protocol::SSE_DATA_ENCODING, "base64");
+        reply = reply.static_header(names::SSE_DATA_ENCODING, "base64");
     }
     Ok(reply.body(Body::from_stream(events)).into_response())
 }
