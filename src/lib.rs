@@ -10,6 +10,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `memory` (default) | in-process [`MemoryBus`](impls::memory::MemoryBus) and [`MemoryStreamStorage`](impls::memory::MemoryStreamStorage) |
+//! | `streams` (default, via `cli`) | the Durable Streams server and client, as [`streams`] |
+//! | `cli` (default) | the `courier` binary: `courier streams` (embedded SQLite by default) |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
 //!
 //! ```
@@ -27,6 +29,9 @@
 //! ```
 
 pub use courier_impls as impls;
+/// The Durable Streams HTTP server and client (feature `streams`).
+#[cfg(feature = "streams")]
+pub use courier_streams as streams;
 pub use courier_traits as traits;
 pub use courier_traits::{
     BusError, Classify, DuplexTransport, ErrorClass, MessageBus, RequestTransport, RetryPolicy,
