@@ -440,3 +440,50 @@ async fn producer_batches_concurrent_appends() {
     assert_eq!(numbers, (0..200).collect::<Vec<u64>>());
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_answers_waiting_long_polls_at_once() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("addr");
+    let config = ServerConfig {
+        long_poll_timeout: Duration::from_secs(60),
+        ..ServerConfig::default()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config);
+    let task = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}");
+    let c = client(&url);
+    c.create("idle", CreateOptions::content_type("text/plain"))
+        .await
+        .expect("create");
+    let tail = c.head("idle").await.expect("head").next_offset;
+    let http = HttpTransport::new(&url).expect("valid url");
+    let mut poll = Request::new(
+        Method::Get,
+        format!("/v1/stream/idle?offset={tail}&live=long-poll"),
+    );
+    poll.timeout = Some(Duration::from_secs(90));
+    let waiting = tokio::spawn(async move { http.send(poll).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the poll waits for data");
+    let started = std::time::Instant::now();
+    let _ = stop.send(());
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered during shutdown, not after the 60 s poll timeout")
+        .expect("joined")
+        .expect("a response, not a dropped connection");
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.header("stream-next-offset"), Some(tail.as_str()));
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("server stopped")
+        .expect("joined")
+        .expect("clean stop");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
