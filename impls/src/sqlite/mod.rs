@@ -145,9 +145,14 @@ impl SqliteStreamStorage {
                 SqliteSynchronous::Normal
             })
             .busy_timeout(config.busy_timeout)
-            .foreign_keys(false);
+            .foreign_keys(false)
+            // sqlx hands rows over from its worker thread through a bounded channel; a larger
+            // one lets a read of many records run without a thread switch every 50 rows.
+            .row_buffer_size(1024);
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections.max(1))
+            // An embedded file cannot drop a connection: skip the ping before every checkout.
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(db_error)?;
