@@ -62,17 +62,21 @@ async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure>
         .into_response())
 }
 
-/// The storage offset a read starts after (`None` = the beginning).
-pub(super) async fn resolve_start(
+/// The first batch of a read from where the client asked (`now` = the current tail).
+pub(super) async fn first_batch(
     app: &AppState,
     name: &StreamName,
     start: &StartAt,
-) -> Result<Option<Offset>, Failure> {
-    Ok(match start {
+) -> Result<ReadBatch, Failure> {
+    let from: Option<Offset> = match start {
         StartAt::Start => None,
         StartAt::After(offset) => Some(offset.clone()),
         StartAt::Now => Some(app.storage().head(name).await?.next_offset),
-    })
+    };
+    Ok(app
+        .storage()
+        .read(name, from, app.config().read_limits)
+        .await?)
 }
 
 async fn catch_up(
@@ -81,11 +85,7 @@ async fn catch_up(
     query: &ReadQuery,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
-    let from = resolve_start(app, name, &query.start).await?;
-    let batch = app
-        .storage()
-        .read(name, from, app.config().read_limits)
-        .await?;
+    let batch = first_batch(app, name, &query.start).await?;
     Ok(data_reply(&batch, query, headers, None))
 }
 
@@ -169,11 +169,7 @@ async fn long_poll(
     query: &ReadQuery,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
-    let from = resolve_start(app, name, &query.start).await?;
-    let batch = app
-        .storage()
-        .read(name, from, app.config().read_limits)
-        .await?;
+    let batch = first_batch(app, name, &query.start).await?;
     if let Some(done) = live_answer(&batch, query, headers) {
         return Ok(done);
     }

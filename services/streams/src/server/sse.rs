@@ -20,7 +20,7 @@ use super::AppState;
 use super::caching::{self, NO_CACHE};
 use super::json;
 use super::names;
-use super::read::resolve_start;
+use super::read::first_batch;
 use super::reply::{Failure, Reply};
 use super::request::ReadQuery;
 use crate::protocol;
@@ -30,12 +30,8 @@ pub(crate) async fn open(
     name: StreamName,
     query: ReadQuery,
 ) -> Result<Response, Failure> {
-    let from = resolve_start(&app, &name, &query.start).await?;
     // The first read runs before the 200 goes out, so a missing stream is a plain 404.
-    let first = app
-        .storage()
-        .read(&name, from, app.config().read_limits)
-        .await?;
+    let first = first_batch(&app, &name, &query.start).await?;
     let content_type = first.content_type.clone();
     let base64 = !protocol::is_sse_text(&content_type);
     let deadline = Instant::now() + app.config().sse_reconnect_interval;
