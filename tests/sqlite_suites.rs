@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use courier::impls::sqlite::SqliteStreamStorage;
 use courier::storage::{
-    AppendRequest, ProducerStamp, ReadLimits, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
 };
 use courier_testkit::suites::StorageFactory;
 
@@ -156,4 +156,72 @@ async fn failing_appends_in_a_batch_do_not_affect_the_others() {
         batch.records.iter().all(|r| r.data.starts_with(b"good")),
         "a refused append left data behind"
     );
+}
+
+/// Group commit decides a batch's appends to one stream in queue order against the state the
+/// earlier ones left: producer dedup and gaps, writer sequence and close all see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_in_one_batch_see_each_other() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
+        .await
+        .expect("open");
+    let name = StreamName::new("ordered").expect("valid");
+    store
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    let stamp = |seq| ProducerStamp::new("p", 0, seq).expect("valid");
+    let requests = vec![
+        AppendRequest::record("a").with_producer(stamp(0)),
+        AppendRequest::record("b").with_producer(stamp(1)),
+        AppendRequest::record("b again").with_producer(stamp(1)),
+        AppendRequest::record("c").with_writer_seq("2"),
+        AppendRequest::record("stale seq").with_writer_seq("10"),
+        AppendRequest::record("gap").with_producer(stamp(5)),
+        AppendRequest::record("d")
+            .with_producer(stamp(2))
+            .and_close(),
+        AppendRequest::record("after close"),
+    ];
+    // Polled in order from one task, the appends are queued in order and mostly share a batch.
+    let results =
+        futures::future::join_all(requests.into_iter().map(|r| store.append(&name, r))).await;
+    let verdicts: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            Ok(o) if o.duplicate => "duplicate",
+            Ok(_) => "ok",
+            Err(StorageError::WriterSeqRegression { .. }) => "seq",
+            Err(StorageError::ProducerSeqGap { .. }) => "gap",
+            Err(StorageError::Closed { .. }) => "closed",
+            Err(_) => "other",
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        ["ok", "ok", "duplicate", "ok", "seq", "gap", "ok", "closed"]
+    );
+    let batch = store
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let data: Vec<&[u8]> = batch.records.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, [&b"a"[..], b"b", b"c", b"d"]);
+    assert!(batch.closed);
+    // The producer state committed with the batch: seq 3 continues, a retry of 2 is a duplicate.
+    drop(store);
+    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
+        .await
+        .expect("reopen");
+    let retry = store
+        .append(
+            &name,
+            AppendRequest::record("d")
+                .with_producer(stamp(2))
+                .and_close(),
+        )
+        .await
+        .expect("the closing append's retry is a duplicate");
+    assert!(retry.duplicate && retry.closed);
 }

@@ -5,6 +5,7 @@
 //! producer state and the close flag commit together. `wait` is woken in process after each
 //! commit; separate processes sharing one file are not woken (the storage is not `shared`).
 
+mod batch_append;
 mod row;
 mod schema;
 mod writer;
@@ -27,9 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
 
 use crate::rules::fork_source_error;
-use crate::rules::{
-    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
-};
+use crate::rules::index_offset;
 use crate::rules::{check_record_sizes, validate_append};
 use crate::sql_model::{
     collect_batch, existing_stream_outcome, fork_settings, reject_self_fork, start_index,
@@ -406,78 +405,7 @@ impl StreamStorage for SqliteStreamStorage {
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
         validate_append(&request, self.config.max_record_bytes)?;
-        let owned = name.clone();
-        let outcome = self
-            .write(move |conn| Box::pin(async move {
-                let name = &owned;
-                let row = load_live(conn, name).await?;
-                let producer = match &request.producer {
-                    None => None,
-                    Some(stamp) => sqlx::query("SELECT epoch, last_seq FROM courier_producers WHERE stream = ? AND producer = ?")
-                        .bind(name.as_str())
-                        .bind(&stamp.id)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(db_error)?
-                        .map(|r| -> Result<ProducerState, StorageError> {
-                            Ok(ProducerState {
-                                epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
-                                last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
-                            })
-                        })
-                        .transpose()?,
-                };
-                let ctx = AppendContext {
-                    stream: name,
-                    tail: row.next_index,
-                    closed: row.closed,
-                    closed_by: row.closed_by.as_ref(),
-                    content_type: &row.content_type,
-                    producer,
-                    writer_seq: row.writer_seq.as_deref(),
-                };
-                let producer = match plan_append(&ctx, &request)? {
-                    AppendPlan::Reply(outcome) => return Ok(outcome),
-                    AppendPlan::Commit { producer } => producer,
-                };
-                insert_records(conn, name, row.next_index, &request.records).await?;
-                if let (Some(stamp), Some(state)) = (&request.producer, producer) {
-                    sqlx::query(
-                        "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES (?, ?, ?, ?)
-                         ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
-                    )
-                    .bind(name.as_str())
-                    .bind(&stamp.id)
-                    .bind(state.epoch as i64)
-                    .bind(state.last_seq as i64)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db_error)?;
-                }
-                let closer = request.producer.as_ref().filter(|_| request.close);
-                sqlx::query(
-                    "UPDATE courier_streams SET next_index = ?, last_access_ms = ?,
-                         writer_seq = COALESCE(?, writer_seq),
-                         closed = closed OR ?,
-                         closed_by_id = COALESCE(?, closed_by_id),
-                         closed_by_epoch = COALESCE(?, closed_by_epoch),
-                         closed_by_seq = COALESCE(?, closed_by_seq)
-                     WHERE name = ?",
-                )
-                .bind((row.next_index + request.records.len() as u64) as i64)
-                .bind(now_ms())
-                .bind(request.writer_seq.as_deref())
-                .bind(request.close)
-                .bind(closer.map(|p| p.id.as_str()))
-                .bind(closer.map(|p| p.epoch as i64))
-                .bind(closer.map(|p| p.seq as i64))
-                .bind(name.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-                Ok(committed_outcome(row.next_index, &request, producer))
-            }))
-            .await;
+        let outcome = self.writer.append(name.clone(), request).await;
         if let Err(StorageError::NotFound { .. }) = &outcome {
             self.reap(name).await?;
         }

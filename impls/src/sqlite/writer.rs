@@ -1,16 +1,17 @@
 //! Group commit: one task owns the write connection and commits every write queued
 //! meanwhile in one transaction, so one fsync covers many appends.
 //!
-//! Each job runs inside its own `SAVEPOINT`: a job that fails is rolled back alone and the
-//! others still commit. A job's caller hears back only after the commit (or its failure), so
-//! an acknowledged append is durable.
+//! Appends are applied together per stream (`batch_append.rs`). Other jobs run inside their own
+//! `SAVEPOINT`: a job that fails is rolled back alone and the others still commit. A caller
+//! hears back only after the commit (or its failure), so an acknowledged append is durable.
 
 use async_trait::async_trait;
-use courier_traits::storage::StorageError;
+use courier_traits::storage::{AppendOutcome, AppendRequest, StorageError, StreamName};
 use futures::future::BoxFuture;
 use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch_append::{self, QueuedAppend};
 use super::db_error;
 
 /// Most jobs committed together.
@@ -65,26 +66,62 @@ impl<T: Send + 'static, W: Work<T>> Job for TypedJob<T, W> {
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
-        let outcome = match (self.result, commit) {
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(value)), Ok(())) => Ok(value),
-            (_, Err(message)) => Err(StorageError::Unavailable {
-                message,
-                source: None,
-            }),
-            (None, Ok(())) => Err(StorageError::Backend {
-                message: "write job did not run".into(),
-                source: None,
-            }),
-        };
-        let _ = self.reply.send(outcome);
+        let _ = self.reply.send(settle(self.result, commit));
+    }
+}
+
+/// A write's answer: its own error, else its value if the batch committed.
+fn settle<T>(
+    result: Option<Result<T, StorageError>>,
+    commit: Result<(), String>,
+) -> Result<T, StorageError> {
+    match (result, commit) {
+        (Some(Err(e)), _) => Err(e),
+        (Some(Ok(value)), Ok(())) => Ok(value),
+        (_, Err(message)) => Err(StorageError::Unavailable {
+            message,
+            source: None,
+        }),
+        (None, Ok(())) => Err(StorageError::Backend {
+            message: "write was not applied".into(),
+            source: None,
+        }),
+    }
+}
+
+/// What the writer is asked to do.
+enum Queued {
+    /// Any write, run in its own savepoint.
+    Job(Box<dyn Job>),
+    /// An append, applied together with the batch's other appends.
+    Append(
+        QueuedAppend,
+        oneshot::Sender<Result<AppendOutcome, StorageError>>,
+    ),
+}
+
+impl Queued {
+    fn finish(self, commit: Result<(), String>) {
+        match self {
+            Queued::Job(job) => job.finish(commit),
+            Queued::Append(append, reply) => {
+                let _ = reply.send(settle(append.result, commit));
+            }
+        }
     }
 }
 
 /// The handle to the writer task; the task ends when every handle is gone.
 #[derive(Clone)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Box<dyn Job>>,
+    jobs: mpsc::Sender<Queued>,
+}
+
+fn writer_gone() -> StorageError {
+    StorageError::Unavailable {
+        message: "sqlite writer stopped".into(),
+        source: None,
+    }
 }
 
 impl Writer {
@@ -106,39 +143,77 @@ impl Writer {
             result: None,
             reply,
         });
-        let gone = || StorageError::Unavailable {
-            message: "sqlite writer stopped".into(),
-            source: None,
+        self.jobs
+            .send(Queued::Job(job))
+            .await
+            .map_err(|_| writer_gone())?;
+        result.await.map_err(|_| writer_gone())?
+    }
+
+    /// Appends in the next batch; returns the outcome once that batch is committed.
+    pub(super) async fn append(
+        &self,
+        name: StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        let (reply, result) = oneshot::channel();
+        let append = QueuedAppend {
+            name,
+            request,
+            result: None,
         };
-        self.jobs.send(job).await.map_err(|_| gone())?;
-        result.await.map_err(|_| gone())?
+        self.jobs
+            .send(Queued::Append(append, reply))
+            .await
+            .map_err(|_| writer_gone())?;
+        result.await.map_err(|_| writer_gone())?
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Box<dyn Job>>) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let commit = commit_batch(&mut conn, &mut batch).await;
         if commit.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
         }
-        for job in batch.drain(..) {
-            job.finish(commit.clone());
+        for queued in batch.drain(..) {
+            queued.finish(commit.clone());
         }
     }
 }
 
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    batch: &mut [Box<dyn Job>],
-) -> Result<(), String> {
+async fn commit_batch(conn: &mut SqliteConnection, batch: &mut [Queued]) -> Result<(), String> {
     let failed = |what: &str, e: sqlx::Error| format!("sqlite {what}: {e}");
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *conn)
         .await
         .map_err(|e| failed("begin", e))?;
-    for job in batch.iter_mut() {
-        job.run(conn).await;
+    // Runs of consecutive appends are applied together; other jobs keep their queue position.
+    let mut start = 0;
+    while start < batch.len() {
+        let end = batch[start..]
+            .iter()
+            .position(|q| !matches!(q, Queued::Append(..)))
+            .map_or(batch.len(), |n| start + n);
+        if end > start {
+            let mut run: Vec<&mut QueuedAppend> = batch[start..end]
+                .iter_mut()
+                .filter_map(|q| match q {
+                    Queued::Append(append, _) => Some(append),
+                    Queued::Job(_) => None,
+                })
+                .collect();
+            batch_append::apply(conn, &mut run)
+                .await
+                .map_err(|e| format!("sqlite append: {e}"))?;
+            start = end;
+        } else {
+            if let Queued::Job(job) = &mut batch[start] {
+                job.run(conn).await;
+            }
+            start += 1;
+        }
     }
     sqlx::query("COMMIT")
         .execute(&mut *conn)
