@@ -225,3 +225,66 @@ async fn appends_in_one_batch_see_each_other() {
         .expect("the closing append's retry is a duplicate");
     assert!(retry.duplicate && retry.closed);
 }
+
+/// A batch's appends to many streams are written together; each stream keeps its own order
+/// and state, and refusals (missing, closed) stay per stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_many_streams_in_one_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
+        .await
+        .expect("open");
+    let names: Vec<StreamName> = (0..20)
+        .map(|i| StreamName::new(&format!("s{i}")).expect("valid"))
+        .collect();
+    for name in &names[..19] {
+        store
+            .create(name, StreamConfig::with_content_type("text/plain"), vec![])
+            .await
+            .expect("create");
+    }
+    store
+        .append(&names[18], AppendRequest::close_only())
+        .await
+        .expect("close");
+    // s19 does not exist; s18 is closed.
+    let appends = (0..3).flat_map(|round| {
+        names
+            .iter()
+            .map(move |name| (name.clone(), format!("{name}:{round};")))
+    });
+    let results = futures::future::join_all(appends.map(|(name, data)| {
+        let store = &store;
+        async move { store.append(&name, AppendRequest::record(data)).await }
+    }))
+    .await;
+    for (i, result) in results.iter().enumerate() {
+        match i % 20 {
+            19 => assert!(
+                matches!(result, Err(StorageError::NotFound { .. })),
+                "{result:?}"
+            ),
+            18 => assert!(
+                matches!(result, Err(StorageError::Closed { .. })),
+                "{result:?}"
+            ),
+            _ => assert!(result.is_ok(), "{result:?}"),
+        }
+    }
+    for name in &names[..18] {
+        let batch = store
+            .read(name, None, ReadLimits::default())
+            .await
+            .expect("read");
+        let text: String = batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect();
+        assert_eq!(text, format!("{name}:0;{name}:1;{name}:2;"));
+        assert_eq!(
+            batch.next_offset,
+            courier::impls::rules::index_offset::encode(3)
+        );
+    }
+}

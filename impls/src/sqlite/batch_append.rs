@@ -1,6 +1,6 @@
-//! Appends of one group-commit batch, applied together: per stream, one read of its row, the
-//! append rules decided in Rust for each append in queue order, then one multi-row insert and
-//! one update.
+//! Appends of one group-commit batch, applied together: one read of all the streams' rows,
+//! the append rules decided in Rust for each append in queue order, then one multi-row insert
+//! of the records and one update of the stream rows (each split into chunks of bounded size).
 //!
 //! sqlx runs every statement on its worker thread and hands the result back through a
 //! channel, so statements, not bytes, are what an append costs; applying a batch's appends
@@ -17,11 +17,13 @@ use courier_traits::storage::{
 use sqlx::{Row, SqliteConnection};
 
 use super::db_error;
-use super::row::{StreamRow, load_live, now_ms};
+use super::row::{StreamRow, live, load_many, now_ms};
 use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
 
-/// Rows per insert statement (3 bound values each, well under SQLite's variable limit).
+/// Rows per insert statement (3 or 4 bound values each, well under SQLite's variable limit).
 const ROWS_PER_INSERT: usize = 200;
+/// Streams per select or update statement (8 bound values each in the update).
+const STREAMS_PER_STATEMENT: usize = 100;
 
 /// One queued append and, once decided, its result.
 pub(super) struct QueuedAppend {
@@ -36,32 +38,37 @@ pub(super) async fn apply(
     conn: &mut SqliteConnection,
     appends: &mut [&mut QueuedAppend],
 ) -> Result<(), StorageError> {
-    let mut streams: HashMap<StreamName, Vec<usize>> = HashMap::new();
+    let mut names: Vec<StreamName> = Vec::new();
+    let mut members: HashMap<StreamName, Vec<usize>> = HashMap::new();
     for (i, append) in appends.iter().enumerate() {
-        streams.entry(append.name.clone()).or_default().push(i);
+        let entry = members.entry(append.name.clone()).or_default();
+        if entry.is_empty() {
+            names.push(append.name.clone());
+        }
+        entry.push(i);
     }
-    for (name, members) in streams {
-        let row = match load_live(conn, &name).await {
-            Ok(row) => row,
-            Err(e @ (StorageError::Unavailable { .. } | StorageError::Backend { .. })) => {
-                return Err(e);
-            }
-            Err(refusal) => {
-                for &i in &members {
-                    appends[i].result = Some(Err(same_refusal(&refusal, &name)));
+    let mut streams = Vec::with_capacity(names.len());
+    for chunk in names.chunks(STREAMS_PER_STATEMENT) {
+        let refs: Vec<&StreamName> = chunk.iter().collect();
+        let mut rows = load_many(conn, &refs).await?;
+        for name in chunk {
+            match live(name, rows.remove(name.as_str())) {
+                Ok(row) => streams.push(StreamState::new(name, row)),
+                Err(refusal) => {
+                    for &i in &members[name] {
+                        appends[i].result = Some(Err(same_refusal(&refusal, name)));
+                    }
                 }
-                continue;
             }
-        };
-        let mut stream = StreamState::new(&name, row);
-        for &i in &members {
-            let request = &appends[i].request;
-            let result = stream.decide(conn, request).await?;
+        }
+    }
+    for stream in &mut streams {
+        for &i in &members[stream.name] {
+            let result = stream.decide(conn, &appends[i].request).await?;
             appends[i].result = Some(result);
         }
-        stream.write(conn).await?;
     }
-    Ok(())
+    write(conn, &streams).await
 }
 
 /// A copy of a per-stream refusal for every append to that stream.
@@ -74,6 +81,118 @@ fn same_refusal(refusal: &StorageError, name: &StreamName) -> StorageError {
             stream: name.clone(),
         },
     }
+}
+
+/// `INSERT ... VALUES (?, ?, ?), (?, ?, ?), ...` with `rows` tuples of `width` values.
+fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
+    let tuple = format!("({})", vec!["?"; width].join(", "));
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (tuple.len() + 2));
+    sql.push_str(head);
+    for i in 0..rows {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&tuple);
+    }
+    sql.push_str(tail);
+    sql
+}
+
+/// Writes what the batch's accepted appends changed: records, producer states, stream rows.
+async fn write(
+    conn: &mut SqliteConnection,
+    streams: &[StreamState<'_>],
+) -> Result<(), StorageError> {
+    let changed: Vec<&StreamState<'_>> = streams.iter().filter(|s| s.changed).collect();
+    let records: Vec<(&str, u64, &Bytes)> = changed
+        .iter()
+        .flat_map(|s| {
+            s.records
+                .iter()
+                .enumerate()
+                .map(|(i, data)| (s.name.as_str(), s.first_index + i as u64, data))
+        })
+        .collect();
+    for chunk in records.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            "INSERT INTO courier_records (stream, idx, data) VALUES ",
+            chunk.len(),
+            3,
+            "",
+        );
+        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (stream, index, data) in chunk {
+            insert = insert.bind(*stream).bind(*index as i64).bind(&data[..]);
+        }
+        // Statements of other sizes are rare: do not crowd the prepared-statement cache.
+        insert
+            .persistent(chunk.len() == 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    let producers: Vec<(&str, &str, ProducerState)> = changed
+        .iter()
+        .flat_map(|s| {
+            s.changed_producers.iter().filter_map(|id| {
+                let state = (*s.producers.get(id)?)?;
+                Some((s.name.as_str(), id.as_str(), state))
+            })
+        })
+        .collect();
+    for chunk in producers.chunks(ROWS_PER_INSERT) {
+        let sql = values_sql(
+            "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES ",
+            chunk.len(),
+            4,
+            " ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
+        );
+        let mut upsert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (stream, id, state) in chunk {
+            upsert = upsert
+                .bind(*stream)
+                .bind(*id)
+                .bind(state.epoch as i64)
+                .bind(state.last_seq as i64);
+        }
+        upsert
+            .persistent(chunk.len() == 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    let now = now_ms();
+    for chunk in changed.chunks(STREAMS_PER_STATEMENT) {
+        // SQLite names the columns of a VALUES list column1, column2, ...
+        let sql = values_sql(
+            "UPDATE courier_streams SET next_index = v.column2, last_access_ms = v.column3,
+                 writer_seq = v.column4, closed = v.column5, closed_by_id = v.column6,
+                 closed_by_epoch = v.column7, closed_by_seq = v.column8
+             FROM (VALUES ",
+            chunk.len(),
+            8,
+            ") AS v WHERE courier_streams.name = v.column1",
+        );
+        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for s in chunk {
+            let closed_by = s.row.closed_by.as_ref();
+            update = update
+                .bind(s.name.as_str())
+                .bind(s.row.next_index as i64)
+                .bind(now)
+                .bind(s.row.writer_seq.as_deref())
+                .bind(s.row.closed)
+                .bind(closed_by.map(|p| p.id.as_str()))
+                .bind(closed_by.map(|p| p.epoch as i64))
+                .bind(closed_by.map(|p| p.seq as i64));
+        }
+        update
+            .persistent(chunk.len() == 1)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 /// A stream's state as the batch's appends change it, and what they write.
@@ -172,67 +291,5 @@ impl<'n> StreamState<'n> {
         .transpose()?;
         self.producers.insert(stamp.id.clone(), stored);
         Ok(stored)
-    }
-
-    /// Writes the accepted records, producer states and the stream row.
-    async fn write(self, conn: &mut SqliteConnection) -> Result<(), StorageError> {
-        if !self.changed {
-            return Ok(());
-        }
-        let mut index = self.first_index;
-        for chunk in self.records.chunks(ROWS_PER_INSERT) {
-            let mut sql = String::from("INSERT INTO courier_records (stream, idx, data) VALUES ");
-            for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
-            }
-            let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for data in chunk {
-                insert = insert
-                    .bind(self.name.as_str())
-                    .bind(index as i64)
-                    .bind(&data[..]);
-                index += 1;
-            }
-            // Statements of other sizes are rare: do not crowd the prepared-statement cache.
-            insert
-                .persistent(chunk.len() == 1)
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-        }
-        for id in &self.changed_producers {
-            let Some(Some(state)) = self.producers.get(id) else {
-                continue;
-            };
-            sqlx::query(
-                "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
-            )
-            .bind(self.name.as_str())
-            .bind(id)
-            .bind(state.epoch as i64)
-            .bind(state.last_seq as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-        }
-        let closed_by = self.row.closed_by.as_ref();
-        sqlx::query(
-            "UPDATE courier_streams SET next_index = ?, last_access_ms = ?, writer_seq = ?,
-                 closed = ?, closed_by_id = ?, closed_by_epoch = ?, closed_by_seq = ?
-             WHERE name = ?",
-        )
-        .bind(self.row.next_index as i64)
-        .bind(now_ms())
-        .bind(self.row.writer_seq.as_deref())
-        .bind(self.row.closed)
-        .bind(closed_by.map(|p| p.id.as_str()))
-        .bind(closed_by.map(|p| p.epoch as i64))
-        .bind(closed_by.map(|p| p.seq as i64))
-        .bind(self.name.as_str())
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-        Ok(())
     }
 }

@@ -1,26 +1,61 @@
 //! One stream's stored row, and the statements that read, compare and remove it.
 
+use std::collections::HashMap;
+
 use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
 use super::db_error;
 pub(super) use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
+
+/// The columns [`decode`] reads.
+const COLUMNS: &str = "name, content_type, expiry_kind, expiry_ms, requested, closed, closed_by_id,
+    closed_by_epoch, closed_by_seq, writer_seq, next_index, last_access_ms, soft_deleted";
 
 /// Loads `name`'s row, if any.
 pub(super) async fn load(
     conn: &mut SqliteConnection,
     name: &StreamName,
 ) -> Result<Option<StreamRow>, StorageError> {
-    let row = sqlx::query(
-        "SELECT content_type, expiry_kind, expiry_ms, requested, closed, closed_by_id, closed_by_epoch,
-                closed_by_seq, writer_seq, next_index, last_access_ms, soft_deleted
-         FROM courier_streams WHERE name = ?",
-    )
-    .bind(name.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    let Some(row) = row else { return Ok(None) };
+    let sql = format!("SELECT {COLUMNS} FROM courier_streams WHERE name = ?");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(name.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    row.as_ref().map(decode).transpose()
+}
+
+/// Loads the rows of `names` (at most a few hundred) in one statement, keyed by name.
+pub(super) async fn load_many(
+    conn: &mut SqliteConnection,
+    names: &[&StreamName],
+) -> Result<HashMap<String, StreamRow>, StorageError> {
+    let mut found = HashMap::with_capacity(names.len());
+    if names.is_empty() {
+        return Ok(found);
+    }
+    let marks = vec!["?"; names.len()].join(", ");
+    let sql = format!("SELECT {COLUMNS} FROM courier_streams WHERE name IN ({marks})");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for name in names {
+        query = query.bind(name.as_str());
+    }
+    let rows = query
+        .persistent(names.len() == 1)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    for row in &rows {
+        let name: String = row.try_get("name").map_err(db_error)?;
+        found.insert(name, decode(row)?);
+    }
+    Ok(found)
+}
+
+/// A stream row as selected with [`COLUMNS`].
+fn decode(row: &SqliteRow) -> Result<StreamRow, StorageError> {
     let get_i64 = |col: &str| row.try_get::<i64, _>(col).map_err(db_error);
     let closed_by = match row
         .try_get::<Option<String>, _>("closed_by_id")
@@ -33,7 +68,7 @@ pub(super) async fn load(
         }),
         None => None,
     };
-    Ok(Some(StreamRow {
+    Ok(StreamRow {
         content_type: row.try_get("content_type").map_err(db_error)?,
         expiry_kind: get_i64("expiry_kind")?,
         expiry_ms: get_i64("expiry_ms")?,
@@ -44,7 +79,21 @@ pub(super) async fn load(
         next_index: get_i64("next_index")? as u64,
         last_access_ms: get_i64("last_access_ms")?,
         soft_deleted: get_i64("soft_deleted")? != 0,
-    }))
+    })
+}
+
+/// Whether `row` (as loaded for `name`) is live: absent or expired is `NotFound`,
+/// soft-deleted is `Gone`.
+pub(super) fn live(name: &StreamName, row: Option<StreamRow>) -> Result<StreamRow, StorageError> {
+    match row {
+        Some(row) if row.soft_deleted => Err(StorageError::Gone {
+            stream: name.clone(),
+        }),
+        Some(row) if !row.is_expired(now_ms()) => Ok(row),
+        _ => Err(StorageError::NotFound {
+            stream: name.clone(),
+        }),
+    }
 }
 
 /// Loads `name` if it is live: absent or expired is `NotFound`, soft-deleted is `Gone`.
@@ -54,15 +103,7 @@ pub(super) async fn load_live(
     conn: &mut SqliteConnection,
     name: &StreamName,
 ) -> Result<StreamRow, StorageError> {
-    match load(conn, name).await? {
-        Some(row) if row.soft_deleted => Err(StorageError::Gone {
-            stream: name.clone(),
-        }),
-        Some(row) if !row.is_expired(now_ms()) => Ok(row),
-        _ => Err(StorageError::NotFound {
-            stream: name.clone(),
-        }),
-    }
+    live(name, load(conn, name).await?)
 }
 
 /// Up to `limit` expired streams that are not yet removed.
