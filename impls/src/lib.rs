@@ -10,6 +10,7 @@
 //! | `redis` | `redis::RedisBus` (Redis Streams, or pub/sub at most once) and `redis::RedisStreamStorage` |
 //! | `postgres` | `postgres::PgStreamStorage` (streams shared by every node) and `postgres::PgBus` (rows + NOTIFY) |
 //! | `http` | `http::HttpTransport`: a `RequestTransport` over HTTP/1.1 with pooled connections |
+//! | `websocket` | `websocket::WsTransport`: a `DuplexTransport` over WebSocket (`ws://`) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
@@ -49,9 +50,11 @@ pub mod postgres;
 pub mod redis;
 pub mod retry;
 pub mod rules;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod sql_model;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod wakers;
+#[cfg(feature = "websocket")]
+pub mod websocket;

@@ -1,0 +1,92 @@
+//! [`HubConfig`]: limits and timings of a hub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_impls::retry::ExponentialBackoff;
+use courier_traits::retry::RetryPolicy;
+
+/// Settings of a [`Hub`](crate::Hub). Defaults follow the spec: 3 min read and write timeouts,
+/// 256 frames per client queue, 64 KiB messages.
+#[derive(Clone)]
+pub struct HubConfig {
+    /// No frame (pongs included) from a client for this long: it is removed.
+    pub read_timeout: Duration,
+    /// One frame write taking longer than this: the client is removed as slow.
+    pub write_timeout: Duration,
+    /// How often the hub pings each client (keeps `read_timeout` from firing on idle clients).
+    pub ping_interval: Duration,
+    /// Frames queued per client before pushes get `SendBufferFull`.
+    pub message_buffer_cap: usize,
+    /// A client whose queue stays full this long is disconnected as persistently slow.
+    pub slow_client_grace: Duration,
+    /// Largest frame accepted from or sent to a client.
+    pub max_message_bytes: usize,
+    /// This node's id in a cluster (topic-safe: letters, digits, `-`, `_`). Random if empty.
+    pub node_id: String,
+    /// How often a cluster node announces itself; nodes silent for 3 intervals are forgotten.
+    pub heartbeat_interval: Duration,
+    /// Broadcasts kept for re-publishing while the bus is down.
+    pub bus_backlog: usize,
+    /// How the cluster link waits between bus reconnects.
+    pub bus_retry: Arc<dyn RetryPolicy>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            read_timeout: Duration::from_secs(180),
+            write_timeout: Duration::from_secs(180),
+            ping_interval: Duration::from_secs(30),
+            message_buffer_cap: 256,
+            slow_client_grace: Duration::from_secs(5),
+            max_message_bytes: 64 * 1024,
+            node_id: String::new(),
+            heartbeat_interval: Duration::from_secs(2),
+            bus_backlog: 4096,
+            bus_retry: Arc::new(
+                ExponentialBackoff::new(Duration::from_millis(100))
+                    .cap(Duration::from_secs(5))
+                    .unlimited(),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Debug for HubConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubConfig")
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("ping_interval", &self.ping_interval)
+            .field("message_buffer_cap", &self.message_buffer_cap)
+            .field("slow_client_grace", &self.slow_client_grace)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("node_id", &self.node_id)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("bus_backlog", &self.bus_backlog)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A random node id: `node-` and 12 hex digits.
+pub(crate) fn random_node_id() -> String {
+    format!("node-{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
+/// Checks a node id for use in topic names.
+pub(crate) fn validate_node_id(id: &str) -> Result<(), courier_traits::InvalidInput> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(courier_traits::InvalidInput::new(
+            "node_id",
+            id,
+            "use 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(())
+}

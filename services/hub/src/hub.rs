@@ -1,0 +1,374 @@
+//! [`Hub`]: the registry of connected clients, unicast, broadcast and shutdown.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use courier_traits::bus::MessageBus;
+use courier_traits::transport::DuplexConnection;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cluster::Cluster;
+use crate::config::{HubConfig, random_node_id, validate_node_id};
+use crate::connection::{self, ClientEntry, CloseReason, Offer};
+use crate::dispatcher::Dispatcher;
+use crate::error::validate_client_id;
+use crate::metrics::Metrics;
+use crate::{Frame, HubError};
+
+/// Where a pushed frame went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Queued for a client on this node.
+    Local,
+    /// Handed to the cluster bus for the node that holds the client.
+    Remote {
+        /// That node's id.
+        node: String,
+    },
+}
+
+/// What a broadcast did on this node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BroadcastReport {
+    /// Local clients the frame was queued for.
+    pub delivered: usize,
+    /// Local clients whose queue was full (they miss this frame).
+    pub dropped: usize,
+    /// Whether the cluster bus accepted it now (false: single node, or kept for re-publishing
+    /// while the bus is down).
+    pub published: bool,
+}
+
+/// A WebSocket hub: holds clients, pushes frames to one (unicast) or all (broadcast), on one
+/// node or, with a bus, across a cluster.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), courier_hub::HubError> {
+/// use courier_hub::{Frame, Hub, HubConfig};
+/// use courier_impls::memory::duplex_pair;
+/// use courier_traits::transport::Frame as Wire;
+///
+/// let hub = Hub::new(None, HubConfig::default()).await?;
+/// let (mut client, server_side) = duplex_pair(16);
+/// hub.register("alice", server_side)?;
+/// hub.push("alice", Frame::text("hi")).await?;
+/// assert_eq!(client.receiver.recv().await?, Some(Wire::Text("hi".into())));
+/// hub.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+    /// Stops every task when the last handle is dropped without `shutdown`.
+    _stop_on_drop: Arc<tokio_util::sync::DropGuard>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("node_id", &self.inner.node_id)
+            .field("clients", &self.local_count())
+            .finish()
+    }
+}
+
+pub(crate) struct HubInner {
+    pub(crate) config: HubConfig,
+    pub(crate) node_id: Arc<str>,
+    pub(crate) clients: RwLock<HashMap<Arc<str>, Arc<ClientEntry>>>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) cluster: Option<Cluster>,
+    next_conn: AtomicU64,
+    pub(crate) stop: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Hub {
+    /// A hub with the standard dispatcher (`ping`). With `bus`, it joins the cluster on that
+    /// bus: subscriptions are live before this returns.
+    pub async fn new(bus: Option<Arc<dyn MessageBus>>, config: HubConfig) -> Result<Hub, HubError> {
+        Hub::with_dispatcher(bus, config, Dispatcher::standard()).await
+    }
+
+    /// A hub whose client messages go to `dispatcher`.
+    pub async fn with_dispatcher(
+        bus: Option<Arc<dyn MessageBus>>,
+        mut config: HubConfig,
+        dispatcher: Dispatcher,
+    ) -> Result<Hub, HubError> {
+        if config.node_id.is_empty() {
+            config.node_id = random_node_id();
+        }
+        validate_node_id(&config.node_id)?;
+        let node_id: Arc<str> = config.node_id.as_str().into();
+        let metrics = Arc::new(Metrics::default());
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let cluster = match bus {
+            Some(bus) => Some(Cluster::new(
+                bus,
+                &config,
+                node_id.clone(),
+                metrics.clone(),
+            )?),
+            None => None,
+        };
+        let inner = Arc::new(HubInner {
+            config,
+            node_id,
+            clients: RwLock::new(HashMap::new()),
+            metrics,
+            dispatcher,
+            cluster,
+            next_conn: AtomicU64::new(1),
+            stop,
+            tasks,
+        });
+        if inner.cluster.is_some() {
+            crate::cluster::start(&inner).await?;
+        }
+        let guard = Arc::new(inner.stop.clone().drop_guard());
+        Ok(Hub {
+            inner,
+            _stop_on_drop: guard,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The counters of this node.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Registers a connection as client `id` and starts serving it. A client already
+    /// registered under `id` (here or, in a cluster, on another node) is disconnected.
+    pub fn register(&self, id: &str, connection: DuplexConnection) -> Result<(), HubError> {
+        self.register_with_greeting(id, connection, None)
+    }
+
+    /// Like [`register`](Self::register), with a frame the client receives before any other
+    /// (the server's `welcome`).
+    pub fn register_with_greeting(
+        &self,
+        id: &str,
+        connection: DuplexConnection,
+        greeting: Option<Frame>,
+    ) -> Result<(), HubError> {
+        validate_client_id(id)?;
+        let inner = &self.inner;
+        if inner.stop.is_cancelled() {
+            return Err(HubError::Closed);
+        }
+        let id: Arc<str> = id.into();
+        let conn_id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let entry = connection::start(
+            inner,
+            id.clone(),
+            conn_id,
+            connection.sender,
+            connection.receiver,
+            greeting,
+        );
+        let previous = write(&inner.clients).insert(id.clone(), entry.clone());
+        if let Some(previous) = previous {
+            tracing::info!(client = %id, "duplicate registration: closing the older connection");
+            previous.disconnect(CloseReason::Replaced);
+        } else {
+            Metrics::inc(&inner.metrics.connections);
+        }
+        Metrics::inc(&inner.metrics.connects_total);
+        tracing::debug!(client = %id, conn = conn_id, "client connected");
+        if let Some(cluster) = &inner.cluster {
+            cluster.announce_join(&entry);
+        }
+        Ok(())
+    }
+
+    /// Sends `frame` to client `id`: here if it is connected here, otherwise through the bus
+    /// to the node that holds it.
+    ///
+    /// Errors: `ClientNotFound`; `SendBufferFull` (the client is behind; it is disconnected if
+    /// it stays behind past the grace period); `Bus` when the client is remote and the bus
+    /// refused the frame; `FrameTooLarge`; `Closed`.
+    pub async fn push(&self, id: &str, mut frame: Frame) -> Result<Delivery, HubError> {
+        let inner = &self.inner;
+        if inner.stop.is_cancelled() {
+            return Err(HubError::Closed);
+        }
+        self.check_size(&frame)?;
+        if let Some(entry) = inner.local(id) {
+            return match inner.offer(&entry, frame) {
+                Offer::Queued => Ok(Delivery::Local),
+                Offer::Full { .. } => Err(HubError::SendBufferFull(id.to_owned())),
+                Offer::Gone => Err(HubError::ClientNotFound(id.to_owned())),
+            };
+        }
+        let Some(cluster) = &inner.cluster else {
+            frame.acknowledge(Err(HubError::ClientNotFound(id.to_owned())));
+            return Err(HubError::ClientNotFound(id.to_owned()));
+        };
+        match cluster.push_remote(id, &frame).await {
+            Ok(node) => {
+                frame.acknowledge(Ok(()));
+                Ok(Delivery::Remote { node })
+            }
+            Err(e) => {
+                frame.acknowledge(Err(HubError::ClientNotFound(id.to_owned())));
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends `frame` to every client on every node, exactly once each. Local clients get it
+    /// even when the bus is down; the frame is then kept (bounded) and published when the bus
+    /// is back. Acks are not supported for broadcasts (a requested ack resolves `Ok` once
+    /// local delivery was attempted).
+    pub async fn broadcast(&self, mut frame: Frame) -> Result<BroadcastReport, HubError> {
+        let inner = &self.inner;
+        if inner.stop.is_cancelled() {
+            return Err(HubError::Closed);
+        }
+        self.check_size(&frame)?;
+        let mut report = inner.deliver_local_broadcast(&frame);
+        frame.acknowledge(Ok(()));
+        if let Some(cluster) = &inner.cluster {
+            report.published = cluster.publish_broadcast(&frame).await;
+        }
+        Ok(report)
+    }
+
+    /// Clients connected to this node.
+    pub fn local_count(&self) -> usize {
+        read(&self.inner.clients).len()
+    }
+
+    /// Clients connected across the cluster as far as this node knows (the local count
+    /// without a cluster).
+    pub fn client_count(&self) -> usize {
+        let local = self.local_count();
+        match &self.inner.cluster {
+            Some(cluster) => local + cluster.remote_count(),
+            None => local,
+        }
+    }
+
+    /// Whether client `id` is connected to this node.
+    pub fn is_local(&self, id: &str) -> bool {
+        self.inner.local(id).is_some()
+    }
+
+    /// `None` without a cluster, otherwise whether the bus answered last time it was used.
+    pub fn bus_healthy(&self) -> Option<bool> {
+        self.inner.cluster.as_ref().map(Cluster::healthy)
+    }
+
+    /// Disconnects every client (close 1001), leaves the cluster and waits for every task.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if let Some(cluster) = &inner.cluster {
+            cluster.announce_bye().await;
+        }
+        let entries: Vec<_> = read(&inner.clients).values().cloned().collect();
+        for entry in entries {
+            entry.disconnect(CloseReason::Shutdown);
+        }
+        inner.stop.cancel();
+        inner.tasks.close();
+        inner.tasks.wait().await;
+    }
+
+    fn check_size(&self, frame: &Frame) -> Result<(), HubError> {
+        let limit = self.inner.config.max_message_bytes;
+        if frame.payload().len() > limit {
+            return Err(HubError::FrameTooLarge {
+                size: frame.payload().len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl HubInner {
+    pub(crate) fn local(&self, id: &str) -> Option<Arc<ClientEntry>> {
+        read(&self.clients).get(id).cloned()
+    }
+
+    /// Queues a frame for a local client, counting drops and evicting persistently slow ones.
+    pub(crate) fn offer(&self, entry: &ClientEntry, frame: Frame) -> Offer {
+        let offer = entry.offer(frame, self.config.slow_client_grace);
+        if let Offer::Full { evict } = offer {
+            Metrics::inc(&self.metrics.drops);
+            if evict && !entry.stop.is_cancelled() {
+                tracing::warn!(client = %entry.id, grace = ?self.config.slow_client_grace, "send buffer full past the grace period: evicting slow client");
+                Metrics::inc(&self.metrics.evictions);
+                entry.disconnect(CloseReason::Slow);
+            }
+        }
+        offer
+    }
+
+    pub(crate) fn deliver_local_broadcast(&self, frame: &Frame) -> BroadcastReport {
+        let entries: Vec<_> = read(&self.clients).values().cloned().collect();
+        let mut report = BroadcastReport::default();
+        for entry in entries {
+            match self.offer(&entry, frame.share()) {
+                Offer::Queued => report.delivered += 1,
+                Offer::Full { .. } => report.dropped += 1,
+                Offer::Gone => {}
+            }
+        }
+        report
+    }
+
+    /// Removes `entry` if it is still the registered connection for its id.
+    pub(crate) fn unregister(&self, entry: &ClientEntry) {
+        let removed = {
+            let mut clients = write(&self.clients);
+            match clients.get(&entry.id) {
+                Some(current) if current.conn_id == entry.conn_id => {
+                    clients.remove(&entry.id).is_some()
+                }
+                _ => false,
+            }
+        };
+        Metrics::inc(&self.metrics.disconnects_total);
+        if removed {
+            self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(client = %entry.id, "client disconnected");
+            if let Some(cluster) = &self.cluster {
+                cluster.announce_leave(&entry.id);
+            }
+        }
+    }
+
+    pub(crate) fn local_snapshot(&self) -> Vec<(String, i64)> {
+        read(&self.clients)
+            .values()
+            .map(|e| (e.id.to_string(), e.since_ms))
+            .collect()
+    }
+}
+
+// A poisoned lock only means a panic elsewhere while holding it; the map itself is still valid.
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,38 @@
+//! # courier-hub
+//!
+//! A WebSocket hub: holds many clients and pushes frames to one (unicast) or all
+//! (broadcast). One node works alone with no external service; with a [`MessageBus`] the same
+//! hub runs on several nodes that exchange frames and presence over the bus (etcd, Redis,
+//! Postgres, or in-memory for tests). See `specs/hub.md` for the semantics.
+//!
+//! * [`Hub`]: register, push, broadcast, client count, shutdown.
+//! * [`dispatcher`]: JSON messages from clients routed by `message_type` (`ping` built in).
+//! * [`server`]: the axum WebSocket endpoint, the HTTP API for backends, metrics, a demo page.
+//! * [`sdk`]: the Rust client: reconnects with backoff, routes replies to requests.
+//!
+//! The server side of a connection is the [`FrameSender`](courier_traits::transport::FrameSender)
+//! / [`FrameReceiver`](courier_traits::transport::FrameReceiver) pair of `courier-traits`: the
+//! axum adapter implements it for real sockets, and `courier_impls::memory::duplex_pair` is
+//! the in-memory fake the tests use.
+//!
+//! [`MessageBus`]: courier_traits::bus::MessageBus
+
+mod cluster;
+mod config;
+mod connection;
+pub mod dispatcher;
+mod error;
+mod frame;
+mod hub;
+mod message;
+mod metrics;
+pub mod sdk;
+pub mod server;
+
+pub use config::HubConfig;
+pub use connection::CloseReason;
+pub use error::{HubError, validate_client_id};
+pub use frame::{Ack, Frame, FrameKind};
+pub use hub::{BroadcastReport, Delivery, Hub};
+pub use message::{AppMessage, now_ms};
+pub use metrics::Metrics;

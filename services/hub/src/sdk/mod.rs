@@ -1,0 +1,325 @@
+//! The Rust client SDK: connect, receive frames, send requests and get their replies, and
+//! reconnect by itself with backoff and jitter from a [`RetryPolicy`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), courier_hub::sdk::ClientError> {
+//! use courier_hub::sdk::{Event, HubClient};
+//!
+//! let (client, mut events) = HubClient::builder("ws://127.0.0.1:8080")
+//!     .client_id("alice")
+//!     .token("secret")
+//!     .connect();
+//! let pong = client.request("ping", serde_json::Value::Null).await?;
+//! assert_eq!(pong.message_type, "pong");
+//! while let Some(event) = events.recv().await {
+//!     if let Event::Message(frame) = event {
+//!         println!("{frame:?}");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Reconnects
+//!
+//! Every connection is a new *session*. Requests waiting for a reply when a session ends fail
+//! with [`ClientError::ConnectionLost`] at once: a reply can only come from the session the
+//! request was sent on, so nothing from an old connection ever reaches a caller after a
+//! reconnect, and no callback fires twice. Requests made while disconnected wait (bounded)
+//! for the next session, within their timeout.
+
+mod session;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use courier_impls::retry::{ExponentialBackoff, Jitter};
+use courier_impls::websocket::WsTransport;
+use courier_traits::retry::RetryPolicy;
+use courier_traits::transport::{DuplexTransport, Frame, TransportError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::AppMessage;
+
+/// What the client tells its owner.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// A session started; the server's welcome named the client id and node.
+    Connected {
+        /// The id the server registered this client under.
+        client_id: String,
+        /// The node holding the connection.
+        node: String,
+    },
+    /// The session ended.
+    Disconnected {
+        /// Why (close code and reason, or the error).
+        reason: String,
+    },
+    /// Waiting `delay` before connection attempt `attempt`.
+    Reconnecting {
+        /// 1 for the first retry.
+        attempt: u32,
+        /// The backoff chosen by the policy.
+        delay: Duration,
+    },
+    /// A frame from the server that is not a reply to a request (pushes, broadcasts).
+    Message(Frame),
+    /// The client stopped: closed by its owner, or the retry policy gave up.
+    Closed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Errors of client calls.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The connection ended before the reply arrived; the request may or may not have been
+    /// handled.
+    #[error("connection lost before the reply arrived")]
+    ConnectionLost,
+    /// No reply within the request timeout.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// The client was closed.
+    #[error("client is closed")]
+    Closed,
+    /// The server answered with an `error` message.
+    #[error("server error {code}: {message}")]
+    Server {
+        /// The error code (`unknown_message_type`, `bad_message`).
+        code: String,
+        /// The explanation.
+        message: String,
+    },
+    /// The transport failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+pub(crate) enum Command {
+    Send(Frame, oneshot::Sender<Result<(), ClientError>>),
+    Request(AppMessage, oneshot::Sender<Result<AppMessage, ClientError>>),
+}
+
+/// Builds a [`HubClient`].
+pub struct HubClientBuilder {
+    uri: String,
+    path: String,
+    token: Option<String>,
+    client_id: Option<String>,
+    reconnect: Arc<dyn RetryPolicy>,
+    request_timeout: Duration,
+    read_timeout: Duration,
+    transport: Option<Arc<dyn DuplexTransport>>,
+    buffer: usize,
+}
+
+impl std::fmt::Debug for HubClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClientBuilder")
+            .field("uri", &self.uri)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubClientBuilder {
+    /// The WebSocket path on the server (default `/ws`).
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = path.to_owned();
+        self
+    }
+
+    /// Token sent as `Authorization: Bearer` with the handshake.
+    pub fn token(mut self, token: &str) -> Self {
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    /// The client id to register under (default: the server assigns one, new per session).
+    pub fn client_id(mut self, id: &str) -> Self {
+        self.client_id = Some(id.to_owned());
+        self
+    }
+
+    /// How to wait between reconnects (default: exponential from 200 ms to 10 s, full
+    /// jitter, unlimited attempts).
+    pub fn reconnect(mut self, policy: impl RetryPolicy + 'static) -> Self {
+        self.reconnect = Arc::new(policy);
+        self
+    }
+
+    /// How long [`HubClient::request`] waits for a reply (default 10 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// A session with no frame (pings included) for this long is treated as dead and
+    /// reconnected (default 75 s: the hub pings every 30 s).
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Use this transport instead of a WebSocket to `uri` (in-memory tests).
+    pub fn transport(mut self, transport: Arc<dyn DuplexTransport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Frames and events buffered toward the owner (default 256). A full buffer slows the
+    /// reader, which in turn lets the server's queue for this client fill.
+    pub fn buffer(mut self, frames: usize) -> Self {
+        self.buffer = frames.max(1);
+        self
+    }
+
+    /// Starts the client; it connects in the background. Returns the handle and the events.
+    ///
+    /// A malformed `uri` is reported as an [`Event::Closed`] right away.
+    pub fn connect(self) -> (HubClient, mpsc::Receiver<Event>) {
+        let (events_tx, events_rx) = mpsc::channel(self.buffer);
+        let (commands_tx, commands_rx) = mpsc::channel(self.buffer);
+        let stop = CancellationToken::new();
+        let client = HubClient {
+            commands: commands_tx,
+            next_id: Arc::new(AtomicI64::new(1)),
+            request_timeout: self.request_timeout,
+            stop: stop.clone(),
+            _stop_on_drop: Arc::new(stop.clone().drop_guard()),
+        };
+        let transport = match self.transport.clone() {
+            Some(t) => Ok(t),
+            None => WsTransport::new(&self.uri).map(|t| Arc::new(t) as Arc<dyn DuplexTransport>),
+        };
+        match transport {
+            Ok(transport) => {
+                let supervisor = session::Supervisor {
+                    transport,
+                    target: self.target(),
+                    headers: self
+                        .token
+                        .iter()
+                        .map(|t| ("Authorization".to_owned(), format!("Bearer {t}")))
+                        .collect(),
+                    reconnect: self.reconnect,
+                    read_timeout: self.read_timeout,
+                    events: events_tx,
+                    commands: commands_rx,
+                    stop,
+                };
+                tokio::spawn(supervisor.run());
+            }
+            Err(e) => {
+                let _ = events_tx.try_send(Event::Closed {
+                    reason: e.to_string(),
+                });
+            }
+        }
+        (client, events_rx)
+    }
+
+    fn target(&self) -> String {
+        match &self.client_id {
+            Some(id) => format!("{}?client_id={id}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// A connection to a hub that survives disconnects. Cheap to clone; the client stops when
+/// [`close`](Self::close) is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct HubClient {
+    commands: mpsc::Sender<Command>,
+    next_id: Arc<AtomicI64>,
+    request_timeout: Duration,
+    stop: CancellationToken,
+    _stop_on_drop: Arc<tokio_util::sync::DropGuard>,
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient").finish_non_exhaustive()
+    }
+}
+
+impl HubClient {
+    /// A builder for a hub at `uri` (`ws://host:port`).
+    pub fn builder(uri: &str) -> HubClientBuilder {
+        HubClientBuilder {
+            uri: uri.to_owned(),
+            path: "/ws".to_owned(),
+            token: None,
+            client_id: None,
+            reconnect: Arc::new(
+                ExponentialBackoff::new(Duration::from_millis(200))
+                    .cap(Duration::from_secs(10))
+                    .jitter(Jitter::Full)
+                    .unlimited(),
+            ),
+            request_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(75),
+            transport: None,
+            buffer: 256,
+        }
+    }
+
+    /// Sends a frame on the current session (waiting for one while disconnected, within the
+    /// request timeout).
+    pub async fn send(&self, frame: Frame) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(Command::Send(frame, tx), rx).await
+    }
+
+    /// Sends `{"message_type": .., "data": ..}` with a fresh `message_id` and waits for the
+    /// reply with that id. An `error` reply becomes [`ClientError::Server`].
+    pub async fn request(
+        &self,
+        message_type: &str,
+        data: serde_json::Value,
+    ) -> Result<AppMessage, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let message = AppMessage::new(id, message_type, data);
+        let (tx, rx) = oneshot::channel();
+        let reply = self.submit(Command::Request(message, tx), rx).await?;
+        if reply.message_type == "error" {
+            return Err(ClientError::Server {
+                code: reply.data["code"].as_str().unwrap_or_default().to_owned(),
+                message: reply.data["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
+        }
+        Ok(reply)
+    }
+
+    async fn submit<T>(
+        &self,
+        command: Command,
+        reply: oneshot::Receiver<Result<T, ClientError>>,
+    ) -> Result<T, ClientError> {
+        let timeout = self.request_timeout;
+        let work = async {
+            self.commands
+                .send(command)
+                .await
+                .map_err(|_| ClientError::Closed)?;
+            reply.await.map_err(|_| ClientError::ConnectionLost)?
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+    }
+
+    /// Closes the connection (code 1000) and stops reconnecting.
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,198 @@
+//! The supervisor task: connect, run a session, and reconnect with the policy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use courier_traits::error::Classify;
+use courier_traits::retry::{RetryContext, RetryDecision, RetryPolicy};
+use courier_traits::transport::{DuplexConnection, DuplexTransport, Frame, Headers};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{ClientError, Command, Event};
+use crate::AppMessage;
+
+pub(super) struct Supervisor {
+    pub(super) transport: Arc<dyn DuplexTransport>,
+    pub(super) target: String,
+    pub(super) headers: Headers,
+    pub(super) reconnect: Arc<dyn RetryPolicy>,
+    pub(super) read_timeout: Duration,
+    pub(super) events: mpsc::Sender<Event>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) stop: CancellationToken,
+}
+
+type Pending = HashMap<i64, oneshot::Sender<Result<AppMessage, ClientError>>>;
+
+impl Supervisor {
+    pub(super) async fn run(mut self) {
+        let mut attempt = 0u32;
+        let mut failing_since = Instant::now();
+        let mut previous_delay = None;
+        loop {
+            let connected = tokio::select! {
+                () = self.stop.cancelled() => break,
+                c = self.transport.connect(&self.target, self.headers.clone()) => c,
+            };
+            let class = match connected {
+                Ok(connection) => {
+                    attempt = 0;
+                    previous_delay = None;
+                    let reason = self.session(connection).await;
+                    if self.stop.is_cancelled() {
+                        break;
+                    }
+                    self.emit(Event::Disconnected { reason }).await;
+                    failing_since = Instant::now();
+                    courier_traits::error::ErrorClass::TRANSIENT
+                }
+                Err(e) => {
+                    if attempt == 0 {
+                        failing_since = Instant::now();
+                    }
+                    self.emit(Event::Disconnected {
+                        reason: e.to_string(),
+                    })
+                    .await;
+                    e.class()
+                }
+            };
+            attempt += 1;
+            let ctx = RetryContext {
+                attempt,
+                elapsed: failing_since.elapsed(),
+                previous_delay,
+                class,
+            };
+            let delay = match self.reconnect.decide(&ctx) {
+                RetryDecision::RetryAfter(delay) => delay,
+                RetryDecision::GiveUp(why) => {
+                    self.emit(Event::Closed {
+                        reason: format!("not reconnecting: {why}"),
+                    })
+                    .await;
+                    return;
+                }
+            };
+            previous_delay = Some(delay);
+            self.emit(Event::Reconnecting { attempt, delay }).await;
+            tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+        self.emit(Event::Closed {
+            reason: "closed by the client".into(),
+        })
+        .await;
+    }
+
+    async fn emit(&self, event: Event) {
+        // The owner may have dropped the receiver; the client keeps working for requests.
+        let _ = self.events.send(event).await;
+    }
+
+    /// Runs one connection until it ends; returns why. Pending requests of this session are
+    /// failed when it ends (their oneshots are dropped with the map).
+    async fn session(&mut self, mut connection: DuplexConnection) -> String {
+        let mut pending: Pending = HashMap::new();
+        let reason = loop {
+            tokio::select! {
+                () = self.stop.cancelled() => {
+                    let _ = connection.sender.close(1000, "client closed").await;
+                    break "closed by the client".to_owned();
+                }
+                frame = tokio::time::timeout(self.read_timeout, connection.receiver.recv()) => {
+                    match frame {
+                        Err(_) => break format!("no frame from the server for {:?}", self.read_timeout),
+                        Ok(Err(e)) => break e.to_string(),
+                        Ok(Ok(None)) => break "server closed the connection".to_owned(),
+                        Ok(Ok(Some(frame))) => self.route(frame, &mut pending, &mut connection).await,
+                    }
+                }
+                command = self.commands.recv() => {
+                    let Some(command) = command else {
+                        let _ = connection.sender.close(1000, "client dropped").await;
+                        self.stop.cancel();
+                        break "client dropped".to_owned();
+                    };
+                    if let Err(reason) = self.execute(command, &mut pending, &mut connection).await {
+                        break reason;
+                    }
+                }
+            }
+        };
+        for (_, waiter) in pending.drain() {
+            let _ = waiter.send(Err(ClientError::ConnectionLost));
+        }
+        reason
+    }
+
+    async fn execute(
+        &self,
+        command: Command,
+        pending: &mut Pending,
+        connection: &mut DuplexConnection,
+    ) -> Result<(), String> {
+        match command {
+            Command::Send(frame, done) => {
+                let result = connection.sender.send(frame).await;
+                let failed = result.as_ref().err().map(ToString::to_string);
+                let _ = done.send(result.map_err(ClientError::from));
+                failed.map_or(Ok(()), Err)
+            }
+            Command::Request(message, reply) => {
+                let id = message.message_id;
+                match connection.sender.send(Frame::Text(message.to_json())).await {
+                    Ok(()) => {
+                        pending.insert(id, reply);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let reason = e.to_string();
+                        let _ = reply.send(Err(ClientError::ConnectionLost));
+                        Err(reason)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn route(&self, frame: Frame, pending: &mut Pending, connection: &mut DuplexConnection) {
+        let text = match &frame {
+            Frame::Text(text) => text.as_str(),
+            Frame::Ping(payload) => {
+                // Transports that do not answer pings themselves (the in-memory one) get it here.
+                let _ = connection.sender.send(Frame::Pong(payload.clone())).await;
+                return;
+            }
+            Frame::Pong(_) => return,
+            Frame::Binary(_) => {
+                self.emit(Event::Message(frame)).await;
+                return;
+            }
+        };
+        if text.starts_with('{')
+            && let Ok(message) = serde_json::from_str::<AppMessage>(text)
+        {
+            if message.message_type == "welcome" {
+                self.emit(Event::Connected {
+                    client_id: message.data["client_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    node: message.data["node"].as_str().unwrap_or_default().to_owned(),
+                })
+                .await;
+                return;
+            }
+            if let Some(waiter) = pending.remove(&message.message_id) {
+                let _ = waiter.send(Ok(message));
+                return;
+            }
+        }
+        self.emit(Event::Message(frame)).await;
+    }
+}

@@ -1,0 +1,181 @@
+//! The hub over HTTP (axum): the WebSocket endpoint, the API for backends, health, metrics
+//! and a demo page.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /ws?client_id=ID&token=T` | WebSocket; `client_id` optional (a random one is assigned), `token` when `client_token` is set (or `Authorization: Bearer`) |
+//! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
+//! | `POST /api/v1/broadcast` | broadcast the body |
+//! | `GET /api/v1/clients/count` | `{"local": n, "cluster": m}` |
+//! | `GET /health` | `{"status": "ok" \| "degraded", "node": .., "bus": ..}` |
+//! | `GET /metrics` | Prometheus text |
+//! | `GET /` | the demo page |
+//!
+//! API routes need `Authorization: Bearer <api_key>` (or `X-Api-Key`); without a configured
+//! key they answer 403, so a hub is never open by accident.
+
+mod api;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{AppMessage, Hub, validate_client_id};
+
+/// What the HTTP layer needs besides the hub.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Key backends present to the API. `None`: the API answers 403.
+    pub api_key: Option<String>,
+    /// Token WebSocket clients must present. `None`: anyone may connect.
+    pub client_token: Option<String>,
+}
+
+/// The hub's HTTP server.
+#[derive(Clone, Debug)]
+pub struct HubServer {
+    state: Arc<ServerState>,
+}
+
+#[derive(Debug)]
+struct ServerState {
+    hub: Hub,
+    options: ServerOptions,
+}
+
+impl HubServer {
+    /// Serves `hub` with `options`.
+    pub fn new(hub: Hub, options: ServerOptions) -> HubServer {
+        HubServer {
+            state: Arc::new(ServerState { hub, options }),
+        }
+    }
+
+    /// The routes, for embedding in a larger axum app.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/", get(demo_page))
+            .route("/ws", get(websocket))
+            .route("/health", get(health))
+            .route("/metrics", get(metrics))
+            .route("/api/v1/clients/{id}/push", post(api::push))
+            .route("/api/v1/broadcast", post(api::broadcast))
+            .route("/api/v1/clients/count", get(api::count))
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then disconnects every client
+    /// (close 1001) and leaves the cluster.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let hub = self.state.hub.clone();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone();
+        let server = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { stopped.cancelled().await });
+        let server = tokio::spawn(async move { server.await });
+        shutdown.await;
+        // WebSocket connections never end by themselves: close them before waiting on axum.
+        hub.shutdown().await;
+        stop.cancel();
+        match server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    client_id: Option<String>,
+    token: Option<String>,
+}
+
+async fn websocket(
+    State(state): State<Arc<ServerState>>,
+    Query(query): Query<WsQuery>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Some(expected) = &state.options.client_token {
+        let given = query.token.as_deref().or_else(|| bearer(&headers));
+        if given != Some(expected.as_str()) {
+            return (StatusCode::UNAUTHORIZED, "missing or wrong token").into_response();
+        }
+    }
+    let id = match query.client_id {
+        Some(id) => id,
+        None => format!("c-{:016x}", rand::random::<u64>()),
+    };
+    if let Err(e) = validate_client_id(&id) {
+        return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+    }
+    let hub = state.hub.clone();
+    let limit = hub.config().max_message_bytes;
+    upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            let connection = ws::connection(socket);
+            let welcome = AppMessage::new(
+                0,
+                "welcome",
+                json!({ "client_id": &id, "node": hub.node_id() }),
+            );
+            let greeting = Some(crate::Frame::text(welcome.to_json()));
+            if let Err(e) = hub.register_with_greeting(&id, connection, greeting) {
+                tracing::info!(client = %id, error = %e, "registration refused");
+            }
+        })
+}
+
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+}
+
+async fn health(State(state): State<Arc<ServerState>>) -> Response {
+    let hub = &state.hub;
+    let (status, bus) = match hub.bus_healthy() {
+        None => ("ok", "disabled"),
+        Some(true) => ("ok", "ok"),
+        Some(false) => ("degraded", "unavailable"),
+    };
+    axum::Json(json!({
+        "status": status,
+        "node": hub.node_id(),
+        "bus": bus,
+        "clients": hub.local_count(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
+    let hub = &state.hub;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        hub.metrics().render(hub.node_id()),
+    )
+        .into_response()
+}
+
+async fn demo_page() -> Html<&'static str> {
+    Html(include_str!("demo.html"))
+}

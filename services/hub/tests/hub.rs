@@ -1,0 +1,322 @@
+//! The hub on the in-memory connection fake: T1, T4, T5, T7 of the spec, the dispatcher
+//! through a connection, and cluster routing over an in-process bus (two hubs, one bus).
+//! The same cases against real etcd and Redis with two processes are in the root `tests/`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_hub::{Frame, Hub, HubConfig, HubError};
+use courier_impls::memory::{MemoryBus, duplex_pair};
+use courier_traits::bus::MessageBus;
+use courier_traits::transport::{DuplexConnection, Frame as Wire};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn next_text(conn: &mut DuplexConnection) -> String {
+    loop {
+        match tokio::time::timeout(WAIT, conn.receiver.recv()).await {
+            Ok(Ok(Some(Wire::Text(text)))) => return text,
+            Ok(Ok(Some(Wire::Ping(_) | Wire::Pong(_)))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+/// Nothing but pings arrives within `quiet`.
+async fn assert_quiet(conn: &mut DuplexConnection, quiet: Duration) {
+    loop {
+        match tokio::time::timeout(quiet, conn.receiver.recv()).await {
+            Err(_) => return,
+            Ok(Ok(Some(Wire::Ping(_) | Wire::Pong(_)))) => continue,
+            Ok(other) => panic!("expected nothing, got {other:?}"),
+        }
+    }
+}
+
+async fn connect(hub: &Hub, id: &str) -> DuplexConnection {
+    let (client, server) = duplex_pair(64);
+    hub.register(id, server).expect("registers");
+    client
+}
+
+#[tokio::test]
+async fn t1_one_node_broadcast_reaches_every_client_once() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        clients.push(connect(&hub, &format!("c{i}")).await);
+    }
+    let report = hub.broadcast(Frame::text("news")).await.expect("broadcast");
+    assert_eq!(
+        (report.delivered, report.dropped, report.published),
+        (20, 0, false)
+    );
+    for client in &mut clients {
+        assert_eq!(next_text(client).await, "news");
+    }
+    for client in &mut clients {
+        assert_quiet(client, Duration::from_millis(100)).await;
+    }
+    assert_eq!(hub.client_count(), 20);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn unicast_reaches_only_the_target_and_unknown_ids_are_not_found() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut a = connect(&hub, "a").await;
+    let mut b = connect(&hub, "b").await;
+    let (frame, ack) = Frame::text("for a").with_ack();
+    hub.push("a", frame).await.expect("push");
+    assert!(matches!(ack.await, Ok(Ok(()))), "ack resolves once written");
+    assert_eq!(next_text(&mut a).await, "for a");
+    assert_quiet(&mut b, Duration::from_millis(100)).await;
+    assert!(matches!(
+        hub.push("nobody", Frame::text("x")).await,
+        Err(HubError::ClientNotFound(id)) if id == "nobody"
+    ));
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn t4_a_silent_client_is_disconnected_and_removed() {
+    let config = HubConfig {
+        read_timeout: Duration::from_millis(300),
+        ping_interval: Duration::from_millis(100),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(None, config).await.expect("hub");
+    let mut silent = connect(&hub, "silent").await;
+    let mut lively = connect(&hub, "lively").await;
+    // `lively` answers every ping with a pong; `silent` never sends anything.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut pings_to_silent = 0;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            frame = lively.receiver.recv() => if let Ok(Some(Wire::Ping(p))) = frame {
+                lively.sender.send(Wire::Pong(p)).await.expect("pong");
+            },
+            frame = silent.receiver.recv() => match frame {
+                Ok(Some(Wire::Ping(_))) => pings_to_silent += 1,
+                Ok(None) | Err(_) => break,
+                Ok(Some(other)) => panic!("unexpected {other:?}"),
+            },
+        }
+    }
+    assert!(pings_to_silent >= 1, "the hub pings");
+    assert!(!hub.is_local("silent"), "silent client removed");
+    assert!(hub.is_local("lively"), "a client answering pings stays");
+    assert_eq!(
+        courier_hub::Metrics::get(&hub.metrics().heartbeat_timeouts),
+        1
+    );
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn t5_full_buffer_returns_send_buffer_full_and_a_persistently_slow_client_is_evicted() {
+    let config = HubConfig {
+        message_buffer_cap: 4,
+        slow_client_grace: Duration::from_millis(200),
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(None, config).await.expect("hub");
+    // The fake connection holds 1 frame; the hub's queue 4; the client never reads.
+    let (slow_client, server) = duplex_pair(1);
+    hub.register("slow", server).expect("registers");
+    let mut fast = connect(&hub, "fast").await;
+    let mut full = 0;
+    // Two rounds: the writer takes what fits in the socket between them and then blocks.
+    for i in 0..40 {
+        if i == 20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        match hub.push("slow", Frame::text(format!("m{i}"))).await {
+            Ok(_) => {}
+            Err(HubError::SendBufferFull(id)) => {
+                assert_eq!(id, "slow");
+                full += 1;
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(full >= 30, "pushes past the queue are refused, got {full}");
+    // One slow client never delays others.
+    hub.push("fast", Frame::text("still fast"))
+        .await
+        .expect("push");
+    assert_eq!(next_text(&mut fast).await, "still fast");
+    // Still full after the grace period: the next push evicts it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let late = hub.push("slow", Frame::text("late")).await;
+    assert!(matches!(late, Err(HubError::SendBufferFull(_))), "{late:?}");
+    let removed = async {
+        while hub.is_local("slow") {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, removed)
+        .await
+        .expect("slow client evicted");
+    assert_eq!(courier_hub::Metrics::get(&hub.metrics().evictions), 1);
+    assert!(courier_hub::Metrics::get(&hub.metrics().drops) >= 10);
+    drop(slow_client);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn t7_duplicate_registration_closes_the_old_connection() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut old = connect(&hub, "dup").await;
+    let mut new = connect(&hub, "dup").await;
+    // The old connection ends (the fake carries no close code; the socket adapter sends 4000).
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match old.receiver.recv().await {
+                Ok(None) | Err(_) => return,
+                Ok(Some(_)) => {}
+            }
+        }
+    });
+    ended.await.expect("old connection closed");
+    hub.push("dup", Frame::text("to the new one"))
+        .await
+        .expect("push");
+    assert_eq!(next_text(&mut new).await, "to the new one");
+    assert_eq!(hub.local_count(), 1);
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn ping_message_gets_pong_and_unknown_type_an_error_on_the_same_connection() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut c = connect(&hub, "c").await;
+    c.sender
+        .send(Wire::Text(
+            r#"{"message_id":5,"message_type":"ping","data":null,"ts":0}"#.into(),
+        ))
+        .await
+        .expect("send");
+    let pong: serde_json::Value = serde_json::from_str(&next_text(&mut c).await).expect("json");
+    assert_eq!(
+        (pong["message_id"].as_i64(), pong["message_type"].as_str()),
+        (Some(5), Some("pong"))
+    );
+    c.sender
+        .send(Wire::Text(
+            r#"{"message_id":6,"message_type":"nope"}"#.into(),
+        ))
+        .await
+        .expect("send");
+    let error: serde_json::Value = serde_json::from_str(&next_text(&mut c).await).expect("json");
+    assert_eq!(error["data"]["code"], "unknown_message_type");
+    assert!(hub.is_local("c"), "connection kept");
+    hub.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_clients_and_refuses_calls() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut c = connect(&hub, "c").await;
+    hub.shutdown().await;
+    assert!(matches!(
+        tokio::time::timeout(WAIT, c.receiver.recv()).await,
+        Ok(Ok(None))
+    ));
+    assert!(matches!(
+        hub.broadcast(Frame::text("x")).await,
+        Err(HubError::Closed)
+    ));
+}
+
+fn cluster_config(node: &str) -> HubConfig {
+    HubConfig {
+        node_id: node.into(),
+        heartbeat_interval: Duration::from_millis(100),
+        ..HubConfig::default()
+    }
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let wait = async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test]
+async fn cluster_over_one_bus_broadcasts_once_and_routes_unicast() {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let a = Hub::new(Some(bus.clone()), cluster_config("a"))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(bus.clone()), cluster_config("b"))
+        .await
+        .expect("hub b");
+    let mut a1 = connect(&a, "a1").await;
+    let mut b1 = connect(&b, "b1").await;
+    let mut b2 = connect(&b, "b2").await;
+    until("presence", || {
+        a.client_count() == 3 && b.client_count() == 3
+    })
+    .await;
+
+    // T2: broadcast from a reaches every client on both nodes once.
+    let report = a.broadcast(Frame::text("all")).await.expect("broadcast");
+    assert!(report.published);
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(next_text(c).await, "all");
+    }
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_quiet(c, Duration::from_millis(150)).await;
+    }
+
+    // T3: unicast from a to a client on b reaches only it.
+    let delivery = a.push("b2", Frame::text("just b2")).await.expect("push");
+    assert_eq!(delivery, courier_hub::Delivery::Remote { node: "b".into() });
+    assert_eq!(next_text(&mut b2).await, "just b2");
+    assert_quiet(&mut b1, Duration::from_millis(150)).await;
+    assert_quiet(&mut a1, Duration::from_millis(10)).await;
+
+    // A client leaving b is soon unknown to a.
+    drop(b1);
+    until("leave", || a.client_count() == 2).await;
+    assert!(matches!(
+        a.push("b1", Frame::text("x")).await,
+        Err(HubError::ClientNotFound(_))
+    ));
+
+    // T7 across nodes: b2 registering again on a closes it on b.
+    let mut b2_on_a = connect(&a, "b2").await;
+    until("old b2 removed on b", || !b.is_local("b2")).await;
+    a.push("b2", Frame::text("moved")).await.expect("push");
+    assert_eq!(next_text(&mut b2_on_a).await, "moved");
+
+    // A node that leaves is forgotten with its clients.
+    b.shutdown().await;
+    until("b forgotten", || a.client_count() == 2).await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_late_joining_node_learns_existing_clients_from_snapshots() {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let a = Hub::new(Some(bus.clone()), cluster_config("a"))
+        .await
+        .expect("hub a");
+    let _c = connect(&a, "early").await;
+    let b = Hub::new(Some(bus.clone()), cluster_config("b"))
+        .await
+        .expect("hub b");
+    until("snapshot", || b.client_count() == 1).await;
+    assert!(matches!(
+        b.push("early", Frame::text("hi")).await,
+        Ok(courier_hub::Delivery::Remote { .. })
+    ));
+    a.shutdown().await;
+    b.shutdown().await;
+}
