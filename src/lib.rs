@@ -11,7 +11,8 @@
 //! |---|---|
 //! | `memory` (default) | in-process [`MemoryBus`](impls::memory::MemoryBus) and [`MemoryStreamStorage`](impls::memory::MemoryStreamStorage) |
 //! | `streams` (default, via `cli`) | the Durable Streams server and client, as [`streams`] |
-//! | `cli` (default) | the `courier` binary: `courier streams` (embedded SQLite by default) |
+//! | `hub` (default, via `cli`) | the WebSocket hub, its API and client SDK, as [`hub`] |
+//! | `cli` (default) | the `courier` binary: `courier streams` (embedded SQLite by default), `courier hub` |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
 //!
 //! ```
@@ -32,6 +33,10 @@ pub use courier_impls as impls;
 /// The Durable Streams HTTP server and client (feature `streams`).
 #[cfg(feature = "streams")]
 pub use courier_streams as streams;
+
+/// The WebSocket hub, its HTTP API and Rust client SDK (feature `hub`).
+#[cfg(feature = "hub")]
+pub use courier_hub as hub;
 pub use courier_traits as traits;
 pub use courier_traits::{
     BusError, Classify, DuplexTransport, ErrorClass, MessageBus, RequestTransport, RetryPolicy,

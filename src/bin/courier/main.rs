@@ -3,9 +3,12 @@
 //! ```text
 //! courier streams [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--long-poll-timeout 30s] [--config courier.yaml]
+//! courier hub     [--addr :8080] [--api-key K] [--cluster true --bus etcd|redis|postgres]
+//!                 [--config hub.yaml]
 //! ```
 
 mod config;
+mod hub;
 mod storage;
 mod streams;
 
@@ -28,6 +31,8 @@ struct Cli {
 enum Command {
     /// Run the Durable Streams HTTP server.
     Streams(streams::StreamsArgs),
+    /// Run the WebSocket hub (alone, or as a cluster node over etcd, Redis or Postgres).
+    Hub(hub::HubArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Streams(args) => streams::run(args).await,
+            Command::Hub(args) => hub::run(args).await,
         }
     });
     match result {

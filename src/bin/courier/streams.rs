@@ -91,7 +91,7 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
 }
 
 /// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     let terminate = async {
@@ -111,5 +111,5 @@ async fn shutdown_signal() {
         _ = interrupt => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: waking live readers, finishing open requests");
+    tracing::info!("shutting down: finishing open requests, closing connections");
 }

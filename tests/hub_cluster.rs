@@ -1,0 +1,175 @@
+//! The hub's test matrix T2, T3, T6 and T7 across two `courier hub` processes, over a real
+//! etcd and again over Redis (testkit fixtures: containers when Docker answers, native
+//! servers otherwise). T1, T4 and T5 run on the in-memory fake in services/hub/tests.
+
+#[path = "hub/node.rs"]
+mod node;
+
+use std::time::Duration;
+
+use courier_testkit::fixtures::{Etcd, Redis, unique_prefix};
+use courier_traits::transport::Method;
+use node::{Node, TestClient, until};
+
+const QUIET: Duration = Duration::from_millis(500);
+
+enum Backend {
+    Etcd(Etcd),
+    Redis(Redis),
+}
+
+impl Backend {
+    fn config(&self) -> String {
+        let prefix = unique_prefix().replace(['/', ':'], "-");
+        let bus = match self {
+            Backend::Etcd(etcd) => format!(
+                "  bus: etcd\n  etcd:\n    endpoints: {:?}\n    key_prefix: \"/hub-{prefix}\"\n    dial_timeout: 2s\n",
+                etcd.endpoints()
+            ),
+            Backend::Redis(redis) => format!(
+                "  bus: redis\n  redis:\n    url: {:?}\n    key_prefix: \"hub-{prefix}\"\n",
+                redis.url()
+            ),
+        };
+        format!(
+            "server:\n  read_timeout: 1m\ncluster:\n  enabled: true\n  heartbeat_interval: 500ms\n{bus}"
+        )
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Backend::Etcd(f) => f.stop().await.expect("stop etcd"),
+            Backend::Redis(f) => f.stop().await.expect("stop redis"),
+        }
+    }
+
+    async fn start_again(&mut self) {
+        match self {
+            Backend::Etcd(f) => f.start_again().await.expect("start etcd"),
+            Backend::Redis(f) => f.start_again().await.expect("start redis"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_over_etcd() {
+    let etcd = Etcd::start().await.expect("etcd fixture");
+    matrix(Backend::Etcd(etcd)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_over_redis() {
+    let redis = Redis::start().await.expect("redis fixture");
+    matrix(Backend::Redis(redis)).await;
+}
+
+async fn matrix(mut backend: Backend) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(&config, backend.config()).expect("config");
+    let a = Node::start(&config, &["--node-id", "node-a"]).await;
+    let b = Node::start(&config, &["--node-id", "node-b"]).await;
+    let mut a1 = TestClient::connect(&a, "a1").await;
+    let mut a2 = TestClient::connect(&a, "a2").await;
+    let mut b1 = TestClient::connect(&b, "b1").await;
+    let mut b2 = TestClient::connect(&b, "b2").await;
+    until("both nodes see 4 clients", || async {
+        a.cluster_count().await == 4 && b.cluster_count().await == 4
+    })
+    .await;
+
+    // T2: a broadcast through node A reaches every client on both nodes exactly once.
+    let report = a.broadcast("t2").await;
+    assert_eq!(
+        (report["delivered"].as_u64(), report["published"].as_bool()),
+        (Some(2), Some(true))
+    );
+    for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        assert_eq!(c.next_text().await, "t2");
+    }
+    for c in [&mut a1, &mut a2, &mut b1, &mut b2] {
+        c.assert_quiet(QUIET).await;
+    }
+
+    // T3: a push through node A to a client on node B reaches only that client.
+    let (status, body) = a.api(Method::Post, "/api/v1/clients/b2/push", "t3").await;
+    assert_eq!(
+        (status, body["delivered"].as_str(), body["node"].as_str()),
+        (200, Some("remote"), Some("node-b"))
+    );
+    assert_eq!(b2.next_text().await, "t3");
+    for c in [&mut a1, &mut a2, &mut b1] {
+        c.assert_quiet(QUIET).await;
+    }
+    let (status, body) = a
+        .api(Method::Post, "/api/v1/clients/nobody/push", "x")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("client_not_found"))
+    );
+
+    // The SDK's request/response over the real socket.
+    let pong = a1
+        .client
+        .request("ping", serde_json::Value::Null)
+        .await
+        .expect("pong");
+    assert_eq!(pong.message_type, "pong");
+
+    // T7 across nodes: a1 registering again on node B closes the connection on node A.
+    let mut a1_old = a1;
+    let mut a1_new = TestClient::connect_with(&b, "a1", false).await;
+    drop(a1_new.client.clone());
+    match a1_old.next_event().await {
+        courier::hub::sdk::Event::Disconnected { reason } => {
+            assert!(
+                reason.contains("closed") || reason.contains("replaced"),
+                "{reason}"
+            )
+        }
+        other => panic!("old a1: expected Disconnected, got {other:?}"),
+    }
+    a1_old.client.close();
+    let (status, body) = a.api(Method::Post, "/api/v1/clients/a1/push", "t7").await;
+    assert_eq!(
+        (status, body["delivered"].as_str()),
+        (200, Some("remote")),
+        "{body}"
+    );
+    assert_eq!(a1_new.next_text().await, "t7");
+
+    // T6: bus outage. Local delivery goes on; what was broadcast meanwhile reaches the other
+    // node once the bus is back, and cross-node delivery resumes.
+    backend.stop().await;
+    let report = a.broadcast("during outage").await;
+    assert_eq!(report["published"].as_bool(), Some(false), "{report}");
+    assert_eq!(a2.next_text().await, "during outage");
+    until("A reports the bus down", || async {
+        a.health().await["bus"] == "unavailable"
+    })
+    .await;
+    backend.start_again().await;
+    for c in [&mut b1, &mut b2, &mut a1_new] {
+        assert_eq!(c.next_text().await, "during outage");
+    }
+    until("A's bus healthy again", || async {
+        a.health().await["bus"] == "ok"
+    })
+    .await;
+    b.broadcast("after").await;
+    for c in [&mut a2, &mut b1, &mut b2, &mut a1_new] {
+        assert_eq!(c.next_text().await, "after");
+    }
+    a2.assert_quiet(QUIET).await;
+    until("directory repaired after the outage", || async {
+        a.cluster_count().await == 4 && b.cluster_count().await == 4
+    })
+    .await;
+    let (status, _) = b.api(Method::Post, "/api/v1/clients/a2/push", "back").await;
+    assert_eq!(status, 200);
+    assert_eq!(a2.next_text().await, "back");
+
+    a.stop().await;
+    b.stop().await;
+}
