@@ -45,7 +45,7 @@ pub struct BroadcastReport {
 /// node or, with a bus, across a cluster.
 ///
 /// ```
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), courier_hub::HubError> {
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// use courier_hub::{Frame, Hub, HubConfig};
 /// use courier_impls::memory::duplex_pair;
 /// use courier_traits::transport::Frame as Wire;
