@@ -225,7 +225,11 @@ impl Hub {
                 Ok(Delivery::Remote { node })
             }
             Err(e) => {
-                frame.acknowledge(Err(HubError::ClientNotFound(id.to_owned())));
+                let failed = match &e {
+                    HubError::ClientNotFound(_) => HubError::ClientNotFound(id.to_owned()),
+                    _ => HubError::NotDelivered(id.to_owned()),
+                };
+                frame.acknowledge(Err(failed));
                 Err(e)
             }
         }

@@ -40,6 +40,17 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// The API key check and the body as a frame: the preamble of push and broadcast.
+#[allow(clippy::result_large_err)]
+fn authorized_frame(
+    state: &ServerState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Frame, Response> {
+    authorize(state, headers)?;
+    frame_from(headers, body)
+}
+
 #[allow(clippy::result_large_err)]
 fn frame_from(headers: &HeaderMap, body: Bytes) -> Result<Frame, Response> {
     let binary = headers
@@ -79,12 +90,9 @@ pub(super) async fn push(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
-        return denied;
-    }
-    let frame = match frame_from(&headers, body) {
+    let frame = match authorized_frame(&state, &headers, body) {
         Ok(frame) => frame,
-        Err(bad) => return bad,
+        Err(refused) => return refused,
     };
     match state.hub.push(&id, frame).await {
         Ok(Delivery::Local) => {
@@ -102,12 +110,9 @@ pub(super) async fn broadcast(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
-        return denied;
-    }
-    let frame = match frame_from(&headers, body) {
+    let frame = match authorized_frame(&state, &headers, body) {
         Ok(frame) => frame,
-        Err(bad) => return bad,
+        Err(refused) => return refused,
     };
     match state.hub.broadcast(frame).await {
         Ok(report) => axum::Json(json!({
