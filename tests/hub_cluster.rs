@@ -1,5 +1,5 @@
 //! The hub's test matrix T2, T3, T6 and T7 across two `courier hub` processes, over a real
-//! etcd and again over Redis (testkit fixtures: containers when Docker answers, native
+//! etcd and again over Redis and Postgres (testkit fixtures: containers when Docker answers, native
 //! servers otherwise). T1, T4 and T5 run on the in-memory fake in services/hub/tests.
 
 #[path = "hub/node.rs"]
@@ -7,7 +7,7 @@ mod node;
 
 use std::time::Duration;
 
-use courier_testkit::fixtures::{Etcd, Redis, unique_prefix};
+use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
 use courier_traits::transport::Method;
 use node::{Node, TestClient, until};
 
@@ -16,6 +16,7 @@ const QUIET: Duration = Duration::from_millis(500);
 enum Backend {
     Etcd(Etcd),
     Redis(Redis),
+    Postgres(Postgres),
 }
 
 impl Backend {
@@ -30,6 +31,11 @@ impl Backend {
                 "  bus: redis\n  redis:\n    url: {:?}\n    key_prefix: \"hub-{prefix}\"\n",
                 redis.url()
             ),
+            // The Postgres bus has no key prefix: each fixture is a database of its own.
+            Backend::Postgres(postgres) => format!(
+                "  bus: postgres\n  postgres:\n    url: {:?}\n",
+                postgres.url()
+            ),
         };
         format!(
             "server:\n  read_timeout: 1m\ncluster:\n  enabled: true\n  heartbeat_interval: 500ms\n{bus}"
@@ -40,6 +46,7 @@ impl Backend {
         match self {
             Backend::Etcd(f) => f.stop().await.expect("stop etcd"),
             Backend::Redis(f) => f.stop().await.expect("stop redis"),
+            Backend::Postgres(f) => f.stop().await.expect("stop postgres"),
         }
     }
 
@@ -47,6 +54,7 @@ impl Backend {
         match self {
             Backend::Etcd(f) => f.start_again().await.expect("start etcd"),
             Backend::Redis(f) => f.start_again().await.expect("start redis"),
+            Backend::Postgres(f) => f.start_again().await.expect("start postgres"),
         }
     }
 }
@@ -63,10 +71,20 @@ async fn two_hub_processes_over_redis() {
     matrix(Backend::Redis(redis)).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hub_processes_over_postgres() {
+    let postgres = Postgres::start().await.expect("postgres fixture");
+    matrix(Backend::Postgres(postgres)).await;
+}
+
 async fn matrix(mut backend: Backend) {
+    let started = std::time::Instant::now();
+    // Progress on stderr (shown on failure), so a slow phase is visible in CI logs.
+    let step = |what: &str| eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("hub.yaml");
     std::fs::write(&config, backend.config()).expect("config");
+    step("start two hub processes");
     let a = Node::start(&config, &["--node-id", "node-a"]).await;
     let b = Node::start(&config, &["--node-id", "node-b"]).await;
     let mut a1 = TestClient::connect(&a, "a1").await;
@@ -78,6 +96,7 @@ async fn matrix(mut backend: Backend) {
     })
     .await;
 
+    step("T2 broadcast");
     // T2: a broadcast through node A reaches every client on both nodes exactly once.
     let report = a.broadcast("t2").await;
     assert_eq!(
@@ -91,6 +110,7 @@ async fn matrix(mut backend: Backend) {
         c.assert_quiet(QUIET).await;
     }
 
+    step("T3 push across nodes");
     // T3: a push through node A to a client on node B reaches only that client.
     let (status, body) = a.api(Method::Post, "/api/v1/clients/b2/push", "t3").await;
     assert_eq!(
@@ -117,6 +137,7 @@ async fn matrix(mut backend: Backend) {
         .expect("pong");
     assert_eq!(pong.message_type, "pong");
 
+    step("T7 replace across nodes");
     // T7 across nodes: a1 registering again on node B closes the connection on node A.
     let mut a1_old = a1;
     let mut a1_new = TestClient::connect_with(&b, "a1", false).await;
@@ -138,6 +159,7 @@ async fn matrix(mut backend: Backend) {
     );
     assert_eq!(a1_new.next_text().await, "t7");
 
+    step("T6 stop the bus server");
     // T6: bus outage. Local delivery goes on; what was broadcast meanwhile reaches the other
     // node once the bus is back, and cross-node delivery resumes.
     backend.stop().await;
@@ -148,6 +170,7 @@ async fn matrix(mut backend: Backend) {
         a.health().await["bus"] == "unavailable"
     })
     .await;
+    step("T6 start the bus server again");
     backend.start_again().await;
     for c in [&mut b1, &mut b2, &mut a1_new] {
         assert_eq!(c.next_text().await, "during outage");
@@ -156,6 +179,7 @@ async fn matrix(mut backend: Backend) {
         a.health().await["bus"] == "ok"
     })
     .await;
+    step("T6 bus healthy; broadcast after the outage");
     b.broadcast("after").await;
     for c in [&mut a2, &mut b1, &mut b2, &mut a1_new] {
         assert_eq!(c.next_text().await, "after");
@@ -169,6 +193,7 @@ async fn matrix(mut backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(a2.next_text().await, "back");
 
+    step("stop the hubs");
     a.stop().await;
     b.stop().await;
 }
