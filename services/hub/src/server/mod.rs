@@ -103,6 +103,11 @@ struct WsQuery {
     token: Option<String>,
 }
 
+/// The socket's initial read buffer. tungstenite allocates 128 KiB per connection by default,
+/// which was ~90 % of an idle connection's memory (benches/README.md); hub clients mostly
+/// send small messages, and a larger one still grows the buffer to its length.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 async fn websocket(
     State(state): State<Arc<ServerState>>,
     Query(query): Query<WsQuery>,
@@ -125,6 +130,7 @@ async fn websocket(
     let hub = state.hub.clone();
     let limit = hub.config().max_message_bytes;
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {

@@ -1,0 +1,174 @@
+//! T4 and T5 over real WebSockets: the axum server on loopback and raw tokio-tungstenite
+//! clients that stop reading, so heartbeats and back-pressure go through real TCP buffers
+//! (the same cases on the in-memory fake are in tests/hub.rs).
+
+use std::time::Duration;
+
+use courier_hub::server::{HubServer, ServerOptions};
+use courier_hub::{Frame, Hub, HubConfig, HubError, Metrics};
+use futures::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A hub served on a loopback port; the server stops when the returned sender is dropped.
+async fn serve(config: HubConfig) -> (Hub, String, tokio::sync::oneshot::Sender<()>) {
+    let hub = Hub::new(None, config).await.expect("hub");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = HubServer::new(hub.clone(), ServerOptions::default());
+    tokio::spawn(server.serve(listener, async move {
+        let _ = stop_rx.await;
+    }));
+    (hub, format!("ws://{addr}/ws"), stop_tx)
+}
+
+/// Connects as `id` and reads the welcome, so the client is registered when this returns.
+async fn connect(url: &str, id: &str) -> Socket {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{url}?client_id={id}"))
+        .await
+        .expect("connects");
+    match tokio::time::timeout(WAIT, socket.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => assert!(text.contains("welcome"), "{text}"),
+        other => panic!("expected the welcome, got {other:?}"),
+    }
+    socket
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The close code the server sent, reading past any data still buffered.
+async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+    loop {
+        match tokio::time::timeout(WAIT, socket.next()).await {
+            Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(_)) | None) => return None,
+            Err(_) => panic!("the server did not close the connection"),
+        }
+    }
+}
+
+/// The close code in the server's frames (unmasked, short) read raw until the socket ends.
+async fn raw_close_code(
+    stream: tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let tokio_tungstenite::MaybeTlsStream::Plain(mut tcp) = stream else {
+        panic!("plain TCP expected on loopback");
+    };
+    let mut bytes = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = tcp.read(&mut chunk).await {
+            bytes.extend_from_slice(&chunk[..n]);
+        }
+    });
+    read.await.expect("the server ends the connection");
+    let mut at = 0;
+    while at + 2 <= bytes.len() {
+        let (opcode, len) = (bytes[at] & 0x0f, usize::from(bytes[at + 1] & 0x7f));
+        assert!(len < 126, "short control frames only");
+        if opcode == 0x8 && len >= 2 {
+            return Some(u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]));
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+#[tokio::test]
+async fn t4_a_client_that_stops_answering_pings_is_closed_and_removed() {
+    let config = HubConfig {
+        read_timeout: Duration::from_millis(600),
+        ping_interval: Duration::from_millis(150),
+        ..HubConfig::default()
+    };
+    let (hub, url, _stop) = serve(config).await;
+    // tungstenite answers pings only while the socket is read: `silent` is never read again,
+    // `lively` is read all along.
+    let mut silent = connect(&url, "silent").await;
+    let mut lively = connect(&url, "lively").await;
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = lively.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    });
+    until("the silent client is removed", || !hub.is_local("silent")).await;
+    assert!(hub.is_local("lively"), "a client answering pings stays");
+    assert_eq!(Metrics::get(&hub.metrics().heartbeat_timeouts), 1);
+    // Read the raw bytes: through tungstenite, reading would queue pong replies, and writing
+    // them to the closed socket makes the kernel answer with a reset that discards the close
+    // frame still unread.
+    let raw = silent.into_inner();
+    assert_eq!(raw_close_code(raw).await, Some(4002));
+    hub.shutdown().await;
+    reader.await.expect("reader");
+}
+
+#[tokio::test]
+async fn t5_a_client_that_stops_reading_gets_send_buffer_full_then_is_evicted() {
+    let config = HubConfig {
+        message_buffer_cap: 4,
+        slow_client_grace: Duration::from_millis(300),
+        ..HubConfig::default()
+    };
+    let (hub, url, _stop) = serve(config).await;
+    let mut slow = connect(&url, "slow").await;
+    let mut fast = connect(&url, "fast").await;
+    // 60 KiB frames to a client that never reads: the socket buffers fill (a few MiB on
+    // loopback), the writer blocks, the 4-frame queue fills, pushes are refused.
+    let chunk = "x".repeat(60 * 1024);
+    let mut refused = 0;
+    for _ in 0..2000 {
+        match hub.push("slow", Frame::text(chunk.clone())).await {
+            Ok(_) => {}
+            Err(HubError::SendBufferFull(id)) => {
+                assert_eq!(id, "slow");
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+            Err(e) => panic!("unexpected {e}"),
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        refused, 20,
+        "pushes past full socket buffers and queue are refused"
+    );
+    // The slow client does not hold up the others.
+    hub.push("fast", Frame::text("still fast"))
+        .await
+        .expect("push");
+    match tokio::time::timeout(WAIT, fast.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => assert_eq!(text.as_str(), "still fast"),
+        other => panic!("expected the frame, got {other:?}"),
+    }
+    // Still full after the grace period: the next push evicts it.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let late = hub.push("slow", Frame::text("late")).await;
+    assert!(matches!(late, Err(HubError::SendBufferFull(_))), "{late:?}");
+    until("the slow client is evicted", || !hub.is_local("slow")).await;
+    assert_eq!(Metrics::get(&hub.metrics().evictions), 1);
+    assert!(Metrics::get(&hub.metrics().drops) >= 21);
+    // Reading now drains what the socket held, then the eviction's close (4001).
+    assert_eq!(close_code(&mut slow).await, Some(CloseCode::Library(4001)));
+    hub.shutdown().await;
+}
