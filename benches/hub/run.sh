@@ -1,45 +1,100 @@
 #!/usr/bin/env bash
 # Hub fan-out benchmark: broadcast to 1 000 and 10 000 clients on one node and across two
-# nodes (cluster over a native etcd), delivery latency p50/p99, frames/s, memory per idle
-# connection. Results go to stdout; method and figures in benches/README.md.
+# nodes (cluster over a native etcd), side by side with the anchor (a Node.js `ws` broadcast
+# server, benches/hub/anchor.mjs, single node), alternating targets within each round.
+# Delivery latency p50/p99, frames/s, memory per idle connection. Results go to stdout;
+# method and figures in benches/README.md.
 #
-#   benches/hub/run.sh                  all four scenarios
-#   FRAMES=100 RATE=10 benches/hub/run.sh
+#   benches/hub/run.sh
+#   ROUNDS=2 CLIENTS_LIST="1000 10000" TARGETS="anchor one two" LOADS="paced burst" benches/hub/run.sh
+#
+# Loads: paced = 100 frames at 10/s; burst = 200 frames back to back (each API call after
+# the previous answered). Needs etcd, node/npm (installs ws@8 into ~/.cache/courier-hub-anchor
+# once), curl. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-FRAMES=${FRAMES:-100}
-RATE=${RATE:-10}
-cargo build --release --all-features --bin courier >&2
-cargo bench --all-features --bench hub_fanout --no-run >&2 2>/dev/null || true
-bench=$(ls -t target/release/deps/hub_fanout-* | grep -v '\.d$' | head -1)
+ROUNDS=${ROUNDS:-1}
+CLIENTS_LIST=${CLIENTS_LIST:-"1000 10000"}
+TARGETS=${TARGETS:-"anchor one two"}
+LOADS=${LOADS:-"paced burst"}
+
+# COURIER_BIN: another build of courier to measure (an A/B against a change, say).
+bin=${COURIER_BIN:-target/release/courier}
+[[ -n "${COURIER_BIN:-}" ]] || cargo build --release --all-features --bin courier >&2
+bench=$(cargo bench --all-features --bench hub_fanout --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*hub_fanout[^"]*\)".*/\1/p' | tail -1)
+[[ -x "$bench" ]] || { echo "hub_fanout bench binary not found" >&2; exit 1; }
+
+anchor_dir=${XDG_CACHE_HOME:-$HOME/.cache}/courier-hub-anchor
+if [[ ! -d "$anchor_dir/node_modules/ws" ]]; then
+  npm install --silent --prefix "$anchor_dir" ws@8 >&2
+fi
+echo "# anchor: node $(node --version), ws $(node -p "require('$anchor_dir/node_modules/ws/package.json').version")"
+
 work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+servers=()
+cleanup() {
+  for p in "${servers[@]}" ${etcd_pid:-}; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
 etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23790 \
   --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
   >"$work/etcd.log" 2>&1 &
-pids+=($!)
-sleep 2
+etcd_pid=$!
+for _ in $(seq 1 50); do curl -sf http://127.0.0.1:23790/health >/dev/null && break; sleep 0.1; done
 
-start_hub() { # port [cluster]
-  local port=$1 cluster=${2:-false}
-  COURIER_LOG=warn target/release/courier hub --addr "127.0.0.1:$port" --api-key bench \
-    --cluster "$cluster" --bus etcd --etcd-endpoints http://127.0.0.1:23790 \
-    --node-id "bench-$port" >"$work/hub-$port.log" 2>&1 &
-  local pid=$!
-  pids+=($pid)
-  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  echo "$pid"
+wait_healthy() { # port
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return; sleep 0.1; done
+  echo "server on port $1 did not start" >&2; cat "$work"/*.log >&2; exit 1
+}
+start_hub() { # port cluster
+  COURIER_LOG=warn "$bin" hub --addr "127.0.0.1:$1" --api-key bench \
+    --cluster "$2" --bus etcd --etcd-endpoints http://127.0.0.1:23790 \
+    --node-id "bench-$1" >"$work/hub-$1.log" 2>&1 &
+  servers+=($!)
+  wait_healthy "$1"
+}
+start_anchor() { # port
+  NODE_PATH="$anchor_dir/node_modules" node benches/hub/anchor.mjs "$1" bench >"$work/anchor-$1.log" 2>&1 &
+  servers+=($!)
+  wait_healthy "$1"
+}
+stop_servers() {
+  for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${servers[@]}"; do wait "$p" 2>/dev/null || true; done
+  servers=()
+  sleep 1 # let the sockets of the last run drain
 }
 
-for clients in 1000 10000; do
-  one=$(start_hub 18101)
-  HUB_URLS=127.0.0.1:18101 HUB_PIDS=$one CLIENTS=$clients FRAMES=$FRAMES RATE=$RATE "$bench"
-  kill "$one"; sleep 1
-  a=$(start_hub 18102 true); b=$(start_hub 18103 true)
-  HUB_URLS=127.0.0.1:18102,127.0.0.1:18103 HUB_PIDS=$a,$b CLIENTS=$clients FRAMES=$FRAMES RATE=$RATE "$bench"
-  kill "$a" "$b"; sleep 1
+port=18100
+for round in $(seq "$ROUNDS"); do
+  for clients in $CLIENTS_LIST; do
+    for load in $LOADS; do
+      case $load in
+        paced) frames=100 rate=10 ;;
+        burst) frames=200 rate=0 ;;
+        *) echo "unknown load $load" >&2; exit 1 ;;
+      esac
+      for target in $TARGETS; do
+        port=$((port + 2))
+        case $target in
+          anchor) start_anchor "$port"; urls="127.0.0.1:$port" ;;
+          one) start_hub "$port" false; urls="127.0.0.1:$port" ;;
+          two)
+            start_hub "$port" true; start_hub "$((port + 1))" true
+            urls="127.0.0.1:$port,127.0.0.1:$((port + 1))"
+            ;;
+          *) echo "unknown target $target" >&2; exit 1 ;;
+        esac
+        pids=$(IFS=,; echo "${servers[*]}")
+        printf "round=%s target=%-6s load=%-5s " "$round" "$target" "$load"
+        HUB_URLS=$urls HUB_PIDS=$pids CLIENTS=$clients FRAMES=$frames RATE=$rate "$bench"
+        stop_servers
+      done
+    done
+  done
 done
