@@ -100,7 +100,7 @@ async fn t4_a_client_that_stops_answering_pings_is_closed_and_removed() {
     let (hub, url, _stop) = serve(config).await;
     // tungstenite answers pings only while the socket is read: `silent` is never read again,
     // `lively` is read all along.
-    let mut silent = connect(&url, "silent").await;
+    let silent = connect(&url, "silent").await;
     let mut lively = connect(&url, "lively").await;
     let reader = tokio::spawn(async move {
         while let Some(Ok(message)) = lively.next().await {
