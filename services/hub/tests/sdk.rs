@@ -19,10 +19,14 @@ async fn welcome(conn: &mut DuplexConnection, node: &str) {
         "welcome",
         serde_json::json!({"client_id": "sdk", "node": node}),
     );
+    send_text(conn, msg.to_json()).await;
+}
+
+async fn send_text(conn: &mut DuplexConnection, text: impl Into<String>) {
     conn.sender
-        .send(Frame::Text(msg.to_json()))
+        .send(Frame::Text(text.into()))
         .await
-        .expect("welcome");
+        .expect("the client's side is open");
 }
 
 async fn next_request(conn: &mut DuplexConnection) -> AppMessage {
@@ -63,12 +67,7 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
     let m2 = next_request(&mut first.connection).await;
     for m in [&m2, &m1] {
         let reply = AppMessage::new(m.message_id, "pong", m.data.clone());
-        first
-            .connection
-            .sender
-            .send(Frame::Text(reply.to_json()))
-            .await
-            .expect("reply");
+        send_text(&mut first.connection, reply.to_json()).await;
     }
     assert_eq!(
         r1.await.expect("task").expect("reply").data,
@@ -80,12 +79,7 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
     );
 
     // A non-reply frame is an event.
-    first
-        .connection
-        .sender
-        .send(Frame::Text("news".into()))
-        .await
-        .expect("push");
+    send_text(&mut first.connection, "news").await;
     assert_eq!(
         events.recv().await,
         Some(Event::Message(Frame::Text("news".into())))
@@ -114,12 +108,7 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
     welcome(&mut second.connection, "n2").await;
     assert!(matches!(events.recv().await, Some(Event::Connected { node, .. }) if node == "n2"));
     let stale = AppMessage::new(m3.message_id, "pong", serde_json::json!("stale"));
-    second
-        .connection
-        .sender
-        .send(Frame::Text(stale.to_json()))
-        .await
-        .expect("stale");
+    send_text(&mut second.connection, stale.to_json()).await;
     // Not routed to a caller, so it shows up as a plain message event, once.
     match events.recv().await {
         Some(Event::Message(Frame::Text(text))) => assert!(text.contains("stale")),
@@ -129,12 +118,7 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
     let r4 = tokio::spawn(async move { c4.request("ping", serde_json::json!(4)).await });
     let m4 = next_request(&mut second.connection).await;
     let reply = AppMessage::new(m4.message_id, "pong", m4.data.clone());
-    second
-        .connection
-        .sender
-        .send(Frame::Text(reply.to_json()))
-        .await
-        .expect("reply");
+    send_text(&mut second.connection, reply.to_json()).await;
     assert_eq!(
         r4.await.expect("task").expect("reply").data,
         serde_json::json!(4)
@@ -149,12 +133,7 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
         "error",
         serde_json::json!({"code": "unknown_message_type", "message": "no"}),
     );
-    second
-        .connection
-        .sender
-        .send(Frame::Text(error.to_json()))
-        .await
-        .expect("error");
+    send_text(&mut second.connection, error.to_json()).await;
     assert!(
         matches!(r5.await.expect("task"), Err(ClientError::Server { code, .. }) if code == "unknown_message_type")
     );
