@@ -9,7 +9,11 @@
 //!   [`bus_suite!`] and [`storage_suite!`]. A backend declares its capabilities; cases it does
 //!   not promise are marked ignored with the missing capability as the reason, so test runners
 //!   list them by name as skipped.
+//! * [`checker`]: a seeded, fault-injecting checker in the style of Jepsen: random operations
+//!   from concurrent clients, a recorded history, faults (node kills, server restarts and
+//!   freezes, cut connections) and pure checks of the history; for the streams server and the hub.
 
+pub mod checker;
 pub mod fixtures;
 pub mod suites;
 
