@@ -1,5 +1,5 @@
 //! The Durable Streams checker: the operations, the [`StreamsApi`] a test implements over its
-//! service, the random [`workload`] and the pure [`check`] of the recorded history.
+//! service, the random [`Workload`] and the pure [`check`] of the recorded history.
 //!
 //! Every record carries a unique id (the test writes it as the JSON message `{"id": ...}`), so a
 //! read is a list of ids and the checker can tell exactly which write each record came from.
