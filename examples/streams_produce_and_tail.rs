@@ -2,8 +2,9 @@
 //! subscriber follows the stream live (catch-up, then long-poll), until the stream is closed.
 //!
 //! ```text
-//! cargo run --example streams_server                     # or: courier streams
-//! cargo run --example streams_produce_and_tail [BASE_URL]  # default http://127.0.0.1:4437
+//! cargo run --features streams --example streams_server      # or: courier streams
+//! cargo run --features streams --example streams_produce_and_tail [BASE_URL]
+//!                                        # BASE_URL defaults to http://127.0.0.1:4437
 //! ```
 
 use courier::streams::client::{ClientError, CreateOptions, LiveMode, StreamsClient};

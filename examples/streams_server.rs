@@ -2,7 +2,7 @@
 //! http://127.0.0.1:4437/v1/stream/ until Ctrl-C (which also wakes and answers live readers).
 //!
 //! ```text
-//! cargo run --example streams_server
+//! cargo run --features streams --example streams_server
 //! curl -X PUT -H 'content-type: text/plain' http://127.0.0.1:4437/v1/stream/hello
 //! curl -X POST -H 'content-type: text/plain' --data 'hi' http://127.0.0.1:4437/v1/stream/hello
 //! curl http://127.0.0.1:4437/v1/stream/hello

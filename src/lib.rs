@@ -7,13 +7,23 @@
 //! This facade re-exports the traits ([`traits`], and the most used names at the root) and the
 //! implementations ([`impls`]).
 //!
+//! Backends, transports and services are chosen by feature; only `memory` is on by default.
+//! The `courier` binary (`courier streams`, `courier hub`) with every backend compiled in is
+//! the separate `courier-cli` package.
+//!
 //! | feature | what it adds |
 //! |---|---|
-//! | `memory` (default) | in-process [`MemoryBus`](impls::memory::MemoryBus) and [`MemoryStreamStorage`](impls::memory::MemoryStreamStorage) |
-//! | `streams` (default, via `cli`) | the Durable Streams server and client, as [`streams`] |
-//! | `hub` (default, via `cli`) | the WebSocket hub, its API and client SDK, as [`hub`] |
-//! | `cli` (default) | the `courier` binary: `courier streams` (embedded SQLite by default), `courier hub` |
+//! | `memory` (default) | in-process `impls::memory::MemoryBus` and `impls::memory::MemoryStreamStorage` |
+//! | `sqlite` | `impls::sqlite::SqliteStreamStorage`: embedded durable storage (WAL, fsync per commit) |
+//! | `redis` | `impls::redis::RedisBus` and `impls::redis::RedisStreamStorage` |
+//! | `postgres` | `impls::postgres::PgStreamStorage` and `impls::postgres::PgBus` |
+//! | `etcd` | `impls::etcd::EtcdBus` |
+//! | `http` | `impls::http::HttpTransport`, a `RequestTransport` over HTTP/1.1 |
+//! | `websocket` | `impls::websocket::WsTransport`, a `DuplexTransport` over WebSocket (`ws://`) |
+//! | `streams` | the Durable Streams server and client, as `streams` |
+//! | `hub` | the WebSocket hub, its HTTP API and client SDK, as `hub` |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
+//! | (always) | the traits, and `impls::retry`: retry policies and the `Retry` driver |
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,13 +39,17 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use courier_impls as impls;
 /// The Durable Streams HTTP server and client (feature `streams`).
 #[cfg(feature = "streams")]
+#[cfg_attr(docsrs, doc(cfg(feature = "streams")))]
 pub use courier_streams as streams;
 
 /// The WebSocket hub, its HTTP API and Rust client SDK (feature `hub`).
 #[cfg(feature = "hub")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
 pub use courier_hub as hub;
 pub use courier_traits as traits;
 pub use courier_traits::{

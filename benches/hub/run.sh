@@ -20,8 +20,8 @@ LOADS=${LOADS:-"paced burst"}
 
 # COURIER_BIN: another build of courier to measure (an A/B against a change, say).
 bin=${COURIER_BIN:-target/release/courier}
-[[ -n "${COURIER_BIN:-}" ]] || cargo build --release --all-features --bin courier >&2
-bench=$(cargo bench --all-features --bench hub_fanout --no-run --message-format=json 2>/dev/null |
+[[ -n "${COURIER_BIN:-}" ]] || cargo build --release -p courier-cli >&2
+bench=$(cargo bench -p courier-cli --bench hub_fanout --no-run --message-format=json 2>/dev/null |
   sed -n 's/.*"executable":"\([^"]*hub_fanout[^"]*\)".*/\1/p' | tail -1)
 [[ -x "$bench" ]] || { echo "hub_fanout bench binary not found" >&2; exit 1; }
 

@@ -14,7 +14,7 @@ DUR="${DUR:-10}"; ROUNDS="${ROUNDS:-2}"; CONNS="${CONNS:-32}"
 TARGETS="${TARGETS:-ours-memory ours-sqlite reference}"
 SCENARIOS="${SCENARIOS:-append1 append32 many32 tail32 last10 read1000 large latency fanout1000}"
 bin=target/release/courier
-[[ -x $bin ]] || cargo build --release --all-features --bin courier
+[[ -x $bin ]] || cargo build --release -p courier-cli
 anchor="${DS_ANCHOR_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ds-conformance}"
 [[ -f "$anchor/start-reference-server.mjs" ]] || scripts/ds-conformance http://127.0.0.1:9 >/dev/null 2>&1 || true
 tick=$(getconf CLK_TCK)

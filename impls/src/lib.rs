@@ -14,8 +14,7 @@
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //!
-//! Redis, Postgres, etcd and SQLite backends and the HTTP/WebSocket/gRPC transports arrive with
-//! their own features; every backend passes the same universal suites of `courier-testkit`.
+//! Every backend passes the same universal suites of `courier-testkit` against a real server.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,29 +31,38 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
 pub mod etcd;
 #[cfg(any(feature = "etcd", feature = "redis"))]
 mod frame;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 #[cfg(feature = "redis")]
 mod keyed_lock;
 #[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory;
 #[cfg(any(feature = "etcd", feature = "redis", feature = "postgres"))]
 mod outbox;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod retry;
 pub mod rules;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod sql_model;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod wakers;
 #[cfg(feature = "websocket")]
+#[cfg_attr(docsrs, doc(cfg(feature = "websocket")))]
 pub mod websocket;

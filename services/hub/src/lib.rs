@@ -3,7 +3,20 @@
 //! A WebSocket hub: holds many clients and pushes frames to one (unicast) or all
 //! (broadcast). One node works alone with no external service; with a [`MessageBus`] the same
 //! hub runs on several nodes that exchange frames and presence over the bus (etcd, Redis,
-//! Postgres, or in-memory for tests). See `specs/hub.md` for the semantics.
+//! Postgres, or in-memory for tests).
+//!
+//! What it promises, and the test cases (T1–T7) that check it, here in
+//! `services/hub/tests/` and, over two `courier hub` processes, in `cli/tests/hub_cluster.rs`:
+//!
+//! | case | situation | expected |
+//! |---|---|---|
+//! | T1 | broadcast on one node | every local client receives it once |
+//! | T2 | broadcast on two nodes | every client on both nodes receives it once |
+//! | T3 | push to a client on another node | only that client receives it |
+//! | T4 | a client sends nothing for `read_timeout` | it is disconnected and removed |
+//! | T5 | a client's queue is full | the push gets `SendBufferFull`; a client that stays full is evicted |
+//! | T6 | the bus fails, then recovers | local delivery goes on; cross-node delivery resumes |
+//! | T7 | a `client_id` registers again | the old connection is closed, the new one receives |
 //!
 //! * [`Hub`]: register, push, broadcast, client count, shutdown.
 //! * [`dispatcher`]: JSON messages from clients routed by `message_type` (`ping` built in).

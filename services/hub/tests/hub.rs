@@ -1,7 +1,7 @@
 //! The hub on the in-memory connection fake: T1, T4, T5, T7 of the spec, the dispatcher
 //! through a connection, and cluster routing over an in-process bus (two hubs, one bus).
-//! The cluster cases against real etcd, Redis and Postgres with two processes are in the root
-//! `tests/hub_cluster.rs`; T4 and T5 over real sockets in `tests/socket.rs`.
+//! The cluster cases against real etcd, Redis and Postgres with two processes are in
+//! `cli/tests/hub_cluster.rs`; T4 and T5 over real sockets in `tests/socket.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

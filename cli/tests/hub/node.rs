@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use courier::hub::sdk::{Event, HubClient};
 use courier::impls::http::HttpTransport;
-use courier_traits::transport::{Frame, Method, Request, RequestTransport};
+use courier::traits::transport::{Frame, Method, Request, RequestTransport};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 

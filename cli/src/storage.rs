@@ -26,11 +26,6 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(store));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
-        #[cfg(not(feature = "redis"))]
-        return Err(format!(
-            "{spec:?}: this build has no Redis support (build with --features redis)"
-        ));
-        #[cfg(feature = "redis")]
         let config = courier::impls::redis::RedisStorageConfig::default();
         let store = courier::impls::redis::RedisStreamStorage::connect(spec, config)
             .await
@@ -38,11 +33,6 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(store));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        #[cfg(not(feature = "postgres"))]
-        return Err(format!(
-            "{spec:?}: this build has no Postgres support (build with --features postgres)"
-        ));
-        #[cfg(feature = "postgres")]
         let config = courier::impls::postgres::PgConfig::default();
         let store = courier::impls::postgres::PgStreamStorage::connect(spec, config)
             .await

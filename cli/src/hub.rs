@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use courier::hub::server::{HubServer, ServerOptions};
 use courier::hub::{Hub, HubConfig};
-use courier_traits::bus::MessageBus;
+use courier::traits::bus::MessageBus;
 use serde::Deserialize;
 
 use crate::config::{self, parse_duration};
@@ -219,7 +219,7 @@ async fn open_bus(
     postgres_url: Option<String>,
     cluster: &ClusterSection,
 ) -> Result<Arc<dyn MessageBus>, String> {
-    let fail = |e: courier_traits::bus::BusError| format!("cannot connect to the {kind} bus: {e}");
+    let fail = |e: courier::traits::bus::BusError| format!("cannot connect to the {kind} bus: {e}");
     match kind {
         "etcd" => {
             use courier::impls::etcd::{EtcdBus, EtcdBusConfig};
@@ -243,44 +243,32 @@ async fn open_bus(
             ))
         }
         "redis" => {
-            #[cfg(not(feature = "redis"))]
-            return Err(
-                "bus = redis: this build has no Redis support (build with --features redis)".into(),
-            );
-            #[cfg(feature = "redis")]
-            {
-                use courier::impls::redis::{RedisBus, RedisBusConfig};
-                let url = redis_url
-                    .or(cluster.redis.url.clone())
-                    .unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
-                let mut config = RedisBusConfig::default();
-                if let Some(prefix) = &cluster.redis.key_prefix {
-                    config.key_prefix = prefix.clone();
-                } else {
-                    config.key_prefix = "courier-hub".into();
-                }
-                tracing::info!(url = %url, prefix = %config.key_prefix, "cluster bus: redis");
-                Ok(Arc::new(
-                    RedisBus::connect(&url, config).await.map_err(fail)?,
-                ))
+            use courier::impls::redis::{RedisBus, RedisBusConfig};
+            let url = redis_url
+                .or(cluster.redis.url.clone())
+                .unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
+            let mut config = RedisBusConfig::default();
+            if let Some(prefix) = &cluster.redis.key_prefix {
+                config.key_prefix = prefix.clone();
+            } else {
+                config.key_prefix = "courier-hub".into();
             }
+            tracing::info!(url = %url, prefix = %config.key_prefix, "cluster bus: redis");
+            Ok(Arc::new(
+                RedisBus::connect(&url, config).await.map_err(fail)?,
+            ))
         }
         "postgres" => {
-            #[cfg(not(feature = "postgres"))]
-            return Err("bus = postgres: this build has no Postgres support (build with --features postgres)".into());
-            #[cfg(feature = "postgres")]
-            {
-                use courier::impls::postgres::{PgBus, PgBusConfig};
-                let url = postgres_url
-                    .or(cluster.postgres.url.clone())
-                    .ok_or("bus = postgres needs cluster.postgres.url or --postgres-url")?;
-                tracing::info!("cluster bus: postgres");
-                Ok(Arc::new(
-                    PgBus::connect(&url, PgBusConfig::default())
-                        .await
-                        .map_err(fail)?,
-                ))
-            }
+            use courier::impls::postgres::{PgBus, PgBusConfig};
+            let url = postgres_url
+                .or(cluster.postgres.url.clone())
+                .ok_or("bus = postgres needs cluster.postgres.url or --postgres-url")?;
+            tracing::info!("cluster bus: postgres");
+            Ok(Arc::new(
+                PgBus::connect(&url, PgBusConfig::default())
+                    .await
+                    .map_err(fail)?,
+            ))
         }
         other => Err(format!(
             "cluster.bus / --bus {other:?}: use etcd, redis or postgres"

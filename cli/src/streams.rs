@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use courier_streams::server::{ServerConfig, StreamsServer};
+use courier::streams::server::{ServerConfig, StreamsServer};
 use serde::Deserialize;
 
 use crate::config::{self, parse_duration};

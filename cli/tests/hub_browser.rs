@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use courier::impls::http::HttpTransport;
 use courier::impls::websocket::WsTransport;
-use courier_traits::transport::{DuplexTransport, Frame, Method, Request, RequestTransport};
+use courier::traits::transport::{DuplexTransport, Frame, Method, Request, RequestTransport};
 use node::{Node, WAIT, until};
 
 fn chromium() -> Option<&'static str> {
@@ -101,7 +101,7 @@ async fn demo_page_connects_pings_and_shows_broadcasts_in_headless_chromium() {
 
 /// Just enough of the DevTools protocol to evaluate an expression in the page.
 struct DevTools {
-    connection: tokio::sync::Mutex<courier_traits::transport::DuplexConnection>,
+    connection: tokio::sync::Mutex<courier::traits::transport::DuplexConnection>,
 }
 
 impl DevTools {

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! HUB_URLS=127.0.0.1:8081,127.0.0.1:8082 HUB_PIDS=123,456 CLIENTS=1000 FRAMES=200 RATE=20 \
-//!   cargo bench --all-features --bench hub_fanout
+//!   cargo bench -p courier-cli --bench hub_fanout
 //! ```
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use courier::impls::http::HttpTransport;
-use courier_traits::transport::{Method, Request, RequestTransport};
+use courier::traits::transport::{Method, Request, RequestTransport};
 use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;

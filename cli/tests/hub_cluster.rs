@@ -7,8 +7,8 @@ mod node;
 
 use std::time::Duration;
 
+use courier::traits::transport::Method;
 use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
-use courier_traits::transport::Method;
 use node::{Node, TestClient, until};
 
 const QUIET: Duration = Duration::from_millis(500);
