@@ -30,6 +30,9 @@ pub struct Metrics {
     pub bus_received: AtomicU64,
     /// Broadcasts dropped because the re-publish backlog was full during a bus outage.
     pub bus_backlog_dropped: AtomicU64,
+    /// Second copies of frames from the bus, recognised by envelope id and not delivered
+    /// (a publish that failed although the backend stored it, then re-published).
+    pub bus_duplicates: AtomicU64,
 }
 
 impl Metrics {
@@ -44,7 +47,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter, labelled with the node id.
     pub fn render(&self, node: &str) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
             (
                 "courier_hub_connections",
                 "gauge",
@@ -116,6 +119,12 @@ impl Metrics {
                 "counter",
                 "broadcasts lost to a full backlog during a bus outage",
                 &self.bus_backlog_dropped,
+            ),
+            (
+                "courier_hub_bus_duplicates_total",
+                "counter",
+                "second copies of bus frames recognised and not delivered",
+                &self.bus_duplicates,
             ),
         ];
         let mut out = String::with_capacity(2048);

@@ -3,42 +3,16 @@
 //! The cluster cases against real etcd, Redis and Postgres with two processes are in
 //! `cli/tests/hub_cluster.rs`; T4 and T5 over real sockets in `tests/socket.rs`.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{WAIT, assert_quiet, connect, next_text, until};
 use courier_hub::{Frame, Hub, HubConfig, HubError};
 use courier_impls::memory::{MemoryBus, duplex_pair};
 use courier_traits::bus::MessageBus;
-use courier_traits::transport::{DuplexConnection, Frame as Wire};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-async fn next_text(conn: &mut DuplexConnection) -> String {
-    loop {
-        match tokio::time::timeout(WAIT, conn.receiver.recv()).await {
-            Ok(Ok(Some(Wire::Text(text)))) => return text,
-            Ok(Ok(Some(Wire::Ping(_) | Wire::Pong(_)))) => continue,
-            other => panic!("expected a text frame, got {other:?}"),
-        }
-    }
-}
-
-/// Nothing but pings arrives within `quiet`.
-async fn assert_quiet(conn: &mut DuplexConnection, quiet: Duration) {
-    loop {
-        match tokio::time::timeout(quiet, conn.receiver.recv()).await {
-            Err(_) => return,
-            Ok(Ok(Some(Wire::Ping(_) | Wire::Pong(_)))) => continue,
-            Ok(other) => panic!("expected nothing, got {other:?}"),
-        }
-    }
-}
-
-async fn connect(hub: &Hub, id: &str) -> DuplexConnection {
-    let (client, server) = duplex_pair(64);
-    hub.register(id, server).expect("registers");
-    client
-}
+use courier_traits::transport::Frame as Wire;
 
 #[tokio::test]
 async fn t1_one_node_broadcast_reaches_every_client_once() {
@@ -236,17 +210,6 @@ fn cluster_config(node: &str) -> HubConfig {
         heartbeat_interval: Duration::from_millis(100),
         ..HubConfig::default()
     }
-}
-
-async fn until(what: &str, mut check: impl FnMut() -> bool) {
-    let wait = async {
-        while !check() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, wait)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
 }
 
 #[tokio::test]

@@ -12,13 +12,18 @@
 //! Bus failures never stop local delivery. Broadcasts the bus refused are kept in a bounded
 //! backlog and re-published in order when it answers again; subscriptions are re-established
 //! with the retry policy, resuming from the last position on backends that can.
+//!
+//! Every frame carries an id chosen by its sender ([`envelope`]); receivers deliver each id
+//! once ([`delivered`]), so a frame the bus stored although its publish failed, and that was
+//! then re-published, still reaches each client once.
 
+mod delivered;
 mod directory;
 mod envelope;
 mod presence;
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +38,9 @@ use crate::connection::{ClientEntry, CloseReason};
 use crate::hub::HubInner;
 use crate::metrics::Metrics;
 use crate::{Frame, HubError};
+use delivered::Delivered;
 use directory::Directory;
+use envelope::EnvelopeId;
 use presence::{Presence, SNAPSHOT_PART};
 
 struct Topics {
@@ -55,6 +62,10 @@ pub(crate) struct Cluster {
     metrics: Arc<Metrics>,
     retry: Arc<dyn RetryPolicy>,
     heartbeat: Duration,
+    /// Random per start of this node: with the counters below, the ids of its frames.
+    boot: u64,
+    broadcast_seq: AtomicU64,
+    unicast_seq: AtomicU64,
     /// Broadcasts waiting to be re-published after a bus failure, and how many.
     backlog_tx: mpsc::Sender<Bytes>,
     backlog_rx: Mutex<Option<mpsc::Receiver<Bytes>>>,
@@ -86,12 +97,22 @@ impl Cluster {
             metrics,
             retry: config.bus_retry.clone(),
             heartbeat: config.heartbeat_interval,
+            boot: rand::random(),
+            broadcast_seq: AtomicU64::new(0),
+            unicast_seq: AtomicU64::new(0),
             backlog_tx,
             backlog_rx: Mutex::new(Some(backlog_rx)),
             backlog_len: AtomicUsize::new(0),
             presence_tx,
             presence_rx: Mutex::new(Some(presence_rx)),
         })
+    }
+
+    fn next_id(&self, counter: &AtomicU64) -> EnvelopeId {
+        EnvelopeId {
+            boot: self.boot,
+            seq: counter.fetch_add(1, Ordering::Relaxed) + 1,
+        }
     }
 
     pub(crate) fn healthy(&self) -> bool {
@@ -140,7 +161,8 @@ impl Cluster {
             .owner(client)
             .map(str::to_owned)
             .ok_or_else(|| HubError::ClientNotFound(client.to_owned()))?;
-        let payload = envelope::encode(&self.node_id, Some(client), frame);
+        let id = self.next_id(&self.unicast_seq);
+        let payload = envelope::encode(&self.node_id, id, Some(client), frame);
         self.publish(&inbox_of(&node)?, payload, "unicast publish")
             .await
             .map_err(HubError::Bus)?;
@@ -150,7 +172,9 @@ impl Cluster {
     /// Publishes a broadcast, or keeps it for later when the bus refuses it (or when older
     /// broadcasts are still waiting, so order is kept). True when published now.
     pub(crate) async fn publish_broadcast(&self, frame: &Frame) -> bool {
-        let payload = envelope::encode(&self.node_id, None, frame);
+        // The id is in the bytes the backlog keeps: a re-publish is recognisably the same frame.
+        let id = self.next_id(&self.broadcast_seq);
+        let payload = envelope::encode(&self.node_id, id, None, frame);
         if self.backlog_len.load(Ordering::Acquire) == 0
             && self
                 .publish(&self.topics.broadcast, payload.clone(), "broadcast publish")
@@ -286,6 +310,7 @@ async fn link(
     let resume = cluster.bus.capabilities().resume;
     let mut last: Option<courier_traits::bus::Position> = None;
     let mut seen = RecentIds::new(4096);
+    let mut delivered = Delivered::new(hub.config.bus_backlog);
     let mut attempt = 0u32;
     let mut failing_since = Instant::now();
     loop {
@@ -339,7 +364,7 @@ async fn link(
                         last = message.position.clone();
                     }
                     if seen.insert(&message.id) {
-                        handle(hub, cluster, kind, message);
+                        handle(hub, cluster, kind, message, &mut delivered);
                     }
                 }
                 Some(Err(BusError::Lagged { missed })) => {
@@ -363,7 +388,13 @@ async fn link(
     }
 }
 
-fn handle(hub: &HubInner, cluster: &Cluster, kind: Link, message: Message) {
+fn handle(
+    hub: &HubInner,
+    cluster: &Cluster,
+    kind: Link,
+    message: Message,
+    delivered: &mut Delivered,
+) {
     match kind {
         Link::Broadcast | Link::Inbox => {
             let Some(env) = envelope::decode(&message.payload) else {
@@ -372,6 +403,17 @@ fn handle(hub: &HubInner, cluster: &Cluster, kind: Link, message: Message) {
             };
             if env.origin == *cluster.node_id && env.target.is_none() {
                 return; // our own broadcast: local clients already have it
+            }
+            if let Some(id) = env.id
+                && !delivered.first_delivery(&env.origin, id)
+            {
+                Metrics::inc(&hub.metrics.bus_duplicates);
+                tracing::debug!(
+                    origin = env.origin,
+                    seq = id.seq,
+                    "second copy of a frame dropped"
+                );
+                return;
             }
             let Ok(frame) = Frame::new(env.kind, env.payload) else {
                 return;
@@ -550,7 +592,8 @@ async fn heartbeat(hub: &Arc<HubInner>) {
     }
 }
 
-/// Ids of recently seen bus messages, to drop redeliveries after a resume.
+/// Ids of recently seen bus messages, to drop redeliveries after a resume (also of frames
+/// from nodes of the version before envelope ids).
 struct RecentIds {
     order: VecDeque<MessageId>,
     set: HashSet<MessageId>,

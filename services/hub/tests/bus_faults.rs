@@ -1,0 +1,196 @@
+//! The cluster when its bus misbehaves the way real backends do under faults: a publish whose
+//! answer is lost although the backend stored it ("unclear"), a message stored twice, a bus
+//! that is down for one node only, a frozen bus that answers nothing. Two hubs share one
+//! in-memory bus; one of them reaches it through [`FaultyBus`], which injects the fault.
+//! The same faults against real etcd are in the root `tests/hub_cluster.rs`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use common::{connect, next_text, until};
+use courier_hub::{Delivery, Frame, Hub, HubConfig};
+use courier_impls::memory::MemoryBus;
+use courier_traits::bus::{
+    BusCapabilities, BusError, MessageBus, Published, SubscribeFrom, Subscription, Topic,
+};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+/// What [`FaultyBus`] does to the calls through it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// Passes everything through.
+    None,
+    /// The next `n` publishes are stored, then answered with a retryable error, as when a
+    /// backend commits a write and the answer is lost (timeout, dropped connection).
+    Unclear(usize),
+    /// The next `n` publishes are stored twice, as a client library that retries a write whose
+    /// answer it lost.
+    Twice(usize),
+    /// Publishes fail without storing anything; messages arriving for this node are lost.
+    Down,
+    /// Publishes and deliveries wait until the fault changes (a frozen backend).
+    Frozen,
+}
+
+/// A real in-memory bus seen through a fault injector.
+struct FaultyBus {
+    inner: Arc<MemoryBus>,
+    fault: watch::Sender<Fault>,
+}
+
+impl FaultyBus {
+    fn new(inner: Arc<MemoryBus>) -> Arc<FaultyBus> {
+        Arc::new(FaultyBus {
+            inner,
+            fault: watch::channel(Fault::None).0,
+        })
+    }
+
+    fn set(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    fn unavailable(what: &str) -> BusError {
+        BusError::Unavailable {
+            message: format!("injected fault: {what}"),
+            source: None,
+        }
+    }
+}
+
+/// Waits while the bus is frozen; the fault in force afterwards.
+async fn unless_frozen(fault: &mut watch::Receiver<Fault>) -> Fault {
+    match fault.wait_for(|f| *f != Fault::Frozen).await {
+        Ok(f) => *f,
+        Err(_) => Fault::None,
+    }
+}
+
+#[async_trait]
+impl MessageBus for FaultyBus {
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+        let fault = unless_frozen(&mut self.fault.subscribe()).await;
+        match fault {
+            Fault::None | Fault::Frozen => self.inner.publish(topic, payload).await,
+            Fault::Down => Err(FaultyBus::unavailable("bus down")),
+            Fault::Unclear(n) => {
+                self.set(if n > 1 {
+                    Fault::Unclear(n - 1)
+                } else {
+                    Fault::None
+                });
+                self.inner.publish(topic, payload).await?;
+                Err(FaultyBus::unavailable("answer lost after the write"))
+            }
+            Fault::Twice(n) => {
+                self.set(if n > 1 {
+                    Fault::Twice(n - 1)
+                } else {
+                    Fault::None
+                });
+                self.inner.publish(topic, payload.clone()).await?;
+                self.inner.publish(topic, payload).await
+            }
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &Topic,
+        from: SubscribeFrom,
+    ) -> Result<Subscription, BusError> {
+        if unless_frozen(&mut self.fault.subscribe()).await == Fault::Down {
+            return Err(FaultyBus::unavailable("bus down"));
+        }
+        let fault = self.fault.subscribe();
+        let inner = self.inner.subscribe(topic, from).await?;
+        Ok(inner
+            .filter_map(move |item| {
+                let mut fault = fault.clone();
+                async move { (unless_frozen(&mut fault).await != Fault::Down).then_some(item) }
+            })
+            .boxed())
+    }
+
+    fn capabilities(&self) -> BusCapabilities {
+        self.inner.capabilities()
+    }
+
+    async fn close(&self) -> Result<(), BusError> {
+        self.inner.close().await
+    }
+}
+
+fn config(node: &str) -> HubConfig {
+    HubConfig {
+        node_id: node.into(),
+        heartbeat_interval: Duration::from_millis(100),
+        ..HubConfig::default()
+    }
+}
+
+/// Hub `a` behind a [`FaultyBus`], hub `b` directly on the same in-memory bus.
+async fn two_hubs() -> (Hub, Arc<FaultyBus>, Hub) {
+    let shared = Arc::new(MemoryBus::new());
+    let faulty = FaultyBus::new(shared.clone());
+    let a = Hub::new(Some(faulty.clone()), config("a"))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(shared), config("b")).await.expect("hub b");
+    (a, faulty, b)
+}
+
+#[tokio::test]
+async fn a_broadcast_whose_publish_was_unclear_reaches_every_client_once() {
+    let (a, faulty, b) = two_hubs().await;
+    let mut on_a = connect(&a, "a1").await;
+    let mut on_b = [connect(&b, "b1").await, connect(&b, "b2").await];
+    until("presence", || {
+        a.client_count() == 3 && b.client_count() == 3
+    })
+    .await;
+
+    faulty.set(Fault::Unclear(1));
+    let report = a.broadcast(Frame::text("once")).await.expect("broadcast");
+    assert!(!report.published, "the publish was answered with an error");
+    // The backlog re-publishes it though the bus already had the first copy. A later
+    // broadcast goes out after the re-publish (the backlog keeps order): it marks the end.
+    a.broadcast(Frame::text("after")).await.expect("broadcast");
+    for client in on_b.iter_mut().chain([&mut on_a]) {
+        assert_eq!(next_text(client).await, "once");
+        assert_eq!(next_text(client).await, "after", "delivered exactly once");
+    }
+    assert_eq!(
+        courier_hub::Metrics::get(&b.metrics().bus_duplicates),
+        1,
+        "the bus did hold two copies"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_unicast_the_bus_stored_twice_reaches_its_client_once() {
+    let (a, faulty, b) = two_hubs().await;
+    let mut target = connect(&b, "b1").await;
+    until("presence", || a.client_count() == 1).await;
+
+    faulty.set(Fault::Twice(1));
+    let delivery = a.push("b1", Frame::text("once")).await.expect("push");
+    assert_eq!(delivery, Delivery::Remote { node: "b".into() });
+    a.push("b1", Frame::text("after")).await.expect("push");
+    assert_eq!(next_text(&mut target).await, "once");
+    assert_eq!(
+        next_text(&mut target).await,
+        "after",
+        "delivered exactly once"
+    );
+    assert_eq!(courier_hub::Metrics::get(&b.metrics().bus_duplicates), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+}
