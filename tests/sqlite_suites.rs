@@ -3,11 +3,14 @@
 use async_trait::async_trait;
 use courier::impls::sqlite::SqliteStreamStorage;
 use courier::storage::{
-    AppendRequest, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, Offset, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName,
+    StreamStorage, WaitOutcome,
 };
 use courier_testkit::suites::StorageFactory;
+use std::time::Duration;
 
-/// Every `connect` opens the same database file: instances share the data (not the wake-ups).
+/// Every `connect` opens the same database file: instances share the data, and wake each
+/// other's waits only through the file (each has its own in-process wake-ups).
 struct SqliteFactory {
     dir: tempfile::TempDir,
 }
@@ -36,7 +39,7 @@ mod sqlite_storage {
     courier_testkit::storage_suite!(
         factory = SqliteFactory::new(),
         durable = true,
-        shared = false,
+        shared = true,
         ttl = true,
         producers = true,
         forks = true,
@@ -287,4 +290,130 @@ async fn appends_to_many_streams_in_one_batch() {
             courier::impls::rules::index_offset::encode(3)
         );
     }
+}
+
+/// A wait on `store` for data after `after`, with a 30 s timeout, in a task.
+fn spawn_wait(
+    store: &SqliteStreamStorage,
+    name: &StreamName,
+    after: Offset,
+) -> tokio::task::JoinHandle<Result<WaitOutcome, StorageError>> {
+    let (store, name) = (store.clone(), name.clone());
+    tokio::spawn(async move { store.wait(&name, &after, Duration::from_secs(30)).await })
+}
+
+/// The waiter's result, which must come within 1 s (a 30th of its timeout).
+async fn within_a_second(
+    what: &str,
+    waiter: tokio::task::JoinHandle<Result<WaitOutcome, StorageError>>,
+) -> Result<WaitOutcome, StorageError> {
+    tokio::time::timeout(Duration::from_secs(1), waiter)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not woken within 1 s (wait timeout 30 s)"))
+        .expect("task")
+}
+
+/// Instances opened separately on one file (each with its own in-process wake-ups, like two
+/// processes): an append, a close and a delete through one end a wait on the other within 1 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_through_another_instance_wake_a_wait() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let a = SqliteStreamStorage::open(&path).await.expect("open a");
+    let b = SqliteStreamStorage::open(&path).await.expect("open b");
+    let name = StreamName::new("cross").expect("valid");
+    let config = || StreamConfig::with_content_type("text/plain");
+    a.create(&name, config(), vec![]).await.expect("create");
+
+    // The wait is asleep before the append.
+    let waiter = spawn_wait(&a, &name, a.head(&name).await.expect("head").next_offset);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    b.append(&name, AppendRequest::record("one"))
+        .await
+        .expect("append");
+    let outcome = within_a_second("append through b", waiter).await;
+    assert_eq!(outcome.expect("wait"), WaitOutcome::Ready);
+
+    // The append races the wait's start.
+    let waiter = spawn_wait(&a, &name, a.head(&name).await.expect("head").next_offset);
+    b.append(&name, AppendRequest::record("two"))
+        .await
+        .expect("append");
+    let outcome = within_a_second("append racing the wait", waiter).await;
+    assert_eq!(outcome.expect("wait"), WaitOutcome::Ready);
+
+    let waiter = spawn_wait(&a, &name, a.head(&name).await.expect("head").next_offset);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.append(&name, AppendRequest::close_only())
+        .await
+        .expect("close");
+    let outcome = within_a_second("close through b", waiter).await;
+    assert_eq!(outcome.expect("wait"), WaitOutcome::Closed);
+
+    let other = StreamName::new("deleted").expect("valid");
+    a.create(&other, config(), vec![]).await.expect("create");
+    let waiter = spawn_wait(&a, &other, a.head(&other).await.expect("head").next_offset);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    b.delete(&other).await.expect("delete");
+    let outcome = within_a_second("delete through b", waiter).await;
+    assert!(
+        matches!(outcome, Err(StorageError::NotFound { .. })),
+        "{outcome:?}"
+    );
+}
+
+/// Set in the child process of [`append_in_another_process_wakes_a_wait`]: the database file
+/// to append to.
+const CHILD_APPEND_ENV: &str = "COURIER_TEST_SQLITE_CHILD_APPEND";
+
+/// Two real processes on one file: an append made by a child process wakes a wait here within
+/// 1 s of the child's exit (the wait's timeout is 30 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn append_in_another_process_wakes_a_wait() {
+    let name = StreamName::new("processes").expect("valid");
+    if let Ok(path) = std::env::var(CHILD_APPEND_ENV) {
+        // The child: append once and exit.
+        let store = SqliteStreamStorage::open(&path).await.expect("child open");
+        store
+            .append(&name, AppendRequest::record("from the child"))
+            .await
+            .expect("child append");
+        store.close().await;
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let store = SqliteStreamStorage::open(&path).await.expect("open");
+    let tail = store
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create")
+        .info()
+        .next_offset
+        .clone();
+    let waiter = spawn_wait(&store, &name, tail);
+    let exe = std::env::current_exe().expect("test binary");
+    let child = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(exe)
+            .args(["--exact", "append_in_another_process_wakes_a_wait"])
+            .env(CHILD_APPEND_ENV, &path)
+            .output()
+    });
+    let output = tokio::time::timeout(Duration::from_secs(20), child)
+        .await
+        .expect("the child finishes within 20 s")
+        .expect("task")
+        .expect("run the child");
+    assert!(
+        output.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let outcome = within_a_second("append in another process", waiter).await;
+    assert_eq!(outcome.expect("wait"), WaitOutcome::Ready);
+    let batch = store
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    assert_eq!(&batch.records[0].data[..], b"from the child");
 }

@@ -8,22 +8,28 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Waiters by stream; entries go away when their last waiter does.
 #[derive(Default)]
 pub(crate) struct Wakers {
     streams: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Signalled on every subscription, so a poller can sleep while nobody waits.
+    subscribed: Notify,
 }
 
 impl Wakers {
     /// A receiver that changes on every later [`Wakers::wake`] of `name`.
     pub(crate) fn subscribe(&self, name: &str) -> watch::Receiver<u64> {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams
-            .entry(name.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+        let receiver = {
+            let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+            streams
+                .entry(name.to_owned())
+                .or_insert_with(|| watch::channel(0).0)
+                .subscribe()
+        };
+        self.subscribed.notify_one();
+        receiver
     }
 
     /// Wakes every waiter of `name` (and forgets streams nobody waits on any more).
@@ -48,6 +54,23 @@ impl Wakers {
         for sender in streams.values() {
             sender.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+}
+
+impl Wakers {
+    /// The streams somebody waits on now (and forgets the others).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) fn waited(&self) -> Vec<String> {
+        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        streams.retain(|_, sender| sender.receiver_count() > 0);
+        streams.keys().cloned().collect()
+    }
+
+    /// Returns after the next [`Wakers::subscribe`] (at once if one happened since the last
+    /// call), so a poller seeing no waiters can sleep until one comes.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) async fn next_subscription(&self) {
+        self.subscribed.notified().await;
     }
 }
 

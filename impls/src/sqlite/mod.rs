@@ -3,9 +3,12 @@
 //! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
 //! survives a crash or power loss. Appends run in `BEGIN IMMEDIATE` transactions: records,
 //! producer state and the close flag commit together. `wait` is woken in process after each
-//! commit; separate processes sharing one file are not woken (the storage is not `shared`).
+//! commit; commits by other processes (or other instances) on the same file are noticed by
+//! polling `PRAGMA data_version` while someone waits (`change_watch.rs`), so the storage is
+//! `shared` by every process on one host that opens the file.
 
 mod batch_append;
+mod change_watch;
 mod row;
 mod schema;
 mod writer;
@@ -35,6 +38,7 @@ use crate::sql_model::{
     wait_on_row,
 };
 use crate::wakers::Wakers;
+use change_watch::ChangeWatch;
 use row::{
     StreamRow, encode_expiry, expired_names, load, load_live, now_ms, remove, requested_key,
 };
@@ -52,6 +56,9 @@ pub struct SqliteConfig {
     pub fsync_every_commit: bool,
     /// How long a writer waits for the file lock before failing with a retryable error.
     pub busy_timeout: Duration,
+    /// While someone waits, how often to check for commits made by other processes on the
+    /// same file: the longest delay before such an append wakes a waiter here.
+    pub change_poll_interval: Duration,
 }
 
 impl Default for SqliteConfig {
@@ -61,6 +68,7 @@ impl Default for SqliteConfig {
             max_connections: 4,
             fsync_every_commit: true,
             busy_timeout: Duration::from_secs(10),
+            change_poll_interval: Duration::from_millis(50),
         }
     }
 }
@@ -85,6 +93,7 @@ pub struct SqliteStreamStorage {
     config: SqliteConfig,
     last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
     writer: Writer,
+    change_watch: Arc<ChangeWatch>,
 }
 
 /// Maps a database error: contention and I/O are retryable, the rest is not.
@@ -158,17 +167,26 @@ impl SqliteStreamStorage {
         schema::migrate(&pool).await.map_err(db_error)?;
         // All writes go through one connection that commits them in batches (group commit).
         let writer = Writer::start(options.connect().await.map_err(db_error)?);
+        let wakers = Arc::<Wakers>::default();
+        let change_watch = ChangeWatch::start(
+            options.connect().await.map_err(db_error)?,
+            wakers.clone(),
+            config.change_poll_interval,
+        );
         Ok(SqliteStreamStorage {
             pool,
-            wakers: Arc::default(),
+            wakers,
             config,
             last_sweep_ms: Arc::default(),
             writer,
+            change_watch: Arc::new(change_watch),
         })
     }
 
-    /// Closes the pool; later calls fail with a retryable error.
+    /// Closes the pool and stops watching for other processes' commits; later calls fail
+    /// with a retryable error.
     pub async fn close(&self) {
+        self.change_watch.stop();
         self.pool.close().await;
     }
 
@@ -482,6 +500,7 @@ impl StreamStorage for SqliteStreamStorage {
     fn capabilities(&self) -> StorageCapabilities {
         StorageCapabilities {
             durable: true,
+            shared: true,
             ttl: true,
             producers: true,
             forks: true,
