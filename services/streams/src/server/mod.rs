@@ -1,5 +1,9 @@
 //! The Durable Streams HTTP server over any [`StreamStorage`].
 //!
+//! Limits beyond the protocol: a JSON-mode message may nest arrays and objects at most 64
+//! levels deep (deeper gets 400), and a request body sent with a transfer coding other than
+//! `chunked` gets 501 (RFC 9112 §6.1).
+//!
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
 //! use std::sync::Arc;
@@ -23,6 +27,7 @@ mod reply;
 mod request;
 mod security;
 mod sse;
+mod transfer_coding;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,6 +120,7 @@ impl StreamsServer {
             .route("/v1/stream/{*name}", streams)
             .route("/health", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(limit))
+            .layer(axum::middleware::from_fn(transfer_coding::only_chunked))
             .layer(axum::middleware::from_fn(security::headers))
             .with_state(self.state.clone())
     }

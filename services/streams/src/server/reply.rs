@@ -87,6 +87,8 @@ pub(crate) enum Failure {
     BadRequest(String),
     /// Not a stream path.
     NotFound(String),
+    /// The request uses an HTTP feature this server does not implement.
+    NotImplemented(String),
     /// The storage refused or failed.
     Storage(StorageError, Operation),
 }
@@ -118,6 +120,7 @@ impl IntoResponse for Failure {
         let (status, message, reply) = match self {
             Failure::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
             Failure::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
+            Failure::NotImplemented(m) => (StatusCode::NOT_IMPLEMENTED, m, None),
             Failure::Storage(e, op) => {
                 let mut status = e.http_status();
                 // A name kept for a deleted stream's forks cannot be created again: a conflict.
