@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use courier::bus::{MessageBus, SubscribeFrom, Topic};
-use courier::impls::etcd::{EtcdBus, EtcdBusConfig};
+use courier::impls::etcd::proto::etcdserverpb::PutRequest;
+use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient};
 use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
 use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
 use courier::impls::redis::{RedisBus, RedisBusConfig, RedisStorageConfig, RedisStreamStorage};
@@ -366,17 +367,17 @@ fn bus_benches(c: &mut Criterion) {
         );
     }
     let client = rt
-        .block_on(etcd_client::Client::connect(&endpoints, None))
+        .block_on(EtcdClient::connect(&endpoints, Duration::from_secs(5)))
         .expect("raw etcd");
     group.bench_function(BenchmarkId::new("publish_raw/etcd", "100B"), |b| {
         b.to_async(&rt).iter(|| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .put("bench/raw", vec![b'x'; 132], None)
-                    .await
-                    .expect("put")
-            }
+            let request = PutRequest {
+                key: b"bench/raw".to_vec(),
+                value: vec![b'x'; 132],
+                ..PutRequest::default()
+            };
+            let mut kv = client.kv();
+            async move { kv.put(request).await.expect("put") }
         })
     });
     group.finish();

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
-use courier::impls::etcd::{EtcdBus, EtcdBusConfig, revision_of};
+use courier::impls::etcd::proto::etcdserverpb::{
+    CompactionRequest, LeaseLeasesRequest, RangeRequest,
+};
+use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient, revision_of};
 use courier_testkit::fixtures::{Etcd, Mode, SharedFixture, unique_prefix};
 use courier_testkit::suites::BusFactory;
 use futures::StreamExt;
@@ -26,6 +29,13 @@ impl EtcdFactory {
             endpoints,
             prefix: format!("courier-test/{}", unique_prefix()),
         }
+    }
+
+    /// A plain etcd client, for what the bus does not offer (listing leases, compacting).
+    async fn raw_client(&self) -> EtcdClient {
+        EtcdClient::connect(&self.endpoints, Duration::from_secs(5))
+            .await
+            .expect("etcd client")
     }
 
     fn config(&self) -> EtcdBusConfig {
@@ -67,11 +77,10 @@ mod etcd_bus {
     );
 }
 
-async fn lease_count(endpoints: &[String]) -> usize {
-    let mut client = etcd_client::Client::connect(endpoints, None)
-        .await
-        .expect("client");
-    client.leases().await.expect("list leases").leases().len()
+async fn lease_count(factory: &EtcdFactory) -> usize {
+    let client = factory.raw_client().await;
+    let leases = client.lease().lease_leases(LeaseLeasesRequest {}).await;
+    leases.expect("list leases").into_inner().leases.len()
 }
 
 #[tokio::test]
@@ -80,7 +89,7 @@ async fn one_lease_per_bus_not_per_message() {
     if factory.etcd.lock().await.mode() == Mode::Env {
         return; // a shared server's lease count moves with other tests
     }
-    let before = lease_count(&factory.endpoints).await;
+    let before = lease_count(&factory).await;
     let bus = factory.connect().await;
     let topic = Topic::new("leases").expect("valid");
     for i in 0..20 {
@@ -89,13 +98,13 @@ async fn one_lease_per_bus_not_per_message() {
             .expect("publish");
     }
     assert_eq!(
-        lease_count(&factory.endpoints).await,
+        lease_count(&factory).await,
         before + 1,
         "one lease for the bus, whatever the message count"
     );
     bus.close().await.expect("close");
     assert_eq!(
-        lease_count(&factory.endpoints).await,
+        lease_count(&factory).await,
         before,
         "close revokes the lease"
     );
@@ -114,11 +123,13 @@ async fn resuming_from_a_compacted_revision_is_an_explicit_error() {
             .await
             .expect("publish");
     }
-    let mut client = etcd_client::Client::connect(&factory.endpoints, None)
-        .await
-        .expect("client");
+    let client = factory.raw_client().await;
     let last_revision = revision_of(last.position.as_ref().expect("position")).expect("revision");
-    client.compact(last_revision, None).await.expect("compact");
+    let compaction = CompactionRequest {
+        revision: last_revision,
+        physical: false,
+    };
+    client.kv().compact(compaction).await.expect("compact");
     let from = SubscribeFrom::After(first.position.expect("position"));
     match bus.subscribe(&topic, from).await {
         Err(BusError::PositionUnavailable { reason, .. }) => {
@@ -145,13 +156,15 @@ async fn frames_expire_with_the_lease_but_stay_in_history() {
         .await
         .expect("publish");
     bus.close().await.expect("close revokes the lease");
-    let mut client = etcd_client::Client::connect(&factory.endpoints, None)
-        .await
-        .expect("client");
+    let client = factory.raw_client().await;
     let key = format!("{}/expiring", factory.prefix);
-    let current = client.get(key.as_bytes(), None).await.expect("get");
+    let read = RangeRequest {
+        key: key.into_bytes(),
+        ..RangeRequest::default()
+    };
+    let current = client.kv().range(read).await.expect("get").into_inner();
     assert!(
-        current.kvs().is_empty(),
+        current.kvs.is_empty(),
         "the frame left the key space with its lease"
     );
     // A new bus can still replay it from history by position.

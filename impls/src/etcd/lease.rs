@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use courier_traits::bus::BusError;
-use etcd_client::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::client::EtcdClient;
 use super::errors::bus_error;
+use super::proto::etcdserverpb::{LeaseGrantRequest, LeaseKeepAliveRequest};
 
 /// The current lease id, shared by the publisher and the keep-alive task.
 #[derive(Clone)]
@@ -20,7 +21,7 @@ pub(super) struct Lease {
 impl Lease {
     /// Grants a lease and starts keeping it alive until `stop` is cancelled.
     pub(super) async fn grant(
-        client: &Client,
+        client: &EtcdClient,
         ttl: Duration,
         stop: CancellationToken,
     ) -> Result<Lease, BusError> {
@@ -38,20 +39,30 @@ impl Lease {
     }
 
     /// Replaces the lease with a new one (after it expired while etcd was unreachable).
-    pub(super) async fn regrant(&self, client: &Client) -> Result<i64, BusError> {
-        let ttl = self.ttl.as_secs().max(1) as i64;
+    pub(super) async fn regrant(&self, client: &EtcdClient) -> Result<i64, BusError> {
+        let request = LeaseGrantRequest {
+            ttl: self.ttl.as_secs().max(1) as i64,
+            id: 0, // etcd picks the id
+        };
         let granted = client
-            .clone()
-            .lease_grant(ttl, None)
+            .lease()
+            .lease_grant(request)
             .await
-            .map_err(|e| bus_error("lease grant", e))?;
-        self.id.store(granted.id(), Ordering::Release);
-        Ok(granted.id())
+            .map_err(|e| bus_error("lease grant", e))?
+            .into_inner();
+        if !granted.error.is_empty() {
+            return Err(BusError::Backend {
+                message: format!("etcd lease grant: {}", granted.error),
+                source: None,
+            });
+        }
+        self.id.store(granted.id, Ordering::Release);
+        Ok(granted.id)
     }
 
     /// Refreshes the lease every third of its TTL; on failure retries every second and, if the
     /// lease is gone, grants a new one. Stops when `stop` is cancelled.
-    async fn keep_alive(self, client: Client, stop: CancellationToken) {
+    async fn keep_alive(self, client: EtcdClient, stop: CancellationToken) {
         let period = (self.ttl / 3).max(Duration::from_millis(500));
         loop {
             let pause = match self.refresh_once(&client).await {
@@ -68,23 +79,23 @@ impl Lease {
         }
     }
 
-    async fn refresh_once(&self, client: &Client) -> Result<(), BusError> {
-        let (mut keeper, mut responses) = client
-            .clone()
-            .lease_keep_alive(self.id())
+    /// One keep-alive exchange on a stream of its own: etcd answers each request before it
+    /// reads the end of the request stream, so one request and one response.
+    async fn refresh_once(&self, client: &EtcdClient) -> Result<(), BusError> {
+        let request = LeaseKeepAliveRequest { id: self.id() };
+        let mut responses = client
+            .lease()
+            .lease_keep_alive(futures::stream::iter([request]))
             .await
-            .map_err(|e| bus_error("lease keep-alive", e))?;
-        keeper
-            .keep_alive()
-            .await
-            .map_err(|e| bus_error("lease keep-alive", e))?;
+            .map_err(|e| bus_error("lease keep-alive", e))?
+            .into_inner();
         match responses
             .message()
             .await
             .map_err(|e| bus_error("lease keep-alive", e))?
         {
             // A TTL of 0 means the lease no longer exists.
-            Some(response) if response.ttl() > 0 => Ok(()),
+            Some(response) if response.ttl > 0 => Ok(()),
             _ => self.regrant(client).await.map(|_| ()),
         }
     }

@@ -10,9 +10,14 @@
 //!   [`BusError::PositionUnavailable`], never skipped silently.
 //! * **Backpressure**: each subscription buffers `subscriber_buffer` messages; a subscriber
 //!   further behind gets [`BusError::Lagged`] with the count it lost.
+//!
+//! The bus talks to etcd through [`EtcdClient`], a gRPC channel with etcd's generated clients
+//! ([`proto`], checked in: building needs no `protoc`).
 
+mod client;
 mod errors;
 mod lease;
+pub mod proto;
 mod watcher;
 
 use std::time::Duration;
@@ -23,12 +28,13 @@ use courier_traits::bus::{
     BusCapabilities, BusError, MessageBus, MessageId, Position, Published, SubscribeFrom,
     Subscription, Topic,
 };
-use etcd_client::{Client, ConnectOptions, PutOptions};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::frame;
+pub use client::EtcdClient;
 use errors::{bus_error, is_lease_not_found};
 use lease::Lease;
+use proto::etcdserverpb::{LeaseRevokeRequest, PutRequest};
 
 /// Settings of an [`EtcdBus`].
 #[derive(Clone, Debug)]
@@ -71,7 +77,7 @@ impl Default for EtcdBusConfig {
 /// # Ok(()) }
 /// ```
 pub struct EtcdBus {
-    client: Client,
+    client: EtcdClient,
     config: EtcdBusConfig,
     lease: Lease,
     /// Cancelled on close, and when the bus is dropped: stops the lease and watch tasks.
@@ -93,13 +99,7 @@ impl EtcdBus {
             )
             .into());
         }
-        let options = ConnectOptions::new()
-            .with_connect_timeout(config.request_timeout)
-            .with_timeout(config.request_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
-        let client = Client::connect(endpoints, Some(options))
-            .await
-            .map_err(|e| bus_error("connect", e))?;
+        let client = EtcdClient::connect(endpoints, config.request_timeout).await?;
         let stop = CancellationToken::new();
         let lease = Lease::grant(&client, config.lease_ttl, stop.clone()).await?;
         let guard = stop.clone().drop_guard();
@@ -124,10 +124,15 @@ impl EtcdBus {
         }
     }
 
-    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, etcd_client::Error> {
-        let options = PutOptions::new().with_lease(self.lease.id());
-        let response = self.client.clone().put(key, value, Some(options)).await?;
-        Ok(response.header().map(|h| h.revision()).unwrap_or_default())
+    async fn put(&self, key: Vec<u8>, value: Vec<u8>) -> Result<i64, tonic::Status> {
+        let request = PutRequest {
+            key,
+            value,
+            lease: self.lease.id(),
+            ..PutRequest::default()
+        };
+        let response = self.client.kv().put(request).await?.into_inner();
+        Ok(response.header.map(|h| h.revision).unwrap_or_default())
     }
 }
 
@@ -199,7 +204,10 @@ impl MessageBus for EtcdBus {
         if !self.stop.is_cancelled() {
             self.stop.cancel();
             // Best effort: frames expire with the lease's TTL anyway.
-            let _ = self.client.clone().lease_revoke(self.lease.id()).await;
+            let request = LeaseRevokeRequest {
+                id: self.lease.id(),
+            };
+            let _ = self.client.lease().lease_revoke(request).await;
         }
         Ok(())
     }

@@ -10,10 +10,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_traits::bus::{BusError, Message, Position, Subscription, Topic};
-use etcd_client::{Client, EventType, GetOptions, WatchOptions, WatchResponse, WatchStream};
+use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 
-use super::errors::bus_error;
+use super::client::EtcdClient;
+use super::errors::{bus_error, stream_ended};
+use super::proto::etcdserverpb::watch_request::RequestUnion;
+use super::proto::etcdserverpb::{RangeRequest, WatchCreateRequest, WatchRequest, WatchResponse};
+use super::proto::mvccpb::event::EventType;
 use crate::frame;
 use crate::outbox::Outbox;
 
@@ -41,40 +46,55 @@ pub(super) fn parse_position(position: &Position) -> Result<i64, BusError> {
 /// has created it, so any put after this returns is seen. Returns the watch and the first
 /// revision it will deliver.
 async fn open(
-    client: &Client,
+    client: &EtcdClient,
     key: &[u8],
     start: Option<i64>,
-) -> Result<(WatchStream, i64), BusError> {
-    let mut options = WatchOptions::new();
+) -> Result<(Streaming<WatchResponse>, i64), BusError> {
     if let Some(revision) = start {
         check_not_compacted(client, key, revision).await?;
-        options = options.with_start_revision(revision);
     }
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: key.to_vec(),
+            start_revision: start.unwrap_or(0), // 0: from the next revision
+            ..WatchCreateRequest::default()
+        })),
+    };
+    // The request side stays open as long as the watch: it ends when the response stream is
+    // dropped (the subscription's task stops), never before.
+    let requests = futures::stream::iter([create]).chain(futures::stream::pending());
     let mut stream = client
-        .clone()
-        .watch(key.to_vec(), Some(options))
+        .watch()
+        .watch(requests)
         .await
-        .map_err(|e| bus_error("watch", e))?;
+        .map_err(|e| bus_error("watch", e))?
+        .into_inner();
     let created = stream
         .message()
         .await
         .map_err(|e| bus_error("watch", e))?
-        .ok_or_else(|| BusError::Unavailable {
-            message: "etcd closed the watch before creating it".into(),
-            source: None,
-        })?;
+        .ok_or_else(|| stream_ended("watch"))?;
     check_cancelled(&created, start)?;
-    let next = start.unwrap_or_else(|| created.header().map(|h| h.revision()).unwrap_or(0) + 1);
+    let next = start.unwrap_or_else(|| created.header.map(|h| h.revision).unwrap_or(0) + 1);
     Ok((stream, next))
 }
 
 /// etcd confirms a watch on a compacted revision as created and cancels it only afterwards,
 /// so ask first: a read at `revision` fails with "compacted" if history before it is gone.
-async fn check_not_compacted(client: &Client, key: &[u8], revision: i64) -> Result<(), BusError> {
-    let options = GetOptions::new().with_revision(revision).with_count_only();
-    match client.clone().get(key.to_vec(), Some(options)).await {
+async fn check_not_compacted(
+    client: &EtcdClient,
+    key: &[u8],
+    revision: i64,
+) -> Result<(), BusError> {
+    let request = RangeRequest {
+        key: key.to_vec(),
+        revision,
+        count_only: true,
+        ..RangeRequest::default()
+    };
+    match client.kv().range(request).await {
         Ok(_) => Ok(()),
-        Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("compacted") => {
+        Err(status) if status.message().contains("compacted") => {
             Err(BusError::PositionUnavailable {
                 position: position(revision - 1),
                 reason: format!(
@@ -84,37 +104,33 @@ async fn check_not_compacted(client: &Client, key: &[u8], revision: i64) -> Resu
             })
         }
         // A revision in the future is fine: the watch waits for it.
-        Err(etcd_client::Error::GRpcStatus(status))
-            if status.message().contains("future revision") =>
-        {
-            Ok(())
-        }
+        Err(status) if status.message().contains("future revision") => Ok(()),
         Err(e) => Err(bus_error("get", e)),
     }
 }
 
 fn check_cancelled(response: &WatchResponse, start: Option<i64>) -> Result<(), BusError> {
-    if !response.canceled() {
+    if !response.canceled {
         return Ok(());
     }
-    if response.compact_revision() > 0 {
+    if response.compact_revision > 0 {
         return Err(BusError::PositionUnavailable {
             position: position(start.unwrap_or_default().saturating_sub(1)),
             reason: format!(
                 "etcd compacted history up to revision {}",
-                response.compact_revision()
+                response.compact_revision
             ),
         });
     }
     Err(BusError::Backend {
-        message: format!("etcd cancelled the watch: {}", response.cancel_reason()),
+        message: format!("etcd cancelled the watch: {}", response.cancel_reason),
         source: None,
     })
 }
 
 /// Starts a subscription on `topic` (key `key`) from `start`.
 pub(super) async fn subscribe(
-    client: Client,
+    client: EtcdClient,
     key: Vec<u8>,
     topic: Topic,
     start: Option<i64>,
@@ -135,7 +151,7 @@ pub(super) async fn subscribe(
 }
 
 struct Forwarder {
-    client: Client,
+    client: EtcdClient,
     key: Vec<u8>,
     topic: Topic,
     /// The first revision not yet delivered (or dropped as lag).
@@ -150,7 +166,7 @@ enum Step {
 }
 
 impl Forwarder {
-    async fn run(mut self, mut watch: WatchStream, stop: CancellationToken) {
+    async fn run(mut self, mut watch: Streaming<WatchResponse>, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         loop {
             // A clone, so waiting on it does not borrow `self` (another branch needs it mutably).
@@ -210,24 +226,24 @@ impl Forwarder {
                 Step::Reconnect
             };
         }
-        for event in response.events() {
-            let Some(kv) = event.kv() else { continue };
-            if kv.mod_revision() < self.next {
+        for event in &response.events {
+            let Some(kv) = &event.kv else { continue };
+            if kv.mod_revision < self.next {
                 continue; // already delivered before a reconnect
             }
-            self.next = kv.mod_revision() + 1;
-            if event.event_type() != EventType::Put {
+            self.next = kv.mod_revision + 1;
+            if event.r#type() != EventType::Put {
                 continue; // lease expiry deletes the key; that is not a message
             }
-            let Some((id, payload)) = frame::decode(kv.value()) else {
-                tracing::warn!(topic = %self.topic, revision = kv.mod_revision(), "skipping a value that is not a Courier frame");
+            let Some((id, payload)) = frame::decode(&kv.value) else {
+                tracing::warn!(topic = %self.topic, revision = kv.mod_revision, "skipping a value that is not a Courier frame");
                 continue;
             };
             let message = Message {
                 id,
                 topic: self.topic.clone(),
                 payload: Bytes::copy_from_slice(payload),
-                position: Some(position(kv.mod_revision())),
+                position: Some(position(kv.mod_revision)),
             };
             self.outbox.deliver(message);
         }

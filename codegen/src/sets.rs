@@ -1,0 +1,33 @@
+//! Every set of .proto files whose generated Rust code is checked in. A new gRPC API (the
+//! broker's Danube protos, say) is one more entry here, then `courier-codegen write`.
+
+/// One protoc run: some .proto files and where their generated code lives.
+pub(crate) struct ProtoSet {
+    /// Names the set in messages and in the generated files' headers.
+    pub(crate) name: &'static str,
+    /// The .proto files to compile, relative to the workspace root.
+    pub(crate) protos: &'static [&'static str],
+    /// Import roots (`-I`), relative to the workspace root.
+    pub(crate) includes: &'static [&'static str],
+    /// Where the generated files are checked in, relative to the workspace root. The directory
+    /// holds generated files only: `check` reports any other file in it, `write` removes it.
+    pub(crate) out_dir: &'static str,
+    /// Generate gRPC client stubs.
+    pub(crate) client: bool,
+    /// Generate gRPC server traits.
+    pub(crate) server: bool,
+}
+
+/// The proto sets, in the order they are generated.
+pub(crate) const PROTO_SETS: &[ProtoSet] = &[ProtoSet {
+    name: "etcd",
+    protos: &[
+        "impls/proto/etcd/api/etcdserverpb/rpc.proto",
+        "impls/proto/etcd/api/mvccpb/kv.proto",
+    ],
+    includes: &["impls/proto"],
+    out_dir: "impls/src/etcd/proto",
+    // The etcd bus is a client of etcd, never a server.
+    client: true,
+    server: false,
+}];
