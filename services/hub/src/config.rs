@@ -24,7 +24,8 @@ pub struct HubConfig {
     pub max_message_bytes: usize,
     /// This node's id in a cluster (topic-safe: letters, digits, `-`, `_`). Random if empty.
     pub node_id: String,
-    /// How often a cluster node announces itself; nodes silent for 3 intervals are forgotten.
+    /// How often a cluster node announces itself; nodes silent for 3 intervals (while this
+    /// node's own bus works) are forgotten.
     pub heartbeat_interval: Duration,
     /// Broadcasts kept for re-publishing while the bus is down.
     pub bus_backlog: usize,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use common::{connect, next_text, until};
-use courier_hub::{Delivery, Frame, Hub, HubConfig};
+use courier_hub::{Delivery, Frame, Hub, HubConfig, HubError};
 use courier_impls::memory::MemoryBus;
 use courier_traits::bus::{
     BusCapabilities, BusError, MessageBus, Published, SubscribeFrom, Subscription, Topic,
@@ -134,15 +134,19 @@ fn config(node: &str) -> HubConfig {
     }
 }
 
-/// Hub `a` behind a [`FaultyBus`], hub `b` directly on the same in-memory bus.
-async fn two_hubs() -> (Hub, Arc<FaultyBus>, Hub) {
+/// Hub `a` behind a [`FaultyBus`], hub `b` (with `b_config`) directly on the same bus.
+async fn two_hubs_with(b_config: HubConfig) -> (Hub, Arc<FaultyBus>, Hub) {
     let shared = Arc::new(MemoryBus::new());
     let faulty = FaultyBus::new(shared.clone());
     let a = Hub::new(Some(faulty.clone()), config("a"))
         .await
         .expect("hub a");
-    let b = Hub::new(Some(shared), config("b")).await.expect("hub b");
+    let b = Hub::new(Some(shared), b_config).await.expect("hub b");
     (a, faulty, b)
+}
+
+async fn two_hubs() -> (Hub, Arc<FaultyBus>, Hub) {
+    two_hubs_with(config("b")).await
 }
 
 #[tokio::test]
@@ -193,4 +197,62 @@ async fn a_unicast_the_bus_stored_twice_reaches_its_client_once() {
     assert_eq!(courier_hub::Metrics::get(&b.metrics().bus_duplicates), 1);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// A push is `Bus` (503) or goes through; never `ClientNotFound` for a client that stayed.
+fn not_lost(result: &Result<Delivery, HubError>) -> bool {
+    !matches!(result, Err(HubError::ClientNotFound(_)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn while_its_bus_is_down_a_node_keeps_remote_clients_and_answers_bus_unavailable() {
+    // b's heartbeats come at 250 ms, within a's limit of 3 x 100 ms, and out of step with a's
+    // ticks: after the outage, a ticks before b's next heartbeat reaches it.
+    let (a, faulty, b) = two_hubs_with(HubConfig {
+        heartbeat_interval: Duration::from_millis(250),
+        ..config("b")
+    })
+    .await;
+    let mut target = connect(&b, "b1").await;
+    until("presence", || a.client_count() == 1).await;
+
+    // Node a hears nothing for 100 heartbeat intervals: its bus is down, node b is fine.
+    faulty.set(Fault::Down);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let during = a.push("b1", Frame::text("lost")).await;
+    assert!(
+        matches!(during, Err(HubError::Bus(_))),
+        "a temporary failure, not a missing client: {during:?}"
+    );
+    assert_eq!(a.client_count(), 1, "b1 is still known");
+    let unknown = a.push("nobody", Frame::text("x")).await;
+    assert!(
+        matches!(unknown, Err(HubError::Bus(_))),
+        "with the bus down no node can be asked: {unknown:?}"
+    );
+
+    // Back: node b's clients are not forgotten before its next heartbeat could arrive.
+    faulty.set(Fault::None);
+    for _ in 0..10 {
+        let result = a.push("b1", Frame::text("back")).await;
+        assert!(not_lost(&result), "{result:?}");
+        if result.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(next_text(&mut target).await, "back");
+    for _ in 0..50 {
+        assert_eq!(a.client_count(), 1, "b1 stays known after the bus is back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // A node that really goes silent while the bus works is still forgotten.
+    b.shutdown().await;
+    until("b forgotten", || a.client_count() == 0).await;
+    assert!(matches!(
+        a.push("b1", Frame::text("x")).await,
+        Err(HubError::ClientNotFound(_))
+    ));
+    a.shutdown().await;
 }

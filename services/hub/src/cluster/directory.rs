@@ -2,10 +2,14 @@
 //!
 //! Kept up to date from `presence` bus messages (join, leave, snapshots, heartbeats); a node
 //! not heard from for three heartbeat intervals is forgotten with its clients, so pushes to
-//! them fail with `ClientNotFound` instead of vanishing into a dead node's inbox.
+//! them fail with `ClientNotFound` instead of vanishing into a dead node's inbox. Silence only
+//! counts while this node's own bus works: a node we could not hear is not a dead node.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// The runtime's clock, so tests can move it (paused clock) as they do the heartbeat timers.
+use tokio::time::Instant;
 
 #[derive(Default)]
 struct NodeState {
@@ -121,12 +125,24 @@ impl Directory {
         }
     }
 
-    /// Forgets nodes not heard from within `silence`; returns their ids.
-    pub(crate) fn expire(&mut self, now: Instant, silence: Duration) -> Vec<String> {
+    /// Forgets nodes not heard from within `silence`, counted from `listening_since` at the
+    /// earliest (when this node's bus last started working: no node could be heard before);
+    /// returns their ids.
+    pub(crate) fn expire(
+        &mut self,
+        now: Instant,
+        silence: Duration,
+        listening_since: Instant,
+    ) -> Vec<String> {
         let stale: Vec<String> = self
             .nodes
             .iter()
-            .filter(|(_, s)| s.last_seen.is_none_or(|t| now.duration_since(t) > silence))
+            .filter(|(_, s)| {
+                let heard = s
+                    .last_seen
+                    .map_or(listening_since, |t| t.max(listening_since));
+                now.saturating_duration_since(heard) > silence
+            })
             .map(|(n, _)| n.clone())
             .collect();
         for node in &stale {
@@ -169,10 +185,13 @@ mod tests {
             "asked recently"
         );
         let later = now + Duration::from_secs(10);
+        let silence = Duration::from_secs(6);
         assert_eq!(
-            d.expire(later, Duration::from_secs(6)),
-            vec!["a".to_string()]
+            d.expire(later, silence, later - Duration::from_secs(1)),
+            Vec::<String>::new(),
+            "our bus worked for 1 s only: a could not have been heard before"
         );
+        assert_eq!(d.expire(later, silence, now), vec!["a".to_string()]);
         assert_eq!(d.remote_count(), 0);
     }
 }

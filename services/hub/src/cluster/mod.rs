@@ -25,13 +25,16 @@ mod presence;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use courier_traits::bus::{BusError, Message, MessageBus, MessageId, SubscribeFrom, Topic};
 use courier_traits::retry::{RetryContext, RetryDecision, RetryPolicy};
 use futures::StreamExt;
 use tokio::sync::mpsc;
+// The runtime's clock (not std's): heartbeats and expiry follow tokio's timers, and tests can
+// move it.
+use tokio::time::Instant;
 
 use crate::config::HubConfig;
 use crate::connection::{ClientEntry, CloseReason};
@@ -59,6 +62,9 @@ pub(crate) struct Cluster {
     topics: Topics,
     directory: Mutex<Directory>,
     healthy: AtomicBool,
+    /// When the bus last started working (after an outage, or at start): other nodes' silence
+    /// counts from then, not while we could not hear them.
+    healthy_since: Mutex<Instant>,
     metrics: Arc<Metrics>,
     retry: Arc<dyn RetryPolicy>,
     heartbeat: Duration,
@@ -94,6 +100,7 @@ impl Cluster {
             node_id,
             directory: Mutex::new(Directory::default()),
             healthy: AtomicBool::new(true),
+            healthy_since: Mutex::new(Instant::now()),
             metrics,
             retry: config.bus_retry.clone(),
             heartbeat: config.heartbeat_interval,
@@ -125,6 +132,7 @@ impl Cluster {
 
     fn bus_ok(&self) {
         if !self.healthy.swap(true, Ordering::Relaxed) {
+            *lock(&self.healthy_since) = Instant::now();
             tracing::info!("cluster bus answers again");
         }
     }
@@ -157,10 +165,21 @@ impl Cluster {
         client: &str,
         frame: &Frame,
     ) -> Result<String, HubError> {
-        let node = lock(&self.directory)
-            .owner(client)
-            .map(str::to_owned)
-            .ok_or_else(|| HubError::ClientNotFound(client.to_owned()))?;
+        let owner = lock(&self.directory).owner(client).map(str::to_owned);
+        let Some(node) = owner else {
+            if !self.healthy() {
+                // The directory stopped hearing from other nodes when our bus failed: a client
+                // that registered elsewhere meanwhile is unknown here, so "not found" would be
+                // a guess. A temporary failure is the truth.
+                return Err(HubError::Bus(BusError::Unavailable {
+                    message: format!(
+                        "cannot tell whether another node holds client {client:?} while the bus is down"
+                    ),
+                    source: None,
+                }));
+            }
+            return Err(HubError::ClientNotFound(client.to_owned()));
+        };
         let id = self.next_id(&self.unicast_seq);
         let payload = envelope::encode(&self.node_id, id, Some(client), frame);
         self.publish(&inbox_of(&node)?, payload, "unicast publish")
@@ -585,7 +604,14 @@ async fn heartbeat(hub: &Arc<HubInner>) {
         let _ = cluster
             .publish(&cluster.topics.presence, alive.encode(), "heartbeat")
             .await;
-        let gone = lock(&cluster.directory).expire(Instant::now(), cluster.heartbeat * 3);
+        if !cluster.healthy() {
+            // Other nodes are silent because we cannot hear them: keep them (pushes to their
+            // clients answer "bus unavailable", a temporary failure, not "not found").
+            continue;
+        }
+        let listening_since = *lock(&cluster.healthy_since);
+        let gone =
+            lock(&cluster.directory).expire(Instant::now(), cluster.heartbeat * 3, listening_since);
         for node in gone {
             tracing::warn!(node, "no heartbeat from node: forgetting its clients");
         }
