@@ -22,7 +22,15 @@ mod memory_storage {
     use super::*;
 
     courier_testkit::storage_suite!(
-        factory = FnStorageFactory::new(|| async { MemoryStreamStorage::new() }),
+        // Every `connect` is a handle on one store, as instances of one factory share a
+        // backend (the race cases run two of them).
+        factory = {
+            let store = MemoryStreamStorage::new();
+            FnStorageFactory::new(move || {
+                let store = store.clone();
+                async move { store }
+            })
+        },
         durable = false,
         shared = false,
         ttl = true,

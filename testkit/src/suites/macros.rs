@@ -109,9 +109,12 @@ macro_rules! bus_suite {
 /// | case | needs |
 /// |---|---|
 /// | `create_is_idempotent`, `create_conflicts`, `missing_stream_errors`, `invalid_input_is_named`, `round_trip_sizes`, `offsets_strictly_increase`, `read_from_every_offset`, `read_limits_page_through`, `wait_wakeups`, `wait_times_out`, `close_semantics`, `writer_seq`, `delete_and_recreate`, `concurrent_writers` | — |
+/// | `race_creates_same_config`, `race_creates_different_configs`, `race_append_delete`, `race_append_close` (two instances at once, [`storage_races`](crate::suites::storage_races)) | — |
 /// | `ttl_sliding_window`, `absolute_expiry` | `ttl` |
 /// | `producer_dedup`, `producer_epochs_and_gaps`, `producer_close_retry`, `failed_append_keeps_producer_state` | `producers` |
+/// | `race_same_producer_seq` | `producers` |
 /// | `fork_reads`, `fork_sub_offsets`, `fork_errors`, `fork_delete_lifecycle` | `forks` |
+/// | `race_fork_delete_source` | `forks` |
 /// | `survives_server_restart`, `unavailable_while_server_down` | `survives_restart` |
 /// | `wait_across_nodes` | `shared` |
 #[macro_export]
@@ -139,6 +142,30 @@ macro_rules! storage_suite {
         $crate::__suite_case!(true, "", storage, writer_seq, $factory);
         $crate::__suite_case!(true, "", storage, delete_and_recreate, $factory);
         $crate::__suite_case!(true, "", storage, concurrent_writers, $factory);
+        $crate::__suite_case!(true, "", storage_races, race_creates_same_config, $factory);
+        $crate::__suite_case!(
+            true,
+            "",
+            storage_races,
+            race_creates_different_configs,
+            $factory
+        );
+        $crate::__suite_case!(true, "", storage_races, race_append_delete, $factory);
+        $crate::__suite_case!(true, "", storage_races, race_append_close, $factory);
+        $crate::__suite_case!(
+            $producers,
+            "needs capability `producers`",
+            storage_races,
+            race_same_producer_seq,
+            $factory
+        );
+        $crate::__suite_case!(
+            $forks,
+            "needs capability `forks`",
+            storage_races,
+            race_fork_delete_source,
+            $factory
+        );
         $crate::__suite_case!(
             $ttl,
             "needs capability `ttl`",

@@ -30,6 +30,7 @@ use courier_traits::storage::StreamStorage;
 pub mod bus;
 mod macros;
 pub mod storage;
+pub mod storage_races;
 
 /// How long a case waits for one expected event before failing (a hang guard, not a speed check).
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -18,24 +18,36 @@ use crate::fixtures::unique_prefix;
 
 const TEXT: &str = "text/plain";
 
-fn name(label: &str) -> StreamName {
+pub(super) fn name(label: &str) -> StreamName {
     StreamName::new(&format!("{}/{label}", unique_prefix()))
         .expect("generated stream names are valid")
 }
 
-fn text_config() -> StreamConfig {
+pub(super) fn text_config() -> StreamConfig {
     StreamConfig::with_content_type(TEXT)
 }
 
-fn rec(tag: &str, i: usize) -> Bytes {
+pub(super) fn rec(tag: &str, i: usize) -> Bytes {
     Bytes::from(format!("{tag}-{i:04}"))
 }
 
-fn stamp(id: &str, epoch: u64, seq: u64) -> ProducerStamp {
+pub(super) fn stamp(id: &str, epoch: u64, seq: u64) -> ProducerStamp {
     ProducerStamp::new(id, epoch, seq).expect("valid stamp")
 }
 
-async fn create(s: &dyn StreamStorage, name: &StreamName, config: StreamConfig) {
+/// A fork of `source` at its tail, inheriting its content type.
+pub(super) fn fork_at_tail(source: &StreamName) -> StreamConfig {
+    StreamConfig {
+        fork: Some(ForkFrom {
+            source: source.clone(),
+            offset: None,
+            sub_offset: SubOffset::None,
+        }),
+        ..StreamConfig::default()
+    }
+}
+
+pub(super) async fn create(s: &dyn StreamStorage, name: &StreamName, config: StreamConfig) {
     match s.create(name, config, vec![]).await {
         Ok(CreateOutcome::Created(_)) => {}
         other => panic!("create {name}: expected Created, got {other:?}"),
@@ -68,7 +80,7 @@ fn spawn_wait<S: StreamStorage + 'static>(
 }
 
 /// Every record from `from` on, following `next_offset` until up to date.
-async fn read_all(
+pub(super) async fn read_all(
     s: &dyn StreamStorage,
     name: &StreamName,
     from: Option<Offset>,
@@ -88,7 +100,7 @@ async fn read_all(
     }
 }
 
-fn data(records: &[Record]) -> Vec<Bytes> {
+pub(super) fn data(records: &[Record]) -> Vec<Bytes> {
     records.iter().map(|r| r.data.clone()).collect()
 }
 
@@ -1010,24 +1022,16 @@ pub async fn fork_sub_offsets<F: StorageFactory>(factory: &F) {
 /// Forks of missing or deleted sources, and with a different content type, are refused.
 pub async fn fork_errors<F: StorageFactory>(factory: &F) {
     let s = factory.connect().await;
-    let fork_of = |source: &StreamName| StreamConfig {
-        fork: Some(ForkFrom {
-            source: source.clone(),
-            offset: None,
-            sub_offset: SubOffset::None,
-        }),
-        ..StreamConfig::default()
-    };
     let missing = name("no-source");
     assert!(matches!(
-        s.create(&name("f1"), fork_of(&missing), vec![]).await,
+        s.create(&name("f1"), fork_at_tail(&missing), vec![]).await,
         Err(StorageError::ForkSourceNotFound { .. })
     ));
     let src = name("typed-src");
     create(&s, &src, text_config()).await;
     let json_fork = StreamConfig {
         content_type: Some("application/json".into()),
-        ..fork_of(&src)
+        ..fork_at_tail(&src)
     };
     assert_code(
         s.create(&name("f2"), json_fork, vec![]).await,
@@ -1035,12 +1039,12 @@ pub async fn fork_errors<F: StorageFactory>(factory: &F) {
         "fork with another content type",
     );
     // Keep the source alive through a fork, delete it: forking it again is refused.
-    s.create(&name("keeper"), fork_of(&src), vec![])
+    s.create(&name("keeper"), fork_at_tail(&src), vec![])
         .await
         .expect("fork");
     s.delete(&src).await.expect("delete source");
     assert!(matches!(
-        s.create(&name("f3"), fork_of(&src), vec![]).await,
+        s.create(&name("f3"), fork_at_tail(&src), vec![]).await,
         Err(StorageError::ForkSourceGone { .. })
     ));
 }
