@@ -46,7 +46,7 @@ use crate::sql_model::{
 };
 use crate::wakers::Wakers;
 use tables::{
-    copy_fork_prefix, expired_names, insert_records, load, load_for_append, load_live, remove,
+    copy_fork_prefix, expired_names, insert_records, live, load, load_for_append, load_live, remove,
 };
 
 /// The notification channel every node listens on.
@@ -297,12 +297,20 @@ async fn create_in(
     config: &StreamConfig,
     initial: &[Bytes],
 ) -> Result<Option<CreateOutcome>, StorageError> {
-    if let Some(outcome) = existing_stream_outcome(load_live(conn, name, true).await, name, config)
-    {
+    let now = now_ms();
+    let row = load(conn, name, true).await?;
+    let expired = row
+        .as_ref()
+        .is_some_and(|row| !row.soft_deleted && row.is_expired(now));
+    if let Some(outcome) = existing_stream_outcome(live(row, name, now), name, config) {
         return outcome.map(Some);
     }
-    // An expired row may still be there: remove it in this transaction.
-    remove(conn, name).await?;
+    // Only a row this transaction saw expired (and holds the lock of) is removed here. A row
+    // another create committed after the load above is not ours to replace: the insert below
+    // runs into it and the caller retries, finding that stream.
+    if expired {
+        remove(conn, name).await?;
+    }
     let (content_type, expiry, parent, source) = match &config.fork {
         None => (
             config

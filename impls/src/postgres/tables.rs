@@ -62,36 +62,40 @@ fn decode(row: &PgRow) -> Result<StreamRow, StorageError> {
     })
 }
 
-/// For an append, in one round trip: the stream's row, locked until the transaction ends, and
-/// the stored state of `producer` (if the append is stamped).
+/// For an append: the stream's row, locked until the transaction ends, and the stored state
+/// of `producer` (if the append is stamped).
+///
+/// The producer state is read by a second statement, after the lock is held: a statement that
+/// waited for the lock sees the locked row as the holder left it, but every other table as of
+/// its own start (READ COMMITTED re-checks only the locked row), so a producer state read in
+/// the same statement would predate the holder's append and let a retry be written twice.
 pub(super) async fn load_for_append(
     conn: &mut PgConnection,
     name: &StreamName,
     producer: Option<&str>,
 ) -> Result<Option<(StreamRow, Option<ProducerState>)>, StorageError> {
-    let sql = format!(
-        "SELECT {COLUMNS}, p.epoch AS p_epoch, p.last_seq AS p_last_seq
-         FROM courier_streams s LEFT JOIN courier_producers p ON p.stream = s.name AND p.producer = $2
-         WHERE s.name = $1 FOR UPDATE OF s"
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name.as_str())
-        .bind(producer)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let Some(row) = row else { return Ok(None) };
-    let producer = match (
-        row.try_get::<Option<i64>, _>("p_epoch"),
-        row.try_get::<Option<i64>, _>("p_last_seq"),
-    ) {
-        (Ok(Some(epoch)), Ok(Some(last_seq))) => Some(ProducerState {
-            epoch: epoch as u64,
-            last_seq: last_seq as u64,
-        }),
-        _ => None,
+    let Some(row) = load(conn, name, true).await? else {
+        return Ok(None);
     };
-    Ok(Some((decode(&row)?, producer)))
+    let Some(producer) = producer else {
+        return Ok(Some((row, None)));
+    };
+    let state = sqlx::query(
+        "SELECT epoch, last_seq FROM courier_producers WHERE stream = $1 AND producer = $2",
+    )
+    .bind(name.as_str())
+    .bind(producer)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .map(|state| -> Result<ProducerState, StorageError> {
+        Ok(ProducerState {
+            epoch: state.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
+            last_seq: state.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+        })
+    })
+    .transpose()?;
+    Ok(Some((row, state)))
 }
 
 /// Loads `name` if it is live: absent or expired is `NotFound`, soft-deleted is `Gone`.
@@ -100,11 +104,20 @@ pub(super) async fn load_live(
     name: &StreamName,
     lock: bool,
 ) -> Result<StreamRow, StorageError> {
-    match load(conn, name, lock).await? {
+    live(load(conn, name, lock).await?, name, now_ms())
+}
+
+/// `row` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.
+pub(super) fn live(
+    row: Option<StreamRow>,
+    name: &StreamName,
+    now: i64,
+) -> Result<StreamRow, StorageError> {
+    match row {
         Some(row) if row.soft_deleted => Err(StorageError::Gone {
             stream: name.clone(),
         }),
-        Some(row) if !row.is_expired(now_ms()) => Ok(row),
+        Some(row) if !row.is_expired(now) => Ok(row),
         _ => Err(StorageError::NotFound {
             stream: name.clone(),
         }),
