@@ -278,6 +278,17 @@ impl Hub {
         self.inner.cluster.as_ref().map(Cluster::healthy)
     }
 
+    /// `None` without a cluster, otherwise whether the bus accepts a small write within
+    /// `deadline` now (a frozen backend answers nothing, so only a deadline tells). Answers
+    /// are reused for a second, so frequent health checks cost one bus write a second. The
+    /// answer also updates [`bus_healthy`](Self::bus_healthy).
+    pub async fn check_bus(&self, deadline: std::time::Duration) -> Option<bool> {
+        match &self.inner.cluster {
+            Some(cluster) => Some(cluster.probe(deadline).await),
+            None => None,
+        }
+    }
+
     /// Disconnects every client (close 1001), leaves the cluster and waits for every task.
     pub async fn shutdown(&self) {
         let inner = &self.inner;

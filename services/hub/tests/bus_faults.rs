@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use common::{connect, next_text, until};
+use common::{WAIT, connect, next_text, until};
 use courier_hub::{Delivery, Frame, Hub, HubConfig, HubError};
 use courier_impls::memory::MemoryBus;
 use courier_traits::bus::{
@@ -255,4 +255,70 @@ async fn while_its_bus_is_down_a_node_keeps_remote_clients_and_answers_bus_unava
         Err(HubError::ClientNotFound(_))
     ));
     a.shutdown().await;
+}
+
+/// `GET /health` over a fresh loopback connection; the JSON body.
+async fn health(addr: std::net::SocketAddr) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    socket
+        .write_all(b"GET /health HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut response = String::new();
+    socket
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    let (_, body) = response.split_once("\r\n\r\n").expect("headers end");
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
+}
+
+#[tokio::test]
+async fn health_reports_a_frozen_bus_unavailable_within_its_deadline() {
+    let (a, faulty, b) = two_hubs().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = courier_hub::server::HubServer::new(a.clone(), Default::default());
+    let serving = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    assert_eq!(health(addr).await["bus"], "ok");
+
+    // A frozen backend answers nothing and reports no error: only a deadline tells. (Asked
+    // after the 1 s for which the hub reuses the answer given just before the freeze.)
+    faulty.set(Fault::Frozen);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let asked = tokio::time::Instant::now();
+    let answer = tokio::time::timeout(WAIT, health(addr))
+        .await
+        .expect("health answers while the bus is frozen");
+    assert_eq!(
+        (&answer["status"], &answer["bus"]),
+        (&"degraded".into(), &"unavailable".into()),
+        "{answer}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        a.bus_healthy(),
+        Some(false),
+        "the probe's answer is the node's view"
+    );
+
+    faulty.set(Fault::None);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while health(addr).await["bus"] != "ok" {
+        assert!(tokio::time::Instant::now() < deadline, "healthy again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(());
+    serving.await.expect("server task").expect("served");
+    b.shutdown().await;
 }

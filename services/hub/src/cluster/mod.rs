@@ -8,6 +8,7 @@
 //!   per subscription, which would not scale to 10 000 clients.
 //! * `presence` — joins, leaves, heartbeats and snapshots, from which every node keeps a
 //!   [`Directory`] of who holds which client.
+//! * `health` — probe writes of [`Cluster::probe`] (nobody reads them).
 //!
 //! Bus failures never stop local delivery. Broadcasts the bus refused are kept in a bounded
 //! backlog and re-published in order when it answers again; subscriptions are re-established
@@ -31,6 +32,7 @@ use bytes::Bytes;
 use courier_traits::bus::{BusError, Message, MessageBus, MessageId, SubscribeFrom, Topic};
 use courier_traits::retry::{RetryContext, RetryDecision, RetryPolicy};
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::mpsc;
 // The runtime's clock (not std's): heartbeats and expiry follow tokio's timers, and tests can
 // move it.
@@ -50,7 +52,15 @@ struct Topics {
     broadcast: Topic,
     presence: Topic,
     inbox: Topic,
+    health: Topic,
 }
+
+/// How long one health probe's answer is reused. `/health` needs no key and may be called
+/// often; each probe is a write to the bus.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+
+/// A probe in flight or done, shared by every caller that asks meanwhile.
+type Probe = Shared<BoxFuture<'static, Result<(), String>>>;
 
 fn inbox_of(node: &str) -> Result<Topic, HubError> {
     Ok(Topic::new(&format!("unicast/{node}"))?)
@@ -79,6 +89,8 @@ pub(crate) struct Cluster {
     /// Presence announcements, published in order by one task so `register` never waits.
     presence_tx: mpsc::Sender<Presence>,
     presence_rx: Mutex<Option<mpsc::Receiver<Presence>>>,
+    /// The latest health probe and when it started.
+    probe: Mutex<Option<(Instant, Probe)>>,
 }
 
 impl Cluster {
@@ -95,6 +107,7 @@ impl Cluster {
                 broadcast: Topic::new("broadcast")?,
                 presence: Topic::new("presence")?,
                 inbox: inbox_of(&node_id)?,
+                health: Topic::new("health")?,
             },
             bus,
             node_id,
@@ -112,6 +125,7 @@ impl Cluster {
             backlog_len: AtomicUsize::new(0),
             presence_tx,
             presence_rx: Mutex::new(Some(presence_rx)),
+            probe: Mutex::new(None),
         })
     }
 
@@ -124,6 +138,54 @@ impl Cluster {
 
     pub(crate) fn healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Asks the bus now whether it works: a small write that must be accepted within
+    /// `deadline`. The flag [`healthy`](Self::healthy) only changes when a call fails, and a
+    /// frozen backend fails nothing for as long as its client's timeout; this answers within
+    /// the deadline. Callers within [`PROBE_REUSE`] of a probe share its answer.
+    pub(crate) async fn probe(&self, deadline: Duration) -> bool {
+        let (probe, started_here) = {
+            let mut slot = lock(&self.probe);
+            match &*slot {
+                Some((started, probe))
+                    if started.elapsed() < PROBE_REUSE || probe.peek().is_none() =>
+                {
+                    (probe.clone(), false)
+                }
+                _ => {
+                    let bus = self.bus.clone();
+                    let topic = self.topics.health.clone();
+                    let payload = Bytes::copy_from_slice(self.node_id.as_bytes());
+                    let probe = async move {
+                        match tokio::time::timeout(deadline, bus.publish(&topic, payload)).await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err(format!("no answer within {deadline:?}")),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some((Instant::now(), probe.clone()));
+                    (probe, true)
+                }
+            }
+        };
+        let answer = probe.await;
+        // One caller records the answer, so one probe counts as one bus error at most.
+        if started_here {
+            match &answer {
+                Ok(()) => self.bus_ok(),
+                Err(message) => self.bus_failed(
+                    "health probe",
+                    &BusError::Unavailable {
+                        message: message.clone(),
+                        source: None,
+                    },
+                ),
+            }
+        }
+        answer.is_ok()
     }
 
     pub(crate) fn remote_count(&self) -> usize {

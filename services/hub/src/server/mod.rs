@@ -7,7 +7,7 @@
 //! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
 //! | `POST /api/v1/broadcast` | broadcast the body |
 //! | `GET /api/v1/clients/count` | `{"local": n, "cluster": m}` |
-//! | `GET /health` | `{"status": "ok" \| "degraded", "node": .., "bus": ..}` |
+//! | `GET /health` | `{"status": "ok" \| "degraded", "node": .., "bus": ..}`; the bus is asked now, with a 1 s deadline |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /` | the demo page |
 //!
@@ -154,9 +154,12 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.strip_prefix("Bearer "))
 }
 
+/// How long `/health` waits for the bus to accept a probe before calling it unavailable.
+const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn health(State(state): State<Arc<ServerState>>) -> Response {
     let hub = &state.hub;
-    let (status, bus) = match hub.bus_healthy() {
+    let (status, bus) = match hub.check_bus(HEALTH_DEADLINE).await {
         None => ("ok", "disabled"),
         Some(true) => ("ok", "ok"),
         Some(false) => ("degraded", "unavailable"),
