@@ -186,3 +186,51 @@ async fn frames_expire_with_the_lease_but_stay_in_history() {
     assert_eq!(&message.payload[..], b"short-lived");
     assert_eq!(message.id, published.id);
 }
+
+#[tokio::test]
+async fn unreachable_server_is_a_retryable_error_within_the_timeout() {
+    // Port 1 on loopback: nothing listens there.
+    let config = EtcdBusConfig {
+        request_timeout: Duration::from_secs(1),
+        ..EtcdBusConfig::default()
+    };
+    let connect = EtcdBus::connect(&["http://127.0.0.1:1"], config);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Err(err)) => assert!(courier::Classify::is_retryable(&err), "{err}"),
+        Ok(Ok(_)) => panic!("connected to a closed port"),
+        Err(_) => panic!("connect to a closed port did not fail within 10 s"),
+    }
+}
+
+#[tokio::test]
+async fn endpoints_without_a_scheme_are_plain_http_and_others_are_refused() {
+    let factory = EtcdFactory::start().await;
+    let bare: Vec<String> = factory
+        .endpoints
+        .iter()
+        .map(|e| e.trim_start_matches("http://").to_owned())
+        .collect();
+    let bus = EtcdBus::connect(&bare, factory.config())
+        .await
+        .expect("host:port is http://host:port");
+    let topic = Topic::new("bare").expect("valid");
+    bus.publish(&topic, "over a bare endpoint".into())
+        .await
+        .expect("publish");
+    bus.close().await.expect("close");
+
+    for refused in [
+        &["https://127.0.0.1:2379"][..],
+        &["unix:///tmp/etcd.sock"],
+        &[],
+    ] {
+        match EtcdBus::connect(refused, factory.config()).await {
+            Err(BusError::InvalidInput(input)) => assert!(
+                input.field.starts_with("etcd endpoint"),
+                "{refused:?}: {input}"
+            ),
+            Err(other) => panic!("{refused:?}: expected InvalidInput, got {other}"),
+            Ok(_) => panic!("{refused:?}: expected InvalidInput, got a bus"),
+        }
+    }
+}
