@@ -35,11 +35,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut billing = bus.subscribe(&topic, SubscribeFrom::Live).await?;
     let mut shipping = bus.subscribe(&topic, SubscribeFrom::Live).await?;
 
-    // A tailer that follows the stream until it is closed.
+    // A tailer that follows the stream until it is closed, from the offset it had before any
+    // append (read here, not in the task: the task may first run after every append).
     let tail_store = store.clone();
     let tail_name = stream.clone();
+    let mut from = store.head(&stream).await?.next_offset;
     let tailer = tokio::spawn(async move {
-        let mut from = tail_store.head(&tail_name).await?.next_offset;
         let mut seen = Vec::new();
         loop {
             let batch = tail_store
