@@ -3,8 +3,10 @@
 
 use async_trait::async_trait;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
+use courier::impls::redis::redis::{self, aio::MultiplexedConnection};
 use courier::impls::redis::{
-    RedisBus, RedisBusConfig, RedisDelivery, RedisStorageConfig, RedisStreamStorage,
+    RedisBus, RedisBusConfig, RedisDelivery, RedisDurability, RedisStorageConfig,
+    RedisStreamStorage, server_durability,
 };
 use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
@@ -164,5 +166,187 @@ async fn unreachable_server_is_a_retryable_error() {
     match result {
         Err(err) => assert!(courier::Classify::is_retryable(&err), "{err}"),
         Ok(_) => panic!("connected to a closed port"),
+    }
+}
+
+/// `CONFIG SET name value` on `conn`.
+async fn config_set(conn: &mut MultiplexedConnection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("CONFIG SET {name} {value}: {e}"));
+}
+
+/// The durability check reads the server's persistence settings: `appendonly yes` with
+/// `appendfsync always` is durable, a weaker setting is named, and a server refusing `CONFIG`
+/// (here: a user whose ACL forbids it, as managed services do) gives "unknown".
+#[tokio::test]
+async fn durability_check_reads_the_servers_settings() {
+    let server = Redis::start().await.expect("redis starts");
+    let url = server.url();
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let mut original = Vec::new();
+    for name in ["appendonly", "appendfsync"] {
+        let pairs: Vec<(String, String)> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG GET");
+        original.extend(pairs);
+    }
+    config_set(&mut conn, "appendonly", "yes").await;
+    config_set(&mut conn, "appendfsync", "always").await;
+    assert_eq!(
+        server_durability(&mut conn).await,
+        RedisDurability::EveryWrite
+    );
+    for (name, value) in [
+        ("appendfsync", "everysec"),
+        ("appendfsync", "no"),
+        ("appendonly", "no"),
+    ] {
+        config_set(&mut conn, name, value).await;
+        match server_durability(&mut conn).await {
+            RedisDurability::Weaker { setting, risk } => {
+                assert_eq!(setting, format!("{name} {value}"));
+                assert!(risk.contains("lose") || risk.contains("lost"), "{risk}");
+            }
+            other => panic!("{name} {value} reported as {other:?}"),
+        }
+    }
+    for (name, value) in &original {
+        config_set(&mut conn, name, value).await;
+    }
+
+    let user = format!("courier-no-config-{}", unique_prefix());
+    let _: () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER", &user, "on", ">secret", "~*", "&*", "+@all", "-config",
+        ])
+        .query_async(&mut conn)
+        .await
+        .expect("ACL SETUSER");
+    let limited_url = url.replacen("redis://", &format!("redis://{user}:secret@"), 1);
+    let mut limited = redis::Client::open(limited_url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect as the limited user");
+    let durability = server_durability(&mut limited).await;
+    let _: () = redis::cmd("ACL")
+        .arg(&["DELUSER", &user])
+        .query_async(&mut conn)
+        .await
+        .expect("ACL DELUSER");
+    match durability {
+        RedisDurability::Unknown { reason } => {
+            assert!(reason.contains("CONFIG GET appendonly"), "{reason}")
+        }
+        other => panic!("a refused CONFIG reported as {other:?}"),
+    }
+}
+
+/// Log output captured by the test's subscriber.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// The text logged since the last call.
+    fn take(&self) -> String {
+        let mut bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&std::mem::take(&mut *bytes)).into_owned()
+    }
+}
+
+/// Connecting to a server that does not fsync every write warns, naming the backend and the
+/// setting; the bus warns only for Streams delivery (pub/sub keeps nothing anyway), and a
+/// durable server gives no warning.
+#[tokio::test]
+async fn connect_warns_when_the_server_is_not_durable() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    // This test's thread only (the runtime is current-thread, so connect logs here).
+    let _subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish()
+        .set_default();
+    let factory = RedisFactory::start().await;
+    let mut conn = redis::Client::open(factory.url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let connect_all = async || {
+        let storage = RedisStreamStorage::connect(
+            &factory.url,
+            RedisStorageConfig {
+                key_prefix: factory.prefix.clone(),
+                ..RedisStorageConfig::default()
+            },
+        )
+        .await
+        .expect("storage connects");
+        let bus = RedisBus::connect(&factory.url, factory.config())
+            .await
+            .expect("bus connects");
+        let pubsub = RedisBus::connect(
+            &factory.url,
+            RedisBusConfig {
+                delivery: RedisDelivery::PubSub,
+                ..factory.config()
+            },
+        )
+        .await
+        .expect("pub/sub bus connects");
+        drop((storage, bus, pubsub));
+    };
+
+    config_set(&mut conn, "appendfsync", "always").await;
+    connect_all().await;
+    let logged = log.take();
+    assert!(
+        !logged.contains("WARN"),
+        "a durable server drew a warning: {logged}"
+    );
+
+    config_set(&mut conn, "appendfsync", "everysec").await;
+    connect_all().await;
+    let logged = log.take();
+    config_set(&mut conn, "appendfsync", "always").await;
+    let warnings: Vec<&str> = logged.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 2, "one per durable backend: {logged}");
+    for backend in ["RedisStreamStorage", "RedisBus"] {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(backend) && w.contains("appendfsync everysec")),
+            "no warning naming {backend} and the setting: {logged}"
+        );
     }
 }

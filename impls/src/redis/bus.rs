@@ -14,6 +14,7 @@ use deadpool_redis::redis::{self, AsyncConnectionConfig, Value};
 use deadpool_redis::{Config, Pool, Runtime};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::durability::warn_unless_durable;
 use super::errors::{bus_error, pool_error};
 use super::position::EntryId;
 use super::pubsub;
@@ -90,7 +91,9 @@ pub struct RedisBus {
 }
 
 impl RedisBus {
-    /// Connects to the server at `url` (`redis://host:port/db`), checking that it answers.
+    /// Connects to the server at `url` (`redis://host:port/db`), checking that it answers. With
+    /// Streams delivery, logs a warning when the server's persistence settings do not keep
+    /// acknowledged publishes ([`server_durability`](super::server_durability)).
     pub async fn connect(url: &str, config: RedisBusConfig) -> Result<RedisBus, BusError> {
         let client = redis::Client::open(url).map_err(|e| bus_error("url", e))?;
         let pool = Config::from_url(url)
@@ -104,6 +107,10 @@ impl RedisBus {
             .query_async(&mut *conn)
             .await
             .map_err(|e| bus_error("ping", e))?;
+        // Pub/sub delivery keeps nothing, so only Streams delivery depends on persistence.
+        if config.delivery == RedisDelivery::Streams {
+            warn_unless_durable(&mut *conn, "RedisBus").await;
+        }
         let stop = CancellationToken::new();
         let guard = stop.clone().drop_guard();
         Ok(RedisBus {

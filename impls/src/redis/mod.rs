@@ -2,6 +2,7 @@
 //! callers who choose at-most-once delivery), and [`RedisStreamStorage`].
 
 mod bus;
+mod durability;
 mod errors;
 mod position;
 mod pubsub;
@@ -10,4 +11,5 @@ mod storage;
 
 pub use bus::{RedisBus, RedisBusConfig, RedisDelivery};
 pub use deadpool_redis::redis;
+pub use durability::{RedisDurability, server_durability};
 pub use storage::{RedisStorageConfig, RedisStreamStorage};

@@ -27,6 +27,7 @@ use deadpool_redis::{Config, Pool, Runtime};
 use futures::StreamExt;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::durability::warn_unless_durable;
 use super::errors::is_transient;
 use super::scripts;
 use crate::keyed_lock::KeyedLocks;
@@ -217,7 +218,9 @@ fn expiry_backstop(kind: i64, ms: i64, now: i64) -> i64 {
 }
 
 impl RedisStreamStorage {
-    /// Connects to the server at `url` and starts the notification listener.
+    /// Connects to the server at `url` and starts the notification listener. Logs a warning
+    /// when the server's persistence settings do not make appends durable
+    /// ([`server_durability`](super::server_durability)).
     pub async fn connect(
         url: &str,
         config: RedisStorageConfig,
@@ -234,6 +237,7 @@ impl RedisStreamStorage {
             .query_async(&mut *conn)
             .await
             .map_err(|e| storage_error("ping", e))?;
+        warn_unless_durable(&mut *conn, "RedisStreamStorage").await;
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let channel = format!("{}:n", config.key_prefix);
