@@ -1,15 +1,21 @@
 //! The universal bus suite against `RedisBus` on a real Redis from the testkit (append-only
-//! file with fsync always, so acknowledged publishes survive the restart case), plus trimming.
+//! file with fsync always, so acknowledged publishes survive the restart case), plus trimming
+//! and writes while the server loads its data.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use courier::Classify;
 use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
 use courier::impls::redis::redis::{self, aio::MultiplexedConnection};
 use courier::impls::redis::{
     RedisBus, RedisBusConfig, RedisDelivery, RedisDurability, RedisStorageConfig,
     RedisStreamStorage, server_durability,
 };
+use courier::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
 use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
+use tokio::time::Instant;
 
 /// One Redis server per factory; every `connect` is a new bus (a node) on it, same prefix.
 struct RedisFactory {
@@ -349,4 +355,115 @@ async fn connect_warns_when_the_server_is_not_durable() {
             "no warning naming {backend} and the setting: {logged}"
         );
     }
+}
+
+/// While Redis loads its data after a restart it answers `LOADING`: an append or a publish
+/// then fails with a retryable error (the streams server's 503, not a permanent 500), and the
+/// same instances write again once the data is loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_while_redis_loads_are_retryable() {
+    let mut redis = Redis::start_slow_loading(Duration::from_micros(100))
+        .await
+        .expect("redis starts");
+    let url = redis.url();
+    let prefix = format!("courier-test:{}", unique_prefix());
+    let storage = RedisStreamStorage::connect(
+        &url,
+        RedisStorageConfig {
+            key_prefix: prefix.clone(),
+            ..RedisStorageConfig::default()
+        },
+    )
+    .await
+    .expect("connect storage");
+    let bus = RedisBus::connect(
+        &url,
+        RedisBusConfig {
+            key_prefix: prefix.clone(),
+            ..RedisBusConfig::default()
+        },
+    )
+    .await
+    .expect("connect bus");
+    let name = StreamName::new("loading").expect("valid");
+    let topic = Topic::new("loading").expect("valid");
+    storage
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    // 30 000 keys at 100 µs each: seconds of loading after the restart.
+    redis
+        .command(&[
+            "EVAL",
+            "for i = 1, 30000 do redis.call('SET', KEYS[1] .. i, i) end",
+            "1",
+            &format!("{prefix}:fill:"),
+        ])
+        .await
+        .expect("fill");
+    redis.restart().await.expect("restart");
+
+    let is_loading = async |redis: &Redis| matches!(redis.command(&["PING"]).await, Err(e) if e.to_string().contains("LOADING"));
+    let (mut appends_refused, mut publishes_refused) = (0, 0);
+    let mut acknowledged = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while is_loading(&redis).await && Instant::now() < deadline {
+        // Errors other than LOADING (a pooled connection the restart closed) are retryable
+        // anyway; only the ones saying the server is loading are counted.
+        match storage.append(&name, AppendRequest::record("during")).await {
+            Err(e) => {
+                assert!(
+                    e.is_retryable() && e.http_status() == 503,
+                    "an append while Redis loads must be retryable (503): {e}"
+                );
+                appends_refused += usize::from(e.to_string().contains("oading"));
+            }
+            Ok(_) => {
+                // Loading ended between the check and the append: that append is acknowledged.
+                acknowledged.push(&b"during"[..]);
+                break;
+            }
+        }
+        match bus.publish(&topic, "during".into()).await {
+            Err(e) => {
+                assert!(
+                    e.is_retryable(),
+                    "a publish while Redis loads must be retryable: {e}"
+                );
+                publishes_refused += usize::from(e.to_string().contains("oading"));
+            }
+            Ok(_) => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        appends_refused > 0 && publishes_refused > 0,
+        "no write met the loading server ({appends_refused} appends, {publishes_refused} \
+         publishes refused while loading): the load was too quick to test"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let appended = loop {
+        match storage.append(&name, AppendRequest::record("after")).await {
+            Ok(outcome) => break outcome,
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("append after loading: {e}"),
+        }
+    };
+    assert!(!appended.duplicate);
+    acknowledged.push(&b"after"[..]);
+    let batch = storage
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let data: Vec<&[u8]> = batch.records.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(
+        data, acknowledged,
+        "a refused append was written, or an acknowledged one lost"
+    );
+    bus.publish(&topic, "after".into())
+        .await
+        .expect("publish after loading");
 }
