@@ -320,6 +320,14 @@ pub enum TransportError {
     /// An I/O error on an established connection.
     #[error("connection broken: {0}")]
     Io(#[from] std::io::Error),
+    /// The peer sent a message larger than the receiver accepts (WebSocket close code 1009).
+    #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// The message's size, as far as it is known (a frame header announces it).
+        size: usize,
+        /// The receiver's limit.
+        limit: usize,
+    },
 }
 
 impl TransportError {
@@ -350,7 +358,9 @@ impl Classify for TransportError {
             } if TransportError::status_is_retryable(*status) => ErrorClass::Transient {
                 retry_after: *retry_after,
             },
-            TransportError::Status { .. } | TransportError::Protocol(_) => ErrorClass::Permanent,
+            TransportError::Status { .. }
+            | TransportError::Protocol(_)
+            | TransportError::TooLarge { .. } => ErrorClass::Permanent,
         }
     }
 }

@@ -27,6 +27,8 @@ pub enum CloseReason {
     HeartbeatTimeout,
     /// The hub is shutting down.
     Shutdown,
+    /// The client sent a message over `max_message_bytes`.
+    TooLarge,
 }
 
 impl CloseReason {
@@ -41,6 +43,7 @@ impl CloseReason {
             CloseReason::Slow => (4001, "evicted: client reads too slowly"),
             CloseReason::HeartbeatTimeout => (4002, "read timeout: no frame or pong received"),
             CloseReason::Shutdown => (1001, "server shutting down"),
+            CloseReason::TooLarge => (1009, "message too big"),
         }
     }
 }
@@ -246,6 +249,9 @@ async fn read_loop(hub: &HubInner, entry: &ClientEntry, mut receiver: Box<dyn Fr
             }
             Ok(Ok(Some(frame))) => frame,
             Ok(Ok(None)) => return,
+            Ok(Err(transport::TransportError::TooLarge { size, .. })) => {
+                return close_too_large(hub, entry, size);
+            }
             Ok(Err(e)) => {
                 tracing::debug!(client = %entry.id, error = %e, "connection broken");
                 return;
@@ -259,8 +265,7 @@ async fn read_loop(hub: &HubInner, entry: &ClientEntry, mut receiver: Box<dyn Fr
             transport::Frame::Ping(_) | transport::Frame::Pong(_) => continue,
         };
         if bytes.len() > hub.config.max_message_bytes {
-            tracing::info!(client = %entry.id, size = bytes.len(), "message over max_message_bytes ignored");
-            continue;
+            return close_too_large(hub, entry, bytes.len());
         }
         if let Some(reply) = hub.dispatcher.dispatch(&ctx, bytes).await
             && let Offer::Full { .. } =
@@ -269,4 +274,16 @@ async fn read_loop(hub: &HubInner, entry: &ClientEntry, mut receiver: Box<dyn Fr
             Metrics::inc(&hub.metrics.drops);
         }
     }
+}
+
+/// Ends a connection whose client sent a message over the limit: close 1009 (Message Too Big)
+/// and a warning with the sizes (never the content, which may be anything).
+fn close_too_large(hub: &HubInner, entry: &ClientEntry, size: usize) {
+    tracing::warn!(
+        client = %entry.id,
+        size,
+        limit = hub.config.max_message_bytes,
+        "message over max_message_bytes: closing the connection with 1009"
+    );
+    entry.disconnect(CloseReason::TooLarge);
 }

@@ -190,6 +190,34 @@ async fn ping_message_gets_pong_and_unknown_type_an_error_on_the_same_connection
 }
 
 #[tokio::test]
+async fn a_message_over_the_limit_ends_the_connection_on_a_transport_without_its_own_limit() {
+    let config = HubConfig {
+        max_message_bytes: 16,
+        ..HubConfig::default()
+    };
+    let hub = Hub::new(None, config).await.expect("hub");
+    let mut client = connect(&hub, "big").await;
+    client
+        .sender
+        .send(Wire::Text("x".repeat(17)))
+        .await
+        .expect("send");
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match client.receiver.recv().await {
+                Ok(Some(Wire::Ping(_))) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the hub ends the connection");
+    assert!(matches!(ended, Ok(None) | Err(_)), "{ended:?}");
+    until("removed", || !hub.is_local("big")).await;
+    hub.shutdown().await;
+}
+
+#[tokio::test]
 async fn shutdown_closes_clients_and_refuses_calls() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut c = connect(&hub, "c").await;

@@ -1,12 +1,13 @@
 //! T4 and T5 over real WebSockets: the axum server on loopback and raw tokio-tungstenite
 //! clients that stop reading, so heartbeats and back-pressure go through real TCP buffers
-//! (the same cases on the in-memory fake are in tests/hub.rs).
+//! (the same cases on the in-memory fake are in tests/hub.rs); frames over the size limit.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier_hub::server::{HubServer, ServerOptions};
 use courier_hub::{Frame, Hub, HubConfig, HubError, Metrics};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -170,5 +171,73 @@ async fn t5_a_client_that_stops_reading_gets_send_buffer_full_then_is_evicted() 
     assert!(Metrics::get(&hub.metrics().drops) >= 21);
     // Reading now drains what the socket held, then the eviction's close (4001).
     assert_eq!(close_code(&mut slow).await, Some(CloseCode::Library(4001)));
+    hub.shutdown().await;
+}
+
+/// Everything the hub logs while the returned guard lives (this thread's tasks: the tests
+/// run on a current-thread runtime).
+fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || LogWriter(writer.clone()))
+        .finish();
+    (buffer, tracing::subscriber::set_default(subscriber))
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_frame_over_the_size_limit_closes_with_1009_and_a_warning() {
+    let (logs, _guard) = capture_logs();
+    let config = HubConfig {
+        max_message_bytes: 1024,
+        ..HubConfig::default()
+    };
+    let (hub, url, _stop) = serve(config).await;
+    // At the limit: served (not JSON, so the dispatcher answers with an error frame).
+    let mut fits = connect(&url, "fits").await;
+    fits.send(Message::text("f".repeat(1024)))
+        .await
+        .expect("send");
+    match tokio::time::timeout(WAIT, fits.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => assert!(text.contains("error"), "{text}"),
+        other => panic!("expected the dispatcher's error frame, got {other:?}"),
+    }
+    // Just over, and far over the limit: closed with 1009 Message Too Big.
+    for (id, size) in [("just-over", 1025), ("far-over", 1024 * 1024)] {
+        let mut socket = connect(&url, id).await;
+        socket
+            .send(Message::text("secret".repeat(size / 6 + 1)))
+            .await
+            .expect("send");
+        assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size), "{id}");
+        until("the client is removed", || !hub.is_local(id)).await;
+    }
+    assert!(hub.is_local("fits"));
+    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    for id in ["just-over", "far-over"] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains("WARN") && l.contains(id))
+            .unwrap_or_else(|| panic!("a warning naming {id}: {logs}"));
+        assert!(line.contains("limit=1024"), "{line}");
+    }
+    assert!(!logs.contains("secret"), "never the content: {logs}");
     hub.shutdown().await;
 }

@@ -128,11 +128,15 @@ async fn websocket(
         return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
     let hub = state.hub.clone();
-    let limit = hub.config().max_message_bytes;
+    // The library reads messages up to twice the hub's limit, so one a little too large is
+    // read whole and the hub closes with 1009 and a log line. Beyond that the library stops
+    // reading at the frame header (memory stays bounded); the hub still closes with 1009, but
+    // the unread rest may make the kernel reset the connection before the peer reads it.
+    let library_limit = hub.config().max_message_bytes.saturating_mul(2);
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(limit)
-        .max_frame_size(limit)
+        .max_message_size(library_limit)
+        .max_frame_size(library_limit)
         .on_upgrade(move |socket| async move {
             let connection = ws::connection(socket);
             let welcome = AppMessage::new(

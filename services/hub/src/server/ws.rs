@@ -8,6 +8,7 @@ use courier_traits::transport::{
 };
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite;
 
 /// Splits an upgraded axum socket into the hub's connection halves.
 pub fn connection(socket: WebSocket) -> DuplexConnection {
@@ -74,6 +75,20 @@ impl FrameReceiver for AxumReceiver {
     }
 }
 
+/// A socket error as the hub's transport error; a message over the library's size limit as
+/// [`TransportError::TooLarge`], so the hub closes with 1009 rather than as a broken socket.
 fn axum_error(e: axum::Error) -> TransportError {
-    TransportError::Protocol(e.to_string())
+    match e.into_inner().downcast::<tungstenite::Error>() {
+        Ok(e) => match *e {
+            tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {
+                size,
+                max_size,
+            }) => TransportError::TooLarge {
+                size,
+                limit: max_size,
+            },
+            other => TransportError::Protocol(other.to_string()),
+        },
+        Err(other) => TransportError::Protocol(other.to_string()),
+    }
 }
