@@ -18,13 +18,20 @@ type Socket =
 
 /// A hub served on a loopback port; the server stops when the returned sender is dropped.
 async fn serve(config: HubConfig) -> (Hub, String, tokio::sync::oneshot::Sender<()>) {
+    serve_with(config, ServerOptions::default()).await
+}
+
+async fn serve_with(
+    config: HubConfig,
+    options: ServerOptions,
+) -> (Hub, String, tokio::sync::oneshot::Sender<()>) {
     let hub = Hub::new(None, config).await.expect("hub");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = HubServer::new(hub.clone(), ServerOptions::default());
+    let server = HubServer::new(hub.clone(), options);
     tokio::spawn(server.serve(listener, async move {
         let _ = stop_rx.await;
     }));
@@ -239,5 +246,65 @@ async fn a_frame_over_the_size_limit_closes_with_1009_and_a_warning() {
         assert!(line.contains("limit=1024"), "{line}");
     }
     assert!(!logs.contains("secret"), "never the content: {logs}");
+    hub.shutdown().await;
+}
+
+/// The status of `POST /api/v1/broadcast` sent with `auth` (a header line, or nothing).
+async fn broadcast_status(addr: &str, auth: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST /api/v1/broadcast HTTP/1.1\r\nHost: hub\r\n{auth}Content-Length: 2\r\nConnection: close\r\n\r\nhi"
+    );
+    socket.write_all(request.as_bytes()).await.expect("request");
+    let mut response = String::new();
+    socket
+        .read_to_string(&mut response)
+        .await
+        .expect("response");
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|status| status.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
+}
+
+#[tokio::test]
+async fn the_api_key_and_the_client_token_must_match_exactly() {
+    let options = ServerOptions {
+        api_key: Some("api-key-0123".into()),
+        client_token: Some("token-4567".into()),
+    };
+    let (hub, url, _stop) = serve_with(HubConfig::default(), options).await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .to_owned();
+    for (auth, expected) in [
+        ("Authorization: Bearer api-key-0123\r\n", 200),
+        ("X-Api-Key: api-key-0123\r\n", 200),
+        ("", 401),
+        ("Authorization: Bearer api-key-0124\r\n", 401),
+        ("Authorization: Bearer api-key-012\r\n", 401),
+        ("Authorization: Bearer api-key-01234\r\n", 401),
+        ("X-Api-Key: \r\n", 401),
+    ] {
+        assert_eq!(broadcast_status(&addr, auth).await, expected, "{auth:?}");
+    }
+    for token in ["", "token-4568", "token-456", "token-45678"] {
+        let refused =
+            tokio_tungstenite::connect_async(format!("{url}?client_id=c&token={token}")).await;
+        match refused {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{token:?}")
+            }
+            other => panic!("token {token:?}: expected 401, got {other:?}"),
+        }
+    }
+    let (_accepted, _) =
+        tokio_tungstenite::connect_async(format!("{url}?client_id=c&token=token-4567"))
+            .await
+            .expect("the right token is accepted");
+    until("registered", || hub.is_local("c")).await;
     hub.shutdown().await;
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ServerState, bearer};
+use super::{ServerState, bearer, secret_matches};
 use crate::{Delivery, Frame, FrameKind, HubError};
 
 // The error is the response itself; it is built once per refused request, so its size is moot.
@@ -22,7 +22,7 @@ fn authorize(state: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
         ));
     };
     let given = bearer(headers).or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
-    if given != Some(expected.as_str()) {
+    if !secret_matches(given, expected) {
         return Err(error(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

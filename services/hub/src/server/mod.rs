@@ -116,7 +116,7 @@ async fn websocket(
 ) -> Response {
     if let Some(expected) = &state.options.client_token {
         let given = query.token.as_deref().or_else(|| bearer(&headers));
-        if given != Some(expected.as_str()) {
+        if !secret_matches(given, expected) {
             return (StatusCode::UNAUTHORIZED, "missing or wrong token").into_response();
         }
     }
@@ -149,6 +149,14 @@ async fn websocket(
                 tracing::info!(client = %id, error = %e, "registration refused");
             }
         })
+}
+
+/// Whether a presented secret (API key, client token) is the expected one, compared in
+/// constant time: how long a refusal takes says nothing about how much of a guess was right.
+/// (Its length may show; the content does not.)
+pub(crate) fn secret_matches(given: Option<&str>, expected: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
 }
 
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -191,4 +199,23 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 
 async fn demo_page() -> Html<&'static str> {
     Html(include_str!("demo.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::secret_matches;
+
+    #[test]
+    fn only_the_exact_secret_matches() {
+        assert!(secret_matches(Some("s3cret-key"), "s3cret-key"));
+        for wrong in [
+            None,
+            Some(""),
+            Some("s3cret-kez"),
+            Some("s3cret"),
+            Some("s3cret-key!"),
+        ] {
+            assert!(!secret_matches(wrong, "s3cret-key"), "{wrong:?}");
+        }
+    }
 }
