@@ -99,6 +99,9 @@ pub struct Schedule {
     pub quiet: (Duration, Duration),
     /// How long a freeze lasts: a random duration in this range.
     pub freeze: (Duration, Duration),
+    /// Relative chances of kill-node, restart-server, freeze-server and drop-connections
+    /// (among the kinds the target supports).
+    pub weights: [u64; 4],
 }
 
 impl Default for Schedule {
@@ -106,6 +109,7 @@ impl Default for Schedule {
         Schedule {
             quiet: (Duration::from_millis(1500), Duration::from_millis(4000)),
             freeze: (Duration::from_secs(2), Duration::from_secs(5)),
+            weights: [3, 2, 2, 3],
         }
     }
 }
@@ -136,12 +140,18 @@ impl Schedule {
     }
 
     fn pick(&self, kinds: FaultKinds, rng: &mut Rng) -> Option<Fault> {
-        let weights = [
-            if kinds.nodes > 0 { 3 } else { 0 },
-            u64::from(kinds.restart_server) * 2,
-            u64::from(kinds.freeze_server) * 2,
-            u64::from(kinds.drop_connections) * 3,
+        let supported = [
+            kinds.nodes > 0,
+            kinds.restart_server,
+            kinds.freeze_server,
+            kinds.drop_connections,
         ];
+        let mut weights = self.weights;
+        for (weight, supported) in weights.iter_mut().zip(supported) {
+            if !supported {
+                *weight = 0;
+            }
+        }
         if weights.iter().all(|w| *w == 0) {
             return None;
         }

@@ -199,6 +199,48 @@ impl std::fmt::Display for Tally {
     }
 }
 
+/// The most frequent reasons of `fail` and `info` outcomes (at most `top`), for a run's log:
+/// `(count, "info: timed out after 5s")`.
+pub fn top_reasons<O, R>(entries: &[Entry<O, R>], top: usize) -> Vec<(usize, String)> {
+    let mut counts: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for entry in entries {
+        let reason = match &entry.outcome {
+            Some(Outcome::Fail(why)) => format!("fail: {why}"),
+            Some(Outcome::Info(why)) => format!("info: {why}"),
+            None => "info: never completed".to_owned(),
+            Some(Outcome::Ok(_)) => continue,
+        };
+        // Long numbers vary per operation (offsets, ids): group by the rest.
+        let key = mask_long_numbers(&reason);
+        *counts.entry(key).or_default() += 1;
+    }
+    let mut sorted: Vec<(usize, String)> = counts.into_iter().map(|(k, n)| (n, k)).collect();
+    sorted.sort_by(|a, b| b.cmp(a));
+    sorted.truncate(top);
+    sorted
+}
+
+/// `reason` with every run of 4 or more digits replaced by `#` (status codes stay), cut to 120
+/// characters.
+fn mask_long_numbers(reason: &str) -> String {
+    let mut out = String::new();
+    let mut digits = String::new();
+    for c in reason.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        if digits.len() >= 4 {
+            out.push('#');
+        } else {
+            out.push_str(&digits);
+        }
+        digits.clear();
+        out.push(c);
+    }
+    out.trim_end().chars().take(120).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ mod rng;
 pub mod streams;
 
 pub use faults::{Fault, FaultKinds, FaultLog, FaultTarget, Schedule};
-pub use history::{Entry, History, OpId, Outcome, Tally};
+pub use history::{Entry, History, OpId, Outcome, Tally, top_reasons};
 pub use proxy::Proxy;
 pub use report::{RunReport, Violation};
 pub use rng::{Rng, SECS_ENV, SEED_ENV, Seed, run_duration};

@@ -38,6 +38,8 @@ pub struct RunReport {
     pub seed: Seed,
     /// The history's outcome counts.
     pub tally: Tally,
+    /// The most frequent reasons of `fail` and `info` outcomes, with their counts.
+    pub reasons: Vec<(usize, String)>,
     /// The faults injected.
     pub faults: FaultLog,
     /// How many histories (streams, clients, ...) the checker judged.
@@ -59,6 +61,7 @@ impl RunReport {
             name: name.to_owned(),
             seed,
             tally: Tally::of(entries),
+            reasons: super::history::top_reasons(entries, 6),
             faults,
             histories,
             violations,
@@ -82,6 +85,9 @@ impl RunReport {
     /// run found any or a fault could not be healed.
     pub fn assert_clean(&self) {
         eprintln!("{}", self.summary());
+        for (count, reason) in &self.reasons {
+            eprintln!("  {count:>6} x {reason}");
+        }
         let mut problems: Vec<String> = self.violations.iter().map(|v| v.to_string()).collect();
         if let Some(error) = &self.faults.error {
             problems.insert(0, format!("fault not healed: {error}"));

@@ -252,3 +252,22 @@ fn concurrent_operations_are_not_ordered() {
     run(&h, read_from(None), saw(&["i1", "a1"], "02"));
     assert_eq!(invariants(&h), Vec::<&str>::new());
 }
+
+#[test]
+fn a_stream_deleted_and_made_anew_may_start_over() {
+    let h = clean();
+    // A create racing a delete: the delete wins first, the create makes the stream anew.
+    let delete = h.invoke(1, StreamOp::Delete { stream: "s".into() });
+    let create = h.invoke(
+        2,
+        StreamOp::Create {
+            stream: "s".into(),
+            config: 1,
+            init: "i2".into(),
+        },
+    );
+    h.complete(delete, Outcome::Ok(StreamRet::Done));
+    h.complete(create, Outcome::Ok(StreamRet::Created { created: true }));
+    run(&h, read_from(None), saw(&["i2"], "01"));
+    assert_eq!(invariants(&h), Vec::<&str>::new());
+}

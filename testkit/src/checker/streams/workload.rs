@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::{ProducerStamp, STREAM_CONFIGS, StreamOp, StreamRet, StreamsApi};
 use crate::checker::faults::{FaultTarget, Schedule};
-use crate::checker::history::{History, Outcome};
+use crate::checker::history::{Entry, History, Outcome};
 use crate::checker::report::RunReport;
 use crate::checker::rng::{Rng, Seed};
 
@@ -55,8 +55,8 @@ struct Registry {
     next_name: u64,
     /// Streams new operations may use.
     live: Vec<String>,
-    /// Forks (read only).
-    forks: Vec<String>,
+    /// Forks and closed streams: read only.
+    read_only: Vec<String>,
     /// Every name ever used, for the final reads.
     all: BTreeSet<String>,
     /// Acknowledged offsets per stream, for reads from an offset.
@@ -121,7 +121,11 @@ impl Workload {
         );
         self.final_reads(&api, &history, &registry).await;
         let entries = history.entries();
-        RunReport::new(name, seed, &entries, faults, super::check(&entries))
+        let report = RunReport::new(name, seed, &entries, faults, super::check(&entries));
+        if !report.violations.is_empty() {
+            dump(&report, &entries);
+        }
+        report
     }
 
     /// Reads every stream from the start, then from a sample of its acknowledged offsets,
@@ -148,7 +152,9 @@ impl Workload {
                     let node = 0;
                     let id = history.invoke(FINAL_PROCESS, op.clone());
                     let outcome = api.call(node, &op).await;
-                    let settled = outcome.ok().is_some();
+                    // A refusal (e.g. an offset past the tail of a stream made anew) is an
+                    // answer too; only unclear outcomes are worth another try.
+                    let settled = !outcome.is_info();
                     history.complete(id, outcome);
                     if settled || Instant::now() >= deadline {
                         break;
@@ -179,10 +185,10 @@ impl Client {
         format!("{kind}{}-{}", self.id, self.next_record)
     }
 
-    fn any_stream(&mut self, with_forks: bool) -> Option<String> {
+    fn any_stream(&mut self, with_read_only: bool) -> Option<String> {
         let pick = self.rng.next_u64();
         with(&self.registry, |r| {
-            let forks = if with_forks { r.forks.len() } else { 0 };
+            let forks = if with_read_only { r.read_only.len() } else { 0 };
             let n = r.live.len() + forks;
             if n == 0 {
                 return None;
@@ -191,13 +197,13 @@ impl Client {
             Some(if i < r.live.len() {
                 r.live[i].clone()
             } else {
-                r.forks[i - r.live.len()].clone()
+                r.read_only[i - r.live.len()].clone()
             })
         })
     }
 
     async fn step(&mut self) {
-        let choice = self.rng.weighted(&[10, 35, 15, 25, 2, 3, 5]);
+        let choice = self.rng.weighted(&[10, 40, 20, 25, 1, 1, 2]);
         let Some(stream) = self.any_stream(choice == 3) else {
             return self.create().await;
         };
@@ -229,7 +235,16 @@ impl Client {
                 self.call(StreamOp::Read { stream, from }).await;
             }
             4 => {
-                self.call(StreamOp::Close { stream }).await;
+                let closing = stream.clone();
+                if self.call(StreamOp::Close { stream }).await.ok().is_some() {
+                    // Appends to it would only be refused from now on: read it only.
+                    with(&self.registry, |r| {
+                        if let Some(i) = r.live.iter().position(|s| *s == closing) {
+                            let closed = r.live.remove(i);
+                            r.read_only.push(closed);
+                        }
+                    });
+                }
             }
             5 => {
                 // Retire the name first: nothing new starts on it, so a later operation never
@@ -242,7 +257,7 @@ impl Client {
                     r.next_name += 1;
                     let name = format!("f{}", r.next_name);
                     r.all.insert(name.clone());
-                    r.forks.push(name.clone());
+                    r.read_only.push(name.clone());
                     name
                 });
                 self.call(StreamOp::Fork {
@@ -257,7 +272,8 @@ impl Client {
     /// Creates a new stream, or races to create an existing one; sometimes two creates of a
     /// new name at once, through different nodes, with random configurations.
     async fn create(&mut self) {
-        let fresh = self.rng.percent(60);
+        let live = with(&self.registry, |r| r.live.len());
+        let fresh = live < MAX_LIVE_STREAMS && self.rng.percent(60);
         let existing = if fresh { None } else { self.any_stream(false) };
         let stream = match existing {
             Some(stream) => stream,
@@ -338,5 +354,39 @@ impl Client {
                     .push(next_offset.clone())
             });
         }
+    }
+}
+
+/// Writes the operations on every stream named in a violation to a file in the temp dir, for
+/// the failure's investigation, and prints its path.
+fn dump(report: &RunReport, entries: &[Entry<StreamOp, StreamRet>]) {
+    let named: BTreeSet<&str> = report
+        .violations
+        .iter()
+        .filter_map(|v| v.detail.split(':').next())
+        .collect();
+    let mut text = String::new();
+    for entry in entries {
+        let stream = entry.op.stream();
+        let related = named.contains(stream)
+            || matches!(&entry.op, StreamOp::Fork { source, .. } if named.contains(source.as_str()));
+        if related {
+            text.push_str(&format!(
+                "#{} p{} [{}..{:?}] {:?} -> {:?}\n",
+                entry.id, entry.process, entry.invoked, entry.completed, entry.op, entry.outcome
+            ));
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "courier-checker-{}-{}.txt",
+        report.name.replace(' ', "-"),
+        report.seed.0
+    ));
+    match std::fs::write(&path, text) {
+        Ok(()) => eprintln!(
+            "checker: history of the streams in violation: {}",
+            path.display()
+        ),
+        Err(e) => eprintln!("checker: cannot write {}: {e}", path.display()),
     }
 }
