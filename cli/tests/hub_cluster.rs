@@ -1,6 +1,8 @@
 //! The hub's test matrix T2, T3, T6 and T7 across two `courier hub` processes, over a real
 //! etcd and again over Redis and Postgres (testkit fixtures: containers when Docker answers, native
-//! servers otherwise). T1, T4 and T5 run on the in-memory fake in services/hub/tests.
+//! servers otherwise), then a bus server frozen for 8 s with a broadcast and a push in flight
+//! (health unavailable, the push never "not found", every client gets the broadcast exactly
+//! once). T1, T4 and T5 run on the in-memory fake in services/hub/tests.
 
 #[path = "hub/node.rs"]
 mod node;
@@ -47,6 +49,22 @@ impl Backend {
             Backend::Etcd(f) => f.stop().await.expect("stop etcd"),
             Backend::Redis(f) => f.stop().await.expect("stop redis"),
             Backend::Postgres(f) => f.stop().await.expect("stop postgres"),
+        }
+    }
+
+    async fn freeze(&mut self) {
+        match self {
+            Backend::Etcd(f) => f.freeze().await.expect("freeze etcd"),
+            Backend::Redis(f) => f.freeze().await.expect("freeze redis"),
+            Backend::Postgres(f) => f.freeze().await.expect("freeze postgres"),
+        }
+    }
+
+    async fn thaw(&mut self) {
+        match self {
+            Backend::Etcd(f) => f.thaw().await.expect("thaw etcd"),
+            Backend::Redis(f) => f.thaw().await.expect("thaw redis"),
+            Backend::Postgres(f) => f.thaw().await.expect("thaw postgres"),
         }
     }
 
@@ -193,7 +211,97 @@ async fn matrix(mut backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(a2.next_text().await, "back");
 
+    step("frozen bus server: a broadcast and a push in flight");
+    // The bus server hangs for 8 s (SIGSTOP, or docker pause): connections stay open, nothing
+    // is answered. A broadcast in flight may be stored although its publish times out; node A
+    // then re-publishes it from its backlog, and receivers must drop the second copy.
+    backend.freeze().await;
+    let frozen_at = tokio::time::Instant::now();
+    let broadcast = a.broadcast("during freeze");
+    let health_and_push = async {
+        // Past three of B's heartbeats (1.5 s): A hears nothing, but B's clients are still there.
+        tokio::time::sleep_until(frozen_at + Duration::from_secs(3)).await;
+        let health = a.health().await;
+        let push = a
+            .api(
+                Method::Post,
+                "/api/v1/clients/b2/push",
+                "pushed during freeze",
+            )
+            .await;
+        (health, push)
+    };
+    let thaw = async {
+        tokio::time::sleep_until(frozen_at + Duration::from_secs(8)).await;
+        backend.thaw().await;
+    };
+    let (report, (health, (push_status, push_body)), ()) =
+        tokio::join!(broadcast, health_and_push, thaw);
+    step(&format!(
+        "thawed; broadcast answered {report}, push {push_status}"
+    ));
+    assert_eq!(
+        health["bus"], "unavailable",
+        "health 3 s into the freeze: {health}"
+    );
+    assert!(
+        matches!(push_status, 200 | 503),
+        "a client that stayed connected is never 'not found': {push_status} {push_body}"
+    );
+    assert_eq!(
+        a2.next_text().await,
+        "during freeze",
+        "local delivery goes on"
+    );
+
+    step("every client gets the broadcast exactly once");
+    a.broadcast("after freeze").await;
+    let mut pushes = 0;
+    for (name, client, copies) in [
+        ("a2", &mut a2, 0),
+        ("b1", &mut b1, 1),
+        ("b2", &mut b2, 1),
+        ("a1 on B", &mut a1_new, 1),
+    ] {
+        let texts = texts_until(client, "after freeze").await;
+        let count = |text: &str| texts.iter().filter(|t| *t == text).count();
+        assert_eq!(count("during freeze"), copies, "{name}: {texts:?}");
+        let pushed = count("pushed during freeze");
+        assert!(name == "b2" || pushed == 0, "{name}: {texts:?}");
+        pushes += pushed;
+        assert_eq!(texts.len(), copies + pushed + 1, "{name}: {texts:?}");
+    }
+    // The push travels on its own topic: it may come after the marker, once at most, and only
+    // to b2 (a 503 may still have been stored by the bus).
+    if pushes == 0
+        && let Ok(text) = tokio::time::timeout(QUIET, b2.next_text()).await
+    {
+        assert_eq!(text, "pushed during freeze");
+        pushes += 1;
+    }
+    assert!(pushes <= 1, "the push reached b2 {pushes} times");
+    if push_status == 200 {
+        assert_eq!(pushes, 1, "an accepted push is delivered");
+    }
+    for client in [&mut a2, &mut b1, &mut b2, &mut a1_new] {
+        client.assert_quiet(QUIET).await;
+    }
+
     step("stop the hubs");
     a.stop().await;
     b.stop().await;
+}
+
+/// The texts `client` receives up to and including `marker` (at most 100).
+async fn texts_until(client: &mut TestClient, marker: &str) -> Vec<String> {
+    let mut texts = Vec::new();
+    while texts.len() < 100 {
+        let text = client.next_text().await;
+        let done = text == marker;
+        texts.push(text);
+        if done {
+            return texts;
+        }
+    }
+    panic!("{marker:?} not among the first 100 messages: {texts:?}");
 }

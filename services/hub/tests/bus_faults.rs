@@ -2,7 +2,7 @@
 //! answer is lost although the backend stored it ("unclear"), a message stored twice, a bus
 //! that is down for one node only, a frozen bus that answers nothing. Two hubs share one
 //! in-memory bus; one of them reaches it through [`FaultyBus`], which injects the fault.
-//! The same faults against real etcd are in the root `tests/hub_cluster.rs`.
+//! A frozen etcd, Redis and Postgres server with two hub processes is in `cli/tests/hub_cluster.rs`.
 
 mod common;
 
