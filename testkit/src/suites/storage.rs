@@ -54,7 +54,11 @@ pub(super) async fn create(s: &dyn StreamStorage, name: &StreamName, config: Str
     }
 }
 
-async fn append(s: &dyn StreamStorage, name: &StreamName, request: AppendRequest) -> AppendOutcome {
+pub(super) async fn append(
+    s: &dyn StreamStorage,
+    name: &StreamName,
+    request: AppendRequest,
+) -> AppendOutcome {
     s.append(name, request)
         .await
         .unwrap_or_else(|e| panic!("append to {name}: {e}"))
@@ -79,7 +83,9 @@ fn spawn_wait<S: StreamStorage + 'static>(
     tokio::spawn(async move { s.wait(&name, &after, timeout).await })
 }
 
-/// Every record from `from` on, following `next_offset` until up to date.
+/// Every record from `from` on, following `next_offset` until up to date. A read that is not
+/// up to date yet returns nothing fails the case (records lost below the tail), instead of
+/// looping forever.
 pub(super) async fn read_all(
     s: &dyn StreamStorage,
     name: &StreamName,
@@ -96,6 +102,12 @@ pub(super) async fn read_all(
         if batch.up_to_date {
             return (records, batch);
         }
+        assert!(
+            !batch.records.is_empty(),
+            "read {name} from {from:?}: no records, yet not up to date (records missing below \
+             the tail {:?})",
+            batch.next_offset
+        );
         from = Some(batch.next_offset.clone());
     }
 }
