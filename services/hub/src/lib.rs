@@ -5,8 +5,8 @@
 //! hub runs on several nodes that exchange frames and presence over the bus (etcd, Redis,
 //! Postgres, or in-memory for tests).
 //!
-//! What it promises, and the test cases (T1–T7) that check it, here in
-//! `services/hub/tests/` and, over two `courier hub` processes, in `cli/tests/hub_cluster.rs`:
+//! What it promises, and the test cases that check it, here in `services/hub/tests/` and,
+//! over two `courier hub` processes, in `cli/tests/hub_cluster.rs`:
 //!
 //! | case | situation | expected |
 //! |---|---|---|
@@ -17,6 +17,8 @@
 //! | T5 | a client's queue is full | the push gets `SendBufferFull`; a client that stays full is evicted |
 //! | T6 | the bus fails, then recovers | local delivery goes on; cross-node delivery resumes |
 //! | T7 | a `client_id` registers again | the old connection is closed, the new one receives |
+//! | T6+ | a publish fails although the bus stored it; the bus server freezes | each client still receives a broadcast once; pushes to remote clients answer `Bus` (503), not `ClientNotFound`; `/health` says the bus is unavailable within 1 s |
+//! | | a client sends a message over `max_message_bytes` | the connection is closed with 1009 and a warning |
 //!
 //! * [`Hub`]: register, push, broadcast, client count, shutdown.
 //! * [`dispatcher`]: JSON messages from clients routed by `message_type` (`ping` built in).
