@@ -1,6 +1,6 @@
 //! Backend benchmarks, each beside the raw server's own figure from the same run.
 //!
-//! Run: `COURIER_TESTKIT_MODE=native cargo bench --all-features --bench backends`
+//! Run: `COURIER_TESTKIT_MODE=native cargo bench -p courier-suites --bench backends`
 //! (native servers: no container networking in the path, same as the raw figures).
 //! Method and recorded results: `benches/README.md`.
 //!
