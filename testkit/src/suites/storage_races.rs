@@ -2,7 +2,7 @@
 //! nodes over one server) send conflicting operations released at the same moment by a
 //! barrier, round after round on fresh streams, and every outcome must be one a serial order of
 //! the two could give. An unsafe interleaving shows in some rounds, not in every one, hence the
-//! repetition (bounded by [`ROUNDS`] and [`TIME_BUDGET`]).
+//! repetition (bounded by `ROUNDS` rounds and a `TIME_BUDGET` per case).
 
 use std::future::Future;
 use std::sync::Arc;
