@@ -70,8 +70,17 @@ async fn check(name: &str, bus: String, server: Option<Arc<dyn ServerControl>>) 
     clients.connect("killed-1", direct[0], &history).await;
     clients.connect("killed-2", proxied[0], &history).await;
     let api = Arc::new(HttpHub::new(&proxied));
+    let duration = run_duration(Duration::from_secs(DEFAULT_SECS));
+    let defaults = Workload::default();
+    // The pace already bounds the calls; the cap only has to stay out of the way, or a long
+    // release run would stop calling long before its faults stop.
+    let max_ops_per_sender =
+        usize::try_from(duration.as_millis() / defaults.pace.as_millis().max(1))
+            .unwrap_or(usize::MAX)
+            + 1;
     let workload = Workload {
-        duration: run_duration(Duration::from_secs(DEFAULT_SECS)),
+        duration,
+        max_ops_per_sender,
         schedule: Schedule {
             // Longer than the hub's 5 s wait for a publish, so some publishes end unclear, and
             // more often than the other faults: unclear publishes are where duplicates come from.
@@ -79,7 +88,7 @@ async fn check(name: &str, bus: String, server: Option<Arc<dyn ServerControl>>) 
             weights: [2, 2, 4, 2],
             ..Schedule::default()
         },
-        ..Workload::default()
+        ..defaults
     };
     let report = workload
         .run(
