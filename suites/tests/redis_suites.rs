@@ -260,41 +260,13 @@ async fn durability_check_reads_the_servers_settings() {
     }
 }
 
-/// Log output captured by the test's subscriber.
-#[derive(Clone, Default)]
-struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl CapturedLog {
-    /// The text logged since the last call.
-    fn take(&self) -> String {
-        let mut bytes = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        String::from_utf8_lossy(&std::mem::take(&mut *bytes)).into_owned()
-    }
-}
-
 /// Connecting to a server that does not fsync every write warns, naming the backend and the
 /// setting; the bus warns only for Streams delivery (pub/sub keeps nothing anyway), and a
 /// durable server gives no warning.
 #[tokio::test]
 async fn connect_warns_when_the_server_is_not_durable() {
     use tracing_subscriber::util::SubscriberInitExt;
-    let log = CapturedLog::default();
+    let log = courier_testkit::logs::CapturedLog::default();
     let writer = log.clone();
     // This test's thread only (the runtime is current-thread, so connect logs here).
     let _subscriber = tracing_subscriber::fmt()

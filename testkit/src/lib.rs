@@ -15,6 +15,7 @@
 
 pub mod checker;
 pub mod fixtures;
+pub mod logs;
 pub mod suites;
 
 #[doc(hidden)]

@@ -2,11 +2,11 @@
 //! clients that stop reading, so heartbeats and back-pressure go through real TCP buffers
 //! (the same cases on the in-memory fake are in tests/hub.rs); frames over the size limit.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier_hub::server::{HubServer, ServerOptions};
 use courier_hub::{Frame, Hub, HubConfig, HubError, Metrics};
+use courier_testkit::logs::CapturedLog;
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -183,30 +183,15 @@ async fn t5_a_client_that_stops_reading_gets_send_buffer_full_then_is_evicted() 
 
 /// Everything the hub logs while the returned guard lives (this thread's tasks: the tests
 /// run on a current-thread runtime).
-fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-    let buffer = Arc::new(Mutex::new(Vec::new()));
-    let writer = buffer.clone();
+fn capture_logs() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
+    let log = CapturedLog::default();
+    let writer = log.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
-        .with_writer(move || LogWriter(writer.clone()))
+        .with_writer(move || writer.clone())
         .finish();
-    (buffer, tracing::subscriber::set_default(subscriber))
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for LogWriter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    (log, tracing::subscriber::set_default(subscriber))
 }
 
 #[tokio::test]
@@ -237,7 +222,7 @@ async fn a_frame_over_the_size_limit_closes_with_1009_and_a_warning() {
         until("the client is removed", || !hub.is_local(id)).await;
     }
     assert!(hub.is_local("fits"));
-    let logs = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let logs = logs.take();
     for id in ["just-over", "far-over"] {
         let line = logs
             .lines()
