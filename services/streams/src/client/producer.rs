@@ -16,7 +16,8 @@ use courier_traits::{Classify, ErrorClass, TransportError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{ClientError, StreamsClient, never_sent, next_offset, path};
+use super::error::ClientError;
+use super::streams_client::{StreamsClient, never_sent, next_offset, path};
 use crate::protocol;
 
 /// What an append through a [`Producer`] did.
@@ -39,6 +40,13 @@ pub struct ProducerBuilder {
     bump_epoch_when_fenced: bool,
     max_batch_bytes: usize,
     queue_capacity: usize,
+}
+
+impl StreamsClient {
+    /// A producer appending to `stream` with `content_type`, batching concurrent appends.
+    pub fn producer(&self, stream: &str, content_type: &str) -> ProducerBuilder {
+        ProducerBuilder::new(self.clone(), stream, content_type)
+    }
 }
 
 impl ProducerBuilder {

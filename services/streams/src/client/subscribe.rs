@@ -17,7 +17,8 @@ use courier_traits::transport::{Method, Request, ResponseBody};
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
-use super::{ClientError, MAX_BODY_BYTES, StreamsClient, check_offset, next_offset, path};
+use super::error::ClientError;
+use super::streams_client::{MAX_BODY_BYTES, StreamsClient, check_offset, next_offset, path};
 use crate::protocol;
 
 /// How a subscription waits for new data.
@@ -49,6 +50,15 @@ const POLL_MARGIN: Duration = Duration::from_secs(10);
 /// is closed, or after delivering a permanent error.
 pub struct Subscription {
     chunks: BoxStream<'static, Result<Chunk, ClientError>>,
+}
+
+impl StreamsClient {
+    /// Follows `stream` from `offset` (`None` = the start): every chunk stored after it, then
+    /// live ones as they are appended, until the stream is closed (the `Stream` then ends).
+    /// Lost connections are resumed from the last delivered offset under the retry policy.
+    pub fn subscribe(&self, stream: &str, offset: Option<&str>, mode: LiveMode) -> Subscription {
+        Subscription::new(self.clone(), stream, offset, mode)
+    }
 }
 
 impl Subscription {

@@ -6,11 +6,11 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use courier_traits::storage::AppendRequest;
 
-use super::AppState;
 use super::json;
 use super::names;
 use super::reply::{Failure, Reply};
 use super::request::{self, header};
+use super::state::AppState;
 use crate::protocol;
 
 /// Bodies smaller than this are copied out of the read buffer before they are stored.

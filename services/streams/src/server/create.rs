@@ -8,11 +8,11 @@ use courier_traits::storage::{
     CreateOutcome, Expiry, ForkFrom, Offset, StreamConfig, StreamName, SubOffset,
 };
 
-use super::AppState;
 use super::json;
 use super::names;
 use super::reply::{Failure, Operation, Reply};
 use super::request::{self, header};
+use super::state::AppState;
 use crate::protocol;
 use axum::response::IntoResponse;
 

@@ -4,11 +4,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use super::caching::NO_STORE;
 use super::names;
 use super::reply::{Failure, Reply};
 use super::request;
+use super::state::AppState;
 use crate::protocol;
 
 /// HEAD: content type, tail, expiry and closed flag; does not reset a TTL.

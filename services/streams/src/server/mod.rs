@@ -18,7 +18,9 @@
 
 mod append;
 mod caching;
+mod config;
 mod create;
+mod first_batch;
 mod json;
 mod meta;
 mod names;
@@ -27,66 +29,21 @@ mod reply;
 mod request;
 mod security;
 mod sse;
+mod state;
 mod transfer_coding;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use courier_traits::storage::{ReadLimits, StreamStorage};
+use courier_traits::storage::StreamStorage;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-/// Settings of a [`StreamsServer`].
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// How long a long-poll waits for data before answering 204 (also the SSE keep-alive period).
-    pub long_poll_timeout: Duration,
-    /// How long an SSE response lasts before the server ends it and the client reconnects.
-    pub sse_reconnect_interval: Duration,
-    /// Largest request body accepted; larger appends get 413.
-    pub max_append_bytes: usize,
-    /// How much one read response carries at most (larger ranges are paged by the client).
-    pub read_limits: ReadLimits,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            long_poll_timeout: Duration::from_secs(30),
-            sse_reconnect_interval: sse::DEFAULT_RECONNECT_INTERVAL,
-            max_append_bytes: 32 << 20,
-            read_limits: ReadLimits::default(),
-        }
-    }
-}
-
-/// What every handler shares.
-#[derive(Clone)]
-pub(crate) struct AppState(Arc<Shared>);
-
-struct Shared {
-    storage: Arc<dyn StreamStorage>,
-    config: ServerConfig,
-    shutdown: CancellationToken,
-}
-
-impl AppState {
-    pub(crate) fn storage(&self) -> &dyn StreamStorage {
-        &*self.0.storage
-    }
-    pub(crate) fn config(&self) -> &ServerConfig {
-        &self.0.config
-    }
-    /// Cancelled when the server shuts down: live reads answer and end.
-    pub(crate) fn shutdown(&self) -> &CancellationToken {
-        &self.0.shutdown
-    }
-}
+pub use config::ServerConfig;
+use state::AppState;
 
 /// The Durable Streams server: streams under `/v1/stream/`, `GET /health`.
 #[derive(Clone)]
@@ -98,11 +55,7 @@ impl StreamsServer {
     /// A server over `storage`.
     pub fn new(storage: Arc<dyn StreamStorage>, config: ServerConfig) -> StreamsServer {
         StreamsServer {
-            state: AppState(Arc::new(Shared {
-                storage,
-                config,
-                shutdown: CancellationToken::new(),
-            })),
+            state: AppState::new(storage, config),
         }
     }
 

@@ -6,15 +6,16 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use courier_traits::storage::{Offset, ReadBatch, ReadLimits, StreamName, WaitOutcome};
+use courier_traits::storage::{ReadBatch, ReadLimits, StreamName, WaitOutcome};
 
-use super::AppState;
 use super::caching::{self, CACHEABLE, NO_CACHE, NO_STORE};
+use super::first_batch::first_batch;
 use super::json;
 use super::names;
 use super::reply::{Failure, Reply};
 use super::request::{self, LiveMode, ReadQuery, StartAt};
 use super::sse;
+use super::state::AppState;
 use crate::protocol;
 
 /// Bodies at least this large are gzip-compressed for clients that accept it.
@@ -60,23 +61,6 @@ async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure>
         .static_header(names::CACHE_CONTROL, NO_STORE)
         .body(body)
         .into_response())
-}
-
-/// The first batch of a read from where the client asked (`now` = the current tail).
-pub(super) async fn first_batch(
-    app: &AppState,
-    name: &StreamName,
-    start: &StartAt,
-) -> Result<ReadBatch, Failure> {
-    let from: Option<Offset> = match start {
-        StartAt::Start => None,
-        StartAt::After(offset) => Some(offset.clone()),
-        StartAt::Now => Some(app.storage().head(name).await?.next_offset),
-    };
-    Ok(app
-        .storage()
-        .read(name, from, app.config().read_limits)
-        .await?)
 }
 
 async fn catch_up(

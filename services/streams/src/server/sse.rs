@@ -6,7 +6,6 @@
 //! `data:` line so that payload bytes can never forge an event boundary.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::StatusCode;
@@ -16,13 +15,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use courier_traits::storage::{Offset, ReadBatch, StreamName, WaitOutcome};
 use tokio::time::Instant;
 
-use super::AppState;
 use super::caching::{self, NO_CACHE};
+use super::first_batch::first_batch;
 use super::json;
 use super::names;
-use super::read::first_batch;
 use super::reply::{Failure, Reply};
 use super::request::ReadQuery;
+use super::state::AppState;
 use crate::protocol;
 
 pub(crate) async fn open(
@@ -218,9 +217,6 @@ fn put_data_lines(payload: &[u8], out: &mut BytesMut) {
         }
     }
 }
-
-/// How long a long-lived SSE response lasts before the server ends it (clients reconnect).
-pub(crate) const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {
