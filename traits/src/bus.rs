@@ -209,8 +209,9 @@ impl BusCapabilities {
 
 /// The stream of messages for one subscription.
 ///
-/// Items are messages, or [`BusError::Lagged`] (not terminal: the stream continues), or a
-/// terminal error after which the stream ends. The stream ends when the bus is closed.
+/// Items are messages, or [`BusError::Lagged`] (not terminal: the stream continues; not
+/// retryable either, the lost messages are gone), or a terminal error after which the stream
+/// ends. The stream ends when the bus is closed.
 pub type Subscription = BoxStream<'static, Result<Message, BusError>>;
 
 /// Errors of a [`MessageBus`].
@@ -221,6 +222,8 @@ pub enum BusError {
     #[error("message bus is closed")]
     Closed,
     /// This subscriber fell behind and lost `missed` messages; delivery continues after them.
+    /// Not retryable: the lost messages are gone (resume from a position, where the backend
+    /// has [`BusCapabilities::resume`], to read them again).
     #[error("subscriber lagged behind and missed {missed} messages")]
     Lagged {
         /// How many messages were dropped for this subscriber.
@@ -268,10 +271,27 @@ pub enum BusError {
     },
 }
 
+impl BusError {
+    /// A failure the backend reported: [`Unavailable`](BusError::Unavailable) when `retryable`
+    /// (connection lost, timeout, server restarting), otherwise
+    /// [`Backend`](BusError::Backend). Each backend decides `retryable` from its own error
+    /// kinds; this keeps the mapping onto the two variants in one place.
+    pub fn backend(retryable: bool, message: impl Into<String>, source: Option<BoxError>) -> Self {
+        let message = message.into();
+        if retryable {
+            BusError::Unavailable { message, source }
+        } else {
+            BusError::Backend { message, source }
+        }
+    }
+}
+
 impl Classify for BusError {
+    // `Lagged` is not retryable: the messages it counts are gone, and retrying cannot bring
+    // them back. It is reported so the subscriber can react (resync, resume from a position).
     fn class(&self) -> ErrorClass {
         match self {
-            BusError::Unavailable { .. } | BusError::Lagged { .. } => ErrorClass::TRANSIENT,
+            BusError::Unavailable { .. } => ErrorClass::TRANSIENT,
             _ => ErrorClass::Permanent,
         }
     }
@@ -377,7 +397,7 @@ mod tests {
     }
 
     #[test]
-    fn only_unavailable_and_lag_are_retryable() {
+    fn only_unavailable_is_retryable() {
         assert!(
             BusError::Unavailable {
                 message: "x".into(),
@@ -385,7 +405,24 @@ mod tests {
             }
             .is_retryable()
         );
+        assert!(!BusError::Lagged { missed: 3 }.is_retryable());
         assert!(!BusError::Closed.is_retryable());
         assert!(!BusError::Unsupported("resume").is_retryable());
+    }
+
+    #[test]
+    fn backend_maps_retryable_onto_unavailable() {
+        let source = || Some(BoxError::from("cause"));
+        let transient = BusError::backend(true, "redis xadd: broken pipe", source());
+        assert!(
+            matches!(&transient, BusError::Unavailable { message, source: Some(_) } if message == "redis xadd: broken pipe")
+        );
+        assert!(transient.is_retryable());
+        let permanent = BusError::backend(false, "redis xadd: WRONGTYPE", source());
+        assert!(
+            matches!(&permanent, BusError::Backend { message, source: Some(_) } if message == "redis xadd: WRONGTYPE")
+        );
+        assert!(!permanent.is_retryable());
+        assert!(std::error::Error::source(&permanent).is_some());
     }
 }

@@ -22,17 +22,7 @@ pub(super) fn bus_error(what: &str, status: Status) -> BusError {
             | Code::Cancelled
     );
     let message = format!("etcd {what}: {}", describe(&status));
-    if retryable {
-        BusError::Unavailable {
-            message,
-            source: Some(Box::new(status)),
-        }
-    } else {
-        BusError::Backend {
-            message,
-            source: Some(Box::new(status)),
-        }
-    }
+    BusError::backend(retryable, message, Some(Box::new(status)))
 }
 
 /// The status's code and message, plus its transport cause when it has one ("tcp connect

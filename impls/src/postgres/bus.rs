@@ -18,13 +18,12 @@ use courier_traits::bus::{
     BusCapabilities, BusError, Message, MessageBus, MessageId, Position, Published, SubscribeFrom,
     Subscription, Topic,
 };
-use courier_traits::storage::StorageError;
 use futures::TryStreamExt;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::db_error;
+use super::is_transient;
 use crate::outbox::Outbox;
 use crate::wakers::Wakers;
 
@@ -76,14 +75,11 @@ pub struct PgBus {
 }
 
 fn bus_error(error: sqlx::Error) -> BusError {
-    match db_error(error) {
-        StorageError::Unavailable { message, source } => BusError::Unavailable { message, source },
-        StorageError::Backend { message, source } => BusError::Backend { message, source },
-        other => BusError::Backend {
-            message: other.to_string(),
-            source: None,
-        },
-    }
+    BusError::backend(
+        is_transient(&error),
+        format!("postgres: {error}"),
+        Some(Box::new(error)),
+    )
 }
 
 fn position(seq: i64) -> Position {

@@ -95,8 +95,10 @@ pub struct PgStreamStorage {
 }
 
 /// Maps a database error: connection trouble, contention and shutdown are retryable.
-pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
-    let retryable = match &error {
+/// Whether retrying may help: connection trouble, a server restarting or out of resources,
+/// a serialization failure or deadlock. Shared by the storage's and the bus's error mapping.
+pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
         sqlx::Error::Io(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -111,7 +113,11 @@ pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
                 || code == "40P01"
         }),
         _ => false,
-    };
+    }
+}
+
+pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
+    let retryable = is_transient(&error);
     let message = format!("postgres: {error}");
     if retryable {
         StorageError::Unavailable {

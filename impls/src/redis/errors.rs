@@ -17,26 +17,16 @@ pub(super) fn is_transient(error: &RedisError) -> bool {
 }
 
 pub(super) fn bus_error(what: &str, error: RedisError) -> BusError {
-    let message = format!("redis {what}: {error}");
-    if is_transient(&error) {
-        BusError::Unavailable {
-            message,
-            source: Some(Box::new(error)),
-        }
-    } else {
-        BusError::Backend {
-            message,
-            source: Some(Box::new(error)),
-        }
-    }
+    BusError::backend(
+        is_transient(&error),
+        format!("redis {what}: {error}"),
+        Some(Box::new(error)),
+    )
 }
 
 pub(super) fn pool_error(error: deadpool_redis::PoolError) -> BusError {
     match error {
         deadpool_redis::PoolError::Backend(e) => bus_error("connection", e),
-        other => BusError::Unavailable {
-            message: format!("redis pool: {other}"),
-            source: Some(Box::new(other)),
-        },
+        other => BusError::backend(true, format!("redis pool: {other}"), Some(Box::new(other))),
     }
 }
