@@ -11,13 +11,20 @@ use crate::sets::ProtoSet;
 pub(crate) fn generate(root: &Path, set: &ProtoSet, dir: &Path) -> io::Result<Vec<String>> {
     let protos: Vec<_> = set.protos.iter().map(|p| root.join(p)).collect();
     let includes: Vec<_> = set.includes.iter().map(|p| root.join(p)).collect();
-    tonic_prost_build::configure()
+    let mut builder = tonic_prost_build::configure();
+    for field in set.bytes_fields {
+        builder = builder.bytes(field);
+    }
+    builder
         .build_client(set.client)
         .build_server(set.server)
         // Callers build their own `tonic::transport::Channel`; no `connect` helpers, so the
         // generated code needs only tonic's `codegen` feature besides the channel they use.
         .build_transport(false)
         .emit_rerun_if_changed(false)
+        // Danube's protos use proto3 `optional`; protoc before 3.15 needs this flag for it,
+        // later ones accept and ignore it.
+        .protoc_arg("--experimental_allow_proto3_optional")
         .out_dir(dir)
         .compile_protos(&protos, &includes)?;
     let mut names = Vec::new();

@@ -10,6 +10,7 @@
 //! | `redis` | `redis::RedisBus` (Redis Streams, or pub/sub at most once) and `redis::RedisStreamStorage` |
 //! | `postgres` | `postgres::PgStreamStorage` (streams shared by every node) and `postgres::PgBus` (rows + NOTIFY) |
 //! | `http` | `http::HttpTransport`: a `RequestTransport` over HTTP/1.1 with pooled connections |
+//! | `grpc` | `grpc::GrpcChannels` (tonic channels cached per URL), `grpc::GrpcTransport`, the Danube protos |
 //! | `websocket` | `websocket::WsTransport`: a `DuplexTransport` over WebSocket (`ws://`) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
@@ -38,6 +39,9 @@
 pub mod etcd;
 #[cfg(any(feature = "etcd", feature = "redis"))]
 mod frame;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;

@@ -1,0 +1,3 @@
+//! gRPC over tonic.
+
+pub mod proto;
