@@ -2,9 +2,10 @@
 //! it: expiry, TTL touches, idempotent-create comparison. Only the SQL differs per database.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
+use courier_traits::clock::Clock;
 use courier_traits::storage::{
     CreateOutcome, Expiry, ForkFrom, Offset, ProducerStamp, ReadBatch, ReadLimits, Record,
     StorageError, StreamConfig, StreamInfo, StreamName, SubOffset, WaitOutcome,
@@ -14,12 +15,10 @@ use futures::{Stream, TryStreamExt};
 use crate::rules::index_offset;
 use crate::wakers::Wakers;
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
+/// Milliseconds since the Unix epoch on `clock`, as the rows store them. Every expiry decision
+/// of a storage reads the time here, from the clock its configuration names.
+pub(crate) fn now_ms(clock: &dyn Clock) -> i64 {
+    i64::try_from(clock.now_ms()).unwrap_or(i64::MAX)
 }
 
 /// Expiry as stored: (kind, milliseconds): 0 never, 1 TTL window, 2 absolute Unix time.

@@ -38,6 +38,7 @@
 //! (`MemoryBus`, `MemoryStreamStorage`), which pass the same universal suites as the real ones.
 
 pub mod bus;
+pub mod clock;
 pub mod error;
 pub mod retry;
 pub mod storage;
@@ -47,6 +48,7 @@ pub use bus::{
     BusCapabilities, BusError, Message, MessageBus, MessageId, Position, Published, SubscribeFrom,
     Subscription, Topic,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BoxError, Classify, ErrorClass, InvalidInput};
 pub use retry::{GiveUpReason, RetryContext, RetryDecision, RetryPolicy};
 pub use storage::{Offset, StorageError, StreamName, StreamStorage};

@@ -27,6 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
+use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
@@ -61,6 +62,8 @@ pub struct PgConfig {
     pub max_connections: u32,
     /// Schema for the tables (created if missing); `None` = the server's `search_path`.
     pub schema: Option<String>,
+    /// The clock expiry is decided against (default: the system clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for PgConfig {
@@ -69,7 +72,16 @@ impl Default for PgConfig {
             max_record_bytes: 64 << 20,
             max_connections: 10,
             schema: None,
+            clock: system_clock(),
         }
+    }
+}
+
+impl PgConfig {
+    /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> PgConfig {
+        self.clock = clock;
+        self
     }
 }
 
@@ -183,6 +195,11 @@ impl PgStreamStorage {
         })
     }
 
+    /// The time expiry is decided against.
+    fn now(&self) -> i64 {
+        now_ms(&*self.config.clock)
+    }
+
     /// Applies the schema (also done by `connect`; idempotent).
     pub async fn migrate(&self) -> Result<(), StorageError> {
         schema::migrate(&self.pool).await.map_err(db_error)
@@ -204,7 +221,7 @@ impl PgStreamStorage {
     async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         match load(&mut conn, name, false).await? {
-            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+            Some(row) if !row.soft_deleted && row.is_expired(self.now()) => {
                 drop(conn);
                 self.reap(name).await?;
                 Err(StorageError::NotFound {
@@ -225,7 +242,7 @@ impl PgStreamStorage {
     async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let touched = match load(&mut tx, name, true).await? {
-            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+            Some(row) if !row.soft_deleted && row.is_expired(self.now()) => {
                 remove(&mut tx, name).await?
             }
             _ => Vec::new(),
@@ -236,12 +253,13 @@ impl PgStreamStorage {
 
     /// Reaps up to 100 expired streams nobody touched again, at most once per second.
     async fn sweep(&self) -> Result<(), StorageError> {
-        let now = now_ms();
+        let now = self.now();
         if now - self.last_sweep_ms.load(Ordering::Relaxed) < 1000 {
             return Ok(());
         }
         self.last_sweep_ms.store(now, Ordering::Relaxed);
-        let names = expired_names(&mut *self.pool.acquire().await.map_err(db_error)?, 100).await?;
+        let names =
+            expired_names(&mut *self.pool.acquire().await.map_err(db_error)?, 100, now).await?;
         for name in names {
             self.reap(&name).await?;
         }
@@ -302,8 +320,8 @@ async fn create_in(
     name: &StreamName,
     config: &StreamConfig,
     initial: &[Bytes],
+    now: i64,
 ) -> Result<Option<CreateOutcome>, StorageError> {
-    let now = now_ms();
     let row = load(conn, name, true).await?;
     let expired = row
         .as_ref()
@@ -329,7 +347,7 @@ async fn create_in(
         ),
         Some(fork) => {
             reject_self_fork(name, fork)?;
-            let source = load_live(conn, &fork.source, true)
+            let source = load_live(conn, &fork.source, true, now)
                 .await
                 .map_err(|e| fork_source_error(e, &fork.source))?;
             let (content_type, expiry) = fork_settings(name, config, &source)?;
@@ -354,7 +372,7 @@ async fn create_in(
     .bind(expiry_ms)
     .bind(requested_key(config))
     .bind(i64::from(config.closed))
-    .bind(now_ms())
+    .bind(now)
     .bind(&parent)
     .fetch_optional(&mut *conn)
     .await
@@ -403,7 +421,7 @@ impl StreamStorage for PgStreamStorage {
         self.sweep().await?;
         for _ in 0..3 {
             let mut tx = self.pool.begin().await.map_err(db_error)?;
-            if let Some(outcome) = create_in(&mut tx, name, &config, &initial).await? {
+            if let Some(outcome) = create_in(&mut tx, name, &config, &initial, self.now()).await? {
                 tx.commit().await.map_err(db_error)?;
                 return Ok(outcome);
             }
@@ -428,7 +446,7 @@ impl StreamStorage for PgStreamStorage {
                     stream: name.clone(),
                 });
             }
-            Some((row, producer)) if !row.is_expired(now_ms()) => (row, producer),
+            Some((row, producer)) if !row.is_expired(self.now()) => (row, producer),
             _ => {
                 drop(tx);
                 self.reap(name).await?;
@@ -483,7 +501,7 @@ impl StreamStorage for PgStreamStorage {
         .bind(stamped.map(|(_, state)| state.epoch as i64))
         .bind(stamped.map(|(_, state)| state.last_seq as i64))
         .bind((row.next_index + request.records.len() as u64) as i64)
-        .bind(now_ms())
+        .bind(self.now())
         .bind(request.writer_seq.as_deref())
         .bind(request.close)
         .bind(closer.map(|p| p.id.as_str()))
@@ -505,7 +523,7 @@ impl StreamStorage for PgStreamStorage {
     ) -> Result<ReadBatch, StorageError> {
         let row = self.read_live(name).await?;
         let start = start_index(name, &row, from.as_ref())?;
-        let now = now_ms();
+        let now = self.now();
         if row.needs_touch(now) {
             sqlx::query("UPDATE courier_streams SET last_access_ms = $1 WHERE name = $2")
                 .bind(now)
@@ -540,7 +558,7 @@ impl StreamStorage for PgStreamStorage {
 
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        load_live(&mut tx, name, true).await?;
+        load_live(&mut tx, name, true, self.now()).await?;
         let touched = remove(&mut tx, name).await?;
         PgStreamStorage::notify(&mut tx, &touched).await?;
         tx.commit().await.map_err(db_error)

@@ -10,7 +10,7 @@ use sqlx::{PgConnection, Row};
 
 use super::db_error;
 use crate::rules::{ProducerState, index_offset};
-use crate::sql_model::{StreamRow, now_ms};
+use crate::sql_model::StreamRow;
 
 const COLUMNS: &str = "s.content_type, s.expiry_kind, s.expiry_ms, s.requested, s.closed, s.closed_by_id,
      s.closed_by_epoch, s.closed_by_seq, s.writer_seq, s.next_index, s.last_access_ms, s.soft_deleted";
@@ -98,13 +98,14 @@ pub(super) async fn load_for_append(
     Ok(Some((row, state)))
 }
 
-/// Loads `name` if it is live: absent or expired is `NotFound`, soft-deleted is `Gone`.
+/// Loads `name` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.
 pub(super) async fn load_live(
     conn: &mut PgConnection,
     name: &StreamName,
     lock: bool,
+    now: i64,
 ) -> Result<StreamRow, StorageError> {
-    live(load(conn, name, lock).await?, name, now_ms())
+    live(load(conn, name, lock).await?, name, now)
 }
 
 /// `row` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.
@@ -124,12 +125,12 @@ pub(super) fn live(
     }
 }
 
-/// Up to `limit` expired streams not yet removed.
+/// Up to `limit` streams expired at `now` and not yet removed.
 pub(super) async fn expired_names(
     conn: &mut PgConnection,
     limit: i64,
+    now: i64,
 ) -> Result<Vec<StreamName>, StorageError> {
-    let now = now_ms();
     let rows = sqlx::query(
         "SELECT name FROM courier_streams WHERE soft_deleted = 0 AND
             ((expiry_kind = 1 AND $1 - last_access_ms >= expiry_ms) OR (expiry_kind = 2 AND $1 >= expiry_ms))

@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
+use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, ForkFrom, Offset,
     ProducerStamp, ReadBatch, ReadLimits, StorageCapabilities, StorageError, StreamConfig,
@@ -54,6 +55,9 @@ pub struct RedisStorageConfig {
     pub key_prefix: String,
     /// Largest single record accepted (Redis caps a value at 512 MiB).
     pub max_record_bytes: usize,
+    /// The clock expiry is decided against (default: the system clock). Redis's own key
+    /// expiry, a backstop only, runs on the server's clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for RedisStorageConfig {
@@ -61,7 +65,16 @@ impl Default for RedisStorageConfig {
         RedisStorageConfig {
             key_prefix: "courier:streams".into(),
             max_record_bytes: 64 << 20,
+            clock: system_clock(),
         }
+    }
+}
+
+impl RedisStorageConfig {
+    /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RedisStorageConfig {
+        self.clock = clock;
+        self
     }
 }
 
@@ -258,6 +271,11 @@ impl RedisStreamStorage {
         })
     }
 
+    /// The time expiry is decided against.
+    fn now(&self) -> i64 {
+        now_ms(&*self.config.clock)
+    }
+
     fn meta_key(&self, name: &str) -> String {
         format!("{}:m:{name}", self.config.key_prefix)
     }
@@ -302,7 +320,7 @@ impl RedisStreamStorage {
             Some(meta) if meta.row.soft_deleted => Err(StorageError::Gone {
                 stream: name.clone(),
             }),
-            Some(meta) if meta.row.is_expired(now_ms()) => {
+            Some(meta) if meta.row.is_expired(self.now()) => {
                 self.remove(name, true).await?;
                 match self.load(name.as_str()).await? {
                     Some(meta) if meta.row.soft_deleted => Err(StorageError::Gone {
@@ -332,7 +350,7 @@ impl RedisStreamStorage {
                 };
                 if first
                     && only_if_expired
-                    && (meta.row.soft_deleted || !meta.row.is_expired(now_ms()))
+                    && (meta.row.soft_deleted || !meta.row.is_expired(self.now()))
                 {
                     return Ok(());
                 }
@@ -545,7 +563,7 @@ impl StreamStorage for RedisStreamStorage {
                 .map_err(|e| storage_error("incr", e))?;
             let generation = generation.to_string();
             let (expiry_kind, expiry_ms) = encode_expiry(expiry);
-            let now = now_ms();
+            let now = self.now();
             let fields: Vec<(&str, String)> = vec![
                 ("ver", "1".into()),
                 ("gen", generation.clone()),
@@ -654,7 +672,7 @@ impl StreamStorage for RedisStreamStorage {
                 AppendPlan::Reply(outcome) => return Ok(outcome),
                 AppendPlan::Commit { producer } => producer,
             };
-            let now = now_ms();
+            let now = self.now();
             let mut fields: Vec<(&str, String)> = vec![
                 (
                     "next_index",
@@ -717,7 +735,7 @@ impl StreamStorage for RedisStreamStorage {
     ) -> Result<ReadBatch, StorageError> {
         let meta = self.load_live(name).await?;
         let start = start_index(name, &meta.row, from.as_ref())?;
-        let now = now_ms();
+        let now = self.now();
         if meta.row.needs_touch(now) {
             let mut conn = self.conn().await?;
             let mut pipe = redis::pipe();

@@ -17,7 +17,7 @@ use courier_traits::storage::{
 use sqlx::{Row, SqliteConnection};
 
 use super::db_error;
-use super::row::{StreamRow, live, load_many, now_ms};
+use super::row::{StreamRow, live, load_many};
 use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
 
 /// Rows per insert statement (3 or 4 bound values each, well under SQLite's variable limit).
@@ -32,11 +32,13 @@ pub(super) struct QueuedAppend {
     pub(super) result: Option<Result<AppendOutcome, StorageError>>,
 }
 
-/// Decides and writes `appends` inside the open transaction. Each append's own result is
-/// stored in it; `Err` is a database failure that must abort the whole batch.
+/// Decides and writes `appends` inside the open transaction, with expiry judged at `now`.
+/// Each append's own result is stored in it; `Err` is a database failure that must abort the
+/// whole batch.
 pub(super) async fn apply(
     conn: &mut SqliteConnection,
     appends: &mut [&mut QueuedAppend],
+    now: i64,
 ) -> Result<(), StorageError> {
     let mut names: Vec<StreamName> = Vec::new();
     let mut members: HashMap<StreamName, Vec<usize>> = HashMap::new();
@@ -52,7 +54,7 @@ pub(super) async fn apply(
         let refs: Vec<&StreamName> = chunk.iter().collect();
         let mut rows = load_many(conn, &refs).await?;
         for name in chunk {
-            match live(name, rows.remove(name.as_str())) {
+            match live(name, rows.remove(name.as_str()), now) {
                 Ok(row) => streams.push(StreamState::new(name, row)),
                 Err(refusal) => {
                     for &i in &members[name] {
@@ -68,7 +70,7 @@ pub(super) async fn apply(
             appends[i].result = Some(result);
         }
     }
-    write(conn, &streams).await
+    write(conn, &streams, now).await
 }
 
 /// A copy of a per-stream refusal for every append to that stream.
@@ -102,6 +104,7 @@ fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
 async fn write(
     conn: &mut SqliteConnection,
     streams: &[StreamState<'_>],
+    now: i64,
 ) -> Result<(), StorageError> {
     let changed: Vec<&StreamState<'_>> = streams.iter().filter(|s| s.changed).collect();
     let records: Vec<(&str, u64, &Bytes)> = changed
@@ -161,7 +164,6 @@ async fn write(
             .await
             .map_err(db_error)?;
     }
-    let now = now_ms();
     for chunk in changed.chunks(STREAMS_PER_STATEMENT) {
         // SQLite names the columns of a VALUES list column1, column2, ...
         let sql = values_sql(

@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
+use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
@@ -45,7 +46,7 @@ use row::{
 use writer::{Work, Writer};
 
 /// Settings of a [`SqliteStreamStorage`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SqliteConfig {
     /// Largest single record accepted.
     pub max_record_bytes: usize,
@@ -59,6 +60,8 @@ pub struct SqliteConfig {
     /// While someone waits, how often to check for commits made by other processes on the
     /// same file: the longest delay before such an append wakes a waiter here.
     pub change_poll_interval: Duration,
+    /// The clock expiry is decided against (default: the system clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for SqliteConfig {
@@ -69,7 +72,16 @@ impl Default for SqliteConfig {
             fsync_every_commit: true,
             busy_timeout: Duration::from_secs(10),
             change_poll_interval: Duration::from_millis(50),
+            clock: system_clock(),
         }
+    }
+}
+
+impl SqliteConfig {
+    /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteConfig {
+        self.clock = clock;
+        self
     }
 }
 
@@ -166,7 +178,10 @@ impl SqliteStreamStorage {
             .map_err(db_error)?;
         schema::migrate(&pool).await.map_err(db_error)?;
         // All writes go through one connection that commits them in batches (group commit).
-        let writer = Writer::start(options.connect().await.map_err(db_error)?);
+        let writer = Writer::start(
+            options.connect().await.map_err(db_error)?,
+            config.clock.clone(),
+        );
         let wakers = Arc::<Wakers>::default();
         let change_watch = ChangeWatch::start(
             options.connect().await.map_err(db_error)?,
@@ -196,11 +211,16 @@ impl SqliteStreamStorage {
         self.writer.write(work).await
     }
 
+    /// The time expiry is decided against.
+    fn now(&self) -> i64 {
+        now_ms(&*self.config.clock)
+    }
+
     /// The live row of `name`, read without a write lock. An expired stream is reaped first.
     async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
         let mut conn = self.pool.acquire().await.map_err(db_error)?;
         match load(&mut conn, name).await? {
-            Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+            Some(row) if !row.soft_deleted && row.is_expired(self.now()) => {
                 drop(conn);
                 self.reap(name).await?;
                 Err(StorageError::NotFound {
@@ -220,11 +240,12 @@ impl SqliteStreamStorage {
     /// Removes `name` if it has expired (soft-deleting it if forks still read through it).
     async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
         let owned = name.clone();
+        let clock = self.config.clock.clone();
         let touched = self
             .write(move |conn| {
                 Box::pin(async move {
                     match load(conn, &owned).await? {
-                        Some(row) if !row.soft_deleted && row.is_expired(now_ms()) => {
+                        Some(row) if !row.soft_deleted && row.is_expired(now_ms(&*clock)) => {
                             remove(conn, &owned).await
                         }
                         _ => Ok(Vec::new()),
@@ -240,7 +261,7 @@ impl SqliteStreamStorage {
 
     /// Reaps up to 100 expired streams nobody touched again, at most once per second.
     async fn sweep(&self) -> Result<(), StorageError> {
-        let now = now_ms();
+        let now = self.now();
         let last = self
             .last_sweep_ms
             .load(std::sync::atomic::Ordering::Relaxed);
@@ -251,7 +272,7 @@ impl SqliteStreamStorage {
             .store(now, std::sync::atomic::Ordering::Relaxed);
         let names = {
             let mut conn = self.pool.acquire().await.map_err(db_error)?;
-            expired_names(&mut conn, 100).await?
+            expired_names(&mut conn, 100, now).await?
         };
         for name in names {
             self.reap(&name).await?;
@@ -366,16 +387,18 @@ impl StreamStorage for SqliteStreamStorage {
         self.sweep().await?;
         self.reap(name).await?;
         let owned = name.clone();
+        let clock = self.config.clock.clone();
         self.write(move |conn| Box::pin(async move {
             let name = &owned;
-            if let Some(outcome) = existing_stream_outcome(load_live(conn, name).await, name, &config) {
+            let now = now_ms(&*clock);
+            if let Some(outcome) = existing_stream_outcome(load_live(conn, name, now).await, name, &config) {
                 return outcome;
             }
             let (content_type, expiry, parent, inherited) = match &config.fork {
                 None => (config.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()), config.expiry, None, 0),
                 Some(fork) => {
                     reject_self_fork(name, fork)?;
-                    let source = load_live(conn, &fork.source).await.map_err(|e| fork_source_error(e, &fork.source))?;
+                    let source = load_live(conn, &fork.source, now).await.map_err(|e| fork_source_error(e, &fork.source))?;
                     let (content_type, expiry) = fork_settings(name, &config, &source)?;
                     let inherited = copy_fork_prefix(conn, &fork.source, &source, name, fork).await?;
                     sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?")
@@ -401,7 +424,7 @@ impl StreamStorage for SqliteStreamStorage {
             .bind(requested_key(&config))
             .bind(config.closed as i64)
             .bind(next_index as i64)
-            .bind(now_ms())
+            .bind(now)
             .bind(parent)
             .execute(&mut *conn)
             .await
@@ -442,7 +465,7 @@ impl StreamStorage for SqliteStreamStorage {
     ) -> Result<ReadBatch, StorageError> {
         let row = self.read_live(name).await?;
         let start = start_index(name, &row, from.as_ref())?;
-        let now = now_ms();
+        let now = self.now();
         if row.needs_touch(now) {
             let owned = name.clone();
             self.write(move |conn| {
@@ -483,10 +506,11 @@ impl StreamStorage for SqliteStreamStorage {
 
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
         let owned = name.clone();
+        let clock = self.config.clock.clone();
         let touched = self
             .write(move |conn| {
                 Box::pin(async move {
-                    load_live(conn, &owned).await?;
+                    load_live(conn, &owned, now_ms(&*clock)).await?;
                     remove(conn, &owned).await
                 })
             })

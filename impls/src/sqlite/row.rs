@@ -82,36 +82,41 @@ fn decode(row: &SqliteRow) -> Result<StreamRow, StorageError> {
     })
 }
 
-/// Whether `row` (as loaded for `name`) is live: absent or expired is `NotFound`,
+/// Whether `row` (as loaded for `name`) is live at `now`: absent or expired is `NotFound`,
 /// soft-deleted is `Gone`.
-pub(super) fn live(name: &StreamName, row: Option<StreamRow>) -> Result<StreamRow, StorageError> {
+pub(super) fn live(
+    name: &StreamName,
+    row: Option<StreamRow>,
+    now: i64,
+) -> Result<StreamRow, StorageError> {
     match row {
         Some(row) if row.soft_deleted => Err(StorageError::Gone {
             stream: name.clone(),
         }),
-        Some(row) if !row.is_expired(now_ms()) => Ok(row),
+        Some(row) if !row.is_expired(now) => Ok(row),
         _ => Err(StorageError::NotFound {
             stream: name.clone(),
         }),
     }
 }
 
-/// Loads `name` if it is live: absent or expired is `NotFound`, soft-deleted is `Gone`.
+/// Loads `name` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.
 /// Expired rows are left for [`expired_names`] sweeps and `reap` (a failed operation's
 /// transaction rolls back, so removing them here would not stick).
 pub(super) async fn load_live(
     conn: &mut SqliteConnection,
     name: &StreamName,
+    now: i64,
 ) -> Result<StreamRow, StorageError> {
-    live(name, load(conn, name).await?)
+    live(name, load(conn, name).await?, now)
 }
 
-/// Up to `limit` expired streams that are not yet removed.
+/// Up to `limit` streams expired at `now` that are not yet removed.
 pub(super) async fn expired_names(
     conn: &mut SqliteConnection,
     limit: i64,
+    now: i64,
 ) -> Result<Vec<StreamName>, StorageError> {
-    let now = now_ms();
     let rows = sqlx::query(
         "SELECT name FROM courier_streams WHERE soft_deleted = 0 AND
             ((expiry_kind = 1 AND ? - last_access_ms >= expiry_ms) OR (expiry_kind = 2 AND ? >= expiry_ms))

@@ -5,7 +5,10 @@
 //! `SAVEPOINT`: a job that fails is rolled back alone and the others still commit. A caller
 //! hears back only after the commit (or its failure), so an acknowledged append is durable.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use courier_traits::clock::Clock;
 use courier_traits::storage::{AppendOutcome, AppendRequest, StorageError, StreamName};
 use futures::future::BoxFuture;
 use sqlx::SqliteConnection;
@@ -13,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
 use super::db_error;
+use crate::sql_model::now_ms;
 
 /// Most jobs committed together.
 const MAX_BATCH: usize = 256;
@@ -125,10 +129,10 @@ fn writer_gone() -> StorageError {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub(super) fn start(conn: SqliteConnection) -> Writer {
+    /// Starts the writer task on `conn`; appends judge expiry against `clock`.
+    pub(super) fn start(conn: SqliteConnection, clock: Arc<dyn Clock>) -> Writer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(conn, queue));
+        tokio::spawn(run(conn, queue, clock));
         Writer { jobs }
     }
 
@@ -170,10 +174,10 @@ impl Writer {
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>) {
+async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>, clock: Arc<dyn Clock>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let commit = commit_batch(&mut conn, &mut batch).await;
+        let commit = commit_batch(&mut conn, &mut batch, now_ms(&*clock)).await;
         if commit.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
         }
@@ -183,7 +187,11 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>) {
     }
 }
 
-async fn commit_batch(conn: &mut SqliteConnection, batch: &mut [Queued]) -> Result<(), String> {
+async fn commit_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut [Queued],
+    now: i64,
+) -> Result<(), String> {
     let failed = |what: &str, e: sqlx::Error| format!("sqlite {what}: {e}");
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *conn)
@@ -204,7 +212,7 @@ async fn commit_batch(conn: &mut SqliteConnection, batch: &mut [Queued]) -> Resu
                     Queued::Job(_) => None,
                 })
                 .collect();
-            batch_append::apply(conn, &mut run)
+            batch_append::apply(conn, &mut run, now)
                 .await
                 .map_err(|e| format!("sqlite append: {e}"))?;
             start = end;

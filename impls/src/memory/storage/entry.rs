@@ -1,7 +1,7 @@
 //! One stream's state in the memory storage, and the append/read rules applied to it.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use courier_traits::storage::{
@@ -34,7 +34,8 @@ pub(super) struct StreamEntry {
     pub(super) closed_by: Option<ProducerStamp>,
     pub(super) producers: HashMap<String, ProducerState>,
     pub(super) writer_seq: Option<String>,
-    pub(super) last_access: Instant,
+    /// When a read or append last touched it, in milliseconds on the storage's clock.
+    pub(super) last_access_ms: u64,
     /// The fork source, whose live-fork count this stream holds a share of.
     pub(super) parent: Option<StreamName>,
     /// Live forks of this stream.
@@ -50,6 +51,7 @@ impl StreamEntry {
         expiry: Expiry,
         requested: StreamConfig,
         records: Vec<Bytes>,
+        now_ms: u64,
     ) -> StreamEntry {
         let len = records.len() as u64;
         StreamEntry {
@@ -61,7 +63,7 @@ impl StreamEntry {
             closed_by: None,
             producers: HashMap::new(),
             writer_seq: None,
-            last_access: Instant::now(),
+            last_access_ms: now_ms,
             parent: None,
             live_forks: 0,
             soft_deleted: false,
@@ -73,11 +75,16 @@ impl StreamEntry {
         }
     }
 
-    pub(super) fn is_expired(&self, now: Instant) -> bool {
+    /// Whether the stream has expired at `now_ms` (milliseconds since the Unix epoch on the
+    /// storage's clock). Both windows compare at millisecond precision, as the SQL and Redis
+    /// storages store them.
+    pub(super) fn is_expired(&self, now_ms: u64) -> bool {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         match self.expiry {
             Expiry::Never => false,
-            Expiry::Ttl(ttl) => now.duration_since(self.last_access) >= ttl,
-            Expiry::At(at) => SystemTime::now() >= at,
+            Expiry::Ttl(ttl) => now_ms.saturating_sub(self.last_access_ms) >= ms(ttl),
+            // A time before 1970 has always passed.
+            Expiry::At(at) => now_ms >= at.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0),
         }
     }
 
@@ -121,12 +128,12 @@ impl StreamEntry {
         Ok(index)
     }
 
-    /// Applies an append under the rules of `courier_traits::storage`, in the documented order.
     /// Applies an append under the shared rules (see [`crate::rules::plan_append`]).
     pub(super) fn append(
         &mut self,
         name: &StreamName,
         request: AppendRequest,
+        now_ms: u64,
     ) -> Result<AppendOutcome, StorageError> {
         let tail = self.records.len() as u64;
         let ctx = AppendContext {
@@ -158,7 +165,7 @@ impl StreamEntry {
             self.closed = true;
             self.closed_by = request.producer;
         }
-        self.last_access = Instant::now();
+        self.last_access_ms = now_ms;
         self.publish_signal();
         Ok(outcome)
     }
@@ -168,12 +175,13 @@ impl StreamEntry {
         name: &StreamName,
         from: Option<&Offset>,
         limits: ReadLimits,
+        now_ms: u64,
     ) -> Result<ReadBatch, StorageError> {
         let start = match from {
             Some(offset) => self.index_of(name, offset)?,
             None => 0,
         };
-        self.last_access = Instant::now();
+        self.last_access_ms = now_ms;
         let mut records = Vec::new();
         let mut bytes = 0usize;
         let mut index = start;

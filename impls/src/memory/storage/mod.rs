@@ -4,11 +4,12 @@ mod entry;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
+use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
@@ -19,17 +20,28 @@ use crate::rules::{check_record_sizes, validate_append};
 use entry::StreamEntry;
 
 /// Settings of a [`MemoryStreamStorage`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct MemoryStorageConfig {
     /// Largest single record accepted.
     pub max_record_bytes: usize,
+    /// The clock expiry is decided against (default: the system clock).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for MemoryStorageConfig {
     fn default() -> Self {
         MemoryStorageConfig {
             max_record_bytes: 64 << 20,
+            clock: system_clock(),
         }
+    }
+}
+
+impl MemoryStorageConfig {
+    /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> MemoryStorageConfig {
+        self.clock = clock;
+        self
     }
 }
 
@@ -65,15 +77,16 @@ struct Inner {
 #[derive(Default)]
 struct State {
     streams: HashMap<StreamName, StreamEntry>,
-    last_sweep: Option<Instant>,
+    /// When `create` last swept, in milliseconds on the storage's clock.
+    last_sweep_ms: Option<u64>,
 }
 
-/// How often `create` sweeps out expired streams nobody touched again.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How often (in milliseconds) `create` sweeps out expired streams nobody touched again.
+const SWEEP_INTERVAL_MS: u64 = 1_000;
 
 impl State {
     /// Removes `name` if it expired (soft-deleting it if forks still read through it).
-    fn reap_if_expired(&mut self, name: &StreamName, now: Instant) {
+    fn reap_if_expired(&mut self, name: &StreamName, now: u64) {
         let expired = self
             .streams
             .get(name)
@@ -83,14 +96,14 @@ impl State {
         }
     }
 
-    fn sweep(&mut self, now: Instant) {
+    fn sweep(&mut self, now: u64) {
         if self
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < SWEEP_INTERVAL)
+            .last_sweep_ms
+            .is_some_and(|t| now.saturating_sub(t) < SWEEP_INTERVAL_MS)
         {
             return;
         }
-        self.last_sweep = Some(now);
+        self.last_sweep_ms = Some(now);
         let expired: Vec<StreamName> = self
             .streams
             .iter()
@@ -129,9 +142,9 @@ impl State {
         }
     }
 
-    /// The live (not expired, not deleted) stream `name`.
-    fn live(&mut self, name: &StreamName) -> Result<&mut StreamEntry, StorageError> {
-        self.reap_if_expired(name, Instant::now());
+    /// The live (not expired at `now`, not deleted) stream `name`.
+    fn live(&mut self, name: &StreamName, now: u64) -> Result<&mut StreamEntry, StorageError> {
+        self.reap_if_expired(name, now);
         match self.streams.get_mut(name) {
             None => Err(StorageError::NotFound {
                 stream: name.clone(),
@@ -163,6 +176,11 @@ impl MemoryStreamStorage {
     /// How many streams are held, including deleted ones kept for their forks.
     pub fn stream_count(&self) -> usize {
         self.state().streams.len()
+    }
+
+    /// The time expiry is decided against.
+    fn now(&self) -> u64 {
+        self.inner.config.clock.now_ms()
     }
 
     // A poisoned lock means a panic elsewhere mid-operation; every mutation here completes its
@@ -203,7 +221,7 @@ impl StreamStorage for MemoryStreamStorage {
         initial: Vec<Bytes>,
     ) -> Result<CreateOutcome, StorageError> {
         check_record_sizes(&initial, self.inner.config.max_record_bytes)?;
-        let now = Instant::now();
+        let now = self.now();
         let mut state = self.state();
         state.sweep(now);
         state.reap_if_expired(name, now);
@@ -229,7 +247,7 @@ impl StreamStorage for MemoryStreamStorage {
                     .content_type
                     .clone()
                     .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
-                StreamEntry::new(content_type, config.expiry, config.clone(), initial)
+                StreamEntry::new(content_type, config.expiry, config.clone(), initial, now)
             }
             Some(fork) => {
                 if fork.source == *name {
@@ -274,8 +292,13 @@ impl StreamStorage for MemoryStreamStorage {
                 } else {
                     config.expiry
                 };
-                let mut entry =
-                    StreamEntry::new(source.content_type.clone(), expiry, config.clone(), records);
+                let mut entry = StreamEntry::new(
+                    source.content_type.clone(),
+                    expiry,
+                    config.clone(),
+                    records,
+                    now,
+                );
                 entry.parent = Some(fork.source.clone());
                 entry
             }
@@ -298,7 +321,8 @@ impl StreamStorage for MemoryStreamStorage {
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
         validate_append(&request, self.inner.config.max_record_bytes)?;
-        self.state().live(name)?.append(name, request)
+        let now = self.now();
+        self.state().live(name, now)?.append(name, request, now)
     }
 
     async fn read(
@@ -307,7 +331,10 @@ impl StreamStorage for MemoryStreamStorage {
         from: Option<Offset>,
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
-        self.state().live(name)?.read(name, from.as_ref(), limits)
+        let now = self.now();
+        self.state()
+            .live(name, now)?
+            .read(name, from.as_ref(), limits, now)
     }
 
     async fn wait(
@@ -318,8 +345,9 @@ impl StreamStorage for MemoryStreamStorage {
     ) -> Result<WaitOutcome, StorageError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let (index, mut signal) = {
+            let now = self.now();
             let mut state = self.state();
-            let entry = state.live(name)?;
+            let entry = state.live(name, now)?;
             (entry.index_of(name, after)?, entry.signal.subscribe())
         };
         loop {
@@ -351,14 +379,16 @@ impl StreamStorage for MemoryStreamStorage {
     }
 
     async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        let now = self.now();
         let mut state = self.state();
-        let entry = state.live(name)?;
+        let entry = state.live(name, now)?;
         Ok(entry.info(name))
     }
 
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        let now = self.now();
         let mut state = self.state();
-        state.live(name)?;
+        state.live(name, now)?;
         state.remove(name);
         Ok(())
     }
@@ -371,5 +401,67 @@ impl StreamStorage for MemoryStreamStorage {
             max_record_bytes: Some(self.inner.config.max_record_bytes),
             ..StorageCapabilities::NONE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use courier_traits::clock::ManualClock;
+
+    use super::*;
+
+    fn storage(clock: &ManualClock) -> MemoryStreamStorage {
+        MemoryStreamStorage::with_config(MemoryStorageConfig::default().with_clock(clock.shared()))
+    }
+
+    fn is_not_found<T: std::fmt::Debug>(result: Result<T, StorageError>) -> bool {
+        matches!(result, Err(StorageError::NotFound { .. }))
+    }
+
+    #[tokio::test]
+    async fn a_ttl_stream_expires_when_the_injected_clock_passes_its_idle_window() {
+        let clock = ManualClock::new(1_000_000);
+        let store = storage(&clock);
+        let name = StreamName::new("ttl").expect("valid");
+        let config = StreamConfig {
+            expiry: Expiry::Ttl(Duration::from_secs(60)),
+            ..StreamConfig::default()
+        };
+        store.create(&name, config, vec![]).await.expect("create");
+        // A read inside the window resets it: 59 s later it is still there, and 59 s after
+        // that read too, though 118 s have passed since the create.
+        clock.advance(Duration::from_secs(59));
+        store
+            .read(&name, None, ReadLimits::default())
+            .await
+            .expect("live");
+        clock.advance(Duration::from_secs(59));
+        store.head(&name).await.expect("still live");
+        // head does not reset it: one more second ends the window.
+        clock.advance(Duration::from_secs(1));
+        assert!(is_not_found(store.head(&name).await));
+        assert_eq!(store.stream_count(), 0, "the expired stream was reaped");
+    }
+
+    #[tokio::test]
+    async fn an_absolute_expiry_is_judged_by_the_injected_clock_not_the_system_time() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64;
+        let clock = ManualClock::new(now);
+        let store = storage(&clock);
+        let name = StreamName::new("at").expect("valid");
+        let config = StreamConfig {
+            expiry: Expiry::At(UNIX_EPOCH + Duration::from_millis(now + 3_600_000)),
+            ..StreamConfig::default()
+        };
+        store.create(&name, config, vec![]).await.expect("create");
+        clock.advance(Duration::from_secs(3_599));
+        store.head(&name).await.expect("an hour has not passed");
+        clock.advance(Duration::from_secs(1));
+        assert!(is_not_found(store.head(&name).await));
     }
 }
