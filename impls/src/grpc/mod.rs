@@ -1,3 +1,30 @@
-//! gRPC over tonic.
+//! gRPC over tonic (plain HTTP/2; TLS is not part of this build).
+//!
+//! - [`GrpcChannels`]: one lazily connected channel per server URL ([`normalise_url`]), for
+//!   generated tonic stubs such as [`proto::danube`]'s.
+//! - [`Call`]: a deadline for a unary or server-streaming call, and its failure as a
+//!   [`GrpcError`], classified retryable or permanent by status code ([`code_class`]).
+//! - [`GrpcTransport`]: the same calls through the byte-level
+//!   [`RequestTransport`](courier_traits::transport::RequestTransport) trait.
+//! - [`InProcessNetwork`]: servers and channels joined by in-memory pipes, for tests.
+//!
+//! The project's duplex trait has no gRPC implementation: the protocols served here
+//! (Danube's) have no bidirectional-streaming call.
 
+mod call;
+mod channels;
+mod error;
+mod in_process;
 pub mod proto;
+mod transport;
+mod url;
+
+pub use call::{Call, GrpcStream};
+pub use channels::{ChannelOptions, GrpcChannels};
+pub use error::{GrpcError, code_class, http_status};
+pub use in_process::{InProcessListener, InProcessNetwork, InProcessStream};
+pub use transport::GrpcTransport;
+pub use url::normalise_url;
+
+#[cfg(test)]
+mod tests;

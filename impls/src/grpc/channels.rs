@@ -1,0 +1,182 @@
+//! [`GrpcChannels`]: one lazily connected tonic channel per server URL.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::codegen::Service;
+use tonic::codegen::http::Uri;
+use tonic::transport::{Channel, Endpoint};
+
+use super::in_process::{InProcessNetwork, InProcessStream};
+use super::{GrpcError, normalise_url};
+
+/// How channels connect. The defaults suit a client of a broker on the same network.
+#[derive(Clone, Debug)]
+pub struct ChannelOptions {
+    /// Give up connecting after this long (the call then fails with [`GrpcError::Connect`]).
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive pings at this interval, so a dead peer is noticed while idle.
+    pub keep_alive_interval: Option<Duration>,
+    /// A ping unanswered this long closes the connection.
+    pub keep_alive_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> ChannelOptions {
+        ChannelOptions {
+            connect_timeout: Duration::from_secs(5),
+            keep_alive_interval: Some(Duration::from_secs(20)),
+            keep_alive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Dialer {
+    Tcp,
+    InProcess(InProcessNetwork),
+}
+
+/// A cache of tonic [`Channel`]s, one per normalised server URL (see [`normalise_url`]), each
+/// connected on first use and reconnected by tonic after a failure. Cheap to clone; clones
+/// share the cache. A channel multiplexes every call to its server over one HTTP/2
+/// connection, so callers should share one `GrpcChannels` rather than make their own.
+///
+/// Plain `http://` only: TLS is not part of this build.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), courier_impls::grpc::GrpcError> {
+/// use courier_impls::grpc::GrpcChannels;
+/// use courier_impls::grpc::proto::danube::health_check_client::HealthCheckClient;
+///
+/// let channels = GrpcChannels::new(Default::default());
+/// let client = HealthCheckClient::new(channels.channel("http://127.0.0.1:6650")?);
+/// # drop(client); Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct GrpcChannels {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: ChannelOptions,
+    dialer: Dialer,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl GrpcChannels {
+    /// Channels over TCP.
+    pub fn new(options: ChannelOptions) -> GrpcChannels {
+        GrpcChannels::with_dialer(options, Dialer::Tcp)
+    }
+
+    /// Channels to the servers of an in-process `network` (tests: no sockets).
+    pub fn in_process(network: InProcessNetwork, options: ChannelOptions) -> GrpcChannels {
+        GrpcChannels::with_dialer(options, Dialer::InProcess(network))
+    }
+
+    fn with_dialer(options: ChannelOptions, dialer: Dialer) -> GrpcChannels {
+        GrpcChannels {
+            inner: Arc::new(Inner {
+                options,
+                dialer,
+                channels: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The channel for `url`, made on first request: equal URLs after normalisation share
+    /// one channel (and so one connection). Connecting happens on the first call.
+    ///
+    /// Errors: [`GrpcError::InvalidUrl`]; [`GrpcError::NoRuntime`] when called outside a Tokio
+    /// runtime (a new channel spawns its worker task there).
+    pub fn channel(&self, url: &str) -> Result<Channel, GrpcError> {
+        let key = normalise_url(url)?;
+        let mut channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(channel) = channels.get(&key) {
+            return Ok(channel.clone());
+        }
+        if let Err(e) = tokio::runtime::Handle::try_current() {
+            return Err(GrpcError::NoRuntime(e.to_string()));
+        }
+        let channel = self.open(&key)?;
+        channels.insert(key, channel.clone());
+        Ok(channel)
+    }
+
+    /// The normalised URLs that have a channel, sorted.
+    pub fn urls(&self) -> Vec<String> {
+        let channels = self
+            .inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut urls: Vec<String> = channels.keys().cloned().collect();
+        urls.sort();
+        urls
+    }
+
+    /// Drops the channel for `url` (a node that left): calls already holding it finish, the
+    /// next [`channel`](Self::channel) makes a new one. Returns whether there was one.
+    pub fn forget(&self, url: &str) -> bool {
+        let Ok(key) = normalise_url(url) else {
+            return false;
+        };
+        self.inner
+            .channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key)
+            .is_some()
+    }
+
+    fn open(&self, key: &str) -> Result<Channel, GrpcError> {
+        let options = &self.inner.options;
+        let mut endpoint = Endpoint::from_shared(key.to_owned())
+            .map_err(|e| GrpcError::invalid_url(key, e.to_string()))?
+            .connect_timeout(options.connect_timeout)
+            .tcp_nodelay(true);
+        if let Some(interval) = options.keep_alive_interval {
+            endpoint = endpoint
+                .http2_keep_alive_interval(interval)
+                .keep_alive_timeout(options.keep_alive_timeout)
+                .keep_alive_while_idle(true);
+        }
+        Ok(match &self.inner.dialer {
+            Dialer::Tcp => endpoint.connect_lazy(),
+            Dialer::InProcess(network) => {
+                endpoint.connect_with_connector_lazy(InProcessConnector(network.clone()))
+            }
+        })
+    }
+}
+
+/// Dials through an [`InProcessNetwork`] (tonic's connector interface).
+#[derive(Clone)]
+struct InProcessConnector(InProcessNetwork);
+
+impl Service<Uri> for InProcessConnector {
+    type Response = TokioIo<InProcessStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let network = self.0.clone();
+        Box::pin(async move { network.connect(&uri).await })
+    }
+}
