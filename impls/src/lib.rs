@@ -52,6 +52,13 @@ mod keyed_lock;
 pub mod memory;
 #[cfg(any(feature = "etcd", feature = "redis", feature = "postgres"))]
 mod outbox;
+#[cfg(any(
+    feature = "memory",
+    feature = "etcd",
+    feature = "redis",
+    feature = "postgres"
+))]
+mod payload_limit;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres;

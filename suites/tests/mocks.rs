@@ -30,14 +30,14 @@ async fn application_code_unit_tested_against_a_mock_bus() {
         .times(1)
         .returning(|_, _| {
             Ok(Published {
-                id: MessageId("m-1".into()),
+                id: MessageId::parse("m-1").expect("valid id"),
                 position: None,
             })
         });
     bus.expect_capabilities()
         .returning(|| BusCapabilities::NONE);
     let id = announce_signup(&bus, "ada").await.expect("mock accepts");
-    assert_eq!(id, MessageId("m-1".into()));
+    assert_eq!(id.as_str(), "m-1");
     assert_eq!(bus.capabilities(), BusCapabilities::NONE);
 }
 

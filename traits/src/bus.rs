@@ -7,6 +7,10 @@
 //! * **Acceptance.** [`publish`](MessageBus::publish) returns once the backend has accepted the
 //!   message; a persistent backend has durably written it by then. It returns the message's id
 //!   and, where the backend has one, its [`Position`].
+//! * **Ids.** Every delivery of a message carries the id it was published with: the caller's
+//!   ([`publish_with_id`](MessageBus::publish_with_id)) or a random one
+//!   ([`publish`](MessageBus::publish)). The bus does not deduplicate: two publishes with the
+//!   same id are two messages, both delivered with that id.
 //! * **Backpressure.** A slow subscriber never blocks publishers or other subscribers and never
 //!   grows memory without bound: each subscription has a bounded buffer, and on overflow it gets
 //!   [`BusError::Lagged`] with the number of messages it lost, then continues with newer ones.
@@ -20,8 +24,10 @@
 //! # Cancellation
 //!
 //! Dropping a [`Subscription`] unsubscribes. Dropping a `publish` future before it resolves
-//! leaves it unknown whether the message was accepted; use message ids to detect duplicates
-//! if you retry.
+//! leaves it unknown whether the message was accepted. To retry safely, choose the id before
+//! the first attempt and publish every attempt with it
+//! ([`publish_with_id`](MessageBus::publish_with_id)); subscribers then drop what they have
+//! already seen by [`Message::id`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -109,20 +115,69 @@ impl fmt::Display for Position {
     }
 }
 
-/// A globally unique message id, assigned at publish; used to recognise duplicates.
+/// Longest message id accepted, in bytes.
+pub const MAX_MESSAGE_ID_LEN: usize = 128;
+
+/// A message's id: subscribers receive it with every delivery of the message and use it to
+/// recognise duplicates.
+///
+/// Either the caller chooses it ([`MessageBus::publish_with_id`]; [`MessageId::random`] makes
+/// a fresh one, or [`MessageId::parse`] takes the caller's own key) or
+/// [`publish`](MessageBus::publish) makes a random one. A caller who creates the id before
+/// publishing knows it even when the publish future is dropped, and can publish again under
+/// the same id. Allowed: 1 to [`MAX_MESSAGE_ID_LEN`] bytes of ASCII letters, digits and
+/// `. _ - : @`. Cheap to compare, not to clone (it is a string).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct MessageId(pub String);
+pub struct MessageId(String);
 
 impl MessageId {
-    /// A new random id (128 bits, hex).
+    /// A new random id (128 bits, 32 hex digits), unique for all practical purposes.
     pub fn random() -> MessageId {
         MessageId(format!("{:032x}", random_u128()))
+    }
+
+    /// Validates `id` as a message id (a key of the caller's, say, or an id read back).
+    ///
+    /// ```
+    /// use courier_traits::bus::MessageId;
+    /// assert_eq!(MessageId::parse("order-42").unwrap().as_str(), "order-42");
+    /// assert!(MessageId::parse("order 42").is_err());
+    /// ```
+    pub fn parse(id: &str) -> Result<MessageId, InvalidInput> {
+        let bad = |reason: &str| InvalidInput::new("message id", id, reason);
+        if id.is_empty() {
+            return Err(bad("must not be empty"));
+        }
+        if id.len() > MAX_MESSAGE_ID_LEN {
+            return Err(bad(&format!("longer than {MAX_MESSAGE_ID_LEN} bytes")));
+        }
+        if let Some(c) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')))
+        {
+            return Err(bad(&format!(
+                "character {c:?} is not allowed (use A-Z a-z 0-9 . _ - : @)"
+            )));
+        }
+        Ok(MessageId(id.to_owned()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
 impl fmt::Display for MessageId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for MessageId {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageId::parse(s)
     }
 }
 
@@ -146,7 +201,7 @@ fn random_u128() -> u128 {
 /// A message as delivered to subscribers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
-    /// Unique id, the same on every delivery of this message.
+    /// The id it was published with, the same on every delivery of this message.
     pub id: MessageId,
     /// The topic it was published to.
     pub topic: Topic,
@@ -318,11 +373,40 @@ impl Classify for BusError {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait MessageBus: Send + Sync {
-    /// Publishes `payload` to `topic`; returns once the backend accepted it.
+    /// Publishes `payload` to `topic` under a new random id; returns once the backend
+    /// accepted it. The id is in the answer; a caller who needs it even when the answer is
+    /// lost (to retry without a duplicate it cannot recognise) uses
+    /// [`publish_with_id`](Self::publish_with_id).
+    ///
+    /// Errors: as [`publish_with_id`](Self::publish_with_id).
+    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+        self.publish_with_id(topic, MessageId::random(), payload)
+            .await
+    }
+
+    /// Publishes `payload` to `topic` under the caller's `id`; returns once the backend
+    /// accepted it. Subscribers receive the message with exactly this id. The bus does not
+    /// deduplicate: publishing twice with one id delivers two messages with that id, which
+    /// subscribers can recognise as one.
+    ///
+    /// ```
+    /// use courier_traits::bus::{BusError, MessageBus, MessageId, Topic};
+    ///
+    /// async fn publish_once(bus: &dyn MessageBus, topic: &Topic) -> Result<MessageId, BusError> {
+    ///     let id = MessageId::random(); // known before the first attempt: keep it for a retry
+    ///     bus.publish_with_id(topic, id.clone(), "hello".into()).await?;
+    ///     Ok(id)
+    /// }
+    /// ```
     ///
     /// Errors: [`BusError::Closed`] after [`close`](Self::close); `PayloadTooLarge`;
     /// `Unavailable` (retryable) when the backend cannot be reached.
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError>;
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError>;
 
     /// Subscribes to `topic`. The subscription is registered before this returns, so a
     /// message published after `subscribe` resolves is delivered to it.
@@ -345,6 +429,14 @@ pub trait MessageBus: Send + Sync {
 impl<B: MessageBus + ?Sized> MessageBus for Arc<B> {
     async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
         (**self).publish(topic, payload).await
+    }
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
+        (**self).publish_with_id(topic, id, payload).await
     }
     async fn subscribe(
         &self,
@@ -388,6 +480,29 @@ mod tests {
             assert!(err.to_string().contains(why), "{bad}: {err}");
         }
         assert!(Topic::new(&"x".repeat(MAX_TOPIC_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn message_id_validation_names_the_problem() {
+        for good in [
+            "order-42",
+            "a.b_c-d:e@f",
+            &MessageId::random().to_string(),
+            &"x".repeat(MAX_MESSAGE_ID_LEN),
+        ] {
+            assert_eq!(MessageId::parse(good).expect(good).as_str(), good);
+        }
+        for (bad, why) in [
+            ("", "empty"),
+            ("a b", "' '"),
+            ("a/b", "'/'"),
+            ("é", "'é'"),
+            (&"x".repeat(MAX_MESSAGE_ID_LEN + 1), "longer"),
+        ] {
+            let err = MessageId::parse(bad).expect_err(bad);
+            assert_eq!(err.field, "message id");
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

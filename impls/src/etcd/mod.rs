@@ -30,7 +30,7 @@ use courier_traits::bus::{
 };
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::frame;
+use crate::{frame, payload_limit};
 pub use client::EtcdClient;
 use errors::{bus_error, is_lease_not_found};
 use lease::Lease;
@@ -138,16 +138,14 @@ impl EtcdBus {
 
 #[async_trait]
 impl MessageBus for EtcdBus {
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
         self.ensure_open()?;
-        let limit = self.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(BusError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let id = MessageId::random();
+        payload_limit::check(&payload, self.config.max_payload_bytes)?;
         let value = frame::encode(&id, &payload);
         let revision = match self.put(self.key(topic), value.clone()).await {
             Ok(revision) => revision,

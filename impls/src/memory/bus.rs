@@ -12,6 +12,8 @@ use courier_traits::bus::{
 };
 use tokio::sync::broadcast;
 
+use crate::payload_limit;
+
 /// Settings of a [`MemoryBus`].
 #[derive(Clone, Copy, Debug)]
 pub struct MemoryBusConfig {
@@ -131,16 +133,14 @@ struct SubscriptionState {
 
 #[async_trait]
 impl MessageBus for MemoryBus {
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
         self.ensure_open()?;
-        let limit = self.inner.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(BusError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let id = MessageId::random();
+        payload_limit::check(&payload, self.inner.config.max_payload_bytes)?;
         let sender = self.inner.topics().get(topic).cloned();
         if let Some(sender) = sender {
             let message = Message {

@@ -25,6 +25,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::is_transient;
 use crate::outbox::Outbox;
+use crate::payload_limit;
 use crate::wakers::Wakers;
 
 const CHANNEL: &str = "courier_bus";
@@ -153,16 +154,14 @@ impl PgBus {
 
 #[async_trait]
 impl MessageBus for PgBus {
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
         self.ensure_open()?;
-        let limit = self.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(BusError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let id = MessageId::random();
+        payload_limit::check(&payload, self.config.max_payload_bytes)?;
         let mut tx = self.pool.begin().await.map_err(bus_error)?;
         let seq: i64 = sqlx::query_scalar(
             "INSERT INTO courier_bus_topics (topic, last_seq) VALUES ($1, 1)
@@ -177,7 +176,7 @@ impl MessageBus for PgBus {
         )
         .bind(topic.as_str())
         .bind(seq)
-        .bind(id.0.as_str())
+        .bind(id.as_str())
         .bind(&payload[..])
         .execute(&mut *tx)
         .await
@@ -321,8 +320,13 @@ impl Reader {
             let payload: Vec<u8> = row.try_get("payload")?;
             self.after = seq;
             count += 1;
+            // Only `publish_with_id` writes this table, with ids it has validated.
+            let Ok(id) = MessageId::parse(&id) else {
+                tracing::warn!(topic = %self.topic, seq, "skipping a row whose id is not a message id");
+                continue;
+            };
             self.outbox.deliver(Message {
-                id: MessageId(id),
+                id,
                 topic: self.topic.clone(),
                 payload: Bytes::from(payload),
                 position: Some(position(seq)),

@@ -20,6 +20,7 @@ use super::position::EntryId;
 use super::pubsub;
 use crate::frame;
 use crate::outbox::Outbox;
+use crate::payload_limit;
 
 /// How a [`RedisBus`] delivers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -232,16 +233,14 @@ async fn check_retained(
 
 #[async_trait]
 impl MessageBus for RedisBus {
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
         self.ensure_open()?;
-        let limit = self.config.max_payload_bytes;
-        if payload.len() > limit {
-            return Err(BusError::PayloadTooLarge {
-                size: payload.len(),
-                limit,
-            });
-        }
-        let id = MessageId::random();
+        payload_limit::check(&payload, self.config.max_payload_bytes)?;
         let mut conn = self.pool.get().await.map_err(pool_error)?;
         if self.config.delivery == RedisDelivery::PubSub {
             let _receivers: i64 = redis::cmd("PUBLISH")
@@ -259,7 +258,7 @@ impl MessageBus for RedisBus {
             .arg(self.config.max_len_per_topic)
             .arg("*")
             .arg("i")
-            .arg(id.0.as_str())
+            .arg(id.as_str())
             .arg("p")
             .arg(&payload[..])
             .query_async(&mut *conn)
@@ -426,13 +425,14 @@ impl Reader {
             };
             self.after = id;
             let message_id: Option<String> = entry.get("i");
+            let message_id = message_id.and_then(|id| MessageId::parse(&id).ok());
             let payload: Option<Vec<u8>> = entry.get("p");
             let (Some(message_id), Some(payload)) = (message_id, payload) else {
                 tracing::warn!(topic = %self.topic, entry = %entry.id, "skipping an entry that is not a Courier message");
                 continue;
             };
             self.outbox.deliver(Message {
-                id: MessageId(message_id),
+                id: message_id,
                 topic: self.topic.clone(),
                 payload: Bytes::from(payload),
                 position: Some(id.position()),

@@ -15,7 +15,7 @@ use common::{WAIT, connect, next_text, until};
 use courier_hub::{Delivery, Frame, Hub, HubConfig, HubError};
 use courier_impls::memory::MemoryBus;
 use courier_traits::bus::{
-    BusCapabilities, BusError, MessageBus, Published, SubscribeFrom, Subscription, Topic,
+    BusCapabilities, BusError, MessageBus, MessageId, Published, SubscribeFrom, Subscription, Topic,
 };
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -73,10 +73,15 @@ async fn unless_frozen(fault: &mut watch::Receiver<Fault>) -> Fault {
 
 #[async_trait]
 impl MessageBus for FaultyBus {
-    async fn publish(&self, topic: &Topic, payload: Bytes) -> Result<Published, BusError> {
+    async fn publish_with_id(
+        &self,
+        topic: &Topic,
+        id: MessageId,
+        payload: Bytes,
+    ) -> Result<Published, BusError> {
         let fault = unless_frozen(&mut self.fault.subscribe()).await;
         match fault {
-            Fault::None | Fault::Frozen => self.inner.publish(topic, payload).await,
+            Fault::None | Fault::Frozen => self.inner.publish_with_id(topic, id, payload).await,
             Fault::Down => Err(FaultyBus::unavailable("bus down")),
             Fault::Unclear(n) => {
                 self.set(if n > 1 {
@@ -84,7 +89,7 @@ impl MessageBus for FaultyBus {
                 } else {
                     Fault::None
                 });
-                self.inner.publish(topic, payload).await?;
+                self.inner.publish_with_id(topic, id, payload).await?;
                 Err(FaultyBus::unavailable("answer lost after the write"))
             }
             Fault::Twice(n) => {
@@ -94,7 +99,7 @@ impl MessageBus for FaultyBus {
                     Fault::None
                 });
                 self.inner.publish(topic, payload.clone()).await?;
-                self.inner.publish(topic, payload).await
+                self.inner.publish_with_id(topic, id, payload).await
             }
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_traits::bus::{
-    BusError, Message, MessageBus, Published, SubscribeFrom, Subscription, Topic,
+    BusError, Message, MessageBus, MessageId, Published, SubscribeFrom, Subscription, Topic,
 };
 use courier_traits::error::Classify;
 use futures::StreamExt;
@@ -138,6 +138,48 @@ pub async fn payload_sizes<F: BusFactory>(factory: &F) {
         let message = got.iter().find(|m| m.id == id).expect("delivered");
         assert_eq!(message.payload.len(), data.len());
         assert_eq!(message.payload, data);
+    }
+}
+
+/// Ids chosen by the publisher reach subscribers unchanged, a key of the caller's as well as a
+/// random id; and the bus does not deduplicate: two publishes under one id are both
+/// delivered, each with that id.
+pub async fn caller_chosen_ids<F: BusFactory>(factory: &F) {
+    let bus = factory.connect().await;
+    let topic = topic("ids");
+    let mut sub = bus
+        .subscribe(&topic, SubscribeFrom::Live)
+        .await
+        .expect("subscribe");
+    let key = MessageId::parse(&format!("order:{}", unique_prefix())).expect("valid id");
+    let sent = [
+        (key.clone(), Bytes::from_static(b"first")),
+        (MessageId::random(), Bytes::from_static(b"second")),
+        (key, Bytes::from_static(b"first again")),
+    ];
+    for (id, data) in &sent {
+        let published = bus
+            .publish_with_id(&topic, id.clone(), data.clone())
+            .await
+            .expect("publish");
+        assert_eq!(published.id, *id, "publish answers with the caller's id");
+    }
+    // Payloads tell the messages apart here, since two of them share an id.
+    let mut missing: Vec<_> = sent.iter().collect();
+    while !missing.is_empty() {
+        let message = within("a message published with a chosen id", sub.next())
+            .await
+            .expect("subscription open")
+            .expect("no subscription error");
+        let (id, _) = sent
+            .iter()
+            .find(|(_, data)| *data == message.payload)
+            .expect("only the payloads sent arrive");
+        assert_eq!(
+            message.id, *id,
+            "delivered under another id than it was published with"
+        );
+        missing.retain(|(_, data)| *data != message.payload);
     }
 }
 

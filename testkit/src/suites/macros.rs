@@ -11,7 +11,7 @@
 ///
 /// | case | needs |
 /// |---|---|
-/// | `publish_subscribe`, `payload_sizes`, `concurrent_subscribe`, `many_topics`, `fan_out`, `topic_isolation`, `subscribe_after_close`, `concurrent_close` | — |
+/// | `publish_subscribe`, `payload_sizes`, `caller_chosen_ids`, `concurrent_subscribe`, `many_topics`, `fan_out`, `topic_isolation`, `subscribe_after_close`, `concurrent_close` | — |
 /// | `ordering` | `ordered` |
 /// | `slow_subscriber_lag` | `lag_reporting` |
 /// | `resume_from_position` | `resume` |
@@ -31,6 +31,7 @@ macro_rules! bus_suite {
     ) => {
         $crate::__suite_case!(true, "", bus, publish_subscribe, $factory);
         $crate::__suite_case!(true, "", bus, payload_sizes, $factory);
+        $crate::__suite_case!(true, "", bus, caller_chosen_ids, $factory);
         $crate::__suite_case!(true, "", bus, concurrent_subscribe, $factory);
         $crate::__suite_case!(true, "", bus, many_topics, $factory);
         $crate::__suite_case!(true, "", bus, fan_out, $factory);
