@@ -1,122 +1,35 @@
 //! One client connection: its bounded outbound queue, a writer task (queue, pings, write
 //! timeout) and a reader task (read deadline, dispatcher). Any end stops both.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
 use courier_traits::transport::{self, FrameReceiver, FrameSender};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::dispatcher::RequestContext;
-use crate::hub::HubInner;
+use crate::client::{ClientEntry, CloseReason, Offer};
+use crate::config::HubConfig;
+use crate::dispatcher::{Dispatcher, RequestContext};
 use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::{Frame, HubError};
 
-/// Why a connection ended; sent as the WebSocket close code and reason where possible.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The peer closed or the socket broke.
-    PeerGone,
-    /// A newer connection registered the same client id.
-    Replaced,
-    /// The client read too slowly (queue full past the grace period, or a write timed out).
-    Slow,
-    /// Nothing arrived within the read timeout.
-    HeartbeatTimeout,
-    /// The hub is shutting down.
-    Shutdown,
-    /// The client sent a message over `max_message_bytes`.
-    TooLarge,
-}
-
-impl CloseReason {
-    /// WebSocket close code and reason text.
-    pub fn code(self) -> (u16, &'static str) {
-        match self {
-            CloseReason::PeerGone => (1000, "closed"),
-            CloseReason::Replaced => (
-                4000,
-                "replaced by a newer connection with the same client id",
-            ),
-            CloseReason::Slow => (4001, "evicted: client reads too slowly"),
-            CloseReason::HeartbeatTimeout => (4002, "read timeout: no frame or pong received"),
-            CloseReason::Shutdown => (1001, "server shutting down"),
-            CloseReason::TooLarge => (1009, "message too big"),
-        }
-    }
-}
-
-/// A registered client as the hub sees it.
-pub(crate) struct ClientEntry {
-    pub(crate) id: Arc<str>,
-    /// Distinguishes this connection from a later one with the same id.
-    pub(crate) conn_id: u64,
-    /// When it registered (ms since the epoch): the newer of two registrations wins.
-    pub(crate) since_ms: i64,
-    tx: mpsc::Sender<Frame>,
-    /// ms since `epoch` at which the queue was first found full (0: not full).
-    full_since: AtomicU64,
-    epoch: Instant,
+/// What every connection's tasks share: limits, where clients register, the dispatcher,
+/// and the hub's stop signal and task tracker (the owner that stops and awaits them).
+pub(crate) struct Connections {
+    pub(crate) config: HubConfig,
+    pub(crate) node_id: Arc<str>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) dispatcher: Dispatcher,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: CancellationToken,
-    reason: OnceLock<CloseReason>,
-}
-
-/// What happened to one frame offered to a local client.
-pub(crate) enum Offer {
-    Queued,
-    Full { evict: bool },
-    Gone,
-}
-
-impl ClientEntry {
-    /// Queues `frame` without waiting. A queue that stays full past `grace` asks for eviction.
-    pub(crate) fn offer(&self, frame: Frame, grace: std::time::Duration) -> Offer {
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                if self.full_since.load(Ordering::Relaxed) != 0 {
-                    self.full_since.store(0, Ordering::Relaxed);
-                }
-                Offer::Queued
-            }
-            Err(mpsc::error::TrySendError::Full(mut frame)) => {
-                frame.acknowledge(Err(HubError::SendBufferFull(self.id.to_string())));
-                let now = self.epoch.elapsed().as_millis() as u64 + 1;
-                let first = match self.full_since.compare_exchange(
-                    0,
-                    now,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => now,
-                    Err(earlier) => earlier,
-                };
-                Offer::Full {
-                    evict: now.saturating_sub(first) >= grace.as_millis() as u64,
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(mut frame)) => {
-                frame.acknowledge(Err(HubError::ClientNotFound(self.id.to_string())));
-                Offer::Gone
-            }
-        }
-    }
-
-    /// Ends the connection for `reason` (the first reason given wins).
-    pub(crate) fn disconnect(&self, reason: CloseReason) {
-        let _ = self.reason.set(reason);
-        self.stop.cancel();
-    }
-
-    fn reason(&self) -> CloseReason {
-        self.reason.get().copied().unwrap_or(CloseReason::PeerGone)
-    }
+    pub(crate) tasks: TaskTracker,
 }
 
 /// Creates the entry and starts the connection's two tasks on the hub's tracker.
 pub(crate) fn start(
-    hub: &Arc<HubInner>,
+    hub: &Arc<Connections>,
     id: Arc<str>,
     conn_id: u64,
     sender: Box<dyn FrameSender>,
@@ -128,16 +41,7 @@ pub(crate) fn start(
         // The channel is new and has room: the greeting is the first frame the client sees.
         let _ = tx.try_send(first);
     }
-    let entry = Arc::new(ClientEntry {
-        id,
-        conn_id,
-        since_ms: crate::message::now_ms(),
-        tx,
-        full_since: AtomicU64::new(0),
-        epoch: Instant::now(),
-        stop: hub.stop.child_token(),
-        reason: OnceLock::new(),
-    });
+    let entry = Arc::new(ClientEntry::new(id, conn_id, tx, hub.stop.child_token()));
     let writer_hub = hub.clone();
     let writer_entry = entry.clone();
     hub.tasks.spawn(async move {
@@ -150,13 +54,13 @@ pub(crate) fn start(
         read_loop(&reader_hub, &reader_entry, receiver).await;
         reader_entry.stop.cancel();
         // The reader outlives nothing else: remove the client once both loops are ending.
-        reader_hub.unregister(&reader_entry);
+        reader_hub.registry.unregister(&reader_entry);
     });
     entry
 }
 
 async fn write_loop(
-    hub: &HubInner,
+    hub: &Connections,
     entry: &ClientEntry,
     mut sender: Box<dyn FrameSender>,
     mut rx: mpsc::Receiver<Frame>,
@@ -229,7 +133,7 @@ async fn write(
     }
 }
 
-async fn read_loop(hub: &HubInner, entry: &ClientEntry, mut receiver: Box<dyn FrameReceiver>) {
+async fn read_loop(hub: &Connections, entry: &ClientEntry, mut receiver: Box<dyn FrameReceiver>) {
     let ctx = RequestContext {
         client_id: entry.id.clone(),
         node_id: hub.node_id.clone(),
@@ -278,7 +182,7 @@ async fn read_loop(hub: &HubInner, entry: &ClientEntry, mut receiver: Box<dyn Fr
 
 /// Ends a connection whose client sent a message over the limit: close 1009 (Message Too Big)
 /// and a warning with the sizes (never the content, which may be anything).
-fn close_too_large(hub: &HubInner, entry: &ClientEntry, size: usize) {
+fn close_too_large(hub: &Connections, entry: &ClientEntry, size: usize) {
     tracing::warn!(
         client = %entry.id,
         size,

@@ -1,20 +1,21 @@
 //! [`Hub`]: the registry of connected clients, unicast, broadcast and shutdown.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 
 use courier_traits::bus::MessageBus;
 use courier_traits::transport::DuplexConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::client::{CloseReason, Offer};
 use crate::cluster::Cluster;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
-use crate::connection::{self, ClientEntry, CloseReason, Offer};
+use crate::connection::{self, Connections};
 use crate::dispatcher::Dispatcher;
 use crate::error::validate_client_id;
 use crate::metrics::Metrics;
+use crate::registry::{BroadcastReport, Registry};
 use crate::{Frame, HubError};
 
 /// Where a pushed frame went.
@@ -27,18 +28,6 @@ pub enum Delivery {
         /// That node's id.
         node: String,
     },
-}
-
-/// What a broadcast did on this node.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct BroadcastReport {
-    /// Local clients the frame was queued for.
-    pub delivered: usize,
-    /// Local clients whose queue was full (they miss this frame).
-    pub dropped: usize,
-    /// Whether the cluster bus accepted it now (false: single node, or kept for re-publishing
-    /// while the bus is down).
-    pub published: bool,
 }
 
 /// A WebSocket hub: holds clients, pushes frames to one (unicast) or all (broadcast), on one
@@ -74,16 +63,18 @@ impl std::fmt::Debug for Hub {
     }
 }
 
-pub(crate) struct HubInner {
-    pub(crate) config: HubConfig,
-    pub(crate) node_id: Arc<str>,
-    pub(crate) clients: RwLock<HashMap<Arc<str>, Arc<ClientEntry>>>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) dispatcher: Dispatcher,
-    pub(crate) cluster: Option<Cluster>,
+/// What the hub's handles share. The cluster, when there is one, is its own owner of what
+/// the cluster tasks need; the hub only decides whether to ask it.
+struct HubInner {
+    config: HubConfig,
+    node_id: Arc<str>,
+    registry: Arc<Registry>,
+    connections: Arc<Connections>,
+    metrics: Arc<Metrics>,
+    cluster: Option<Arc<Cluster>>,
     next_conn: AtomicU64,
-    pub(crate) stop: CancellationToken,
-    pub(crate) tasks: TaskTracker,
+    stop: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Hub {
@@ -106,34 +97,49 @@ impl Hub {
         let node_id: Arc<str> = config.node_id.as_str().into();
         let metrics = Arc::new(Metrics::default());
         let stop = CancellationToken::new();
+        // Made first, so cluster tasks started below stop if this returns early.
+        let stop_on_drop = Arc::new(stop.clone().drop_guard());
         let tasks = TaskTracker::new();
+        let registry = Arc::new(Registry::new(metrics.clone(), config.slow_client_grace));
         let cluster = match bus {
-            Some(bus) => Some(Cluster::new(
-                bus,
-                &config,
-                node_id.clone(),
-                metrics.clone(),
-            )?),
+            Some(bus) => {
+                let (cluster, queues) = Cluster::new(
+                    bus,
+                    &config,
+                    node_id.clone(),
+                    metrics.clone(),
+                    registry.clone(),
+                )?;
+                let cluster = Arc::new(cluster);
+                registry.set_leave_hook(cluster.leave_hook());
+                crate::cluster::start(&cluster, queues, &stop, &tasks).await?;
+                Some(cluster)
+            }
             None => None,
         };
+        let connections = Arc::new(Connections {
+            config: config.clone(),
+            node_id: node_id.clone(),
+            registry: registry.clone(),
+            dispatcher,
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            tasks: tasks.clone(),
+        });
         let inner = Arc::new(HubInner {
             config,
             node_id,
-            clients: RwLock::new(HashMap::new()),
+            registry,
+            connections,
             metrics,
-            dispatcher,
             cluster,
             next_conn: AtomicU64::new(1),
             stop,
             tasks,
         });
-        if inner.cluster.is_some() {
-            crate::cluster::start(&inner).await?;
-        }
-        let guard = Arc::new(inner.stop.clone().drop_guard());
         Ok(Hub {
             inner,
-            _stop_on_drop: guard,
+            _stop_on_drop: stop_on_drop,
         })
     }
 
@@ -174,24 +180,16 @@ impl Hub {
         let id: Arc<str> = id.into();
         let conn_id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let entry = connection::start(
-            inner,
-            id.clone(),
+            &inner.connections,
+            id,
             conn_id,
             connection.sender,
             connection.receiver,
             greeting,
         );
-        let previous = write(&inner.clients).insert(id.clone(), entry.clone());
-        if let Some(previous) = previous {
-            tracing::info!(client = %id, "duplicate registration: closing the older connection");
-            previous.disconnect(CloseReason::Replaced);
-        } else {
-            Metrics::inc(&inner.metrics.connections);
-        }
-        Metrics::inc(&inner.metrics.connects_total);
-        tracing::debug!(client = %id, conn = conn_id, "client connected");
+        inner.registry.insert(entry.clone());
         if let Some(cluster) = &inner.cluster {
-            cluster.announce_join(&entry);
+            cluster.announcer.join(&entry.id, entry.since_ms);
         }
         Ok(())
     }
@@ -208,8 +206,8 @@ impl Hub {
             return Err(HubError::Closed);
         }
         self.check_size(&frame)?;
-        if let Some(entry) = inner.local(id) {
-            return match inner.offer(&entry, frame) {
+        if let Some(entry) = inner.registry.get(id) {
+            return match inner.registry.offer(&entry, frame) {
                 Offer::Queued => Ok(Delivery::Local),
                 Offer::Full { .. } => Err(HubError::SendBufferFull(id.to_owned())),
                 Offer::Gone => Err(HubError::ClientNotFound(id.to_owned())),
@@ -245,7 +243,7 @@ impl Hub {
             return Err(HubError::Closed);
         }
         self.check_size(&frame)?;
-        let mut report = inner.deliver_local_broadcast(&frame);
+        let mut report = inner.registry.broadcast(&frame);
         frame.acknowledge(Ok(()));
         if let Some(cluster) = &inner.cluster {
             report.published = cluster.publish_broadcast(&frame).await;
@@ -255,7 +253,7 @@ impl Hub {
 
     /// Clients connected to this node.
     pub fn local_count(&self) -> usize {
-        read(&self.inner.clients).len()
+        self.inner.registry.len()
     }
 
     /// Clients connected across the cluster as far as this node knows (the local count
@@ -270,12 +268,12 @@ impl Hub {
 
     /// Whether client `id` is connected to this node.
     pub fn is_local(&self, id: &str) -> bool {
-        self.inner.local(id).is_some()
+        self.inner.registry.get(id).is_some()
     }
 
     /// `None` without a cluster, otherwise whether the bus answered last time it was used.
     pub fn bus_healthy(&self) -> Option<bool> {
-        self.inner.cluster.as_ref().map(Cluster::healthy)
+        self.inner.cluster.as_ref().map(|c| c.health.healthy())
     }
 
     /// `None` without a cluster, otherwise whether the bus accepts a small write within
@@ -295,8 +293,7 @@ impl Hub {
         if let Some(cluster) = &inner.cluster {
             cluster.announce_bye().await;
         }
-        let entries: Vec<_> = read(&inner.clients).values().cloned().collect();
-        for entry in entries {
+        for entry in inner.registry.entries() {
             entry.disconnect(CloseReason::Shutdown);
         }
         inner.stop.cancel();
@@ -314,76 +311,4 @@ impl Hub {
         }
         Ok(())
     }
-}
-
-impl HubInner {
-    pub(crate) fn local(&self, id: &str) -> Option<Arc<ClientEntry>> {
-        read(&self.clients).get(id).cloned()
-    }
-
-    /// Queues a frame for a local client, counting drops and evicting persistently slow ones.
-    pub(crate) fn offer(&self, entry: &ClientEntry, frame: Frame) -> Offer {
-        let offer = entry.offer(frame, self.config.slow_client_grace);
-        if let Offer::Full { evict } = offer {
-            Metrics::inc(&self.metrics.drops);
-            if evict && !entry.stop.is_cancelled() {
-                tracing::warn!(client = %entry.id, grace = ?self.config.slow_client_grace, "send buffer full past the grace period: evicting slow client");
-                Metrics::inc(&self.metrics.evictions);
-                entry.disconnect(CloseReason::Slow);
-            }
-        }
-        offer
-    }
-
-    pub(crate) fn deliver_local_broadcast(&self, frame: &Frame) -> BroadcastReport {
-        let entries: Vec<_> = read(&self.clients).values().cloned().collect();
-        let mut report = BroadcastReport::default();
-        for entry in entries {
-            match self.offer(&entry, frame.share()) {
-                Offer::Queued => report.delivered += 1,
-                Offer::Full { .. } => report.dropped += 1,
-                Offer::Gone => {}
-            }
-        }
-        report
-    }
-
-    /// Removes `entry` if it is still the registered connection for its id.
-    pub(crate) fn unregister(&self, entry: &ClientEntry) {
-        let removed = {
-            let mut clients = write(&self.clients);
-            match clients.get(&entry.id) {
-                Some(current) if current.conn_id == entry.conn_id => {
-                    clients.remove(&entry.id).is_some()
-                }
-                _ => false,
-            }
-        };
-        Metrics::inc(&self.metrics.disconnects_total);
-        if removed {
-            self.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-            tracing::debug!(client = %entry.id, "client disconnected");
-            if let Some(cluster) = &self.cluster {
-                cluster.announce_leave(&entry.id);
-            }
-        }
-    }
-
-    pub(crate) fn local_snapshot(&self) -> Vec<(String, i64)> {
-        read(&self.clients)
-            .values()
-            .map(|e| (e.id.to_string(), e.since_ms))
-            .collect()
-    }
-}
-
-// A poisoned lock only means a panic elsewhere while holding it; the map itself is still valid.
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -32,6 +32,7 @@
 //!
 //! [`MessageBus`]: courier_traits::bus::MessageBus
 
+mod client;
 mod cluster;
 mod config;
 mod connection;
@@ -39,15 +40,18 @@ pub mod dispatcher;
 mod error;
 mod frame;
 mod hub;
+mod locks;
 mod message;
 mod metrics;
+mod registry;
 pub mod sdk;
 pub mod server;
 
+pub use client::CloseReason;
 pub use config::HubConfig;
-pub use connection::CloseReason;
 pub use error::{HubError, validate_client_id};
 pub use frame::{Ack, Frame, FrameKind};
-pub use hub::{BroadcastReport, Delivery, Hub};
+pub use hub::{Delivery, Hub};
 pub use message::{AppMessage, now_ms};
 pub use metrics::Metrics;
+pub use registry::BroadcastReport;

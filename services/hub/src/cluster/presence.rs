@@ -1,9 +1,13 @@
-//! Presence messages on the `presence` topic: how nodes learn who holds which client.
+//! Presence messages on the `presence` topic: how nodes learn who holds which client, and
+//! the [`Announcer`] that queues this node's own for publishing.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 /// Clients per snapshot message (keeps each bus payload well under etcd's 1.5 MiB limit).
-pub(crate) const SNAPSHOT_PART: usize = 2000;
+const SNAPSHOT_PART: usize = 2000;
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -48,5 +52,74 @@ impl Presence {
     pub(crate) fn encode(&self) -> bytes::Bytes {
         // Strings and numbers only: serialization cannot fail.
         serde_json::to_vec(self).unwrap_or_default().into()
+    }
+}
+
+/// Presence announcements waiting to be published, in order, by one task (so `register`
+/// never waits for the bus).
+const QUEUE: usize = 8192;
+
+/// Queues this node's presence messages. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Announcer {
+    node_id: Arc<str>,
+    tx: mpsc::Sender<Presence>,
+}
+
+impl Announcer {
+    /// An announcer for `node_id`, and the queue its messages are published from.
+    pub(crate) fn new(node_id: Arc<str>) -> (Announcer, mpsc::Receiver<Presence>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Announcer { node_id, tx }, rx)
+    }
+
+    pub(crate) fn announce(&self, message: Presence) {
+        if self.tx.try_send(message).is_err() {
+            // Heartbeats carry counts; a node that sees a mismatch asks for a snapshot.
+            tracing::debug!("presence queue full: peers will resync from the next heartbeat");
+        }
+    }
+
+    pub(crate) fn join(&self, client: &str, since: i64) {
+        self.announce(Presence::Join {
+            node: self.node_id.to_string(),
+            client: client.to_owned(),
+            since,
+        });
+    }
+
+    pub(crate) fn leave(&self, client: &str) {
+        self.announce(Presence::Leave {
+            node: self.node_id.to_string(),
+            client: client.to_owned(),
+        });
+    }
+
+    /// Asks `target` (every node when `None`) for its clients.
+    pub(crate) fn hello(&self, target: Option<String>) {
+        self.announce(Presence::Hello {
+            node: self.node_id.to_string(),
+            target,
+        });
+    }
+
+    /// This node's clients, in parts of at most [`SNAPSHOT_PART`].
+    pub(crate) fn snapshot(&self, clients: Vec<(String, i64)>) {
+        let node = self.node_id.to_string();
+        if clients.is_empty() {
+            self.announce(Presence::Snapshot {
+                node,
+                part: 0,
+                clients,
+            });
+            return;
+        }
+        for (part, chunk) in clients.chunks(SNAPSHOT_PART).enumerate() {
+            self.announce(Presence::Snapshot {
+                node: node.clone(),
+                part,
+                clients: chunk.to_vec(),
+            });
+        }
     }
 }

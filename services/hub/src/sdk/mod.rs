@@ -27,6 +27,8 @@
 //! reconnect, and no callback fires twice. Requests made while disconnected wait (bounded)
 //! for the next session, within their timeout.
 
+mod command;
+mod events;
 mod session;
 
 use std::sync::Arc;
@@ -36,74 +38,13 @@ use std::time::Duration;
 use courier_impls::retry::{ExponentialBackoff, Jitter};
 use courier_impls::websocket::WsTransport;
 use courier_traits::retry::RetryPolicy;
-use courier_traits::transport::{DuplexTransport, Frame, TransportError};
+use courier_traits::transport::{DuplexTransport, Frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppMessage;
-
-/// What the client tells its owner.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// A session started; the server's welcome named the client id and node.
-    Connected {
-        /// The id the server registered this client under.
-        client_id: String,
-        /// The node holding the connection.
-        node: String,
-    },
-    /// The session ended.
-    Disconnected {
-        /// Why (close code and reason, or the error).
-        reason: String,
-    },
-    /// Waiting `delay` before connection attempt `attempt`.
-    Reconnecting {
-        /// 1 for the first retry.
-        attempt: u32,
-        /// The backoff chosen by the policy.
-        delay: Duration,
-    },
-    /// A frame from the server that is not a reply to a request (pushes, broadcasts).
-    Message(Frame),
-    /// The client stopped: closed by its owner, or the retry policy gave up.
-    Closed {
-        /// Why.
-        reason: String,
-    },
-}
-
-/// Errors of client calls.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The connection ended before the reply arrived; the request may or may not have been
-    /// handled.
-    #[error("connection lost before the reply arrived")]
-    ConnectionLost,
-    /// No reply within the request timeout.
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    /// The client was closed.
-    #[error("client is closed")]
-    Closed,
-    /// The server answered with an `error` message.
-    #[error("server error {code}: {message}")]
-    Server {
-        /// The error code (`unknown_message_type`, `bad_message`).
-        code: String,
-        /// The explanation.
-        message: String,
-    },
-    /// The transport failed.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-}
-
-pub(crate) enum Command {
-    Send(Frame, oneshot::Sender<Result<(), ClientError>>),
-    Request(AppMessage, oneshot::Sender<Result<AppMessage, ClientError>>),
-}
+use command::Command;
+pub use events::{ClientError, Event};
 
 /// Builds a [`HubClient`].
 pub struct HubClientBuilder {

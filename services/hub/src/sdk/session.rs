@@ -10,7 +10,8 @@ use courier_traits::transport::{DuplexConnection, DuplexTransport, Frame, Header
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClientError, Command, Event};
+use super::command::Command;
+use super::events::{ClientError, Event};
 use crate::AppMessage;
 
 pub(super) struct Supervisor {

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{ServerState, bearer, secret_matches};
+use super::auth::{bearer, secret_matches};
+use super::state::ServerState;
 use crate::{Delivery, Frame, FrameKind, HubError};
 
 // The error is the response itself; it is built once per refused request, so its size is moot.

@@ -15,6 +15,9 @@
 //! key they answer 403, so a hub is never open by accident.
 
 mod api;
+mod auth;
+mod options;
+mod state;
 pub mod ws;
 
 use std::future::Future;
@@ -30,26 +33,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::{AppMessage, Hub, validate_client_id};
-
-/// What the HTTP layer needs besides the hub.
-#[derive(Clone, Debug, Default)]
-pub struct ServerOptions {
-    /// Key backends present to the API. `None`: the API answers 403.
-    pub api_key: Option<String>,
-    /// Token WebSocket clients must present. `None`: anyone may connect.
-    pub client_token: Option<String>,
-}
+use auth::{bearer, secret_matches};
+pub use options::ServerOptions;
+use state::ServerState;
 
 /// The hub's HTTP server.
 #[derive(Clone, Debug)]
 pub struct HubServer {
     state: Arc<ServerState>,
-}
-
-#[derive(Debug)]
-struct ServerState {
-    hub: Hub,
-    options: ServerOptions,
 }
 
 impl HubServer {
@@ -151,21 +142,6 @@ async fn websocket(
         })
 }
 
-/// Whether a presented secret (API key, client token) is the expected one, compared in
-/// constant time: how long a refusal takes says nothing about how much of a guess was right.
-/// (Its length may show; the content does not.)
-pub(crate) fn secret_matches(given: Option<&str>, expected: &str) -> bool {
-    use subtle::ConstantTimeEq;
-    given.is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
-}
-
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-}
-
 /// How long `/health` waits for the bus to accept a probe before calling it unavailable.
 const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -199,23 +175,4 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> Response {
 
 async fn demo_page() -> Html<&'static str> {
     Html(include_str!("demo.html"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::secret_matches;
-
-    #[test]
-    fn only_the_exact_secret_matches() {
-        assert!(secret_matches(Some("s3cret-key"), "s3cret-key"));
-        for wrong in [
-            None,
-            Some(""),
-            Some("s3cret-kez"),
-            Some("s3cret"),
-            Some("s3cret-key!"),
-        ] {
-            assert!(!secret_matches(wrong, "s3cret-key"), "{wrong:?}");
-        }
-    }
 }
