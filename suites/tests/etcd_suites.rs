@@ -9,11 +9,12 @@ use courier::impls::etcd::proto::etcdserverpb::{
     CompactionRequest, LeaseLeasesRequest, RangeRequest,
 };
 use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient, revision_of};
-use courier_testkit::fixtures::{Etcd, Mode, SharedFixture, unique_prefix};
+use courier_testkit::fixtures::{Etcd, Mode, SharedFixture, unique_prefix, with_private_servers};
 use courier_testkit::suites::BusFactory;
 use futures::StreamExt;
 
-/// One etcd server per factory; every `connect` is a new bus (a node) on it, same prefix.
+/// The run's shared etcd (a private one in the restart cases and where a test counts leases or
+/// compacts), a key prefix per factory; every `connect` is a new bus (a node) on it, same prefix.
 struct EtcdFactory {
     etcd: SharedFixture<Etcd>,
     endpoints: Vec<String>,
@@ -22,7 +23,7 @@ struct EtcdFactory {
 
 impl EtcdFactory {
     async fn start() -> EtcdFactory {
-        let etcd = Etcd::start().await.expect("etcd starts");
+        let etcd = Etcd::shared().await.expect("etcd starts");
         let endpoints = etcd.endpoints();
         EtcdFactory {
             etcd: SharedFixture::new(etcd),
@@ -85,7 +86,8 @@ async fn lease_count(factory: &EtcdFactory) -> usize {
 
 #[tokio::test]
 async fn one_lease_per_bus_not_per_message() {
-    let factory = EtcdFactory::start().await;
+    // Private: every bus on a shared server holds a lease.
+    let factory = with_private_servers(EtcdFactory::start()).await;
     if factory.etcd.lock().await.mode() == Mode::Env {
         return; // a shared server's lease count moves with other tests
     }
@@ -112,7 +114,8 @@ async fn one_lease_per_bus_not_per_message() {
 
 #[tokio::test]
 async fn resuming_from_a_compacted_revision_is_an_explicit_error() {
-    let factory = EtcdFactory::start().await;
+    // Private: compaction would cut the history of every test on a shared server.
+    let factory = with_private_servers(EtcdFactory::start()).await;
     let bus = factory.connect().await;
     let topic = Topic::new("compacted").expect("valid");
     let first = bus.publish(&topic, "old".into()).await.expect("publish");

@@ -9,7 +9,8 @@ use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
-/// One Postgres per factory; every `connect` is a new storage (a node) on the same schema.
+/// A fresh database on the run's shared Postgres (a private server in the restart cases);
+/// every `connect` is a new storage (a node) on the same schema.
 struct PgFactory {
     postgres: SharedFixture<Postgres>,
     url: String,
@@ -18,7 +19,7 @@ struct PgFactory {
 
 impl PgFactory {
     async fn start() -> PgFactory {
-        let postgres = Postgres::start().await.expect("postgres starts");
+        let postgres = Postgres::shared().await.expect("postgres starts");
         let url = postgres.url();
         PgFactory {
             postgres: SharedFixture::new(postgres),

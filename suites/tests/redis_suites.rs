@@ -19,7 +19,8 @@ use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 use tokio::time::Instant;
 
-/// One Redis server per factory; every `connect` is a new bus (a node) on it, same prefix.
+/// The run's shared Redis (a private one in the restart cases), a key prefix per factory;
+/// every `connect` is a new bus (a node) on it, same prefix.
 struct RedisFactory {
     redis: SharedFixture<Redis>,
     url: String,
@@ -33,7 +34,7 @@ impl RedisFactory {
     }
 
     async fn start_with(delivery: RedisDelivery) -> RedisFactory {
-        let redis = Redis::start().await.expect("redis starts");
+        let redis = Redis::shared().await.expect("redis starts");
         let url = redis.url();
         let prefix = format!("courier-test:{}", unique_prefix());
         RedisFactory {
@@ -264,9 +265,13 @@ async fn durability_check_reads_the_servers_settings() {
 
 /// Connecting to a server that does not fsync every write warns, naming the backend and the
 /// setting; the bus warns only for Streams delivery (pub/sub keeps nothing anyway), and a
-/// durable server gives no warning.
+/// durable server gives no warning. On a private server: it changes the server's settings.
 #[tokio::test]
 async fn connect_warns_when_the_server_is_not_durable() {
+    courier_testkit::fixtures::with_private_servers(connect_warns()).await;
+}
+
+async fn connect_warns() {
     use tracing_subscriber::util::SubscriberInitExt;
     let log = courier_testkit::logs::CapturedLog::default();
     let writer = log.clone();

@@ -60,6 +60,7 @@ macro_rules! bus_suite {
             $factory
         );
         $crate::__suite_case!(
+            private,
             $survives_restart,
             "needs capability `survives_restart`",
             bus,
@@ -67,6 +68,7 @@ macro_rules! bus_suite {
             $factory
         );
         $crate::__suite_case!(
+            private,
             $survives_restart,
             "needs capability `survives_restart`",
             bus,
@@ -238,6 +240,7 @@ macro_rules! storage_suite {
             $factory
         );
         $crate::__suite_case!(
+            private,
             $survives_restart,
             "needs capability `survives_restart`",
             storage,
@@ -245,6 +248,7 @@ macro_rules! storage_suite {
             $factory
         );
         $crate::__suite_case!(
+            private,
             $survives_restart,
             "needs capability `survives_restart`",
             storage,
@@ -282,23 +286,34 @@ macro_rules! storage_suite {
     };
 }
 
-/// One case: run it, or (capability `false`) mark it ignored with the reason.
+/// One case: run it, or (capability `false`) mark it ignored with the reason. A case marked
+/// `private` stops, restarts or freezes its server, so its factory's `shared()` fixtures start
+/// private servers ([`with_private_servers`](crate::fixtures::with_private_servers)).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __suite_case {
-    (true, $reason:literal, $suite:ident, $case:ident, $factory:expr) => {
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $case() {
+    (private, $run:tt, $reason:literal, $suite:ident, $case:ident, $factory:expr) => {
+        $crate::__suite_case!(@test $run, $reason, $case, {
+            $crate::fixtures::with_private_servers(async {
+                let factory = $factory;
+                $crate::suites::$suite::$case(&factory).await;
+            })
+            .await;
+        });
+    };
+    ($run:tt, $reason:literal, $suite:ident, $case:ident, $factory:expr) => {
+        $crate::__suite_case!(@test $run, $reason, $case, {
             let factory = $factory;
             $crate::suites::$suite::$case(&factory).await;
-        }
+        });
     };
-    (false, $reason:literal, $suite:ident, $case:ident, $factory:expr) => {
+    (@test true, $reason:literal, $case:ident, $body:block) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() $body
+    };
+    (@test false, $reason:literal, $case:ident, $body:block) => {
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
         #[ignore = $reason]
-        async fn $case() {
-            let factory = $factory;
-            $crate::suites::$suite::$case(&factory).await;
-        }
+        async fn $case() $body
     };
 }
