@@ -302,6 +302,20 @@ fn spawn_wait(
     tokio::spawn(async move { store.wait(&name, &after, Duration::from_secs(30)).await })
 }
 
+/// Gives `waiter` `window` to return wrongly, then asserts it is still waiting, so what the
+/// test does next wakes a pending wait. (Whether it has subscribed is not observable from
+/// outside; the window is how long a wrong early return gets to show.)
+async fn assert_still_waiting(
+    waiter: &tokio::task::JoinHandle<Result<WaitOutcome, StorageError>>,
+    window: Duration,
+) {
+    tokio::time::sleep(window).await;
+    assert!(
+        !waiter.is_finished(),
+        "the wait returned before anything happened"
+    );
+}
+
 /// The waiter's result, which must come within 1 s (a 30th of its timeout).
 async fn within_a_second(
     what: &str,
@@ -327,7 +341,7 @@ async fn changes_through_another_instance_wake_a_wait() {
 
     // The wait is asleep before the append.
     let waiter = spawn_wait(&a, &name, a.head(&name).await.expect("head").next_offset);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_still_waiting(&waiter, Duration::from_millis(200)).await;
     b.append(&name, AppendRequest::record("one"))
         .await
         .expect("append");
@@ -343,7 +357,7 @@ async fn changes_through_another_instance_wake_a_wait() {
     assert_eq!(outcome.expect("wait"), WaitOutcome::Ready);
 
     let waiter = spawn_wait(&a, &name, a.head(&name).await.expect("head").next_offset);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_still_waiting(&waiter, Duration::from_millis(100)).await;
     b.append(&name, AppendRequest::close_only())
         .await
         .expect("close");
@@ -353,7 +367,7 @@ async fn changes_through_another_instance_wake_a_wait() {
     let other = StreamName::new("deleted").expect("valid");
     a.create(&other, config(), vec![]).await.expect("create");
     let waiter = spawn_wait(&a, &other, a.head(&other).await.expect("head").next_offset);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_still_waiting(&waiter, Duration::from_millis(100)).await;
     b.delete(&other).await.expect("delete");
     let outcome = within_a_second("delete through b", waiter).await;
     assert!(

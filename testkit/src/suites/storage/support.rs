@@ -1,14 +1,10 @@
 //! What the storage cases share: names, configurations, appends that must succeed, full reads,
 //! and refusals matched by error variant.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use bytes::Bytes;
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, ForkFrom, Offset, ProducerStamp, ReadBatch,
     ReadLimits, Record, StorageError, StreamConfig, StreamName, StreamStorage, SubOffset,
-    WaitOutcome,
 };
 
 use crate::fixtures::unique_prefix;
@@ -67,17 +63,6 @@ pub(crate) async fn create_tail(s: &dyn StreamStorage, name: &StreamName) -> Off
         Ok(outcome) => outcome.info().next_offset.clone(),
         Err(e) => panic!("create {name}: {e}"),
     }
-}
-
-/// Starts a `wait` on its own task, so the test can append meanwhile.
-pub(crate) fn spawn_wait<S: StreamStorage + 'static>(
-    s: &Arc<S>,
-    name: &StreamName,
-    after: &Offset,
-    timeout: Duration,
-) -> tokio::task::JoinHandle<Result<WaitOutcome, StorageError>> {
-    let (s, name, after) = (s.clone(), name.clone(), after.clone());
-    tokio::spawn(async move { s.wait(&name, &after, timeout).await })
 }
 
 /// Every record from `from` on, following `next_offset` until up to date. A read that is not

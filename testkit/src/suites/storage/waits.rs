@@ -4,10 +4,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_traits::storage::{AppendRequest, StorageError, StreamStorage, WaitOutcome};
+use courier_traits::storage::{
+    AppendRequest, Offset, StorageError, StreamName, StreamStorage, WaitOutcome,
+};
+use tokio::task::JoinHandle;
 
 use super::support::*;
 use crate::suites::{StorageFactory, within};
+
+/// How long a wait gets to return wrongly (before anything happened) before the case goes on.
+/// Whether a wait has subscribed to its wake-ups is not observable through the trait, so this
+/// is a window, and the assertion after it is what the cases check.
+const EARLY_RETURN_WINDOW: Duration = Duration::from_millis(100);
+
+/// Starts a `wait` on its own task and asserts that it is still waiting after `window`: the
+/// append, close or delete that follows then wakes a pending wait, not one that had returned.
+async fn pending_wait<S: StreamStorage + 'static>(
+    s: &Arc<S>,
+    name: &StreamName,
+    after: &Offset,
+    window: Duration,
+) -> JoinHandle<Result<WaitOutcome, StorageError>> {
+    let (storage, stream, from) = (s.clone(), name.clone(), after.clone());
+    let waiter =
+        tokio::spawn(async move { storage.wait(&stream, &from, Duration::from_secs(15)).await });
+    tokio::time::sleep(window).await;
+    if waiter.is_finished() {
+        let early = waiter.await;
+        panic!("a wait on {name} after {after} returned before anything happened: {early:?}");
+    }
+    waiter
+}
 
 /// `wait` returns at once when data lies past the offset, and is woken by an append, by a
 /// close, and by a delete.
@@ -17,8 +44,7 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
     let start = create_tail(&s, &n).await;
     let long = Duration::from_secs(15);
 
-    let waiter = spawn_wait(&s, &n, &start, long);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = pending_wait(&s, &n, &start, EARLY_RETURN_WINDOW).await;
     let after = append(&s, &n, AppendRequest::record("wake up")).await;
     assert_eq!(
         within("wait woken by append", waiter)
@@ -33,8 +59,7 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
         "data already past the offset"
     );
 
-    let waiter = spawn_wait(&s, &n, &after.next_offset, long);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = pending_wait(&s, &n, &after.next_offset, EARLY_RETURN_WINDOW).await;
     append(&s, &n, AppendRequest::close_only()).await;
     assert_eq!(
         within("wait woken by close", waiter)
@@ -51,8 +76,7 @@ pub async fn wait_wakeups<F: StorageFactory>(factory: &F) {
 
     let d = name("wake-delete");
     let tail = create_tail(&s, &d).await;
-    let waiter = spawn_wait(&s, &d, &tail, long);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let waiter = pending_wait(&s, &d, &tail, EARLY_RETURN_WINDOW).await;
     s.delete(&d).await.expect("delete");
     let result = within("wait woken by delete", waiter).await.expect("task");
     assert!(
@@ -84,8 +108,8 @@ pub async fn wait_across_nodes<F: StorageFactory>(factory: &F) {
     let (a, b) = (Arc::new(factory.connect().await), factory.connect().await);
     let n = name("nodes");
     let tail = create_tail(&a, &n).await;
-    let waiter = spawn_wait(&a, &n, &tail, Duration::from_secs(15));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Twice the window: a wake-up across instances goes through the server.
+    let waiter = pending_wait(&a, &n, &tail, 2 * EARLY_RETURN_WINDOW).await;
     append(&b, &n, AppendRequest::record("from b")).await;
     assert_eq!(
         within("a wait on node a woken by node b", waiter)
