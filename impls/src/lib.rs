@@ -66,7 +66,9 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod retry;
-pub mod rules;
+mod rules;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql_forks;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 mod sql_model;
 #[cfg(feature = "sqlite")]

@@ -12,7 +12,7 @@ use courier_traits::storage::{
 };
 use futures::{Stream, TryStreamExt};
 
-use crate::rules::index_offset;
+use crate::rules::{ForkSource, index_offset};
 use crate::wakers::Wakers;
 
 /// Milliseconds since the Unix epoch on `clock`, as the rows store them. Every expiry decision
@@ -100,6 +100,14 @@ impl StreamRow {
     pub(crate) fn needs_touch(&self, now_ms: i64) -> bool {
         self.expiry_kind == 1
             && now_ms - self.last_access_ms >= (self.expiry_ms / 10).clamp(1, 1000)
+    }
+
+    /// This stream as a fork source.
+    pub(crate) fn as_fork_source(&self) -> ForkSource<'_> {
+        ForkSource {
+            content_type: &self.content_type,
+            expiry: self.expiry(),
+        }
     }
 
     pub(crate) fn info(&self, name: &StreamName) -> StreamInfo {
@@ -253,46 +261,4 @@ where
             Ok(_) => woken.mark_unchanged(),
         }
     }
-}
-
-/// Refuses a fork of the stream itself (checked before the source is looked up).
-pub(crate) fn reject_self_fork(name: &StreamName, fork: &ForkFrom) -> Result<(), StorageError> {
-    if fork.source == *name {
-        return Err(courier_traits::InvalidInput::new(
-            "fork source",
-            fork.source.as_str(),
-            "a stream cannot fork itself",
-        )
-        .into());
-    }
-    Ok(())
-}
-
-/// A fork's content type and expiry, taken from its live `source`; a content type that
-/// differs from the source's is a conflict. Without its own expiry a fork inherits the
-/// source's.
-pub(crate) fn fork_settings(
-    name: &StreamName,
-    config: &StreamConfig,
-    source: &StreamRow,
-) -> Result<(String, Expiry), StorageError> {
-    if config
-        .content_type
-        .as_ref()
-        .is_some_and(|ct| *ct != source.content_type)
-    {
-        return Err(StorageError::ConfigConflict {
-            stream: name.clone(),
-            reason: format!(
-                "content type differs from the fork source's {:?}",
-                source.content_type
-            ),
-        });
-    }
-    let expiry = if config.expiry == Expiry::Never {
-        source.expiry()
-    } else {
-        config.expiry
-    };
-    Ok((source.content_type.clone(), expiry))
 }

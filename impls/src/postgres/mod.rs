@@ -14,6 +14,7 @@
 //!   have been missed.
 
 mod bus;
+mod forks;
 mod schema;
 mod tables;
 
@@ -29,26 +30,26 @@ use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
 };
 use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::rules::fork_source_error;
-use crate::rules::{AppendContext, AppendPlan, committed_outcome, index_offset, plan_append};
-use crate::rules::{check_record_sizes, validate_append};
+use crate::rules::{
+    AppendContext, AppendPlan, check_record_sizes, committed_outcome, fork_settings, index_offset,
+    own_settings, plan_append, reject_self_fork, validate_append,
+};
+use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};
 use crate::sql_model::{
-    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
-    reject_self_fork, requested_key, start_index, wait_on_row,
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
+    start_index, wait_on_row,
 };
 use crate::wakers::Wakers;
-use tables::{
-    copy_fork_prefix, expired_names, insert_records, live, load, load_for_append, load_live, remove,
-};
+use tables::{expired_names, live, load, load_for_append, load_live};
 
 /// The notification channel every node listens on.
 const CHANNEL: &str = "courier_streams";
@@ -106,7 +107,6 @@ pub struct PgStreamStorage {
     _listener: Arc<DropGuard>,
 }
 
-/// Maps a database error: connection trouble, contention and shutdown are retryable.
 /// Whether retrying may help: connection trouble, a server restarting or out of resources,
 /// a serialization failure or deadlock. Shared by the storage's and the bus's error mapping.
 pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
@@ -128,20 +128,13 @@ pub(crate) fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Maps a database error: connection trouble, contention and shutdown are retryable.
 pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
-    let retryable = is_transient(&error);
-    let message = format!("postgres: {error}");
-    if retryable {
-        StorageError::Unavailable {
-            message,
-            source: Some(Box::new(error)),
-        }
-    } else {
-        StorageError::Backend {
-            message,
-            source: Some(Box::new(error)),
-        }
-    }
+    StorageError::backend(
+        is_transient(&error),
+        format!("postgres: {error}"),
+        Some(Box::new(error)),
+    )
 }
 
 impl PgStreamStorage {
@@ -243,7 +236,7 @@ impl PgStreamStorage {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         let touched = match load(&mut tx, name, true).await? {
             Some(row) if !row.soft_deleted && row.is_expired(self.now()) => {
-                remove(&mut tx, name).await?
+                remove_chain(&mut *tx, name).await?
             }
             _ => Vec::new(),
         };
@@ -333,24 +326,19 @@ async fn create_in(
     // another create committed after the load above is not ours to replace: the insert below
     // runs into it and the caller retries, finding that stream.
     if expired {
-        remove(conn, name).await?;
+        remove_chain(conn, name).await?;
     }
     let (content_type, expiry, parent, source) = match &config.fork {
-        None => (
-            config
-                .content_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-            config.expiry,
-            None,
-            None,
-        ),
+        None => {
+            let (content_type, expiry) = own_settings(config);
+            (content_type, expiry, None, None)
+        }
         Some(fork) => {
             reject_self_fork(name, fork)?;
             let source = load_live(conn, &fork.source, true, now)
                 .await
-                .map_err(|e| fork_source_error(e, &fork.source))?;
-            let (content_type, expiry) = fork_settings(name, config, &source)?;
+                .map_err(|e| e.for_fork_source(&fork.source))?;
+            let (content_type, expiry) = fork_settings(name, config, source.as_fork_source())?;
             (
                 content_type,
                 expiry,
@@ -382,7 +370,8 @@ async fn create_in(
     }
     let inherited = match &source {
         Some((fork, source_row)) => {
-            let inherited = copy_fork_prefix(conn, &fork.source, source_row, name, fork).await?;
+            let inherited =
+                copy_fork_prefix(conn, &fork.source, source_row.next_index, name, fork).await?;
             sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = $1")
                 .bind(fork.source.as_str())
                 .execute(&mut *conn)
@@ -392,7 +381,7 @@ async fn create_in(
         }
         None => 0,
     };
-    insert_records(conn, name, inherited, initial).await?;
+    conn.insert_records(name, inherited, initial).await?;
     let next_index = inherited + initial.len() as u64;
     sqlx::query("UPDATE courier_streams SET next_index = $1 WHERE name = $2")
         .bind(next_index as i64)
@@ -559,7 +548,7 @@ impl StreamStorage for PgStreamStorage {
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         load_live(&mut tx, name, true, self.now()).await?;
-        let touched = remove(&mut tx, name).await?;
+        let touched = remove_chain(&mut *tx, name).await?;
         PgStreamStorage::notify(&mut tx, &touched).await?;
         tx.commit().await.map_err(db_error)
     }

@@ -61,23 +61,27 @@ end
 return 1
 "#;
 
-/// One step of a delete. KEYS: meta, data, producers, parent meta (or meta again), channel.
-/// ARGV: expected ver, has parent ('1'/'0'), notify payload.
-/// Returns 0 on conflict, 1 when soft-deleted (forks live), 2 when removed and the parent
-/// needs no reclaiming, 3 when removed and the parent is now reclaimable.
+/// One step of a delete, as the Rust side decided it from the meta it read (see
+/// `crate::rules::removal`); `ver` guarantees the live forks it decided on are unchanged.
+/// KEYS: meta, data, producers, parent meta (or meta again), channel.
+/// ARGV: expected ver, mode (`soft`: mark deleted; `hard`: remove; `hard_fork`: remove and
+/// release the parent), notify payload.
+/// Returns `{0}` on conflict, `{1}` when done, and `{2, soft_deleted, live_forks}` (the
+/// parent's, after the release) when a fork was removed and its parent still exists.
 pub(super) const REMOVE: &str = r#"
-if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return 0 end
+if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return {0} end
 redis.call('PUBLISH', KEYS[5], ARGV[3])
-if tonumber(redis.call('HGET', KEYS[1], 'live_forks') or '0') > 0 then
+if ARGV[2] == 'soft' then
   redis.call('HSET', KEYS[1], 'soft_deleted', '1')
   redis.call('HINCRBY', KEYS[1], 'ver', 1)
-  return 1
+  return {1}
 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 1 then
+if ARGV[2] == 'hard_fork' and redis.call('EXISTS', KEYS[4]) == 1 then
   local left = redis.call('HINCRBY', KEYS[4], 'live_forks', -1)
   redis.call('HINCRBY', KEYS[4], 'ver', 1)
-  if left <= 0 and redis.call('HGET', KEYS[4], 'soft_deleted') == '1' then return 3 end
+  local soft = tonumber(redis.call('HGET', KEYS[4], 'soft_deleted') or '0') or 0
+  return {2, soft, left}
 end
-return 2
+return {1}
 "#;

@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_traits::InvalidInput;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, ForkFrom, Offset,
-    ProducerStamp, ReadBatch, ReadLimits, StorageCapabilities, StorageError, StreamConfig,
-    StreamInfo, StreamName, StreamStorage, SubOffset, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, ForkFrom, Offset, ProducerStamp, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
 };
 use deadpool_redis::redis::streams::StreamRangeReply;
 use deadpool_redis::redis::{self, RedisError};
@@ -33,13 +32,13 @@ use super::errors::is_transient;
 use super::scripts;
 use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
-    AppendContext, AppendPlan, ProducerState, committed_outcome, fork_source_error, index_offset,
-    plan_append,
+    AppendContext, AppendPlan, ByteCut, ChainLink, ProducerState, Removal, RemoveChain,
+    check_record_sizes, committed_outcome, fork_settings, index_offset, own_settings, plan_append,
+    plan_fork, reject_self_fork, removal, validate_append,
 };
-use crate::rules::{check_record_sizes, validate_append};
 use crate::sql_model::{
-    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, fork_settings, now_ms,
-    reject_self_fork, requested_key, start_index, wait_on_row,
+    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
+    start_index, wait_on_row,
 };
 use crate::wakers::Wakers;
 
@@ -111,27 +110,17 @@ fn eval(script: &str, keys: &[String]) -> redis::Cmd {
 }
 
 fn storage_error(what: &str, error: RedisError) -> StorageError {
-    let message = format!("redis {what}: {error}");
-    if is_transient(&error) {
-        StorageError::Unavailable {
-            message,
-            source: Some(Box::new(error)),
-        }
-    } else {
-        StorageError::Backend {
-            message,
-            source: Some(Box::new(error)),
-        }
-    }
+    StorageError::backend(
+        is_transient(&error),
+        format!("redis {what}: {error}"),
+        Some(Box::new(error)),
+    )
 }
 
 fn pool_error(error: deadpool_redis::PoolError) -> StorageError {
     match error {
         deadpool_redis::PoolError::Backend(e) => storage_error("connection", e),
-        other => StorageError::Unavailable {
-            message: format!("redis pool: {other}"),
-            source: Some(Box::new(other)),
-        },
+        other => StorageError::unavailable(format!("redis pool: {other}"), other),
     }
 }
 
@@ -335,111 +324,90 @@ impl RedisStreamStorage {
         }
     }
 
-    /// Deletes `name` (soft while forks live), releasing fork sources up the chain.
+    /// Deletes `name` (soft while forks live), releasing fork sources up the chain as
+    /// [`RemoveChain`] decides; each step is one compare-and-set script.
     /// `only_if_expired`: do nothing unless the stream has expired (reaping).
     async fn remove(&self, name: &StreamName, only_if_expired: bool) -> Result<(), StorageError> {
-        let mut next = Some(name.clone());
+        let mut chain = RemoveChain::new(name);
         let mut first = true;
-        while let Some(current) = next.take() {
-            let mut done = false;
+        while let Some(current) = chain.next() {
             let mut retry = CasRetry::new();
             loop {
-                let Some(meta) = self.load(current.as_str()).await? else {
-                    done = true;
-                    break;
-                };
+                let meta = self.load(current.as_str()).await?;
                 if first
                     && only_if_expired
-                    && (meta.row.soft_deleted || !meta.row.is_expired(self.now()))
+                    && !meta
+                        .as_ref()
+                        .is_some_and(|m| !m.row.soft_deleted && m.row.is_expired(self.now()))
                 {
                     return Ok(());
                 }
-                let parent = meta.parent.clone().unwrap_or_default();
-                let mut conn = self.conn().await?;
-                let parent_meta = if parent.is_empty() {
-                    self.meta_key(current.as_str())
-                } else {
-                    self.meta_key(&parent)
+                let Some(meta) = meta else {
+                    return Ok(());
+                };
+                let parent = meta.parent.as_deref().and_then(|p| StreamName::new(p).ok());
+                let (mode, parent) = match removal(ChainLink {
+                    live_forks: meta.live_forks,
+                    parent,
+                }) {
+                    Removal::Soft => ("soft", None),
+                    Removal::Hard { parent: None } => ("hard", None),
+                    Removal::Hard {
+                        parent: Some(parent),
+                    } => ("hard_fork", Some(parent)),
                 };
                 let keys = [
                     self.meta_key(current.as_str()),
                     self.data_key(current.as_str(), &meta.generation),
                     self.producers_key(current.as_str(), &meta.generation),
-                    parent_meta,
+                    self.meta_key(parent.as_ref().unwrap_or(&current).as_str()),
                     self.channel(),
                 ];
-                let outcome: i64 = eval(scripts::REMOVE, &keys)
+                let mut conn = self.conn().await?;
+                let outcome: Vec<i64> = eval(scripts::REMOVE, &keys)
                     .arg(&meta.ver)
-                    .arg(if parent.is_empty() { "0" } else { "1" })
+                    .arg(mode)
                     .arg(current.as_str())
                     .query_async(&mut *conn)
                     .await
                     .map_err(|e| storage_error("remove", e))?;
-                match outcome {
-                    0 if retry.again().await => continue,
-                    0 => break,
-                    3 => next = StreamName::new(&parent).ok(),
+                match (outcome.as_slice(), &parent) {
+                    ([0], _) if retry.again().await => continue,
+                    ([0], _) => return Err(contention(&current)),
+                    ([2, soft_deleted, live_forks], Some(parent)) => {
+                        chain.released(parent, *soft_deleted != 0, *live_forks);
+                    }
                     _ => {}
                 }
-                done = true;
                 break;
-            }
-            if !done {
-                return Err(contention(&current));
             }
             first = false;
         }
         Ok(())
     }
 
-    /// The records a fork inherits, read from the source.
+    /// The records a fork inherits, read from the source (as [`plan_fork`] decides).
     async fn fork_prefix(
         &self,
         source: &StreamName,
         meta: &Meta,
         spec: &ForkFrom,
     ) -> Result<Vec<Bytes>, StorageError> {
-        let anchor = match &spec.offset {
-            Some(offset) => start_index(source, &meta.row, Some(offset))?,
-            None => meta.row.next_index,
-        };
-        let overshoot = |n: u64, what: String| -> StorageError {
-            InvalidInput::new(
-                "fork sub-offset",
-                &n.to_string(),
-                format!("only {what} follow the fork offset"),
-            )
-            .into()
-        };
-        let whole = match spec.sub_offset {
-            SubOffset::Records(n) if anchor.saturating_add(n) > meta.row.next_index => {
-                return Err(overshoot(
-                    n,
-                    format!("{} records", meta.row.next_index - anchor),
-                ));
-            }
-            SubOffset::Records(n) => anchor + n,
-            SubOffset::None | SubOffset::Bytes(_) => anchor,
-        };
+        let plan = plan_fork(source, meta.row.next_index, spec)?;
         let data_key = self.data_key(source.as_str(), &meta.generation);
-        let mut records = self.range(&data_key, 0, whole).await?;
-        if let SubOffset::Bytes(wanted) = spec.sub_offset {
-            let rest = self.range(&data_key, anchor, meta.row.next_index).await?;
-            let mut left = wanted as usize;
-            for record in rest {
-                if left == 0 {
+        let mut records = self.range(&data_key, 0, plan.whole).await?;
+        if let Some(wanted) = plan.bytes {
+            let mut cut = ByteCut::new(wanted);
+            for record in self
+                .range(&data_key, plan.whole, meta.row.next_index)
+                .await?
+            {
+                if !cut.wants_more() {
                     break;
                 }
-                let take = left.min(record.len());
-                records.push(record.slice(..take));
-                left -= take;
+                cut.push(record);
             }
-            if left > 0 {
-                return Err(overshoot(
-                    wanted,
-                    format!("{} bytes", wanted as usize - left),
-                ));
-            }
+            records.extend(cut.finish()?);
         }
         Ok(records)
     }
@@ -532,21 +500,18 @@ impl StreamStorage for RedisStreamStorage {
                 return outcome;
             }
             let (content_type, expiry, source) = match &config.fork {
-                None => (
-                    config
-                        .content_type
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()),
-                    config.expiry,
-                    None,
-                ),
+                None => {
+                    let (content_type, expiry) = own_settings(&config);
+                    (content_type, expiry, None)
+                }
                 Some(fork) => {
                     reject_self_fork(name, fork)?;
                     let source = self
                         .load_live(&fork.source)
                         .await
-                        .map_err(|e| fork_source_error(e, &fork.source))?;
-                    let (content_type, expiry) = fork_settings(name, &config, &source.row)?;
+                        .map_err(|e| e.for_fork_source(&fork.source))?;
+                    let (content_type, expiry) =
+                        fork_settings(name, &config, source.row.as_fork_source())?;
                     (content_type, expiry, Some((fork, source)))
                 }
             };

@@ -9,6 +9,7 @@
 
 mod batch_append;
 mod change_watch;
+mod forks;
 mod row;
 mod schema;
 mod writer;
@@ -20,29 +21,25 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_traits::InvalidInput;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, SubOffset, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
 };
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 
-use crate::rules::fork_source_error;
-use crate::rules::index_offset;
-use crate::rules::{check_record_sizes, validate_append};
-use crate::sql_model::{
-    collect_batch, existing_stream_outcome, fork_settings, reject_self_fork, start_index,
-    wait_on_row,
+use crate::rules::{
+    check_record_sizes, fork_settings, index_offset, own_settings, reject_self_fork,
+    validate_append,
 };
+use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};
+use crate::sql_model::{collect_batch, existing_stream_outcome, start_index, wait_on_row};
 use crate::wakers::Wakers;
 use change_watch::ChangeWatch;
-use row::{
-    StreamRow, encode_expiry, expired_names, load, load_live, now_ms, remove, requested_key,
-};
+use row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use writer::{Work, Writer};
 
 /// Settings of a [`SqliteStreamStorage`].
@@ -122,18 +119,7 @@ pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
             .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
         _ => false,
     };
-    let message = format!("sqlite: {error}");
-    if retryable {
-        StorageError::Unavailable {
-            message,
-            source: Some(Box::new(error)),
-        }
-    } else {
-        StorageError::Backend {
-            message,
-            source: Some(Box::new(error)),
-        }
-    }
+    StorageError::backend(retryable, format!("sqlite: {error}"), Some(Box::new(error)))
 }
 
 impl SqliteStreamStorage {
@@ -246,7 +232,7 @@ impl SqliteStreamStorage {
                 Box::pin(async move {
                     match load(conn, &owned).await? {
                         Some(row) if !row.soft_deleted && row.is_expired(now_ms(&*clock)) => {
-                            remove(conn, &owned).await
+                            remove_chain(conn, &owned).await
                         }
                         _ => Ok(Vec::new()),
                     }
@@ -281,100 +267,6 @@ impl SqliteStreamStorage {
     }
 }
 
-async fn insert_records(
-    conn: &mut SqliteConnection,
-    name: &StreamName,
-    first: u64,
-    records: &[Bytes],
-) -> Result<(), StorageError> {
-    for (i, data) in records.iter().enumerate() {
-        sqlx::query("INSERT INTO courier_records (stream, idx, data) VALUES (?, ?, ?)")
-            .bind(name.as_str())
-            .bind((first + i as u64) as i64)
-            .bind(&data[..])
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(())
-}
-
-/// Copies the part of `source` a fork inherits into `fork`; returns how many records that is.
-async fn copy_fork_prefix(
-    conn: &mut SqliteConnection,
-    source: &StreamName,
-    source_row: &StreamRow,
-    fork: &StreamName,
-    spec: &courier_traits::storage::ForkFrom,
-) -> Result<u64, StorageError> {
-    let anchor = match &spec.offset {
-        Some(offset) => {
-            let index = index_offset::decode(source, offset)?;
-            if index > source_row.next_index {
-                return Err(StorageError::UnknownOffset {
-                    stream: source.clone(),
-                    offset: offset.clone(),
-                });
-            }
-            index
-        }
-        None => source_row.next_index,
-    };
-    let whole = match spec.sub_offset {
-        SubOffset::Records(n) if anchor.saturating_add(n) > source_row.next_index => {
-            let available = source_row.next_index - anchor;
-            return Err(InvalidInput::new(
-                "fork sub-offset",
-                &n.to_string(),
-                format!("only {available} records follow the fork offset"),
-            )
-            .into());
-        }
-        SubOffset::Records(n) => anchor + n,
-        SubOffset::None | SubOffset::Bytes(_) => anchor,
-    };
-    sqlx::query("INSERT INTO courier_records (stream, idx, data) SELECT ?, idx, data FROM courier_records WHERE stream = ? AND idx < ?")
-        .bind(fork.as_str())
-        .bind(source.as_str())
-        .bind(whole as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let SubOffset::Bytes(mut left) = spec.sub_offset else {
-        return Ok(whole);
-    };
-    let wanted = left;
-    let mut tail = Vec::new();
-    {
-        let mut rows = sqlx::query(
-            "SELECT data FROM courier_records WHERE stream = ? AND idx >= ? ORDER BY idx",
-        )
-        .bind(source.as_str())
-        .bind(anchor as i64)
-        .fetch(&mut *conn);
-        while left > 0 {
-            let Some(row) = rows.try_next().await.map_err(db_error)? else {
-                break;
-            };
-            let data: Vec<u8> = row.try_get("data").map_err(db_error)?;
-            let take = (left as usize).min(data.len());
-            tail.push(Bytes::copy_from_slice(&data[..take]));
-            left -= take as u64;
-        }
-    }
-    if left > 0 {
-        let available = wanted - left;
-        return Err(InvalidInput::new(
-            "fork sub-offset",
-            &wanted.to_string(),
-            format!("only {available} bytes follow the fork offset"),
-        )
-        .into());
-    }
-    insert_records(conn, fork, anchor, &tail).await?;
-    Ok(anchor + tail.len() as u64)
-}
-
 #[async_trait]
 impl StreamStorage for SqliteStreamStorage {
     async fn create(
@@ -395,12 +287,15 @@ impl StreamStorage for SqliteStreamStorage {
                 return outcome;
             }
             let (content_type, expiry, parent, inherited) = match &config.fork {
-                None => (config.content_type.clone().unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned()), config.expiry, None, 0),
+                None => {
+                    let (content_type, expiry) = own_settings(&config);
+                    (content_type, expiry, None, 0)
+                }
                 Some(fork) => {
                     reject_self_fork(name, fork)?;
-                    let source = load_live(conn, &fork.source, now).await.map_err(|e| fork_source_error(e, &fork.source))?;
-                    let (content_type, expiry) = fork_settings(name, &config, &source)?;
-                    let inherited = copy_fork_prefix(conn, &fork.source, &source, name, fork).await?;
+                    let source = load_live(conn, &fork.source, now).await.map_err(|e| e.for_fork_source(&fork.source))?;
+                    let (content_type, expiry) = fork_settings(name, &config, source.as_fork_source())?;
+                    let inherited = copy_fork_prefix(conn, &fork.source, source.next_index, name, fork).await?;
                     sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?")
                         .bind(fork.source.as_str())
                         .execute(&mut *conn)
@@ -409,7 +304,7 @@ impl StreamStorage for SqliteStreamStorage {
                     (content_type, expiry, Some(fork.source.to_string()), inherited)
                 }
             };
-            insert_records(conn, name, inherited, &initial).await?;
+            conn.insert_records(name, inherited, &initial).await?;
             let (expiry_kind, expiry_ms) = encode_expiry(expiry);
             let next_index = inherited + initial.len() as u64;
             sqlx::query(
@@ -511,7 +406,7 @@ impl StreamStorage for SqliteStreamStorage {
             .write(move |conn| {
                 Box::pin(async move {
                     load_live(conn, &owned, now_ms(&*clock)).await?;
-                    remove(conn, &owned).await
+                    remove_chain(conn, &owned).await
                 })
             })
             .await?;

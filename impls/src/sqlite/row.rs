@@ -1,4 +1,4 @@
-//! One stream's stored row, and the statements that read, compare and remove it.
+//! One stream's stored row, and the statements that read it and judge it live.
 
 use std::collections::HashMap;
 
@@ -132,63 +132,4 @@ pub(super) async fn expired_names(
         .iter()
         .filter_map(|r| StreamName::new(&r.try_get::<String, _>("name").ok()?).ok())
         .collect())
-}
-
-/// Deletes `name`: soft while forks live, else for real, releasing its fork source (and the
-/// source's source, up the chain, when they were only kept for this fork). Returns the streams
-/// whose waiters must be woken.
-pub(super) async fn remove(
-    conn: &mut SqliteConnection,
-    name: &StreamName,
-) -> Result<Vec<StreamName>, StorageError> {
-    let mut touched = Vec::new();
-    let mut next = Some(name.clone());
-    while let Some(name) = next.take() {
-        let row = sqlx::query("SELECT live_forks, parent FROM courier_streams WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?;
-        let Some(row) = row else { break };
-        touched.push(name.clone());
-        let live_forks: i64 = row.try_get("live_forks").map_err(db_error)?;
-        let parent: Option<String> = row.try_get("parent").map_err(db_error)?;
-        if live_forks > 0 {
-            sqlx::query("UPDATE courier_streams SET soft_deleted = 1 WHERE name = ?")
-                .bind(name.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-            break;
-        }
-        for statement in [
-            "DELETE FROM courier_records WHERE stream = ?",
-            "DELETE FROM courier_producers WHERE stream = ?",
-            "DELETE FROM courier_streams WHERE name = ?",
-        ] {
-            sqlx::query(statement)
-                .bind(name.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db_error)?;
-        }
-        if let Some(parent) = parent {
-            let released = sqlx::query(
-                "UPDATE courier_streams SET live_forks = live_forks - 1 WHERE name = ?
-                 RETURNING soft_deleted, live_forks",
-            )
-            .bind(&parent)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db_error)?;
-            if let Some(released) = released {
-                let soft_deleted: i64 = released.try_get("soft_deleted").map_err(db_error)?;
-                let live_forks: i64 = released.try_get("live_forks").map_err(db_error)?;
-                if soft_deleted != 0 && live_forks <= 0 {
-                    next = StreamName::new(&parent).ok();
-                }
-            }
-        }
-    }
-    Ok(touched)
 }

@@ -152,6 +152,37 @@ impl StorageError {
         }
     }
 
+    /// A backend's failure as its class decides: [`StorageError::Unavailable`] when
+    /// `retryable` (connection trouble, contention, a restarting server), else
+    /// [`StorageError::Backend`]. The twin of `BusError::backend`.
+    pub fn backend(
+        retryable: bool,
+        message: impl Into<String>,
+        source: Option<BoxError>,
+    ) -> StorageError {
+        let message = message.into();
+        if retryable {
+            StorageError::Unavailable { message, source }
+        } else {
+            StorageError::Backend { message, source }
+        }
+    }
+
+    /// The error `create` reports when looking up its fork source failed with `self`: the
+    /// source's own `NotFound` / `Gone` become [`StorageError::ForkSourceNotFound`] /
+    /// [`StorageError::ForkSourceGone`]; anything else stays as it is.
+    pub fn for_fork_source(self, source: &StreamName) -> StorageError {
+        match self {
+            StorageError::NotFound { .. } => StorageError::ForkSourceNotFound {
+                source_stream: source.clone(),
+            },
+            StorageError::Gone { .. } => StorageError::ForkSourceGone {
+                source_stream: source.clone(),
+            },
+            other => other,
+        }
+    }
+
     /// Shorthand for an [`StorageError::Unavailable`] wrapping `source`.
     pub fn unavailable(message: impl Into<String>, source: impl Into<BoxError>) -> StorageError {
         StorageError::Unavailable {

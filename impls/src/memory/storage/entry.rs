@@ -11,7 +11,8 @@ use courier_traits::storage::{
 use tokio::sync::watch;
 
 use crate::rules::{
-    AppendContext, AppendPlan, ProducerState, committed_outcome, index_offset, plan_append,
+    AppendContext, AppendPlan, ByteCut, ProducerState, committed_outcome, index_offset,
+    plan_append, plan_fork,
 };
 
 /// What waiters watch: enough to decide whether to wake.
@@ -209,50 +210,25 @@ impl StreamEntry {
         })
     }
 
-    /// The records a fork of this stream inherits.
+    /// The records a fork of this stream inherits (as [`plan_fork`] decides).
     pub(super) fn fork_prefix(
         &self,
         name: &StreamName,
         fork: &ForkFrom,
     ) -> Result<Vec<Bytes>, StorageError> {
-        use courier_traits::InvalidInput;
-        use courier_traits::storage::SubOffset;
-        let anchor = match &fork.offset {
-            Some(offset) => self.index_of(name, offset)? as usize,
-            None => self.records.len(),
-        };
-        let mut prefix: Vec<Bytes> = self.records[..anchor].to_vec();
-        let rest = &self.records[anchor..];
-        let overshoot = |n: u64, what: &str| {
-            StorageError::InvalidInput(InvalidInput::new(
-                "fork sub-offset",
-                &n.to_string(),
-                format!("only {what} follow the fork offset"),
-            ))
-        };
-        match fork.sub_offset {
-            SubOffset::None => {}
-            SubOffset::Records(n) => {
-                if n > rest.len() as u64 {
-                    return Err(overshoot(n, &format!("{} records", rest.len())));
+        let plan = plan_fork(name, self.records.len() as u64, fork)?;
+        // `whole` is at most the record count, which fits in memory, so in a usize.
+        let whole = usize::try_from(plan.whole).unwrap_or(usize::MAX);
+        let mut prefix: Vec<Bytes> = self.records[..whole].to_vec();
+        if let Some(wanted) = plan.bytes {
+            let mut cut = ByteCut::new(wanted);
+            for record in &self.records[whole..] {
+                if !cut.wants_more() {
+                    break;
                 }
-                prefix.extend(rest[..n as usize].iter().cloned());
+                cut.push(record.clone());
             }
-            SubOffset::Bytes(n) => {
-                let available: u64 = rest.iter().map(|r| r.len() as u64).sum();
-                if n > available {
-                    return Err(overshoot(n, &format!("{available} bytes")));
-                }
-                let mut left = n as usize;
-                for record in rest {
-                    if left == 0 {
-                        break;
-                    }
-                    let take = left.min(record.len());
-                    prefix.push(record.slice(..take));
-                    left -= take;
-                }
-            }
+            prefix.extend(cut.finish()?);
         }
         Ok(prefix)
     }

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_traits::InvalidInput;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
 };
 
-use crate::rules::{check_record_sizes, validate_append};
+use crate::rules::{
+    ChainLink, ForkSource, Removal, RemoveChain, check_record_sizes, fork_settings, own_settings,
+    reject_self_fork, validate_append,
+};
 use entry::StreamEntry;
 
 /// Settings of a [`MemoryStreamStorage`].
@@ -115,28 +117,35 @@ impl State {
         }
     }
 
-    /// Deletes a stream: soft while forks live, else for real, releasing its fork source
-    /// (and the source's source, up the chain, when they were only kept for this fork).
+    /// Deletes a stream: soft while forks live, else for real, releasing its fork source (and
+    /// the source's source, up the chain, when they were only kept for this fork), as
+    /// [`RemoveChain`] decides.
     fn remove(&mut self, name: &StreamName) {
-        let mut next = Some(name.clone());
-        while let Some(name) = next.take() {
-            let Some(entry) = self.streams.get_mut(&name) else {
-                return;
-            };
-            entry.signal_removed();
-            if entry.live_forks > 0 {
-                entry.soft_deleted = true;
-                return;
-            }
-            let Some(entry) = self.streams.remove(&name) else {
-                return;
-            };
-            if let Some(parent_name) = entry.parent
-                && let Some(parent) = self.streams.get_mut(&parent_name)
-            {
-                parent.live_forks = parent.live_forks.saturating_sub(1);
-                if parent.soft_deleted && parent.live_forks == 0 {
-                    next = Some(parent_name);
+        let mut chain = RemoveChain::new(name);
+        while let Some(current) = chain.next() {
+            let link = self.streams.get(&current).map(|entry| ChainLink {
+                live_forks: i64::try_from(entry.live_forks).unwrap_or(i64::MAX),
+                parent: entry.parent.clone(),
+            });
+            match chain.decide(&current, link) {
+                None => break,
+                Some(Removal::Soft) => {
+                    if let Some(entry) = self.streams.get_mut(&current) {
+                        entry.soft_deleted = true;
+                        entry.signal_removed();
+                    }
+                }
+                Some(Removal::Hard { parent }) => {
+                    if let Some(entry) = self.streams.remove(&current) {
+                        entry.signal_removed();
+                    }
+                    if let Some(parent) = parent
+                        && let Some(source) = self.streams.get_mut(&parent)
+                    {
+                        source.live_forks = source.live_forks.saturating_sub(1);
+                        let left = i64::try_from(source.live_forks).unwrap_or(i64::MAX);
+                        chain.released(&parent, source.soft_deleted, left);
+                    }
                 }
             }
         }
@@ -243,62 +252,34 @@ impl StreamStorage for MemoryStreamStorage {
 
         let mut entry = match &config.fork {
             None => {
-                let content_type = config
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_owned());
-                StreamEntry::new(content_type, config.expiry, config.clone(), initial, now)
+                let (content_type, expiry) = own_settings(&config);
+                StreamEntry::new(content_type, expiry, config.clone(), initial, now)
             }
             Some(fork) => {
-                if fork.source == *name {
-                    return Err(InvalidInput::new(
-                        "fork source",
-                        fork.source.as_str(),
-                        "a stream cannot fork itself",
-                    )
-                    .into());
-                }
+                reject_self_fork(name, fork)?;
                 state.reap_if_expired(&fork.source, now);
                 let source = match state.streams.get(&fork.source) {
-                    None => {
-                        return Err(StorageError::ForkSourceNotFound {
-                            source_stream: fork.source.clone(),
-                        });
-                    }
-                    Some(s) if s.soft_deleted => {
-                        return Err(StorageError::ForkSourceGone {
-                            source_stream: fork.source.clone(),
-                        });
-                    }
-                    Some(s) => s,
-                };
-                if config
-                    .content_type
-                    .as_ref()
-                    .is_some_and(|ct| *ct != source.content_type)
-                {
-                    return Err(StorageError::ConfigConflict {
-                        stream: name.clone(),
-                        reason: format!(
-                            "content type differs from the fork source's {:?}",
-                            source.content_type
-                        ),
-                    });
+                    None => Err(StorageError::NotFound {
+                        stream: fork.source.clone(),
+                    }),
+                    Some(s) if s.soft_deleted => Err(StorageError::Gone {
+                        stream: fork.source.clone(),
+                    }),
+                    Some(s) => Ok(s),
                 }
+                .map_err(|e| e.for_fork_source(&fork.source))?;
+                let (content_type, expiry) = fork_settings(
+                    name,
+                    &config,
+                    ForkSource {
+                        content_type: &source.content_type,
+                        expiry: source.expiry,
+                    },
+                )?;
                 let mut records = source.fork_prefix(&fork.source, fork)?;
                 records.extend(initial);
-                let expiry = if config.expiry == Expiry::Never {
-                    source.expiry
-                } else {
-                    config.expiry
-                };
-                let mut entry = StreamEntry::new(
-                    source.content_type.clone(),
-                    expiry,
-                    config.clone(),
-                    records,
-                    now,
-                );
+                let mut entry =
+                    StreamEntry::new(content_type, expiry, config.clone(), records, now);
                 entry.parent = Some(fork.source.clone());
                 entry
             }
@@ -409,6 +390,7 @@ mod tests {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use courier_traits::clock::ManualClock;
+    use courier_traits::storage::Expiry;
 
     use super::*;
 

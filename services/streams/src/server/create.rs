@@ -40,10 +40,7 @@ pub(crate) async fn create(
                 .head(&partial.source)
                 .await
                 .map_err(|e| {
-                    Failure::Storage(
-                        courier_impls::rules::fork_source_error(e, &partial.source),
-                        Operation::Create,
-                    )
+                    Failure::Storage(e.for_fork_source(&partial.source), Operation::Create)
                 })?
                 .content_type
         }

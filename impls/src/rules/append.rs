@@ -1,25 +1,23 @@
-//! Storage rules shared by every backend that decides them in Rust (memory, SQLite, Postgres):
-//! idempotent-producer verdicts, writer sequences and the index-based offset encoding.
-//!
-//! Keeping them in one place means the backends cannot drift apart on the protocol's rules;
-//! the universal storage suite checks the result end to end.
+//! The append rules: idempotent-producer verdicts, writer sequences, the closed and content
+//! type checks, in the order `courier_traits::storage` documents.
 
+use super::index_offset;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, Offset, ProducerAck, ProducerStamp, StorageError, StreamName,
+    AppendOutcome, AppendRequest, ProducerAck, ProducerStamp, StorageError, StreamName,
 };
 
 /// A producer's stored state in one stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ProducerState {
+pub(crate) struct ProducerState {
     /// Current epoch.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// Highest accepted sequence in that epoch.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
 }
 
 /// What to do with a stamped append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProducerVerdict {
+pub(crate) enum ProducerVerdict {
     /// Write it, then store this state.
     Accept(ProducerState),
     /// Already written: write nothing and acknowledge with the stored state.
@@ -28,7 +26,7 @@ pub enum ProducerVerdict {
 
 /// Applies the idempotent-producer rules (see `courier_traits::storage`) to `stamp` given
 /// the producer's stored state.
-pub fn producer_verdict(
+pub(crate) fn producer_verdict(
     stored: Option<ProducerState>,
     stamp: &ProducerStamp,
 ) -> Result<ProducerVerdict, StorageError> {
@@ -67,7 +65,7 @@ pub fn producer_verdict(
 
 /// Checks a writer sequence against the last accepted one: it must sort strictly above it,
 /// bytewise (so `"10"` is below `"2"`, and `"09"` is below `"10"`).
-pub fn check_writer_seq(last: Option<&str>, received: &str) -> Result<(), StorageError> {
+pub(crate) fn check_writer_seq(last: Option<&str>, received: &str) -> Result<(), StorageError> {
     match last {
         Some(last) if received.as_bytes() <= last.as_bytes() => {
             Err(StorageError::WriterSeqRegression {
@@ -82,26 +80,26 @@ pub fn check_writer_seq(last: Option<&str>, received: &str) -> Result<(), Storag
 /// What an append is checked against: the stream's state as stored (read in the same
 /// transaction or under the same lock as the write that follows).
 #[derive(Clone, Copy, Debug)]
-pub struct AppendContext<'a> {
+pub(crate) struct AppendContext<'a> {
     /// The stream.
-    pub stream: &'a StreamName,
+    pub(crate) stream: &'a StreamName,
     /// Its tail as a record index.
-    pub tail: u64,
+    pub(crate) tail: u64,
     /// Whether it is closed.
-    pub closed: bool,
+    pub(crate) closed: bool,
     /// The stamp of the append that closed it, if a producer did.
-    pub closed_by: Option<&'a ProducerStamp>,
+    pub(crate) closed_by: Option<&'a ProducerStamp>,
     /// Its content type.
-    pub content_type: &'a str,
+    pub(crate) content_type: &'a str,
     /// The stored state of the request's producer, if the request is stamped.
-    pub producer: Option<ProducerState>,
+    pub(crate) producer: Option<ProducerState>,
     /// The last accepted writer sequence.
-    pub writer_seq: Option<&'a str>,
+    pub(crate) writer_seq: Option<&'a str>,
 }
 
 /// The decision on an append.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AppendPlan {
+pub(crate) enum AppendPlan {
     /// Write nothing; answer with this (a duplicate, or a repeated close).
     Reply(AppendOutcome),
     /// Write the records at the tail and commit, together: this producer state, the request's
@@ -114,7 +112,7 @@ pub enum AppendPlan {
 
 /// Applies the append rules of `courier_traits::storage` in their documented order:
 /// closed, content type, producer, writer sequence.
-pub fn plan_append(
+pub(crate) fn plan_append(
     ctx: &AppendContext<'_>,
     request: &AppendRequest,
 ) -> Result<AppendPlan, StorageError> {
@@ -173,7 +171,7 @@ pub fn plan_append(
 }
 
 /// The outcome of a committed append that started at record index `tail`.
-pub fn committed_outcome(
+pub(crate) fn committed_outcome(
     tail: u64,
     request: &AppendRequest,
     producer: Option<ProducerState>,
@@ -192,7 +190,10 @@ pub fn committed_outcome(
 }
 
 /// Refuses records larger than `limit` bytes (a create's initial records, an append's).
-pub fn check_record_sizes(records: &[bytes::Bytes], limit: usize) -> Result<(), StorageError> {
+pub(crate) fn check_record_sizes(
+    records: &[bytes::Bytes],
+    limit: usize,
+) -> Result<(), StorageError> {
     match records.iter().find(|r| r.len() > limit) {
         Some(r) => Err(StorageError::TooLarge {
             what: "record",
@@ -205,7 +206,7 @@ pub fn check_record_sizes(records: &[bytes::Bytes], limit: usize) -> Result<(), 
 
 /// The checks every storage makes on an append before touching its state: at least one record
 /// unless it only closes, and no record above `max_record_bytes`.
-pub fn validate_append(
+pub(crate) fn validate_append(
     request: &AppendRequest,
     max_record_bytes: usize,
 ) -> Result<(), StorageError> {
@@ -218,66 +219,6 @@ pub fn validate_append(
         .into());
     }
     check_record_sizes(&request.records, max_record_bytes)
-}
-
-/// The error `create` reports when its fork source could not be used: the source's own
-/// `NotFound` / `Gone` become `ForkSourceNotFound` / `ForkSourceGone`.
-pub fn fork_source_error(error: StorageError, source: &StreamName) -> StorageError {
-    match error {
-        StorageError::NotFound { .. } => StorageError::ForkSourceNotFound {
-            source_stream: source.clone(),
-        },
-        StorageError::Gone { .. } => StorageError::ForkSourceGone {
-            source_stream: source.clone(),
-        },
-        other => other,
-    }
-}
-
-/// Offsets that are record indexes: `0000000000000000_` then 16 lowercase hex digits of the
-/// index, so bytewise order is numeric.
-///
-/// The first part is reserved (always zero). The shape is the reference server's, so the
-/// start-of-stream offset is the same string, `0000000000000000_0000000000000000`, that
-/// Durable Streams clients (and the official conformance suite) send as "offset zero".
-pub mod index_offset {
-    use super::*;
-
-    /// The reserved first part and its separator.
-    const PREFIX: &str = "0000000000000000_";
-
-    /// The offset of position `index` (0 = before the first record).
-    pub fn encode(index: u64) -> Offset {
-        // Built on the stack: reads encode one offset per record, so this is a hot path.
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut text = [0u8; 33];
-        text[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
-        for (i, digit) in text[PREFIX.len()..].iter_mut().enumerate() {
-            *digit = HEX[((index >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        // The prefix and 16 hex digits always pass offset validation.
-        std::str::from_utf8(&text)
-            .ok()
-            .and_then(|t| Offset::parse(t).ok())
-            .unwrap_or_else(|| unreachable!("index offsets are valid"))
-    }
-
-    /// The position an offset names, if it is one of ours.
-    pub fn decode(stream: &StreamName, offset: &Offset) -> Result<u64, StorageError> {
-        let unknown = || StorageError::UnknownOffset {
-            stream: stream.clone(),
-            offset: offset.clone(),
-        };
-        let hex = offset.as_str().strip_prefix(PREFIX).ok_or_else(unknown)?;
-        if hex.len() != 16
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(unknown());
-        }
-        u64::from_str_radix(hex, 16).map_err(|_| unknown())
-    }
 }
 
 #[cfg(test)]
@@ -349,30 +290,5 @@ mod tests {
             check_writer_seq(Some("a"), "B").is_err(),
             "case-sensitive: 'B' < 'a'"
         );
-    }
-
-    #[test]
-    fn index_offsets_round_trip_and_sort() {
-        let name = StreamName::new("s").expect("valid");
-        let offsets: Vec<Offset> = [0, 9, 10, 15, 16, 255, 256, u64::MAX]
-            .iter()
-            .map(|&i| index_offset::encode(i))
-            .collect();
-        assert!(offsets.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(offsets[0].as_str(), "0000000000000000_0000000000000000");
-        for (o, i) in offsets.iter().zip([0, 9, 10, 15, 16, 255, 256, u64::MAX]) {
-            assert_eq!(index_offset::decode(&name, o).expect("ours"), i);
-        }
-        for foreign in [
-            "00000000000000zz",
-            "0001",
-            "0000000000000000_00000000000000000",
-            "0000000000000000_000000000000000A",
-            "0000000000000001_0000000000000000",
-            "0000000000000000-0000000000000000",
-        ] {
-            let o = Offset::parse(foreign).expect("well-formed");
-            assert!(index_offset::decode(&name, &o).is_err(), "{foreign}");
-        }
     }
 }

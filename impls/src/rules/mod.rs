@@ -1,0 +1,21 @@
+//! The storage rules every backend decides in Rust and only carries out in its own dialect
+//! (memory, SQLite, Postgres, Redis): appends (idempotent producers, writer sequences), forks,
+//! deletes up a fork chain, and the index-based offset encoding.
+//!
+//! Keeping them in one place means the backends cannot drift apart on the protocol's rules:
+//! each rule is unit-tested here, and the universal storage suite checks the result end to end
+//! on every backend. Crate-private: what a service needs lives in `courier_traits`.
+
+mod append;
+mod fork;
+pub(crate) mod index_offset;
+mod remove;
+
+pub(crate) use append::{
+    AppendContext, AppendPlan, ProducerState, check_record_sizes, committed_outcome, plan_append,
+    validate_append,
+};
+pub(crate) use fork::{
+    ByteCut, ForkSource, fork_settings, own_settings, plan_fork, reject_self_fork,
+};
+pub(crate) use remove::{ChainLink, Removal, RemoveChain, removal};
