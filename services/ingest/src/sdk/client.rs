@@ -117,6 +117,11 @@ impl IngestClient {
             bump(&self.counters.invalid, 1);
             return Err(TrackError::InvalidEvent { field, reason });
         }
+        if self.queue.capacity() == 0 {
+            // Full now: skip encoding an event that would be dropped (try_send below still
+            // decides when the queue drains meanwhile).
+            return Err(self.queue_full());
+        }
         let generated_key;
         let idempotency_key = match &event.idempotency_key {
             Some(key) => key.as_str(),
@@ -152,16 +157,18 @@ impl IngestClient {
                 self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => {
-                bump(&self.counters.queue_full, 1);
-                Err(TrackError::QueueFull {
-                    capacity: self.queue_capacity,
-                })
-            }
+            Err(TrySendError::Full(_)) => Err(self.queue_full()),
             Err(TrySendError::Closed(_)) => {
                 bump(&self.counters.closed, 1);
                 Err(TrackError::Closed)
             }
+        }
+    }
+
+    fn queue_full(&self) -> TrackError {
+        bump(&self.counters.queue_full, 1);
+        TrackError::QueueFull {
+            capacity: self.queue_capacity,
         }
     }
 
