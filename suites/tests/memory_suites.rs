@@ -1,6 +1,7 @@
 //! The universal suites against the in-memory backends.
 
-use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
+use courier::impls::memory::{MemoryBus, MemoryStorageConfig, MemoryStreamStorage};
+use courier::traits::clock::ManualClock;
 use courier_testkit::suites::{FnFactory, FnStorageFactory};
 
 mod memory_bus {
@@ -23,13 +24,16 @@ mod memory_storage {
 
     courier_testkit::storage_suite!(
         // Every `connect` is a handle on one store, as instances of one factory share a
-        // backend (the race cases run two of them).
+        // backend (the race cases run two of them); expiry runs on the case's manual clock.
         factory = {
-            let store = MemoryStreamStorage::new();
+            let clock = ManualClock::starting_now();
+            let config = MemoryStorageConfig::default().with_clock(clock.shared());
+            let store = MemoryStreamStorage::with_config(config);
             FnStorageFactory::new(move || {
                 let store = store.clone();
                 async move { store }
             })
+            .with_clock(clock)
         },
         durable = false,
         shared = false,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
 use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
+use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
@@ -15,6 +16,8 @@ struct PgFactory {
     postgres: SharedFixture<Postgres>,
     url: String,
     schema: String,
+    /// What the storages decide expiry against.
+    clock: ManualClock,
 }
 
 impl PgFactory {
@@ -25,6 +28,7 @@ impl PgFactory {
             postgres: SharedFixture::new(postgres),
             url,
             schema: unique_prefix(),
+            clock: ManualClock::starting_now(),
         }
     }
 }
@@ -36,10 +40,14 @@ impl StorageFactory for PgFactory {
         let config = PgConfig {
             schema: Some(self.schema.clone()),
             ..PgConfig::default()
-        };
+        }
+        .with_clock(self.clock.shared());
         PgStreamStorage::connect(&self.url, config)
             .await
             .expect("connect to postgres")
+    }
+    fn clock(&self) -> Option<ManualClock> {
+        Some(self.clock.clone())
     }
     async fn stop_server(&self) -> Result<(), String> {
         self.postgres.stop().await

@@ -15,6 +15,7 @@ use courier::impls::redis::{
 use courier::storage::{
     AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
 };
+use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
 use tokio::time::Instant;
@@ -26,6 +27,8 @@ struct RedisFactory {
     url: String,
     prefix: String,
     delivery: RedisDelivery,
+    /// What the storages decide expiry against.
+    clock: ManualClock,
 }
 
 impl RedisFactory {
@@ -42,6 +45,7 @@ impl RedisFactory {
             url,
             prefix,
             delivery,
+            clock: ManualClock::starting_now(),
         }
     }
 
@@ -109,10 +113,14 @@ impl StorageFactory for RedisFactory {
         let config = RedisStorageConfig {
             key_prefix: self.prefix.clone(),
             ..RedisStorageConfig::default()
-        };
+        }
+        .with_clock(self.clock.shared());
         RedisStreamStorage::connect(&self.url, config)
             .await
             .expect("connect to redis")
+    }
+    fn clock(&self) -> Option<ManualClock> {
+        Some(self.clock.clone())
     }
     async fn stop_server(&self) -> Result<(), String> {
         self.redis.stop().await

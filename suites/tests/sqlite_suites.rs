@@ -1,24 +1,28 @@
 //! The universal storage suite against `SqliteStreamStorage`, plus durability across reopen.
 
 use async_trait::async_trait;
-use courier::impls::sqlite::SqliteStreamStorage;
+use courier::impls::sqlite::{SqliteConfig, SqliteStreamStorage};
 use courier::storage::{
     AppendRequest, Offset, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName,
     StreamStorage, WaitOutcome,
 };
+use courier::traits::clock::ManualClock;
 use courier_testkit::suites::StorageFactory;
 use std::time::Duration;
 
 /// Every `connect` opens the same database file: instances share the data, and wake each
-/// other's waits only through the file (each has its own in-process wake-ups).
+/// other's waits only through the file (each has its own in-process wake-ups). Expiry runs on
+/// the factory's manual clock.
 struct SqliteFactory {
     dir: tempfile::TempDir,
+    clock: ManualClock,
 }
 
 impl SqliteFactory {
     fn new() -> SqliteFactory {
         SqliteFactory {
             dir: tempfile::tempdir().expect("temp dir"),
+            clock: ManualClock::starting_now(),
         }
     }
 }
@@ -27,9 +31,13 @@ impl SqliteFactory {
 impl StorageFactory for SqliteFactory {
     type Storage = SqliteStreamStorage;
     async fn connect(&self) -> SqliteStreamStorage {
-        SqliteStreamStorage::open(self.dir.path().join("streams.db"))
+        let config = SqliteConfig::default().with_clock(self.clock.shared());
+        SqliteStreamStorage::open_with(self.dir.path().join("streams.db"), config)
             .await
             .expect("open sqlite")
+    }
+    fn clock(&self) -> Option<ManualClock> {
+        Some(self.clock.clone())
     }
 }
 

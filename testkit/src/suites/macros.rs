@@ -113,7 +113,7 @@ macro_rules! bus_suite {
 /// |---|---|
 /// | `create_is_idempotent`, `create_conflicts`, `missing_stream_errors`, `invalid_input_is_named`, `round_trip_sizes`, `offsets_strictly_increase`, `read_from_every_offset`, `read_limits_page_through`, `wait_wakeups`, `wait_times_out`, `close_semantics`, `writer_seq`, `delete_and_recreate`, `concurrent_writers` | — |
 /// | `race_creates_same_config`, `race_creates_different_configs`, `race_append_delete`, `race_append_close` (two instances at once, [`storage_races`](crate::suites::storage_races)) | — |
-/// | `ttl_sliding_window`, `absolute_expiry` | `ttl` |
+/// | `ttl_sliding_window`, `absolute_expiry` (on the factory's [`clock`](crate::suites::StorageFactory::clock)) | `ttl` |
 /// | `producer_dedup`, `producer_epochs_and_gaps`, `producer_close_retry`, `failed_append_keeps_producer_state` | `producers` |
 /// | `race_same_producer_seq` | `producers` |
 /// | `fork_reads`, `fork_sub_offsets`, `fork_errors`, `fork_delete_lifecycle` | `forks` |

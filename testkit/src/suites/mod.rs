@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use courier_traits::bus::MessageBus;
+use courier_traits::clock::ManualClock;
 use courier_traits::storage::StreamStorage;
 
 pub mod bus;
@@ -65,6 +66,11 @@ pub trait StorageFactory: Send + Sync {
     type Storage: StreamStorage + 'static;
     /// A new instance connected to the factory's backend.
     async fn connect(&self) -> Self::Storage;
+    /// The manual clock every instance of this factory decides expiry against; the `ttl`
+    /// cases move it instead of sleeping through a TTL, and fail without one.
+    fn clock(&self) -> Option<ManualClock> {
+        None
+    }
     /// Stops the backend server, keeping its data (for `survives_restart` cases).
     async fn stop_server(&self) -> Result<(), String> {
         Err("this factory cannot stop its server".into())
@@ -114,7 +120,10 @@ where
 }
 
 /// The storage twin of [`FnFactory`] (a separate type so one closure type cannot be both).
-pub struct FnStorageFactory<F, T>(FnFactory<F, T>);
+pub struct FnStorageFactory<F, T> {
+    make: FnFactory<F, T>,
+    clock: Option<ManualClock>,
+}
 
 impl<F, Fut, T> FnStorageFactory<F, T>
 where
@@ -123,7 +132,19 @@ where
 {
     /// Wraps `make`, called once per `connect`.
     pub fn new(make: F) -> Self {
-        FnStorageFactory(FnFactory::new(make))
+        FnStorageFactory {
+            make: FnFactory::new(make),
+            clock: None,
+        }
+    }
+
+    /// Declares the manual clock the storages `make` returns decide expiry against (see
+    /// [`StorageFactory::clock`]).
+    pub fn with_clock(self, clock: ManualClock) -> Self {
+        FnStorageFactory {
+            clock: Some(clock),
+            ..self
+        }
     }
 }
 
@@ -136,7 +157,10 @@ where
 {
     type Storage = S;
     async fn connect(&self) -> S {
-        (self.0.make)().await
+        (self.make.make)().await
+    }
+    fn clock(&self) -> Option<ManualClock> {
+        self.clock.clone()
     }
 }
 

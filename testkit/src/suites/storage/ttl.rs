@@ -1,6 +1,8 @@
 //! Expiry (capability `ttl`): idle windows and absolute expiry times.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, UNIX_EPOCH};
+
+use courier_traits::clock::{Clock, ManualClock};
 
 use courier_traits::storage::{
     AppendRequest, Expiry, ReadLimits, StorageError, StreamConfig, StreamStorage,
@@ -9,9 +11,18 @@ use courier_traits::storage::{
 use super::support::*;
 use crate::suites::StorageFactory;
 
+/// The factory's manual clock: these cases move it rather than sleep through a TTL.
+fn manual_clock<F: StorageFactory>(factory: &F) -> ManualClock {
+    factory.clock().expect(
+        "the ttl cases need the factory's storages to decide expiry against a manual clock \
+         (StorageFactory::clock)",
+    )
+}
+
 /// A TTL is an idle window: reads and appends keep the stream alive, `head` does not; once
 /// idle past it the stream is gone and can be created anew.
 pub async fn ttl_sliding_window<F: StorageFactory>(factory: &F) {
+    let clock = manual_clock(factory);
     let s = factory.connect().await;
     let ttl = Duration::from_secs(2);
     let n = name("ttl");
@@ -30,16 +41,16 @@ pub async fn ttl_sliding_window<F: StorageFactory>(factory: &F) {
         Expiry::Ttl(ttl),
         "head reports the configured window"
     );
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_millis(1200));
     s.read(&n, None, ReadLimits::default())
         .await
         .expect("read resets the window");
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_millis(1200));
     s.head(&n).await.expect("alive: last read was 1.2 s ago");
     append(&s, &n, AppendRequest::record("keep")).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    clock.advance(Duration::from_millis(1200));
     s.head(&n).await.expect("alive: last append was 1.2 s ago");
-    tokio::time::sleep(Duration::from_millis(1300)).await; // 2.5 s idle; head did not reset it
+    clock.advance(Duration::from_millis(1300)); // 2.5 s idle; head did not reset it
     assert!(
         matches!(s.head(&n).await, Err(StorageError::NotFound { .. })),
         "expired after the idle window"
@@ -53,9 +64,10 @@ pub async fn ttl_sliding_window<F: StorageFactory>(factory: &F) {
 
 /// An absolute expiry passes whatever happens before it.
 pub async fn absolute_expiry<F: StorageFactory>(factory: &F) {
+    let clock = manual_clock(factory);
     let s = factory.connect().await;
     let n = name("expires");
-    let at = SystemTime::now() + Duration::from_millis(1500);
+    let at = UNIX_EPOCH + Duration::from_millis(clock.now_ms()) + Duration::from_millis(1500);
     create(
         &s,
         &n,
@@ -69,7 +81,7 @@ pub async fn absolute_expiry<F: StorageFactory>(factory: &F) {
     s.read(&n, None, ReadLimits::default())
         .await
         .expect("read before expiry");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    clock.advance(Duration::from_millis(2000));
     assert!(matches!(
         s.head(&n).await,
         Err(StorageError::NotFound { .. })
