@@ -67,6 +67,8 @@ pub mod postgres;
 pub mod redis;
 pub mod retry;
 mod rules;
+#[cfg(any(feature = "etcd", feature = "postgres"))]
+mod sequence_position;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql_forks;
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]

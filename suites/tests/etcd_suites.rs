@@ -8,7 +8,7 @@ use courier::bus::{BusError, MessageBus, SubscribeFrom, Topic};
 use courier::impls::etcd::proto::etcdserverpb::{
     CompactionRequest, LeaseLeasesRequest, RangeRequest,
 };
-use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient, revision_of};
+use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient, position_of, revision_of};
 use courier_testkit::fixtures::{Etcd, Mode, SharedFixture, unique_prefix, with_private_servers};
 use courier_testkit::suites::BusFactory;
 use futures::StreamExt;
@@ -173,10 +173,7 @@ async fn frames_expire_with_the_lease_but_stay_in_history() {
     // A new bus can still replay it from history by position.
     let reader = factory.connect().await;
     let position = published.position.expect("position");
-    let previous = courier::bus::Position(format!(
-        "{:020}",
-        revision_of(&position).expect("revision") - 1
-    ));
+    let previous = position_of(revision_of(&position).expect("revision") - 1);
     let mut sub = reader
         .subscribe(&topic, SubscribeFrom::After(previous))
         .await

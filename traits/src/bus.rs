@@ -102,12 +102,29 @@ impl std::str::FromStr for Topic {
     }
 }
 
-/// A backend's position of a message within its topic.
+/// A backend's position of a message within its topic: where a subscription can resume
+/// ([`SubscribeFrom::After`]).
 ///
-/// Opaque to callers; positions of one topic sort bytewise in publish order, so
-/// `a < b` means `a` was published first.
+/// Opaque: only the backend that handed it out knows what it means. Positions of one topic
+/// sort in publish order, so `a < b` means `a` was published first. To keep one across
+/// restarts, store its text ([`as_str`](Self::as_str) or `Display`) and make it again with
+/// [`Position::new`]; the backend checks it when it is used and refuses a foreign one with
+/// [`BusError::InvalidInput`].
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Position(pub String);
+pub struct Position(String);
+
+impl Position {
+    /// A position from its text, as a backend wrote it (or as stored from
+    /// [`as_str`](Self::as_str)).
+    pub fn new(text: impl Into<String>) -> Position {
+        Position(text.into())
+    }
+
+    /// The position as text, for storing it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -211,7 +211,12 @@ impl MessageBus for EtcdBus {
     }
 }
 
-/// The position type this bus hands out, for callers that store positions.
+/// The etcd revision of a position this bus handed out (for tools that compact history, say).
 pub fn revision_of(position: &Position) -> Result<i64, BusError> {
     watcher::parse_position(position)
+}
+
+/// The position of the message etcd stored at `revision`: the inverse of [`revision_of`].
+pub fn position_of(revision: i64) -> Position {
+    watcher::position(revision)
 }

@@ -22,24 +22,11 @@ use super::proto::mvccpb::event::EventType;
 use crate::frame;
 use crate::outbox::Outbox;
 
-/// Positions are revisions, zero-padded so they sort bytewise.
-pub(super) fn position(revision: i64) -> Position {
-    Position(format!("{revision:020}"))
-}
+/// Positions are revisions.
+pub(super) use crate::sequence_position::position;
 
 pub(super) fn parse_position(position: &Position) -> Result<i64, BusError> {
-    position
-        .0
-        .parse::<i64>()
-        .ok()
-        .filter(|r| *r >= 0)
-        .ok_or_else(|| {
-            BusError::InvalidInput(courier_traits::InvalidInput::new(
-                "position",
-                &position.0,
-                "not an etcd revision",
-            ))
-        })
+    crate::sequence_position::number(position, "an etcd revision")
 }
 
 /// Opens a watch on `key` from `start` (inclusive; `None` = from now) and waits until etcd

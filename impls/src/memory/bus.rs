@@ -257,7 +257,7 @@ mod tests {
     async fn resume_is_refused_as_unsupported() {
         let bus = MemoryBus::new();
         let topic = Topic::new("t").expect("valid");
-        let from = SubscribeFrom::After(courier_traits::bus::Position("1".into()));
+        let from = SubscribeFrom::After(courier_traits::bus::Position::new("1"));
         assert!(matches!(
             bus.subscribe(&topic, from).await,
             Err(BusError::Unsupported(_))

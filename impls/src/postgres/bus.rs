@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_traits::InvalidInput;
 use courier_traits::bus::{
     BusCapabilities, BusError, Message, MessageBus, MessageId, Position, Published, SubscribeFrom,
     Subscription, Topic,
@@ -26,6 +25,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::is_transient;
 use crate::outbox::Outbox;
 use crate::payload_limit;
+use crate::sequence_position::{self, position};
 use crate::wakers::Wakers;
 
 const CHANNEL: &str = "courier_bus";
@@ -83,19 +83,8 @@ fn bus_error(error: sqlx::Error) -> BusError {
     )
 }
 
-fn position(seq: i64) -> Position {
-    Position(format!("{seq:020}"))
-}
-
 fn parse_position(position: &Position) -> Result<i64, BusError> {
-    position
-        .0
-        .parse::<i64>()
-        .ok()
-        .filter(|s| *s >= 0)
-        .ok_or_else(|| {
-            InvalidInput::new("position", &position.0, "not a PgBus sequence number").into()
-        })
+    sequence_position::number(position, "a PgBus sequence number")
 }
 
 impl PgBus {

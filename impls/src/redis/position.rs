@@ -28,12 +28,12 @@ impl EntryId {
     }
 
     pub(super) fn position(&self) -> Position {
-        Position(format!("{:020}-{:020}", self.ms, self.seq))
+        Position::new(format!("{:020}-{:020}", self.ms, self.seq))
     }
 
     pub(super) fn from_position(position: &Position) -> Result<EntryId, BusError> {
-        EntryId::parse(&position.0).ok_or_else(|| {
-            InvalidInput::new("position", &position.0, "not a Redis stream entry id").into()
+        EntryId::parse(position.as_str()).ok_or_else(|| {
+            InvalidInput::new("position", position.as_str(), "not a Redis stream entry id").into()
         })
     }
 }
