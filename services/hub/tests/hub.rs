@@ -2,6 +2,10 @@
 //! through a connection, and cluster routing over an in-process bus (two hubs, one bus).
 //! The cluster cases against real etcd, Redis and Postgres with two processes are in
 //! `cli/tests/hub_cluster.rs`; T4 and T5 over real sockets in `tests/socket.rs`.
+//!
+//! Every case runs on tokio's paused clock: nothing here waits for real I/O, so time moves
+//! only when every task waits, heartbeats, read timeouts and grace periods are exact, and a
+//! quiet period costs no wall time.
 
 mod common;
 
@@ -14,7 +18,7 @@ use courier_impls::memory::{MemoryBus, duplex_pair};
 use courier_traits::bus::MessageBus;
 use courier_traits::transport::Frame as Wire;
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn t1_one_node_broadcast_reaches_every_client_once() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut clients = Vec::new();
@@ -36,7 +40,7 @@ async fn t1_one_node_broadcast_reaches_every_client_once() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unicast_reaches_only_the_target_and_unknown_ids_are_not_found() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut a = connect(&hub, "a").await;
@@ -53,33 +57,53 @@ async fn unicast_reaches_only_the_target_and_unknown_ids_are_not_found() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn t4_a_silent_client_is_disconnected_and_removed() {
+    let read_timeout = Duration::from_millis(300);
+    let ping_interval = Duration::from_millis(100);
     let config = HubConfig {
-        read_timeout: Duration::from_millis(300),
-        ping_interval: Duration::from_millis(100),
+        read_timeout,
+        ping_interval,
         ..HubConfig::default()
     };
     let hub = Hub::new(None, config).await.expect("hub");
     let mut silent = connect(&hub, "silent").await;
     let mut lively = connect(&hub, "lively").await;
-    // `lively` answers every ping with a pong; `silent` never sends anything.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let started = tokio::time::Instant::now();
+    // `lively` answers every ping with a pong; `silent` never sends anything. The clock is
+    // paused: it moves only when every task waits, so the timings below are exact.
     let mut pings_to_silent = 0;
-    while tokio::time::Instant::now() < deadline {
-        tokio::select! {
-            frame = lively.receiver.recv() => if let Ok(Some(Wire::Ping(p))) = frame {
-                lively.sender.send(Wire::Pong(p)).await.expect("pong");
-            },
-            frame = silent.receiver.recv() => match frame {
-                Ok(Some(Wire::Ping(_))) => pings_to_silent += 1,
-                Ok(None) | Err(_) => break,
-                Ok(Some(other)) => panic!("unexpected {other:?}"),
-            },
+    let mut silent_open = true;
+    let mut silent_ended = None;
+    let serve_until = async {
+        loop {
+            tokio::select! {
+                frame = lively.receiver.recv() => if let Ok(Some(Wire::Ping(p))) = frame {
+                    lively.sender.send(Wire::Pong(p)).await.expect("pong");
+                },
+                frame = silent.receiver.recv(), if silent_open => match frame {
+                    Ok(Some(Wire::Ping(_))) => pings_to_silent += 1,
+                    Ok(None) | Err(_) => {
+                        silent_open = false;
+                        silent_ended = Some(started.elapsed());
+                    }
+                    Ok(Some(other)) => panic!("unexpected {other:?}"),
+                },
+                // Past the silent client's end, lively keeps answering for two more timeouts.
+                () = tokio::time::sleep_until(started + read_timeout * 3) => return,
+            }
         }
-    }
+    };
+    tokio::time::timeout(WAIT, serve_until)
+        .await
+        .expect("bounded");
+    let ended = silent_ended.expect("the silent client's connection ends");
+    assert!(
+        ended >= read_timeout && ended < read_timeout + ping_interval,
+        "removed one read timeout after its last frame, not at {ended:?}"
+    );
     assert!(pings_to_silent >= 1, "the hub pings");
-    assert!(!hub.is_local("silent"), "silent client removed");
+    until("silent client removed", || !hub.is_local("silent")).await;
     assert!(hub.is_local("lively"), "a client answering pings stays");
     assert_eq!(
         courier_hub::Metrics::get(&hub.metrics().heartbeat_timeouts),
@@ -88,11 +112,12 @@ async fn t4_a_silent_client_is_disconnected_and_removed() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn t5_full_buffer_returns_send_buffer_full_and_a_persistently_slow_client_is_evicted() {
+    let grace = Duration::from_millis(200);
     let config = HubConfig {
         message_buffer_cap: 4,
-        slow_client_grace: Duration::from_millis(200),
+        slow_client_grace: grace,
         ..HubConfig::default()
     };
     let hub = Hub::new(None, config).await.expect("hub");
@@ -100,8 +125,11 @@ async fn t5_full_buffer_returns_send_buffer_full_and_a_persistently_slow_client_
     let (slow_client, server) = duplex_pair(1);
     hub.register("slow", server).expect("registers");
     let mut fast = connect(&hub, "fast").await;
-    let mut full = 0;
-    // Two rounds: the writer takes what fits in the socket between them and then blocks.
+    let mut full: u64 = 0;
+    // Two rounds. Pushes do not yield, so the first round fills the queue (4) before the
+    // writer runs; between the rounds the writer moves one frame into the connection and
+    // blocks on the next: the second round finds 2 free places. (The clock is paused: the
+    // sleep lets every task run until it waits, and no timer of the hub is due in 50 ms.)
     for i in 0..40 {
         if i == 20 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -115,31 +143,39 @@ async fn t5_full_buffer_returns_send_buffer_full_and_a_persistently_slow_client_
             Err(e) => panic!("unexpected {e}"),
         }
     }
-    assert!(full >= 30, "pushes past the queue are refused, got {full}");
+    assert_eq!(full, 40 - 4 - 2, "pushes past the queue are refused");
     // One slow client never delays others.
     hub.push("fast", Frame::text("still fast"))
         .await
         .expect("push");
     assert_eq!(next_text(&mut fast).await, "still fast");
-    // Still full after the grace period: the next push evicts it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The queue has been full since the second round (it took frames until then): just
+    // before the grace period ends a push is refused and the client stays...
+    tokio::time::advance(grace - Duration::from_millis(1)).await;
+    let early = hub.push("slow", Frame::text("early")).await;
+    assert!(
+        matches!(early, Err(HubError::SendBufferFull(_))),
+        "{early:?}"
+    );
+    tokio::task::yield_now().await;
+    assert!(hub.is_local("slow"), "not evicted within the grace period");
+    assert_eq!(courier_hub::Metrics::get(&hub.metrics().evictions), 0);
+    // ...and once it has ended, the next push evicts it.
+    tokio::time::advance(Duration::from_millis(1)).await;
     let late = hub.push("slow", Frame::text("late")).await;
     assert!(matches!(late, Err(HubError::SendBufferFull(_))), "{late:?}");
-    let removed = async {
-        while hub.is_local("slow") {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, removed)
-        .await
-        .expect("slow client evicted");
+    until("slow client evicted", || !hub.is_local("slow")).await;
     assert_eq!(courier_hub::Metrics::get(&hub.metrics().evictions), 1);
-    assert!(courier_hub::Metrics::get(&hub.metrics().drops) >= 10);
+    assert_eq!(
+        courier_hub::Metrics::get(&hub.metrics().drops),
+        full + 2,
+        "every refused push counts as a drop"
+    );
     drop(slow_client);
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn t7_duplicate_registration_closes_the_old_connection() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut old = connect(&hub, "dup").await;
@@ -162,7 +198,7 @@ async fn t7_duplicate_registration_closes_the_old_connection() {
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn ping_message_gets_pong_and_unknown_type_an_error_on_the_same_connection() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut c = connect(&hub, "c").await;
@@ -189,7 +225,7 @@ async fn ping_message_gets_pong_and_unknown_type_an_error_on_the_same_connection
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_message_over_the_limit_ends_the_connection_on_a_transport_without_its_own_limit() {
     let config = HubConfig {
         max_message_bytes: 16,
@@ -217,7 +253,7 @@ async fn a_message_over_the_limit_ends_the_connection_on_a_transport_without_its
     hub.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn shutdown_closes_clients_and_refuses_calls() {
     let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
     let mut c = connect(&hub, "c").await;
@@ -240,7 +276,7 @@ fn cluster_config(node: &str) -> HubConfig {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cluster_over_one_bus_broadcasts_once_and_routes_unicast() {
     let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
     let a = Hub::new(Some(bus.clone()), cluster_config("a"))
@@ -294,7 +330,7 @@ async fn cluster_over_one_bus_broadcasts_once_and_routes_unicast() {
     a.shutdown().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_late_joining_node_learns_existing_clients_from_snapshots() {
     let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
     let a = Hub::new(Some(bus.clone()), cluster_config("a"))

@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use courier_traits::error::Classify;
 use courier_traits::retry::{RetryContext, RetryDecision, RetryPolicy};
 use courier_traits::transport::{DuplexConnection, DuplexTransport, Frame, Headers};
 use tokio::sync::{mpsc, oneshot};
+// The runtime's clock (not std's): reconnect backoff follows tokio's time, which tests can
+// pause.
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::command::Command;
