@@ -203,9 +203,14 @@ async fn attempt(
 async fn read_answer(response: Response) -> Result<Answer, TransportError> {
     let status = response.status;
     if (200..300).contains(&status) {
-        return Ok(Answer::Accepted(
-            response.body.collect(RESPONSE_LIMIT).await?,
-        ));
+        // The server has taken the batch: a body that cannot be read only loses the
+        // per-event outcomes (all counted as sent), and a retry would only make duplicates.
+        let body = response
+            .body
+            .collect(RESPONSE_LIMIT)
+            .await
+            .unwrap_or_default();
+        return Ok(Answer::Accepted(body));
     }
     if status == 413 {
         return Ok(Answer::TooLarge);

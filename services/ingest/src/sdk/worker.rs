@@ -95,6 +95,9 @@ impl Worker {
         let cancel = CancellationToken::new();
         let mut in_flight: Option<BoxFuture<'static, ()>> = None;
         let mut in_flight_len = 0usize;
+        // `Counters::finished` when the in-flight delivery started: only it moves the count
+        // meanwhile, so the difference is what it has already settled.
+        let mut finished_at_start = 0u64;
 
         loop {
             if deadline_passed && in_flight.is_none() {
@@ -113,6 +116,7 @@ impl Worker {
             if due && in_flight.is_none() {
                 let batch = pending.take();
                 in_flight_len = batch.len();
+                finished_at_start = counters.finished();
                 let delivery = Arc::clone(&self.delivery);
                 let cancel = cancel.clone();
                 in_flight = Some(Box::pin(
@@ -127,9 +131,13 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = self.stop.cancelled() => {
-                    // Dropped without close: what is left is unsent, the request abandoned.
+                    // Dropped without close: what is left is unsent, the request abandoned
+                    // (a 413 split may have settled part of the batch already).
                     cancel.cancel();
-                    bump(&counters.unsent, in_flight_len as u64);
+                    if in_flight.is_some() {
+                        let settled = counters.finished().saturating_sub(finished_at_start);
+                        bump(&counters.unsent, (in_flight_len as u64).saturating_sub(settled));
+                    }
                     break;
                 }
                 _ = sleep_until_some(deadline), if deadline.is_some() && !deadline_passed => {
@@ -138,7 +146,6 @@ impl Worker {
                 }
                 _ = poll_some(&mut in_flight), if in_flight.is_some() => {
                     in_flight = None;
-                    in_flight_len = 0;
                     self.finished.send_replace(counters.finished());
                 }
                 command = self.control.recv(), if control_open => match command {
