@@ -21,10 +21,14 @@ use super::{GrpcError, normalise_url};
 pub struct ChannelOptions {
     /// Give up connecting after this long (the call then fails with [`GrpcError::Connect`]).
     pub connect_timeout: Duration,
-    /// HTTP/2 keep-alive pings at this interval, so a dead peer is noticed while idle.
+    /// HTTP/2 keep-alive pings at this interval while calls are open (a long server stream
+    /// notices a dead peer), `None` for none.
     pub keep_alive_interval: Option<Duration>,
     /// A ping unanswered this long closes the connection.
     pub keep_alive_timeout: Duration,
+    /// Ping idle connections too. Off by default: gRPC servers may answer pings on a
+    /// connection without calls with `GOAWAY` ("too many pings").
+    pub keep_alive_while_idle: bool,
 }
 
 impl Default for ChannelOptions {
@@ -33,6 +37,7 @@ impl Default for ChannelOptions {
             connect_timeout: Duration::from_secs(5),
             keep_alive_interval: Some(Duration::from_secs(20)),
             keep_alive_timeout: Duration::from_secs(10),
+            keep_alive_while_idle: false,
         }
     }
 }
@@ -151,7 +156,7 @@ impl GrpcChannels {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
                 .keep_alive_timeout(options.keep_alive_timeout)
-                .keep_alive_while_idle(true);
+                .keep_alive_while_idle(options.keep_alive_while_idle);
         }
         Ok(match &self.inner.dialer {
             Dialer::Tcp => endpoint.connect_lazy(),
