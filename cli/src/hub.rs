@@ -227,16 +227,17 @@ async fn open_bus(
             let endpoints = etcd_endpoints
                 .or(etcd.endpoints.clone())
                 .unwrap_or_else(|| vec!["http://127.0.0.1:2379".into()]);
-            let defaults = EtcdBusConfig::default();
-            let config = EtcdBusConfig {
-                prefix: etcd
-                    .key_prefix
+            let mut config = EtcdBusConfig::default().with_prefix(
+                etcd.key_prefix
                     .clone()
                     .unwrap_or_else(|| "/courier-hub".into()),
-                lease_ttl: etcd.lease_ttl.unwrap_or(defaults.lease_ttl),
-                request_timeout: etcd.dial_timeout.unwrap_or(defaults.request_timeout),
-                ..defaults
-            };
+            );
+            if let Some(ttl) = etcd.lease_ttl {
+                config = config.with_lease_ttl(ttl);
+            }
+            if let Some(timeout) = etcd.dial_timeout {
+                config = config.with_request_timeout(timeout);
+            }
             tracing::info!(endpoints = ?endpoints, prefix = %config.prefix, "cluster bus: etcd");
             Ok(Arc::new(
                 EtcdBus::connect(&endpoints, config).await.map_err(fail)?,
@@ -247,12 +248,13 @@ async fn open_bus(
             let url = redis_url
                 .or(cluster.redis.url.clone())
                 .unwrap_or_else(|| "redis://127.0.0.1:6379/".into());
-            let mut config = RedisBusConfig::default();
-            if let Some(prefix) = &cluster.redis.key_prefix {
-                config.key_prefix = prefix.clone();
-            } else {
-                config.key_prefix = "courier-hub".into();
-            }
+            let config = RedisBusConfig::default().with_key_prefix(
+                cluster
+                    .redis
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| "courier-hub".into()),
+            );
             tracing::info!(url = %url, prefix = %config.key_prefix, "cluster bus: redis");
             Ok(Arc::new(
                 RedisBus::connect(&url, config).await.map_err(fail)?,

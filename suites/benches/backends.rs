@@ -318,10 +318,7 @@ fn bus_benches(c: &mut Criterion) {
                 Arc::new(
                     EtcdBus::connect(
                         &endpoints,
-                        EtcdBusConfig {
-                            prefix: format!("bench/{prefix}"),
-                            ..Default::default()
-                        },
+                        EtcdBusConfig::default().with_prefix(format!("bench/{prefix}")),
                     )
                     .await
                     .expect("etcd bus"),
@@ -332,10 +329,7 @@ fn bus_benches(c: &mut Criterion) {
                 Arc::new(
                     RedisBus::connect(
                         &redis.url(),
-                        RedisBusConfig {
-                            key_prefix: format!("bench:{prefix}"),
-                            ..Default::default()
-                        },
+                        RedisBusConfig::default().with_key_prefix(format!("bench:{prefix}")),
                     )
                     .await
                     .expect("redis bus"),

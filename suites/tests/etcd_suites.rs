@@ -40,10 +40,7 @@ impl EtcdFactory {
     }
 
     fn config(&self) -> EtcdBusConfig {
-        EtcdBusConfig {
-            prefix: self.prefix.clone(),
-            ..EtcdBusConfig::default()
-        }
+        EtcdBusConfig::default().with_prefix(self.prefix.clone())
     }
 }
 
@@ -146,10 +143,7 @@ async fn resuming_from_a_compacted_revision_is_an_explicit_error() {
 #[tokio::test]
 async fn frames_expire_with_the_lease_but_stay_in_history() {
     let factory = EtcdFactory::start().await;
-    let config = EtcdBusConfig {
-        lease_ttl: Duration::from_secs(2),
-        ..factory.config()
-    };
+    let config = factory.config().with_lease_ttl(Duration::from_secs(2));
     let bus = EtcdBus::connect(&factory.endpoints, config)
         .await
         .expect("connect");
@@ -190,10 +184,7 @@ async fn frames_expire_with_the_lease_but_stay_in_history() {
 #[tokio::test]
 async fn unreachable_server_is_a_retryable_error_within_the_timeout() {
     // Port 1 on loopback: nothing listens there.
-    let config = EtcdBusConfig {
-        request_timeout: Duration::from_secs(1),
-        ..EtcdBusConfig::default()
-    };
+    let config = EtcdBusConfig::default().with_request_timeout(Duration::from_secs(1));
     let connect = EtcdBus::connect(&["http://127.0.0.1:1"], config);
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(Err(err)) => assert!(courier::Classify::is_retryable(&err), "{err}"),

@@ -50,11 +50,9 @@ impl RedisFactory {
     }
 
     fn config(&self) -> RedisBusConfig {
-        RedisBusConfig {
-            key_prefix: self.prefix.clone(),
-            delivery: self.delivery,
-            ..RedisBusConfig::default()
-        }
+        RedisBusConfig::default()
+            .with_key_prefix(self.prefix.clone())
+            .with_delivery(self.delivery)
     }
 }
 
@@ -147,10 +145,7 @@ mod redis_storage {
 #[tokio::test]
 async fn resuming_from_a_trimmed_position_is_an_explicit_error() {
     let factory = RedisFactory::start().await;
-    let config = RedisBusConfig {
-        max_len_per_topic: 10,
-        ..factory.config()
-    };
+    let config = factory.config().with_max_len_per_topic(10);
     let bus = RedisBus::connect(&factory.url, config)
         .await
         .expect("connect");
@@ -310,10 +305,7 @@ async fn connect_warns() {
             .expect("bus connects");
         let pubsub = RedisBus::connect(
             &factory.url,
-            RedisBusConfig {
-                delivery: RedisDelivery::PubSub,
-                ..factory.config()
-            },
+            factory.config().with_delivery(RedisDelivery::PubSub),
         )
         .await
         .expect("pub/sub bus connects");
@@ -365,10 +357,7 @@ async fn writes_while_redis_loads_are_retryable() {
     .expect("connect storage");
     let bus = RedisBus::connect(
         &url,
-        RedisBusConfig {
-            key_prefix: prefix.clone(),
-            ..RedisBusConfig::default()
-        },
+        RedisBusConfig::default().with_key_prefix(prefix.clone()),
     )
     .await
     .expect("connect bus");

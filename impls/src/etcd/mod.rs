@@ -36,8 +36,19 @@ use errors::{bus_error, is_lease_not_found};
 use lease::Lease;
 use proto::etcdserverpb::{LeaseRevokeRequest, PutRequest};
 
-/// Settings of an [`EtcdBus`].
+/// Settings of an [`EtcdBus`]: start from `default()` and change what you need with the
+/// `with_*` methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use courier_impls::etcd::EtcdBusConfig;
+/// let config = EtcdBusConfig::default()
+///     .with_prefix("orders/bus")
+///     .with_lease_ttl(Duration::from_secs(10));
+/// assert_eq!(config.prefix, "orders/bus");
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EtcdBusConfig {
     /// Key prefix for every topic (`<prefix>/<topic>`); buses with different prefixes never meet.
     pub prefix: String,
@@ -60,6 +71,38 @@ impl Default for EtcdBusConfig {
             max_payload_bytes: 1 << 20,
             request_timeout: Duration::from_secs(5),
         }
+    }
+}
+
+impl EtcdBusConfig {
+    /// Sets [`prefix`](Self::prefix) (default `courier/bus`; non-empty, no trailing `/`).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> EtcdBusConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`lease_ttl`](Self::lease_ttl) (default 30 s; whole seconds, at least 1).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> EtcdBusConfig {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// Sets [`subscriber_buffer`](Self::subscriber_buffer) (default 1024; at least 1).
+    pub fn with_subscriber_buffer(mut self, messages: usize) -> EtcdBusConfig {
+        self.subscriber_buffer = messages;
+        self
+    }
+
+    /// Sets [`max_payload_bytes`](Self::max_payload_bytes) (default 1 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> EtcdBusConfig {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets [`request_timeout`](Self::request_timeout) (default 5 s).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> EtcdBusConfig {
+        self.request_timeout = timeout;
+        self
     }
 }
 

@@ -14,8 +14,15 @@ use tokio::sync::broadcast;
 
 use crate::payload_limit;
 
-/// Settings of a [`MemoryBus`].
+/// Settings of a [`MemoryBus`]: start from `default()` and change what you need with the
+/// `with_*` methods.
+///
+/// ```
+/// use courier_impls::memory::{MemoryBus, MemoryBusConfig};
+/// let bus = MemoryBus::with_config(MemoryBusConfig::default().with_subscriber_buffer(64));
+/// ```
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct MemoryBusConfig {
     /// Messages buffered per subscriber before it starts losing the oldest (and is told so).
     pub subscriber_buffer: usize,
@@ -29,6 +36,20 @@ impl Default for MemoryBusConfig {
             subscriber_buffer: 1024,
             max_payload_bytes: 16 << 20,
         }
+    }
+}
+
+impl MemoryBusConfig {
+    /// Sets [`subscriber_buffer`](Self::subscriber_buffer) (default 1024; at least 1).
+    pub fn with_subscriber_buffer(mut self, messages: usize) -> MemoryBusConfig {
+        self.subscriber_buffer = messages;
+        self
+    }
+
+    /// Sets [`max_payload_bytes`](Self::max_payload_bytes) (default 16 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> MemoryBusConfig {
+        self.max_payload_bytes = bytes;
+        self
     }
 }
 
@@ -238,10 +259,11 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_payload_is_refused() {
-        let bus = MemoryBus::with_config(MemoryBusConfig {
-            subscriber_buffer: 4,
-            max_payload_bytes: 3,
-        });
+        let bus = MemoryBus::with_config(
+            MemoryBusConfig::default()
+                .with_subscriber_buffer(4)
+                .with_max_payload_bytes(3),
+        );
         let topic = Topic::new("t").expect("valid");
         let err = bus
             .publish(&topic, Bytes::from_static(b"four"))

@@ -30,8 +30,16 @@ use crate::wakers::Wakers;
 
 const CHANNEL: &str = "courier_bus";
 
-/// Settings of a [`PgBus`].
+/// Settings of a [`PgBus`]: start from `default()` and change what you need with the `with_*`
+/// methods.
+///
+/// ```
+/// use courier_impls::postgres::PgBusConfig;
+/// let config = PgBusConfig::default().with_max_connections(4);
+/// assert_eq!(config.max_connections, 4);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct PgBusConfig {
     /// Messages kept per topic; older ones are deleted and can no longer be resumed from.
     pub max_len_per_topic: i64,
@@ -51,6 +59,32 @@ impl Default for PgBusConfig {
             max_payload_bytes: 16 << 20,
             max_connections: 10,
         }
+    }
+}
+
+impl PgBusConfig {
+    /// Sets [`max_len_per_topic`](Self::max_len_per_topic) (default 100 000).
+    pub fn with_max_len_per_topic(mut self, messages: i64) -> PgBusConfig {
+        self.max_len_per_topic = messages;
+        self
+    }
+
+    /// Sets [`subscriber_buffer`](Self::subscriber_buffer) (default 1024; at least 1).
+    pub fn with_subscriber_buffer(mut self, messages: usize) -> PgBusConfig {
+        self.subscriber_buffer = messages;
+        self
+    }
+
+    /// Sets [`max_payload_bytes`](Self::max_payload_bytes) (default 16 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> PgBusConfig {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) (default 10; at least 1).
+    pub fn with_max_connections(mut self, connections: u32) -> PgBusConfig {
+        self.max_connections = connections;
+        self
     }
 }
 

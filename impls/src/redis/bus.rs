@@ -35,8 +35,18 @@ pub enum RedisDelivery {
     PubSub,
 }
 
-/// Settings of a [`RedisBus`].
+/// Settings of a [`RedisBus`]: start from `default()` and change what you need with the
+/// `with_*` methods.
+///
+/// ```
+/// use courier_impls::redis::{RedisBusConfig, RedisDelivery};
+/// let config = RedisBusConfig::default()
+///     .with_key_prefix("orders:bus")
+///     .with_delivery(RedisDelivery::PubSub);
+/// assert_eq!(config.key_prefix, "orders:bus");
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RedisBusConfig {
     /// Streams (default, at least once with resume) or pub/sub (at most once).
     pub delivery: RedisDelivery,
@@ -63,6 +73,44 @@ impl Default for RedisBusConfig {
             max_payload_bytes: 16 << 20,
             block: Duration::from_secs(1),
         }
+    }
+}
+
+impl RedisBusConfig {
+    /// Sets [`delivery`](Self::delivery) (default [`RedisDelivery::Streams`]).
+    pub fn with_delivery(mut self, delivery: RedisDelivery) -> RedisBusConfig {
+        self.delivery = delivery;
+        self
+    }
+
+    /// Sets [`key_prefix`](Self::key_prefix) (default `courier:bus`).
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> RedisBusConfig {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`max_len_per_topic`](Self::max_len_per_topic) (default 100 000).
+    pub fn with_max_len_per_topic(mut self, messages: u64) -> RedisBusConfig {
+        self.max_len_per_topic = messages;
+        self
+    }
+
+    /// Sets [`subscriber_buffer`](Self::subscriber_buffer) (default 1024; at least 1).
+    pub fn with_subscriber_buffer(mut self, messages: usize) -> RedisBusConfig {
+        self.subscriber_buffer = messages;
+        self
+    }
+
+    /// Sets [`max_payload_bytes`](Self::max_payload_bytes) (default 16 MiB).
+    pub fn with_max_payload_bytes(mut self, bytes: usize) -> RedisBusConfig {
+        self.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Sets [`block`](Self::block) (default 1 s).
+    pub fn with_block(mut self, block: Duration) -> RedisBusConfig {
+        self.block = block;
+        self
     }
 }
 
