@@ -140,28 +140,35 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
             .unwrap_or(":8080"),
     )?;
     let defaults = HubConfig::default();
-    let hub_config = HubConfig {
-        read_timeout: args
-            .read_timeout
-            .or(server.read_timeout)
-            .unwrap_or(defaults.read_timeout),
-        write_timeout: server.write_timeout.unwrap_or(defaults.write_timeout),
-        ping_interval: server.ping_interval.unwrap_or(defaults.ping_interval),
-        slow_client_grace: server
-            .slow_client_grace
-            .unwrap_or(defaults.slow_client_grace),
-        message_buffer_cap: server
-            .message_buffer_cap
-            .unwrap_or(defaults.message_buffer_cap),
-        max_message_bytes: server
-            .max_message_bytes
-            .unwrap_or(defaults.max_message_bytes),
-        node_id: args.node_id.or(cluster.node_id.clone()).unwrap_or_default(),
-        heartbeat_interval: cluster
-            .heartbeat_interval
-            .unwrap_or(defaults.heartbeat_interval),
-        ..defaults
-    };
+    let hub_config = HubConfig::default()
+        .with_read_timeout(
+            args.read_timeout
+                .or(server.read_timeout)
+                .unwrap_or(defaults.read_timeout),
+        )
+        .with_write_timeout(server.write_timeout.unwrap_or(defaults.write_timeout))
+        .with_ping_interval(server.ping_interval.unwrap_or(defaults.ping_interval))
+        .with_slow_client_grace(
+            server
+                .slow_client_grace
+                .unwrap_or(defaults.slow_client_grace),
+        )
+        .with_message_buffer_cap(
+            server
+                .message_buffer_cap
+                .unwrap_or(defaults.message_buffer_cap),
+        )
+        .with_max_message_bytes(
+            server
+                .max_message_bytes
+                .unwrap_or(defaults.max_message_bytes),
+        )
+        .with_node_id(args.node_id.or(cluster.node_id.clone()).unwrap_or_default())
+        .with_heartbeat_interval(
+            cluster
+                .heartbeat_interval
+                .unwrap_or(defaults.heartbeat_interval),
+        );
     if hub_config.message_buffer_cap == 0 {
         return Err("server.message_buffer_cap must be at least 1".into());
     }
@@ -187,10 +194,13 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
     let hub = Hub::new(bus, hub_config)
         .await
         .map_err(|e| format!("cannot start the hub: {e}"))?;
-    let options = ServerOptions {
-        api_key: args.api_key.or(server.api_key),
-        client_token: args.client_token.or(server.client_token),
-    };
+    let mut options = ServerOptions::default();
+    if let Some(key) = args.api_key.or(server.api_key) {
+        options = options.with_api_key(key);
+    }
+    if let Some(token) = args.client_token.or(server.client_token) {
+        options = options.with_client_token(token);
+    }
     if options.api_key.is_none() {
         tracing::warn!("no api_key set: the HTTP API (push, broadcast, count) answers 403");
     }

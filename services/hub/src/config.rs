@@ -8,7 +8,21 @@ use courier_traits::retry::RetryPolicy;
 
 /// Settings of a [`Hub`](crate::Hub). Defaults follow the spec: 3 min read and write timeouts,
 /// 256 frames per client queue, 64 KiB messages.
+///
+/// Start from [`Default`] and change what you need with the `with_*` methods; the fields are
+/// public for reading (new settings may be added, so the struct cannot be built literally).
+///
+/// ```
+/// use std::time::Duration;
+/// use courier_hub::HubConfig;
+///
+/// let config = HubConfig::default()
+///     .with_node_id("node-a")
+///     .with_read_timeout(Duration::from_secs(60));
+/// assert_eq!(config.read_timeout, Duration::from_secs(60));
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct HubConfig {
     /// No frame (pongs included) from a client for this long: it is removed.
     pub read_timeout: Duration,
@@ -51,6 +65,68 @@ impl Default for HubConfig {
                     .unlimited(),
             ),
         }
+    }
+}
+
+impl HubConfig {
+    /// Sets [`read_timeout`](Self::read_timeout).
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`write_timeout`](Self::write_timeout).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ping_interval`](Self::ping_interval).
+    pub fn with_ping_interval(mut self, interval: Duration) -> Self {
+        self.ping_interval = interval;
+        self
+    }
+
+    /// Sets [`message_buffer_cap`](Self::message_buffer_cap).
+    pub fn with_message_buffer_cap(mut self, frames: usize) -> Self {
+        self.message_buffer_cap = frames;
+        self
+    }
+
+    /// Sets [`slow_client_grace`](Self::slow_client_grace).
+    pub fn with_slow_client_grace(mut self, grace: Duration) -> Self {
+        self.slow_client_grace = grace;
+        self
+    }
+
+    /// Sets [`max_message_bytes`](Self::max_message_bytes).
+    pub fn with_max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets [`node_id`](Self::node_id).
+    pub fn with_node_id(mut self, id: impl Into<String>) -> Self {
+        self.node_id = id.into();
+        self
+    }
+
+    /// Sets [`heartbeat_interval`](Self::heartbeat_interval).
+    pub fn with_heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self
+    }
+
+    /// Sets [`bus_backlog`](Self::bus_backlog).
+    pub fn with_bus_backlog(mut self, frames: usize) -> Self {
+        self.bus_backlog = frames;
+        self
+    }
+
+    /// Sets [`bus_retry`](Self::bus_retry).
+    pub fn with_bus_retry(mut self, policy: impl RetryPolicy + 'static) -> Self {
+        self.bus_retry = Arc::new(policy);
+        self
     }
 }
 

@@ -132,11 +132,9 @@ impl MessageBus for FaultyBus {
 }
 
 fn config(node: &str) -> HubConfig {
-    HubConfig {
-        node_id: node.into(),
-        heartbeat_interval: Duration::from_millis(100),
-        ..HubConfig::default()
-    }
+    HubConfig::default()
+        .with_node_id(node)
+        .with_heartbeat_interval(Duration::from_millis(100))
 }
 
 /// Hub `a` behind a [`FaultyBus`], hub `b` (with `b_config`) directly on the same bus.
@@ -213,11 +211,8 @@ fn not_lost(result: &Result<Delivery, HubError>) -> bool {
 async fn while_its_bus_is_down_a_node_keeps_remote_clients_and_answers_bus_unavailable() {
     // b's heartbeats come at 250 ms, within a's limit of 3 x 100 ms, and out of step with a's
     // ticks: after the outage, a ticks before b's next heartbeat reaches it.
-    let (a, faulty, b) = two_hubs_with(HubConfig {
-        heartbeat_interval: Duration::from_millis(250),
-        ..config("b")
-    })
-    .await;
+    let (a, faulty, b) =
+        two_hubs_with(config("b").with_heartbeat_interval(Duration::from_millis(250))).await;
     let mut target = connect(&b, "b1").await;
     until("presence", || a.client_count() == 1).await;
 

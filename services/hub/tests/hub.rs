@@ -61,11 +61,9 @@ async fn unicast_reaches_only_the_target_and_unknown_ids_are_not_found() {
 async fn t4_a_silent_client_is_disconnected_and_removed() {
     let read_timeout = Duration::from_millis(300);
     let ping_interval = Duration::from_millis(100);
-    let config = HubConfig {
-        read_timeout,
-        ping_interval,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default()
+        .with_read_timeout(read_timeout)
+        .with_ping_interval(ping_interval);
     let hub = Hub::new(None, config).await.expect("hub");
     let mut silent = connect(&hub, "silent").await;
     let mut lively = connect(&hub, "lively").await;
@@ -115,11 +113,9 @@ async fn t4_a_silent_client_is_disconnected_and_removed() {
 #[tokio::test(start_paused = true)]
 async fn t5_full_buffer_returns_send_buffer_full_and_a_persistently_slow_client_is_evicted() {
     let grace = Duration::from_millis(200);
-    let config = HubConfig {
-        message_buffer_cap: 4,
-        slow_client_grace: grace,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default()
+        .with_message_buffer_cap(4)
+        .with_slow_client_grace(grace);
     let hub = Hub::new(None, config).await.expect("hub");
     // The fake connection holds 1 frame; the hub's queue 4; the client never reads.
     let (slow_client, server) = duplex_pair(1);
@@ -227,10 +223,7 @@ async fn ping_message_gets_pong_and_unknown_type_an_error_on_the_same_connection
 
 #[tokio::test(start_paused = true)]
 async fn a_message_over_the_limit_ends_the_connection_on_a_transport_without_its_own_limit() {
-    let config = HubConfig {
-        max_message_bytes: 16,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default().with_max_message_bytes(16);
     let hub = Hub::new(None, config).await.expect("hub");
     let mut client = connect(&hub, "big").await;
     client
@@ -269,11 +262,9 @@ async fn shutdown_closes_clients_and_refuses_calls() {
 }
 
 fn cluster_config(node: &str) -> HubConfig {
-    HubConfig {
-        node_id: node.into(),
-        heartbeat_interval: Duration::from_millis(100),
-        ..HubConfig::default()
-    }
+    HubConfig::default()
+        .with_node_id(node)
+        .with_heartbeat_interval(Duration::from_millis(100))
 }
 
 #[tokio::test(start_paused = true)]

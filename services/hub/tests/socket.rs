@@ -100,11 +100,9 @@ async fn raw_close_code(
 
 #[tokio::test]
 async fn t4_a_client_that_stops_answering_pings_is_closed_and_removed() {
-    let config = HubConfig {
-        read_timeout: Duration::from_millis(600),
-        ping_interval: Duration::from_millis(150),
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default()
+        .with_read_timeout(Duration::from_millis(600))
+        .with_ping_interval(Duration::from_millis(150));
     let (hub, url, _stop) = serve(config).await;
     // tungstenite answers pings only while the socket is read: `silent` is never read again,
     // `lively` is read all along.
@@ -132,11 +130,9 @@ async fn t4_a_client_that_stops_answering_pings_is_closed_and_removed() {
 #[tokio::test]
 async fn t5_a_client_that_stops_reading_gets_send_buffer_full_then_is_evicted() {
     let grace = Duration::from_millis(300);
-    let config = HubConfig {
-        message_buffer_cap: 4,
-        slow_client_grace: grace,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default()
+        .with_message_buffer_cap(4)
+        .with_slow_client_grace(grace);
     let (hub, url, _stop) = serve(config).await;
     let mut slow = connect(&url, "slow").await;
     let mut fast = connect(&url, "fast").await;
@@ -202,10 +198,7 @@ fn capture_logs() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
 #[tokio::test]
 async fn a_frame_over_the_size_limit_closes_with_1009_and_a_warning() {
     let (logs, _guard) = capture_logs();
-    let config = HubConfig {
-        max_message_bytes: 1024,
-        ..HubConfig::default()
-    };
+    let config = HubConfig::default().with_max_message_bytes(1024);
     let (hub, url, _stop) = serve(config).await;
     // At the limit: served (not JSON, so the dispatcher answers with an error frame).
     let mut fits = connect(&url, "fits").await;
@@ -261,10 +254,9 @@ async fn broadcast_status(addr: &str, auth: &str) -> u16 {
 
 #[tokio::test]
 async fn the_api_key_and_the_client_token_must_match_exactly() {
-    let options = ServerOptions {
-        api_key: Some("api-key-0123".into()),
-        client_token: Some("token-4567".into()),
-    };
+    let options = ServerOptions::default()
+        .with_api_key("api-key-0123")
+        .with_client_token("token-4567");
     let (hub, url, _stop) = serve_with(HubConfig::default(), options).await;
     let addr = url
         .trim_start_matches("ws://")
