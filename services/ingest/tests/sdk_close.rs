@@ -27,7 +27,10 @@ async fn i16_close_with_a_dead_server_returns_within_the_timeout_with_the_unsent
     settle().await;
     let start = Instant::now();
     let report = client.close().await;
-    assert!(Instant::now() - start <= shutdown + Duration::from_secs(1));
+    // The spec allows 1 s past the timeout; the worker itself stops at the timeout (close's
+    // own fallback, 500 ms later, is only for a worker that cannot stop).
+    let took = Instant::now() - start;
+    assert!(took <= shutdown + Duration::from_millis(100), "{took:?}");
     assert_eq!(
         (report.delivered, report.failed, report.unsent),
         (0, 0, 120)
@@ -97,6 +100,8 @@ async fn concurrent_closes_get_the_same_report() {
     let (a, b) = tokio::join!(client.close(), other.close());
     assert_eq!(a, b);
     assert_eq!(a.delivered, 1);
+    settle().await;
+    assert_eq!(Arc::strong_count(&server), 1, "the worker ended with close");
 }
 
 #[tokio::test(start_paused = true)]

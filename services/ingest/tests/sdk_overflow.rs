@@ -81,3 +81,45 @@ async fn i13_a_million_tracks_with_a_stalled_transport_never_wait() {
         .expect("close returns within its timeout");
     assert_eq!(report.unsent, stats.queued);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_refusal_is_counted_by_reason() {
+    let server = ScriptedServer::new([]);
+    let client = builder(&server)
+        .max_event_bytes(1_024)
+        .build()
+        .expect("client");
+    let big = courier_ingest::sdk::Event::custom("big").param("pad", "x".repeat(2_000));
+    assert!(matches!(
+        client.track(big),
+        Err(TrackError::TooLarge { limit: 1_024, size }) if size > 2_000
+    ));
+    let unnamed = courier_ingest::sdk::Event::custom("");
+    assert!(matches!(
+        client.track(unnamed),
+        Err(TrackError::InvalidEvent {
+            field: "custom_event.event_name",
+            ..
+        })
+    ));
+    let misplaced = courier_ingest::sdk::Event::screen_view("home").param("x", 1);
+    assert!(matches!(
+        client.track(misplaced),
+        Err(TrackError::InvalidEvent { field: "param", .. })
+    ));
+    client.track(numbered(0)).expect("tracked");
+    client.close().await;
+    assert!(matches!(client.track(numbered(1)), Err(TrackError::Closed)));
+    let stats = client.stats();
+    assert_eq!(
+        (
+            stats.dropped.too_large,
+            stats.dropped.invalid,
+            stats.dropped.closed,
+            stats.dropped.queue_full,
+            stats.sent
+        ),
+        (1, 2, 1, 0, 1)
+    );
+    assert_eq!(server.requests(), 1);
+}
