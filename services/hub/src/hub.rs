@@ -189,7 +189,7 @@ impl Hub {
         );
         inner.registry.insert(entry.clone());
         if let Some(cluster) = &inner.cluster {
-            cluster.announcer.join(&entry.id, entry.since_ms);
+            cluster.announce_join(&entry.id, entry.since_ms);
         }
         Ok(())
     }
@@ -273,7 +273,7 @@ impl Hub {
 
     /// `None` without a cluster, otherwise whether the bus answered last time it was used.
     pub fn bus_healthy(&self) -> Option<bool> {
-        self.inner.cluster.as_ref().map(|c| c.health.healthy())
+        self.inner.cluster.as_ref().map(|c| c.healthy())
     }
 
     /// `None` without a cluster, otherwise whether the bus accepts a small write within

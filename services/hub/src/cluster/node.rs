@@ -24,10 +24,10 @@ use crate::metrics::Metrics;
 use crate::registry::{LeaveHook, Registry};
 use crate::{Frame, HubError};
 
-pub(crate) struct Topics {
-    pub(crate) broadcast: Topic,
-    pub(crate) presence: Topic,
-    pub(crate) inbox: Topic,
+pub(super) struct Topics {
+    pub(super) broadcast: Topic,
+    pub(super) presence: Topic,
+    pub(super) inbox: Topic,
     health: Topic,
 }
 
@@ -42,20 +42,20 @@ pub(crate) struct Queues {
 }
 
 pub(crate) struct Cluster {
-    pub(crate) bus: Arc<dyn MessageBus>,
-    pub(crate) node_id: Arc<str>,
-    pub(crate) topics: Topics,
+    pub(super) bus: Arc<dyn MessageBus>,
+    pub(super) node_id: Arc<str>,
+    pub(super) topics: Topics,
     /// This node's clients: where frames from other nodes are delivered.
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) directory: Mutex<Directory>,
-    pub(crate) health: BusHealth,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) announcer: Announcer,
+    pub(super) registry: Arc<Registry>,
+    pub(super) directory: Mutex<Directory>,
+    pub(super) health: BusHealth,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) announcer: Announcer,
     retry: Arc<dyn RetryPolicy>,
-    pub(crate) heartbeat: Duration,
+    pub(super) heartbeat: Duration,
     /// Broadcasts kept for re-publishing while the bus is down (also sizes the receivers'
     /// duplicate windows).
-    pub(crate) bus_backlog: usize,
+    pub(super) bus_backlog: usize,
     /// Random per start of this node: with the counters below, the ids of its frames.
     boot: u64,
     broadcast_seq: AtomicU64,
@@ -101,6 +101,16 @@ impl Cluster {
         Ok((cluster, Queues { presence, backlog }))
     }
 
+    /// Tells the other nodes that `client` registered here at `since` (ms).
+    pub(crate) fn announce_join(&self, client: &str, since: i64) {
+        self.announcer.join(client, since);
+    }
+
+    /// Whether the bus answered last time it was used.
+    pub(crate) fn healthy(&self) -> bool {
+        self.health.healthy()
+    }
+
     /// What the registry runs when a client leaves: tell the other nodes.
     pub(crate) fn leave_hook(&self) -> LeaveHook {
         let announcer = self.announcer.clone();
@@ -127,7 +137,7 @@ impl Cluster {
     }
 
     /// Publishes, recording the outcome in the bus health and metrics.
-    pub(crate) async fn publish(
+    pub(super) async fn publish(
         &self,
         topic: &Topic,
         payload: Bytes,
@@ -202,7 +212,7 @@ impl Cluster {
     }
 
     /// A kept broadcast was re-published.
-    pub(crate) fn backlog_sent(&self) {
+    pub(super) fn backlog_sent(&self) {
         self.backlog_len.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -220,7 +230,7 @@ impl Cluster {
 
     /// The delay before retry `attempt` of a bus operation (the policy's; its cap when it
     /// gives up, because a server keeps trying).
-    pub(crate) fn backoff(&self, attempt: u32, started: Instant) -> Duration {
+    pub(super) fn backoff(&self, attempt: u32, started: Instant) -> Duration {
         let ctx = RetryContext {
             attempt,
             elapsed: started.elapsed(),
