@@ -4,7 +4,9 @@
 //!
 //! * [`fixtures`]: [`Redis`](fixtures::Redis), [`Postgres`](fixtures::Postgres) and
 //!   [`Etcd`](fixtures::Etcd) start a real server (from the environment, through
-//!   testcontainers, or from the native binary) with stop/restart for fault tests.
+//!   testcontainers, or from the native binary) with stop/restart for fault tests; `shared()`
+//!   gives a test the run's one shared server of that kind instead (fresh prefix or database
+//!   per test), which is what the suites use outside their restart cases.
 //! * [`suites`]: one generic test body per trait, stamped into a `#[tokio::test]` per case by
 //!   [`bus_suite!`] and [`storage_suite!`]. A backend declares its capabilities; cases it does
 //!   not promise are marked ignored with the missing capability as the reason, so test runners
