@@ -66,6 +66,12 @@ pub mod postgres;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod retry;
+#[cfg(any(
+    feature = "memory",
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "redis"
+))]
 mod rules;
 #[cfg(any(feature = "etcd", feature = "postgres"))]
 mod sequence_position;

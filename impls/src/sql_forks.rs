@@ -204,9 +204,14 @@ pub(crate) async fn remove_chain(
     name: &StreamName,
 ) -> Result<Vec<StreamName>, StorageError> {
     let mut chain = RemoveChain::new(name);
+    let mut touched = Vec::new();
     while let Some(current) = chain.next() {
         let link = db.link(&current).await?;
-        match chain.decide(&current, link) {
+        let decision = chain.decide(link);
+        if decision.is_some() {
+            touched.push(current.clone());
+        }
+        match decision {
             None => break,
             Some(Removal::Soft) => db.mark_deleted(&current).await?,
             Some(Removal::Hard { parent }) => {
@@ -219,5 +224,5 @@ pub(crate) async fn remove_chain(
             }
         }
     }
-    Ok(chain.touched())
+    Ok(touched)
 }

@@ -34,7 +34,7 @@ use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
     AppendContext, AppendPlan, ByteCut, ChainLink, ProducerState, Removal, RemoveChain,
     check_record_sizes, committed_outcome, fork_settings, index_offset, own_settings, plan_append,
-    plan_fork, reject_self_fork, removal, validate_append,
+    plan_fork, reject_self_fork, validate_append,
 };
 use crate::sql_model::{
     StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
@@ -346,15 +346,16 @@ impl RedisStreamStorage {
                     return Ok(());
                 };
                 let parent = meta.parent.as_deref().and_then(|p| StreamName::new(p).ok());
-                let (mode, parent) = match removal(ChainLink {
+                let (mode, parent) = match chain.decide(Some(ChainLink {
                     live_forks: meta.live_forks,
                     parent,
-                }) {
-                    Removal::Soft => ("soft", None),
-                    Removal::Hard { parent: None } => ("hard", None),
-                    Removal::Hard {
+                })) {
+                    Some(Removal::Soft) => ("soft", None),
+                    Some(Removal::Hard { parent: None }) => ("hard", None),
+                    Some(Removal::Hard {
                         parent: Some(parent),
-                    } => ("hard_fork", Some(parent)),
+                    }) => ("hard_fork", Some(parent)),
+                    None => return Ok(()),
                 };
                 let keys = [
                     self.meta_key(current.as_str()),

@@ -18,4 +18,4 @@ pub(crate) use append::{
 pub(crate) use fork::{
     ByteCut, ForkSource, fork_settings, own_settings, plan_fork, reject_self_fork,
 };
-pub(crate) use remove::{ChainLink, Removal, RemoveChain, removal};
+pub(crate) use remove::{ChainLink, Removal, RemoveChain};

@@ -30,24 +30,12 @@ pub(crate) enum Removal {
     },
 }
 
-/// What deleting the stream found as `link` does (the decision of one step of the walk below;
-/// a backend that retries a step under compare-and-set decides each attempt with this).
-pub(crate) fn removal(link: ChainLink) -> Removal {
-    if link.live_forks > 0 {
-        Removal::Soft
-    } else {
-        Removal::Hard {
-            parent: link.parent,
-        }
-    }
-}
-
 /// The walk of one delete up a fork chain.
 ///
 /// ```text
 /// let mut chain = RemoveChain::new(name);
 /// while let Some(current) = chain.next() {
-///     match chain.decide(&current, <current's link, None when absent>) {
+///     match chain.decide(<current's link, None when absent>) {
 ///         None => break,
 ///         Some(Removal::Soft) => <mark current deleted>,
 ///         Some(Removal::Hard { parent }) => {
@@ -56,12 +44,12 @@ pub(crate) fn removal(link: ChainLink) -> Removal {
 ///         }
 ///     }
 /// }
-/// chain.touched() // the streams whose waiters must be woken
 /// ```
+///
+/// Every stream the walk finds is deleted (softly or not): its waiters must be woken.
 #[derive(Debug)]
 pub(crate) struct RemoveChain {
     next: Option<StreamName>,
-    touched: Vec<StreamName>,
 }
 
 impl RemoveChain {
@@ -69,7 +57,6 @@ impl RemoveChain {
     pub(crate) fn new(name: &StreamName) -> RemoveChain {
         RemoveChain {
             next: Some(name.clone()),
-            touched: Vec::new(),
         }
     }
 
@@ -78,15 +65,18 @@ impl RemoveChain {
         self.next.take()
     }
 
-    /// What to do with `current`, found as `link` (`None`: it is not there, the walk ends).
-    pub(crate) fn decide(
-        &mut self,
-        current: &StreamName,
-        link: Option<ChainLink>,
-    ) -> Option<Removal> {
+    /// What to do with the current stream, found as `link` (`None`: it is not there, and the
+    /// walk ends). A pure decision: a backend that retries a step under compare-and-set
+    /// decides each attempt again.
+    pub(crate) fn decide(&self, link: Option<ChainLink>) -> Option<Removal> {
         let link = link?;
-        self.touched.push(current.clone());
-        Some(removal(link))
+        Some(if link.live_forks > 0 {
+            Removal::Soft
+        } else {
+            Removal::Hard {
+                parent: link.parent,
+            }
+        })
     }
 
     /// After a hard removal released `parent`, which is now `soft_deleted` (or not) with
@@ -101,11 +91,6 @@ impl RemoveChain {
         if soft_deleted && live_forks_left <= 0 {
             self.next = Some(parent.clone());
         }
-    }
-
-    /// The streams this walk deleted (softly or not), in order: their waiters must be woken.
-    pub(crate) fn touched(self) -> Vec<StreamName> {
-        self.touched
     }
 }
 
@@ -129,6 +114,7 @@ mod tests {
 
     fn delete(streams: &mut HashMap<StreamName, Stream>, target: &StreamName) -> Vec<StreamName> {
         let mut chain = RemoveChain::new(target);
+        let mut touched = Vec::new();
         let mut steps = 0;
         while let Some(current) = chain.next() {
             steps += 1;
@@ -137,7 +123,11 @@ mod tests {
                 live_forks: s.live_forks,
                 parent: s.parent.clone(),
             });
-            match chain.decide(&current, link) {
+            let decision = chain.decide(link);
+            if decision.is_some() {
+                touched.push(current.clone());
+            }
+            match decision {
                 None => break,
                 Some(Removal::Soft) => {
                     if let Some(s) = streams.get_mut(&current) {
@@ -155,7 +145,7 @@ mod tests {
                 }
             }
         }
-        chain.touched()
+        touched
     }
 
     /// a <- b <- c (c forks b, b forks a).

@@ -1,11 +1,10 @@
-//! Errors of [`StreamStorage`](super::StreamStorage), each with its class and HTTP status.
+//! Errors of [`StreamStorage`](super::StreamStorage), each with its class (retryable or not).
 
 use super::names::{Offset, StreamName};
 use crate::error::{BoxError, Classify, ErrorClass, InvalidInput};
 
-/// Errors of a [`StreamStorage`](super::StreamStorage).
-///
-/// [`StorageError::http_status`] gives the status the Durable Streams protocol uses for each.
+/// Errors of a [`StreamStorage`](super::StreamStorage). Only
+/// [`StorageError::Unavailable`] is retryable.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -131,27 +130,6 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    /// The HTTP status the Durable Streams protocol maps this error to.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            StorageError::InvalidInput(_)
-            | StorageError::UnknownOffset { .. }
-            | StorageError::ProducerEpochStart { .. } => 400,
-            StorageError::StaleProducerEpoch { .. } => 403,
-            StorageError::NotFound { .. } | StorageError::ForkSourceNotFound { .. } => 404,
-            StorageError::ConfigConflict { .. }
-            | StorageError::ForkSourceGone { .. }
-            | StorageError::Closed { .. }
-            | StorageError::ContentTypeMismatch { .. }
-            | StorageError::WriterSeqRegression { .. }
-            | StorageError::ProducerSeqGap { .. } => 409,
-            StorageError::Gone { .. } => 410,
-            StorageError::TooLarge { .. } => 413,
-            StorageError::Unavailable { .. } => 503,
-            StorageError::Backend { .. } => 500,
-        }
-    }
-
     /// A backend's failure as its class decides: [`StorageError::Unavailable`] when
     /// `retryable` (connection trouble, contention, a restarting server), else
     /// [`StorageError::Backend`]. The twin of `BusError::backend`.
@@ -206,46 +184,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_and_classes() {
+    fn only_unavailable_is_retryable() {
         let name = StreamName::new("s").expect("valid");
-        let off = Offset::parse("0001").expect("valid");
-        let cases: Vec<(StorageError, u16, bool)> = vec![
+        let cases: Vec<(StorageError, bool)> = vec![
             (
                 StorageError::NotFound {
                     stream: name.clone(),
                 },
-                404,
-                false,
-            ),
-            (
-                StorageError::Gone {
-                    stream: name.clone(),
-                },
-                410,
                 false,
             ),
             (
                 StorageError::Closed {
-                    stream: name.clone(),
-                    next_offset: off.clone(),
-                },
-                409,
-                false,
-            ),
-            (
-                StorageError::UnknownOffset {
                     stream: name,
-                    offset: off,
+                    next_offset: Offset::parse("0001").expect("valid"),
                 },
-                400,
-                false,
-            ),
-            (
-                StorageError::StaleProducerEpoch {
-                    current: 2,
-                    received: 1,
-                },
-                403,
                 false,
             ),
             (
@@ -253,30 +205,48 @@ mod tests {
                     expected: 3,
                     received: 5,
                 },
-                409,
                 false,
             ),
+            (StorageError::backend(false, "broken", None), false),
+            (StorageError::backend(true, "down", None), true),
             (
-                StorageError::TooLarge {
-                    what: "record",
-                    size: 9,
-                    limit: 8,
-                },
-                413,
-                false,
-            ),
-            (
-                StorageError::Unavailable {
-                    message: "down".into(),
-                    source: None,
-                },
-                503,
+                StorageError::unavailable("down", InvalidInput::new("x", "", "y")),
                 true,
             ),
         ];
-        for (err, status, retryable) in cases {
-            assert_eq!(err.http_status(), status, "{err}");
+        for (err, retryable) in cases {
             assert_eq!(err.is_retryable(), retryable, "{err}");
         }
+        assert!(matches!(
+            StorageError::backend(true, "down", None),
+            StorageError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            StorageError::backend(false, "broken", None),
+            StorageError::Backend { .. }
+        ));
+    }
+
+    #[test]
+    fn a_fork_source_missing_or_deleted_is_named_as_the_source() {
+        let source = StreamName::new("src").expect("valid");
+        let missing = StorageError::NotFound {
+            stream: source.clone(),
+        };
+        assert!(matches!(
+            missing.for_fork_source(&source),
+            StorageError::ForkSourceNotFound { source_stream } if source_stream == source
+        ));
+        let gone = StorageError::Gone {
+            stream: source.clone(),
+        };
+        assert!(matches!(
+            gone.for_fork_source(&source),
+            StorageError::ForkSourceGone { source_stream } if source_stream == source
+        ));
+        assert!(matches!(
+            StorageError::backend(true, "down", None).for_fork_source(&source),
+            StorageError::Unavailable { .. }
+        ));
     }
 }

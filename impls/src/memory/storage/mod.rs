@@ -127,7 +127,7 @@ impl State {
                 live_forks: i64::try_from(entry.live_forks).unwrap_or(i64::MAX),
                 parent: entry.parent.clone(),
             });
-            match chain.decide(&current, link) {
+            match chain.decide(link) {
                 None => break,
                 Some(Removal::Soft) => {
                     if let Some(entry) = self.streams.get_mut(&current) {

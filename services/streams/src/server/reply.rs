@@ -122,13 +122,11 @@ impl IntoResponse for Failure {
             Failure::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
             Failure::NotImplemented(m) => (StatusCode::NOT_IMPLEMENTED, m, None),
             Failure::Storage(e, op) => {
-                let mut status = e.http_status();
+                let mut status = storage_status(&e);
                 // A name kept for a deleted stream's forks cannot be created again: a conflict.
                 if op == Operation::Create && matches!(e, StorageError::Gone { .. }) {
-                    status = 409;
+                    status = StatusCode::CONFLICT;
                 }
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 if status.is_server_error() {
                     tracing::warn!(error = %e, "storage failed");
                 }
@@ -144,6 +142,30 @@ impl IntoResponse for Failure {
     }
 }
 
+/// The status the Durable Streams protocol gives a storage error. A variant this service does
+/// not know yet (the enum is non-exhaustive) is a 500.
+fn storage_status(e: &StorageError) -> StatusCode {
+    match e {
+        StorageError::InvalidInput(_)
+        | StorageError::UnknownOffset { .. }
+        | StorageError::ProducerEpochStart { .. } => StatusCode::BAD_REQUEST,
+        StorageError::StaleProducerEpoch { .. } => StatusCode::FORBIDDEN,
+        StorageError::NotFound { .. } | StorageError::ForkSourceNotFound { .. } => {
+            StatusCode::NOT_FOUND
+        }
+        StorageError::ConfigConflict { .. }
+        | StorageError::ForkSourceGone { .. }
+        | StorageError::Closed { .. }
+        | StorageError::ContentTypeMismatch { .. }
+        | StorageError::WriterSeqRegression { .. }
+        | StorageError::ProducerSeqGap { .. } => StatusCode::CONFLICT,
+        StorageError::Gone { .. } => StatusCode::GONE,
+        StorageError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        StorageError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 /// The extra headers some errors carry (final offset of a closed stream, producer state).
 fn storage_error_headers(e: &StorageError, reply: Reply) -> Reply {
     match e {
@@ -156,5 +178,115 @@ fn storage_error_headers(e: &StorageError, reply: Reply) -> Reply {
             .header(names::PRODUCER_RECEIVED_SEQ, received.to_string()),
         StorageError::Unavailable { .. } => reply.static_header(names::RETRY_AFTER, "1"),
         _ => reply,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use courier_traits::storage::StreamName;
+
+    use super::*;
+
+    #[test]
+    fn storage_errors_get_the_protocol_statuses() {
+        let name = StreamName::new("s").expect("valid");
+        let off = Offset::parse("0001").expect("valid");
+        let cases: Vec<(StorageError, u16)> = vec![
+            (InvalidInput::new("offset", "x", "bad").into(), 400),
+            (
+                StorageError::UnknownOffset {
+                    stream: name.clone(),
+                    offset: off.clone(),
+                },
+                400,
+            ),
+            (StorageError::ProducerEpochStart { epoch: 2, seq: 1 }, 400),
+            (
+                StorageError::StaleProducerEpoch {
+                    current: 2,
+                    received: 1,
+                },
+                403,
+            ),
+            (
+                StorageError::NotFound {
+                    stream: name.clone(),
+                },
+                404,
+            ),
+            (
+                StorageError::ForkSourceNotFound {
+                    source_stream: name.clone(),
+                },
+                404,
+            ),
+            (
+                StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: "differs".into(),
+                },
+                409,
+            ),
+            (
+                StorageError::ForkSourceGone {
+                    source_stream: name.clone(),
+                },
+                409,
+            ),
+            (
+                StorageError::Closed {
+                    stream: name.clone(),
+                    next_offset: off,
+                },
+                409,
+            ),
+            (
+                StorageError::ContentTypeMismatch {
+                    expected: "a/b".into(),
+                    received: "c/d".into(),
+                },
+                409,
+            ),
+            (
+                StorageError::WriterSeqRegression {
+                    last: "2".into(),
+                    received: "1".into(),
+                },
+                409,
+            ),
+            (
+                StorageError::ProducerSeqGap {
+                    expected: 3,
+                    received: 5,
+                },
+                409,
+            ),
+            (StorageError::Gone { stream: name }, 410),
+            (
+                StorageError::TooLarge {
+                    what: "record",
+                    size: 9,
+                    limit: 8,
+                },
+                413,
+            ),
+            (
+                StorageError::Unavailable {
+                    message: "down".into(),
+                    source: None,
+                },
+                503,
+            ),
+            (
+                StorageError::Backend {
+                    message: "broken".into(),
+                    source: None,
+                },
+                500,
+            ),
+        ];
+        for (err, status) in cases {
+            assert_eq!(storage_status(&err).as_u16(), status, "{err}");
+        }
     }
 }
