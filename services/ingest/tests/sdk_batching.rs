@@ -164,3 +164,68 @@ async fn i14_next_batch_forms_while_one_request_is_in_flight() {
     );
     client.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i14_flush_covers_every_track_that_returned_before_it_under_concurrent_tracks() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    const THREADS: usize = 4;
+    const PER_THREAD: i64 = 5_000;
+    let server = ScriptedServer::new([]);
+    let client = Arc::new(
+        builder(&server)
+            .batch_size(100)
+            .queue_capacity(THREADS * PER_THREAD as usize)
+            .build()
+            .expect("client"),
+    );
+    let returned: Arc<Vec<AtomicI64>> = Arc::new((0..THREADS).map(|_| AtomicI64::new(0)).collect());
+    let trackers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let client = Arc::clone(&client);
+            let returned = Arc::clone(&returned);
+            std::thread::spawn(move || {
+                for seq in 0..PER_THREAD {
+                    let event = numbered(seq).param("thread", t as i64);
+                    client.track(event).expect("tracked");
+                    returned[t].store(seq + 1, Ordering::Release);
+                }
+            })
+        })
+        .collect();
+    // Flush repeatedly while the threads track; each flush must cover what had returned.
+    for _ in 0..20 {
+        let before: Vec<i64> = returned.iter().map(|r| r.load(Ordering::Acquire)).collect();
+        tokio::time::timeout(Duration::from_secs(30), client.flush())
+            .await
+            .expect("flush in time")
+            .expect("flushed");
+        let mut delivered = vec![0i64; THREADS];
+        for request in server.seen() {
+            for event in &request.events {
+                let params = &event["custom_event"]["int_params"];
+                let (t, seq) = (params["thread"].as_i64(), params["seq"].as_i64());
+                if let (Some(t), Some(seq)) = (t, seq) {
+                    let slot = &mut delivered[t as usize];
+                    // Each thread's events arrive in its order.
+                    assert_eq!(seq, *slot, "thread {t} out of order");
+                    *slot += 1;
+                }
+            }
+        }
+        for t in 0..THREADS {
+            assert!(
+                delivered[t] >= before[t],
+                "thread {t}: {} < {}",
+                delivered[t],
+                before[t]
+            );
+        }
+    }
+    for tracker in trackers {
+        tracker.join().expect("tracker");
+    }
+    let report = client.close().await;
+    assert_eq!(report.delivered, THREADS as u64 * PER_THREAD as u64);
+}

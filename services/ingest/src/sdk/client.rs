@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::{Config, IngestClientBuilder};
@@ -14,9 +14,9 @@ use super::delivery::Delivery;
 use super::error::{FlushError, TrackError};
 use super::event::{Envelope, EnvelopeContext, Event};
 use super::stats::{CloseReport, Counters, Stats, bump};
-use super::worker::{Control, Worker};
+use super::worker::{Control, Item, Worker};
 
-/// Pending `flush`/`close` requests the worker has not read yet.
+/// Pending `close` requests the worker has not read yet.
 const CONTROL_CAPACITY: usize = 64;
 /// `close` waits this much past the shutdown timeout for the worker's report before giving
 /// up on it (the worker cuts its own work at the timeout; this only guards against a
@@ -28,7 +28,7 @@ const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Built by [`IngestClient::builder`]; see the [module docs](super) for an example. Share it
 /// behind an `Arc`: every method takes `&self`.
 pub struct IngestClient {
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Item>,
     control: mpsc::Sender<Control>,
     context: EnvelopeContext,
     max_event_bytes: usize,
@@ -36,7 +36,6 @@ pub struct IngestClient {
     shutdown_timeout: Duration,
     counters: Arc<Counters>,
     closed: AtomicBool,
-    finished: watch::Receiver<u64>,
     report: watch::Receiver<Option<CloseReport>>,
     stop: CancellationToken,
 }
@@ -64,7 +63,6 @@ impl IngestClient {
     pub(crate) fn start(config: Config, runtime: &tokio::runtime::Handle) -> IngestClient {
         let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);
-        let (finished_tx, finished_rx) = watch::channel(0);
         let (report_tx, report_rx) = watch::channel(None);
         let counters = Arc::new(Counters::default());
         let stop = CancellationToken::new();
@@ -81,7 +79,6 @@ impl IngestClient {
             shutdown_timeout: config.shutdown_timeout,
             counters: Arc::clone(&counters),
             closed: AtomicBool::new(false),
-            finished: finished_rx,
             report: report_rx,
             stop: stop.clone(),
         };
@@ -92,7 +89,6 @@ impl IngestClient {
                 config: Arc::new(config),
                 counters,
             }),
-            finished: finished_tx,
             report: report_tx,
             stop,
         };
@@ -150,11 +146,9 @@ impl IngestClient {
                 limit: self.max_event_bytes,
             });
         }
-        match self.queue.try_send(Bytes::from(encoded)) {
+        match self.queue.try_send(Item::Event(Bytes::from(encoded))) {
             Ok(()) => {
-                // Counted after the send, so a flush that reads this count finds the event
-                // already in the queue.
-                self.counters.enqueued.fetch_add(1, Ordering::AcqRel);
+                bump(&self.counters.enqueued, 1);
                 Ok(())
             }
             Err(TrySendError::Full(_)) => Err(self.queue_full()),
@@ -181,23 +175,15 @@ impl IngestClient {
         if self.closed.load(Ordering::Acquire) {
             return Err(FlushError::Closed);
         }
-        let target = self.counters.enqueued.load(Ordering::Acquire);
-        let mut finished = self.finished.clone();
-        if *finished.borrow() < target {
-            self.control
-                .send(Control::Flush(target))
-                .await
-                .map_err(|_| FlushError::Closed)?;
-            finished
-                .wait_for(|done| *done >= target)
-                .await
-                .map_err(|_| FlushError::Closed)?;
-        }
-        // Events the shutdown gave up on count as finished, but were not delivered.
-        if self.closed.load(Ordering::Acquire) && self.counters.snapshot().unsent > 0 {
-            return Err(FlushError::Closed);
-        }
-        Ok(())
+        // The marker queues behind every event whose `track` returned before this call, and
+        // waits for queue space like any event would.
+        let (done_tx, done_rx) = oneshot::channel();
+        self.queue
+            .send(Item::Flush(done_tx))
+            .await
+            .map_err(|_| FlushError::Closed)?;
+        // Dropped unanswered when the worker stops first (close, drop).
+        done_rx.await.map_err(|_| FlushError::Closed)
     }
 
     /// Stops intake (later `track`s fail with [`TrackError::Closed`]), delivers what is queued

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -14,22 +14,28 @@ use super::builder::BATCH_OVERHEAD;
 use super::delivery::Delivery;
 use super::stats::{CloseReport, bump};
 
-/// Requests from the client handle.
+/// What the queue carries.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// An encoded envelope.
+    Event(Bytes),
+    /// A flush: answered once every event queued ahead of it is settled. Riding the queue
+    /// makes "queued before the call" exact even with concurrent `track`s.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Requests from the client handle that must not wait for queue space.
 #[derive(Debug)]
 pub(crate) enum Control {
-    /// Send at once every event up to this many taken in total (the flush watermark).
-    Flush(u64),
     /// Stop intake, drain within the shutdown timeout, publish the report.
     Close,
 }
 
 /// The worker's channels and shared state.
 pub(crate) struct Worker {
-    pub(crate) queue: mpsc::Receiver<Bytes>,
+    pub(crate) queue: mpsc::Receiver<Item>,
     pub(crate) control: mpsc::Receiver<Control>,
     pub(crate) delivery: Arc<Delivery>,
-    /// `Counters::finished` after each batch: what `flush` waits on.
-    pub(crate) finished: watch::Sender<u64>,
     pub(crate) report: watch::Sender<Option<CloseReport>>,
     /// Fired when the client is dropped without `close`.
     pub(crate) stop: CancellationToken,
@@ -87,6 +93,8 @@ impl Worker {
         // events a flush waits for.
         let mut taken: u64 = 0;
         let mut flush_target: u64 = 0;
+        // Flushes waiting, each with the number of events taken ahead of it.
+        let mut flushes: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
         let mut queue_open = true;
         let mut control_open = true;
         let mut deadline: Option<Instant> = None;
@@ -102,6 +110,15 @@ impl Worker {
         loop {
             if deadline_passed && in_flight.is_none() {
                 break;
+            }
+            // Deliveries settle events in queue order, so `finished` events are exactly the
+            // first `finished` taken. Past the deadline, settled may mean unsent: those
+            // flushes are left to fail when the worker stops.
+            if !flushes.is_empty() && !cancel.is_cancelled() {
+                let finished = counters.finished();
+                for (_, done) in flushes.extract_if(.., |(ahead, _)| *ahead <= finished) {
+                    let _ = done.send(());
+                }
             }
             let now = Instant::now();
             let full = pending.carry.is_some() || pending.events.len() >= config.batch_size;
@@ -146,10 +163,8 @@ impl Worker {
                 }
                 _ = poll_some(&mut in_flight), if in_flight.is_some() => {
                     in_flight = None;
-                    self.finished.send_replace(counters.finished());
                 }
                 command = self.control.recv(), if control_open => match command {
-                    Some(Control::Flush(target)) => flush_target = flush_target.max(target),
                     Some(Control::Close) => {
                         if deadline.is_none() {
                             deadline = Some(Instant::now() + config.shutdown_timeout);
@@ -159,8 +174,12 @@ impl Worker {
                     }
                     None => control_open = false,
                 },
-                event = self.queue.recv(), if queue_open && !full => match event {
-                    Some(event) => {
+                item = self.queue.recv(), if queue_open && !full => match item {
+                    Some(Item::Flush(done)) => {
+                        flush_target = flush_target.max(taken);
+                        flushes.push((taken, done));
+                    }
+                    Some(Item::Event(event)) => {
                         taken += 1;
                         let fits = pending.events.is_empty()
                             || pending.bytes + 1 + event.len() <= config.max_batch_bytes;
@@ -180,8 +199,8 @@ impl Worker {
         // Whatever was not delivered by now stays unsent.
         self.queue.close();
         let mut left = pending.len() as u64;
-        while self.queue.try_recv().is_ok() {
-            left += 1;
+        while let Ok(item) = self.queue.try_recv() {
+            left += u64::from(matches!(item, Item::Event(_)));
         }
         bump(&counters.unsent, left);
         if left > 0 || counters.snapshot().unsent > 0 {
@@ -190,7 +209,6 @@ impl Worker {
                 "courier-ingest: stopped with events undelivered"
             );
         }
-        self.finished.send_replace(counters.finished());
         self.report.send_replace(Some(counters.report()));
     }
 }
