@@ -130,11 +130,15 @@ async fn a_frozen_redis_answers_nothing_until_thawed_and_keeps_its_connections()
     assert!(frozen.is_err(), "a frozen server answered: {frozen:?}");
     // A request sent while frozen is answered after the thaw: the socket stayed open.
     let key = format!("{}:while-frozen", unique_prefix());
+    let (sent, is_sent) = tokio::sync::oneshot::channel();
     let set = tokio::spawn({
         let url = redis.url();
-        async move { set_over_raw_socket(&url, &key).await }
+        async move { set_over_raw_socket(&url, &key, sent).await }
     });
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tokio::time::timeout(std::time::Duration::from_secs(10), is_sent)
+        .await
+        .expect("the SET is sent to the frozen server")
+        .expect("sender kept");
     assert!(!set.is_finished(), "a frozen server answered a SET");
     redis.thaw().await.expect("thaw");
     let answer = tokio::time::timeout(std::time::Duration::from_secs(10), set)
@@ -144,8 +148,12 @@ async fn a_frozen_redis_answers_nothing_until_thawed_and_keeps_its_connections()
     assert_eq!(answer, "+OK");
 }
 
-/// Sends `SET key 1` on a fresh connection and returns the first reply line.
-async fn set_over_raw_socket(url: &str, key: &str) -> String {
+/// Sends `SET key 1` on a fresh connection, says so on `sent`, and returns the first reply line.
+async fn set_over_raw_socket(
+    url: &str,
+    key: &str,
+    sent: tokio::sync::oneshot::Sender<()>,
+) -> String {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let addr = url
         .trim_start_matches("redis://")
@@ -154,6 +162,7 @@ async fn set_over_raw_socket(url: &str, key: &str) -> String {
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let command = format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\n1\r\n", key.len());
     socket.write_all(command.as_bytes()).await.expect("send");
+    let _ = sent.send(());
     let mut line = String::new();
     BufReader::new(socket)
         .read_line(&mut line)
