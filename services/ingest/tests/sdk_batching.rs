@@ -201,7 +201,7 @@ async fn i14_flush_covers_every_track_that_returned_before_it_under_concurrent_t
             .await
             .expect("flush in time")
             .expect("flushed");
-        let mut delivered = vec![0i64; THREADS];
+        let mut delivered = [0i64; THREADS];
         for request in server.seen() {
             for event in &request.events {
                 let params = &event["custom_event"]["int_params"];
