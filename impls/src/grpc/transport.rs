@@ -54,8 +54,8 @@ impl GrpcTransport {
         self
     }
 
-    fn metadata(headers: &Headers) -> Result<MetadataMap, TransportError> {
-        let mut metadata = MetadataMap::new();
+    /// Adds `headers` to a request's metadata.
+    fn add_metadata(metadata: &mut MetadataMap, headers: &Headers) -> Result<(), TransportError> {
         for (name, value) in headers {
             let key = AsciiMetadataKey::from_bytes(name.as_bytes()).map_err(|_| {
                 TransportError::Protocol(format!(
@@ -67,7 +67,7 @@ impl GrpcTransport {
             })?;
             metadata.append(key, value);
         }
-        Ok(metadata)
+        Ok(())
     }
 }
 
@@ -86,11 +86,7 @@ impl RequestTransport for GrpcTransport {
         let call =
             Call::new(self.url.clone()).deadline_opt(request.timeout.or(self.default_deadline));
         let mut grpc_request = call.request(request.body);
-        let deadline_header = grpc_request.metadata().get("grpc-timeout").cloned();
-        *grpc_request.metadata_mut() = GrpcTransport::metadata(&request.headers)?;
-        if let Some(value) = deadline_header {
-            grpc_request.metadata_mut().insert("grpc-timeout", value);
-        }
+        GrpcTransport::add_metadata(grpc_request.metadata_mut(), &request.headers)?;
         let mut grpc = tonic::client::Grpc::new(self.channels.channel(&self.url)?);
         let started = call.server_streaming(async {
             grpc.ready()
