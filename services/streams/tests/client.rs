@@ -139,10 +139,21 @@ async fn crud_round_trip() {
 
 /// Collects a subscription's data until it ends (the stream is closed).
 async fn collect_all(c: &StreamsClient, stream: &str, mode: LiveMode) -> Vec<u8> {
+    collect_all_reporting(c, stream, mode, &tokio::sync::watch::channel(0).0).await
+}
+
+/// [`collect_all`], publishing how many bytes it has received so far on `received`.
+async fn collect_all_reporting(
+    c: &StreamsClient,
+    stream: &str,
+    mode: LiveMode,
+    received: &tokio::sync::watch::Sender<usize>,
+) -> Vec<u8> {
     let mut subscription = c.subscribe(stream, None, mode);
     let mut all = Vec::new();
     while let Some(chunk) = subscription.next().await {
         all.extend_from_slice(&chunk.expect("chunk").data);
+        received.send_replace(all.len());
     }
     all
 }
@@ -165,17 +176,24 @@ async fn subscriptions_catch_up_then_follow_live_appends() {
                 .await
                 .expect("append");
         }
+        let (received, mut progress) = tokio::sync::watch::channel(0);
         let reader = tokio::spawn({
             let c = c.clone();
             let stream = stream.clone();
-            async move { collect_all(&c, &stream, mode).await }
+            async move { collect_all_reporting(&c, &stream, mode, &received).await }
         });
         for i in 10..40 {
             c.append(&stream, "text/plain", message(i))
                 .await
                 .expect("append");
             if i % 5 == 0 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                // The reader has everything so far, so it is following live: the appends
+                // that come next reach it as live data, not as part of its catch-up.
+                let sent: usize = (0..=i).map(|k| message(k).len()).sum();
+                tokio::time::timeout(LIMIT, progress.wait_for(|got| *got >= sent))
+                    .await
+                    .unwrap_or_else(|_| panic!("{mode:?}: the reader did not catch up"))
+                    .expect("reader running");
             }
         }
         c.close(&stream).await.expect("close");
