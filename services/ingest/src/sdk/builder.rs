@@ -428,6 +428,16 @@ mod tests {
     }
 
     #[test]
+    fn device_id_defaults_to_the_host_name() {
+        let config = IngestClientBuilder::new("http://h".into(), "k".into(), "a".into())
+            .transport(Arc::new(Unused))
+            .validate()
+            .expect("valid");
+        assert!(!config.device_id.is_empty());
+        assert_eq!(Some(config.device_id), whoami::hostname().ok());
+    }
+
+    #[test]
     fn build_outside_a_runtime_is_an_error() {
         assert!(matches!(builder().build(), Err(ConfigError::NoRuntime)));
     }
