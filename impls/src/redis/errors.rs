@@ -1,6 +1,7 @@
 //! Redis errors as Courier errors: connection trouble is retryable, the rest is not.
 
 use courier_traits::bus::BusError;
+use courier_traits::storage::StorageError;
 use deadpool_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// Connection trouble, and a server still loading its data after a restart (the error's kind,
@@ -28,5 +29,20 @@ pub(super) fn pool_error(error: deadpool_redis::PoolError) -> BusError {
     match error {
         deadpool_redis::PoolError::Backend(e) => bus_error("connection", e),
         other => BusError::backend(true, format!("redis pool: {other}"), Some(Box::new(other))),
+    }
+}
+
+pub(super) fn storage_error(what: &str, error: RedisError) -> StorageError {
+    StorageError::backend(
+        is_transient(&error),
+        format!("redis {what}: {error}"),
+        Some(Box::new(error)),
+    )
+}
+
+pub(super) fn storage_pool_error(error: deadpool_redis::PoolError) -> StorageError {
+    match error {
+        deadpool_redis::PoolError::Backend(e) => storage_error("connection", e),
+        other => StorageError::unavailable(format!("redis pool: {other}"), other),
     }
 }

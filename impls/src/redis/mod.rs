@@ -2,14 +2,19 @@
 //! callers who choose at-most-once delivery), and [`RedisStreamStorage`].
 
 mod bus;
+mod cas;
 mod durability;
 mod errors;
+mod meta;
 mod position;
 mod pubsub;
 mod scripts;
 mod storage;
+mod storage_config;
+mod wakeups;
 
 pub use bus::{RedisBus, RedisBusConfig, RedisDelivery};
 pub use deadpool_redis::redis;
 pub use durability::{RedisDurability, server_durability};
-pub use storage::{RedisStorageConfig, RedisStreamStorage};
+pub use storage::RedisStreamStorage;
+pub use storage_config::RedisStorageConfig;

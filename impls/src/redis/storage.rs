@@ -9,73 +9,41 @@
 //! expiry decision is made on every access. Waits are woken through one pub/sub connection
 //! per instance, so appends on any node wake waits on every node.
 
+mod forks;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, ForkFrom, Offset, ProducerStamp, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
 };
 use deadpool_redis::redis::streams::StreamRangeReply;
-use deadpool_redis::redis::{self, RedisError};
+use deadpool_redis::redis::{self};
 use deadpool_redis::{Config, Pool, Runtime};
-use futures::StreamExt;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use super::cas::{CasRetry, contention, eval};
 use super::durability::warn_unless_durable;
-use super::errors::is_transient;
+use super::errors::{storage_error, storage_pool_error as pool_error};
+use super::meta::{Meta, expiry_backstop};
 use super::scripts;
+use super::storage_config::RedisStorageConfig;
+use super::wakeups::{listen, subscribe_notifications};
 use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
-    AppendContext, AppendPlan, ByteCut, ChainLink, ProducerState, Removal, RemoveChain,
-    check_record_sizes, committed_outcome, fork_settings, index_offset, own_settings, plan_append,
-    plan_fork, reject_self_fork, validate_append,
+    AppendContext, AppendPlan, ProducerState, check_record_sizes, committed_outcome, fork_settings,
+    index_offset, own_settings, plan_append, reject_self_fork, validate_append,
 };
 use crate::sql_model::{
-    StreamRow, collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key,
-    start_index, wait_on_row,
+    collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key, start_index,
+    wait_on_row,
 };
 use crate::wakers::Wakers;
-
-/// How long a write keeps retrying when other nodes keep changing the stream first.
-const CAS_DEADLINE: Duration = Duration::from_secs(10);
-/// Extra lifetime given to TTL keys beyond the window, so Redis never drops a live stream.
-const EXPIRY_GRACE_MS: i64 = 60_000;
-
-/// Settings of a [`RedisStreamStorage`].
-#[derive(Clone, Debug)]
-pub struct RedisStorageConfig {
-    /// Prefix of every key.
-    pub key_prefix: String,
-    /// Largest single record accepted (Redis caps a value at 512 MiB).
-    pub max_record_bytes: usize,
-    /// The clock expiry is decided against (default: the system clock). Redis's own key
-    /// expiry, a backstop only, runs on the server's clock.
-    pub clock: Arc<dyn Clock>,
-}
-
-impl Default for RedisStorageConfig {
-    fn default() -> Self {
-        RedisStorageConfig {
-            key_prefix: "courier:streams".into(),
-            max_record_bytes: 64 << 20,
-            clock: system_clock(),
-        }
-    }
-}
-
-impl RedisStorageConfig {
-    /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RedisStorageConfig {
-        self.clock = clock;
-        self
-    }
-}
 
 /// Streams in Redis. Clones share the pool and the notification listener.
 ///
@@ -97,126 +65,6 @@ pub struct RedisStreamStorage {
     /// Serialises this process's writes per stream (see `keyed_lock.rs`).
     writes: Arc<KeyedLocks>,
     _listener: Arc<DropGuard>,
-}
-
-/// `EVAL script` with its keys; arguments follow with `.arg(..)`.
-fn eval(script: &str, keys: &[String]) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(script).arg(keys.len());
-    for key in keys {
-        cmd.arg(key);
-    }
-    cmd
-}
-
-fn storage_error(what: &str, error: RedisError) -> StorageError {
-    StorageError::backend(
-        is_transient(&error),
-        format!("redis {what}: {error}"),
-        Some(Box::new(error)),
-    )
-}
-
-fn pool_error(error: deadpool_redis::PoolError) -> StorageError {
-    match error {
-        deadpool_redis::PoolError::Backend(e) => storage_error("connection", e),
-        other => StorageError::unavailable(format!("redis pool: {other}"), other),
-    }
-}
-
-/// Paces compare-and-set retries: jittered exponential backoff up to a deadline.
-struct CasRetry {
-    deadline: tokio::time::Instant,
-    pause: Duration,
-}
-
-impl CasRetry {
-    fn new() -> CasRetry {
-        CasRetry {
-            deadline: tokio::time::Instant::now() + CAS_DEADLINE,
-            pause: Duration::from_micros(200),
-        }
-    }
-
-    /// Waits before the next attempt; false once the deadline has passed.
-    async fn again(&mut self) -> bool {
-        if tokio::time::Instant::now() >= self.deadline {
-            return false;
-        }
-        let jitter = rand::random_range(0.5..1.0);
-        tokio::time::sleep(self.pause.mul_f64(jitter)).await;
-        self.pause = (self.pause * 2).min(Duration::from_millis(50));
-        true
-    }
-}
-
-fn contention(name: &StreamName) -> StorageError {
-    StorageError::Unavailable {
-        message: format!("stream {name} is changing too fast to write; retry"),
-        source: None,
-    }
-}
-
-/// A stream's meta hash, decoded.
-struct Meta {
-    row: StreamRow,
-    ver: String,
-    generation: String,
-    parent: Option<String>,
-    live_forks: i64,
-}
-
-impl Meta {
-    fn decode(fields: HashMap<String, String>) -> Option<Meta> {
-        let num = |k: &str| fields.get(k).and_then(|v| v.parse::<i64>().ok());
-        let closed_by = fields
-            .get("closed_by")
-            .filter(|v| !v.is_empty())
-            .and_then(|v| {
-                let mut parts = v.splitn(3, ' ');
-                let epoch = parts.next()?.parse().ok()?;
-                let seq = parts.next()?.parse().ok()?;
-                Some(ProducerStamp {
-                    id: parts.next()?.to_owned(),
-                    epoch,
-                    seq,
-                })
-            });
-        Some(Meta {
-            row: StreamRow {
-                content_type: fields.get("content_type")?.clone(),
-                expiry_kind: num("expiry_kind")?,
-                expiry_ms: num("expiry_ms")?,
-                requested: fields.get("requested")?.clone(),
-                closed: num("closed")? != 0,
-                closed_by,
-                writer_seq: fields.get("writer_seq").cloned(),
-                next_index: num("next_index")? as u64,
-                last_access_ms: num("last_access_ms")?,
-                soft_deleted: num("soft_deleted").unwrap_or(0) != 0,
-            },
-            ver: fields.get("ver")?.clone(),
-            generation: fields.get("gen")?.clone(),
-            parent: fields.get("parent").filter(|p| !p.is_empty()).cloned(),
-            live_forks: num("live_forks").unwrap_or(0),
-        })
-    }
-
-    /// Key lifetime for the expiry backstop (0 = none): only TTL/absolute streams without forks.
-    fn pexpire_ms(&self, now: i64) -> i64 {
-        if self.live_forks > 0 {
-            return 0;
-        }
-        expiry_backstop(self.row.expiry_kind, self.row.expiry_ms, now)
-    }
-}
-
-fn expiry_backstop(kind: i64, ms: i64, now: i64) -> i64 {
-    match kind {
-        1 => ms + EXPIRY_GRACE_MS,
-        2 => (ms - now).max(0) + EXPIRY_GRACE_MS,
-        _ => 0,
-    }
 }
 
 impl RedisStreamStorage {
@@ -324,95 +172,6 @@ impl RedisStreamStorage {
         }
     }
 
-    /// Deletes `name` (soft while forks live), releasing fork sources up the chain as
-    /// [`RemoveChain`] decides; each step is one compare-and-set script.
-    /// `only_if_expired`: do nothing unless the stream has expired (reaping).
-    async fn remove(&self, name: &StreamName, only_if_expired: bool) -> Result<(), StorageError> {
-        let mut chain = RemoveChain::new(name);
-        let mut first = true;
-        while let Some(current) = chain.next() {
-            let mut retry = CasRetry::new();
-            loop {
-                let meta = self.load(current.as_str()).await?;
-                if first
-                    && only_if_expired
-                    && !meta
-                        .as_ref()
-                        .is_some_and(|m| !m.row.soft_deleted && m.row.is_expired(self.now()))
-                {
-                    return Ok(());
-                }
-                let Some(meta) = meta else {
-                    return Ok(());
-                };
-                let parent = meta.parent.as_deref().and_then(|p| StreamName::new(p).ok());
-                let (mode, parent) = match chain.decide(Some(ChainLink {
-                    live_forks: meta.live_forks,
-                    parent,
-                })) {
-                    Some(Removal::Soft) => ("soft", None),
-                    Some(Removal::Hard { parent: None }) => ("hard", None),
-                    Some(Removal::Hard {
-                        parent: Some(parent),
-                    }) => ("hard_fork", Some(parent)),
-                    None => return Ok(()),
-                };
-                let keys = [
-                    self.meta_key(current.as_str()),
-                    self.data_key(current.as_str(), &meta.generation),
-                    self.producers_key(current.as_str(), &meta.generation),
-                    self.meta_key(parent.as_ref().unwrap_or(&current).as_str()),
-                    self.channel(),
-                ];
-                let mut conn = self.conn().await?;
-                let outcome: Vec<i64> = eval(scripts::REMOVE, &keys)
-                    .arg(&meta.ver)
-                    .arg(mode)
-                    .arg(current.as_str())
-                    .query_async(&mut *conn)
-                    .await
-                    .map_err(|e| storage_error("remove", e))?;
-                match (outcome.as_slice(), &parent) {
-                    ([0], _) if retry.again().await => continue,
-                    ([0], _) => return Err(contention(&current)),
-                    ([2, soft_deleted, live_forks], Some(parent)) => {
-                        chain.released(parent, *soft_deleted != 0, *live_forks);
-                    }
-                    _ => {}
-                }
-                break;
-            }
-            first = false;
-        }
-        Ok(())
-    }
-
-    /// The records a fork inherits, read from the source (as [`plan_fork`] decides).
-    async fn fork_prefix(
-        &self,
-        source: &StreamName,
-        meta: &Meta,
-        spec: &ForkFrom,
-    ) -> Result<Vec<Bytes>, StorageError> {
-        let plan = plan_fork(source, meta.row.next_index, spec)?;
-        let data_key = self.data_key(source.as_str(), &meta.generation);
-        let mut records = self.range(&data_key, 0, plan.whole).await?;
-        if let Some(wanted) = plan.bytes {
-            let mut cut = ByteCut::new(wanted);
-            for record in self
-                .range(&data_key, plan.whole, meta.row.next_index)
-                .await?
-            {
-                if !cut.wants_more() {
-                    break;
-                }
-                cut.push(record);
-            }
-            records.extend(cut.finish()?);
-        }
-        Ok(records)
-    }
-
     /// Records at indexes `from..to` of a data stream.
     async fn range(&self, data_key: &str, from: u64, to: u64) -> Result<Vec<Bytes>, StorageError> {
         if to <= from {
@@ -431,56 +190,6 @@ impl RedisStreamStorage {
             .iter()
             .map(|entry| Bytes::from(entry.get::<Vec<u8>>("d").unwrap_or_default()))
             .collect())
-    }
-}
-
-async fn subscribe_notifications(
-    client: &redis::Client,
-    channel: &str,
-) -> Result<redis::aio::PubSub, StorageError> {
-    let mut pubsub = client
-        .get_async_pubsub()
-        .await
-        .map_err(|e| storage_error("pubsub", e))?;
-    pubsub
-        .subscribe(channel)
-        .await
-        .map_err(|e| storage_error("subscribe", e))?;
-    Ok(pubsub)
-}
-
-/// Wakes the waiters of every notified stream; after a reconnect, all of them (notifications
-/// sent meanwhile are lost). Stops when every clone of the storage is dropped.
-async fn listen(
-    client: redis::Client,
-    channel: String,
-    pubsub: redis::aio::PubSub,
-    wakers: Arc<Wakers>,
-    stop: CancellationToken,
-) {
-    let mut messages = pubsub.into_on_message();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            message = messages.next() => match message {
-                Some(message) => {
-                    if let Ok(name) = std::str::from_utf8(message.get_payload_bytes()) {
-                        wakers.wake(name);
-                    }
-                }
-                None => loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => return,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
-                    if let Ok(pubsub) = subscribe_notifications(&client, &channel).await {
-                        messages = pubsub.into_on_message();
-                        wakers.wake_all();
-                        break;
-                    }
-                },
-            },
-        }
     }
 }
 

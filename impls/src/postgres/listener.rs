@@ -1,0 +1,56 @@
+//! The notification listener: one connection per storage or bus instance that turns
+//! `NOTIFY`s into wake-ups of the local waiters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::wakers::Wakers;
+
+/// Keeps the listener connection: wakes the waiters of every notified stream, and all of them
+/// after a reconnect. Stops when the storage (every clone) is dropped.
+pub(crate) async fn listen(
+    mut listener: PgListener,
+    channel: &'static str,
+    wakers: Arc<Wakers>,
+    stop: CancellationToken,
+) {
+    let mut listening = false;
+    loop {
+        if !listening {
+            match listener.listen(channel).await {
+                Ok(()) => {
+                    listening = true;
+                    wakers.wake_all();
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "postgres LISTEN failed; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) => wakers.wake(notification.payload()),
+                // The connection was lost (sqlx reconnects and re-listens on the next call);
+                // notifications sent meanwhile are gone, so every waiter re-checks.
+                Ok(None) => wakers.wake_all(),
+                Err(error) => {
+                    tracing::warn!(%error, "postgres listener failed; reconnecting");
+                    listening = false;
+                    wakers.wake_all();
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+            },
+        }
+    }
+}
