@@ -41,6 +41,31 @@ use crate::error::{BoxError, Classify, ErrorClass, InvalidInput};
 /// Longest topic name accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 256;
 
+/// Checks that `value` has 1 to `max_len` bytes of ASCII letters, digits, `. _ - : @` and the
+/// characters of `extra`, naming `field` and the problem if not.
+fn check_name(
+    field: &'static str,
+    value: &str,
+    max_len: usize,
+    extra: &str,
+) -> Result<(), InvalidInput> {
+    let bad = |reason: &str| InvalidInput::new(field, value, reason);
+    if value.is_empty() {
+        return Err(bad("must not be empty"));
+    }
+    if value.len() > max_len {
+        return Err(bad(&format!("longer than {max_len} bytes")));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || ".-_:@".contains(c) || extra.contains(c);
+    if let Some(c) = value.chars().find(|c| !allowed(*c)) {
+        let extra: String = extra.chars().flat_map(|c| [' ', c]).collect();
+        return Err(bad(&format!(
+            "character {c:?} is not allowed (use A-Z a-z 0-9 . _ - : @{extra})"
+        )));
+    }
+    Ok(())
+}
+
 /// A validated topic name.
 ///
 /// Allowed: 1 to [`MAX_TOPIC_LEN`] bytes of ASCII letters, digits and `. _ - : @ /`, where `/`
@@ -57,22 +82,13 @@ impl Topic {
     /// assert!(Topic::new("bad topic").is_err());
     /// ```
     pub fn new(name: &str) -> Result<Topic, InvalidInput> {
-        let bad = |reason: &str| InvalidInput::new("topic", name, reason);
-        if name.is_empty() {
-            return Err(bad("must not be empty"));
-        }
-        if name.len() > MAX_TOPIC_LEN {
-            return Err(bad(&format!("longer than {MAX_TOPIC_LEN} bytes")));
-        }
-        if let Some(c) = name.chars().find(|c| {
-            !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@' | '/'))
-        }) {
-            return Err(bad(&format!(
-                "character {c:?} is not allowed (use A-Z a-z 0-9 . _ - : @ /)"
-            )));
-        }
+        check_name("topic", name, MAX_TOPIC_LEN, "/")?;
         if name.split('/').any(str::is_empty) {
-            return Err(bad("'/' must separate non-empty segments"));
+            return Err(InvalidInput::new(
+                "topic",
+                name,
+                "'/' must separate non-empty segments",
+            ));
         }
         Ok(Topic(Arc::from(name)))
     }
@@ -161,21 +177,7 @@ impl MessageId {
     /// assert!(MessageId::parse("order 42").is_err());
     /// ```
     pub fn parse(id: &str) -> Result<MessageId, InvalidInput> {
-        let bad = |reason: &str| InvalidInput::new("message id", id, reason);
-        if id.is_empty() {
-            return Err(bad("must not be empty"));
-        }
-        if id.len() > MAX_MESSAGE_ID_LEN {
-            return Err(bad(&format!("longer than {MAX_MESSAGE_ID_LEN} bytes")));
-        }
-        if let Some(c) = id
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@')))
-        {
-            return Err(bad(&format!(
-                "character {c:?} is not allowed (use A-Z a-z 0-9 . _ - : @)"
-            )));
-        }
+        check_name("message id", id, MAX_MESSAGE_ID_LEN, "")?;
         Ok(MessageId(id.to_owned()))
     }
 
