@@ -20,9 +20,12 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create directory {}: {e}", dir.display()))?;
         }
-        let store = courier::impls::sqlite::SqliteStreamStorage::open(path)
-            .await
-            .map_err(fail)?;
+        let store = courier::impls::sqlite::SqliteStreamStorage::connect(
+            path,
+            courier::impls::sqlite::SqliteStorageConfig::default(),
+        )
+        .await
+        .map_err(fail)?;
         return Ok(Arc::new(store));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -33,7 +36,7 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(store));
     }
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        let config = courier::impls::postgres::PgConfig::default();
+        let config = courier::impls::postgres::PgStorageConfig::default();
         let store = courier::impls::postgres::PgStreamStorage::connect(spec, config)
             .await
             .map_err(fail)?;

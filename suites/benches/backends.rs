@@ -20,9 +20,9 @@ use courier::bus::{MessageBus, SubscribeFrom, Topic};
 use courier::impls::etcd::proto::etcdserverpb::PutRequest;
 use courier::impls::etcd::{EtcdBus, EtcdBusConfig, EtcdClient};
 use courier::impls::memory::{MemoryBus, MemoryStreamStorage};
-use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
+use courier::impls::postgres::{PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage};
 use courier::impls::redis::{RedisBus, RedisBusConfig, RedisStorageConfig, RedisStreamStorage};
-use courier::impls::sqlite::SqliteStreamStorage;
+use courier::impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
 use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -89,13 +89,16 @@ fn storage_benches(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = rt
-        .block_on(SqliteStreamStorage::open(dir.path().join("bench.db")))
+        .block_on(SqliteStreamStorage::connect(
+            dir.path().join("bench.db"),
+            SqliteStorageConfig::default(),
+        ))
         .expect("sqlite");
     let postgres = rt.block_on(Postgres::start()).expect("postgres");
     let pg = rt
         .block_on(PgStreamStorage::connect(
             &postgres.url(),
-            PgConfig::default(),
+            PgStorageConfig::default(),
         ))
         .expect("postgres storage");
     let redis = rt.block_on(Redis::start()).expect("redis");

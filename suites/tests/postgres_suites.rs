@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use courier::impls::postgres::{PgBus, PgBusConfig, PgConfig, PgStreamStorage};
+use courier::impls::postgres::{PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage};
 use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
@@ -37,11 +37,9 @@ impl PgFactory {
 impl StorageFactory for PgFactory {
     type Storage = PgStreamStorage;
     async fn connect(&self) -> PgStreamStorage {
-        let config = PgConfig {
-            schema: Some(self.schema.clone()),
-            ..PgConfig::default()
-        }
-        .with_clock(self.clock.shared());
+        let config = PgStorageConfig::default()
+            .with_schema(self.schema.clone())
+            .with_clock(self.clock.shared());
         PgStreamStorage::connect(&self.url, config)
             .await
             .expect("connect to postgres")

@@ -108,11 +108,9 @@ mod redis_pubsub_bus {
 impl StorageFactory for RedisFactory {
     type Storage = RedisStreamStorage;
     async fn connect(&self) -> RedisStreamStorage {
-        let config = RedisStorageConfig {
-            key_prefix: self.prefix.clone(),
-            ..RedisStorageConfig::default()
-        }
-        .with_clock(self.clock.shared());
+        let config = RedisStorageConfig::default()
+            .with_key_prefix(self.prefix.clone())
+            .with_clock(self.clock.shared());
         RedisStreamStorage::connect(&self.url, config)
             .await
             .expect("connect to redis")
@@ -293,10 +291,7 @@ async fn connect_warns() {
     let connect_all = async || {
         let storage = RedisStreamStorage::connect(
             &factory.url,
-            RedisStorageConfig {
-                key_prefix: factory.prefix.clone(),
-                ..RedisStorageConfig::default()
-            },
+            RedisStorageConfig::default().with_key_prefix(factory.prefix.clone()),
         )
         .await
         .expect("storage connects");
@@ -348,10 +343,7 @@ async fn writes_while_redis_loads_are_retryable() {
     let prefix = format!("courier-test:{}", unique_prefix());
     let storage = RedisStreamStorage::connect(
         &url,
-        RedisStorageConfig {
-            key_prefix: prefix.clone(),
-            ..RedisStorageConfig::default()
-        },
+        RedisStorageConfig::default().with_key_prefix(prefix.clone()),
     )
     .await
     .expect("connect storage");

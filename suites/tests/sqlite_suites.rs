@@ -1,7 +1,7 @@
 //! The universal storage suite against `SqliteStreamStorage`, plus durability across reopen.
 
 use async_trait::async_trait;
-use courier::impls::sqlite::{SqliteConfig, SqliteStreamStorage};
+use courier::impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier::storage::{
     AppendRequest, Offset, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName,
     StreamStorage, WaitOutcome,
@@ -31,8 +31,8 @@ impl SqliteFactory {
 impl StorageFactory for SqliteFactory {
     type Storage = SqliteStreamStorage;
     async fn connect(&self) -> SqliteStreamStorage {
-        let config = SqliteConfig::default().with_clock(self.clock.shared());
-        SqliteStreamStorage::open_with(self.dir.path().join("streams.db"), config)
+        let config = SqliteStorageConfig::default().with_clock(self.clock.shared());
+        SqliteStreamStorage::connect(self.dir.path().join("streams.db"), config)
             .await
             .expect("open sqlite")
     }
@@ -63,7 +63,9 @@ async fn data_and_state_survive_reopen() {
     let path = dir.path().join("nested/dir/streams.db");
     let name = StreamName::new("durable").expect("valid");
     {
-        let store = SqliteStreamStorage::open(&path).await.expect("open");
+        let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+            .await
+            .expect("open");
         store
             .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
             .await
@@ -84,7 +86,9 @@ async fn data_and_state_survive_reopen() {
             .expect("close");
         store.close().await;
     }
-    let store = SqliteStreamStorage::open(&path).await.expect("reopen");
+    let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+        .await
+        .expect("reopen");
     let batch = store
         .read(&name, None, ReadLimits::default())
         .await
@@ -113,9 +117,10 @@ async fn data_and_state_survive_reopen() {
 #[tokio::test]
 async fn closed_pool_is_a_retryable_error() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
-        .await
-        .expect("open");
+    let store =
+        SqliteStreamStorage::connect(dir.path().join("s.db"), SqliteStorageConfig::default())
+            .await
+            .expect("open");
     store.close().await;
     let err = store
         .head(&StreamName::new("x").expect("valid"))
@@ -130,7 +135,7 @@ async fn closed_pool_is_a_retryable_error() {
 async fn failing_appends_in_a_batch_do_not_affect_the_others() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = std::sync::Arc::new(
-        SqliteStreamStorage::open(dir.path().join("s.db"))
+        SqliteStreamStorage::connect(dir.path().join("s.db"), SqliteStorageConfig::default())
             .await
             .expect("open"),
     );
@@ -174,9 +179,10 @@ async fn failing_appends_in_a_batch_do_not_affect_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_in_one_batch_see_each_other() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
-        .await
-        .expect("open");
+    let store =
+        SqliteStreamStorage::connect(dir.path().join("s.db"), SqliteStorageConfig::default())
+            .await
+            .expect("open");
     let name = StreamName::new("ordered").expect("valid");
     store
         .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
@@ -222,9 +228,10 @@ async fn appends_in_one_batch_see_each_other() {
     assert!(batch.closed);
     // The producer state committed with the batch: seq 3 continues, a retry of 2 is a duplicate.
     drop(store);
-    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
-        .await
-        .expect("reopen");
+    let store =
+        SqliteStreamStorage::connect(dir.path().join("s.db"), SqliteStorageConfig::default())
+            .await
+            .expect("reopen");
     let retry = store
         .append(
             &name,
@@ -242,9 +249,10 @@ async fn appends_in_one_batch_see_each_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_to_many_streams_in_one_batch() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStreamStorage::open(dir.path().join("s.db"))
-        .await
-        .expect("open");
+    let store =
+        SqliteStreamStorage::connect(dir.path().join("s.db"), SqliteStorageConfig::default())
+            .await
+            .expect("open");
     let names: Vec<StreamName> = (0..20)
         .map(|i| StreamName::new(&format!("s{i}")).expect("valid"))
         .collect();
@@ -341,8 +349,12 @@ async fn within_a_second(
 async fn changes_through_another_instance_wake_a_wait() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.db");
-    let a = SqliteStreamStorage::open(&path).await.expect("open a");
-    let b = SqliteStreamStorage::open(&path).await.expect("open b");
+    let a = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+        .await
+        .expect("open a");
+    let b = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+        .await
+        .expect("open b");
     let name = StreamName::new("cross").expect("valid");
     let config = || StreamConfig::with_content_type("text/plain");
     a.create(&name, config(), vec![]).await.expect("create");
@@ -395,7 +407,9 @@ async fn append_in_another_process_wakes_a_wait() {
     let name = StreamName::new("processes").expect("valid");
     if let Ok(path) = std::env::var(CHILD_APPEND_ENV) {
         // The child: append once and exit.
-        let store = SqliteStreamStorage::open(&path).await.expect("child open");
+        let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+            .await
+            .expect("child open");
         store
             .append(&name, AppendRequest::record("from the child"))
             .await
@@ -405,7 +419,9 @@ async fn append_in_another_process_wakes_a_wait() {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.db");
-    let store = SqliteStreamStorage::open(&path).await.expect("open");
+    let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+        .await
+        .expect("open");
     let tail = store
         .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
         .await

@@ -24,7 +24,7 @@ mod storage;
 mod tables;
 
 pub use bus::{PgBus, PgBusConfig};
-pub use config::PgConfig;
+pub use config::PgStorageConfig;
 pub use storage::PgStreamStorage;
 
 use errors::{db_error, is_transient};

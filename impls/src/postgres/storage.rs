@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::config::PgConfig;
+use super::config::PgStorageConfig;
 use super::create::create_in;
 use super::tables::{expired_names, load, load_for_append, load_live};
 use super::{db_error, listen, schema};
@@ -36,10 +36,10 @@ const CHANNEL: &str = "courier_streams";
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::StorageError> {
-/// use courier_impls::postgres::{PgConfig, PgStreamStorage};
+/// use courier_impls::postgres::{PgStorageConfig, PgStreamStorage};
 /// use courier_traits::storage::*;
 ///
-/// let store = PgStreamStorage::connect("postgres://postgres@127.0.0.1/postgres", PgConfig::default()).await?;
+/// let store = PgStreamStorage::connect("postgres://postgres@127.0.0.1/postgres", PgStorageConfig::default()).await?;
 /// let name = StreamName::new("orders")?;
 /// store.create(&name, StreamConfig::with_content_type("application/json"), vec![]).await?;
 /// # Ok(()) }
@@ -48,14 +48,17 @@ const CHANNEL: &str = "courier_streams";
 pub struct PgStreamStorage {
     pool: PgPool,
     wakers: Arc<Wakers>,
-    config: PgConfig,
+    config: PgStorageConfig,
     last_sweep_ms: Arc<AtomicI64>,
     _listener: Arc<DropGuard>,
 }
 
 impl PgStreamStorage {
     /// Connects to `url`, applies the schema, and starts the notification listener.
-    pub async fn connect(url: &str, config: PgConfig) -> Result<PgStreamStorage, StorageError> {
+    pub async fn connect(
+        url: &str,
+        config: PgStorageConfig,
+    ) -> Result<PgStreamStorage, StorageError> {
         let mut options = PgConnectOptions::from_str(url).map_err(db_error)?;
         if let Some(schema) = &config.schema {
             if schema.is_empty()

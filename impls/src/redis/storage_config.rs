@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use courier_traits::clock::{Clock, system_clock};
 
-/// Settings of a [`RedisStreamStorage`].
+/// Settings of a [`RedisStreamStorage`](super::RedisStreamStorage): read the fields, build with
+/// [`Default`] and the `with_*` setters.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RedisStorageConfig {
     /// Prefix of every key.
     pub key_prefix: String,
@@ -27,6 +29,18 @@ impl Default for RedisStorageConfig {
 }
 
 impl RedisStorageConfig {
+    /// Sets [`key_prefix`](Self::key_prefix) (default `courier:streams`).
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> RedisStorageConfig {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`max_record_bytes`](Self::max_record_bytes) (default 64 MiB).
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> RedisStorageConfig {
+        self.max_record_bytes = bytes;
+        self
+    }
+
     /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RedisStorageConfig {
         self.clock = clock;

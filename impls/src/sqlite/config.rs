@@ -1,13 +1,15 @@
-//! [`SqliteConfig`]: the settings of a [`SqliteStreamStorage`](super::SqliteStreamStorage).
+//! [`SqliteStorageConfig`]: the settings of a [`SqliteStreamStorage`](super::SqliteStreamStorage).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use courier_traits::clock::{Clock, system_clock};
 
-/// Settings of a [`SqliteStreamStorage`].
+/// Settings of a [`SqliteStreamStorage`](super::SqliteStreamStorage): read the fields, build
+/// with [`Default`] and the `with_*` setters.
 #[derive(Clone, Debug)]
-pub struct SqliteConfig {
+#[non_exhaustive]
+pub struct SqliteStorageConfig {
     /// Largest single record accepted.
     pub max_record_bytes: usize,
     /// Connections in the pool (readers run in parallel under WAL; writers take turns).
@@ -24,9 +26,9 @@ pub struct SqliteConfig {
     pub clock: Arc<dyn Clock>,
 }
 
-impl Default for SqliteConfig {
+impl Default for SqliteStorageConfig {
     fn default() -> Self {
-        SqliteConfig {
+        SqliteStorageConfig {
             max_record_bytes: 64 << 20,
             max_connections: 4,
             fsync_every_commit: true,
@@ -37,9 +39,39 @@ impl Default for SqliteConfig {
     }
 }
 
-impl SqliteConfig {
+impl SqliteStorageConfig {
+    /// Sets [`max_record_bytes`](Self::max_record_bytes) (default 64 MiB).
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> SqliteStorageConfig {
+        self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections) (default 4; at least 1 is used).
+    pub fn with_max_connections(mut self, connections: u32) -> SqliteStorageConfig {
+        self.max_connections = connections;
+        self
+    }
+
+    /// Sets [`fsync_every_commit`](Self::fsync_every_commit) (default `true`).
+    pub fn with_fsync_every_commit(mut self, fsync: bool) -> SqliteStorageConfig {
+        self.fsync_every_commit = fsync;
+        self
+    }
+
+    /// Sets [`busy_timeout`](Self::busy_timeout) (default 10 s).
+    pub fn with_busy_timeout(mut self, timeout: Duration) -> SqliteStorageConfig {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Sets [`change_poll_interval`](Self::change_poll_interval) (default 50 ms).
+    pub fn with_change_poll_interval(mut self, interval: Duration) -> SqliteStorageConfig {
+        self.change_poll_interval = interval;
+        self
+    }
+
     /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteConfig {
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteStorageConfig {
         self.clock = clock;
         self
     }

@@ -1,4 +1,5 @@
-//! [`SqliteStreamStorage`]: the embedded durable [`StreamStorage`] (feature `sqlite`).
+//! [`SqliteStreamStorage`]: the embedded durable
+//! [`StreamStorage`](courier_traits::storage::StreamStorage) (feature `sqlite`).
 //!
 //! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
 //! survives a crash or power loss. Appends run in `BEGIN IMMEDIATE` transactions: records,
@@ -17,7 +18,7 @@ mod schema;
 mod storage;
 mod writer;
 
-pub use config::SqliteConfig;
+pub use config::SqliteStorageConfig;
 pub use storage::SqliteStreamStorage;
 
 use errors::db_error;

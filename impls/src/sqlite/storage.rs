@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::change_watch::ChangeWatch;
-use super::config::SqliteConfig;
+use super::config::SqliteStorageConfig;
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use super::writer::{Work, Writer};
 use super::{db_error, schema};
@@ -34,10 +34,11 @@ use crate::wakers::Wakers;
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::StorageError> {
-/// use courier_impls::sqlite::SqliteStreamStorage;
+/// use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 /// use courier_traits::storage::*;
 ///
-/// let store = SqliteStreamStorage::open("./data/streams.db").await?;
+/// let store =
+///     SqliteStreamStorage::connect("./data/streams.db", SqliteStorageConfig::default()).await?;
 /// let name = StreamName::new("audit")?;
 /// store.create(&name, StreamConfig::with_content_type("text/plain"), vec![]).await?;
 /// store.append(&name, AppendRequest::record("survives restarts")).await?;
@@ -47,23 +48,18 @@ use crate::wakers::Wakers;
 pub struct SqliteStreamStorage {
     pool: SqlitePool,
     wakers: Arc<Wakers>,
-    config: SqliteConfig,
+    config: SqliteStorageConfig,
     last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
     writer: Writer,
     change_watch: Arc<ChangeWatch>,
 }
 
 impl SqliteStreamStorage {
-    /// Opens (creating if missing) the database at `path` with default settings, and brings
-    /// its schema up to date.
-    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteStreamStorage, StorageError> {
-        SqliteStreamStorage::open_with(path, SqliteConfig::default()).await
-    }
-
-    /// Opens the database at `path` with these settings.
-    pub async fn open_with(
+    /// Opens the database file at `path` (creating it and its directory if missing) with these
+    /// settings, and brings its schema up to date.
+    pub async fn connect(
         path: impl AsRef<Path>,
-        config: SqliteConfig,
+        config: SqliteStorageConfig,
     ) -> Result<SqliteStreamStorage, StorageError> {
         let path = path.as_ref();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use courier_impls::http::HttpTransport;
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::retry::FixedDelay;
-use courier_impls::sqlite::SqliteStreamStorage;
+use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier_streams::client::{ClientError, CreateOptions, LiveMode, StreamsClient};
 use courier_streams::server::{ServerConfig, StreamsServer};
 use courier_traits::StreamStorage;
@@ -242,7 +242,9 @@ async fn subscription_resumes_across_a_server_restart_without_gaps_or_duplicates
     let db = dir.path().join("streams.db");
     for mode in [LiveMode::LongPoll, LiveMode::Sse] {
         let stream = format!("restart-{mode:?}");
-        let storage = SqliteStreamStorage::open(&db).await.expect("open sqlite");
+        let storage = SqliteStreamStorage::connect(&db, SqliteStorageConfig::default())
+            .await
+            .expect("open sqlite");
         let server = TestServer::start(Arc::new(storage), "127.0.0.1:0").await;
         let addr = server.addr;
         let c = client(&server.url());
@@ -276,7 +278,9 @@ async fn subscription_resumes_across_a_server_restart_without_gaps_or_duplicates
         .await
         .expect("reader caught up");
         server.stop().await;
-        let storage = SqliteStreamStorage::open(&db).await.expect("reopen sqlite");
+        let storage = SqliteStreamStorage::connect(&db, SqliteStorageConfig::default())
+            .await
+            .expect("reopen sqlite");
         let server = TestServer::start(Arc::new(storage), &addr.to_string()).await;
         for i in 20..40 {
             c.append(&stream, "text/plain", message(i))

@@ -21,8 +21,10 @@ use crate::rules::{
 };
 use entry::StreamEntry;
 
-/// Settings of a [`MemoryStreamStorage`].
+/// Settings of a [`MemoryStreamStorage`]: read the fields, build with [`Default`] and the
+/// `with_*` setters.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MemoryStorageConfig {
     /// Largest single record accepted.
     pub max_record_bytes: usize,
@@ -40,6 +42,12 @@ impl Default for MemoryStorageConfig {
 }
 
 impl MemoryStorageConfig {
+    /// Sets [`max_record_bytes`](Self::max_record_bytes) (default 64 MiB).
+    pub fn with_max_record_bytes(mut self, bytes: usize) -> MemoryStorageConfig {
+        self.max_record_bytes = bytes;
+        self
+    }
+
     /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> MemoryStorageConfig {
         self.clock = clock;
