@@ -1,0 +1,27 @@
+//! The ingestion server's request layer (feature `server`).
+//!
+//! Every step of a request before the storage, as pure functions and small types so each is
+//! tested on its own:
+//!
+//! - [`decode_body`]: `Content-Type` and `Content-Encoding` (gzip inflated up to the body
+//!   limit and no further), the body size limit;
+//! - [`EventParser`]: both event shapes of the spec (the upstream envelope under protojson
+//!   rules, the upstream Go SDK's simple shape), the batch limits, per-event validation and the
+//!   normalised record that is stored;
+//! - [`BatchResponse`] and [`RequestError`]: the 200 body with exactly the upstream field set,
+//!   and every error status with its upstream body.
+
+mod body;
+mod envelope;
+mod parse;
+mod reply;
+mod response;
+mod schema;
+mod simple;
+mod strict_json;
+
+pub use body::decode_body;
+pub use parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits};
+pub use reply::{RequestError, Violation};
+pub use response::{BatchResponse, EventResult, single_accepted_json};
+pub use schema::SchemaError;

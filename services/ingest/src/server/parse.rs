@@ -1,0 +1,262 @@
+//! The batch: its top level, its limits, and each event handed to the parser of its shape.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::reply::{RequestError, Violation};
+use super::schema::{Schema, SchemaError};
+use super::{envelope, simple, strict_json};
+
+/// Request limits, upstream's raised as the spec explains (the upstream Go SDK sends far more
+/// than its batch size under bursts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Body bytes, after decompression (default 10 MiB).
+    pub max_body_bytes: usize,
+    /// Events per batch (default 10 000).
+    pub max_events: usize,
+    /// Bytes of one event's JSON (default 256 KiB); a larger event is rejected alone.
+    pub max_event_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 << 20,
+            max_events: 10_000,
+            max_event_bytes: 256 << 10,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`Limits::max_body_bytes`].
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Limits::max_events`].
+    pub fn with_max_events(mut self, events: usize) -> Self {
+        self.max_events = events;
+        self
+    }
+
+    /// Sets [`Limits::max_event_bytes`].
+    pub fn with_max_event_bytes(mut self, bytes: usize) -> Self {
+        self.max_event_bytes = bytes;
+        self
+    }
+}
+
+/// What the request knows about its events before reading them.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestContext<'a> {
+    /// The app of the request's API key; events of another app are rejected.
+    pub app_id: &'a str,
+    /// When the request arrived, ms since the Unix epoch (stored as `received_ms`).
+    pub received_ms: i64,
+}
+
+/// A valid event, ready for the keyed append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedEvent {
+    /// The client's `id`, or a fresh UUIDv7.
+    pub id: String,
+    /// The dedup key: the client's `idempotency_key`, or a fresh UUIDv4.
+    pub idempotency_key: String,
+    /// The stored record: the normalised event as JSON.
+    pub record: Vec<u8>,
+}
+
+/// One event's outcome of parsing and validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// Valid; to be stored.
+    Valid(AcceptedEvent),
+    /// Invalid: the field and the rule (answered inside the 200, the others are stored).
+    Rejected(String),
+}
+
+/// Reads batches and single events of both shapes (see the module docs of
+/// [`server`](crate::server)).
+#[derive(Debug, Clone)]
+pub struct EventParser {
+    schema: Schema,
+    limits: Limits,
+}
+
+/// Violations collected before answering 400: enough to fix a batch, bounded in size.
+const MAX_VIOLATIONS: usize = 100;
+
+impl EventParser {
+    /// A parser with `limits`, its schema decoded from the checked-in descriptor set.
+    pub fn new(limits: Limits) -> Result<Self, SchemaError> {
+        Ok(Self {
+            schema: Schema::load()?,
+            limits,
+        })
+    }
+
+    /// The limits this parser applies.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Reads `{"events":[...]}` (the JSON body, already decoded). A body that is not such a
+    /// batch, or whose events have unknown, duplicate or mistyped fields, is 400 naming the
+    /// fields; events that parse but break a rule are [`EventOutcome::Rejected`].
+    pub fn parse_batch(
+        &self,
+        json: &[u8],
+        context: &IngestContext<'_>,
+    ) -> Result<Vec<EventOutcome>, RequestError> {
+        let events = top_level(json, "events")?;
+        if !events.get().starts_with('[') {
+            return Err(bad("events", "must be an array of events"));
+        }
+        let mut de = serde_json::Deserializer::from_str(events.get());
+        let seed = BoundedList {
+            max: self.limits.max_events,
+        };
+        let raw_events = seed
+            .deserialize(&mut de)
+            .map_err(|e| bad("events", e.to_string()))?;
+        if raw_events.is_empty() {
+            return Err(bad("events", "at least 1 event is required"));
+        }
+        let mut outcomes = Vec::with_capacity(raw_events.len());
+        let mut violations = Vec::new();
+        for (index, raw) in raw_events.iter().enumerate() {
+            match self.parse_event(raw.get(), &format!("events[{index}]"), context) {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(violation) if violations.len() < MAX_VIOLATIONS => violations.push(violation),
+                Err(_) => {}
+            }
+        }
+        if violations.is_empty() {
+            Ok(outcomes)
+        } else {
+            Err(RequestError::BadRequest(violations))
+        }
+    }
+
+    /// Reads `{"event":{...}}` of `POST /v1/events/ingest`.
+    pub fn parse_single(
+        &self,
+        json: &[u8],
+        context: &IngestContext<'_>,
+    ) -> Result<EventOutcome, RequestError> {
+        let event = top_level(json, "event")?;
+        self.parse_event(event.get(), "event", context)
+            .map_err(|v| RequestError::BadRequest(vec![v]))
+    }
+
+    fn parse_event(
+        &self,
+        raw: &str,
+        path: &str,
+        context: &IngestContext<'_>,
+    ) -> Result<EventOutcome, Violation> {
+        if raw.len() > self.limits.max_event_bytes {
+            return Ok(EventOutcome::Rejected(format!(
+                "event is {} bytes, over the limit of {} bytes",
+                raw.len(),
+                self.limits.max_event_bytes
+            )));
+        }
+        let value = strict_json::parse(raw, path).map_err(|e| Violation::new(e.path, e.message))?;
+        let Value::Object(object) = value else {
+            return Err(Violation::new(path, "must be an object"));
+        };
+        if object.contains_key("event_type") {
+            simple::parse(object, path, context)
+        } else {
+            envelope::parse(&self.schema, Value::Object(object), path, context)
+        }
+    }
+}
+
+fn bad(field: &str, description: impl Into<String>) -> RequestError {
+    RequestError::BadRequest(vec![Violation::new(field, description)])
+}
+
+/// The value of `key`, the only key the body's object may have.
+fn top_level<'a>(json: &'a [u8], key: &str) -> Result<&'a RawValue, RequestError> {
+    let text = std::str::from_utf8(json).map_err(|e| bad("body", format!("not UTF-8: {e}")))?;
+    let fields: Fields<'a> =
+        serde_json::from_str(text).map_err(|e| bad("body", format!("not a JSON object: {e}")))?;
+    let mut found = None;
+    for (name, value) in fields.0 {
+        if name != key {
+            return Err(bad(&name, "unknown field"));
+        }
+        if found.replace(value).is_some() {
+            return Err(bad(&name, "duplicate field"));
+        }
+    }
+    found.ok_or_else(|| bad(key, "required"))
+}
+
+/// A JSON object's members in order, duplicates kept, values unparsed.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(entry);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// A JSON array of at most `max` values, left unparsed; one more is an error before it is
+/// even read, so 10 million `{}`s cost no more than 10 001.
+struct BoundedList {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedList {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedList {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                return Err(A::Error::custom(format!(
+                    "more than {} events in one request",
+                    self.max
+                )));
+            }
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
