@@ -9,19 +9,29 @@
 //!   rules, the upstream Go SDK's simple shape), the batch limits, per-event validation and the
 //!   normalised record that is stored;
 //! - [`BatchResponse`] and [`RequestError`]: the 200 body with exactly the upstream field set,
-//!   and every error status with its upstream body.
+//!   and every error status with its upstream body;
+//! - [`ApiKeyChecker`] over a [`KeyStore`] ([`MemoryKeyStore`], also loaded from a static keys
+//!   file): API key format, SHA-256 digest, constant-time comparison;
+//! - [`RateLimiter`]: the per-app token bucket.
 
+mod auth;
 mod body;
 mod envelope;
 mod parse;
+mod rate;
 mod reply;
 mod response;
 mod schema;
 mod simple;
 mod strict_json;
 
+pub use auth::{
+    ApiKeyChecker, AuthenticatedApp, KeyDigest, KeyRecord, KeyStore, KeyStoreError, KeysFileError,
+    MemoryKeyStore,
+};
 pub use body::decode_body;
 pub use parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits};
+pub use rate::RateLimiter;
 pub use reply::{RequestError, Violation};
 pub use response::{BatchResponse, EventResult, single_accepted_json};
 pub use schema::SchemaError;
