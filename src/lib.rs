@@ -20,8 +20,10 @@
 //! | `etcd` | `impls::etcd::EtcdBus` |
 //! | `http` | `impls::http::HttpTransport`, a `RequestTransport` over HTTP/1.1 |
 //! | `websocket` | `impls::websocket::WsTransport`, a `DuplexTransport` over WebSocket (`ws://`) |
+//! | `grpc` | `impls::grpc`: tonic channels cached per URL, call deadlines, status classification, `GrpcTransport` |
 //! | `streams` | the Durable Streams server and client, as `streams` |
 //! | `hub` | the WebSocket hub, its HTTP API and client SDK, as `hub` |
+//! | `ingest` | the event-ingestion batching SDK (`IngestClient`), as `ingest` |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
 //! | (always) | the traits, and `impls::retry`: retry policies and the `Retry` driver |
 //!
@@ -51,6 +53,11 @@ pub use courier_streams as streams;
 #[cfg(feature = "hub")]
 #[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
 pub use courier_hub as hub;
+
+/// The event-ingestion batching SDK (feature `ingest`).
+#[cfg(feature = "ingest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ingest")))]
+pub use courier_ingest as ingest;
 pub use courier_traits as traits;
 pub use courier_traits::{
     BusError, Classify, DuplexTransport, ErrorClass, MessageBus, RequestTransport, RetryPolicy,
