@@ -22,7 +22,7 @@ use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::is_transient;
+use super::errors::is_transient;
 use crate::outbox::Outbox;
 use crate::payload_limit;
 use crate::sequence_position::{self, position};
@@ -150,7 +150,7 @@ impl PgBus {
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(bus_error)?;
-        tokio::spawn(super::listen(
+        tokio::spawn(super::listener::listen(
             listener,
             CHANNEL,
             wakers.clone(),

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use courier_traits::storage::{CreateOutcome, StorageError, StreamConfig, StreamInfo, StreamName};
 use sqlx::PgConnection;
 
-use super::db_error;
+use super::errors::db_error;
 use super::tables::{live, load, load_live};
 use crate::rules::{fork_settings, index_offset, own_settings, reject_self_fork};
 use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};

@@ -26,6 +26,3 @@ mod tables;
 pub use bus::{PgBus, PgBusConfig};
 pub use config::PgStorageConfig;
 pub use storage::PgStreamStorage;
-
-use errors::{db_error, is_transient};
-use listener::listen;

@@ -20,8 +20,10 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::config::PgStorageConfig;
 use super::create::create_in;
+use super::errors::db_error;
+use super::listener::listen;
+use super::schema;
 use super::tables::{expired_names, load, load_for_append, load_live};
-use super::{db_error, listen, schema};
 use crate::rules::{
     AppendContext, AppendPlan, check_record_sizes, committed_outcome, plan_append, validate_append,
 };

@@ -5,7 +5,7 @@ use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::db_error;
+use super::errors::db_error;
 use crate::rules::ProducerState;
 use crate::sql_model::StreamRow;
 

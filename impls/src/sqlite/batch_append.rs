@@ -16,7 +16,7 @@ use courier_traits::storage::{
 };
 use sqlx::{Row, SqliteConnection};
 
-use super::db_error;
+use super::errors::db_error;
 use super::row::{StreamRow, live, load_many};
 use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
 

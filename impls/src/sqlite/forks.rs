@@ -5,7 +5,7 @@ use bytes::Bytes;
 use courier_traits::storage::{StorageError, StreamName};
 use sqlx::SqliteConnection;
 
-use super::db_error;
+use super::errors::db_error;
 use crate::sql_forks::{InsertRecords, fork_statements};
 
 fork_statements!(SqliteConnection, "", db_error);

@@ -20,5 +20,3 @@ mod writer;
 
 pub use config::SqliteStorageConfig;
 pub use storage::SqliteStreamStorage;
-
-use errors::db_error;

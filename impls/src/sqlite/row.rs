@@ -6,7 +6,7 @@ use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::db_error;
+use super::errors::db_error;
 pub(super) use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
 
 /// The columns [`decode`] reads.

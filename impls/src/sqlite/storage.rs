@@ -19,9 +19,10 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 
 use super::change_watch::ChangeWatch;
 use super::config::SqliteStorageConfig;
+use super::errors::db_error;
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
+use super::schema;
 use super::writer::{Work, Writer};
-use super::{db_error, schema};
 use crate::rules::{
     check_record_sizes, fork_settings, index_offset, own_settings, reject_self_fork,
     validate_append,

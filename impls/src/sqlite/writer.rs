@@ -15,7 +15,7 @@ use sqlx::SqliteConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
-use super::db_error;
+use super::errors::db_error;
 use crate::sql_model::now_ms;
 
 /// Most jobs committed together.
