@@ -41,5 +41,6 @@ mod memory_storage {
         producers = true,
         forks = true,
         survives_restart = false,
+        keyed_append = true,
     );
 }

@@ -52,6 +52,7 @@ mod sqlite_storage {
         producers = true,
         forks = true,
         survives_restart = false,
+        keyed_append = false,
     );
 }
 

@@ -344,6 +344,7 @@ impl StreamStorage for PgStreamStorage {
             producers: true,
             forks: true,
             survives_restart: true,
+            keyed_append: false,
             max_record_bytes: Some(self.config.max_record_bytes),
         }
     }

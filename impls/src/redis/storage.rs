@@ -475,6 +475,7 @@ impl StreamStorage for RedisStreamStorage {
             producers: true,
             forks: true,
             survives_restart: true,
+            keyed_append: false,
             max_record_bytes: Some(self.config.max_record_bytes),
         }
     }

@@ -9,6 +9,7 @@
 mod append;
 mod fork;
 pub(crate) mod index_offset;
+mod keyed;
 mod remove;
 
 pub(crate) use append::{
@@ -18,4 +19,5 @@ pub(crate) use append::{
 pub(crate) use fork::{
     ByteCut, ForkSource, fork_settings, own_settings, plan_fork, reject_self_fork,
 };
+pub(crate) use keyed::{StoredKey, key_is_live, plan_keyed, validate_keyed, window_ms};
 pub(crate) use remove::{ChainLink, Removal, RemoveChain};

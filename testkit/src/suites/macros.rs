@@ -120,6 +120,8 @@ macro_rules! bus_suite {
 /// | `race_fork_delete_source` | `forks` |
 /// | `survives_server_restart`, `unavailable_while_server_down` | `survives_restart` |
 /// | `wait_across_nodes` | `shared` |
+/// | `keyed_window_expiry` (on the factory's clock), `keyed_repeats_in_one_call`, `keyed_concurrent_nodes` (two instances), `keyed_failure_writes_nothing` | `keyed_append` |
+/// | `keyed_survives_server_restart` | `keyed_append` and `survives_restart` |
 #[macro_export]
 macro_rules! storage_suite {
     (
@@ -129,7 +131,8 @@ macro_rules! storage_suite {
         ttl = $ttl:tt,
         producers = $producers:tt,
         forks = $forks:tt,
-        survives_restart = $survives_restart:tt $(,)?
+        survives_restart = $survives_restart:tt,
+        keyed_append = $keyed_append:tt $(,)?
     ) => {
         $crate::__suite_case!(true, "", storage, create_is_idempotent, $factory);
         $crate::__suite_case!(true, "", storage, create_conflicts, $factory);
@@ -263,6 +266,36 @@ macro_rules! storage_suite {
             $factory
         );
 
+        $crate::__suite_case!(
+            $keyed_append,
+            "needs capability `keyed_append`",
+            storage,
+            keyed_window_expiry,
+            $factory
+        );
+        $crate::__suite_case!(
+            $keyed_append,
+            "needs capability `keyed_append`",
+            storage,
+            keyed_repeats_in_one_call,
+            $factory
+        );
+        $crate::__suite_case!(
+            $keyed_append,
+            "needs capability `keyed_append`",
+            storage,
+            keyed_concurrent_nodes,
+            $factory
+        );
+        $crate::__suite_case!(
+            $keyed_append,
+            "needs capability `keyed_append`",
+            storage,
+            keyed_failure_writes_nothing,
+            $factory
+        );
+        $crate::__keyed_restart_case!($keyed_append, $survives_restart, $factory);
+
         #[::tokio::test]
         async fn capabilities_match_declaration() {
             use $crate::__reexport::StreamStorage as _;
@@ -276,6 +309,7 @@ macro_rules! storage_suite {
                 producers: $producers,
                 forks: $forks,
                 survives_restart: $survives_restart,
+                keyed_append: $keyed_append,
                 max_record_bytes: reported.max_record_bytes,
             };
             assert_eq!(
@@ -283,6 +317,42 @@ macro_rules! storage_suite {
                 "the suite's declaration must match what the backend reports"
             );
         }
+    };
+}
+
+/// `keyed_survives_server_restart`, which needs both `keyed_append` and `survives_restart`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __keyed_restart_case {
+    (true, true, $factory:expr) => {
+        $crate::__suite_case!(
+            private,
+            true,
+            "",
+            storage,
+            keyed_survives_server_restart,
+            $factory
+        );
+    };
+    (false, $survives_restart:tt, $factory:expr) => {
+        $crate::__suite_case!(
+            private,
+            false,
+            "needs capability `keyed_append`",
+            storage,
+            keyed_survives_server_restart,
+            $factory
+        );
+    };
+    (true, false, $factory:expr) => {
+        $crate::__suite_case!(
+            private,
+            false,
+            "needs capability `survives_restart`",
+            storage,
+            keyed_survives_server_restart,
+            $factory
+        );
     };
 }
 

@@ -109,6 +109,9 @@ pub enum StorageError {
         /// The limit.
         limit: usize,
     },
+    /// This storage does not offer the operation (its capabilities say which it does).
+    #[error("this storage does not support {0}")]
+    Unsupported(&'static str),
     /// The backend could not be reached or did not answer in time; retry later.
     #[error("storage unavailable: {message}")]
     Unavailable {

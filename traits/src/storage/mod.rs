@@ -28,6 +28,13 @@
 //!   through other nodes.
 //! * **Expiry**: a TTL is an idle window reset by reads and appends (not by `head`); an
 //!   absolute expiry never moves. An expired stream behaves as absent.
+//! * **Keyed appends** ([`StreamStorage::append_keyed`], capability
+//!   [`StorageCapabilities::keyed_append`]) deduplicate by a key stored with the records: a
+//!   record whose key was committed to the stream within the call's window (on the storage's
+//!   [`Clock`](crate::clock::Clock)) is not written and answers [`KeyedOutcome::Duplicate`] with
+//!   the tag of the record that committed it; a key repeated inside one call is a duplicate of
+//!   its first occurrence. The other records and their keys commit together or not at all.
+//!   Keys belong to the stream: deleting it forgets them.
 //! * **Delete** removes the stream; if forks of it are alive it is kept for them but answers
 //!   [`StorageError::Gone`] until the last fork goes.
 //!
@@ -38,6 +45,7 @@
 //! safely). Dropping a `wait` only stops waiting.
 
 mod error;
+mod keyed;
 mod names;
 mod types;
 
@@ -47,6 +55,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use error::StorageError;
+pub use keyed::{KeyedOutcome, KeyedRecord, MAX_DEDUP_KEY_LEN};
 pub use names::{MAX_OFFSET_LEN, MAX_STREAM_NAME_LEN, Offset, StreamName};
 pub use types::{
     AppendOutcome, AppendRequest, CreateOutcome, DEFAULT_CONTENT_TYPE, Expiry, ForkFrom,
@@ -115,6 +124,24 @@ pub trait StreamStorage: Send + Sync {
     /// Deletes the stream (see the module docs for streams with live forks).
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError>;
 
+    /// Appends the records whose keys were not committed to `stream` within `window`, with
+    /// their keys, atomically; answers one outcome per input record, in order (see the module
+    /// docs). The stream must exist: the caller creates it beforehand.
+    ///
+    /// Errors: `NotFound` (no such stream, or it expired), `Gone`, `Closed`, `TooLarge`,
+    /// `InvalidInput` (an empty or over-long key or tag); on any error nothing is written and no
+    /// key is committed. The default answers [`StorageError::Unsupported`]: storages that offer
+    /// it say so with [`StorageCapabilities::keyed_append`].
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        let _ = (stream, records, window);
+        Err(StorageError::Unsupported("keyed appends"))
+    }
+
     /// What this storage promises.
     fn capabilities(&self) -> StorageCapabilities;
 }
@@ -158,6 +185,14 @@ impl<S: StreamStorage + ?Sized> StreamStorage for std::sync::Arc<S> {
     }
     async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
         (**self).delete(name).await
+    }
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        (**self).append_keyed(stream, records, window).await
     }
     fn capabilities(&self) -> StorageCapabilities {
         (**self).capabilities()

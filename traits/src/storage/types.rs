@@ -292,6 +292,9 @@ pub struct StorageCapabilities {
     pub forks: bool,
     /// Keeps working across a restart of its backend server without being recreated.
     pub survives_restart: bool,
+    /// Keyed appends ([`append_keyed`](super::StreamStorage::append_keyed)): durable dedup
+    /// by key, atomic with the records.
+    pub keyed_append: bool,
     /// Largest single record accepted, if limited.
     pub max_record_bytes: Option<usize>,
 }
@@ -305,6 +308,7 @@ impl StorageCapabilities {
         producers: false,
         forks: false,
         survives_restart: false,
+        keyed_append: false,
         max_record_bytes: None,
     };
 }

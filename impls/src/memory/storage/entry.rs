@@ -1,18 +1,19 @@
 //! One stream's state in the memory storage, and the append/read rules applied to it.
 
-use std::collections::HashMap;
-use std::time::UNIX_EPOCH;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, Expiry, ForkFrom, Offset, ProducerStamp, ReadBatch, ReadLimits,
-    Record, StorageError, StreamConfig, StreamInfo, StreamName,
+    AppendOutcome, AppendRequest, Expiry, ForkFrom, KeyedOutcome, KeyedRecord, Offset,
+    ProducerStamp, ReadBatch, ReadLimits, Record, StorageError, StreamConfig, StreamInfo,
+    StreamName,
 };
 use tokio::sync::watch;
 
 use crate::rules::{
-    AppendContext, AppendPlan, ByteCut, ProducerState, committed_outcome, index_offset,
-    plan_append, plan_fork,
+    AppendContext, AppendPlan, ByteCut, ProducerState, StoredKey, committed_outcome, index_offset,
+    key_is_live, plan_append, plan_fork, plan_keyed, window_ms,
 };
 
 /// What waiters watch: enough to decide whether to wake.
@@ -35,6 +36,10 @@ pub(super) struct StreamEntry {
     pub(super) closed_by: Option<ProducerStamp>,
     pub(super) producers: HashMap<String, ProducerState>,
     pub(super) writer_seq: Option<String>,
+    /// The dedup keys of keyed appends.
+    pub(super) keys: HashMap<String, StoredKey>,
+    /// The keys in commit order, so expired ones are dropped from the front.
+    pub(super) key_order: VecDeque<(u64, String)>,
     /// When a read or append last touched it, in milliseconds on the storage's clock.
     pub(super) last_access_ms: u64,
     /// The fork source, whose live-fork count this stream holds a share of.
@@ -64,6 +69,8 @@ impl StreamEntry {
             closed_by: None,
             producers: HashMap::new(),
             writer_seq: None,
+            keys: HashMap::new(),
+            key_order: VecDeque::new(),
             last_access_ms: now_ms,
             parent: None,
             live_forks: 0,
@@ -169,6 +176,60 @@ impl StreamEntry {
         self.last_access_ms = now_ms;
         self.publish_signal();
         Ok(outcome)
+    }
+
+    /// Applies a keyed append (see [`crate::rules::plan_keyed`]): the new records and their
+    /// keys together, after every check passed.
+    pub(super) fn append_keyed(
+        &mut self,
+        name: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+        now_ms: u64,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        if self.closed {
+            return Err(StorageError::Closed {
+                stream: name.clone(),
+                next_offset: self.tail(),
+            });
+        }
+        self.forget_expired_keys(now_ms, window_ms(window));
+        let plan = plan_keyed(&records, |key| self.keys.get(key).cloned(), now_ms, window);
+        let tail = self.records.len() as u64;
+        for record in plan.written(&records) {
+            self.records.push(record.data.clone());
+            self.keys.insert(
+                record.key.clone(),
+                StoredKey {
+                    tag: record.tag.clone(),
+                    committed_ms: now_ms,
+                },
+            );
+            self.key_order.push_back((now_ms, record.key.clone()));
+        }
+        if plan.write_count() > 0 {
+            self.last_access_ms = now_ms;
+            self.publish_signal();
+        }
+        Ok(plan.outcomes(|n| index_offset::encode(tail + n)))
+    }
+
+    /// Drops keys older than `window_ms` (bounding memory by what the window can still match).
+    fn forget_expired_keys(&mut self, now_ms: u64, window_ms: u64) {
+        while let Some((committed_ms, key)) = self.key_order.front() {
+            if key_is_live(*committed_ms, now_ms, window_ms) {
+                break;
+            }
+            // The key may have been committed again since; only its latest commit counts.
+            if self
+                .keys
+                .get(key)
+                .is_some_and(|stored| stored.committed_ms == *committed_ms)
+            {
+                self.keys.remove(key);
+            }
+            self.key_order.pop_front();
+        }
     }
 
     pub(super) fn read(

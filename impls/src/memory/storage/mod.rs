@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
 };
 
 use crate::rules::{
     ChainLink, ForkSource, Removal, RemoveChain, check_record_sizes, fork_settings, own_settings,
-    reject_self_fork, validate_append,
+    reject_self_fork, validate_append, validate_keyed,
 };
 use entry::StreamEntry;
 
@@ -56,7 +56,7 @@ impl MemoryStorageConfig {
 }
 
 /// Streams held in this process's memory: complete against the [`StreamStorage`] semantics
-/// (producers, writer sequence, forks, TTL and expiry, close, delete), but nothing survives the
+/// (producers, writer sequence, keyed appends, forks, TTL and expiry, close, delete), but nothing survives the
 /// process. Clones share the same streams.
 ///
 /// ```
@@ -314,6 +314,19 @@ impl StreamStorage for MemoryStreamStorage {
         self.state().live(name, now)?.append(name, request, now)
     }
 
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        validate_keyed(&records, self.inner.config.max_record_bytes)?;
+        let now = self.now();
+        self.state()
+            .live(stream, now)?
+            .append_keyed(stream, records, window, now)
+    }
+
     async fn read(
         &self,
         name: &StreamName,
@@ -387,6 +400,7 @@ impl StreamStorage for MemoryStreamStorage {
             ttl: true,
             producers: true,
             forks: true,
+            keyed_append: true,
             max_record_bytes: Some(self.inner.config.max_record_bytes),
             ..StorageCapabilities::NONE
         }

@@ -3,6 +3,7 @@
 //! [`crate::storage_suite!`].
 
 mod forks;
+mod keyed;
 mod lifecycle;
 mod producers;
 mod records;
@@ -12,6 +13,10 @@ mod ttl;
 mod waits;
 
 pub use forks::{fork_delete_lifecycle, fork_errors, fork_reads, fork_sub_offsets};
+pub use keyed::{
+    keyed_concurrent_nodes, keyed_failure_writes_nothing, keyed_repeats_in_one_call,
+    keyed_survives_server_restart, keyed_window_expiry,
+};
 pub use lifecycle::{
     close_semantics, create_conflicts, create_is_idempotent, delete_and_recreate,
     invalid_input_is_named, missing_stream_errors,
