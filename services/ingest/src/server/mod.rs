@@ -12,7 +12,10 @@
 //!   and every error status with its upstream body;
 //! - [`ApiKeyChecker`] over a [`KeyStore`] ([`MemoryKeyStore`], also loaded from a static keys
 //!   file): API key format, SHA-256 digest, constant-time comparison;
-//! - [`RateLimiter`]: the per-app token bucket.
+//! - [`RateLimiter`]: the per-app token bucket;
+//! - [`IngestServer`]: the axum router tying them together, writing each request's valid
+//!   events to the app's stream [`app_stream`] with one keyed append (200 only after it
+//!   committed; a storage failure is 503 and nothing was written).
 
 mod auth;
 mod body;
@@ -21,6 +24,7 @@ mod parse;
 mod rate;
 mod reply;
 mod response;
+mod router;
 mod schema;
 mod simple;
 mod strict_json;
@@ -34,4 +38,5 @@ pub use parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits}
 pub use rate::RateLimiter;
 pub use reply::{RequestError, Violation};
 pub use response::{BatchResponse, EventResult, single_accepted_json};
+pub use router::{IngestConfig, IngestServer, IngestServerError, app_stream};
 pub use schema::SchemaError;

@@ -1,0 +1,481 @@
+//! The HTTP surface: `POST /v1/events/batch` and `/v1/events/ingest`, `/health`, `/ready`,
+//! CORS preflight and `X-Request-ID`, with the valid events of a request written to the app's
+//! stream by one keyed append.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use courier_traits::storage::{
+    KeyedOutcome, KeyedRecord, StorageError, StreamConfig, StreamName, StreamStorage,
+};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use tokio::net::TcpListener;
+
+use super::auth::{ApiKeyChecker, AuthenticatedApp};
+use super::body::decode_body;
+use super::parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits};
+use super::rate::RateLimiter;
+use super::reply::{RequestError, Violation};
+use super::response::{BatchResponse, EventResult, single_accepted_json};
+use super::schema::SchemaError;
+
+/// Settings of the ingestion server.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IngestConfig {
+    /// Request limits.
+    pub limits: Limits,
+    /// How long a committed idempotency key suppresses its repeats (default 24 h, the mobile
+    /// SDK's offline retention).
+    pub dedup_window: Duration,
+    /// How long the keyed append may take before the request is 503 (default 10 s).
+    pub append_timeout: Duration,
+    /// `Retry-After` of a 503 (default 1 s).
+    pub retry_after: Duration,
+    /// Per-app requests per second and burst of the token bucket (default 1 000, 2 000).
+    pub rate_per_second: u32,
+    /// See [`IngestConfig::rate_per_second`].
+    pub rate_burst: u32,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            dedup_window: Duration::from_secs(24 * 3600),
+            append_timeout: Duration::from_secs(10),
+            retry_after: Duration::from_secs(1),
+            rate_per_second: 1_000,
+            rate_burst: 2_000,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Sets [`IngestConfig::limits`].
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Sets [`IngestConfig::dedup_window`].
+    pub fn with_dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// Sets [`IngestConfig::append_timeout`].
+    pub fn with_append_timeout(mut self, timeout: Duration) -> Self {
+        self.append_timeout = timeout;
+        self
+    }
+
+    /// Sets the token bucket of every app.
+    pub fn with_rate_limit(mut self, per_second: u32, burst: u32) -> Self {
+        self.rate_per_second = per_second;
+        self.rate_burst = burst;
+        self
+    }
+}
+
+/// The ingestion server over a [`StreamStorage`] with keyed appends.
+#[derive(Clone)]
+pub struct IngestServer {
+    state: Arc<IngestState>,
+}
+
+struct IngestState {
+    parser: EventParser,
+    keys: ApiKeyChecker,
+    limiter: RateLimiter,
+    storage: Arc<dyn StreamStorage>,
+    /// Streams this node has created (or found): `create` is skipped for them.
+    known_streams: Mutex<HashSet<String>>,
+    config: IngestConfig,
+}
+
+impl std::fmt::Debug for IngestServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestServer")
+            .field("config", &self.state.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The server cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestServerError {
+    /// The checked-in schema is unusable (a build defect).
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The storage has no keyed appends, so dedup could not hold.
+    #[error("the storage does not offer keyed appends (durable dedup); choose one that does")]
+    NoKeyedAppend,
+}
+
+impl IngestServer {
+    /// A server writing to `storage`, checking keys with `keys`. The storage must offer keyed
+    /// appends ([`StorageCapabilities::keyed_append`](courier_traits::storage::StorageCapabilities)).
+    pub fn new(
+        storage: Arc<dyn StreamStorage>,
+        keys: ApiKeyChecker,
+        config: IngestConfig,
+    ) -> Result<Self, IngestServerError> {
+        if !storage.capabilities().keyed_append {
+            return Err(IngestServerError::NoKeyedAppend);
+        }
+        Ok(Self {
+            state: Arc::new(IngestState {
+                parser: EventParser::new(config.limits.clone())?,
+                keys,
+                limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
+                storage,
+                known_streams: Mutex::new(HashSet::new()),
+                config,
+            }),
+        })
+    }
+
+    /// The axum router.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/events/batch", post(batch))
+            .route("/v1/events/ingest", post(ingest))
+            .route("/health", get(|| async { json_ok(br#"{"status":"ok"}"#) }))
+            .route("/ready", get(ready))
+            .with_state(Arc::clone(&self.state))
+            .layer(axum::middleware::from_fn(cors))
+            .layer(axum::middleware::from_fn(request_id))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then waits for open requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+fn json_ok(body: &'static [u8]) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The stream of `app`'s events.
+pub fn app_stream(app_id: &str) -> Result<StreamName, StorageError> {
+    Ok(StreamName::new(&format!("ingest/{app_id}"))?)
+}
+
+async fn ready(State(state): State<Arc<IngestState>>) -> Response {
+    // Any answer from the storage, "not found" included, shows it is reachable.
+    let probe = app_stream("-ready-probe");
+    match probe {
+        Ok(name) => match state.storage.head(&name).await {
+            Ok(_) | Err(StorageError::NotFound { .. }) => json_ok(br#"{"status":"ready"}"#),
+            Err(e) => unavailable(&state, &e).into_response(),
+        },
+        Err(e) => unavailable(&state, &e).into_response(),
+    }
+}
+
+fn unavailable(state: &IngestState, error: &StorageError) -> RequestError {
+    tracing::warn!(error = %error, "ingest storage unavailable");
+    RequestError::Unavailable {
+        message: "storage unavailable, nothing was written; retry".into(),
+        retry_after: state.config.retry_after,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Auth, rate limit, body: what both endpoints do before parsing.
+async fn admit(
+    state: &IngestState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(AuthenticatedApp, Vec<u8>), RequestError> {
+    let key = headers.get("x-api-key").map(HeaderValue::as_bytes);
+    let app = state.keys.check(key).await?;
+    state
+        .limiter
+        .check(&app.app_id, tokio::time::Instant::now())?;
+    let limit = state.config.limits.max_body_bytes;
+    let raw = read_limited(body, limit).await?;
+    let json = decode_body(headers, &raw, limit)?;
+    Ok((app, json))
+}
+
+/// Reads at most `limit` bytes of `body`; one more is 413 without reading further.
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, RequestError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RequestError::TooLarge(
+            format!("request body is over {limit} bytes"),
+        )),
+        Err(e) => Err(RequestError::BadRequest(vec![Violation::new(
+            "body",
+            format!("could not be read: {e}"),
+        )])),
+    }
+}
+
+async fn batch(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RequestError> {
+    let (app, json) = admit(&state, &headers, body).await?;
+    let context = IngestContext {
+        app_id: &app.app_id,
+        received_ms: now_ms(),
+    };
+    let outcomes = state.parser.parse_batch(&json, &context)?;
+    let stored = store(&state, &app.app_id, &outcomes).await?;
+    let mut stored = stored.into_iter();
+    let results = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            EventOutcome::Rejected(error) => EventResult::Rejected { error },
+            // `store` answers one id per valid event, in order.
+            EventOutcome::Valid(_) => EventResult::Accepted {
+                event_id: stored.next().unwrap_or_default(),
+            },
+        })
+        .collect();
+    let response = BatchResponse::new(results);
+    tracing::debug!(
+        app = %app.app_id,
+        accepted = response.accepted_count(),
+        rejected = response.rejected_count(),
+        "ingest batch"
+    );
+    Ok(json_response(StatusCode::OK, response.to_json()))
+}
+
+async fn ingest(
+    State(state): State<Arc<IngestState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, RequestError> {
+    let (app, json) = admit(&state, &headers, body).await?;
+    let context = IngestContext {
+        app_id: &app.app_id,
+        received_ms: now_ms(),
+    };
+    let outcome = state.parser.parse_single(&json, &context)?;
+    if let EventOutcome::Rejected(error) = &outcome {
+        return Err(RequestError::BadRequest(vec![Violation::new(
+            "event", error,
+        )]));
+    }
+    let ids = store(&state, &app.app_id, std::slice::from_ref(&outcome)).await?;
+    let id = ids.into_iter().next().unwrap_or_default();
+    Ok(json_response(StatusCode::OK, single_accepted_json(&id)))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// Writes the valid events with one keyed append to the app's stream and answers each one's
+/// event id: its own if written, the original's if its key was committed before. Any storage
+/// failure is 503 and the append wrote nothing.
+async fn store(
+    state: &IngestState,
+    app_id: &str,
+    outcomes: &[EventOutcome],
+) -> Result<Vec<String>, RequestError> {
+    let records: Vec<KeyedRecord> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            EventOutcome::Valid(AcceptedEvent {
+                id,
+                idempotency_key,
+                record,
+            }) => Some(KeyedRecord {
+                key: idempotency_key.clone(),
+                tag: id.clone(),
+                data: Bytes::copy_from_slice(record),
+            }),
+            EventOutcome::Rejected(_) => None,
+        })
+        .collect();
+    if records.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stream = app_stream(app_id).map_err(|e| unavailable(state, &e))?;
+    let mut created_now = false;
+    if !is_known(state, &stream) {
+        ensure_stream(state, &stream).await?;
+        created_now = true;
+    }
+    let mut attempt = append(state, &stream, records.clone()).await;
+    // A stream another node deleted or that expired since we saw it: create it again, once.
+    if matches!(attempt, Err(StorageError::NotFound { .. })) && !created_now {
+        forget(state, &stream);
+        ensure_stream(state, &stream).await?;
+        attempt = append(state, &stream, records.clone()).await;
+    }
+    let outcomes = attempt.map_err(|e| match e {
+        // The SDK halves a batch on 413; a storage's own record limit is the same case.
+        StorageError::TooLarge { .. } => RequestError::TooLarge(e.to_string()),
+        other => unavailable(state, &other),
+    })?;
+    if outcomes.len() != records.len() {
+        return Err(unavailable(
+            state,
+            &StorageError::Backend {
+                message: "keyed append answered a different number of outcomes".into(),
+                source: None,
+            },
+        ));
+    }
+    Ok(records
+        .into_iter()
+        .zip(outcomes)
+        .map(|(record, outcome)| match outcome {
+            KeyedOutcome::Appended { .. } => record.tag,
+            KeyedOutcome::Duplicate { tag } => tag,
+        })
+        .collect())
+}
+
+async fn append(
+    state: &IngestState,
+    stream: &StreamName,
+    records: Vec<KeyedRecord>,
+) -> Result<Vec<KeyedOutcome>, StorageError> {
+    let call = state
+        .storage
+        .append_keyed(stream, records, state.config.dedup_window);
+    match tokio::time::timeout(state.config.append_timeout, call).await {
+        Ok(result) => result,
+        Err(_) => Err(StorageError::Unavailable {
+            message: format!(
+                "keyed append timed out after {:?}",
+                state.config.append_timeout
+            ),
+            source: None,
+        }),
+    }
+}
+
+fn is_known(state: &IngestState, stream: &StreamName) -> bool {
+    let known = state
+        .known_streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    known.contains(stream.as_str())
+}
+
+fn forget(state: &IngestState, stream: &StreamName) {
+    let mut known = state
+        .known_streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    known.remove(stream.as_str());
+}
+
+async fn ensure_stream(state: &IngestState, stream: &StreamName) -> Result<(), RequestError> {
+    state
+        .storage
+        .create(
+            stream,
+            StreamConfig::with_content_type("application/json"),
+            Vec::new(),
+        )
+        .await
+        .map_err(|e| unavailable(state, &e))?;
+    let mut known = state
+        .known_streams
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    known.insert(stream.as_str().to_owned());
+    Ok(())
+}
+
+const ALLOWED_HEADERS: &str = "Content-Type, Content-Encoding, X-API-Key, X-Request-ID";
+
+/// CORS: a preflight `OPTIONS` is 204 before any auth; every answer to a request with an
+/// `Origin` allows it (the endpoint is public to any origin holding a key, as upstream's `*`).
+async fn cors(request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOWED_HEADERS),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        response
+    } else {
+        next.run(request).await
+    };
+    if origin.is_some() {
+        let headers = response.headers_mut();
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("X-Request-ID, Retry-After"),
+        );
+    }
+    response
+}
+
+/// Echoes the client's `X-Request-ID`, or gives the request a fresh one.
+async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 200)
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .unwrap_or(HeaderValue::from_static("-"))
+        });
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-request-id", id);
+    response
+}

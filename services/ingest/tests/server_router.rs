@@ -1,0 +1,440 @@
+//! The ingestion server end to end on the in-memory storage: requests through the axum router
+//! (directly, and over loopback HTTP from the SDK), events read back from the app's stream.
+
+#![cfg(feature = "server")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_impls::memory::MemoryStreamStorage;
+use courier_ingest::sdk::{Event, IngestClient};
+use courier_ingest::server::{
+    ApiKeyChecker, IngestConfig, IngestServer, KeyDigest, KeyRecord, MemoryKeyStore, app_stream,
+};
+use courier_traits::storage::{AppendRequest, ReadLimits, StreamStorage};
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+const OTHER_APP_KEY: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+
+struct Fixture {
+    storage: Arc<MemoryStreamStorage>,
+    keys: Arc<MemoryKeyStore>,
+    server: IngestServer,
+}
+
+fn fixture(config: IngestConfig) -> Fixture {
+    let storage = Arc::new(MemoryStreamStorage::new());
+    let keys = Arc::new(MemoryKeyStore::new());
+    for (id, app, key) in [("k1", "app-1", KEY), ("k2", "app-2", OTHER_APP_KEY)] {
+        keys.insert(KeyRecord {
+            id: id.into(),
+            app_id: app.into(),
+            name: "test".into(),
+            digest: KeyDigest::of_key(key),
+            revoked: false,
+        });
+    }
+    let server = IngestServer::new(storage.clone(), ApiKeyChecker::new(keys.clone()), config)
+        .expect("server");
+    Fixture {
+        storage,
+        keys,
+        server,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+}
+
+async fn send(fixture: &Fixture, request: Request<axum::body::Body>) -> Answer {
+    let response = fixture
+        .server
+        .router()
+        .oneshot(request)
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes()
+        .to_vec();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn post(
+    path: &str,
+    key: Option<&str>,
+    body: impl Into<axum::body::Body>,
+) -> Request<axum::body::Body> {
+    let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    request.body(body.into()).expect("request")
+}
+
+async fn stored(fixture: &Fixture, app: &str) -> Vec<Value> {
+    let name = app_stream(app).expect("name");
+    match fixture
+        .storage
+        .read(&name, None, ReadLimits::default())
+        .await
+    {
+        Ok(batch) => batch
+            .records
+            .iter()
+            .map(|r| serde_json::from_slice(&r.data).expect("stored JSON"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn envelope(key: &str, name: &str) -> Value {
+    json!({"app_id": "app-1", "device_id": "d", "timestamp_ms": 1_770_000_000_000_i64,
+        "idempotency_key": key, "custom_event": {"event_name": name}})
+}
+
+#[tokio::test]
+async fn i8_the_same_batch_twice_answers_the_same_event_ids_and_stores_one_copy() {
+    let fixture = fixture(IngestConfig::default());
+    let body =
+        json!({"events": [envelope("k-a", "a"), {"event_type": "b", "idempotency_key": "k-b"},
+        envelope("k-a", "repeat inside the batch")]})
+        .to_string();
+    let first = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    assert_eq!(
+        first.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&first.body)
+    );
+    let second = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(second.status, 200);
+    let ids = |a: &Answer| -> Vec<String> {
+        a.json()["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| r["eventId"].as_str().expect("accepted").to_owned())
+            .collect()
+    };
+    let first_ids = ids(&first);
+    assert_eq!(first_ids, ids(&second), "same eventIds");
+    assert_eq!(
+        first_ids[0], first_ids[2],
+        "a repeat inside one batch is the first's id"
+    );
+    assert_eq!(first.json()["acceptedCount"], 3);
+    let records = stored(&fixture, "app-1").await;
+    assert_eq!(records.len(), 2, "one copy of each: {records:?}");
+    assert_eq!(records[0]["id"], first_ids[0].as_str());
+    assert_eq!(records[1]["id"], first_ids[1].as_str());
+    assert_eq!(records[1]["event_type"], "b");
+}
+
+#[tokio::test]
+async fn i4_unauthorized_answers_are_upstreams_and_no_key_is_stored() {
+    let fixture = fixture(IngestConfig::default());
+    let body = json!({"events": [envelope("k", "x")]}).to_string();
+    let missing = send(&fixture, post("/v1/events/batch", None, body.clone())).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.body, b"{\"error\":\"missing API key\"}\n");
+    for key in [KEY.to_uppercase(), KEY.replace('1', "2")] {
+        let answer = send(&fixture, post("/v1/events/batch", Some(&key), body.clone())).await;
+        assert_eq!(answer.status, 401);
+        assert_eq!(answer.body, b"{\"error\":\"invalid API key\"}\n");
+    }
+    fixture.keys.revoke("k1");
+    let revoked = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    assert_eq!(revoked.body, b"{\"error\":\"invalid API key\"}\n");
+
+    // The other app's key with this app's events: each event rejected, nothing stored.
+    let answer = send(
+        &fixture,
+        post("/v1/events/batch", Some(OTHER_APP_KEY), body),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["rejectedCount"], 1);
+    assert!(stored(&fixture, "app-1").await.is_empty());
+    assert!(stored(&fixture, "app-2").await.is_empty());
+
+    let ok = send(
+        &fixture,
+        post(
+            "/v1/events/batch",
+            Some(OTHER_APP_KEY),
+            json!({"events":[{"event_type":"x"}]}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(ok.status, 200);
+    let records = stored(&fixture, "app-2").await;
+    assert_eq!(records.len(), 1);
+    let all = serde_json::to_string(&records).expect("json");
+    assert!(!all.contains(KEY) && !all.contains(OTHER_APP_KEY));
+}
+
+#[tokio::test]
+async fn i3_the_200_body_has_only_the_upstream_fields() {
+    let fixture = fixture(IngestConfig::default());
+    let body = json!({"events": [envelope("k1", "a"), {"event_type": ""}]}).to_string();
+    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+    let json = answer.json();
+    let mut keys: Vec<&String> = json.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["acceptedCount", "rejectedCount", "results"]);
+    assert_eq!(
+        json["results"][1],
+        json!({"index": 1, "status": "rejected", "error": "event_type: required"})
+    );
+    let accepted = json["results"][0].as_object().expect("object");
+    let mut fields: Vec<&String> = accepted.keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["eventId", "index", "status"]);
+
+    // A protojson client (unknown fields refused) reads it as IngestEventBatchResponse.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let mut compiler = protox::Compiler::new([root]).expect("proto root");
+    compiler.include_imports(true);
+    compiler
+        .open_file("causality/v1/service.proto")
+        .expect("compiles");
+    let desc = compiler
+        .descriptor_pool()
+        .get_message_by_name("causality.v1.IngestEventBatchResponse")
+        .expect("response message");
+    let mut de = serde_json::Deserializer::from_slice(&answer.body);
+    let parsed = prost_reflect::DynamicMessage::deserialize_with_options(
+        desc,
+        &mut de,
+        &prost_reflect::DeserializeOptions::new().deny_unknown_fields(true),
+    )
+    .expect("protojson reads the response");
+    assert_eq!(
+        parsed
+            .get_field_by_name("accepted_count")
+            .and_then(|v| v.as_i32()),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn i5_i6_bad_bodies_are_refused_and_nothing_is_stored() {
+    let fixture = fixture(IngestConfig::default());
+    let bad = send(
+        &fixture,
+        post("/v1/events/batch", Some(KEY), r#"{"events":"x"}"#),
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["violations"][0]["field"], "events");
+    let big = vec![b' '; 11 << 20];
+    let too_large = send(&fixture, post("/v1/events/batch", Some(KEY), big)).await;
+    assert_eq!(too_large.status, 413);
+    assert!(too_large.json()["message"].is_string());
+    let mut brotli = post("/v1/events/batch", Some(KEY), "x");
+    brotli
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, "br".parse().expect("value"));
+    assert_eq!(send(&fixture, brotli).await.status, 415);
+    assert!(stored(&fixture, "app-1").await.is_empty());
+}
+
+#[tokio::test]
+async fn gzip_bodies_and_the_single_event_endpoint() {
+    use std::io::Write;
+    let fixture = fixture(IngestConfig::default());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(
+        json!({"events": [envelope("g", "zipped")]})
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("gzip");
+    let mut request = post("/v1/events/batch", Some(KEY), gz.finish().expect("gzip"));
+    request
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, "gzip".parse().expect("value"));
+    assert_eq!(send(&fixture, request).await.status, 200);
+
+    let single = json!({"event": envelope("s", "single")}).to_string();
+    let answer = send(&fixture, post("/v1/events/ingest", Some(KEY), single)).await;
+    assert_eq!(answer.status, 200);
+    let json = answer.json();
+    assert_eq!(json["status"], "accepted");
+    assert_eq!(json.as_object().expect("object").len(), 2);
+    let rejected = json!({"event": envelope("s2", "")}).to_string();
+    let answer = send(&fixture, post("/v1/events/ingest", Some(KEY), rejected)).await;
+    assert_eq!(answer.status, 400);
+    let records = stored(&fixture, "app-1").await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["id"], json["eventId"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn i12_rate_limit_is_429_with_retry_after() {
+    let fixture = fixture(IngestConfig::default().with_rate_limit(1, 1));
+    let body = json!({"events": [{"event_type": "x"}]}).to_string();
+    assert_eq!(
+        send(&fixture, post("/v1/events/batch", Some(KEY), body.clone()))
+            .await
+            .status,
+        200
+    );
+    let limited = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    assert_eq!(limited.status, 429);
+    assert_eq!(limited.headers[header::RETRY_AFTER], "1");
+    assert!(limited.json()["message"].is_string());
+    // Other apps have their own bucket; after the wait the app may send again.
+    assert_eq!(
+        send(
+            &fixture,
+            post("/v1/events/batch", Some(OTHER_APP_KEY), body.clone())
+        )
+        .await
+        .status,
+        200
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(
+        send(&fixture, post("/v1/events/batch", Some(KEY), body))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_storage_failure_is_503_with_nothing_written() {
+    let fixture = fixture(IngestConfig::default());
+    let body = json!({"events": [{"event_type": "first", "idempotency_key": "f"}]}).to_string();
+    assert_eq!(
+        send(&fixture, post("/v1/events/batch", Some(KEY), body))
+            .await
+            .status,
+        200
+    );
+    // A closed stream refuses every append: the request fails as a whole.
+    let name = app_stream("app-1").expect("name");
+    fixture
+        .storage
+        .append(&name, AppendRequest::close_only())
+        .await
+        .expect("closed");
+    let body = json!({"events": [{"event_type": "second"}, {"event_type": "third"}]}).to_string();
+    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    assert!(answer.json()["message"].is_string());
+    assert_eq!(stored(&fixture, "app-1").await.len(), 1);
+}
+
+#[tokio::test]
+async fn cors_preflight_request_id_health_and_ready() {
+    let fixture = fixture(IngestConfig::default());
+    let preflight = Request::options("/v1/events/batch")
+        .header(header::ORIGIN, "https://app.example")
+        .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let answer = send(&fixture, preflight).await;
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    assert!(
+        answer.headers[header::ACCESS_CONTROL_ALLOW_HEADERS]
+            .to_str()
+            .expect("ascii")
+            .contains("X-API-Key")
+    );
+
+    let mut request = post("/v1/events/batch", None, "{}");
+    request
+        .headers_mut()
+        .insert("x-request-id", "req-42".parse().expect("value"));
+    let answer = send(&fixture, request).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.headers["x-request-id"], "req-42");
+    let answer = send(
+        &fixture,
+        Request::get("/health")
+            .body(axum::body::Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    let generated = answer.headers["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
+    let ready = send(
+        &fixture,
+        Request::get("/ready")
+            .body(axum::body::Body::empty())
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(ready.status, 200);
+}
+
+/// The Rust SDK against the router over loopback HTTP: everything tracked is stored once.
+#[tokio::test]
+async fn the_sdk_delivers_through_the_router() {
+    let fixture = fixture(IngestConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(fixture.server.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = IngestClient::builder(format!("http://{addr}"), KEY, "app-1")
+        .batch_size(7)
+        .build()
+        .expect("client");
+    for i in 0..50_i64 {
+        client
+            .track(Event::custom("numbered").param("seq", i))
+            .expect("tracked");
+    }
+    tokio::time::timeout(Duration::from_secs(30), client.flush())
+        .await
+        .expect("flush in time")
+        .expect("flushed");
+    let report = client.close().await;
+    assert_eq!(report.delivered, 50);
+    let _ = stop.send(());
+    serving.await.expect("joined").expect("served");
+    let records = stored(&fixture, "app-1").await;
+    let seqs: Vec<i64> = records
+        .iter()
+        .map(|r| {
+            r["custom_event"]["int_params"]["seq"]
+                .as_i64()
+                .expect("seq")
+        })
+        .collect();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+}
