@@ -487,3 +487,40 @@ async fn i7_a_mixed_batch_stores_the_valid_events_once() {
     assert_eq!(records[0]["id"], results[0]["eventId"]);
     assert_eq!(records[1]["id"], results[6]["eventId"]);
 }
+
+/// An id or idempotency key longer than a storage keeps (1 024 bytes) rejects that event
+/// alone; before, the keyed append refused the whole batch and the request was a 503 that
+/// every retry would repeat.
+#[tokio::test]
+async fn an_over_long_id_or_key_rejects_only_its_event() {
+    let fixture = fixture(IngestConfig::default());
+    let mut long_id = envelope("k-1", "x");
+    long_id["id"] = json!("i".repeat(1025));
+    let body = json!({"events": [
+        envelope("k-0", "kept"),
+        long_id,
+        envelope(&"k".repeat(1025), "x"),
+        {"event_type": "x", "idempotency_key": "s".repeat(1025)},
+    ]})
+    .to_string();
+    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let json = answer.json();
+    assert_eq!(json["acceptedCount"], 1);
+    let errors: Vec<&str> = json["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .skip(1)
+        .map(|r| r["error"].as_str().expect("rejected"))
+        .collect();
+    assert!(errors[0].starts_with("id:"), "{errors:?}");
+    assert!(errors[1].starts_with("idempotency_key:"), "{errors:?}");
+    assert!(errors[2].starts_with("idempotency_key:"), "{errors:?}");
+    assert_eq!(stored(&fixture, "app-1").await.len(), 1);
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use courier_traits::storage::MAX_DEDUP_KEY_LEN;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -173,12 +174,33 @@ impl EventParser {
         let Value::Object(object) = value else {
             return Err(Violation::new(path, "must be an object"));
         };
-        if object.contains_key("event_type") {
-            simple::parse(object, path, context)
+        let outcome = if object.contains_key("event_type") {
+            simple::parse(object, path, context)?
         } else {
-            envelope::parse(&self.schema, Value::Object(object), path, context)
+            envelope::parse(&self.schema, Value::Object(object), path, context)?
+        };
+        Ok(within_dedup_limits(outcome))
+    }
+}
+
+/// The id is the dedup tag and the idempotency key the dedup key of the keyed append, which
+/// refuses the whole call for one over [`MAX_DEDUP_KEY_LEN`]: such an event is rejected alone.
+fn within_dedup_limits(outcome: EventOutcome) -> EventOutcome {
+    let EventOutcome::Valid(event) = &outcome else {
+        return outcome;
+    };
+    for (field, value) in [
+        ("id", &event.id),
+        ("idempotency_key", &event.idempotency_key),
+    ] {
+        if value.len() > MAX_DEDUP_KEY_LEN {
+            return EventOutcome::Rejected(format!(
+                "{field}: {} bytes, over the limit of {MAX_DEDUP_KEY_LEN}",
+                value.len()
+            ));
         }
     }
+    outcome
 }
 
 fn bad(field: &str, description: impl Into<String>) -> RequestError {
