@@ -218,9 +218,12 @@ struct FileEntry {
     sha256: String,
 }
 
-/// App ids of the spec: `[A-Za-z0-9._~:@+=-]{1,128}`.
+/// App ids of the spec: `[A-Za-z0-9._~:@+=-]{1,128}`, except `.` and `..`, which cannot
+/// name a stream segment (`ingest/<app_id>`).
 pub(crate) fn is_valid_app_id(app_id: &str) -> bool {
     (1..=128).contains(&app_id.len())
+        && app_id != "."
+        && app_id != ".."
         && app_id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"._~:@+=-".contains(&b))
@@ -273,7 +276,9 @@ impl MemoryKeyStore {
                 reason: reason.to_owned(),
             };
             if !is_valid_app_id(&entry.app_id) {
-                return Err(bad("app_id must match [A-Za-z0-9._~:@+=-]{1,128}"));
+                return Err(bad(
+                    "app_id must match [A-Za-z0-9._~:@+=-]{1,128} and not be . or ..",
+                ));
             }
             if entry.name.is_empty() {
                 return Err(bad("name is empty"));
@@ -442,6 +447,7 @@ mod tests {
         for (bad, index) in [
             (upper, 0),
             (text.replace("app-1", "app 1"), 0),
+            (text.replace("app-1", ".."), 0),
             (text.replace("\"ios\"", "\"\""), 0),
             (
                 format!(
