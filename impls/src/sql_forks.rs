@@ -140,6 +140,7 @@ macro_rules! fork_statements {
                 for statement in [
                     "DELETE FROM courier_records WHERE stream = $1",
                     "DELETE FROM courier_producers WHERE stream = $1",
+                    "DELETE FROM courier_dedup_keys WHERE stream = $1",
                     "DELETE FROM courier_streams WHERE name = $1",
                 ] {
                     sqlx::query(statement)

@@ -52,7 +52,7 @@ mod sqlite_storage {
         producers = true,
         forks = true,
         survives_restart = false,
-        keyed_append = false,
+        keyed_append = true,
     );
 }
 
@@ -455,4 +455,40 @@ async fn append_in_another_process_wakes_a_wait() {
         .await
         .expect("read");
     assert_eq!(&batch.records[0].data[..], b"from the child");
+}
+
+/// Dedup keys of keyed appends are durable: after closing and reopening the file, a retry of
+/// a committed key is still a duplicate answering the original tag.
+#[tokio::test]
+async fn dedup_keys_survive_reopen() {
+    use courier::storage::{KeyedOutcome, KeyedRecord};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("streams.db");
+    let name = StreamName::new("keyed").expect("valid");
+    let window = Duration::from_secs(3600);
+    let keyed = |key: &str, tag: &str| KeyedRecord::new(key, tag, tag.to_owned()).expect("valid");
+    {
+        let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+            .await
+            .expect("open");
+        store
+            .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+            .await
+            .expect("create");
+        let outcomes = store
+            .append_keyed(&name, vec![keyed("a", "a1")], window)
+            .await
+            .expect("keyed append");
+        assert!(matches!(outcomes[..], [KeyedOutcome::Appended { .. }]));
+        store.close().await;
+    }
+    let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+        .await
+        .expect("reopen");
+    let outcomes = store
+        .append_keyed(&name, vec![keyed("a", "a2"), keyed("b", "b2")], window)
+        .await
+        .expect("keyed append after reopen");
+    assert_eq!(outcomes[0], KeyedOutcome::Duplicate { tag: "a1".into() });
+    assert!(matches!(outcomes[1], KeyedOutcome::Appended { .. }));
 }

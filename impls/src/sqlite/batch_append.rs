@@ -86,7 +86,7 @@ fn same_refusal(refusal: &StorageError, name: &StreamName) -> StorageError {
 }
 
 /// `INSERT ... VALUES (?, ?, ?), (?, ?, ?), ...` with `rows` tuples of `width` values.
-fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
+pub(super) fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
     let tuple = format!("({})", vec!["?"; width].join(", "));
     let mut sql = String::with_capacity(head.len() + tail.len() + rows * (tuple.len() + 2));
     sql.push_str(head);

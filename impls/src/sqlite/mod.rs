@@ -3,7 +3,8 @@
 //!
 //! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
 //! survives a crash or power loss. Appends run in `BEGIN IMMEDIATE` transactions: records,
-//! producer state and the close flag commit together. `wait` is woken in process after each
+//! producer state and the close flag commit together, as do a keyed append's records and its
+//! dedup keys (`keyed.rs`). `wait` is woken in process after each
 //! commit; commits by other processes (or other instances) on the same file are noticed by
 //! polling `PRAGMA data_version` while someone waits (`change_watch.rs`), so the storage is
 //! `shared` by every process on one host that opens the file.
@@ -13,6 +14,7 @@ mod change_watch;
 mod config;
 mod errors;
 mod forks;
+mod keyed;
 mod row;
 mod schema;
 mod storage;

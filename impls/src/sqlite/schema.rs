@@ -3,8 +3,9 @@
 use sqlx::SqlitePool;
 
 /// Statements per schema version; version N is reached by running `STEPS[N-1]`.
-const STEPS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS courier_streams (
+const STEPS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS courier_streams (
         name TEXT PRIMARY KEY,
         content_type TEXT NOT NULL,
         expiry_kind INTEGER NOT NULL,
@@ -21,20 +22,32 @@ const STEPS: &[&[&str]] = &[&[
         live_forks INTEGER NOT NULL DEFAULT 0,
         soft_deleted INTEGER NOT NULL DEFAULT 0
     )",
-    "CREATE TABLE IF NOT EXISTS courier_records (
+        "CREATE TABLE IF NOT EXISTS courier_records (
         stream TEXT NOT NULL,
         idx INTEGER NOT NULL,
         data BLOB NOT NULL,
         PRIMARY KEY (stream, idx)
     ) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS courier_producers (
+        "CREATE TABLE IF NOT EXISTS courier_producers (
         stream TEXT NOT NULL,
         producer TEXT NOT NULL,
         epoch INTEGER NOT NULL,
         last_seq INTEGER NOT NULL,
         PRIMARY KEY (stream, producer)
     ) WITHOUT ROWID",
-]];
+    ],
+    // Keyed appends: each stream's dedup keys, with the tag that committed them and when.
+    &[
+        "CREATE TABLE IF NOT EXISTS courier_dedup_keys (
+            stream TEXT NOT NULL,
+            key TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            committed_ms INTEGER NOT NULL,
+            PRIMARY KEY (stream, key)
+        ) WITHOUT ROWID",
+        "CREATE INDEX IF NOT EXISTS courier_dedup_keys_age ON courier_dedup_keys (stream, committed_ms)",
+    ],
+];
 
 /// Brings the database to the newest schema version, in one transaction per step.
 pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {

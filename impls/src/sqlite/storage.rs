@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
     WaitOutcome,
 };
 use futures::TryStreamExt;
@@ -20,12 +20,13 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 use super::change_watch::ChangeWatch;
 use super::config::SqliteStorageConfig;
 use super::errors::db_error;
+use super::keyed;
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use super::schema;
 use super::writer::{Work, Writer};
 use crate::rules::{
     check_record_sizes, fork_settings, index_offset, own_settings, reject_self_fork,
-    validate_append,
+    validate_append, validate_keyed,
 };
 use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};
 use crate::sql_model::{collect_batch, existing_stream_outcome, start_index, wait_on_row};
@@ -280,6 +281,35 @@ impl StreamStorage for SqliteStreamStorage {
         Ok(outcome)
     }
 
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        validate_keyed(&records, self.config.max_record_bytes)?;
+        let owned = stream.clone();
+        let clock = self.config.clock.clone();
+        let outcome = self
+            .write(move |conn| {
+                Box::pin(async move {
+                    keyed::append_keyed(conn, &owned, records, window, now_ms(&*clock)).await
+                })
+            })
+            .await;
+        if let Err(StorageError::NotFound { .. }) = &outcome {
+            self.reap(stream).await?;
+        }
+        let outcomes = outcome?;
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, KeyedOutcome::Appended { .. }))
+        {
+            self.wakers.wake(stream.as_str());
+        }
+        Ok(outcomes)
+    }
+
     async fn read(
         &self,
         name: &StreamName,
@@ -351,6 +381,7 @@ impl StreamStorage for SqliteStreamStorage {
             ttl: true,
             producers: true,
             forks: true,
+            keyed_append: true,
             max_record_bytes: Some(self.config.max_record_bytes),
             ..StorageCapabilities::NONE
         }
