@@ -9,29 +9,13 @@ use courier_traits::retry::RetryPolicy;
 use courier_traits::transport::RequestTransport;
 
 use super::client::IngestClient;
+use super::config::{BATCH_OVERHEAD, Compression, Config, ErrorCallback};
 use super::error::{ConfigError, DeliveryError};
 
 /// The largest batch the SDK sends: the server's per-request event limit.
 pub const MAX_BATCH_SIZE: usize = 10_000;
 /// The largest queue the builder accepts (events held in memory while the server is slow).
 pub const MAX_QUEUE_CAPACITY: usize = 1 << 24;
-/// Bytes a batch body adds around its events: `{"events":[` and `]}`.
-pub(crate) const BATCH_OVERHEAD: usize = r#"{"events":[]}"#.len();
-
-/// Called with every terminal delivery failure and every per-event rejection. Runs on the
-/// client's worker task: keep it short and never block in it.
-pub type ErrorCallback = Arc<dyn Fn(&DeliveryError) + Send + Sync>;
-
-/// How batch bodies are encoded on the wire.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Compression {
-    /// Plain JSON (the default: upstream Causality servers accept nothing else).
-    #[default]
-    None,
-    /// `Content-Encoding: gzip` (Courier's endpoint accepts it).
-    Gzip,
-}
-
 /// Builds an [`IngestClient`]; every option has the default of upstream's Go SDK where it has
 /// one. `build()` validates all of them and names the first bad one.
 pub struct IngestClientBuilder {
@@ -66,25 +50,6 @@ impl fmt::Debug for IngestClientBuilder {
     }
 }
 
-/// The validated options the worker runs with.
-pub(crate) struct Config {
-    pub(crate) api_key: String,
-    pub(crate) app_id: String,
-    pub(crate) device_id: String,
-    pub(crate) batch_size: usize,
-    pub(crate) flush_interval: Duration,
-    pub(crate) max_retries: u32,
-    pub(crate) request_timeout: Duration,
-    pub(crate) retry_policy: Arc<dyn RetryPolicy>,
-    pub(crate) queue_capacity: usize,
-    pub(crate) max_batch_bytes: usize,
-    pub(crate) max_event_bytes: usize,
-    pub(crate) compression: Compression,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) transport: Arc<dyn RequestTransport>,
-    pub(crate) on_error: Option<ErrorCallback>,
-}
-
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field,
@@ -97,6 +62,18 @@ fn positive(field: &'static str, value: Duration) -> Result<(), ConfigError> {
         return Err(invalid(field, "must be greater than zero"));
     }
     Ok(())
+}
+
+impl IngestClient {
+    /// A builder for a client sending to `endpoint` (`http://host:port`, the batch path is
+    /// added) with `api_key` as `X-API-Key`, for application `app_id`.
+    pub fn builder(
+        endpoint: impl Into<String>,
+        api_key: impl Into<String>,
+        app_id: impl Into<String>,
+    ) -> IngestClientBuilder {
+        IngestClientBuilder::new(endpoint.into(), api_key.into(), app_id.into())
+    }
 }
 
 impl IngestClientBuilder {

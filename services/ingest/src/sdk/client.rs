@@ -9,7 +9,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{Config, IngestClientBuilder};
+use super::config::Config;
 use super::delivery::Delivery;
 use super::error::{FlushError, TrackError};
 use super::event::{Envelope, EnvelopeContext, Event};
@@ -50,16 +50,6 @@ impl std::fmt::Debug for IngestClient {
 }
 
 impl IngestClient {
-    /// A builder for a client sending to `endpoint` (`http://host:port`, the batch path is
-    /// added) with `api_key` as `X-API-Key`, for application `app_id`.
-    pub fn builder(
-        endpoint: impl Into<String>,
-        api_key: impl Into<String>,
-        app_id: impl Into<String>,
-    ) -> IngestClientBuilder {
-        IngestClientBuilder::new(endpoint.into(), api_key.into(), app_id.into())
-    }
-
     pub(crate) fn start(config: Config, runtime: &tokio::runtime::Handle) -> IngestClient {
         let (queue_tx, queue_rx) = mpsc::channel(config.queue_capacity);
         let (control_tx, control_rx) = mpsc::channel(CONTROL_CAPACITY);

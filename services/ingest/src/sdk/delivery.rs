@@ -11,7 +11,7 @@ use courier_traits::retry::{GiveUpReason, RetryContext, RetryDecision, RetryPoli
 use courier_traits::transport::{Method, Request, Response, TransportError};
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{Compression, Config};
+use super::config::{Compression, Config};
 use super::error::DeliveryError;
 use super::stats::{Counters, bump};
 
@@ -239,7 +239,7 @@ pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// `{"events":[e1,e2,...]}` from already-encoded envelopes.
 pub(crate) fn batch_body(events: &[Bytes]) -> Bytes {
-    let len = super::builder::BATCH_OVERHEAD
+    let len = super::config::BATCH_OVERHEAD
         + events.iter().map(Bytes::len).sum::<usize>()
         + events.len().saturating_sub(1);
     let mut body = Vec::with_capacity(len);

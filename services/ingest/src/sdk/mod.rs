@@ -41,16 +41,16 @@
 
 mod builder;
 mod client;
+mod config;
 mod delivery;
 mod error;
 mod event;
 mod stats;
 mod worker;
 
-pub use builder::{
-    Compression, ErrorCallback, IngestClientBuilder, MAX_BATCH_SIZE, MAX_QUEUE_CAPACITY,
-};
+pub use builder::{IngestClientBuilder, MAX_BATCH_SIZE, MAX_QUEUE_CAPACITY};
 pub use client::IngestClient;
+pub use config::{Compression, ErrorCallback};
 pub use delivery::BATCH_PATH;
 pub use error::{ConfigError, DeliveryError, FlushError, TrackError};
 pub use event::{Event, ParamValue};

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::builder::BATCH_OVERHEAD;
+use super::config::BATCH_OVERHEAD;
 use super::delivery::Delivery;
 use super::stats::{CloseReport, bump};
 
