@@ -66,7 +66,7 @@ mod postgres_storage {
         producers = true,
         forks = true,
         survives_restart = true,
-        keyed_append = false,
+        keyed_append = true,
     );
 }
 

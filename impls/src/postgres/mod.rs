@@ -18,6 +18,7 @@ mod config;
 mod create;
 mod errors;
 mod forks;
+mod keyed;
 mod listener;
 mod schema;
 mod storage;

@@ -5,8 +5,9 @@
 use sqlx::PgPool;
 
 /// Statements per schema version; version N is reached by running `STEPS[N-1]`.
-const STEPS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS courier_streams (
+const STEPS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS courier_streams (
         name TEXT PRIMARY KEY,
         content_type TEXT NOT NULL,
         expiry_kind BIGINT NOT NULL,
@@ -23,20 +24,32 @@ const STEPS: &[&[&str]] = &[&[
         live_forks BIGINT NOT NULL DEFAULT 0,
         soft_deleted BIGINT NOT NULL DEFAULT 0
     )",
-    "CREATE TABLE IF NOT EXISTS courier_records (
+        "CREATE TABLE IF NOT EXISTS courier_records (
         stream TEXT NOT NULL,
         idx BIGINT NOT NULL,
         data BYTEA NOT NULL,
         PRIMARY KEY (stream, idx)
     )",
-    "CREATE TABLE IF NOT EXISTS courier_producers (
+        "CREATE TABLE IF NOT EXISTS courier_producers (
         stream TEXT NOT NULL,
         producer TEXT NOT NULL,
         epoch BIGINT NOT NULL,
         last_seq BIGINT NOT NULL,
         PRIMARY KEY (stream, producer)
     )",
-]];
+    ],
+    // Keyed appends: each stream's dedup keys, with the tag that committed them and when.
+    &[
+        "CREATE TABLE IF NOT EXISTS courier_dedup_keys (
+            stream TEXT NOT NULL,
+            key TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            committed_ms BIGINT NOT NULL,
+            PRIMARY KEY (stream, key)
+        )",
+        "CREATE INDEX IF NOT EXISTS courier_dedup_keys_age ON courier_dedup_keys (stream, committed_ms)",
+    ],
+];
 
 /// Brings the schema to the newest version.
 pub(super) async fn migrate(pool: &PgPool) -> Result<(), sqlx::Error> {

@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
 };
 use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -21,11 +21,13 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::config::PgStorageConfig;
 use super::create::create_in;
 use super::errors::db_error;
+use super::keyed;
 use super::listener::listen;
 use super::schema;
 use super::tables::{expired_names, load, load_for_append, load_live};
 use crate::rules::{
     AppendContext, AppendPlan, check_record_sizes, committed_outcome, plan_append, validate_append,
+    validate_keyed,
 };
 use crate::sql_forks::remove_chain;
 use crate::sql_model::{StreamRow, collect_batch, now_ms, start_index, wait_on_row};
@@ -287,6 +289,36 @@ impl StreamStorage for PgStreamStorage {
         Ok(committed_outcome(row.next_index, &request, producer))
     }
 
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        validate_keyed(&records, self.config.max_record_bytes)?;
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        let row = match load(&mut tx, stream, true).await? {
+            Some(row) if row.soft_deleted => {
+                return Err(StorageError::Gone {
+                    stream: stream.clone(),
+                });
+            }
+            Some(row) if !row.is_expired(self.now()) => row,
+            _ => {
+                drop(tx);
+                self.reap(stream).await?;
+                return Err(StorageError::NotFound {
+                    stream: stream.clone(),
+                });
+            }
+        };
+        let outcomes =
+            keyed::append_keyed(&mut tx, stream, &row, records, window, self.now(), CHANNEL)
+                .await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(outcomes)
+    }
+
     async fn read(
         &self,
         name: &StreamName,
@@ -344,7 +376,7 @@ impl StreamStorage for PgStreamStorage {
             producers: true,
             forks: true,
             survives_restart: true,
-            keyed_append: false,
+            keyed_append: true,
             max_record_bytes: Some(self.config.max_record_bytes),
         }
     }
