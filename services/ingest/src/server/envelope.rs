@@ -13,7 +13,7 @@ use prost_reflect::{
 };
 use serde_json::Value;
 
-use super::parse::{AcceptedEvent, EventOutcome, IngestContext};
+use super::event::{AcceptedEvent, EventOutcome, IngestContext};
 use super::reply::Violation;
 use super::schema::Schema;
 

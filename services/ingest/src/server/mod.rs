@@ -20,6 +20,7 @@
 mod auth;
 mod body;
 mod envelope;
+mod event;
 mod parse;
 mod rate;
 mod reply;
@@ -34,7 +35,8 @@ pub use auth::{
     MemoryKeyStore,
 };
 pub use body::decode_body;
-pub use parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits};
+pub use event::{AcceptedEvent, EventOutcome, IngestContext};
+pub use parse::{EventParser, Limits};
 pub use rate::RateLimiter;
 pub use reply::{RequestError, Violation};
 pub use response::{BatchResponse, EventResult, single_accepted_json};

@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 
 use super::auth::{ApiKeyChecker, AuthenticatedApp};
 use super::body::decode_body;
-use super::parse::{AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits};
+use super::event::{AcceptedEvent, EventOutcome, IngestContext};
+use super::parse::{EventParser, Limits};
 use super::rate::RateLimiter;
 use super::reply::{RequestError, Violation};
 use super::response::{BatchResponse, EventResult, single_accepted_json};

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::parse::{AcceptedEvent, EventOutcome, IngestContext};
+use super::event::{AcceptedEvent, EventOutcome, IngestContext};
 use super::reply::Violation;
 
 const STRING_FIELDS: [&str; 6] = [
