@@ -137,7 +137,7 @@ mod redis_storage {
         producers = true,
         forks = true,
         survives_restart = true,
-        keyed_append = false,
+        keyed_append = true,
     );
 }
 

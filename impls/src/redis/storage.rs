@@ -2,7 +2,8 @@
 //!
 //! Per stream: a meta hash (`<prefix>:m:<name>`), one Redis Stream of records
 //! (`<prefix>:d:<name>:<generation>`, entry id `<index+1>-0`, read with `XRANGE`), and a producers
-//! hash (`<prefix>:p:<name>:<generation>`). `generation` comes from a counter at creation, so a deleted and
+//! hash (`<prefix>:p:<name>:<generation>`), and a keyed append's dedup keys
+//! (`<prefix>:k:<generation>:<key>`, see `storage/keyed.rs`). `generation` comes from a counter at creation, so a deleted and
 //! re-created stream never sees the old one's records or producer state. Writes are atomic Lua
 //! compare-and-sets on the meta's `ver` around the shared Rust rules (see `scripts.rs`);
 //! TTL streams also get key expiry (window + 60 s) as a reclamation backstop, while the exact
@@ -10,6 +11,7 @@
 //! per instance, so appends on any node wake waits on every node.
 
 mod forks;
+mod keyed;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
 };
 use deadpool_redis::redis::streams::StreamRangeReply;
 use deadpool_redis::redis::{self};
@@ -37,7 +39,7 @@ use super::wakeups::{listen, subscribe_notifications};
 use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
     AppendContext, AppendPlan, ProducerState, check_record_sizes, committed_outcome, fork_settings,
-    index_offset, own_settings, plan_append, reject_self_fork, validate_append,
+    index_offset, own_settings, plan_append, reject_self_fork, validate_append, validate_keyed,
 };
 use crate::sql_model::{
     collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key, start_index,
@@ -402,6 +404,16 @@ impl StreamStorage for RedisStreamStorage {
         }
     }
 
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        validate_keyed(&records, self.config.max_record_bytes)?;
+        self.keyed_append(stream, records, window).await
+    }
+
     async fn read(
         &self,
         name: &StreamName,
@@ -475,7 +487,7 @@ impl StreamStorage for RedisStreamStorage {
             producers: true,
             forks: true,
             survives_restart: true,
-            keyed_append: false,
+            keyed_append: true,
             max_record_bytes: Some(self.config.max_record_bytes),
         }
     }
