@@ -397,6 +397,63 @@ async fn changes_through_another_instance_wake_a_wait() {
     );
 }
 
+/// An append queued while another connection holds the file's write lock judges expiry at the
+/// time it gets the lock: a TTL that ran out during the wait means the stream is gone, not
+/// revived by the append (which read the clock before waiting, until this was fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_judges_expiry_once_it_holds_the_write_lock() {
+    use courier::storage::Expiry;
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let clock = ManualClock::starting_now();
+    let storage = SqliteStreamStorage::connect(
+        &path,
+        SqliteStorageConfig::default().with_clock(clock.shared()),
+    )
+    .await
+    .expect("open");
+    let name = StreamName::new("short-lived").expect("valid");
+    let config = StreamConfig {
+        expiry: Expiry::Ttl(Duration::from_secs(2)),
+        ..StreamConfig::with_content_type("text/plain")
+    };
+    storage.create(&name, config, vec![]).await.expect("create");
+
+    // Another writer (a second instance, or any SQLite client) holds the write lock.
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("raw connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("take the write lock");
+    let append = tokio::spawn({
+        let storage = storage.clone();
+        let name = name.clone();
+        async move { storage.append(&name, AppendRequest::record("late")).await }
+    });
+    // Whether the writer has reached BEGIN IMMEDIATE cannot be observed from here; 200 ms is
+    // ample for it to take the job and block on the lock (the busy timeout is 10 s).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!append.is_finished(), "the append waits for the lock");
+    clock.advance(Duration::from_secs(3));
+    sqlx::query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .expect("release the lock");
+
+    let outcome = tokio::time::timeout(Duration::from_secs(10), append)
+        .await
+        .expect("the append finishes once the lock is free")
+        .expect("append task");
+    assert!(
+        matches!(outcome, Err(StorageError::NotFound { .. })),
+        "the stream expired while the append waited: {outcome:?}"
+    );
+}
+
 /// Set in the child process of [`append_in_another_process_wakes_a_wait`]: the database file
 /// to append to.
 const CHILD_APPEND_ENV: &str = "COURIER_TEST_SQLITE_CHILD_APPEND";

@@ -177,7 +177,7 @@ impl Writer {
 async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>, clock: Arc<dyn Clock>) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let commit = commit_batch(&mut conn, &mut batch, now_ms(&*clock)).await;
+        let commit = commit_batch(&mut conn, &mut batch, &*clock).await;
         if commit.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
         }
@@ -190,13 +190,17 @@ async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>, cloc
 async fn commit_batch(
     conn: &mut SqliteConnection,
     batch: &mut [Queued],
-    now: i64,
+    clock: &dyn Clock,
 ) -> Result<(), String> {
     let failed = |what: &str, e: sqlx::Error| format!("sqlite {what}: {e}");
     sqlx::query("BEGIN IMMEDIATE")
         .execute(&mut *conn)
         .await
         .map_err(|e| failed("begin", e))?;
+    // Read only now: BEGIN IMMEDIATE may have waited up to busy_timeout for another instance's
+    // write, and expiry must be judged (and last access written) at the time this batch
+    // holds the lock, or an append could revive a stream that expired meanwhile.
+    let now = now_ms(clock);
     // Runs of consecutive appends are applied together; other jobs keep their queue position.
     let mut start = 0;
     while start < batch.len() {
