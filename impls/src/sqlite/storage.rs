@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
+    StreamStorage, WaitOutcome,
 };
 use futures::TryStreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
