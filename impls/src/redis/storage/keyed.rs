@@ -1,7 +1,7 @@
 //! Keyed appends on Redis: each dedup key is a string `<prefix>:k:<generation>:<key>` holding
 //! `<committed_ms> <tag>` (the generation is unique per stream incarnation, so a re-created
-//! stream starts without keys). The keys are read and the shared rules decide in Rust; one
-//! compare-and-set script (`scripts::KEYED_COMMIT`) then writes the records and their keys
+//! stream starts without keys). The keys are read and the shared rules decide in Rust; the append's
+//! compare-and-set script (`scripts::COMMIT`) then writes the records and their keys
 //! together. Every commit bumps the stream's `ver`, so a caller on another node that committed
 //! one of the keys meanwhile makes the script refuse, and the call re-reads and decides again.
 //!
@@ -88,7 +88,7 @@ impl RedisStreamStorage {
                     .iter()
                     .map(|r| self.dedup_key(&meta.generation, &r.key)),
             );
-            let mut invocation = eval(scripts::KEYED_COMMIT, &keys);
+            let mut invocation = eval(scripts::COMMIT, &keys);
             invocation.arg(&meta.ver).arg(first).arg(written.len());
             for record in &written {
                 invocation.arg(&record.data[..]);
@@ -104,7 +104,10 @@ impl RedisStreamStorage {
             let key_px = i64::try_from(window_ms(window))
                 .unwrap_or(i64::MAX)
                 .saturating_add(EXPIRY_GRACE_MS);
+            // No producer; then the notification, the stream's backstop, the keys' one.
             invocation
+                .arg("")
+                .arg("")
                 .arg(name.as_str())
                 .arg(meta.pexpire_ms(now))
                 .arg(key_px);
