@@ -19,5 +19,7 @@ pub(crate) use append::{
 pub(crate) use fork::{
     ByteCut, ForkSource, fork_settings, own_settings, plan_fork, reject_self_fork,
 };
-pub(crate) use keyed::{StoredKey, key_is_live, plan_keyed, validate_keyed, window_ms};
+#[cfg(feature = "memory")]
+pub(crate) use keyed::key_is_live;
+pub(crate) use keyed::{StoredKey, plan_keyed, validate_keyed, window_ms};
 pub(crate) use remove::{ChainLink, Removal, RemoveChain};
