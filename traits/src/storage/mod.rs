@@ -34,7 +34,8 @@
 //!   [`Clock`](crate::clock::Clock)) is not written and answers [`KeyedOutcome::Duplicate`] with
 //!   the tag of the record that committed it; a key repeated inside one call is a duplicate of
 //!   its first occurrence. The other records and their keys commit together or not at all.
-//!   Keys belong to the stream: deleting it forgets them.
+//!   Keys belong to the stream: deleting it forgets them, and a fork starts without any. A
+//!   call may forget keys older than its own window, so use one window per stream.
 //! * **Delete** removes the stream; if forks of it are alive it is kept for them but answers
 //!   [`StorageError::Gone`] until the last fork goes.
 //!
