@@ -18,7 +18,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `mocks` | [mockall] mocks of every trait (`MockMessageBus`, `MockStreamStorage`, ...) for unit tests of code written against the traits |
+//! | `mocks` | [mockall](https://docs.rs/mockall) mocks of every trait (`MockMessageBus`, `MockStreamStorage`, ...) for unit tests of code written against the traits |
 //!
 //! ## Testing your code against the traits
 //!
