@@ -311,6 +311,21 @@ pub enum TransportError {
         /// The server's `Retry-After` hint.
         retry_after: Option<Duration>,
     },
+    /// An RPC protocol (gRPC) refused the call with a status code of its own, whose retry class
+    /// the protocol defines: an HTTP status cannot carry it (gRPC's `Aborted` is worth
+    /// retrying, its `Internal` is not, while their HTTP equivalents 409 and 500 say the
+    /// opposite).
+    #[error("call refused with code {code}: {message}")]
+    Rpc {
+        /// The protocol's status code (gRPC: `google.rpc.Code`, e.g. 14 for `Unavailable`).
+        code: i32,
+        /// The code's name and the server's explanation.
+        message: String,
+        /// Whether the protocol says a later attempt may succeed.
+        retryable: bool,
+        /// The server's pushback hint, if any.
+        retry_after: Option<Duration>,
+    },
     /// The connection is closed.
     #[error("connection closed")]
     Closed,
@@ -358,7 +373,15 @@ impl Classify for TransportError {
             } if TransportError::status_is_retryable(*status) => ErrorClass::Transient {
                 retry_after: *retry_after,
             },
+            TransportError::Rpc {
+                retryable: true,
+                retry_after,
+                ..
+            } => ErrorClass::Transient {
+                retry_after: *retry_after,
+            },
             TransportError::Status { .. }
+            | TransportError::Rpc { .. }
             | TransportError::Protocol(_)
             | TransportError::TooLarge { .. } => ErrorClass::Permanent,
         }
@@ -368,6 +391,22 @@ impl Classify for TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_rpc_refusal_classifies_as_its_protocol_says() {
+        let hint = Some(Duration::from_millis(250));
+        let rpc = |retryable| TransportError::Rpc {
+            code: 10,
+            message: "Aborted: lost a race".into(),
+            retryable,
+            retry_after: hint,
+        };
+        assert_eq!(
+            rpc(true).class(),
+            ErrorClass::Transient { retry_after: hint }
+        );
+        assert_eq!(rpc(false).class(), ErrorClass::Permanent);
+    }
 
     #[test]
     fn status_classification() {

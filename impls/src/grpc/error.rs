@@ -199,9 +199,8 @@ impl Classify for GrpcError {
 }
 
 /// For callers written against [`courier_traits::transport`]. A server status becomes
-/// [`TransportError::Status`] with [`http_status`] and the code's name in the message; that
-/// HTTP status classifies `Aborted` as permanent and `Unknown`/`Internal`/`DataLoss` as
-/// retryable, unlike [`code_class`] (the trait's error has no gRPC code to carry).
+/// [`TransportError::Rpc`] with the code, its name in the message and the retry class of
+/// [`code_class`], so the error classifies the same before and after the conversion.
 impl From<GrpcError> for TransportError {
     fn from(error: GrpcError) -> TransportError {
         match error {
@@ -223,9 +222,10 @@ impl From<GrpcError> for TransportError {
                 code,
                 message,
                 retry_after,
-            } => TransportError::Status {
-                status: http_status(code),
+            } => TransportError::Rpc {
+                code: code as i32,
                 message: format!("{code:?}: {message}"),
+                retryable: code_class(code).is_retryable(),
                 retry_after,
             },
             GrpcError::InvalidUrl { .. } | GrpcError::NoRuntime(_) => {
@@ -404,29 +404,28 @@ mod tests {
     }
 
     #[test]
-    fn transport_error_keeps_the_class_except_for_the_documented_codes() {
-        let differing = [Code::Aborted, Code::Unknown, Code::Internal, Code::DataLoss];
+    fn transport_error_keeps_the_code_and_its_class() {
         for code in ALL_CODES {
             let grpc = GrpcError::Status {
                 code,
                 message: "m".into(),
-                retry_after: None,
+                retry_after: Some(Duration::from_millis(300)),
             };
-            let retryable = grpc.is_retryable();
+            let class = grpc.class();
             let transport = TransportError::from(grpc);
-            let TransportError::Status {
-                status, message, ..
+            let TransportError::Rpc {
+                code: carried,
+                message,
+                ..
             } = &transport
             else {
                 panic!("{code:?} became {transport:?}");
             };
-            assert_eq!(*status, http_status(code));
+            assert_eq!(*carried, code as i32);
             assert!(message.starts_with(&format!("{code:?}: ")), "{message}");
-            assert_eq!(
-                transport.is_retryable() != retryable,
-                differing.contains(&code),
-                "{code:?}"
-            );
+            // Aborted (HTTP 409) stays retryable and Internal/Unknown/DataLoss (HTTP 500)
+            // stay permanent, with the pushback hint kept.
+            assert_eq!(transport.class(), class, "{code:?}");
         }
         let timeout = TransportError::from(GrpcError::Timeout(Duration::from_secs(2)));
         assert!(matches!(timeout, TransportError::Timeout(d) if d == Duration::from_secs(2)));
