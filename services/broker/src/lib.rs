@@ -17,4 +17,5 @@ pub mod directory;
 pub mod discovery;
 pub mod health;
 mod status;
+pub mod subscription;
 pub mod topic;
