@@ -4,18 +4,26 @@
 //! published `danube-client` works against it unchanged; the contract is
 //! `specs/broker.md`. Built so far:
 //!
+//! - [`catalog`]: the topics this node knows, folded from the stream `broker/catalog` (they
+//!   survive a restart), each with its dispatch strategy and delivery path: a live fan-out for
+//!   non-reliable topics, a log `broker/t/<ns>/<topic>` of dense offsets for reliable ones.
+//!   Its module docs are the contract consumers read by.
+//! - [`writer`]: one task per reliable topic grouping concurrent sends into one durable
+//!   append, offsets kept dense across writers by the storage's writer sequence.
 //! - [`topic`]: topic names (`/namespace/topic`) and partition naming (`<topic>-part-<i>`).
 //! - [`directory`]: which topics exist and who serves them ([`directory::TopicView`]), and
 //!   node URLs.
 //! - [`discovery`]: the `Discovery` service (TopicLookup, TopicPartitions).
 //! - [`health`]: the `HealthCheck` service over a [`health::ClientView`].
 //!
-//! Not started: producers, consumers and dispatch, storage (catalog, ownership claims,
-//! cursors), the server binary and the Rust client.
+//! Not built yet: producers, consumers and dispatch, cursors, ownership claims across nodes,
+//! the server binary and the Rust client.
 
+pub mod catalog;
 pub mod directory;
 pub mod discovery;
 pub mod health;
 mod status;
 pub mod subscription;
 pub mod topic;
+pub mod writer;

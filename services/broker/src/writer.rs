@@ -1,0 +1,283 @@
+//! The topic writer: one task per reliable topic that groups concurrent sends into one
+//! storage append, keeps the log's offsets dense and answers each send once it is durable.
+//!
+//! Every append carries `writer_seq` = the zero-padded dense offset of its first record
+//! ([`writer_seq`](crate::catalog::log::writer_seq)). The storage accepts it only above the last
+//! one, so a writer whose view of the tail is stale (another node appended, or an append whose
+//! answer was lost did commit) gets `WriterSeqRegression`, reads the records after the tail it
+//! knows, and retries with the right offsets: one order, no gap, no offset used twice.
+
+use std::sync::Arc;
+
+use courier_impls::grpc::proto::danube::StreamMessage;
+use courier_traits::error::{Classify, ErrorClass};
+use courier_traits::storage::{
+    AppendRequest, Offset, ReadLimits, StorageError, StreamName, StreamStorage,
+};
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::log::{encode_record, writer_seq};
+
+/// How many sends wait for the writer before `append` waits for room.
+const QUEUE: usize = 4_096;
+/// At most this many messages go into one append.
+const MAX_BATCH_MESSAGES: usize = 1_024;
+/// An append is closed once its payloads reach about this many bytes.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// How often one batch re-reads the tail after losing the writer-sequence race before it
+/// gives up (with `Unavailable`, so the client retries).
+const MAX_REGRESSIONS: usize = 16;
+
+/// Why a send was not written.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The storage refused or failed the append.
+    #[error("cannot append to {stream}: {source}")]
+    Storage {
+        /// The topic's log.
+        stream: StreamName,
+        /// What the storage said (shared by every send of the failed append).
+        #[source]
+        source: Arc<StorageError>,
+    },
+    /// Other writers kept appending first; the tail was re-read too often.
+    #[error("{stream}: lost the writer-sequence race {MAX_REGRESSIONS} times in a row")]
+    Contended {
+        /// The topic's log.
+        stream: StreamName,
+    },
+    /// The writer was stopped before the send was written.
+    #[error("the writer of {stream} has stopped")]
+    Stopped {
+        /// The topic's log.
+        stream: StreamName,
+    },
+}
+
+impl Classify for WriteError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            WriteError::Storage { source, .. } => source.class(),
+            WriteError::Contended { .. } | WriteError::Stopped { .. } => ErrorClass::TRANSIENT,
+        }
+    }
+}
+
+/// One send waiting for the writer.
+struct Pending {
+    message: StreamMessage,
+    done: oneshot::Sender<Result<u64, WriteError>>,
+}
+
+/// The handle of a topic's writer task. Dropping it stops the task once the sends already
+/// queued are written; [`stop`](Self::stop) does the same and waits for it.
+#[derive(Debug)]
+pub struct TopicWriter {
+    stream: StreamName,
+    sends: mpsc::Sender<Pending>,
+    stop: CancellationToken,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl TopicWriter {
+    /// Starts the writer of the log `stream` (which must exist). Must be called within a tokio
+    /// runtime.
+    pub fn start(storage: Arc<dyn StreamStorage>, stream: StreamName) -> TopicWriter {
+        let (sends, receiver) = mpsc::channel(QUEUE);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run(storage, stream.clone(), receiver, stop.clone()));
+        TopicWriter {
+            stream,
+            sends,
+            stop,
+            task: Mutex::new(Some(task)),
+        }
+    }
+
+    /// The log this writer appends to.
+    pub fn stream(&self) -> &StreamName {
+        &self.stream
+    }
+
+    /// Writes `message` (whose `msg_id` must be set: the writer fills in `topic_offset`) and
+    /// returns its dense offset once the storage has made it durable.
+    ///
+    /// Errors: [`WriteError`]; retryable ones are `Unavailable` for the client.
+    pub async fn append(&self, message: StreamMessage) -> Result<u64, WriteError> {
+        let stopped = || WriteError::Stopped {
+            stream: self.stream.clone(),
+        };
+        let (done, answer) = oneshot::channel();
+        self.sends
+            .send(Pending { message, done })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+
+    /// Refuses new sends, writes those already queued and waits for the task to end.
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        let task = self.task.lock().await.take();
+        if let Some(task) = task {
+            // A panicked writer has nothing left to flush.
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TopicWriter {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Where the log ends, as this writer knows it.
+#[derive(Clone)]
+struct Tail {
+    /// The dense offset the next record gets (= records in the log).
+    next: u64,
+    /// The storage offset after the last record.
+    offset: Option<Offset>,
+}
+
+async fn run(
+    storage: Arc<dyn StreamStorage>,
+    stream: StreamName,
+    mut sends: mpsc::Receiver<Pending>,
+    stop: CancellationToken,
+) {
+    let mut tail: Option<Tail> = None;
+    loop {
+        let first = tokio::select! {
+            biased;
+            pending = sends.recv() => pending,
+            () = stop.cancelled() => {
+                // Refuse new sends; the loop writes what is queued, then recv answers None.
+                sends.close();
+                sends.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first];
+        let mut bytes = batch[0].message.payload.len();
+        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+            match sends.try_recv() {
+                Ok(pending) => {
+                    bytes += pending.message.payload.len();
+                    batch.push(pending);
+                }
+                Err(_) => break,
+            }
+        }
+        let (messages, replies): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .map(|pending| (pending.message, pending.done))
+            .unzip();
+        match write_batch(storage.as_ref(), &stream, &mut tail, messages).await {
+            Ok(first_offset) => {
+                for (offset, done) in (first_offset..).zip(replies) {
+                    let _ = done.send(Ok(offset));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%stream, %error, "reliable append failed");
+                for done in replies {
+                    let _ = done.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Appends `messages` with dense offsets after the tail; returns the first one's offset.
+async fn write_batch(
+    storage: &dyn StreamStorage,
+    stream: &StreamName,
+    tail: &mut Option<Tail>,
+    mut messages: Vec<StreamMessage>,
+) -> Result<u64, WriteError> {
+    for _ in 0..MAX_REGRESSIONS {
+        let known = match tail {
+            Some(known) => known.clone(),
+            None => {
+                let start = Tail {
+                    next: 0,
+                    offset: None,
+                };
+                let found = read_tail(storage, stream, &start).await?;
+                *tail = Some(found.clone());
+                found
+            }
+        };
+        let records = (known.next..)
+            .zip(messages.iter_mut())
+            .map(|(offset, message)| {
+                message.msg_id.get_or_insert_default().topic_offset = offset;
+                encode_record(message)
+            })
+            .collect();
+        let request = AppendRequest::records(records).with_writer_seq(writer_seq(known.next));
+        match storage.append(stream, request).await {
+            Ok(outcome) => {
+                let first = known.next;
+                *tail = Some(Tail {
+                    next: first + messages.len() as u64,
+                    offset: Some(outcome.next_offset),
+                });
+                return Ok(first);
+            }
+            Err(StorageError::WriterSeqRegression { .. }) => {
+                *tail = Some(read_tail(storage, stream, &known).await?);
+            }
+            // The tail stays as known: if the append committed after all, the next one
+            // regresses and re-reads it.
+            Err(error) => return Err(storage_failure(stream, error)),
+        }
+    }
+    Err(WriteError::Contended {
+        stream: stream.clone(),
+    })
+}
+
+/// Counts the records after `known` to find the log's current tail.
+async fn read_tail(
+    storage: &dyn StreamStorage,
+    stream: &StreamName,
+    from: &Tail,
+) -> Result<Tail, WriteError> {
+    let mut known = from.clone();
+    let limits = ReadLimits {
+        max_records: 10_000,
+        // Only the count matters; a small byte budget still returns at least one record.
+        max_bytes: 1 << 20,
+    };
+    loop {
+        let batch = storage
+            .read(stream, known.offset.clone(), limits)
+            .await
+            .map_err(|error| storage_failure(stream, error))?;
+        known.next += batch.records.len() as u64;
+        let moved = known.offset.as_ref() != Some(&batch.next_offset);
+        known.offset = Some(batch.next_offset);
+        if batch.up_to_date || !moved {
+            return Ok(known);
+        }
+    }
+}
+
+fn storage_failure(stream: &StreamName, error: StorageError) -> WriteError {
+    WriteError::Storage {
+        stream: stream.clone(),
+        source: Arc::new(error),
+    }
+}

@@ -1,0 +1,340 @@
+//! The catalog and the topic logs on real storages: topics survive a restart, creation rules,
+//! and the writer's dense offsets under concurrent sends and competing writers.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use courier_broker::catalog::{
+    Catalog, CatalogError, Dispatch, decode_record, topic_log_config, topic_log_stream,
+};
+use courier_broker::directory::{Owner, TopicView};
+use courier_broker::topic::TopicName;
+use courier_broker::writer::TopicWriter;
+use courier_impls::grpc::proto::danube::{MsgId, StreamMessage};
+use courier_impls::memory::MemoryStreamStorage;
+use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
+};
+
+fn topic(name: &str) -> TopicName {
+    TopicName::new(name).expect(name)
+}
+
+fn message(topic: &TopicName, payload: String) -> StreamMessage {
+    StreamMessage {
+        msg_id: Some(MsgId {
+            producer_id: 9,
+            topic_name: topic.to_string(),
+            broker_addr: "http://127.0.0.1:6650".into(),
+            topic_offset: 0,
+        }),
+        payload: payload.into_bytes().into(),
+        producer_name: "p".into(),
+        ..StreamMessage::default()
+    }
+}
+
+/// Every record of `stream`, decoded.
+async fn log(storage: &dyn StreamStorage, stream: &StreamName) -> Vec<StreamMessage> {
+    let mut all = Vec::new();
+    let mut from = None;
+    loop {
+        let batch = storage
+            .read(stream, from, ReadLimits::default())
+            .await
+            .expect("read");
+        all.extend(
+            batch
+                .records
+                .iter()
+                .map(|r| decode_record(&r.data).expect("a StreamMessage")),
+        );
+        if batch.up_to_date {
+            return all;
+        }
+        from = Some(batch.next_offset);
+    }
+}
+
+fn offsets(log: &[StreamMessage]) -> Vec<u64> {
+    log.iter()
+        .map(|m| m.msg_id.as_ref().expect("msg_id").topic_offset)
+        .collect()
+}
+
+#[tokio::test]
+async fn topics_are_created_once_with_their_rules_and_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("broker.db");
+    let open = || async {
+        let storage = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
+            .await
+            .expect("sqlite");
+        let storage: Arc<dyn StreamStorage> = Arc::new(storage);
+        Catalog::open(storage).await.expect("catalog")
+    };
+    let orders = topic("/default/orders");
+    let events = topic("/default/events");
+    {
+        let catalog = open().await;
+        let created = catalog
+            .ensure_topic(&orders, Dispatch::Reliable)
+            .await
+            .expect("created");
+        assert_eq!(created.dispatch(), Dispatch::Reliable);
+        assert_eq!(created.log_stream(), Some(&topic_log_stream(&orders)));
+        let again = catalog
+            .ensure_topic(&orders, Dispatch::Reliable)
+            .await
+            .expect("idempotent");
+        assert!(Arc::ptr_eq(&created, &again));
+        let mismatch = catalog
+            .ensure_topic(&orders, Dispatch::NonReliable)
+            .await
+            .expect_err("other strategy");
+        assert!(
+            matches!(
+                mismatch,
+                CatalogError::DispatchMismatch {
+                    existing: Dispatch::Reliable,
+                    ..
+                }
+            ),
+            "{mismatch}"
+        );
+        for index in 0..2 {
+            catalog
+                .ensure_topic(
+                    &events.partition(index).expect("fits"),
+                    Dispatch::NonReliable,
+                )
+                .await
+                .expect("partition");
+        }
+        let plain = catalog
+            .ensure_topic(&events, Dispatch::NonReliable)
+            .await
+            .expect_err("beside its partitions");
+        assert!(
+            matches!(&plain, CatalogError::PartitionConflict { existing, .. } if *existing == events.partition(0).expect("fits")),
+            "{plain}"
+        );
+        let partition = catalog
+            .ensure_topic(&orders.partition(0).expect("fits"), Dispatch::Reliable)
+            .await
+            .expect_err("beside the plain topic");
+        assert!(
+            matches!(partition, CatalogError::PartitionConflict { .. }),
+            "{partition}"
+        );
+        assert_eq!(
+            created
+                .publish(message(&orders, "first".into()))
+                .await
+                .expect("durable"),
+            0
+        );
+        catalog.stop().await;
+    }
+    let catalog = open().await;
+    let view = catalog.view();
+    {
+        let state = view.read().expect("lock");
+        assert_eq!(state.owner(&orders), Some(Owner::Here));
+        assert_eq!(state.partitions(&events), [0, 1]);
+        assert_eq!(state.owner(&events), None);
+    }
+    let reopened = catalog.topic(&orders).expect("survived");
+    assert_eq!(reopened.dispatch(), Dispatch::Reliable);
+    assert_eq!(
+        catalog
+            .topic(&events.partition(1).expect("fits"))
+            .map(|t| t.dispatch()),
+        Some(Dispatch::NonReliable)
+    );
+    assert_eq!(
+        reopened
+            .publish(message(&orders, "second".into()))
+            .await
+            .expect("durable"),
+        1,
+        "offsets go on after a restart"
+    );
+    let stored = log(catalog.storage().as_ref(), &topic_log_stream(&orders)).await;
+    assert_eq!(offsets(&stored), [0, 1]);
+    assert_eq!(stored[1].payload.as_ref(), b"second");
+    catalog.stop().await;
+}
+
+#[tokio::test]
+async fn two_catalogs_on_one_storage_agree_on_a_topic_created_by_both() {
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let one = Catalog::open(storage.clone()).await.expect("one");
+    let two = Catalog::open(storage.clone()).await.expect("two");
+    let name = topic("/default/raced");
+    let (a, b) = tokio::join!(
+        one.ensure_topic(&name, Dispatch::Reliable),
+        two.ensure_topic(&name, Dispatch::NonReliable)
+    );
+    // Exactly one strategy won; the other side was told so.
+    match (a, b) {
+        (Ok(a), Err(CatalogError::DispatchMismatch { existing, .. })) => {
+            assert_eq!(
+                (a.dispatch(), existing),
+                (Dispatch::Reliable, Dispatch::Reliable)
+            )
+        }
+        (Err(CatalogError::DispatchMismatch { existing, .. }), Ok(b)) => {
+            assert_eq!(
+                (b.dispatch(), existing),
+                (Dispatch::NonReliable, Dispatch::NonReliable)
+            )
+        }
+        (a, b) => panic!("one winner expected: {a:?} / {b:?}"),
+    }
+    let three = Catalog::open(storage).await.expect("three");
+    assert_eq!(three.topics().len(), 1, "one event folded per topic");
+}
+
+/// A memory storage that counts appends, to see the writer group sends.
+struct CountingStorage {
+    inner: MemoryStreamStorage,
+    appends: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl StreamStorage for CountingStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<bytes::Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.inner.create(name, config, initial).await
+    }
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        self.inner.append(name, request).await
+    }
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        self.inner.read(name, from, limits).await
+    }
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: std::time::Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        self.inner.wait(name, after, timeout).await
+    }
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        self.inner.head(name).await
+    }
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        self.inner.delete(name).await
+    }
+    fn capabilities(&self) -> StorageCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_are_grouped_into_few_appends_with_dense_offsets() {
+    let counting = Arc::new(CountingStorage {
+        inner: MemoryStreamStorage::new(),
+        appends: AtomicUsize::new(0),
+    });
+    let storage: Arc<dyn StreamStorage> = counting.clone();
+    let name = topic("/default/busy");
+    let stream = topic_log_stream(&name);
+    storage
+        .create(&stream, topic_log_config(), Vec::new())
+        .await
+        .expect("log");
+    let writer = Arc::new(TopicWriter::start(storage.clone(), stream.clone()));
+    const SENDS: usize = 500;
+    let sends: Vec<_> = (0..SENDS)
+        .map(|i| {
+            let writer = writer.clone();
+            let message = message(&name, format!("m{i}"));
+            tokio::spawn(async move { (i, writer.append(message).await) })
+        })
+        .collect();
+    let mut answered = BTreeSet::new();
+    let mut by_offset = vec![String::new(); SENDS];
+    for send in sends {
+        let (i, offset) = send.await.expect("task");
+        let offset = offset.expect("durable");
+        assert!(answered.insert(offset), "offset {offset} answered twice");
+        by_offset[usize::try_from(offset).expect("small")] = format!("m{i}");
+    }
+    assert_eq!(answered.len(), SENDS);
+    assert_eq!(answered.last(), Some(&(SENDS as u64 - 1)));
+    let appends = counting.appends.load(Ordering::SeqCst);
+    assert!(
+        appends < SENDS,
+        "grouped: {appends} appends for {SENDS} sends"
+    );
+    let stored = log(storage.as_ref(), &stream).await;
+    assert_eq!(offsets(&stored), (0..SENDS as u64).collect::<Vec<_>>());
+    for (message, payload) in stored.iter().zip(&by_offset) {
+        assert_eq!(
+            message.payload.as_ref(),
+            payload.as_bytes(),
+            "answered offset = stored place"
+        );
+    }
+    writer.stop().await;
+    let error = writer
+        .append(message(&name, "late".into()))
+        .await
+        .expect_err("stopped");
+    assert!(error.to_string().contains("stopped"), "{error}");
+}
+
+#[tokio::test]
+async fn competing_writers_on_one_log_keep_offsets_dense_and_unique() {
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let name = topic("/default/shared");
+    let stream = topic_log_stream(&name);
+    storage
+        .create(&stream, topic_log_config(), Vec::new())
+        .await
+        .expect("log");
+    // Two writers stand for two nodes that both believe they own the topic.
+    let writers = [
+        Arc::new(TopicWriter::start(storage.clone(), stream.clone())),
+        Arc::new(TopicWriter::start(storage.clone(), stream.clone())),
+    ];
+    let mut tasks = Vec::new();
+    for round in 0..40 {
+        for (w, writer) in writers.iter().enumerate() {
+            let writer = writer.clone();
+            let message = message(&name, format!("w{w}-{round}"));
+            tasks.push(tokio::spawn(async move { writer.append(message).await }));
+        }
+    }
+    let mut answered = BTreeSet::new();
+    for task in tasks {
+        let offset = task.await.expect("task").expect("durable");
+        assert!(answered.insert(offset), "offset {offset} given twice");
+    }
+    let stored = log(storage.as_ref(), &stream).await;
+    assert_eq!(offsets(&stored), (0..80).collect::<Vec<_>>());
+    for writer in &writers {
+        writer.stop().await;
+    }
+}
