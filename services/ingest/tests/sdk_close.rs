@@ -3,12 +3,14 @@
 //! stops its worker.
 
 mod common;
+mod log_capture;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{ScriptedServer, Step, builder, numbered, settle};
 use courier_ingest::sdk::{FlushError, TrackError};
+use log_capture::Logs;
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -125,29 +127,10 @@ async fn dropping_the_client_stops_its_worker() {
     assert_eq!(server.requests(), 1, "nothing sent after the drop");
 }
 
-/// Log lines written while the guard lives, as text.
-#[derive(Clone, Default)]
-struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn dropping_without_close_warns_with_the_unsent_count() {
     let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = logs.capture(tracing::Level::INFO);
     let server = ScriptedServer::dead();
     let client = builder(&server).batch_size(5).build().expect("client");
     for seq in 0..7 {
@@ -156,7 +139,7 @@ async fn dropping_without_close_warns_with_the_unsent_count() {
     settle().await;
     drop(client);
     settle().await;
-    let text = String::from_utf8_lossy(&logs.0.lock().expect("lock")).into_owned();
+    let text = logs.text();
     assert!(
         text.contains("dropped without close") && text.contains("unsent=7"),
         "{text}"

@@ -3,22 +3,20 @@
 
 #![cfg(feature = "server")]
 
+mod server_support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use courier_impls::memory::MemoryStreamStorage;
 use courier_ingest::sdk::{Event, IngestClient};
 use courier_ingest::server::{
-    ApiKeyChecker, IngestConfig, IngestServer, KeyDigest, KeyRecord, MemoryKeyStore, app_stream,
+    ApiKeyChecker, IngestConfig, IngestServer, MemoryKeyStore, app_stream,
 };
-use courier_traits::storage::{AppendRequest, ReadLimits, StreamStorage};
-use http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-const KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-const OTHER_APP_KEY: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
+use courier_traits::storage::{AppendRequest, StreamStorage};
+use http::{Request, header};
+use serde_json::json;
+use server_support::{KEY, OTHER_APP_KEY, descriptor_pool, envelope, post, send};
 
 struct Fixture {
     storage: Arc<MemoryStreamStorage>,
@@ -28,16 +26,7 @@ struct Fixture {
 
 fn fixture(config: IngestConfig) -> Fixture {
     let storage = Arc::new(MemoryStreamStorage::new());
-    let keys = Arc::new(MemoryKeyStore::new());
-    for (id, app, key) in [("k1", "app-1", KEY), ("k2", "app-2", OTHER_APP_KEY)] {
-        keys.insert(KeyRecord {
-            id: id.into(),
-            app_id: app.into(),
-            name: "test".into(),
-            digest: KeyDigest::of_key(key),
-            revoked: false,
-        });
-    }
+    let keys = server_support::keys();
     let server = IngestServer::new(storage.clone(), ApiKeyChecker::new(keys.clone()), config)
         .expect("server");
     Fixture {
@@ -47,72 +36,8 @@ fn fixture(config: IngestConfig) -> Fixture {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("JSON body")
-    }
-}
-
-async fn send(fixture: &Fixture, request: Request<axum::body::Body>) -> Answer {
-    let response = fixture
-        .server
-        .router()
-        .oneshot(request)
-        .await
-        .expect("infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .to_vec();
-    Answer {
-        status,
-        headers,
-        body,
-    }
-}
-
-fn post(
-    path: &str,
-    key: Option<&str>,
-    body: impl Into<axum::body::Body>,
-) -> Request<axum::body::Body> {
-    let mut request = Request::post(path).header(header::CONTENT_TYPE, "application/json");
-    if let Some(key) = key {
-        request = request.header("x-api-key", key);
-    }
-    request.body(body.into()).expect("request")
-}
-
-async fn stored(fixture: &Fixture, app: &str) -> Vec<Value> {
-    let name = app_stream(app).expect("name");
-    match fixture
-        .storage
-        .read(&name, None, ReadLimits::default())
-        .await
-    {
-        Ok(batch) => batch
-            .records
-            .iter()
-            .map(|r| serde_json::from_slice(&r.data).expect("stored JSON"))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn envelope(key: &str, name: &str) -> Value {
-    json!({"app_id": "app-1", "device_id": "d", "timestamp_ms": 1_770_000_000_000_i64,
-        "idempotency_key": key, "custom_event": {"event_name": name}})
+async fn stored(fixture: &Fixture, app: &str) -> Vec<serde_json::Value> {
+    server_support::stored(fixture.storage.as_ref(), app).await
 }
 
 #[tokio::test]
@@ -122,16 +47,20 @@ async fn i8_the_same_batch_twice_answers_the_same_event_ids_and_stores_one_copy(
         json!({"events": [envelope("k-a", "a"), {"event_type": "b", "idempotency_key": "k-b"},
         envelope("k-a", "repeat inside the batch")]})
         .to_string();
-    let first = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    let first = send(
+        &fixture.server,
+        post("/v1/events/batch", Some(KEY), body.clone()),
+    )
+    .await;
     assert_eq!(
         first.status,
         200,
         "{}",
         String::from_utf8_lossy(&first.body)
     );
-    let second = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    let second = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
     assert_eq!(second.status, 200);
-    let ids = |a: &Answer| -> Vec<String> {
+    let ids = |a: &server_support::Answer| -> Vec<String> {
         a.json()["results"]
             .as_array()
             .expect("results")
@@ -157,21 +86,33 @@ async fn i8_the_same_batch_twice_answers_the_same_event_ids_and_stores_one_copy(
 async fn i4_unauthorized_answers_are_upstreams_and_no_key_is_stored() {
     let fixture = fixture(IngestConfig::default());
     let body = json!({"events": [envelope("k", "x")]}).to_string();
-    let missing = send(&fixture, post("/v1/events/batch", None, body.clone())).await;
+    let missing = send(
+        &fixture.server,
+        post("/v1/events/batch", None, body.clone()),
+    )
+    .await;
     assert_eq!(missing.status, 401);
     assert_eq!(missing.body, b"{\"error\":\"missing API key\"}\n");
     for key in [KEY.to_uppercase(), KEY.replace('1', "2")] {
-        let answer = send(&fixture, post("/v1/events/batch", Some(&key), body.clone())).await;
+        let answer = send(
+            &fixture.server,
+            post("/v1/events/batch", Some(&key), body.clone()),
+        )
+        .await;
         assert_eq!(answer.status, 401);
         assert_eq!(answer.body, b"{\"error\":\"invalid API key\"}\n");
     }
     fixture.keys.revoke("k1");
-    let revoked = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    let revoked = send(
+        &fixture.server,
+        post("/v1/events/batch", Some(KEY), body.clone()),
+    )
+    .await;
     assert_eq!(revoked.body, b"{\"error\":\"invalid API key\"}\n");
 
     // The other app's key with this app's events: each event rejected, nothing stored.
     let answer = send(
-        &fixture,
+        &fixture.server,
         post("/v1/events/batch", Some(OTHER_APP_KEY), body),
     )
     .await;
@@ -181,7 +122,7 @@ async fn i4_unauthorized_answers_are_upstreams_and_no_key_is_stored() {
     assert!(stored(&fixture, "app-2").await.is_empty());
 
     let ok = send(
-        &fixture,
+        &fixture.server,
         post(
             "/v1/events/batch",
             Some(OTHER_APP_KEY),
@@ -200,7 +141,7 @@ async fn i4_unauthorized_answers_are_upstreams_and_no_key_is_stored() {
 async fn i3_the_200_body_has_only_the_upstream_fields() {
     let fixture = fixture(IngestConfig::default());
     let body = json!({"events": [envelope("k1", "a"), {"event_type": ""}]}).to_string();
-    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
     let json = answer.json();
@@ -217,14 +158,7 @@ async fn i3_the_200_body_has_only_the_upstream_fields() {
     assert_eq!(fields, ["eventId", "index", "status"]);
 
     // A protojson client (unknown fields refused) reads it as IngestEventBatchResponse.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
-    let mut compiler = protox::Compiler::new([root]).expect("proto root");
-    compiler.include_imports(true);
-    compiler
-        .open_file("causality/v1/service.proto")
-        .expect("compiles");
-    let desc = compiler
-        .descriptor_pool()
+    let desc = descriptor_pool()
         .get_message_by_name("causality.v1.IngestEventBatchResponse")
         .expect("response message");
     let mut de = serde_json::Deserializer::from_slice(&answer.body);
@@ -246,21 +180,21 @@ async fn i3_the_200_body_has_only_the_upstream_fields() {
 async fn i5_i6_bad_bodies_are_refused_and_nothing_is_stored() {
     let fixture = fixture(IngestConfig::default());
     let bad = send(
-        &fixture,
+        &fixture.server,
         post("/v1/events/batch", Some(KEY), r#"{"events":"x"}"#),
     )
     .await;
     assert_eq!(bad.status, 400);
     assert_eq!(bad.json()["violations"][0]["field"], "events");
     let big = vec![b' '; 11 << 20];
-    let too_large = send(&fixture, post("/v1/events/batch", Some(KEY), big)).await;
+    let too_large = send(&fixture.server, post("/v1/events/batch", Some(KEY), big)).await;
     assert_eq!(too_large.status, 413);
     assert!(too_large.json()["message"].is_string());
     let mut brotli = post("/v1/events/batch", Some(KEY), "x");
     brotli
         .headers_mut()
         .insert(header::CONTENT_ENCODING, "br".parse().expect("value"));
-    assert_eq!(send(&fixture, brotli).await.status, 415);
+    assert_eq!(send(&fixture.server, brotli).await.status, 415);
     assert!(stored(&fixture, "app-1").await.is_empty());
 }
 
@@ -279,16 +213,24 @@ async fn gzip_bodies_and_the_single_event_endpoint() {
     request
         .headers_mut()
         .insert(header::CONTENT_ENCODING, "gzip".parse().expect("value"));
-    assert_eq!(send(&fixture, request).await.status, 200);
+    assert_eq!(send(&fixture.server, request).await.status, 200);
 
     let single = json!({"event": envelope("s", "single")}).to_string();
-    let answer = send(&fixture, post("/v1/events/ingest", Some(KEY), single)).await;
+    let answer = send(
+        &fixture.server,
+        post("/v1/events/ingest", Some(KEY), single),
+    )
+    .await;
     assert_eq!(answer.status, 200);
     let json = answer.json();
     assert_eq!(json["status"], "accepted");
     assert_eq!(json.as_object().expect("object").len(), 2);
     let rejected = json!({"event": envelope("s2", "")}).to_string();
-    let answer = send(&fixture, post("/v1/events/ingest", Some(KEY), rejected)).await;
+    let answer = send(
+        &fixture.server,
+        post("/v1/events/ingest", Some(KEY), rejected),
+    )
+    .await;
     assert_eq!(answer.status, 400);
     let records = stored(&fixture, "app-1").await;
     assert_eq!(records.len(), 2);
@@ -300,19 +242,26 @@ async fn i12_rate_limit_is_429_with_retry_after() {
     let fixture = fixture(IngestConfig::default().with_rate_limit(1, 1));
     let body = json!({"events": [{"event_type": "x"}]}).to_string();
     assert_eq!(
-        send(&fixture, post("/v1/events/batch", Some(KEY), body.clone()))
-            .await
-            .status,
+        send(
+            &fixture.server,
+            post("/v1/events/batch", Some(KEY), body.clone())
+        )
+        .await
+        .status,
         200
     );
-    let limited = send(&fixture, post("/v1/events/batch", Some(KEY), body.clone())).await;
+    let limited = send(
+        &fixture.server,
+        post("/v1/events/batch", Some(KEY), body.clone()),
+    )
+    .await;
     assert_eq!(limited.status, 429);
     assert_eq!(limited.headers[header::RETRY_AFTER], "1");
     assert!(limited.json()["message"].is_string());
     // Other apps have their own bucket; after the wait the app may send again.
     assert_eq!(
         send(
-            &fixture,
+            &fixture.server,
             post("/v1/events/batch", Some(OTHER_APP_KEY), body.clone())
         )
         .await
@@ -321,19 +270,22 @@ async fn i12_rate_limit_is_429_with_retry_after() {
     );
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(
-        send(&fixture, post("/v1/events/batch", Some(KEY), body))
+        send(&fixture.server, post("/v1/events/batch", Some(KEY), body))
             .await
             .status,
         200
     );
 }
 
+/// A stream that refuses every append (closed) cannot be fixed by retrying: 500 with the
+/// reason and no `Retry-After` (before, every storage error but TooLarge was a 503 that every
+/// retry repeated). A storage that is down is 503: see the I10 cases of the storage matrix.
 #[tokio::test]
-async fn a_storage_failure_is_503_with_nothing_written() {
+async fn a_permanent_storage_refusal_is_500_with_nothing_written() {
     let fixture = fixture(IngestConfig::default());
     let body = json!({"events": [{"event_type": "first", "idempotency_key": "f"}]}).to_string();
     assert_eq!(
-        send(&fixture, post("/v1/events/batch", Some(KEY), body))
+        send(&fixture.server, post("/v1/events/batch", Some(KEY), body))
             .await
             .status,
         200
@@ -346,10 +298,14 @@ async fn a_storage_failure_is_503_with_nothing_written() {
         .await
         .expect("closed");
     let body = json!({"events": [{"event_type": "second"}, {"event_type": "third"}]}).to_string();
-    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
-    assert_eq!(answer.status, 503);
-    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
-    assert!(answer.json()["message"].is_string());
+    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(answer.status, 500);
+    assert!(answer.headers.get(header::RETRY_AFTER).is_none());
+    let message = answer.json()["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(message.contains("closed"), "{message}");
     assert_eq!(stored(&fixture, "app-1").await.len(), 1);
 }
 
@@ -361,7 +317,7 @@ async fn cors_preflight_request_id_health_and_ready() {
         .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
         .body(axum::body::Body::empty())
         .expect("request");
-    let answer = send(&fixture, preflight).await;
+    let answer = send(&fixture.server, preflight).await;
     assert_eq!(answer.status, 204);
     assert_eq!(answer.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
     assert!(
@@ -375,11 +331,11 @@ async fn cors_preflight_request_id_health_and_ready() {
     request
         .headers_mut()
         .insert("x-request-id", "req-42".parse().expect("value"));
-    let answer = send(&fixture, request).await;
+    let answer = send(&fixture.server, request).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.headers["x-request-id"], "req-42");
     let answer = send(
-        &fixture,
+        &fixture.server,
         Request::get("/health")
             .body(axum::body::Body::empty())
             .expect("request"),
@@ -389,7 +345,7 @@ async fn cors_preflight_request_id_health_and_ready() {
     let generated = answer.headers["x-request-id"].to_str().expect("ascii");
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
     let ready = send(
-        &fixture,
+        &fixture.server,
         Request::get("/ready")
             .body(axum::body::Body::empty())
             .expect("request"),
@@ -465,7 +421,7 @@ async fn i7_a_mixed_batch_stores_the_valid_events_once() {
         envelope("k-0", "repeat of 0"),
     ]);
     let body = json!({ "events": events }).to_string();
-    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
     assert_eq!(answer.status, 200);
     let json = answer.json();
     let results = json["results"].as_array().expect("results");
@@ -503,7 +459,7 @@ async fn an_over_long_id_or_key_rejects_only_its_event() {
         {"event_type": "x", "idempotency_key": "s".repeat(1025)},
     ]})
     .to_string();
-    let answer = send(&fixture, post("/v1/events/batch", Some(KEY), body)).await;
+    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
     assert_eq!(
         answer.status,
         200,

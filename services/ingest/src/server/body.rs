@@ -1,4 +1,4 @@
-//! From the raw request body to the JSON text: content type, encoding, size limit.
+//! From the raw request body to the message bytes: content type, encoding, size limit.
 
 use std::io::Read;
 
@@ -7,35 +7,45 @@ use http::{HeaderMap, header};
 
 use super::reply::{RequestError, Violation};
 
-/// Binary protobuf bodies, refused with 415 until the server reads them.
+/// Content types of a binary protobuf body; every other one (or none) is JSON.
 const PROTOBUF_TYPES: [&str; 3] = [
     "application/x-protobuf",
     "application/protobuf",
     "application/octet-stream",
 ];
 
-/// Returns the JSON body of a request whose raw body is `raw`, inflating gzip.
+/// How the (decoded) body encodes its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// Protojson (the default, as upstream: an absent or unknown `Content-Type` is JSON).
+    Json,
+    /// Binary protobuf (`application/x-protobuf`, `application/protobuf`,
+    /// `application/octet-stream`).
+    Protobuf,
+}
+
+/// A request body after its `Content-Encoding` was undone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBody {
+    /// The encoding of the message, from `Content-Type`.
+    pub format: BodyFormat,
+    /// The message bytes, inflated.
+    pub bytes: Vec<u8>,
+}
+
+/// Returns the message of a request whose raw body is `raw`, inflating gzip, with the format
+/// its `Content-Type` names.
 ///
-/// An absent or unknown `Content-Type` is read as JSON (upstream does the same); protobuf
-/// types are 415. `Content-Encoding` may be absent, `identity` or `gzip`; anything else is 415.
-/// More than `limit` bytes, raw or inflated, is 413: inflation stops at `limit + 1` bytes and
-/// never allocates more than that, whatever the compressed body claims.
-pub fn decode_body(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, RequestError> {
-    if let Some(content_type) = headers.get(header::CONTENT_TYPE)
-        && let Ok(content_type) = content_type.to_str()
-    {
-        let media = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if PROTOBUF_TYPES.contains(&media.as_str()) {
-            return Err(RequestError::UnsupportedMediaType(format!(
-                "Content-Type {media} is not supported yet; send application/json"
-            )));
-        }
-    }
+/// An absent or unknown `Content-Type` is read as JSON (upstream does the same).
+/// `Content-Encoding` may be absent, `identity` or `gzip`; anything else is 415. More than
+/// `limit` bytes, raw or inflated, is 413: inflation stops at `limit + 1` bytes and never
+/// allocates more than that, whatever the compressed body claims.
+pub fn decode_body(
+    headers: &HeaderMap,
+    raw: &[u8],
+    limit: usize,
+) -> Result<DecodedBody, RequestError> {
+    let format = body_format(headers);
     if raw.len() > limit {
         return Err(too_large(limit));
     }
@@ -55,11 +65,32 @@ pub fn decode_body(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<
         }
     }
     if !gzip {
-        return Ok(raw.to_vec());
+        return Ok(DecodedBody {
+            format,
+            bytes: raw.to_vec(),
+        });
     }
-    let mut out = Vec::new();
-    inflate_into(raw, limit, &mut out)?;
-    Ok(out)
+    let mut bytes = Vec::new();
+    inflate_into(raw, limit, &mut bytes)?;
+    Ok(DecodedBody { format, bytes })
+}
+
+fn body_format(headers: &HeaderMap) -> BodyFormat {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media {
+        Some(media) if PROTOBUF_TYPES.contains(&media.as_str()) => BodyFormat::Protobuf,
+        _ => BodyFormat::Json,
+    }
 }
 
 fn too_large(limit: usize) -> RequestError {
@@ -134,16 +165,20 @@ mod tests {
         ] {
             let map =
                 content_type.map_or_else(HeaderMap::new, |t| headers(&[(header::CONTENT_TYPE, t)]));
-            assert_eq!(decode_body(&map, body, LIMIT).expect("json"), body);
+            let decoded = decode_body(&map, body, LIMIT).expect("json");
+            assert_eq!(decoded.format, BodyFormat::Json);
+            assert_eq!(decoded.bytes, body);
         }
         for t in [
             "application/x-protobuf",
             "Application/Octet-Stream; charset=x",
             "application/protobuf",
         ] {
-            let error = decode_body(&headers(&[(header::CONTENT_TYPE, t)]), body, LIMIT)
-                .expect_err("protobuf");
-            assert_eq!(error.status(), 415, "{t}");
+            let mut map = headers(&[(header::CONTENT_TYPE, t)]);
+            map.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            let decoded = decode_body(&map, &gzip(b"\x0a\x00"), LIMIT).expect("protobuf");
+            assert_eq!(decoded.format, BodyFormat::Protobuf, "{t}");
+            assert_eq!(decoded.bytes, b"\x0a\x00");
         }
     }
 
@@ -154,7 +189,7 @@ mod tests {
         for coding in ["gzip", "GZIP", "x-gzip", "identity, gzip"] {
             let map = headers(&[(header::CONTENT_ENCODING, coding)]);
             assert_eq!(
-                decode_body(&map, &gz, LIMIT).expect("inflated"),
+                decode_body(&map, &gz, LIMIT).expect("inflated").bytes,
                 body,
                 "{coding}"
             );
@@ -165,7 +200,8 @@ mod tests {
                 body,
                 LIMIT
             )
-            .expect("identity"),
+            .expect("identity")
+            .bytes,
             body
         );
         for coding in ["br", "deflate", "gzip, gzip", "gzip, br", "zstd"] {
@@ -203,6 +239,7 @@ mod tests {
         assert_eq!(
             decode_body(&HeaderMap::new(), &exact, LIMIT)
                 .expect("at the limit")
+                .bytes
                 .len(),
             LIMIT
         );

@@ -3,8 +3,9 @@
 //! Every step of a request before the storage, as pure functions and small types so each is
 //! tested on its own:
 //!
-//! - [`decode_body`]: `Content-Type` and `Content-Encoding` (gzip inflated up to the body
-//!   limit and no further), the body size limit;
+//! - [`decode_body`]: `Content-Type` (protojson, or binary protobuf read with the vendored
+//!   descriptors) and `Content-Encoding` (gzip inflated up to the body limit and no further),
+//!   the body size limit;
 //! - [`EventParser`]: both event shapes of the spec (the upstream envelope under protojson
 //!   rules, the upstream Go SDK's simple shape), the batch limits, per-event validation and the
 //!   normalised record that is stored;
@@ -15,13 +16,16 @@
 //! - [`RateLimiter`]: the per-app token bucket;
 //! - [`IngestServer`]: the axum router tying them together, writing each request's valid
 //!   events to the app's stream [`app_stream`] with one keyed append (200 only after it
-//!   committed; a storage failure is 503 and nothing was written).
+//!   committed; a storage failure is 503, or 500 when retrying cannot help, and nothing was
+//!   written), and serving [`IngestMetrics`] on `GET /metrics`.
 
 mod auth;
 mod body;
 mod envelope;
 mod event;
+pub mod metrics;
 mod parse;
+mod protobuf;
 mod rate;
 mod reply;
 mod response;
@@ -34,8 +38,9 @@ pub use auth::{
     ApiKeyChecker, AuthenticatedApp, KeyDigest, KeyRecord, KeyStore, KeyStoreError, KeysFileError,
     MemoryKeyStore,
 };
-pub use body::decode_body;
+pub use body::{BodyFormat, DecodedBody, decode_body};
 pub use event::{AcceptedEvent, EventOutcome, IngestContext};
+pub use metrics::{AuthFailure, IngestMetrics};
 pub use parse::{EventParser, Limits};
 pub use rate::RateLimiter;
 pub use reply::{RequestError, Violation};

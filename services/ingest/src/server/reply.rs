@@ -51,6 +51,11 @@ pub enum RequestError {
         /// When a token will be there again.
         retry_after: Duration,
     },
+    /// 500: the storage refused the write for a reason retrying will not fix (the app's
+    /// stream is closed or deleted, exists with another content type, the backend reports a
+    /// permanent error); nothing was written. No `Retry-After`: an operator must act.
+    #[error("{0}")]
+    Internal(String),
     /// 503: the storage or the key store failed; nothing was written.
     #[error("{message}")]
     Unavailable {
@@ -70,6 +75,7 @@ impl RequestError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -102,6 +108,7 @@ impl RequestError {
             Self::InvalidApiKey => return b"{\"error\":\"invalid API key\"}\n".to_vec(),
             Self::TooLarge(message)
             | Self::UnsupportedMediaType(message)
+            | Self::Internal(message)
             | Self::Unavailable { message, .. } => serde_json::to_vec(&Message { message }),
             Self::RateLimited { .. } => serde_json::to_vec(&Message {
                 message: "rate limit exceeded for this app",
@@ -178,5 +185,11 @@ mod tests {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()[header::RETRY_AFTER], "3");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let broken = RequestError::Internal("stream ingest/a is closed".into());
+        assert_eq!(broken.retry_after_secs(), None);
+        let response = broken.clone().into_response();
+        assert_eq!(response.status(), 500);
+        assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(broken.body(), br#"{"message":"stream ingest/a is closed"}"#);
     }
 }

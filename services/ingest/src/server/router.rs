@@ -1,18 +1,20 @@
 //! The HTTP surface: `POST /v1/events/batch` and `/v1/events/ingest`, `/health`, `/ready`,
-//! CORS preflight and `X-Request-ID`, with the valid events of a request written to the app's
-//! stream by one keyed append.
+//! `/metrics`, CORS preflight and `X-Request-ID`, with the valid events of a request written
+//! to the app's stream by one keyed append.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use courier_traits::Classify;
 use courier_traits::storage::{
     KeyedOutcome, KeyedRecord, StorageError, StreamConfig, StreamName, StreamStorage,
 };
@@ -21,9 +23,11 @@ use http_body_util::{BodyExt, Limited};
 use tokio::net::TcpListener;
 
 use super::auth::{ApiKeyChecker, AuthenticatedApp};
-use super::body::decode_body;
+use super::body::{BodyFormat, DecodedBody, decode_body};
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
+use super::metrics::{AuthFailure, IngestMetrics, TEXT_FORMAT};
 use super::parse::{EventParser, Limits};
+use super::protobuf::ProtobufBodies;
 use super::rate::RateLimiter;
 use super::reply::{RequestError, Violation};
 use super::response::{BatchResponse, EventResult, single_accepted_json};
@@ -96,12 +100,14 @@ pub struct IngestServer {
 
 struct IngestState {
     parser: EventParser,
+    protobuf: ProtobufBodies,
     keys: ApiKeyChecker,
     limiter: RateLimiter,
     storage: Arc<dyn StreamStorage>,
     /// Streams this node has created (or found): `create` is skipped for them.
     known_streams: Mutex<HashSet<String>>,
     config: IngestConfig,
+    metrics: IngestMetrics,
 }
 
 impl std::fmt::Debug for IngestServer {
@@ -137,23 +143,41 @@ impl IngestServer {
         Ok(Self {
             state: Arc::new(IngestState {
                 parser: EventParser::new(config.limits.clone())?,
+                protobuf: ProtobufBodies::load()?,
                 keys,
                 limiter: RateLimiter::new(config.rate_per_second, config.rate_burst),
                 storage,
                 known_streams: Mutex::new(HashSet::new()),
                 config,
+                metrics: IngestMetrics::new(),
             }),
         })
     }
 
-    /// The axum router.
+    /// The server's metrics (also served as `GET /metrics`).
+    pub fn metrics(&self) -> &IngestMetrics {
+        &self.state.metrics
+    }
+
+    /// The axum router: the event endpoints and the probes, under CORS and `X-Request-ID`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let state = Arc::clone(&self.state);
+        // Only the event endpoints count as requests: probes and scrapes would drown them.
+        let events = Router::new()
             .route("/v1/events/batch", post(batch))
             .route("/v1/events/ingest", post(ingest))
+            .route_layer(axum::middleware::from_fn_with_state(
+                Arc::clone(&state),
+                count_request,
+            ));
+        let probes = Router::new()
             .route("/health", get(|| async { json_ok(br#"{"status":"ok"}"#) }))
             .route("/ready", get(ready))
-            .with_state(Arc::clone(&self.state))
+            .route("/metrics", get(metrics));
+        Router::new()
+            .merge(events)
+            .merge(probes)
+            .with_state(state)
             .layer(axum::middleware::from_fn(cors))
             .layer(axum::middleware::from_fn(request_id))
     }
@@ -198,6 +222,35 @@ async fn ready(State(state): State<Arc<IngestState>>) -> Response {
     }
 }
 
+async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_FORMAT))],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Counts each answer of the event endpoints by status and logs the refusals (the accepted
+/// ones are logged by their handler, which knows the counts).
+async fn count_request(
+    State(state): State<Arc<IngestState>>,
+    request_id: Option<Extension<RequestId>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    state.metrics.request(status.as_u16());
+    if status != StatusCode::OK {
+        tracing::info!(
+            request_id = %RequestId::display(request_id.as_deref()),
+            status = status.as_u16(),
+            "ingest request refused"
+        );
+    }
+    response
+}
+
 fn unavailable(state: &IngestState, error: &StorageError) -> RequestError {
     tracing::warn!(error = %error, "ingest storage unavailable");
     RequestError::Unavailable {
@@ -212,21 +265,67 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The storage refused a write: permanent refusals are 500 (nothing written, retrying will not
+/// help), the storage's record limit 413 (the SDK halves the batch), the rest 503.
+fn storage_refusal(state: &IngestState, error: StorageError) -> RequestError {
+    match error {
+        StorageError::TooLarge { .. } => RequestError::TooLarge(error.to_string()),
+        // Deleted again between our create and append (another node, an expiry): a race a
+        // retry resolves.
+        StorageError::NotFound { .. } => unavailable(state, &error),
+        ref e if e.is_retryable() => unavailable(state, e),
+        // These name only the stream and its state: safe to tell the client.
+        StorageError::Closed { .. }
+        | StorageError::Gone { .. }
+        | StorageError::ConfigConflict { .. }
+        | StorageError::ContentTypeMismatch { .. } => {
+            tracing::error!(error = %error, "ingest stream refuses writes");
+            RequestError::Internal(format!("{error}; nothing was written"))
+        }
+        // A backend's own message may name hosts or queries: logged, not answered.
+        other => {
+            tracing::error!(error = %other, "ingest storage failed permanently");
+            RequestError::Internal("storage error, nothing was written".into())
+        }
+    }
+}
+
 /// Auth, rate limit, body: what both endpoints do before parsing.
 async fn admit(
     state: &IngestState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(AuthenticatedApp, Vec<u8>), RequestError> {
+) -> Result<(AuthenticatedApp, DecodedBody), RequestError> {
     let key = headers.get("x-api-key").map(HeaderValue::as_bytes);
-    let app = state.keys.check(key).await?;
+    let app = state.keys.check(key).await.inspect_err(|e| {
+        let reason = match e {
+            RequestError::MissingApiKey => AuthFailure::Missing,
+            RequestError::Unavailable { .. } => AuthFailure::StoreUnavailable,
+            _ => AuthFailure::Invalid,
+        };
+        state.metrics.auth_failure(reason);
+    })?;
     state
         .limiter
         .check(&app.app_id, tokio::time::Instant::now())?;
     let limit = state.config.limits.max_body_bytes;
     let raw = read_limited(body, limit).await?;
-    let json = decode_body(headers, &raw, limit)?;
-    Ok((app, json))
+    let body = decode_body(headers, &raw, limit)?;
+    state.metrics.request_bytes(body.bytes.len());
+    Ok((app, body))
+}
+
+/// The request's message as protojson, whatever its encoding.
+fn message_json(
+    state: &IngestState,
+    body: DecodedBody,
+    single: bool,
+) -> Result<Vec<u8>, RequestError> {
+    match (body.format, single) {
+        (BodyFormat::Json, _) => Ok(body.bytes),
+        (BodyFormat::Protobuf, false) => state.protobuf.batch_json(&body.bytes),
+        (BodyFormat::Protobuf, true) => state.protobuf.single_json(&body.bytes),
+    }
 }
 
 /// Reads at most `limit` bytes of `body`; one more is 413 without reading further.
@@ -245,32 +344,43 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, RequestError> {
 
 async fn batch(
     State(state): State<Arc<IngestState>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RequestError> {
-    let (app, json) = admit(&state, &headers, body).await?;
+    let (app, body) = admit(&state, &headers, body).await?;
+    let json = message_json(&state, body, false)?;
     let context = IngestContext {
         app_id: &app.app_id,
         received_ms: now_ms(),
     };
     let outcomes = state.parser.parse_batch(&json, &context)?;
+    state.metrics.request_events(outcomes.len());
     let stored = store(&state, &app.app_id, &outcomes).await?;
-    let mut stored = stored.into_iter();
+    let duplicates = stored.duplicates;
+    let mut ids = stored.ids.into_iter();
     let results = outcomes
         .into_iter()
         .map(|outcome| match outcome {
             EventOutcome::Rejected(error) => EventResult::Rejected { error },
             // `store` answers one id per valid event, in order.
             EventOutcome::Valid(_) => EventResult::Accepted {
-                event_id: stored.next().unwrap_or_default(),
+                event_id: ids.next().unwrap_or_default(),
             },
         })
         .collect();
     let response = BatchResponse::new(results);
-    tracing::debug!(
+    let (accepted, rejected) = (response.accepted_count(), response.rejected_count());
+    state
+        .metrics
+        .events(accepted - duplicates, duplicates, rejected);
+    tracing::info!(
+        request_id = %RequestId::display(request_id.as_deref()),
         app = %app.app_id,
-        accepted = response.accepted_count(),
-        rejected = response.rejected_count(),
+        events = accepted + rejected,
+        stored = accepted - duplicates,
+        duplicate = duplicates,
+        rejected,
         "ingest batch"
     );
     Ok(json_response(StatusCode::OK, response.to_json()))
@@ -278,22 +388,35 @@ async fn batch(
 
 async fn ingest(
     State(state): State<Arc<IngestState>>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, RequestError> {
-    let (app, json) = admit(&state, &headers, body).await?;
+    let (app, body) = admit(&state, &headers, body).await?;
+    let json = message_json(&state, body, true)?;
     let context = IngestContext {
         app_id: &app.app_id,
         received_ms: now_ms(),
     };
     let outcome = state.parser.parse_single(&json, &context)?;
+    state.metrics.request_events(1);
     if let EventOutcome::Rejected(error) = &outcome {
         return Err(RequestError::BadRequest(vec![Violation::new(
             "event", error,
         )]));
     }
-    let ids = store(&state, &app.app_id, std::slice::from_ref(&outcome)).await?;
-    let id = ids.into_iter().next().unwrap_or_default();
+    let stored = store(&state, &app.app_id, std::slice::from_ref(&outcome)).await?;
+    let duplicate = stored.duplicates;
+    state.metrics.events(1 - duplicate, duplicate, 0);
+    tracing::info!(
+        request_id = %RequestId::display(request_id.as_deref()),
+        app = %app.app_id,
+        events = 1,
+        stored = 1 - duplicate,
+        duplicate,
+        "ingest event"
+    );
+    let id = stored.ids.into_iter().next().unwrap_or_default();
     Ok(json_response(StatusCode::OK, single_accepted_json(&id)))
 }
 
@@ -309,14 +432,22 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
         .into_response()
 }
 
+/// What [`store`] did with a request's valid events.
+struct Stored {
+    /// Each valid event's id, in order: its own if written, the original's if a duplicate.
+    ids: Vec<String>,
+    /// How many were duplicates.
+    duplicates: usize,
+}
+
 /// Writes the valid events with one keyed append to the app's stream and answers each one's
-/// event id: its own if written, the original's if its key was committed before. Any storage
-/// failure is 503 and the append wrote nothing.
+/// event id: its own if written, the original's if its key was committed before. On any
+/// storage failure ([`storage_refusal`] says which status) the append wrote nothing.
 async fn store(
     state: &IngestState,
     app_id: &str,
     outcomes: &[EventOutcome],
-) -> Result<Vec<String>, RequestError> {
+) -> Result<Stored, RequestError> {
     let records: Vec<KeyedRecord> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -333,7 +464,10 @@ async fn store(
         })
         .collect();
     if records.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Stored {
+            ids: Vec::new(),
+            duplicates: 0,
+        });
     }
     let stream = app_stream(app_id).map_err(|e| unavailable(state, &e))?;
     let mut created_now = false;
@@ -348,11 +482,7 @@ async fn store(
         ensure_stream(state, &stream).await?;
         attempt = append(state, &stream, records.clone()).await;
     }
-    let outcomes = attempt.map_err(|e| match e {
-        // The SDK halves a batch on 413; a storage's own record limit is the same case.
-        StorageError::TooLarge { .. } => RequestError::TooLarge(e.to_string()),
-        other => unavailable(state, &other),
-    })?;
+    let outcomes = attempt.map_err(|e| storage_refusal(state, e))?;
     if outcomes.len() != records.len() {
         return Err(unavailable(
             state,
@@ -362,14 +492,19 @@ async fn store(
             },
         ));
     }
-    Ok(records
+    let mut duplicates = 0;
+    let ids = records
         .into_iter()
         .zip(outcomes)
         .map(|(record, outcome)| match outcome {
             KeyedOutcome::Appended { .. } => record.tag,
-            KeyedOutcome::Duplicate { tag } => tag,
+            KeyedOutcome::Duplicate { tag } => {
+                duplicates += 1;
+                tag
+            }
         })
-        .collect())
+        .collect();
+    Ok(Stored { ids, duplicates })
 }
 
 async fn append(
@@ -380,7 +515,10 @@ async fn append(
     let call = state
         .storage
         .append_keyed(stream, records, state.config.dedup_window);
-    match tokio::time::timeout(state.config.append_timeout, call).await {
+    let started = Instant::now();
+    let result = tokio::time::timeout(state.config.append_timeout, call).await;
+    state.metrics.append(started.elapsed());
+    match result {
         Ok(result) => result,
         Err(_) => Err(StorageError::Unavailable {
             message: format!(
@@ -417,7 +555,7 @@ async fn ensure_stream(state: &IngestState, stream: &StreamName) -> Result<(), R
             Vec::new(),
         )
         .await
-        .map_err(|e| unavailable(state, &e))?;
+        .map_err(|e| storage_refusal(state, e))?;
     let mut known = state
         .known_streams
         .lock()
@@ -465,8 +603,22 @@ async fn cors(request: Request, next: Next) -> Response {
     response
 }
 
-/// Echoes the client's `X-Request-ID`, or gives the request a fresh one.
-async fn request_id(request: Request, next: Next) -> Response {
+/// The request's id (the client's `X-Request-ID` or a fresh one), for the logs.
+#[derive(Debug, Clone)]
+struct RequestId(HeaderValue);
+
+impl RequestId {
+    fn display(id: Option<&RequestId>) -> String {
+        id.map_or_else(
+            || "-".to_owned(),
+            |id| String::from_utf8_lossy(id.0.as_bytes()).into_owned(),
+        )
+    }
+}
+
+/// Echoes the client's `X-Request-ID`, or gives the request a fresh one; the handlers find it
+/// in the request's extensions.
+async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get("x-request-id")
@@ -476,6 +628,7 @@ async fn request_id(request: Request, next: Next) -> Response {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
                 .unwrap_or(HeaderValue::from_static("-"))
         });
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).await;
     response.headers_mut().insert("x-request-id", id);
     response

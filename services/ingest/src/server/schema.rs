@@ -16,7 +16,7 @@ const DESCRIPTOR_SET: &[u8] = include_bytes!("../../proto/causality-v1.binpb");
 /// The checked-in descriptor set could not be used (a build defect, not an input error).
 #[derive(Debug, thiserror::Error)]
 #[error("the ingest schema is unusable: {0}")]
-pub struct SchemaError(String);
+pub struct SchemaError(pub(crate) String);
 
 /// The envelope's descriptor, its payload oneof and the `min_len` rules per message.
 #[derive(Debug, Clone)]
