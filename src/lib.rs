@@ -24,6 +24,7 @@
 //! | `streams` | the Durable Streams server and client, as `streams` |
 //! | `hub` | the WebSocket hub, its HTTP API and client SDK, as `hub` |
 //! | `ingest` | the event-ingestion batching SDK (`IngestClient`), as `ingest` |
+//! | `ingest-server` | `ingest` plus the ingestion server (`ingest::server::IngestServer`) |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
 //! | (always) | the traits, and `impls::retry`: retry policies and the `Retry` driver |
 //!
@@ -54,7 +55,7 @@ pub use courier_streams as streams;
 #[cfg_attr(docsrs, doc(cfg(feature = "hub")))]
 pub use courier_hub as hub;
 
-/// The event-ingestion batching SDK (feature `ingest`).
+/// The event-ingestion batching SDK (feature `ingest`) and server (feature `ingest-server`).
 #[cfg(feature = "ingest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ingest")))]
 pub use courier_ingest as ingest;

@@ -5,10 +5,13 @@
 //!                 [--long-poll-timeout 30s] [--config courier.yaml]
 //! courier hub     [--addr :8080] [--api-key K] [--cluster true --bus etcd|redis|postgres]
 //!                 [--config hub.yaml]
+//! courier ingest  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//!                 [--keys-file keys.json] [--admin-token T] [--config ingest.yaml]
 //! ```
 
 mod config;
 mod hub;
+mod ingest;
 mod storage;
 mod streams;
 
@@ -33,6 +36,8 @@ enum Command {
     Streams(streams::StreamsArgs),
     /// Run the WebSocket hub (alone, or as a cluster node over etcd, Redis or Postgres).
     Hub(hub::HubArgs),
+    /// Run the event-ingestion server (`POST /v1/events/batch`, Causality-compatible).
+    Ingest(ingest::IngestArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Streams(args) => streams::run(args).await,
             Command::Hub(args) => hub::run(args).await,
+            Command::Ingest(args) => ingest::run(args).await,
         }
     });
     match result {
