@@ -10,19 +10,28 @@
 //!   Its module docs are the contract consumers read by.
 //! - [`writer`]: one task per reliable topic grouping concurrent sends into one durable
 //!   append, offsets kept dense across writers by the storage's writer sequence.
+//! - [`producer`]: the `ProducerService` (CreateProducer, SendMessage): stable producer ids
+//!   and re-attachment after a restart, Exclusive access, the producer limit, size checks.
+//! - [`server`]: [`server::BrokerServer`], the services over one storage in a tonic router,
+//!   a `tracing` span per RPC, and a graceful shutdown ([`lifecycle`]). One node serves every
+//!   topic.
 //! - [`topic`]: topic names (`/namespace/topic`) and partition naming (`<topic>-part-<i>`).
 //! - [`directory`]: which topics exist and who serves them ([`directory::TopicView`]), and
 //!   node URLs.
 //! - [`discovery`]: the `Discovery` service (TopicLookup, TopicPartitions).
 //! - [`health`]: the `HealthCheck` service over a [`health::ClientView`].
 //!
-//! Not built yet: producers, consumers and dispatch, cursors, ownership claims across nodes,
-//! the server binary and the Rust client.
+//! Not built yet: the consumer service wired into the server, cursors, ownership claims
+//! across nodes, the schema registry (schema references are accepted and not checked), auth
+//! and TLS, and the Rust client.
 
 pub mod catalog;
 pub mod directory;
 pub mod discovery;
 pub mod health;
+pub mod lifecycle;
+pub mod producer;
+pub mod server;
 mod status;
 pub mod subscription;
 pub mod topic;

@@ -2,7 +2,7 @@
 //! storage append, keeps the log's offsets dense and answers each send once it is durable.
 //!
 //! Every append carries `writer_seq` = the zero-padded dense offset of its first record
-//! ([`writer_seq`](crate::catalog::log::writer_seq)). The storage accepts it only above the last
+//! ([`writer_seq`](crate::catalog::log::writer_seq())). The storage accepts it only above the last
 //! one, so a writer whose view of the tail is stale (another node appended, or an append whose
 //! answer was lost did commit) gets `WriterSeqRegression`, reads the records after the tail it
 //! knows, and retries with the right offsets: one order, no gap, no offset used twice.

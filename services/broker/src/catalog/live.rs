@@ -8,7 +8,7 @@ use courier_impls::grpc::proto::danube::StreamMessage;
 use tokio::sync::broadcast;
 
 /// How many messages each receiver may fall behind before it loses the oldest (spec §2:
-/// per-consumer queue of 1 000).
+/// per-consumer queue of 1 000; tokio's broadcast rounds it up to a power of two, 1 024).
 pub const LIVE_QUEUE: usize = 1_000;
 
 /// The fan-out of one non-reliable topic.

@@ -30,7 +30,7 @@
 //!   [`TopicWriter`] appends.
 //!
 //! **Reading a log** (consumers): `storage.read(stream, from, limits)` with `from = None` for
-//! the start or a storage [`Offset`](courier_traits::storage::Offset) you saved; a record's
+//! the start or a storage `Offset` you saved; a record's
 //! `offset` field is the position just before it, so a cursor saves
 //! (`Record::offset` of the next undelivered record, its dense `topic_offset`). The tail for a
 //! new subscription is `storage.head(stream).next_offset`. Learn of new records with

@@ -1,0 +1,241 @@
+//! The producers this node holds: ids, names, Exclusive access and the per-topic limit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+
+use crate::topic::TopicName;
+
+/// The id of producer `name` on `topic`: a stable 63-bit hash (FNV-1a 64 over the topic, a
+/// NUL and the name, top bit cleared), so creating again answers the same id and, after a
+/// restart, a send can be matched to its producer without any stored state.
+pub fn producer_id(topic: &TopicName, name: &str) -> u64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let bytes = topic
+        .as_str()
+        .bytes()
+        .chain(std::iter::once(0))
+        .chain(name.bytes());
+    let hash = bytes.fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    hash & (u64::MAX >> 1)
+}
+
+/// A producer held here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Its topic (a plain topic or one partition).
+    pub topic: TopicName,
+    /// Its name.
+    pub name: String,
+}
+
+/// Why a producer was not registered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegisterError {
+    /// The topic is held exclusively by another producer, or an Exclusive producer asked for a
+    /// topic others already write to.
+    #[error("topic {topic} has producer {holder:?}; Exclusive access excludes {name:?}")]
+    Exclusive {
+        /// The topic.
+        topic: TopicName,
+        /// A producer already there.
+        holder: String,
+        /// The producer refused.
+        name: String,
+    },
+    /// The topic has as many producers as allowed.
+    #[error("topic {topic} already has {limit} producers (max_producers_per_topic)")]
+    Limit {
+        /// The topic.
+        topic: TopicName,
+        /// The limit.
+        limit: usize,
+    },
+    /// Two (topic, name) pairs hash to one id (astronomically rare; refused, not merged).
+    #[error("producer id {id} of {name:?} on {topic} is taken by another producer")]
+    IdCollision {
+        /// The id.
+        id: u64,
+        /// The topic.
+        topic: TopicName,
+        /// The name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Default)]
+struct TopicProducers {
+    names: BTreeSet<String>,
+    exclusive: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    producers: HashMap<u64, ProducerRecord>,
+    topics: HashMap<TopicName, TopicProducers>,
+}
+
+/// The producers held by this node (short locks, never across an `.await`).
+#[derive(Debug)]
+pub struct ProducerRegistry {
+    max_per_topic: usize,
+    held: Mutex<Held>,
+}
+
+impl ProducerRegistry {
+    /// No producers; at most `max_per_topic` per topic.
+    pub fn new(max_per_topic: usize) -> ProducerRegistry {
+        ProducerRegistry {
+            max_per_topic,
+            held: Mutex::new(Held::default()),
+        }
+    }
+
+    /// Registers producer `name` on `topic` (idempotent) and returns its id.
+    ///
+    /// Errors: [`RegisterError`].
+    pub fn register(
+        &self,
+        topic: &TopicName,
+        name: &str,
+        exclusive: bool,
+    ) -> Result<u64, RegisterError> {
+        let id = producer_id(topic, name);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(record) = held.producers.get(&id)
+            && (record.topic != *topic || record.name != name)
+        {
+            return Err(RegisterError::IdCollision {
+                id,
+                topic: topic.clone(),
+                name: name.to_owned(),
+            });
+        }
+        let producers = held.topics.entry(topic.clone()).or_default();
+        let refuse = |holder: &str| RegisterError::Exclusive {
+            topic: topic.clone(),
+            holder: holder.to_owned(),
+            name: name.to_owned(),
+        };
+        if let Some(holder) = producers.exclusive.as_deref()
+            && holder != name
+        {
+            return Err(refuse(holder));
+        }
+        let known = producers.names.contains(name);
+        if exclusive && let Some(other) = producers.names.iter().find(|other| *other != name) {
+            return Err(refuse(other));
+        }
+        if !known && producers.names.len() >= self.max_per_topic {
+            return Err(RegisterError::Limit {
+                topic: topic.clone(),
+                limit: self.max_per_topic,
+            });
+        }
+        if exclusive {
+            producers.exclusive = Some(name.to_owned());
+        }
+        producers.names.insert(name.to_owned());
+        held.producers.insert(
+            id,
+            ProducerRecord {
+                topic: topic.clone(),
+                name: name.to_owned(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The producer with `id`, if held here.
+    pub fn get(&self, id: u64) -> Option<ProducerRecord> {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .producers
+            .get(&id)
+            .cloned()
+    }
+
+    /// Whether producer `id` is held here.
+    pub fn holds(&self, id: u64) -> bool {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .producers
+            .contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str) -> TopicName {
+        TopicName::new(name).expect(name)
+    }
+
+    #[test]
+    fn ids_are_stable_63_bit_and_differ_by_topic_and_name() {
+        let orders = topic("/default/orders");
+        let id = producer_id(&orders, "p1");
+        assert_eq!(id, producer_id(&orders, "p1"));
+        assert_eq!(id >> 63, 0);
+        // Pinned (FNV-1a computed independently): ids must not change between builds, as
+        // clients re-attach by them.
+        assert_eq!(id, 0x1a52_40a6_66c1_3d2c, "{id:#x}");
+        assert_ne!(id, producer_id(&orders, "p2"));
+        assert_ne!(id, producer_id(&topic("/default/orders2"), "p1"));
+        // The separator keeps ("/a/bc", "d") apart from ("/a/b", "cd").
+        assert_ne!(
+            producer_id(&topic("/a/bc"), "d"),
+            producer_id(&topic("/a/b"), "cd")
+        );
+    }
+
+    #[test]
+    fn exclusive_limit_and_idempotence() {
+        let registry = ProducerRegistry::new(2);
+        let orders = topic("/default/orders");
+        let id = registry.register(&orders, "p1", false).expect("first");
+        assert_eq!(
+            registry.register(&orders, "p1", false),
+            Ok(id),
+            "idempotent"
+        );
+        assert!(registry.holds(id));
+        assert!(matches!(
+            registry.register(&orders, "x", true),
+            Err(RegisterError::Exclusive { .. })
+        ));
+        registry.register(&orders, "p2", false).expect("second");
+        assert!(matches!(
+            registry.register(&orders, "p3", false),
+            Err(RegisterError::Limit { limit: 2, .. })
+        ));
+        assert!(
+            registry.register(&orders, "p2", false).is_ok(),
+            "known names pass the limit"
+        );
+
+        let solo = topic("/default/solo");
+        registry.register(&solo, "owner", true).expect("exclusive");
+        assert_eq!(
+            registry.register(&solo, "owner", true),
+            Ok(producer_id(&solo, "owner"))
+        );
+        assert!(matches!(
+            registry.register(&solo, "other", false),
+            Err(RegisterError::Exclusive { holder, .. }) if holder == "owner"
+        ));
+        assert_eq!(
+            registry.get(producer_id(&solo, "owner")),
+            Some(ProducerRecord {
+                topic: solo,
+                name: "owner".into()
+            })
+        );
+    }
+}
