@@ -20,12 +20,16 @@
 //!   node URLs.
 //! - [`discovery`]: the `Discovery` service (TopicLookup, TopicPartitions).
 //! - [`health`]: the `HealthCheck` service over a [`health::ClientView`].
+//! - `client` (feature `client`): the Rust client, `BrokerClient` with producers and
+//!   consumers.
 //!
 //! Not built yet: the consumer service wired into the server, cursors, ownership claims
 //! across nodes, the schema registry (schema references are accepted and not checked), auth
-//! and TLS, and the Rust client.
+//! and TLS.
 
 pub mod catalog;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod directory;
 pub mod discovery;
 pub mod health;

@@ -1,0 +1,48 @@
+//! The Rust client (feature `client`; spec §6 without schemas, auth and TLS).
+//!
+//! [`BrokerClient`] makes [`Producer`]s and [`Consumer`]s over tonic channels cached per
+//! broker URL (`courier_impls::grpc`):
+//!
+//! - **Producer**: registers on the topic, or on each partition `<topic>-part-<i>`, after a
+//!   lookup; `send(bytes).key(k).attributes(map).await` returns the sequence id, once stored
+//!   on reliable topics. Without a key partitions take turns; with one, FNV-1a of the key
+//!   picks (as danube-client). A producer the broker answers `CLOSE` for registers again
+//!   on its next send, and so does one whose send used up the retry budget.
+//! - **Consumer**: lists the partitions at the service URL, subscribes to each concurrently,
+//!   and runs one task per partition feeding one bounded channel (100): the consumer is a
+//!   `Stream<Item = Result<Message, BrokerError>>`; [`Message::ack`] and [`Message::nack`]
+//!   go to the partition the message came from. `CLOSE` from a health check resubscribes;
+//!   errors the consumer cannot get past are stream items, never a silent stop.
+//! - **Retries**: every call runs under the project's [`RetryPolicy`]
+//!   (default [`LinearBackoff`](courier_impls::retry::LinearBackoff): 5 retries, 200 ms
+//!   steps, 5 s cap, 50–100 % jitter); retried are connection failures, `Unavailable`,
+//!   `DeadlineExceeded` and `ResourceExhausted` ([`rpc_class`]); the topic is looked up again
+//!   between attempts, falling back to the service URL when its node cannot be reached.
+//! - **Health checks** every 5 s per producer partition and consumer partition; `close()`
+//!   stops them and the partition tasks (at most 100 ms of grace, then aborted), and so does
+//!   dropping the producer or consumer.
+//!
+//! Not yet (issue 16): schema references (the producer sends none), API keys and tokens
+//! (every request is made in one place, `ClientCore::request`, where the header will go),
+//! TLS (the channel cache refuses `https` URLs).
+//!
+//! [`RetryPolicy`]: courier_traits::retry::RetryPolicy
+
+mod broker_client;
+mod consumer;
+mod core;
+mod error;
+mod health;
+mod message;
+mod partition_consumer;
+mod partition_producer;
+mod producer;
+mod receiver;
+mod routing;
+mod tasks;
+
+pub use broker_client::{BrokerClient, BrokerClientBuilder};
+pub use consumer::{Consumer, ConsumerBuilder, Subscription};
+pub use error::{BrokerError, rpc_class};
+pub use message::Message;
+pub use producer::{Producer, ProducerBuilder, Send};
