@@ -46,3 +46,6 @@ pub use consumer::{Consumer, ConsumerBuilder, Subscription};
 pub use error::{BrokerError, rpc_class};
 pub use message::Message;
 pub use producer::{Producer, ProducerBuilder, Send};
+
+#[cfg(test)]
+mod tests;
