@@ -1,0 +1,230 @@
+//! The Rust client end to end against the real [`BrokerServer`], served in-process on the
+//! memory storage: what a producer stores, partition routing, refusals, and a producer that
+//! outlives a restart of its broker.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_broker::catalog::{decode_record, topic_log_stream};
+use courier_broker::client::{BrokerClient, BrokerError};
+use courier_broker::directory::NodeUrls;
+use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
+use courier_broker::topic::TopicName;
+use courier_impls::grpc::InProcessNetwork;
+use courier_impls::grpc::proto::danube::StreamMessage;
+use courier_impls::memory::MemoryStreamStorage;
+use courier_impls::retry::LinearBackoff;
+use courier_traits::error::Classify;
+use courier_traits::storage::{ReadLimits, StreamStorage};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::Code;
+
+const HERE: &str = "http://broker.test:6650";
+
+/// A broker node served in-process at [`HERE`].
+struct Node {
+    stop: Option<oneshot::Sender<()>>,
+    served: JoinHandle<Result<(), ServeError>>,
+}
+
+impl Node {
+    async fn start(network: &InProcessNetwork, storage: Arc<dyn StreamStorage>) -> Node {
+        let config = BrokerConfig::new(NodeUrls::same(HERE).expect("valid"));
+        let server = BrokerServer::open(storage, config).await.expect("open");
+        let listener = network.listen(HERE).expect("listen");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(server.serve_with_incoming(listener, async {
+            let _ = stopped.await;
+        }));
+        Node {
+            stop: Some(stop),
+            served,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.served)
+            .await
+            .expect("shut down in time")
+            .expect("task")
+            .expect("served");
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.served.abort();
+    }
+}
+
+/// A client with short retry steps (10 ms), so recoveries take little real time.
+async fn client(network: &InProcessNetwork) -> BrokerClient {
+    BrokerClient::builder()
+        .service_url(HERE)
+        .in_process(network.clone())
+        .retry(LinearBackoff::new(Duration::from_millis(10)))
+        .health_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("client")
+}
+
+/// Every stored message of `topic`'s log.
+async fn stored(storage: &dyn StreamStorage, topic: &str) -> Vec<StreamMessage> {
+    let stream = topic_log_stream(&TopicName::new(topic).expect("valid"));
+    let batch = storage
+        .read(&stream, None, ReadLimits::default())
+        .await
+        .expect("read");
+    batch
+        .records
+        .iter()
+        .map(|r| decode_record(&r.data).expect("decodes"))
+        .collect()
+}
+
+/// A node on a fresh memory storage and a client of it.
+async fn setup() -> (InProcessNetwork, Arc<dyn StreamStorage>, Node, BrokerClient) {
+    let network = InProcessNetwork::new();
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let node = Node::start(&network, storage.clone()).await;
+    let client = client(&network).await;
+    (network, storage, node, client)
+}
+
+#[tokio::test]
+async fn a_reliable_partitioned_producer_stores_each_message_in_its_partition_with_dense_offsets() {
+    let (_network, storage, _node, client) = setup().await;
+    let producer = client
+        .producer("/default/orders")
+        .name("p1")
+        .reliable()
+        .partitions(2)
+        .create()
+        .await
+        .expect("created");
+    let ids = producer.producer_ids();
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+    let mut sequences = std::collections::HashMap::new();
+    for i in 0..4 {
+        let payload = format!("turn-{i}");
+        let sequence = producer.send(payload.clone()).await.expect("sent");
+        sequences.insert(payload, sequence);
+    }
+    producer
+        .send("keyed")
+        .key("customer-7")
+        .attribute("kind", "order")
+        .await
+        .expect("sent");
+    let part = |i: u32| format!("/default/orders-part-{i}");
+    let first = stored(storage.as_ref(), &part(0)).await;
+    let second = stored(storage.as_ref(), &part(1)).await;
+    assert_eq!(first.len() + second.len(), 5);
+    for (index, messages) in [&first, &second].into_iter().enumerate() {
+        let offsets: Vec<u64> = messages
+            .iter()
+            .map(|m| m.msg_id.as_ref().expect("msg_id").topic_offset)
+            .collect();
+        assert_eq!(offsets, (0..messages.len() as u64).collect::<Vec<_>>());
+        for message in messages {
+            assert_eq!(message.producer_name, format!("p1-{index}"));
+        }
+    }
+    let turns = |messages: &[StreamMessage]| -> Vec<String> {
+        messages
+            .iter()
+            .filter(|m| m.routing_key.is_none())
+            .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+            .collect()
+    };
+    assert_eq!(turns(&first), ["turn-0", "turn-2"], "round-robin");
+    assert_eq!(turns(&second), ["turn-1", "turn-3"]);
+    let keyed = first
+        .iter()
+        .chain(&second)
+        .find(|m| m.routing_key.as_deref() == Some("customer-7"))
+        .expect("stored");
+    assert_eq!(
+        keyed.attributes.get("kind").map(String::as_str),
+        Some("order")
+    );
+    // The sequence id is the request id the broker echoed for that message.
+    for message in first.iter().chain(&second) {
+        let payload = String::from_utf8_lossy(&message.payload).into_owned();
+        if let Some(sequence) = sequences.get(&payload) {
+            assert_eq!(*sequence, message.request_id, "{payload}");
+        }
+    }
+    producer.close().await;
+    assert_eq!(client.running_tasks(), 0);
+}
+
+#[tokio::test]
+async fn the_brokers_refusals_come_back_unretried() {
+    let (_network, _storage, _node, client) = setup().await;
+    client
+        .producer("/default/t")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    // The topic is reliable; a non-reliable producer is refused.
+    let error = client
+        .producer("/default/t")
+        .name("q")
+        .create()
+        .await
+        .expect_err("dispatch mismatch");
+    assert_eq!(error.code(), Some(Code::FailedPrecondition), "{error}");
+    assert!(!error.is_retryable());
+    let error = client
+        .consumer("/default/missing")
+        .name("c")
+        .subscription("s")
+        .subscribe()
+        .await
+        .expect_err("no such topic");
+    assert!(
+        matches!(&error, BrokerError::NoSuchTopic(t) if t == "/default/missing"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_producer_keeps_sending_across_a_restart_of_its_broker() {
+    let (network, storage, node, client) = setup().await;
+    let producer = client
+        .producer("/default/t")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    producer.send("before").await.expect("sent");
+    node.stop().await;
+    let restart = {
+        let network = network.clone();
+        let storage = storage.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Node::start(&network, storage).await
+        })
+    };
+    producer
+        .send("after")
+        .await
+        .expect("sent once the broker is back");
+    let _node = restart.await.expect("restarted");
+    let payloads: Vec<String> = stored(storage.as_ref(), "/default/t")
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(payloads, ["before", "after"]);
+}
