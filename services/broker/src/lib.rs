@@ -15,6 +15,11 @@
 //! - [`server`]: [`server::BrokerServer`], the services over one storage in a tonic router,
 //!   a `tracing` span per RPC, and a graceful shutdown ([`lifecycle`]). One node serves every
 //!   topic.
+//! - [`subscription`]: the subscription engine, pure with an injected clock: Exclusive,
+//!   Shared, Failover and KeyShared placement; the reliable in-flight window, acks, cursor,
+//!   Nack delays, ack timeouts, redelivery and dead letters; bounded live queues.
+//! - [`consumer`]: the `ConsumerService` (Subscribe, ReceiveMessages, Ack, Nack) over the
+//!   engine, with durable cursors and dead-letter streams.
 //! - [`topic`]: topic names (`/namespace/topic`) and partition naming (`<topic>-part-<i>`).
 //! - [`directory`]: which topics exist and who serves them ([`directory::TopicView`]), and
 //!   node URLs.
@@ -23,13 +28,13 @@
 //! - `client` (feature `client`): the Rust client, `BrokerClient` with producers and
 //!   consumers.
 //!
-//! Not built yet: the consumer service wired into the server, cursors, ownership claims
-//! across nodes, the schema registry (schema references are accepted and not checked), auth
-//! and TLS.
+//! Not built yet: ownership claims across nodes, the schema registry (schema references are
+//! accepted and not checked), auth and TLS.
 
 pub mod catalog;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod consumer;
 pub mod directory;
 pub mod discovery;
 pub mod health;

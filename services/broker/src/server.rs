@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerServiceServer;
 use courier_impls::grpc::proto::danube::discovery_server::DiscoveryServer;
 use courier_impls::grpc::proto::danube::health_check_server::HealthCheckServer;
 use courier_impls::grpc::proto::danube::producer_service_server::ProducerServiceServer;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::server::{Connected, Router};
 
 use crate::catalog::{Catalog, CatalogError, CatalogState};
+use crate::consumer::{ConsumerConfig, ConsumerService};
 use crate::directory::NodeUrls;
 use crate::discovery::DiscoveryService;
 use crate::health::{ClientView, HealthService};
@@ -25,6 +27,8 @@ pub struct BrokerConfig {
     pub here: NodeUrls,
     /// The producer side's limits.
     pub producer: ProducerConfig,
+    /// The consumer side's window, delays and cursor checkpoints.
+    pub consumer: ConsumerConfig,
 }
 
 impl BrokerConfig {
@@ -33,6 +37,7 @@ impl BrokerConfig {
         BrokerConfig {
             here,
             producer: ProducerConfig::default(),
+            consumer: ConsumerConfig::default(),
         }
     }
 }
@@ -51,6 +56,7 @@ pub enum ServeError {
 struct NodeClients {
     lifecycle: Arc<Lifecycle>,
     producers: Arc<ProducerRegistry>,
+    consumers: ConsumerService,
 }
 
 impl ClientView for NodeClients {
@@ -58,19 +64,19 @@ impl ClientView for NodeClients {
         !self.lifecycle.is_draining() && self.producers.holds(id)
     }
 
-    fn holds_consumer(&self, _id: u64) -> bool {
-        // No consumer service is assembled yet: every consumer is told to resubscribe.
-        false
+    fn holds_consumer(&self, id: u64) -> bool {
+        !self.lifecycle.is_draining() && self.consumers.holds(id)
     }
 }
 
-/// A broker node: Discovery, HealthCheck and ProducerService over one storage. A single node
+/// A broker node: Discovery, HealthCheck, ProducerService and ConsumerService over one storage. A single node
 /// owns every topic (lookups answer `Connect`).
 #[derive(Debug)]
 pub struct BrokerServer {
     config: BrokerConfig,
     catalog: Arc<Catalog>,
     producers: Arc<ProducerRegistry>,
+    consumers: ConsumerService,
     lifecycle: Arc<Lifecycle>,
 }
 
@@ -86,10 +92,12 @@ impl BrokerServer {
         let producers = Arc::new(ProducerRegistry::new(
             config.producer.max_producers_per_topic,
         ));
+        let consumers = ConsumerService::new(catalog.clone(), config.consumer.clone());
         Ok(BrokerServer {
             config,
             catalog,
             producers,
+            consumers,
             lifecycle: Arc::new(Lifecycle::new()),
         })
     }
@@ -97,6 +105,11 @@ impl BrokerServer {
     /// The node's topics.
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// The node's consumers.
+    pub fn consumers(&self) -> &ConsumerService {
+        &self.consumers
     }
 
     /// The node's serving state: [`Lifecycle::drain`] refuses new work from then on.
@@ -111,6 +124,7 @@ impl BrokerServer {
         let health = HealthService::new(Arc::new(NodeClients {
             lifecycle: self.lifecycle.clone(),
             producers: self.producers.clone(),
+            consumers: self.consumers.clone(),
         }));
         let produce = ProduceService::new(
             self.catalog.clone(),
@@ -127,11 +141,13 @@ impl BrokerServer {
                 ProducerServiceServer::new(produce)
                     .max_decoding_message_size(self.config.producer.decode_limit()),
             )
+            .add_service(ConsumerServiceServer::new(self.consumers.clone()))
     }
 
     /// Serves the connections of `incoming` until `shutdown` completes, then drains: new work
-    /// is refused (`Unavailable`) and health checks answer `CLOSE` from the signal on, the
-    /// calls in progress finish, and each reliable topic's writer writes what it has queued.
+    /// is refused (`Unavailable`) and health checks answer `CLOSE` from the signal on,
+    /// consumer streams end and every cursor is checkpointed, the calls in progress finish, and
+    /// each reliable topic's writer writes what it has queued.
     ///
     /// Errors: [`ServeError`].
     pub async fn serve_with_incoming<I, IO, IE>(
@@ -145,10 +161,13 @@ impl BrokerServer {
         IE: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let lifecycle = self.lifecycle.clone();
+        let consumers = self.consumers.clone();
         let signal = async move {
             shutdown.await;
             lifecycle.drain();
             tracing::info!("broker draining: refusing new work");
+            // Consumer streams never end by themselves: end them, or draining waits forever.
+            consumers.shutdown().await;
         };
         let served = self
             .router()

@@ -126,7 +126,13 @@ impl<M> LiveSubscription<M> {
         self.queues.get_mut(&id)?.pop_front()
     }
 
-    /// Messages dropped so far (full queues, nobody to take them).
+    /// Counts `count` messages dropped before they reached this subscription (a lagging
+    /// fan-out receiver).
+    pub fn record_dropped(&mut self, count: u64) {
+        self.dropped = self.dropped.saturating_add(count);
+    }
+
+    /// Messages dropped so far (full queues, nobody to take them, lost upstream).
     pub fn dropped(&self) -> u64 {
         self.dropped
     }

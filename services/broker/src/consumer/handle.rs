@@ -1,0 +1,235 @@
+//! One subscription as the consumer service holds it: the engine under a short lock, the
+//! wake-ups between RPC handlers, consumer streams and the subscription's pump task, and the
+//! cancellation of streams that are replaced.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use courier_impls::grpc::proto::danube::StreamMessage;
+use courier_traits::storage::Offset;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::names::SubscriptionName;
+use crate::subscription::{
+    Attached, DeadLetter, LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
+};
+use crate::topic::TopicName;
+
+/// The engine of a subscription and what the service keeps beside it.
+#[derive(Debug)]
+pub(crate) enum Engine {
+    Reliable(Box<ReliableState>),
+    Live(LiveSubscription<Arc<StreamMessage>>),
+}
+
+/// A reliable subscription's engine, and where its messages are in the topic log.
+#[derive(Debug)]
+pub(crate) struct ReliableState {
+    pub(crate) engine: ReliableSubscription<StreamMessage>,
+    /// The log position just before each message in flight (by dense offset): the cursor's
+    /// position when that message is the first unsettled one.
+    pub(crate) positions: BTreeMap<u64, Offset>,
+    /// Where the next read of the log starts.
+    pub(crate) read_position: Offset,
+    /// The position last checkpointed.
+    pub(crate) flushed: Offset,
+    /// Acks since the last checkpoint.
+    pub(crate) unflushed_acks: u64,
+    /// When (clock ms) the cursor first moved past the last checkpoint.
+    pub(crate) dirty_since_ms: Option<u64>,
+    /// Dead letters not yet stored (the cursor is not checkpointed past them until they are).
+    pub(crate) dead_letters: Vec<DeadLetter<StreamMessage>>,
+}
+
+impl ReliableState {
+    /// The cursor as (dense offset if known, log position).
+    pub(crate) fn cursor(&self) -> (Option<u64>, Offset) {
+        let cursor = self.engine.cursor();
+        if cursor >= self.engine.next_offset() {
+            // Nothing in flight: the next message is the next one read. Its dense offset is
+            // unknown only for a subscription that started at the tail and read nothing yet.
+            let known = cursor > 0;
+            return (known.then_some(cursor), self.read_position.clone());
+        }
+        match self.positions.range(cursor..).next() {
+            Some((offset, position)) => (Some(*offset), position.clone()),
+            None => (Some(cursor), self.read_position.clone()),
+        }
+    }
+
+    /// Forgets the positions of settled messages.
+    pub(crate) fn prune(&mut self) {
+        let cursor = self.engine.cursor();
+        self.positions = self.positions.split_off(&cursor);
+    }
+}
+
+/// One subscription on one topic.
+#[derive(Debug)]
+pub(crate) struct SubscriptionHandle {
+    pub(crate) topic: TopicName,
+    pub(crate) name: SubscriptionName,
+    engine: Mutex<Engine>,
+    /// Wakes consumer streams: something may be ready for them.
+    pub(crate) deliveries: Notify,
+    /// Wakes the pump: window freed, timers changed, consumers came or went.
+    pub(crate) pump: Notify,
+    /// Each consumer's open stream: its generation and its cancellation.
+    streams: Mutex<HashMap<u64, (u64, CancellationToken)>>,
+    /// Stops the pump and every stream of this subscription (a child of the service's).
+    pub(crate) stop: CancellationToken,
+}
+
+impl SubscriptionHandle {
+    pub(crate) fn new(
+        topic: TopicName,
+        name: SubscriptionName,
+        engine: Engine,
+        stop: CancellationToken,
+    ) -> SubscriptionHandle {
+        SubscriptionHandle {
+            topic,
+            name,
+            engine: Mutex::new(engine),
+            deliveries: Notify::new(),
+            pump: Notify::new(),
+            streams: Mutex::new(HashMap::new()),
+            stop,
+        }
+    }
+
+    /// The engine, locked. Never held across an `.await`.
+    pub(crate) fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn streams(&self) -> MutexGuard<'_, HashMap<u64, (u64, CancellationToken)>> {
+        self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Something changed that consumers and the pump should look at.
+    pub(crate) fn wake(&self) {
+        self.deliveries.notify_waiters();
+        self.pump.notify_one();
+    }
+
+    pub(crate) fn attach(
+        &self,
+        kind: SubscriptionType,
+        id: u64,
+        name: &str,
+        filters: Vec<String>,
+    ) -> Result<Attached, SubscribeError> {
+        let attached = match &mut *self.engine() {
+            Engine::Reliable(state) => state.engine.subscribe(kind, id, name, filters),
+            Engine::Live(live) => live.subscribe(kind, id, name, filters),
+        }?;
+        if let Some(old) = attached.replaced
+            && let Some((_, cancel)) = self.streams().remove(&old)
+        {
+            cancel.cancel();
+        }
+        self.wake();
+        Ok(attached)
+    }
+
+    pub(crate) fn holds(&self, id: u64) -> bool {
+        match &*self.engine() {
+            Engine::Reliable(state) => state.engine.holds(id),
+            Engine::Live(live) => live.holds(id),
+        }
+    }
+
+    /// Consumer `id` opens a stream; a stream it had open is cancelled. Returns the stream's
+    /// generation and cancellation.
+    pub(crate) fn open_stream(&self, id: u64) -> Result<(u64, CancellationToken), SubscribeError> {
+        match &mut *self.engine() {
+            Engine::Reliable(state) => state.engine.open_stream(id),
+            Engine::Live(live) => live.open_stream(id),
+        }?;
+        let cancel = self.stop.child_token();
+        let generation = {
+            let mut streams = self.streams();
+            let generation = streams.get(&id).map_or(0, |(g, _)| g.wrapping_add(1));
+            if let Some((_, old)) = streams.insert(id, (generation, cancel.clone())) {
+                old.cancel();
+            }
+            generation
+        };
+        self.wake();
+        Ok((generation, cancel))
+    }
+
+    /// Stream `generation` of consumer `id` ended; ignored if a newer one replaced it.
+    pub(crate) fn stream_ended(&self, id: u64, generation: u64) {
+        {
+            let mut streams = self.streams();
+            match streams.get(&id) {
+                Some((current, _)) if *current == generation => {
+                    streams.remove(&id);
+                }
+                _ => return,
+            }
+        }
+        match &mut *self.engine() {
+            Engine::Reliable(state) => state.engine.close_stream(id),
+            Engine::Live(live) => live.close_stream(id),
+        }
+        self.wake();
+    }
+
+    /// The next message for consumer `id`, ready to send.
+    pub(crate) fn next_for(&self, id: u64, request_id: u64) -> Option<StreamMessage> {
+        let mut message = match &mut *self.engine() {
+            Engine::Reliable(state) => state.engine.poll(id)?.message,
+            Engine::Live(live) => Arc::unwrap_or_clone(live.poll(id)?),
+        };
+        message.request_id = request_id;
+        message.subscription_name = self.name.to_string();
+        if let Some(msg_id) = message.msg_id.as_mut() {
+            // Spec §1 rule 1: exactly the (partition) topic subscribed to, or acks are lost.
+            msg_id.topic_name = self.topic.to_string();
+        }
+        Some(message)
+    }
+
+    /// Acks `offset`. Returns whether it settled an in-flight message.
+    pub(crate) fn ack(&self, offset: u64, now_ms: u64, flush_acks: u64) -> bool {
+        let (settled, wake_pump) = match &mut *self.engine() {
+            Engine::Live(_) => (false, false),
+            Engine::Reliable(state) => {
+                let window_was_full = state.engine.capacity() == 0;
+                let settled = state.engine.ack(offset);
+                let mut first_change = false;
+                if settled {
+                    state.unflushed_acks = state.unflushed_acks.saturating_add(1);
+                    first_change = state.dirty_since_ms.is_none();
+                    state.dirty_since_ms.get_or_insert(now_ms);
+                }
+                // Not on every ack: the pump reads the log when it wakes. Only when it has
+                // room to read again, a checkpoint to schedule, or one due by count.
+                let wake = settled
+                    && (window_was_full || first_change || state.unflushed_acks >= flush_acks);
+                (settled, wake)
+            }
+        };
+        if wake_pump {
+            self.pump.notify_one();
+        }
+        settled
+    }
+
+    /// Nacks `offset`. Returns whether it counted.
+    pub(crate) fn nack(&self, offset: u64, delay: Option<Duration>, reason: &str) -> bool {
+        let counted = match &mut *self.engine() {
+            Engine::Live(_) => false,
+            Engine::Reliable(state) => state.engine.nack(offset, delay, reason),
+        };
+        if counted {
+            self.wake();
+        }
+        counted
+    }
+}

@@ -1,0 +1,476 @@
+//! The `danube.ConsumerService` (Subscribe, ReceiveMessages, Ack, Nack) over the
+//! [subscription engine](crate::subscription) (spec §2 "Subscriptions", "Reliable",
+//! "Non-reliable"; storage layout §3).
+//!
+//! Each subscription (a topic and a name) has an engine and one task. Reliable: the task reads
+//! the topic log after the durable cursor (a new subscription starts at the log's tail), woken
+//! by the storage's `wait`; acks move the cursor, checkpointed to
+//! `broker/c/<ns>/<topic>/<sub>` at most every [`ConsumerConfig::cursor_flush_interval`] or
+//! [`ConsumerConfig::cursor_flush_acks`] acks, and on shutdown; dead letters go to
+//! `broker/dlq/<ns>/<topic>/<sub>` (the message with attributes [`DEAD_LETTER_REASON`] and
+//! [`DEAD_LETTER_DELIVERIES`]). Non-reliable: the task moves the topic's live fan-out into
+//! bounded per-consumer queues; Ack and Nack are no-ops.
+//!
+//! Consumers are known by random ids; a `ReceiveMessages` with an unknown one answers
+//! `Unavailable` (the client subscribes again). A consumer with no open stream still buffers
+//! (within the window, or its queue). Consumers stay attached when their stream ends (they
+//! reopen it with the same id); they leave when replaced (Exclusive) or when the service stops.
+
+mod checkpoint;
+mod clock;
+mod handle;
+mod names;
+mod pump;
+mod receive;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerService as ConsumerApi;
+use courier_impls::grpc::proto::danube::{
+    AckRequest, AckResponse, ConsumerRequest, ConsumerResponse, MsgId, NackRequest, NackResponse,
+    ReceiveRequest,
+};
+use courier_traits::error::Classify;
+use courier_traits::storage::StorageError;
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::catalog::{Catalog, Dispatch, TopicEntry};
+use crate::directory::{Owner, TopicView};
+use crate::status::invalid_argument;
+use crate::subscription::{
+    LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionConfig, SubscriptionType,
+};
+use crate::topic::TopicName;
+use checkpoint::Checkpoint;
+use clock::TokioClock;
+use handle::{Engine, ReliableState, SubscriptionHandle};
+pub use names::{MAX_SUBSCRIPTION_BYTES, SubscriptionName, cursor_stream, dead_letter_stream};
+pub use pump::{DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON};
+pub use receive::MessageStream;
+
+/// The longest consumer name and key filter, in bytes.
+const MAX_NAME_BYTES: usize = 255;
+/// The most key filters one consumer may give.
+const MAX_KEY_FILTERS: usize = 64;
+
+/// The consumer service's settings; the defaults are the spec's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// The engine's window, delays and queue sizes.
+    pub subscription: SubscriptionConfig,
+    /// A moved cursor is checkpointed at most this long after it first moved. Default 1 s.
+    pub cursor_flush_interval: Duration,
+    /// ... or as soon as this many acks moved it. Default 256.
+    pub cursor_flush_acks: u64,
+    /// The longest single wait on a topic log before the subscription's task looks again.
+    /// Default 30 s.
+    pub storage_wait: Duration,
+    /// Records read from a topic log at once, at most. Default 256.
+    pub read_batch: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> ConsumerConfig {
+        ConsumerConfig {
+            subscription: SubscriptionConfig::default(),
+            cursor_flush_interval: Duration::from_secs(1),
+            cursor_flush_acks: 256,
+            storage_wait: Duration::from_secs(30),
+            read_batch: 256,
+        }
+    }
+}
+
+/// The consumer side of the broker. Cheap to clone; clones share the subscriptions.
+#[derive(Clone, Debug)]
+pub struct ConsumerService {
+    shared: Arc<Shared>,
+}
+
+type SubscriptionKey = (TopicName, SubscriptionName);
+
+#[derive(Debug)]
+struct Shared {
+    catalog: Arc<Catalog>,
+    config: ConsumerConfig,
+    clock: TokioClock,
+    registry: Mutex<Registry>,
+    /// Stops every subscription's task and stream.
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Registry {
+    /// Opened once each (opening a reliable one reads its cursor from storage).
+    subscriptions: HashMap<SubscriptionKey, Arc<OnceCell<Arc<SubscriptionHandle>>>>,
+    consumers: HashMap<u64, Arc<SubscriptionHandle>>,
+}
+
+impl ConsumerService {
+    /// Consumers of the topics in `catalog` (their logs in the catalog's storage). Call within
+    /// a tokio runtime.
+    pub fn new(catalog: Arc<Catalog>, config: ConsumerConfig) -> ConsumerService {
+        ConsumerService {
+            shared: Arc::new(Shared {
+                catalog,
+                config,
+                clock: TokioClock::start(),
+                registry: Mutex::new(Registry::default()),
+                stop: CancellationToken::new(),
+                tasks: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Whether consumer `id` is attached here (what health checks answer `OK` for).
+    pub fn holds(&self, consumer_id: u64) -> bool {
+        let handle = self.registry().consumers.get(&consumer_id).cloned();
+        handle.is_some_and(|handle| handle.holds(consumer_id))
+    }
+
+    /// Messages of a non-reliable subscription dropped so far (full consumer queues, nobody to
+    /// take them, a lagging fan-out); `None` for an unknown or reliable subscription.
+    pub fn dropped(&self, topic: &TopicName, subscription: &SubscriptionName) -> Option<u64> {
+        let handle = self.find(topic, subscription)?;
+        match &*handle.engine() {
+            Engine::Live(live) => Some(live.dropped()),
+            Engine::Reliable(_) => None,
+        }
+    }
+
+    /// Stops: ends every consumer stream, stores pending dead letters and checkpoints every
+    /// cursor, and waits for the subscriptions' tasks. Consumers must subscribe again after.
+    pub async fn shutdown(&self) {
+        self.shared.stop.cancel();
+        let tasks = std::mem::take(
+            &mut *self
+                .shared
+                .tasks
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::warn!(%error, "a subscription task failed");
+            }
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.shared
+            .registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn find(
+        &self,
+        topic: &TopicName,
+        subscription: &SubscriptionName,
+    ) -> Option<Arc<SubscriptionHandle>> {
+        let key = (topic.clone(), subscription.clone());
+        let cell = self.registry().subscriptions.get(&key).cloned()?;
+        cell.get().cloned()
+    }
+
+    /// The subscription, opened with `kind` if it is not open yet.
+    async fn open(
+        &self,
+        entry: &TopicEntry,
+        name: &SubscriptionName,
+        kind: SubscriptionType,
+    ) -> Result<Arc<SubscriptionHandle>, Status> {
+        if self.shared.stop.is_cancelled() {
+            return Err(Status::unavailable("the broker is shutting down"));
+        }
+        let key = (entry.name().clone(), name.clone());
+        let cell = self
+            .registry()
+            .subscriptions
+            .entry(key)
+            .or_default()
+            .clone();
+        cell.get_or_try_init(|| self.start(entry, name, kind))
+            .await
+            .cloned()
+    }
+
+    /// Builds a subscription's engine from its durable cursor (reliable) or the topic's
+    /// fan-out (live), and starts its task.
+    async fn start(
+        &self,
+        entry: &TopicEntry,
+        name: &SubscriptionName,
+        kind: SubscriptionType,
+    ) -> Result<Arc<SubscriptionHandle>, Status> {
+        let shared = &self.shared;
+        let topic = entry.name().clone();
+        let stop = shared.stop.child_token();
+        let task = match (entry.dispatch(), entry.live(), entry.log_stream()) {
+            (Dispatch::NonReliable, Some(live), _) => {
+                let receiver = live.subscribe();
+                let engine = LiveSubscription::new(kind, &shared.config.subscription);
+                let handle = Arc::new(SubscriptionHandle::new(
+                    topic,
+                    name.clone(),
+                    Engine::Live(engine),
+                    stop,
+                ));
+                (
+                    handle.clone(),
+                    tokio::spawn(pump::run_live(handle, receiver)),
+                )
+            }
+            (Dispatch::Reliable, _, Some(log)) => {
+                let storage = shared.catalog.storage().clone();
+                let stream = cursor_stream(&topic, name);
+                let checkpoint = match checkpoint::load(&*storage, &stream).await {
+                    Ok(Some(checkpoint)) => checkpoint,
+                    Ok(None) => {
+                        // New: start at the tail, durably, before any message is missed.
+                        let tail = storage.head(log).await.map_err(storage_status)?;
+                        let first = Checkpoint::new(None, &tail.next_offset);
+                        checkpoint::create(&*storage, &stream, &first)
+                            .await
+                            .map_err(storage_status)?
+                    }
+                    Err(error) => return Err(storage_status(error)),
+                };
+                let position = checkpoint.offset().ok_or_else(|| {
+                    Status::internal(format!("cursor {stream} holds an invalid position"))
+                })?;
+                let engine = ReliableSubscription::new(
+                    kind,
+                    shared.config.subscription.clone(),
+                    Arc::new(shared.clock),
+                    checkpoint.next.unwrap_or(0),
+                );
+                let state = ReliableState {
+                    engine,
+                    positions: Default::default(),
+                    read_position: position.clone(),
+                    flushed: position,
+                    unflushed_acks: 0,
+                    dirty_since_ms: None,
+                    dead_letters: Vec::new(),
+                };
+                let handle = Arc::new(SubscriptionHandle::new(
+                    topic,
+                    name.clone(),
+                    Engine::Reliable(Box::new(state)),
+                    stop,
+                ));
+                let pump = pump::ReliablePump::new(
+                    handle.clone(),
+                    storage,
+                    log.clone(),
+                    shared.clock,
+                    shared.config.clone(),
+                );
+                (handle, tokio::spawn(pump.run()))
+            }
+            _ => {
+                return Err(Status::internal(format!(
+                    "topic {topic} has no delivery path for its dispatch"
+                )));
+            }
+        };
+        let (handle, task) = task;
+        shared
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(task);
+        Ok(handle)
+    }
+
+    /// The subscription an Ack or Nack names.
+    fn acked(
+        &self,
+        msg_id: Option<&MsgId>,
+        subscription: &str,
+    ) -> Result<(Arc<SubscriptionHandle>, u64), Status> {
+        let msg_id = msg_id.ok_or_else(|| Status::invalid_argument("msg_id: missing"))?;
+        let topic = TopicName::new(&msg_id.topic_name).map_err(invalid_argument)?;
+        let name = SubscriptionName::new(subscription).map_err(invalid_argument)?;
+        let handle = self.find(&topic, &name).ok_or_else(|| {
+            Status::not_found(format!("subscription {name:?} on topic {topic}: not found"))
+        })?;
+        Ok((handle, msg_id.topic_offset))
+    }
+}
+
+/// A refused subscription as a status.
+fn subscribe_status(error: SubscribeError) -> Status {
+    match error {
+        SubscribeError::TypeMismatch { .. } | SubscribeError::ExclusiveHeld { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
+        SubscribeError::UnknownConsumer { .. } => Status::unavailable(error.to_string()),
+        _ => Status::internal(error.to_string()),
+    }
+}
+
+/// A storage failure as a status: `Unavailable` while it may pass.
+fn storage_status(error: StorageError) -> Status {
+    if error.is_retryable() {
+        Status::unavailable(format!("storage unavailable: {error}"))
+    } else if let StorageError::NotFound { .. } = error {
+        Status::not_found(error.to_string())
+    } else {
+        Status::internal(format!("storage: {error}"))
+    }
+}
+
+fn check_name(field: &'static str, value: &str) -> Result<(), Status> {
+    if value.is_empty() || value.len() > MAX_NAME_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{field} {value:?}: must be 1 to {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl ConsumerApi for ConsumerService {
+    async fn subscribe(
+        &self,
+        request: Request<ConsumerRequest>,
+    ) -> Result<Response<ConsumerResponse>, Status> {
+        let request = request.into_inner();
+        let topic = TopicName::new(&request.topic_name).map_err(invalid_argument)?;
+        let name = SubscriptionName::new(&request.subscription).map_err(invalid_argument)?;
+        check_name("consumer_name", &request.consumer_name)?;
+        let kind = SubscriptionType::try_from(request.subscription_type).map_err(|_| {
+            Status::invalid_argument(format!(
+                "subscription_type {}: 0 (Exclusive), 1 (Shared), 2 (Failover) or 3 (KeyShared)",
+                request.subscription_type
+            ))
+        })?;
+        if request.key_filters.len() > MAX_KEY_FILTERS {
+            return Err(Status::invalid_argument(format!(
+                "key_filters: {} given; at most {MAX_KEY_FILTERS}",
+                request.key_filters.len()
+            )));
+        }
+        for filter in &request.key_filters {
+            check_name("key_filters", filter)?;
+        }
+        let catalog = &self.shared.catalog;
+        let mut entry = catalog.topic(&topic);
+        if entry.is_none() {
+            // Created through another node since this one last looked?
+            catalog
+                .refresh()
+                .await
+                .map_err(|error| Status::unavailable(format!("catalog: {error}")))?;
+            entry = catalog.topic(&topic);
+        }
+        let entry = entry.ok_or_else(|| Status::not_found(format!("topic {topic}: not found")))?;
+        let owner = catalog
+            .view()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .owner(&topic);
+        if owner != Some(Owner::Here) {
+            return Err(Status::unavailable(format!(
+                "topic {topic} is not served by this node: look it up again"
+            )));
+        }
+        let handle = self.open(&entry, &name, kind).await?;
+        let consumer_id = {
+            let registry = self.registry();
+            // Ids are random so a stale id from before a restart is unknown, not someone else's.
+            std::iter::repeat_with(rand::random::<u64>)
+                .find(|id| *id != 0 && !registry.consumers.contains_key(id))
+                .unwrap_or_default()
+        };
+        let attached = handle
+            .attach(
+                kind,
+                consumer_id,
+                &request.consumer_name,
+                request.key_filters,
+            )
+            .map_err(subscribe_status)?;
+        {
+            let mut registry = self.registry();
+            registry.consumers.insert(consumer_id, handle.clone());
+            if let Some(replaced) = attached.replaced {
+                registry.consumers.remove(&replaced);
+            }
+        }
+        Ok(Response::new(ConsumerResponse {
+            request_id: request.request_id,
+            consumer_id,
+            consumer_name: request.consumer_name,
+        }))
+    }
+
+    type ReceiveMessagesStream = MessageStream;
+
+    async fn receive_messages(
+        &self,
+        request: Request<ReceiveRequest>,
+    ) -> Result<Response<MessageStream>, Status> {
+        let request = request.into_inner();
+        let id = request.consumer_id;
+        if self.shared.stop.is_cancelled() {
+            return Err(Status::unavailable("the broker is shutting down"));
+        }
+        let unknown = || {
+            Status::unavailable(format!(
+                "consumer {id} is not attached here: subscribe again"
+            ))
+        };
+        let handle = self
+            .registry()
+            .consumers
+            .get(&id)
+            .cloned()
+            .ok_or_else(unknown)?;
+        let (generation, cancel) = handle.open_stream(id).map_err(|_| unknown())?;
+        Ok(Response::new(receive::message_stream(
+            handle,
+            id,
+            generation,
+            cancel,
+            request.request_id,
+        )))
+    }
+
+    async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        let request = request.into_inner();
+        let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
+        handle.ack(
+            offset,
+            courier_traits::clock::Clock::now_ms(&self.shared.clock),
+            self.shared.config.cursor_flush_acks,
+        );
+        Ok(Response::new(AckResponse {
+            request_id: request.request_id,
+        }))
+    }
+
+    async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
+        let request = request.into_inner();
+        let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
+        let delay = request.delay_ms.map(Duration::from_millis);
+        handle.nack(offset, delay, request.reason.as_deref().unwrap_or_default());
+        Ok(Response::new(NackResponse {
+            request_id: request.request_id,
+        }))
+    }
+}
