@@ -13,6 +13,8 @@
 //!   and every error status with its upstream body;
 //! - [`ApiKeyChecker`] over a [`KeyStore`] ([`MemoryKeyStore`], also loaded from a static keys
 //!   file): API key format, SHA-256 digest, constant-time comparison;
+//! - [`KeyLog`], [`StorageKeyStore`] and [`AdminApi`]: keys kept as a log in the storage,
+//!   followed by every node, managed through upstream's admin API;
 //! - [`RateLimiter`]: the per-app token bucket;
 //! - [`IngestServer`]: the axum router tying them together, writing each request's valid
 //!   events to the app's stream [`app_stream`] with one keyed append (200 only after it
@@ -23,6 +25,7 @@ mod auth;
 mod body;
 mod envelope;
 mod event;
+mod keys;
 pub mod metrics;
 mod parse;
 mod protobuf;
@@ -40,6 +43,10 @@ pub use auth::{
 };
 pub use body::{BodyFormat, DecodedBody, decode_body};
 pub use event::{AcceptedEvent, EventOutcome, IngestContext};
+pub use keys::{
+    AdminApi, CombinedKeyStore, CreatedKey, KEY_LOG_STREAM, KeyInfo, KeyLog, KeyLogError,
+    MAX_KEY_NAME_BYTES, StorageKeyStore, TailConfig, key_json, key_list_json,
+};
 pub use metrics::{AuthFailure, IngestMetrics};
 pub use parse::{EventParser, Limits};
 pub use rate::RateLimiter;

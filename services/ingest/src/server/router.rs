@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use super::auth::{ApiKeyChecker, AuthenticatedApp};
 use super::body::{BodyFormat, DecodedBody, decode_body};
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
+use super::keys::AdminApi;
 use super::metrics::{AuthFailure, IngestMetrics, TEXT_FORMAT};
 use super::parse::{EventParser, Limits};
 use super::protobuf::ProtobufBodies;
@@ -96,6 +97,7 @@ impl IngestConfig {
 #[derive(Clone)]
 pub struct IngestServer {
     state: Arc<IngestState>,
+    admin: Option<AdminApi>,
 }
 
 struct IngestState {
@@ -151,7 +153,14 @@ impl IngestServer {
                 config,
                 metrics: IngestMetrics::new(),
             }),
+            admin: None,
         })
+    }
+
+    /// Also serves the admin API (key management and the read-only event streams).
+    pub fn with_admin(mut self, admin: AdminApi) -> Self {
+        self.admin = Some(admin);
+        self
     }
 
     /// The server's metrics (also served as `GET /metrics`).
@@ -178,6 +187,12 @@ impl IngestServer {
             .merge(events)
             .merge(probes)
             .with_state(state)
+            .merge(
+                self.admin
+                    .as_ref()
+                    .map(AdminApi::router)
+                    .unwrap_or_default(),
+            )
             .layer(axum::middleware::from_fn(cors))
             .layer(axum::middleware::from_fn(request_id))
     }
