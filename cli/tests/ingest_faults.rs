@@ -88,7 +88,7 @@ async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
     let steps = Steps::start();
     let (_dir, storage, server) = sqlite_node().await;
     // The first request reaches the server, which stores it; its answer is held 1 s, past the
-    // client's 300 ms timeout. Every later request passes.
+    // client's 500 ms timeout. Every later request passes.
     let mut first = true;
     let schedule = Box::new(move || {
         if std::mem::take(&mut first) {
@@ -98,7 +98,7 @@ async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
         }
     });
     let proxy = FaultProxy::start(&server.url(), schedule).await;
-    let client = client(&proxy.url(), Duration::from_millis(300), 50);
+    let client = client(&proxy.url(), Duration::from_millis(500), 50);
     const EVENTS: u64 = 20;
     let (report, stats) = track_flush_close(&client, "i11", EVENTS).await;
     steps.step(&format!("delivered; {stats:?}; proxy {:?}", proxy.log()));
@@ -107,13 +107,14 @@ async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
     assert!(stats.retries >= 1, "the timed-out request was retried");
     assert_eq!(proxy.log().get("delay"), Some(&1));
     assert!(proxy.log().get("pass").copied().unwrap_or(0) >= 1);
-    // The held request was stored, so its retry found every event stored already.
-    assert_eq!(server.metric(DUPLICATES).await, Some(EVENTS as f64));
+    // The held request was stored, so its retry found every event stored already (at least
+    // once: on a loaded machine a retry may time out too, after storing nothing new).
     assert_eq!(server.metric(STORED).await, Some(EVENTS as f64));
-    // Answers lost after the server stored them (resets after, delays past the timeout)
-    // came back as duplicates, and nothing was stored twice.
-    assert_eq!(server.metric(STORED).await, Some(EVENTS as f64));
-    assert!(server.metric(DUPLICATES).await.is_some_and(|d| d > 0.0));
+    let duplicates = server.metric(DUPLICATES).await;
+    assert!(
+        duplicates.is_some_and(|d| d >= EVENTS as f64),
+        "{duplicates:?}"
+    );
     assert_each_seq_once(&stored_events(&storage, APP).await, EVENTS);
     steps.step("done");
 }
@@ -132,11 +133,11 @@ async fn i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each() {
         0x1717,
         [55, 12, 5, 10, 10, 6, 2],
         (Duration::from_millis(5), Duration::from_millis(80)),
-        Duration::from_millis(450),
+        Duration::from_millis(600),
     );
     let proxy = FaultProxy::start(&server.url(), schedule).await;
     // Batches of 100 (the default is 50) keep the run near 10 s on a loaded debug build.
-    let client = client(&proxy.url(), Duration::from_millis(300), 100);
+    let client = client(&proxy.url(), Duration::from_millis(500), 100);
     const EVENTS: u64 = 10_000;
     steps.step("track 10 000 events");
     let (report, stats) = track_flush_close(&client, "i17", EVENTS).await;
