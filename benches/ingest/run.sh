@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Ingestion benchmarks, one command: events/s accepted through the ingest server (batches of
+# 50 and 1000, 200 B events) on memory, SQLite, Redis and Postgres with the server's CPU per
+# event, beside the storage's own `append_keyed` rate in the same run (the ceiling); the SDK's
+# `track` cost while the transport is stalled; 1 M events end to end through the SDK with the
+# stream checked for every one. Prints markdown tables; method in benches/README.md.
+#
+#   benches/ingest/run.sh
+#   DUR=5 CONNS=4 BATCHES="50 1000" STORAGES="memory sqlite redis postgres" \
+#   SECTIONS="accept track e2e" TRACK_CALLS=1000000 TRACK_QUEUE=10000 \
+#   E2E_EVENTS=1000000 E2E_BATCH=1000 E2E_STORAGES="memory" benches/ingest/run.sh
+#
+# Redis and Postgres are the testkit's native servers (redis-server, /usr/lib/postgresql/15);
+# COURIER_TESTKIT_MODE may choose another way (see testkit/src/fixtures). Loopback only; every
+# run is bounded by DUR, the event counts and the bench's own timeouts.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export COURIER_TESTKIT_MODE="${COURIER_TESTKIT_MODE:-native}"
+target="${CARGO_TARGET_DIR:-target}"
+cargo build --release -p courier-ingest-bench >&2
+echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
+echo "# DUR=${DUR:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\""
+"$target/release/ingest-bench" run

@@ -1,0 +1,53 @@
+//! `ingest-bench`: benchmarks of the ingestion server and its SDK (run by
+//! `benches/ingest/run.sh`; method and figures in `benches/README.md`).
+//!
+//! ```text
+//! ingest-bench run                 # everything, settings from the environment (see settings.rs)
+//! ingest-bench serve SPEC APP=KEY… # the server process `run` starts for itself
+//! ```
+
+mod accept;
+mod backends;
+mod ceiling;
+mod child;
+mod drive;
+mod e2e;
+mod events;
+mod latency;
+mod proc_cpu;
+mod run;
+mod serve;
+mod settings;
+mod track;
+
+use std::process::ExitCode;
+
+// The `courier` binary's allocator, so the server's CPU per event is what it would be there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ingest-bench: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match args.first().map(String::as_str) {
+        Some("serve") if args.len() >= 2 => runtime.block_on(serve::serve(&args[1], &args[2..])),
+        Some("run") => settings::Settings::from_env().and_then(|s| runtime.block_on(run::run(&s))),
+        _ => Err("usage: ingest-bench run | ingest-bench serve SPEC APP=KEY...".to_owned()),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ingest-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
