@@ -9,6 +9,12 @@
 #   DUR=5 CONNS=4 BATCHES="50 1000" STORAGES="memory sqlite redis postgres" \
 #   SECTIONS="accept track e2e" TRACK_CALLS=1000000 TRACK_QUEUE=10000 \
 #   E2E_EVENTS=1000000 E2E_BATCH=1000 E2E_STORAGES="memory" benches/ingest/run.sh
+#   SERVER=courier benches/ingest/run.sh   # the server is `courier ingest` (release build)
+#
+# The server runs in a process of its own: by default the bench binary's `serve` (the same
+# `IngestServer` as `courier ingest`, answering the bench's stream checks on stdin); with
+# SERVER=courier (or SERVER_BIN=path/to/courier) `courier ingest`, whose streams the bench reads
+# from the storage directly (not possible on memory: those checks are reported "unchecked").
 #
 # Redis and Postgres are the testkit's native servers (redis-server, /usr/lib/postgresql/15);
 # COURIER_TESTKIT_MODE may choose another way (see testkit/src/fixtures). Loopback only; every
@@ -18,6 +24,10 @@ cd "$(dirname "$0")/../.."
 export COURIER_TESTKIT_MODE="${COURIER_TESTKIT_MODE:-native}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p courier-ingest-bench >&2
+if [[ "${SERVER:-bench}" == courier && -z "${SERVER_BIN:-}" ]]; then
+  cargo build --release -p courier-cli >&2
+  export SERVER_BIN="$target/release/courier"
+fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
-echo "# DUR=${DUR:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\""
+echo "# DUR=${DUR:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" server=${SERVER_BIN:-ingest-bench serve}"
 "$target/release/ingest-bench" run

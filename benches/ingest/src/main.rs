@@ -18,6 +18,7 @@ mod proc_cpu;
 mod run;
 mod serve;
 mod settings;
+mod stream_check;
 mod track;
 
 use std::process::ExitCode;

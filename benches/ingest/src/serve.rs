@@ -9,12 +9,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier::storage::{Offset, ReadLimits, StorageError, StreamStorage};
 use courier_ingest::server::{
-    ApiKeyChecker, IngestConfig, IngestServer, KeyDigest, KeyRecord, MemoryKeyStore, app_stream,
+    ApiKeyChecker, IngestConfig, IngestServer, KeyDigest, KeyRecord, MemoryKeyStore,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+
+use crate::stream_check;
+
+/// Requests per second and burst of the per-app token bucket. The default (1 000/s) would cap
+/// the load at a rate the storage may exceed: what is measured is the server's own cost, not
+/// its limiter.
+pub(crate) const RATE_LIMIT: u32 = 10_000_000;
 
 /// Runs the server on `spec` with `apps` (`APP=KEY`) until told to quit.
 pub(crate) async fn serve(spec: &str, apps: &[String]) -> Result<(), String> {
@@ -32,9 +38,7 @@ pub(crate) async fn serve(spec: &str, apps: &[String]) -> Result<(), String> {
             revoked: false,
         });
     }
-    // The per-app token bucket (1 000 requests/s by default) would cap the load at a rate
-    // the storage may exceed: what is measured is the server's own cost, not its limiter.
-    let config = IngestConfig::default().with_rate_limit(10_000_000, 10_000_000);
+    let config = IngestConfig::default().with_rate_limit(RATE_LIMIT, RATE_LIMIT);
     let server = IngestServer::new(
         Arc::clone(&storage),
         ApiKeyChecker::new(Arc::new(keys)),
@@ -55,9 +59,9 @@ pub(crate) async fn serve(spec: &str, apps: &[String]) -> Result<(), String> {
     while let Some(line) = lines.next_line().await.map_err(|e| format!("stdin: {e}"))? {
         let words: Vec<&str> = line.split_whitespace().collect();
         let answer = match words.as_slice() {
-            ["count", app] => count(&*storage, app, None).await,
+            ["count", app] => stream_check::check(&*storage, app, None).await,
             ["verify", app, n] => match n.parse() {
-                Ok(n) => count(&*storage, app, Some(n)).await,
+                Ok(n) => stream_check::check(&*storage, app, Some(n)).await,
                 Err(e) => Err(format!("bad count {n:?}: {e}")),
             },
             ["quit"] => break,
@@ -85,62 +89,4 @@ async fn say(stdout: &mut tokio::io::Stdout, line: &str) -> Result<(), String> {
         stdout.flush().await
     };
     write.await.map_err(|e| format!("stdout: {e}"))
-}
-
-/// Reads the whole stream of `app`; with `expected`, checks the `seq` parameters too.
-async fn count(
-    storage: &dyn StreamStorage,
-    app: &str,
-    expected: Option<u64>,
-) -> Result<String, String> {
-    let stream = app_stream(app).map_err(|e| e.to_string())?;
-    let mut seen = vec![false; expected.unwrap_or(0) as usize];
-    let (mut records, mut distinct, mut duplicates) = (0u64, 0u64, 0u64);
-    let mut from: Option<Offset> = None;
-    loop {
-        let batch = match storage
-            .read(&stream, from.clone(), ReadLimits::default())
-            .await
-        {
-            Ok(batch) => batch,
-            // Nothing was ever accepted for this app.
-            Err(StorageError::NotFound { .. }) if from.is_none() => break,
-            Err(e) => return Err(format!("read {stream}: {e}")),
-        };
-        for record in &batch.records {
-            records += 1;
-            if expected.is_none() {
-                continue;
-            }
-            match seq_of(&record.data).and_then(|s| seen.get_mut(s as usize)) {
-                Some(slot) if *slot => duplicates += 1,
-                Some(slot) => {
-                    *slot = true;
-                    distinct += 1;
-                }
-                None => {}
-            }
-        }
-        if batch.up_to_date || batch.records.is_empty() {
-            break;
-        }
-        from = Some(batch.next_offset);
-    }
-    Ok(match expected {
-        None => format!("records={records}"),
-        Some(n) => format!(
-            "records={records} distinct={distinct} missing={} duplicates={duplicates}",
-            n - distinct
-        ),
-    })
-}
-
-/// The `seq` int parameter of a stored custom event.
-fn seq_of(record: &[u8]) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_slice(record).ok()?;
-    value
-        .get("custom_event")?
-        .get("int_params")?
-        .get("seq")?
-        .as_u64()
 }

@@ -29,6 +29,9 @@ pub(crate) struct Settings {
     pub(crate) e2e_batch: usize,
     /// See [`Settings::e2e_events`].
     pub(crate) e2e_storages: Vec<String>,
+    /// `SERVER_BIN`: a `courier` binary whose `courier ingest` is the server; unset: this
+    /// binary's own `serve` (the same `IngestServer`).
+    pub(crate) server_bin: Option<String>,
 }
 
 fn var<T: FromStr>(name: &str, default: T) -> Result<T, String> {
@@ -70,6 +73,7 @@ impl Settings {
             e2e_events: var("E2E_EVENTS", 1_000_000)?,
             e2e_batch: var("E2E_BATCH", 1000)?,
             e2e_storages: words("E2E_STORAGES", "memory"),
+            server_bin: std::env::var("SERVER_BIN").ok().filter(|b| !b.is_empty()),
         })
     }
 
