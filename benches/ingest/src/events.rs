@@ -72,3 +72,31 @@ impl EventWriter {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_is_event_bytes_long_with_its_own_key() {
+        let writer = EventWriter::new("bench-accept").expect("writer");
+        for n in [0, 1, 999, 1 << 40] {
+            let mut event = String::new();
+            writer.event(&mut event, n);
+            assert_eq!(event.len(), EVENT_BYTES, "event {n}: {event}");
+            assert!(event.contains(&writer.key(n)));
+        }
+        assert_ne!(writer.key(1), writer.key(2));
+        let batch = writer.batch(10, 3);
+        // `{"events":[`, three events and two commas, `]}`.
+        assert_eq!(batch.len(), 11 + 3 * EVENT_BYTES + 2 + 2);
+    }
+
+    #[test]
+    fn the_server_accepts_the_events_and_the_ceiling_writes_what_it_stores() {
+        let writer = EventWriter::new("ceiling").expect("writer");
+        let record = crate::ceiling::stored_record(&writer, "ceiling").expect("accepted");
+        let stored: serde_json::Value = serde_json::from_slice(&record).expect("json");
+        assert_eq!(stored["custom_event"]["event_name"], "bench");
+    }
+}
