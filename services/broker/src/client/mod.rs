@@ -45,7 +45,7 @@ pub use broker_client::{BrokerClient, BrokerClientBuilder};
 pub use consumer::{Consumer, ConsumerBuilder, Subscription};
 pub use error::{BrokerError, rpc_class};
 pub use message::Message;
-pub use producer::{Producer, ProducerBuilder, Send};
+pub use producer::{PendingSend, Producer, ProducerBuilder};
 
 #[cfg(test)]
 mod tests;

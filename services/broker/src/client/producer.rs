@@ -143,10 +143,10 @@ impl Producer {
         self.partitions.iter().map(|p| p.producer_id()).collect()
     }
 
-    /// A message with `payload`; set a key or attributes on the returned [`Send`], then
+    /// A message with `payload`; set a key or attributes on the returned [`PendingSend`], then
     /// `.await` it for the sequence id.
-    pub fn send(&self, payload: impl Into<Bytes>) -> Send<'_> {
-        Send {
+    pub fn send(&self, payload: impl Into<Bytes>) -> PendingSend<'_> {
+        PendingSend {
             producer: self,
             message: Outgoing {
                 payload: payload.into(),
@@ -176,13 +176,13 @@ impl Producer {
 /// One message being sent; `.await` it for its sequence id. Reliable topics answer once the
 /// message is stored.
 #[derive(Debug)]
-#[must_use = "nothing is sent until the Send is awaited"]
-pub struct Send<'a> {
+#[must_use = "nothing is sent until it is awaited"]
+pub struct PendingSend<'a> {
     producer: &'a Producer,
     message: Outgoing,
 }
 
-impl Send<'_> {
+impl PendingSend<'_> {
     /// The routing key: picks the partition (FNV-1a) and, on KeyShared subscriptions, the
     /// consumer.
     pub fn key(mut self, key: impl Into<String>) -> Self {
@@ -203,9 +203,9 @@ impl Send<'_> {
     }
 }
 
-impl<'a> IntoFuture for Send<'a> {
+impl<'a> IntoFuture for PendingSend<'a> {
     type Output = Result<u64, BrokerError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + std::marker::Send + 'a>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.producer.deliver(self.message))
