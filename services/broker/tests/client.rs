@@ -1,12 +1,12 @@
 //! The Rust client end to end against the real [`BrokerServer`], served in-process on the
-//! memory storage: what a producer stores, partition routing, refusals, and a producer that
-//! outlives a restart of its broker.
+//! memory storage: what a producer stores, partition routing, refusals, consumers with acks,
+//! redelivery, partitions and live topics, and clients that outlive a restart of their broker.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use courier_broker::catalog::{decode_record, topic_log_stream};
-use courier_broker::client::{BrokerClient, BrokerError};
+use courier_broker::client::{BrokerClient, BrokerError, Consumer, Message};
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_broker::topic::TopicName;
@@ -16,6 +16,7 @@ use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::retry::LinearBackoff;
 use courier_traits::error::Classify;
 use courier_traits::storage::{ReadLimits, StreamStorage};
+use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -227,4 +228,180 @@ async fn a_producer_keeps_sending_across_a_restart_of_its_broker() {
         .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
         .collect();
     assert_eq!(payloads, ["before", "after"]);
+}
+
+/// The next delivery, within 10 s.
+async fn next(consumer: &mut Consumer) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a delivery within 10 s")
+        .expect("the stream goes on")
+        .expect("a message, not an error")
+}
+
+fn text(message: &Message) -> String {
+    String::from_utf8_lossy(message.payload()).into_owned()
+}
+
+#[tokio::test]
+async fn a_reliable_subscription_gets_everything_once_acked_and_the_unacked_again() {
+    let (_network, _storage, _node, client) = setup().await;
+    let producer = client
+        .producer("/default/r")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    let subscribe = || {
+        client
+            .consumer("/default/r")
+            .name("c")
+            .subscription("s")
+            .exclusive()
+            .subscribe()
+    };
+    let mut consumer = subscribe().await.expect("subscribed");
+    for i in 0..3 {
+        producer.send(format!("m{i}")).await.expect("sent");
+    }
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        delivered.push(next(&mut consumer).await);
+    }
+    let texts: Vec<String> = delivered.iter().map(text).collect();
+    assert_eq!(texts, ["m0", "m1", "m2"]);
+    let offsets: Vec<u64> = delivered.iter().map(Message::offset).collect();
+    assert_eq!(offsets, [0, 1, 2]);
+    assert!(delivered.iter().all(|m| m.topic() == "/default/r"));
+    delivered[0].ack().await.expect("ack");
+    consumer.close().await;
+
+    let mut again = subscribe().await.expect("subscribed again");
+    let mut redelivered = vec![text(&next(&mut again).await)];
+    let second = next(&mut again).await;
+    redelivered.push(text(&second));
+    redelivered.sort();
+    assert_eq!(redelivered, ["m1", "m2"], "the unacked, again");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.next())
+            .await
+            .is_err(),
+        "m0 was acked: nothing more"
+    );
+    again.close().await;
+    assert_eq!(
+        client.running_tasks(),
+        1,
+        "only the producer's health check"
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_of_a_partitioned_topic_receives_and_acks_on_every_partition() {
+    let (_network, _storage, _node, client) = setup().await;
+    let producer = client
+        .producer("/default/parts")
+        .name("p")
+        .reliable()
+        .partitions(2)
+        .create()
+        .await
+        .expect("created");
+    let mut consumer = client
+        .consumer("/default/parts")
+        .name("c")
+        .subscription("s")
+        .subscribe()
+        .await
+        .expect("subscribed");
+    assert_eq!(
+        consumer.partitions(),
+        ["/default/parts-part-0", "/default/parts-part-1"]
+    );
+    for i in 0..4 {
+        producer.send(format!("m{i}")).await.expect("sent");
+    }
+    let mut topics = Vec::new();
+    for _ in 0..4 {
+        let message = next(&mut consumer).await;
+        message.ack().await.expect("acked on its partition");
+        topics.push(message.topic().to_owned());
+    }
+    topics.sort();
+    assert_eq!(
+        topics,
+        [
+            "/default/parts-part-0",
+            "/default/parts-part-0",
+            "/default/parts-part-1",
+            "/default/parts-part-1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_live_topic_reaches_a_connected_consumer() {
+    let (_network, _storage, _node, client) = setup().await;
+    let producer = client
+        .producer("/default/live")
+        .name("p")
+        .create()
+        .await
+        .expect("created");
+    let mut consumer = client
+        .consumer("/default/live")
+        .name("c")
+        .subscription("s")
+        .subscribe()
+        .await
+        .expect("subscribed");
+    // Live messages reach consumers whose stream is open: give it a moment to open.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 0..3 {
+        producer.send(format!("m{i}")).await.expect("sent");
+    }
+    let texts = [
+        text(&next(&mut consumer).await),
+        text(&next(&mut consumer).await),
+        text(&next(&mut consumer).await),
+    ];
+    assert_eq!(texts, ["m0", "m1", "m2"]);
+}
+
+#[tokio::test]
+async fn a_consumer_resubscribes_on_its_own_after_its_broker_restarts() {
+    let (network, storage, node, client) = setup().await;
+    let producer = client
+        .producer("/default/t")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    let mut consumer = client
+        .consumer("/default/t")
+        .name("c")
+        .subscription("s")
+        .subscribe()
+        .await
+        .expect("subscribed");
+    producer.send("before").await.expect("sent");
+    let before = next(&mut consumer).await;
+    before.ack().await.expect("acked");
+    let first_id = consumer.consumer_ids()["/default/t"];
+    node.stop().await;
+    let _node = Node::start(&network, storage).await;
+    producer
+        .send("after")
+        .await
+        .expect("sent after the restart");
+    let after = next(&mut consumer).await;
+    assert_eq!(text(&after), "after");
+    after.ack().await.expect("acked on the new node");
+    assert_ne!(
+        consumer.consumer_ids()["/default/t"],
+        first_id,
+        "subscribed anew"
+    );
 }
