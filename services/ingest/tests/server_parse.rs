@@ -4,6 +4,7 @@
 #![cfg(feature = "server")]
 
 mod common;
+mod server_support;
 
 use common::{ScriptedServer, builder};
 use courier_ingest::sdk::Event;
@@ -11,6 +12,7 @@ use courier_ingest::server::{
     AcceptedEvent, EventOutcome, EventParser, IngestContext, Limits, RequestError, Violation,
 };
 use serde_json::{Value, json};
+use server_support::GO_SDK_BODY;
 
 const CONTEXT: IngestContext<'static> = IngestContext {
     app_id: "app-1",
@@ -38,16 +40,6 @@ fn violations(result: Result<Vec<EventOutcome>, RequestError>) -> Vec<Violation>
         other => panic!("expected 400, got {other:?}"),
     }
 }
-
-/// The upstream Go SDK's `json.Marshal` of `batchRequest`: struct fields in declaration order,
-/// `omitempty` ones absent when empty, map keys sorted.
-const GO_SDK_BODY: &str = concat!(
-    r#"{"events":[{"event_type":"signup","timestamp":"2026-02-07T10:00:00Z","user_id":"u1","#,
-    r#""session_id":"s1","app_id":"app-1","idempotency_key":"7b0c8f3e-2d6a-4f0e-9a51-3c2f1d9e8b70","#,
-    r#""metadata":{"plan":"pro","seats":"5"},"server_context":{"hostname":"web-1","#,
-    r#""go_version":"go1.23.4","sdk_version":"0.1.0","os":"linux","arch":"amd64"}},"#,
-    r#"{"event_type":"ping","timestamp":"2026-02-07T10:00:01.5+01:00","idempotency_key":"k2"}]}"#
-);
 
 #[test]
 fn i1_the_go_sdk_body_is_accepted_and_stored_with_timestamp_ms() {

@@ -395,55 +395,6 @@ async fn the_sdk_delivers_through_the_router() {
     assert_eq!(seqs, (0..50).collect::<Vec<_>>());
 }
 
-/// I7 through the router: the invalid events are rejected at their indices, the rest stored,
-/// and a key repeated inside the batch is stored once and answers the first one's id.
-#[tokio::test]
-async fn i7_a_mixed_batch_stores_the_valid_events_once() {
-    let fixture = fixture(IngestConfig::default());
-    let mut no_payload = envelope("np", "x");
-    no_payload
-        .as_object_mut()
-        .expect("object")
-        .remove("custom_event");
-    let mut zero_time = envelope("zt", "x");
-    zero_time["timestamp_ms"] = json!(0);
-    let mut no_device = envelope("nd", "x");
-    no_device["device_id"] = json!("");
-    let big = envelope("big", &"x".repeat(300 << 10));
-    let events = json!([
-        envelope("k-0", "kept"),
-        no_payload,
-        zero_time,
-        no_device,
-        big,
-        {"event_type": "x", "timestamp": "2026-13-45T99:00:00Z"},
-        envelope("k-6", "kept"),
-        envelope("k-0", "repeat of 0"),
-    ]);
-    let body = json!({ "events": events }).to_string();
-    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
-    assert_eq!(answer.status, 200);
-    let json = answer.json();
-    let results = json["results"].as_array().expect("results");
-    let rejected: Vec<u64> = results
-        .iter()
-        .filter(|r| r["status"] == "rejected")
-        .map(|r| r["index"].as_u64().expect("index"))
-        .collect();
-    assert_eq!(rejected, [1, 2, 3, 4, 5]);
-    assert_eq!(json["acceptedCount"], 3);
-    assert_eq!(json["rejectedCount"], 5);
-    assert_eq!(results[7]["eventId"], results[0]["eventId"]);
-    let records = stored(&fixture, "app-1").await;
-    let names: Vec<&str> = records
-        .iter()
-        .map(|r| r["custom_event"]["event_name"].as_str().expect("name"))
-        .collect();
-    assert_eq!(names, ["kept", "kept"]);
-    assert_eq!(records[0]["id"], results[0]["eventId"]);
-    assert_eq!(records[1]["id"], results[6]["eventId"]);
-}
-
 /// An id or idempotency key longer than a storage keeps (1 024 bytes) rejects that event
 /// alone; before, the keyed append refused the whole batch and the request was a 503 that
 /// every retry would repeat.

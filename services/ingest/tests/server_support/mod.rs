@@ -164,3 +164,13 @@ pub fn descriptor_pool() -> prost_reflect::DescriptorPool {
         .expect("compiles");
     compiler.descriptor_pool()
 }
+
+/// The upstream Go SDK's `json.Marshal` of its `batchRequest` (fields in declaration order,
+/// `omitempty` ones absent, map keys sorted).
+pub const GO_SDK_BODY: &str = concat!(
+    r#"{"events":[{"event_type":"signup","timestamp":"2026-02-07T10:00:00Z","user_id":"u1","#,
+    r#""session_id":"s1","app_id":"app-1","idempotency_key":"7b0c8f3e-2d6a-4f0e-9a51-3c2f1d9e8b70","#,
+    r#""metadata":{"plan":"pro","seats":"5"},"server_context":{"hostname":"web-1","#,
+    r#""go_version":"go1.23.4","sdk_version":"0.1.0","os":"linux","arch":"amd64"}},"#,
+    r#"{"event_type":"ping","timestamp":"2026-02-07T10:00:01.5+01:00","idempotency_key":"k2"}]}"#
+);
