@@ -580,8 +580,13 @@ async fn b4_on_sqlite_the_cursor_survives_a_restart() {
         storage
     };
     let orders = topic("/default/orders");
+    // Every checkpoint rotates to a new cursor generation: the restart reads through one.
+    let config = ConsumerConfig {
+        cursor_rotate_every: 1,
+        ..ConsumerConfig::default()
+    };
     let old_id = {
-        let node = start(open().await, ConsumerConfig::default()).await;
+        let node = start(open().await, config.clone()).await;
         node.create(&orders, Dispatch::Reliable).await;
         let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
         node.produce(&orders, 0, 5, None).await;
@@ -596,7 +601,7 @@ async fn b4_on_sqlite_the_cursor_survives_a_restart() {
         node.service.shutdown().await;
         id
     };
-    let node = start(open().await, ConsumerConfig::default()).await;
+    let node = start(open().await, config).await;
     let stale = node.receive(old_id).await.expect_err("ids do not survive");
     assert_eq!(stale.code(), Code::Unavailable);
     let id = node.subscribe(&orders, "s", "c1", Exclusive).await;

@@ -46,7 +46,7 @@ use crate::subscription::{
     LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionConfig, SubscriptionType,
 };
 use crate::topic::TopicName;
-use checkpoint::Checkpoint;
+use checkpoint::{Checkpoint, CursorStore};
 use clock::TokioClock;
 use handle::{Engine, ReliableState, SubscriptionHandle};
 pub use names::{MAX_SUBSCRIPTION_BYTES, SubscriptionName, cursor_stream, dead_letter_stream};
@@ -67,6 +67,8 @@ pub struct ConsumerConfig {
     pub cursor_flush_interval: Duration,
     /// ... or as soon as this many acks moved it. Default 256.
     pub cursor_flush_acks: u64,
+    /// Checkpoints per cursor generation before rotating to a new one. Default 10 000.
+    pub cursor_rotate_every: u64,
     /// The longest single wait on a topic log before the subscription's task looks again.
     /// Default 30 s.
     pub storage_wait: Duration,
@@ -80,6 +82,7 @@ impl Default for ConsumerConfig {
             subscription: SubscriptionConfig::default(),
             cursor_flush_interval: Duration::from_secs(1),
             cursor_flush_acks: 256,
+            cursor_rotate_every: 10_000,
             storage_wait: Duration::from_secs(30),
             read_batch: 256,
         }
@@ -236,17 +239,20 @@ impl ConsumerService {
             (Dispatch::Reliable, _, Some(log)) => {
                 let storage = shared.catalog.storage().clone();
                 let stream = cursor_stream(&topic, name);
-                let checkpoint = match checkpoint::load(&*storage, &stream).await {
-                    Ok(Some(checkpoint)) => checkpoint,
-                    Ok(None) => {
+                let rotate = shared.config.cursor_rotate_every;
+                let loaded = CursorStore::load(storage.clone(), stream.clone(), rotate)
+                    .await
+                    .map_err(storage_status)?;
+                let (cursor, checkpoint) = match loaded {
+                    Some(loaded) => loaded,
+                    None => {
                         // New: start at the tail, durably, before any message is missed.
                         let tail = storage.head(log).await.map_err(storage_status)?;
                         let first = Checkpoint::new(None, &tail.next_offset);
-                        checkpoint::create(&*storage, &stream, &first)
+                        CursorStore::create(storage.clone(), stream.clone(), rotate, first)
                             .await
                             .map_err(storage_status)?
                     }
-                    Err(error) => return Err(storage_status(error)),
                 };
                 let position = checkpoint.offset().ok_or_else(|| {
                     Status::internal(format!("cursor {stream} holds an invalid position"))
@@ -275,6 +281,7 @@ impl ConsumerService {
                 let pump = pump::ReliablePump::new(
                     handle.clone(),
                     storage,
+                    cursor,
                     log.clone(),
                     shared.clock,
                     shared.config.clone(),

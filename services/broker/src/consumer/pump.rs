@@ -13,10 +13,10 @@ use courier_traits::storage::{
 use tokio::sync::broadcast;
 
 use super::ConsumerConfig;
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::{Checkpoint, CursorStore};
 use super::clock::TokioClock;
 use super::handle::{Engine, SubscriptionHandle};
-use super::names::{cursor_stream, dead_letter_stream};
+use super::names::dead_letter_stream;
 use crate::catalog::{decode_record, encode_record};
 
 /// The attribute of a dead letter naming why it was given up on.
@@ -38,11 +38,12 @@ pub(crate) fn routing_key(message: &StreamMessage) -> &str {
 
 /// A reliable subscription's task.
 pub(crate) struct ReliablePump {
-    pub(crate) handle: Arc<SubscriptionHandle>,
-    pub(crate) storage: Arc<dyn StreamStorage>,
-    pub(crate) log: StreamName,
-    pub(crate) clock: TokioClock,
-    pub(crate) config: ConsumerConfig,
+    handle: Arc<SubscriptionHandle>,
+    storage: Arc<dyn StreamStorage>,
+    cursor: CursorStore,
+    log: StreamName,
+    clock: TokioClock,
+    config: ConsumerConfig,
     dead_letter_stream_created: bool,
 }
 
@@ -55,6 +56,7 @@ impl ReliablePump {
     pub(crate) fn new(
         handle: Arc<SubscriptionHandle>,
         storage: Arc<dyn StreamStorage>,
+        cursor: CursorStore,
         log: StreamName,
         clock: TokioClock,
         config: ConsumerConfig,
@@ -62,6 +64,7 @@ impl ReliablePump {
         ReliablePump {
             handle,
             storage,
+            cursor,
             log,
             clock,
             config,
@@ -231,8 +234,7 @@ impl ReliablePump {
         let Some((checkpoint, position, acks)) = due else {
             return Ok(());
         };
-        let stream = cursor_stream(&self.handle.topic, &self.handle.name);
-        checkpoint::save(&*self.storage, &stream, &checkpoint).await?;
+        self.cursor.save(&checkpoint).await?;
         if let Engine::Reliable(state) = &mut *self.handle.engine() {
             state.flushed = position;
             state.unflushed_acks = state.unflushed_acks.saturating_sub(acks);
