@@ -610,3 +610,28 @@ async fn b4_on_sqlite_the_cursor_survives_a_restart() {
     node.produce(&orders, 5, 1, None).await;
     assert_eq!(offset(&next(&mut stream, &orders).await), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn b3_consumers_without_a_stream_past_the_grace_are_detached_on_the_next_subscribe() {
+    let (node, _, orders) = orders_node().await;
+    let closed = node.subscribe(&orders, "s", "closed", Shared).await;
+    drop(node.stream(closed).await);
+    let never_streamed = node.subscribe(&orders, "s", "never", Shared).await;
+    tokio::time::advance(Duration::from_secs(59)).await;
+    let third = node.subscribe(&orders, "s", "third", Shared).await;
+    assert!(node.service.holds(closed) && node.service.holds(never_streamed));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let fourth = node.subscribe(&orders, "s", "fourth", Shared).await;
+    assert!(!node.service.holds(closed) && !node.service.holds(never_streamed));
+    assert!(node.service.holds(third) && node.service.holds(fourth));
+    let gone = node.receive(closed).await.expect_err("detached");
+    assert_eq!(gone.code(), Code::Unavailable);
+    // The messages go to those left.
+    let mut stream = node.stream(fourth).await;
+    let mut third_stream = node.stream(third).await;
+    node.produce(&orders, 0, 2, None).await;
+    let mut got = next_offsets(&mut stream, &orders, 1).await;
+    got.extend(next_offsets(&mut third_stream, &orders, 1).await);
+    got.sort_unstable();
+    assert_eq!(got, [0, 1]);
+}

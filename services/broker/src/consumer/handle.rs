@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use courier_impls::grpc::proto::danube::StreamMessage;
+use courier_traits::clock::Clock;
 use courier_traits::storage::Offset;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::TokioClock;
 use super::names::SubscriptionName;
 use crate::subscription::{
     Attached, DeadLetter, LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
@@ -76,10 +78,23 @@ pub(crate) struct SubscriptionHandle {
     pub(crate) deliveries: Notify,
     /// Wakes the pump: window freed, timers changed, consumers came or went.
     pub(crate) pump: Notify,
-    /// Each consumer's open stream: its generation and its cancellation.
-    streams: Mutex<HashMap<u64, (u64, CancellationToken)>>,
+    streams: Mutex<Streams>,
     /// Stops the pump and every stream of this subscription (a child of the service's).
     pub(crate) stop: CancellationToken,
+    clock: TokioClock,
+    /// How long a consumer may go without an open stream before it is detached.
+    idle_grace_ms: u64,
+}
+
+/// The consumers' streams.
+#[derive(Debug, Default)]
+struct Streams {
+    /// Each consumer's open stream: its generation and its cancellation.
+    open: HashMap<u64, (u64, CancellationToken)>,
+    /// The consumers without an open stream, since when (clock ms).
+    idle_since: HashMap<u64, u64>,
+    /// The next stream's generation, so the late end of a replaced stream is told apart.
+    next_generation: u64,
 }
 
 impl SubscriptionHandle {
@@ -88,6 +103,8 @@ impl SubscriptionHandle {
         name: SubscriptionName,
         engine: Engine,
         stop: CancellationToken,
+        clock: TokioClock,
+        idle_grace: Duration,
     ) -> SubscriptionHandle {
         SubscriptionHandle {
             topic,
@@ -95,8 +112,10 @@ impl SubscriptionHandle {
             engine: Mutex::new(engine),
             deliveries: Notify::new(),
             pump: Notify::new(),
-            streams: Mutex::new(HashMap::new()),
+            streams: Mutex::new(Streams::default()),
             stop,
+            clock,
+            idle_grace_ms: u64::try_from(idle_grace.as_millis()).unwrap_or(u64::MAX),
         }
     }
 
@@ -105,7 +124,7 @@ impl SubscriptionHandle {
         self.engine.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn streams(&self) -> MutexGuard<'_, HashMap<u64, (u64, CancellationToken)>> {
+    fn streams(&self) -> MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -115,24 +134,64 @@ impl SubscriptionHandle {
         self.pump.notify_one();
     }
 
+    /// Attaches consumer `id`, first detaching the consumers that went without an open stream
+    /// for longer than the grace (they are gone: a live client reopens within seconds).
+    /// Returns what attaching did and the ids detached for idleness.
     pub(crate) fn attach(
         &self,
         kind: SubscriptionType,
         id: u64,
         name: &str,
         filters: Vec<String>,
-    ) -> Result<Attached, SubscribeError> {
-        let attached = match &mut *self.engine() {
-            Engine::Reliable(state) => state.engine.subscribe(kind, id, name, filters),
-            Engine::Live(live) => live.subscribe(kind, id, name, filters),
-        }?;
-        if let Some(old) = attached.replaced
-            && let Some((_, cancel)) = self.streams().remove(&old)
+    ) -> Result<(Attached, Vec<u64>), SubscribeError> {
+        let now = self.clock.now_ms();
+        let idle: Vec<u64> = {
+            let mut streams = self.streams();
+            let idle: Vec<u64> = streams
+                .idle_since
+                .iter()
+                .filter(|(_, since)| now.saturating_sub(**since) >= self.idle_grace_ms)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in &idle {
+                streams.idle_since.remove(id);
+            }
+            idle
+        };
+        let attached = {
+            let mut engine = self.engine();
+            for id in &idle {
+                match &mut *engine {
+                    Engine::Reliable(state) => state.engine.remove(*id),
+                    Engine::Live(live) => live.remove(*id),
+                };
+            }
+            match &mut *engine {
+                Engine::Reliable(state) => state.engine.subscribe(kind, id, name, filters),
+                Engine::Live(live) => live.subscribe(kind, id, name, filters),
+            }
+        };
+        let attached = match attached {
+            Ok(attached) => attached,
+            Err(error) => {
+                if !idle.is_empty() {
+                    self.wake();
+                }
+                return Err(error);
+            }
+        };
         {
-            cancel.cancel();
+            let mut streams = self.streams();
+            streams.idle_since.insert(id, now);
+            if let Some(old) = attached.replaced {
+                streams.idle_since.remove(&old);
+                if let Some((_, cancel)) = streams.open.remove(&old) {
+                    cancel.cancel();
+                }
+            }
         }
         self.wake();
-        Ok(attached)
+        Ok((attached, idle))
     }
 
     pub(crate) fn holds(&self, id: u64) -> bool {
@@ -152,8 +211,10 @@ impl SubscriptionHandle {
         let cancel = self.stop.child_token();
         let generation = {
             let mut streams = self.streams();
-            let generation = streams.get(&id).map_or(0, |(g, _)| g.wrapping_add(1));
-            if let Some((_, old)) = streams.insert(id, (generation, cancel.clone())) {
+            let generation = streams.next_generation;
+            streams.next_generation = generation.wrapping_add(1);
+            streams.idle_since.remove(&id);
+            if let Some((_, old)) = streams.open.insert(id, (generation, cancel.clone())) {
                 old.cancel();
             }
             generation
@@ -166,9 +227,10 @@ impl SubscriptionHandle {
     pub(crate) fn stream_ended(&self, id: u64, generation: u64) {
         {
             let mut streams = self.streams();
-            match streams.get(&id) {
+            match streams.open.get(&id) {
                 Some((current, _)) if *current == generation => {
-                    streams.remove(&id);
+                    streams.open.remove(&id);
+                    streams.idle_since.insert(id, self.clock.now_ms());
                 }
                 _ => return,
             }

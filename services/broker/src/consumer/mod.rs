@@ -74,6 +74,10 @@ pub struct ConsumerConfig {
     pub storage_wait: Duration,
     /// Records read from a topic log at once, at most. Default 256.
     pub read_batch: usize,
+    /// A consumer without an open stream for this long is detached when someone next
+    /// subscribes to its subscription (its unacked messages go to the others; health checks
+    /// answer `CLOSE` for it from then on). Default 60 s.
+    pub idle_consumer_grace: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -85,6 +89,7 @@ impl Default for ConsumerConfig {
             cursor_rotate_every: 10_000,
             storage_wait: Duration::from_secs(30),
             read_batch: 256,
+            idle_consumer_grace: Duration::from_secs(60),
         }
     }
 }
@@ -230,6 +235,8 @@ impl ConsumerService {
                     name.clone(),
                     Engine::Live(engine),
                     stop,
+                    shared.clock,
+                    shared.config.idle_consumer_grace,
                 ));
                 (
                     handle.clone(),
@@ -277,6 +284,8 @@ impl ConsumerService {
                     name.clone(),
                     Engine::Reliable(Box::new(state)),
                     stop,
+                    shared.clock,
+                    shared.config.idle_consumer_grace,
                 ));
                 let pump = pump::ReliablePump::new(
                     handle.clone(),
@@ -412,11 +421,12 @@ impl ConsumerApi for ConsumerService {
                 request.key_filters,
             )
             .map_err(subscribe_status)?;
+        let (attached, idle) = attached;
         {
             let mut registry = self.registry();
             registry.consumers.insert(consumer_id, handle.clone());
-            if let Some(replaced) = attached.replaced {
-                registry.consumers.remove(&replaced);
+            for gone in attached.replaced.into_iter().chain(idle) {
+                registry.consumers.remove(&gone);
             }
         }
         Ok(Response::new(ConsumerResponse {
