@@ -635,3 +635,40 @@ async fn b3_consumers_without_a_stream_past_the_grace_are_detached_on_the_next_s
     got.sort_unstable();
     assert_eq!(got, [0, 1]);
 }
+
+/// The checkpoints written to the first cursor generation of `subscription` on `topic`.
+async fn checkpoints(storage: &dyn StreamStorage, topic: &TopicName, subscription: &str) -> usize {
+    let anchor = cursor_stream(topic, &SubscriptionName::new(subscription).expect("valid"));
+    let first = courier_traits::storage::StreamName::new(&format!("{anchor}/g0")).expect("valid");
+    storage
+        .read(&first, None, ReadLimits::default())
+        .await
+        .expect("cursor generation 0")
+        .records
+        .len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn b4_cursor_checkpoints_are_debounced_by_time_and_by_count() {
+    let (node, storage, orders) = orders_node().await;
+    let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
+    assert_eq!(checkpoints(&*storage, &orders, "s").await, 1, "the start");
+    node.produce(&orders, 0, 300, None).await;
+    let mut stream = node.stream(id).await;
+    for _ in 0..10 {
+        let delivered = next(&mut stream, &orders).await;
+        node.ack(&delivered).await;
+    }
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(checkpoints(&*storage, &orders, "s").await, 1, "not per ack");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(checkpoints(&*storage, &orders, "s").await, 2, "1 s after");
+    let started = Instant::now();
+    for _ in 0..256 {
+        let delivered = next(&mut stream, &orders).await;
+        node.ack(&delivered).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(checkpoints(&*storage, &orders, "s").await, 3, "at 256 acks");
+}
