@@ -77,6 +77,15 @@ async fn metrics_count_requests_events_sizes_appends_and_auth_failures() {
         401
     );
     assert_eq!(
+        send(
+            &server,
+            post("/v1/events/batch", Some(&KEY.to_uppercase()), "{}")
+        )
+        .await
+        .status,
+        401
+    );
+    assert_eq!(
         send(&server, post("/v1/events/batch", Some(OTHER_APP_KEY), "[]"))
             .await
             .status,
@@ -87,7 +96,7 @@ async fn metrics_count_requests_events_sizes_appends_and_auth_failures() {
     for (line, value) in [
         (r#"courier_ingest_requests_total{status="200"}"#, 2.0),
         (r#"courier_ingest_requests_total{status="400"}"#, 1.0),
-        (r#"courier_ingest_requests_total{status="401"}"#, 2.0),
+        (r#"courier_ingest_requests_total{status="401"}"#, 3.0),
         (r#"courier_ingest_events_total{outcome="accepted"}"#, 1.0),
         (r#"courier_ingest_events_total{outcome="duplicate"}"#, 3.0),
         (r#"courier_ingest_events_total{outcome="rejected"}"#, 2.0),
@@ -96,7 +105,11 @@ async fn metrics_count_requests_events_sizes_appends_and_auth_failures() {
             1.0,
         ),
         (
-            r#"courier_ingest_auth_failures_total{reason="invalid"}"#,
+            r#"courier_ingest_auth_failures_total{reason="malformed"}"#,
+            1.0,
+        ),
+        (
+            r#"courier_ingest_auth_failures_total{reason="unknown_or_revoked"}"#,
             1.0,
         ),
         ("courier_ingest_request_events_count", 2.0),

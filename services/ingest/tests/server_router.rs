@@ -309,6 +309,33 @@ async fn a_permanent_storage_refusal_is_500_with_nothing_written() {
     assert_eq!(stored(&fixture, "app-1").await.len(), 1);
 }
 
+/// The app's stream made by something else with another content type: the server's create
+/// conflicts, which no retry fixes: 500 naming the stream, not a 503 forever.
+#[tokio::test]
+async fn an_app_stream_with_another_configuration_is_500() {
+    let fixture = fixture(IngestConfig::default());
+    let name = app_stream("app-1").expect("name");
+    fixture
+        .storage
+        .create(
+            &name,
+            courier_traits::storage::StreamConfig::with_content_type("text/plain"),
+            Vec::new(),
+        )
+        .await
+        .expect("created");
+    let body = json!({"events": [{"event_type": "x"}]}).to_string();
+    let answer = send(&fixture.server, post("/v1/events/batch", Some(KEY), body)).await;
+    assert_eq!(answer.status, 500, "{}", answer.text());
+    assert!(answer.headers.get(header::RETRY_AFTER).is_none());
+    let message = answer.json()["message"]
+        .as_str()
+        .expect("message")
+        .to_owned();
+    assert!(message.contains("ingest/app-1"), "{message}");
+    assert!(stored(&fixture, "app-1").await.is_empty());
+}
+
 #[tokio::test]
 async fn cors_preflight_request_id_health_and_ready() {
     let fixture = fixture(IngestConfig::default());

@@ -64,7 +64,8 @@ impl fmt::Debug for KeyDigest {
     }
 }
 
-fn is_lower_hex_64(s: &str) -> bool {
+/// Whether `s` has the form of an API key: 64 lowercase hex digits.
+pub(crate) fn is_lower_hex_64(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

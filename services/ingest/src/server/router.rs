@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use tokio::net::TcpListener;
 
-use super::auth::{ApiKeyChecker, AuthenticatedApp};
+use super::auth::{ApiKeyChecker, AuthenticatedApp, is_lower_hex_64};
 use super::body::{BodyFormat, DecodedBody, decode_body};
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
 use super::keys::AdminApi;
@@ -313,10 +313,14 @@ async fn admit(
 ) -> Result<(AuthenticatedApp, DecodedBody), RequestError> {
     let key = headers.get("x-api-key").map(HeaderValue::as_bytes);
     let app = state.keys.check(key).await.inspect_err(|e| {
+        let well_formed = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .is_some_and(is_lower_hex_64);
         let reason = match e {
             RequestError::MissingApiKey => AuthFailure::Missing,
             RequestError::Unavailable { .. } => AuthFailure::StoreUnavailable,
-            _ => AuthFailure::Invalid,
+            _ if well_formed => AuthFailure::UnknownOrRevoked,
+            _ => AuthFailure::Malformed,
         };
         state.metrics.auth_failure(reason);
     })?;

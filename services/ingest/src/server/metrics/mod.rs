@@ -48,8 +48,10 @@ pub struct IngestMetrics {
 pub enum AuthFailure {
     /// No `X-API-Key`.
     Missing,
-    /// Malformed, unknown or revoked (one answer for all, as upstream).
-    Invalid,
+    /// Not 64 lowercase hex digits (a misconfigured client).
+    Malformed,
+    /// Well-formed but unknown or revoked (the client gets one answer for all, as upstream).
+    UnknownOrRevoked,
     /// The key store could not be asked (answered 503).
     StoreUnavailable,
 }
@@ -58,7 +60,8 @@ impl AuthFailure {
     fn label(self) -> &'static str {
         match self {
             Self::Missing => "missing",
-            Self::Invalid => "invalid",
+            Self::Malformed => "malformed",
+            Self::UnknownOrRevoked => "unknown_or_revoked",
             Self::StoreUnavailable => "store_unavailable",
         }
     }
