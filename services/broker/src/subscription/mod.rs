@@ -15,6 +15,8 @@
 //! (round-robin), Failover (the first connected consumer still present) and KeyShared
 //! (rendezvous hash of the routing key over the consumers whose `key_filters` accept it).
 
+#[cfg(test)]
+mod invariants;
 mod key_shared;
 mod live;
 mod members;
