@@ -405,3 +405,53 @@ async fn a_consumer_resubscribes_on_its_own_after_its_broker_restarts() {
         "subscribed anew"
     );
 }
+
+#[tokio::test]
+async fn over_loopback_tcp_a_message_goes_from_producer_to_consumer() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let config = BrokerConfig::new(NodeUrls::same(&url).expect("valid"));
+    let server = BrokerServer::open(Arc::new(MemoryStreamStorage::new()), config)
+        .await
+        .expect("open");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let served = tokio::spawn(server.serve_with_incoming(
+        tonic::transport::server::TcpIncoming::from(listener),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = BrokerClient::builder()
+        .service_url(&url)
+        .build()
+        .await
+        .expect("client");
+    let producer = client
+        .producer("/default/tcp")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    let mut consumer = client
+        .consumer("/default/tcp")
+        .name("c")
+        .subscription("s")
+        .subscribe()
+        .await
+        .expect("subscribed");
+    producer.send("over tcp").await.expect("sent");
+    let message = next(&mut consumer).await;
+    assert_eq!(text(&message), "over tcp");
+    message.ack().await.expect("acked");
+    consumer.close().await;
+    producer.close().await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(10), served)
+        .await
+        .expect("stopped in time")
+        .expect("task")
+        .expect("served");
+}
