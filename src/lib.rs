@@ -25,6 +25,7 @@
 //! | `hub` | the WebSocket hub, its HTTP API and client SDK, as `hub` |
 //! | `ingest` | the event-ingestion batching SDK (`IngestClient`), as `ingest` |
 //! | `ingest-server` | `ingest` plus the ingestion server (`ingest::server::IngestServer`) |
+//! | `broker` | the gRPC broker speaking Danube's protocol (`broker::server::BrokerServer`), as `broker` |
 //! | `mocks` | mockall mocks of every trait (`traits::bus::MockMessageBus`, ...) |
 //! | (always) | the traits, and `impls::retry`: retry policies and the `Retry` driver |
 //!
@@ -59,6 +60,11 @@ pub use courier_hub as hub;
 #[cfg(feature = "ingest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ingest")))]
 pub use courier_ingest as ingest;
+
+/// The gRPC broker speaking Danube's protocol (feature `broker`).
+#[cfg(feature = "broker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "broker")))]
+pub use courier_broker as broker;
 pub use courier_traits as traits;
 pub use courier_traits::{
     BusError, Classify, DuplexTransport, ErrorClass, MessageBus, RequestTransport, RetryPolicy,

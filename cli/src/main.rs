@@ -7,8 +7,11 @@
 //!                 [--config hub.yaml]
 //! courier ingest  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--keys-file keys.json] [--admin-token T] [--config ingest.yaml]
+//! courier broker  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//!                 [--advertised-url http://HOST:PORT] [--config broker.yaml]
 //! ```
 
+mod broker;
 mod config;
 mod hub;
 mod ingest;
@@ -38,6 +41,8 @@ enum Command {
     Hub(hub::HubArgs),
     /// Run the event-ingestion server (`POST /v1/events/batch`, Causality-compatible).
     Ingest(ingest::IngestArgs),
+    /// Run the gRPC broker (Danube's protocol: producers, discovery, health checks).
+    Broker(broker::BrokerArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
             Command::Streams(args) => streams::run(args).await,
             Command::Hub(args) => hub::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
         }
     });
     match result {

@@ -144,6 +144,20 @@ impl BrokerServer {
             .add_service(ConsumerServiceServer::new(self.consumers.clone()))
     }
 
+    /// Serves TCP connections accepted by `listener` until `shutdown` completes, then drains
+    /// (see [`serve_with_incoming`](Self::serve_with_incoming)).
+    ///
+    /// Errors: [`ServeError`].
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_with_incoming(incoming, shutdown).await
+    }
+
     /// Serves the connections of `incoming` until `shutdown` completes, then drains: new work
     /// is refused (`Unavailable`) and health checks answer `CLOSE` from the signal on,
     /// consumer streams end and every cursor is checkpointed, the calls in progress finish, and

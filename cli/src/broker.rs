@@ -1,0 +1,222 @@
+//! `courier broker`: the gRPC broker speaking Danube's protocol.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use courier::broker::directory::NodeUrls;
+use courier::broker::producer::ProducerConfig;
+use courier::broker::server::{BrokerConfig, BrokerServer};
+use serde::Deserialize;
+
+use crate::config;
+use crate::storage::{self, STORAGE_FORMS};
+
+/// Default storage: embedded SQLite under `./data`, so reliable topics, their messages and the
+/// catalog survive a restart with no server.
+const DEFAULT_STORAGE: &str = "sqlite:./data/broker.db";
+/// Danube's port.
+const DEFAULT_ADDR: &str = "127.0.0.1:6650";
+
+/// Server flags (each also from the environment); they override the config file.
+#[derive(Args, Debug)]
+pub(crate) struct BrokerArgs {
+    /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
+    /// max_producers_per_topic, auto_create_topics).
+    #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
+    /// postgres://.. [default: sqlite:./data/broker.db]
+    #[arg(long, env = "COURIER_BROKER_STORAGE")]
+    storage: Option<String>,
+    /// Address to listen on [default: 127.0.0.1:6650].
+    #[arg(long, env = "COURIER_BROKER_ADDR")]
+    addr: Option<SocketAddr>,
+    /// The URL clients are told to connect to (TopicLookup), with its scheme
+    /// [default: http://ADDR, with 127.0.0.1 for an unspecified address].
+    #[arg(long, env = "COURIER_BROKER_ADVERTISED_URL")]
+    advertised_url: Option<String>,
+    /// Largest encoded message a producer may send, in bytes [default: 4128768 = 4 MiB − 64 KiB].
+    #[arg(long, env = "COURIER_BROKER_MAX_MESSAGE_BYTES")]
+    max_message_bytes: Option<usize>,
+    /// Producers per topic (each partition alone) [default: 1000].
+    #[arg(long, env = "COURIER_BROKER_MAX_PRODUCERS_PER_TOPIC")]
+    max_producers_per_topic: Option<usize>,
+    /// Whether the first producer creates its topic [default: true].
+    #[arg(long, env = "COURIER_BROKER_AUTO_CREATE_TOPICS")]
+    auto_create_topics: Option<bool>,
+}
+
+/// The `courier broker` config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    addr: Option<SocketAddr>,
+    storage: Option<String>,
+    advertised_url: Option<String>,
+    max_message_bytes: Option<usize>,
+    max_producers_per_topic: Option<usize>,
+    auto_create_topics: Option<bool>,
+}
+
+/// Every setting, resolved: flag, then environment, then file, then default.
+struct Settings {
+    addr: SocketAddr,
+    storage: String,
+    /// `None`: derived from the bound address (known once listening).
+    advertised_url: Option<String>,
+    producer: ProducerConfig,
+}
+
+impl Settings {
+    fn resolve(args: BrokerArgs, file: FileConfig) -> Result<Settings, String> {
+        let addr = match args.addr.or(file.addr) {
+            Some(addr) => addr,
+            None => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
+        };
+        let defaults = ProducerConfig::default();
+        let producer = ProducerConfig {
+            max_message_bytes: args
+                .max_message_bytes
+                .or(file.max_message_bytes)
+                .unwrap_or(defaults.max_message_bytes),
+            max_producers_per_topic: args
+                .max_producers_per_topic
+                .or(file.max_producers_per_topic)
+                .unwrap_or(defaults.max_producers_per_topic),
+            auto_create_topics: args
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(defaults.auto_create_topics),
+        };
+        if producer.max_message_bytes == 0 || producer.max_producers_per_topic == 0 {
+            return Err("max_message_bytes and max_producers_per_topic must be at least 1".into());
+        }
+        let advertised_url = args.advertised_url.or(file.advertised_url);
+        if let Some(url) = &advertised_url {
+            NodeUrls::same(url).map_err(|e| e.to_string())?;
+        }
+        Ok(Settings {
+            addr,
+            storage: args
+                .storage
+                .or(file.storage)
+                .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
+            advertised_url,
+            producer,
+        })
+    }
+
+    /// The advertised URL: the configured one, else `http://` + the bound address (loopback
+    /// standing in for an unspecified IP, which no client can dial).
+    fn urls(&self, bound: SocketAddr) -> Result<NodeUrls, String> {
+        let url = match &self.advertised_url {
+            Some(url) => url.clone(),
+            None => {
+                let mut reachable = bound;
+                if reachable.ip().is_unspecified() {
+                    reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                format!("http://{reachable}")
+            }
+        };
+        NodeUrls::same(&url).map_err(|e| e.to_string())
+    }
+}
+
+pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
+    let file: FileConfig = config::load(args.config.as_deref())?;
+    let settings = Settings::resolve(args, file)?;
+    let storage = storage::open(&settings.storage)
+        .await
+        .map_err(|e| format!("{e}\n  (--storage takes {STORAGE_FORMS})"))?;
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let urls = settings.urls(local)?;
+    let config = BrokerConfig {
+        here: urls.clone(),
+        producer: settings.producer.clone(),
+    };
+    let server = BrokerServer::open(storage, config)
+        .await
+        .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
+    tracing::info!(
+        addr = %local,
+        storage = %settings.storage,
+        advertised_url = %urls.connect_url,
+        max_message_bytes = settings.producer.max_message_bytes,
+        "broker listening on {}",
+        urls.connect_url
+    );
+    server
+        .serve(listener, crate::streams::shutdown_signal())
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn settings(argv: &[&str], yaml: &str) -> Result<Settings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("broker").chain(argv.iter().copied()))
+            .expect("flags parse");
+        let file: FileConfig = serde_yaml_ng::from_str(yaml).expect("yaml parses");
+        Settings::resolve(cli.broker, file)
+    }
+
+    #[test]
+    fn defaults_then_file_then_flags() {
+        let s = settings(&[], "").expect("defaults");
+        assert_eq!(s.addr, DEFAULT_ADDR.parse::<SocketAddr>().expect("addr"));
+        assert_eq!(s.storage, DEFAULT_STORAGE);
+        assert_eq!(s.producer, ProducerConfig::default());
+        let s = settings(
+            &["--addr", "127.0.0.1:7000", "--max-message-bytes", "1000"],
+            "addr: 127.0.0.1:7001\nmax_message_bytes: 2000\nmax_producers_per_topic: 3\n\
+             auto_create_topics: false\nstorage: memory\n",
+        )
+        .expect("resolves");
+        assert_eq!(s.addr.port(), 7000);
+        assert_eq!(s.producer.max_message_bytes, 1000);
+        assert_eq!(s.producer.max_producers_per_topic, 3);
+        assert!(!s.producer.auto_create_topics);
+        assert_eq!(s.storage, "memory");
+    }
+
+    #[test]
+    fn the_advertised_url_is_absolute_and_defaults_to_a_dialable_address() {
+        let s = settings(&["--addr", "0.0.0.0:6650"], "").expect("resolves");
+        let urls = s.urls("0.0.0.0:6650".parse().expect("addr")).expect("urls");
+        assert_eq!(urls.connect_url, "http://127.0.0.1:6650");
+        let s = settings(&["--advertised-url", "https://broker.example:443"], "").expect("ok");
+        let urls = s.urls("0.0.0.0:6650".parse().expect("addr")).expect("urls");
+        assert_eq!(urls.broker_url, "https://broker.example:443");
+        assert!(settings(&["--advertised-url", "broker:6650"], "").is_err());
+        assert!(settings(&["--max-producers-per-topic", "0"], "").is_err());
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error() {
+        let error = serde_yaml_ng::from_str::<FileConfig>("max_mesage_bytes: 1\n")
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("max_mesage_bytes")),
+            "{error:?}"
+        );
+    }
+}
