@@ -135,10 +135,8 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let urls = settings.urls(local)?;
-    let config = BrokerConfig {
-        here: urls.clone(),
-        producer: settings.producer.clone(),
-    };
+    let mut config = BrokerConfig::new(urls.clone());
+    config.producer = settings.producer.clone();
     let server = BrokerServer::open(storage, config)
         .await
         .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
