@@ -61,6 +61,17 @@ async fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let wanted: Vec<String> = args.collect();
+    if let Some(unknown) = wanted
+        .iter()
+        .find(|w| !SCENARIOS.iter().any(|(name, _)| name == w))
+    {
+        let names: Vec<&str> = SCENARIOS.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "unknown scenario {unknown:?}; scenarios: {}",
+            names.join(" ")
+        );
+        return ExitCode::from(2);
+    }
     let client = match DanubeClient::builder().service_url(&url).build().await {
         Ok(client) => client,
         Err(e) => {
