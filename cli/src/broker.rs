@@ -2,14 +2,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use courier::broker::directory::NodeUrls;
 use courier::broker::producer::ProducerConfig;
 use courier::broker::server::{BrokerConfig, BrokerServer};
+use courier::broker::subscription::SubscriptionConfig;
 use serde::Deserialize;
 
-use crate::config;
+use crate::config::{self, parse_duration};
 use crate::storage::{self, STORAGE_FORMS};
 
 /// Default storage: embedded SQLite under `./data`, so reliable topics, their messages and the
@@ -22,7 +24,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:6650";
 #[derive(Args, Debug)]
 pub(crate) struct BrokerArgs {
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
-    /// max_producers_per_topic, auto_create_topics).
+    /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
+    /// max_nack_delay, max_redeliveries, consumer_queue).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
@@ -45,6 +48,24 @@ pub(crate) struct BrokerArgs {
     /// Whether the first producer creates its topic [default: true].
     #[arg(long, env = "COURIER_BROKER_AUTO_CREATE_TOPICS")]
     auto_create_topics: Option<bool>,
+    /// Reliable: unacked messages in flight per subscription [default: 1000].
+    #[arg(long, env = "COURIER_BROKER_MAX_UNACKED")]
+    max_unacked: Option<usize>,
+    /// Reliable: how long a delivery may stay unacked before it comes again [default: 30s].
+    #[arg(long, env = "COURIER_BROKER_ACK_TIMEOUT", value_parser = parse_duration)]
+    ack_timeout: Option<Duration>,
+    /// Reliable: first delay after a Nack without its own, doubling [default: 1s].
+    #[arg(long, env = "COURIER_BROKER_NACK_DELAY", value_parser = parse_duration)]
+    nack_delay: Option<Duration>,
+    /// Reliable: the longest doubled Nack delay [default: 60s].
+    #[arg(long, env = "COURIER_BROKER_MAX_NACK_DELAY", value_parser = parse_duration)]
+    max_nack_delay: Option<Duration>,
+    /// Reliable: redeliveries before a message is dead-lettered [default: 5].
+    #[arg(long, env = "COURIER_BROKER_MAX_REDELIVERIES")]
+    max_redeliveries: Option<u32>,
+    /// Non-reliable: messages queued per consumer; more are dropped [default: 1000].
+    #[arg(long, env = "COURIER_BROKER_CONSUMER_QUEUE")]
+    consumer_queue: Option<usize>,
 }
 
 /// The `courier broker` config file.
@@ -57,6 +78,15 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     max_producers_per_topic: Option<usize>,
     auto_create_topics: Option<bool>,
+    max_unacked: Option<usize>,
+    #[serde(default, with = "config::duration")]
+    ack_timeout: Option<Duration>,
+    #[serde(default, with = "config::duration")]
+    nack_delay: Option<Duration>,
+    #[serde(default, with = "config::duration")]
+    max_nack_delay: Option<Duration>,
+    max_redeliveries: Option<u32>,
+    consumer_queue: Option<usize>,
 }
 
 /// Every setting, resolved: flag, then environment, then file, then default.
@@ -66,6 +96,7 @@ struct Settings {
     /// `None`: derived from the bound address (known once listening).
     advertised_url: Option<String>,
     producer: ProducerConfig,
+    subscription: SubscriptionConfig,
 }
 
 impl Settings {
@@ -92,6 +123,39 @@ impl Settings {
         if producer.max_message_bytes == 0 || producer.max_producers_per_topic == 0 {
             return Err("max_message_bytes and max_producers_per_topic must be at least 1".into());
         }
+        let spec = SubscriptionConfig::default();
+        let subscription = SubscriptionConfig {
+            max_unacked: args
+                .max_unacked
+                .or(file.max_unacked)
+                .unwrap_or(spec.max_unacked),
+            ack_timeout: args
+                .ack_timeout
+                .or(file.ack_timeout)
+                .unwrap_or(spec.ack_timeout),
+            nack_delay: args
+                .nack_delay
+                .or(file.nack_delay)
+                .unwrap_or(spec.nack_delay),
+            max_nack_delay: args
+                .max_nack_delay
+                .or(file.max_nack_delay)
+                .unwrap_or(spec.max_nack_delay),
+            max_redeliveries: args
+                .max_redeliveries
+                .or(file.max_redeliveries)
+                .unwrap_or(spec.max_redeliveries),
+            consumer_queue: args
+                .consumer_queue
+                .or(file.consumer_queue)
+                .unwrap_or(spec.consumer_queue),
+        };
+        if subscription.max_unacked == 0 || subscription.consumer_queue == 0 {
+            return Err("max_unacked and consumer_queue must be at least 1".into());
+        }
+        if subscription.nack_delay > subscription.max_nack_delay {
+            return Err("nack_delay must not exceed max_nack_delay".into());
+        }
         let advertised_url = args.advertised_url.or(file.advertised_url);
         if let Some(url) = &advertised_url {
             NodeUrls::same(url).map_err(|e| e.to_string())?;
@@ -104,6 +168,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
             advertised_url,
             producer,
+            subscription,
         })
     }
 
@@ -137,6 +202,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     let urls = settings.urls(local)?;
     let mut config = BrokerConfig::new(urls.clone());
     config.producer = settings.producer.clone();
+    config.consumer.subscription = settings.subscription.clone();
     let server = BrokerServer::open(storage, config)
         .await
         .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
@@ -180,6 +246,7 @@ mod tests {
         assert_eq!(s.addr, DEFAULT_ADDR.parse::<SocketAddr>().expect("addr"));
         assert_eq!(s.storage, DEFAULT_STORAGE);
         assert_eq!(s.producer, ProducerConfig::default());
+        assert_eq!(s.subscription, SubscriptionConfig::default());
         let s = settings(
             &["--addr", "127.0.0.1:7000", "--max-message-bytes", "1000"],
             "addr: 127.0.0.1:7001\nmax_message_bytes: 2000\nmax_producers_per_topic: 3\n\
@@ -191,6 +258,24 @@ mod tests {
         assert_eq!(s.producer.max_producers_per_topic, 3);
         assert!(!s.producer.auto_create_topics);
         assert_eq!(s.storage, "memory");
+        let s = settings(
+            &["--ack-timeout", "5s", "--max-redeliveries", "2"],
+            "ack_timeout: 10s\nnack_delay: 500ms\nmax_unacked: 10\nconsumer_queue: 7\n",
+        )
+        .expect("resolves");
+        assert_eq!(s.subscription.ack_timeout, Duration::from_secs(5));
+        assert_eq!(s.subscription.nack_delay, Duration::from_millis(500));
+        assert_eq!(s.subscription.max_nack_delay, Duration::from_secs(60));
+        assert_eq!(
+            (s.subscription.max_unacked, s.subscription.consumer_queue),
+            (10, 7)
+        );
+        assert_eq!(s.subscription.max_redeliveries, 2);
+        assert!(
+            settings(&["--nack-delay", "2m"], "").is_err(),
+            "above the cap"
+        );
+        assert!(settings(&["--max-unacked", "0"], "").is_err());
     }
 
     #[test]
