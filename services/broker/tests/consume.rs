@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_broker::catalog::{Catalog, Dispatch, decode_record};
+use courier_broker::catalog::{Catalog, Dispatch, decode_record, topic_log_stream};
 use courier_broker::consumer::{
     ConsumerConfig, ConsumerService, DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON, SubscriptionName,
     cursor_stream, dead_letter_stream,
@@ -21,7 +21,7 @@ use courier_impls::grpc::proto::danube::{
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
-use courier_traits::storage::{ReadLimits, StorageError, StreamStorage};
+use courier_traits::storage::{AppendRequest, ReadLimits, StorageError, StreamName, StreamStorage};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -639,7 +639,7 @@ async fn b3_consumers_without_a_stream_past_the_grace_are_detached_on_the_next_s
 /// The checkpoints written to the first cursor generation of `subscription` on `topic`.
 async fn checkpoints(storage: &dyn StreamStorage, topic: &TopicName, subscription: &str) -> usize {
     let anchor = cursor_stream(topic, &SubscriptionName::new(subscription).expect("valid"));
-    let first = courier_traits::storage::StreamName::new(&format!("{anchor}/g0")).expect("valid");
+    let first = StreamName::new(&format!("{anchor}/g0")).expect("valid");
     storage
         .read(&first, None, ReadLimits::default())
         .await
@@ -671,4 +671,19 @@ async fn b4_cursor_checkpoints_are_debounced_by_time_and_by_count() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(started.elapsed() < Duration::from_millis(500));
     assert_eq!(checkpoints(&*storage, &orders, "s").await, 3, "at 256 acks");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_topic_log_is_not_waited_on_in_a_loop() {
+    // Waiting on a closed log returns at once: a task that kept waiting on it would never
+    // yield, the paused clock would never move, and this test would hang instead of passing.
+    let (node, storage, orders) = orders_node().await;
+    storage
+        .append(&topic_log_stream(&orders), AppendRequest::close_only())
+        .await
+        .expect("closed");
+    let id = node.subscribe(&orders, "s", "c1", Shared).await;
+    let mut stream = node.stream(id).await;
+    assert!(quiet(&mut stream, Duration::from_secs(120)).await);
+    assert!(node.service.holds(id));
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use courier_impls::grpc::proto::danube::StreamMessage;
 use courier_traits::clock::Clock;
 use courier_traits::storage::{
-    AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage, WaitOutcome,
 };
 use tokio::sync::broadcast;
 
@@ -45,6 +45,8 @@ pub(crate) struct ReliablePump {
     clock: TokioClock,
     config: ConsumerConfig,
     dead_letter_stream_created: bool,
+    /// The log was closed: waiting on it would return at once, forever.
+    log_closed: bool,
 }
 
 enum Step {
@@ -69,6 +71,7 @@ impl ReliablePump {
             clock,
             config,
             dead_letter_stream_created: false,
+            log_closed: false,
         }
     }
 
@@ -140,8 +143,8 @@ impl ReliablePump {
             _ = self.handle.pump.notified() => {}
             _ = tokio::time::sleep(sleep) => {}
             outcome = self.storage.wait(&self.log, &position, self.config.storage_wait),
-                if capacity > 0 => {
-                outcome?;
+                if capacity > 0 && !self.log_closed => {
+                self.log_closed = outcome? == WaitOutcome::Closed;
             }
         }
         Ok(Step::Continue)
