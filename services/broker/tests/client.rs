@@ -455,3 +455,47 @@ async fn over_loopback_tcp_a_message_goes_from_producer_to_consumer() {
         .expect("task")
         .expect("served");
 }
+
+#[tokio::test]
+async fn a_key_shared_subscription_keeps_each_key_on_one_consumer() {
+    let (_network, _storage, _node, client) = setup().await;
+    let producer = client
+        .producer("/default/keys")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    let subscribe = |name: &'static str| {
+        client
+            .consumer("/default/keys")
+            .name(name)
+            .subscription("ks")
+            .key_shared()
+            .subscribe()
+    };
+    let mut first = subscribe("c1").await.expect("subscribed");
+    let mut second = subscribe("c2").await.expect("subscribed");
+    for i in 0..20 {
+        producer
+            .send(format!("m{i}"))
+            .key(format!("k{}", i % 4))
+            .await
+            .expect("sent");
+    }
+    let mut owner: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for _ in 0..20 {
+        let (message, who) = tokio::select! {
+            m = next(&mut first) => (m, "c1"),
+            m = next(&mut second) => (m, "c2"),
+        };
+        message.ack().await.expect("acked");
+        let key = message.key().expect("keyed").to_owned();
+        let previous = owner.insert(key.clone(), who);
+        assert!(
+            previous.is_none_or(|p| p == who),
+            "{key} went to {previous:?} and {who}"
+        );
+    }
+    assert_eq!(owner.len(), 4, "{owner:?}");
+}
