@@ -166,6 +166,11 @@ async fn each_request_is_logged_with_its_id_app_and_counts_and_never_a_key() {
         .headers_mut()
         .insert("x-request-id", "req-single".parse().expect("value"));
     send(&server, single).await;
+    let mut refused = post("/v1/events/batch", Some(KEY), r#"{"events":"x"}"#);
+    refused
+        .headers_mut()
+        .insert("x-request-id", "req-bad".parse().expect("value"));
+    send(&server, refused).await;
 
     let text = logs.text();
     let line = |id: &str| {
@@ -184,9 +189,31 @@ async fn each_request_is_logged_with_its_id_app_and_counts_and_never_a_key() {
     ] {
         assert!(ok.contains(part), "{part} missing: {ok}");
     }
-    assert!(line("req-unknown").contains("status=401"));
-    assert!(line("req-none").contains("status=401"));
-    assert!(line("req-single").contains("stored=1"));
+    assert!(ok.contains("status=200"), "{ok}");
+    for id in ["req-unknown", "req-upper", "req-none"] {
+        let refused = line(id);
+        assert!(
+            refused.contains("status=401") && refused.contains("app=-"),
+            "{refused}"
+        );
+    }
+    let single = line("req-single");
+    assert!(
+        single.contains("stored=1") && single.contains("events=1"),
+        "{single}"
+    );
+    let bad = line("req-bad");
+    assert!(
+        bad.contains("status=400") && bad.contains("app=app-1"),
+        "{bad}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("ingest request"))
+            .count(),
+        6,
+        "one line per request:\n{text}"
+    );
     for secret in [KEY, &unknown_key, &KEY.to_uppercase()] {
         assert!(!text.contains(secret), "a key was logged:\n{text}");
     }

@@ -245,8 +245,19 @@ async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
         .into_response()
 }
 
-/// Counts each answer of the event endpoints by status and logs the refusals (the accepted
-/// ones are logged by their handler, which knows the counts).
+/// What a handler of the event endpoints learned about its request, for the request's log
+/// line (attached to the response; absent when the key check failed).
+#[derive(Debug, Clone, Default)]
+struct RequestSummary {
+    app: String,
+    events: usize,
+    stored: usize,
+    duplicate: usize,
+    rejected: usize,
+}
+
+/// Counts each answer of the event endpoints by status, and logs one line per request: its
+/// id, status, and what the handler knew (app and counts). Never the key.
 async fn count_request(
     State(state): State<Arc<IngestState>>,
     request_id: Option<Extension<RequestId>>,
@@ -254,16 +265,40 @@ async fn count_request(
     next: Next,
 ) -> Response {
     let response = next.run(request).await;
-    let status = response.status();
-    state.metrics.request(status.as_u16());
-    if status != StatusCode::OK {
-        tracing::info!(
-            request_id = %RequestId::display(request_id.as_deref()),
-            status = status.as_u16(),
-            "ingest request refused"
-        );
-    }
+    let status = response.status().as_u16();
+    state.metrics.request(status);
+    let summary = response
+        .extensions()
+        .get::<RequestSummary>()
+        .cloned()
+        .unwrap_or_default();
+    tracing::info!(
+        request_id = %RequestId::display(request_id.as_deref()),
+        status,
+        app = %if summary.app.is_empty() { "-" } else { summary.app.as_str() },
+        events = summary.events,
+        stored = summary.stored,
+        duplicate = summary.duplicate,
+        rejected = summary.rejected,
+        "ingest request"
+    );
     response
+}
+
+/// The handler's answer (its error's, if it failed) with `summary` attached for the log line.
+fn summarised(result: Result<Response, RequestError>, summary: RequestSummary) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(summary);
+    response
+}
+
+impl RequestSummary {
+    fn of(app: &AuthenticatedApp) -> Self {
+        Self {
+            app: app.app_id.clone(),
+            ..Self::default()
+        }
+    }
 }
 
 fn unavailable(state: &IngestState, error: &StorageError) -> RequestError {
@@ -361,21 +396,58 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, RequestError> {
     }
 }
 
-async fn batch(
-    State(state): State<Arc<IngestState>>,
-    request_id: Option<Extension<RequestId>>,
-    headers: HeaderMap,
+/// Which event endpoint a request came to.
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    /// `POST /v1/events/batch`.
+    Batch,
+    /// `POST /v1/events/ingest`.
+    Single,
+}
+
+async fn batch(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+    handle(&state, &headers, body, Endpoint::Batch).await
+}
+
+async fn ingest(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+    handle(&state, &headers, body, Endpoint::Single).await
+}
+
+/// Admits the request, then runs the endpoint's work for the key's app; the answer carries
+/// the request's summary for its log line.
+async fn handle(
+    state: &IngestState,
+    headers: &HeaderMap,
     body: Body,
+    endpoint: Endpoint,
+) -> Response {
+    let (app, body) = match admit(state, headers, body).await {
+        Ok(admitted) => admitted,
+        Err(e) => return e.into_response(),
+    };
+    let mut summary = RequestSummary::of(&app);
+    let result = match endpoint {
+        Endpoint::Batch => batch_of_app(state, &app, body, &mut summary).await,
+        Endpoint::Single => single_of_app(state, &app, body, &mut summary).await,
+    };
+    summarised(result, summary)
+}
+
+async fn batch_of_app(
+    state: &IngestState,
+    app: &AuthenticatedApp,
+    body: DecodedBody,
+    summary: &mut RequestSummary,
 ) -> Result<Response, RequestError> {
-    let (app, body) = admit(&state, &headers, body).await?;
-    let json = message_json(&state, body, false)?;
+    let json = message_json(state, body, false)?;
     let context = IngestContext {
         app_id: &app.app_id,
         received_ms: now_ms(),
     };
     let outcomes = state.parser.parse_batch(&json, &context)?;
     state.metrics.request_events(outcomes.len());
-    let stored = store(&state, &app.app_id, &outcomes).await?;
+    summary.events = outcomes.len();
+    let stored = store(state, &app.app_id, &outcomes).await?;
     let duplicates = stored.duplicates;
     let mut ids = stored.ids.into_iter();
     let results = outcomes
@@ -393,48 +465,36 @@ async fn batch(
     state
         .metrics
         .events(accepted - duplicates, duplicates, rejected);
-    tracing::info!(
-        request_id = %RequestId::display(request_id.as_deref()),
-        app = %app.app_id,
-        events = accepted + rejected,
-        stored = accepted - duplicates,
-        duplicate = duplicates,
-        rejected,
-        "ingest batch"
-    );
+    summary.stored = accepted - duplicates;
+    summary.duplicate = duplicates;
+    summary.rejected = rejected;
     Ok(json_response(StatusCode::OK, response.to_json()))
 }
 
-async fn ingest(
-    State(state): State<Arc<IngestState>>,
-    request_id: Option<Extension<RequestId>>,
-    headers: HeaderMap,
-    body: Body,
+async fn single_of_app(
+    state: &IngestState,
+    app: &AuthenticatedApp,
+    body: DecodedBody,
+    summary: &mut RequestSummary,
 ) -> Result<Response, RequestError> {
-    let (app, body) = admit(&state, &headers, body).await?;
-    let json = message_json(&state, body, true)?;
+    let json = message_json(state, body, true)?;
     let context = IngestContext {
         app_id: &app.app_id,
         received_ms: now_ms(),
     };
     let outcome = state.parser.parse_single(&json, &context)?;
     state.metrics.request_events(1);
+    summary.events = 1;
     if let EventOutcome::Rejected(error) = &outcome {
         return Err(RequestError::BadRequest(vec![Violation::new(
             "event", error,
         )]));
     }
-    let stored = store(&state, &app.app_id, std::slice::from_ref(&outcome)).await?;
+    let stored = store(state, &app.app_id, std::slice::from_ref(&outcome)).await?;
     let duplicate = stored.duplicates;
     state.metrics.events(1 - duplicate, duplicate, 0);
-    tracing::info!(
-        request_id = %RequestId::display(request_id.as_deref()),
-        app = %app.app_id,
-        events = 1,
-        stored = 1 - duplicate,
-        duplicate,
-        "ingest event"
-    );
+    summary.stored = 1 - duplicate;
+    summary.duplicate = duplicate;
     let id = stored.ids.into_iter().next().unwrap_or_default();
     Ok(json_response(StatusCode::OK, single_accepted_json(&id)))
 }
