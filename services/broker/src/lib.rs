@@ -28,7 +28,15 @@
 //! - `client` (feature `client`): the Rust client, `BrokerClient` with producers and
 //!   consumers.
 //!
-//! Not built yet: ownership claims across nodes, the schema registry (schema references are
+//! - [`ownership`]: several nodes on one shared storage: claims `broker/own/<ns>/<topic>`
+//!   won by compare-and-set, liveness `broker/nodes/<node>` by TTL; others redirect lookups
+//!   and refuse producers and subscriptions with `Unavailable`.
+//!
+//! Known limit of the published `danube-client`: it looks a topic up again only through the
+//! topic's old `connect_url`, so when the owner is down longer than the client's retry budget
+//! (≈ 3–6 s by default) its consumers there end; our client falls back to the service URL.
+//!
+//! Not built yet: the schema registry (schema references are
 //! accepted and not checked), auth and TLS.
 
 pub mod catalog;
@@ -39,6 +47,7 @@ pub mod directory;
 pub mod discovery;
 pub mod health;
 pub mod lifecycle;
+pub mod ownership;
 pub mod producer;
 pub mod server;
 mod status;

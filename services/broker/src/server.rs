@@ -18,6 +18,8 @@ use crate::directory::NodeUrls;
 use crate::discovery::DiscoveryService;
 use crate::health::{ClientView, HealthService};
 use crate::lifecycle::Lifecycle;
+use crate::ownership::gate::{GatedConsumers, GatedDiscovery, GatedProducers, OwnershipGate};
+use crate::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use crate::producer::{ProduceService, ProducerConfig, ProducerRegistry};
 
 /// What a broker node needs to know; the defaults are the spec's.
@@ -29,6 +31,9 @@ pub struct BrokerConfig {
     pub producer: ProducerConfig,
     /// The consumer side's window, delays and cursor checkpoints.
     pub consumer: ConsumerConfig,
+    /// Ownership claims for several nodes sharing the storage; `None` = this node serves
+    /// every topic (lookups always answer `Connect`).
+    pub cluster: Option<OwnershipConfig>,
 }
 
 impl BrokerConfig {
@@ -38,6 +43,7 @@ impl BrokerConfig {
             here,
             producer: ProducerConfig::default(),
             consumer: ConsumerConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -51,26 +57,64 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Why a node could not open.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The catalog could not be folded.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// The node could not announce itself to the others.
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+}
+
+impl courier_traits::error::Classify for OpenError {
+    fn class(&self) -> courier_traits::error::ErrorClass {
+        match self {
+            OpenError::Catalog(error) => error.class(),
+            OpenError::Ownership(error) => error.class(),
+        }
+    }
+}
+
 /// Health checks: a client is held while this node is not draining and has it.
 #[derive(Debug)]
 struct NodeClients {
     lifecycle: Arc<Lifecycle>,
     producers: Arc<ProducerRegistry>,
     consumers: ConsumerService,
+    /// With several nodes: a client is held only while its topic is owned here.
+    gate: Option<OwnershipGate>,
+}
+
+impl NodeClients {
+    fn owns(&self, topic: Option<crate::topic::TopicName>) -> bool {
+        match (&self.gate, topic) {
+            (None, _) => true,
+            (Some(gate), Some(topic)) => gate.holds(&topic),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl ClientView for NodeClients {
     fn holds_producer(&self, id: u64) -> bool {
-        !self.lifecycle.is_draining() && self.producers.holds(id)
+        !self.lifecycle.is_draining()
+            && self.producers.holds(id)
+            && self.owns(self.producers.get(id).map(|record| record.topic))
     }
 
     fn holds_consumer(&self, id: u64) -> bool {
-        !self.lifecycle.is_draining() && self.consumers.holds(id)
+        !self.lifecycle.is_draining()
+            && self.consumers.holds(id)
+            && self.owns(self.consumers.topic_of(id))
     }
 }
 
 /// A broker node: Discovery, HealthCheck, ProducerService and ConsumerService over one storage. A single node
-/// owns every topic (lookups answer `Connect`).
+/// owns every topic (lookups answer `Connect`); with [`BrokerConfig::cluster`] nodes sharing
+/// the storage claim topics ([`crate::ownership`]).
 #[derive(Debug)]
 pub struct BrokerServer {
     config: BrokerConfig,
@@ -78,16 +122,23 @@ pub struct BrokerServer {
     producers: Arc<ProducerRegistry>,
     consumers: ConsumerService,
     lifecycle: Arc<Lifecycle>,
+    ownership: Option<Arc<Ownership>>,
 }
 
 impl BrokerServer {
     /// Opens the node on `storage`: folds the catalog (topics of earlier runs come back).
     ///
-    /// Errors: [`CatalogError`] (retryable when the storage is unavailable).
+    /// Errors: [`OpenError`] (retryable when the storage is unavailable).
     pub async fn open(
         storage: Arc<dyn StreamStorage>,
         config: BrokerConfig,
-    ) -> Result<BrokerServer, CatalogError> {
+    ) -> Result<BrokerServer, OpenError> {
+        let ownership = match &config.cluster {
+            Some(cluster) => {
+                Some(Ownership::start(storage.clone(), config.here.clone(), cluster.clone()).await?)
+            }
+            None => None,
+        };
         let catalog = Arc::new(Catalog::open(storage).await?);
         let producers = Arc::new(ProducerRegistry::new(
             config.producer.max_producers_per_topic,
@@ -99,6 +150,7 @@ impl BrokerServer {
             producers,
             consumers,
             lifecycle: Arc::new(Lifecycle::new()),
+            ownership,
         })
     }
 
@@ -117,14 +169,24 @@ impl BrokerServer {
         &self.lifecycle
     }
 
+    /// Who owns which topic, when this node shares its storage with others.
+    pub fn ownership(&self) -> Option<&Arc<Ownership>> {
+        self.ownership.as_ref()
+    }
+
     /// The services as a tonic router, each RPC in a `tracing` span named `rpc` with its path.
     pub fn router(&self) -> Router {
+        let gate = self
+            .ownership
+            .as_ref()
+            .map(|ownership| OwnershipGate::new(ownership.clone(), self.catalog.clone()));
         let discovery =
             DiscoveryService::<CatalogState>::new(self.config.here.clone(), self.catalog.view());
         let health = HealthService::new(Arc::new(NodeClients {
             lifecycle: self.lifecycle.clone(),
             producers: self.producers.clone(),
             consumers: self.consumers.clone(),
+            gate: gate.clone(),
         }));
         let produce = ProduceService::new(
             self.catalog.clone(),
@@ -133,15 +195,32 @@ impl BrokerServer {
             self.config.here.broker_url.clone(),
             self.config.producer.clone(),
         );
-        tonic::transport::Server::builder()
-            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
-            .add_service(DiscoveryServer::new(discovery))
-            .add_service(HealthCheckServer::new(health))
-            .add_service(
-                ProducerServiceServer::new(produce)
-                    .max_decoding_message_size(self.config.producer.decode_limit()),
-            )
-            .add_service(ConsumerServiceServer::new(self.consumers.clone()))
+        let decode_limit = self.config.producer.decode_limit();
+        let mut builder = tonic::transport::Server::builder()
+            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()));
+        match gate {
+            None => builder
+                .add_service(DiscoveryServer::new(discovery))
+                .add_service(HealthCheckServer::new(health))
+                .add_service(
+                    ProducerServiceServer::new(produce).max_decoding_message_size(decode_limit),
+                )
+                .add_service(ConsumerServiceServer::new(self.consumers.clone())),
+            Some(gate) => builder
+                .add_service(DiscoveryServer::new(GatedDiscovery::new(
+                    discovery,
+                    gate.clone(),
+                )))
+                .add_service(HealthCheckServer::new(health))
+                .add_service(
+                    ProducerServiceServer::new(GatedProducers::new(produce, gate.clone()))
+                        .max_decoding_message_size(decode_limit),
+                )
+                .add_service(ConsumerServiceServer::new(GatedConsumers::new(
+                    self.consumers.clone(),
+                    gate,
+                ))),
+        }
     }
 
     /// Serves TCP connections accepted by `listener` until `shutdown` completes, then drains
@@ -188,6 +267,9 @@ impl BrokerServer {
             .serve_with_incoming_shutdown(incoming, signal)
             .await;
         self.catalog.stop().await;
+        if let Some(ownership) = &self.ownership {
+            ownership.stop().await;
+        }
         served.map_err(ServeError::from)
     }
 }

@@ -148,6 +148,12 @@ impl ConsumerService {
         handle.is_some_and(|handle| handle.holds(consumer_id))
     }
 
+    /// The topic consumer `id` is attached to, if it is attached here.
+    pub fn topic_of(&self, consumer_id: u64) -> Option<TopicName> {
+        let handle = self.registry().consumers.get(&consumer_id).cloned();
+        handle.map(|handle| handle.topic.clone())
+    }
+
     /// Messages of a non-reliable subscription dropped so far (full consumer queues, nobody to
     /// take them, a lagging fan-out); `None` for an unknown or reliable subscription.
     pub fn dropped(&self, topic: &TopicName, subscription: &SubscriptionName) -> Option<u64> {
