@@ -338,3 +338,49 @@ async fn competing_writers_on_one_log_keep_offsets_dense_and_unique() {
         writer.stop().await;
     }
 }
+
+#[tokio::test]
+async fn stopping_a_writer_answers_every_queued_send_and_stores_exactly_the_acknowledged() {
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let name = topic("/default/stopping");
+    let stream = topic_log_stream(&name);
+    storage
+        .create(&stream, topic_log_config(), Vec::new())
+        .await
+        .expect("log");
+    let writer = Arc::new(TopicWriter::start(storage.clone(), stream.clone()));
+    let sends: Vec<_> = (0..200)
+        .map(|i| {
+            let writer = writer.clone();
+            let message = message(&name, format!("m{i}"));
+            tokio::spawn(async move { (format!("m{i}"), writer.append(message).await) })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    writer.stop().await;
+    let mut acknowledged = BTreeSet::new();
+    for send in sends {
+        let (payload, answer) = tokio::time::timeout(std::time::Duration::from_secs(10), send)
+            .await
+            .expect("every send is answered")
+            .expect("task");
+        match answer {
+            Ok(offset) => {
+                acknowledged.insert((offset, payload));
+            }
+            Err(error) => assert!(error.to_string().contains("stopped"), "{error}"),
+        }
+    }
+    let stored: BTreeSet<(u64, String)> = log(storage.as_ref(), &stream)
+        .await
+        .into_iter()
+        .map(|m| {
+            let offset = m.msg_id.as_ref().expect("msg_id").topic_offset;
+            (
+                offset,
+                String::from_utf8(m.payload.to_vec()).expect("utf-8"),
+            )
+        })
+        .collect();
+    assert_eq!(stored, acknowledged, "acknowledged = stored, nothing else");
+}
