@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use courier::ingest::server::{ApiKeyChecker, IngestConfig, IngestServer, Limits, MemoryKeyStore};
+use courier::ingest::server::{
+    AdminApi, ApiKeyChecker, CombinedKeyStore, IngestConfig, IngestServer, KeyLog, KeyStore,
+    Limits, MemoryKeyStore, StorageKeyStore, TailConfig,
+};
 use serde::Deserialize;
 
 use crate::config::{self, parse_duration};
@@ -15,7 +18,7 @@ use crate::storage::{self, STORAGE_FORMS};
 
 /// Default storage: embedded SQLite under `./data`, so events and their dedup keys survive a
 /// restart with no server.
-const DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
+pub(crate) const DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
 const DEFAULT_ADDR: &str = "127.0.0.1:8088";
 
 /// `courier ingest` serves; `courier ingest <SUBCOMMAND>` runs a tool instead (the server flags
@@ -29,9 +32,12 @@ pub(crate) struct IngestArgs {
     serve: ServeArgs,
 }
 
-/// Tools next to the server. `keys` (create|revoke|list) lands here from `ingest_keys.rs`.
+/// Tools next to the server.
 #[derive(Subcommand, Debug)]
-pub(crate) enum IngestCommand {}
+pub(crate) enum IngestCommand {
+    /// Create, revoke and list API keys in the storage's key log.
+    Keys(crate::ingest_keys::KeysArgs),
+}
 
 /// Server flags (each also from the environment); they override the config file.
 #[derive(Args, Debug)]
@@ -83,7 +89,6 @@ pub(crate) struct Secret(String);
 
 impl Secret {
     /// The value itself, for the one place that compares it.
-    #[allow(dead_code)] // read once the admin API is wired (`courier ingest keys`, ingest_keys.rs)
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
@@ -191,32 +196,42 @@ impl Settings {
 pub(crate) async fn run(args: IngestArgs) -> Result<(), String> {
     match args.command {
         None => serve(args.serve).await,
-        Some(command) => match command {},
+        Some(IngestCommand::Keys(args)) => crate::ingest_keys::run(args).await,
     }
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let file: FileConfig = config::load(args.config.as_deref())?;
     let settings = Settings::resolve(args, file)?;
-    let keys = match &settings.keys_file {
-        Some(path) => MemoryKeyStore::from_keys_file(path).map_err(|e| e.to_string())?,
-        None => {
-            tracing::warn!("no --keys-file: every event request answers 401");
-            MemoryKeyStore::new()
-        }
+    let file_keys = match &settings.keys_file {
+        Some(path) => Some(MemoryKeyStore::from_keys_file(path).map_err(|e| e.to_string())?),
+        None => None,
     };
-    if settings.admin_token.is_some() {
-        tracing::warn!("--admin-token given, but this build has no admin API yet; ignored");
-    }
     let storage = storage::open(&settings.storage)
         .await
         .map_err(|e| format!("{e}\n  (--storage takes {STORAGE_FORMS})"))?;
-    let server = IngestServer::new(
-        storage,
-        ApiKeyChecker::new(Arc::new(keys)),
-        settings.server.clone(),
-    )
-    .map_err(|e| e.to_string())?;
+    // Keys: the storage's key log (followed, so revocations through other nodes hold here),
+    // plus the static keys file if one is given.
+    let log = Arc::new(
+        KeyLog::open(Arc::clone(&storage))
+            .await
+            .map_err(|e| format!("cannot read the key log: {e}"))?,
+    );
+    let log_keys = Arc::new(StorageKeyStore::start(
+        Arc::clone(&log),
+        TailConfig::default(),
+    ));
+    let keys: Arc<dyn KeyStore> = match file_keys {
+        Some(file_keys) => Arc::new(CombinedKeyStore::new(vec![
+            log_keys.clone(),
+            Arc::new(file_keys),
+        ])),
+        None => log_keys.clone(),
+    };
+    let admin = AdminApi::new(settings.admin_token.as_ref().map(Secret::expose), log);
+    let server = IngestServer::new(storage, ApiKeyChecker::new(keys), settings.server.clone())
+        .map_err(|e| e.to_string())?
+        .with_admin(admin);
     let listener = tokio::net::TcpListener::bind(settings.addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
@@ -236,6 +251,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         .serve(listener, crate::streams::shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
+    log_keys.close().await;
     tracing::info!("stopped");
     Ok(())
 }

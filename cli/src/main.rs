@@ -7,6 +7,8 @@
 //!                 [--config hub.yaml]
 //! courier ingest  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--keys-file keys.json] [--admin-token T] [--config ingest.yaml]
+//! courier ingest keys create --app-id APP [--name N] | revoke ID | list [--app-id APP]
+//!                 [--storage ...]
 //! courier broker  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--advertised-url http://HOST:PORT] [--config broker.yaml]
 //! ```
@@ -15,6 +17,7 @@ mod broker;
 mod config;
 mod hub;
 mod ingest;
+mod ingest_keys;
 mod storage;
 mod streams;
 

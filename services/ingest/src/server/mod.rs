@@ -45,7 +45,8 @@ pub use body::{BodyFormat, DecodedBody, decode_body};
 pub use event::{AcceptedEvent, EventOutcome, IngestContext};
 pub use keys::{
     AdminApi, CombinedKeyStore, CreatedKey, KEY_LOG_STREAM, KeyInfo, KeyLog, KeyLogError,
-    MAX_KEY_NAME_BYTES, StorageKeyStore, TailConfig, key_json, key_list_json,
+    MAX_KEY_NAME_BYTES, StorageKeyStore, TailConfig, created_key_json, key_json, key_list_json,
+    revoked_key_json,
 };
 pub use metrics::{AuthFailure, IngestMetrics};
 pub use parse::{EventParser, Limits};

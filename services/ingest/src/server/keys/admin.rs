@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::log::{KeyLog, KeyLogError};
+use super::log::{CreatedKey, KeyLog, KeyLogError};
 use super::reads::read_routes;
 use super::table::KeyInfo;
 
@@ -177,16 +177,7 @@ async fn create(State(state): State<Arc<AdminState>>, body: Bytes) -> Response {
     match state.keys.create_key(app_id, name).await {
         Ok(created) => {
             tracing::info!(key_id = %created.info.id, app = %app_id, "API key created");
-            json_response(
-                StatusCode::CREATED,
-                &json!({
-                    "id": created.info.id,
-                    "app_id": created.info.app_id,
-                    "name": created.info.name,
-                    "key": created.key,
-                    "message": CREATED_MESSAGE,
-                }),
-            )
+            json_response(StatusCode::CREATED, &created_key_json(&created))
         }
         Err(e) => failure(e),
     }
@@ -196,13 +187,27 @@ async fn revoke(State(state): State<Arc<AdminState>>, Path(id): Path<String>) ->
     match state.keys.revoke(&id).await {
         Ok(info) => {
             tracing::info!(key_id = %info.id, app = %info.app_id, "API key revoked");
-            json_response(
-                StatusCode::OK,
-                &json!({ "status": "revoked", "id": info.id }),
-            )
+            json_response(StatusCode::OK, &revoked_key_json(&info))
         }
         Err(e) => failure(e),
     }
+}
+
+/// The answer to a creation, upstream's: `{id, app_id, name, key, message}`, the only place
+/// the key is ever shown.
+pub fn created_key_json(created: &CreatedKey) -> Value {
+    json!({
+        "id": created.info.id,
+        "app_id": created.info.app_id,
+        "name": created.info.name,
+        "key": created.key,
+        "message": CREATED_MESSAGE,
+    })
+}
+
+/// The answer to a revocation, upstream's: `{status: "revoked", id}`.
+pub fn revoked_key_json(info: &KeyInfo) -> Value {
+    json!({ "status": "revoked", "id": info.id })
 }
 
 /// The key as upstream lists it: never its digest.

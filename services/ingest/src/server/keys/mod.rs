@@ -18,7 +18,7 @@ mod reads;
 mod store;
 mod table;
 
-pub use admin::{AdminApi, key_json, key_list_json};
+pub use admin::{AdminApi, created_key_json, key_json, key_list_json, revoked_key_json};
 pub use combined::CombinedKeyStore;
 pub use log::{CreatedKey, KEY_LOG_STREAM, KeyLog, KeyLogError, MAX_KEY_NAME_BYTES};
 pub use store::{StorageKeyStore, TailConfig};
