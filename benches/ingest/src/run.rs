@@ -142,8 +142,10 @@ async fn accept_row(
     table: &mut String,
 ) -> Result<u64, String> {
     let (conns, dur) = (settings.connections, settings.duration);
+    let own_before = crate::proc_cpu::cpu_time(std::process::id())?;
     let ceiling = crate::ceiling::run(backend.ceiling.clone(), batch, conns, dur).await?;
-    eprintln!("{storage} batch {batch} ceiling: {ceiling:?}");
+    let own = crate::proc_cpu::cpu_time(std::process::id())?.saturating_sub(own_before);
+    eprintln!("{storage} batch {batch} ceiling: {ceiling:?}, bench process cpu {own:?}");
     let cpu_before = server.cpu()?;
     let load = crate::accept::run(&server.addr, ACCEPT_APP, ACCEPT_KEY, batch, conns, dur).await?;
     let cpu = server.cpu()?.saturating_sub(cpu_before);
