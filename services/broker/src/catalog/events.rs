@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::Dispatch;
+use super::dispatch::Dispatch;
 
 /// One catalog event. Records of a kind this build does not know (added by a newer node, such
 /// as schema bindings) are skipped when folding, so old nodes keep working beside new ones.

@@ -37,6 +37,7 @@
 //! `storage.wait(stream, &after, timeout)`: it returns `Ready` as soon as a record lies past
 //! `after`, also for appends made through other nodes of a shared storage.
 
+mod dispatch;
 pub mod events;
 pub mod live;
 pub mod log;
@@ -49,11 +50,11 @@ use courier_traits::error::{Classify, ErrorClass};
 use courier_traits::storage::{
     AppendRequest, Offset, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::directory::{Owner, TopicTable, TopicView};
 use crate::topic::TopicName;
 use crate::writer::{TopicWriter, WriteError};
+pub use dispatch::Dispatch;
 pub use events::CatalogEvent;
 use events::DecodedEvent;
 pub use live::{LIVE_QUEUE, LiveFanout};
@@ -61,25 +62,6 @@ pub use log::{decode_record, encode_record, topic_log_config, topic_log_stream};
 
 /// The stream of catalog events.
 pub const CATALOG_STREAM: &str = "broker/catalog";
-
-/// How a topic's messages are dispatched; fixed when the topic is created.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dispatch {
-    /// In-memory fan-out to connected consumers, nothing stored (Danube's default).
-    NonReliable,
-    /// Stored before the send returns; delivered at least once.
-    Reliable,
-}
-
-impl std::fmt::Display for Dispatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Dispatch::NonReliable => "non-reliable",
-            Dispatch::Reliable => "reliable",
-        })
-    }
-}
 
 /// Why the catalog could not do what was asked.
 #[derive(Debug, thiserror::Error)]

@@ -12,9 +12,9 @@ use courier_traits::storage::{
 };
 use tokio::sync::broadcast;
 
-use super::ConsumerConfig;
 use super::checkpoint::{Checkpoint, CursorStore};
 use super::clock::TokioClock;
+use super::config::ConsumerConfig;
 use super::handle::{Engine, SubscriptionHandle};
 use super::names::dead_letter_stream;
 use crate::catalog::{decode_record, encode_record};

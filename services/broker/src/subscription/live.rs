@@ -4,8 +4,11 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::config::SubscriptionConfig;
+use super::error::SubscribeError;
+use super::members::Attached;
 use super::members::{Members, Presence};
-use super::{Attached, SubscribeError, SubscriptionConfig, SubscriptionType};
+use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 
 /// What happened to an offered live message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

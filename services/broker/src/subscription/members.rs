@@ -1,8 +1,9 @@
 //! The consumers attached to one subscription and who gets the next message: the rules of the
 //! four subscription types (spec §2 "Subscriptions"), shared by reliable and live dispatch.
 
+use super::error::SubscribeError;
 use super::key_shared;
-use super::{SubscribeError, SubscriptionType};
+use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 
 /// Whether a consumer can be given messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,11 @@ use std::time::Duration;
 
 use courier_traits::clock::Clock;
 
+use super::config::SubscriptionConfig;
+use super::error::SubscribeError;
+use super::members::Attached;
 use super::members::{Members, Presence};
-use super::{Attached, SubscribeError, SubscriptionConfig, SubscriptionType};
+use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 
 /// A message handed to a consumer's stream.
 #[derive(Clone, Debug, PartialEq)]
