@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use courier::broker::directory::NodeUrls;
+use courier::broker::ownership::OwnershipConfig;
 use courier::broker::producer::ProducerConfig;
 use courier::broker::server::{BrokerConfig, BrokerServer};
 use courier::broker::subscription::SubscriptionConfig;
@@ -25,7 +26,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:6650";
 pub(crate) struct BrokerArgs {
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
-    /// max_nack_delay, max_redeliveries, consumer_queue).
+    /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
@@ -66,6 +67,19 @@ pub(crate) struct BrokerArgs {
     /// Non-reliable: messages queued per consumer; more are dropped [default: 1000].
     #[arg(long, env = "COURIER_BROKER_CONSUMER_QUEUE")]
     consumer_queue: Option<usize>,
+    /// Share the storage with other nodes: topics are claimed by one node at a time
+    /// (Redis or Postgres storage) [default: false].
+    #[arg(long, env = "COURIER_BROKER_CLUSTER")]
+    cluster: Option<bool>,
+    /// Cluster: this node's id, kept across restarts [default: from the advertised URL].
+    #[arg(long, env = "COURIER_BROKER_NODE_ID")]
+    node_id: Option<String>,
+    /// Cluster: how long after its last renewal a node counts as gone [default: 15s].
+    #[arg(long, env = "COURIER_BROKER_LEASE", value_parser = parse_duration)]
+    lease: Option<Duration>,
+    /// Cluster: how often a node renews its liveness and re-reads its claims [default: 5s].
+    #[arg(long, env = "COURIER_BROKER_RENEW_EVERY", value_parser = parse_duration)]
+    renew_every: Option<Duration>,
 }
 
 /// The `courier broker` config file.
@@ -87,6 +101,34 @@ struct FileConfig {
     max_nack_delay: Option<Duration>,
     max_redeliveries: Option<u32>,
     consumer_queue: Option<usize>,
+    cluster: Option<bool>,
+    node_id: Option<String>,
+    #[serde(default, with = "config::duration")]
+    lease: Option<Duration>,
+    #[serde(default, with = "config::duration")]
+    renew_every: Option<Duration>,
+}
+
+/// Cluster settings given (the node's URLs are known only once listening).
+struct ClusterSettings {
+    node_id: Option<String>,
+    lease: Option<Duration>,
+    renew_every: Option<Duration>,
+}
+
+impl ClusterSettings {
+    fn config(&self, here: &NodeUrls) -> Result<OwnershipConfig, String> {
+        let defaults = OwnershipConfig::new(here);
+        let config = OwnershipConfig {
+            node: self.node_id.clone().unwrap_or(defaults.node),
+            lease: self.lease.unwrap_or(defaults.lease),
+            renew_every: self.renew_every.unwrap_or(defaults.renew_every),
+        };
+        if config.renew_every.is_zero() || config.renew_every >= config.lease {
+            return Err("renew_every must be above zero and below lease".into());
+        }
+        Ok(config)
+    }
 }
 
 /// Every setting, resolved: flag, then environment, then file, then default.
@@ -97,6 +139,7 @@ struct Settings {
     advertised_url: Option<String>,
     producer: ProducerConfig,
     subscription: SubscriptionConfig,
+    cluster: Option<ClusterSettings>,
 }
 
 impl Settings {
@@ -169,6 +212,15 @@ impl Settings {
             advertised_url,
             producer,
             subscription,
+            cluster: args
+                .cluster
+                .or(file.cluster)
+                .unwrap_or(false)
+                .then_some(ClusterSettings {
+                    node_id: args.node_id.or(file.node_id),
+                    lease: args.lease.or(file.lease),
+                    renew_every: args.renew_every.or(file.renew_every),
+                }),
         })
     }
 
@@ -203,6 +255,9 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     let mut config = BrokerConfig::new(urls.clone());
     config.producer = settings.producer.clone();
     config.consumer.subscription = settings.subscription.clone();
+    if let Some(cluster) = &settings.cluster {
+        config.cluster = Some(cluster.config(&urls)?);
+    }
     let server = BrokerServer::open(storage, config)
         .await
         .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;

@@ -3,7 +3,6 @@
 //! offsets stay dense, and SIGTERM exits cleanly.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use courier::StreamStorage;
@@ -18,61 +17,19 @@ use courier::impls::grpc::proto::danube::{
 use courier::impls::grpc::{ChannelOptions, GrpcChannels};
 use courier::impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier::storage::ReadLimits;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tonic::transport::Channel;
+
+#[path = "broker/node.rs"]
+mod node;
+use node::{free_port, start_broker, url};
 
 const TOPIC: &str = "/default/cli-orders";
 
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-/// Starts `courier broker` on `port` over `db`, and waits (at most 30 s) until Discovery answers.
+/// Starts `courier broker` on `port` over the SQLite file `db`.
 async fn start(port: u16, db: &Path, log: &Path) -> Child {
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("log");
-    let err = out.try_clone().expect("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_courier"))
-        .args(["broker", "--addr", &format!("127.0.0.1:{port}")])
-        .args(["--storage", &format!("sqlite:{}", db.display())])
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("courier starts");
-    let url = url(port);
-    for _ in 0..600 {
-        let channels = GrpcChannels::new(ChannelOptions::default());
-        let channel = channels.channel(&url).expect("channel");
-        let request = TopicLookupRequest {
-            request_id: 1,
-            topic: TOPIC.into(),
-        };
-        if DiscoveryClient::new(channel)
-            .topic_partitions(request)
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "courier broker exited at start: {status}\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("courier broker not answering after 30 s");
-}
-
-fn url(port: u16) -> String {
-    format!("http://127.0.0.1:{port}")
+    let storage = format!("sqlite:{}", db.display());
+    start_broker(port, &["--storage", &storage], log).await
 }
 
 fn producers(port: u16) -> ProducerServiceClient<Channel> {
