@@ -18,7 +18,7 @@ use crate::storage::{self, STORAGE_FORMS};
 
 /// Default storage: embedded SQLite under `./data`, so events and their dedup keys survive a
 /// restart with no server.
-pub(crate) const DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
+const DEFAULT_STORAGE: &str = storage::INGEST_DEFAULT_STORAGE;
 const DEFAULT_ADDR: &str = "127.0.0.1:8088";
 
 /// `courier ingest` serves; `courier ingest <SUBCOMMAND>` runs a tool instead (the server flags

@@ -18,7 +18,7 @@ pub(crate) struct KeysArgs {
     command: KeysCommand,
     /// The storage holding the key log (stream `ingest-admin/keys`): the one `courier ingest`
     /// serves from. memory | sqlite:PATH | redis://.. | postgres://..
-    #[arg(long, global = true, env = "COURIER_INGEST_STORAGE", default_value = crate::ingest::DEFAULT_STORAGE)]
+    #[arg(long, global = true, env = "COURIER_INGEST_STORAGE", default_value = storage::INGEST_DEFAULT_STORAGE)]
     storage: String,
 }
 

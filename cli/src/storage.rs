@@ -8,6 +8,10 @@ use courier::StreamStorage;
 pub(crate) const STORAGE_FORMS: &str =
     "memory | sqlite:PATH | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
+/// `courier ingest`'s default storage (also `courier ingest keys`'): embedded SQLite under
+/// `./data`.
+pub(crate) const INGEST_DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
+
 /// Opens `spec`: `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`.
 pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     let fail = |e: courier::StorageError| format!("cannot open storage {spec:?}: {e}");

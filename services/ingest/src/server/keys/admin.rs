@@ -18,13 +18,14 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{Next, from_fn_with_state};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{delete, post};
 use http::{HeaderValue, StatusCode, Uri, header};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use super::json::{error, json_response};
 use super::log::{CreatedKey, KeyLog, KeyLogError};
 use super::reads::read_routes;
 use super::table::KeyInfo;
@@ -75,22 +76,6 @@ impl AdminApi {
             .merge(read_routes(Arc::clone(state.keys.storage())))
             .layer(from_fn_with_state(state, require_admin))
     }
-}
-
-pub(super) fn error(status: StatusCode, message: &str) -> Response {
-    json_response(status, &json!({ "error": message }))
-}
-
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    (
-        status,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn bearer(value: &str) -> Option<&str> {

@@ -13,6 +13,7 @@
 mod admin;
 mod combined;
 mod entry;
+mod json;
 mod log;
 mod reads;
 mod store;

@@ -12,7 +12,7 @@ use courier_streams::server::{ServerConfig, StreamsServer};
 use courier_traits::storage::StreamStorage;
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::admin::error;
+use super::json::error;
 
 /// Where the events' streams are read: `/v1/stream/ingest/<app>`.
 const EVENTS_PREFIX: &str = "/v1/stream/ingest/";
