@@ -381,7 +381,9 @@ impl<M: Clone> ReliableSubscription<M> {
         }
         let delay = match nack_delay {
             None => Duration::ZERO,
-            Some(Some(delay)) => delay,
+            // The client chooses this delay: capped, or `u64::MAX` ms would park the message
+            // (and its window slot and the cursor) for good.
+            Some(Some(delay)) => delay.min(self.config.max_nack_delay),
             Some(None) => self.default_nack_delay(failures),
         };
         let place = if delay.is_zero() {

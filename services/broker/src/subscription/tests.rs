@@ -340,6 +340,20 @@ fn a_nack_with_a_delay_waits_that_long_and_zero_is_at_once() {
 }
 
 #[test]
+fn a_client_chosen_nack_delay_is_capped_at_the_longest_default() {
+    let (mut sub, clock) = reliable(Shared);
+    attach(&mut sub, Shared, 1, "a");
+    offer(&mut sub, 1, "k");
+    drain(&mut sub, 1);
+    assert!(sub.nack(0, Some(Duration::from_millis(u64::MAX)), "later"));
+    let due = sub.next_deadline_ms().expect("a timer");
+    assert_eq!(due - clock.now_ms(), 60_000);
+    clock.set_ms(due);
+    sub.tick();
+    assert_eq!(drain(&mut sub, 1), [(0, 1)]);
+}
+
+#[test]
 fn an_unacked_message_comes_again_after_the_ack_timeout() {
     let (mut sub, clock) = reliable(Shared);
     attach(&mut sub, Shared, 1, "a");
