@@ -382,3 +382,67 @@ async fn close_stops_the_tail_task() {
     assert_eq!(b.status_of_one(&key, "app-1", "b").await, 503);
     assert_eq!(a.status_of_one(&key, "app-1", "c").await, 200);
 }
+
+#[tokio::test]
+async fn shutdown_ends_open_event_reads_instead_of_waiting_out_their_long_poll() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let storage = memory();
+    let node = node(
+        Arc::clone(&storage),
+        Some(ADMIN_TOKEN),
+        TailConfig::default(),
+    )
+    .await;
+    let (_, key) = node.create_key("app-1").await;
+    let stored = node
+        .ingest(Some(&key), vec![simple_event("app-1", "e1")])
+        .await;
+    assert_eq!(stored.status, 200);
+    let head = node
+        .send(admin_request(
+            "HEAD",
+            "/v1/stream/ingest/app-1",
+            Some(ADMIN_TOKEN),
+            None,
+        ))
+        .await;
+    let tail = head.headers["stream-next-offset"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(node.server.clone().serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    // A long-poll at the tail: it waits for data (30 s by default) until shutdown ends it.
+    let mut reader = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "GET /v1/stream/ingest/app-1?offset={tail}&live=long-poll HTTP/1.1\r\nHost: x\r\n\
+         Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+    );
+    reader.write_all(request.as_bytes()).await.expect("request");
+    // Let the request reach its wait: a shutdown before it was accepted proves nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop.send(());
+    let served = tokio::time::timeout(Duration::from_secs(5), server).await;
+    assert!(
+        served.is_ok(),
+        "shutdown waited for the long-poll's own timeout"
+    );
+    let mut answer = vec![0u8; 512];
+    let read = tokio::time::timeout(Duration::from_secs(1), reader.read(&mut answer))
+        .await
+        .expect("the reader was answered")
+        .expect("read");
+    assert!(
+        answer[..read].starts_with(b"HTTP/1.1 "),
+        "{}",
+        String::from_utf8_lossy(&answer[..read])
+    );
+}

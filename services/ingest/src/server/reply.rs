@@ -56,7 +56,8 @@ pub enum RequestError {
     /// permanent error); nothing was written. No `Retry-After`: an operator must act.
     #[error("{0}")]
     Internal(String),
-    /// 503: the storage or the key store failed; nothing was written.
+    /// 503: the storage or the key store failed; the batch was not confirmed stored (a retry
+    /// with the same idempotency keys stores each event once).
     #[error("{message}")]
     Unavailable {
         /// Why, without secrets.

@@ -203,8 +203,16 @@ impl IngestServer {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let admin = self.admin.clone();
         axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                // Open event reads would otherwise hold the shutdown for their long-poll or
+                // SSE timeout (30-60 s), past what an orchestrator waits before SIGKILL.
+                if let Some(admin) = admin {
+                    admin.stop_live_reads();
+                }
+            })
             .await
     }
 }
@@ -303,8 +311,13 @@ impl RequestSummary {
 
 fn unavailable(state: &IngestState, error: &StorageError) -> RequestError {
     tracing::warn!(error = %error, "ingest storage unavailable");
+    // Not "nothing was written": an append that timed out, or whose connection broke after
+    // the commit was sent, may have landed. What holds is that a retry with the same
+    // idempotency keys stores each event once.
     RequestError::Unavailable {
-        message: "storage unavailable, nothing was written; retry".into(),
+        message: "storage unavailable, the batch was not confirmed stored; retry it with the \
+                  same idempotency keys (events already stored answer with their first eventId)"
+            .into(),
         retry_after: state.config.retry_after,
     }
 }

@@ -78,6 +78,14 @@ impl StreamsServer {
             .with_state(self.state.clone())
     }
 
+    /// Ends every live read of this server's routers: waiting long-polls and SSE readers
+    /// answer at once, and new ones do not wait. [`StreamsServer::serve`] does this when its
+    /// shutdown signal fires; call it yourself when you mount [`StreamsServer::router`] in
+    /// another server, before that server's graceful shutdown waits for open requests.
+    pub fn stop_live_reads(&self) {
+        self.state.shutdown().cancel();
+    }
+
     /// Serves on `listener` until `shutdown` completes, then stops accepting, wakes every
     /// waiting long-poll and SSE reader (they answer at once), and waits for open requests.
     pub async fn serve(

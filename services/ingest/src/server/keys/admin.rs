@@ -25,9 +25,11 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use courier_streams::server::StreamsServer;
+
 use super::json::{error, json_response};
 use super::log::{CreatedKey, KeyLog, KeyLogError};
-use super::reads::read_routes;
+use super::reads::{events_server, read_routes};
 use super::table::KeyInfo;
 
 /// Shown with every created key, as upstream words it.
@@ -44,6 +46,8 @@ struct AdminState {
     /// SHA-256 of the token: comparing digests in constant time hides the token's length too.
     token: Option<[u8; 32]>,
     keys: Arc<KeyLog>,
+    /// Serves the read routes; kept to end their live reads at shutdown.
+    streams: StreamsServer,
 }
 
 impl fmt::Debug for AdminApi {
@@ -61,9 +65,21 @@ impl AdminApi {
         let token = admin_token
             .filter(|t| !t.is_empty())
             .map(|t| Sha256::digest(t.as_bytes()).into());
+        let streams = events_server(Arc::clone(keys.storage()));
         Self {
-            state: Arc::new(AdminState { token, keys }),
+            state: Arc::new(AdminState {
+                token,
+                keys,
+                streams,
+            }),
         }
+    }
+
+    /// Ends the read routes' live reads (long-polls and SSE answer at once), so a graceful
+    /// shutdown does not wait out their timeouts. [`IngestServer::serve`](crate::server::IngestServer::serve)
+    /// calls it when its shutdown signal fires.
+    pub fn stop_live_reads(&self) {
+        self.state.streams.stop_live_reads();
     }
 
     /// The routes, every one behind the admin token.
@@ -73,7 +89,7 @@ impl AdminApi {
             .route("/api/admin/keys", post(create).get(list))
             .route("/api/admin/keys/{id}", delete(revoke))
             .with_state(Arc::clone(&state))
-            .merge(read_routes(Arc::clone(state.keys.storage())))
+            .merge(read_routes(&state.streams))
             .layer(from_fn_with_state(state, require_admin))
     }
 }

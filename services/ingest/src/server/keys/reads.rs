@@ -17,14 +17,17 @@ use super::json::error;
 /// Where the events' streams are read: `/v1/stream/ingest/<app>`.
 const EVENTS_PREFIX: &str = "/v1/stream/ingest/";
 
-/// `GET|HEAD /v1/stream/ingest/<app>` over `storage`; other methods 405, other streams 404.
-pub(crate) fn read_routes(storage: Arc<dyn StreamStorage>) -> Router {
+/// The streams server over the events' storage, with the default read settings.
+pub(crate) fn events_server(storage: Arc<dyn StreamStorage>) -> StreamsServer {
+    StreamsServer::new(storage, ServerConfig::default())
+}
+
+/// `GET|HEAD /v1/stream/ingest/<app>` through `streams`; other methods 405, other streams 404.
+pub(crate) fn read_routes(streams: &StreamsServer) -> Router {
     // The streams server's own router answers `/health` too: routing only the stream path to
     // it, as a service, keeps that route out of the ingest router (axum refuses two routes for
     // one path, and a `Router` given to `route_service` as is).
-    let streams = StreamsServer::new(storage, ServerConfig::default())
-        .router()
-        .into_service::<axum::body::Body>();
+    let streams = streams.router().into_service::<axum::body::Body>();
     Router::new()
         .route_service("/v1/stream/{*name}", streams)
         .layer(from_fn(read_only))
