@@ -231,6 +231,14 @@ impl Settings {
             Some(url) => url.clone(),
             None => {
                 let mut reachable = bound;
+                if reachable.ip().is_unspecified() && self.cluster.is_some() {
+                    // Every node would advertise 127.0.0.1:<port>, take the same node id and
+                    // read every claim as its own, and redirects would point at loopback.
+                    return Err(format!(
+                        "--cluster with --addr {bound} needs --advertised-url (the URL other \
+                         nodes and clients reach this node at)"
+                    ));
+                }
                 if reachable.ip().is_unspecified() {
                     reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
@@ -263,7 +271,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
     tracing::info!(
         addr = %local,
-        storage = %settings.storage,
+        storage = %storage::redacted(&settings.storage),
         advertised_url = %urls.connect_url,
         max_message_bytes = settings.producer.max_message_bytes,
         "broker listening on {}",
@@ -343,6 +351,36 @@ mod tests {
         assert_eq!(urls.broker_url, "https://broker.example:443");
         assert!(settings(&["--advertised-url", "broker:6650"], "").is_err());
         assert!(settings(&["--max-producers-per-topic", "0"], "").is_err());
+    }
+
+    #[test]
+    fn a_cluster_node_on_an_unspecified_address_must_say_where_it_is_reached() {
+        let bound: SocketAddr = "0.0.0.0:6650".parse().expect("addr");
+        let s = settings(&["--cluster", "true", "--addr", "0.0.0.0:6650"], "").expect("parses");
+        let error = s
+            .urls(bound)
+            .expect_err("two hosts would share 127.0.0.1:6650");
+        assert!(error.contains("--advertised-url"), "{error}");
+        let s = settings(
+            &[
+                "--cluster",
+                "true",
+                "--advertised-url",
+                "http://10.0.0.7:6650",
+            ],
+            "",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.urls(bound).expect("urls").connect_url,
+            "http://10.0.0.7:6650"
+        );
+        let loopback = settings(&["--cluster", "true"], "").expect("parses");
+        let local: SocketAddr = "127.0.0.1:7001".parse().expect("addr");
+        assert_eq!(
+            loopback.urls(local).expect("urls").connect_url,
+            "http://127.0.0.1:7001"
+        );
     }
 
     #[test]

@@ -265,7 +265,7 @@ async fn open_bus(
                     .clone()
                     .unwrap_or_else(|| "courier-hub".into()),
             );
-            tracing::info!(url = %url, prefix = %config.key_prefix, "cluster bus: redis");
+            tracing::info!(url = %crate::storage::redacted(&url), prefix = %config.key_prefix, "cluster bus: redis");
             Ok(Arc::new(
                 RedisBus::connect(&url, config).await.map_err(fail)?,
             ))

@@ -239,7 +239,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let config = &settings.server;
     tracing::info!(
         addr = %local,
-        storage = %settings.storage,
+        storage = %storage::redacted(&settings.storage),
         max_events = config.limits.max_events,
         max_body_bytes = config.limits.max_body_bytes,
         dedup_window = ?config.dedup_window,

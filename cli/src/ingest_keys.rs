@@ -47,6 +47,14 @@ enum KeysCommand {
 }
 
 pub(crate) async fn run(args: KeysArgs) -> Result<(), String> {
+    if args.storage == "memory" {
+        // A key made in this process's memory would exist nowhere once it prints.
+        return Err(
+            "--storage memory keeps nothing after this command; name the storage `courier ingest` \
+             runs on (e.g. sqlite:./data/ingest.db)"
+                .into(),
+        );
+    }
     let storage = storage::open(&args.storage)
         .await
         .map_err(|e| format!("{e}\n  (--storage takes {STORAGE_FORMS})"))?;

@@ -14,7 +14,7 @@ pub(crate) const INGEST_DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
 
 /// Opens `spec`: `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`.
 pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
-    let fail = |e: courier::StorageError| format!("cannot open storage {spec:?}: {e}");
+    let fail = |e: courier::StorageError| format!("cannot open storage {:?}: {e}", redacted(spec));
     if spec == "memory" {
         return Ok(Arc::new(courier::impls::memory::MemoryStreamStorage::new()));
     }
@@ -47,6 +47,55 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(store));
     }
     Err(format!(
-        "unknown storage {spec:?}; expected {STORAGE_FORMS}"
+        "unknown storage {:?}; expected {STORAGE_FORMS}",
+        redacted(spec)
     ))
+}
+
+/// `spec` fit for logs and error messages: a URL's password (`redis://:pw@h`,
+/// `postgres://user:pw@h/db`) replaced by `***`, since logs travel further than config files.
+pub(crate) fn redacted(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else {
+        return spec.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return spec.to_owned();
+    };
+    let userinfo = &rest[..at];
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => spec.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_leave_in_logs() {
+        assert_eq!(
+            redacted("postgres://app:s3cret@db:5432/courier"),
+            "postgres://app:***@db:5432/courier"
+        );
+        assert_eq!(
+            redacted("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis://u:p@ss@host/0?x=a@b"),
+            "redis://u:***@host/0?x=a@b",
+            "the last @ before the path ends the userinfo"
+        );
+        for plain in [
+            "memory",
+            "sqlite:./data/streams.db",
+            "postgres://app@db/courier",
+            "redis://127.0.0.1:6379/",
+            "redis://host/0?user=a@b",
+        ] {
+            assert_eq!(redacted(plain), plain);
+        }
+    }
 }

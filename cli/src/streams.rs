@@ -78,7 +78,7 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
         addr = %local,
-        storage = %storage_spec,
+        storage = %storage::redacted(&storage_spec),
         long_poll_timeout = ?server_config.long_poll_timeout,
         "durable streams server listening on http://{local}/v1/stream/"
     );
