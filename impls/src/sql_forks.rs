@@ -50,9 +50,10 @@ pub(crate) trait ForkStatements: InsertRecords {
 
 /// Implements [`ForkStatements`] for a sqlx connection type `$conn` whose errors map with
 /// `$db_error`; `$lock` ends the select of a chain link (Postgres: `" FOR UPDATE"`; SQLite
-/// needs none, its single writer holds the database lock).
+/// needs none, its single writer holds the database lock); `$delete_keys` deletes a stream's
+/// dedup keys (each database names the index it must use its own way).
 macro_rules! fork_statements {
-    ($conn:ty, $lock:literal, $db_error:path) => {
+    ($conn:ty, $lock:literal, $delete_keys:literal, $db_error:path) => {
         impl $crate::sql_forks::ForkStatements for $conn {
             async fn copy_records(
                 &mut self,
@@ -140,7 +141,7 @@ macro_rules! fork_statements {
                 for statement in [
                     "DELETE FROM courier_records WHERE stream = $1",
                     "DELETE FROM courier_producers WHERE stream = $1",
-                    "DELETE FROM courier_dedup_keys WHERE stream = $1",
+                    $delete_keys,
                     "DELETE FROM courier_streams WHERE name = $1",
                 ] {
                     sqlx::query(statement)

@@ -4,8 +4,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use courier::impls::postgres::{PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage};
-use courier::storage::{CreateOutcome, StreamConfig, StreamName, StreamStorage};
+use courier::impls::postgres::{
+    KEYED_LOOKUP_SQL, PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage,
+};
+use courier::storage::{CreateOutcome, KeyedRecord, StreamConfig, StreamName, StreamStorage};
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
@@ -123,4 +125,64 @@ async fn concurrent_creates_from_several_nodes_create_once() {
         }
     }
     assert_eq!(created, 1);
+}
+
+/// A stream the planner's statistics have not seen yet (created after the last ANALYZE) must
+/// not make its keyed appends scan all of its keys: the lookup reaches the primary key by the
+/// looked-up keys. With the schema before step 3 this plan was an index scan on the stream
+/// alone with the keys as a filter, removing every key of the stream per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_lookups_probe_their_keys_even_on_a_stream_new_to_the_statistics() {
+    let factory = PgFactory::start().await;
+    let storage = StorageFactory::connect(&factory).await;
+    let config = || StreamConfig::with_content_type("application/json");
+    let fill = |stream: StreamName, prefix: &'static str| {
+        let storage = &storage;
+        async move {
+            storage
+                .create(&stream, config(), vec![])
+                .await
+                .expect("create");
+            for batch in 0..10 {
+                let records = (0..500)
+                    .map(|i| KeyedRecord {
+                        key: format!("{prefix}-{batch}-{i}"),
+                        tag: format!("t{i}"),
+                        data: bytes::Bytes::from_static(b"{}"),
+                    })
+                    .collect();
+                storage
+                    .append_keyed(&stream, records, std::time::Duration::from_secs(3600))
+                    .await
+                    .expect("append_keyed");
+            }
+        }
+    };
+    fill(StreamName::new("seen").expect("name"), "seen").await;
+    let schema = format!("\"{}\"", factory.schema);
+    factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!("ANALYZE {schema}.courier_dedup_keys"))
+        .await
+        .expect("analyze");
+    fill(StreamName::new("unseen").expect("name"), "unseen").await;
+    let plan = factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!(
+            "SET search_path TO {schema}; PREPARE lookup(text, bigint, text[]) AS {KEYED_LOOKUP_SQL}; \
+             EXPLAIN (ANALYZE, COSTS OFF) EXECUTE lookup('unseen', 0, ARRAY['unseen-3-7', 'nope'])"
+        ))
+        .await
+        .expect("explain");
+    let plan: Vec<String> = plan.into_iter().flatten().flatten().collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("courier_dedup_keys_pkey") && plan.contains("Index Cond: ((key = ANY"),
+        "{plan}"
+    );
+    assert!(!plan.contains("Rows Removed by Filter"), "{plan}");
 }

@@ -8,7 +8,13 @@ use sqlx::PgConnection;
 use super::errors::db_error;
 use crate::sql_forks::{InsertRecords, fork_statements};
 
-fork_statements!(PgConnection, " FOR UPDATE", db_error);
+fork_statements!(
+    PgConnection,
+    " FOR UPDATE",
+    // Through the expiry index (see schema.rs: only a "C"-collated comparison reaches it).
+    r#"DELETE FROM courier_dedup_keys WHERE stream COLLATE "C" = $1"#,
+    db_error
+);
 
 impl InsertRecords for PgConnection {
     async fn insert_records(

@@ -26,4 +26,8 @@ mod tables;
 
 pub use bus::{PgBus, PgBusConfig};
 pub use config::PgStorageConfig;
+/// The keyed append's lookup statement, for the test that checks its query plan
+/// (`suites/tests/postgres_suites.rs`); not an API.
+#[doc(hidden)]
+pub use keyed::LOOKUP as KEYED_LOOKUP_SQL;
 pub use storage::PgStreamStorage;

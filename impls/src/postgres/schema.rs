@@ -49,6 +49,16 @@ const STEPS: &[&[&str]] = &[
         )",
         "CREATE INDEX IF NOT EXISTS courier_dedup_keys_age ON courier_dedup_keys (stream, committed_ms)",
     ],
+    // Keyed appends whose cost does not depend on the planner's statistics (keyed.rs,
+    // `LOOKUP`): the key leads the primary key, and the expiry index is reachable only by
+    // its "C"-collated comparison, so a lookup never scans a stream's keys through either.
+    &[
+        "ALTER TABLE courier_dedup_keys DROP CONSTRAINT courier_dedup_keys_pkey,
+             ADD CONSTRAINT courier_dedup_keys_pkey PRIMARY KEY (key, stream)",
+        "DROP INDEX IF EXISTS courier_dedup_keys_age",
+        r#"CREATE INDEX IF NOT EXISTS courier_dedup_keys_expiry
+             ON courier_dedup_keys (stream COLLATE "C", committed_ms)"#,
+    ],
 ];
 
 /// Brings the schema to the newest version.

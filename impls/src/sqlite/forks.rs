@@ -8,7 +8,12 @@ use sqlx::SqliteConnection;
 use super::errors::db_error;
 use crate::sql_forks::{InsertRecords, fork_statements};
 
-fork_statements!(SqliteConnection, "", db_error);
+fork_statements!(
+    SqliteConnection,
+    "",
+    "DELETE FROM courier_dedup_keys WHERE stream = $1",
+    db_error
+);
 
 impl InsertRecords for SqliteConnection {
     async fn insert_records(
