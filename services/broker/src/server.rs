@@ -144,6 +144,10 @@ impl BrokerServer {
             config.producer.max_producers_per_topic,
         ));
         let consumers = ConsumerService::new(catalog.clone(), config.consumer.clone());
+        if let Some(ownership) = &ownership {
+            let released = consumers.clone();
+            ownership.on_lost(Box::new(move |topic| released.release_topic(topic)));
+        }
         Ok(BrokerServer {
             config,
             catalog,

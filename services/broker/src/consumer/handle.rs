@@ -3,6 +3,7 @@
 //! cancellation of streams that are replaced.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -81,6 +82,9 @@ pub(crate) struct SubscriptionHandle {
     streams: Mutex<Streams>,
     /// Stops the pump and every stream of this subscription (a child of the service's).
     pub(crate) stop: CancellationToken,
+    /// Set when this node lost the topic: the pump stops without writing the cursor or dead
+    /// letters (the new owner's cursor in storage is newer than this one).
+    abandoned: AtomicBool,
     clock: TokioClock,
     /// How long a consumer may go without an open stream before it is detached.
     idle_grace_ms: u64,
@@ -114,9 +118,22 @@ impl SubscriptionHandle {
             pump: Notify::new(),
             streams: Mutex::new(Streams::default()),
             stop,
+            abandoned: AtomicBool::new(false),
             clock,
             idle_grace_ms: u64::try_from(idle_grace.as_millis()).unwrap_or(u64::MAX),
         }
+    }
+
+    /// Stops the subscription because this node no longer serves its topic: its streams end
+    /// and its pump stops without storing anything more.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.stop.cancel();
+    }
+
+    /// Whether the subscription was [abandoned](Self::abandon).
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.abandoned.load(Ordering::SeqCst)
     }
 
     /// The engine, locked. Never held across an `.await`.

@@ -15,6 +15,8 @@
 //! `Unavailable` (the client subscribes again). A consumer with no open stream still buffers
 //! (within the window, or its queue). Consumers stay attached when their stream ends (they
 //! reopen it with the same id); they leave when replaced (Exclusive) or when the service stops.
+//! A node that stops serving a topic [releases](ConsumerService::release_topic) its
+//! subscriptions without checkpointing: the new owner's cursor is the one that counts.
 
 mod checkpoint;
 mod clock;
@@ -148,6 +150,30 @@ impl ConsumerService {
         }
     }
 
+    /// This node stopped serving `topic`: ends its subscriptions' streams, stops their tasks
+    /// without checkpointing (the new owner moves the cursor on) and forgets them and their
+    /// consumers, so that serving the topic again reloads the cursor from storage.
+    pub fn release_topic(&self, topic: &TopicName) {
+        let released: Vec<Arc<SubscriptionHandle>> = {
+            let mut registry = self.registry();
+            let mut released = Vec::new();
+            registry.subscriptions.retain(|(subscribed, _), cell| {
+                if subscribed != topic {
+                    return true;
+                }
+                released.extend(cell.get().cloned());
+                false
+            });
+            registry
+                .consumers
+                .retain(|_, handle| handle.topic != *topic);
+            released
+        };
+        for handle in released {
+            handle.abandon();
+        }
+    }
+
     fn registry(&self) -> MutexGuard<'_, Registry> {
         self.shared
             .registry
@@ -182,9 +208,25 @@ impl ConsumerService {
             .entry(key)
             .or_default()
             .clone();
-        cell.get_or_try_init(|| self.start(entry, name, kind))
+        let handle = cell
+            .get_or_try_init(|| self.start(entry, name, kind))
             .await
-            .cloned()
+            .cloned()?;
+        let key = (entry.name().clone(), name.clone());
+        let current = self
+            .registry()
+            .subscriptions
+            .get(&key)
+            .is_some_and(|registered| Arc::ptr_eq(registered, &cell));
+        if !current {
+            // The topic was released while this opened: what it loaded may be stale.
+            handle.abandon();
+            return Err(Status::unavailable(format!(
+                "topic {} is no longer served by this node: look it up again",
+                entry.name()
+            )));
+        }
+        Ok(handle)
     }
 
     /// Builds a subscription's engine from its durable cursor (reliable) or the topic's

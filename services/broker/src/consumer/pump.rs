@@ -98,6 +98,9 @@ impl ReliablePump {
                 }
             }
         }
+        if self.handle.is_abandoned() {
+            return;
+        }
         if let Err(error) = self.settle(true).await {
             tracing::warn!(
                 topic = %self.handle.topic, subscription = %self.handle.name, %error,
@@ -194,6 +197,10 @@ impl ReliablePump {
 
     /// Stores pending dead letters, then checkpoints the cursor if due (`force`: if it moved).
     async fn settle(&mut self, force: bool) -> Result<(), StorageError> {
+        if self.handle.is_abandoned() {
+            // Another node owns the topic now: its cursor and dead letters are the ones kept.
+            return Ok(());
+        }
         let dead = match &mut *self.handle.engine() {
             Engine::Reliable(state) => {
                 let taken = state.engine.take_dead_letters();

@@ -8,8 +8,8 @@ use courier_impls::grpc::proto::danube::discovery_server::Discovery;
 use courier_impls::grpc::proto::danube::producer_service_server::ProducerService;
 use courier_impls::grpc::proto::danube::topic_lookup_response::LookupType;
 use courier_impls::grpc::proto::danube::{
-    AckRequest, AckResponse, ConsumerRequest, ConsumerResponse, MessageResponse, NackRequest,
-    NackResponse, ProducerRequest, ProducerResponse, ReceiveRequest, StreamMessage,
+    AckRequest, AckResponse, ConsumerRequest, ConsumerResponse, MessageResponse, MsgId,
+    NackRequest, NackResponse, ProducerRequest, ProducerResponse, ReceiveRequest, StreamMessage,
     TopicLookupRequest, TopicLookupResponse, TopicPartitionsResponse,
 };
 use courier_traits::error::Classify;
@@ -228,14 +228,41 @@ impl ConsumerApi for GatedConsumers {
         &self,
         request: Request<ReceiveRequest>,
     ) -> Result<Response<MessageStream>, Status> {
+        if let Some(topic) = self.inner.topic_of(request.get_ref().consumer_id) {
+            self.served_here(&topic)?;
+        }
         self.inner.receive_messages(request).await
     }
 
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
+        self.settled_here(request.get_ref().msg_id.as_ref())?;
         self.inner.ack(request).await
     }
 
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
+        self.settled_here(request.get_ref().msg_id.as_ref())?;
         self.inner.nack(request).await
+    }
+}
+
+impl GatedConsumers {
+    /// `Unavailable` once this node stopped serving `topic` (the client looks it up again).
+    fn served_here(&self, topic: &TopicName) -> Result<(), Status> {
+        if self.gate.holds(topic) {
+            Ok(())
+        } else {
+            Err(Status::unavailable(format!(
+                "topic {topic} is no longer served by this node: look it up again"
+            )))
+        }
+    }
+
+    /// An Ack or Nack is refused for a topic served elsewhere: the cursor is the owner's.
+    /// Bad ids are the inner service's to answer.
+    fn settled_here(&self, msg_id: Option<&MsgId>) -> Result<(), Status> {
+        match msg_id.map(|msg_id| TopicName::new(&msg_id.topic_name)) {
+            Some(Ok(topic)) => self.served_here(&topic),
+            _ => Ok(()),
+        }
     }
 }

@@ -21,7 +21,9 @@
 //! sends for the topic; the log's writer sequence still keeps offsets dense and in one order.
 //!
 //! The gRPC side ([`gate`]): discovery answers `Redirect` for topics owned elsewhere, and
-//! CreateProducer, SendMessage and Subscribe answer `Unavailable`.
+//! CreateProducer, SendMessage, Subscribe, ReceiveMessages, Ack and Nack answer `Unavailable`.
+//! A node that stops serving a topic tells [`Ownership::on_lost`]'s listeners (the server
+//! drops that topic's subscriptions, so a later claim reloads their cursors from storage).
 
 mod claim;
 pub mod gate;
@@ -118,7 +120,12 @@ pub struct Ownership {
     held: Mutex<HashMap<TopicName, u64>>,
     stop: CancellationToken,
     lease_task: Mutex<Option<JoinHandle<()>>>,
+    /// Told each topic this node stops serving (or claims anew, dropping any state it kept).
+    on_lost: Mutex<Vec<LostListener>>,
 }
+
+/// What [`Ownership::on_lost`] calls with a topic this node no longer serves.
+pub type LostListener = Box<dyn Fn(&TopicName) + Send + Sync>;
 
 impl std::fmt::Debug for Ownership {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,6 +154,7 @@ impl Ownership {
             held: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
             lease_task: Mutex::new(None),
+            on_lost: Mutex::new(Vec::new()),
         });
         ownership.renew().await?;
         let task = tokio::spawn(lease_loop(
@@ -163,6 +171,24 @@ impl Ownership {
     /// The node's id.
     pub fn node(&self) -> &str {
         &self.config.node
+    }
+
+    /// Calls `listener` with every topic this node stops serving (a newer claim by another
+    /// node), and with every topic it claims anew (any state from an earlier claim is stale:
+    /// another node may have served the topic in between). Called without awaiting; keep it
+    /// short.
+    pub fn on_lost(&self, listener: LostListener) {
+        self.on_lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(listener);
+    }
+
+    fn lost(&self, topic: &TopicName) {
+        let listeners = self.on_lost.lock().unwrap_or_else(PoisonError::into_inner);
+        for listener in listeners.iter() {
+            listener(topic);
+        }
     }
 
     /// Whether this node serves `topic` now (claimed by it, and no newer claim seen since).
@@ -190,7 +216,10 @@ impl Ownership {
                     return Ok(Owner::Here);
                 }
                 if self.is_alive(&claim.node).await? {
-                    self.held().remove(topic);
+                    let was_held = self.held().remove(topic).is_some();
+                    if was_held {
+                        self.lost(topic);
+                    }
                     return Ok(Owner::Node(claim.urls()));
                 }
             }
@@ -207,6 +236,8 @@ impl Ownership {
             match self.storage.append(&stream, append).await {
                 Ok(_) => {
                     tracing::info!(%topic, epoch = claim.epoch, node = claim.node, "topic claimed");
+                    // Whatever this node kept of the topic predates the claims in between.
+                    self.lost(topic);
                     self.held().insert(topic.clone(), claim.epoch);
                     return Ok(Owner::Here);
                 }
@@ -224,7 +255,8 @@ impl Ownership {
     /// topic whose newest claim is another node's. The lease task calls it every
     /// [`OwnershipConfig::renew_every`].
     ///
-    /// Errors: [`OwnershipError`] (the topics not yet checked stay held).
+    /// Errors: [`OwnershipError`] (liveness not renewed; or the last claim stream that could
+    /// not be read, its topic staying held, after every other topic was checked).
     pub async fn renew(&self) -> Result<(), OwnershipError> {
         match self
             .storage
@@ -256,17 +288,27 @@ impl Ownership {
             .iter()
             .map(|(topic, epoch)| (topic.clone(), *epoch))
             .collect();
+        let mut failed = None;
         for (topic, epoch) in held {
-            let latest = self.latest_claim(&claim_stream(&topic)).await?;
+            let latest = match self.latest_claim(&claim_stream(&topic)).await {
+                Ok(latest) => latest,
+                Err(error) => {
+                    // One unreadable claim stream must not keep the later topics unchecked.
+                    tracing::warn!(%topic, %error, "could not read the topic's claims; still serving it");
+                    failed = Some(error);
+                    continue;
+                }
+            };
             if let Some(claim) = latest
                 && claim.node != self.config.node
                 && claim.epoch > epoch
             {
                 tracing::warn!(%topic, epoch = claim.epoch, owner = claim.node, "topic claimed by another node: no longer serving it");
                 self.held().remove(&topic);
+                self.lost(&topic);
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Stops the lease task and withdraws the node's liveness, so that other nodes may claim
