@@ -26,7 +26,7 @@ pub(crate) struct KeysArgs {
 enum KeysCommand {
     /// Create a key for an app; prints `{id, app_id, name, key, message}`, the key only now.
     Create {
-        /// The app the key sends for ([A-Za-z0-9._~:@+=-]{1,128}).
+        /// The app the key sends for (`[A-Za-z0-9._~:@+=-]{1,128}`).
         #[arg(long)]
         app_id: String,
         /// A label, e.g. "Production iOS".
