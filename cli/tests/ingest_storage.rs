@@ -132,6 +132,21 @@ async fn i9_kill9_and_replay_on_redis() {
     restart_and_replay(&redis.url(), dir.path(), Stop::Kill9).await;
 }
 
+// A fresh database on the run's shared Postgres: only the process restarts, not the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i9_graceful_restart_and_replay_on_postgres() {
+    let postgres = Postgres::shared().await.expect("postgres fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    restart_and_replay(&postgres.url(), dir.path(), Stop::Graceful).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i9_kill9_and_replay_on_postgres() {
+    let postgres = Postgres::shared().await.expect("postgres fixture");
+    let dir = tempfile::tempdir().expect("tempdir");
+    restart_and_replay(&postgres.url(), dir.path(), Stop::Kill9).await;
+}
+
 /// N = BATCHES × BATCH_EVENTS events.
 const BATCHES: usize = 40;
 const BATCH_EVENTS: usize = 50;
