@@ -26,7 +26,8 @@ const DEFAULT_ADDR: &str = "127.0.0.1:6650";
 pub(crate) struct BrokerArgs {
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
-    /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every).
+    /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every,
+    /// metrics_addr).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
@@ -80,6 +81,10 @@ pub(crate) struct BrokerArgs {
     /// Cluster: how often a node renews its liveness and re-reads its claims [default: 5s].
     #[arg(long, env = "COURIER_BROKER_RENEW_EVERY", value_parser = parse_duration)]
     renew_every: Option<Duration>,
+    /// Serve Prometheus metrics as `GET /metrics` on this address (HTTP/1.1, a listener of
+    /// its own) [default: off].
+    #[arg(long, env = "COURIER_BROKER_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// The `courier broker` config file.
@@ -107,6 +112,7 @@ struct FileConfig {
     lease: Option<Duration>,
     #[serde(default, with = "config::duration")]
     renew_every: Option<Duration>,
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Cluster settings given (the node's URLs are known only once listening).
@@ -140,6 +146,8 @@ struct Settings {
     producer: ProducerConfig,
     subscription: SubscriptionConfig,
     cluster: Option<ClusterSettings>,
+    /// Off unless given: a default port would collide between nodes on one host.
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -200,6 +208,7 @@ impl Settings {
             return Err("nack_delay must not exceed max_nack_delay".into());
         }
         let advertised_url = args.advertised_url.or(file.advertised_url);
+        let metrics_addr = args.metrics_addr.or(file.metrics_addr);
         if let Some(url) = &advertised_url {
             NodeUrls::same(url).map_err(|e| e.to_string())?;
         }
@@ -210,6 +219,7 @@ impl Settings {
                 .or(file.storage)
                 .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
             advertised_url,
+            metrics_addr,
             producer,
             subscription,
             cluster: args
@@ -269,6 +279,25 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     let server = BrokerServer::open(storage, config)
         .await
         .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
+    let (stop_metrics, metrics) = match settings.metrics_addr {
+        Some(addr) => {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+            let local = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!("metrics on http://{local}/metrics");
+            let served = tokio::spawn(courier::broker::metrics::serve(
+                listener,
+                server.metrics_endpoint(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            (Some(stop), Some(served))
+        }
+        None => (None, None),
+    };
     tracing::info!(
         addr = %local,
         storage = %storage::redacted(&settings.storage),
@@ -281,6 +310,14 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         .serve(listener, crate::streams::shutdown_signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
+    if let (Some(stop), Some(metrics)) = (stop_metrics, metrics) {
+        let _ = stop.send(());
+        match metrics.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "metrics listener failed"),
+            Err(e) => tracing::warn!(error = %e, "metrics task failed"),
+        }
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -339,6 +376,25 @@ mod tests {
             "above the cap"
         );
         assert!(settings(&["--max-unacked", "0"], "").is_err());
+    }
+
+    #[test]
+    fn metrics_are_off_unless_an_address_is_given() {
+        assert_eq!(settings(&[], "").expect("defaults").metrics_addr, None);
+        let s = settings(&[], "metrics_addr: 127.0.0.1:9650\n").expect("file");
+        assert_eq!(
+            s.metrics_addr,
+            Some("127.0.0.1:9650".parse().expect("addr"))
+        );
+        let s = settings(
+            &["--metrics-addr", "127.0.0.1:9651"],
+            "metrics_addr: 127.0.0.1:9650\n",
+        )
+        .expect("flag wins");
+        assert_eq!(
+            s.metrics_addr,
+            Some("127.0.0.1:9651".parse().expect("addr"))
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! consumer objects carry on by themselves. Then: every acknowledged send was received (no
 //! acked loss), every held message came again (unacked redelivered, at its offset), the
 //! topic's stored offsets are 0, 1, 2, … with no gap or repeat, and only a send in flight at
-//! the kill may be stored twice (at-least-once: its acknowledgement was lost).
+//! the kill may be stored twice (at-least-once: its acknowledgement was lost). The restarted
+//! broker's `--metrics-addr` endpoint counts what it accepted and holds.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -24,8 +25,11 @@ use futures::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+#[path = "broker/metrics.rs"]
+mod metrics;
 #[path = "broker/node.rs"]
 mod node;
+use metrics::{sample, scrape};
 use node::{free_port, start_broker, url};
 
 const TOPIC: &str = "/default/crash-orders";
@@ -206,10 +210,11 @@ async fn stored(storage: &dyn StreamStorage) -> Vec<(u64, String)> {
 }
 
 async fn crash_under_load(storage: Storage, dir: &Path) {
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     let log = dir.join("broker.log");
     let flag = storage.flag();
-    let args = ["--storage", flag.as_str()];
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let args = ["--storage", flag.as_str(), "--metrics-addr", &metrics_addr];
     let mut broker = start_broker(port, &args, &log).await;
 
     let client = BrokerClient::builder()
@@ -302,6 +307,7 @@ async fn crash_under_load(storage: Storage, dir: &Path) {
     .await;
     stop_consumer.cancel();
     let consumer = receiver.await.expect("consumer task");
+    let text = scrape(metrics_port).await;
 
     // The same objects recovered: producer ids unchanged, the consumer still attached.
     let ids_after: Vec<_> = producers.iter().map(|p| p.producer_ids()).collect();
@@ -353,6 +359,33 @@ async fn crash_under_load(storage: Storage, dir: &Path) {
         );
     }
     let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    // The restarted process counts from zero: the sends it accepted are those acked since
+    // (a send in flight at the kill, or at the producers' stop, may be accepted unacked).
+    let acked_since: usize = seen
+        .acked
+        .iter()
+        .zip(&acked_at_kill)
+        .map(|(acked, before)| acked.len() - before)
+        .sum();
+    let produced = sample(
+        &text,
+        &format!("courier_broker_messages_produced_total{{topic=\"{TOPIC}\"}}"),
+    )
+    .unwrap_or_default() as usize;
+    assert!(
+        (acked_since..=acked_since + 2 * PRODUCERS).contains(&produced),
+        "produced {produced}, acked since the restart {acked_since}\n{text}"
+    );
+    assert_eq!(
+        sample(&text, "courier_broker_producers"),
+        Some(PRODUCERS as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "courier_broker_subscriptions"),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         twice.len() <= PRODUCERS && twice.iter().all(|(_, n)| **n == 2),
         "only a send in flight at the kill is stored twice: {twice:?}"

@@ -14,6 +14,7 @@
 //! | `websocket` | `websocket::WsTransport`: a `DuplexTransport` over WebSocket (`ws://`) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
+//! | (always) | [`metrics`]: a small Prometheus registry (counters, gauges, histograms, text format) for the services |
 //!
 //! Every backend passes the same universal suites of `courier-testkit` against a real server.
 //!
@@ -50,6 +51,7 @@ mod keyed_lock;
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory;
+pub mod metrics;
 #[cfg(any(feature = "etcd", feature = "redis", feature = "postgres"))]
 mod outbox;
 #[cfg(any(

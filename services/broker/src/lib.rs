@@ -28,6 +28,9 @@
 //! - `client` (feature `client`): the Rust client, `BrokerClient` with producers and
 //!   consumers.
 //!
+//! - [`metrics`]: Prometheus counters per topic (produced, delivered, acked, nacked,
+//!   redelivered, dead-lettered), the producers, consumers and subscriptions held, and the
+//!   SendMessage latency; served as `GET /metrics` on a listener of its own.
 //! - [`ownership`]: several nodes on one shared storage: claims `broker/own/<ns>/<topic>`
 //!   won by compare-and-set, liveness `broker/nodes/<node>` by TTL; others redirect lookups
 //!   and refuse producers and subscriptions with `Unavailable`.
@@ -47,6 +50,7 @@ pub mod directory;
 pub mod discovery;
 pub mod health;
 pub mod lifecycle;
+pub mod metrics;
 pub mod ownership;
 pub mod producer;
 pub mod server;

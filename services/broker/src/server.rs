@@ -18,6 +18,7 @@ use crate::directory::NodeUrls;
 use crate::discovery::DiscoveryService;
 use crate::health::{ClientView, HealthService};
 use crate::lifecycle::Lifecycle;
+use crate::metrics::{BrokerMetrics, MeteredProducers, MetricsEndpoint};
 use crate::ownership::gate::{GatedConsumers, GatedDiscovery, GatedProducers, OwnershipGate};
 use crate::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use crate::producer::{ProduceService, ProducerConfig, ProducerRegistry};
@@ -123,6 +124,7 @@ pub struct BrokerServer {
     consumers: ConsumerService,
     lifecycle: Arc<Lifecycle>,
     ownership: Option<Arc<Ownership>>,
+    metrics: Arc<BrokerMetrics>,
 }
 
 impl BrokerServer {
@@ -143,7 +145,12 @@ impl BrokerServer {
         let producers = Arc::new(ProducerRegistry::new(
             config.producer.max_producers_per_topic,
         ));
-        let consumers = ConsumerService::new(catalog.clone(), config.consumer.clone());
+        let metrics = Arc::new(BrokerMetrics::new());
+        let consumers = ConsumerService::with_metrics(
+            catalog.clone(),
+            config.consumer.clone(),
+            metrics.clone(),
+        );
         if let Some(ownership) = &ownership {
             let released = consumers.clone();
             ownership.on_lost(Box::new(move |topic| released.release_topic(topic)));
@@ -155,6 +162,7 @@ impl BrokerServer {
             consumers,
             lifecycle: Arc::new(Lifecycle::new()),
             ownership,
+            metrics,
         })
     }
 
@@ -171,6 +179,15 @@ impl BrokerServer {
     /// The node's serving state: [`Lifecycle::drain`] refuses new work from then on.
     pub fn lifecycle(&self) -> &Arc<Lifecycle> {
         &self.lifecycle
+    }
+
+    /// What a metrics scrape reads ([`crate::metrics::serve`] serves it).
+    pub fn metrics_endpoint(&self) -> MetricsEndpoint {
+        MetricsEndpoint::new(
+            self.metrics.clone(),
+            self.producers.clone(),
+            self.consumers.clone(),
+        )
     }
 
     /// Who owns which topic, when this node shares its storage with others.
@@ -200,6 +217,7 @@ impl BrokerServer {
             self.config.producer.clone(),
         );
         let decode_limit = self.config.producer.decode_limit();
+        let metrics = self.metrics.clone();
         let mut builder = tonic::transport::Server::builder()
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()));
         match gate {
@@ -207,7 +225,8 @@ impl BrokerServer {
                 .add_service(DiscoveryServer::new(discovery))
                 .add_service(HealthCheckServer::new(health))
                 .add_service(
-                    ProducerServiceServer::new(produce).max_decoding_message_size(decode_limit),
+                    ProducerServiceServer::new(MeteredProducers::new(produce, metrics))
+                        .max_decoding_message_size(decode_limit),
                 )
                 .add_service(ConsumerServiceServer::new(self.consumers.clone())),
             Some(gate) => builder
@@ -217,8 +236,11 @@ impl BrokerServer {
                 )))
                 .add_service(HealthCheckServer::new(health))
                 .add_service(
-                    ProducerServiceServer::new(GatedProducers::new(produce, gate.clone()))
-                        .max_decoding_message_size(decode_limit),
+                    ProducerServiceServer::new(MeteredProducers::new(
+                        GatedProducers::new(produce, gate.clone()),
+                        metrics,
+                    ))
+                    .max_decoding_message_size(decode_limit),
                 )
                 .add_service(ConsumerServiceServer::new(GatedConsumers::new(
                     self.consumers.clone(),

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::TokioClock;
 use super::names::SubscriptionName;
+use crate::metrics::TopicMetrics;
 use crate::subscription::{
     Attached, DeadLetter, LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
 };
@@ -88,6 +89,8 @@ pub(crate) struct SubscriptionHandle {
     clock: TokioClock,
     /// How long a consumer may go without an open stream before it is detached.
     idle_grace_ms: u64,
+    /// The topic's delivery, ack, nack and dead-letter counters.
+    pub(crate) metrics: Arc<TopicMetrics>,
 }
 
 /// The consumers' streams.
@@ -109,6 +112,7 @@ impl SubscriptionHandle {
         stop: CancellationToken,
         clock: TokioClock,
         idle_grace: Duration,
+        metrics: Arc<TopicMetrics>,
     ) -> SubscriptionHandle {
         SubscriptionHandle {
             topic,
@@ -121,6 +125,7 @@ impl SubscriptionHandle {
             abandoned: AtomicBool::new(false),
             clock,
             idle_grace_ms: u64::try_from(idle_grace.as_millis()).unwrap_or(u64::MAX),
+            metrics,
         }
     }
 
@@ -262,9 +267,16 @@ impl SubscriptionHandle {
     /// The next message for consumer `id`, ready to send.
     pub(crate) fn next_for(&self, id: u64, request_id: u64) -> Option<StreamMessage> {
         let mut message = match &mut *self.engine() {
-            Engine::Reliable(state) => state.engine.poll(id)?.message,
+            Engine::Reliable(state) => {
+                let delivery = state.engine.poll(id)?;
+                if delivery.redeliveries > 0 {
+                    self.metrics.redelivered.inc();
+                }
+                delivery.message
+            }
             Engine::Live(live) => Arc::unwrap_or_clone(live.poll(id)?),
         };
+        self.metrics.delivered.inc();
         message.request_id = request_id;
         message.subscription_name = self.name.to_string();
         if let Some(msg_id) = message.msg_id.as_mut() {

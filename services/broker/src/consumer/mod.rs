@@ -44,6 +44,7 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog::{Catalog, Dispatch, TopicEntry};
 use crate::directory::{Owner, TopicView};
+use crate::metrics::BrokerMetrics;
 use crate::status::invalid_argument;
 use crate::subscription::{
     LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
@@ -79,6 +80,7 @@ struct Shared {
     /// Stops every subscription's task and stream.
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    metrics: Arc<BrokerMetrics>,
 }
 
 impl Drop for Shared {
@@ -98,6 +100,15 @@ impl ConsumerService {
     /// Consumers of the topics in `catalog` (their logs in the catalog's storage). Call within
     /// a tokio runtime.
     pub fn new(catalog: Arc<Catalog>, config: ConsumerConfig) -> ConsumerService {
+        ConsumerService::with_metrics(catalog, config, Arc::new(BrokerMetrics::new()))
+    }
+
+    /// [`new`](Self::new), counting deliveries, acks, nacks and dead letters into `metrics`.
+    pub fn with_metrics(
+        catalog: Arc<Catalog>,
+        config: ConsumerConfig,
+        metrics: Arc<BrokerMetrics>,
+    ) -> ConsumerService {
         ConsumerService {
             shared: Arc::new(Shared {
                 catalog,
@@ -106,6 +117,7 @@ impl ConsumerService {
                 registry: Mutex::new(Registry::default()),
                 stop: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
+                metrics,
             }),
         }
     }
@@ -114,6 +126,12 @@ impl ConsumerService {
     pub fn holds(&self, consumer_id: u64) -> bool {
         let handle = self.registry().consumers.get(&consumer_id).cloned();
         handle.is_some_and(|handle| handle.holds(consumer_id))
+    }
+
+    /// (consumers attached, subscriptions open) here.
+    pub fn active(&self) -> (usize, usize) {
+        let registry = self.registry();
+        (registry.consumers.len(), registry.subscriptions.len())
     }
 
     /// The topic consumer `id` is attached to, if it is attached here.
@@ -251,6 +269,7 @@ impl ConsumerService {
                     stop,
                     shared.clock,
                     shared.config.idle_consumer_grace,
+                    shared.metrics.topic(entry.name()),
                 ));
                 (
                     handle.clone(),
@@ -300,6 +319,7 @@ impl ConsumerService {
                     stop,
                     shared.clock,
                     shared.config.idle_consumer_grace,
+                    shared.metrics.topic(entry.name()),
                 ));
                 let pump = pump::ReliablePump::new(
                     handle.clone(),
@@ -485,6 +505,7 @@ impl ConsumerApi for ConsumerService {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let request = request.into_inner();
         let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
+        handle.metrics.acked.inc();
         handle.ack(
             offset,
             courier_traits::clock::Clock::now_ms(&self.shared.clock),
@@ -499,6 +520,7 @@ impl ConsumerApi for ConsumerService {
         let request = request.into_inner();
         let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
         let delay = request.delay_ms.map(Duration::from_millis);
+        handle.metrics.nacked.inc();
         handle.nack(offset, delay, request.reason.as_deref().unwrap_or_default());
         Ok(Response::new(NackResponse {
             request_id: request.request_id,

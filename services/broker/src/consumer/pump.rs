@@ -211,6 +211,7 @@ impl ReliablePump {
         };
         if !dead.is_empty() {
             self.store_dead_letters(&dead).await?;
+            self.handle.metrics.dead_lettered.add(dead.len() as u64);
             if let Engine::Reliable(state) = &mut *self.handle.engine() {
                 state
                     .dead_letters

@@ -159,6 +159,20 @@ impl ProducerRegistry {
             .cloned()
     }
 
+    /// How many producers are held here.
+    pub fn len(&self) -> usize {
+        self.held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .producers
+            .len()
+    }
+
+    /// Whether no producer is held here.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether producer `id` is held here.
     pub fn holds(&self, id: u64) -> bool {
         self.held

@@ -1,13 +1,10 @@
-//! Prometheus metrics: the service-neutral [`Registry`] (counters and fixed-bucket histograms
-//! on atomics, text exposition format) and the ingestion server's set on it,
-//! [`IngestMetrics`], served as `GET /metrics`.
-
-mod registry;
+//! Prometheus metrics: the ingestion server's set, [`IngestMetrics`], on the services' shared
+//! [`Registry`] (`courier_impls::metrics`), served as `GET /metrics`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use registry::{
+pub use courier_impls::metrics::{
     Counter, CounterFamily, Family, Histogram, HistogramFamily, Registry, TEXT_FORMAT,
 };
 

@@ -1,16 +1,17 @@
-//! A small Prometheus registry: counters and fixed-bucket histograms on atomics, optionally
-//! labelled, rendered in the text exposition format (version 0.0.4).
+//! A small Prometheus registry shared by the services: counters, gauges and fixed-bucket
+//! histograms on atomics, optionally labelled, rendered in the text exposition format
+//! (version 0.0.4). Each service builds its own metric set on a [`Registry`] and serves
+//! [`Registry::render`] with the [`TEXT_FORMAT`] content type.
 //!
-//! Nothing here knows about ingestion, so another service can take it as is. Why not the
-//! `prometheus` crate: it brings protobuf and a global registry for what is a few atomics and
-//! a formatter.
+//! Why not the `prometheus` crate: it brings protobuf and a global registry for what is a few
+//! atomics and a formatter.
 //!
 //! Recording never blocks on rendering for long: a labelled family takes a short lock to find
 //! (or create) its member, then the member is updated with atomics only.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A set of metric families with a common name prefix, rendered together.
@@ -22,6 +23,10 @@ pub struct Registry {
 /// A monotonically increasing count.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
+
+/// A value that goes up and down (connections open, queue depth).
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicI64);
 
 /// Observations counted into fixed buckets, with their sum and count.
 #[derive(Debug)]
@@ -49,6 +54,8 @@ pub struct Family<M> {
 
 /// A counter family.
 pub type CounterFamily = Family<Counter>;
+/// A gauge family.
+pub type GaugeFamily = Family<Gauge>;
 /// A histogram family.
 pub type HistogramFamily = Family<Histogram>;
 
@@ -75,6 +82,23 @@ impl Counter {
 
     /// The current count.
     pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
+
+    /// Adds `n` (negative to subtract).
+    pub fn add(&self, n: i64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -121,12 +145,15 @@ impl Sample for Counter {
     const TYPE: &'static str = "counter";
 
     fn write(&self, name: &str, labels: &str, out: &mut String) {
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}{braces} {}", self.get());
+        let _ = writeln!(out, "{name}{} {}", braces(labels), self.get());
+    }
+}
+
+impl Sample for Gauge {
+    const TYPE: &'static str = "gauge";
+
+    fn write(&self, name: &str, labels: &str, out: &mut String) {
+        let _ = writeln!(out, "{name}{} {}", braces(labels), self.get());
     }
 }
 
@@ -147,11 +174,7 @@ impl Sample for Histogram {
                 "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
             );
         }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
+        let braces = braces(labels);
         let _ = writeln!(out, "{name}_sum{braces} {}", format_float(self.sum()));
         // The count written is the buckets' total, so a scrape racing an observation stays
         // consistent (`+Inf` bucket == count).
@@ -222,6 +245,23 @@ impl Registry {
         self.counter_family(name, help, &[]).with(&[])
     }
 
+    /// Registers a gauge family `name` with `labels` (none for a plain gauge).
+    pub fn gauge_family(&self, name: &str, help: &str, labels: &[&str]) -> Arc<GaugeFamily> {
+        self.register(Family {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+            members: Mutex::new(BTreeMap::new()),
+            make: |_| Gauge::default(),
+            bounds: Arc::from([]),
+        })
+    }
+
+    /// Registers an unlabelled gauge `name`.
+    pub fn gauge(&self, name: &str, help: &str) -> Arc<Gauge> {
+        self.gauge_family(name, help, &[]).with(&[])
+    }
+
     /// Registers a histogram family `name` with bucket upper `bounds` (sorted here; `+Inf` is
     /// implicit) and `labels`.
     pub fn histogram_family(
@@ -277,6 +317,15 @@ impl Registry {
 /// The `Content-Type` of [`Registry::render`]'s output.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `{labels}`, or nothing without labels.
+fn braces(labels: &str) -> String {
+    if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    }
+}
+
 /// Prometheus floats: integers without a fraction, the rest as Rust prints them.
 fn format_float(value: f64) -> String {
     if value.is_nan() {
@@ -322,6 +371,27 @@ mod tests {
                 "# HELP app_restarts_total Restarts.\n",
                 "# TYPE app_restarts_total counter\n",
                 "app_restarts_total 1\n",
+            )
+        );
+    }
+
+    #[test]
+    fn gauges_go_up_and_down() {
+        let registry = Registry::new();
+        let open = registry.gauge("app_open", "Open things.");
+        open.add(3);
+        open.add(-5);
+        let queues = registry.gauge_family("app_queue", "Depth.", &["q"]);
+        queues.with(&["a"]).set(7);
+        assert_eq!(
+            registry.render(),
+            concat!(
+                "# HELP app_open Open things.\n",
+                "# TYPE app_open gauge\n",
+                "app_open -2\n",
+                "# HELP app_queue Depth.\n",
+                "# TYPE app_queue gauge\n",
+                "app_queue{q=\"a\"} 7\n",
             )
         );
     }
