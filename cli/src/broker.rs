@@ -27,7 +27,7 @@ pub(crate) struct BrokerArgs {
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
     /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every,
-    /// metrics_addr).
+    /// metrics_addr, producer_idle_timeout).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
@@ -47,6 +47,10 @@ pub(crate) struct BrokerArgs {
     /// Producers per topic (each partition alone) [default: 1000].
     #[arg(long, env = "COURIER_BROKER_MAX_PRODUCERS_PER_TOPIC")]
     max_producers_per_topic: Option<usize>,
+    /// A producer whose client is not heard from (sends, health checks) for this long gives
+    /// its place and Exclusive claim to the next producer on its topic [default: 30s].
+    #[arg(long, env = "COURIER_BROKER_PRODUCER_IDLE_TIMEOUT", value_parser = parse_duration)]
+    producer_idle_timeout: Option<Duration>,
     /// Whether the first producer creates its topic [default: true].
     #[arg(long, env = "COURIER_BROKER_AUTO_CREATE_TOPICS")]
     auto_create_topics: Option<bool>,
@@ -113,6 +117,8 @@ struct FileConfig {
     #[serde(default, with = "config::duration")]
     renew_every: Option<Duration>,
     metrics_addr: Option<SocketAddr>,
+    #[serde(default, with = "config::duration")]
+    producer_idle_timeout: Option<Duration>,
 }
 
 /// Cluster settings given (the node's URLs are known only once listening).
@@ -170,9 +176,17 @@ impl Settings {
                 .auto_create_topics
                 .or(file.auto_create_topics)
                 .unwrap_or(defaults.auto_create_topics),
+            idle_timeout: args
+                .producer_idle_timeout
+                .or(file.producer_idle_timeout)
+                .unwrap_or(defaults.idle_timeout),
         };
         if producer.max_message_bytes == 0 || producer.max_producers_per_topic == 0 {
             return Err("max_message_bytes and max_producers_per_topic must be at least 1".into());
+        }
+        if producer.idle_timeout.is_zero() {
+            // Every producer would give its place away at once, Exclusive ones included.
+            return Err("producer_idle_timeout must be above zero".into());
         }
         let spec = SubscriptionConfig::default();
         let subscription = SubscriptionConfig {
@@ -376,6 +390,15 @@ mod tests {
             "above the cap"
         );
         assert!(settings(&["--max-unacked", "0"], "").is_err());
+        let s = settings(
+            &["--producer-idle-timeout", "2m"],
+            "producer_idle_timeout: 10s\n",
+        )
+        .expect("resolves");
+        assert_eq!(s.producer.idle_timeout, Duration::from_secs(120));
+        let s = settings(&[], "producer_idle_timeout: 10s\n").expect("resolves");
+        assert_eq!(s.producer.idle_timeout, Duration::from_secs(10));
+        assert!(settings(&["--producer-idle-timeout", "0s"], "").is_err());
     }
 
     #[test]

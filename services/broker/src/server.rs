@@ -142,8 +142,9 @@ impl BrokerServer {
             None => None,
         };
         let catalog = Arc::new(Catalog::open(storage).await?);
-        let producers = Arc::new(ProducerRegistry::new(
+        let producers = Arc::new(ProducerRegistry::with_idle_timeout(
             config.producer.max_producers_per_topic,
+            config.producer.idle_timeout,
         ));
         let metrics = Arc::new(BrokerMetrics::new());
         let consumers = ConsumerService::with_metrics(

@@ -17,6 +17,7 @@
 mod registry;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use courier_impls::grpc::proto::danube::producer_service_server::ProducerService;
 use courier_impls::grpc::proto::danube::{
@@ -30,7 +31,9 @@ use crate::catalog::{Catalog, Dispatch, TopicEntry};
 use crate::lifecycle::Lifecycle;
 use crate::status::{catalog_status, invalid_argument, write_status};
 use crate::topic::TopicName;
-pub use registry::{ProducerRecord, ProducerRegistry, RegisterError, producer_id};
+pub use registry::{
+    DEFAULT_PRODUCER_IDLE_TIMEOUT, ProducerRecord, ProducerRegistry, RegisterError, producer_id,
+};
 
 /// The default largest encoded `StreamMessage`: 4 MiB − 64 KiB, so that a delivery (the
 /// message plus what the broker adds) stays within the 4 MiB danube-client decodes.
@@ -48,6 +51,9 @@ pub struct ProducerConfig {
     pub max_producers_per_topic: usize,
     /// Whether CreateProducer creates unknown topics (else `NotFound`).
     pub auto_create_topics: bool,
+    /// A producer not heard from (no send, no health check) for this long gives its place,
+    /// and its Exclusive claim, to the next producer registering on its topic.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -56,6 +62,7 @@ impl Default for ProducerConfig {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_producers_per_topic: 1_000,
             auto_create_topics: true,
+            idle_timeout: registry::DEFAULT_PRODUCER_IDLE_TIMEOUT,
         }
     }
 }

@@ -1,7 +1,16 @@
 //! The producers this node holds: ids, names, Exclusive access and the per-topic limit.
+//!
+//! Danube's protocol has no call to close a producer, so a producer whose client vanished
+//! would hold its place (and an Exclusive claim) for good. Every lookup of a producer (its
+//! sends, its health checks, every 5 s from a live client) marks it seen; one not seen for
+//! the idle timeout is released when another producer registers on its topic. A released
+//! producer that comes back re-attaches by its id like after a restart.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::topic::TopicName;
 
@@ -72,24 +81,71 @@ struct TopicProducers {
     exclusive: Option<String>,
 }
 
+/// A producer record and when its client was last heard of.
+#[derive(Debug)]
+struct Seen {
+    record: ProducerRecord,
+    last_seen: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Held {
-    producers: HashMap<u64, ProducerRecord>,
+    producers: HashMap<u64, Seen>,
     topics: HashMap<TopicName, TopicProducers>,
 }
+
+impl Held {
+    /// Releases the producers of `topic` other than `keep` not seen since `before`.
+    fn release_idle(&mut self, topic: &TopicName, keep: &str, before: Instant) {
+        let Some(producers) = self.topics.get_mut(topic) else {
+            return;
+        };
+        let idle: Vec<String> = producers
+            .names
+            .iter()
+            .filter(|name| *name != keep)
+            .filter(|name| {
+                self.producers
+                    .get(&producer_id(topic, name))
+                    .is_none_or(|seen| seen.last_seen < before)
+            })
+            .cloned()
+            .collect();
+        for name in idle {
+            tracing::info!(%topic, producer = %name, "producer released: its client was not heard from within the idle timeout");
+            producers.names.remove(&name);
+            if producers.exclusive.as_deref() == Some(name.as_str()) {
+                producers.exclusive = None;
+            }
+            self.producers.remove(&producer_id(topic, &name));
+        }
+    }
+}
+
+/// The default [`ProducerRegistry::with_idle_timeout`]: six missed 5 s health checks.
+pub const DEFAULT_PRODUCER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The producers held by this node (short locks, never across an `.await`).
 #[derive(Debug)]
 pub struct ProducerRegistry {
     max_per_topic: usize,
+    idle_timeout: Duration,
     held: Mutex<Held>,
 }
 
 impl ProducerRegistry {
-    /// No producers; at most `max_per_topic` per topic.
+    /// No producers; at most `max_per_topic` per topic; idle ones released after
+    /// [`DEFAULT_PRODUCER_IDLE_TIMEOUT`].
     pub fn new(max_per_topic: usize) -> ProducerRegistry {
+        ProducerRegistry::with_idle_timeout(max_per_topic, DEFAULT_PRODUCER_IDLE_TIMEOUT)
+    }
+
+    /// No producers; at most `max_per_topic` per topic; a producer not seen (no send, no
+    /// health check) for `idle_timeout` is released when another registers on its topic.
+    pub fn with_idle_timeout(max_per_topic: usize, idle_timeout: Duration) -> ProducerRegistry {
         ProducerRegistry {
             max_per_topic,
+            idle_timeout,
             held: Mutex::new(Held::default()),
         }
     }
@@ -104,8 +160,12 @@ impl ProducerRegistry {
         exclusive: bool,
     ) -> Result<u64, RegisterError> {
         let id = producer_id(topic, name);
+        let now = Instant::now();
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(record) = held.producers.get(&id)
+        if let Some(before) = now.checked_sub(self.idle_timeout) {
+            held.release_idle(topic, name, before);
+        }
+        if let Some(Seen { record, .. }) = held.producers.get(&id)
             && (record.topic != *topic || record.name != name)
         {
             return Err(RegisterError::IdCollision {
@@ -141,22 +201,23 @@ impl ProducerRegistry {
         producers.names.insert(name.to_owned());
         held.producers.insert(
             id,
-            ProducerRecord {
-                topic: topic.clone(),
-                name: name.to_owned(),
+            Seen {
+                record: ProducerRecord {
+                    topic: topic.clone(),
+                    name: name.to_owned(),
+                },
+                last_seen: now,
             },
         );
         Ok(id)
     }
 
-    /// The producer with `id`, if held here.
+    /// The producer with `id`, if held here; marks it seen.
     pub fn get(&self, id: u64) -> Option<ProducerRecord> {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .producers
-            .get(&id)
-            .cloned()
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = held.producers.get_mut(&id)?;
+        seen.last_seen = Instant::now();
+        Some(seen.record.clone())
     }
 
     /// How many producers are held here.
@@ -173,13 +234,9 @@ impl ProducerRegistry {
         self.len() == 0
     }
 
-    /// Whether producer `id` is held here.
+    /// Whether producer `id` is held here; marks it seen.
     pub fn holds(&self, id: u64) -> bool {
-        self.held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .producers
-            .contains_key(&id)
+        self.get(id).is_some()
     }
 }
 
@@ -251,5 +308,53 @@ mod tests {
                 name: "owner".into()
             })
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exclusive_producer_not_heard_from_is_released_for_another() {
+        let idle = Duration::from_secs(30);
+        let registry = ProducerRegistry::with_idle_timeout(2, idle);
+        let solo = topic("/default/solo");
+        let owner = registry.register(&solo, "owner", true).expect("exclusive");
+        // Health checks keep it: well past the timeout in total, never idle that long.
+        for _ in 0..4 {
+            tokio::time::advance(idle / 2).await;
+            assert!(registry.holds(owner));
+            assert!(matches!(
+                registry.register(&solo, "other", true),
+                Err(RegisterError::Exclusive { ref holder, .. }) if holder == "owner"
+            ));
+        }
+        // Its client vanishes: after the timeout another takes the topic, exclusively.
+        tokio::time::advance(idle + Duration::from_millis(1)).await;
+        let other = registry.register(&solo, "other", true).expect("released");
+        assert!(!registry.holds(owner), "released");
+        assert_eq!(registry.len(), 1);
+        // The old one coming back is refused while the new one is alive.
+        assert!(matches!(
+            registry.register(&solo, "owner", false),
+            Err(RegisterError::Exclusive { ref holder, .. }) if holder == "other"
+        ));
+        assert!(registry.holds(other));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_producers_free_their_place_under_the_limit() {
+        let idle = Duration::from_secs(30);
+        let registry = ProducerRegistry::with_idle_timeout(2, idle);
+        let orders = topic("/default/orders");
+        let gone = registry.register(&orders, "gone", false).expect("first");
+        tokio::time::advance(idle / 2).await;
+        let live = registry.register(&orders, "live", false).expect("second");
+        assert!(matches!(
+            registry.register(&orders, "third", false),
+            Err(RegisterError::Limit { limit: 2, .. })
+        ));
+        tokio::time::advance(idle / 2 + Duration::from_millis(1)).await;
+        registry
+            .register(&orders, "third", false)
+            .expect("gone's place");
+        assert!(!registry.holds(gone));
+        assert!(registry.holds(live));
     }
 }
