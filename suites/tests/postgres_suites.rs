@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use courier::impls::postgres::{
     KEYED_LOOKUP_SQL, PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage,
 };
-use courier::storage::{CreateOutcome, KeyedRecord, StreamConfig, StreamName, StreamStorage};
+use courier::storage::{
+    CreateOutcome, KeyedOutcome, KeyedRecord, StreamConfig, StreamName, StreamStorage,
+};
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
 use courier_testkit::suites::{BusFactory, StorageFactory};
@@ -185,4 +187,164 @@ async fn keyed_lookups_probe_their_keys_even_on_a_stream_new_to_the_statistics()
         "{plan}"
     );
     assert!(!plan.contains("Rows Removed by Filter"), "{plan}");
+}
+
+/// A database that schema step 2 made (primary key `(stream, key)`, index `(stream,
+/// committed_ms)`) and that holds keyed records migrates to step 3 on connect, and its existing
+/// keys keep deduplicating: a repeat of an old key inside the window answers `Duplicate` with
+/// the tag that committed it, per stream, and once the window has passed it is written again.
+///
+/// The records are written by today's code into a scratch schema and copied into a schema laid
+/// out as step 2 left it: the rows of every table are the same at steps 2 and 3, only the
+/// dedup table's keys and index differ, so that table is built here as step 2 built it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_2_database_with_keyed_records_migrates_and_keeps_deduplicating_them() {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
+    const OLD_KEYS: usize = 100;
+    let factory = PgFactory::start().await;
+    let scratch = format!("{}_scratch", factory.schema);
+    let writer = PgStreamStorage::connect(
+        &factory.url,
+        PgStorageConfig::default()
+            .with_schema(scratch.clone())
+            .with_clock(factory.clock.shared()),
+    )
+    .await
+    .expect("connect the scratch schema");
+    let keyed = |key: String, tag: String| KeyedRecord::new(key, tag.clone(), tag).expect("valid");
+    let events = StreamName::new("ingest/app-1").expect("name");
+    let other = StreamName::new("ingest/app-2").expect("name");
+    for (stream, tag_prefix) in [(&events, "t"), (&other, "other-t")] {
+        writer
+            .create(
+                stream,
+                StreamConfig::with_content_type("application/json"),
+                vec![],
+            )
+            .await
+            .expect("create");
+        let records = (0..OLD_KEYS)
+            .map(|i| keyed(format!("k{i}"), format!("{tag_prefix}{i}")))
+            .collect();
+        let outcomes = writer
+            .append_keyed(stream, records, WINDOW)
+            .await
+            .expect("append_keyed");
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, KeyedOutcome::Appended { .. }))
+        );
+    }
+    drop(writer);
+
+    let (old, scratch) = (format!("\"{}\"", factory.schema), format!("\"{scratch}\""));
+    let copy = |table: &str| {
+        format!(
+            "CREATE TABLE {old}.{table} (LIKE {scratch}.{table} INCLUDING ALL);
+             INSERT INTO {old}.{table} SELECT * FROM {scratch}.{table};"
+        )
+    };
+    factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!(
+            "CREATE SCHEMA {old};
+             {streams} {records} {producers}
+             CREATE TABLE {old}.courier_dedup_keys (
+                 stream TEXT NOT NULL,
+                 key TEXT NOT NULL,
+                 tag TEXT NOT NULL,
+                 committed_ms BIGINT NOT NULL,
+                 PRIMARY KEY (stream, key)
+             );
+             CREATE INDEX courier_dedup_keys_age ON {old}.courier_dedup_keys (stream, committed_ms);
+             INSERT INTO {old}.courier_dedup_keys (stream, key, tag, committed_ms)
+                 SELECT stream, key, tag, committed_ms FROM {scratch}.courier_dedup_keys;
+             CREATE TABLE {old}.courier_schema_version (version BIGINT NOT NULL);
+             INSERT INTO {old}.courier_schema_version (version) VALUES (1), (2);
+             DROP SCHEMA {scratch} CASCADE;",
+            streams = copy("courier_streams"),
+            records = copy("courier_records"),
+            producers = copy("courier_producers"),
+        ))
+        .await
+        .expect("a step 2 schema with keyed records");
+
+    // Connecting migrates.
+    let storage = StorageFactory::connect(&factory).await;
+    let layout = factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!(
+            "SELECT (SELECT max(version) FROM {old}.courier_schema_version)::text,
+                    (SELECT count(*) FROM {old}.courier_dedup_keys)::text,
+                    string_agg(indexdef, ' | ' ORDER BY indexname)
+               FROM pg_indexes
+              WHERE schemaname = '{}' AND tablename = 'courier_dedup_keys'",
+            factory.schema
+        ))
+        .await
+        .expect("layout");
+    let layout: Vec<String> = layout.into_iter().flatten().flatten().collect();
+    assert_eq!(layout[0], "3", "{layout:?}");
+    assert_eq!(layout[1], (2 * OLD_KEYS).to_string(), "{layout:?}");
+    assert!(
+        layout[2].contains("UNIQUE INDEX courier_dedup_keys_pkey ON")
+            && layout[2].contains("(key, stream)"),
+        "{layout:?}"
+    );
+    assert!(
+        layout[2].contains(r#"(stream COLLATE "C", committed_ms)"#),
+        "{layout:?}"
+    );
+    assert!(!layout[2].contains("courier_dedup_keys_age"), "{layout:?}");
+
+    // Old keys inside the window: duplicates with the tags that committed them, per stream;
+    // a new key is written, and a repeat inside the call is a duplicate of it.
+    let duplicate = |tag: &str| KeyedOutcome::Duplicate { tag: tag.into() };
+    let outcomes = storage
+        .append_keyed(
+            &events,
+            vec![
+                keyed("k5".into(), "retry-5".into()),
+                keyed("new".into(), "new".into()),
+                keyed("k99".into(), "retry-99".into()),
+                keyed("new".into(), "new-again".into()),
+            ],
+            WINDOW,
+        )
+        .await
+        .expect("append_keyed after the migration");
+    assert_eq!(outcomes[0], duplicate("t5"));
+    assert!(matches!(outcomes[1], KeyedOutcome::Appended { .. }));
+    assert_eq!(outcomes[2], duplicate("t99"));
+    assert_eq!(outcomes[3], duplicate("new"));
+    let outcomes = storage
+        .append_keyed(&other, vec![keyed("k5".into(), "retry".into())], WINDOW)
+        .await
+        .expect("append_keyed to the other stream");
+    assert_eq!(outcomes, [duplicate("other-t5")]);
+    let read = storage
+        .read(&events, None, courier::storage::ReadLimits::default())
+        .await
+        .expect("read");
+    let tags: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(tags.len(), OLD_KEYS + 1, "the old records and the new one");
+    assert_eq!((tags[5], tags[OLD_KEYS]), (&b"t5"[..], &b"new"[..]));
+
+    // Past the window the old keys expire through the new index: written again.
+    factory
+        .clock
+        .advance(WINDOW + std::time::Duration::from_secs(1));
+    let outcomes = storage
+        .append_keyed(&events, vec![keyed("k5".into(), "later".into())], WINDOW)
+        .await
+        .expect("append_keyed after the window");
+    assert!(
+        matches!(outcomes[..], [KeyedOutcome::Appended { .. }]),
+        "{outcomes:?}"
+    );
 }
