@@ -1,6 +1,8 @@
 //! The Rust SDK against a real `courier ingest` through a fault-injecting proxy (spec cases I11
 //! and I17): an answer held past the client's timeout is retried and stored once; 10 000 events
-//! through a seeded schedule of 5xx, resets and delays arrive once each.
+//! through a seeded schedule of 5xx, resets and delays arrive once each. The retries of batches
+//! the server had stored are caught by the storage's keyed append, so each case runs on SQLite
+//! and on real Redis and Postgres (a fresh database on the run's shared server).
 
 #[path = "ingest/fault_proxy.rs"]
 mod fault_proxy;
@@ -11,6 +13,7 @@ use std::time::Duration;
 
 use courier::impls::retry::ExponentialBackoff;
 use courier::ingest::sdk::{CloseReport, Event, IngestClient, Stats};
+use courier_testkit::fixtures::{Postgres, Redis};
 use fault_proxy::{Fault, FaultProxy, seeded_schedule};
 use node::{APP, IngestNode, KEY, Steps, copies_by_key, stored_events};
 
@@ -60,12 +63,46 @@ async fn track_flush_close(client: &IngestClient, name: &str, n: u64) -> (CloseR
     (report, client.stats())
 }
 
-/// A `courier ingest` process on SQLite in a fresh directory (kept alive by the first value).
-async fn sqlite_node() -> (tempfile::TempDir, String, IngestNode) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let storage = format!("sqlite:{}", dir.path().join("ingest.db").display());
-    let server = IngestNode::start(&storage, dir.path()).await;
-    (dir, storage, server)
+/// The storage a case runs on, kept alive for the case: its `--storage` value and what backs it.
+struct Storage {
+    spec: String,
+    dir: tempfile::TempDir,
+    _server: Option<Box<dyn std::any::Any>>,
+}
+
+impl Storage {
+    async fn sqlite() -> Storage {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = format!("sqlite:{}", dir.path().join("ingest.db").display());
+        Storage {
+            spec,
+            dir,
+            _server: None,
+        }
+    }
+
+    async fn redis() -> Storage {
+        let redis = Redis::start().await.expect("redis fixture");
+        Storage {
+            spec: redis.url(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            _server: Some(Box::new(redis)),
+        }
+    }
+
+    async fn postgres() -> Storage {
+        let postgres = Postgres::shared().await.expect("postgres fixture");
+        Storage {
+            spec: postgres.url(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            _server: Some(Box::new(postgres)),
+        }
+    }
+
+    /// A `courier ingest` process on this storage, logging into the case's directory.
+    async fn node(&self) -> IngestNode {
+        IngestNode::start(&self.spec, self.dir.path()).await
+    }
 }
 
 fn client(endpoint: &str, timeout: Duration, batch_size: usize) -> IngestClient {
@@ -83,10 +120,27 @@ fn client(endpoint: &str, timeout: Duration, batch_size: usize) -> IngestClient 
         .expect("client builds")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
+/// One `#[tokio::test]` per storage running `$case(Storage::$storage().await)`.
+macro_rules! on_each_storage {
+    ($case:ident: $($test:ident = $storage:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $case(Storage::$storage().await).await;
+            }
+        )+
+    };
+}
+
+on_each_storage!(answer_past_the_client_timeout_is_retried_and_stored_once:
+    i11_an_answer_past_the_client_timeout_is_retried_and_stored_once_on_sqlite = sqlite,
+    i11_an_answer_past_the_client_timeout_is_retried_and_stored_once_on_redis = redis,
+    i11_an_answer_past_the_client_timeout_is_retried_and_stored_once_on_postgres = postgres,
+);
+
+async fn answer_past_the_client_timeout_is_retried_and_stored_once(storage: Storage) {
     let steps = Steps::start();
-    let (_dir, storage, server) = sqlite_node().await;
+    let server = storage.node().await;
     // The first request reaches the server, which stores it; its answer is held 1 s, past the
     // client's 500 ms timeout. Every later request passes.
     let mut first = true;
@@ -115,7 +169,7 @@ async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
         duplicates.is_some_and(|d| d >= EVENTS as f64),
         "{duplicates:?}"
     );
-    assert_each_seq_once(&stored_events(&storage, APP).await, EVENTS);
+    assert_each_seq_once(&stored_events(&storage.spec, APP).await, EVENTS);
     steps.step("done");
 }
 
@@ -123,10 +177,15 @@ async fn i11_an_answer_past_the_client_timeout_is_retried_and_stored_once() {
 const STORED: &str = r#"courier_ingest_events_total{outcome="accepted"}"#;
 const DUPLICATES: &str = r#"courier_ingest_events_total{outcome="duplicate"}"#;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each() {
+on_each_storage!(ten_thousand_events_through_a_fault_proxy_arrive_once_each:
+    i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each_on_sqlite = sqlite,
+    i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each_on_redis = redis,
+    i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each_on_postgres = postgres,
+);
+
+async fn ten_thousand_events_through_a_fault_proxy_arrive_once_each(storage: Storage) {
     let steps = Steps::start();
-    let (_dir, storage, server) = sqlite_node().await;
+    let server = storage.node().await;
     // Per request: pass 55, 503 12, 500 5, reset before forwarding 10, reset after the server
     // stored it 10, a delay under the timeout 6, a delay past it 2 (weights).
     let schedule = seeded_schedule(
@@ -157,6 +216,6 @@ async fn i17_ten_thousand_events_through_a_fault_proxy_arrive_once_each() {
     // came back as duplicates, and nothing was stored twice.
     assert_eq!(server.metric(STORED).await, Some(EVENTS as f64));
     assert!(server.metric(DUPLICATES).await.is_some_and(|d| d > 0.0));
-    assert_each_seq_once(&stored_events(&storage, APP).await, EVENTS);
+    assert_each_seq_once(&stored_events(&storage.spec, APP).await, EVENTS);
     steps.step("done");
 }

@@ -192,9 +192,16 @@ pub(crate) async fn stored_events(spec: &str, app: &str) -> Vec<serde_json::Valu
 async fn read_all(store: &dyn StreamStorage, name: &StreamName) -> Vec<serde_json::Value> {
     let mut records = Vec::new();
     let mut from: Option<Offset> = None;
+    // Pages of 1 000: the Redis storage's commands time out after 500 ms (redis-rs's default
+    // response timeout), which one read of the default 10 000 records (~4 MiB) exceeded on a
+    // loaded machine.
+    let page = ReadLimits {
+        max_records: 1_000,
+        ..ReadLimits::default()
+    };
     // Bounded: each round returns at least one record or says up to date.
     for _ in 0..10_000 {
-        let batch = match store.read(name, from.clone(), ReadLimits::default()).await {
+        let batch = match store.read(name, from.clone(), page).await {
             Ok(batch) => batch,
             Err(StorageError::NotFound { .. }) => return records,
             Err(e) => panic!("read {name}: {e}"),
