@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
+use courier::broker::consumer::ConsumerConfig;
 use courier::broker::directory::NodeUrls;
 use courier::broker::ownership::OwnershipConfig;
 use courier::broker::producer::ProducerConfig;
@@ -27,7 +28,8 @@ pub(crate) struct BrokerArgs {
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
     /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every,
-    /// metrics_addr, producer_idle_timeout).
+    /// metrics_addr, producer_idle_timeout, max_subscriptions_per_topic,
+    /// max_consumers_per_subscription).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
@@ -69,6 +71,14 @@ pub(crate) struct BrokerArgs {
     /// Reliable: redeliveries before a message is dead-lettered [default: 5].
     #[arg(long, env = "COURIER_BROKER_MAX_REDELIVERIES")]
     max_redeliveries: Option<u32>,
+    /// Subscriptions per topic (each partition alone); more are refused `ResourceExhausted`
+    /// [default: 1000].
+    #[arg(long, env = "COURIER_BROKER_MAX_SUBSCRIPTIONS_PER_TOPIC")]
+    max_subscriptions_per_topic: Option<usize>,
+    /// Consumers attached to one subscription; more are refused `ResourceExhausted`
+    /// [default: 1000].
+    #[arg(long, env = "COURIER_BROKER_MAX_CONSUMERS_PER_SUBSCRIPTION")]
+    max_consumers_per_subscription: Option<usize>,
     /// Non-reliable: messages queued per consumer; more are dropped [default: 1000].
     #[arg(long, env = "COURIER_BROKER_CONSUMER_QUEUE")]
     consumer_queue: Option<usize>,
@@ -119,6 +129,8 @@ struct FileConfig {
     metrics_addr: Option<SocketAddr>,
     #[serde(default, with = "config::duration")]
     producer_idle_timeout: Option<Duration>,
+    max_subscriptions_per_topic: Option<usize>,
+    max_consumers_per_subscription: Option<usize>,
 }
 
 /// Cluster settings given (the node's URLs are known only once listening).
@@ -151,6 +163,8 @@ struct Settings {
     advertised_url: Option<String>,
     producer: ProducerConfig,
     subscription: SubscriptionConfig,
+    /// (subscriptions per topic, consumers per subscription).
+    consumer_caps: (usize, usize),
     cluster: Option<ClusterSettings>,
     /// Off unless given: a default port would collide between nodes on one host.
     metrics_addr: Option<SocketAddr>,
@@ -221,6 +235,21 @@ impl Settings {
         if subscription.nack_delay > subscription.max_nack_delay {
             return Err("nack_delay must not exceed max_nack_delay".into());
         }
+        let consumer_defaults = ConsumerConfig::default();
+        let consumer_caps = (
+            args.max_subscriptions_per_topic
+                .or(file.max_subscriptions_per_topic)
+                .unwrap_or(consumer_defaults.max_subscriptions_per_topic),
+            args.max_consumers_per_subscription
+                .or(file.max_consumers_per_subscription)
+                .unwrap_or(consumer_defaults.max_consumers_per_subscription),
+        );
+        if consumer_caps.0 == 0 || consumer_caps.1 == 0 {
+            return Err(
+                "max_subscriptions_per_topic and max_consumers_per_subscription must be at least 1"
+                    .into(),
+            );
+        }
         let advertised_url = args.advertised_url.or(file.advertised_url);
         let metrics_addr = args.metrics_addr.or(file.metrics_addr);
         if let Some(url) = &advertised_url {
@@ -236,6 +265,7 @@ impl Settings {
             metrics_addr,
             producer,
             subscription,
+            consumer_caps,
             cluster: args
                 .cluster
                 .or(file.cluster)
@@ -287,6 +317,10 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     let mut config = BrokerConfig::new(urls.clone());
     config.producer = settings.producer.clone();
     config.consumer.subscription = settings.subscription.clone();
+    (
+        config.consumer.max_subscriptions_per_topic,
+        config.consumer.max_consumers_per_subscription,
+    ) = settings.consumer_caps;
     if let Some(cluster) = &settings.cluster {
         config.cluster = Some(cluster.config(&urls)?);
     }
@@ -399,6 +433,17 @@ mod tests {
         let s = settings(&[], "producer_idle_timeout: 10s\n").expect("resolves");
         assert_eq!(s.producer.idle_timeout, Duration::from_secs(10));
         assert!(settings(&["--producer-idle-timeout", "0s"], "").is_err());
+        assert_eq!(
+            settings(&[], "").expect("defaults").consumer_caps,
+            (1000, 1000)
+        );
+        let s = settings(
+            &["--max-consumers-per-subscription", "5"],
+            "max_subscriptions_per_topic: 3\nmax_consumers_per_subscription: 4\n",
+        )
+        .expect("resolves");
+        assert_eq!(s.consumer_caps, (3, 5));
+        assert!(settings(&["--max-subscriptions-per-topic", "0"], "").is_err());
     }
 
     #[test]

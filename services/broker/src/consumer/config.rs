@@ -24,6 +24,10 @@ pub struct ConsumerConfig {
     /// subscribes to its subscription (its unacked messages go to the others; health checks
     /// answer `CLOSE` for it from then on). Default 60 s.
     pub idle_consumer_grace: Duration,
+    /// Subscriptions one topic (each partition alone) may have on this node. Default 1000.
+    pub max_subscriptions_per_topic: usize,
+    /// Consumers one subscription may have attached at once. Default 1000.
+    pub max_consumers_per_subscription: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -36,6 +40,8 @@ impl Default for ConsumerConfig {
             storage_wait: Duration::from_secs(30),
             read_batch: 256,
             idle_consumer_grace: Duration::from_secs(60),
+            max_subscriptions_per_topic: 1_000,
+            max_consumers_per_subscription: 1_000,
         }
     }
 }

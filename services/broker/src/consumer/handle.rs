@@ -165,6 +165,7 @@ impl SubscriptionHandle {
         id: u64,
         name: &str,
         filters: Vec<String>,
+        max_consumers: usize,
     ) -> Result<(Attached, Vec<u64>), SubscribeError> {
         let now = self.clock.now_ms();
         let idle: Vec<u64> = {
@@ -188,9 +189,20 @@ impl SubscriptionHandle {
                     Engine::Live(live) => live.remove(*id),
                 };
             }
-            match &mut *engine {
-                Engine::Reliable(state) => state.engine.subscribe(kind, id, name, filters),
-                Engine::Live(live) => live.subscribe(kind, id, name, filters),
+            let attached = match &*engine {
+                Engine::Reliable(state) => state.engine.consumers().len(),
+                Engine::Live(live) => live.consumers().len(),
+            };
+            // An Exclusive subscription holds one consumer, and a same-name one takes over.
+            if attached >= max_consumers && kind != SubscriptionType::Exclusive {
+                Err(SubscribeError::TooManyConsumers {
+                    limit: max_consumers,
+                })
+            } else {
+                match &mut *engine {
+                    Engine::Reliable(state) => state.engine.subscribe(kind, id, name, filters),
+                    Engine::Live(live) => live.subscribe(kind, id, name, filters),
+                }
             }
         };
         let attached = match attached {

@@ -220,12 +220,25 @@ impl ConsumerService {
             return Err(Status::unavailable("the broker is shutting down"));
         }
         let key = (entry.name().clone(), name.clone());
-        let cell = self
-            .registry()
-            .subscriptions
-            .entry(key)
-            .or_default()
-            .clone();
+        let cell = {
+            let mut registry = self.registry();
+            if !registry.subscriptions.contains_key(&key) {
+                let limit = self.shared.config.max_subscriptions_per_topic;
+                let on_topic = registry
+                    .subscriptions
+                    .keys()
+                    .filter(|(topic, _)| topic == entry.name())
+                    .count();
+                if on_topic >= limit {
+                    return Err(Status::resource_exhausted(format!(
+                        "topic {} already has {limit} subscriptions \
+                         (max_subscriptions_per_topic); {name:?} is refused",
+                        entry.name()
+                    )));
+                }
+            }
+            registry.subscriptions.entry(key).or_default().clone()
+        };
         let handle = cell
             .get_or_try_init(|| self.start(entry, name, kind))
             .await
@@ -369,6 +382,7 @@ fn subscribe_status(error: SubscribeError) -> Status {
             Status::failed_precondition(error.to_string())
         }
         SubscribeError::UnknownConsumer { .. } => Status::unavailable(error.to_string()),
+        SubscribeError::TooManyConsumers { .. } => Status::resource_exhausted(error.to_string()),
         _ => Status::internal(error.to_string()),
     }
 }
@@ -453,6 +467,7 @@ impl ConsumerApi for ConsumerService {
                 consumer_id,
                 &request.consumer_name,
                 request.key_filters,
+                self.shared.config.max_consumers_per_subscription,
             )
             .map_err(subscribe_status)?;
         let (attached, idle) = attached;

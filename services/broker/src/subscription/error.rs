@@ -29,6 +29,12 @@ pub enum SubscribeError {
         /// The id.
         consumer_id: u64,
     },
+    /// The subscription has as many consumers as allowed (`ResourceExhausted`).
+    #[error("the subscription already has {limit} consumers (max_consumers_per_subscription)")]
+    TooManyConsumers {
+        /// The limit.
+        limit: usize,
+    },
     /// No consumer with this id is attached (`Unavailable`: the client subscribes again).
     #[error("consumer {consumer_id} is not attached here")]
     UnknownConsumer {
@@ -40,7 +46,10 @@ pub enum SubscribeError {
 impl Classify for SubscribeError {
     fn class(&self) -> ErrorClass {
         match self {
-            SubscribeError::UnknownConsumer { .. } => ErrorClass::TRANSIENT,
+            // Consumers leave (or go idle and are detached): a later attempt may fit.
+            SubscribeError::UnknownConsumer { .. } | SubscribeError::TooManyConsumers { .. } => {
+                ErrorClass::TRANSIENT
+            }
             SubscribeError::TypeMismatch { .. }
             | SubscribeError::ExclusiveHeld { .. }
             | SubscribeError::DuplicateId { .. } => ErrorClass::Permanent,
