@@ -40,6 +40,9 @@ const server = http.createServer((req, res) => {
     },
     (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.rawHeaders)
+      // An upstream that drops mid-response drops the client's response too (no hang).
+      answer.on("aborted", () => res.destroy())
+      answer.on("error", (err) => res.destroy(err))
       answer.pipe(res)
     },
   )

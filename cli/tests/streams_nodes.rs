@@ -122,7 +122,9 @@ async fn long_poll_woken_across_nodes(a: &Service, b: &Service) {
     });
     // Real processes: nothing to observe the park by, so give the long-poll time to reach node
     // b and check it is still waiting (the append below must be a wake-up, not a catch-up read).
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A second is far more than a loopback request takes, even on a loaded machine; with
+    // wake-ups across nodes broken the poll would then answer only at its 10 s timeout.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         !poll.is_finished(),
         "node b answered the long-poll before any append"
