@@ -23,13 +23,16 @@
 
 mod auth;
 mod body;
+mod canonical;
 mod envelope;
 mod event;
+mod fresh_id;
 mod keys;
 pub mod metrics;
 mod parse;
 mod protobuf;
 mod rate;
+mod record_json;
 mod reply;
 mod response;
 mod router;

@@ -1,6 +1,7 @@
 //! The batch: its top level, its limits, and each event handed to the parser of its shape.
 
 use std::fmt;
+use std::fmt::Write as _;
 
 use courier_traits::storage::MAX_DEDUP_KEY_LEN;
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
@@ -104,8 +105,13 @@ impl EventParser {
         }
         let mut outcomes = Vec::with_capacity(raw_events.len());
         let mut violations = Vec::new();
+        // One buffer for every event's path (`events[i]`), which only errors read.
+        let mut path = String::with_capacity(16);
         for (index, raw) in raw_events.iter().enumerate() {
-            match self.parse_event(raw.get(), &format!("events[{index}]"), context) {
+            path.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(path, "events[{index}]");
+            match self.parse_event(raw.get(), &path, context) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(violation) if violations.len() < MAX_VIOLATIONS => violations.push(violation),
                 Err(_) => {}

@@ -540,22 +540,14 @@ async fn store(
     app_id: &str,
     outcomes: &[EventOutcome],
 ) -> Result<Stored, RequestError> {
-    let records: Vec<KeyedRecord> = outcomes
-        .iter()
-        .filter_map(|o| match o {
-            EventOutcome::Valid(AcceptedEvent {
-                id,
-                idempotency_key,
-                record,
-            }) => Some(KeyedRecord {
-                key: idempotency_key.clone(),
-                tag: id.clone(),
-                data: Bytes::copy_from_slice(record),
-            }),
+    let valid = || {
+        outcomes.iter().filter_map(|o| match o {
+            EventOutcome::Valid(event) => Some(event),
             EventOutcome::Rejected(_) => None,
         })
-        .collect();
-    if records.is_empty() {
+    };
+    let count = valid().count();
+    if count == 0 {
         return Ok(Stored {
             ids: Vec::new(),
             duplicates: 0,
@@ -567,15 +559,17 @@ async fn store(
         ensure_stream(state, &stream).await?;
         created_now = true;
     }
-    let mut attempt = append(state, &stream, records.clone()).await;
+    // The records are built again for the retry rather than cloned for every first attempt.
+    let records = || valid().map(keyed_record).collect::<Vec<_>>();
+    let mut attempt = append(state, &stream, records()).await;
     // A stream another node deleted or that expired since we saw it: create it again, once.
     if matches!(attempt, Err(StorageError::NotFound { .. })) && !created_now {
         forget(state, &stream);
         ensure_stream(state, &stream).await?;
-        attempt = append(state, &stream, records.clone()).await;
+        attempt = append(state, &stream, records()).await;
     }
     let outcomes = attempt.map_err(|e| storage_refusal(state, e))?;
-    if outcomes.len() != records.len() {
+    if outcomes.len() != count {
         return Err(unavailable(
             state,
             &StorageError::Backend {
@@ -585,11 +579,10 @@ async fn store(
         ));
     }
     let mut duplicates = 0;
-    let ids = records
-        .into_iter()
+    let ids = valid()
         .zip(outcomes)
-        .map(|(record, outcome)| match outcome {
-            KeyedOutcome::Appended { .. } => record.tag,
+        .map(|(event, outcome)| match outcome {
+            KeyedOutcome::Appended { .. } => event.id.clone(),
             KeyedOutcome::Duplicate { tag } => {
                 duplicates += 1;
                 tag
@@ -597,6 +590,15 @@ async fn store(
         })
         .collect();
     Ok(Stored { ids, duplicates })
+}
+
+/// The keyed record of a valid event: its idempotency key, its id as the tag.
+fn keyed_record(event: &AcceptedEvent) -> KeyedRecord {
+    KeyedRecord {
+        key: event.idempotency_key.clone(),
+        tag: event.id.clone(),
+        data: Bytes::copy_from_slice(&event.record),
+    }
 }
 
 async fn append(

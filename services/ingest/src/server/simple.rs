@@ -10,6 +10,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
+use super::fresh_id;
 use super::reply::Violation;
 
 const STRING_FIELDS: [&str; 6] = [
@@ -60,10 +61,10 @@ pub(crate) fn parse(
         // check_shape refused any other type with a 400 already.
         Some(_) => return Ok(EventOutcome::Rejected("timestamp: must be a string".into())),
     };
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = fresh_id::event_id();
     let mut idempotency_key = text(&event, "idempotency_key");
     if idempotency_key.is_empty() {
-        idempotency_key = uuid::Uuid::new_v4().to_string();
+        idempotency_key = fresh_id::idempotency_key();
     }
     event.insert("app_id".into(), context.app_id.into());
     event.insert("id".into(), id.clone().into());
