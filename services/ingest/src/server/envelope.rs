@@ -259,10 +259,10 @@ fn check_fields(desc: &MessageDescriptor, json: &Value, path: &str) -> Result<()
         let field = desc
             .get_field_by_name(key)
             .or_else(|| desc.get_field_by_json_name(key))
-            .ok_or_else(|| Violation::new(&at(key), "unknown field"))?;
+            .ok_or_else(|| Violation::new(at(key), "unknown field"))?;
         if let Some((_, other)) = named.iter().find(|(n, _)| *n == field.number()) {
             return Err(Violation::new(
-                &at(key),
+                at(key),
                 format!("duplicate field: {other} names the same field"),
             ));
         }
@@ -273,7 +273,7 @@ fn check_fields(desc: &MessageDescriptor, json: &Value, path: &str) -> Result<()
         if let Some(oneof) = field.containing_oneof() {
             if let Some((_, other)) = oneofs.iter().find(|(o, _)| *o == oneof) {
                 return Err(Violation::new(
-                    &at(key),
+                    at(key),
                     format!(
                         "{other} is set too; only one member of {} may be",
                         oneof.name()
