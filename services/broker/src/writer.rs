@@ -6,6 +6,11 @@
 //! one, so a writer whose view of the tail is stale (another node appended, or an append whose
 //! answer was lost did commit) gets `WriterSeqRegression`, reads the records after the tail it
 //! knows, and retries with the right offsets: one order, no gap, no offset used twice.
+//!
+//! Each append that succeeds is also handed, as an [`Appended`], to the topic's subscriptions
+//! on this node ([`TopicWriter::subscribe_appended`]): they deliver from it instead of reading
+//! back from storage what was just written, and fall back to reading the log whenever an
+//! [`Appended`] does not continue exactly where they are (a lag, another node's append).
 
 use std::sync::Arc;
 
@@ -14,7 +19,7 @@ use courier_traits::error::{Classify, ErrorClass};
 use courier_traits::storage::{
     AppendRequest, Offset, ReadLimits, StorageError, StreamName, StreamStorage,
 };
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +34,39 @@ const MAX_BATCH_BYTES: usize = 8 << 20;
 /// How often one batch re-reads the tail after losing the writer-sequence race before it
 /// gives up (with `Unavailable`, so the client retries).
 const MAX_REGRESSIONS: usize = 16;
+/// How many appends a subscription may fall behind the writer before it reads them back
+/// from storage instead.
+const APPENDED_QUEUE: usize = 64;
+
+/// What one append wrote, for the topic's subscriptions on this node (each message already
+/// durable).
+#[derive(Debug)]
+pub struct Appended {
+    /// The tail of the log as the writer knew it before this append: a reader that has read
+    /// up to here continues with these messages.
+    pub after: Option<Offset>,
+    /// The position just before the first message (`None` if the storage did not say).
+    pub first_position: Option<Offset>,
+    /// The tail of the log after the append.
+    pub next_position: Offset,
+    /// The dense offset of the first message.
+    pub first_offset: u64,
+    /// The messages in log order, `msg_id.topic_offset` set.
+    pub messages: Vec<StreamMessage>,
+}
+
+impl Appended {
+    /// The dense offset after the last message.
+    pub fn end_offset(&self) -> u64 {
+        self.first_offset + self.messages.len() as u64
+    }
+
+    /// Whether a reader whose next read would start at `position` continues with these
+    /// messages.
+    pub fn continues(&self, position: &Offset) -> bool {
+        self.after.as_ref() == Some(position) || self.first_position.as_ref() == Some(position)
+    }
+}
 
 /// Why a send was not written.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -78,6 +116,7 @@ struct Pending {
 pub struct TopicWriter {
     stream: StreamName,
     sends: mpsc::Sender<Pending>,
+    appended: broadcast::Sender<Arc<Appended>>,
     stop: CancellationToken,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -94,10 +133,18 @@ impl TopicWriter {
     pub fn start(storage: Arc<dyn StreamStorage>, stream: StreamName) -> TopicWriter {
         let (sends, receiver) = mpsc::channel(QUEUE);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(storage, stream.clone(), receiver, stop.clone()));
+        let (appended, _) = broadcast::channel(APPENDED_QUEUE);
+        let task = tokio::spawn(run(
+            storage,
+            stream.clone(),
+            receiver,
+            appended.clone(),
+            stop.clone(),
+        ));
         TopicWriter {
             stream,
             sends,
+            appended,
             stop,
             task: Mutex::new(Some(task)),
         }
@@ -106,6 +153,12 @@ impl TopicWriter {
     /// The log this writer appends to.
     pub fn stream(&self) -> &StreamName {
         &self.stream
+    }
+
+    /// The appends made from now on, as they become durable. A receiver that falls 64 appends
+    /// behind gets `Lagged` (read the log instead); `Closed` once the writer has stopped.
+    pub fn subscribe_appended(&self) -> broadcast::Receiver<Arc<Appended>> {
+        self.appended.subscribe()
     }
 
     /// Writes `message` (whose `msg_id` must be set: the writer fills in `topic_offset`) and
@@ -154,6 +207,7 @@ async fn run(
     storage: Arc<dyn StreamStorage>,
     stream: StreamName,
     mut sends: mpsc::Receiver<Pending>,
+    appended: broadcast::Sender<Arc<Appended>>,
     stop: CancellationToken,
 ) {
     let mut tail: Option<Tail> = None;
@@ -184,7 +238,12 @@ async fn run(
             .map(|pending| (pending.message, pending.done))
             .unzip();
         match write_batch(storage.as_ref(), &stream, &mut tail, messages).await {
-            Ok(first_offset) => {
+            Ok(written) => {
+                let first_offset = written.first_offset;
+                // Nobody subscribed: the messages are dropped here, not kept for no one.
+                if appended.receiver_count() > 0 {
+                    let _ = appended.send(Arc::new(written));
+                }
                 for (offset, done) in (first_offset..).zip(replies) {
                     let _ = done.send(Ok(offset));
                 }
@@ -199,13 +258,13 @@ async fn run(
     }
 }
 
-/// Appends `messages` with dense offsets after the tail; returns the first one's offset.
+/// Appends `messages` with dense offsets after the tail; returns what was written.
 async fn write_batch(
     storage: &dyn StreamStorage,
     stream: &StreamName,
     tail: &mut Option<Tail>,
     mut messages: Vec<StreamMessage>,
-) -> Result<u64, WriteError> {
+) -> Result<Appended, WriteError> {
     for _ in 0..MAX_REGRESSIONS {
         let known = match tail {
             Some(known) => known.clone(),
@@ -232,9 +291,15 @@ async fn write_batch(
                 let first = known.next;
                 *tail = Some(Tail {
                     next: first + messages.len() as u64,
-                    offset: Some(outcome.next_offset),
+                    offset: Some(outcome.next_offset.clone()),
                 });
-                return Ok(first);
+                return Ok(Appended {
+                    after: known.offset,
+                    first_position: outcome.first_offset,
+                    next_position: outcome.next_offset,
+                    first_offset: first,
+                    messages,
+                });
             }
             Err(StorageError::WriterSeqRegression { .. }) => {
                 *tail = Some(read_tail(storage, stream, &known).await?);

@@ -687,3 +687,147 @@ async fn a_closed_topic_log_is_not_waited_on_in_a_loop() {
     assert!(quiet(&mut stream, Duration::from_secs(120)).await);
     assert!(node.service.holds(id));
 }
+
+/// A memory storage that counts the reads and waits of one stream (the topic log), to see
+/// how often consumers go back to storage.
+struct ReadCounting {
+    inner: MemoryStreamStorage,
+    watched: StreamName,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl ReadCounting {
+    fn count(&self, name: &StreamName) {
+        if *name == self.watched {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl StreamStorage for ReadCounting {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: courier_traits::storage::StreamConfig,
+        initial: Vec<bytes::Bytes>,
+    ) -> Result<courier_traits::storage::CreateOutcome, StorageError> {
+        self.inner.create(name, config, initial).await
+    }
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<courier_traits::storage::AppendOutcome, StorageError> {
+        self.inner.append(name, request).await
+    }
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<courier_traits::storage::Offset>,
+        limits: ReadLimits,
+    ) -> Result<courier_traits::storage::ReadBatch, StorageError> {
+        self.count(name);
+        self.inner.read(name, from, limits).await
+    }
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &courier_traits::storage::Offset,
+        timeout: Duration,
+    ) -> Result<courier_traits::storage::WaitOutcome, StorageError> {
+        self.count(name);
+        self.inner.wait(name, after, timeout).await
+    }
+    async fn head(
+        &self,
+        name: &StreamName,
+    ) -> Result<courier_traits::storage::StreamInfo, StorageError> {
+        self.inner.head(name).await
+    }
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        self.inner.delete(name).await
+    }
+    fn capabilities(&self) -> courier_traits::storage::StorageCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn b4_messages_sent_one_by_one_are_delivered_without_reading_the_log_back() {
+    const SENDS: u64 = 200;
+    let orders = topic("/default/orders");
+    let storage = Arc::new(ReadCounting {
+        inner: MemoryStreamStorage::new(),
+        watched: topic_log_stream(&orders),
+        reads: Default::default(),
+    });
+    let node = start(storage.clone(), ConsumerConfig::default()).await;
+    node.create(&orders, Dispatch::Reliable).await;
+    let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
+    let mut stream = node.stream(id).await;
+    let before = storage.reads();
+    for i in 0..SENDS {
+        node.produce(&orders, i, 1, None).await;
+        let delivered = next(&mut stream, &orders).await;
+        assert_eq!(offset(&delivered), i);
+        node.ack(&delivered).await;
+    }
+    let reads = storage.reads() - before;
+    // The subscription delivers what the topic's writer hands it; it reads the log only to
+    // catch up (and once in a while to look for other nodes' appends), not per message.
+    assert!(
+        reads < 10,
+        "{reads} reads and waits of the log for {SENDS} messages"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn b4_appends_by_another_writer_are_read_from_the_log_in_order_without_duplicates() {
+    let (node, storage, orders) = orders_node().await;
+    let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
+    let mut stream = node.stream(id).await;
+    // Another node that still believes it owns the topic (spec §3: both may take sends for a
+    // while): its appends never reach this node's subscription from its writer.
+    let other = courier_broker::writer::TopicWriter::start(storage, topic_log_stream(&orders));
+    let entry = node.catalog.topic(&orders).expect("topic");
+    let mut expected = 0;
+    for round in 0..20u64 {
+        for i in 0..round % 4 {
+            let written = other
+                .append(message(&orders, None, format!("m{}", expected + i)))
+                .await
+                .expect("other node's append");
+            assert_eq!(written, expected + i);
+        }
+        expected += round % 4;
+        let written = entry
+            .publish(message(&orders, None, format!("m{expected}")))
+            .await
+            .expect("this node's append");
+        assert_eq!(written, expected, "offsets stay dense across both writers");
+        expected += 1;
+    }
+    for wanted in 0..expected {
+        let delivered = next(&mut stream, &orders).await;
+        assert_eq!(offset(&delivered), wanted, "in log order, once");
+        node.ack(&delivered).await;
+    }
+    // Only the other node appends now: its message still arrives (the log is looked at).
+    let last = other
+        .append(message(&orders, None, format!("m{expected}")))
+        .await
+        .expect("appended");
+    let delivered = next(&mut stream, &orders).await;
+    assert_eq!(offset(&delivered), last);
+    node.ack(&delivered).await;
+    assert!(
+        quiet(&mut stream, Duration::from_secs(60)).await,
+        "no duplicate"
+    );
+    other.stop().await;
+}

@@ -42,7 +42,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::{Catalog, Dispatch, TopicEntry};
+use crate::catalog::{Catalog, Dispatch, TopicDelivery, TopicEntry};
 use crate::directory::{Owner, TopicView};
 use crate::metrics::BrokerMetrics;
 use crate::status::invalid_argument;
@@ -290,6 +290,11 @@ impl ConsumerService {
                 )
             }
             (Dispatch::Reliable, _, Some(log)) => {
+                // Before the cursor is read, so that no append after it goes unannounced.
+                let appended = match entry.delivery() {
+                    TopicDelivery::Log(writer) => Some(writer.subscribe_appended()),
+                    TopicDelivery::Live(_) => None,
+                };
                 let storage = shared.catalog.storage().clone();
                 let stream = cursor_stream(&topic, name);
                 let rotate = shared.config.cursor_rotate_every;
@@ -341,6 +346,7 @@ impl ConsumerService {
                     log.clone(),
                     shared.clock,
                     shared.config.clone(),
+                    appended,
                 );
                 (handle, tokio::spawn(pump.run()))
             }

@@ -1,6 +1,13 @@
 //! Each subscription's task: for a reliable one it reads the topic log into the window, runs
 //! the engine's timers, stores dead letters and checkpoints the cursor (debounced); for a live
 //! one it moves the topic's fan-out into the engine. It stops with its subscription's token.
+//!
+//! A reliable subscription reads the log from storage only to catch up (at the start, after
+//! a full window, a lag or a gap); once caught up it takes what the topic's writer on this
+//! node [appended](crate::writer::Appended) straight from the writer, as long as each append
+//! continues exactly where the subscription is, and otherwise reads the log again. It also
+//! reads the log whenever its timer fires with nothing due, so that appends made through
+//! another node (a paused owner, see [`crate::ownership`]) are not missed for long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +18,7 @@ use courier_traits::storage::{
     AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage, WaitOutcome,
 };
 use tokio::sync::broadcast;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::checkpoint::{Checkpoint, CursorStore};
 use super::clock::TokioClock;
@@ -18,6 +26,7 @@ use super::config::ConsumerConfig;
 use super::handle::{Engine, SubscriptionHandle};
 use super::names::dead_letter_stream;
 use crate::catalog::{decode_record, encode_record};
+use crate::writer::Appended;
 
 /// The attribute of a dead letter naming why it was given up on.
 pub const DEAD_LETTER_REASON: &str = "courier-dead-letter-reason";
@@ -47,6 +56,12 @@ pub(crate) struct ReliablePump {
     dead_letter_stream_created: bool,
     /// The log was closed: waiting on it would return at once, forever.
     log_closed: bool,
+    /// What the topic's writer on this node appends (`None`: only the log is read).
+    appended: Option<broadcast::Receiver<Arc<Appended>>>,
+    /// The log must be read from storage before appends are taken from the writer again.
+    behind: bool,
+    /// The dense offset of the next record to read, once known.
+    read_next: Option<u64>,
 }
 
 enum Step {
@@ -62,6 +77,7 @@ impl ReliablePump {
         log: StreamName,
         clock: TokioClock,
         config: ConsumerConfig,
+        appended: Option<broadcast::Receiver<Arc<Appended>>>,
     ) -> ReliablePump {
         ReliablePump {
             handle,
@@ -72,6 +88,9 @@ impl ReliablePump {
             config,
             dead_letter_stream_created: false,
             log_closed: false,
+            appended,
+            behind: true,
+            read_next: None,
         }
     }
 
@@ -117,7 +136,14 @@ impl ReliablePump {
             state.engine.tick();
         }
         self.handle.deliveries.notify_waiters();
-        let more = self.read().await?;
+        let more = if self.following() {
+            self.take_appended();
+            false
+        } else {
+            // Whatever was appended meanwhile is in the log: read it from there.
+            self.skip_appended();
+            self.read().await?
+        };
         self.settle(false).await?;
         if more {
             return Ok(Step::Continue);
@@ -140,17 +166,121 @@ impl ReliablePump {
             Engine::Live(_) => return Ok(Step::Stop),
         };
         let sleep = deadline.map_or(self.config.storage_wait, |at| self.clock.until(at));
+        let following = self.following();
         tokio::select! {
             biased;
             _ = self.handle.stop.cancelled() => return Ok(Step::Stop),
             _ = self.handle.pump.notified() => {}
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep(sleep) => {
+                // Look at the log itself now and then: another node may have appended.
+                self.behind = true;
+            }
+            // Even when the window is full or the log is being read: announcements that are
+            // not taken are dropped at once instead of piling up in the channel.
+            received = recv_appended(&mut self.appended), if self.appended.is_some() => {
+                self.on_appended(received);
+            }
             outcome = self.storage.wait(&self.log, &position, self.config.storage_wait),
-                if capacity > 0 && !self.log_closed => {
+                if capacity > 0 && !following && !self.log_closed => {
                 self.log_closed = outcome? == WaitOutcome::Closed;
             }
         }
         Ok(Step::Continue)
+    }
+
+    /// Whether new messages come from the writer (caught up) rather than from the log.
+    fn following(&self) -> bool {
+        self.appended.is_some() && !self.behind
+    }
+
+    /// Takes every append the writer has announced since the last look.
+    fn take_appended(&mut self) {
+        while self.following() {
+            let received = match self.appended.as_mut().map(broadcast::Receiver::try_recv) {
+                Some(Err(TryRecvError::Empty)) | None => return,
+                Some(Ok(appended)) => Ok(appended),
+                Some(Err(TryRecvError::Lagged(n))) => Err(RecvError::Lagged(n)),
+                Some(Err(TryRecvError::Closed)) => Err(RecvError::Closed),
+            };
+            self.on_appended(received);
+        }
+    }
+
+    /// Drops the appends announced so far: the next read of the log covers them (each is
+    /// durable before it is announced).
+    fn skip_appended(&mut self) {
+        let Some(receiver) = self.appended.as_mut() else {
+            return;
+        };
+        loop {
+            match receiver.try_recv() {
+                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+                Err(TryRecvError::Empty) => return,
+                Err(TryRecvError::Closed) => {
+                    self.appended = None;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One announcement of the writer: offered to the engine if it continues exactly where
+    /// this subscription is and fits the window; else the log is read instead.
+    fn on_appended(&mut self, received: Result<Arc<Appended>, RecvError>) {
+        let appended = match received {
+            // The next read of the log covers it (it is durable before it is announced).
+            Ok(_) if self.behind => return,
+            Ok(appended) => appended,
+            Err(RecvError::Lagged(_)) => {
+                self.behind = true;
+                return;
+            }
+            Err(RecvError::Closed) => {
+                self.appended = None;
+                self.behind = true;
+                return;
+            }
+        };
+        if self
+            .read_next
+            .is_some_and(|next| appended.end_offset() <= next)
+        {
+            // Read from the log already.
+            return;
+        }
+        let mut offered = false;
+        if let Engine::Reliable(state) = &mut *self.handle.engine() {
+            let continues = appended.continues(&state.read_position)
+                && self
+                    .read_next
+                    .is_none_or(|next| next == appended.first_offset)
+                && appended.messages.len() <= state.engine.capacity();
+            let position = appended
+                .first_position
+                .clone()
+                .or_else(|| appended.after.clone());
+            let Some(position) = position.filter(|_| continues) else {
+                self.behind = true;
+                return;
+            };
+            for message in &appended.messages {
+                let Some(offset) = message.msg_id.as_ref().map(|id| id.topic_offset) else {
+                    continue;
+                };
+                let key = routing_key(message).to_owned();
+                // Every message of the append resumes from its start: a restart re-reads the
+                // ones before it, which the engine skips (they are below its cursor).
+                if state.engine.offer(offset, &key, message.clone()) {
+                    state.positions.insert(offset, position.clone());
+                    offered = true;
+                }
+            }
+            state.read_position = appended.next_position.clone();
+            self.read_next = Some(appended.end_offset());
+        }
+        if offered {
+            self.handle.deliveries.notify_waiters();
+        }
     }
 
     /// Reads what fits in the window from the log. Returns whether more may be read now.
@@ -182,6 +312,7 @@ impl ReliablePump {
                     continue;
                 };
                 let key = routing_key(&message).to_owned();
+                self.read_next = Some(offset.saturating_add(1));
                 if state.engine.offer(offset, &key, message) {
                     state.positions.insert(offset, record.offset.clone());
                     offered = true;
@@ -189,6 +320,7 @@ impl ReliablePump {
             }
             state.read_position = batch.next_offset.clone();
         }
+        self.behind = !batch.up_to_date;
         if offered {
             self.handle.deliveries.notify_waiters();
         }
@@ -288,6 +420,16 @@ impl ReliablePump {
             .append(&stream, AppendRequest::records(records))
             .await?;
         Ok(())
+    }
+}
+
+/// The next announcement of the writer (never, without a writer to follow).
+async fn recv_appended(
+    appended: &mut Option<broadcast::Receiver<Arc<Appended>>>,
+) -> Result<Arc<Appended>, RecvError> {
+    match appended {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 
