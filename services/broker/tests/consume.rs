@@ -11,6 +11,7 @@ use courier_broker::consumer::{
     ConsumerConfig, ConsumerService, DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON, SubscriptionName,
     cursor_stream, dead_letter_stream,
 };
+use courier_broker::metrics::BrokerMetrics;
 use courier_broker::subscription::{SubscriptionConfig, SubscriptionType};
 use courier_broker::topic::TopicName;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
@@ -41,13 +42,15 @@ fn topic(name: &str) -> TopicName {
 struct Node {
     catalog: Arc<Catalog>,
     service: ConsumerService,
+    metrics: Arc<BrokerMetrics>,
     client: ConsumerServiceClient<Channel>,
     _stop: oneshot::Sender<()>,
 }
 
 async fn start(storage: Arc<dyn StreamStorage>, config: ConsumerConfig) -> Node {
     let catalog = Arc::new(Catalog::open(storage).await.expect("catalog"));
-    let service = ConsumerService::new(catalog.clone(), config);
+    let metrics = Arc::new(BrokerMetrics::new());
+    let service = ConsumerService::with_metrics(catalog.clone(), config, metrics.clone());
     let network = InProcessNetwork::new();
     let listener = network.listen(HERE).expect("listen");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -60,6 +63,7 @@ async fn start(storage: Arc<dyn StreamStorage>, config: ConsumerConfig) -> Node 
     Node {
         catalog,
         service,
+        metrics,
         client: ConsumerServiceClient::new(channels.channel(HERE).expect("channel")),
         _stop: stop,
     }
@@ -686,6 +690,99 @@ async fn a_closed_topic_log_is_not_waited_on_in_a_loop() {
     let mut stream = node.stream(id).await;
     assert!(quiet(&mut stream, Duration::from_secs(120)).await);
     assert!(node.service.holds(id));
+}
+
+impl Node {
+    /// Asserts that subscribing is refused over a cap.
+    async fn refused_over_cap(&self, topic: &TopicName, subscription: &str, consumer: &str) {
+        let refused = self
+            .subscribe_with(topic, subscription, consumer, Shared, Vec::new())
+            .await
+            .expect_err("over the cap");
+        assert_eq!(refused.code(), Code::ResourceExhausted, "{refused}");
+    }
+}
+
+/// A memory node with the reliable topic `/default/orders` and `config`.
+async fn orders_node_with(config: ConsumerConfig) -> (Node, TopicName) {
+    let (node, _) = memory_node(config).await;
+    let orders = topic("/default/orders");
+    node.create(&orders, Dispatch::Reliable).await;
+    (node, orders)
+}
+
+#[tokio::test(start_paused = true)]
+async fn subscriptions_whose_consumers_left_past_the_grace_free_their_place_under_the_cap() {
+    let config = ConsumerConfig {
+        max_subscriptions_per_topic: 2,
+        ..ConsumerConfig::default()
+    };
+    let (node, orders) = orders_node_with(config).await;
+    let kept = node.subscribe(&orders, "kept", "c", Shared).await;
+    let _kept_stream = node.stream(kept).await;
+    let left = node.subscribe(&orders, "left", "c", Shared).await;
+    let mut stream = node.stream(left).await;
+    node.produce(&orders, 0, 2, None).await;
+    let first = next(&mut stream, &orders).await;
+    assert_eq!(offset(&first), 0);
+    node.ack(&first).await;
+    drop(stream);
+    // Within the grace `left` is still in use.
+    node.refused_over_cap(&orders, "new", "c").await;
+    tokio::time::advance(Duration::from_secs(61)).await;
+    // `left` has nobody past the grace: its place goes to a new name; `kept` streams still.
+    let new = node.subscribe(&orders, "new", "c", Shared).await;
+    assert!(node.service.holds(kept) && node.service.holds(new));
+    assert!(!node.service.holds(left));
+    let gone = node
+        .receive(left)
+        .await
+        .expect_err("left with its subscription");
+    assert_eq!(gone.code(), Code::Unavailable);
+    node.refused_over_cap(&orders, "another", "c").await;
+    // Past the grace again, `left` comes back where its cursor was: m0 acked, m1 not.
+    tokio::time::advance(Duration::from_secs(61)).await;
+    let back = node.subscribe(&orders, "left", "c", Shared).await;
+    let mut stream = node.stream(back).await;
+    assert_eq!(offset(&next(&mut stream, &orders).await), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_and_nacks_count_only_what_they_settle() {
+    let (node, orders) = orders_node_with(ConsumerConfig::default()).await;
+    let id = node.subscribe(&orders, "s", "c", Shared).await;
+    let mut stream = node.stream(id).await;
+    node.produce(&orders, 0, 1, None).await;
+    let delivered = next(&mut stream, &orders).await;
+    node.ack(&delivered).await;
+    node.ack(&delivered).await;
+    node.nack(&delivered, None).await;
+    let metrics = node.metrics.topic(&orders);
+    assert_eq!(metrics.delivered.get(), 1);
+    assert_eq!(metrics.acked.get(), 1, "a duplicate ack settles nothing");
+    assert_eq!(
+        metrics.nacked.get(),
+        0,
+        "a nack of an acked message settles nothing"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn consumers_whose_stream_ended_do_not_count_against_the_consumer_cap() {
+    let config = ConsumerConfig {
+        max_consumers_per_subscription: 2,
+        ..ConsumerConfig::default()
+    };
+    let (node, orders) = orders_node_with(config).await;
+    for name in ["c1", "c2"] {
+        let id = node.subscribe(&orders, "s", name, Shared).await;
+        drop(node.stream(id).await);
+    }
+    // Reconnecting clients get new ids while the old ones are still within their grace.
+    let c3 = node.subscribe(&orders, "s", "c1", Shared).await;
+    let c4 = node.subscribe(&orders, "s", "c2", Shared).await;
+    assert!(node.service.holds(c3) && node.service.holds(c4));
+    node.refused_over_cap(&orders, "s", "c5").await;
 }
 
 /// A memory storage that counts the reads and waits of one stream (the topic log), to see

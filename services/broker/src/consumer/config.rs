@@ -25,8 +25,11 @@ pub struct ConsumerConfig {
     /// answer `CLOSE` for it from then on). Default 60 s.
     pub idle_consumer_grace: Duration,
     /// Subscriptions one topic (each partition alone) may have on this node. Default 1000.
+    /// At the cap, subscriptions nobody uses (no consumer streaming or within
+    /// `idle_consumer_grace`) are closed to make room; they reopen at their stored cursor.
     pub max_subscriptions_per_topic: usize,
-    /// Consumers one subscription may have attached at once. Default 1000.
+    /// Consumers one subscription may have attached at once, not counting those whose stream
+    /// ended (within their grace). Default 1000.
     pub max_consumers_per_subscription: usize,
 }
 

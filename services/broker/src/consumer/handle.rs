@@ -189,9 +189,11 @@ impl SubscriptionHandle {
                     Engine::Live(live) => live.remove(*id),
                 };
             }
+            // Detached consumers (stream ended, within their grace) do not count: a client
+            // reconnecting with a new id would otherwise be refused until the grace ran out.
             let attached = match &*engine {
-                Engine::Reliable(state) => state.engine.consumers().len(),
-                Engine::Live(live) => live.consumers().len(),
+                Engine::Reliable(state) => state.engine.present_consumers(),
+                Engine::Live(live) => live.present_consumers(),
             };
             // An Exclusive subscription holds one consumer, and a same-name one takes over.
             if attached >= max_consumers && kind != SubscriptionType::Exclusive {
@@ -226,6 +228,26 @@ impl SubscriptionHandle {
         }
         self.wake();
         Ok((attached, idle))
+    }
+
+    /// Whether nobody uses the subscription: no consumer has its stream open or went without
+    /// one for less than the grace, and its cursor and dead letters are stored (so stopping it
+    /// writes nothing, and opening it again reads the same cursor).
+    pub(crate) fn unused(&self) -> bool {
+        let now = self.clock.now_ms();
+        {
+            let streams = self.streams();
+            let recent = |since: &u64| now.saturating_sub(*since) < self.idle_grace_ms;
+            if !streams.open.is_empty() || streams.idle_since.values().any(recent) {
+                return false;
+            }
+        }
+        match &*self.engine() {
+            Engine::Live(_) => true,
+            Engine::Reliable(state) => {
+                state.dead_letters.is_empty() && state.cursor().1 == state.flushed
+            }
+        }
     }
 
     pub(crate) fn holds(&self, id: u64) -> bool {

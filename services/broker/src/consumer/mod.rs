@@ -15,6 +15,8 @@
 //! `Unavailable` (the client subscribes again). A consumer with no open stream still buffers
 //! (within the window, or its queue). Consumers stay attached when their stream ends (they
 //! reopen it with the same id); they leave when replaced (Exclusive) or when the service stops.
+//! A topic at its subscription cap closes its subscriptions nobody uses (no consumer streaming
+//! or within its grace, everything stored) to make room: their consumers leave with them.
 //! A node that stops serving a topic [releases](ConsumerService::release_topic) its
 //! subscriptions without checkpointing: the new owner's cursor is the one that counts.
 
@@ -69,8 +71,6 @@ pub struct ConsumerService {
     shared: Arc<Shared>,
 }
 
-type SubscriptionKey = (TopicName, SubscriptionName);
-
 #[derive(Debug)]
 struct Shared {
     catalog: Arc<Catalog>,
@@ -89,11 +89,48 @@ impl Drop for Shared {
     }
 }
 
+type SubscriptionCell = Arc<OnceCell<Arc<SubscriptionHandle>>>;
+
 #[derive(Debug, Default)]
 struct Registry {
-    /// Opened once each (opening a reliable one reads its cursor from storage).
-    subscriptions: HashMap<SubscriptionKey, Arc<OnceCell<Arc<SubscriptionHandle>>>>,
+    /// Each topic's subscriptions, opened once each (opening a reliable one reads its cursor
+    /// from storage). A topic without subscriptions has no entry.
+    subscriptions: HashMap<TopicName, HashMap<SubscriptionName, SubscriptionCell>>,
     consumers: HashMap<u64, Arc<SubscriptionHandle>>,
+}
+
+impl Registry {
+    fn cell(&self, topic: &TopicName, name: &SubscriptionName) -> Option<&SubscriptionCell> {
+        self.subscriptions.get(topic)?.get(name)
+    }
+
+    /// Whether `handle` is still the open subscription of its topic and name.
+    fn is_current(&self, handle: &Arc<SubscriptionHandle>) -> bool {
+        self.cell(&handle.topic, &handle.name)
+            .and_then(|cell| cell.get())
+            .is_some_and(|current| Arc::ptr_eq(current, handle))
+    }
+
+    /// Closes the subscriptions of `topic` that nobody uses and forgets their consumers.
+    /// Returns them, to be stopped outside the lock.
+    fn evict_unused(&mut self, topic: &TopicName) -> Vec<Arc<SubscriptionHandle>> {
+        let Some(on_topic) = self.subscriptions.get_mut(topic) else {
+            return Vec::new();
+        };
+        let mut evicted = Vec::new();
+        on_topic.retain(|_, cell| match cell.get() {
+            Some(handle) if handle.unused() => {
+                evicted.push(handle.clone());
+                false
+            }
+            _ => true,
+        });
+        if !evicted.is_empty() {
+            self.consumers
+                .retain(|_, handle| !evicted.iter().any(|gone| Arc::ptr_eq(gone, handle)));
+        }
+        evicted
+    }
 }
 
 impl ConsumerService {
@@ -131,7 +168,8 @@ impl ConsumerService {
     /// (consumers attached, subscriptions open) here.
     pub fn active(&self) -> (usize, usize) {
         let registry = self.registry();
-        (registry.consumers.len(), registry.subscriptions.len())
+        let subscriptions = registry.subscriptions.values().map(HashMap::len).sum();
+        (registry.consumers.len(), subscriptions)
     }
 
     /// The topic consumer `id` is attached to, if it is attached here.
@@ -174,14 +212,13 @@ impl ConsumerService {
     pub fn release_topic(&self, topic: &TopicName) {
         let released: Vec<Arc<SubscriptionHandle>> = {
             let mut registry = self.registry();
-            let mut released = Vec::new();
-            registry.subscriptions.retain(|(subscribed, _), cell| {
-                if subscribed != topic {
-                    return true;
-                }
-                released.extend(cell.get().cloned());
-                false
-            });
+            let released: Vec<Arc<SubscriptionHandle>> = registry
+                .subscriptions
+                .remove(topic)
+                .into_iter()
+                .flat_map(HashMap::into_values)
+                .filter_map(|cell| cell.get().cloned())
+                .collect();
             registry
                 .consumers
                 .retain(|_, handle| handle.topic != *topic);
@@ -204,8 +241,7 @@ impl ConsumerService {
         topic: &TopicName,
         subscription: &SubscriptionName,
     ) -> Option<Arc<SubscriptionHandle>> {
-        let key = (topic.clone(), subscription.clone());
-        let cell = self.registry().subscriptions.get(&key).cloned()?;
+        let cell = self.registry().cell(topic, subscription).cloned()?;
         cell.get().cloned()
     }
 
@@ -219,35 +255,44 @@ impl ConsumerService {
         if self.shared.stop.is_cancelled() {
             return Err(Status::unavailable("the broker is shutting down"));
         }
-        let key = (entry.name().clone(), name.clone());
-        let cell = {
+        let topic = entry.name();
+        let (cell, evicted) = {
             let mut registry = self.registry();
-            if !registry.subscriptions.contains_key(&key) {
-                let limit = self.shared.config.max_subscriptions_per_topic;
-                let on_topic = registry
-                    .subscriptions
-                    .keys()
-                    .filter(|(topic, _)| topic == entry.name())
-                    .count();
-                if on_topic >= limit {
+            let limit = self.shared.config.max_subscriptions_per_topic;
+            let count =
+                |registry: &Registry| registry.subscriptions.get(topic).map_or(0, HashMap::len);
+            let mut evicted = Vec::new();
+            if registry.cell(topic, name).is_none() && count(&registry) >= limit {
+                evicted = registry.evict_unused(topic);
+                if count(&registry) >= limit {
+                    drop(registry);
+                    stop_evicted(evicted);
                     return Err(Status::resource_exhausted(format!(
-                        "topic {} already has {limit} subscriptions \
-                         (max_subscriptions_per_topic); {name:?} is refused",
-                        entry.name()
+                        "topic {topic} already has {limit} subscriptions in use \
+                         (max_subscriptions_per_topic); {name:?} is refused"
                     )));
                 }
             }
-            registry.subscriptions.entry(key).or_default().clone()
+            let cell = registry
+                .subscriptions
+                .entry(topic.clone())
+                .or_default()
+                .entry(name.clone())
+                .or_default()
+                .clone();
+            (cell, evicted)
         };
-        let handle = cell
-            .get_or_try_init(|| self.start(entry, name, kind))
-            .await
-            .cloned()?;
-        let key = (entry.name().clone(), name.clone());
+        stop_evicted(evicted);
+        let handle = match cell.get_or_try_init(|| self.start(entry, name, kind)).await {
+            Ok(handle) => handle.clone(),
+            Err(status) => {
+                self.forget_unopened(topic, name, &cell);
+                return Err(status);
+            }
+        };
         let current = self
             .registry()
-            .subscriptions
-            .get(&key)
+            .cell(topic, name)
             .is_some_and(|registered| Arc::ptr_eq(registered, &cell));
         if !current {
             // The topic was released while this opened: what it loaded may be stale.
@@ -258,6 +303,24 @@ impl ConsumerService {
             )));
         }
         Ok(handle)
+    }
+
+    /// Forgets `cell` if it is still the entry of `topic` and `name` and nothing opened in it
+    /// (its start failed), so a failed start holds no place under the cap.
+    fn forget_unopened(&self, topic: &TopicName, name: &SubscriptionName, cell: &SubscriptionCell) {
+        let mut registry = self.registry();
+        let Some(on_topic) = registry.subscriptions.get_mut(topic) else {
+            return;
+        };
+        let failed = on_topic
+            .get(name)
+            .is_some_and(|current| Arc::ptr_eq(current, cell) && current.get().is_none());
+        if failed {
+            on_topic.remove(name);
+            if on_topic.is_empty() {
+                registry.subscriptions.remove(topic);
+            }
+        }
     }
 
     /// Builds a subscription's engine from its durable cursor (reliable) or the topic's
@@ -357,11 +420,10 @@ impl ConsumerService {
             }
         };
         let (handle, task) = task;
-        shared
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(task);
+        let mut tasks = shared.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        // Subscriptions closed for lack of use come and go: keep only running tasks.
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(task);
         Ok(handle)
     }
 
@@ -378,6 +440,18 @@ impl ConsumerService {
             Status::not_found(format!("subscription {name:?} on topic {topic}: not found"))
         })?;
         Ok((handle, msg_id.topic_offset))
+    }
+}
+
+/// Stops subscriptions closed for lack of use. Their cursors and dead letters are stored
+/// already, so opening them again reads the same cursor at once.
+fn stop_evicted(evicted: Vec<Arc<SubscriptionHandle>>) {
+    for handle in evicted {
+        tracing::debug!(
+            topic = %handle.topic, subscription = %handle.name,
+            "subscription closed: unused, and its topic is at max_subscriptions_per_topic"
+        );
+        handle.stop.cancel();
     }
 }
 
@@ -479,6 +553,12 @@ impl ConsumerApi for ConsumerService {
         let (attached, idle) = attached;
         {
             let mut registry = self.registry();
+            if !registry.is_current(&handle) {
+                // Closed (unused, or its topic released) while this attached: it is stopped.
+                return Err(Status::unavailable(format!(
+                    "subscription {name:?} on topic {topic} closed meanwhile: subscribe again"
+                )));
+            }
             registry.consumers.insert(consumer_id, handle.clone());
             for gone in attached.replaced.into_iter().chain(idle) {
                 registry.consumers.remove(&gone);
@@ -526,12 +606,15 @@ impl ConsumerApi for ConsumerService {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let request = request.into_inner();
         let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
-        handle.metrics.acked.inc();
-        handle.ack(
+        let settled = handle.ack(
             offset,
             courier_traits::clock::Clock::now_ms(&self.shared.clock),
             self.shared.config.cursor_flush_acks,
         );
+        // Duplicates, retries and stale offsets settle nothing: acked stays within delivered.
+        if settled {
+            handle.metrics.acked.inc();
+        }
         Ok(Response::new(AckResponse {
             request_id: request.request_id,
         }))
@@ -541,8 +624,9 @@ impl ConsumerApi for ConsumerService {
         let request = request.into_inner();
         let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
         let delay = request.delay_ms.map(Duration::from_millis);
-        handle.metrics.nacked.inc();
-        handle.nack(offset, delay, request.reason.as_deref().unwrap_or_default());
+        if handle.nack(offset, delay, request.reason.as_deref().unwrap_or_default()) {
+            handle.metrics.nacked.inc();
+        }
         Ok(Response::new(NackResponse {
             request_id: request.request_id,
         }))

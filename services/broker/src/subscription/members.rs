@@ -130,6 +130,14 @@ impl Members {
         self.members.is_empty()
     }
 
+    /// The consumers not detached (waiting for or streaming messages).
+    pub(crate) fn present(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|member| member.eligible())
+            .count()
+    }
+
     pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.members.iter().map(|member| member.id)
     }

@@ -137,6 +137,12 @@ impl<M: Clone> ReliableSubscription<M> {
         self.members.ids().collect()
     }
 
+    /// How many attached consumers are not detached: those whose stream is open or not opened
+    /// yet (a consumer whose stream ended may never come back, so caps do not count it).
+    pub fn present_consumers(&self) -> usize {
+        self.members.present()
+    }
+
     /// Consumer `id` opened its stream: it gets messages (again).
     ///
     /// Errors: [`SubscribeError::UnknownConsumer`].
