@@ -9,7 +9,7 @@ use std::time::Duration;
 use courier_broker::catalog::{LIVE_QUEUE, decode_record, topic_log_stream};
 use courier_broker::directory::NodeUrls;
 use courier_broker::lifecycle::Lifecycle;
-use courier_broker::producer::producer_id;
+use courier_broker::producer::{DEFAULT_PRODUCER_IDLE_TIMEOUT, producer_id};
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_broker::topic::TopicName;
 use courier_impls::grpc::proto::danube::discovery_client::DiscoveryClient;
@@ -552,5 +552,40 @@ async fn a_draining_node_refuses_new_work_and_closes_health() {
     ] {
         assert_eq!(error.code(), Code::Unavailable, "{error}");
     }
+    node.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_exclusive_producer_released_while_quiet_must_create_again_and_is_refused() {
+    let node = start(memory()).await;
+    let topic = "/default/solo";
+    let exclusive = ProducerRequest {
+        producer_access_mode: ProducerAccessMode::Exclusive.into(),
+        ..create_request(topic, "p", DispatchStrategy::Reliable)
+    };
+    let p = node.create(exclusive.clone()).await.expect("exclusive");
+    node.send(message(p, topic, "p", 1)).await.expect("sent");
+    // P goes quiet past the idle timeout; Q (Shared) registers and P is released.
+    tokio::time::advance(DEFAULT_PRODUCER_IDLE_TIMEOUT + Duration::from_secs(1)).await;
+    let q = node
+        .create(create_request(topic, "q", DispatchStrategy::Reliable))
+        .await
+        .expect("p released");
+    // P's next send is not re-attached as Shared beside Q: it must create again...
+    let released = node
+        .send(message(p, topic, "p", 2))
+        .await
+        .expect_err("released");
+    assert_eq!(released.code(), Code::Unavailable, "{released}");
+    assert!(released.message().contains("create"), "{released}");
+    // ... and creating it again as Exclusive is refused while Q writes.
+    let refused = node.create(exclusive).await.expect_err("q writes");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused}");
+    node.send(message(q, topic, "q", 3)).await.expect("q sends");
+    // A Shared P is welcome again.
+    node.create(create_request(topic, "p", DispatchStrategy::Reliable))
+        .await
+        .expect("shared");
+    node.send(message(p, topic, "p", 4)).await.expect("sent");
     node.stop().await;
 }

@@ -2,7 +2,8 @@
 //!
 //! - `producer_id` = [`producer_id`]`(topic, name)`: creating again is idempotent, and after a
 //!   restart a send whose id matches its `msg_id.topic_name` and `producer_name` re-attaches
-//!   silently; any other unknown id is `Unavailable` (the client re-creates).
+//!   silently; any other unknown id, and a producer released for idleness, is `Unavailable`
+//!   (the client re-creates, with its access mode).
 //! - The first producer creates the topic with its dispatch strategy (if
 //!   `auto_create_topics`); the other strategy later is `FailedPrecondition`, a plain topic
 //!   beside its partitions (or the reverse) `AlreadyExists`.
@@ -208,6 +209,14 @@ impl ProduceService {
                     )));
                 }
                 record
+            }
+            None if self.producers.was_released(id.producer_id) => {
+                // Re-attaching would make it Shared whatever its access mode: an Exclusive
+                // producer would write beside the one that took its place, unaware.
+                return Err(Status::unavailable(format!(
+                    "producer {} was released: not heard from for {:?}; create the producer again",
+                    id.producer_id, self.config.idle_timeout
+                )));
             }
             None => {
                 // Re-attach: the id is derived from (topic, name), so a match proves this is

@@ -3,10 +3,14 @@
 //! Danube's protocol has no call to close a producer, so a producer whose client vanished
 //! would hold its place (and an Exclusive claim) for good. Every lookup of a producer (its
 //! sends, its health checks, every 5 s from a live client) marks it seen; one not seen for
-//! the idle timeout is released when another producer registers on its topic. A released
-//! producer that comes back re-attaches by its id like after a restart.
+//! the idle timeout is released when another producer registers on its topic, or by the
+//! sweep of every topic that registrations and the producers gauge run at most every half
+//! timeout (so vanished producers on quiet topics do not stay). A released producer's next
+//! send is refused, to be created again with its own access mode: re-attaching it silently
+//! (as after a restart) would make an Exclusive producer a Shared one beside the producer that
+//! took its place.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -88,13 +92,68 @@ struct Seen {
     last_seen: Instant,
 }
 
+/// How many released producer ids are remembered (oldest forgotten first): a client that is
+/// quiet for longer than it takes this many others to be released re-attaches as after a
+/// restart.
+const RELEASED_REMEMBERED: usize = 4_096;
+
 #[derive(Debug, Default)]
 struct Held {
     producers: HashMap<u64, Seen>,
+    /// Topics with at least one producer.
     topics: HashMap<TopicName, TopicProducers>,
+    /// The producers released for idleness and not created again, by id, with the sequence
+    /// number of their entry in `released_order`.
+    released: HashMap<u64, u64>,
+    released_order: VecDeque<(u64, u64)>,
+    released_sequence: u64,
+    /// When the next sweep of every topic is due.
+    next_sweep: Option<Instant>,
 }
 
 impl Held {
+    /// Releases producer `name` of `topic` and remembers its id.
+    fn release(&mut self, topic: &TopicName, name: &str) {
+        tracing::info!(%topic, producer = %name, "producer released: its client was not heard from within the idle timeout");
+        if let Some(producers) = self.topics.get_mut(topic) {
+            producers.names.remove(name);
+            if producers.exclusive.as_deref() == Some(name) {
+                producers.exclusive = None;
+            }
+            if producers.names.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+        let id = producer_id(topic, name);
+        self.producers.remove(&id);
+        let sequence = self.released_sequence;
+        self.released_sequence = sequence.wrapping_add(1);
+        self.released.insert(id, sequence);
+        self.released_order.push_back((id, sequence));
+        while self.released_order.len() > RELEASED_REMEMBERED {
+            let Some((forgotten, sequence)) = self.released_order.pop_front() else {
+                break;
+            };
+            // Only the entry of its latest release: an id released again has a newer one.
+            if self.released.get(&forgotten) == Some(&sequence) {
+                self.released.remove(&forgotten);
+            }
+        }
+    }
+
+    /// Releases every producer not seen since `before`, on any topic.
+    fn sweep(&mut self, before: Instant) {
+        let idle: Vec<(TopicName, String)> = self
+            .producers
+            .values()
+            .filter(|seen| seen.last_seen < before)
+            .map(|seen| (seen.record.topic.clone(), seen.record.name.clone()))
+            .collect();
+        for (topic, name) in idle {
+            self.release(&topic, &name);
+        }
+    }
+
     /// Releases the producers of `topic` other than `keep` not seen since `before`.
     fn release_idle(&mut self, topic: &TopicName, keep: &str, before: Instant) {
         let Some(producers) = self.topics.get_mut(topic) else {
@@ -112,12 +171,7 @@ impl Held {
             .cloned()
             .collect();
         for name in idle {
-            tracing::info!(%topic, producer = %name, "producer released: its client was not heard from within the idle timeout");
-            producers.names.remove(&name);
-            if producers.exclusive.as_deref() == Some(name.as_str()) {
-                producers.exclusive = None;
-            }
-            self.producers.remove(&producer_id(topic, &name));
+            self.release(topic, &name);
         }
     }
 }
@@ -141,7 +195,9 @@ impl ProducerRegistry {
     }
 
     /// No producers; at most `max_per_topic` per topic; a producer not seen (no send, no
-    /// health check) for `idle_timeout` is released when another registers on its topic.
+    /// health check) for `idle_timeout` is released when another registers on its topic, or
+    /// within half that again by the sweep of every topic (run by registrations and
+    /// [`len`](Self::len)).
     pub fn with_idle_timeout(max_per_topic: usize, idle_timeout: Duration) -> ProducerRegistry {
         ProducerRegistry {
             max_per_topic,
@@ -162,6 +218,7 @@ impl ProducerRegistry {
         let id = producer_id(topic, name);
         let now = Instant::now();
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sweep_if_due(&mut held, now);
         if let Some(before) = now.checked_sub(self.idle_timeout) {
             held.release_idle(topic, name, before);
         }
@@ -199,6 +256,7 @@ impl ProducerRegistry {
             producers.exclusive = Some(name.to_owned());
         }
         producers.names.insert(name.to_owned());
+        held.released.remove(&id);
         held.producers.insert(
             id,
             Seen {
@@ -220,13 +278,35 @@ impl ProducerRegistry {
         Some(seen.record.clone())
     }
 
-    /// How many producers are held here.
-    pub fn len(&self) -> usize {
+    /// Whether producer `id` was released here for idleness and not created again since (its
+    /// client must create it again rather than re-attach by its id).
+    pub fn was_released(&self, id: u64) -> bool {
         self.held
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .producers
-            .len()
+            .released
+            .contains_key(&id)
+    }
+
+    /// How many producers are held here (the idle ones released first, when a sweep is due).
+    pub fn len(&self) -> usize {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.sweep_if_due(&mut held, Instant::now());
+        held.producers.len()
+    }
+
+    /// Sweeps every topic for idle producers, at most every half idle timeout: the scan is
+    /// over all producers, so it is not run on every call.
+    fn sweep_if_due(&self, held: &mut Held, now: Instant) {
+        let interval = self.idle_timeout / 2;
+        let due = *held.next_sweep.get_or_insert(now + interval);
+        if now < due {
+            return;
+        }
+        held.next_sweep = Some(now + interval);
+        if let Some(before) = now.checked_sub(self.idle_timeout) {
+            held.sweep(before);
+        }
     }
 
     /// Whether no producer is held here.
@@ -356,5 +436,43 @@ mod tests {
             .expect("gone's place");
         assert!(!registry.holds(gone));
         assert!(registry.holds(live));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_producers_on_quiet_topics_are_swept_and_their_topics_dropped() {
+        let idle = Duration::from_secs(30);
+        let registry = ProducerRegistry::with_idle_timeout(2, idle);
+        let quiet = topic("/default/quiet");
+        let busy = topic("/default/busy");
+        let gone = registry.register(&quiet, "gone", true).expect("first");
+        let live = registry.register(&busy, "live", false).expect("second");
+        assert_eq!(registry.len(), 2);
+        for _ in 0..4 {
+            tokio::time::advance(idle / 2).await;
+            assert!(registry.holds(live));
+        }
+        // Nobody registered on `quiet`: the gauge's count sweeps it all the same.
+        assert_eq!(registry.len(), 1, "the vanished producer is not counted");
+        assert!(registry.was_released(gone));
+        let topics = registry.held.lock().expect("unpoisoned").topics.len();
+        assert_eq!(topics, 1, "the empty topic entry is dropped");
+        // Creating it again clears the release.
+        registry.register(&quiet, "gone", true).expect("again");
+        assert!(!registry.was_released(gone));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_registration_sweeps_idle_producers_of_other_topics() {
+        let idle = Duration::from_secs(30);
+        let registry = ProducerRegistry::with_idle_timeout(2, idle);
+        let gone = registry
+            .register(&topic("/default/quiet"), "gone", false)
+            .expect("first");
+        tokio::time::advance(idle * 2).await;
+        registry
+            .register(&topic("/default/other"), "new", false)
+            .expect("second");
+        assert!(registry.was_released(gone));
+        assert_eq!(registry.held.lock().expect("unpoisoned").producers.len(), 1);
     }
 }
