@@ -1,15 +1,23 @@
 //! Events/s the server accepts: batches of fixed-size events over HTTP/1.1 keep-alive
 //! connections, each batch answered before the connection sends the next.
+//!
+//! The bodies of the timed run are built before it starts, so the load generator spends no
+//! CPU formatting JSON while the server competes with it for the same cores: a short warm-up
+//! (bodies built as they are sent) measures the rate, and enough bodies for
+//! [`POOL_MARGIN`] times that rate over the run are built, every event with its own key.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use courier::impls::http::HttpTransport;
 use courier::traits::transport::{Method, Request, RequestTransport};
 use serde::Deserialize;
 
 use crate::drive::{Tally, drive};
-use crate::events::EventWriter;
+use crate::events::{EVENT_BYTES, EventWriter};
 
 /// The part of the 200 body the load reads.
 #[derive(Deserialize)]
@@ -22,7 +30,7 @@ struct Accepted {
 async fn post(
     transport: &HttpTransport,
     key: &str,
-    body: String,
+    body: impl Into<Bytes>,
     expected: u64,
 ) -> Result<u64, String> {
     let request = Request::new(Method::Post, "/v1/events/batch")
@@ -60,16 +68,45 @@ async fn post(
     Ok(accepted.accepted_count)
 }
 
+/// How many times the warm-up's rate the pre-built bodies cover (the timed run is faster than
+/// the warm-up, whose load generator formats every body while it runs).
+const POOL_MARGIN: f64 = 3.0;
+
+/// The longest warm-up: long enough for a stable rate, short beside the timed run.
+const MAX_WARM_UP: Duration = Duration::from_secs(1);
+
+/// The pre-built bodies ever held at once, in bytes: a bound on the bench's memory.
+const MAX_POOL_BYTES: usize = 4 << 30;
+
+/// A timed run and how it was fed.
+#[derive(Debug)]
+pub(crate) struct Load {
+    /// The timed run.
+    pub(crate) tally: Tally,
+    /// Events accepted before it (warm-up), also in the stream.
+    pub(crate) warm_up_events: u64,
+    /// Batches of the timed run whose body was pre-built.
+    pub(crate) pre_built: usize,
+    /// Batches of the timed run that outran the pool and were formatted while it ran (0 when
+    /// the pool was large enough; otherwise the load generator competed with the server).
+    pub(crate) built_inline: u64,
+    /// The server's CPU time over the timed run alone.
+    pub(crate) server_cpu: Duration,
+}
+
 /// Drives the server at `addr` for `duration` with `connections` loops of `batch` events for
-/// `app` (key `key`); one warm-up batch first (stream creation, connection set-up).
+/// `app` (key `key`): a first batch (stream creation, connection set-up), a warm-up that
+/// sizes the pool of bodies, then the timed run from that pool, with the CPU time of the
+/// server (process `server_pid`) read around it.
 pub(crate) async fn run(
+    server_pid: u32,
     addr: &str,
     app: &str,
     key: &str,
     batch: usize,
     connections: usize,
     duration: Duration,
-) -> Result<Tally, String> {
+) -> Result<Load, String> {
     let transport = Arc::new(
         HttpTransport::new(&format!("http://{addr}"))
             .map_err(|e| format!("transport: {e}"))?
@@ -77,16 +114,69 @@ pub(crate) async fn run(
     );
     let writer = Arc::new(EventWriter::new(app)?);
     let key: Arc<str> = key.into();
-    // Event numbers of the timed run start after the warm-up's.
-    let offset = batch as u64;
     post(&transport, &key, writer.batch(0, batch), batch as u64).await?;
-    let tally = drive(connections, duration, batch, move |first| {
+    // Event numbers of each phase start after the previous phase's last.
+    let mut offset = batch as u64;
+
+    let warm_up = drive(connections, (duration / 5).min(MAX_WARM_UP), batch, {
         let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
-        async move {
-            let body = writer.batch(offset + first, batch);
-            post(&transport, &key, body, batch as u64).await
+        move |first| {
+            let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
+            async move {
+                let body = writer.batch(offset + first, batch);
+                post(&transport, &key, body, batch as u64).await
+            }
         }
     })
     .await;
-    Ok(tally)
+    if let Some(error) = warm_up.first_error {
+        return Err(format!("warm-up: {error}"));
+    }
+    // Every send took the next numbers, answered or not.
+    offset += (warm_up.batches + warm_up.failures) * batch as u64;
+
+    let wanted = warm_up.rate() * duration.as_secs_f64() * POOL_MARGIN / batch as f64;
+    let most = MAX_POOL_BYTES / (batch * (EVENT_BYTES + 1));
+    let pool_len = (wanted.ceil() as usize)
+        .saturating_add(connections)
+        .min(most);
+    let pool: Arc<Vec<Bytes>> = Arc::new(
+        (0..pool_len as u64)
+            .map(|i| Bytes::from(writer.batch(offset + i * batch as u64, batch)))
+            .collect(),
+    );
+    let built_inline = Arc::new(AtomicU64::new(0));
+    let cpu_before = crate::proc_cpu::cpu_time(server_pid)?;
+    let tally = drive(connections, duration, batch, {
+        let built_inline = built_inline.clone();
+        move |first| {
+            let (transport, writer, key, pool, built_inline) = (
+                transport.clone(),
+                writer.clone(),
+                key.clone(),
+                pool.clone(),
+                built_inline.clone(),
+            );
+            async move {
+                // `first` counts from 0 in steps of `batch`: body `first / batch` of the pool.
+                let body = match pool.get((first / batch as u64) as usize) {
+                    Some(body) => body.clone(),
+                    None => {
+                        built_inline.fetch_add(1, Ordering::Relaxed);
+                        Bytes::from(writer.batch(offset + first, batch))
+                    }
+                };
+                post(&transport, &key, body, batch as u64).await
+            }
+        }
+    })
+    .await;
+    let server_cpu = crate::proc_cpu::cpu_time(server_pid)?.saturating_sub(cpu_before);
+    Ok(Load {
+        tally,
+        warm_up_events: batch as u64 + warm_up.events,
+        pre_built: pool_len,
+        built_inline: built_inline.load(Ordering::Relaxed),
+        server_cpu,
+    })
 }

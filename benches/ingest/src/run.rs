@@ -146,22 +146,44 @@ async fn accept_row(
     let ceiling = crate::ceiling::run(backend.ceiling.clone(), batch, conns, dur).await?;
     let own = crate::proc_cpu::cpu_time(std::process::id())?.saturating_sub(own_before);
     eprintln!("{storage} batch {batch} ceiling: {ceiling:?}, bench process cpu {own:?}");
-    let cpu_before = server.cpu()?;
-    let load = crate::accept::run(&server.addr, ACCEPT_APP, ACCEPT_KEY, batch, conns, dur).await?;
-    let cpu = server.cpu()?.saturating_sub(cpu_before);
-    eprintln!("{storage} batch {batch} server: {load:?}, server cpu {cpu:?}");
+    let crate::accept::Load {
+        tally: load,
+        warm_up_events,
+        pre_built,
+        built_inline,
+        server_cpu: cpu,
+    } = crate::accept::run(
+        server.pid,
+        &server.addr,
+        ACCEPT_APP,
+        ACCEPT_KEY,
+        batch,
+        conns,
+        dur,
+    )
+    .await?;
+    eprintln!(
+        "{storage} batch {batch} server: {load:?}, server cpu {cpu:?}; bodies pre-built {pre_built}, \
+         built while timed {built_inline}"
+    );
+    if built_inline > 0 {
+        eprintln!(
+            "WARNING: {storage} batch {batch}: the pool ran out; {built_inline} bodies were \
+             formatted during the timed run (raise accept::POOL_MARGIN)"
+        );
+    }
     let _ = writeln!(
         table,
         "| {storage} | {batch} | {:.0} | {:.2} | {:.0} | {:.2} | {} |",
         load.rate(),
-        // The warm-up batch ran before the CPU reading, so it is not in either figure.
+        // The warm-up ran before the CPU reading, so it is not in either figure.
         cpu.as_secs_f64() * 1e6 / load.events.max(1) as f64,
         ceiling.rate(),
         load.rate() / ceiling.rate().max(1e-9),
         load.failures + ceiling.failures,
     );
     match (&load.first_error, &ceiling.first_error) {
-        (None, None) => Ok(load.events + batch as u64),
+        (None, None) => Ok(load.events + warm_up_events),
         (server, ceiling) => Err(format!(
             "server error: {server:?}; ceiling error: {ceiling:?}"
         )),
