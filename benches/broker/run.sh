@@ -6,7 +6,7 @@
 # the same run. Prints a markdown table; method in benches/README.md ("Broker").
 #
 #   benches/broker/run.sh
-#   DUR=5 PRODUCERS="1 16" SYSTEMS="sqlite redis postgres non-reliable jetstream" DRAIN=10 \
+#   DUR=5 PRODUCERS="1 16" SYSTEMS="sqlite sqlite-normal redis postgres non-reliable jetstream" DRAIN=10 \
 #     benches/broker/run.sh
 #   PROFILE=debug DUR=1 benches/broker/run.sh     # a smoke run of the harness only
 #
@@ -25,5 +25,5 @@ cargo build "${flag[@]}" --manifest-path benches/broker/Cargo.toml --target-dir 
 export COURIER_BIN="${COURIER_BIN:-$target/$profile/courier}"
 nats="${NATS_BIN:-nats-server}"
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); profile $profile; $("$nats" --version); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
-echo "# DUR=${DUR:-5} PRODUCERS=\"${PRODUCERS:-1 16}\" SYSTEMS=\"${SYSTEMS:-sqlite redis postgres non-reliable jetstream}\" DRAIN=${DRAIN:-10}"
+echo "# DUR=${DUR:-5} PRODUCERS=\"${PRODUCERS:-1 16}\" SYSTEMS=\"${SYSTEMS:-sqlite sqlite-normal redis postgres non-reliable jetstream}\" DRAIN=${DRAIN:-10}"
 "$target/$profile/broker-bench"

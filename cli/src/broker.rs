@@ -32,7 +32,7 @@ pub(crate) struct BrokerArgs {
     /// max_consumers_per_subscription).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
-    /// Where reliable topics and the catalog live: memory | sqlite:PATH | redis://.. |
+    /// Where reliable topics and the catalog live: memory | sqlite:PATH[?sync=normal] | redis://.. |
     /// postgres://.. [default: sqlite:./data/broker.db]
     #[arg(long, env = "COURIER_BROKER_STORAGE")]
     storage: Option<String>,

@@ -6,7 +6,7 @@ use courier::StreamStorage;
 
 /// The storages the CLI can open, as written on the command line.
 pub(crate) const STORAGE_FORMS: &str =
-    "memory | sqlite:PATH | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+    "memory | sqlite:PATH[?sync=full|normal] | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
 /// `courier ingest`'s default storage (also `courier ingest keys`'): embedded SQLite under
 /// `./data`.
@@ -18,7 +18,8 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     if spec == "memory" {
         return Ok(Arc::new(courier::impls::memory::MemoryStreamStorage::new()));
     }
-    if let Some(path) = spec.strip_prefix("sqlite:") {
+    if let Some(rest) = spec.strip_prefix("sqlite:") {
+        let (path, fsync_every_commit) = sqlite_sync(rest)?;
         let path = std::path::Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -26,7 +27,8 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         }
         let store = courier::impls::sqlite::SqliteStreamStorage::connect(
             path,
-            courier::impls::sqlite::SqliteStorageConfig::default(),
+            courier::impls::sqlite::SqliteStorageConfig::default()
+                .with_fsync_every_commit(fsync_every_commit),
         )
         .await
         .map_err(fail)?;
@@ -52,6 +54,26 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     ))
 }
 
+/// Splits `PATH[?sync=full|normal]` into the path and whether every commit is fsync'd.
+///
+/// `full` (the default) acknowledges a write once it is on disk (`synchronous = FULL`).
+/// `normal` acknowledges it once it is in the operating system's page cache (`NORMAL`, WAL):
+/// it survives a crash or kill -9 of the process but a power loss or OS crash may drop the
+/// last commits, which is the guarantee of NATS JetStream's default file storage (fsync at
+/// most every 2 minutes).
+fn sqlite_sync(rest: &str) -> Result<(&str, bool), String> {
+    let Some((path, query)) = rest.rsplit_once('?') else {
+        return Ok((rest, true));
+    };
+    match query {
+        "sync=full" => Ok((path, true)),
+        "sync=normal" => Ok((path, false)),
+        other => Err(format!(
+            "unknown SQLite option {other:?} in \"sqlite:{rest}\"; expected sync=full or sync=normal"
+        )),
+    }
+}
+
 /// `spec` fit for logs and error messages: a URL's password (`redis://:pw@h`,
 /// `postgres://user:pw@h/db`) replaced by `***`, since logs travel further than config files.
 pub(crate) fn redacted(spec: &str) -> String {
@@ -71,7 +93,25 @@ pub(crate) fn redacted(spec: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{redacted, sqlite_sync};
+
+    #[test]
+    fn sqlite_sync_is_full_unless_asked_for_normal() {
+        assert_eq!(sqlite_sync("./data/b.db"), Ok(("./data/b.db", true)));
+        assert_eq!(
+            sqlite_sync("./data/b.db?sync=full"),
+            Ok(("./data/b.db", true))
+        );
+        assert_eq!(
+            sqlite_sync("./data/b.db?sync=normal"),
+            Ok(("./data/b.db", false))
+        );
+        let error = sqlite_sync("./b.db?sync=off").expect_err("unknown value");
+        assert!(
+            error.contains("sync=off") && error.contains("sync=normal"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn passwords_never_leave_in_logs() {
