@@ -2,7 +2,7 @@
 //! and I17): an answer held past the client's timeout is retried and stored once; 10 000 events
 //! through a seeded schedule of 5xx, resets and delays arrive once each. The retries of batches
 //! the server had stored are caught by the storage's keyed append, so each case runs on SQLite
-//! and on real Redis and Postgres (a fresh database on the run's shared server).
+//! and on real Redis and Postgres (a schema of its own on the run's shared server).
 
 #[path = "ingest/fault_proxy.rs"]
 mod fault_proxy;
@@ -93,7 +93,7 @@ impl Storage {
     async fn postgres() -> Storage {
         let postgres = Postgres::shared().await.expect("postgres fixture");
         Storage {
-            spec: postgres.url(),
+            spec: node::postgres_spec(&postgres.url()).await,
             dir: tempfile::tempdir().expect("tempdir"),
             _server: Some(Box::new(postgres)),
         }

@@ -132,19 +132,21 @@ async fn i9_kill9_and_replay_on_redis() {
     restart_and_replay(&redis.url(), dir.path(), Stop::Kill9).await;
 }
 
-// A fresh database on the run's shared Postgres: only the process restarts, not the server.
+// A schema of its own on the run's shared Postgres: only the process restarts, not the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i9_graceful_restart_and_replay_on_postgres() {
     let postgres = Postgres::shared().await.expect("postgres fixture");
     let dir = tempfile::tempdir().expect("tempdir");
-    restart_and_replay(&postgres.url(), dir.path(), Stop::Graceful).await;
+    let spec = node::postgres_spec(&postgres.url()).await;
+    restart_and_replay(&spec, dir.path(), Stop::Graceful).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i9_kill9_and_replay_on_postgres() {
     let postgres = Postgres::shared().await.expect("postgres fixture");
     let dir = tempfile::tempdir().expect("tempdir");
-    restart_and_replay(&postgres.url(), dir.path(), Stop::Kill9).await;
+    let spec = node::postgres_spec(&postgres.url()).await;
+    restart_and_replay(&spec, dir.path(), Stop::Kill9).await;
 }
 
 /// N = BATCHES × BATCH_EVENTS events.

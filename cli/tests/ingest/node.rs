@@ -37,6 +37,21 @@ pub(crate) fn write_keys_file(dir: &Path) -> PathBuf {
     path
 }
 
+/// A storage spec of this test's own on the Postgres at `url`: a fresh schema, selected by the
+/// URL's `search_path`. [`Postgres::shared`](courier_testkit::fixtures::Postgres::shared) gives
+/// each test a fresh database, except with `COURIER_POSTGRES_URL`, where every test gets that
+/// one database and tests running at once would write the same app stream.
+pub(crate) async fn postgres_spec(url: &str) -> String {
+    let schema = courier_testkit::fixtures::unique_prefix();
+    // Opening with the schema creates it and its tables.
+    let config = courier::impls::postgres::PgStorageConfig::default().with_schema(schema.clone());
+    courier::impls::postgres::PgStreamStorage::connect(url, config)
+        .await
+        .expect("a schema of this test's own");
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options[search_path]={schema}")
+}
+
 /// Prints how long a test has run at each step (shown on failure and with --nocapture).
 pub(crate) struct Steps(Instant);
 
