@@ -13,26 +13,48 @@
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
 
-/// Whether `object` (an event that passed `check_fields`) is canonical for `desc`: every key
-/// a proto field name the protojson reader resolves to that field, every non-null value of
-/// the field's type in its canonical form.
-pub(crate) fn is_canonical(desc: &MessageDescriptor, object: &Map<String, Value>) -> bool {
+use super::schema::Schema;
+
+/// Whether `object` (an event that passed `check_fields`) is canonical for the envelope of
+/// `schema`: every key a proto field name the protojson reader resolves to that field, every
+/// non-null value of the field's type in its canonical form.
+pub(crate) fn is_canonical(schema: &Schema, object: &Map<String, Value>) -> bool {
+    is_canonical_message(
+        &schema.envelope,
+        object,
+        schema.json_name_shadows_proto_name,
+    )
+}
+
+/// [`is_canonical`] of `object` for `desc`; `json_names_shadow` is
+/// [`Schema::json_name_shadows_proto_name`].
+fn is_canonical_message(
+    desc: &MessageDescriptor,
+    object: &Map<String, Value>,
+    json_names_shadow: bool,
+) -> bool {
     object.iter().all(|(key, value)| {
         let Some(field) = desc.get_field_by_name(key) else {
             return false;
         };
-        // The protojson reader looks a key up by JSON name first.
-        if desc
-            .get_field_by_json_name(key)
-            .is_some_and(|by_json| by_json != field)
+        // The protojson reader looks a key up by JSON name first: only worth asking when the
+        // schema has a JSON name equal to another field's proto name (checked at load).
+        if json_names_shadow
+            && desc
+                .get_field_by_json_name(key)
+                .is_some_and(|by_json| by_json != field)
         {
             return false;
         }
-        value.is_null() || field_value_is_canonical(&field, value)
+        value.is_null() || field_value_is_canonical(&field, value, json_names_shadow)
     })
 }
 
-fn field_value_is_canonical(field: &FieldDescriptor, value: &Value) -> bool {
+fn field_value_is_canonical(
+    field: &FieldDescriptor,
+    value: &Value,
+    json_names_shadow: bool,
+) -> bool {
     let kind = field.kind();
     if field.is_map() {
         let Kind::Message(entry) = kind else {
@@ -54,16 +76,19 @@ fn field_value_is_canonical(field: &FieldDescriptor, value: &Value) -> bool {
         let Value::Array(items) = value else {
             return false;
         };
-        items.iter().all(|item| item_is_canonical(&kind, item))
+        items
+            .iter()
+            .all(|item| item_is_canonical(&kind, item, json_names_shadow))
     } else {
-        item_is_canonical(&kind, value)
+        item_is_canonical(&kind, value, json_names_shadow)
     }
 }
 
-fn item_is_canonical(kind: &Kind, value: &Value) -> bool {
+fn item_is_canonical(kind: &Kind, value: &Value, json_names_shadow: bool) -> bool {
     match (kind, value) {
         (Kind::Message(message), Value::Object(object)) => {
-            !message.full_name().starts_with("google.protobuf.") && is_canonical(message, object)
+            !message.full_name().starts_with("google.protobuf.")
+                && is_canonical_message(message, object, json_names_shadow)
         }
         (Kind::Message(_), _) => false,
         (kind, value) => scalar_is_canonical(kind, value),

@@ -25,6 +25,10 @@ pub(crate) struct Schema {
     pub(crate) payload: OneofDescriptor,
     /// Message full name → (field name, minimum length in characters).
     min_len: HashMap<String, Vec<(String, u64)>>,
+    /// Whether some message has a field whose JSON name is another field's proto name (the
+    /// protojson reader would resolve that key to the other field); checked once here so the
+    /// canonical check needs no JSON-name lookup per key when none does.
+    pub(crate) json_name_shadows_proto_name: bool,
 }
 
 impl Schema {
@@ -48,10 +52,12 @@ impl Schema {
                 (!fields.is_empty()).then(|| (m.full_name().to_owned(), fields))
             })
             .collect();
+        let json_name_shadows_proto_name = pool.all_messages().any(|m| json_name_shadows(&m));
         Ok(Self {
             envelope,
             payload,
             min_len,
+            json_name_shadows_proto_name,
         })
     }
 
@@ -61,6 +67,15 @@ impl Schema {
             .get(message.full_name())
             .map_or(&[], Vec::as_slice)
     }
+}
+
+/// Whether a field of `message` has as JSON name the proto name of another of its fields.
+pub(crate) fn json_name_shadows(message: &MessageDescriptor) -> bool {
+    message.fields().any(|field| {
+        message
+            .get_field_by_name(field.json_name())
+            .is_some_and(|other| other != field)
+    })
 }
 
 fn min_len_fields(message: &MessageDescriptor, rules: &ExtensionDescriptor) -> Vec<(String, u64)> {
@@ -112,5 +127,51 @@ mod tests {
             ]
         );
         assert_eq!(schema.payload.fields().count(), 29);
+    }
+
+    /// A proto3 message `t.M` with string fields `(proto name, JSON name)`.
+    fn message_with(fields: [(&str, &str); 2]) -> MessageDescriptor {
+        use prost_reflect::prost_types::{
+            DescriptorProto, FieldDescriptorProto, FileDescriptorProto, FileDescriptorSet,
+            field_descriptor_proto::{Label, Type},
+        };
+        let field = |(name, json): (&str, &str), number| FieldDescriptorProto {
+            name: Some(name.into()),
+            json_name: Some(json.into()),
+            number: Some(number),
+            label: Some(Label::Optional as i32),
+            r#type: Some(Type::String as i32),
+            ..Default::default()
+        };
+        let file = FileDescriptorProto {
+            name: Some("shadow.proto".into()),
+            package: Some("t".into()),
+            syntax: Some("proto3".into()),
+            message_type: vec![DescriptorProto {
+                name: Some("M".into()),
+                field: vec![field(fields[0], 1), field(fields[1], 2)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let pool = DescriptorPool::from_file_descriptor_set(FileDescriptorSet { file: vec![file] })
+            .expect("descriptor");
+        pool.get_message_by_name("t.M").expect("message")
+    }
+
+    #[test]
+    fn a_json_name_equal_to_another_fields_proto_name_is_found() {
+        // `x`'s JSON name is `other`, the proto name of the second field.
+        assert!(json_name_shadows(&message_with([
+            ("x", "other"),
+            ("other", "otherJson")
+        ])));
+        // A field's own JSON name equal to its proto name shadows nothing.
+        assert!(!json_name_shadows(&message_with([
+            ("x", "x"),
+            ("a_b", "aB")
+        ])));
+        // The compiled-in schema has none, so the canonical check skips the lookup.
+        assert!(!Schema::load().expect("schema").json_name_shadows_proto_name);
     }
 }
