@@ -21,6 +21,10 @@ use crate::storage::{self, STORAGE_FORMS};
 const DEFAULT_STORAGE: &str = "sqlite:./data/broker.db";
 /// Danube's port.
 const DEFAULT_ADDR: &str = "127.0.0.1:6650";
+/// How often Danube clients (and ours) health-check each producer.
+const CLIENT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the metrics endpoint may take to finish its scrapes once the broker stopped.
+const METRICS_SHUTDOWN: Duration = Duration::from_secs(2);
 
 /// Server flags (each also from the environment); they override the config file.
 #[derive(Args, Debug)]
@@ -50,7 +54,8 @@ pub(crate) struct BrokerArgs {
     #[arg(long, env = "COURIER_BROKER_MAX_PRODUCERS_PER_TOPIC")]
     max_producers_per_topic: Option<usize>,
     /// A producer whose client is not heard from (sends, health checks) for this long gives
-    /// its place and Exclusive claim to the next producer on its topic [default: 30s].
+    /// its place and Exclusive claim to the next producer on its topic, or is swept; at least
+    /// 10s, two of the clients' 5 s health checks [default: 30s].
     #[arg(long, env = "COURIER_BROKER_PRODUCER_IDLE_TIMEOUT", value_parser = parse_duration)]
     producer_idle_timeout: Option<Duration>,
     /// Whether the first producer creates its topic [default: true].
@@ -198,9 +203,15 @@ impl Settings {
         if producer.max_message_bytes == 0 || producer.max_producers_per_topic == 0 {
             return Err("max_message_bytes and max_producers_per_topic must be at least 1".into());
         }
-        if producer.idle_timeout.is_zero() {
-            // Every producer would give its place away at once, Exclusive ones included.
-            return Err("producer_idle_timeout must be above zero".into());
+        let least_idle = CLIENT_HEALTH_INTERVAL * 2;
+        if producer.idle_timeout < least_idle {
+            // A live producer that only health-checks would lose its place (an Exclusive one
+            // its claim) whenever one check is late.
+            return Err(format!(
+                "producer_idle_timeout {:?} is below {least_idle:?}, twice the clients' \
+                 {CLIENT_HEALTH_INTERVAL:?} health-check interval",
+                producer.idle_timeout
+            ));
         }
         let spec = SubscriptionConfig::default();
         let subscription = SubscriptionConfig {
@@ -354,20 +365,37 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         "broker listening on {}",
         urls.connect_url
     );
-    server
+    let served = server
         .serve(listener, crate::streams::shutdown_signal())
         .await
-        .map_err(|e| format!("server failed: {e}"))?;
+        .map_err(|e| format!("server failed: {e}"));
+    // Also when serving failed: the endpoint's task is stopped, not left behind.
     if let (Some(stop), Some(metrics)) = (stop_metrics, metrics) {
-        let _ = stop.send(());
-        match metrics.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "metrics listener failed"),
-            Err(e) => tracing::warn!(error = %e, "metrics task failed"),
-        }
+        stop_metrics_endpoint(stop, metrics).await;
     }
+    served?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Stops the metrics endpoint. Its graceful shutdown waits for open requests, so one a
+/// scraper half-sent is given [`METRICS_SHUTDOWN`], then aborted: a stop must not hang on it.
+async fn stop_metrics_endpoint(
+    stop: tokio::sync::oneshot::Sender<()>,
+    mut served: tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let _ = stop.send(());
+    match tokio::time::timeout(METRICS_SHUTDOWN, &mut served).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "metrics listener failed"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "metrics task failed"),
+        Err(_) => {
+            tracing::warn!(
+                "metrics endpoint still busy {METRICS_SHUTDOWN:?} after the stop; aborted"
+            );
+            served.abort();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -433,6 +461,8 @@ mod tests {
         let s = settings(&[], "producer_idle_timeout: 10s\n").expect("resolves");
         assert_eq!(s.producer.idle_timeout, Duration::from_secs(10));
         assert!(settings(&["--producer-idle-timeout", "0s"], "").is_err());
+        // Below two health-check intervals a live producer would lose its place.
+        assert!(settings(&["--producer-idle-timeout", "9s"], "").is_err());
         assert_eq!(
             settings(&[], "").expect("defaults").consumer_caps,
             (1000, 1000)

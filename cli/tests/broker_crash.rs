@@ -30,7 +30,7 @@ mod metrics;
 #[path = "broker/node.rs"]
 mod node;
 use metrics::{sample, scrape};
-use node::{free_port, start_broker, url};
+use node::{free_port, metrics_port, start_broker, url};
 
 const TOPIC: &str = "/default/crash-orders";
 const PRODUCERS: usize = 3;
@@ -210,11 +210,12 @@ async fn stored(storage: &dyn StreamStorage) -> Vec<(u64, String)> {
 }
 
 async fn crash_under_load(storage: Storage, dir: &Path) {
-    let (port, metrics_port) = (free_port(), free_port());
+    // The restarted broker comes back on the same gRPC port; the metrics port the broker
+    // binds itself, read from its log when scraped.
+    let port = free_port();
     let log = dir.join("broker.log");
     let flag = storage.flag();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let args = ["--storage", flag.as_str(), "--metrics-addr", &metrics_addr];
+    let args = ["--storage", flag.as_str(), "--metrics-addr", "127.0.0.1:0"];
     let mut broker = start_broker(port, &args, &log).await;
 
     let client = BrokerClient::builder()
@@ -314,7 +315,7 @@ async fn crash_under_load(storage: Storage, dir: &Path) {
     .await;
     stop_consumer.cancel();
     let consumer = receiver.await.expect("consumer task");
-    let text = scrape(metrics_port).await;
+    let text = scrape(metrics_port(&log)).await;
 
     // The same objects recovered: producer ids unchanged, the consumer still attached.
     let ids_after: Vec<_> = producers.iter().map(|p| p.producer_ids()).collect();

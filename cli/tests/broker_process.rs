@@ -1,6 +1,7 @@
 //! `courier broker` as a process on embedded SQLite: producers create topics and send over
 //! real TCP, a SIGKILL loses no acknowledged message, producers re-attach after the restart,
-//! offsets stay dense, and SIGTERM exits cleanly.
+//! offsets stay dense, and SIGTERM exits cleanly, promptly even with a metrics scrape
+//! half-sent.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,7 +23,7 @@ use tonic::transport::Channel;
 
 #[path = "broker/node.rs"]
 mod node;
-use node::{free_port, start_broker, url};
+use node::{free_port, metrics_port, start_broker, url};
 
 const TOPIC: &str = "/default/cli-orders";
 
@@ -142,4 +143,31 @@ async fn acknowledged_messages_survive_sigkill_and_producers_reattach() {
         stored, expected,
         "every acknowledged message, dense offsets"
     );
+}
+
+#[tokio::test]
+async fn sigterm_exits_promptly_while_a_metrics_scrape_is_half_sent() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("broker.log");
+    let storage = format!("sqlite:{}", dir.path().join("broker.db").display());
+    let args = ["--storage", &storage, "--metrics-addr", "127.0.0.1:0"];
+    let child = start_broker(free_port(), &args, &log).await;
+    // A scraper that sent half a request and went quiet: the stop must not wait for it.
+    let mut scraper = tokio::net::TcpStream::connect(("127.0.0.1", metrics_port(&log)))
+        .await
+        .expect("metrics endpoint");
+    scraper
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: broker\r\n")
+        .await
+        .expect("half a request");
+    let stopped_at = std::time::Instant::now();
+    assert!(
+        terminate(child).await,
+        "SIGTERM exits cleanly\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let took = stopped_at.elapsed();
+    assert!(took < Duration::from_secs(10), "exited after {took:?}");
+    drop(scraper);
 }

@@ -17,6 +17,25 @@ pub(crate) fn free_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
+/// The metrics port of the latest broker logging to `log`, started with `--metrics-addr
+/// 127.0.0.1:0` (it binds the port itself, so no other process can take it between a check
+/// and the bind; it logs `metrics on http://ADDR/metrics` before it serves).
+#[allow(
+    dead_code,
+    reason = "not every test binary including this file scrapes metrics"
+)]
+pub(crate) fn metrics_port(log: &Path) -> u16 {
+    let text = std::fs::read_to_string(log).expect("the broker's log");
+    let addr = text
+        .rsplit_once("metrics on http://")
+        .and_then(|(_, rest)| rest.split_once("/metrics"))
+        .map(|(addr, _)| addr)
+        .expect("the broker logs its metrics address");
+    addr.parse::<std::net::SocketAddr>()
+        .expect("a socket address")
+        .port()
+}
+
 /// The URL of the broker on `port`.
 pub(crate) fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
