@@ -1,4 +1,7 @@
+use std::time::Duration;
+
 use super::*;
+use crate::topic::TopicName;
 
 fn topic(name: &str) -> TopicName {
     TopicName::new(name).expect("valid")
