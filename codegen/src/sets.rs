@@ -41,6 +41,7 @@ pub(crate) const PROTO_SETS: &[ProtoSet] = &[
         protos: &[
             "impls/proto/danube/DanubeApi.proto",
             "impls/proto/danube/SchemaRegistry.proto",
+            "impls/proto/danube/DanubeAuth.proto",
         ],
         includes: &["impls/proto/danube"],
         out_dir: "impls/src/grpc/proto",

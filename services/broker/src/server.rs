@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use courier_impls::grpc::proto::danube::auth_service_server::AuthServiceServer;
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerServiceServer;
 use courier_impls::grpc::proto::danube::discovery_server::DiscoveryServer;
 use courier_impls::grpc::proto::danube::health_check_server::HealthCheckServer;
@@ -11,6 +12,9 @@ use courier_impls::grpc::proto::danube::producer_service_server::ProducerService
 use courier_traits::storage::StreamStorage;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::server::{Connected, Router};
+use tower::layer::util::{Identity, Stack};
+
+use crate::auth::{AuthConfig, AuthLayer, Authenticator, Guard};
 
 use crate::catalog::{Catalog, CatalogError, CatalogState};
 use crate::consumer::{ConsumerConfig, ConsumerService};
@@ -22,6 +26,10 @@ use crate::metrics::{BrokerMetrics, MeteredProducers, MetricsEndpoint};
 use crate::ownership::gate::{GatedConsumers, GatedDiscovery, GatedProducers, OwnershipGate};
 use crate::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use crate::producer::{ProduceService, ProducerConfig, ProducerRegistry};
+use crate::tls::{ServerTls, TlsError};
+
+/// The broker's tonic router: its services behind the [`AuthLayer`].
+pub type BrokerRouter = Router<Stack<AuthLayer, Identity>>;
 
 /// What a broker node needs to know; the defaults are the spec's.
 #[derive(Clone, Debug)]
@@ -35,6 +43,12 @@ pub struct BrokerConfig {
     /// Ownership claims for several nodes sharing the storage; `None` = this node serves
     /// every topic (lookups always answer `Connect`).
     pub cluster: Option<OwnershipConfig>,
+    /// `auth.mode: jwt` when set: every RPC but `Authenticate` needs a bearer credential
+    /// ([`crate::auth`]); `None` is `auth.mode: none`.
+    pub auth: Option<AuthConfig>,
+    /// TLS (mTLS with a client CA) when set; the URLs in [`here`](Self::here) must then be
+    /// `https://`.
+    pub tls: Option<ServerTls>,
 }
 
 impl BrokerConfig {
@@ -45,6 +59,8 @@ impl BrokerConfig {
             producer: ProducerConfig::default(),
             consumer: ConsumerConfig::default(),
             cluster: None,
+            auth: None,
+            tls: None,
         }
     }
 }
@@ -68,6 +84,13 @@ pub enum OpenError {
     /// The node could not announce itself to the others.
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
+    /// The certificate, key or client CA was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The security settings contradict each other (auth over plaintext, `http://` URLs under
+    /// TLS or the reverse).
+    #[error("insecure or inconsistent settings: {0}")]
+    Insecure(String),
 }
 
 impl courier_traits::error::Classify for OpenError {
@@ -75,6 +98,9 @@ impl courier_traits::error::Classify for OpenError {
         match self {
             OpenError::Catalog(error) => error.class(),
             OpenError::Ownership(error) => error.class(),
+            OpenError::Tls(_) | OpenError::Insecure(_) => {
+                courier_traits::error::ErrorClass::Permanent
+            }
         }
     }
 }
@@ -125,6 +151,43 @@ pub struct BrokerServer {
     lifecycle: Arc<Lifecycle>,
     ownership: Option<Arc<Ownership>>,
     metrics: Arc<BrokerMetrics>,
+    guard: Option<Arc<Guard>>,
+}
+
+/// Refuses settings that would send credentials in the clear or advertise the wrong scheme.
+fn check_security(config: &BrokerConfig) -> Result<(), OpenError> {
+    let https = |url: &str| url.starts_with("https://");
+    let urls = [&config.here.broker_url, &config.here.connect_url];
+    match &config.tls {
+        Some(tls) => {
+            tls.validate()?;
+            if !urls.iter().all(|url| https(url)) {
+                return Err(OpenError::Insecure(
+                    "under TLS the advertised URLs must be https:// (clients pick TLS by the scheme)"
+                        .into(),
+                ));
+            }
+        }
+        None => {
+            if urls.iter().any(|url| https(url)) {
+                return Err(OpenError::Insecure(
+                    "https:// advertised but TLS is not configured".into(),
+                ));
+            }
+            if config
+                .auth
+                .as_ref()
+                .is_some_and(|auth| !auth.allow_plaintext)
+            {
+                return Err(OpenError::Insecure(
+                    "auth without TLS sends credentials in the clear: configure TLS or set \
+                     auth.allow_plaintext"
+                        .into(),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl BrokerServer {
@@ -135,6 +198,8 @@ impl BrokerServer {
         storage: Arc<dyn StreamStorage>,
         config: BrokerConfig,
     ) -> Result<BrokerServer, OpenError> {
+        check_security(&config)?;
+        let guard = config.auth.clone().map(|auth| Arc::new(Guard::new(auth)));
         let ownership = match &config.cluster {
             Some(cluster) => {
                 Some(Ownership::start(storage.clone(), config.here.clone(), cluster.clone()).await?)
@@ -164,6 +229,7 @@ impl BrokerServer {
             lifecycle: Arc::new(Lifecycle::new()),
             ownership,
             metrics,
+            guard,
         })
     }
 
@@ -196,8 +262,11 @@ impl BrokerServer {
         self.ownership.as_ref()
     }
 
-    /// The services as a tonic router, each RPC in a `tracing` span named `rpc` with its path.
-    pub fn router(&self) -> Router {
+    /// The services as a tonic router behind the [`AuthLayer`] (and TLS when configured),
+    /// each RPC in a `tracing` span named `rpc` with its path.
+    ///
+    /// Errors: [`ServeError::Transport`] if the TLS material is refused (checked at open).
+    pub fn router(&self) -> Result<BrokerRouter, ServeError> {
         let gate = self
             .ownership
             .as_ref()
@@ -219,9 +288,14 @@ impl BrokerServer {
         );
         let decode_limit = self.config.producer.decode_limit();
         let metrics = self.metrics.clone();
-        let mut builder = tonic::transport::Server::builder()
-            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()));
-        match gate {
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &self.config.tls {
+            server = server.tls_config(tls.server_config())?;
+        }
+        let mut builder = server
+            .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
+            .layer(AuthLayer::new(self.guard.clone()));
+        let router = match gate {
             None => builder
                 .add_service(DiscoveryServer::new(discovery))
                 .add_service(HealthCheckServer::new(health))
@@ -247,7 +321,13 @@ impl BrokerServer {
                     self.consumers.clone(),
                     gate,
                 ))),
-        }
+        };
+        Ok(match &self.guard {
+            Some(guard) => {
+                router.add_service(AuthServiceServer::new(Authenticator::new(guard.clone())))
+            }
+            None => router,
+        })
     }
 
     /// Serves TCP connections accepted by `listener` until `shutdown` completes, then drains
@@ -289,14 +369,17 @@ impl BrokerServer {
             // Consumer streams never end by themselves: end them, or draining waits forever.
             consumers.shutdown().await;
         };
-        let served = self
-            .router()
-            .serve_with_incoming_shutdown(incoming, signal)
-            .await;
+        let served = match self.router() {
+            Ok(router) => router
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
+                .map_err(ServeError::from),
+            Err(error) => Err(error),
+        };
         self.catalog.stop().await;
         if let Some(ownership) = &self.ownership {
             ownership.stop().await;
         }
-        served.map_err(ServeError::from)
+        served
     }
 }
