@@ -436,3 +436,80 @@ async fn writes_while_redis_loads_are_retryable() {
         .await
         .expect("publish after loading");
 }
+
+/// A server that stalls for longer than redis-rs's own 500 ms response timeout (here: frozen
+/// for 1.5 s, as an fsync stall of `appendfsync always` can) still acknowledges the append
+/// once it answers: with that default the storage reported a failure for a record Redis then
+/// committed. A frozen server is still reported, as a retryable error, after the configured
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shorter_than_the_response_timeout_is_waited_out() {
+    let redis = SharedFixture::new(Redis::start().await.expect("redis starts"));
+    let url = redis.lock().await.url();
+    let prefix = format!("courier-test:{}", unique_prefix());
+    let patient = RedisStreamStorage::connect(
+        &url,
+        RedisStorageConfig::default().with_key_prefix(prefix.clone()),
+    )
+    .await
+    .expect("connect storage");
+    let impatient = RedisStreamStorage::connect(
+        &url,
+        RedisStorageConfig::default()
+            .with_key_prefix(prefix.clone())
+            .with_response_timeout(Some(Duration::from_millis(300))),
+    )
+    .await
+    .expect("connect storage");
+    let name = StreamName::new("stalled").expect("valid");
+    patient
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    // Both pools hold a connection before the freeze, so only the command waits.
+    impatient
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+
+    redis.freeze().await.expect("freeze");
+    let started = Instant::now();
+    let waiting = tokio::spawn(async move {
+        let outcome = patient
+            .append(&name, AppendRequest::record("stalled"))
+            .await;
+        (outcome, patient)
+    });
+    let name = StreamName::new("stalled").expect("valid");
+    let refused = impatient
+        .append(&name, AppendRequest::record("impatient"))
+        .await;
+    let refused_after = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(1500).saturating_sub(started.elapsed())).await;
+    redis.thaw().await.expect("thaw");
+
+    match refused {
+        Err(e) => assert!(
+            e.is_retryable(),
+            "a timed-out command must be retryable: {e}"
+        ),
+        Ok(_) => panic!("a frozen server acknowledged an append"),
+    }
+    assert!(
+        refused_after < Duration::from_secs(3),
+        "the 300 ms response timeout answered after {refused_after:?}"
+    );
+    let (outcome, patient) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the append answers once the server is thawed")
+        .expect("task");
+    outcome.expect("the append outlives a 1.5 s stall");
+    let batch = patient
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let data: Vec<&[u8]> = batch.records.iter().map(|r| &r.data[..]).collect();
+    // The impatient append was sent before its timeout fired, so Redis may have committed it
+    // after the thaw: its outcome is unknown, the patient one's is not.
+    assert!(data.contains(&&b"stalled"[..]), "{data:?}");
+}

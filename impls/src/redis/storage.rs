@@ -24,9 +24,10 @@ use courier_traits::storage::{
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, WaitOutcome,
 };
+use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::redis::streams::StreamRangeReply;
 use deadpool_redis::redis::{self};
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::{Manager, Pool, Runtime};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::cas::{CasRetry, contention, eval};
@@ -46,6 +47,9 @@ use crate::sql_model::{
     wait_on_row,
 };
 use crate::wakers::Wakers;
+
+/// How long opening a connection may take before it fails with a retryable error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Streams in Redis. Clones share the pool and the notification listener.
 ///
@@ -78,8 +82,21 @@ impl RedisStreamStorage {
         config: RedisStorageConfig,
     ) -> Result<RedisStreamStorage, StorageError> {
         let client = redis::Client::open(url).map_err(|e| storage_error("url", e))?;
-        let pool = Config::from_url(url)
-            .create_pool(Some(Runtime::Tokio1))
+        let connection = AsyncConnectionConfig::new()
+            .set_response_timeout(config.response_timeout)
+            // A pooled connection is pinged before each use and replaced when the ping
+            // fails, so a frozen server also stalls the new connection's handshake: bound it
+            // by the response timeout too, or a 300 ms setting would answer after 5 s.
+            .set_connection_timeout(Some(
+                config
+                    .response_timeout
+                    .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT)),
+            ));
+        let manager =
+            Manager::new_with_config(url, connection).map_err(|e| storage_error("url", e))?;
+        let pool = Pool::builder(manager)
+            .runtime(Runtime::Tokio1)
+            .build()
             .map_err(|e| StorageError::Backend {
                 message: format!("redis pool: {e}"),
                 source: Some(Box::new(e)),

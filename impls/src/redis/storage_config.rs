@@ -1,6 +1,7 @@
 //! [`RedisStorageConfig`]: the settings of a [`RedisStreamStorage`](super::RedisStreamStorage).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use courier_traits::clock::{Clock, system_clock};
 
@@ -16,6 +17,13 @@ pub struct RedisStorageConfig {
     /// The clock expiry is decided against (default: the system clock). Redis's own key
     /// expiry, a backstop only, runs on the server's clock.
     pub clock: Arc<dyn Clock>,
+    /// How long one command may go unanswered before the call fails with a retryable error
+    /// (`None`: wait forever). Default 10 s: long enough for an fsync stall of a server
+    /// running `appendfsync always` under load (redis-rs's own default, 500 ms, failed appends
+    /// that Redis then committed, answering 503 for stored records), short enough that a
+    /// frozen server is reported within seconds. A write that times out may still commit:
+    /// its outcome is unknown, which is why idempotent producers and dedup keys exist.
+    pub response_timeout: Option<Duration>,
 }
 
 impl Default for RedisStorageConfig {
@@ -24,6 +32,7 @@ impl Default for RedisStorageConfig {
             key_prefix: "courier:streams".into(),
             max_record_bytes: 64 << 20,
             clock: system_clock(),
+            response_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -38,6 +47,12 @@ impl RedisStorageConfig {
     /// Sets [`max_record_bytes`](Self::max_record_bytes) (default 64 MiB).
     pub fn with_max_record_bytes(mut self, bytes: usize) -> RedisStorageConfig {
         self.max_record_bytes = bytes;
+        self
+    }
+
+    /// Sets [`response_timeout`](Self::response_timeout) (default 10 s).
+    pub fn with_response_timeout(mut self, timeout: Option<Duration>) -> RedisStorageConfig {
+        self.response_timeout = timeout;
         self
     }
 
