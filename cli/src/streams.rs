@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use courier::streams::server::{ServerConfig, StreamsServer};
+use courier::streams::server::{ServerConfig, StreamsServer, SubscriptionSettings};
 use serde::Deserialize;
 
 use crate::config::{self, parse_duration};
@@ -19,7 +19,7 @@ const DEFAULT_ADDR: &str = "127.0.0.1:4437";
 #[derive(Args, Debug)]
 pub(crate) struct StreamsArgs {
     /// YAML config file (keys: addr, storage, long_poll_timeout, sse_reconnect_interval,
-    /// max_append_bytes).
+    /// max_append_bytes, subscriptions, allow_loopback_webhooks).
     #[arg(long, short, env = "COURIER_STREAMS_CONFIG")]
     config: Option<PathBuf>,
     /// Where streams are kept: memory | sqlite:PATH[?sync=normal] | redis://.. | postgres://..
@@ -32,6 +32,14 @@ pub(crate) struct StreamsArgs {
     /// How long a long-poll waits for data, e.g. 500ms, 30s [default: 30s].
     #[arg(long, env = "COURIER_STREAMS_LONG_POLL_TIMEOUT", value_parser = parse_duration)]
     long_poll_timeout: Option<Duration>,
+    /// Serve the subscription APIs under /v1/stream/__ds/ (webhook and pull-wake).
+    #[arg(long, env = "COURIER_STREAMS_SUBSCRIPTIONS")]
+    subscriptions: bool,
+    /// Accept webhook URLs on loopback (127.0.0.0/8, ::1, localhost) over plain http: for
+    /// tests and local development only. Private, link-local and unspecified targets are
+    /// refused regardless. Implies --subscriptions.
+    #[arg(long, env = "COURIER_STREAMS_ALLOW_LOOPBACK_WEBHOOKS")]
+    allow_loopback_webhooks: bool,
 }
 
 /// The `courier streams` config file.
@@ -45,6 +53,8 @@ struct FileConfig {
     #[serde(default, with = "config::duration")]
     sse_reconnect_interval: Option<Duration>,
     max_append_bytes: Option<usize>,
+    subscriptions: Option<bool>,
+    allow_loopback_webhooks: Option<bool>,
 }
 
 pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
@@ -57,6 +67,14 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
         Some(addr) => addr,
         None => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
     };
+    let allow_loopback_webhooks =
+        args.allow_loopback_webhooks || file.allow_loopback_webhooks.unwrap_or(false);
+    let subscriptions =
+        (args.subscriptions || file.subscriptions.unwrap_or(false) || allow_loopback_webhooks)
+            .then(|| SubscriptionSettings {
+                allow_loopback_webhooks,
+                ..SubscriptionSettings::default()
+            });
     let defaults = ServerConfig::default();
     let server_config = ServerConfig {
         long_poll_timeout: args
@@ -68,6 +86,7 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
             .unwrap_or(defaults.sse_reconnect_interval),
         max_append_bytes: file.max_append_bytes.unwrap_or(defaults.max_append_bytes),
         read_limits: defaults.read_limits,
+        subscriptions,
     };
     let storage = storage::open(&storage_spec)
         .await
@@ -80,6 +99,8 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
         addr = %local,
         storage = %storage::redacted(&storage_spec),
         long_poll_timeout = ?server_config.long_poll_timeout,
+        subscriptions = server_config.subscriptions.is_some(),
+        allow_loopback_webhooks,
         "durable streams server listening on http://{local}/v1/stream/"
     );
     StreamsServer::new(storage, server_config)

@@ -62,7 +62,11 @@ pub(crate) async fn append(
     append.writer_seq = writer_seq;
     // 200 only when a producer's data was written; close-only and duplicates are 204.
     let stamped_data = append.producer.is_some() && !append.records.is_empty();
+    let has_records = !append.records.is_empty();
     let outcome = app.storage().append(&name, append).await?;
+    if has_records && !outcome.duplicate {
+        app.appended(&name);
+    }
     let status = if stamped_data && !outcome.duplicate {
         StatusCode::OK
     } else {

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use courier_traits::storage::ReadLimits;
 
+use super::subscriptions::SubscriptionSettings;
+
 /// How long a long-lived SSE response lasts before the server ends it (clients reconnect).
 const DEFAULT_RECONNECT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -18,6 +20,8 @@ pub struct ServerConfig {
     pub max_append_bytes: usize,
     /// How much one read response carries at most (larger ranges are paged by the client).
     pub read_limits: ReadLimits,
+    /// The reserved subscription APIs (`{root}/__ds/...`), off when `None` (the default).
+    pub subscriptions: Option<SubscriptionSettings>,
 }
 
 impl Default for ServerConfig {
@@ -27,6 +31,7 @@ impl Default for ServerConfig {
             sse_reconnect_interval: DEFAULT_RECONNECT_INTERVAL,
             max_append_bytes: 32 << 20,
             read_limits: ReadLimits::default(),
+            subscriptions: None,
         }
     }
 }

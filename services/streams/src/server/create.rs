@@ -59,6 +59,7 @@ pub(crate) async fn create(
     } else {
         vec![body]
     };
+    let initial_empty = initial.is_empty();
     let config = StreamConfig {
         content_type,
         expiry,
@@ -74,6 +75,9 @@ pub(crate) async fn create(
         CreateOutcome::Created(info) => (StatusCode::CREATED, info),
         CreateOutcome::AlreadyExists(info) => (StatusCode::OK, info),
     };
+    if status == StatusCode::CREATED && !initial_empty {
+        app.appended(&name);
+    }
     let mut reply = Reply::new(status)
         .header(names::CONTENT_TYPE, &info.content_type)
         .next_offset(&info.next_offset)
@@ -86,16 +90,7 @@ pub(crate) async fn create(
 
 /// The absolute URL of the created stream.
 fn location(headers: &HeaderMap, uri: &Uri) -> String {
-    let host = headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .filter(|p| *p == "https")
-        .unwrap_or("http");
-    format!("{scheme}://{host}{}", uri.path())
+    format!("{}{}", request::origin(headers), uri.path())
 }
 
 /// `Stream-TTL` or `Stream-Expires-At` (not both).

@@ -30,6 +30,7 @@ mod request;
 mod security;
 mod sse;
 mod state;
+mod subscriptions;
 mod transfer_coding;
 
 use std::future::Future;
@@ -44,6 +45,7 @@ use tokio::net::TcpListener;
 
 pub use config::ServerConfig;
 use state::AppState;
+pub use subscriptions::SubscriptionSettings;
 
 /// The Durable Streams server: streams under `/v1/stream/`, `GET /health`.
 #[derive(Clone)]
@@ -69,8 +71,14 @@ impl StreamsServer {
             .post(append::append)
             .delete(meta::delete)
             .options(meta::preflight);
-        Router::new()
-            .route("/v1/stream/{*name}", streams)
+        let mut router = Router::new().route("/v1/stream/{*name}", streams);
+        if self.state.config().subscriptions.is_some() {
+            router = router.route(
+                "/v1/stream/__ds/{*rest}",
+                axum::routing::any(subscriptions::control),
+            );
+        }
+        router
             .route("/health", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(limit))
             .layer(axum::middleware::from_fn(transfer_coding::only_chunked))

@@ -19,6 +19,21 @@ pub(crate) fn stream_name(path: &str) -> Result<StreamName, Failure> {
     Ok(StreamName::new(path)?)
 }
 
+/// The server's origin as the client addressed it (`scheme://host`), from `Host` and an
+/// `X-Forwarded-Proto: https` set by a TLS-terminating proxy.
+pub(crate) fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
 /// The stream a `Stream-Forked-From` value names: a path on this server (`/v1/stream/a`), an
 /// absolute URL of one, or a bare name.
 pub(crate) fn fork_source(value: &str) -> Result<StreamName, Failure> {
@@ -30,6 +45,13 @@ pub(crate) fn fork_source(value: &str) -> Result<StreamName, Failure> {
     let name = path
         .strip_prefix(protocol::STREAM_PATH_PREFIX)
         .unwrap_or(path.trim_start_matches('/'));
+    // The reserved streams (subscription state, the signing key) are not forked into view.
+    if name == RESERVED_SEGMENT || name.starts_with("__ds/") {
+        return Err(Failure::bad(format!(
+            "{}: {RESERVED_SEGMENT}/ streams are reserved",
+            protocol::FORKED_FROM
+        )));
+    }
     StreamName::new(name).map_err(|e| Failure::bad(format!("{}: {e}", protocol::FORKED_FROM)))
 }
 

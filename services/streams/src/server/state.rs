@@ -6,6 +6,7 @@ use courier_traits::storage::StreamStorage;
 use tokio_util::sync::CancellationToken;
 
 use super::config::ServerConfig;
+use super::subscriptions::Subscriptions;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -15,14 +16,21 @@ struct Shared {
     storage: Arc<dyn StreamStorage>,
     config: ServerConfig,
     shutdown: CancellationToken,
+    subscriptions: Option<Subscriptions>,
 }
 
 impl AppState {
     pub(crate) fn new(storage: Arc<dyn StreamStorage>, config: ServerConfig) -> AppState {
+        let shutdown = CancellationToken::new();
+        let subscriptions = config
+            .subscriptions
+            .clone()
+            .map(|settings| Subscriptions::new(storage.clone(), settings, shutdown.child_token()));
         AppState(Arc::new(Shared {
             storage,
             config,
-            shutdown: CancellationToken::new(),
+            shutdown,
+            subscriptions,
         }))
     }
 
@@ -31,6 +39,16 @@ impl AppState {
     }
     pub(crate) fn config(&self) -> &ServerConfig {
         &self.0.config
+    }
+    /// The subscription service, when enabled.
+    pub(crate) fn subscriptions(&self) -> Option<&Subscriptions> {
+        self.0.subscriptions.as_ref()
+    }
+    /// Tells the subscription service (if enabled) that `stream` got new records.
+    pub(crate) fn appended(&self, stream: &courier_traits::storage::StreamName) {
+        if let Some(subscriptions) = &self.0.subscriptions {
+            subscriptions.appended(stream);
+        }
     }
     /// Cancelled when the server shuts down: live reads answer and end.
     pub(crate) fn shutdown(&self) -> &CancellationToken {

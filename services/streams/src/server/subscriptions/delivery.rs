@@ -1,0 +1,143 @@
+//! One webhook delivery attempt: a signed `POST` to a checked address ([`post`]).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use courier_traits::error::{Classify, ErrorClass};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::keys::SigningKey;
+use super::target::WebhookTarget;
+
+/// The most of a receiver's answer that is read (it only needs to say `{"done":true}`).
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
+/// Why a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DeliveryError {
+    /// The URL is refused (unsafe target) or cannot be used; retrying will not help.
+    #[error("webhook refused: {0}")]
+    Refused(String),
+    /// Connecting or talking to the receiver failed.
+    #[error("webhook receiver unreachable: {0}")]
+    Unreachable(String),
+    /// The receiver answered with an error status.
+    #[error("webhook receiver answered {0}")]
+    Status(u16),
+    /// The attempt took longer than the delivery timeout.
+    #[error("webhook delivery timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The wake this delivery was for is over (acknowledged, expired or deleted).
+    #[error("the wake was superseded")]
+    Superseded,
+}
+
+impl Classify for DeliveryError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            DeliveryError::Refused(_) | DeliveryError::Superseded => ErrorClass::Permanent,
+            DeliveryError::Unreachable(_)
+            | DeliveryError::Status(_)
+            | DeliveryError::TimedOut(_) => ErrorClass::TRANSIENT,
+        }
+    }
+}
+
+/// POSTs `body` to `target`, signed with `key` at `unix_seconds`, within `timeout`; the
+/// receiver's answer body on a 2xx status.
+pub(crate) async fn post(
+    target: &WebhookTarget,
+    addrs: &[SocketAddr],
+    key: &SigningKey,
+    unix_seconds: u64,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Bytes, DeliveryError> {
+    let attempt = post_unbounded(target, addrs, key, unix_seconds, body);
+    tokio::time::timeout(timeout, attempt)
+        .await
+        .map_err(|_| DeliveryError::TimedOut(timeout))?
+}
+
+async fn post_unbounded(
+    target: &WebhookTarget,
+    addrs: &[SocketAddr],
+    key: &SigningKey,
+    unix_seconds: u64,
+    body: Bytes,
+) -> Result<Bytes, DeliveryError> {
+    if target.https {
+        // No TLS client is built into this server yet: https receivers are accepted when a
+        // subscription is created (they are the safe kind) but cannot be called.
+        return Err(DeliveryError::Refused(
+            "https webhook delivery is not supported by this build".into(),
+        ));
+    }
+    let stream = connect(addrs).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+    // The connection task ends with the exchange: it is dropped (and so stopped) when this
+    // attempt returns or times out.
+    let connection = async move {
+        let _ = connection.await;
+    };
+    let exchange = async {
+        let path = target
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let host = match target.uri.authority() {
+            Some(authority) => authority.as_str().to_owned(),
+            None => target.host.clone(),
+        };
+        let request = http::Request::post(path)
+            .header(http::header::HOST, host)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                "webhook-signature",
+                key.signature_header(unix_seconds, &body),
+            )
+            .body(Full::new(body))
+            .map_err(|e| DeliveryError::Refused(e.to_string()))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(DeliveryError::Status(status.as_u16()));
+        }
+        let answer = Limited::new(response.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
+        Ok(answer.to_bytes())
+    };
+    tokio::pin!(exchange);
+    tokio::select! {
+        biased;
+        answer = &mut exchange => answer,
+        // Closed (answer complete or failed): the exchange finishes with what it has.
+        () = connection => exchange.await,
+    }
+}
+
+/// The first of `addrs` that accepts a connection.
+async fn connect(addrs: &[SocketAddr]) -> Result<TcpStream, DeliveryError> {
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                return Ok(stream);
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(DeliveryError::Unreachable(last))
+}
