@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use courier::broker::consumer::ConsumerConfig;
 use courier::broker::directory::NodeUrls;
 use courier::broker::ownership::OwnershipConfig;
@@ -13,6 +13,7 @@ use courier::broker::server::{BrokerConfig, BrokerServer};
 use courier::broker::subscription::SubscriptionConfig;
 use serde::Deserialize;
 
+use crate::broker_security::{AuthFile, HashKeyArgs, Security, SecurityArgs, TlsFile};
 use crate::config::{self, parse_duration};
 use crate::storage::{self, STORAGE_FORMS};
 
@@ -26,14 +27,24 @@ const CLIENT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 /// How long the metrics endpoint may take to finish its scrapes once the broker stopped.
 const METRICS_SHUTDOWN: Duration = Duration::from_secs(2);
 
+/// Tools next to the server (`courier broker <SUBCOMMAND>`; server flags are then ignored).
+#[derive(Subcommand, Debug)]
+pub(crate) enum BrokerCommand {
+    /// Print the SHA-256 of an API key: the `sha256` of its entry in the keys file.
+    HashKey(HashKeyArgs),
+}
+
 /// Server flags (each also from the environment); they override the config file.
 #[derive(Args, Debug)]
 pub(crate) struct BrokerArgs {
+    #[command(subcommand)]
+    command: Option<BrokerCommand>,
     /// YAML config file (keys: addr, storage, advertised_url, max_message_bytes,
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
     /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every,
     /// metrics_addr, producer_idle_timeout, max_subscriptions_per_topic,
-    /// max_consumers_per_subscription).
+    /// max_consumers_per_subscription; sections auth: {mode, keys_file, secret_file,
+    /// token_ttl, accept_api_key_as_bearer, allow_plaintext} and tls: {cert, key, client_ca}).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
     /// Where reliable topics and the catalog live: memory | sqlite:PATH[?sync=normal] | redis://.. |
@@ -104,6 +115,8 @@ pub(crate) struct BrokerArgs {
     /// its own) [default: off].
     #[arg(long, env = "COURIER_BROKER_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    security: SecurityArgs,
 }
 
 /// The `courier broker` config file.
@@ -136,6 +149,8 @@ struct FileConfig {
     producer_idle_timeout: Option<Duration>,
     max_subscriptions_per_topic: Option<usize>,
     max_consumers_per_subscription: Option<usize>,
+    auth: Option<AuthFile>,
+    tls: Option<TlsFile>,
 }
 
 /// Cluster settings given (the node's URLs are known only once listening).
@@ -173,6 +188,7 @@ struct Settings {
     cluster: Option<ClusterSettings>,
     /// Off unless given: a default port would collide between nodes on one host.
     metrics_addr: Option<SocketAddr>,
+    security: Security,
 }
 
 impl Settings {
@@ -261,6 +277,7 @@ impl Settings {
                     .into(),
             );
         }
+        let security = Security::resolve(args.security, file.auth, file.tls)?;
         let advertised_url = args.advertised_url.or(file.advertised_url);
         let metrics_addr = args.metrics_addr.or(file.metrics_addr);
         if let Some(url) = &advertised_url {
@@ -274,6 +291,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
             advertised_url,
             metrics_addr,
+            security,
             producer,
             subscription,
             consumer_caps,
@@ -289,8 +307,8 @@ impl Settings {
         })
     }
 
-    /// The advertised URL: the configured one, else `http://` + the bound address (loopback
-    /// standing in for an unspecified IP, which no client can dial).
+    /// The advertised URL: the configured one, else `http://` (`https://` under TLS) + the
+    /// bound address (loopback standing in for an unspecified IP, which no client can dial).
     fn urls(&self, bound: SocketAddr) -> Result<NodeUrls, String> {
         let url = match &self.advertised_url {
             Some(url) => url.clone(),
@@ -307,7 +325,7 @@ impl Settings {
                 if reachable.ip().is_unspecified() {
                     reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
-                format!("http://{reachable}")
+                format!("{}://{reachable}", self.security.scheme())
             }
         };
         NodeUrls::same(&url).map_err(|e| e.to_string())
@@ -315,6 +333,9 @@ impl Settings {
 }
 
 pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
+    if let Some(BrokerCommand::HashKey(args)) = args.command {
+        return crate::broker_security::hash_key(args);
+    }
     let file: FileConfig = config::load(args.config.as_deref())?;
     let settings = Settings::resolve(args, file)?;
     let storage = storage::open(&settings.storage)
@@ -335,9 +356,18 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     if let Some(cluster) = &settings.cluster {
         config.cluster = Some(cluster.config(&urls)?);
     }
+    (config.auth, config.tls) = settings.security.load(settings.cluster.is_some())?;
+    let (config_auth, config_tls) = (
+        config.auth.is_some(),
+        match &config.tls {
+            Some(tls) if tls.is_mutual() => "mtls",
+            Some(_) => "tls",
+            None => "off",
+        },
+    );
     let server = BrokerServer::open(storage, config)
         .await
-        .map_err(|e| format!("cannot open the broker's catalog: {e}"))?;
+        .map_err(|e| format!("cannot open the broker: {e}"))?;
     let (stop_metrics, metrics) = match settings.metrics_addr {
         Some(addr) => {
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -361,6 +391,8 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         addr = %local,
         storage = %storage::redacted(&settings.storage),
         advertised_url = %urls.connect_url,
+        auth = if config_auth { "jwt" } else { "none" },
+        tls = config_tls,
         max_message_bytes = settings.producer.max_message_bytes,
         "broker listening on {}",
         urls.connect_url

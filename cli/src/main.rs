@@ -11,9 +11,12 @@
 //!                 [--storage ...]
 //! courier broker  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--advertised-url http://HOST:PORT] [--config broker.yaml]
+//!                 [--auth-mode jwt --keys-file keys.yaml] [--tls-cert C --tls-key K]
+//! courier broker hash-key [KEY]
 //! ```
 
 mod broker;
+mod broker_security;
 mod config;
 mod hub;
 mod ingest;
@@ -45,7 +48,7 @@ enum Command {
     /// Run the event-ingestion server (`POST /v1/events/batch`, Causality-compatible).
     Ingest(ingest::IngestArgs),
     /// Run the gRPC broker (Danube's protocol: producers, discovery, health checks).
-    Broker(broker::BrokerArgs),
+    Broker(Box<broker::BrokerArgs>),
 }
 
 fn main() -> ExitCode {
@@ -71,7 +74,7 @@ fn main() -> ExitCode {
             Command::Streams(args) => streams::run(args).await,
             Command::Hub(args) => hub::run(args).await,
             Command::Ingest(args) => ingest::run(args).await,
-            Command::Broker(args) => broker::run(args).await,
+            Command::Broker(args) => broker::run(*args).await,
         }
     });
     match result {

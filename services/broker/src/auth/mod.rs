@@ -31,7 +31,7 @@ pub use guard::Guard;
 pub use keys::{ApiKeys, KeyEntry, Principal, Role, key_digest};
 pub use layer::AuthLayer;
 pub use service::Authenticator;
-pub use token::{Claims, TokenError, TokenSigner};
+pub use token::{Claims, TokenError, TokenSigner, random_secret};
 
 /// How long issued tokens are valid unless configured otherwise.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(3600);

@@ -170,6 +170,11 @@ impl TokenSigner {
     }
 }
 
+/// 32 random bytes: a signing secret for a single node whose tokens need not outlive it.
+pub fn random_secret() -> Vec<u8> {
+    rand::random::<[u8; 32]>().to_vec()
+}
+
 /// Whether `bearer` has a JWT's shape (three dot-separated parts), as opposed to an API key
 /// sent as the bearer.
 pub fn looks_like_jwt(bearer: &str) -> bool {
