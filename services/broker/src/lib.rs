@@ -44,8 +44,9 @@
 //!   roles on every other RPC.
 //! - [`tls`]: TLS and mutual TLS (rustls with ring) for the listener.
 //!
-//! Not built yet: the schema registry (schema references are
-//! accepted and not checked).
+//! - [`schema_registry`]: `danube_schema.SchemaRegistry` over the stream `broker/schemas`
+//!   (subjects, versions, compatibility for Avro and JSON Schema), and the schema checks of
+//!   topics bound to a subject.
 
 pub mod auth;
 pub mod catalog;
@@ -59,6 +60,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod ownership;
 pub mod producer;
+pub mod schema_registry;
 pub mod server;
 mod status;
 pub mod subscription;

@@ -9,6 +9,7 @@ use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerService
 use courier_impls::grpc::proto::danube::discovery_server::DiscoveryServer;
 use courier_impls::grpc::proto::danube::health_check_server::HealthCheckServer;
 use courier_impls::grpc::proto::danube::producer_service_server::ProducerServiceServer;
+use courier_impls::grpc::proto::danube_schema::schema_registry_server::SchemaRegistryServer;
 use courier_traits::storage::StreamStorage;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::transport::server::{Connected, Router};
@@ -30,6 +31,7 @@ use crate::tls::{ServerTls, TlsError};
 
 /// The broker's tonic router: its services behind the [`AuthLayer`].
 pub type BrokerRouter = Router<Stack<AuthLayer, Identity>>;
+use crate::schema_registry::{RegistryError, RegistryService, SchemaRegistry, TopicSchemas};
 
 /// What a broker node needs to know; the defaults are the spec's.
 #[derive(Clone, Debug)]
@@ -91,6 +93,9 @@ pub enum OpenError {
     /// TLS or the reverse).
     #[error("insecure or inconsistent settings: {0}")]
     Insecure(String),
+    /// The schema registry could not be folded.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
 impl courier_traits::error::Classify for OpenError {
@@ -101,6 +106,7 @@ impl courier_traits::error::Classify for OpenError {
             OpenError::Tls(_) | OpenError::Insecure(_) => {
                 courier_traits::error::ErrorClass::Permanent
             }
+            OpenError::Registry(error) => error.class(),
         }
     }
 }
@@ -152,6 +158,7 @@ pub struct BrokerServer {
     ownership: Option<Arc<Ownership>>,
     metrics: Arc<BrokerMetrics>,
     guard: Option<Arc<Guard>>,
+    schemas: Arc<TopicSchemas>,
 }
 
 /// Refuses settings that would send credentials in the clear or advertise the wrong scheme.
@@ -206,6 +213,7 @@ impl BrokerServer {
             }
             None => None,
         };
+        let registry = Arc::new(SchemaRegistry::open(storage.clone()).await?);
         let catalog = Arc::new(Catalog::open(storage).await?);
         let producers = Arc::new(ProducerRegistry::with_idle_timeout(
             config.producer.max_producers_per_topic,
@@ -230,7 +238,13 @@ impl BrokerServer {
             ownership,
             metrics,
             guard,
+            schemas: Arc::new(TopicSchemas::new(registry)),
         })
+    }
+
+    /// The node's schema registry and the schema checks of its topics.
+    pub fn schemas(&self) -> &Arc<TopicSchemas> {
+        &self.schemas
     }
 
     /// The node's topics.
@@ -285,7 +299,10 @@ impl BrokerServer {
             self.lifecycle.clone(),
             self.config.here.broker_url.clone(),
             self.config.producer.clone(),
-        );
+        )
+        .with_schemas(self.schemas.clone());
+        let registry =
+            SchemaRegistryServer::new(RegistryService::new(self.schemas.registry().clone()));
         let decode_limit = self.config.producer.decode_limit();
         let metrics = self.metrics.clone();
         let mut server = tonic::transport::Server::builder();
@@ -321,7 +338,8 @@ impl BrokerServer {
                     self.consumers.clone(),
                     gate,
                 ))),
-        };
+        }
+        .add_service(registry);
         Ok(match &self.guard {
             Some(guard) => {
                 router.add_service(AuthServiceServer::new(Authenticator::new(guard.clone())))

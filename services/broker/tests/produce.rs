@@ -20,7 +20,7 @@ use courier_impls::grpc::proto::danube::producer_service_client::ProducerService
 use courier_impls::grpc::proto::danube::topic_lookup_response::LookupType;
 use courier_impls::grpc::proto::danube::{
     DispatchStrategy, HealthCheckRequest, MsgId, ProducerAccessMode, ProducerRequest,
-    SchemaReference, StreamMessage, TopicLookupRequest,
+    StreamMessage, TopicLookupRequest,
 };
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
@@ -280,10 +280,6 @@ async fn dispatch_mismatch_exclusive_access_and_the_producer_limit_are_refused()
     let solo = "/default/solo";
     let mut owner = create_request(solo, "owner", DispatchStrategy::Reliable);
     owner.producer_access_mode = ProducerAccessMode::Exclusive.into();
-    owner.schema_ref = Some(SchemaReference {
-        subject: "passed-through".into(),
-        version_ref: None,
-    });
     node.create(owner.clone()).await.expect("exclusive");
     node.create(owner).await.expect("same name again");
     let other = node

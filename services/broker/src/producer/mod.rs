@@ -12,8 +12,9 @@
 //!   `InvalidArgument`.
 //! - `SendMessage` answers once the message is durable (reliable) or handed to the live
 //!   fan-out (non-reliable), echoing the `request_id`.
-//! - Schema references are accepted and not checked yet (the registry is not built); the
-//!   messages' `schema_id` / `schema_version` are stored as sent.
+//! - With [`ProduceService::with_schemas`], a schema reference binds the topic to its subject
+//!   and messages on bound topics are checked by the topic's policy
+//!   ([`crate::schema_registry::topics`]); `schema_id` / `schema_version` are stored as sent.
 
 mod registry;
 
@@ -30,6 +31,7 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog::{Catalog, Dispatch, TopicEntry};
 use crate::lifecycle::Lifecycle;
+use crate::schema_registry::TopicSchemas;
 use crate::status::{catalog_status, invalid_argument, write_status};
 use crate::topic::TopicName;
 pub use registry::{
@@ -86,6 +88,8 @@ pub struct ProduceService {
     /// What `msg_id.broker_addr` says: this node's broker URL.
     broker_url: String,
     config: ProducerConfig,
+    /// Schema binding and message checks; `None` = schema references are not checked.
+    schemas: Option<Arc<TopicSchemas>>,
 }
 
 impl ProduceService {
@@ -103,7 +107,14 @@ impl ProduceService {
             lifecycle,
             broker_url,
             config,
+            schemas: None,
         }
+    }
+
+    /// Checks schema references and messages against the schema registry.
+    pub fn with_schemas(mut self, schemas: Arc<TopicSchemas>) -> ProduceService {
+        self.schemas = Some(schemas);
+        self
     }
 
     /// CreateProducer.
@@ -141,6 +152,9 @@ impl ProduceService {
             .ensure_topic(&topic, dispatch)
             .await
             .map_err(catalog_status)?;
+        if let (Some(schemas), Some(reference)) = (&self.schemas, &request.schema_ref) {
+            schemas.bind_producer(&topic, reference).await?;
+        }
         let producer_id = self
             .producers
             .register(&topic, &request.producer_name, exclusive)
@@ -171,6 +185,9 @@ impl ProduceService {
             ));
         };
         let (record, topic) = self.producer_of(id, &message.producer_name)?;
+        if let Some(schemas) = &self.schemas {
+            schemas.check_message(&record.topic, &message).await?;
+        }
         let request_id = message.request_id;
         let stored = StreamMessage {
             msg_id: Some(MsgId {

@@ -1,0 +1,1 @@
+//! Registry operations on one storage: ids, versions, dedup, modes, deletion, errors.

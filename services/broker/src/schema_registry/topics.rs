@@ -1,0 +1,172 @@
+//! What a topic bound to a schema subject asks of its producers and messages (spec §4).
+//!
+//! - CreateProducer with a schema reference: the subject must have a live version
+//!   (`FailedPrecondition`), the topic is bound to it unless bound already, and bound to
+//!   another subject is `FailedPrecondition` (an admin rebinds with ConfigureTopicSchema). A
+//!   pinned version must exist, a minimum version must not exceed the latest
+//!   (`FailedPrecondition`).
+//! - SendMessage on a bound topic, policy `enforce`: `schema_id` must be the subject's and
+//!   `schema_version` a live version of it, and with payload validation the payload must
+//!   match that version (JSON Schema, Avro), else `InvalidArgument`. Policy `warn`: the same
+//!   checks log and count ([`TopicSchemas::warnings`]); policy `none`: nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
+use courier_impls::grpc::proto::danube::{SchemaReference, StreamMessage};
+use tonic::Status;
+
+use super::error::RegistryError;
+use super::state::TopicSchema;
+use super::store::SchemaRegistry;
+use super::types::ValidationPolicy;
+use crate::topic::TopicName;
+
+/// The producer side's schema checks over a [`SchemaRegistry`].
+#[derive(Debug)]
+pub struct TopicSchemas {
+    registry: Arc<SchemaRegistry>,
+    warnings: AtomicU64,
+}
+
+impl TopicSchemas {
+    /// The checks over `registry`.
+    pub fn new(registry: Arc<SchemaRegistry>) -> TopicSchemas {
+        TopicSchemas {
+            registry,
+            warnings: AtomicU64::new(0),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<SchemaRegistry> {
+        &self.registry
+    }
+
+    /// Messages that failed a check under the `warn` policy and were kept.
+    pub fn warnings(&self) -> u64 {
+        self.warnings.load(Ordering::Relaxed)
+    }
+
+    /// CreateProducer's check: binds `topic` to the reference's subject (see the
+    /// [module docs](self)).
+    ///
+    /// Errors: `InvalidArgument` for an empty subject, `FailedPrecondition` as above.
+    pub async fn bind_producer(
+        &self,
+        topic: &TopicName,
+        reference: &SchemaReference,
+    ) -> Result<(), Status> {
+        let bound = self
+            .registry
+            .bind_topic(topic.as_str(), &reference.subject)
+            .await?;
+        let state = self.registry.read();
+        let Some(subject) = state.subject(&bound.subject) else {
+            return Err(RegistryError::precondition(format!(
+                "schema subject {:?} is not registered",
+                bound.subject
+            ))
+            .into());
+        };
+        let latest = subject.latest().map_or(0, |latest| latest.version);
+        match reference.version_ref {
+            Some(VersionRef::PinnedVersion(version)) if subject.version(version).is_none() => {
+                Err(RegistryError::precondition(format!(
+                    "pinned version {version} of schema subject {:?} does not exist (latest is {latest})",
+                    subject.name
+                ))
+                .into())
+            }
+            Some(VersionRef::MinVersion(minimum)) if latest < minimum => {
+                Err(RegistryError::precondition(format!(
+                    "schema subject {:?} has no version >= {minimum} (latest is {latest})",
+                    subject.name
+                ))
+                .into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// SendMessage's check on `topic` (see the [module docs](self)).
+    ///
+    /// Errors: `InvalidArgument` under `enforce`.
+    pub async fn check_message(
+        &self,
+        topic: &TopicName,
+        message: &StreamMessage,
+    ) -> Result<(), Status> {
+        let Some(config) = self.registry.read().topic(topic.as_str()).cloned() else {
+            return Ok(());
+        };
+        if config.policy == ValidationPolicy::None {
+            return Ok(());
+        }
+        let mut problem = self.problem(&config, message);
+        if problem.is_some() {
+            // The version may have been registered through another node since the last fold.
+            self.registry.refresh().await?;
+            problem = self.problem(&config, message);
+        }
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        match config.policy {
+            ValidationPolicy::Enforce => Err(Status::invalid_argument(format!(
+                "topic {topic} (schema subject {:?}, policy enforce): {problem}",
+                config.subject
+            ))),
+            _ => {
+                self.warnings.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%topic, subject = config.subject, %problem, "message does not match the topic's schema (policy warn: kept)");
+                Ok(())
+            }
+        }
+    }
+
+    /// What is wrong with `message` for a topic configured as `config`, if anything.
+    fn problem(&self, config: &TopicSchema, message: &StreamMessage) -> Option<String> {
+        let schema_id = {
+            let state = self.registry.read();
+            let Some(subject) = state.subject(&config.subject) else {
+                return Some(format!(
+                    "schema subject {:?} does not exist",
+                    config.subject
+                ));
+            };
+            let Some(schema_id) = message.schema_id else {
+                return Some(format!(
+                    "the message has no schema_id (subject {:?} is schema id {})",
+                    subject.name, subject.schema_id
+                ));
+            };
+            if schema_id != subject.schema_id {
+                return Some(format!(
+                    "schema_id {schema_id} is not subject {:?}'s ({})",
+                    subject.name, subject.schema_id
+                ));
+            }
+            let Some(version) = message.schema_version else {
+                return Some("the message has no schema_version".to_owned());
+            };
+            if subject.version(version).is_none() {
+                return Some(format!(
+                    "schema_version {version} of subject {:?} does not exist",
+                    subject.name
+                ));
+            }
+            schema_id
+        };
+        if !config.payload_validation {
+            return None;
+        }
+        let version = message.schema_version?;
+        let compiled = self.registry.compiled(schema_id, version)?;
+        compiled
+            .validate_payload(&message.payload)
+            .err()
+            .map(|reason| format!("version {version}: {reason}"))
+    }
+}
