@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::channels::ClientGrants;
 use crate::{Frame, HubError};
 
 /// Why a connection ended; sent as the WebSocket close code and reason where possible.
@@ -59,6 +60,8 @@ pub(crate) struct ClientEntry {
     epoch: Instant,
     pub(crate) stop: CancellationToken,
     reason: OnceLock<CloseReason>,
+    /// What its token allows on channels.
+    pub(crate) grants: ClientGrants,
 }
 
 /// What happened to one frame offered to a local client.
@@ -75,6 +78,7 @@ impl ClientEntry {
         conn_id: u64,
         tx: mpsc::Sender<Frame>,
         stop: CancellationToken,
+        grants: ClientGrants,
     ) -> ClientEntry {
         ClientEntry {
             id,
@@ -85,6 +89,7 @@ impl ClientEntry {
             epoch: Instant::now(),
             stop,
             reason: OnceLock::new(),
+            grants,
         }
     }
 

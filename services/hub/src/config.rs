@@ -6,6 +6,8 @@ use std::time::Duration;
 use courier_impls::retry::ExponentialBackoff;
 use courier_traits::retry::RetryPolicy;
 
+use crate::channels::ChannelRule;
+
 /// Settings of a [`Hub`](crate::Hub). Defaults follow the spec: 3 min read and write timeouts,
 /// 256 frames per client queue, 64 KiB messages.
 ///
@@ -45,6 +47,9 @@ pub struct HubConfig {
     pub bus_backlog: usize,
     /// How the cluster link waits between bus reconnects.
     pub bus_retry: Arc<dyn RetryPolicy>,
+    /// What channels allow, first match wins (see [`ChannelRule`]); none: every channel
+    /// allows subscribing, and publishing through the HTTP API only.
+    pub channels: Vec<ChannelRule>,
 }
 
 impl Default for HubConfig {
@@ -64,6 +69,7 @@ impl Default for HubConfig {
                     .cap(Duration::from_secs(5))
                     .unlimited(),
             ),
+            channels: Vec::new(),
         }
     }
 }
@@ -123,6 +129,12 @@ impl HubConfig {
         self
     }
 
+    /// Appends a rule to [`channels`](Self::channels).
+    pub fn with_channel_rule(mut self, rule: ChannelRule) -> Self {
+        self.channels.push(rule);
+        self
+    }
+
     /// Sets [`bus_retry`](Self::bus_retry).
     pub fn with_bus_retry(mut self, policy: impl RetryPolicy + 'static) -> Self {
         self.bus_retry = Arc::new(policy);
@@ -142,6 +154,7 @@ impl std::fmt::Debug for HubConfig {
             .field("node_id", &self.node_id)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("bus_backlog", &self.bus_backlog)
+            .field("channels", &self.channels)
             .finish_non_exhaustive()
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::channels::{Channels, ClientGrants, is_channel_message};
 use crate::client::{ClientEntry, CloseReason, Offer};
 use crate::config::HubConfig;
 use crate::dispatcher::{Dispatcher, RequestContext};
@@ -22,6 +23,7 @@ pub(crate) struct Connections {
     pub(crate) node_id: Arc<str>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) dispatcher: Dispatcher,
+    pub(crate) channels: Arc<Channels>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
@@ -35,13 +37,20 @@ pub(crate) fn start(
     sender: Box<dyn FrameSender>,
     receiver: Box<dyn FrameReceiver>,
     first: Option<Frame>,
+    grants: ClientGrants,
 ) -> Arc<ClientEntry> {
     let (tx, rx) = mpsc::channel(hub.config.message_buffer_cap.max(1));
     if let Some(first) = first {
         // The channel is new and has room: the greeting is the first frame the client sees.
         let _ = tx.try_send(first);
     }
-    let entry = Arc::new(ClientEntry::new(id, conn_id, tx, hub.stop.child_token()));
+    let entry = Arc::new(ClientEntry::new(
+        id,
+        conn_id,
+        tx,
+        hub.stop.child_token(),
+        grants,
+    ));
     let writer_hub = hub.clone();
     let writer_entry = entry.clone();
     hub.tasks.spawn(async move {
@@ -55,6 +64,10 @@ pub(crate) fn start(
         reader_entry.stop.cancel();
         // The reader outlives nothing else: remove the client once both loops are ending.
         reader_hub.registry.unregister(&reader_entry);
+        reader_hub
+            .channels
+            .table
+            .remove_connection(reader_entry.conn_id);
     });
     entry
 }
@@ -133,7 +146,11 @@ async fn write(
     }
 }
 
-async fn read_loop(hub: &Connections, entry: &ClientEntry, mut receiver: Box<dyn FrameReceiver>) {
+async fn read_loop(
+    hub: &Connections,
+    entry: &Arc<ClientEntry>,
+    mut receiver: Box<dyn FrameReceiver>,
+) {
     let ctx = RequestContext {
         client_id: entry.id.clone(),
         node_id: hub.node_id.clone(),
@@ -171,7 +188,17 @@ async fn read_loop(hub: &Connections, entry: &ClientEntry, mut receiver: Box<dyn
         if bytes.len() > hub.config.max_message_bytes {
             return close_too_large(hub, entry, bytes.len());
         }
-        if let Some(reply) = hub.dispatcher.dispatch(&ctx, bytes).await
+        let reply = match Dispatcher::parse(bytes) {
+            Err(refusal) => Some(refusal),
+            Ok(message)
+                if is_channel_message(&message.message_type)
+                    && !hub.dispatcher.handles(&message.message_type) =>
+            {
+                hub.channels.handle(entry, message).await
+            }
+            Ok(message) => hub.dispatcher.dispatch_message(&ctx, message).await,
+        };
+        if let Some(reply) = reply
             && let Offer::Full { .. } =
                 entry.offer(Frame::text(reply.to_json()), hub.config.slow_client_grace)
         {

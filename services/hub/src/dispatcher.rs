@@ -85,18 +85,31 @@ impl Dispatcher {
 
     /// Parses and routes one client frame; returns the reply to send, if any.
     pub async fn dispatch(&self, ctx: &RequestContext, bytes: &[u8]) -> Option<AppMessage> {
-        let message: AppMessage = match serde_json::from_slice(bytes) {
-            Ok(message) => message,
-            Err(e) => {
-                return Some(error_reply(
-                    0,
-                    "bad_message",
-                    &format!(
-                        "expected JSON {{\"message_id\": int, \"message_type\": string, \"data\": any}}: {e}"
-                    ),
-                ));
-            }
-        };
+        match Dispatcher::parse(bytes) {
+            Ok(message) => self.dispatch_message(ctx, message).await,
+            Err(refusal) => Some(refusal),
+        }
+    }
+
+    /// Parses one client frame, or the `error` reply for a malformed one.
+    pub fn parse(bytes: &[u8]) -> Result<AppMessage, AppMessage> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            error_reply(
+                0,
+                "bad_message",
+                &format!(
+                    "expected JSON {{\"message_id\": int, \"message_type\": string, \"data\": any}}: {e}"
+                ),
+            )
+        })
+    }
+
+    /// Routes a parsed message; returns the reply to send, if any.
+    pub async fn dispatch_message(
+        &self,
+        ctx: &RequestContext,
+        message: AppMessage,
+    ) -> Option<AppMessage> {
         match self.handlers.get(&message.message_type) {
             Some(handler) => handler.handle(ctx, message).await,
             None => Some(error_reply(

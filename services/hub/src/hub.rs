@@ -8,6 +8,8 @@ use courier_traits::transport::DuplexConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::channels::table::SubscriptionTable;
+use crate::channels::{Channels, ClientGrants};
 use crate::client::{CloseReason, Offer};
 use crate::cluster::Cluster;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
@@ -70,6 +72,7 @@ struct HubInner {
     node_id: Arc<str>,
     registry: Arc<Registry>,
     connections: Arc<Connections>,
+    channels: Arc<Channels>,
     metrics: Arc<Metrics>,
     cluster: Option<Arc<Cluster>>,
     next_conn: AtomicU64,
@@ -101,6 +104,7 @@ impl Hub {
         let stop_on_drop = Arc::new(stop.clone().drop_guard());
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(metrics.clone(), config.slow_client_grace));
+        let subscriptions = Arc::new(SubscriptionTable::default());
         let cluster = match bus {
             Some(bus) => {
                 let (cluster, queues) = Cluster::new(
@@ -109,6 +113,7 @@ impl Hub {
                     node_id.clone(),
                     metrics.clone(),
                     registry.clone(),
+                    subscriptions.clone(),
                 )?;
                 let cluster = Arc::new(cluster);
                 registry.set_leave_hook(cluster.leave_hook());
@@ -117,11 +122,19 @@ impl Hub {
             }
             None => None,
         };
+        let channels = Arc::new(Channels {
+            table: subscriptions,
+            rules: config.channels.clone(),
+            registry: registry.clone(),
+            cluster: cluster.clone(),
+            max_message_bytes: config.max_message_bytes,
+        });
         let connections = Arc::new(Connections {
             config: config.clone(),
             node_id: node_id.clone(),
             registry: registry.clone(),
             dispatcher,
+            channels: channels.clone(),
             metrics: metrics.clone(),
             stop: stop.clone(),
             tasks: tasks.clone(),
@@ -131,6 +144,7 @@ impl Hub {
             node_id,
             registry,
             connections,
+            channels,
             metrics,
             cluster,
             next_conn: AtomicU64::new(1),
@@ -172,6 +186,18 @@ impl Hub {
         connection: DuplexConnection,
         greeting: Option<Frame>,
     ) -> Result<(), HubError> {
+        self.register_client(id, connection, greeting, ClientGrants::default())
+    }
+
+    /// Like [`register_with_greeting`](Self::register_with_greeting), for a client whose
+    /// token allows only `grants` on channels.
+    pub fn register_client(
+        &self,
+        id: &str,
+        connection: DuplexConnection,
+        greeting: Option<Frame>,
+        grants: ClientGrants,
+    ) -> Result<(), HubError> {
         validate_client_id(id)?;
         let inner = &self.inner;
         if inner.stop.is_cancelled() {
@@ -186,6 +212,7 @@ impl Hub {
             connection.sender,
             connection.receiver,
             greeting,
+            grants,
         );
         inner.registry.insert(entry.clone());
         if let Some(cluster) = &inner.cluster {
@@ -249,6 +276,23 @@ impl Hub {
             report.published = cluster.publish_broadcast(&frame).await;
         }
         Ok(report)
+    }
+
+    /// Publishes `data` to `channel`: every connection subscribed to it (by name or a
+    /// matching pattern), on every node, receives one `publication` message. Local
+    /// subscribers get it even when the bus is down (it is then kept, bounded, for
+    /// re-publishing, as broadcasts are).
+    ///
+    /// Errors: `InvalidInput` (not a channel name), `FrameTooLarge`, `Closed`.
+    pub async fn publish(
+        &self,
+        channel: &str,
+        data: &serde_json::Value,
+    ) -> Result<BroadcastReport, HubError> {
+        if self.inner.stop.is_cancelled() {
+            return Err(HubError::Closed);
+        }
+        self.inner.channels.publish(channel, data).await
     }
 
     /// Clients connected to this node.

@@ -20,7 +20,9 @@
 //! | T6+ | a publish fails although the bus stored it; the bus server freezes | each client still receives a broadcast once; pushes to remote clients answer `Bus` (503), not `ClientNotFound`; `/health` says the bus is unavailable within 1 s |
 //! | | a client sends a message over `max_message_bytes` | the connection is closed with 1009 and a warning |
 //!
-//! * [`Hub`]: register, push, broadcast, client count, shutdown.
+//! * [`Hub`]: register, push, broadcast, publish to a channel, client count, shutdown.
+//! * Channels: clients `subscribe` to names or `*` / `**` patterns and receive each
+//!   publication once per connection ([`ChannelPattern`], [`ChannelRule`], [`ClientGrants`]).
 //! * [`dispatcher`]: JSON messages from clients routed by `message_type` (`ping` built in).
 //! * [`server`]: the axum WebSocket endpoint, the HTTP API for backends, metrics, a demo page.
 //! * [`sdk`]: the Rust client: reconnects with backoff, routes replies to requests.
@@ -32,6 +34,7 @@
 //!
 //! [`MessageBus`]: courier_traits::bus::MessageBus
 
+mod channels;
 mod client;
 mod cluster;
 mod config;
@@ -47,6 +50,7 @@ mod registry;
 pub mod sdk;
 pub mod server;
 
+pub use channels::{ChannelPattern, ChannelRule, ClientGrants, MAX_CHANNEL_LEN, validate_channel};
 pub use client::CloseReason;
 pub use config::HubConfig;
 pub use error::{HubError, validate_client_id};

@@ -125,8 +125,13 @@ impl Registry {
 
     /// Queues `frame` for every local client.
     pub(crate) fn broadcast(&self, frame: &Frame) -> BroadcastReport {
+        self.fan_out(self.entries(), frame)
+    }
+
+    /// Queues `frame` for each of `entries`.
+    pub(crate) fn fan_out(&self, entries: Vec<Arc<ClientEntry>>, frame: &Frame) -> BroadcastReport {
         let mut report = BroadcastReport::default();
-        for entry in self.entries() {
+        for entry in entries {
             match self.offer(&entry, frame.share()) {
                 Offer::Queued => report.delivered += 1,
                 Offer::Full { .. } => report.dropped += 1,

@@ -1,13 +1,17 @@
 //! The bus payload of a frame crossing nodes.
 //!
 //! ```text
-//! 'b' | 'u'   broadcast or unicast
+//! 'b' | 'u' | 'c'   broadcast, unicast or channel publication
 //! kind        0 text, 1 binary
 //! n, origin   the publishing node's id (n <= 255 bytes)
 //! boot, seq   two 8-byte big-endian numbers: the envelope id (see below)
 //! [unicast]   2-byte big-endian length, target client id
+//! [channel]   2-byte big-endian length, channel name
 //! payload     the frame's bytes, unchanged
 //! ```
+//! Channel publications travel on the broadcast topic and share its sequence numbers, so
+//! they are de-duplicated and ordered with broadcasts; nodes of a version before channels
+//! ignore the unknown tag.
 //! A binary header rather than JSON keeps a broadcast's payload from being copied through an
 //! encoder on every node.
 //!
@@ -38,21 +42,39 @@ pub(crate) struct Envelope {
     /// `None` from nodes of the version before ids.
     pub(crate) id: Option<EnvelopeId>,
     pub(crate) target: Option<String>,
+    /// The channel of a publication (tag `c`).
+    pub(crate) channel: Option<String>,
     pub(crate) kind: FrameKind,
     pub(crate) payload: Bytes,
 }
 
 pub(crate) fn encode(origin: &str, id: EnvelopeId, target: Option<&str>, frame: &Frame) -> Bytes {
+    let tag = if target.is_some() { b'u' } else { b'b' };
+    encode_tagged(tag, origin, id, target, frame)
+}
+
+/// A channel publication's envelope.
+pub(crate) fn encode_channel(origin: &str, id: EnvelopeId, channel: &str, frame: &Frame) -> Bytes {
+    encode_tagged(b'c', origin, id, Some(channel), frame)
+}
+
+fn encode_tagged(
+    tag: u8,
+    origin: &str,
+    id: EnvelopeId,
+    target: Option<&str>,
+    frame: &Frame,
+) -> Bytes {
     let payload = frame.payload();
     let mut out = BytesMut::with_capacity(
         20 + origin.len() + target.map_or(0, |t| t.len() + 2) + payload.len(),
     );
-    out.put_u8(if target.is_some() { b'u' } else { b'b' });
+    out.put_u8(tag);
     out.put_u8(match frame.kind() {
         FrameKind::Text => 0,
         FrameKind::Binary => 1,
     });
-    // Node ids are validated to at most 64 bytes, client ids to 128.
+    // Node ids are validated to at most 64 bytes, client ids to 128, channels to 255.
     out.put_u8(origin.len() as u8);
     out.put_slice(origin.as_bytes());
     out.put_u64(id.boot);
@@ -79,7 +101,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Option<Envelope> {
         .to_owned();
     at += origin_len;
     let id = match tag {
-        b'b' | b'u' => {
+        b'b' | b'u' | b'c' => {
             let boot = u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?);
             let seq = u64::from_be_bytes(bytes.get(at + 8..at + 16)?.try_into().ok()?);
             at += 16;
@@ -87,9 +109,9 @@ pub(crate) fn decode(bytes: &Bytes) -> Option<Envelope> {
         }
         _ => None,
     };
-    let target = match tag {
+    let name = match tag {
         b'B' | b'b' => None,
-        b'U' | b'u' => {
+        b'U' | b'u' | b'c' => {
             let len = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
             at += 2;
             let target = std::str::from_utf8(bytes.get(at..at + len)?)
@@ -100,6 +122,11 @@ pub(crate) fn decode(bytes: &Bytes) -> Option<Envelope> {
         }
         _ => return None,
     };
+    let (target, channel) = if tag == b'c' {
+        (None, name)
+    } else {
+        (name, None)
+    };
     let payload = bytes.slice(at..);
     if kind == FrameKind::Text && std::str::from_utf8(&payload).is_err() {
         return None;
@@ -108,6 +135,7 @@ pub(crate) fn decode(bytes: &Bytes) -> Option<Envelope> {
         origin,
         id,
         target,
+        channel,
         kind,
         payload,
     })
@@ -137,6 +165,16 @@ mod tests {
         assert_eq!(
             (e.kind, &e.payload[..]),
             (FrameKind::Binary, &[0u8, 255][..])
+        );
+    }
+
+    #[test]
+    fn channel_publications_round_trip() {
+        let c = encode_channel("n", ID, "chat.room1", &Frame::text("{}"));
+        let e = decode(&c).expect("decodes");
+        assert_eq!(
+            (e.id, e.target, e.channel.as_deref(), &e.payload[..]),
+            (Some(ID), None, Some("chat.room1"), &b"{}"[..])
         );
     }
 

@@ -142,6 +142,15 @@ fn handle(cluster: &Cluster, kind: Link, message: Message, delivered: &mut Deliv
                 return;
             };
             Metrics::inc(&cluster.metrics.bus_received);
+            if let Some(channel) = env.channel {
+                crate::channels::deliver_local(
+                    &cluster.subscriptions,
+                    &cluster.registry,
+                    &channel,
+                    &frame,
+                );
+                return;
+            }
             match env.target {
                 None => {
                     cluster.registry.broadcast(&frame);

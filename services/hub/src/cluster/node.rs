@@ -18,6 +18,7 @@ use super::directory::Directory;
 use super::envelope::{self, EnvelopeId};
 use super::health::BusHealth;
 use super::presence::{Announcer, Presence};
+use crate::channels::table::SubscriptionTable;
 use crate::config::HubConfig;
 use crate::locks::lock;
 use crate::metrics::Metrics;
@@ -47,6 +48,8 @@ pub(crate) struct Cluster {
     pub(super) topics: Topics,
     /// This node's clients: where frames from other nodes are delivered.
     pub(super) registry: Arc<Registry>,
+    /// Their channel subscriptions: where publications from other nodes go.
+    pub(super) subscriptions: Arc<SubscriptionTable>,
     pub(super) directory: Mutex<Directory>,
     pub(super) health: BusHealth,
     pub(super) metrics: Arc<Metrics>,
@@ -72,6 +75,7 @@ impl Cluster {
         node_id: Arc<str>,
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
+        subscriptions: Arc<SubscriptionTable>,
     ) -> Result<(Cluster, Queues), HubError> {
         let (backlog_tx, backlog) = mpsc::channel(config.bus_backlog.max(1));
         let (announcer, presence) = Announcer::new(node_id.clone());
@@ -85,6 +89,7 @@ impl Cluster {
             bus,
             node_id,
             registry,
+            subscriptions,
             directory: Mutex::new(Directory::default()),
             health: BusHealth::new(metrics.clone()),
             metrics,
@@ -190,6 +195,17 @@ impl Cluster {
         // The id is in the bytes the backlog keeps: a re-publish is recognisably the same frame.
         let id = self.next_id(&self.broadcast_seq);
         let payload = envelope::encode(&self.node_id, id, None, frame);
+        self.publish_in_order(payload).await
+    }
+
+    /// Publishes a channel publication like a broadcast (same topic, order and backlog).
+    pub(crate) async fn publish_channel(&self, channel: &str, frame: &Frame) -> bool {
+        let id = self.next_id(&self.broadcast_seq);
+        let payload = envelope::encode_channel(&self.node_id, id, channel, frame);
+        self.publish_in_order(payload).await
+    }
+
+    async fn publish_in_order(&self, payload: Bytes) -> bool {
         if self.backlog_len.load(Ordering::Acquire) == 0
             && self
                 .publish(&self.topics.broadcast, payload.clone(), "broadcast publish")

@@ -137,3 +137,38 @@ pub(super) async fn count(State(state): State<Arc<ServerState>>, headers: Header
     }))
     .into_response()
 }
+
+pub(super) async fn publish(
+    State(state): State<Arc<ServerState>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused;
+    }
+    // JSON bodies are published as JSON; anything else as a string (UTF-8 required).
+    let data = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(value) => value,
+        Err(_) => match std::str::from_utf8(&body) {
+            Ok(text) => serde_json::Value::String(text.to_owned()),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_input",
+                    "the body must be JSON or UTF-8 text",
+                );
+            }
+        },
+    };
+    match state.hub.publish(&channel, &data).await {
+        Ok(report) => axum::Json(json!({
+            "channel": channel,
+            "delivered": report.delivered,
+            "dropped": report.dropped,
+            "published": report.published,
+        }))
+        .into_response(),
+        Err(e) => hub_error(&e),
+    }
+}

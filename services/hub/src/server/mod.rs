@@ -3,9 +3,10 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /ws?client_id=ID&token=T` | WebSocket; `client_id` optional (a random one is assigned), `token` when `client_token` is set (or `Authorization: Bearer`) |
+//! | `GET /ws?client_id=ID&token=T` | WebSocket; `client_id` optional (a random one is assigned), `token` when `client_token` or `client_grants` are set (or `Authorization: Bearer`); a token of `client_grants` limits the channels it may use |
 //! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
 //! | `POST /api/v1/broadcast` | broadcast the body |
+//! | `POST /api/v1/channels/{channel}/publish` | publish the body (JSON, or else as a string) to a channel's subscribers |
 //! | `GET /api/v1/clients/count` | `{"local": n, "cluster": m}` |
 //! | `GET /health` | `{"status": "ok" \| "degraded", "node": .., "bus": ..}`; the bus is asked now, with a 1 s deadline |
 //! | `GET /metrics` | Prometheus text |
@@ -32,7 +33,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{AppMessage, Hub, validate_client_id};
+use crate::{AppMessage, ClientGrants, Hub, validate_client_id};
 use auth::{bearer, secret_matches};
 pub use options::ServerOptions;
 use state::ServerState;
@@ -60,6 +61,7 @@ impl HubServer {
             .route("/metrics", get(metrics))
             .route("/api/v1/clients/{id}/push", post(api::push))
             .route("/api/v1/broadcast", post(api::broadcast))
+            .route("/api/v1/channels/{channel}/publish", post(api::publish))
             .route("/api/v1/clients/count", get(api::count))
             .with_state(self.state.clone())
     }
@@ -105,12 +107,10 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Some(expected) = &state.options.client_token {
-        let given = query.token.as_deref().or_else(|| bearer(&headers));
-        if !secret_matches(given, expected) {
-            return (StatusCode::UNAUTHORIZED, "missing or wrong token").into_response();
-        }
-    }
+    let given = query.token.as_deref().or_else(|| bearer(&headers));
+    let Some(grants) = client_grants(&state.options, given) else {
+        return (StatusCode::UNAUTHORIZED, "missing or wrong token").into_response();
+    };
     let id = match query.client_id {
         Some(id) => id,
         None => format!("c-{:016x}", rand::random::<u64>()),
@@ -136,10 +136,30 @@ async fn websocket(
                 json!({ "client_id": &id, "node": hub.node_id() }),
             );
             let greeting = Some(crate::Frame::text(welcome.to_json()));
-            if let Err(e) = hub.register_with_greeting(&id, connection, greeting) {
+            if let Err(e) = hub.register_client(&id, connection, greeting, grants) {
                 tracing::info!(client = %id, error = %e, "registration refused");
             }
         })
+}
+
+/// What a client presenting `given` may do on channels; `None` when it may not connect.
+fn client_grants(options: &ServerOptions, given: Option<&str>) -> Option<ClientGrants> {
+    if options.client_token.is_none() && options.client_grants.is_empty() {
+        return Some(ClientGrants::default());
+    }
+    if let Some(expected) = &options.client_token
+        && secret_matches(given, expected)
+    {
+        return Some(ClientGrants::default());
+    }
+    // Every token is compared (in constant time each), so timing does not say which matched.
+    let mut found = None;
+    for (token, grants) in &options.client_grants {
+        if secret_matches(given, token) && found.is_none() {
+            found = Some(grants.clone());
+        }
+    }
+    found
 }
 
 /// How long `/health` waits for the bus to accept a probe before calling it unavailable.

@@ -1,0 +1,224 @@
+//! Channels on one node and on two nodes sharing an in-process bus: overlapping
+//! subscriptions deliver once, unsubscribing one of them keeps the others, client publishing
+//! follows the channel rules and the connection's grants. The same over real etcd, Redis
+//! and Postgres buses is in `cli/tests/hub_cluster.rs`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_quiet, next_text, until};
+use courier_hub::{ChannelPattern, ChannelRule, ClientGrants, Hub, HubConfig};
+use courier_impls::memory::{MemoryBus, duplex_pair};
+use courier_traits::bus::MessageBus;
+use courier_traits::transport::{DuplexConnection, Frame as Wire};
+use serde_json::{Value, json};
+
+async fn connect_with(hub: &Hub, id: &str, grants: ClientGrants) -> DuplexConnection {
+    let (client, server) = duplex_pair(64);
+    hub.register_client(id, server, None, grants)
+        .expect("registers");
+    client
+}
+
+async fn connect(hub: &Hub, id: &str) -> DuplexConnection {
+    connect_with(hub, id, ClientGrants::default()).await
+}
+
+async fn send(conn: &mut DuplexConnection, id: i64, kind: &str, data: Value) {
+    let text = json!({ "message_id": id, "message_type": kind, "data": data }).to_string();
+    conn.sender.send(Wire::Text(text)).await.expect("sends");
+}
+
+/// The next text frame, parsed, which must be the reply to request `id`.
+async fn reply_to(conn: &mut DuplexConnection, id: i64) -> Value {
+    let reply: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
+    assert_eq!(reply["message_id"], id, "{reply}");
+    reply
+}
+
+/// Sends a request and returns the reply (the next text frame).
+async fn request(conn: &mut DuplexConnection, id: i64, kind: &str, data: Value) -> Value {
+    send(conn, id, kind, data).await;
+    reply_to(conn, id).await
+}
+
+async fn subscribe(conn: &mut DuplexConnection, channel: &str) {
+    let reply = request(conn, 1, "subscribe", json!({ "channel": channel })).await;
+    assert_eq!(reply["message_type"], "subscribed", "{reply}");
+}
+
+/// The next message, which must be a publication on `channel`; its data.
+async fn publication(conn: &mut DuplexConnection, channel: &str) -> Value {
+    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
+    assert_eq!(message["message_type"], "publication", "{message}");
+    assert_eq!(message["data"]["channel"], channel, "{message}");
+    message["data"]["data"].clone()
+}
+
+const QUIET: Duration = Duration::from_millis(150);
+
+#[tokio::test(start_paused = true)]
+async fn overlapping_subscriptions_deliver_once_and_unsubscribing_one_keeps_the_others() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let mut a = connect(&hub, "a").await;
+    let mut b = connect(&hub, "b").await;
+    let mut c = connect(&hub, "c").await;
+    for pattern in ["chat.room1", "chat.*", "chat.**"] {
+        subscribe(&mut a, pattern).await;
+    }
+    subscribe(&mut b, "chat.*").await;
+    subscribe(&mut c, "news.*").await;
+
+    let report = hub
+        .publish("chat.room1", &json!({"n": 1}))
+        .await
+        .expect("publish");
+    assert_eq!((report.delivered, report.published), (2, false));
+    assert_eq!(publication(&mut a, "chat.room1").await, json!({"n": 1}));
+    assert_eq!(publication(&mut b, "chat.room1").await, json!({"n": 1}));
+    for conn in [&mut a, &mut b, &mut c] {
+        assert_quiet(conn, QUIET).await;
+    }
+
+    // Deeper channels match `**` only.
+    hub.publish("chat.room1.typing", &json!(2))
+        .await
+        .expect("publish");
+    assert_eq!(publication(&mut a, "chat.room1.typing").await, json!(2));
+    assert_quiet(&mut b, QUIET).await;
+
+    let reply = request(&mut a, 5, "unsubscribe", json!({"channel": "chat.*"})).await;
+    assert_eq!(reply["data"]["was_subscribed"], true, "{reply}");
+    hub.publish("chat.room1", &json!(3)).await.expect("publish");
+    assert_eq!(publication(&mut a, "chat.room1").await, json!(3));
+    assert_eq!(publication(&mut b, "chat.room1").await, json!(3));
+    assert_quiet(&mut a, QUIET).await;
+    for pattern in ["chat.room1", "chat.**"] {
+        request(&mut a, 6, "unsubscribe", json!({"channel": pattern})).await;
+    }
+    hub.publish("chat.room1", &json!(4)).await.expect("publish");
+    assert_eq!(publication(&mut b, "chat.room1").await, json!(4));
+    assert_quiet(&mut a, QUIET).await;
+
+    // Bad names are refused with an error reply; the connection stays.
+    let reply = request(&mut c, 7, "subscribe", json!({"channel": "a.**.b"})).await;
+    assert_eq!(reply["data"]["code"], "bad_channel", "{reply}");
+    assert!(hub.publish("a.*", &json!(1)).await.is_err());
+    hub.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_publishing_follows_the_channel_rules_and_the_grants() {
+    let pattern = |p| ChannelPattern::parse(p).expect(p);
+    let config = HubConfig::default()
+        .with_channel_rule(ChannelRule::new(pattern("chat.**")).with_client_publish(true));
+    let hub = Hub::new(None, config).await.expect("hub");
+    let mut open = connect(&hub, "open").await;
+    let limited = ClientGrants::none()
+        .subscribe(pattern("chat.*"))
+        .publish(pattern("chat.lobby"));
+    let mut guest = connect_with(&hub, "guest", limited).await;
+    subscribe(&mut open, "chat.*").await;
+    subscribe(&mut guest, "chat.lobby").await;
+
+    let reply = request(&mut guest, 2, "subscribe", json!({"channel": "chat.**"})).await;
+    assert_eq!(reply["data"]["code"], "permission_denied", "{reply}");
+    let reply = request(&mut guest, 3, "subscribe", json!({"channel": "news.x"})).await;
+    assert_eq!(reply["data"]["code"], "permission_denied", "{reply}");
+
+    // Allowed by the rule and the grant: both subscribers (the publisher too) receive it,
+    // the publisher before the reply (local delivery happens before the answer).
+    send(
+        &mut guest,
+        4,
+        "publish",
+        json!({"channel": "chat.lobby", "data": "hi"}),
+    )
+    .await;
+    assert_eq!(publication(&mut guest, "chat.lobby").await, json!("hi"));
+    let reply = reply_to(&mut guest, 4).await;
+    assert_eq!(reply["message_type"], "published", "{reply}");
+    assert_eq!(publication(&mut open, "chat.lobby").await, json!("hi"));
+
+    // The rule allows chat.other, the guest's grant does not.
+    let reply = request(
+        &mut guest,
+        5,
+        "publish",
+        json!({"channel": "chat.other", "data": 1}),
+    )
+    .await;
+    assert_eq!(reply["data"]["code"], "permission_denied", "{reply}");
+    // No rule allows client publishing on news.*.
+    let reply = request(
+        &mut open,
+        6,
+        "publish",
+        json!({"channel": "news.x", "data": 1}),
+    )
+    .await;
+    assert_eq!(reply["data"]["code"], "permission_denied", "{reply}");
+    assert_quiet(&mut open, QUIET).await;
+    hub.shutdown().await;
+}
+
+fn cluster_config(node: &str) -> HubConfig {
+    HubConfig::default()
+        .with_node_id(node)
+        .with_heartbeat_interval(Duration::from_millis(100))
+        .with_channel_rule(
+            ChannelRule::new(ChannelPattern::parse("chat.**").expect("pattern"))
+                .with_client_publish(true),
+        )
+}
+
+#[tokio::test(start_paused = true)]
+async fn publications_cross_nodes_once_per_connection() {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let a = Hub::new(Some(bus.clone()), cluster_config("a"))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(bus.clone()), cluster_config("b"))
+        .await
+        .expect("hub b");
+    let mut a1 = connect(&a, "a1").await;
+    let mut b1 = connect(&b, "b1").await;
+    let mut b2 = connect(&b, "b2").await;
+    until("presence", || {
+        a.client_count() == 3 && b.client_count() == 3
+    })
+    .await;
+    for pattern in ["chat.room1", "chat.*"] {
+        subscribe(&mut a1, pattern).await;
+        subscribe(&mut b1, pattern).await;
+    }
+    subscribe(&mut b2, "news.*").await;
+
+    let report = a
+        .publish("chat.room1", &json!("from a"))
+        .await
+        .expect("publish");
+    assert!(report.published);
+    assert_eq!(publication(&mut a1, "chat.room1").await, json!("from a"));
+    assert_eq!(publication(&mut b1, "chat.room1").await, json!("from a"));
+
+    // A client on b publishes; a's subscriber receives it once, so does the publisher.
+    send(
+        &mut b1,
+        9,
+        "publish",
+        json!({"channel": "chat.room1", "data": "from b1"}),
+    )
+    .await;
+    assert_eq!(publication(&mut b1, "chat.room1").await, json!("from b1"));
+    let reply = reply_to(&mut b1, 9).await;
+    assert_eq!(reply["message_type"], "published", "{reply}");
+    assert_eq!(publication(&mut a1, "chat.room1").await, json!("from b1"));
+    for conn in [&mut a1, &mut b1, &mut b2] {
+        assert_quiet(conn, QUIET).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
