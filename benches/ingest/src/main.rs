@@ -4,12 +4,14 @@
 //! ```text
 //! ingest-bench run                 # everything, settings from the environment (see settings.rs)
 //! ingest-bench serve SPEC APP=KEY… # the server process `run` starts for itself
+//! ingest-bench cost BATCH BATCHES  # the server's work per event in process (see cost.rs)
 //! ```
 
 mod accept;
 mod backends;
 mod ceiling;
 mod child;
+mod cost;
 mod drive;
 mod e2e;
 mod events;
@@ -41,8 +43,12 @@ fn main() -> ExitCode {
     };
     let outcome = match args.first().map(String::as_str) {
         Some("serve") if args.len() >= 2 => runtime.block_on(serve::serve(&args[1], &args[2..])),
+        Some("cost") if args.len() == 3 => match (args[1].parse(), args[2].parse()) {
+            (Ok(batch), Ok(batches)) => runtime.block_on(cost::cost(batch, batches)),
+            _ => Err("usage: ingest-bench cost BATCH BATCHES".to_owned()),
+        },
         Some("run") => settings::Settings::from_env().and_then(|s| runtime.block_on(run::run(&s))),
-        _ => Err("usage: ingest-bench run | ingest-bench serve SPEC APP=KEY...".to_owned()),
+        _ => Err("usage: ingest-bench run | ingest-bench serve SPEC APP=KEY... | ingest-bench cost BATCH BATCHES".to_owned()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

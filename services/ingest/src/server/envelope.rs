@@ -303,7 +303,7 @@ fn check_fields(desc: &MessageDescriptor, json: &Value, path: &str) -> Result<()
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const CONTEXT: IngestContext<'static> = IngestContext {
@@ -327,22 +327,36 @@ mod tests {
         (fast, general)
     }
 
+    /// Canonical events, valid and rejected, that both readings must answer alike.
+    pub(crate) const CANONICAL_EVENTS: [&str; 9] = [
+        r#"{"id":"i1","idempotency_key":"k1","app_id":"app","device_id":"d","timestamp_ms":5,"custom_event":{"event_name":"bench","string_params":{"p":"x","a":"\u00e9\n","b":""},"int_params":{"n":0,"m":-3},"bool_params":{"t":true,"f":false}}}"#,
+        r#"{"id":"i2","idempotency_key":"k2","app_id":"app","device_id":"d","timestamp_ms":9007199254740993,"correlation_id":"","device_context":{"platform":"PLATFORM_IOS","os_version":"17","app_version":"","network_type":"NETWORK_TYPE_UNSPECIFIED","screen_width":0,"screen_height":2147483647,"is_emulator":false,"is_jailbroken":true},"screen_view":{"screen_name":"home","previous_screen":null}}"#,
+        r#"{"id":"i3","idempotency_key":"k3","app_id":"app","device_id":"d","timestamp_ms":1,"purchase_complete":{"order_id":"o","total_cents":0,"items":[{"product_id":"p","quantity":2,"price_cents":100},{}],"currency":"EUR"}}"#,
+        r#"{"id":"i4","idempotency_key":"k4","app_id":"app","device_id":"d","timestamp_ms":1,"button_tap":{}}"#,
+        // Rejections take the same words on both paths.
+        r#"{"id":"i5","idempotency_key":"k5","app_id":"app","device_id":"","timestamp_ms":1,"button_tap":{}}"#,
+        r#"{"id":"i6","idempotency_key":"k6","app_id":"other","device_id":"d","timestamp_ms":1,"button_tap":{"button_id":"b"}}"#,
+        r#"{"id":"i7","idempotency_key":"k7","app_id":"app","device_id":"d","timestamp_ms":-1,"button_tap":{"button_id":"b"}}"#,
+        r#"{"id":"i8","idempotency_key":"k8","app_id":"app","device_id":"d","timestamp_ms":1}"#,
+        r#"{"id":"i9","idempotency_key":"k9","app_id":"app","device_id":"d","timestamp_ms":1,"custom_event":{"event_name":""}}"#,
+    ];
+
+    /// `event`'s record without its `id` and `idempotency_key` (fresh ones differ), after
+    /// checking that the record holds the event's own.
+    pub(crate) fn without_fresh(event: &AcceptedEvent) -> Value {
+        let mut record: Value = serde_json::from_slice(&event.record).expect("json");
+        assert_eq!(record["id"], event.id.as_str());
+        assert_eq!(record["idempotency_key"], event.idempotency_key.as_str());
+        let object = record.as_object_mut().expect("object");
+        object.remove("id");
+        object.remove("idempotency_key");
+        record
+    }
+
     #[test]
     fn canonical_events_store_the_bytes_of_the_general_path() {
         let schema = Schema::load().expect("schema");
-        let events = [
-            r#"{"id":"i1","idempotency_key":"k1","app_id":"app","device_id":"d","timestamp_ms":5,"custom_event":{"event_name":"bench","string_params":{"p":"x","a":"\u00e9\n","b":""},"int_params":{"n":0,"m":-3},"bool_params":{"t":true,"f":false}}}"#,
-            r#"{"id":"i2","idempotency_key":"k2","app_id":"app","device_id":"d","timestamp_ms":9007199254740993,"correlation_id":"","device_context":{"platform":"PLATFORM_IOS","os_version":"17","app_version":"","network_type":"NETWORK_TYPE_UNSPECIFIED","screen_width":0,"screen_height":2147483647,"is_emulator":false,"is_jailbroken":true},"screen_view":{"screen_name":"home","previous_screen":null}}"#,
-            r#"{"id":"i3","idempotency_key":"k3","app_id":"app","device_id":"d","timestamp_ms":1,"purchase_complete":{"order_id":"o","total_cents":0,"items":[{"product_id":"p","quantity":2,"price_cents":100},{}],"currency":"EUR"}}"#,
-            r#"{"id":"i4","idempotency_key":"k4","app_id":"app","device_id":"d","timestamp_ms":1,"button_tap":{}}"#,
-            // Rejections take the same words on both paths.
-            r#"{"id":"i5","idempotency_key":"k5","app_id":"app","device_id":"","timestamp_ms":1,"button_tap":{}}"#,
-            r#"{"id":"i6","idempotency_key":"k6","app_id":"other","device_id":"d","timestamp_ms":1,"button_tap":{"button_id":"b"}}"#,
-            r#"{"id":"i7","idempotency_key":"k7","app_id":"app","device_id":"d","timestamp_ms":-1,"button_tap":{"button_id":"b"}}"#,
-            r#"{"id":"i8","idempotency_key":"k8","app_id":"app","device_id":"d","timestamp_ms":1}"#,
-            r#"{"id":"i9","idempotency_key":"k9","app_id":"app","device_id":"d","timestamp_ms":1,"custom_event":{"event_name":""}}"#,
-        ];
-        for text in events {
+        for text in CANONICAL_EVENTS {
             let event: Value = serde_json::from_str(text).expect("json");
             let (fast, general) = both(&schema, event);
             if let (EventOutcome::Valid(f), EventOutcome::Valid(g)) = (&fast, &general) {
@@ -365,15 +379,6 @@ mod tests {
         });
         let (EventOutcome::Valid(fast), EventOutcome::Valid(general)) = both(&schema, event) else {
             panic!("both valid");
-        };
-        let without_fresh = |event: &AcceptedEvent| {
-            let mut record: Value = serde_json::from_slice(&event.record).expect("json");
-            assert_eq!(record["id"], event.id.as_str());
-            assert_eq!(record["idempotency_key"], event.idempotency_key.as_str());
-            let object = record.as_object_mut().expect("object");
-            object.remove("id");
-            object.remove("idempotency_key");
-            record
         };
         assert_eq!(without_fresh(&fast), without_fresh(&general));
     }

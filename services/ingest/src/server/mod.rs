@@ -24,8 +24,10 @@
 mod auth;
 mod body;
 mod canonical;
+mod canonical_pass;
 mod envelope;
 mod event;
+mod field_table;
 mod fresh_id;
 mod keys;
 pub mod metrics;

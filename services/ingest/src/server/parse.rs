@@ -8,7 +8,9 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess,
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
+use super::field_table::FieldTables;
 use super::reply::{RequestError, Violation};
 use super::schema::{Schema, SchemaError};
 use super::{envelope, simple, strict_json};
@@ -61,6 +63,9 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct EventParser {
     schema: Schema,
+    /// The one-pass reading of valid canonical envelopes (`None`: the schema does not allow
+    /// it, every event takes the general reading).
+    canonical: Option<CanonicalPass>,
     limits: Limits,
 }
 
@@ -70,8 +75,15 @@ const MAX_VIOLATIONS: usize = 100;
 impl EventParser {
     /// A parser with `limits`, its schema decoded from the checked-in descriptor set.
     pub fn new(limits: Limits) -> Result<Self, SchemaError> {
+        let schema = Schema::load()?;
+        let canonical = if schema.json_name_shadows_proto_name {
+            None
+        } else {
+            CanonicalPass::new(FieldTables::build(&schema))
+        };
         Ok(Self {
-            schema: Schema::load()?,
+            schema,
+            canonical,
             limits,
         })
     }
@@ -89,17 +101,10 @@ impl EventParser {
         json: &[u8],
         context: &IngestContext<'_>,
     ) -> Result<Vec<EventOutcome>, RequestError> {
-        let events = top_level(json, "events")?;
-        if !events.get().starts_with('[') {
-            return Err(bad("events", "must be an array of events"));
-        }
-        let mut de = serde_json::Deserializer::from_str(events.get());
-        let seed = BoundedList {
-            max: self.limits.max_events,
+        let raw_events = match events_in_one_pass(json, self.limits.max_events) {
+            Some(raw_events) => raw_events,
+            None => self.events(json)?,
         };
-        let raw_events = seed
-            .deserialize(&mut de)
-            .map_err(|e| bad("events", e.to_string()))?;
         if raw_events.is_empty() {
             return Err(bad("events", "at least 1 event is required"));
         }
@@ -108,10 +113,14 @@ impl EventParser {
         // One buffer for every event's path (`events[i]`), which only errors read.
         let mut path = String::with_capacity(16);
         for (index, raw) in raw_events.iter().enumerate() {
+            if let Some(outcome) = self.accept_canonical(raw.get(), context) {
+                outcomes.push(outcome);
+                continue;
+            }
             path.clear();
             // Writing to a String cannot fail.
             let _ = write!(path, "events[{index}]");
-            match self.parse_event(raw.get(), &path, context) {
+            match self.parse_general(raw.get(), &path, context) {
                 Ok(outcome) => outcomes.push(outcome),
                 Err(violation) if violations.len() < MAX_VIOLATIONS => violations.push(violation),
                 Err(_) => {}
@@ -122,6 +131,20 @@ impl EventParser {
         } else {
             Err(RequestError::BadRequest(violations))
         }
+    }
+
+    /// The events of the batch `json` as unparsed values, or the error naming what is wrong.
+    fn events<'a>(&self, json: &'a [u8]) -> Result<Vec<&'a RawValue>, RequestError> {
+        let events = top_level(json, "events")?;
+        if !events.get().starts_with('[') {
+            return Err(bad("events", "must be an array of events"));
+        }
+        let mut de = serde_json::Deserializer::from_str(events.get());
+        let seed = BoundedList {
+            max: self.limits.max_events,
+        };
+        seed.deserialize(&mut de)
+            .map_err(|e| bad("events", e.to_string()))
     }
 
     /// Reads `{"event":{...}}` of `POST /v1/events/ingest`.
@@ -136,6 +159,29 @@ impl EventParser {
     }
 
     fn parse_event(
+        &self,
+        raw: &str,
+        path: &str,
+        context: &IngestContext<'_>,
+    ) -> Result<EventOutcome, Violation> {
+        match self.accept_canonical(raw, context) {
+            Some(outcome) => Ok(outcome),
+            None => self.parse_general(raw, path, context),
+        }
+    }
+
+    /// The outcome of a valid canonical envelope within the size limit, read in one pass
+    /// ([`CanonicalPass`]); `None` for [`EventParser::parse_general`].
+    fn accept_canonical(&self, raw: &str, context: &IngestContext<'_>) -> Option<EventOutcome> {
+        if raw.len() > self.limits.max_event_bytes {
+            return None;
+        }
+        let outcome = self.canonical.as_ref()?.accept(raw, context)?;
+        Some(within_dedup_limits(outcome))
+    }
+
+    /// Any event, through the general reading, its errors naming `path`.
+    fn parse_general(
         &self,
         raw: &str,
         path: &str,
@@ -200,6 +246,50 @@ fn top_level<'a>(json: &'a [u8], key: &str) -> Result<&'a RawValue, RequestError
         }
     }
     found.ok_or_else(|| bad(key, "required"))
+}
+
+/// [`EventParser::events`] of a well-formed batch (`{"events":[...]}` and nothing else, at most
+/// `max` events) in one pass over the body; `None` for anything else, which
+/// [`EventParser::events`] reads again to word its error (its messages locate the error in
+/// the body, then in the array, as they always did).
+fn events_in_one_pass(json: &[u8], max: usize) -> Option<Vec<&RawValue>> {
+    let text = std::str::from_utf8(json).ok()?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let events = OnlyEvents { max }.deserialize(&mut de).ok()?;
+    de.end().ok()?;
+    Some(events)
+}
+
+/// An object whose only member is `events`, an array read by [`BoundedList`].
+struct OnlyEvents {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for OnlyEvents {
+    type Value = Vec<&'de RawValue>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OnlyEvents {
+    type Value = Vec<&'de RawValue>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut events = None;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if key != "events" || events.is_some() {
+                return Err(A::Error::custom("not a batch"));
+            }
+            events = Some(map.next_value_seed(BoundedList { max: self.max })?);
+        }
+        events.ok_or_else(|| A::Error::custom("not a batch"))
+    }
 }
 
 /// A JSON object's members in order, duplicates kept, values unparsed.
