@@ -102,6 +102,10 @@ impl StreamsServer {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let token = self.state.shutdown().clone();
+        if let Some(subscriptions) = self.state.subscriptions() {
+            // After a restart, wakes left pending are started without waiting for a request.
+            subscriptions.ensure_started();
+        }
         let router = self.router();
         let listener = listener.tap_io(|tcp| {
             // Small responses must not wait for Nagle's algorithm.

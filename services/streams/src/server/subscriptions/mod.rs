@@ -128,8 +128,9 @@ impl Subscriptions {
             .await
     }
 
-    /// Starts the background task on first use (the server may be built outside a runtime).
-    fn ensure_started(&self) {
+    /// Starts the background task on first use (the server may be built outside a runtime):
+    /// when the server starts serving, or at the first subscription request or append.
+    pub(crate) fn ensure_started(&self) {
         self.0.started.get_or_init(|| {
             let weak = Arc::downgrade(&self.0);
             let stop = self.0.stop.clone();
@@ -286,6 +287,24 @@ impl Subscriptions {
         true
     }
 
+    /// Starts a wake if data is pending and none runs. Called after a change that ended a
+    /// wake: an append made while the wake ran was seen by neither the ending change (its
+    /// tails may have been read before the append) nor the append's own check (which saw the
+    /// wake still running); this check, made after the end was committed, sees it.
+    async fn settle(&self, id: &str) {
+        let result = self
+            .commit(id, None, |draft, tails, now| {
+                self.wake_if_pending(draft, tails, now);
+                Ok(())
+            })
+            .await;
+        if let Err(e) = result
+            && e.code() != "SUBSCRIPTION_NOT_FOUND"
+        {
+            tracing::warn!(subscription = %id, code = e.code(), "cannot check for pending data");
+        }
+    }
+
     async fn run(&self, effect: Effect) {
         match effect {
             Effect::Deliver {
@@ -391,27 +410,32 @@ impl Subscriptions {
 
     /// A receiver answered `{"done":true}`: its wake's snapshot is acknowledged.
     async fn finish_delivered(&self, id: &str, generation: u64) -> Result<(), ApiError> {
-        self.commit(id, None, |draft, tails, now| {
-            let Some(wake) = draft.state.wake.as_ref() else {
-                return Ok(());
-            };
-            if draft.state.generation != generation {
-                return Ok(());
-            }
-            let acks = wake.snapshot.clone();
-            draft.push(Event::Finished { generation, acks });
-            self.wake_if_pending(draft, tails, now);
-            Ok(())
-        })
-        .await
+        let finished = self
+            .commit(id, None, |draft, tails, now| {
+                let Some(wake) = draft.state.wake.as_ref() else {
+                    return Ok(());
+                };
+                if draft.state.generation != generation {
+                    return Ok(());
+                }
+                let acks = wake.snapshot.clone();
+                draft.push(Event::Finished { generation, acks });
+                self.wake_if_pending(draft, tails, now);
+                Ok(())
+            })
+            .await;
+        self.settle(id).await;
+        finished
     }
 
     /// Ends wakes whose lease expired, and starts the next where data is pending. `all`
-    /// reads every subscription afresh first.
+    /// first reads every subscription afresh and wakes those with pending data and no wake.
     pub(crate) async fn expire_leases(&self, all: bool) -> Result<(), StorageError> {
         if all {
+            // Also a safety net: data left pending without a wake (appended just before a
+            // restart, or by a node that stopped before handing the append on) wakes here.
             for id in self.0.store.ids().await? {
-                self.0.store.load(&id).await?;
+                self.settle(&id).await;
             }
         }
         let now = self.now_ms();
@@ -441,6 +465,7 @@ impl Subscriptions {
             if let Err(e) = result {
                 tracing::debug!(subscription = %sub.id, code = e.code(), "lease expiry not applied");
             }
+            self.settle(&sub.id).await;
         }
         Ok(())
     }

@@ -164,14 +164,14 @@ pub(crate) enum LinkType {
     Glob,
 }
 
-/// One record of a subscription's log.
+/// One record of a subscription's log: the events of one committed change (one record per
+/// change, so the log's record count is its change count, which the compare-and-set uses).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Entry {
     /// The incarnation: a subscription deleted and created again under the same id starts a
     /// new one, so a node holding the old state notices and reads the new log from the start.
     pub(crate) inc: String,
-    #[serde(flatten)]
-    pub(crate) event: Event,
+    pub(crate) events: Vec<Event>,
 }
 
 /// What happened to a subscription.
@@ -267,13 +267,13 @@ pub(crate) struct Subscription {
 impl Subscription {
     /// The state after the log's first record, or `None` if that record is not a creation.
     pub(crate) fn from_created(id: &str, entry: &Entry) -> Option<Subscription> {
-        let Event::Created {
+        let Some(Event::Created {
             config,
             config_hash,
             base_url,
             created_at,
             links,
-        } = &entry.event
+        }) = entry.events.first()
         else {
             return None;
         };
@@ -291,6 +291,9 @@ impl Subscription {
         };
         for seed in links {
             subscription.link(&seed.path, LinkType::Explicit, seed.offset.clone());
+        }
+        for event in &entry.events[1..] {
+            subscription.apply(event);
         }
         Some(subscription)
     }
@@ -544,7 +547,7 @@ mod tests {
         .expect("valid");
         let entry = Entry {
             inc: "i1".into(),
-            event: Event::Created {
+            events: vec![Event::Created {
                 config_hash: config.hash(),
                 config,
                 base_url: "http://h".into(),
@@ -556,7 +559,7 @@ mod tests {
                         offset: None,
                     })
                     .collect(),
-            },
+            }],
         };
         Subscription::from_created("s", &entry).expect("created")
     }

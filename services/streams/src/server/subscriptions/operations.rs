@@ -166,13 +166,13 @@ impl Subscriptions {
                 .unwrap_or_default();
         let entry = Entry {
             inc: random_hex(8),
-            event: Event::Created {
+            events: vec![Event::Created {
                 config,
                 config_hash: hash.clone(),
                 base_url: base_url.to_owned(),
                 created_at,
                 links,
-            },
+            }],
         };
         let created = self.0.store.create(id, &entry).await?;
         // Listed again on a re-confirm too: a creation interrupted before listing heals.
@@ -291,28 +291,33 @@ impl Subscriptions {
         if !valid_id(id) {
             return Err(ApiError::not_found());
         }
-        self.commit(id, None, |draft, tails, now| {
-            require(&draft.state, kind)?;
-            check_token(&draft.state, token, &request)?;
-            check_acks(&draft.state, &request.acks, tails)?;
-            let generation = draft.state.generation;
-            let mut next_wake = false;
-            if request.done {
-                draft.push(Event::Finished {
-                    generation,
-                    acks: request.acks.clone(),
-                });
-                next_wake = self.wake_if_pending(draft, tails, now);
-            } else {
-                draft.push(Event::Acked {
-                    generation,
-                    acks: request.acks.clone(),
-                    lease_until: now + draft.state.config.lease_ttl_ms,
-                });
-            }
-            Ok(json!({ "ok": true, "next_wake": next_wake }))
-        })
-        .await
+        let answer = self
+            .commit(id, None, |draft, tails, now| {
+                require(&draft.state, kind)?;
+                check_token(&draft.state, token, &request)?;
+                check_acks(&draft.state, &request.acks, tails)?;
+                let generation = draft.state.generation;
+                let mut next_wake = false;
+                if request.done {
+                    draft.push(Event::Finished {
+                        generation,
+                        acks: request.acks.clone(),
+                    });
+                    next_wake = self.wake_if_pending(draft, tails, now);
+                } else {
+                    draft.push(Event::Acked {
+                        generation,
+                        acks: request.acks.clone(),
+                        lease_until: now + draft.state.config.lease_ttl_ms,
+                    });
+                }
+                Ok(json!({ "ok": true, "next_wake": next_wake }))
+            })
+            .await?;
+        if request.done {
+            self.settle(id).await;
+        }
+        Ok(answer)
     }
 
     /// `POST .../claim`: a pull-wake worker takes the current wake (started now if data is
@@ -385,6 +390,8 @@ impl Subscriptions {
             self.wake_if_pending(draft, tails, now);
             Ok(())
         })
-        .await
+        .await?;
+        self.settle(id).await;
+        Ok(())
     }
 }

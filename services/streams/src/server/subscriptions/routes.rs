@@ -36,6 +36,7 @@ pub(crate) async fn control(
         )
         .into_response();
     };
+    subs.ensure_started();
     match answer(subs, &rest, &method, &headers, &body).await {
         Ok(response) => response,
         Err(e) => e.into_response(),

@@ -3,9 +3,9 @@
 //!
 //! * `__ds/index`: which subscriptions exist (`add` / `remove` records).
 //! * `__ds/subscriptions/<id>`: one log per subscription, its creation first, then every
-//!   change ([`Entry`]). Each change is appended with the writer sequence "number of records
-//!   after it", so the storage accepts it only if no other node appended since this node read
-//!   the log: a compare-and-set that makes two nodes racing to start the same wake produce
+//!   change ([`Entry`], one record per change). Each change is appended with the writer
+//!   sequence "number of records after it", so the storage accepts it only if no other node
+//!   appended since this node read the log: a compare-and-set that makes two nodes racing to start the same wake produce
 //!   one wake, and one delivery.
 
 use std::collections::{BTreeSet, HashMap};
@@ -134,7 +134,9 @@ impl Store {
                 })?;
                 match &mut current {
                     Some(loaded) if loaded.sub.inc == entry.inc => {
-                        loaded.sub.apply(&entry.event);
+                        for event in &entry.events {
+                            loaded.sub.apply(event);
+                        }
                         loaded.version += 1;
                     }
                     Some(_) => {
@@ -200,18 +202,16 @@ impl Store {
         loaded: &Loaded,
         events: &[Event],
     ) -> Result<Option<Loaded>, StorageError> {
-        let mut records = Vec::with_capacity(events.len());
-        for event in events {
-            let entry = Entry {
-                inc: loaded.sub.inc.clone(),
-                event: event.clone(),
-            };
-            let bytes = serde_json::to_vec(&entry)
-                .map_err(|e| corrupt(format!("cannot encode a subscription event: {e}")))?;
-            records.push(Bytes::from(bytes));
-        }
-        let version = loaded.version + events.len() as u64;
-        let request = AppendRequest::records(records)
+        let entry = Entry {
+            inc: loaded.sub.inc.clone(),
+            events: events.to_vec(),
+        };
+        let record = serde_json::to_vec(&entry)
+            .map_err(|e| corrupt(format!("cannot encode a subscription change: {e}")))?;
+        // One record per change: the writer sequence counts changes, so any change appended
+        // since `loaded` was read makes this one sort at or below the last accepted.
+        let version = loaded.version + 1;
+        let request = AppendRequest::record(record)
             .with_content_type(JSON)
             .with_writer_seq(format!("{version:020}"));
         let id = &loaded.sub.id;
