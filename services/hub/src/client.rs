@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::channels::ClientGrants;
+use crate::channels::recovery::RecoveryBuffers;
 use crate::{Frame, HubError};
 
 /// Why a connection ended; sent as the WebSocket close code and reason where possible.
@@ -62,6 +63,8 @@ pub(crate) struct ClientEntry {
     reason: OnceLock<CloseReason>,
     /// What its token allows on channels.
     pub(crate) grants: ClientGrants,
+    /// Live publications held while history subscriptions are set up.
+    pub(crate) recovery: RecoveryBuffers,
 }
 
 /// What happened to one frame offered to a local client.
@@ -90,6 +93,7 @@ impl ClientEntry {
             stop,
             reason: OnceLock::new(),
             grants,
+            recovery: RecoveryBuffers::default(),
         }
     }
 

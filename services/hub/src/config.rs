@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use courier_impls::retry::ExponentialBackoff;
 use courier_traits::retry::RetryPolicy;
+use courier_traits::storage::StreamStorage;
 
 use crate::channels::ChannelRule;
 
@@ -50,6 +51,10 @@ pub struct HubConfig {
     /// What channels allow, first match wins (see [`ChannelRule`]); none: every channel
     /// allows subscribing, and publishing through the HTTP API only.
     pub channels: Vec<ChannelRule>,
+    /// Where channels with a history ([`ChannelRule::history`]) keep it; shared by every
+    /// node of a cluster (Redis, Postgres, SQLite ... storages), else recovery on another node
+    /// finds nothing.
+    pub history_storage: Option<Arc<dyn StreamStorage>>,
 }
 
 impl Default for HubConfig {
@@ -70,6 +75,7 @@ impl Default for HubConfig {
                     .unlimited(),
             ),
             channels: Vec::new(),
+            history_storage: None,
         }
     }
 }
@@ -135,6 +141,12 @@ impl HubConfig {
         self
     }
 
+    /// Sets [`history_storage`](Self::history_storage).
+    pub fn with_history_storage(mut self, storage: Arc<dyn StreamStorage>) -> Self {
+        self.history_storage = Some(storage);
+        self
+    }
+
     /// Sets [`bus_retry`](Self::bus_retry).
     pub fn with_bus_retry(mut self, policy: impl RetryPolicy + 'static) -> Self {
         self.bus_retry = Arc::new(policy);
@@ -155,6 +167,7 @@ impl std::fmt::Debug for HubConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("bus_backlog", &self.bus_backlog)
             .field("channels", &self.channels)
+            .field("history_storage", &self.history_storage.is_some())
             .finish_non_exhaustive()
     }
 }

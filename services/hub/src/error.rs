@@ -30,6 +30,9 @@ pub enum HubError {
     /// The client is on another node and the cluster bus did not accept the frame.
     #[error("cluster bus unavailable: {0}")]
     Bus(#[source] BusError),
+    /// The history storage of a channel failed.
+    #[error("channel history storage: {0}")]
+    Storage(#[source] courier_traits::storage::StorageError),
     /// The frame was queued but the connection failed before it was written (acked frames).
     #[error("client {0:?} disconnected before the frame was written")]
     NotDelivered(String),
@@ -40,6 +43,7 @@ impl Classify for HubError {
         match self {
             HubError::SendBufferFull(_) => ErrorClass::TRANSIENT,
             HubError::Bus(e) => e.class(),
+            HubError::Storage(e) => e.class(),
             _ => ErrorClass::Permanent,
         }
     }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::channels::table::SubscriptionTable;
-use crate::channels::{Channels, ClientGrants};
+use crate::channels::{Channels, ClientGrants, History};
 use crate::client::{CloseReason, Offer};
 use crate::cluster::Cluster;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
@@ -97,6 +97,16 @@ impl Hub {
             config.node_id = random_node_id();
         }
         validate_node_id(&config.node_id)?;
+        if config.history_storage.is_none()
+            && let Some(rule) = config.channels.iter().find(|r| r.history.is_some())
+        {
+            return Err(courier_traits::InvalidInput::new(
+                "channels",
+                rule.pattern.as_str(),
+                "a channel with history needs a history storage (HubConfig::with_history_storage)",
+            )
+            .into());
+        }
         let node_id: Arc<str> = config.node_id.as_str().into();
         let metrics = Arc::new(Metrics::default());
         let stop = CancellationToken::new();
@@ -127,6 +137,7 @@ impl Hub {
             rules: config.channels.clone(),
             registry: registry.clone(),
             cluster: cluster.clone(),
+            history: config.history_storage.clone().map(History::new),
             max_message_bytes: config.max_message_bytes,
         });
         let connections = Arc::new(Connections {

@@ -50,7 +50,9 @@ mod registry;
 pub mod sdk;
 pub mod server;
 
-pub use channels::{ChannelPattern, ChannelRule, ClientGrants, MAX_CHANNEL_LEN, validate_channel};
+pub use channels::{
+    ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, MAX_CHANNEL_LEN, validate_channel,
+};
 pub use client::CloseReason;
 pub use config::HubConfig;
 pub use error::{HubError, validate_client_id};

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{assert_quiet, next_text, until};
-use courier_hub::{ChannelPattern, ChannelRule, ClientGrants, Hub, HubConfig};
-use courier_impls::memory::{MemoryBus, duplex_pair};
+use courier_hub::{ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, Hub, HubConfig};
+use courier_impls::memory::{MemoryBus, MemoryStreamStorage, duplex_pair};
 use courier_traits::bus::MessageBus;
+use courier_traits::storage::StreamStorage;
 use courier_traits::transport::{DuplexConnection, Frame as Wire};
 use serde_json::{Value, json};
 
@@ -221,4 +222,141 @@ async fn publications_cross_nodes_once_per_connection() {
     }
     a.shutdown().await;
     b.shutdown().await;
+}
+
+fn history_config(node: &str, storage: &Arc<MemoryStreamStorage>, max_len: usize) -> HubConfig {
+    let storage: Arc<dyn StreamStorage> = storage.clone();
+    cluster_config(node)
+        .with_history_storage(storage)
+        .with_channel_rule(
+            ChannelRule::new(ChannelPattern::parse("feed.*").expect("pattern"))
+                .with_history(HistoryLimits::new(max_len, Duration::from_secs(3600))),
+        )
+}
+
+/// A publication's (data, offset, epoch).
+async fn stored_publication(conn: &mut DuplexConnection, channel: &str) -> (Value, String, String) {
+    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
+    assert_eq!(message["message_type"], "publication", "{message}");
+    let data = &message["data"];
+    assert_eq!(data["channel"], channel, "{message}");
+    let offset = data["offset"].as_str().expect("offset").to_owned();
+    let epoch = data["epoch"].as_str().expect("epoch").to_owned();
+    (data["data"].clone(), offset, epoch)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_reconnecting_to_the_other_node_recovers_what_it_missed_once_and_in_order() {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let storage = Arc::new(MemoryStreamStorage::new());
+    let a = Hub::new(Some(bus.clone()), history_config("a", &storage, 100))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(bus.clone()), history_config("b", &storage, 100))
+        .await
+        .expect("hub b");
+    let mut reader = connect(&a, "reader").await;
+    let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.x"})).await;
+    assert_eq!(reply["message_type"], "subscribed", "{reply}");
+    let epoch = reply["data"]["epoch"].as_str().expect("epoch").to_owned();
+    for n in 0..2 {
+        b.publish("feed.x", &json!(n)).await.expect("publish");
+    }
+    let mut last = String::new();
+    for n in 0..2 {
+        let (data, offset, their_epoch) = stored_publication(&mut reader, "feed.x").await;
+        assert_eq!((data, &their_epoch), (json!(n), &epoch));
+        assert!(offset > last, "offsets grow: {offset} after {last}");
+        last = offset;
+    }
+    // The reader is killed; three publications happen while it is away.
+    drop(reader);
+    until("reader gone", || !a.is_local("reader")).await;
+    for n in 2..5 {
+        a.publish("feed.x", &json!(n)).await.expect("publish");
+    }
+    // It comes back on the other node with its last offset.
+    let mut reader = connect(&b, "reader").await;
+    let reply = request(
+        &mut reader,
+        2,
+        "subscribe",
+        json!({"channel": "feed.x", "since": {"offset": last, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    let recovered: Vec<Value> = reply["data"]["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(recovered, [json!(2), json!(3), json!(4)]);
+    let tail = reply["data"]["offset"].as_str().expect("offset").to_owned();
+    assert_eq!(reply["data"]["publications"][2]["offset"], tail, "{reply}");
+    // Live again: the next publication arrives once, after what was recovered.
+    a.publish("feed.x", &json!(5)).await.expect("publish");
+    let (data, offset, _) = stored_publication(&mut reader, "feed.x").await;
+    assert_eq!(data, json!(5));
+    assert!(offset > tail);
+    assert_quiet(&mut reader, QUIET).await;
+
+    // Nothing missed: recovery answers an empty list, not a resync.
+    let mut again = connect(&a, "again").await;
+    let reply = request(
+        &mut again,
+        3,
+        "subscribe",
+        json!({"channel": "feed.x", "since": {"offset": offset, "epoch": epoch}}),
+    )
+    .await;
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    assert_eq!(reply["data"]["publications"], json!([]), "{reply}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn recovery_past_the_history_or_from_another_epoch_answers_resync() {
+    let storage = Arc::new(MemoryStreamStorage::new());
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let hub = Hub::new(Some(bus), history_config("a", &storage, 3))
+        .await
+        .expect("hub");
+    let mut reader = connect(&hub, "reader").await;
+    let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.y"})).await;
+    let epoch = reply["data"]["epoch"].as_str().expect("epoch").to_owned();
+    let start = reply["data"]["offset"].as_str().expect("offset").to_owned();
+    for n in 0..4 {
+        hub.publish("feed.y", &json!(n)).await.expect("publish");
+    }
+    let since = |offset: &str, epoch: &str| json!({"channel": "feed.y", "since": {"offset": offset, "epoch": epoch}});
+    let mut late = connect(&hub, "late").await;
+    // Four missed, three kept.
+    let reply = request(&mut late, 2, "subscribe", since(&start, &epoch)).await;
+    assert_eq!(
+        (&reply["data"]["recovered"], &reply["data"]["resync"]),
+        (&json!(false), &json!(true)),
+        "{reply}"
+    );
+    let mut other = connect(&hub, "other").await;
+    let reply = request(&mut other, 3, "subscribe", since(&start, "not-the-epoch")).await;
+    assert_eq!(reply["data"]["resync"], true, "{reply}");
+    // Three missed (after the first): recovered.
+    let (_, after_first, _) = stored_publication(&mut reader, "feed.y").await;
+    let mut third = connect(&hub, "third").await;
+    let reply = request(&mut third, 4, "subscribe", since(&after_first, &epoch)).await;
+    assert_eq!(reply["data"]["recovered"], true, "{reply}");
+    let recovered: Vec<Value> = reply["data"]["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect();
+    assert_eq!(recovered, [json!(1), json!(2), json!(3)]);
+    // An offset the stream never issued.
+    let mut fourth = connect(&hub, "fourth").await;
+    let reply = request(&mut fourth, 5, "subscribe", since("zzzz", &epoch)).await;
+    assert_eq!(reply["data"]["resync"], true, "{reply}");
+    hub.shutdown().await;
 }

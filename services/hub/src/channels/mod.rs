@@ -5,20 +5,32 @@
 //!
 //! | `message_type` | `data` | reply |
 //! |---|---|---|
-//! | `subscribe` | `{"channel": "chat.*"}` | `subscribed` `{"channel"}` or `error` |
+//! | `subscribe` | `{"channel": "chat.*"}`, on a history channel optionally `"since": {"offset", "epoch"}` | `subscribed` or `error` |
 //! | `unsubscribe` | `{"channel": "chat.*"}` | `unsubscribed` `{"channel", "was_subscribed"}` |
 //! | `publish` | `{"channel": "chat.room1", "data": any}` | `published` `{"channel", "delivered"}` or `error` |
 //!
 //! A publication arrives as `{"message_type": "publication", "message_id": 0, "data":
-//! {"channel": "chat.room1", "data": ...}}`, once per connection however many of its
-//! subscriptions match (the client matches it to its own subscriptions). Across nodes it
-//! travels on the broadcast topic with an envelope id, so the cluster's exactly-once
-//! delivery of broadcasts holds for it too.
+//! {"channel": "chat.room1", "data": ..., "offset": "..", "epoch": ".."}}` (offset and epoch
+//! on history channels only), once per connection however many of its subscriptions match
+//! (the client matches it to its own subscriptions). Across nodes it travels on the broadcast
+//! topic with an envelope id, so the cluster's exactly-once delivery of broadcasts holds for
+//! it too.
+//!
+//! On a history channel (a [`ChannelRule`] with [`HistoryLimits`], exact names only) the
+//! `subscribed` reply carries `epoch` and `offset` (where the client stands); with `since` it
+//! also carries `recovered: true` and `publications: [{"offset", "data"}, ...]` — everything
+//! published after `since`, in order — or `recovered: false, resync: true, reason` when the
+//! history no longer reaches back. Live publications that arrive while the reply is prepared
+//! are held and follow it, without those already in `publications`: each publication
+//! reaches the client once, in order.
 
+mod history;
 mod pattern;
+pub(crate) mod recovery;
 mod rules;
 pub(crate) mod table;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -29,6 +41,9 @@ use crate::cluster::Cluster;
 use crate::error::HubError;
 use crate::message::AppMessage;
 use crate::registry::{BroadcastReport, Registry};
+pub(crate) use history::History;
+pub use history::HistoryLimits;
+use history::Recovery;
 pub use pattern::{ChannelPattern, MAX_CHANNEL_LEN, validate_channel};
 pub(crate) use rules::rule_for;
 pub use rules::{ChannelRule, ClientGrants};
@@ -40,51 +55,84 @@ pub(crate) fn is_channel_message(message_type: &str) -> bool {
     matches!(message_type, "subscribe" | "unsubscribe" | "publish")
 }
 
-/// The frame a publication reaches subscribers as.
-pub(crate) fn publication_frame(channel: &str, data: &Value) -> Frame {
-    let message = AppMessage::new(
-        0,
-        "publication",
-        json!({ "channel": channel, "data": data }),
-    );
-    Frame::text(message.to_json())
+/// The frame a publication reaches subscribers as; `position` is (offset, epoch) on history
+/// channels.
+pub(crate) fn publication_frame(
+    channel: &str,
+    data: &Value,
+    position: Option<(&str, &str)>,
+) -> Frame {
+    let mut body = json!({ "channel": channel, "data": data });
+    if let Some((offset, epoch)) = position {
+        body["offset"] = json!(offset);
+        body["epoch"] = json!(epoch);
+    }
+    Frame::text(AppMessage::new(0, "publication", body).to_json())
 }
 
-/// Delivers `frame` to every local connection subscribed to `channel`, once each.
+/// Delivers `frame` to every local connection subscribed to `channel`, once each (held for
+/// connections whose subscription to it is being set up).
 pub(crate) fn deliver_local(
     table: &SubscriptionTable,
     registry: &Registry,
     channel: &str,
     frame: &Frame,
 ) -> BroadcastReport {
-    registry.fan_out(table.matching(channel), frame)
+    let mut entries = table.matching(channel);
+    let before = entries.len();
+    entries.retain(|entry| !entry.recovery.hold(channel, frame));
+    let held = before - entries.len();
+    let mut report = registry.fan_out(entries, frame);
+    report.delivered += held;
+    report
 }
 
-/// This node's channel service: subscriptions, rules, publishing here and to other nodes.
+/// This node's channel service: subscriptions, rules, history, publishing here and to other
+/// nodes.
 pub(crate) struct Channels {
     pub(crate) table: Arc<SubscriptionTable>,
     pub(crate) rules: Vec<ChannelRule>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) cluster: Option<Arc<Cluster>>,
+    pub(crate) history: Option<History>,
     pub(crate) max_message_bytes: usize,
 }
 
+type Refusal = (&'static str, String);
+
 impl Channels {
-    /// Publishes `data` to `channel`: local subscribers now, other nodes through the bus.
+    /// The history limits of `channel`, when it keeps one and a storage is configured.
+    fn history_of(&self, channel: &str) -> Option<(&History, HistoryLimits)> {
+        let limits = rule_for(&self.rules, channel)?.history?;
+        Some((self.history.as_ref()?, limits))
+    }
+
+    /// Publishes `data` to `channel`: into its history first (if it keeps one), then to
+    /// local subscribers now and to other nodes through the bus.
     pub(crate) async fn publish(
         &self,
         channel: &str,
         data: &Value,
     ) -> Result<BroadcastReport, HubError> {
         validate_channel(channel)?;
-        let frame = publication_frame(channel, data);
-        let size = frame.payload().len();
+        // Checked before storing: a publication too large to send must not enter history.
+        let size = publication_frame(channel, data, Some(("", "")))
+            .payload()
+            .len()
+            + 64;
         if size > self.max_message_bytes {
             return Err(HubError::FrameTooLarge {
                 size,
                 limit: self.max_message_bytes,
             });
         }
+        let frame = match self.history_of(channel) {
+            Some((history, _)) => {
+                let (offset, epoch) = history.append(channel, data).await?;
+                publication_frame(channel, data, Some((&offset, &epoch)))
+            }
+            None => publication_frame(channel, data, None),
+        };
         let mut report = deliver_local(&self.table, &self.registry, channel, &frame);
         if let Some(cluster) = &self.cluster {
             report.published = cluster.publish_channel(channel, &frame).await;
@@ -92,7 +140,8 @@ impl Channels {
         Ok(report)
     }
 
-    /// Answers a client's `subscribe`, `unsubscribe` or `publish`.
+    /// Answers a client's `subscribe`, `unsubscribe` or `publish` (`None` when the reply was
+    /// already queued).
     pub(crate) async fn handle(
         &self,
         entry: &Arc<ClientEntry>,
@@ -107,7 +156,11 @@ impl Channels {
             ));
         };
         let reply = match message.message_type.as_str() {
-            "subscribe" => self.subscribe(entry, channel),
+            "subscribe" => match self.subscribe(entry, id, channel, &message.data).await {
+                Ok(None) => return None,
+                Ok(Some(reply)) => Ok(reply),
+                Err(refused) => Err(refused),
+            },
             "unsubscribe" => {
                 let was = self.table.unsubscribe(entry.conn_id, channel);
                 Ok(AppMessage::new(
@@ -130,11 +183,13 @@ impl Channels {
         })
     }
 
-    fn subscribe(
+    async fn subscribe(
         &self,
         entry: &Arc<ClientEntry>,
+        id: i64,
         channel: &str,
-    ) -> Result<AppMessage, (&'static str, String)> {
+        data: &Value,
+    ) -> Result<Option<AppMessage>, Refusal> {
         let pattern = ChannelPattern::parse(channel).map_err(|e| ("bad_channel", e.to_string()))?;
         if !entry.grants.may_subscribe(&pattern) {
             return Err((
@@ -142,12 +197,103 @@ impl Channels {
                 format!("the token does not allow subscribing to {channel:?}"),
             ));
         }
-        self.table.subscribe(entry, pattern);
-        Ok(AppMessage::new(
-            0,
-            "subscribed",
-            json!({ "channel": channel }),
-        ))
+        let history = match pattern.is_exact() {
+            true => self.history_of(channel),
+            false => None,
+        };
+        let Some((history, limits)) = history else {
+            self.table.subscribe(entry, pattern);
+            return Ok(Some(AppMessage::new(
+                id,
+                "subscribed",
+                json!({ "channel": channel }),
+            )));
+        };
+        // Live publications are held from before the subscription starts until the reply is
+        // queued, so none is lost between reading history and going live.
+        entry.recovery.begin(channel);
+        let newly = self.table.subscribe(entry, pattern);
+        let since = data.get("since").and_then(|since| {
+            Some((
+                since.get("offset")?.as_str()?.to_owned(),
+                since.get("epoch")?.as_str()?.to_owned(),
+            ))
+        });
+        let outcome = async {
+            let position = history.position(channel).await?;
+            let recovery = match &since {
+                Some((offset, epoch)) => {
+                    Some(history.recover(channel, limits, epoch, offset).await?)
+                }
+                None => None,
+            };
+            Ok::<_, HubError>((position, recovery))
+        }
+        .await;
+        let (position, recovery) = match outcome {
+            Ok(found) => found,
+            Err(e) => {
+                entry.recovery.finish(channel, |_, _| ());
+                if newly {
+                    self.table.unsubscribe(entry.conn_id, channel);
+                }
+                return Err(("history_unavailable", e.to_string()));
+            }
+        };
+        let mut body = json!({
+            "channel": channel,
+            "epoch": &*position.epoch,
+            "offset": &position.tail,
+        });
+        // Held publications already in the reply (or before where the client stands) are
+        // dropped; the rest follow the reply in order.
+        let mut skip: HashSet<String> = HashSet::new();
+        let mut floor = Some(position.tail.clone());
+        match recovery {
+            None => {}
+            Some(Recovery::Recovered(publications)) => {
+                floor = since.as_ref().map(|(offset, _)| offset.clone());
+                skip.extend(publications.iter().map(|p| p.offset.clone()));
+                let last = publications.last().map(|p| p.offset.clone());
+                body["recovered"] = json!(true);
+                body["publications"] = publications
+                    .into_iter()
+                    .map(|p| json!({ "offset": p.offset, "data": p.data }))
+                    .collect();
+                if let Some(last) = last.filter(|last| *last > position.tail) {
+                    body["offset"] = json!(last);
+                }
+            }
+            Some(Recovery::Resync(reason)) => {
+                body["recovered"] = json!(false);
+                body["resync"] = json!(true);
+                body["reason"] = json!(reason);
+            }
+        }
+        let reply = AppMessage::new(id, "subscribed", body);
+        entry.recovery.finish(channel, |held, overflowed| {
+            let mut reply = reply;
+            if overflowed {
+                reply.data["recovered"] = json!(false);
+                reply.data["resync"] = json!(true);
+                reply.data["reason"] = json!("too many publications arrived during recovery");
+            }
+            self.offer(entry, Frame::text(reply.to_json()));
+            for (frame, offset) in held {
+                let already = offset.as_ref().is_some_and(|offset| {
+                    skip.contains(offset) || floor.as_ref().is_some_and(|floor| offset <= floor)
+                });
+                if !already {
+                    self.offer(entry, frame);
+                }
+            }
+        });
+        Ok(None)
+    }
+
+    /// Queues for one client (drops and evictions are counted by the registry).
+    fn offer(&self, entry: &ClientEntry, frame: Frame) {
+        self.registry.offer(entry, frame);
     }
 
     async fn client_publish(
@@ -155,7 +301,7 @@ impl Channels {
         entry: &ClientEntry,
         channel: &str,
         data: &Value,
-    ) -> Result<AppMessage, (&'static str, String)> {
+    ) -> Result<AppMessage, Refusal> {
         validate_channel(channel).map_err(|e| ("bad_channel", e.to_string()))?;
         let allowed_here = rule_for(&self.rules, channel).is_some_and(|r| r.client_publish);
         if !allowed_here || !entry.grants.may_publish(channel) {

@@ -1,6 +1,7 @@
 //! Who may do what on which channel: [`ChannelRule`]s of the hub (what a channel allows at
 //! all) and [`ClientGrants`] of a connection (what its token allows it).
 
+use super::history::HistoryLimits;
 use super::pattern::ChannelPattern;
 
 /// What channels matching `pattern` allow. The first rule whose pattern matches a channel
@@ -18,6 +19,8 @@ pub struct ChannelRule {
     pub pattern: ChannelPattern,
     /// Whether clients (not only the HTTP API) may publish to these channels.
     pub client_publish: bool,
+    /// Keep a history in the hub's storage (exact subscriptions can then recover).
+    pub history: Option<HistoryLimits>,
 }
 
 impl ChannelRule {
@@ -26,7 +29,14 @@ impl ChannelRule {
         ChannelRule {
             pattern,
             client_publish: false,
+            history: None,
         }
+    }
+
+    /// Sets [`history`](Self::history).
+    pub fn with_history(mut self, limits: HistoryLimits) -> Self {
+        self.history = Some(limits);
+        self
     }
 
     /// Sets [`client_publish`](Self::client_publish).
