@@ -1,12 +1,12 @@
 //! B9: the schema registry through the generated `danube_schema` stubs, served in-process by
 //! [`BrokerServer`]: every RPC, ids and versions, fingerprint dedup, modes and overrides,
-//! deletion, errors; topic binding by the first producer, policies and payload validation;
-//! and two registries on one SQLite file sharing state and racing to one version.
+//! deletion, errors; topic binding by the first producer, policies and payload validation.
+//! (Two registries sharing one storage: `cli/tests/broker_registry.rs`.)
 
 use std::sync::Arc;
 
 use courier_broker::directory::NodeUrls;
-use courier_broker::schema_registry::{Registration, SchemaRegistry, TopicSchemas};
+use courier_broker::schema_registry::TopicSchemas;
 use courier_broker::server::{BrokerConfig, BrokerServer};
 use courier_impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
 use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
@@ -22,7 +22,6 @@ use courier_impls::grpc::proto::danube_schema::{
 };
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
-use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier_traits::storage::StreamStorage;
 use tokio::sync::oneshot;
 use tonic::Code;
@@ -653,80 +652,4 @@ async fn b9_avro_payloads_are_decoded_when_validation_is_on() {
         Code::InvalidArgument,
         "Avro",
     );
-}
-
-fn registration(definition: &str) -> Registration {
-    Registration {
-        subject: "users".into(),
-        schema_type: "json_schema".into(),
-        definition: definition.as_bytes().to_vec().into(),
-        created_by: "racer".into(),
-        ..Registration::default()
-    }
-}
-
-async fn sqlite_registry(path: &std::path::Path) -> SchemaRegistry {
-    let storage = SqliteStreamStorage::connect(path, SqliteStorageConfig::default())
-        .await
-        .expect("sqlite");
-    SchemaRegistry::open(Arc::new(storage))
-        .await
-        .expect("registry")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn b8_two_registries_on_one_sqlite_file_share_state_and_race_to_one_version() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("broker.db");
-    let a = sqlite_registry(&path).await;
-    let b = sqlite_registry(&path).await;
-    let first = a.register(registration(USER_V1)).await.expect("on a");
-    let (subject, version) = b.latest("users").await.expect("read on b");
-    assert_eq!((subject.schema_id, version.version), (first.schema_id, 1));
-    assert_eq!(&version.definition[..], USER_V1.as_bytes());
-    for round in 0..5u32 {
-        // Each round a new compatible definition, registered on both at the same moment.
-        let definition = format!(
-            r#"{{"type":"object","properties":{{"id":{{"type":"integer"}},"f{round}":{{"type":"string"}}}},"required":["id"]}}"#
-        );
-        let (on_a, on_b) = tokio::join!(
-            a.register(registration(&definition)),
-            b.register(registration(&definition))
-        );
-        let (on_a, on_b) = (on_a.expect("a"), on_b.expect("b"));
-        assert_eq!(on_a.version, on_b.version, "round {round}: one version");
-        assert_eq!(on_a.version, round + 2);
-        assert!(
-            on_a.is_new_version ^ on_b.is_new_version,
-            "round {round}: exactly one made it: {on_a:?} {on_b:?}"
-        );
-    }
-    // Two different definitions at once: both land, versions dense.
-    let (x, y) = tokio::join!(
-        a.register(registration(USER_V2)),
-        b.register(registration(r#"{"type":"object","properties":{"id":{"type":"integer"},"age":{"type":"integer"}},"required":["id"]}"#))
-    );
-    let mut versions = vec![x.expect("x").version, y.expect("y").version];
-    versions.sort_unstable();
-    assert_eq!(versions, vec![7, 8]);
-    let on_a: Vec<u32> = a
-        .subject("users")
-        .await
-        .expect("a")
-        .live()
-        .map(|v| v.version)
-        .collect();
-    let on_b: Vec<u32> = b
-        .subject("users")
-        .await
-        .expect("b")
-        .live()
-        .map(|v| v.version)
-        .collect();
-    assert_eq!(on_a, (1..=8).collect::<Vec<_>>());
-    assert_eq!(on_a, on_b);
-    // Reopened, the same state.
-    drop((a, b));
-    let c = sqlite_registry(&path).await;
-    assert_eq!(c.latest("users").await.expect("c").1.version, 8);
 }

@@ -14,6 +14,7 @@ use super::consumer::ConsumerBuilder;
 use super::core::ClientCore;
 use super::error::BrokerError;
 use super::producer::ProducerBuilder;
+use super::schemas::SchemaClient;
 
 /// Default deadline of each unary call.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -63,6 +64,11 @@ impl BrokerClient {
     /// A consumer of `topic` (`/namespace/topic`; a partitioned topic by its base name).
     pub fn consumer(&self, topic: impl Into<String>) -> ConsumerBuilder {
         ConsumerBuilder::new(self.core.clone(), topic.into())
+    }
+
+    /// The schema registry (at the service URL).
+    pub fn schemas(&self) -> SchemaClient {
+        SchemaClient::new(self.core.clone())
     }
 
     /// The service URL (normalised).

@@ -22,7 +22,13 @@
 //!   stops them and the partition tasks (at most 100 ms of grace, then aborted), and so does
 //!   dropping the producer or consumer.
 //!
-//! Not yet (issue 16): schema references (the producer sends none), API keys and tokens
+//! - **Schemas** ([`SchemaClient`], `client.schemas()`): register (subject, type,
+//!   definition, description, created_by, tags), get by id, version or latest, list
+//!   versions, check compatibility, set the mode. A producer built with
+//!   [`ProducerBuilder::schema`] resolves its [`SchemaRef`] once at create and stamps
+//!   `schema_id` / `schema_version` on every message.
+//!
+//! Not yet (issue 16): API keys and tokens
 //! (every request is made in one place, `ClientCore::request`, where the header will go),
 //! TLS (the channel cache refuses `https` URLs).
 //!
@@ -39,6 +45,7 @@ mod partition_producer;
 mod producer;
 mod receiver;
 mod routing;
+mod schemas;
 mod tasks;
 
 pub use broker_client::{BrokerClient, BrokerClientBuilder};
@@ -46,6 +53,9 @@ pub use consumer::{Consumer, ConsumerBuilder, Subscription};
 pub use error::{BrokerError, rpc_class};
 pub use message::Message;
 pub use producer::{PendingSend, Producer, ProducerBuilder};
+pub use schemas::{
+    Compatibility, RegisterSchema, RegisteredSchema, SchemaClient, SchemaInfo, SchemaRef,
+};
 
 #[cfg(test)]
 mod tests;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use courier_impls::grpc::proto::danube::health_check_request::ClientType;
 use courier_impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
 use courier_impls::grpc::proto::danube::{
-    DispatchStrategy, MsgId, ProducerAccessMode, ProducerRequest, StreamMessage,
+    DispatchStrategy, MsgId, ProducerAccessMode, ProducerRequest, SchemaReference, StreamMessage,
 };
 use courier_traits::error::Classify;
 
@@ -44,6 +44,9 @@ pub(crate) struct PartitionProducer {
     mode: ProducerMode,
     request_ids: AtomicU64,
     attachment: AttachmentSlot,
+    /// The schema reference sent at create and the (schema id, version) it resolved to,
+    /// stamped on every message.
+    schema: Option<(SchemaReference, (u64, u32))>,
 }
 
 impl PartitionProducer {
@@ -60,7 +63,17 @@ impl PartitionProducer {
             mode,
             request_ids: AtomicU64::new(0),
             attachment: AttachmentSlot::default(),
+            schema: None,
         }
+    }
+
+    /// Declares the schema reference and what it resolved to.
+    pub(crate) fn with_schema(
+        mut self,
+        schema: Option<(SchemaReference, (u64, u32))>,
+    ) -> PartitionProducer {
+        self.schema = schema;
+        self
     }
 
     /// The registration in use, if any (valid or not).
@@ -95,8 +108,7 @@ impl PartitionProducer {
                 request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
                 producer_name: self.name.clone(),
                 topic_name: self.topic.clone(),
-                // Issue 16 resolves schema references here (and stamps their id on sends).
-                schema_ref: None,
+                schema_ref: self.schema.as_ref().map(|(reference, _)| reference.clone()),
                 producer_access_mode: self.mode.access.into(),
                 dispatch_strategy: self.mode.dispatch.into(),
             },
@@ -188,8 +200,8 @@ impl PartitionProducer {
                 producer_name: self.name.clone(),
                 subscription_name: String::new(),
                 attributes: message.attributes.clone(),
-                schema_id: None,
-                schema_version: None,
+                schema_id: self.schema.as_ref().map(|(_, (id, _))| *id),
+                schema_version: self.schema.as_ref().map(|(_, (_, version))| *version),
                 routing_key: message.key.clone(),
             },
         );

@@ -13,6 +13,7 @@ use super::core::ClientCore;
 use super::error::BrokerError;
 use super::partition_producer::{Outgoing, PartitionProducer, ProducerMode};
 use super::routing::PartitionRouter;
+use super::schemas::{SchemaClient, SchemaRef};
 use super::tasks::OwnedTasks;
 use crate::topic::{TopicName, partition_producer_name};
 
@@ -25,6 +26,7 @@ pub struct ProducerBuilder {
     name: Option<String>,
     partitions: Option<u32>,
     mode: ProducerMode,
+    schema: Option<SchemaRef>,
 }
 
 impl ProducerBuilder {
@@ -38,6 +40,7 @@ impl ProducerBuilder {
                 dispatch: DispatchStrategy::NonReliable,
                 access: ProducerAccessMode::Shared,
             },
+            schema: None,
         }
     }
 
@@ -70,11 +73,18 @@ impl ProducerBuilder {
         self
     }
 
+    /// Declares the schema the messages follow: resolved once at create to (schema id,
+    /// version), stamped on every message; the subject binds the topic on the broker.
+    pub fn schema(mut self, reference: SchemaRef) -> Self {
+        self.schema = Some(reference);
+        self
+    }
+
     /// Registers the producer on every partition (under the client's retry policy) and
     /// starts their health checks.
     ///
-    /// Errors: [`BrokerError::InvalidInput`] for a bad topic, an empty name or 0 partitions;
-    /// the broker's refusal ([`BrokerError::Rpc`]), or the last transient error once the
+    /// Errors: [`BrokerError::InvalidInput`] for a bad topic, an empty name or 0 partitions,
+    /// or a schema reference naming a version that does not exist; the broker's refusal ([`BrokerError::Rpc`]), or the last transient error once the
     /// retry policy gives up.
     pub async fn create(self) -> Result<Producer, BrokerError> {
         let topic = TopicName::new(&self.topic)?;
@@ -105,10 +115,22 @@ impl ProducerBuilder {
                 })
                 .collect::<Result<_, InvalidInput>>()?,
         };
+        let schema = match &self.schema {
+            Some(reference) => {
+                let resolved = SchemaClient::new(self.core.clone())
+                    .resolve(reference)
+                    .await?;
+                Some((reference.to_wire(), resolved))
+            }
+            None => None,
+        };
         let tasks = OwnedTasks::new(self.core.live_tasks.clone());
         let partitions: Vec<PartitionProducer> = targets
             .into_iter()
-            .map(|(topic, name)| PartitionProducer::new(self.core.clone(), topic, name, self.mode))
+            .map(|(topic, name)| {
+                PartitionProducer::new(self.core.clone(), topic, name, self.mode)
+                    .with_schema(schema.clone())
+            })
             .collect();
         for partition in &partitions {
             partition.create(&tasks).await?;
