@@ -64,10 +64,7 @@ pub(crate) fn start(
         reader_entry.stop.cancel();
         // The reader outlives nothing else: remove the client once both loops are ending.
         reader_hub.registry.unregister(&reader_entry);
-        reader_hub
-            .channels
-            .table
-            .remove_connection(reader_entry.conn_id);
+        reader_hub.channels.connection_ended(&reader_entry);
     });
     entry
 }

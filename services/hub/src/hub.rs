@@ -8,8 +8,9 @@ use courier_traits::transport::DuplexConnection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::channels::presence::PresenceBook;
 use crate::channels::table::SubscriptionTable;
-use crate::channels::{Channels, ClientGrants, History};
+use crate::channels::{Channels, ClientGrants, History, Member};
 use crate::client::{CloseReason, Offer};
 use crate::cluster::Cluster;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
@@ -115,6 +116,7 @@ impl Hub {
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(metrics.clone(), config.slow_client_grace));
         let subscriptions = Arc::new(SubscriptionTable::default());
+        let presence = Arc::new(PresenceBook::new(config.channels.clone()));
         let cluster = match bus {
             Some(bus) => {
                 let (cluster, queues) = Cluster::new(
@@ -124,6 +126,7 @@ impl Hub {
                     metrics.clone(),
                     registry.clone(),
                     subscriptions.clone(),
+                    presence.clone(),
                 )?;
                 let cluster = Arc::new(cluster);
                 registry.set_leave_hook(cluster.leave_hook());
@@ -138,6 +141,8 @@ impl Hub {
             registry: registry.clone(),
             cluster: cluster.clone(),
             history: config.history_storage.clone().map(History::new),
+            presence,
+            node_id: node_id.clone(),
             max_message_bytes: config.max_message_bytes,
         });
         let connections = Arc::new(Connections {
@@ -304,6 +309,13 @@ impl Hub {
             return Err(HubError::Closed);
         }
         self.inner.channels.publish(channel, data).await
+    }
+
+    /// Who is subscribed (by its exact name) to `channel`, whose rule must ask for presence:
+    /// clients here and, in a cluster, on other nodes as this node last heard (see the
+    /// bound in the README's hub section).
+    pub fn presence(&self, channel: &str) -> Result<Vec<Member>, HubError> {
+        self.inner.channels.members(channel)
     }
 
     /// Clients connected to this node.

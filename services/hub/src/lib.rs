@@ -51,7 +51,8 @@ pub mod sdk;
 pub mod server;
 
 pub use channels::{
-    ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, MAX_CHANNEL_LEN, validate_channel,
+    ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, MAX_CHANNEL_LEN, Member,
+    validate_channel,
 };
 pub use client::CloseReason;
 pub use config::HubConfig;

@@ -234,6 +234,16 @@ fn history_config(node: &str, storage: &Arc<MemoryStreamStorage>, max_len: usize
         )
 }
 
+/// The data of the publications a `subscribed` reply recovered.
+fn recovered_data(reply: &Value) -> Vec<Value> {
+    reply["data"]["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["data"].clone())
+        .collect()
+}
+
 /// A publication's (data, offset, epoch).
 async fn stored_publication(conn: &mut DuplexConnection, channel: &str) -> (Value, String, String) {
     let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
@@ -285,12 +295,7 @@ async fn a_client_reconnecting_to_the_other_node_recovers_what_it_missed_once_an
     )
     .await;
     assert_eq!(reply["data"]["recovered"], true, "{reply}");
-    let recovered: Vec<Value> = reply["data"]["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| p["data"].clone())
-        .collect();
+    let recovered = recovered_data(&reply);
     assert_eq!(recovered, [json!(2), json!(3), json!(4)]);
     let tail = reply["data"]["offset"].as_str().expect("offset").to_owned();
     assert_eq!(reply["data"]["publications"][2]["offset"], tail, "{reply}");
@@ -347,16 +352,116 @@ async fn recovery_past_the_history_or_from_another_epoch_answers_resync() {
     let mut third = connect(&hub, "third").await;
     let reply = request(&mut third, 4, "subscribe", since(&after_first, &epoch)).await;
     assert_eq!(reply["data"]["recovered"], true, "{reply}");
-    let recovered: Vec<Value> = reply["data"]["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| p["data"].clone())
-        .collect();
+    let recovered = recovered_data(&reply);
     assert_eq!(recovered, [json!(1), json!(2), json!(3)]);
     // An offset the stream never issued.
     let mut fourth = connect(&hub, "fourth").await;
     let reply = request(&mut fourth, 5, "subscribe", since("zzzz", &epoch)).await;
     assert_eq!(reply["data"]["resync"], true, "{reply}");
     hub.shutdown().await;
+}
+
+fn presence_config(node: &str) -> HubConfig {
+    cluster_config(node).with_channel_rule(
+        ChannelRule::new(ChannelPattern::parse("room.*").expect("pattern")).with_presence(true),
+    )
+}
+
+/// The next message, which must be a `join` or `leave` of `client` on `channel`.
+async fn presence_event(conn: &mut DuplexConnection, kind: &str, channel: &str, client: &str) {
+    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
+    assert_eq!(
+        (
+            &message["message_type"],
+            &message["data"]["channel"],
+            &message["data"]["client"]
+        ),
+        (&json!(kind), &json!(channel), &json!(client)),
+        "{message}"
+    );
+}
+
+fn members(hub: &Hub, channel: &str) -> Vec<(String, String)> {
+    hub.presence(channel)
+        .expect("presence channel")
+        .into_iter()
+        .map(|m| (m.client, m.node))
+        .collect()
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(c, n)| (c.to_string(), n.to_string()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn presence_converges_across_nodes_within_the_stated_bound() {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let heartbeat = Duration::from_millis(100);
+    // The bound the README states: four heartbeat intervals.
+    let bound = heartbeat * 4;
+    let a = Hub::new(Some(bus.clone()), presence_config("a"))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(bus.clone()), presence_config("b"))
+        .await
+        .expect("hub b");
+    let mut x = connect(&a, "x").await;
+    let mut y = connect(&b, "y").await;
+    subscribe(&mut x, "room.1").await;
+    presence_event(&mut x, "join", "room.1", "x").await;
+    subscribe(&mut y, "room.1").await;
+    presence_event(&mut y, "join", "room.1", "y").await;
+    presence_event(&mut x, "join", "room.1", "y").await;
+    let both = pairs(&[("x", "a"), ("y", "b")]);
+    tokio::time::timeout(bound, async {
+        while members(&a, "room.1") != both || members(&b, "room.1") != both {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("presence converges");
+    // Asked by a client.
+    let reply = request(&mut y, 3, "presence", json!({"channel": "room.1"})).await;
+    assert_eq!(
+        reply["data"]["members"],
+        json!([{"client": "x", "node": "a"}, {"client": "y", "node": "b"}]),
+        "{reply}"
+    );
+    // A channel without presence answers an error.
+    assert!(a.presence("chat.x").is_err());
+
+    // A node started later learns the others' members from their snapshots.
+    let c = Hub::new(Some(bus.clone()), presence_config("c"))
+        .await
+        .expect("hub c");
+    tokio::time::timeout(bound, async {
+        while members(&c, "room.1") != both {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the late node learns presence");
+
+    // A client leaving: the others see `leave`.
+    let mut z = connect(&c, "z").await;
+    subscribe(&mut z, "room.1").await;
+    presence_event(&mut z, "join", "room.1", "z").await;
+    presence_event(&mut x, "join", "room.1", "z").await;
+    presence_event(&mut y, "join", "room.1", "z").await;
+    drop(y);
+    presence_event(&mut x, "leave", "room.1", "y").await;
+    presence_event(&mut z, "leave", "room.1", "y").await;
+
+    // A node that dies without a word (no shutdown): its members leave within the bound.
+    drop(c);
+    tokio::time::timeout(bound, presence_event(&mut x, "leave", "room.1", "z"))
+        .await
+        .expect("z leaves within the bound");
+    assert_eq!(members(&a, "room.1"), pairs(&[("x", "a")]));
+    assert_quiet(&mut x, QUIET).await;
+    drop(z);
+    a.shutdown().await;
+    b.shutdown().await;
 }

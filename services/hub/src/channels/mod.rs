@@ -8,6 +8,11 @@
 //! | `subscribe` | `{"channel": "chat.*"}`, on a history channel optionally `"since": {"offset", "epoch"}` | `subscribed` or `error` |
 //! | `unsubscribe` | `{"channel": "chat.*"}` | `unsubscribed` `{"channel", "was_subscribed"}` |
 //! | `publish` | `{"channel": "chat.room1", "data": any}` | `published` `{"channel", "delivered"}` or `error` |
+//! | `presence` | `{"channel": "room.1"}` | `presence` `{"channel", "members": [{"client", "node"}]}` or `error` |
+//!
+//! On a channel whose rule asks for presence, subscribers receive `join` / `leave`
+//! `{"channel", "client"}` when a client subscribes to it by its exact name or leaves (on any
+//! node; see [`presence`] for how fast other nodes learn it).
 //!
 //! A publication arrives as `{"message_type": "publication", "message_id": 0, "data":
 //! {"channel": "chat.room1", "data": ..., "offset": "..", "epoch": ".."}}` (offset and epoch
@@ -26,6 +31,7 @@
 
 mod history;
 mod pattern;
+pub(crate) mod presence;
 pub(crate) mod recovery;
 mod rules;
 pub(crate) mod table;
@@ -45,6 +51,7 @@ pub(crate) use history::History;
 pub use history::HistoryLimits;
 use history::Recovery;
 pub use pattern::{ChannelPattern, MAX_CHANNEL_LEN, validate_channel};
+use presence::PresenceBook;
 pub(crate) use rules::rule_for;
 pub use rules::{ChannelRule, ClientGrants};
 use table::SubscriptionTable;
@@ -52,7 +59,26 @@ use table::SubscriptionTable;
 /// The message types the hub answers itself (unless the dispatcher has a handler of its own
 /// for one, which then wins: existing applications keep their meaning of these names).
 pub(crate) fn is_channel_message(message_type: &str) -> bool {
-    matches!(message_type, "subscribe" | "unsubscribe" | "publish")
+    matches!(
+        message_type,
+        "subscribe" | "unsubscribe" | "publish" | "presence"
+    )
+}
+
+/// The `join` / `leave` event subscribers of a presence channel receive.
+pub(crate) fn presence_event(joined: bool, channel: &str, client: &str) -> Frame {
+    let kind = if joined { "join" } else { "leave" };
+    let message = AppMessage::new(0, kind, json!({ "channel": channel, "client": client }));
+    Frame::text(message.to_json())
+}
+
+/// A member of a presence channel.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    /// The client's id.
+    pub client: String,
+    /// The node it is connected to.
+    pub node: String,
 }
 
 /// The frame a publication reaches subscribers as; `position` is (offset, epoch) on history
@@ -95,12 +121,64 @@ pub(crate) struct Channels {
     pub(crate) registry: Arc<Registry>,
     pub(crate) cluster: Option<Arc<Cluster>>,
     pub(crate) history: Option<History>,
+    pub(crate) presence: Arc<PresenceBook>,
+    pub(crate) node_id: Arc<str>,
     pub(crate) max_message_bytes: usize,
 }
 
 type Refusal = (&'static str, String);
 
 impl Channels {
+    /// Tells local subscribers and the other nodes that `client` joined or left `channel`,
+    /// if the channel tracks presence.
+    fn presence_changed(&self, joined: bool, channel: &str, client: &str) {
+        if !self.presence.tracks(channel) {
+            return;
+        }
+        let event = presence_event(joined, channel, client);
+        deliver_local(&self.table, &self.registry, channel, &event);
+        if let Some(cluster) = &self.cluster {
+            cluster.announce_channel(joined, channel, client);
+        }
+    }
+
+    /// A connection ended: its subscriptions go, and it leaves its presence channels.
+    pub(crate) fn connection_ended(&self, entry: &ClientEntry) {
+        for pattern in self.table.remove_connection(entry.conn_id) {
+            self.presence_changed(false, &pattern, &entry.id);
+        }
+    }
+
+    /// Who is subscribed to presence channel `channel`, on every node (as this node knows).
+    pub(crate) fn members(&self, channel: &str) -> Result<Vec<Member>, HubError> {
+        validate_channel(channel)?;
+        if !self.presence.tracks(channel) {
+            return Err(courier_traits::InvalidInput::new(
+                "channel",
+                channel,
+                "no channel rule with presence matches it",
+            )
+            .into());
+        }
+        let mut members: Vec<Member> = self
+            .table
+            .exact_members(channel)
+            .into_iter()
+            .map(|client| Member {
+                client: client.to_string(),
+                node: self.node_id.to_string(),
+            })
+            .chain(
+                self.presence
+                    .remote_members(channel)
+                    .into_iter()
+                    .map(|(client, node)| Member { client, node }),
+            )
+            .collect();
+        members.sort_by(|a, b| (&a.client, &a.node).cmp(&(&b.client, &b.node)));
+        Ok(members)
+    }
+
     /// The history limits of `channel`, when it keeps one and a storage is configured.
     fn history_of(&self, channel: &str) -> Option<(&History, HistoryLimits)> {
         let limits = rule_for(&self.rules, channel)?.history?;
@@ -140,8 +218,8 @@ impl Channels {
         Ok(report)
     }
 
-    /// Answers a client's `subscribe`, `unsubscribe` or `publish` (`None` when the reply was
-    /// already queued).
+    /// Answers a client's `subscribe`, `unsubscribe`, `publish` or `presence` (`None` when
+    /// the reply was already queued).
     pub(crate) async fn handle(
         &self,
         entry: &Arc<ClientEntry>,
@@ -157,12 +235,15 @@ impl Channels {
         };
         let reply = match message.message_type.as_str() {
             "subscribe" => match self.subscribe(entry, id, channel, &message.data).await {
-                Ok(None) => return None,
-                Ok(Some(reply)) => Ok(reply),
+                Ok(()) => return None,
                 Err(refused) => Err(refused),
             },
+            "presence" => self.presence_of(entry, channel),
             "unsubscribe" => {
                 let was = self.table.unsubscribe(entry.conn_id, channel);
+                if was {
+                    self.presence_changed(false, channel, &entry.id);
+                }
                 Ok(AppMessage::new(
                     id,
                     "unsubscribed",
@@ -189,7 +270,7 @@ impl Channels {
         id: i64,
         channel: &str,
         data: &Value,
-    ) -> Result<Option<AppMessage>, Refusal> {
+    ) -> Result<(), Refusal> {
         let pattern = ChannelPattern::parse(channel).map_err(|e| ("bad_channel", e.to_string()))?;
         if !entry.grants.may_subscribe(&pattern) {
             return Err((
@@ -201,13 +282,16 @@ impl Channels {
             true => self.history_of(channel),
             false => None,
         };
+        let exact = pattern.is_exact();
         let Some((history, limits)) = history else {
-            self.table.subscribe(entry, pattern);
-            return Ok(Some(AppMessage::new(
-                id,
-                "subscribed",
-                json!({ "channel": channel }),
-            )));
+            let newly = self.table.subscribe(entry, pattern);
+            // The reply goes before the client's own join event.
+            let reply = AppMessage::new(id, "subscribed", json!({ "channel": channel }));
+            self.offer(entry, Frame::text(reply.to_json()));
+            if newly && exact {
+                self.presence_changed(true, channel, &entry.id);
+            }
+            return Ok(());
         };
         // Live publications are held from before the subscription starts until the reply is
         // queued, so none is lost between reading history and going live.
@@ -288,7 +372,28 @@ impl Channels {
                 }
             }
         });
-        Ok(None)
+        if newly {
+            self.presence_changed(true, channel, &entry.id);
+        }
+        Ok(())
+    }
+
+    fn presence_of(&self, entry: &ClientEntry, channel: &str) -> Result<AppMessage, Refusal> {
+        let pattern = ChannelPattern::parse(channel).map_err(|e| ("bad_channel", e.to_string()))?;
+        if !entry.grants.may_subscribe(&pattern) {
+            return Err((
+                "permission_denied",
+                format!("the token does not allow {channel:?}"),
+            ));
+        }
+        let members = self
+            .members(channel)
+            .map_err(|e| ("no_presence", e.to_string()))?;
+        Ok(AppMessage::new(
+            0,
+            "presence",
+            json!({ "channel": channel, "members": members }),
+        ))
     }
 
     /// Queues for one client (drops and evictions are counted by the registry).

@@ -21,6 +21,8 @@ pub struct ChannelRule {
     pub client_publish: bool,
     /// Keep a history in the hub's storage (exact subscriptions can then recover).
     pub history: Option<HistoryLimits>,
+    /// Track who is subscribed (by exact name) and tell subscribers of joins and leaves.
+    pub presence: bool,
 }
 
 impl ChannelRule {
@@ -30,7 +32,14 @@ impl ChannelRule {
             pattern,
             client_publish: false,
             history: None,
+            presence: false,
         }
+    }
+
+    /// Sets [`presence`](Self::presence).
+    pub fn with_presence(mut self, tracked: bool) -> Self {
+        self.presence = tracked;
+        self
     }
 
     /// Sets [`history`](Self::history).

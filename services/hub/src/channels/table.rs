@@ -82,6 +82,29 @@ impl SubscriptionTable {
         patterns.into_iter().collect()
     }
 
+    /// The clients subscribed to exactly `channel` (not through a pattern).
+    pub(crate) fn exact_members(&self, channel: &str) -> Vec<Arc<str>> {
+        read(&self.index)
+            .exact
+            .get(channel)
+            .map(|subs| subs.values().map(|e| e.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every (channel, client) of exact subscriptions for which `keep` holds.
+    pub(crate) fn exact_pairs(&self, keep: impl Fn(&str) -> bool) -> Vec<(String, String)> {
+        read(&self.index)
+            .exact
+            .iter()
+            .filter(|(channel, _)| keep(channel))
+            .flat_map(|(channel, subs)| {
+                subs.values()
+                    .map(|e| (channel.clone(), e.id.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Every connection with at least one subscription matching `channel`, each once.
     pub(crate) fn matching(&self, channel: &str) -> Vec<Arc<ClientEntry>> {
         let index = read(&self.index);

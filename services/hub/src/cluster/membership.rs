@@ -37,17 +37,56 @@ pub(crate) fn on_presence(cluster: &Cluster, presence: Presence) {
             }
         }
         Presence::Leave { node, client } => directory.leave(&node, &client),
-        Presence::Alive { node, clients } => {
-            if directory.needs_snapshot(&node, clients, now, cluster.heartbeat) {
-                drop(directory);
+        Presence::Alive {
+            node,
+            clients,
+            channels,
+        } => {
+            let clients_differ = directory.needs_snapshot(&node, clients, now, cluster.heartbeat);
+            drop(directory);
+            let channels_differ =
+                cluster
+                    .channel_presence
+                    .needs_snapshot(&node, channels, now, cluster.heartbeat);
+            if clients_differ || channels_differ {
                 cluster.announcer.hello(Some(node));
             }
+        }
+        Presence::ChannelJoin {
+            node,
+            channel,
+            client,
+        } => {
+            drop(directory);
+            let change = cluster.channel_presence.join(&node, &channel, &client);
+            cluster.deliver_presence_changes(change.into_iter().collect());
+        }
+        Presence::ChannelLeave {
+            node,
+            channel,
+            client,
+        } => {
+            drop(directory);
+            let change = cluster.channel_presence.leave(&node, &channel, &client);
+            cluster.deliver_presence_changes(change.into_iter().collect());
+        }
+        Presence::ChannelSnapshot {
+            node,
+            part,
+            members,
+        } => {
+            drop(directory);
+            let changes = cluster.channel_presence.snapshot(&node, part == 0, members);
+            cluster.deliver_presence_changes(changes);
         }
         Presence::Hello { node, target } => {
             directory.seen(&node, now);
             drop(directory);
             if target.is_none() || target.as_deref() == Some(&*cluster.node_id) {
                 cluster.announcer.snapshot(cluster.registry.snapshot());
+                cluster
+                    .announcer
+                    .channel_snapshot(cluster.local_channel_members());
             }
         }
         Presence::Snapshot {
@@ -57,6 +96,10 @@ pub(crate) fn on_presence(cluster: &Cluster, presence: Presence) {
         } => {
             directory.snapshot(&node, part == 0, &clients, now);
         }
-        Presence::Bye { node } => directory.forget(&node),
+        Presence::Bye { node } => {
+            directory.forget(&node);
+            drop(directory);
+            cluster.forget_channel_presence(&node);
+        }
     }
 }

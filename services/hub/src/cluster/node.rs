@@ -18,6 +18,7 @@ use super::directory::Directory;
 use super::envelope::{self, EnvelopeId};
 use super::health::BusHealth;
 use super::presence::{Announcer, Presence};
+use crate::channels::presence::PresenceBook;
 use crate::channels::table::SubscriptionTable;
 use crate::config::HubConfig;
 use crate::locks::lock;
@@ -50,6 +51,8 @@ pub(crate) struct Cluster {
     pub(super) registry: Arc<Registry>,
     /// Their channel subscriptions: where publications from other nodes go.
     pub(super) subscriptions: Arc<SubscriptionTable>,
+    /// Channel presence: which channels track it, and other nodes' members.
+    pub(crate) channel_presence: Arc<PresenceBook>,
     pub(super) directory: Mutex<Directory>,
     pub(super) health: BusHealth,
     pub(super) metrics: Arc<Metrics>,
@@ -76,6 +79,7 @@ impl Cluster {
         metrics: Arc<Metrics>,
         registry: Arc<Registry>,
         subscriptions: Arc<SubscriptionTable>,
+        channel_presence: Arc<PresenceBook>,
     ) -> Result<(Cluster, Queues), HubError> {
         let (backlog_tx, backlog) = mpsc::channel(config.bus_backlog.max(1));
         let (announcer, presence) = Announcer::new(node_id.clone());
@@ -90,6 +94,7 @@ impl Cluster {
             node_id,
             registry,
             subscriptions,
+            channel_presence,
             directory: Mutex::new(Directory::default()),
             health: BusHealth::new(metrics.clone()),
             metrics,
@@ -109,6 +114,43 @@ impl Cluster {
     /// Tells the other nodes that `client` registered here at `since` (ms).
     pub(crate) fn announce_join(&self, client: &str, since: i64) {
         self.announcer.join(client, since);
+    }
+
+    /// Tells the other nodes that `client` joined (or left) presence channel `channel` here.
+    pub(crate) fn announce_channel(&self, joined: bool, channel: &str, client: &str) {
+        self.announcer.channel(joined, channel, client);
+    }
+
+    /// This node's presence channel members.
+    pub(super) fn local_channel_members(&self) -> Vec<(String, String)> {
+        self.subscriptions
+            .exact_pairs(|channel| self.channel_presence.tracks(channel))
+    }
+
+    /// The digest of this node's channel presence, for heartbeats.
+    pub(super) fn channel_presence_digest(&self) -> u64 {
+        let members = self.local_channel_members();
+        crate::channels::presence::digest(members.iter().map(|(c, k)| (c.as_str(), k.as_str())))
+    }
+
+    /// Tells local subscribers about presence changes on other nodes.
+    pub(super) fn deliver_presence_changes(&self, changes: Vec<crate::channels::presence::Change>) {
+        for change in changes {
+            let frame =
+                crate::channels::presence_event(change.joined, &change.channel, &change.client);
+            crate::channels::deliver_local(
+                &self.subscriptions,
+                &self.registry,
+                &change.channel,
+                &frame,
+            );
+        }
+    }
+
+    /// Forgets a node's channel presence (it left or fell silent): its members leave.
+    pub(super) fn forget_channel_presence(&self, node: &str) {
+        let changes = self.channel_presence.forget(node);
+        self.deliver_presence_changes(changes);
     }
 
     /// Whether the bus answered last time it was used.

@@ -20,8 +20,32 @@ pub(crate) enum Presence {
     },
     /// `client` left `node`.
     Leave { node: String, client: String },
-    /// `node` is alive and holds `clients` clients.
-    Alive { node: String, clients: usize },
+    /// `node` is alive and holds `clients` clients; `channels` is the digest of its channel
+    /// presence (0 from nodes before channels).
+    Alive {
+        node: String,
+        clients: usize,
+        #[serde(default)]
+        channels: u64,
+    },
+    /// `client` on `node` subscribed to presence channel `channel`.
+    ChannelJoin {
+        node: String,
+        channel: String,
+        client: String,
+    },
+    /// `client` on `node` left presence channel `channel`.
+    ChannelLeave {
+        node: String,
+        channel: String,
+        client: String,
+    },
+    /// Part of `node`'s channel presence, (channel, client) pairs; part 0 replaces.
+    ChannelSnapshot {
+        node: String,
+        part: usize,
+        members: Vec<(String, String)>,
+    },
     /// `node` asks `target` (everyone when `None`) for a snapshot.
     Hello {
         node: String,
@@ -45,6 +69,9 @@ impl Presence {
             | Presence::Alive { node, .. }
             | Presence::Hello { node, .. }
             | Presence::Snapshot { node, .. }
+            | Presence::ChannelJoin { node, .. }
+            | Presence::ChannelLeave { node, .. }
+            | Presence::ChannelSnapshot { node, .. }
             | Presence::Bye { node } => node,
         }
     }
@@ -101,6 +128,43 @@ impl Announcer {
             node: self.node_id.to_string(),
             target,
         });
+    }
+
+    /// `client` joined (or left) presence channel `channel` here.
+    pub(crate) fn channel(&self, joined: bool, channel: &str, client: &str) {
+        let (node, channel, client) = (
+            self.node_id.to_string(),
+            channel.to_owned(),
+            client.to_owned(),
+        );
+        self.announce(match joined {
+            true => Presence::ChannelJoin {
+                node,
+                channel,
+                client,
+            },
+            false => Presence::ChannelLeave {
+                node,
+                channel,
+                client,
+            },
+        });
+    }
+
+    /// This node's channel presence, in parts of at most [`SNAPSHOT_PART`] pairs.
+    pub(crate) fn channel_snapshot(&self, members: Vec<(String, String)>) {
+        let node = self.node_id.to_string();
+        let mut parts: Vec<&[(String, String)]> = members.chunks(SNAPSHOT_PART).collect();
+        if parts.is_empty() {
+            parts.push(&[]);
+        }
+        for (part, chunk) in parts.into_iter().enumerate() {
+            self.announce(Presence::ChannelSnapshot {
+                node: node.clone(),
+                part,
+                members: chunk.to_vec(),
+            });
+        }
     }
 
     /// This node's clients, in parts of at most [`SNAPSHOT_PART`].

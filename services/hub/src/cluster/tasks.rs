@@ -119,6 +119,7 @@ async fn heartbeat(cluster: &Cluster, stop: &CancellationToken) {
         let alive = Presence::Alive {
             node: cluster.node_id.to_string(),
             clients: cluster.registry.len(),
+            channels: cluster.channel_presence_digest(),
         };
         let _ = cluster
             .publish(&cluster.topics.presence, alive.encode(), "heartbeat")
@@ -133,6 +134,7 @@ async fn heartbeat(cluster: &Cluster, stop: &CancellationToken) {
             lock(&cluster.directory).expire(Instant::now(), cluster.heartbeat * 3, listening_since);
         for node in gone {
             tracing::warn!(node, "no heartbeat from node: forgetting its clients");
+            cluster.forget_channel_presence(&node);
         }
     }
 }

@@ -172,3 +172,19 @@ pub(super) async fn publish(
         Err(e) => hub_error(&e),
     }
 }
+
+pub(super) async fn presence(
+    State(state): State<Arc<ServerState>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers) {
+        return refused;
+    }
+    match state.hub.presence(&channel) {
+        Ok(members) => {
+            axum::Json(json!({ "channel": channel, "members": members })).into_response()
+        }
+        Err(e) => hub_error(&e),
+    }
+}

@@ -7,6 +7,7 @@
 //! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
 //! | `POST /api/v1/broadcast` | broadcast the body |
 //! | `POST /api/v1/channels/{channel}/publish` | publish the body (JSON, or else as a string) to a channel's subscribers |
+//! | `GET /api/v1/channels/{channel}/presence` | `{"channel", "members": [{"client", "node"}]}` of a presence channel |
 //! | `GET /api/v1/clients/count` | `{"local": n, "cluster": m}` |
 //! | `GET /health` | `{"status": "ok" \| "degraded", "node": .., "bus": ..}`; the bus is asked now, with a 1 s deadline |
 //! | `GET /metrics` | Prometheus text |
@@ -62,6 +63,7 @@ impl HubServer {
             .route("/api/v1/clients/{id}/push", post(api::push))
             .route("/api/v1/broadcast", post(api::broadcast))
             .route("/api/v1/channels/{channel}/publish", post(api::publish))
+            .route("/api/v1/channels/{channel}/presence", get(api::presence))
             .route("/api/v1/clients/count", get(api::count))
             .with_state(self.state.clone())
     }
