@@ -653,3 +653,42 @@ async fn b9_avro_payloads_are_decoded_when_validation_is_on() {
         "Avro",
     );
 }
+
+#[tokio::test]
+async fn b8_topic_settings_made_through_one_node_apply_to_sends_on_another() {
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let (a, b) = (start(storage.clone()).await, start(storage).await);
+    let topic = "/default/users";
+    let users = a
+        .register("users", "json_schema", USER_V1)
+        .await
+        .expect("on a");
+    let producer = b
+        .create(topic, "p1", Some(latest("users")))
+        .await
+        .expect("b sees the subject registered through a");
+    b.send(topic, "p1", producer, None, b"{}")
+        .await
+        .expect("warn");
+    assert_eq!(b.schemas.warnings(), 1);
+    a.configure(topic, "users", "enforce", true).await;
+    assert_code(
+        b.send(topic, "p1", producer, None, b"{}").await,
+        Code::InvalidArgument,
+        "no schema_id",
+    );
+    b.send(
+        topic,
+        "p1",
+        producer,
+        Some((users.schema_id, 1)),
+        br#"{"id":1}"#,
+    )
+    .await
+    .expect("valid under enforce");
+    a.configure(topic, "users", "none", false).await;
+    b.send(topic, "p1", producer, None, b"junk")
+        .await
+        .expect("policy none set through a");
+    assert_eq!(b.schemas.warnings(), 1);
+}

@@ -9,9 +9,15 @@
 //!   `schema_version` a live version of it, and with payload validation the payload must
 //!   match that version (JSON Schema, Avro), else `InvalidArgument`. Policy `warn`: the same
 //!   checks log and count ([`TopicSchemas::warnings`]); policy `none`: nothing.
+//!
+//! Sends read the registry as folded on this node, folded again at most [`REFRESH_EVERY`]
+//! after the last fold, so a topic configured through another node takes effect here within
+//! that time (at once for a message that fails the stale settings: it is checked again after
+//! a fold).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
 use courier_impls::grpc::proto::danube::{SchemaReference, StreamMessage};
@@ -23,11 +29,18 @@ use super::store::SchemaRegistry;
 use super::types::ValidationPolicy;
 use crate::topic::TopicName;
 
+/// How stale the registry a send is checked against may be.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
 /// The producer side's schema checks over a [`SchemaRegistry`].
 #[derive(Debug)]
 pub struct TopicSchemas {
     registry: Arc<SchemaRegistry>,
     warnings: AtomicU64,
+    /// When this was made: the origin of `folded_at`.
+    origin: Instant,
+    /// Milliseconds after `origin` of the last fold a send asked for.
+    folded_at: AtomicU64,
 }
 
 impl TopicSchemas {
@@ -36,6 +49,8 @@ impl TopicSchemas {
         TopicSchemas {
             registry,
             warnings: AtomicU64::new(0),
+            origin: Instant::now(),
+            folded_at: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +113,18 @@ impl TopicSchemas {
         topic: &TopicName,
         message: &StreamMessage,
     ) -> Result<(), Status> {
-        let Some(config) = self.registry.read().topic(topic.as_str()).cloned() else {
+        let now = self.origin.elapsed().as_millis() as u64;
+        let last = self.folded_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= REFRESH_EVERY.as_millis() as u64
+            && self
+                .folded_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.registry.refresh().await?;
+        }
+        let settings = || self.registry.read().topic(topic.as_str()).cloned();
+        let Some(mut config) = settings() else {
             return Ok(());
         };
         if config.policy == ValidationPolicy::None {
@@ -106,8 +132,16 @@ impl TopicSchemas {
         }
         let mut problem = self.problem(&config, message);
         if problem.is_some() {
-            // The version may have been registered through another node since the last fold.
+            // The version, or new settings, may have come through another node since the
+            // last fold.
             self.registry.refresh().await?;
+            let Some(fresh) = settings() else {
+                return Ok(());
+            };
+            config = fresh;
+            if config.policy == ValidationPolicy::None {
+                return Ok(());
+            }
             problem = self.problem(&config, message);
         }
         let Some(problem) = problem else {
