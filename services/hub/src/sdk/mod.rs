@@ -30,6 +30,7 @@
 mod command;
 mod events;
 mod session;
+mod subscriptions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -45,6 +46,10 @@ use tokio_util::sync::CancellationToken;
 use crate::AppMessage;
 use command::Command;
 pub use events::{ClientError, Event};
+use subscriptions::Shared;
+pub use subscriptions::{
+    Applied, ClientCache, Publication, SubscriptionBuilder, SubscriptionError, SubscriptionHandle,
+};
 
 /// Builds a [`HubClient`].
 pub struct HubClientBuilder {
@@ -57,6 +62,7 @@ pub struct HubClientBuilder {
     read_timeout: Duration,
     transport: Option<Arc<dyn DuplexTransport>>,
     buffer: usize,
+    cache_per_channel: Option<usize>,
 }
 
 impl std::fmt::Debug for HubClientBuilder {
@@ -120,6 +126,13 @@ impl HubClientBuilder {
         self
     }
 
+    /// Keeps the last `per_channel` publications of each subscribed channel in a
+    /// [`ClientCache`] ([`HubClient::cache`]); recovered batches enter it in one step.
+    pub fn cache(mut self, per_channel: usize) -> Self {
+        self.cache_per_channel = Some(per_channel);
+        self
+    }
+
     /// Starts the client; it connects in the background. Returns the handle and the events.
     ///
     /// A malformed `uri` is reported as an [`Event::Closed`] right away.
@@ -127,7 +140,9 @@ impl HubClientBuilder {
         let (events_tx, events_rx) = mpsc::channel(self.buffer);
         let (commands_tx, commands_rx) = mpsc::channel(self.buffer);
         let stop = CancellationToken::new();
+        let subscriptions = Arc::new(Shared::new(self.cache_per_channel));
         let client = HubClient {
+            subscriptions: subscriptions.clone(),
             commands: commands_tx,
             next_id: Arc::new(AtomicI64::new(1)),
             request_timeout: self.request_timeout,
@@ -153,6 +168,7 @@ impl HubClientBuilder {
                     events: events_tx,
                     commands: commands_rx,
                     stop,
+                    subscriptions,
                 };
                 tokio::spawn(supervisor.run());
             }
@@ -178,6 +194,7 @@ impl HubClientBuilder {
 #[derive(Clone)]
 pub struct HubClient {
     commands: mpsc::Sender<Command>,
+    subscriptions: Arc<Shared>,
     next_id: Arc<AtomicI64>,
     request_timeout: Duration,
     stop: CancellationToken,
@@ -208,7 +225,21 @@ impl HubClient {
             read_timeout: Duration::from_secs(75),
             transport: None,
             buffer: 256,
+            cache_per_channel: None,
         }
+    }
+
+    /// Starts a channel subscription: set its callbacks, then
+    /// [`subscribe`](SubscriptionBuilder::subscribe). Publications on subscribed channels go
+    /// to the callbacks, not to the events.
+    pub fn subscription_builder(&self) -> SubscriptionBuilder {
+        SubscriptionBuilder::new(self.subscriptions.clone())
+    }
+
+    /// The client cache, when the client was built with
+    /// [`cache`](HubClientBuilder::cache).
+    pub fn cache(&self) -> Option<&ClientCache> {
+        self.subscriptions.cache.as_ref()
     }
 
     /// Sends a frame on the current session (waiting for one while disconnected, within the

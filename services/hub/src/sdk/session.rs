@@ -1,6 +1,6 @@
 //! The supervisor task: connect, run a session, and reconnect with the policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::command::Command;
 use super::events::{ClientError, Event};
+use super::subscriptions::Shared;
 use crate::AppMessage;
 
 pub(super) struct Supervisor {
@@ -26,6 +27,17 @@ pub(super) struct Supervisor {
     pub(super) events: mpsc::Sender<Event>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) stop: CancellationToken,
+    pub(super) subscriptions: Arc<Shared>,
+}
+
+/// The server-side subscriptions of one session.
+#[derive(Default)]
+struct SessionSubscriptions {
+    /// Patterns subscribed (or being subscribed) on the server in this session.
+    held: HashSet<String>,
+    /// Our own requests in flight (negative ids, apart from the owner's), by pattern.
+    inflight: HashMap<i64, String>,
+    next_id: i64,
 }
 
 type Pending = HashMap<i64, oneshot::Sender<Result<AppMessage, ClientError>>>;
@@ -102,6 +114,11 @@ impl Supervisor {
     /// failed when it ends (their oneshots are dropped with the map).
     async fn session(&mut self, mut connection: DuplexConnection) -> String {
         let mut pending: Pending = HashMap::new();
+        let mut subs = SessionSubscriptions::default();
+        // A new session holds nothing on the server: subscribe (and recover) everything.
+        if let Err(reason) = self.sync(&mut subs, &mut connection).await {
+            return reason;
+        }
         let reason = loop {
             tokio::select! {
                 () = self.stop.cancelled() => {
@@ -113,7 +130,12 @@ impl Supervisor {
                         Err(_) => break format!("no frame from the server for {:?}", self.read_timeout),
                         Ok(Err(e)) => break e.to_string(),
                         Ok(Ok(None)) => break "server closed the connection".to_owned(),
-                        Ok(Ok(Some(frame))) => self.route(frame, &mut pending, &mut connection).await,
+                        Ok(Ok(Some(frame))) => self.route(frame, &mut pending, &mut subs, &mut connection).await,
+                    }
+                }
+                () = self.subscriptions.changed.notified() => {
+                    if let Err(reason) = self.sync(&mut subs, &mut connection).await {
+                        break reason;
                     }
                 }
                 command = self.commands.recv() => {
@@ -164,7 +186,44 @@ impl Supervisor {
         }
     }
 
-    async fn route(&self, frame: Frame, pending: &mut Pending, connection: &mut DuplexConnection) {
+    /// Subscribes to the patterns wanted and not held, unsubscribes from those held and no
+    /// longer wanted.
+    async fn sync(
+        &self,
+        subs: &mut SessionSubscriptions,
+        connection: &mut DuplexConnection,
+    ) -> Result<(), String> {
+        let desired = self.subscriptions.desired();
+        let mut requests = Vec::new();
+        for pattern in desired.difference(&subs.held) {
+            subs.next_id -= 1;
+            subs.inflight.insert(subs.next_id, pattern.clone());
+            let data = self.subscriptions.subscribe_data(pattern);
+            requests.push(AppMessage::new(subs.next_id, "subscribe", data));
+        }
+        for pattern in subs.held.difference(&desired) {
+            subs.next_id -= 1;
+            let data = serde_json::json!({ "channel": pattern });
+            requests.push(AppMessage::new(subs.next_id, "unsubscribe", data));
+        }
+        subs.held = desired;
+        for request in requests {
+            connection
+                .sender
+                .send(Frame::Text(request.to_json()))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    async fn route(
+        &self,
+        frame: Frame,
+        pending: &mut Pending,
+        subs: &mut SessionSubscriptions,
+        connection: &mut DuplexConnection,
+    ) {
         let text = match &frame {
             Frame::Text(text) => text.as_str(),
             Frame::Ping(payload) => {
@@ -190,6 +249,23 @@ impl Supervisor {
                     node: message.data["node"].as_str().unwrap_or_default().to_owned(),
                 })
                 .await;
+                return;
+            }
+            if message.message_id < 0 {
+                // Replies to our own subscribes; unsubscribes need no answer.
+                if let Some(pattern) = subs.inflight.remove(&message.message_id)
+                    && subs.held.contains(&pattern)
+                {
+                    if message.message_type == "subscribed" {
+                        self.subscriptions.applied(&pattern, &message);
+                    } else {
+                        subs.held.remove(&pattern);
+                        self.subscriptions.failed(&pattern, &message);
+                    }
+                }
+                return;
+            }
+            if self.subscriptions.publication(&message) {
                 return;
             }
             if let Some(waiter) = pending.remove(&message.message_id) {

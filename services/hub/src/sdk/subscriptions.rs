@@ -1,0 +1,414 @@
+//! Channel subscriptions of the SDK, after SpacetimeDB's client: a
+//! [`SubscriptionBuilder`] with `on_applied`, `on_error` and `on_message` callbacks, and
+//! overlapping subscriptions ref-counted so the server holds one subscription per pattern
+//! (each publication arrives once) and unsubscribing one of two overlapping subscriptions
+//! keeps the other.
+//!
+//! The session task keeps the server's subscriptions in step with what the handles want
+//! ([`Shared::desired`]) and, after a reconnect, subscribes again with the last offset of
+//! every history channel, so what was missed is recovered. A recovered batch is applied to
+//! the optional [`ClientCache`] in one step before any callback runs, so callbacks (and
+//! readers of the cache) see the whole batch or none of it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::locks::{lock, read, write};
+use crate::{AppMessage, ChannelPattern};
+
+/// A publication received on a subscribed channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Publication {
+    /// The channel it was published to.
+    pub channel: String,
+    /// Its data.
+    pub data: Value,
+    /// Its offset, on history channels.
+    pub offset: Option<String>,
+    /// The history's epoch, on history channels.
+    pub epoch: Option<String>,
+}
+
+/// What a (re)subscription to one pattern applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    /// The pattern (or channel name) subscribed to.
+    pub channel: String,
+    /// Publications recovered after a reconnect (already in the cache and given to
+    /// `on_message`).
+    pub recovered: usize,
+    /// True when the history no longer reached back: the application should reload its
+    /// state, publications were missed.
+    pub resync: bool,
+}
+
+/// Why a subscription failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubscriptionError {
+    /// The pattern.
+    pub channel: String,
+    /// The server's error code (`permission_denied`, `bad_channel`, ...).
+    pub code: String,
+    /// The explanation.
+    pub message: String,
+}
+
+type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
+
+struct Handle {
+    patterns: Vec<ChannelPattern>,
+    on_applied: Option<Callback<Applied>>,
+    on_error: Option<Callback<SubscriptionError>>,
+    on_message: Option<Callback<Publication>>,
+}
+
+impl Handle {
+    fn has(&self, pattern: &str) -> bool {
+        self.patterns.iter().any(|p| p.as_str() == pattern)
+    }
+
+    fn matches(&self, channel: &str) -> bool {
+        self.patterns.iter().any(|p| p.matches(channel))
+    }
+}
+
+/// The last publications of each channel, kept when the client is built with
+/// [`cache`](super::HubClientBuilder::cache).
+#[derive(Clone, Debug, Default)]
+pub struct ClientCache {
+    inner: Arc<RwLock<HashMap<String, Vec<Publication>>>>,
+    per_channel: usize,
+}
+
+impl ClientCache {
+    /// The cached publications of `channel`, oldest first.
+    pub fn publications(&self, channel: &str) -> Vec<Publication> {
+        read(&self.inner).get(channel).cloned().unwrap_or_default()
+    }
+
+    /// Applies `batch` in one step.
+    fn apply(&self, batch: &[Publication]) {
+        if batch.is_empty() {
+            return;
+        }
+        let mut cache = write(&self.inner);
+        for publication in batch {
+            let kept = cache.entry(publication.channel.clone()).or_default();
+            kept.push(publication.clone());
+            if kept.len() > self.per_channel {
+                let excess = kept.len() - self.per_channel;
+                kept.drain(..excess);
+            }
+        }
+    }
+}
+
+/// What the handles and the session task share.
+pub(crate) struct Shared {
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Patterns wanted on the server, with how many handles want each.
+    desired: Mutex<HashMap<String, usize>>,
+    /// The last (offset, epoch) seen per history channel, to recover after a reconnect.
+    positions: Mutex<HashMap<String, (String, String)>>,
+    pub(crate) cache: Option<ClientCache>,
+    /// Wakes the session task when `desired` changed.
+    pub(crate) changed: Notify,
+    next_handle: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(cache_per_channel: Option<usize>) -> Shared {
+        Shared {
+            handles: Mutex::new(HashMap::new()),
+            desired: Mutex::new(HashMap::new()),
+            positions: Mutex::new(HashMap::new()),
+            cache: cache_per_channel.map(|per_channel| ClientCache {
+                inner: Arc::default(),
+                per_channel: per_channel.max(1),
+            }),
+            changed: Notify::new(),
+            next_handle: AtomicU64::new(1),
+        }
+    }
+
+    fn handles(&self) -> Vec<Arc<Handle>> {
+        lock(&self.handles).values().cloned().collect()
+    }
+
+    /// The patterns the server should hold now.
+    pub(crate) fn desired(&self) -> HashSet<String> {
+        lock(&self.desired).keys().cloned().collect()
+    }
+
+    /// The `subscribe` data for `pattern`: with the last position on that channel, if any.
+    pub(crate) fn subscribe_data(&self, pattern: &str) -> Value {
+        match lock(&self.positions).get(pattern) {
+            Some((offset, epoch)) => {
+                json!({ "channel": pattern, "since": { "offset": offset, "epoch": epoch } })
+            }
+            None => json!({ "channel": pattern }),
+        }
+    }
+
+    /// Handles a `subscribed` reply for `pattern` (after a reconnect or the first time).
+    pub(crate) fn applied(&self, pattern: &str, reply: &AppMessage) {
+        let data = &reply.data;
+        let resync = data["resync"].as_bool().unwrap_or(false);
+        let epoch = data["epoch"].as_str().map(str::to_owned);
+        let mut batch = Vec::new();
+        if let Some(publications) = data["publications"].as_array() {
+            for p in publications {
+                batch.push(Publication {
+                    channel: pattern.to_owned(),
+                    data: p["data"].clone(),
+                    offset: p["offset"].as_str().map(str::to_owned),
+                    epoch: epoch.clone(),
+                });
+            }
+        }
+        if let (Some(offset), Some(epoch)) = (data["offset"].as_str(), &epoch) {
+            lock(&self.positions).insert(pattern.to_owned(), (offset.to_owned(), epoch.clone()));
+        }
+        // The whole batch is in the cache before any callback runs.
+        if let Some(cache) = &self.cache {
+            cache.apply(&batch);
+        }
+        let handles = self.handles();
+        for publication in &batch {
+            for handle in handles.iter().filter(|h| h.matches(&publication.channel)) {
+                if let Some(on_message) = &handle.on_message {
+                    on_message(publication);
+                }
+            }
+        }
+        let applied = Applied {
+            channel: pattern.to_owned(),
+            recovered: batch.len(),
+            resync,
+        };
+        for handle in handles.iter().filter(|h| h.has(pattern)) {
+            if let Some(on_applied) = &handle.on_applied {
+                on_applied(&applied);
+            }
+        }
+    }
+
+    /// Handles an `error` reply to subscribing `pattern`.
+    pub(crate) fn failed(&self, pattern: &str, reply: &AppMessage) {
+        let error = SubscriptionError {
+            channel: pattern.to_owned(),
+            code: reply.data["code"].as_str().unwrap_or_default().to_owned(),
+            message: reply.data["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        for handle in self.handles().iter().filter(|h| h.has(pattern)) {
+            if let Some(on_error) = &handle.on_error {
+                on_error(&error);
+            }
+        }
+    }
+
+    /// Handles a `publication` message; false when it is not one.
+    pub(crate) fn publication(&self, message: &AppMessage) -> bool {
+        if message.message_type != "publication" {
+            return false;
+        }
+        let data = &message.data;
+        let Some(channel) = data["channel"].as_str() else {
+            return false;
+        };
+        let publication = Publication {
+            channel: channel.to_owned(),
+            data: data["data"].clone(),
+            offset: data["offset"].as_str().map(str::to_owned),
+            epoch: data["epoch"].as_str().map(str::to_owned),
+        };
+        let tracked = lock(&self.desired).contains_key(channel);
+        if let (true, Some(offset), Some(epoch)) =
+            (tracked, &publication.offset, &publication.epoch)
+        {
+            let mut positions = lock(&self.positions);
+            // Offsets sort bytewise in stream order: one not past the last seen was already
+            // handled (recovered in a batch that overlapped live delivery).
+            if positions
+                .get(channel)
+                .is_some_and(|(last, their)| their == epoch && offset <= last)
+            {
+                return true;
+            }
+            positions.insert(channel.to_owned(), (offset.clone(), epoch.clone()));
+        }
+        if let Some(cache) = &self.cache {
+            cache.apply(std::slice::from_ref(&publication));
+        }
+        for handle in self.handles().iter().filter(|h| h.matches(channel)) {
+            if let Some(on_message) = &handle.on_message {
+                on_message(&publication);
+            }
+        }
+        true
+    }
+
+    fn add(&self, handle: Handle) -> u64 {
+        let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut desired = lock(&self.desired);
+            for pattern in &handle.patterns {
+                *desired.entry(pattern.as_str().to_owned()).or_default() += 1;
+            }
+        }
+        lock(&self.handles).insert(id, Arc::new(handle));
+        self.changed.notify_one();
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        // Gone from the handles first: no callback of it runs after this returns.
+        let Some(handle) = lock(&self.handles).remove(&id) else {
+            return;
+        };
+        let mut unwanted = Vec::new();
+        {
+            let mut desired = lock(&self.desired);
+            for pattern in &handle.patterns {
+                if let Some(count) = desired.get_mut(pattern.as_str()) {
+                    *count -= 1;
+                    if *count == 0 {
+                        desired.remove(pattern.as_str());
+                        unwanted.push(pattern.as_str().to_owned());
+                    }
+                }
+            }
+        }
+        let mut positions = lock(&self.positions);
+        for pattern in unwanted {
+            positions.remove(&pattern);
+        }
+        drop(positions);
+        self.changed.notify_one();
+    }
+}
+
+/// Builds a subscription; see [`HubClient::subscription_builder`](super::HubClient::subscription_builder).
+pub struct SubscriptionBuilder {
+    shared: Arc<Shared>,
+    on_applied: Option<Callback<Applied>>,
+    on_error: Option<Callback<SubscriptionError>>,
+    on_message: Option<Callback<Publication>>,
+}
+
+impl std::fmt::Debug for SubscriptionBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionBuilder")
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubscriptionBuilder {
+    pub(crate) fn new(shared: Arc<Shared>) -> SubscriptionBuilder {
+        SubscriptionBuilder {
+            shared,
+            on_applied: None,
+            on_error: None,
+            on_message: None,
+        }
+    }
+
+    /// Called when the server applied a pattern of this subscription (again after each
+    /// reconnect, with what was recovered).
+    pub fn on_applied(mut self, callback: impl Fn(&Applied) + Send + Sync + 'static) -> Self {
+        self.on_applied = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called when the server refused a pattern of this subscription.
+    pub fn on_error(
+        mut self,
+        callback: impl Fn(&SubscriptionError) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_error = Some(Arc::new(callback));
+        self
+    }
+
+    /// Called once per publication on a channel any pattern of this subscription matches.
+    pub fn on_message(mut self, callback: impl Fn(&Publication) + Send + Sync + 'static) -> Self {
+        self.on_message = Some(Arc::new(callback));
+        self
+    }
+
+    /// Subscribes to `patterns` (channel names or `*` / `**` patterns). Invalid patterns are
+    /// reported to `on_error` and left out.
+    pub fn subscribe<S: AsRef<str>>(
+        self,
+        patterns: impl IntoIterator<Item = S>,
+    ) -> SubscriptionHandle {
+        let mut valid = Vec::new();
+        for text in patterns {
+            let text = text.as_ref();
+            match ChannelPattern::parse(text) {
+                Ok(pattern) => valid.push(pattern),
+                Err(e) => {
+                    if let Some(on_error) = &self.on_error {
+                        on_error(&SubscriptionError {
+                            channel: text.to_owned(),
+                            code: "bad_channel".into(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let id = self.shared.add(Handle {
+            patterns: valid,
+            on_applied: self.on_applied,
+            on_error: self.on_error,
+            on_message: self.on_message,
+        });
+        SubscriptionHandle {
+            shared: self.shared,
+            id,
+            ended: false,
+        }
+    }
+}
+
+/// One subscription. Unsubscribing (or dropping the handle) stops its callbacks at once;
+/// the server subscription of a pattern goes when no other subscription wants it.
+pub struct SubscriptionHandle {
+    shared: Arc<Shared>,
+    id: u64,
+    ended: bool,
+}
+
+impl std::fmt::Debug for SubscriptionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionHandle")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+impl SubscriptionHandle {
+    /// Ends this subscription.
+    pub fn unsubscribe(mut self) {
+        self.end();
+    }
+
+    fn end(&mut self) {
+        if !std::mem::replace(&mut self.ended, true) {
+            self.shared.remove(self.id);
+        }
+    }
+}
+
+impl Drop for SubscriptionHandle {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
