@@ -410,3 +410,39 @@ async fn data_appended_behind_the_servers_back_is_woken_by_the_sweep() {
     assert_eq!(delivery.body["streams"][0]["has_pending"], true);
     node.stop().await;
 }
+
+#[tokio::test]
+async fn https_receivers_are_called_over_verified_tls() {
+    let (mut receiver, certificate) = Receiver::start_tls(json!({ "done": true })).await;
+    // A server that does not trust the receiver's certificate does not deliver to it.
+    let untrusting = Node::start(memory(), test_settings()).await;
+    assert_eq!(
+        untrusting
+            .put_subscription("tls", webhook(&receiver.url))
+            .await
+            .0,
+        201
+    );
+    untrusting.append("events/t", json!({ "n": 1 })).await;
+    assert!(
+        receiver
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    untrusting.stop().await;
+
+    let settings = SubscriptionSettings {
+        webhook_root_certificates: vec![certificate],
+        ..test_settings()
+    };
+    let node = Node::start(memory(), settings).await;
+    assert_eq!(
+        node.put_subscription("tls", webhook(&receiver.url)).await.0,
+        201
+    );
+    node.append("events/t", json!({ "n": 1 })).await;
+    let delivery = receiver.next().await;
+    assert!(signature_verifies(&delivery, &node.jwks().await));
+    node.stop().await;
+}

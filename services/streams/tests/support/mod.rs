@@ -207,6 +207,44 @@ impl Receiver {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
+        let url = format!("http://{addr}/hook");
+        Receiver::serve(listener, url, answer)
+    }
+
+    /// An `https` receiver at `https://localhost:<port>/hook` with a fresh self-signed
+    /// certificate for `localhost`; the certificate (DER) is returned for the server to trust.
+    pub(crate) async fn start_tls(answer: Value) -> (Receiver, Vec<u8>) {
+        use tokio_rustls::rustls::ServerConfig;
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let der = certified.cert.der().to_vec();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocols")
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone().into()], key)
+            .expect("server config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        let tls = TlsListener {
+            tcp: listener,
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+        };
+        let url = format!("https://localhost:{port}/hook");
+        (Receiver::serve(tls, url, answer), der)
+    }
+
+    fn serve<L: axum::serve::Listener>(listener: L, url: String, answer: Value) -> Receiver
+    where
+        L::Addr: std::fmt::Debug,
+    {
         let (delivered, received) = mpsc::channel(256);
         let fail_with = Arc::new(Mutex::new(VecDeque::new()));
         let state = ReceiverState {
@@ -221,7 +259,7 @@ impl Receiver {
             let _ = axum::serve(listener, app).await;
         });
         Receiver {
-            url: format!("http://{addr}/hook"),
+            url,
             received,
             fail_with,
             task,
@@ -252,6 +290,33 @@ impl Receiver {
             .await
             .ok()
             .flatten()
+    }
+}
+
+/// TLS over a loopback listener, for the `https` receiver.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            // A failed handshake (a client that does not trust the certificate) is dropped.
+            if let Ok(tls) = self.acceptor.accept(tcp).await {
+                return (tls, addr);
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 

@@ -1,6 +1,7 @@
 //! One webhook delivery attempt: a signed `POST` to a checked address ([`post`]).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -8,9 +9,11 @@ use courier_traits::error::{Classify, ErrorClass};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls::ClientConfig;
 
 use super::keys::SigningKey;
 use super::target::WebhookTarget;
+use super::tls;
 
 /// The most of a receiver's answer that is read (it only needs to say `{"done":true}`).
 const MAX_ANSWER_BYTES: usize = 64 << 10;
@@ -46,17 +49,32 @@ impl Classify for DeliveryError {
     }
 }
 
-/// POSTs `body` to `target`, signed with `key` at `unix_seconds`, within `timeout`; the
-/// receiver's answer body on a 2xx status.
+/// Where and how one delivery goes.
+pub(crate) struct Attempt<'a> {
+    pub(crate) target: &'a WebhookTarget,
+    /// The checked addresses of the target's host.
+    pub(crate) addrs: &'a [SocketAddr],
+    /// TLS settings for `https` targets.
+    pub(crate) tls: Option<Arc<ClientConfig>>,
+    pub(crate) key: &'a SigningKey,
+    pub(crate) unix_seconds: u64,
+}
+
+/// POSTs `body` as `attempt` says, signed, within `timeout`; the receiver's answer body on a
+/// 2xx status.
 pub(crate) async fn post(
-    target: &WebhookTarget,
-    addrs: &[SocketAddr],
-    key: &SigningKey,
-    unix_seconds: u64,
+    attempt: Attempt<'_>,
     body: Bytes,
     timeout: Duration,
 ) -> Result<Bytes, DeliveryError> {
-    let attempt = post_unbounded(target, addrs, key, unix_seconds, body);
+    let Attempt {
+        target,
+        addrs,
+        tls,
+        key,
+        unix_seconds,
+    } = attempt;
+    let attempt = post_unbounded(target, addrs, tls, key, unix_seconds, body);
     tokio::time::timeout(timeout, attempt)
         .await
         .map_err(|_| DeliveryError::TimedOut(timeout))?
@@ -65,19 +83,33 @@ pub(crate) async fn post(
 async fn post_unbounded(
     target: &WebhookTarget,
     addrs: &[SocketAddr],
+    tls: Option<Arc<ClientConfig>>,
     key: &SigningKey,
     unix_seconds: u64,
     body: Bytes,
 ) -> Result<Bytes, DeliveryError> {
-    if target.https {
-        // No TLS client is built into this server yet: https receivers are accepted when a
-        // subscription is created (they are the safe kind) but cannot be called.
-        return Err(DeliveryError::Refused(
-            "https webhook delivery is not supported by this build".into(),
-        ));
-    }
     let stream = connect(addrs).await?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if target.https {
+        let config = tls.ok_or_else(|| DeliveryError::Refused("no TLS settings".into()))?;
+        let tls = tls::connect(config, stream, &target.host).await?;
+        exchange(TokioIo::new(tls), target, key, unix_seconds, body).await
+    } else {
+        exchange(TokioIo::new(stream), target, key, unix_seconds, body).await
+    }
+}
+
+/// One request and its answer over an open connection.
+async fn exchange<IO>(
+    io: IO,
+    target: &WebhookTarget,
+    key: &SigningKey,
+    unix_seconds: u64,
+    body: Bytes,
+) -> Result<Bytes, DeliveryError>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
     // The connection task ends with the exchange: it is dropped (and so stopped) when this

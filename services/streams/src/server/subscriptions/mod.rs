@@ -18,6 +18,7 @@ mod routes;
 mod settings;
 mod store;
 mod target;
+mod tls;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
@@ -57,6 +58,8 @@ struct Inner {
     store: Store,
     settings: SubscriptionSettings,
     key: OnceCell<SigningKey>,
+    /// TLS settings for `https` receivers, built at the first such delivery.
+    tls: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>>,
     /// Streams appended to since the background task last looked (deduplicated).
     appended: Mutex<HashSet<StreamName>>,
     appended_signal: Arc<Notify>,
@@ -110,6 +113,7 @@ impl Subscriptions {
             store: Store::new(storage),
             settings,
             key: OnceCell::new(),
+            tls: OnceLock::new(),
             appended: Mutex::new(HashSet::new()),
             appended_signal: Arc::new(Notify::new()),
             stop,
@@ -370,16 +374,19 @@ impl Subscriptions {
                         .key()
                         .await
                         .map_err(|e| DeliveryError::Unreachable(e.to_string()))?;
-                    let seconds = self.now_ms() / 1000;
-                    delivery::post(
-                        &target,
-                        &addrs,
+                    let tls = if target.https {
+                        Some(self.tls_config()?)
+                    } else {
+                        None
+                    };
+                    let attempt = delivery::Attempt {
+                        target: &target,
+                        addrs: &addrs,
+                        tls,
                         key,
-                        seconds,
-                        body,
-                        settings.webhook_timeout,
-                    )
-                    .await
+                        unix_seconds: self.now_ms() / 1000,
+                    };
+                    delivery::post(attempt, body, settings.webhook_timeout).await
                 }
             })
             .await;
@@ -397,6 +404,14 @@ impl Subscriptions {
                 tracing::warn!(subscription = %id, generation, error = %e, "webhook delivery gave up");
             }
         }
+    }
+
+    fn tls_config(&self) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, DeliveryError> {
+        if let Some(config) = self.0.tls.get() {
+            return Ok(config.clone());
+        }
+        let config = tls::client_config(&self.0.settings.webhook_root_certificates)?;
+        Ok(self.0.tls.get_or_init(|| config).clone())
     }
 
     async fn wake_is_current(&self, id: &str, generation: u64) -> bool {
@@ -475,6 +490,9 @@ impl Subscriptions {
     async fn on_append(&self, stream: &StreamName) -> Result<(), StorageError> {
         let path = stream.as_str();
         for id in self.0.store.ids().await? {
+            if !self.0.store.may_concern(&id, path) {
+                continue;
+            }
             let result = self
                 .commit(&id, Some(path), |draft, tails, now| {
                     let matches = draft

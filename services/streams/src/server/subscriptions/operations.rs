@@ -260,7 +260,10 @@ impl Subscriptions {
             }
             Ok(())
         })
-        .await
+        .await?;
+        // Other nodes skip appends their held state says do not concern a subscription.
+        self.0.store.set_listed(id, true).await?;
+        Ok(())
     }
 
     /// `DELETE .../streams/:path`: removes an explicit link (a pattern match stays).
@@ -275,7 +278,9 @@ impl Subscriptions {
             }
             Ok(())
         })
-        .await
+        .await?;
+        self.0.store.set_listed(id, true).await?;
+        Ok(())
     }
 
     /// `POST .../callback` (webhook) and `POST .../ack` (pull-wake): acknowledges offsets and

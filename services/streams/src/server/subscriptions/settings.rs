@@ -22,6 +22,9 @@ pub struct SubscriptionSettings {
     /// When to try a failed delivery again. A wake whose deliveries all fail is delivered
     /// afresh (a new generation) when its lease expires, as long as data is pending.
     pub webhook_retry: Arc<dyn RetryPolicy>,
+    /// Root certificates (DER) trusted for `https` receivers besides the system's (a private
+    /// CA; tests).
+    pub webhook_root_certificates: Vec<Vec<u8>>,
     /// How often leases are checked for expiry.
     pub lease_check_interval: Duration,
     /// The clock leases are measured on (a test moves a manual one).
@@ -39,6 +42,7 @@ impl Default for SubscriptionSettings {
                     .jitter(Jitter::Equal)
                     .max_attempts(8),
             ),
+            webhook_root_certificates: Vec::new(),
             lease_check_interval: Duration::from_millis(250),
             clock: system_clock(),
         }
@@ -50,6 +54,10 @@ impl fmt::Debug for SubscriptionSettings {
         f.debug_struct("SubscriptionSettings")
             .field("allow_loopback_webhooks", &self.allow_loopback_webhooks)
             .field("webhook_timeout", &self.webhook_timeout)
+            .field(
+                "webhook_root_certificates",
+                &self.webhook_root_certificates.len(),
+            )
             .field("lease_check_interval", &self.lease_check_interval)
             .field("clock", &self.clock)
             .finish_non_exhaustive()

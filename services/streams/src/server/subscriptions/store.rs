@@ -101,6 +101,24 @@ impl Store {
         }
     }
 
+    /// Whether an append to `path` may concern subscription `id`: `false` only when this node
+    /// holds the subscription, its pattern does not match and it has no link to `path`. The
+    /// index is read just before: a change of explicit links is listed there, which drops
+    /// the held state, so held state never misses a link.
+    pub(crate) fn may_concern(&self, id: &str, path: &str) -> bool {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(loaded) = cache.get(id) else {
+            return true;
+        };
+        let sub = &loaded.sub;
+        sub.links.contains_key(path)
+            || sub
+                .config
+                .pattern
+                .as_deref()
+                .is_some_and(|p| super::glob::matches(p, path))
+    }
+
     /// The subscriptions this node holds in memory (possibly behind their logs).
     pub(crate) fn cached_all(&self) -> Vec<Subscription> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
@@ -251,7 +269,8 @@ impl Store {
         Ok(name)
     }
 
-    /// Records that `id` exists (`true`) or no longer does.
+    /// Records that `id` exists (`true`; again when its explicit links change) or no longer
+    /// does.
     pub(crate) async fn set_listed(&self, id: &str, listed: bool) -> Result<(), StorageError> {
         let name = self.index_name().await?;
         let record = json!({ "op": if listed { "add" } else { "remove" }, "id": id });
@@ -292,8 +311,9 @@ impl Store {
                     view.ids.remove(id);
                     // A later subscription under this id is a new log: forget the old one.
                     self.remember(id, None);
-                } else {
-                    view.ids.insert(id.to_owned());
+                } else if !view.ids.insert(id.to_owned()) {
+                    // Listed again: its explicit links changed; read its log afresh.
+                    self.remember(id, None);
                 }
             }
             view.cursor = Some(batch.next_offset.clone());
