@@ -26,6 +26,7 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
 use super::field_table::{FieldInfo, FieldTables, MessageTable, Shape, ValueKind};
 use super::fresh_id;
+use super::schema::Schema;
 
 /// The envelope fields the pass reads after parsing, resolved once.
 #[derive(Debug, Clone)]
@@ -35,14 +36,21 @@ pub(crate) struct CanonicalPass {
     idempotency_key: usize,
     app_id: usize,
     timestamp_ms: usize,
+    /// Ranks of the members the record adds (see [`FieldInfo::rank`]).
+    event_type_rank: u32,
+    received_ms_rank: u32,
 }
+
+/// The names the record adds to the envelope.
+const ADDED: [&str; 2] = ["event_type", "received_ms"];
 
 impl CanonicalPass {
     /// The pass over `tables`, or `None` when the envelope lacks a field it reads, or has one
     /// named like a member the record adds (then every event takes the general path).
-    pub(crate) fn new(tables: FieldTables) -> Option<CanonicalPass> {
+    pub(crate) fn new(schema: &Schema) -> Option<CanonicalPass> {
+        let tables = FieldTables::build(schema, &ADDED);
         let envelope = tables.messages.get(tables.envelope)?;
-        if envelope.field("event_type").is_some() || envelope.field("received_ms").is_some() {
+        if ADDED.iter().any(|name| envelope.field(name).is_some()) {
             return None;
         }
         let index = |name: &str| envelope.field(name).map(|(i, _)| i);
@@ -51,6 +59,8 @@ impl CanonicalPass {
             idempotency_key: index("idempotency_key")?,
             app_id: index("app_id")?,
             timestamp_ms: index("timestamp_ms")?,
+            event_type_rank: envelope.added_rank(ADDED[0])?,
+            received_ms_rank: envelope.added_rank(ADDED[1])?,
             tables,
         })
     }
@@ -93,16 +103,18 @@ impl CanonicalPass {
             fresh_id::idempotency_key,
         );
         members.push(Member {
-            name: Cow::Borrowed("event_type"),
+            name: Cow::Borrowed(ADDED[0]),
             field: usize::MAX,
+            rank: self.event_type_rank,
             value: Out::Str(Cow::Borrowed(&payload.name)),
         });
         members.push(Member {
-            name: Cow::Borrowed("received_ms"),
+            name: Cow::Borrowed(ADDED[1]),
             field: usize::MAX,
+            rank: self.received_ms_rank,
             value: Out::I64(context.received_ms),
         });
-        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        members.sort_unstable_by_key(|m| m.rank);
         // Records are a few hundred bytes: one allocation for most.
         let mut record = Vec::with_capacity(raw.len() + 128);
         write_members(&members, &mut record);
@@ -132,10 +144,14 @@ fn fill<'a>(
     match at {
         Some(at) => members[at].value = out,
         None => {
-            let name = envelope.fields.get(field).map_or("", |f| &f.name);
+            let (name, rank) = envelope
+                .fields
+                .get(field)
+                .map_or(("", u32::MAX), |f| (&*f.name, f.rank));
             members.push(Member {
                 name: Cow::Borrowed(name),
                 field,
+                rank,
                 value: out,
             });
         }
@@ -182,6 +198,8 @@ struct Member<'a> {
     name: Cow<'a, str>,
     /// Index into its message's [`MessageTable::fields`] (`usize::MAX`: added by the pass).
     field: usize,
+    /// Its name's place in the message's order ([`FieldInfo::rank`]).
+    rank: u32,
     value: Out<'a>,
 }
 
@@ -324,7 +342,8 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             .messages
             .get(self.message)
             .ok_or_else(not_canonical)?;
-        let mut members = Vec::new();
+        // Enough for the members of most events and the ones the envelope's record adds.
+        let mut members = Vec::with_capacity(table.fields.len().min(12));
         // Fields and oneofs seen, by index: a repeated key is a repeated field (only proto
         // names are accepted), refused like `strict_json` does; larger messages give up.
         let (mut fields_seen, mut oneofs_seen) = (0_u128, 0_u64);
@@ -355,13 +374,14 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
             members.push(Member {
                 name,
                 field: index,
+                rank: field.rank,
                 value,
             });
         }
         if self.check_min_len && breaks_min_len(table, &members) {
             return Err(not_canonical());
         }
-        members.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        members.sort_unstable_by_key(|m| m.rank);
         Ok(members)
     }
 }
@@ -620,7 +640,6 @@ mod tests {
     use super::*;
     use crate::server::envelope;
     use crate::server::envelope::tests::{CANONICAL_EVENTS, without_fresh};
-    use crate::server::schema::Schema;
     use crate::server::strict_json;
 
     const CONTEXT: IngestContext<'static> = IngestContext {
@@ -629,7 +648,7 @@ mod tests {
     };
 
     fn pass(schema: &Schema) -> CanonicalPass {
-        CanonicalPass::new(FieldTables::build(schema)).expect("the schema allows the pass")
+        CanonicalPass::new(schema).expect("the schema allows the pass")
     }
 
     /// The general reading's outcome of `text`, as `EventParser` had it before the pass.

@@ -64,6 +64,9 @@ pub(crate) struct FieldInfo {
     pub(crate) presence: bool,
     /// A member of the envelope's payload oneof.
     pub(crate) in_payload: bool,
+    /// Where its name sorts among the message's names (and, for the envelope, the names the
+    /// record adds): a record's members are ordered by it as `serde_json`'s map orders names.
+    pub(crate) rank: u32,
 }
 
 /// One message's fields.
@@ -75,6 +78,8 @@ pub(crate) struct MessageTable {
     by_len: Vec<Vec<(Box<str>, usize)>>,
     /// `(index into fields, minimum characters)` of its `min_len` rules, in the rules' order.
     pub(crate) min_len: Vec<(usize, u64)>,
+    /// The rank of each name the record adds to this message (see [`FieldInfo::rank`]).
+    added: Vec<(&'static str, u32)>,
 }
 
 impl MessageTable {
@@ -86,6 +91,11 @@ impl MessageTable {
             .iter()
             .find(|(n, _)| **n == *name)?;
         self.fields.get(index).map(|f| (index, f))
+    }
+
+    /// The rank of `name`, one of the names given to [`FieldTables::build`] as added.
+    pub(crate) fn added_rank(&self, name: &str) -> Option<u32> {
+        self.added.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
     }
 }
 
@@ -115,10 +125,11 @@ pub(crate) struct FieldTables {
 }
 
 impl FieldTables {
-    /// Flattens the envelope of `schema` and the messages it reaches.
-    pub(crate) fn build(schema: &Schema) -> FieldTables {
+    /// Flattens the envelope of `schema` and the messages it reaches; `added` are the names
+    /// the record adds to the envelope, ranked with its fields.
+    pub(crate) fn build(schema: &Schema, added: &[&'static str]) -> FieldTables {
         let mut builder = Builder::default();
-        let envelope = builder.message(schema, &schema.envelope);
+        let envelope = builder.message(schema, &schema.envelope, added);
         FieldTables {
             messages: builder
                 .messages
@@ -136,6 +147,7 @@ fn empty_table() -> MessageTable {
         fields: Vec::new(),
         by_len: Vec::new(),
         min_len: Vec::new(),
+        added: Vec::new(),
     }
 }
 
@@ -149,7 +161,12 @@ struct Builder {
 }
 
 impl Builder {
-    fn message(&mut self, schema: &Schema, desc: &MessageDescriptor) -> usize {
+    fn message(
+        &mut self,
+        schema: &Schema,
+        desc: &MessageDescriptor,
+        added: &[&'static str],
+    ) -> usize {
         if let Some(&index) = self.message_index.get(desc.full_name()) {
             return index;
         }
@@ -158,6 +175,18 @@ impl Builder {
         self.message_index
             .insert(desc.full_name().to_owned(), index);
         let oneofs: Vec<_> = desc.oneofs().collect();
+        // Byte order of the names, as `String`'s `Ord` (the `BTreeMap` of a `Map`).
+        let mut names: Vec<String> = desc.fields().map(|f| f.name().to_owned()).collect();
+        names.extend(added.iter().map(|name| (*name).to_owned()));
+        names.sort_unstable();
+        let rank = |name: &str| {
+            names
+                .iter()
+                .position(|n| *n == name)
+                .and_then(|r| u32::try_from(r).ok())
+                .unwrap_or(u32::MAX)
+        };
+        let added = added.iter().map(|name| (*name, rank(name))).collect();
         let fields: Vec<FieldInfo> = desc
             .fields()
             .map(|field| {
@@ -172,6 +201,7 @@ impl Builder {
                     oneof,
                     presence: field.supports_presence(),
                     in_payload: field.containing_oneof().as_ref() == Some(&schema.payload),
+                    rank: rank(field.name()),
                 }
             })
             .collect();
@@ -195,6 +225,7 @@ impl Builder {
             fields,
             by_len,
             min_len,
+            added,
         });
         index
     }
@@ -231,7 +262,7 @@ impl Builder {
                 ValueKind::Enum(self.enumeration(enum_ty))
             }
             Kind::Message(message) if !message.full_name().starts_with("google.protobuf.") => {
-                ValueKind::Message(self.message(schema, message))
+                ValueKind::Message(self.message(schema, message, &[]))
             }
             // Floats print as the f32/f64 they are read into, bytes as re-encoded base64,
             // well-known types in their own JSON forms: left to the general path.

@@ -10,7 +10,6 @@ use serde_json::value::RawValue;
 
 use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
-use super::field_table::FieldTables;
 use super::reply::{RequestError, Violation};
 use super::schema::{Schema, SchemaError};
 use super::{envelope, simple, strict_json};
@@ -79,7 +78,7 @@ impl EventParser {
         let canonical = if schema.json_name_shadows_proto_name {
             None
         } else {
-            CanonicalPass::new(FieldTables::build(&schema))
+            CanonicalPass::new(&schema)
         };
         Ok(Self {
             schema,

@@ -26,25 +26,6 @@ pub struct BatchResponse {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WireBatch<'a> {
-    accepted_count: usize,
-    rejected_count: usize,
-    results: Vec<WireResult<'a>>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct WireResult<'a> {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    event_id: Option<&'a str>,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct WireSingle<'a> {
     event_id: &'a str,
     status: &'static str,
@@ -75,33 +56,54 @@ impl BatchResponse {
     }
 
     /// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else.
+    ///
+    /// Written by hand rather than through a derived `Serialize` of a wire struct: a batch
+    /// answers one result per event, and the derived form escapes every field name of every
+    /// result again. Strings from the request go through `serde_json`'s escaping; the bytes are
+    /// those `serde_json` wrote for the wire structs (the tests compare them).
     pub fn to_json(&self) -> Vec<u8> {
-        let wire = WireBatch {
-            accepted_count: self.accepted_count(),
-            rejected_count: self.rejected_count(),
-            results: self
-                .results
-                .iter()
-                .enumerate()
-                .map(|(index, result)| match result {
-                    EventResult::Accepted { event_id } => WireResult {
-                        index,
-                        event_id: Some(event_id),
-                        status: "accepted",
-                        error: None,
-                    },
-                    EventResult::Rejected { error } => WireResult {
-                        index,
-                        event_id: None,
-                        status: "rejected",
-                        error: Some(error),
-                    },
-                })
-                .collect(),
-        };
-        // Strings and integers only: serialising cannot fail.
-        serde_json::to_vec(&wire).unwrap_or_default()
+        let accepted = self.accepted_count();
+        // An accepted result of a UUID id is ~70 bytes.
+        let mut out = Vec::with_capacity(64 + self.results.len() * 72);
+        out.extend_from_slice(b"{\"acceptedCount\":");
+        write_number(&mut out, accepted);
+        out.extend_from_slice(b",\"rejectedCount\":");
+        write_number(&mut out, self.results.len() - accepted);
+        out.extend_from_slice(b",\"results\":[");
+        for (index, result) in self.results.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"index\":");
+            write_number(&mut out, index);
+            match result {
+                EventResult::Accepted { event_id } => {
+                    out.extend_from_slice(b",\"eventId\":");
+                    write_string(&mut out, event_id);
+                    out.extend_from_slice(b",\"status\":\"accepted\"}");
+                }
+                EventResult::Rejected { error } => {
+                    out.extend_from_slice(b",\"status\":\"rejected\",\"error\":");
+                    write_string(&mut out, error);
+                    out.push(b'}');
+                }
+            }
+        }
+        out.extend_from_slice(b"]}");
+        out
     }
+}
+
+/// A count as `serde_json` writes it.
+fn write_number(out: &mut Vec<u8>, n: usize) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
+/// A string, escaped as `serde_json` escapes it.
+fn write_string(out: &mut Vec<u8>, text: &str) {
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// `IngestEventResponse` of `POST /v1/events/ingest`: `{"eventId","status":"accepted"}`.
@@ -143,5 +145,75 @@ mod tests {
             single_accepted_json("e1"),
             br#"{"eventId":"e1","status":"accepted"}"#
         );
+    }
+
+    /// The response as derived `Serialize` structs wrote it before `to_json` wrote it by hand.
+    fn derived(results: &[EventResult]) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireBatch<'a> {
+            accepted_count: usize,
+            rejected_count: usize,
+            results: Vec<WireResult<'a>>,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct WireResult<'a> {
+            index: usize,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            event_id: Option<&'a str>,
+            status: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a str>,
+        }
+        fn wire((index, result): (usize, &EventResult)) -> WireResult<'_> {
+            match result {
+                EventResult::Accepted { event_id } => WireResult {
+                    index,
+                    event_id: Some(event_id),
+                    status: "accepted",
+                    error: None,
+                },
+                EventResult::Rejected { error } => WireResult {
+                    index,
+                    event_id: None,
+                    status: "rejected",
+                    error: Some(error),
+                },
+            }
+        }
+        let accepted = results
+            .iter()
+            .filter(|r| matches!(r, EventResult::Accepted { .. }))
+            .count();
+        serde_json::to_vec(&WireBatch {
+            accepted_count: accepted,
+            rejected_count: results.len() - accepted,
+            results: results.iter().enumerate().map(wire).collect(),
+        })
+        .expect("json")
+    }
+
+    #[test]
+    fn the_written_body_is_the_derived_one_with_escapes() {
+        let mut results: Vec<EventResult> = ["", "a\"b\\c", "\u{1}\n\t\u{7f}", "é😀", "0190-uuid"]
+            .into_iter()
+            .map(|id| EventResult::Accepted {
+                event_id: id.into(),
+            })
+            .collect();
+        results.push(EventResult::Rejected {
+            error: "x: \"bad\"\r".into(),
+        });
+        results.extend((0..12).map(|i| EventResult::Accepted {
+            event_id: format!("id-{i}"),
+        }));
+        for n in 1..=results.len() {
+            let response = BatchResponse::new(results[..n].to_vec());
+            assert_eq!(
+                String::from_utf8(response.to_json()).expect("utf-8"),
+                String::from_utf8(derived(&results[..n])).expect("utf-8")
+            );
+        }
     }
 }
