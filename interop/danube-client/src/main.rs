@@ -12,7 +12,7 @@ use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use danube_client::{Consumer, DanubeClient, Producer, SubType};
+use danube_client::{CompatibilityMode, Consumer, DanubeClient, Producer, SchemaType, SubType};
 use danube_core::message::StreamMessage;
 use tokio::sync::mpsc::Receiver;
 
@@ -39,7 +39,7 @@ impl Ctx {
     }
 }
 
-const SCENARIOS: [(&str, Scenario); 7] = [
+const SCENARIOS: [(&str, Scenario); 8] = [
     ("produce_reliable", |c| Box::pin(produce_reliable(c))),
     ("exclusive_consume_ack", |c| {
         Box::pin(exclusive_consume_ack(c))
@@ -51,6 +51,9 @@ const SCENARIOS: [(&str, Scenario); 7] = [
     ("partitioned_topic", |c| Box::pin(partitioned_topic(c))),
     ("non_reliable_topic", |c| Box::pin(non_reliable_topic(c))),
     ("attributes_and_keys", |c| Box::pin(attributes_and_keys(c))),
+    ("json_schema_registry", |c| {
+        Box::pin(json_schema_registry(c))
+    }),
 ];
 
 #[tokio::main]
@@ -430,6 +433,148 @@ async fn attributes_and_keys(ctx: Ctx) -> Outcome {
         .ack(&message)
         .await
         .map_err(|e| format!("ack: {e}"))?;
+    consumer.close().await;
+    Ok(())
+}
+
+const USERS_V1: &str =
+    r#"{"type":"object","properties":{"id":{"type":"integer"}},"required":["id"]}"#;
+/// V1 plus an optional property: compatible.
+const USERS_V2: &str = r#"{"type":"object","properties":{"id":{"type":"integer"},"name":{"type":"string"}},"required":["id"]}"#;
+/// A new required property: not backward compatible.
+const USERS_NEEDS_EMAIL: &str = r#"{"type":"object","properties":{"id":{"type":"integer"},"email":{"type":"string"}},"required":["id","email"]}"#;
+
+/// The schema registry: register a JSON schema (again: the same id), check compatibility
+/// (compatible, incompatible with reasons, compatible under mode none), register a second
+/// version, and produce with the latest and a pinned version: deliveries carry the schema id
+/// and the version each producer resolved.
+async fn json_schema_registry(ctx: Ctx) -> Outcome {
+    let schemas = ctx.client.schema();
+    let subject = format!("interop-users-{}", ctx.run);
+    let register = |definition: &'static str| {
+        schemas
+            .register_schema(subject.clone())
+            .with_type(SchemaType::JsonSchema)
+            .with_schema_data(definition.as_bytes().to_vec())
+            .with_description("interop users")
+            .execute()
+    };
+    let id = register(USERS_V1)
+        .await
+        .map_err(|e| format!("register v1: {e}"))?;
+    let again = register(USERS_V1)
+        .await
+        .map_err(|e| format!("register v1 again: {e}"))?;
+    check(again == id, || {
+        format!("re-registration got id {again}, first {id}")
+    })?;
+
+    let compatible = schemas
+        .check_compatibility(
+            &subject,
+            USERS_V2.as_bytes().to_vec(),
+            SchemaType::JsonSchema,
+            None,
+        )
+        .await
+        .map_err(|e| format!("check v2: {e}"))?;
+    check(compatible.is_compatible, || {
+        format!(
+            "an added optional property was refused: {:?}",
+            compatible.errors
+        )
+    })?;
+    let incompatible = schemas
+        .check_compatibility(
+            &subject,
+            USERS_NEEDS_EMAIL.as_bytes().to_vec(),
+            SchemaType::JsonSchema,
+            None,
+        )
+        .await
+        .map_err(|e| format!("check the required field: {e}"))?;
+    check(
+        !incompatible.is_compatible && incompatible.errors.iter().any(|e| e.contains("email")),
+        || format!("a new required field was not refused with a reason: {incompatible:?}"),
+    )?;
+    let under_none = schemas
+        .check_compatibility(
+            &subject,
+            USERS_NEEDS_EMAIL.as_bytes().to_vec(),
+            SchemaType::JsonSchema,
+            Some(CompatibilityMode::None),
+        )
+        .await
+        .map_err(|e| format!("check under mode none: {e}"))?;
+    check(under_none.is_compatible, || {
+        format!("mode none refused: {:?}", under_none.errors)
+    })?;
+
+    register(USERS_V2)
+        .await
+        .map_err(|e| format!("register v2: {e}"))?;
+    let versions = schemas
+        .list_versions(&subject)
+        .await
+        .map_err(|e| format!("list versions: {e}"))?;
+    check(versions == [1, 2], || format!("versions {versions:?}"))?;
+    let latest = schemas
+        .get_latest_schema(&subject)
+        .await
+        .map_err(|e| format!("latest: {e}"))?;
+    check(
+        latest.version == 2 && latest.schema_definition == USERS_V2.as_bytes(),
+        || {
+            format!(
+                "latest is version {} with {:?}",
+                latest.version,
+                latest.schema_definition_as_string()
+            )
+        },
+    )?;
+
+    let topic = ctx.topic("schemas");
+    let mut producers = Vec::new();
+    for (name, pinned) in [("latest", None), ("pinned", Some(1))] {
+        let mut builder = ctx
+            .client
+            .new_producer()
+            .with_topic(&topic)
+            .with_name(format!("interop-{name}"))
+            .with_reliable_dispatch();
+        builder = match pinned {
+            None => builder.with_schema_subject(&subject),
+            Some(version) => builder.with_schema_version(&subject, version),
+        };
+        let mut producer = builder
+            .build()
+            .map_err(|e| format!("{name} producer: {e}"))?;
+        producer
+            .create()
+            .await
+            .map_err(|e| format!("{name} producer create: {e}"))?;
+        producers.push((name, pinned.unwrap_or(2), producer));
+    }
+    let (mut consumer, mut receiver) =
+        consumer(&ctx, &topic, "c1", "schemas", SubType::Exclusive).await?;
+    for (name, version, producer) in &producers {
+        send(producer, format!(r#"{{"id":1,"name":"{name}"}}"#)).await?;
+        let message = next(&mut receiver, &format!("the {name} producer's message")).await?;
+        let expected = (Some(id), Some(*version));
+        check(
+            (message.schema_id, message.schema_version) == expected,
+            || {
+                format!(
+                    "{name}: delivered with schema ({:?}, {:?}), expected {expected:?}",
+                    message.schema_id, message.schema_version
+                )
+            },
+        )?;
+        consumer
+            .ack(&message)
+            .await
+            .map_err(|e| format!("ack: {e}"))?;
+    }
     consumer.close().await;
     Ok(())
 }
