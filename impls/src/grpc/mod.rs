@@ -1,4 +1,5 @@
-//! gRPC over tonic (plain HTTP/2; TLS is not part of this build).
+//! gRPC over tonic: plain HTTP/2, and with the `grpc-tls` feature `https://` through rustls
+//! with ring ([`GrpcChannels::with_tls`]).
 //!
 //! - [`GrpcChannels`]: one lazily connected channel per server URL ([`normalise_url`]), for
 //!   generated tonic stubs such as [`proto::danube`]'s.

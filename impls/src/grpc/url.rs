@@ -5,11 +5,11 @@ use tonic::codegen::http::Uri;
 
 use super::GrpcError;
 
-/// The canonical form of a gRPC server URL: `http://host:port`, scheme and host lowercased,
-/// the default port (80) written out, a trailing `/` dropped.
+/// The canonical form of a gRPC server URL: `http://host:port` or `https://host:port`, scheme
+/// and host lowercased, the default port (80, 443) written out, a trailing `/` dropped.
 ///
-/// Refused: no scheme or host, a scheme other than `http` (`https` needs TLS, which this
-/// build leaves out), user info, and a path, query or fragment (a gRPC channel addresses a
+/// Refused: no scheme or host, a scheme other than `http` or `https` (`https` only with the
+/// `grpc-tls` feature), user info, and a path, query or fragment (a gRPC channel addresses a
 /// server; method paths are per call).
 pub fn normalise_url(url: &str) -> Result<String, GrpcError> {
     let trimmed = url.trim();
@@ -20,14 +20,18 @@ pub fn normalise_url(url: &str) -> Result<String, GrpcError> {
         .scheme_str()
         .ok_or_else(|| GrpcError::invalid_url(url, "no scheme: write http://host:port"))?
         .to_ascii_lowercase();
-    if scheme == "https" {
+    if scheme == "https" && !cfg!(feature = "grpc-tls") {
         return Err(GrpcError::invalid_url(
             url,
-            "https needs TLS, which this build of the gRPC transport does not include",
+            "https needs TLS, which this build of the gRPC transport does not include \
+             (feature grpc-tls)",
         ));
     }
-    if scheme != "http" {
-        return Err(GrpcError::invalid_url(url, "the scheme must be http"));
+    if scheme != "http" && scheme != "https" {
+        return Err(GrpcError::invalid_url(
+            url,
+            "the scheme must be http or https",
+        ));
     }
     let authority = uri
         .authority()
@@ -51,8 +55,10 @@ pub fn normalise_url(url: &str) -> Result<String, GrpcError> {
             "a server URL has no path, query or fragment (method paths are per call)",
         ));
     }
-    let port = authority.port_u16().unwrap_or(80);
-    Ok(format!("http://{}:{port}", host.to_ascii_lowercase()))
+    let port = authority
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -88,11 +94,31 @@ mod tests {
     }
 
     #[test]
+    fn https_is_kept_apart_from_http_with_tls_and_refused_without() {
+        if cfg!(feature = "grpc-tls") {
+            assert_eq!(
+                normalise_url("HTTPS://Broker:6650/").expect("https"),
+                "https://broker:6650"
+            );
+            assert_eq!(
+                normalise_url("https://broker").expect("default port"),
+                "https://broker:443"
+            );
+            assert_ne!(
+                normalise_url("https://b:1").expect("https"),
+                normalise_url("http://b:1").expect("http")
+            );
+        } else {
+            let error = normalise_url("https://broker:6650").expect_err("no TLS here");
+            assert!(error.to_string().contains("grpc-tls"), "{error}");
+        }
+    }
+
+    #[test]
     fn urls_a_channel_cannot_dial_are_refused_with_a_reason() {
         for (url, reason) in [
             ("broker:6650", "scheme"),
             ("127.0.0.1:6650", "scheme"),
-            ("https://broker:6650", "TLS"),
             ("ftp://broker:6650", "scheme must be http"),
             ("http://user@broker:6650", "user info"),
             ("http://broker:6650/danube", "no path"),

@@ -15,18 +15,9 @@ use courier_impls::grpc::proto::danube::producer_service_client::ProducerService
 use courier_impls::grpc::proto::danube::topic_lookup_response::LookupType;
 use courier_impls::grpc::proto::danube::{ProducerRequest, TopicLookupRequest};
 use courier_impls::memory::MemoryStreamStorage;
-use support::certs::{Leaf, TestCa};
+use support::certs::{Leaf, TestCa, server_tls};
 use support::node::Node;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-fn server_tls(ca: &TestCa, client_ca: Option<&TestCa>) -> ServerTls {
-    let Leaf { cert_pem, key_pem } = ca.server();
-    ServerTls {
-        cert_pem: cert_pem.into_bytes(),
-        key_pem: key_pem.into_bytes(),
-        client_ca_pem: client_ca.map(|ca| ca.pem().into_bytes()),
-    }
-}
 
 async fn connect(url: &str, trusted: &TestCa, identity: Option<&Leaf>) -> Result<Channel, String> {
     let mut tls = ClientTlsConfig::new()

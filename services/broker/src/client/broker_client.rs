@@ -12,9 +12,11 @@ use courier_traits::retry::RetryPolicy;
 
 use super::consumer::ConsumerBuilder;
 use super::core::ClientCore;
+use super::credentials::{Credentials, KeyTokens, bearer};
 use super::error::BrokerError;
 use super::producer::ProducerBuilder;
 use super::schemas::SchemaClient;
+use super::tls::Tls;
 
 /// Default deadline of each unary call.
 const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +94,9 @@ pub struct BrokerClientBuilder {
     network: Option<InProcessNetwork>,
     call_timeout: Duration,
     health_interval: Duration,
+    tls: Option<Tls>,
+    api_key: Option<String>,
+    token: Option<String>,
 }
 
 impl Default for BrokerClientBuilder {
@@ -103,6 +108,9 @@ impl Default for BrokerClientBuilder {
             network: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             health_interval: DEFAULT_HEALTH_INTERVAL,
+            tls: None,
+            api_key: None,
+            token: None,
         }
     }
 }
@@ -112,13 +120,17 @@ impl std::fmt::Debug for BrokerClientBuilder {
         f.debug_struct("BrokerClientBuilder")
             .field("service_url", &self.service_url)
             .field("call_timeout", &self.call_timeout)
+            .field("tls", &self.tls)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
     }
 }
 
 impl BrokerClientBuilder {
-    /// The broker to start from (`http://host:port`): partitions are listed there and
-    /// topic lookups fall back to it. `https` needs TLS, which is not built yet.
+    /// The broker to start from (`http://host:port`, or `https://host:port` with
+    /// [`tls`](Self::tls)): partitions are listed there, topic lookups fall back to it and
+    /// API keys are exchanged there.
     pub fn service_url(mut self, url: impl Into<String>) -> Self {
         self.service_url = Some(url.into());
         self
@@ -135,6 +147,37 @@ impl BrokerClientBuilder {
     /// How channels connect (connect timeout, keep-alive).
     pub fn channel_options(mut self, options: ChannelOptions) -> Self {
         self.channel_options = options;
+        self
+    }
+
+    /// TLS for `https://` brokers: the CA to trust and, for mutual TLS, the client's
+    /// certificate ([`Tls`]). TCP only (not with [`in_process`](Self::in_process)).
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Mutual TLS from PEM files: the brokers' CA, the client's certificate and key.
+    pub fn mtls(
+        self,
+        ca: impl Into<std::path::PathBuf>,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls(Tls::ca(ca).identity(cert, key))
+    }
+
+    /// Authenticate with an API key: exchanged for a token by `AuthService/Authenticate` at
+    /// the service URL on first use, refreshed after 80 % of the token's life and once when a
+    /// call answers `Unauthenticated`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Authenticate with a token made elsewhere, sent as is (never refreshed).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
         self
     }
 
@@ -158,14 +201,45 @@ impl BrokerClientBuilder {
 
     /// The client. Nothing connects yet: the first producer or consumer does.
     ///
-    /// Errors: [`BrokerError::InvalidInput`] for a missing or unusable service URL.
+    /// Errors: [`BrokerError::InvalidInput`] for a missing or unusable service URL, an
+    /// unreadable TLS file, both an API key and a token, or a token that cannot be a header.
     pub async fn build(self) -> Result<BrokerClient, BrokerError> {
         let url = self.service_url.unwrap_or_default();
         let service_url = normalise_url(&url)
             .map_err(|e| InvalidInput::new("service URL", &url, e.to_string()))?;
-        let channels = match self.network {
-            Some(network) => GrpcChannels::in_process(network, self.channel_options),
-            None => GrpcChannels::new(self.channel_options),
+        let channels = match (self.network, &self.tls) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidInput::new(
+                    "tls",
+                    "in_process",
+                    "TLS runs over TCP only; leave in_process out",
+                )
+                .into());
+            }
+            (Some(network), None) => GrpcChannels::in_process(network, self.channel_options),
+            (None, Some(tls)) => GrpcChannels::with_tls(self.channel_options, tls.client_config()?),
+            (None, None) => GrpcChannels::new(self.channel_options),
+        };
+        let credentials = match (self.api_key, self.token) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidInput::new(
+                    "credentials",
+                    "api_key and token",
+                    "give an API key or a token, not both",
+                )
+                .into());
+            }
+            (Some(key), None) => Credentials::ApiKey(KeyTokens::new(
+                key,
+                service_url.clone(),
+                channels.clone(),
+                self.call_timeout,
+            )),
+            (None, Some(token)) => Credentials::Static(
+                bearer(&token)
+                    .map_err(|e| InvalidInput::new("token", "<redacted>", e.to_string()))?,
+            ),
+            (None, None) => Credentials::None,
         };
         Ok(BrokerClient {
             core: Arc::new(ClientCore::new(
@@ -174,6 +248,7 @@ impl BrokerClientBuilder {
                 self.policy,
                 self.call_timeout,
                 self.health_interval,
+                credentials,
             )),
         })
     }

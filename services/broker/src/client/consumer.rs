@@ -187,13 +187,16 @@ async fn partitions_once(core: &ClientCore, topic: &TopicName) -> Result<Vec<Str
     let call = core.call(url);
     let mut discovery =
         DiscoveryClient::new(core.channel(url, "TopicPartitions", topic.as_str())?);
-    let request = core.request(
-        &call,
-        TopicLookupRequest {
-            request_id: core.next_request_id(),
-            topic: topic.to_string(),
-        },
-    );
+    let request = core
+        .request(
+            &call,
+            TopicLookupRequest {
+                request_id: core.next_request_id(),
+                topic: topic.to_string(),
+            },
+        )
+        .await
+        .map_err(|e| BrokerError::rpc("TopicPartitions", topic.as_str(), e))?;
     let answer = call
         .unary(discovery.topic_partitions(request))
         .await

@@ -15,6 +15,7 @@ use courier_traits::retry::RetryPolicy;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use super::credentials::Credentials;
 use super::error::BrokerError;
 
 /// Settings and shared state of one [`BrokerClient`](super::BrokerClient).
@@ -30,6 +31,8 @@ pub(crate) struct ClientCore {
     /// Background tasks running for this client's producers and consumers.
     pub(crate) live_tasks: Arc<AtomicUsize>,
     request_ids: AtomicU64,
+    /// What goes into `authorization`.
+    credentials: Credentials,
 }
 
 impl std::fmt::Debug for ClientCore {
@@ -48,6 +51,7 @@ impl ClientCore {
         policy: Arc<dyn RetryPolicy>,
         call_timeout: Duration,
         health_interval: Duration,
+        credentials: Credentials,
     ) -> ClientCore {
         ClientCore {
             service_url,
@@ -57,6 +61,7 @@ impl ClientCore {
             health_interval,
             live_tasks: Arc::new(AtomicUsize::new(0)),
             request_ids: AtomicU64::new(0),
+            credentials,
         }
     }
 
@@ -75,10 +80,20 @@ impl ClientCore {
         Call::new(url)
     }
 
-    /// Wraps `message` for `call`. Every request the client sends is made here: the one place
-    /// where credentials (issue 16: `authorization: Bearer <token>`) will be attached.
-    pub(crate) fn request<T>(&self, call: &Call, message: T) -> tonic::Request<T> {
-        call.request(message)
+    /// Wraps `message` for `call` with the client's `authorization: Bearer …` (an API key's
+    /// token is fetched or refreshed first). Every request the client sends is made here.
+    ///
+    /// Errors: what getting a token ended in.
+    pub(crate) async fn request<T>(
+        &self,
+        call: &Call,
+        message: T,
+    ) -> Result<tonic::Request<T>, GrpcError> {
+        let mut request = call.request(message);
+        if let Some(header) = self.credentials.header().await? {
+            request.metadata_mut().insert("authorization", header);
+        }
+        Ok(request)
     }
 
     /// The channel to `url` (TLS, when it comes, is chosen by the channel cache).
@@ -95,8 +110,31 @@ impl ClientCore {
 
     /// Runs `operation` (given the 1-based attempt) under the client's retry policy until it
     /// succeeds, fails permanently, the policy gives up (the last error is returned) or
-    /// `cancel` fires ([`BrokerError::Closed`]).
+    /// `cancel` fires ([`BrokerError::Closed`]). `Unauthenticated` with an API key drops its
+    /// token and runs the operation once more (the broker may have restarted with another
+    /// secret, or the token expired in flight).
     pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        cancel: &CancellationToken,
+        mut operation: F,
+    ) -> Result<T, BrokerError>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, BrokerError>>,
+    {
+        match self.retrying_once(cancel, &mut operation).await {
+            Err(error)
+                if error.code() == Some(tonic::Code::Unauthenticated)
+                    && self.credentials.invalidate() =>
+            {
+                tracing::debug!("Unauthenticated: fetching a new token and trying once more");
+                self.retrying_once(cancel, &mut operation).await
+            }
+            other => other,
+        }
+    }
+
+    async fn retrying_once<T, F, Fut>(
         &self,
         cancel: &CancellationToken,
         operation: F,
@@ -143,13 +181,15 @@ impl ClientCore {
     async fn lookup(&self, url: &str, topic: &str) -> Result<String, GrpcError> {
         let call = self.call(url);
         let mut discovery = DiscoveryClient::new(self.channels.channel(url)?);
-        let request = self.request(
-            &call,
-            TopicLookupRequest {
-                request_id: self.next_request_id(),
-                topic: topic.to_owned(),
-            },
-        );
+        let request = self
+            .request(
+                &call,
+                TopicLookupRequest {
+                    request_id: self.next_request_id(),
+                    topic: topic.to_owned(),
+                },
+            )
+            .await?;
         let answer = call.unary(discovery.topic_lookup(request)).await?;
         match LookupType::try_from(answer.response_type) {
             Ok(LookupType::Connect | LookupType::Redirect) => {

@@ -102,14 +102,17 @@ async fn check_once(
     let url = &attachment.url;
     let call = core.call(url);
     let mut health = HealthCheckClient::new(core.channel(url, "HealthCheck", url)?);
-    let request = core.request(
-        &call,
-        HealthCheckRequest {
-            request_id: core.next_request_id(),
-            client: client.into(),
-            id: attachment.id,
-        },
-    );
+    let request = core
+        .request(
+            &call,
+            HealthCheckRequest {
+                request_id: core.next_request_id(),
+                client: client.into(),
+                id: attachment.id,
+            },
+        )
+        .await
+        .map_err(|e| BrokerError::rpc("HealthCheck", url, e))?;
     let answer = call
         .unary(health.health_check(request))
         .await

@@ -1,4 +1,4 @@
-//! The Rust client (feature `client`; spec §6 without schemas, auth and TLS).
+//! The Rust client (feature `client`; spec §6 without schemas).
 //!
 //! [`BrokerClient`] makes [`Producer`]s and [`Consumer`]s over tonic channels cached per
 //! broker URL (`courier_impls::grpc`):
@@ -21,22 +21,23 @@
 //! - **Health checks** every 5 s per producer partition and consumer partition; `close()`
 //!   stops them and the partition tasks (at most 100 ms of grace, then aborted), and so does
 //!   dropping the producer or consumer.
-//!
 //! - **Schemas** ([`SchemaClient`], `client.schemas()`): register (subject, type,
 //!   definition, description, created_by, tags), get by id, version or latest, list
 //!   versions, check compatibility, set the mode. A producer built with
 //!   [`ProducerBuilder::schema`] resolves its [`SchemaRef`] once at create and stamps
 //!   `schema_id` / `schema_version` on every message.
-//!
-//! Not yet (issue 16): API keys and tokens
-//! (every request is made in one place, `ClientCore::request`, where the header will go),
-//! TLS (the channel cache refuses `https` URLs).
+//! - **Auth and TLS**: [`BrokerClientBuilder::api_key`] (exchanged for tokens by
+//!   `AuthService/Authenticate`, refreshed after 80 % of their life and once on
+//!   `Unauthenticated`) or [`BrokerClientBuilder::token`]; [`Tls`] for `https://` brokers
+//!   (CA, client certificate for mutual TLS). Every request is made in one place,
+//!   `ClientCore::request`, which adds `authorization: Bearer …`.
 //!
 //! [`RetryPolicy`]: courier_traits::retry::RetryPolicy
 
 mod broker_client;
 mod consumer;
 mod core;
+mod credentials;
 mod error;
 mod health;
 mod message;
@@ -47,6 +48,7 @@ mod receiver;
 mod routing;
 mod schemas;
 mod tasks;
+mod tls;
 
 pub use broker_client::{BrokerClient, BrokerClientBuilder};
 pub use consumer::{Consumer, ConsumerBuilder, Subscription};
@@ -56,6 +58,7 @@ pub use producer::{PendingSend, Producer, ProducerBuilder};
 pub use schemas::{
     Compatibility, RegisterSchema, RegisteredSchema, SchemaClient, SchemaInfo, SchemaRef,
 };
+pub use tls::Tls;
 
 #[cfg(test)]
 mod tests;

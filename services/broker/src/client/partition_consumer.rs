@@ -79,17 +79,20 @@ impl PartitionConsumer {
         let call = core.call(&url);
         let mut client =
             ConsumerServiceClient::new(core.channel(&url, "Subscribe", &self.topic)?);
-        let request = core.request(
-            &call,
-            ConsumerRequest {
-                request_id: self.next_request_id(),
-                topic_name: self.topic.clone(),
-                consumer_name: self.spec.consumer_name.clone(),
-                subscription: self.spec.subscription.clone(),
-                subscription_type: self.spec.kind.into(),
-                key_filters: self.spec.key_filters.clone(),
-            },
-        );
+        let request = core
+            .request(
+                &call,
+                ConsumerRequest {
+                    request_id: self.next_request_id(),
+                    topic_name: self.topic.clone(),
+                    consumer_name: self.spec.consumer_name.clone(),
+                    subscription: self.spec.subscription.clone(),
+                    subscription_type: self.spec.kind.into(),
+                    key_filters: self.spec.key_filters.clone(),
+                },
+            )
+            .await
+            .map_err(|e| BrokerError::rpc("Subscribe", &self.topic, e))?;
         let answer = call
             .unary(client.subscribe(request))
             .await
@@ -111,14 +114,18 @@ impl PartitionConsumer {
                 let call = self.core.call(&url);
                 let mut client =
                     ConsumerServiceClient::new(self.core.channel(&url, "Ack", &self.topic)?);
-                let request = self.core.request(
-                    &call,
-                    AckRequest {
-                        request_id: self.next_request_id(),
-                        msg_id: Some(msg_id.clone()),
-                        subscription_name: self.spec.subscription.clone(),
-                    },
-                );
+                let request = self
+                    .core
+                    .request(
+                        &call,
+                        AckRequest {
+                            request_id: self.next_request_id(),
+                            msg_id: Some(msg_id.clone()),
+                            subscription_name: self.spec.subscription.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| BrokerError::rpc("Ack", &self.topic, e))?;
                 call.unary(client.ack(request))
                     .await
                     .map(drop)
@@ -141,16 +148,20 @@ impl PartitionConsumer {
                 let call = self.core.call(&url);
                 let mut client =
                     ConsumerServiceClient::new(self.core.channel(&url, "Nack", &self.topic)?);
-                let request = self.core.request(
-                    &call,
-                    NackRequest {
-                        request_id: self.next_request_id(),
-                        msg_id: Some(msg_id.clone()),
-                        subscription_name: self.spec.subscription.clone(),
-                        delay_ms: delay.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
-                        reason: reason.map(str::to_owned),
-                    },
-                );
+                let request = self
+                    .core
+                    .request(
+                        &call,
+                        NackRequest {
+                            request_id: self.next_request_id(),
+                            msg_id: Some(msg_id.clone()),
+                            subscription_name: self.spec.subscription.clone(),
+                            delay_ms: delay.map(|d| d.as_millis().min(u128::from(u64::MAX)) as u64),
+                            reason: reason.map(str::to_owned),
+                        },
+                    )
+                    .await
+                    .map_err(|e| BrokerError::rpc("Nack", &self.topic, e))?;
                 call.unary(client.nack(request))
                     .await
                     .map(drop)

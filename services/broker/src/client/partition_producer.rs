@@ -102,17 +102,20 @@ impl PartitionProducer {
         let call = core.call(&url);
         let mut client =
             ProducerServiceClient::new(core.channel(&url, "CreateProducer", &self.topic)?);
-        let request = core.request(
-            &call,
-            ProducerRequest {
-                request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
-                producer_name: self.name.clone(),
-                topic_name: self.topic.clone(),
-                schema_ref: self.schema.as_ref().map(|(reference, _)| reference.clone()),
-                producer_access_mode: self.mode.access.into(),
-                dispatch_strategy: self.mode.dispatch.into(),
-            },
-        );
+        let request = core
+            .request(
+                &call,
+                ProducerRequest {
+                    request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
+                    producer_name: self.name.clone(),
+                    topic_name: self.topic.clone(),
+                    schema_ref: self.schema.as_ref().map(|(reference, _)| reference.clone()),
+                    producer_access_mode: self.mode.access.into(),
+                    dispatch_strategy: self.mode.dispatch.into(),
+                },
+            )
+            .await
+            .map_err(|e| BrokerError::rpc("CreateProducer", &self.topic, e))?;
         let answer = call
             .unary(client.create_producer(request))
             .await
@@ -184,27 +187,30 @@ impl PartitionProducer {
         let publish_time = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let request = core.request(
-            &call,
-            StreamMessage {
-                request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
-                msg_id: Some(MsgId {
-                    producer_id: attachment.id,
-                    topic_name: self.topic.clone(),
-                    broker_addr: url.to_owned(),
-                    // The broker assigns offsets (spec §1 rule 2).
-                    topic_offset: 0,
-                }),
-                payload: message.payload.clone(),
-                publish_time,
-                producer_name: self.name.clone(),
-                subscription_name: String::new(),
-                attributes: message.attributes.clone(),
-                schema_id: self.schema.as_ref().map(|(_, (id, _))| *id),
-                schema_version: self.schema.as_ref().map(|(_, (_, version))| *version),
-                routing_key: message.key.clone(),
-            },
-        );
+        let request = core
+            .request(
+                &call,
+                StreamMessage {
+                    request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
+                    msg_id: Some(MsgId {
+                        producer_id: attachment.id,
+                        topic_name: self.topic.clone(),
+                        broker_addr: url.to_owned(),
+                        // The broker assigns offsets (spec §1 rule 2).
+                        topic_offset: 0,
+                    }),
+                    payload: message.payload.clone(),
+                    publish_time,
+                    producer_name: self.name.clone(),
+                    subscription_name: String::new(),
+                    attributes: message.attributes.clone(),
+                    schema_id: self.schema.as_ref().map(|(_, (id, _))| *id),
+                    schema_version: self.schema.as_ref().map(|(_, (_, version))| *version),
+                    routing_key: message.key.clone(),
+                },
+            )
+            .await
+            .map_err(|e| BrokerError::rpc("SendMessage", &self.topic, e))?;
         let answer = call
             .unary(client.send_message(request))
             .await

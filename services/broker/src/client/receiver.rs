@@ -163,13 +163,15 @@ async fn open(
     let core = &partition.core;
     let call = core.streaming_call(&attachment.url);
     let mut client = ConsumerServiceClient::new(core.channels.channel(&attachment.url)?);
-    let request = core.request(
-        &call,
-        ReceiveRequest {
-            request_id: partition.next_request_id(),
-            consumer_id: attachment.id,
-        },
-    );
+    let request = core
+        .request(
+            &call,
+            ReceiveRequest {
+                request_id: partition.next_request_id(),
+                consumer_id: attachment.id,
+            },
+        )
+        .await?;
     call.server_streaming(client.receive_messages(request))
         .await
 }

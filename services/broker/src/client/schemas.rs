@@ -138,7 +138,9 @@ impl SchemaClient {
     ) -> Result<SchemaInfo, BrokerError> {
         let label = format!("schema id {schema_id}");
         self.unary("GetSchema", &label, |mut registry, call, core| async move {
-            let request = core.request(&call, GetSchemaRequest { schema_id, version });
+            let request = core
+                .request(&call, GetSchemaRequest { schema_id, version })
+                .await?;
             call.unary(registry.get_schema(request)).await
         })
         .await
@@ -153,12 +155,14 @@ impl SchemaClient {
             "GetLatestSchema",
             subject,
             |mut registry, call, core| async move {
-                let request = core.request(
-                    &call,
-                    GetLatestSchemaRequest {
-                        subject: subject.to_owned(),
-                    },
-                );
+                let request = core
+                    .request(
+                        &call,
+                        GetLatestSchemaRequest {
+                            subject: subject.to_owned(),
+                        },
+                    )
+                    .await?;
                 call.unary(registry.get_latest_schema(request)).await
             },
         )
@@ -175,12 +179,14 @@ impl SchemaClient {
                 "ListVersions",
                 subject,
                 |mut registry, call, core| async move {
-                    let request = core.request(
-                        &call,
-                        ListVersionsRequest {
-                            subject: subject.to_owned(),
-                        },
-                    );
+                    let request = core
+                        .request(
+                            &call,
+                            ListVersionsRequest {
+                                subject: subject.to_owned(),
+                            },
+                        )
+                        .await?;
                     call.unary(registry.list_versions(request)).await
                 },
             )
@@ -205,15 +211,17 @@ impl SchemaClient {
             .unary("CheckCompatibility", subject, |mut registry, call, core| {
                 let definition = definition.clone();
                 async move {
-                    let request = core.request(
-                        &call,
-                        CheckCompatibilityRequest {
-                            subject: subject.to_owned(),
-                            new_schema_definition: definition.to_vec(),
-                            schema_type: schema_type.as_str().to_owned(),
-                            compatibility_mode: mode.map(|m| m.as_str().to_ascii_lowercase()),
-                        },
-                    );
+                    let request = core
+                        .request(
+                            &call,
+                            CheckCompatibilityRequest {
+                                subject: subject.to_owned(),
+                                new_schema_definition: definition.to_vec(),
+                                schema_type: schema_type.as_str().to_owned(),
+                                compatibility_mode: mode.map(|m| m.as_str().to_ascii_lowercase()),
+                            },
+                        )
+                        .await?;
                     call.unary(registry.check_compatibility(request)).await
                 }
             })
@@ -236,13 +244,15 @@ impl SchemaClient {
             "SetCompatibilityMode",
             subject,
             |mut registry, call, core| async move {
-                let request = core.request(
-                    &call,
-                    SetCompatibilityModeRequest {
-                        subject: subject.to_owned(),
-                        compatibility_mode: mode.as_str().to_ascii_lowercase(),
-                    },
-                );
+                let request = core
+                    .request(
+                        &call,
+                        SetCompatibilityModeRequest {
+                            subject: subject.to_owned(),
+                            compatibility_mode: mode.as_str().to_ascii_lowercase(),
+                        },
+                    )
+                    .await?;
                 call.unary(registry.set_compatibility_mode(request)).await
             },
         )
@@ -392,17 +402,19 @@ impl RegisterSchema {
                 |mut registry, call, core| {
                     let definition = definition.clone();
                     async move {
-                        let request = core.request(
-                            &call,
-                            RegisterSchemaRequest {
-                                subject: this.subject.clone(),
-                                schema_type: schema_type.as_str().to_owned(),
-                                schema_definition: definition.to_vec(),
-                                description: this.description.clone(),
-                                created_by: this.created_by.clone(),
-                                tags: this.tags.clone(),
-                            },
-                        );
+                        let request = core
+                            .request(
+                                &call,
+                                RegisterSchemaRequest {
+                                    subject: this.subject.clone(),
+                                    schema_type: schema_type.as_str().to_owned(),
+                                    schema_definition: definition.to_vec(),
+                                    description: this.description.clone(),
+                                    created_by: this.created_by.clone(),
+                                    tags: this.tags.clone(),
+                                },
+                            )
+                            .await?;
                         call.unary(registry.register_schema(request)).await
                     }
                 },

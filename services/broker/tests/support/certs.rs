@@ -68,3 +68,13 @@ pub fn write(dir: &Path, name: &str, pem: &str) -> PathBuf {
     std::fs::write(&path, pem).expect("write PEM");
     path
 }
+
+/// The broker's TLS material: a server certificate from `ca`, and with `client_ca` mutual TLS.
+pub fn server_tls(ca: &TestCa, client_ca: Option<&TestCa>) -> courier_broker::tls::ServerTls {
+    let leaf = ca.server();
+    courier_broker::tls::ServerTls {
+        cert_pem: leaf.cert_pem.into_bytes(),
+        key_pem: leaf.key_pem.into_bytes(),
+        client_ca_pem: client_ca.map(|ca| ca.pem().into_bytes()),
+    }
+}

@@ -1,6 +1,7 @@
 //! B11: the client against a scripted broker (real tonic, in-process): retries and their
 //! backoff on tokio's paused clock, lookups, re-registration, error items, task ownership.
 
+mod auth;
 mod consumer;
 mod producer;
 mod scripted;
