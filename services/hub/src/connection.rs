@@ -8,10 +8,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::channels::{Channels, ClientGrants, is_channel_message};
+use crate::channels::{Channels, is_channel_message};
 use crate::client::{ClientEntry, CloseReason, Offer};
+use crate::compression::Compression;
 use crate::config::HubConfig;
 use crate::dispatcher::{Dispatcher, RequestContext};
+use crate::hub::ClientOptions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::{Frame, HubError};
@@ -36,9 +38,13 @@ pub(crate) fn start(
     conn_id: u64,
     sender: Box<dyn FrameSender>,
     receiver: Box<dyn FrameReceiver>,
-    first: Option<Frame>,
-    grants: ClientGrants,
+    options: ClientOptions,
 ) -> Arc<ClientEntry> {
+    let ClientOptions {
+        greeting: first,
+        grants,
+        compression,
+    } = options;
     let (tx, rx) = mpsc::channel(hub.config.message_buffer_cap.max(1));
     if let Some(first) = first {
         // The channel is new and has room: the greeting is the first frame the client sees.
@@ -54,7 +60,7 @@ pub(crate) fn start(
     let writer_hub = hub.clone();
     let writer_entry = entry.clone();
     hub.tasks.spawn(async move {
-        write_loop(&writer_hub, &writer_entry, sender, rx).await;
+        write_loop(&writer_hub, &writer_entry, sender, rx, compression).await;
         writer_entry.stop.cancel();
     });
     let reader_hub = hub.clone();
@@ -74,6 +80,7 @@ async fn write_loop(
     entry: &ClientEntry,
     mut sender: Box<dyn FrameSender>,
     mut rx: mpsc::Receiver<Frame>,
+    compression: Option<Compression>,
 ) {
     let config = &hub.config;
     let mut ping = tokio::time::interval_at(
@@ -87,7 +94,11 @@ async fn write_loop(
             () = entry.stop.cancelled() => break,
             frame = rx.recv() => match frame {
                 Some(mut frame) => {
-                    let result = write(&mut *sender, frame.to_wire(), config.write_timeout).await;
+                    let wire = match compression {
+                        Some(compression) => compression.encode(frame.to_wire()),
+                        None => frame.to_wire(),
+                    };
+                    let result = write(&mut *sender, wire, config.write_timeout).await;
                     match result {
                         Ok(()) => {
                             Metrics::inc(&hub.metrics.frames_out);

@@ -13,6 +13,7 @@ use crate::channels::table::SubscriptionTable;
 use crate::channels::{Channels, ClientGrants, History, Member};
 use crate::client::{CloseReason, Offer};
 use crate::cluster::Cluster;
+use crate::compression::Compression;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
 use crate::connection::{self, Connections};
 use crate::dispatcher::Dispatcher;
@@ -20,6 +21,47 @@ use crate::error::validate_client_id;
 use crate::metrics::Metrics;
 use crate::registry::{BroadcastReport, Registry};
 use crate::{Frame, HubError};
+
+/// What one connection gets besides its id. Start from [`Default`] (no greeting, every
+/// channel grant, no compression).
+///
+/// ```
+/// use courier_hub::{ClientOptions, Compression, Frame};
+/// let options = ClientOptions::default()
+///     .with_greeting(Frame::text("hello"))
+///     .with_compression(Compression::Gzip { threshold: 1024 });
+/// assert!(options.compression.is_some());
+/// ```
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// A frame the client receives before any other (the server's `welcome`).
+    pub greeting: Option<Frame>,
+    /// What the client's token allows on channels.
+    pub grants: ClientGrants,
+    /// How large server messages are compressed, if the client asked.
+    pub compression: Option<Compression>,
+}
+
+impl ClientOptions {
+    /// Sets [`greeting`](Self::greeting).
+    pub fn with_greeting(mut self, greeting: Frame) -> Self {
+        self.greeting = Some(greeting);
+        self
+    }
+
+    /// Sets [`grants`](Self::grants).
+    pub fn with_grants(mut self, grants: ClientGrants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// Sets [`compression`](Self::compression).
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.compression = Some(compression);
+        self
+    }
+}
 
 /// Where a pushed frame went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -202,17 +244,20 @@ impl Hub {
         connection: DuplexConnection,
         greeting: Option<Frame>,
     ) -> Result<(), HubError> {
-        self.register_client(id, connection, greeting, ClientGrants::default())
+        let options = ClientOptions {
+            greeting,
+            ..ClientOptions::default()
+        };
+        self.register_client(id, connection, options)
     }
 
-    /// Like [`register_with_greeting`](Self::register_with_greeting), for a client whose
-    /// token allows only `grants` on channels.
+    /// Like [`register`](Self::register), with per-connection [`ClientOptions`]: a greeting,
+    /// the channel grants of its token, compression of large messages.
     pub fn register_client(
         &self,
         id: &str,
         connection: DuplexConnection,
-        greeting: Option<Frame>,
-        grants: ClientGrants,
+        options: ClientOptions,
     ) -> Result<(), HubError> {
         validate_client_id(id)?;
         let inner = &self.inner;
@@ -227,8 +272,7 @@ impl Hub {
             conn_id,
             connection.sender,
             connection.receiver,
-            greeting,
-            grants,
+            options,
         );
         inner.registry.insert(entry.clone());
         if let Some(cluster) = &inner.cluster {

@@ -37,6 +37,7 @@
 mod channels;
 mod client;
 mod cluster;
+pub mod compression;
 mod config;
 mod connection;
 pub mod dispatcher;
@@ -55,10 +56,11 @@ pub use channels::{
     validate_channel,
 };
 pub use client::CloseReason;
+pub use compression::Compression;
 pub use config::HubConfig;
 pub use error::{HubError, validate_client_id};
 pub use frame::{Ack, Frame, FrameKind};
-pub use hub::{Delivery, Hub};
+pub use hub::{ClientOptions, Delivery, Hub};
 pub use message::{AppMessage, now_ms};
 pub use metrics::Metrics;
 pub use registry::BroadcastReport;

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{assert_quiet, next_text, until};
-use courier_hub::{ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, Hub, HubConfig};
+use courier_hub::{
+    ChannelPattern, ChannelRule, ClientGrants, ClientOptions, HistoryLimits, Hub, HubConfig,
+};
 use courier_impls::memory::{MemoryBus, MemoryStreamStorage, duplex_pair};
 use courier_traits::bus::MessageBus;
 use courier_traits::storage::StreamStorage;
@@ -18,7 +20,7 @@ use serde_json::{Value, json};
 
 async fn connect_with(hub: &Hub, id: &str, grants: ClientGrants) -> DuplexConnection {
     let (client, server) = duplex_pair(64);
-    hub.register_client(id, server, None, grants)
+    hub.register_client(id, server, ClientOptions::default().with_grants(grants))
         .expect("registers");
     client
 }

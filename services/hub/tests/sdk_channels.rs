@@ -2,17 +2,22 @@
 //! client's transport is in memory and each connection it makes is registered on the hub the
 //! test chooses. Overlapping subscriptions handle each publication once, unsubscribing one
 //! keeps the other, and after its node goes away the client resubscribes on the other node
-//! and recovers what it missed, applied to its cache in one step.
+//! and recovers what it missed, applied to its cache in one step. Compression negotiated per
+//! connection round-trips and is smaller on the wire.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier_hub::sdk::{Applied, HubClient, Publication};
-use courier_hub::{AppMessage, ChannelPattern, ChannelRule, HistoryLimits, Hub, HubConfig};
+use courier_hub::{
+    AppMessage, ChannelPattern, ChannelRule, ClientOptions, Compression, HistoryLimits, Hub,
+    HubConfig,
+};
 use courier_impls::memory::{MemoryBus, MemoryStreamStorage, in_memory_duplex};
 use courier_impls::retry::FixedDelay;
 use courier_traits::bus::MessageBus;
 use courier_traits::storage::StreamStorage;
+use courier_traits::transport::Frame;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -176,4 +181,89 @@ async fn overlapping_subscriptions_resubscribe_and_recover_on_the_other_node() {
     assert_eq!(data(&both), numbers(0..8));
     client.close();
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn compressed_messages_round_trip_and_are_smaller_on_the_wire() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let gzip = Compression::Gzip { threshold: 256 };
+    let large =
+        json!({ "rows": (0..200).map(|n| json!({"id": n, "name": "row"})).collect::<Vec<_>>() });
+
+    // On the wire: a raw connection that asked for gzip.
+    let (mut raw, server) = courier_impls::memory::duplex_pair(16);
+    hub.register_client(
+        "raw",
+        server,
+        ClientOptions::default().with_compression(gzip),
+    )
+    .expect("registers");
+    let text = json!({"message_type": "subscribe", "message_id": 1, "data": {"channel": "big"}});
+    raw.sender
+        .send(Frame::Text(text.to_string()))
+        .await
+        .expect("sends");
+    let reply = tokio::time::timeout(WAIT, raw.receiver.recv()).await;
+    assert!(
+        matches!(reply, Ok(Ok(Some(Frame::Text(_))))),
+        "small replies stay text: {reply:?}"
+    );
+    hub.publish("big", &large).await.expect("publish");
+    let Ok(Ok(Some(Frame::Binary(wire)))) = tokio::time::timeout(WAIT, raw.receiver.recv()).await
+    else {
+        panic!("a large message arrives compressed");
+    };
+    assert_eq!(wire[0], courier_hub::compression::TAG_GZIP);
+    let Frame::Text(inflated) = courier_hub::compression::decode(&wire).expect("inflates") else {
+        panic!("a text message");
+    };
+    assert!(
+        wire.len() * 4 < inflated.len(),
+        "{} vs {} bytes",
+        wire.len(),
+        inflated.len()
+    );
+    let message: Value = serde_json::from_str(&inflated).expect("JSON");
+    assert_eq!(message["data"]["data"], large);
+    hub.push("raw", courier_hub::Frame::binary(vec![9, 9]))
+        .await
+        .expect("push");
+    let pushed = tokio::time::timeout(WAIT, raw.receiver.recv()).await;
+    assert!(
+        matches!(&pushed, Ok(Ok(Some(Frame::Binary(b)))) if b[..] == [0, 9, 9]),
+        "binary pushes are tagged uncompressed: {pushed:?}"
+    );
+
+    // Through the SDK, which asks for it and inflates before callbacks.
+    let (connector, mut acceptor) = in_memory_duplex(64);
+    let (client, _events) = HubClient::builder("ws://unused")
+        .client_id("sdk")
+        .transport(Arc::new(connector))
+        .compression(true)
+        .connect();
+    let got = Arc::new(Mutex::new(Vec::<Publication>::new()));
+    let applied = Arc::new(Mutex::new(0));
+    let (sink, applied_sink) = (got.clone(), applied.clone());
+    let _sub = client
+        .subscription_builder()
+        .on_message(move |p| sink.lock().expect("lock").push(p.clone()))
+        .on_applied(move |_| *applied_sink.lock().expect("lock") += 1)
+        .subscribe(["big"]);
+    let accepted = tokio::time::timeout(WAIT, acceptor.accept())
+        .await
+        .expect("connects")
+        .expect("connection");
+    assert_eq!(accepted.target, "/ws?client_id=sdk&compress=gzip");
+    hub.register_client(
+        "sdk",
+        accepted.connection,
+        ClientOptions::default().with_compression(gzip),
+    )
+    .expect("registers");
+    until("applied", || *applied.lock().expect("lock") == 1).await;
+    hub.publish("big", &large).await.expect("publish");
+    until("publication", || got.lock().expect("lock").len() == 1).await;
+    assert_eq!(got.lock().expect("lock")[0].data, large);
+    client.close();
+    hub.shutdown().await;
 }

@@ -63,6 +63,7 @@ pub struct HubClientBuilder {
     transport: Option<Arc<dyn DuplexTransport>>,
     buffer: usize,
     cache_per_channel: Option<usize>,
+    gzip: bool,
 }
 
 impl std::fmt::Debug for HubClientBuilder {
@@ -133,6 +134,13 @@ impl HubClientBuilder {
         self
     }
 
+    /// Asks the server to gzip large messages (`compress=gzip`, see
+    /// [`crate::compression`]); the client inflates them before anything else sees them.
+    pub fn compression(mut self, gzip: bool) -> Self {
+        self.gzip = gzip;
+        self
+    }
+
     /// Starts the client; it connects in the background. Returns the handle and the events.
     ///
     /// A malformed `uri` is reported as an [`Event::Closed`] right away.
@@ -169,6 +177,7 @@ impl HubClientBuilder {
                     commands: commands_rx,
                     stop,
                     subscriptions,
+                    tagged_binary: self.gzip,
                 };
                 tokio::spawn(supervisor.run());
             }
@@ -182,9 +191,16 @@ impl HubClientBuilder {
     }
 
     fn target(&self) -> String {
-        match &self.client_id {
-            Some(id) => format!("{}?client_id={id}", self.path),
-            None => self.path.clone(),
+        let mut query = Vec::new();
+        if let Some(id) = &self.client_id {
+            query.push(format!("client_id={id}"));
+        }
+        if self.gzip {
+            query.push("compress=gzip".to_owned());
+        }
+        match query.is_empty() {
+            true => self.path.clone(),
+            false => format!("{}?{}", self.path, query.join("&")),
         }
     }
 }
@@ -226,6 +242,7 @@ impl HubClient {
             transport: None,
             buffer: 256,
             cache_per_channel: None,
+            gzip: false,
         }
     }
 

@@ -28,6 +28,8 @@ pub(super) struct Supervisor {
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) stop: CancellationToken,
     pub(super) subscriptions: Arc<Shared>,
+    /// Compression was asked for: every binary frame from the server carries a tag.
+    pub(super) tagged_binary: bool,
 }
 
 /// The server-side subscriptions of one session.
@@ -224,6 +226,18 @@ impl Supervisor {
         subs: &mut SessionSubscriptions,
         connection: &mut DuplexConnection,
     ) {
+        let frame = match frame {
+            Frame::Binary(bytes) if self.tagged_binary => {
+                match crate::compression::decode(&bytes) {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "undecodable server message dropped");
+                        return;
+                    }
+                }
+            }
+            other => other,
+        };
         let text = match &frame {
             Frame::Text(text) => text.as_str(),
             Frame::Ping(payload) => {

@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /ws?client_id=ID&token=T` | WebSocket; `client_id` optional (a random one is assigned), `token` when `client_token` or `client_grants` are set (or `Authorization: Bearer`); a token of `client_grants` limits the channels it may use |
+//! | `GET /ws?client_id=ID&token=T&compress=gzip` | WebSocket; `compress=gzip` asks for compressed large messages ([`crate::compression`]); `client_id` optional (a random one is assigned), `token` when `client_token` or `client_grants` are set (or `Authorization: Bearer`); a token of `client_grants` limits the channels it may use |
 //! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
 //! | `POST /api/v1/broadcast` | broadcast the body |
 //! | `POST /api/v1/channels/{channel}/publish` | publish the body (JSON, or else as a string) to a channel's subscribers |
@@ -96,6 +96,8 @@ impl HubServer {
 struct WsQuery {
     client_id: Option<String>,
     token: Option<String>,
+    /// `gzip`: compress large server messages (see [`crate::compression`]).
+    compress: Option<String>,
 }
 
 /// The socket's initial read buffer. tungstenite allocates 128 KiB per connection by default,
@@ -120,6 +122,16 @@ async fn websocket(
     if let Err(e) = validate_client_id(&id) {
         return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
     }
+    let compression = match query.compress.as_deref() {
+        None | Some("") | Some("none") => None,
+        Some("gzip") => Some(crate::Compression::Gzip {
+            threshold: state.options.compression_threshold,
+        }),
+        Some(other) => {
+            let text = format!("compress={other:?} is not offered (use gzip)");
+            return (StatusCode::BAD_REQUEST, text).into_response();
+        }
+    };
     let hub = state.hub.clone();
     // The library reads messages up to twice the hub's limit, so one a little too large is
     // read whole and the hub closes with 1009 and a log line. Beyond that the library stops
@@ -137,8 +149,12 @@ async fn websocket(
                 "welcome",
                 json!({ "client_id": &id, "node": hub.node_id() }),
             );
-            let greeting = Some(crate::Frame::text(welcome.to_json()));
-            if let Err(e) = hub.register_client(&id, connection, greeting, grants) {
+            let options = crate::ClientOptions {
+                greeting: Some(crate::Frame::text(welcome.to_json())),
+                grants,
+                compression,
+            };
+            if let Err(e) = hub.register_client(&id, connection, options) {
                 tracing::info!(client = %id, error = %e, "registration refused");
             }
         })

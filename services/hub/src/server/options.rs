@@ -12,7 +12,7 @@ use crate::ClientGrants;
 /// let options = ServerOptions::default().with_api_key("s3cret");
 /// assert_eq!(options.api_key.as_deref(), Some("s3cret"));
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ServerOptions {
     /// Key backends present to the API. `None`: the API answers 403.
@@ -22,6 +22,20 @@ pub struct ServerOptions {
     pub client_token: Option<String>,
     /// Further client tokens, each allowing only its [`ClientGrants`] on channels.
     pub client_grants: Vec<(String, ClientGrants)>,
+    /// Text messages longer than this are gzip-compressed for clients that ask (default
+    /// 1024 bytes).
+    pub compression_threshold: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            api_key: None,
+            client_token: None,
+            client_grants: Vec::new(),
+            compression_threshold: 1024,
+        }
+    }
 }
 
 impl ServerOptions {
@@ -34,6 +48,12 @@ impl ServerOptions {
     /// Adds a token to [`client_grants`](Self::client_grants).
     pub fn with_client_grant(mut self, token: impl Into<String>, grants: ClientGrants) -> Self {
         self.client_grants.push((token.into(), grants));
+        self
+    }
+
+    /// Sets [`compression_threshold`](Self::compression_threshold).
+    pub fn with_compression_threshold(mut self, bytes: usize) -> Self {
+        self.compression_threshold = bytes;
         self
     }
 
