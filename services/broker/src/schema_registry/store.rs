@@ -29,6 +29,12 @@ const MAX_ATTEMPTS: usize = 16;
 
 /// Longest subject name, in bytes.
 pub const MAX_SUBJECT_BYTES: usize = 255;
+/// Longest description, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+/// Longest `created_by` and tag, in bytes.
+pub const MAX_LABEL_BYTES: usize = 255;
+/// Most tags on one version.
+pub const MAX_TAGS: usize = 64;
 
 /// What a registration asks for.
 #[derive(Clone, Debug, Default)]
@@ -95,6 +101,45 @@ pub fn check_subject(subject: &str) -> Result<(), RegistryError> {
         return Ok(());
     };
     Err(RegistryError::invalid("subject", subject, reason))
+}
+
+/// Checks a registration's free-text fields: they are stored in the registry's stream.
+fn check_metadata(request: &Registration) -> Result<(), RegistryError> {
+    if request.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(RegistryError::invalid(
+            "description",
+            &request.description,
+            format!(
+                "{} bytes; at most {MAX_DESCRIPTION_BYTES}",
+                request.description.len()
+            ),
+        ));
+    }
+    if request.created_by.len() > MAX_LABEL_BYTES {
+        return Err(RegistryError::invalid(
+            "created_by",
+            &request.created_by,
+            format!(
+                "{} bytes; at most {MAX_LABEL_BYTES}",
+                request.created_by.len()
+            ),
+        ));
+    }
+    if request.tags.len() > MAX_TAGS {
+        return Err(RegistryError::invalid(
+            "tags",
+            &format!("{} tags", request.tags.len()),
+            format!("at most {MAX_TAGS}"),
+        ));
+    }
+    match request.tags.iter().find(|tag| tag.len() > MAX_LABEL_BYTES) {
+        Some(tag) => Err(RegistryError::invalid(
+            "tags",
+            tag,
+            format!("{} bytes; at most {MAX_LABEL_BYTES} per tag", tag.len()),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn now_seconds() -> u64 {
@@ -195,6 +240,7 @@ impl SchemaRegistry {
     /// incompatibilities, storage errors.
     pub async fn register(&self, request: Registration) -> Result<Registered, RegistryError> {
         check_subject(&request.subject)?;
+        check_metadata(&request)?;
         let schema_type = SchemaType::parse(&request.schema_type)?;
         let candidate = ParsedDefinition::parse(schema_type, &request.definition)?;
         let fingerprint = candidate.fingerprint.clone();
