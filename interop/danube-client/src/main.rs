@@ -2,6 +2,11 @@
 //!
 //! usage: courier-interop-danube http://127.0.0.1:6650 [SCENARIO...]
 //!
+//! The scenario `tls_api_key` drives a second broker, serving TLS with `auth.mode: jwt`,
+//! named by the environment: COURIER_INTEROP_TLS_URL (https://...), COURIER_INTEROP_TLS_CA
+//! (the CA's PEM file) and COURIER_INTEROP_API_KEY (a key in that broker's keys file);
+//! scripts/interop-danube makes the certificates and the key and starts that broker.
+//!
 //! Runs every scenario (or the named ones), each within a time limit, prints PASS or FAIL
 //! with the reason for each, and exits non-zero if any failed. Topic names carry a run id, so
 //! runs against a broker with durable storage do not see each other's messages.
@@ -31,6 +36,25 @@ type Scenario = fn(Ctx) -> Pin<Box<dyn Future<Output = Outcome>>>;
 struct Ctx {
     client: DanubeClient,
     run: String,
+    tls: Option<TlsTarget>,
+}
+
+/// The TLS broker of the `tls_api_key` scenario.
+#[derive(Clone)]
+struct TlsTarget {
+    url: String,
+    ca: String,
+    api_key: String,
+}
+
+impl TlsTarget {
+    fn from_env() -> Option<TlsTarget> {
+        Some(TlsTarget {
+            url: std::env::var("COURIER_INTEROP_TLS_URL").ok()?,
+            ca: std::env::var("COURIER_INTEROP_TLS_CA").ok()?,
+            api_key: std::env::var("COURIER_INTEROP_API_KEY").ok()?,
+        })
+    }
 }
 
 impl Ctx {
@@ -39,7 +63,7 @@ impl Ctx {
     }
 }
 
-const SCENARIOS: [(&str, Scenario); 8] = [
+const SCENARIOS: [(&str, Scenario); 9] = [
     ("produce_reliable", |c| Box::pin(produce_reliable(c))),
     ("exclusive_consume_ack", |c| {
         Box::pin(exclusive_consume_ack(c))
@@ -54,6 +78,7 @@ const SCENARIOS: [(&str, Scenario); 8] = [
     ("json_schema_registry", |c| {
         Box::pin(json_schema_registry(c))
     }),
+    ("tls_api_key", |c| Box::pin(tls_api_key(c))),
 ];
 
 #[tokio::main]
@@ -86,7 +111,11 @@ async fn main() -> ExitCode {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis())
         .to_string();
-    let ctx = Ctx { client, run };
+    let ctx = Ctx {
+        client,
+        run,
+        tls: TlsTarget::from_env(),
+    };
     let mut failed = Vec::new();
     for (name, scenario) in SCENARIOS {
         if !wanted.is_empty() && !wanted.iter().any(|w| w == name) {
@@ -576,5 +605,72 @@ async fn json_schema_registry(ctx: Ctx) -> Outcome {
             .map_err(|e| format!("ack: {e}"))?;
     }
     consumer.close().await;
+    Ok(())
+}
+
+/// Over TLS (the CA from the script) with `auth.mode: jwt`: a client without credentials is
+/// refused; one with `with_api_key` (which sends the key itself as the bearer token) produces
+/// and consumes, every lookup answering the broker's `https://` URL.
+async fn tls_api_key(ctx: Ctx) -> Outcome {
+    let Some(target) = ctx.tls.clone() else {
+        return Err("needs COURIER_INTEROP_TLS_URL, COURIER_INTEROP_TLS_CA and \
+                    COURIER_INTEROP_API_KEY (scripts/interop-danube sets them)"
+            .to_owned());
+    };
+    let builder = || {
+        DanubeClient::builder()
+            .service_url(&target.url)
+            .with_tls(&target.ca)
+            .map_err(|e| format!("with_tls({}): {e}", target.ca))
+    };
+    let anonymous = builder()?
+        .build()
+        .await
+        .map_err(|e| format!("client without a key: {e}"))?;
+    let anonymous = Ctx {
+        client: anonymous,
+        run: ctx.run.clone(),
+        tls: None,
+    };
+    let topic = ctx.topic("tls");
+    match producer(&anonymous, &topic, true, None).await {
+        Err(e) if e.to_lowercase().contains("unauthenticated") || e.contains("Bearer") => {}
+        Err(e) => {
+            return Err(format!(
+                "without a key: refused, but not as unauthenticated: {e}"
+            ));
+        }
+        Ok(_) => return Err("a producer without credentials was created".to_owned()),
+    }
+    #[allow(deprecated)] // with_api_key is with_token under another name: the key is the bearer.
+    let keyed = builder()?
+        .with_api_key(target.api_key.clone())
+        .build()
+        .await
+        .map_err(|e| format!("client with the key: {e}"))?;
+    let keyed = Ctx {
+        client: keyed,
+        run: ctx.run.clone(),
+        tls: None,
+    };
+    let producer = producer(&keyed, &topic, true, None).await?;
+    let (mut subscriber, mut receiver) =
+        consumer(&keyed, &topic, "tls-c", "tls-sub", SubType::Exclusive).await?;
+    for i in 0..3 {
+        send(&producer, format!("tls{i}")).await?;
+    }
+    for i in 0..3 {
+        let message = next(&mut receiver, "over TLS").await?;
+        check(text(&message) == format!("tls{i}"), || {
+            format!("message {i} was {:?}", text(&message))
+        })?;
+        check(message.msg_id.broker_addr.starts_with("https://"), || {
+            format!("broker_addr {:?} is not https", message.msg_id.broker_addr)
+        })?;
+        subscriber
+            .ack(&message)
+            .await
+            .map_err(|e| format!("ack over TLS: {e}"))?;
+    }
     Ok(())
 }
