@@ -8,57 +8,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_quiet, next_text, until};
-use courier_hub::{
-    ChannelPattern, ChannelRule, ClientGrants, ClientOptions, HistoryLimits, Hub, HubConfig,
-};
-use courier_impls::memory::{MemoryBus, MemoryStreamStorage, duplex_pair};
+use common::channels::*;
+use common::{assert_quiet, until};
+use courier_hub::{ChannelPattern, ChannelRule, ClientGrants, HistoryLimits, Hub, HubConfig};
+use courier_impls::memory::{MemoryBus, MemoryStreamStorage};
 use courier_traits::bus::MessageBus;
 use courier_traits::storage::StreamStorage;
-use courier_traits::transport::{DuplexConnection, Frame as Wire};
-use serde_json::{Value, json};
-
-async fn connect_with(hub: &Hub, id: &str, grants: ClientGrants) -> DuplexConnection {
-    let (client, server) = duplex_pair(64);
-    hub.register_client(id, server, ClientOptions::default().with_grants(grants))
-        .expect("registers");
-    client
-}
-
-async fn connect(hub: &Hub, id: &str) -> DuplexConnection {
-    connect_with(hub, id, ClientGrants::default()).await
-}
-
-async fn send(conn: &mut DuplexConnection, id: i64, kind: &str, data: Value) {
-    let text = json!({ "message_id": id, "message_type": kind, "data": data }).to_string();
-    conn.sender.send(Wire::Text(text)).await.expect("sends");
-}
-
-/// The next text frame, parsed, which must be the reply to request `id`.
-async fn reply_to(conn: &mut DuplexConnection, id: i64) -> Value {
-    let reply: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
-    assert_eq!(reply["message_id"], id, "{reply}");
-    reply
-}
-
-/// Sends a request and returns the reply (the next text frame).
-async fn request(conn: &mut DuplexConnection, id: i64, kind: &str, data: Value) -> Value {
-    send(conn, id, kind, data).await;
-    reply_to(conn, id).await
-}
-
-async fn subscribe(conn: &mut DuplexConnection, channel: &str) {
-    let reply = request(conn, 1, "subscribe", json!({ "channel": channel })).await;
-    assert_eq!(reply["message_type"], "subscribed", "{reply}");
-}
-
-/// The next message, which must be a publication on `channel`; its data.
-async fn publication(conn: &mut DuplexConnection, channel: &str) -> Value {
-    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
-    assert_eq!(message["message_type"], "publication", "{message}");
-    assert_eq!(message["data"]["channel"], channel, "{message}");
-    message["data"]["data"].clone()
-}
+use serde_json::json;
 
 const QUIET: Duration = Duration::from_millis(150);
 
@@ -236,27 +192,6 @@ fn history_config(node: &str, storage: &Arc<MemoryStreamStorage>, max_len: usize
         )
 }
 
-/// The data of the publications a `subscribed` reply recovered.
-fn recovered_data(reply: &Value) -> Vec<Value> {
-    reply["data"]["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(|p| p["data"].clone())
-        .collect()
-}
-
-/// A publication's (data, offset, epoch).
-async fn stored_publication(conn: &mut DuplexConnection, channel: &str) -> (Value, String, String) {
-    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
-    assert_eq!(message["message_type"], "publication", "{message}");
-    let data = &message["data"];
-    assert_eq!(data["channel"], channel, "{message}");
-    let offset = data["offset"].as_str().expect("offset").to_owned();
-    let epoch = data["epoch"].as_str().expect("epoch").to_owned();
-    (data["data"].clone(), offset, epoch)
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_client_reconnecting_to_the_other_node_recovers_what_it_missed_once_and_in_order() {
     let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
@@ -367,34 +302,6 @@ fn presence_config(node: &str) -> HubConfig {
     cluster_config(node).with_channel_rule(
         ChannelRule::new(ChannelPattern::parse("room.*").expect("pattern")).with_presence(true),
     )
-}
-
-/// The next message, which must be a `join` or `leave` of `client` on `channel`.
-async fn presence_event(conn: &mut DuplexConnection, kind: &str, channel: &str, client: &str) {
-    let message: Value = serde_json::from_str(&next_text(conn).await).expect("JSON");
-    assert_eq!(
-        (
-            &message["message_type"],
-            &message["data"]["channel"],
-            &message["data"]["client"]
-        ),
-        (&json!(kind), &json!(channel), &json!(client)),
-        "{message}"
-    );
-}
-
-fn members(hub: &Hub, channel: &str) -> Vec<(String, String)> {
-    hub.presence(channel)
-        .expect("presence channel")
-        .into_iter()
-        .map(|m| (m.client, m.node))
-        .collect()
-}
-
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(c, n)| (c.to_string(), n.to_string()))
-        .collect()
 }
 
 #[tokio::test(start_paused = true)]

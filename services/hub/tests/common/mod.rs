@@ -4,6 +4,8 @@
 // Each test binary uses its own subset.
 #![allow(dead_code)]
 
+pub(crate) mod channels;
+
 use std::time::Duration;
 
 use courier_hub::Hub;
