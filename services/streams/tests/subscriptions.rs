@@ -446,3 +446,34 @@ async fn https_receivers_are_called_over_verified_tls() {
     assert!(signature_verifies(&delivery, &node.jwks().await));
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_older_than_the_pattern_joins_at_its_new_data() {
+    let node = Node::start(memory(), test_settings()).await;
+    node.append("events/old", json!({ "before": true })).await;
+    let tail_before = node.tail("/v1/stream/events/old").await;
+    let mut receiver = Receiver::start(json!({ "done": true })).await;
+    assert_eq!(
+        node.put_subscription("late", webhook(&receiver.url))
+            .await
+            .0,
+        201
+    );
+    node.append("events/old", json!({ "after": true })).await;
+    let wake = receiver.next().await.body;
+    // What the stream held before it joined is not pending.
+    assert_eq!(wake["streams"][0]["acked_offset"], json!(tail_before));
+    node.append("events/new", json!({ "first": true })).await;
+    let wake = receiver.next().await.body;
+    let new = wake["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["path"] == "events/new"))
+        .expect("events/new in the wake")
+        .clone();
+    // A stream created after the subscription: reading from its acked offset gives all of it.
+    let acked = new["acked_offset"].as_str().expect("offset");
+    let read = format!("/v1/stream/events/new?offset={acked}");
+    let (_, messages) = node.send(Method::Get, &read, &[], None).await;
+    assert_eq!(messages, json!([{ "first": true }]));
+    node.stop().await;
+}

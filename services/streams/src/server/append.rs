@@ -65,7 +65,7 @@ pub(crate) async fn append(
     let has_records = !append.records.is_empty();
     let outcome = app.storage().append(&name, append).await?;
     if has_records && !outcome.duplicate {
-        app.appended(&name);
+        app.appended(&name, outcome.first_offset.clone());
     }
     let status = if stamped_data && !outcome.duplicate {
         StatusCode::OK

@@ -76,7 +76,7 @@ pub(crate) async fn create(
         CreateOutcome::AlreadyExists(info) => (StatusCode::OK, info),
     };
     if status == StatusCode::CREATED && !initial_empty {
-        app.appended(&name);
+        app.appended(&name, None);
     }
     let mut reply = Reply::new(status)
         .header(names::CONTENT_TYPE, &info.content_type)

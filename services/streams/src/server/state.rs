@@ -44,10 +44,15 @@ impl AppState {
     pub(crate) fn subscriptions(&self) -> Option<&Subscriptions> {
         self.0.subscriptions.as_ref()
     }
-    /// Tells the subscription service (if enabled) that `stream` got new records.
-    pub(crate) fn appended(&self, stream: &courier_traits::storage::StreamName) {
+    /// Tells the subscription service (if enabled) that `stream` got records after `before`
+    /// (`None`: it was created with them).
+    pub(crate) fn appended(
+        &self,
+        stream: &courier_traits::storage::StreamName,
+        before: Option<courier_traits::storage::Offset>,
+    ) {
         if let Some(subscriptions) = &self.0.subscriptions {
-            subscriptions.appended(stream);
+            subscriptions.appended(stream, before);
         }
     }
     /// Cancelled when the server shuts down: live reads answer and end.

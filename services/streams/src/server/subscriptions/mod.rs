@@ -20,7 +20,7 @@ mod store;
 mod target;
 mod tls;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
@@ -28,7 +28,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use courier_impls::retry::{Retry, TracingObserver};
-use courier_traits::storage::{AppendRequest, StorageError, StreamName, StreamStorage};
+use courier_traits::storage::{AppendRequest, Offset, StorageError, StreamName, StreamStorage};
 use rand::RngCore;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, OnceCell};
@@ -60,8 +60,9 @@ struct Inner {
     key: OnceCell<SigningKey>,
     /// TLS settings for `https` receivers, built at the first such delivery.
     tls: OnceLock<Arc<tokio_rustls::rustls::ClientConfig>>,
-    /// Streams appended to since the background task last looked (deduplicated).
-    appended: Mutex<HashSet<StreamName>>,
+    /// Streams appended to since the background task last looked, each with the offset
+    /// before its earliest such append (`None`: from its start).
+    appended: Mutex<HashMap<StreamName, Option<Offset>>>,
     appended_signal: Arc<Notify>,
     /// Stops the background task and every delivery.
     stop: CancellationToken,
@@ -114,7 +115,7 @@ impl Subscriptions {
             settings,
             key: OnceCell::new(),
             tls: OnceLock::new(),
-            appended: Mutex::new(HashSet::new()),
+            appended: Mutex::new(HashMap::new()),
             appended_signal: Arc::new(Notify::new()),
             stop,
             started: OnceLock::new(),
@@ -149,17 +150,23 @@ impl Subscriptions {
         });
     }
 
-    /// Tells the service that `stream` was appended to (through this server).
-    pub(crate) fn appended(&self, stream: &StreamName) {
+    /// Tells the service that `stream` got records after `before` (`None`: a stream created
+    /// with records) through this server.
+    pub(crate) fn appended(&self, stream: &StreamName, before: Option<Offset>) {
         if stream.as_str().starts_with("__ds/") {
             return;
         }
         self.ensure_started();
-        self.0
+        let mut appended = self
+            .0
             .appended
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(stream.clone());
+            .unwrap_or_else(PoisonError::into_inner);
+        let earliest = appended.entry(stream.clone()).or_insert(before.clone());
+        if before < *earliest {
+            *earliest = before;
+        }
+        drop(appended);
         self.0.appended_signal.notify_one();
     }
 
@@ -485,9 +492,13 @@ impl Subscriptions {
         Ok(())
     }
 
-    /// Links `stream` to the subscriptions whose pattern matches it and wakes the ones it
-    /// belongs to.
-    async fn on_append(&self, stream: &StreamName) -> Result<(), StorageError> {
+    /// Links `stream` to the subscriptions whose pattern matches it (at `before`, the offset
+    /// before the append) and wakes the ones it belongs to.
+    async fn on_append(
+        &self,
+        stream: &StreamName,
+        before: &Option<Offset>,
+    ) -> Result<(), StorageError> {
         let path = stream.as_str();
         for id in self.0.store.ids().await? {
             if !self.0.store.may_concern(&id, path) {
@@ -503,7 +514,12 @@ impl Subscriptions {
                         .is_some_and(|p| glob::matches(p, path));
                     let link = draft.state.links.get(path);
                     if matches && !link.is_some_and(|l| l.glob) {
-                        let acked = link.and_then(|l| l.acked.clone());
+                        // A stream joins at the offset before the append that made it join:
+                        // what it held before the subscription saw it is not news.
+                        let acked = match link {
+                            Some(link) => link.acked.clone(),
+                            None => before.as_ref().map(|o| o.as_str().to_owned()),
+                        };
                         draft.push(Event::Linked {
                             path: path.to_owned(),
                             link: model::LinkType::Glob,
@@ -544,7 +560,7 @@ async fn background(inner: Weak<Inner>, signal: Arc<Notify>, interval: Duration)
             return;
         };
         let service = Subscriptions(strong);
-        let batch: Vec<StreamName> = {
+        let batch: Vec<(StreamName, Option<Offset>)> = {
             let mut appended = service
                 .0
                 .appended
@@ -552,8 +568,8 @@ async fn background(inner: Weak<Inner>, signal: Arc<Notify>, interval: Duration)
                 .unwrap_or_else(PoisonError::into_inner);
             appended.drain().collect()
         };
-        for stream in &batch {
-            if let Err(e) = service.on_append(stream).await {
+        for (stream, before) in &batch {
+            if let Err(e) = service.on_append(stream, before).await {
                 tracing::warn!(stream = %stream, error = %e, "subscriptions: cannot read the subscription index");
             }
         }
