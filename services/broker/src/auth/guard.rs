@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 use tonic::Status;
 
-use super::AuthConfig;
+use super::config::AuthConfig;
 use super::keys::{Principal, Role};
 use super::token::looks_like_jwt;
 
