@@ -64,6 +64,16 @@ impl SubscriptionConfig {
             .and_then(Value::as_str)
             .filter(|p| !p.is_empty())
             .map(normalize_path);
+        if pattern
+            .as_deref()
+            .is_some_and(|p| !super::glob::within_limits(p))
+        {
+            return Err(ApiError::invalid(format!(
+                "pattern must be at most {} bytes and {} segments",
+                super::glob::MAX_PATTERN_BYTES,
+                super::glob::MAX_PATTERN_SEGMENTS
+            )));
+        }
         let mut streams = Vec::new();
         if let Some(list) = body.get("streams").and_then(Value::as_array) {
             for stream in list {
@@ -588,6 +598,21 @@ mod tests {
             );
             assert!(parsed.is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn oversized_patterns_are_refused() {
+        let parse = |pattern: String| {
+            SubscriptionConfig::parse(
+                &json!({"type":"pull-wake","pattern":pattern,"wake_stream":"w"}),
+            )
+        };
+        assert!(parse(format!("{}z", "**/".repeat(63))).is_ok());
+        assert!(
+            parse(format!("{}z", "**/".repeat(64))).is_err(),
+            "65 segments"
+        );
+        assert!(parse("a".repeat(1025)).is_err(), "1025 bytes");
     }
 
     #[test]
