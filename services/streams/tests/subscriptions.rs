@@ -108,6 +108,32 @@ async fn unsafe_webhook_urls_are_refused() {
     node.stop().await;
 }
 
+/// A subscription aimed at a reserved stream could write wake events into another
+/// subscription's log and leave it unreadable (500 for good).
+#[tokio::test]
+async fn reserved_streams_are_refused_as_subscription_targets() {
+    let node = Node::start(memory(), test_settings()).await;
+    let victim = json!({ "type": "pull-wake", "streams": ["v"], "wake_stream": "vw" });
+    assert_eq!(node.put_subscription("victim", victim).await.0, 201);
+    for body in [
+        json!({ "type": "pull-wake", "streams": ["x"], "wake_stream": "__ds/subscriptions/victim" }),
+        json!({ "type": "pull-wake", "streams": ["__ds/subscriptions/victim"], "wake_stream": "w" }),
+        json!({ "type": "pull-wake", "pattern": "__ds/**", "wake_stream": "w" }),
+    ] {
+        let (status, answer) = node.put_subscription("attacker", body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    let attacker = json!({ "type": "pull-wake", "streams": ["x"], "wake_stream": "w" });
+    assert_eq!(node.put_subscription("attacker", attacker).await.0, 201);
+    let add = json!({ "streams": ["__ds/keys"] });
+    let path = "/v1/stream/__ds/subscriptions/attacker/streams";
+    assert_eq!(node.send(Method::Post, path, &[], Some(add)).await.0, 400);
+    node.append("x", json!({"n": 1})).await;
+    let (status, victim) = node.get_subscription("victim").await;
+    assert_eq!(status, 200, "{victim}");
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn callbacks_ack_and_stale_generations_are_fenced() {
     let node = Node::start(memory(), test_settings()).await;

@@ -9,9 +9,15 @@ use crate::protocol;
 /// The first path segment reserved for control APIs.
 const RESERVED_SEGMENT: &str = "__ds";
 
+/// Whether a stream name lies under the reserved segment (subscription logs, the signing
+/// key): no client request may read, write or aim a subscription at one.
+pub(crate) fn is_reserved(name: &str) -> bool {
+    name == RESERVED_SEGMENT || name.starts_with("__ds/")
+}
+
 /// The stream a path names (the part after `/v1/stream/`).
 pub(crate) fn stream_name(path: &str) -> Result<StreamName, Failure> {
-    if path == RESERVED_SEGMENT || path.starts_with("__ds/") {
+    if is_reserved(path) {
         return Err(Failure::NotFound(format!(
             "{RESERVED_SEGMENT}/ is reserved for control APIs this server does not offer"
         )));
@@ -46,7 +52,7 @@ pub(crate) fn fork_source(value: &str) -> Result<StreamName, Failure> {
         .strip_prefix(protocol::STREAM_PATH_PREFIX)
         .unwrap_or(path.trim_start_matches('/'));
     // The reserved streams (subscription state, the signing key) are not forked into view.
-    if name == RESERVED_SEGMENT || name.starts_with("__ds/") {
+    if is_reserved(name) {
         return Err(Failure::bad(format!(
             "{}: {RESERVED_SEGMENT}/ streams are reserved",
             protocol::FORKED_FROM

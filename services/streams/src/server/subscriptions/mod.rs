@@ -334,7 +334,10 @@ impl Subscriptions {
                 });
             }
             Effect::WakeEvent { stream, body } => {
-                let Ok(name) = StreamName::new(&stream) else {
+                // Through the same name check as a client append: a wake never lands in a
+                // reserved stream, even from a subscription stored before targets were checked.
+                let Ok(name) = crate::server::request::stream_name(&stream) else {
+                    tracing::warn!(stream = %stream, "pull-wake stream is not a valid stream name");
                     return;
                 };
                 let request = AppendRequest::record(body).with_content_type("application/json");

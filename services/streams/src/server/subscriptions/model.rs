@@ -83,6 +83,7 @@ impl SubscriptionConfig {
                 streams.push(normalize_path(stream));
             }
         }
+        refuse_reserved("streams", streams.iter().map(String::as_str))?;
         if pattern.is_none() && streams.is_empty() {
             return Err(ApiError::invalid(
                 "At least one of pattern or streams is required",
@@ -113,6 +114,8 @@ impl SubscriptionConfig {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(normalize_path);
+        refuse_reserved("pattern", pattern.as_deref())?;
+        refuse_reserved("wake_stream", wake_stream.as_deref())?;
         if kind == Kind::PullWake && wake_stream.is_none() {
             return Err(ApiError::invalid(
                 "pull-wake subscriptions require wake_stream",
@@ -155,6 +158,20 @@ impl SubscriptionConfig {
 /// A stream path without leading or trailing slashes.
 pub(crate) fn normalize_path(path: &str) -> String {
     path.trim_matches('/').to_owned()
+}
+
+/// Refuses a name under `__ds/`: a subscription linked to or waking into a reserved stream
+/// could write into another subscription's log (or the signing key) and brick it.
+pub(crate) fn refuse_reserved<'a>(
+    field: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    if names.into_iter().any(crate::server::request::is_reserved) {
+        return Err(ApiError::invalid(format!(
+            "{field} must not name a reserved __ds/ stream"
+        )));
+    }
+    Ok(())
 }
 
 /// A stream and an offset in it (`None`: before its first record, `-1` on the wire).
@@ -613,6 +630,21 @@ mod tests {
             "65 segments"
         );
         assert!(parse("a".repeat(1025)).is_err(), "1025 bytes");
+    }
+
+    #[test]
+    fn reserved_streams_are_refused_as_targets() {
+        let refused = [
+            json!({"type":"pull-wake","streams":["x"],"wake_stream":"__ds/subscriptions/victim"}),
+            json!({"type":"pull-wake","streams":["x","__ds/keys"],"wake_stream":"w"}),
+            json!({"type":"pull-wake","pattern":"/__ds/**","wake_stream":"w"}),
+            json!({"type":"pull-wake","pattern":"__ds","wake_stream":"w"}),
+        ];
+        for body in refused {
+            assert!(SubscriptionConfig::parse(&body).is_err(), "{body}");
+        }
+        let allowed = json!({"type":"pull-wake","streams":["__dsx"],"wake_stream":"w/__ds"});
+        assert!(SubscriptionConfig::parse(&allowed).is_ok());
     }
 
     #[test]

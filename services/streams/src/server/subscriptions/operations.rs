@@ -238,6 +238,7 @@ impl Subscriptions {
         if !valid_id(id) {
             return Err(ApiError::not_found());
         }
+        super::model::refuse_reserved("streams", streams.iter().map(String::as_str))?;
         let mut tails = Tails::new();
         for path in &streams {
             tails.insert(path.clone(), self.tail(path).await?);
