@@ -229,6 +229,7 @@ impl BrokerServer {
             let released = consumers.clone();
             ownership.on_lost(Box::new(move |topic| released.release_topic(topic)));
         }
+        let schemas = Arc::new(TopicSchemas::new(registry, metrics.schema_warnings.clone()));
         Ok(BrokerServer {
             config,
             catalog,
@@ -238,7 +239,7 @@ impl BrokerServer {
             ownership,
             metrics,
             guard,
-            schemas: Arc::new(TopicSchemas::new(registry)),
+            schemas,
         })
     }
 

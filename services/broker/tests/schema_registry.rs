@@ -39,6 +39,7 @@ const USER_REQUIRED_EMAIL: &str = r#"{"type":"object","properties":{"id":{"type"
 struct Node {
     channels: GrpcChannels,
     schemas: Arc<TopicSchemas>,
+    metrics: courier_broker::metrics::MetricsEndpoint,
     _stop: oneshot::Sender<()>,
 }
 
@@ -46,6 +47,7 @@ async fn start(storage: Arc<dyn StreamStorage>) -> Node {
     let config = BrokerConfig::new(NodeUrls::same(HERE).expect("valid"));
     let server = BrokerServer::open(storage, config).await.expect("open");
     let schemas = server.schemas().clone();
+    let metrics = server.metrics_endpoint();
     let network = InProcessNetwork::new();
     let listener = network.listen(HERE).expect("listen");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -55,6 +57,7 @@ async fn start(storage: Arc<dyn StreamStorage>) -> Node {
     Node {
         channels: GrpcChannels::in_process(network, ChannelOptions::default()),
         schemas,
+        metrics,
         _stop: stop,
     }
 }
@@ -545,6 +548,13 @@ async fn b9_topic_binding_policies_and_payload_validation() {
         .await
         .expect("warn keeps it");
     assert_eq!(node.schemas.warnings(), 1);
+    assert!(
+        node.metrics
+            .render()
+            .contains("courier_broker_schema_warnings_total 1\n"),
+        "{}",
+        node.metrics.render()
+    );
 
     // enforce: id and version must exist; payloads checked once enabled.
     node.configure(topic, "users", "ENFORCE", false).await;

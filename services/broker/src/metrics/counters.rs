@@ -43,6 +43,8 @@ pub struct BrokerMetrics {
     topics: Mutex<HashMap<String, Arc<TopicMetrics>>>,
     send_seconds: Arc<Histogram>,
     pub(super) producers: Arc<Gauge>,
+    /// Messages kept under schema policy `warn` though they failed their topic's checks.
+    pub schema_warnings: Arc<Counter>,
     pub(super) consumers: Arc<Gauge>,
     pub(super) subscriptions: Arc<Gauge>,
 }
@@ -88,6 +90,10 @@ impl BrokerMetrics {
         let producers = registry.gauge("courier_broker_producers", "Producers held.");
         let consumers = registry.gauge("courier_broker_consumers", "Consumers attached.");
         let subscriptions = registry.gauge("courier_broker_subscriptions", "Subscriptions open.");
+        let schema_warnings = registry.counter(
+            "courier_broker_schema_warnings_total",
+            "Messages that failed their topic's schema checks under policy warn (kept).",
+        );
         BrokerMetrics {
             registry,
             per_topic,
@@ -96,6 +102,7 @@ impl BrokerMetrics {
             producers,
             consumers,
             subscriptions,
+            schema_warnings,
         }
     }
 

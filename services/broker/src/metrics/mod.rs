@@ -5,7 +5,9 @@
 //!   `messages_nacked_total`, `messages_redelivered_total`, `messages_dead_lettered_total`
 //!   (label `topic`; a partition counts under its base topic);
 //! - `producers`, `consumers`, `subscriptions`: what this node holds at scrape time;
-//! - `send_seconds`: SendMessage latency (for reliable topics, until the message is stored).
+//! - `send_seconds`: SendMessage latency (for reliable topics, until the message is stored);
+//! - `schema_warnings_total`: messages kept under schema policy `warn` though they failed
+//!   their topic's checks ([`crate::schema_registry::topics`]).
 //!
 //! Cardinality is bounded: the first [`MAX_TOPIC_LABELS`] topics get their own label, later
 //! ones count together under `topic="(other)"`, so a client creating topics without end

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
 use courier_impls::grpc::proto::danube::{SchemaReference, StreamMessage};
+use courier_impls::metrics::Counter;
 use tonic::Status;
 
 use super::error::RegistryError;
@@ -36,7 +37,7 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct TopicSchemas {
     registry: Arc<SchemaRegistry>,
-    warnings: AtomicU64,
+    warnings: Arc<Counter>,
     /// When this was made: the origin of `folded_at`.
     origin: Instant,
     /// Milliseconds after `origin` of the last fold a send asked for.
@@ -44,11 +45,12 @@ pub struct TopicSchemas {
 }
 
 impl TopicSchemas {
-    /// The checks over `registry`.
-    pub fn new(registry: Arc<SchemaRegistry>) -> TopicSchemas {
+    /// The checks over `registry`, counting `warn` mismatches in `warnings` (the broker's
+    /// `courier_broker_schema_warnings_total`).
+    pub fn new(registry: Arc<SchemaRegistry>, warnings: Arc<Counter>) -> TopicSchemas {
         TopicSchemas {
             registry,
-            warnings: AtomicU64::new(0),
+            warnings,
             origin: Instant::now(),
             folded_at: AtomicU64::new(0),
         }
@@ -61,7 +63,7 @@ impl TopicSchemas {
 
     /// Messages that failed a check under the `warn` policy and were kept.
     pub fn warnings(&self) -> u64 {
-        self.warnings.load(Ordering::Relaxed)
+        self.warnings.get()
     }
 
     /// CreateProducer's check: binds `topic` to the reference's subject (see the
@@ -153,7 +155,7 @@ impl TopicSchemas {
                 config.subject
             ))),
             _ => {
-                self.warnings.fetch_add(1, Ordering::Relaxed);
+                self.warnings.inc();
                 tracing::warn!(%topic, subject = config.subject, %problem, "message does not match the topic's schema (policy warn: kept)");
                 Ok(())
             }
