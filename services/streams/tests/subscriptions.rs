@@ -134,6 +134,48 @@ async fn reserved_streams_are_refused_as_subscription_targets() {
     node.stop().await;
 }
 
+/// Two nodes on one storage: a subscription deleted and created again on one node (same
+/// record count, so the other node's cached read position looks "up to date" in the new log)
+/// is read afresh on the other; a record a stale node left in the new log is skipped, not a
+/// reason to give up loading it.
+#[tokio::test]
+async fn a_subscription_created_again_is_read_afresh_on_another_node() {
+    let storage = memory();
+    let a = Node::start(storage.clone(), test_settings()).await;
+    let b = Node::start(storage.clone(), test_settings()).await;
+    let old = json!({ "type": "pull-wake", "streams": ["x"], "wake_stream": "w1" });
+    assert_eq!(a.put_subscription("again", old).await.0, 201);
+    let (status, held) = b.get_subscription("again").await;
+    assert_eq!((status, held["wake_stream"].clone()), (200, json!("w1")));
+
+    let path = "/v1/stream/__ds/subscriptions/again";
+    assert_eq!(a.send(Method::Delete, path, &[], None).await.0, 204);
+    let new = json!({ "type": "pull-wake", "streams": ["y"], "wake_stream": "w2" });
+    assert_eq!(a.put_subscription("again", new).await.0, 201);
+    let (status, seen) = b.get_subscription("again").await;
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["wake_stream"], "w2", "{seen}");
+    assert_eq!(seen["streams"][0]["path"], "y", "{seen}");
+
+    // What a node still holding the old incarnation would append into the new log.
+    let log = StreamName::new("__ds/subscriptions/again").expect("name");
+    let stale = json!({ "inc": "an-old-incarnation", "events": [] }).to_string();
+    storage
+        .append(
+            &log,
+            AppendRequest::record(stale).with_content_type("application/json"),
+        )
+        .await
+        .expect("append");
+    let c = Node::start(storage.clone(), test_settings()).await;
+    let (status, loaded) = c.get_subscription("again").await;
+    assert_eq!(status, 200, "{loaded}");
+    assert_eq!(loaded["wake_stream"], "w2", "{loaded}");
+    for node in [a, b, c] {
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn callbacks_ack_and_stale_generations_are_fenced() {
     let node = Node::start(memory(), test_settings()).await;

@@ -128,7 +128,16 @@ impl Store {
     /// The subscription as its log stands now (`None`: no such subscription).
     pub(crate) async fn load(&self, id: &str) -> Result<Option<Loaded>, StorageError> {
         let name = log_name(id)?;
+        // The index first: a delete and re-create elsewhere drops the held state. Without it a
+        // new log with as many records as the old one looks "up to date" from the held read
+        // position, and this node would act on (and append) the old incarnation.
+        self.ids().await?;
         let mut current = self.cached(id);
+        // Whether `current` was read from the creation record in this load: then a record of
+        // another incarnation is one a stale node appended after it, skipped; in held state
+        // it means the log was replaced, and reading starts over.
+        let mut from_creation = false;
+        let mut skipped = 0u64;
         let mut reloads = 0;
         loop {
             let from = current.as_ref().map(|l| l.cursor.clone());
@@ -157,11 +166,17 @@ impl Store {
                         }
                         loaded.version += 1;
                     }
+                    // Still a record: it counts for the compare-and-set's writer sequence.
+                    Some(loaded) if from_creation => {
+                        loaded.version += 1;
+                        skipped += 1;
+                    }
                     Some(_) => {
                         restart = true;
                         break;
                     }
                     None => {
+                        from_creation = true;
                         let sub = Subscription::from_created(id, &entry).ok_or_else(|| {
                             corrupt(format!(
                                 "subscription log {name} does not start with its creation"
@@ -185,6 +200,10 @@ impl Store {
                 }
                 current = None;
                 continue;
+            }
+            if skipped > 0 {
+                tracing::warn!(log = %name, skipped, "skipped records of an earlier incarnation");
+                skipped = 0;
             }
             let Some(loaded) = current.as_mut() else {
                 // An empty log: created and not written yet, or being replaced.
