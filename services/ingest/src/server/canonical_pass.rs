@@ -78,8 +78,41 @@ impl CanonicalPass {
             message: self.tables.envelope,
             check_min_len: true,
         };
-        let mut members = seed.deserialize(&mut de).ok()?;
+        let members = seed.deserialize(&mut de).ok()?;
         de.end().ok()?;
+        self.finish(members, raw.len() + 128, context)
+    }
+
+    /// Every event of the batch body `json` (`{"events":[...]}`, at most `max_events`)
+    /// accepted in one pass over the body, without splitting it into events first; `None`
+    /// if any event (or the body) is not for this pass: the batch is then read event by
+    /// event. The caller makes sure no event can be over the size limit (the body is not).
+    pub(crate) fn accept_batch<'a>(
+        &'a self,
+        json: &'a str,
+        max_events: usize,
+        context: &IngestContext<'_>,
+    ) -> Option<Vec<EventOutcome>> {
+        let mut de = serde_json::Deserializer::from_str(json);
+        let outcomes = BatchSeed {
+            pass: self,
+            max_events,
+            context,
+        }
+        .deserialize(&mut de)
+        .ok()?;
+        de.end().ok()?;
+        Some(outcomes)
+    }
+
+    /// The accepted event of an envelope's kept `members`, if it breaks no rule; its record
+    /// reserved at `record_bytes`.
+    fn finish<'a>(
+        &'a self,
+        mut members: Vec<Member<'a>>,
+        record_bytes: usize,
+        context: &IngestContext<'_>,
+    ) -> Option<EventOutcome> {
         let envelope = self.tables.messages.get(self.tables.envelope)?;
 
         let payload = members
@@ -115,8 +148,7 @@ impl CanonicalPass {
             value: Out::I64(context.received_ms),
         });
         members.sort_unstable_by_key(|m| m.rank);
-        // Records are a few hundred bytes: one allocation for most.
-        let mut record = Vec::with_capacity(raw.len() + 128);
+        let mut record = Vec::with_capacity(record_bytes);
         write_members(&members, &mut record);
         Some(EventOutcome::Valid(AcceptedEvent {
             id,
@@ -274,6 +306,88 @@ impl Out<'_> {
                 out.push(b']');
             }
         }
+    }
+}
+
+/// A batch body: an object whose only member is `events`, read by [`EventsSeed`].
+struct BatchSeed<'a, 'c> {
+    pass: &'a CanonicalPass,
+    max_events: usize,
+    context: &'c IngestContext<'c>,
+}
+
+impl<'a> DeserializeSeed<'a> for BatchSeed<'a, '_> {
+    type Value = Vec<EventOutcome>;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'a> Visitor<'a> for BatchSeed<'a, '_> {
+    type Value = Vec<EventOutcome>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a batch")
+    }
+
+    fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut outcomes = None;
+        while let Some(key) = map.next_key::<&'a str>()? {
+            if key != "events" || outcomes.is_some() {
+                return Err(not_canonical());
+            }
+            outcomes = Some(map.next_value_seed(EventsSeed {
+                pass: self.pass,
+                max_events: self.max_events,
+                context: self.context,
+            })?);
+        }
+        outcomes.ok_or_else(not_canonical)
+    }
+}
+
+/// The `events` array, every event accepted by the pass.
+struct EventsSeed<'a, 'c> {
+    pass: &'a CanonicalPass,
+    max_events: usize,
+    context: &'c IngestContext<'c>,
+}
+
+impl<'a> DeserializeSeed<'a> for EventsSeed<'a, '_> {
+    type Value = Vec<EventOutcome>;
+
+    fn deserialize<D: Deserializer<'a>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'a> Visitor<'a> for EventsSeed<'a, '_> {
+    type Value = Vec<EventOutcome>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of events")
+    }
+
+    fn visit_seq<S: SeqAccess<'a>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+        let tables = &self.pass.tables;
+        let mut outcomes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_events));
+        while let Some(members) = seq.next_element_seed(MessageSeed {
+            tables,
+            message: tables.envelope,
+            check_min_len: true,
+        })? {
+            if outcomes.len() == self.max_events {
+                return Err(not_canonical());
+            }
+            // The bench's and the SDKs' events are a few hundred bytes.
+            let outcome = self
+                .pass
+                .finish(members, 384, self.context)
+                .ok_or_else(not_canonical)?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
     }
 }
 
@@ -703,6 +817,46 @@ mod tests {
         };
         assert!(!fast.id.is_empty() && !fast.idempotency_key.is_empty());
         assert_eq!(without_fresh(&fast), without_fresh(&general));
+    }
+
+    #[test]
+    fn a_batch_of_canonical_events_is_read_in_one_pass_or_not_at_all() {
+        let schema = Schema::load().expect("schema");
+        let pass = pass(&schema);
+        let valid: Vec<&str> = CANONICAL_EVENTS
+            .into_iter()
+            .chain(MORE_EVENTS)
+            .filter(|text| pass.accept(text, &CONTEXT).is_some())
+            .collect();
+        assert_eq!(valid.len(), 6);
+        let body = |events: &[&str]| format!(r#" {{ "events" : [ {} ] }} "#, events.join(" , "));
+        let one_by_one: Vec<EventOutcome> = valid
+            .iter()
+            .map(|text| pass.accept(text, &CONTEXT).expect("valid"))
+            .collect();
+        assert_eq!(
+            pass.accept_batch(&body(&valid), 6, &CONTEXT),
+            Some(one_by_one)
+        );
+        // More than the limit, another member, an event the pass leaves: all or nothing.
+        assert_eq!(pass.accept_batch(&body(&valid), 5, &CONTEXT), None);
+        let with_more = format!(r#"{{"events":[{}],"x":1}}"#, valid[0]);
+        assert_eq!(pass.accept_batch(&with_more, 6, &CONTEXT), None);
+        let twice = format!(r#"{{"events":[{0}],"events":[{0}]}}"#, valid[0]);
+        assert_eq!(pass.accept_batch(&twice, 6, &CONTEXT), None);
+        for other in CANONICAL_EVENTS.into_iter().filter(|t| !valid.contains(t)) {
+            let mixed = [valid[0], other, valid[1]];
+            assert_eq!(
+                pass.accept_batch(&body(&mixed), 6, &CONTEXT),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            pass.accept_batch(r#"{"events":[]}"#, 6, &CONTEXT),
+            Some(Vec::new())
+        );
+        assert_eq!(pass.accept_batch(r#"{"events":{}}"#, 6, &CONTEXT), None);
     }
 
     #[test]

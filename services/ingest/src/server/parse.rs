@@ -100,6 +100,9 @@ impl EventParser {
         json: &[u8],
         context: &IngestContext<'_>,
     ) -> Result<Vec<EventOutcome>, RequestError> {
+        if let Some(outcomes) = self.accept_canonical_batch(json, context) {
+            return Ok(outcomes);
+        }
         let raw_events = match events_in_one_pass(json, self.limits.max_events) {
             Some(raw_events) => raw_events,
             None => self.events(json)?,
@@ -167,6 +170,24 @@ impl EventParser {
             Some(outcome) => Ok(outcome),
             None => self.parse_general(raw, path, context),
         }
+    }
+
+    /// Every event's outcome when all are valid canonical envelopes, read in one pass over
+    /// the body ([`CanonicalPass::accept_batch`]); `None` for the batch read event by event.
+    /// Only for a body within the size limit of one event, so that no event is over it.
+    fn accept_canonical_batch(
+        &self,
+        json: &[u8],
+        context: &IngestContext<'_>,
+    ) -> Option<Vec<EventOutcome>> {
+        if json.len() > self.limits.max_event_bytes {
+            return None;
+        }
+        let text = std::str::from_utf8(json).ok()?;
+        let pass = self.canonical.as_ref()?;
+        let outcomes = pass.accept_batch(text, self.limits.max_events, context)?;
+        // An empty batch is an error, worded by the event-by-event reading.
+        (!outcomes.is_empty()).then(|| outcomes.into_iter().map(within_dedup_limits).collect())
     }
 
     /// The outcome of a valid canonical envelope within the size limit, read in one pass
