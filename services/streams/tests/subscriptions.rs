@@ -11,7 +11,13 @@ use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier_streams::server::SubscriptionSettings;
 use courier_traits::clock::ManualClock;
-use courier_traits::storage::{AppendRequest, StreamConfig, StreamName, StreamStorage};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use courier_traits::storage::{
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
+    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
+    WaitOutcome,
+};
 use courier_traits::transport::Method;
 use serde_json::{Value, json};
 use support::{
@@ -174,6 +180,104 @@ async fn a_subscription_created_again_is_read_afresh_on_another_node() {
     for node in [a, b, c] {
         node.stop().await;
     }
+}
+
+/// A memory storage that counts `head` calls: the stream tails subscriptions read.
+struct HeadCounting {
+    inner: MemoryStreamStorage,
+    heads: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl StreamStorage for HeadCounting {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<bytes::Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.inner.create(name, config, initial).await
+    }
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        self.inner.append(name, request).await
+    }
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        self.inner.read(name, from, limits).await
+    }
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        self.inner.wait(name, after, timeout).await
+    }
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        self.heads.fetch_add(1, Ordering::SeqCst);
+        self.inner.head(name).await
+    }
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        self.inner.delete(name).await
+    }
+    fn capabilities(&self) -> StorageCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// All records of `stream` as one text (the logs here are small: one read holds them).
+async fn stream_text(storage: &dyn StreamStorage, stream: &str) -> String {
+    let name = StreamName::new(stream).expect("name");
+    match storage.read(&name, None, ReadLimits::default()).await {
+        Ok(batch) => batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect(),
+        Err(_) => String::new(),
+    }
+}
+
+/// While a wake is outstanding nothing can start another, so an append to one of N linked
+/// streams reads no tails (it read all N per append: N storage calls on every append).
+#[tokio::test]
+async fn appends_during_a_wake_read_no_stream_tails() {
+    const STREAMS: usize = 20;
+    let storage = Arc::new(HeadCounting {
+        inner: MemoryStreamStorage::new(),
+        heads: AtomicUsize::new(0),
+    });
+    let node = Node::start(storage.clone(), test_settings()).await;
+    node.append("fan-wake", json!({ "seed": true })).await;
+    let body = json!({ "type": "pull-wake", "pattern": "fan/*", "wake_stream": "fan-wake" });
+    assert_eq!(node.put_subscription("fan", body).await.0, 201);
+    node.append("fan/0", json!({ "i": 0 })).await;
+    eventually("the first append to wake the subscription", || async {
+        stream_text(&*storage, "fan-wake").await.contains("\"fan\"")
+    })
+    .await;
+
+    let before = storage.heads.load(Ordering::SeqCst);
+    for i in 1..=STREAMS {
+        node.append(&format!("fan/{i}"), json!({ "i": i })).await;
+    }
+    eventually("every stream to be linked", || async {
+        let log = stream_text(&*storage, "__ds/subscriptions/fan").await;
+        (1..=STREAMS).all(|i| log.contains(&format!("\"fan/{i}\"")))
+    })
+    .await;
+    let heads = storage.heads.load(Ordering::SeqCst) - before;
+    // The appends themselves may look at their stream; the subscription reads nothing more.
+    assert!(heads <= STREAMS, "{heads} tails read for {STREAMS} appends");
+    node.stop().await;
 }
 
 #[tokio::test]

@@ -201,13 +201,29 @@ impl Subscriptions {
         &self,
         id: &str,
         extra: Option<&str>,
+        decide: impl FnMut(&mut Draft, &Tails, u64) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        self.commit_reading(id, extra, TailsNeeded::Always, decide)
+            .await
+    }
+
+    /// [`Self::commit`], reading the tails only when `needed` says so (no tails: `decide`
+    /// sees an empty map).
+    async fn commit_reading<T>(
+        &self,
+        id: &str,
+        extra: Option<&str>,
+        needed: TailsNeeded,
         mut decide: impl FnMut(&mut Draft, &Tails, u64) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let Some(loaded) = self.0.store.load(id).await? else {
                 return Err(ApiError::not_found());
             };
-            let tails = self.tails(&loaded.sub, extra).await?;
+            let tails = match needed {
+                TailsNeeded::UnlessWaking if loaded.sub.wake.is_some() => Tails::new(),
+                _ => self.tails(&loaded.sub, extra).await?,
+            };
             let mut draft = Draft {
                 state: loaded.sub.clone(),
                 events: Vec::new(),
@@ -304,7 +320,7 @@ impl Subscriptions {
     /// wake still running); this check, made after the end was committed, sees it.
     async fn settle(&self, id: &str) {
         let result = self
-            .commit(id, None, |draft, tails, now| {
+            .commit_reading(id, None, TailsNeeded::UnlessWaking, |draft, tails, now| {
                 self.wake_if_pending(draft, tails, now);
                 Ok(())
             })
@@ -508,32 +524,37 @@ impl Subscriptions {
                 continue;
             }
             let result = self
-                .commit(&id, Some(path), |draft, tails, now| {
-                    let matches = draft
-                        .state
-                        .config
-                        .pattern
-                        .as_deref()
-                        .is_some_and(|p| glob::matches(p, path));
-                    let link = draft.state.links.get(path);
-                    if matches && !link.is_some_and(|l| l.glob) {
-                        // A stream joins at the offset before the append that made it join:
-                        // what it held before the subscription saw it is not news.
-                        let acked = match link {
-                            Some(link) => link.acked.clone(),
-                            None => before.as_ref().map(|o| o.as_str().to_owned()),
-                        };
-                        draft.push(Event::Linked {
-                            path: path.to_owned(),
-                            link: model::LinkType::Glob,
-                            acked,
-                        });
-                    }
-                    if draft.state.links.contains_key(path) {
-                        self.wake_if_pending(draft, tails, now);
-                    }
-                    Ok(())
-                })
+                .commit_reading(
+                    &id,
+                    Some(path),
+                    TailsNeeded::UnlessWaking,
+                    |draft, tails, now| {
+                        let matches = draft
+                            .state
+                            .config
+                            .pattern
+                            .as_deref()
+                            .is_some_and(|p| glob::matches(p, path));
+                        let link = draft.state.links.get(path);
+                        if matches && !link.is_some_and(|l| l.glob) {
+                            // A stream joins at the offset before the append that made it join:
+                            // what it held before the subscription saw it is not news.
+                            let acked = match link {
+                                Some(link) => link.acked.clone(),
+                                None => before.as_ref().map(|o| o.as_str().to_owned()),
+                            };
+                            draft.push(Event::Linked {
+                                path: path.to_owned(),
+                                link: model::LinkType::Glob,
+                                acked,
+                            });
+                        }
+                        if draft.state.links.contains_key(path) {
+                            self.wake_if_pending(draft, tails, now);
+                        }
+                        Ok(())
+                    },
+                )
                 .await;
             match result {
                 Ok(()) => {}
@@ -545,6 +566,16 @@ impl Subscriptions {
         }
         Ok(())
     }
+}
+
+/// Which stream tails a change reads before deciding.
+#[derive(Clone, Copy)]
+enum TailsNeeded {
+    Always,
+    /// Only when no wake is outstanding: for changes whose only use of the tails is starting
+    /// a wake, which cannot happen while one runs (a `**` subscription links many streams, and
+    /// reading every tail on every append was one storage call per linked stream).
+    UnlessWaking,
 }
 
 /// The background task: handles appends as they come and checks leases periodically. It
