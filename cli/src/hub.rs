@@ -12,11 +12,12 @@ use courier::traits::bus::MessageBus;
 use serde::Deserialize;
 
 use crate::config::{self, parse_duration};
+use crate::hub_channels::ChannelsSection;
 
 /// Flags (each also from the environment); they override the config file.
 #[derive(Args, Debug)]
 pub(crate) struct HubArgs {
-    /// YAML config file (server: and cluster: sections, see deploy/hub.yaml).
+    /// YAML config file (server:, cluster: and channels: sections, see deploy/hub.yaml).
     #[arg(long, short, env = "COURIER_HUB_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on, HOST:PORT or :PORT [default: :8080].
@@ -46,6 +47,10 @@ pub(crate) struct HubArgs {
     /// This node's id (random when unset).
     #[arg(long, env = "COURIER_HUB_NODE_ID")]
     node_id: Option<String>,
+    /// Storage for channel history (memory | sqlite:PATH | redis://… | postgres://…), shared
+    /// by every node of a cluster; overrides channels.history_storage.
+    #[arg(long, env = "COURIER_HUB_HISTORY_STORAGE")]
+    history_storage: Option<String>,
     /// Client read timeout, e.g. 3m.
     #[arg(long, env = "COURIER_HUB_READ_TIMEOUT", value_parser = parse_duration)]
     read_timeout: Option<Duration>,
@@ -58,6 +63,8 @@ struct FileConfig {
     server: ServerSection,
     #[serde(default)]
     cluster: ClusterSection,
+    #[serde(default)]
+    channels: ChannelsSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +140,7 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
     let file: FileConfig = config::load(args.config.as_deref())?;
     let server = file.server;
     let cluster = file.cluster;
+    let channels = file.channels;
     let addr = parse_addr(
         args.addr
             .as_deref()
@@ -169,6 +177,16 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
                 .heartbeat_interval
                 .unwrap_or(defaults.heartbeat_interval),
         );
+    let mut hub_config = channels.apply_rules(hub_config)?;
+    if let Some(spec) = args.history_storage.or(channels.history_storage.clone()) {
+        tracing::info!(storage = %crate::storage::redacted(&spec), "channel history storage");
+        hub_config = hub_config.with_history_storage(crate::storage::open(&spec).await?);
+    } else if channels.wants_history() {
+        return Err(
+            "a channel rule keeps history: set channels.history_storage or --history-storage"
+                .into(),
+        );
+    }
     if hub_config.message_buffer_cap == 0 {
         return Err("server.message_buffer_cap must be at least 1".into());
     }
@@ -201,6 +219,7 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
     if let Some(token) = args.client_token.or(server.client_token) {
         options = options.with_client_token(token);
     }
+    let options = channels.apply_server(options)?;
     if options.api_key.is_none() {
         tracing::warn!("no api_key set: the HTTP API (push, broadcast, count) answers 403");
     }

@@ -19,6 +19,7 @@ mod broker;
 mod broker_security;
 mod config;
 mod hub;
+mod hub_channels;
 mod ingest;
 mod ingest_keys;
 mod storage;

@@ -36,31 +36,11 @@ async fn demo_page_connects_pings_and_shows_broadcasts_in_headless_chromium() {
     std::fs::write(&config, "server:\n  ping_interval: 1s\n").expect("config");
     let hub = Node::start(&config, &[]).await;
 
-    let devtools_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr").port()
-    };
     let page = format!(
         "http://127.0.0.1:{}/?autoping=1&client_id=browser",
         hub.port
     );
-    let _chromium = tokio::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            &format!("--user-data-dir={}", dir.path().join("profile").display()),
-            &format!("--remote-debugging-port={devtools_port}"),
-            "--remote-debugging-address=127.0.0.1",
-            &page,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromium starts");
+    let (_chromium, devtools_port) = launch(browser, dir.path(), &page);
 
     // The page connected as client "browser".
     until("the browser connects", || async {
@@ -96,6 +76,99 @@ async fn demo_page_connects_pings_and_shows_broadcasts_in_headless_chromium() {
     assert_eq!(state["state"], "connected");
     assert_eq!(state["client"], "browser");
     assert_eq!(state["last"], "hello from the test");
+    hub.stop().await;
+}
+
+/// Starts headless `browser` on `page`; the process (killed on drop) and its DevTools port.
+fn launch(browser: &str, dir: &std::path::Path, page: &str) -> (tokio::process::Child, u16) {
+    let devtools_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let child = tokio::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            &format!("--user-data-dir={}", dir.join("profile").display()),
+            &format!("--remote-debugging-port={devtools_port}"),
+            "--remote-debugging-address=127.0.0.1",
+            page,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromium starts");
+    (child, devtools_port)
+}
+
+/// Evaluates `expression` (a string) until `done` holds for it; panics after [`WAIT`].
+async fn wait_for(devtools: &DevTools, expression: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let value = devtools.evaluate(expression).await;
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "page shows: {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_page_subscribes_and_shows_history_after_a_reload() {
+    let browser = chromium().expect("chromium is installed (apt-get install chromium)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("hub.yaml");
+    std::fs::write(
+        &config,
+        "channels:\n  rules:\n    - pattern: chat.*\n      history: { max_len: 100, max_age: 10m }\n  history_storage: memory\n",
+    )
+    .expect("config");
+    let hub = Node::start(&config, &[]).await;
+    let page = format!("http://127.0.0.1:{}/?channel=chat.demo", hub.port);
+    let (_chromium, devtools_port) = launch(browser, dir.path(), &page);
+    let devtools = DevTools::attach(devtools_port).await;
+    let history = "Array.from(document.querySelectorAll('#history li')).map(li => li.textContent.split('  @')[0]).join(',')";
+    let status = "document.getElementById('chanstate').textContent";
+    wait_for(&devtools, status, |s| s.starts_with("subscribed")).await;
+    for text in ["one", "two"] {
+        let (code, body) = hub
+            .api(
+                Method::Post,
+                "/api/v1/channels/chat.demo/publish",
+                &format!("{text:?}"),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    wait_for(&devtools, history, |h| h == r#""one","two""#).await;
+
+    // The page moves to another channel, one more is published on this one, then the page
+    // is reloaded: all three are shown, two from the page's own storage, the third
+    // recovered from the channel's history.
+    devtools
+        .evaluate("$('channel').value = 'chat.other'; subscribe(); 'moved'")
+        .await;
+    wait_for(&devtools, history, str::is_empty).await;
+    let (code, body) = hub
+        .api(
+            Method::Post,
+            "/api/v1/channels/chat.demo/publish",
+            r#""three""#,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    devtools.evaluate("location.reload(); 'reloading'").await;
+    wait_for(&devtools, history, |h| h == r#""one","two","three""#).await;
+    let status = wait_for(&devtools, status, |s| s.contains("recovered")).await;
+    assert!(status.contains("1 recovered"), "{status}");
     hub.stop().await;
 }
 
