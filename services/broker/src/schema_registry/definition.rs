@@ -5,6 +5,7 @@ use apache_avro::Schema as AvroSchema;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::avro_bounds::check_payload_bounds;
 use super::error::RegistryError;
 use super::types::SchemaType;
 
@@ -116,6 +117,10 @@ impl ParsedDefinition {
                 }
             }
             Definition::Avro(schema) => {
+                // Proven first: apache-avro would reserve whatever a block count claims.
+                check_payload_bounds(schema, payload).map_err(|error| {
+                    format!("payload is not an Avro datum of the schema: {error}")
+                })?;
                 let mut rest = payload;
                 let value =
                     apache_avro::from_avro_datum(schema, &mut rest, None).map_err(|error| {
@@ -280,5 +285,38 @@ mod tests {
         );
         let opaque = ParsedDefinition::parse(SchemaType::Bytes, b"").expect("valid");
         assert!(opaque.validate_payload(b"\xff anything").is_ok());
+    }
+
+    #[test]
+    fn avro_block_counts_beyond_the_payload_are_refused_without_allocating() {
+        let longs =
+            ParsedDefinition::parse(SchemaType::Avro, br#"{"type":"array","items":"long"}"#)
+                .expect("valid");
+        // Two longs (1, 2), then the end of the array.
+        assert!(longs.validate_payload(&[0x04, 0x02, 0x04, 0x00]).is_ok());
+        // A block claiming about a billion longs: apache-avro alone reserves tens of GiB for
+        // it and aborts the process.
+        let claim = [0x80, 0x80, 0x80, 0xE8, 0x03, 0x02];
+        let error = longs.validate_payload(&claim).expect_err("refused");
+        assert!(error.contains("more than the payload"), "{error}");
+        let nulls =
+            ParsedDefinition::parse(SchemaType::Avro, br#"{"type":"array","items":"null"}"#)
+                .expect("valid");
+        // Zero-width items: many blocks of payload-sized counts would stand for billions.
+        let mut blocks = Vec::new();
+        for _ in 0..4 {
+            blocks.extend_from_slice(&[0x10]);
+        }
+        blocks.push(0);
+        assert!(nulls.validate_payload(&blocks).is_err());
+        let deep = ParsedDefinition::parse(
+            SchemaType::Avro,
+            br#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#,
+        )
+        .expect("valid");
+        let mut nested = vec![0x02; 100_000];
+        nested.push(0x00);
+        assert!(deep.validate_payload(&nested).is_err(), "stack-deep datum");
+        assert!(deep.validate_payload(&[0x02, 0x02, 0x00]).is_ok());
     }
 }

@@ -22,6 +22,7 @@
 //! Topic bindings are registry events (in `broker/schemas`), not catalog events: a topic can
 //! be configured by an admin before it exists.
 
+mod avro_bounds;
 pub mod compat;
 pub mod definition;
 mod error;
