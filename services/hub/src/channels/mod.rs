@@ -52,6 +52,7 @@ pub use history::HistoryLimits;
 use history::Recovery;
 pub use pattern::{ChannelPattern, MAX_CHANNEL_LEN, validate_channel};
 use presence::PresenceBook;
+use recovery::Live;
 pub(crate) use rules::rule_for;
 pub use rules::{ChannelRule, ClientGrants};
 use table::SubscriptionTable;
@@ -105,9 +106,15 @@ pub(crate) fn deliver_local(
     frame: &Frame,
 ) -> BroadcastReport {
     let mut entries = table.matching(channel);
-    let before = entries.len();
-    entries.retain(|entry| !entry.recovery.hold(channel, frame));
-    let held = before - entries.len();
+    let mut held = 0;
+    entries.retain(|entry| match entry.recovery.live(channel, frame) {
+        Live::Deliver => true,
+        Live::Held => {
+            held += 1;
+            false
+        }
+        Live::Drop => false,
+    });
     let mut report = registry.fan_out(entries, frame);
     report.delivered += held;
     report
@@ -241,6 +248,7 @@ impl Channels {
             "presence" => self.presence_of(entry, channel),
             "unsubscribe" => {
                 let was = self.table.unsubscribe(entry.conn_id, channel);
+                entry.recovery.clear_floor(channel);
                 if was {
                     self.presence_changed(false, channel, &entry.id);
                 }
@@ -354,6 +362,7 @@ impl Channels {
                 body["reason"] = json!(reason);
             }
         }
+        let client_has = body["offset"].as_str().map(str::to_owned);
         let reply = AppMessage::new(id, "subscribed", body);
         entry.recovery.finish(channel, |held, overflowed| {
             let mut reply = reply;
@@ -370,6 +379,10 @@ impl Channels {
                 if !already {
                     self.offer(entry, frame);
                 }
+            }
+            // Under the same lock as the release: no live copy slips in between.
+            if let Some(floor) = client_has {
+                entry.recovery.set_floor(channel, floor);
             }
         });
         if newly {

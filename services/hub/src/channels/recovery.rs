@@ -19,12 +19,28 @@ struct Held {
     overflowed: bool,
 }
 
-/// One connection's channels being set up.
+/// What to do with a live publication for one connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Live {
+    /// Queue it now.
+    Deliver,
+    /// Kept until the subscription is set up.
+    Held,
+    /// Already given to the client (recovered, or before where its subscription started).
+    Drop,
+}
+
+/// One connection's channels being set up, and where its history subscriptions started.
 #[derive(Default)]
 pub(crate) struct RecoveryBuffers {
-    /// How many channels are held: the delivery path checks it without taking the lock.
+    /// How many channels are held or have a floor: the delivery path checks it without
+    /// taking the lock.
     active: AtomicUsize,
     held: Mutex<HashMap<String, Held>>,
+    /// Per history channel, the offset up to which the client has everything (what it had,
+    /// what it recovered, or where it started): a live copy of an older publication arriving
+    /// late from the bus is not delivered again.
+    floors: Mutex<HashMap<String, String>>,
 }
 
 /// The offset a publication frame carries (`data.offset`), if any.
@@ -42,21 +58,46 @@ impl RecoveryBuffers {
         }
     }
 
-    /// Holds `frame` if `channel` is being set up; false when it should be delivered now.
-    pub(crate) fn hold(&self, channel: &str, frame: &Frame) -> bool {
+    /// Holds `frame` if `channel` is being set up, drops it if the client already has it.
+    pub(crate) fn live(&self, channel: &str, frame: &Frame) -> Live {
         if self.active.load(Ordering::Acquire) == 0 {
-            return false;
+            return Live::Deliver;
         }
         let mut held = lock(&self.held);
-        let Some(entry) = held.get_mut(channel) else {
-            return false;
-        };
-        if entry.frames.len() >= MAX_HELD {
-            entry.overflowed = true;
-        } else {
-            entry.frames.push((frame.share(), offset_of(frame)));
+        if let Some(entry) = held.get_mut(channel) {
+            if entry.frames.len() >= MAX_HELD {
+                entry.overflowed = true;
+            } else {
+                entry.frames.push((frame.share(), offset_of(frame)));
+            }
+            return Live::Held;
         }
-        true
+        drop(held);
+        let floors = lock(&self.floors);
+        let Some(floor) = floors.get(channel) else {
+            return Live::Deliver;
+        };
+        match offset_of(frame) {
+            Some(offset) if offset <= *floor => Live::Drop,
+            _ => Live::Deliver,
+        }
+    }
+
+    /// Sets where the client's history subscription to `channel` starts.
+    pub(crate) fn set_floor(&self, channel: &str, floor: String) {
+        if lock(&self.floors)
+            .insert(channel.to_owned(), floor)
+            .is_none()
+        {
+            self.active.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Forgets the floor of `channel` (unsubscribed).
+    pub(crate) fn clear_floor(&self, channel: &str) {
+        if lock(&self.floors).remove(channel).is_some() {
+            self.active.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Ends holding `channel`: `release` runs, under the lock (so no live publication of the
@@ -74,5 +115,34 @@ impl RecoveryBuffers {
         }
         let entry = entry.unwrap_or_default();
         release(entry.frames, entry.overflowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(offset: &str) -> Frame {
+        let body = serde_json::json!({"data": {"channel": "c", "offset": offset}});
+        Frame::text(body.to_string())
+    }
+
+    #[test]
+    fn held_while_set_up_then_late_copies_below_the_floor_are_dropped() {
+        let buffers = RecoveryBuffers::default();
+        assert_eq!(buffers.live("c", &publication("05")), Live::Deliver);
+        buffers.begin("c");
+        assert_eq!(buffers.live("c", &publication("06")), Live::Held);
+        assert_eq!(buffers.live("other", &publication("01")), Live::Deliver);
+        let held = buffers.finish("c", |held, overflowed| {
+            buffers.set_floor("c", "07".into());
+            (held.len(), overflowed)
+        });
+        assert_eq!(held, (1, false));
+        // A copy of a publication the client recovered, arriving late from the bus.
+        assert_eq!(buffers.live("c", &publication("07")), Live::Drop);
+        assert_eq!(buffers.live("c", &publication("08")), Live::Deliver);
+        buffers.clear_floor("c");
+        assert_eq!(buffers.live("c", &publication("07")), Live::Deliver);
     }
 }
