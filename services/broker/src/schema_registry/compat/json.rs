@@ -21,7 +21,10 @@
 //! - `items`: checked recursively.
 //! - local `$ref` (`#`, `#/$defs/…`, `#/definitions/…`) followed on both sides, recursion
 //!   bounded; a remote `$ref` cannot be proven compatible.
-//! - `allOf` in the reader: the writer must satisfy each branch. `anyOf` / `oneOf` in the
+//! - `allOf` in the reader: the writer must satisfy each branch; in the writer: the reader
+//!   must read one branch. Equal `anyOf`/`oneOf`/`allOf` (and unsupported keywords) are
+//!   skipped only when they hold no `$ref`, which resolves against a different root on each
+//!   side. `anyOf` / `oneOf` in the
 //!   writer: each branch is checked; in the reader: some branch must accept the writer
 //!   (`oneOf`'s exclusivity is not checked).
 //! - any other constraining keyword the reader has (`not`, `if`, `patternProperties`,
@@ -158,7 +161,7 @@ impl Walk<'_> {
         // A writer union: every branch must be readable.
         for keyword in ["anyOf", "oneOf"] {
             if let Some(Value::Array(branches)) = writer.get(keyword)
-                && reader.get(keyword) != writer.get(keyword)
+                && !provably_same(reader.get(keyword), writer.get(keyword))
             {
                 let mut base = writer.clone();
                 base.remove(keyword);
@@ -178,7 +181,7 @@ impl Walk<'_> {
         // A reader union: some branch must accept the writer.
         for keyword in ["anyOf", "oneOf"] {
             if let Some(Value::Array(branches)) = reader.get(keyword)
-                && reader.get(keyword) != writer.get(keyword)
+                && !provably_same(reader.get(keyword), writer.get(keyword))
             {
                 let mut base = reader.clone();
                 base.remove(keyword);
@@ -195,8 +198,34 @@ impl Walk<'_> {
                 return reasons;
             }
         }
+        // A writer intersection: its data satisfies every branch, so one branch the reader
+        // can read is enough (needing two together is reported, erring on the safe side).
+        if let Some(Value::Array(branches)) = writer.get("allOf")
+            && !provably_same(reader.get("allOf"), writer.get("allOf"))
+        {
+            let mut base = writer.clone();
+            base.remove("allOf");
+            let whole = Value::Object(reader.clone());
+            let mut first_reasons = None;
+            for branch in branches {
+                let merged = overlay(&base, self.writer_root, branch);
+                let branch_reasons = self.node(&merged, &whole, path, depth + 1);
+                if branch_reasons.is_empty() {
+                    return Vec::new();
+                }
+                first_reasons.get_or_insert(branch_reasons);
+            }
+            if let Some(first) = first_reasons {
+                return first
+                    .into_iter()
+                    .map(|reason| {
+                        format!("{reason} (no single branch of the writer's allOf is readable)")
+                    })
+                    .collect();
+            }
+        }
         if let Some(Value::Array(branches)) = reader.get("allOf")
-            && reader.get("allOf") != writer.get("allOf")
+            && !provably_same(reader.get("allOf"), writer.get("allOf"))
         {
             let whole = Value::Object(writer.clone());
             for branch in branches {
@@ -205,7 +234,7 @@ impl Walk<'_> {
         }
         for keyword in UNSUPPORTED {
             if let Some(value) = reader.get(*keyword)
-                && writer.get(*keyword) != Some(value)
+                && !provably_same(writer.get(*keyword), Some(value))
             {
                 reasons.push(format!(
                     "{path}: the reader's {keyword} differs from the writer's; it cannot be proven compatible"
@@ -374,6 +403,22 @@ impl Walk<'_> {
                 self.node(writer_schema, reader_schema, &format!("{path}.*"), depth + 1),
             ),
         }
+    }
+}
+
+/// Whether two subschemas can be skipped as equal: textually equal and free of `$ref`, since
+/// a `$ref` resolves against its own document's root and the two roots may differ.
+fn provably_same(a: Option<&Value>, b: Option<&Value>) -> bool {
+    a == b && !a.is_some_and(contains_ref)
+}
+
+fn contains_ref(value: &Value) -> bool {
+    match value {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, inner)| key == "$ref" || contains_ref(inner)),
+        Value::Array(items) => items.iter().any(contains_ref),
+        _ => false,
     }
 }
 

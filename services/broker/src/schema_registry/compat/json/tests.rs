@@ -23,6 +23,19 @@ fn object(properties: serde_json::Value, required: &[&str], closed: bool) -> ser
     schema
 }
 
+/// What schemars/pydantic generate for `Option<Struct>`: `{keyword: [{$ref A}, {type null}]}`.
+fn optional_struct(keyword: &str, definition: serde_json::Value) -> serde_json::Value {
+    json!({
+        "$defs": {"A": definition},
+        keyword: [{"$ref": "#/$defs/A"}, {"type": "null"}]
+    })
+}
+
+/// What older schemars generate for a struct field: `{allOf: [{$ref A}]}`.
+fn all_of_ref(definition: serde_json::Value) -> serde_json::Value {
+    json!({"$defs": {"A": definition}, "allOf": [{"$ref": "#/$defs/A"}]})
+}
+
 fn rows() -> Vec<Row> {
     let id = json!({"type": "integer"});
     let name = json!({"type": "string"});
@@ -176,6 +189,61 @@ fn rows() -> Vec<Row> {
             new: object(json!({"v": {"anyOf": [name, id]}}), &[], false),
             backward: true,
             forward: false,
+        },
+        Row {
+            name: "Option<Struct> anyOf [$ref, null]: the struct gains a required field",
+            old: optional_struct("anyOf", object(json!({"id": id}), &[], false)),
+            new: optional_struct(
+                "anyOf",
+                object(json!({"id": id, "zip": name}), &["zip"], false),
+            ),
+            backward: false,
+            forward: true,
+        },
+        Row {
+            name: "Option<Struct> anyOf [$ref, null]: a struct field's type changes",
+            old: optional_struct("anyOf", object(json!({"id": id}), &[], false)),
+            new: optional_struct("anyOf", object(json!({"id": name}), &[], false)),
+            backward: false,
+            forward: false,
+        },
+        Row {
+            name: "Option<Struct> oneOf [$ref, null]: a struct field narrowed number -> integer",
+            old: optional_struct(
+                "oneOf",
+                object(json!({"n": {"type": "number"}}), &[], false),
+            ),
+            new: optional_struct("oneOf", object(json!({"n": id}), &[], false)),
+            backward: false,
+            forward: true,
+        },
+        Row {
+            name: "Option<Struct> anyOf [$ref, null]: the struct gains an optional field",
+            old: optional_struct("anyOf", object(json!({"id": id}), &[], false)),
+            new: optional_struct("anyOf", object(json!({"id": id, "zip": name}), &[], false)),
+            backward: true,
+            forward: true,
+        },
+        Row {
+            name: "allOf [$ref]: the struct gains a required field",
+            old: all_of_ref(object(json!({"id": id}), &[], false)),
+            new: all_of_ref(object(json!({"id": id, "zip": name}), &["zip"], false)),
+            backward: false,
+            forward: true,
+        },
+        Row {
+            name: "allOf [$ref]: a struct field's type changes",
+            old: all_of_ref(object(json!({"id": id}), &[], false)),
+            new: all_of_ref(object(json!({"id": name}), &[], false)),
+            backward: false,
+            forward: false,
+        },
+        Row {
+            name: "allOf [$ref]: the struct gains an optional field",
+            old: all_of_ref(object(json!({"id": id}), &[], false)),
+            new: all_of_ref(object(json!({"id": id, "zip": name}), &[], false)),
+            backward: true,
+            forward: true,
         },
         Row {
             name: "recursive $ref unchanged",
