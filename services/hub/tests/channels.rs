@@ -374,3 +374,23 @@ async fn presence_converges_across_nodes_within_the_stated_bound() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn pattern_subscriptions_announce_no_presence() {
+    let hub = Hub::new(None, presence_config("a")).await.expect("hub");
+    let mut watcher = connect(&hub, "watcher").await;
+    subscribe(&mut watcher, "room.*").await;
+    let mut other = connect(&hub, "other").await;
+    subscribe(&mut other, "room.*").await;
+    // Only exact subscriptions are members: a pattern's unsubscribe or disconnect says nothing.
+    let reply = request(&mut other, 2, "unsubscribe", json!({"channel": "room.*"})).await;
+    assert_eq!(reply["data"]["was_subscribed"], true, "{reply}");
+    subscribe(&mut other, "room.*").await;
+    drop(other);
+    assert_quiet(&mut watcher, QUIET).await;
+    // An exact subscriber is still announced to the pattern subscriber.
+    let mut member = connect(&hub, "member").await;
+    subscribe(&mut member, "room.1").await;
+    presence_event(&mut watcher, "join", "room.1", "member").await;
+    hub.shutdown().await;
+}

@@ -137,9 +137,11 @@ type Refusal = (&'static str, String);
 
 impl Channels {
     /// Tells local subscribers and the other nodes that `client` joined or left `channel`,
-    /// if the channel tracks presence.
+    /// if the channel tracks presence. Only exact subscriptions are members: a pattern such as
+    /// `room.*` also matches a `room.*` rule, and must not announce itself as a channel.
     fn presence_changed(&self, joined: bool, channel: &str, client: &str) {
-        if !self.presence.tracks(channel) {
+        let exact = ChannelPattern::parse(channel).is_ok_and(|p| p.is_exact());
+        if !exact || !self.presence.tracks(channel) {
             return;
         }
         let event = presence_event(joined, channel, client);
