@@ -617,6 +617,49 @@ async fn b9_topic_binding_policies_and_payload_validation() {
 }
 
 #[tokio::test]
+async fn b9_a_partitioned_topic_s_schema_settings_apply_to_its_partitions() {
+    let node = start(Arc::new(MemoryStreamStorage::new())).await;
+    let schema = r#"{"type":"object","required":["id"],"properties":{"id":{"type":"integer"}}}"#;
+    let orders = node
+        .register("orders", "json_schema", schema)
+        .await
+        .expect("v1");
+    let mut producers = Vec::new();
+    for index in 0..3 {
+        let partition = format!("/default/orders-part-{index}");
+        let producer = node
+            .create(&partition, &format!("p-{index}"), Some(latest("orders")))
+            .await
+            .expect("binds");
+        producers.push((partition, format!("p-{index}"), producer));
+    }
+    // Producers of the partitions bound the partitioned topic.
+    let config = node
+        .registry()
+        .get_topic_schema_config(GetTopicSchemaConfigRequest {
+            topic_name: "/default/orders".into(),
+        })
+        .await
+        .expect("the partitioned topic has the binding")
+        .into_inner();
+    assert_eq!(config.schema_subject, "orders");
+    node.configure("/default/orders", "orders", "enforce", true)
+        .await;
+    let schema_ref = Some((orders.schema_id, 1));
+    for (partition, name, producer) in &producers {
+        node.send(partition, name, *producer, schema_ref, br#"{"id":7}"#)
+            .await
+            .expect("valid payload");
+        assert_code(
+            node.send(partition, name, *producer, schema_ref, br#"{"id":"x"}"#)
+                .await,
+            Code::InvalidArgument,
+            "enforce",
+        );
+    }
+}
+
+#[tokio::test]
 async fn b9_avro_payloads_are_decoded_when_validation_is_on() {
     let node = start(Arc::new(MemoryStreamStorage::new())).await;
     let topic = "/default/orders";

@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 use super::error::RegistryError;
 use super::state::{SchemaVersion, Subject};
 use super::store::{Registration, SchemaRegistry};
+use super::topics::schema_topic;
 use super::types::ValidationPolicy;
 use crate::topic::TopicName;
 
@@ -50,9 +51,10 @@ fn schema_response(subject: &Subject, version: &SchemaVersion) -> GetSchemaRespo
     }
 }
 
+/// A topic RPC's name, as its settings are kept (a partition's under its topic).
 fn topic_name(name: &str) -> Result<String, Status> {
     TopicName::new(name)
-        .map(|topic| topic.to_string())
+        .map(|topic| schema_topic(&topic).to_string())
         .map_err(crate::status::invalid_argument)
 }
 

@@ -77,7 +77,7 @@ impl TopicSchemas {
     ) -> Result<(), Status> {
         let bound = self
             .registry
-            .bind_topic(topic.as_str(), &reference.subject)
+            .bind_topic(schema_topic(topic).as_str(), &reference.subject)
             .await?;
         let state = self.registry.read();
         let Some(subject) = state.subject(&bound.subject) else {
@@ -125,7 +125,8 @@ impl TopicSchemas {
         {
             self.registry.refresh().await?;
         }
-        let settings = || self.registry.read().topic(topic.as_str()).cloned();
+        let schema_topic = schema_topic(topic);
+        let settings = || self.registry.read().topic(schema_topic.as_str()).cloned();
         let Some(mut config) = settings() else {
             return Ok(());
         };
@@ -205,4 +206,12 @@ impl TopicSchemas {
             .err()
             .map(|reason| format!("version {version}: {reason}"))
     }
+}
+
+/// The name a topic's schema settings are kept under: a partition's are its partitioned
+/// topic's, so one ConfigureTopicSchema on `/ns/t` governs every `/ns/t-part-N`.
+pub fn schema_topic(topic: &TopicName) -> TopicName {
+    topic
+        .as_partition()
+        .map_or_else(|| topic.clone(), |(base, _)| base)
 }
