@@ -394,3 +394,33 @@ async fn pattern_subscriptions_announce_no_presence() {
     presence_event(&mut watcher, "join", "room.1", "member").await;
     hub.shutdown().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recovery_too_large_for_one_message_answers_resync() {
+    let storage = Arc::new(MemoryStreamStorage::new());
+    let config = history_config("a", &storage, 100_000).with_max_message_bytes(128 * 1024);
+    let hub = Hub::new(None, config).await.expect("hub");
+    let mut reader = connect(&hub, "reader").await;
+    let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.big"})).await;
+    let (offset, epoch) = (&reply["data"]["offset"], &reply["data"]["epoch"]);
+    let since = json!({"channel": "feed.big", "since": {"offset": offset, "epoch": epoch}});
+    drop(reader);
+    // 17 MiB missed, more than the SDK takes in one message (16 MiB): sent whole, the
+    // client would fail to read it, reconnect and ask again forever.
+    let chunk = "x".repeat(64 * 1024);
+    for _ in 0..17 * 16 {
+        hub.publish("feed.big", &json!(chunk))
+            .await
+            .expect("publish");
+    }
+    let mut reader = connect(&hub, "reader").await;
+    let reply = request(&mut reader, 2, "subscribe", since).await;
+    assert_eq!(
+        reply["data"]["resync"], true,
+        "recovered: {}",
+        reply["data"]["recovered"]
+    );
+    let reason = reply["data"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("bytes"), "{reason}");
+    hub.shutdown().await;
+}

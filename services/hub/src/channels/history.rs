@@ -12,7 +12,10 @@
 //! The history is bounded by [`HistoryLimits`]: a client that missed more than `max_len`
 //! publications, or whose first missed publication is older than `max_age`, or whose epoch
 //! is not the stream's (the stream was deleted and made again), or whose offset the stream
-//! does not know, is told to resync instead of receiving a partial history.
+//! does not know, is told to resync instead of receiving a partial history. So is one whose
+//! missed publications add up to more than [`MAX_RECOVERY_BYTES`]: the recovery travels as
+//! one `subscribed` message, and one the SDK cannot take (its frame and inflate limit is
+//! [`MAX_INFLATED`]) would make it reconnect and ask for the same recovery forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,8 +29,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::HubError;
+use crate::compression::MAX_INFLATED;
 use crate::locks::lock;
 use crate::message::now_ms;
+
+/// Most bytes of stored publications one recovery answers with: the SDK's message limit,
+/// less room for the reply's envelope (the stored records are a little larger than the
+/// `{"offset", "data"}` entries sent, so their sum bounds the reply).
+pub(crate) const MAX_RECOVERY_BYTES: usize = MAX_INFLATED as usize - (1 << 20);
 
 /// How far back a channel's history reaches for recovery.
 ///
@@ -201,6 +210,7 @@ impl History {
             return Ok(Recovery::Resync(format!("{since:?} is not an offset")));
         };
         let mut missed = Vec::new();
+        let mut missed_bytes = 0usize;
         let oldest_allowed = now_ms().saturating_sub(limits.max_age.as_millis() as i64);
         loop {
             let wanted = limits.max_len + 1 - missed.len();
@@ -242,6 +252,13 @@ impl History {
                     return Ok(Recovery::Resync(format!(
                         "the first missed publication is older than {:?}",
                         limits.max_age
+                    )));
+                }
+                // The offset is sent too; the record's own `ts` wrapping covers the keys.
+                missed_bytes += record.data.len() + offset.len();
+                if missed_bytes > MAX_RECOVERY_BYTES {
+                    return Ok(Recovery::Resync(format!(
+                        "the missed publications exceed {MAX_RECOVERY_BYTES} bytes"
                     )));
                 }
                 missed.push(Stored {

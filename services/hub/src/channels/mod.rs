@@ -25,7 +25,7 @@
 //! `subscribed` reply carries `epoch` and `offset` (where the client stands); with `since` it
 //! also carries `recovered: true` and `publications: [{"offset", "data"}, ...]` — everything
 //! published after `since`, in order — or `recovered: false, resync: true, reason` when the
-//! history no longer reaches back. Live publications that arrive while the reply is prepared
+//! history no longer reaches back (or what was missed is too large for one message). Live publications that arrive while the reply is prepared
 //! are held and follow it, without those already in `publications`: each publication
 //! reaches the client once, in order.
 
