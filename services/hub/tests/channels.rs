@@ -135,13 +135,7 @@ fn cluster_config(node: &str) -> HubConfig {
 
 #[tokio::test(start_paused = true)]
 async fn publications_cross_nodes_once_per_connection() {
-    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
-    let a = Hub::new(Some(bus.clone()), cluster_config("a"))
-        .await
-        .expect("hub a");
-    let b = Hub::new(Some(bus.clone()), cluster_config("b"))
-        .await
-        .expect("hub b");
+    let (_, a, b) = two_nodes(cluster_config).await;
     let mut a1 = connect(&a, "a1").await;
     let mut b1 = connect(&b, "b1").await;
     let mut b2 = connect(&b, "b2").await;
@@ -194,14 +188,8 @@ fn history_config(node: &str, storage: &Arc<MemoryStreamStorage>, max_len: usize
 
 #[tokio::test(start_paused = true)]
 async fn a_client_reconnecting_to_the_other_node_recovers_what_it_missed_once_and_in_order() {
-    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
     let storage = Arc::new(MemoryStreamStorage::new());
-    let a = Hub::new(Some(bus.clone()), history_config("a", &storage, 100))
-        .await
-        .expect("hub a");
-    let b = Hub::new(Some(bus.clone()), history_config("b", &storage, 100))
-        .await
-        .expect("hub b");
+    let (_, a, b) = two_nodes(|node| history_config(node, &storage, 100)).await;
     let mut reader = connect(&a, "reader").await;
     let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.x"})).await;
     assert_eq!(reply["message_type"], "subscribed", "{reply}");
@@ -298,6 +286,18 @@ async fn recovery_past_the_history_or_from_another_epoch_answers_resync() {
     hub.shutdown().await;
 }
 
+/// Two nodes sharing an in-process bus, configured by `config(node id)`.
+async fn two_nodes(config: impl Fn(&str) -> HubConfig) -> (Arc<dyn MessageBus>, Hub, Hub) {
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let a = Hub::new(Some(bus.clone()), config("a"))
+        .await
+        .expect("hub a");
+    let b = Hub::new(Some(bus.clone()), config("b"))
+        .await
+        .expect("hub b");
+    (bus, a, b)
+}
+
 fn presence_config(node: &str) -> HubConfig {
     cluster_config(node).with_channel_rule(
         ChannelRule::new(ChannelPattern::parse("room.*").expect("pattern")).with_presence(true),
@@ -306,16 +306,10 @@ fn presence_config(node: &str) -> HubConfig {
 
 #[tokio::test(start_paused = true)]
 async fn presence_converges_across_nodes_within_the_stated_bound() {
-    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
     let heartbeat = Duration::from_millis(100);
     // The bound the README states: four heartbeat intervals.
     let bound = heartbeat * 4;
-    let a = Hub::new(Some(bus.clone()), presence_config("a"))
-        .await
-        .expect("hub a");
-    let b = Hub::new(Some(bus.clone()), presence_config("b"))
-        .await
-        .expect("hub b");
+    let (bus, a, b) = two_nodes(presence_config).await;
     let mut x = connect(&a, "x").await;
     let mut y = connect(&b, "y").await;
     subscribe(&mut x, "room.1").await;
@@ -423,4 +417,53 @@ async fn a_recovery_too_large_for_one_message_answers_resync() {
     let reason = reply["data"]["reason"].as_str().expect("reason");
     assert!(reason.contains("bytes"), "{reason}");
     hub.shutdown().await;
+}
+
+/// The presence events (`join` / `leave`, client) that arrive before `quiet` passes without
+/// one; other messages end the wait too.
+async fn presence_events(
+    conn: &mut courier_traits::transport::DuplexConnection,
+) -> Vec<(String, String)> {
+    use courier_traits::transport::Frame as Wire;
+    let mut events = Vec::new();
+    while let Ok(Ok(Some(frame))) = tokio::time::timeout(QUIET, conn.receiver.recv()).await {
+        let Wire::Text(text) = frame else { continue };
+        let message: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let kind = message["message_type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let client = message["data"]["client"].as_str().unwrap_or_default();
+        events.push((kind, client.to_owned()));
+    }
+    events
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_reconnecting_to_another_node_before_its_old_connection_ends_stays_present() {
+    let (_, a, b) = two_nodes(presence_config).await;
+    let mut watcher = connect(&a, "watcher").await;
+    subscribe(&mut watcher, "room.1").await;
+    presence_event(&mut watcher, "join", "room.1", "watcher").await;
+    let mut old = connect(&a, "x").await;
+    subscribe(&mut old, "room.1").await;
+    presence_event(&mut watcher, "join", "room.1", "x").await;
+    // x comes back on b while a still holds its old connection (a closes it as replaced
+    // when it hears of the registration, and only then sends x's leave from a).
+    let mut new = connect(&b, "x").await;
+    subscribe(&mut new, "room.1").await;
+    let here = pairs(&[("watcher", "a"), ("x", "b")]);
+    until("x present on b only", || {
+        members(&a, "room.1") == here && members(&b, "room.1") == here
+    })
+    .await;
+    let events = presence_events(&mut watcher).await;
+    let last_of_x = events.iter().rev().find(|(_, client)| client == "x");
+    assert!(
+        last_of_x.is_none_or(|(kind, _)| kind == "join"),
+        "the watcher must not end on x having left: {events:?}"
+    );
+    drop(old);
+    a.shutdown().await;
+    b.shutdown().await;
 }

@@ -139,13 +139,19 @@ impl Channels {
     /// Tells local subscribers and the other nodes that `client` joined or left `channel`,
     /// if the channel tracks presence. Only exact subscriptions are members: a pattern such as
     /// `room.*` also matches a `room.*` rule, and must not announce itself as a channel.
+    /// Called when the client's first connection here joins or its last one leaves; other
+    /// nodes always hear of it (they count per node), local subscribers only when no other
+    /// node holds the client (a client reconnecting elsewhere before its old connection here
+    /// ends has not left).
     fn presence_changed(&self, joined: bool, channel: &str, client: &str) {
         let exact = ChannelPattern::parse(channel).is_ok_and(|p| p.is_exact());
         if !exact || !self.presence.tracks(channel) {
             return;
         }
-        let event = presence_event(joined, channel, client);
-        deliver_local(&self.table, &self.registry, channel, &event);
+        if self.presence.nodes_holding(channel, client) == 0 {
+            let event = presence_event(joined, channel, client);
+            deliver_local(&self.table, &self.registry, channel, &event);
+        }
         if let Some(cluster) = &self.cluster {
             cluster.announce_channel(joined, channel, client);
         }
@@ -249,15 +255,15 @@ impl Channels {
             },
             "presence" => self.presence_of(entry, channel),
             "unsubscribe" => {
-                let was = self.table.unsubscribe(entry.conn_id, channel);
+                let changed = self.table.unsubscribe(entry.conn_id, channel);
                 entry.recovery.clear_floor(channel);
-                if was {
+                if changed.client {
                     self.presence_changed(false, channel, &entry.id);
                 }
                 Ok(AppMessage::new(
                     id,
                     "unsubscribed",
-                    json!({ "channel": channel, "was_subscribed": was }),
+                    json!({ "channel": channel, "was_subscribed": changed.connection }),
                 ))
             }
             _ => {
@@ -292,13 +298,12 @@ impl Channels {
             true => self.history_of(channel),
             false => None,
         };
-        let exact = pattern.is_exact();
         let Some((history, limits)) = history else {
-            let newly = self.table.subscribe(entry, pattern);
+            let changed = self.table.subscribe(entry, pattern);
             // The reply goes before the client's own join event.
             let reply = AppMessage::new(id, "subscribed", json!({ "channel": channel }));
             self.offer(entry, Frame::text(reply.to_json()));
-            if newly && exact {
+            if changed.client {
                 self.presence_changed(true, channel, &entry.id);
             }
             return Ok(());
@@ -306,7 +311,7 @@ impl Channels {
         // Live publications are held from before the subscription starts until the reply is
         // queued, so none is lost between reading history and going live.
         entry.recovery.begin(channel);
-        let newly = self.table.subscribe(entry, pattern);
+        let changed = self.table.subscribe(entry, pattern);
         let since = data.get("since").and_then(|since| {
             Some((
                 since.get("offset")?.as_str()?.to_owned(),
@@ -328,7 +333,7 @@ impl Channels {
             Ok(found) => found,
             Err(e) => {
                 entry.recovery.finish(channel, |_, _| ());
-                if newly {
+                if changed.connection {
                     self.table.unsubscribe(entry.conn_id, channel);
                 }
                 return Err(("history_unavailable", e.to_string()));
@@ -387,7 +392,7 @@ impl Channels {
                 entry.recovery.set_floor(channel, floor);
             }
         });
-        if newly {
+        if changed.client {
             self.presence_changed(true, channel, &entry.id);
         }
         Ok(())

@@ -168,6 +168,15 @@ impl PresenceBook {
         true
     }
 
+    /// How many other nodes hold `client` in `channel`.
+    pub(crate) fn nodes_holding(&self, channel: &str, client: &str) -> usize {
+        let pair = (channel.to_owned(), client.to_owned());
+        lock(&self.remote)
+            .values()
+            .filter(|n| n.pairs.contains(&pair))
+            .count()
+    }
+
     /// Clients of other nodes in `channel`, with their node.
     pub(crate) fn remote_members(&self, channel: &str) -> Vec<(String, String)> {
         lock(&self.remote)

@@ -133,9 +133,16 @@ impl Cluster {
         crate::channels::presence::digest(members.iter().map(|(c, k)| (c.as_str(), k.as_str())))
     }
 
-    /// Tells local subscribers about presence changes on other nodes.
+    /// Tells local subscribers about presence changes on other nodes (already in the book),
+    /// only those that change whether the client is anywhere: a join while it is here or on a
+    /// third node, or a leave of a node it already reconnected from, says nothing.
     pub(super) fn deliver_presence_changes(&self, changes: Vec<crate::channels::presence::Change>) {
         for change in changes {
+            let (channel, client) = (&change.channel, &change.client);
+            let remote = self.channel_presence.nodes_holding(channel, client);
+            if self.subscriptions.holds(channel, client) || remote != usize::from(change.joined) {
+                continue;
+            }
             let frame =
                 crate::channels::presence_event(change.joined, &change.channel, &change.client);
             crate::channels::deliver_local(
