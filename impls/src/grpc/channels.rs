@@ -92,7 +92,10 @@ impl GrpcChannels {
     }
 
     /// Channels over TCP whose `https://` URLs connect with `tls` (the CA to trust, and for
-    /// mutual TLS the client's identity); `http://` URLs stay plaintext.
+    /// mutual TLS the client's identity). `http://` URLs are refused
+    /// ([`GrpcError::InvalidUrl`]): a caller that configured TLS must not be steered into
+    /// plaintext by a URL a server handed out (a redirect naming `http://node-b` would
+    /// otherwise carry its credentials in clear).
     #[cfg(feature = "grpc-tls")]
     pub fn with_tls(
         options: ChannelOptions,
@@ -177,6 +180,8 @@ impl GrpcChannels {
             .tcp_nodelay(true);
         if key.starts_with("https://") {
             endpoint = self.tls_endpoint(key, endpoint)?;
+        } else {
+            self.check_plaintext(key)?;
         }
         if let Some(interval) = options.keep_alive_interval {
             endpoint = endpoint
@@ -193,7 +198,37 @@ impl GrpcChannels {
     }
 }
 
+/// Why a TLS-configured cache refuses an `http://` URL.
+const PLAINTEXT_REFUSED: &str = "TLS is configured, so plaintext http:// is refused \
+    (credentials and messages would travel in clear); use https://";
+
 impl GrpcChannels {
+    /// Whether `http://` URLs are refused: TLS is configured ([`with_tls`](Self::with_tls)).
+    pub fn refuses_plaintext(&self) -> bool {
+        #[cfg(feature = "grpc-tls")]
+        {
+            self.inner.tls.is_some()
+        }
+        #[cfg(not(feature = "grpc-tls"))]
+        {
+            false
+        }
+    }
+
+    /// Errors with [`GrpcError::InvalidUrl`] when `url` is plaintext and these channels
+    /// refuse plaintext ([`refuses_plaintext`](Self::refuses_plaintext)): a check for callers
+    /// that attach credentials to a request before its channel is chosen.
+    pub fn check_plaintext(&self, url: &str) -> Result<(), GrpcError> {
+        let https = url
+            .trim_start()
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        if self.refuses_plaintext() && !https {
+            return Err(GrpcError::invalid_url(url, PLAINTEXT_REFUSED));
+        }
+        Ok(())
+    }
+
     #[cfg(feature = "grpc-tls")]
     fn tls_endpoint(&self, key: &str, endpoint: Endpoint) -> Result<Endpoint, GrpcError> {
         let Some(tls) = &self.inner.tls else {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use courier_broker::auth::{ApiKeys, AuthConfig, KeyEntry, Role, key_digest};
 use courier_broker::client::{BrokerClient, Tls};
 use courier_impls::retry::LinearBackoff;
+use courier_traits::error::{Classify, ErrorClass};
 use futures::StreamExt;
 use support::certs::{TestCa, server_tls};
 use support::node::Node;
@@ -105,5 +106,39 @@ async fn mutual_tls_round_trips_with_the_clients_certificate() {
         .await
         .expect("client");
     round_trip(&client, "/default/mtls").await;
+    node.stop().await;
+}
+
+/// Finding 6: a client with TLS never dials `http://`, so its key or token cannot travel in
+/// clear (here the service URL; a lookup redirect naming `http://` takes the same path). The
+/// plaintext node accepts the key, so before the fix the producer was created.
+#[tokio::test]
+async fn a_client_with_tls_refuses_an_http_url_and_keeps_its_key() {
+    let node = Node::start("http", |config| {
+        let mut auth = auth();
+        auth.allow_plaintext = true;
+        config.auth = Some(auth);
+    })
+    .await;
+    let ca = TestCa::new("broker CA");
+    let client = BrokerClient::builder()
+        .service_url(&node.url)
+        .tls(Tls::ca_pem(ca.pem()))
+        .api_key(KEY)
+        .retry(LinearBackoff::new(Duration::from_millis(10)))
+        .build()
+        .await
+        .expect("client");
+    let refused = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.producer("/default/plain").name("p1").create(),
+    )
+    .await
+    .expect("refused at once, not retried");
+    let error = refused.expect_err("a client with TLS dialled http://");
+    let text = error.to_string();
+    assert!(text.contains(&node.url), "the error names the URL: {text}");
+    assert!(text.contains("plaintext"), "the error says why: {text}");
+    assert_eq!(error.class(), ErrorClass::Permanent, "{text}");
     node.stop().await;
 }

@@ -83,12 +83,14 @@ impl ClientCore {
     /// Wraps `message` for `call` with the client's `authorization: Bearer …` (an API key's
     /// token is fetched or refreshed first). Every request the client sends is made here.
     ///
-    /// Errors: what getting a token ended in.
+    /// Errors: [`GrpcError::InvalidUrl`] for an `http://` call of a client with TLS (its
+    /// credentials must not travel in clear); what getting a token ended in.
     pub(crate) async fn request<T>(
         &self,
         call: &Call,
         message: T,
     ) -> Result<tonic::Request<T>, GrpcError> {
+        self.channels.check_plaintext(call.url())?;
         let mut request = call.request(message);
         if let Some(header) = self.credentials.header().await? {
             request.metadata_mut().insert("authorization", header);
