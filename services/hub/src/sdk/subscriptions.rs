@@ -10,7 +10,7 @@
 //! the optional [`ClientCache`] in one step before any callback runs, so callbacks (and
 //! readers of the cache) see the whole batch or none of it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -107,13 +107,59 @@ impl ClientCache {
     }
 }
 
+/// Live offsets remembered per history channel past the last `subscribed` reply.
+const SEEN_KEPT: usize = 1024;
+
+/// Where the client stands on one history channel.
+///
+/// Publications of concurrent publishers can arrive out of offset order (`07` before `06`),
+/// so an offset below the newest one seen is not proof of a duplicate: the offsets handled
+/// are remembered (the newest [`SEEN_KEPT`]) and only those, or ones the last `subscribed`
+/// reply covered, are dropped.
+struct Position {
+    epoch: String,
+    /// Everything up to here was handled (the reply covered it, or it fell out of `seen`).
+    floor: String,
+    /// Live offsets handled past `floor`.
+    seen: BTreeSet<String>,
+}
+
+impl Position {
+    fn new(offset: &str, epoch: &str) -> Position {
+        Position {
+            epoch: epoch.to_owned(),
+            floor: offset.to_owned(),
+            seen: BTreeSet::new(),
+        }
+    }
+
+    /// The newest offset handled: where a recovery continues from.
+    fn last(&self) -> &str {
+        self.seen.last().unwrap_or(&self.floor)
+    }
+
+    /// Records a live publication at `offset`; false when it was handled already.
+    fn handle(&mut self, offset: &str) -> bool {
+        if offset <= self.floor.as_str() || !self.seen.insert(offset.to_owned()) {
+            return false;
+        }
+        if self.seen.len() > SEEN_KEPT
+            && let Some(oldest) = self.seen.pop_first()
+        {
+            self.floor = oldest;
+        }
+        true
+    }
+}
+
 /// What the handles and the session task share.
 pub(crate) struct Shared {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     /// Patterns wanted on the server, with how many handles want each.
     desired: Mutex<HashMap<String, usize>>,
-    /// The last (offset, epoch) seen per history channel, to recover after a reconnect.
-    positions: Mutex<HashMap<String, (String, String)>>,
+    /// Where the client stands per history channel, to drop duplicates and to recover after
+    /// a reconnect.
+    positions: Mutex<HashMap<String, Position>>,
     pub(crate) cache: Option<ClientCache>,
     /// Wakes the session task when `desired` changed.
     pub(crate) changed: Notify,
@@ -147,7 +193,8 @@ impl Shared {
     /// The `subscribe` data for `pattern`: with the last position on that channel, if any.
     pub(crate) fn subscribe_data(&self, pattern: &str) -> Value {
         match lock(&self.positions).get(pattern) {
-            Some((offset, epoch)) => {
+            Some(position) => {
+                let (offset, epoch) = (position.last(), &position.epoch);
                 json!({ "channel": pattern, "since": { "offset": offset, "epoch": epoch } })
             }
             None => json!({ "channel": pattern }),
@@ -171,7 +218,7 @@ impl Shared {
             }
         }
         if let (Some(offset), Some(epoch)) = (data["offset"].as_str(), &epoch) {
-            lock(&self.positions).insert(pattern.to_owned(), (offset.to_owned(), epoch.clone()));
+            lock(&self.positions).insert(pattern.to_owned(), Position::new(offset, epoch));
         }
         // The whole batch is in the cache before any callback runs.
         if let Some(cache) = &self.cache {
@@ -234,15 +281,16 @@ impl Shared {
             (tracked, &publication.offset, &publication.epoch)
         {
             let mut positions = lock(&self.positions);
-            // Offsets sort bytewise in stream order: one not past the last seen was already
-            // handled (recovered in a batch that overlapped live delivery).
-            if positions
-                .get(channel)
-                .is_some_and(|(last, their)| their == epoch && offset <= last)
-            {
-                return true;
+            match positions.get_mut(channel) {
+                Some(position) if position.epoch == *epoch => {
+                    if !position.handle(offset) {
+                        return true;
+                    }
+                }
+                _ => {
+                    positions.insert(channel.to_owned(), Position::new(offset, epoch));
+                }
             }
-            positions.insert(channel.to_owned(), (offset.clone(), epoch.clone()));
         }
         if let Some(cache) = &self.cache {
             cache.apply(std::slice::from_ref(&publication));
@@ -410,5 +458,44 @@ impl SubscriptionHandle {
 impl Drop for SubscriptionHandle {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(shared: &Shared) -> Arc<Mutex<Vec<String>>> {
+        let got: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = got.clone();
+        shared.add(Handle {
+            patterns: vec![ChannelPattern::parse("feed.x").expect("pattern")],
+            on_applied: None,
+            on_error: None,
+            on_message: Some(Arc::new(move |p: &Publication| {
+                lock(&sink).push(p.offset.clone().unwrap_or_default());
+            })),
+        });
+        got
+    }
+
+    fn live(shared: &Shared, offset: &str) {
+        let body = json!({"channel": "feed.x", "data": 1, "offset": offset, "epoch": "e"});
+        assert!(shared.publication(&AppMessage::new(0, "publication", body)));
+    }
+
+    #[test]
+    fn a_late_publication_below_the_last_offset_is_delivered_once_not_dropped() {
+        let shared = Shared::new(None);
+        let got = received(&shared);
+        let reply = json!({"channel": "feed.x", "offset": "05", "epoch": "e"});
+        shared.applied("feed.x", &AppMessage::new(1, "subscribed", reply));
+        // Concurrent publishers: 07 can overtake 06 on its way here.
+        for offset in ["07", "06", "06", "07", "04", "05", "08"] {
+            live(&shared, offset);
+        }
+        assert_eq!(*lock(&got), ["07", "06", "08"], "each once, none below 05");
+        let since = shared.subscribe_data("feed.x");
+        assert_eq!(since["since"]["offset"], "08", "{since}");
     }
 }
