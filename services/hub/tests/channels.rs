@@ -1,7 +1,7 @@
 //! Channels on one node and on two nodes sharing an in-process bus: overlapping
 //! subscriptions deliver once, unsubscribing one of them keeps the others, client publishing
-//! follows the channel rules and the connection's grants. The same over real etcd, Redis
-//! and Postgres buses is in `cli/tests/hub_cluster.rs`.
+//! follows the channel rules and the connection's grants. Channels over real etcd, Redis
+//! and Postgres buses are in `channels_backends.rs`.
 
 mod common;
 
