@@ -194,7 +194,13 @@ impl SchemaRegistry {
             }
             for record in &batch.records {
                 let index = state.events;
-                fold(&mut state, index, &record.data)?;
+                if let Err(error) = fold(&mut state, index, &record.data) {
+                    // What was folded stays folded: the next refresh starts at the bad record
+                    // (and fails on it again) instead of folding the good ones a second time,
+                    // which would move the writer sequence past the log.
+                    state.position = Some(record.offset.clone());
+                    return Err(error);
+                }
                 state.events += 1;
             }
             let moved = state.position.as_ref() != Some(&batch.next_offset);
@@ -410,11 +416,13 @@ impl SchemaRegistry {
     ) -> Result<CompatibilityMode, RegistryError> {
         check_subject(subject)?;
         let mode = CompatibilityMode::parse(mode)?;
-        self.commit(|state, _| {
+        self.commit(|state, appended| {
             let found = state
                 .subject(subject)
                 .ok_or_else(|| unknown_subject(subject))?;
-            if found.mode == mode {
+            // Once this call's event is in the log it is done: a change another admin made
+            // after it wins (last writer wins) instead of both re-appending in turn.
+            if appended || found.mode == mode {
                 return Ok(Step::Done(mode));
             }
             Ok(Step::Append(RegistryEvent::ModeSet {
@@ -439,7 +447,7 @@ impl SchemaRegistry {
         if let Some(subject) = subject {
             check_subject(subject)?;
         }
-        self.commit(|state, _| {
+        self.commit(|state, appended| {
             let subject = match subject {
                 Some(subject) => {
                     state
@@ -462,7 +470,8 @@ impl SchemaRegistry {
                 policy,
                 payload_validation,
             };
-            if state.topic(topic) == Some(&wanted) {
+            // As in `set_mode`: once appended, a later change by another admin wins.
+            if appended || state.topic(topic) == Some(&wanted) {
                 return Ok(Step::Done(wanted));
             }
             Ok(Step::Append(RegistryEvent::TopicConfigured {
