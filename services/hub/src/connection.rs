@@ -10,10 +10,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::channels::{Channels, is_channel_message};
 use crate::client::{ClientEntry, CloseReason, Offer};
+use crate::client_options::ClientOptions;
 use crate::compression::Compression;
 use crate::config::HubConfig;
 use crate::dispatcher::{Dispatcher, RequestContext};
-use crate::hub::ClientOptions;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::{Frame, HubError};

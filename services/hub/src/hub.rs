@@ -10,10 +10,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::channels::presence::PresenceBook;
 use crate::channels::table::SubscriptionTable;
-use crate::channels::{Channels, ClientGrants, History, Member};
+use crate::channels::{Channels, History, Member};
 use crate::client::{CloseReason, Offer};
+use crate::client_options::ClientOptions;
 use crate::cluster::Cluster;
-use crate::compression::Compression;
 use crate::config::{HubConfig, random_node_id, validate_node_id};
 use crate::connection::{self, Connections};
 use crate::dispatcher::Dispatcher;
@@ -21,47 +21,6 @@ use crate::error::validate_client_id;
 use crate::metrics::Metrics;
 use crate::registry::{BroadcastReport, Registry};
 use crate::{Frame, HubError};
-
-/// What one connection gets besides its id. Start from [`Default`] (no greeting, every
-/// channel grant, no compression).
-///
-/// ```
-/// use courier_hub::{ClientOptions, Compression, Frame};
-/// let options = ClientOptions::default()
-///     .with_greeting(Frame::text("hello"))
-///     .with_compression(Compression::Gzip { threshold: 1024 });
-/// assert!(options.compression.is_some());
-/// ```
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// A frame the client receives before any other (the server's `welcome`).
-    pub greeting: Option<Frame>,
-    /// What the client's token allows on channels.
-    pub grants: ClientGrants,
-    /// How large server messages are compressed, if the client asked.
-    pub compression: Option<Compression>,
-}
-
-impl ClientOptions {
-    /// Sets [`greeting`](Self::greeting).
-    pub fn with_greeting(mut self, greeting: Frame) -> Self {
-        self.greeting = Some(greeting);
-        self
-    }
-
-    /// Sets [`grants`](Self::grants).
-    pub fn with_grants(mut self, grants: ClientGrants) -> Self {
-        self.grants = grants;
-        self
-    }
-
-    /// Sets [`compression`](Self::compression).
-    pub fn with_compression(mut self, compression: Compression) -> Self {
-        self.compression = Some(compression);
-        self
-    }
-}
 
 /// Where a pushed frame went.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,6 +36,7 @@
 
 mod channels;
 mod client;
+mod client_options;
 mod cluster;
 pub mod compression;
 mod config;
@@ -56,11 +57,12 @@ pub use channels::{
     validate_channel,
 };
 pub use client::CloseReason;
+pub use client_options::ClientOptions;
 pub use compression::Compression;
 pub use config::HubConfig;
 pub use error::{HubError, validate_client_id};
 pub use frame::{Ack, Frame, FrameKind};
-pub use hub::{ClientOptions, Delivery, Hub};
+pub use hub::{Delivery, Hub};
 pub use message::{AppMessage, now_ms};
 pub use metrics::Metrics;
 pub use registry::BroadcastReport;

@@ -29,6 +29,7 @@
 //! are held and follow it, without those already in `publications`: each publication
 //! reaches the client once, in order.
 
+mod frames;
 mod history;
 mod pattern;
 pub(crate) mod presence;
@@ -47,12 +48,12 @@ use crate::cluster::Cluster;
 use crate::error::HubError;
 use crate::message::AppMessage;
 use crate::registry::{BroadcastReport, Registry};
+pub(crate) use frames::{deliver_local, presence_event, publication_frame};
 pub(crate) use history::History;
 pub use history::HistoryLimits;
 use history::Recovery;
 pub use pattern::{ChannelPattern, MAX_CHANNEL_LEN, validate_channel};
 use presence::PresenceBook;
-use recovery::Live;
 pub(crate) use rules::rule_for;
 pub use rules::{ChannelRule, ClientGrants};
 use table::SubscriptionTable;
@@ -66,13 +67,6 @@ pub(crate) fn is_channel_message(message_type: &str) -> bool {
     )
 }
 
-/// The `join` / `leave` event subscribers of a presence channel receive.
-pub(crate) fn presence_event(joined: bool, channel: &str, client: &str) -> Frame {
-    let kind = if joined { "join" } else { "leave" };
-    let message = AppMessage::new(0, kind, json!({ "channel": channel, "client": client }));
-    Frame::text(message.to_json())
-}
-
 /// A member of a presence channel.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Member {
@@ -80,44 +74,6 @@ pub struct Member {
     pub client: String,
     /// The node it is connected to.
     pub node: String,
-}
-
-/// The frame a publication reaches subscribers as; `position` is (offset, epoch) on history
-/// channels.
-pub(crate) fn publication_frame(
-    channel: &str,
-    data: &Value,
-    position: Option<(&str, &str)>,
-) -> Frame {
-    let mut body = json!({ "channel": channel, "data": data });
-    if let Some((offset, epoch)) = position {
-        body["offset"] = json!(offset);
-        body["epoch"] = json!(epoch);
-    }
-    Frame::text(AppMessage::new(0, "publication", body).to_json())
-}
-
-/// Delivers `frame` to every local connection subscribed to `channel`, once each (held for
-/// connections whose subscription to it is being set up).
-pub(crate) fn deliver_local(
-    table: &SubscriptionTable,
-    registry: &Registry,
-    channel: &str,
-    frame: &Frame,
-) -> BroadcastReport {
-    let mut entries = table.matching(channel);
-    let mut held = 0;
-    entries.retain(|entry| match entry.recovery.live(channel, frame) {
-        Live::Deliver => true,
-        Live::Held => {
-            held += 1;
-            false
-        }
-        Live::Drop => false,
-    });
-    let mut report = registry.fan_out(entries, frame);
-    report.delivered += held;
-    report
 }
 
 /// This node's channel service: subscriptions, rules, history, publishing here and to other

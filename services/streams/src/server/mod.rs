@@ -75,7 +75,7 @@ impl StreamsServer {
         if self.state.config().subscriptions.is_some() {
             router = router.route(
                 "/v1/stream/__ds/{*rest}",
-                axum::routing::any(subscriptions::control),
+                axum::routing::any(subscriptions::routes::control),
             );
         }
         router

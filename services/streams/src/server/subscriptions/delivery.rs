@@ -5,49 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use courier_traits::error::{Classify, ErrorClass};
+
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::ClientConfig;
 
+use super::delivery_error::DeliveryError;
 use super::keys::SigningKey;
 use super::target::WebhookTarget;
 use super::tls;
 
 /// The most of a receiver's answer that is read (it only needs to say `{"done":true}`).
 const MAX_ANSWER_BYTES: usize = 64 << 10;
-
-/// Why a delivery attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum DeliveryError {
-    /// The URL is refused (unsafe target) or cannot be used; retrying will not help.
-    #[error("webhook refused: {0}")]
-    Refused(String),
-    /// Connecting or talking to the receiver failed.
-    #[error("webhook receiver unreachable: {0}")]
-    Unreachable(String),
-    /// The receiver answered with an error status.
-    #[error("webhook receiver answered {0}")]
-    Status(u16),
-    /// The attempt took longer than the delivery timeout.
-    #[error("webhook delivery timed out after {0:?}")]
-    TimedOut(Duration),
-    /// The wake this delivery was for is over (acknowledged, expired or deleted).
-    #[error("the wake was superseded")]
-    Superseded,
-}
-
-impl Classify for DeliveryError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            DeliveryError::Refused(_) | DeliveryError::Superseded => ErrorClass::Permanent,
-            DeliveryError::Unreachable(_)
-            | DeliveryError::Status(_)
-            | DeliveryError::TimedOut(_) => ErrorClass::TRANSIENT,
-        }
-    }
-}
 
 /// Where and how one delivery goes.
 pub(crate) struct Attempt<'a> {

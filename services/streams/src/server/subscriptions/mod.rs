@@ -9,12 +9,13 @@
 //! same task expires leases.
 
 mod delivery;
+mod delivery_error;
 mod errors;
 mod glob;
 mod keys;
 mod model;
 mod operations;
-mod routes;
+pub(crate) mod routes;
 mod settings;
 mod store;
 mod target;
@@ -34,14 +35,13 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
 
-use delivery::DeliveryError;
+use delivery_error::DeliveryError;
 use errors::ApiError;
 use keys::SigningKey;
 use model::{Event, Kind, Subscription, Tails};
 use store::Store;
 use target::WebhookTarget;
 
-pub(crate) use routes::control;
 pub use settings::SubscriptionSettings;
 
 /// How many times a change is decided again after losing a race to another writer.

@@ -9,7 +9,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-use super::delivery::DeliveryError;
+use super::delivery_error::DeliveryError;
 
 /// The system's roots, loaded once per process (reading the store is slow).
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
