@@ -66,6 +66,14 @@ pub struct Registered {
     pub fingerprint: String,
 }
 
+/// A compatibility check made before a registration's decision: against which version and
+/// mode, and its answer.
+struct CheckedAgainst {
+    version: u32,
+    mode: CompatibilityMode,
+    reasons: Result<Vec<String>, RegistryError>,
+}
+
 /// One decision on the folded state: an answer, or an event to append first.
 enum Step<T> {
     Done(T),
@@ -251,6 +259,10 @@ impl SchemaRegistry {
         let candidate = ParsedDefinition::parse(schema_type, &request.definition)?;
         let fingerprint = candidate.fingerprint.clone();
         let created_at = now_seconds();
+        let candidate = Arc::new(candidate);
+        let checked = self
+            .check_against_latest(&request.subject, &fingerprint, &candidate)
+            .await?;
         self.commit(|state, appended| {
             let subject = state.subject(&request.subject);
             if let Some(found) = subject.and_then(|s| Some((s, s.by_fingerprint(&fingerprint)?))) {
@@ -265,9 +277,20 @@ impl SchemaRegistry {
             if let Some(subject) = subject
                 && let Some(latest) = subject.latest()
             {
-                let latest_parsed =
-                    ParsedDefinition::parse(latest.schema_type, &latest.definition)?;
-                let reasons = compat::check(subject.mode, &latest_parsed, &candidate)?;
+                let reasons = match &checked {
+                    Some(CheckedAgainst {
+                        version,
+                        mode,
+                        reasons: Ok(reasons),
+                    }) if *version == latest.version && *mode == subject.mode => reasons.clone(),
+                    // The subject moved on since the check (another registration or mode change
+                    // raced this one): check again against what is latest now.
+                    _ => {
+                        let latest_parsed =
+                            ParsedDefinition::parse(latest.schema_type, &latest.definition)?;
+                        compat::check(subject.mode, &latest_parsed, &candidate)?
+                    }
+                };
                 if !reasons.is_empty() {
                     return Err(RegistryError::FailedPrecondition {
                         message: format!(
@@ -290,6 +313,43 @@ impl SchemaRegistry {
             }))
         })
         .await
+    }
+
+    /// Checks `candidate` against the subject's latest version in its mode, outside the state
+    /// lock and off the async workers: a compatibility walk over large definitions takes
+    /// CPU time that must not hold up the registry's other callers (or a Tokio worker).
+    /// `None` when there is nothing to check (no such subject or version yet, or the
+    /// fingerprint is registered already).
+    /// A failed check (or a failed task) answers `Some` with the error, or `None`: the
+    /// decision then checks again under the lock, which reports it.
+    async fn check_against_latest(
+        &self,
+        subject: &str,
+        fingerprint: &str,
+        candidate: &Arc<ParsedDefinition>,
+    ) -> Result<Option<CheckedAgainst>, RegistryError> {
+        self.refresh().await?;
+        let latest = {
+            let state = self.read();
+            state.subject(subject).and_then(|found| {
+                if found.by_fingerprint(fingerprint).is_some() {
+                    return None;
+                }
+                found.latest().map(|latest| (found.mode, latest.clone()))
+            })
+        };
+        let Some((mode, latest)) = latest else {
+            return Ok(None);
+        };
+        let candidate = Arc::clone(candidate);
+        let checked = tokio::task::spawn_blocking(move || CheckedAgainst {
+            version: latest.version,
+            mode,
+            reasons: ParsedDefinition::parse(latest.schema_type, &latest.definition)
+                .and_then(|parsed| compat::check(mode, &parsed, &candidate)),
+        })
+        .await;
+        Ok(checked.ok())
     }
 
     /// CheckCompatibility: the reasons `definition` is incompatible with the subject's latest
