@@ -13,7 +13,7 @@ use courier::broker::server::{BrokerConfig, BrokerServer};
 use courier::broker::subscription::SubscriptionConfig;
 use serde::Deserialize;
 
-use crate::broker_security::{AuthFile, HashKeyArgs, Security, SecurityArgs, TlsFile};
+use crate::broker_security::{AuthFile, HashKeyArgs, Security, SecurityArgs, TlsFile, TokenArgs};
 use crate::config::{self, parse_duration};
 use crate::storage::{self, STORAGE_FORMS};
 
@@ -32,6 +32,9 @@ const METRICS_SHUTDOWN: Duration = Duration::from_secs(2);
 pub(crate) enum BrokerCommand {
     /// Print the SHA-256 of an API key: the `sha256` of its entry in the keys file.
     HashKey(HashKeyArgs),
+    /// Print a signed token (HS256 JWT) for an API key of the keys file, for clients that
+    /// send a pre-made token (danube-client's `with_token`) instead of calling Authenticate.
+    Token(TokenArgs),
 }
 
 /// Server flags (each also from the environment); they override the config file.
@@ -333,8 +336,10 @@ impl Settings {
 }
 
 pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
-    if let Some(BrokerCommand::HashKey(args)) = args.command {
-        return crate::broker_security::hash_key(args);
+    match args.command {
+        Some(BrokerCommand::HashKey(args)) => return crate::broker_security::hash_key(args),
+        Some(BrokerCommand::Token(args)) => return crate::broker_security::token(args),
+        None => {}
     }
     let file: FileConfig = config::load(args.config.as_deref())?;
     let settings = Settings::resolve(args, file)?;

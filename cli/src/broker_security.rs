@@ -1,5 +1,5 @@
 //! `courier broker`'s auth and TLS settings (flags, the config file's `auth:` and `tls:`
-//! sections) and `courier broker hash-key`.
+//! sections), `courier broker hash-key` and `courier broker token`.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -258,9 +258,9 @@ pub(crate) struct HashKeyArgs {
     key: Option<String>,
 }
 
-/// Prints the SHA-256 of the key: the `sha256` of its entry in the keys file.
-pub(crate) fn hash_key(args: HashKeyArgs) -> Result<(), String> {
-    let key = match args.key {
+/// The key given as an argument, or the first line of stdin.
+fn key_argument(key: Option<String>) -> Result<String, String> {
+    let key = match key {
         Some(key) => key,
         None => {
             let mut line = String::new();
@@ -274,7 +274,51 @@ pub(crate) fn hash_key(args: HashKeyArgs) -> Result<(), String> {
     if key.is_empty() {
         return Err("empty key".into());
     }
-    println!("{}", key_digest(&key));
+    Ok(key)
+}
+
+/// Prints the SHA-256 of the key: the `sha256` of its entry in the keys file.
+pub(crate) fn hash_key(args: HashKeyArgs) -> Result<(), String> {
+    println!("{}", key_digest(&key_argument(args.key)?));
+    Ok(())
+}
+
+/// `courier broker token`.
+#[derive(Args, Debug)]
+pub(crate) struct TokenArgs {
+    /// The keys file the brokers use (the key must be in it: the token carries its principal
+    /// and roles).
+    #[arg(long)]
+    keys_file: PathBuf,
+    /// The signing secret the brokers use (`--jwt-secret-file`).
+    #[arg(long)]
+    jwt_secret_file: PathBuf,
+    /// How long the token is valid (`90s`, `15m`, `1h`).
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    ttl: Duration,
+    /// The API key [default: read from the first line of stdin].
+    key: Option<String>,
+}
+
+/// Prints the token `Authenticate` would answer for the key: same claims, issuer and secret,
+/// so any broker sharing that secret accepts it until it expires.
+pub(crate) fn token(args: TokenArgs) -> Result<(), String> {
+    let key = key_argument(args.key)?;
+    let keys = load_keys(&args.keys_file)?;
+    let principal = keys.principal(&key).ok_or_else(|| {
+        format!(
+            "the key is not in keys file {} (its sha256 is {})",
+            args.keys_file.display(),
+            key_digest(&key)
+        )
+    })?;
+    let secret = load_secret(&args.jwt_secret_file)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the system clock is before 1970: {e}"))?
+        .as_secs();
+    let signer = TokenSigner::new(secret, DEFAULT_ISSUER, args.ttl);
+    println!("{}", signer.issue(principal, now));
     Ok(())
 }
 

@@ -13,6 +13,7 @@
 //!                 [--advertised-url http://HOST:PORT] [--config broker.yaml]
 //!                 [--auth-mode jwt --keys-file keys.yaml] [--tls-cert C --tls-key K]
 //! courier broker hash-key [KEY]
+//! courier broker token --keys-file keys.yaml --jwt-secret-file S [--ttl 1h] [KEY]
 //! ```
 
 mod broker;

@@ -191,3 +191,92 @@ async fn the_client_with_the_key_round_trips_and_without_it_is_refused() {
     producer.close().await;
     broker.kill().await.expect("stopped");
 }
+
+/// `courier broker token` mints for a key of the keys file what Authenticate would answer;
+/// a client sending it as a pre-made token is served, one minted with another secret is not,
+/// and a key missing from the file mints nothing.
+#[tokio::test]
+async fn a_minted_token_is_accepted_by_brokers_sharing_its_secret() {
+    let dir = tempfile::tempdir().expect("dir");
+    let keys = keys_file(dir.path());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s".repeat(40) + "\n").expect("secret");
+    let other_secret = dir.path().join("other-secret");
+    std::fs::write(&other_secret, "o".repeat(40)).expect("secret");
+    let mint = async |key: &str, secret: &std::path::Path| {
+        courier()
+            .args(["broker", "token", "--keys-file"])
+            .arg(&keys)
+            .arg("--jwt-secret-file")
+            .arg(secret)
+            .arg(key)
+            .output()
+            .await
+            .expect("runs")
+    };
+    let out = mint(KEY, &secret).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let forged = mint(KEY, &other_secret).await;
+    let forged = String::from_utf8_lossy(&forged.stdout).trim().to_owned();
+    let unknown = mint("ck_not_in_the_file", &secret).await;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("not in keys file"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
+    let port = free_port();
+    let mut broker = start(
+        port,
+        &[
+            "--auth-mode",
+            "jwt",
+            "--keys-file",
+            keys.to_str().expect("utf-8 path"),
+            "--jwt-secret-file",
+            secret.to_str().expect("utf-8 path"),
+            "--allow-plaintext",
+            "true",
+        ],
+        &dir.path().join("broker.log"),
+    )
+    .await;
+    let with = async |token: &str| {
+        BrokerClient::builder()
+            .service_url(url(port))
+            .token(token)
+            .build()
+            .await
+            .expect("client")
+    };
+    let refused = with(&forged)
+        .await
+        .producer("/default/cli-token")
+        .name("p0")
+        .create()
+        .await
+        .expect_err("a token signed with another secret");
+    assert_eq!(
+        refused.code(),
+        Some(tonic::Code::Unauthenticated),
+        "{refused}"
+    );
+    let producer = with(&token)
+        .await
+        .producer("/default/cli-token")
+        .name("p1")
+        .reliable()
+        .create()
+        .await
+        .expect("producer with the minted token");
+    producer.send("with a token").await.expect("sent");
+    producer.close().await;
+    broker.kill().await.expect("stopped");
+}

@@ -45,6 +45,8 @@ struct TlsTarget {
     url: String,
     ca: String,
     api_key: String,
+    /// A token minted by `courier broker token` for that key.
+    token: String,
 }
 
 impl TlsTarget {
@@ -53,6 +55,7 @@ impl TlsTarget {
             url: std::env::var("COURIER_INTEROP_TLS_URL").ok()?,
             ca: std::env::var("COURIER_INTEROP_TLS_CA").ok()?,
             api_key: std::env::var("COURIER_INTEROP_API_KEY").ok()?,
+            token: std::env::var("COURIER_INTEROP_TOKEN").ok()?,
         })
     }
 }
@@ -610,11 +613,13 @@ async fn json_schema_registry(ctx: Ctx) -> Outcome {
 
 /// Over TLS (the CA from the script) with `auth.mode: jwt`: a client without credentials is
 /// refused; one with `with_api_key` (which sends the key itself as the bearer token) produces
-/// and consumes, every lookup answering the broker's `https://` URL.
+/// and consumes, every lookup answering the broker's `https://` URL; one with `with_token` (a
+/// JWT minted by `courier broker token`) produces to the same subscription.
 async fn tls_api_key(ctx: Ctx) -> Outcome {
     let Some(target) = ctx.tls.clone() else {
-        return Err("needs COURIER_INTEROP_TLS_URL, COURIER_INTEROP_TLS_CA and \
-                    COURIER_INTEROP_API_KEY (scripts/interop-danube sets them)"
+        return Err("needs COURIER_INTEROP_TLS_URL, COURIER_INTEROP_TLS_CA, \
+                    COURIER_INTEROP_API_KEY and COURIER_INTEROP_TOKEN (scripts/interop-danube \
+                    sets them)"
             .to_owned());
     };
     let builder = || {
@@ -653,11 +658,11 @@ async fn tls_api_key(ctx: Ctx) -> Outcome {
         run: ctx.run.clone(),
         tls: None,
     };
-    let producer = producer(&keyed, &topic, true, None).await?;
+    let keyed_producer = producer(&keyed, &topic, true, None).await?;
     let (mut subscriber, mut receiver) =
         consumer(&keyed, &topic, "tls-c", "tls-sub", SubType::Exclusive).await?;
     for i in 0..3 {
-        send(&producer, format!("tls{i}")).await?;
+        send(&keyed_producer, format!("tls{i}")).await?;
     }
     for i in 0..3 {
         let message = next(&mut receiver, "over TLS").await?;
@@ -672,5 +677,27 @@ async fn tls_api_key(ctx: Ctx) -> Outcome {
             .await
             .map_err(|e| format!("ack over TLS: {e}"))?;
     }
+
+    // A pre-made token (a JWT from `courier broker token`), what Danube clients since 0.11 send.
+    let tokened = builder()?
+        .with_token(target.token.clone())
+        .build()
+        .await
+        .map_err(|e| format!("client with the token: {e}"))?;
+    let tokened = Ctx {
+        client: tokened,
+        run: ctx.run.clone(),
+        tls: None,
+    };
+    let token_producer = producer(&tokened, &topic, true, None).await?;
+    send(&token_producer, "with a token".to_owned()).await?;
+    let message = next(&mut receiver, "sent with a token").await?;
+    check(text(&message) == "with a token", || {
+        format!("the token's message was {:?}", text(&message))
+    })?;
+    subscriber
+        .ack(&message)
+        .await
+        .map_err(|e| format!("ack of the token's message: {e}"))?;
     Ok(())
 }
