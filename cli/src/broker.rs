@@ -328,6 +328,14 @@ impl Settings {
                 if reachable.ip().is_unspecified() {
                     reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
                 }
+                if self.security.scheme() == "https" {
+                    // Lookups hand clients this URL, and a client verifying the certificate
+                    // checks the host it dials against the certificate's names.
+                    tracing::warn!(
+                        url = %format!("https://{reachable}"),
+                        "TLS without --advertised-url: clients are sent to an IP address;                          set --advertised-url https://<a name in the certificate>:<port>                          unless the certificate names this IP"
+                    );
+                }
                 format!("{}://{reachable}", self.security.scheme())
             }
         };
