@@ -55,6 +55,7 @@ pub mod client;
 pub mod consumer;
 pub mod directory;
 pub mod discovery;
+mod folded_log;
 pub mod health;
 pub mod lifecycle;
 pub mod metrics;

@@ -48,7 +48,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use courier_impls::grpc::proto::danube::StreamMessage;
 use courier_traits::error::{Classify, ErrorClass};
 use courier_traits::storage::{
-    AppendRequest, Offset, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, Offset, StorageError, StreamConfig, StreamName, StreamStorage,
 };
 
 use crate::directory::{Owner, TopicTable, TopicView};
@@ -191,6 +191,18 @@ pub struct CatalogState {
     position: Option<Offset>,
     /// Events folded: the index the next event gets.
     events: u64,
+}
+
+impl crate::folded_log::FoldedLog for CatalogState {
+    fn position(&self) -> Option<&Offset> {
+        self.position.as_ref()
+    }
+    fn set_position(&mut self, at: Offset) {
+        self.position = Some(at);
+    }
+    fn count_event(&mut self) {
+        self.events += 1;
+    }
 }
 
 impl CatalogState {
@@ -365,27 +377,13 @@ impl Catalog {
     ///
     /// Errors: [`CatalogError::Storage`], [`CatalogError::Corrupt`].
     pub async fn refresh(&self) -> Result<(), CatalogError> {
-        loop {
-            let from = self.read().position.clone();
-            let batch = self
-                .storage
-                .read(&self.stream, from.clone(), ReadLimits::default())
-                .await?;
-            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            // Another task folded this stretch meanwhile: read on from where it stopped.
-            if state.position != from {
-                continue;
-            }
-            for record in &batch.records {
-                self.fold(&mut state, &record.data)?;
-                state.events += 1;
-            }
-            let moved = state.position.as_ref() != Some(&batch.next_offset);
-            state.position = Some(batch.next_offset);
-            if batch.up_to_date || !moved {
-                return Ok(());
-            }
-        }
+        crate::folded_log::refresh(
+            &*self.storage,
+            &self.stream,
+            &self.state,
+            |state, record| self.fold(state, record),
+        )
+        .await
     }
 
     fn fold(&self, state: &mut CatalogState, record: &[u8]) -> Result<(), CatalogError> {

@@ -96,6 +96,18 @@ pub struct RegistryState {
     pub(super) events: u64,
 }
 
+impl crate::folded_log::FoldedLog for RegistryState {
+    fn position(&self) -> Option<&Offset> {
+        self.position.as_ref()
+    }
+    fn set_position(&mut self, at: Offset) {
+        self.position = Some(at);
+    }
+    fn count_event(&mut self) {
+        self.events += 1;
+    }
+}
+
 impl RegistryState {
     /// The subject `name`.
     pub fn subject(&self, name: &str) -> Option<&Subject> {

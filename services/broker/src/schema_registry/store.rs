@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, StorageError, StreamConfig, StreamName, StreamStorage,
 };
 
 use super::compat;
@@ -189,34 +189,16 @@ impl SchemaRegistry {
     ///
     /// Errors: [`RegistryError::Storage`], [`RegistryError::Corrupt`].
     pub async fn refresh(&self) -> Result<(), RegistryError> {
-        loop {
-            let from = self.read().position.clone();
-            let batch = self
-                .storage
-                .read(&self.stream, from.clone(), ReadLimits::default())
-                .await?;
-            let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
-            // Another task folded this stretch meanwhile: read on from where it stopped.
-            if state.position != from {
-                continue;
-            }
-            for record in &batch.records {
+        crate::folded_log::refresh(
+            &*self.storage,
+            &self.stream,
+            &self.state,
+            |state, record| {
                 let index = state.events;
-                if let Err(error) = fold(&mut state, index, &record.data) {
-                    // What was folded stays folded: the next refresh starts at the bad record
-                    // (and fails on it again) instead of folding the good ones a second time,
-                    // which would move the writer sequence past the log.
-                    state.position = Some(record.offset.clone());
-                    return Err(error);
-                }
-                state.events += 1;
-            }
-            let moved = state.position.as_ref() != Some(&batch.next_offset);
-            state.position = Some(batch.next_offset);
-            if batch.up_to_date || !moved {
-                return Ok(());
-            }
-        }
+                fold(state, index, record)
+            },
+        )
+        .await
     }
 
     /// Decides on the freshly folded state and appends what `decide` asks for, fenced by the
