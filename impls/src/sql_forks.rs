@@ -52,6 +52,7 @@ pub(crate) trait ForkStatements: InsertRecords {
 /// `$db_error`; `$lock` ends the select of a chain link (Postgres: `" FOR UPDATE"`; SQLite
 /// needs none, its single writer holds the database lock); `$delete_keys` deletes a stream's
 /// dedup keys (each database names the index it must use its own way).
+#[cfg(feature = "postgres")]
 macro_rules! fork_statements {
     ($conn:ty, $lock:literal, $delete_keys:literal, $db_error:path) => {
         impl $crate::sql_forks::ForkStatements for $conn {
@@ -176,6 +177,7 @@ macro_rules! fork_statements {
         }
     };
 }
+#[cfg(feature = "postgres")]
 pub(crate) use fork_statements;
 
 /// Copies the part of `source` (tail at `source_tail`) a fork inherits into `fork`, as `spec`

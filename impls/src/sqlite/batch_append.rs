@@ -1,12 +1,9 @@
-//! Appends of one group-commit batch, applied together: one read of all the streams' rows,
-//! the append rules decided in Rust for each append in queue order, then one multi-row insert
-//! of the records and one update of the stream rows (each split into chunks of bounded size).
+//! Appends of one group-commit batch, applied together: each stream's row read once, the
+//! append rules decided in Rust for each append in queue order, then the records, producer
+//! states and stream rows written through cached prepared statements.
 //!
-//! sqlx runs every statement on its worker thread and hands the result back through a
-//! channel, so statements, not bytes, are what an append costs; applying a batch's appends
-//! one by one took 5 to 7 statements each (savepoint, stream row, producer row, insert,
-//! upsert, update, release). A refused append writes nothing (the rules run before any
-//! write), so no savepoint is needed; a database error fails the whole batch.
+//! A refused append writes nothing (the rules run before any write), so no savepoint is
+//! needed; a database error fails the whole batch.
 
 use std::collections::HashMap;
 
@@ -14,16 +11,11 @@ use bytes::Bytes;
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, ProducerStamp, StorageError, StreamName,
 };
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension};
 
 use super::errors::db_error;
-use super::row::{StreamRow, live, load_many};
+use super::row::{StreamRow, live, load};
 use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
-
-/// Rows per insert statement (3 or 4 bound values each, well under SQLite's variable limit).
-const ROWS_PER_INSERT: usize = 200;
-/// Streams per select or update statement (8 bound values each in the update).
-const STREAMS_PER_STATEMENT: usize = 100;
 
 /// One queued append and, once decided, its result.
 pub(super) struct QueuedAppend {
@@ -35,8 +27,8 @@ pub(super) struct QueuedAppend {
 /// Decides and writes `appends` inside the open transaction, with expiry judged at `now`.
 /// Each append's own result is stored in it; `Err` is a database failure that must abort the
 /// whole batch.
-pub(super) async fn apply(
-    conn: &mut SqliteConnection,
+pub(super) fn apply(
+    conn: &Connection,
     appends: &mut [&mut QueuedAppend],
     now: i64,
 ) -> Result<(), StorageError> {
@@ -50,27 +42,23 @@ pub(super) async fn apply(
         entry.push(i);
     }
     let mut streams = Vec::with_capacity(names.len());
-    for chunk in names.chunks(STREAMS_PER_STATEMENT) {
-        let refs: Vec<&StreamName> = chunk.iter().collect();
-        let mut rows = load_many(conn, &refs).await?;
-        for name in chunk {
-            match live(name, rows.remove(name.as_str()), now) {
-                Ok(row) => streams.push(StreamState::new(name, row)),
-                Err(refusal) => {
-                    for &i in &members[name] {
-                        appends[i].result = Some(Err(same_refusal(&refusal, name)));
-                    }
+    for name in &names {
+        match live(name, load(conn, name)?, now) {
+            Ok(row) => streams.push(StreamState::new(name, row)),
+            Err(refusal) => {
+                for &i in &members[name] {
+                    appends[i].result = Some(Err(same_refusal(&refusal, name)));
                 }
             }
         }
     }
     for stream in &mut streams {
         for &i in &members[stream.name] {
-            let result = stream.decide(conn, &appends[i].request).await?;
+            let result = stream.decide(conn, &appends[i].request)?;
             appends[i].result = Some(result);
         }
     }
-    write(conn, &streams, now).await
+    write(conn, &streams, now)
 }
 
 /// A copy of a per-stream refusal for every append to that stream.
@@ -85,113 +73,70 @@ fn same_refusal(refusal: &StorageError, name: &StreamName) -> StorageError {
     }
 }
 
-/// `INSERT ... VALUES (?, ?, ?), (?, ?, ?), ...` with `rows` tuples of `width` values.
-pub(super) fn values_sql(head: &str, rows: usize, width: usize, tail: &str) -> String {
-    let tuple = format!("({})", vec!["?"; width].join(", "));
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (tuple.len() + 2));
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&tuple);
+/// Inserts `records` into `stream` at indexes `first..`.
+pub(super) fn insert_records<'r>(
+    conn: &Connection,
+    stream: &StreamName,
+    first: u64,
+    records: impl IntoIterator<Item = &'r [u8]>,
+) -> Result<(), StorageError> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO courier_records (stream, idx, data) VALUES (?1, ?2, ?3)")
+        .map_err(db_error)?;
+    for (i, data) in records.into_iter().enumerate() {
+        insert
+            .execute((stream.as_str(), (first + i as u64) as i64, data))
+            .map_err(db_error)?;
     }
-    sql.push_str(tail);
-    sql
+    Ok(())
 }
 
 /// Writes what the batch's accepted appends changed: records, producer states, stream rows.
-async fn write(
-    conn: &mut SqliteConnection,
-    streams: &[StreamState<'_>],
-    now: i64,
-) -> Result<(), StorageError> {
-    let changed: Vec<&StreamState<'_>> = streams.iter().filter(|s| s.changed).collect();
-    let records: Vec<(&str, u64, &Bytes)> = changed
-        .iter()
-        .flat_map(|s| {
-            s.records
-                .iter()
-                .enumerate()
-                .map(|(i, data)| (s.name.as_str(), s.first_index + i as u64, data))
-        })
-        .collect();
-    for chunk in records.chunks(ROWS_PER_INSERT) {
-        let sql = values_sql(
-            "INSERT INTO courier_records (stream, idx, data) VALUES ",
-            chunk.len(),
-            3,
-            "",
-        );
-        let mut insert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (stream, index, data) in chunk {
-            insert = insert.bind(*stream).bind(*index as i64).bind(&data[..]);
+fn write(conn: &Connection, streams: &[StreamState<'_>], now: i64) -> Result<(), StorageError> {
+    let mut upsert_producer = conn
+        .prepare_cached(
+            "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
+        )
+        .map_err(db_error)?;
+    let mut update_stream = conn
+        .prepare_cached(
+            "UPDATE courier_streams SET next_index = ?2, last_access_ms = ?3, writer_seq = ?4,
+                 closed = ?5, closed_by_id = ?6, closed_by_epoch = ?7, closed_by_seq = ?8
+             WHERE name = ?1",
+        )
+        .map_err(db_error)?;
+    for s in streams.iter().filter(|s| s.changed) {
+        insert_records(
+            conn,
+            s.name,
+            s.first_index,
+            s.records.iter().map(|r| &r[..]),
+        )?;
+        for id in &s.changed_producers {
+            if let Some(Some(state)) = s.producers.get(id) {
+                upsert_producer
+                    .execute((
+                        s.name.as_str(),
+                        id.as_str(),
+                        state.epoch as i64,
+                        state.last_seq as i64,
+                    ))
+                    .map_err(db_error)?;
+            }
         }
-        // Statements of other sizes are rare: do not crowd the prepared-statement cache.
-        insert
-            .persistent(chunk.len() == 1)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    let producers: Vec<(&str, &str, ProducerState)> = changed
-        .iter()
-        .flat_map(|s| {
-            s.changed_producers.iter().filter_map(|id| {
-                let state = (*s.producers.get(id)?)?;
-                Some((s.name.as_str(), id.as_str(), state))
-            })
-        })
-        .collect();
-    for chunk in producers.chunks(ROWS_PER_INSERT) {
-        let sql = values_sql(
-            "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES ",
-            chunk.len(),
-            4,
-            " ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq",
-        );
-        let mut upsert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (stream, id, state) in chunk {
-            upsert = upsert
-                .bind(*stream)
-                .bind(*id)
-                .bind(state.epoch as i64)
-                .bind(state.last_seq as i64);
-        }
-        upsert
-            .persistent(chunk.len() == 1)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    for chunk in changed.chunks(STREAMS_PER_STATEMENT) {
-        // SQLite names the columns of a VALUES list column1, column2, ...
-        let sql = values_sql(
-            "UPDATE courier_streams SET next_index = v.column2, last_access_ms = v.column3,
-                 writer_seq = v.column4, closed = v.column5, closed_by_id = v.column6,
-                 closed_by_epoch = v.column7, closed_by_seq = v.column8
-             FROM (VALUES ",
-            chunk.len(),
-            8,
-            ") AS v WHERE courier_streams.name = v.column1",
-        );
-        let mut update = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for s in chunk {
-            let closed_by = s.row.closed_by.as_ref();
-            update = update
-                .bind(s.name.as_str())
-                .bind(s.row.next_index as i64)
-                .bind(now)
-                .bind(s.row.writer_seq.as_deref())
-                .bind(s.row.closed)
-                .bind(closed_by.map(|p| p.id.as_str()))
-                .bind(closed_by.map(|p| p.epoch as i64))
-                .bind(closed_by.map(|p| p.seq as i64));
-        }
-        update
-            .persistent(chunk.len() == 1)
-            .execute(&mut *conn)
-            .await
+        let closed_by = s.row.closed_by.as_ref();
+        update_stream
+            .execute((
+                s.name.as_str(),
+                s.row.next_index as i64,
+                now,
+                s.row.writer_seq.as_deref(),
+                s.row.closed,
+                closed_by.map(|p| p.id.as_str()),
+                closed_by.map(|p| p.epoch as i64),
+                closed_by.map(|p| p.seq as i64),
+            ))
             .map_err(db_error)?;
     }
     Ok(())
@@ -222,14 +167,14 @@ impl<'n> StreamState<'n> {
     }
 
     /// Applies the rules to one append against the state so far.
-    async fn decide(
+    fn decide(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &Connection,
         request: &AppendRequest,
     ) -> Result<Result<AppendOutcome, StorageError>, StorageError> {
         let producer = match &request.producer {
             None => None,
-            Some(stamp) => self.producer(conn, stamp).await?,
+            Some(stamp) => self.producer(conn, stamp)?,
         };
         let ctx = AppendContext {
             stream: self.name,
@@ -268,29 +213,29 @@ impl<'n> StreamState<'n> {
     }
 
     /// The stored state of a producer, read once per batch.
-    async fn producer(
+    fn producer(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &Connection,
         stamp: &ProducerStamp,
     ) -> Result<Option<ProducerState>, StorageError> {
         if let Some(known) = self.producers.get(&stamp.id) {
             return Ok(*known);
         }
-        let stored = sqlx::query(
-            "SELECT epoch, last_seq FROM courier_producers WHERE stream = ? AND producer = ?",
-        )
-        .bind(self.name.as_str())
-        .bind(&stamp.id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?
-        .map(|r| -> Result<ProducerState, StorageError> {
-            Ok(ProducerState {
-                epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
-                last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+        let stored = conn
+            .prepare_cached(
+                "SELECT epoch, last_seq FROM courier_producers WHERE stream = ?1 AND producer = ?2",
+            )
+            .and_then(|mut select| {
+                select
+                    .query_row((self.name.as_str(), stamp.id.as_str()), |r| {
+                        Ok(ProducerState {
+                            epoch: r.get::<_, i64>(0)? as u64,
+                            last_seq: r.get::<_, i64>(1)? as u64,
+                        })
+                    })
+                    .optional()
             })
-        })
-        .transpose()?;
+            .map_err(db_error)?;
         self.producers.insert(stamp.id.clone(), stored);
         Ok(stored)
     }

@@ -2,7 +2,8 @@
 //! the same file. Those commits never pass through this instance's writer, so its in-process
 //! wake-ups do not fire for them.
 //!
-//! A task owned by the storage polls `PRAGMA data_version` on a connection of its own: the
+//! A task owned by the storage polls `PRAGMA data_version` on a connection of its own (each
+//! poll on a blocking thread, as SQLite calls block): the
 //! value changes when any other connection commits. While nobody waits it sleeps until a
 //! waiter subscribes. When the version changed it reads the state of the waited streams in one
 //! statement and wakes those whose row changed, so a busy file does not make every waiter
@@ -13,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Row, SqliteConnection};
+use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::wakers::Wakers;
@@ -37,11 +38,7 @@ pub(super) struct ChangeWatch {
 impl ChangeWatch {
     /// Starts polling on `conn` (a connection only this task uses) every `interval` while
     /// `wakers` has waiters.
-    pub(super) fn start(
-        conn: SqliteConnection,
-        wakers: Arc<Wakers>,
-        interval: Duration,
-    ) -> ChangeWatch {
+    pub(super) fn start(conn: Connection, wakers: Arc<Wakers>, interval: Duration) -> ChangeWatch {
         let stop = CancellationToken::new();
         tokio::spawn(run(conn, wakers, interval, stop.clone()));
         ChangeWatch { stop }
@@ -59,12 +56,8 @@ impl Drop for ChangeWatch {
     }
 }
 
-async fn run(
-    mut conn: SqliteConnection,
-    wakers: Arc<Wakers>,
-    interval: Duration,
-    stop: CancellationToken,
-) {
+async fn run(conn: Connection, wakers: Arc<Wakers>, interval: Duration, stop: CancellationToken) {
+    let mut conn = Some(conn);
     let mut poller = Poller::default();
     loop {
         let waited = wakers.waited();
@@ -75,7 +68,20 @@ async fn run(
                 () = wakers.next_subscription() => continue,
             }
         }
-        match poller.poll(&mut conn, waited).await {
+        // The connection and the poller go to a blocking thread and come back with the result.
+        let Some(polling) = conn.take() else { break };
+        let mut taken = std::mem::take(&mut poller);
+        let polled = tokio::task::spawn_blocking(move || {
+            let result = taken.poll(&polling, waited);
+            (polling, taken, result)
+        })
+        .await;
+        let Ok((returned, back, result)) = polled else {
+            break;
+        };
+        conn = Some(returned);
+        poller = back;
+        match result {
             Ok(changed) => {
                 for name in changed {
                     wakers.wake(&name);
@@ -96,7 +102,6 @@ async fn run(
             () = tokio::time::sleep(interval) => {}
         }
     }
-    let _ = sqlx::Connection::close(conn).await;
 }
 
 /// What the last poll saw.
@@ -112,15 +117,11 @@ struct Poller {
 
 impl Poller {
     /// Returns the waited streams to wake.
-    async fn poll(
-        &mut self,
-        conn: &mut SqliteConnection,
-        waited: Vec<String>,
-    ) -> Result<Vec<String>, sqlx::Error> {
+    fn poll(&mut self, conn: &Connection, waited: Vec<String>) -> rusqlite::Result<Vec<String>> {
         // The version is read before the rows: a commit after this read changes it again.
-        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
-            .fetch_one(&mut *conn)
-            .await?;
+        let version: i64 = conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |row| row.get(0))?;
         let changed = self.version != Some(version);
         let waited_set: HashSet<&str> = waited.iter().map(String::as_str).collect();
         self.seen
@@ -133,7 +134,7 @@ impl Poller {
             self.version = Some(version);
             return Ok(Vec::new());
         }
-        let stamps = read_stamps(conn, &to_read).await?;
+        let stamps = read_stamps(conn, &to_read)?;
         self.version = Some(version);
         let mut wake = Vec::new();
         for name in to_read {
@@ -147,35 +148,27 @@ impl Poller {
     }
 }
 
-/// Most names bound in one statement (SQLite allows 32 766 parameters).
-const NAMES_PER_STATEMENT: usize = 500;
-
 /// The row stamps of `names` (missing rows are left out).
-async fn read_stamps(
-    conn: &mut SqliteConnection,
+fn read_stamps(
+    conn: &Connection,
     names: &[&String],
-) -> Result<HashMap<String, RowStamp>, sqlx::Error> {
+) -> rusqlite::Result<HashMap<String, RowStamp>> {
+    let mut select = conn.prepare_cached(
+        "SELECT rowid, next_index, closed, soft_deleted, last_access_ms
+         FROM courier_streams WHERE name = ?1",
+    )?;
     let mut stamps = HashMap::with_capacity(names.len());
-    for chunk in names.chunks(NAMES_PER_STATEMENT) {
-        let marks = vec!["?"; chunk.len()].join(", ");
-        // Only placeholders are formatted in; the names are bound.
-        let sql = format!(
-            "SELECT name, rowid AS rid, next_index, closed, soft_deleted, last_access_ms
-             FROM courier_streams WHERE name IN ({marks})"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for name in chunk {
-            query = query.bind(name.as_str());
-        }
-        for row in query.persistent(false).fetch_all(&mut *conn).await? {
+    for name in names {
+        let mut rows = select.query([name.as_str()])?;
+        if let Some(row) = rows.next()? {
             let stamp = RowStamp {
-                rowid: row.try_get("rid")?,
-                next_index: row.try_get("next_index")?,
-                closed: row.try_get("closed")?,
-                soft_deleted: row.try_get("soft_deleted")?,
-                last_access_ms: row.try_get("last_access_ms")?,
+                rowid: row.get(0)?,
+                next_index: row.get(1)?,
+                closed: row.get(2)?,
+                soft_deleted: row.get(3)?,
+                last_access_ms: row.get(4)?,
             };
-            stamps.insert(row.try_get("name")?, stamp);
+            stamps.insert((*name).clone(), stamp);
         }
     }
     Ok(stamps)
@@ -183,11 +176,6 @@ async fn read_stamps(
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
-    use sqlx::ConnectOptions;
-    use sqlx::sqlite::SqliteConnectOptions;
-
     use super::*;
 
     /// The task holds a clone of the wakers; it has ended once only the test's is left.
@@ -202,11 +190,7 @@ mod tests {
     }
 
     async fn started(wakers: &Arc<Wakers>) -> ChangeWatch {
-        let conn = SqliteConnectOptions::from_str("sqlite::memory:")
-            .expect("options")
-            .connect()
-            .await
-            .expect("connect");
+        let conn = Connection::open_in_memory().expect("connect");
         ChangeWatch::start(conn, wakers.clone(), Duration::from_millis(5))
     }
 

@@ -1,20 +1,27 @@
 //! SQLite errors as Courier errors: contention and I/O are retryable, the rest is not.
 
 use courier_traits::storage::StorageError;
+use rusqlite::ErrorCode;
 
-/// Maps a database error: contention and I/O are retryable, the rest is not.
-pub(crate) fn db_error(error: sqlx::Error) -> StorageError {
-    let retryable = match &error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i64>().ok())
-            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
-        _ => false,
-    };
+/// Maps a database error: contention (`SQLITE_BUSY`, `SQLITE_LOCKED`), a full disk and I/O
+/// errors are retryable, the rest is not.
+pub(crate) fn db_error(error: rusqlite::Error) -> StorageError {
+    let retryable = matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+        )
+    );
     StorageError::backend(retryable, format!("sqlite: {error}"), Some(Box::new(error)))
+}
+
+/// The error every call answers once the storage is closed (or its threads are gone).
+pub(super) fn storage_closed() -> StorageError {
+    StorageError::Unavailable {
+        message: "sqlite storage is closed".into(),
+        source: None,
+    }
 }

@@ -2,7 +2,10 @@
 //! [`StreamStorage`](courier_traits::storage::StreamStorage) (feature `sqlite`).
 //!
 //! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
-//! survives a crash or power loss. Appends run in `BEGIN IMMEDIATE` transactions: records,
+//! survives a crash or power loss, driven directly through `rusqlite`: one writer thread
+//! owns the write connection and commits queued writes in batches (`writer.rs`), reads run on
+//! a small pool of read connections off the async runtime (`readers.rs`). Appends run in
+//! `BEGIN IMMEDIATE` transactions: records,
 //! producer state and the close flag commit together, as do a keyed append's records and its
 //! dedup keys (`keyed.rs`). `wait` is woken in process after each
 //! commit; commits by other processes (or other instances) on the same file are noticed by
@@ -12,9 +15,11 @@
 mod batch_append;
 mod change_watch;
 mod config;
+mod connection;
 mod errors;
 mod forks;
 mod keyed;
+mod readers;
 mod row;
 mod schema;
 mod storage;

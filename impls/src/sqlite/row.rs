@@ -1,84 +1,46 @@
 //! One stream's stored row, and the statements that read it and judge it live.
 
-use std::collections::HashMap;
-
 use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::errors::db_error;
 pub(super) use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
 
-/// The columns [`decode`] reads.
-const COLUMNS: &str = "name, content_type, expiry_kind, expiry_ms, requested, closed, closed_by_id,
-    closed_by_epoch, closed_by_seq, writer_seq, next_index, last_access_ms, soft_deleted";
-
 /// Loads `name`'s row, if any.
-pub(super) async fn load(
-    conn: &mut SqliteConnection,
+pub(super) fn load(
+    conn: &Connection,
     name: &StreamName,
 ) -> Result<Option<StreamRow>, StorageError> {
-    let sql = format!("SELECT {COLUMNS} FROM courier_streams WHERE name = ?");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(name.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    row.as_ref().map(decode).transpose()
+    conn.prepare_cached(
+        "SELECT content_type, expiry_kind, expiry_ms, requested, closed, closed_by_id,
+             closed_by_epoch, closed_by_seq, writer_seq, next_index, last_access_ms, soft_deleted
+         FROM courier_streams WHERE name = ?1",
+    )
+    .and_then(|mut select| select.query_row([name.as_str()], decode).optional())
+    .map_err(db_error)
 }
 
-/// Loads the rows of `names` (at most a few hundred) in one statement, keyed by name.
-pub(super) async fn load_many(
-    conn: &mut SqliteConnection,
-    names: &[&StreamName],
-) -> Result<HashMap<String, StreamRow>, StorageError> {
-    let mut found = HashMap::with_capacity(names.len());
-    if names.is_empty() {
-        return Ok(found);
-    }
-    let marks = vec!["?"; names.len()].join(", ");
-    let sql = format!("SELECT {COLUMNS} FROM courier_streams WHERE name IN ({marks})");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for name in names {
-        query = query.bind(name.as_str());
-    }
-    let rows = query
-        .persistent(names.len() == 1)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    for row in &rows {
-        let name: String = row.try_get("name").map_err(db_error)?;
-        found.insert(name, decode(row)?);
-    }
-    Ok(found)
-}
-
-/// A stream row as selected with [`COLUMNS`].
-fn decode(row: &SqliteRow) -> Result<StreamRow, StorageError> {
-    let get_i64 = |col: &str| row.try_get::<i64, _>(col).map_err(db_error);
-    let closed_by = match row
-        .try_get::<Option<String>, _>("closed_by_id")
-        .map_err(db_error)?
-    {
+/// A stream row as selected by [`load`].
+fn decode(row: &Row<'_>) -> rusqlite::Result<StreamRow> {
+    let closed_by = match row.get::<_, Option<String>>(5)? {
         Some(id) => Some(ProducerStamp {
             id,
-            epoch: get_i64("closed_by_epoch")? as u64,
-            seq: get_i64("closed_by_seq")? as u64,
+            epoch: row.get::<_, i64>(6)? as u64,
+            seq: row.get::<_, i64>(7)? as u64,
         }),
         None => None,
     };
     Ok(StreamRow {
-        content_type: row.try_get("content_type").map_err(db_error)?,
-        expiry_kind: get_i64("expiry_kind")?,
-        expiry_ms: get_i64("expiry_ms")?,
-        requested: row.try_get("requested").map_err(db_error)?,
-        closed: get_i64("closed")? != 0,
+        content_type: row.get(0)?,
+        expiry_kind: row.get(1)?,
+        expiry_ms: row.get(2)?,
+        requested: row.get(3)?,
+        closed: row.get::<_, i64>(4)? != 0,
         closed_by,
-        writer_seq: row.try_get("writer_seq").map_err(db_error)?,
-        next_index: get_i64("next_index")? as u64,
-        last_access_ms: get_i64("last_access_ms")?,
-        soft_deleted: get_i64("soft_deleted")? != 0,
+        writer_seq: row.get(8)?,
+        next_index: row.get::<_, i64>(9)? as u64,
+        last_access_ms: row.get(10)?,
+        soft_deleted: row.get::<_, i64>(11)? != 0,
     })
 }
 
@@ -103,33 +65,33 @@ pub(super) fn live(
 /// Loads `name` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.
 /// Expired rows are left for [`expired_names`] sweeps and `reap` (a failed operation's
 /// transaction rolls back, so removing them here would not stick).
-pub(super) async fn load_live(
-    conn: &mut SqliteConnection,
+pub(super) fn load_live(
+    conn: &Connection,
     name: &StreamName,
     now: i64,
 ) -> Result<StreamRow, StorageError> {
-    live(name, load(conn, name).await?, now)
+    live(name, load(conn, name)?, now)
 }
 
 /// Up to `limit` streams expired at `now` that are not yet removed.
-pub(super) async fn expired_names(
-    conn: &mut SqliteConnection,
+pub(super) fn expired_names(
+    conn: &Connection,
     limit: i64,
     now: i64,
 ) -> Result<Vec<StreamName>, StorageError> {
-    let rows = sqlx::query(
-        "SELECT name FROM courier_streams WHERE soft_deleted = 0 AND
-            ((expiry_kind = 1 AND ? - last_access_ms >= expiry_ms) OR (expiry_kind = 2 AND ? >= expiry_ms))
-         LIMIT ?",
-    )
-    .bind(now)
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    Ok(rows
+    let mut select = conn
+        .prepare_cached(
+            "SELECT name FROM courier_streams WHERE soft_deleted = 0 AND
+                ((expiry_kind = 1 AND ?1 - last_access_ms >= expiry_ms) OR (expiry_kind = 2 AND ?1 >= expiry_ms))
+             LIMIT ?2",
+        )
+        .map_err(db_error)?;
+    let names = select
+        .query_map((now, limit), |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<String>>>())
+        .map_err(db_error)?;
+    Ok(names
         .iter()
-        .filter_map(|r| StreamName::new(&r.try_get::<String, _>("name").ok()?).ok())
+        .filter_map(|name| StreamName::new(name).ok())
         .collect())
 }

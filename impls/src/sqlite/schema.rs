@@ -1,6 +1,6 @@
 //! The SQLite schema, applied on open. `PRAGMA user_version` records which version a file has.
 
-use sqlx::SqlitePool;
+use rusqlite::Connection;
 
 /// Statements per schema version; version N is reached by running `STEPS[N-1]`.
 const STEPS: &[&[&str]] = &[
@@ -50,21 +50,21 @@ const STEPS: &[&[&str]] = &[
 ];
 
 /// Brings the database to the newest schema version, in one transaction per step.
-pub(super) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
-    let current: i64 = sqlx::query_scalar("PRAGMA user_version")
-        .fetch_one(pool)
-        .await?;
+pub(super) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     for (version, statements) in STEPS.iter().enumerate().skip(current.max(0) as usize) {
-        let mut tx = pool.begin().await?;
-        for statement in *statements {
-            sqlx::query(*statement).execute(&mut *tx).await?;
+        // IMMEDIATE: two processes opening a new file at once take turns instead of both
+        // reading version 0 and one failing to upgrade its read lock.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if current > version as i64 {
+            continue;
         }
-        // PRAGMA takes no bind parameters; the version is our own integer.
-        let set_version = format!("PRAGMA user_version = {}", version + 1);
-        sqlx::query(sqlx::AssertSqlSafe(set_version))
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        for statement in *statements {
+            tx.execute_batch(statement)?;
+        }
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
+        tx.commit()?;
     }
     Ok(())
 }

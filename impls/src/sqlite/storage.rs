@@ -1,9 +1,9 @@
-//! [`SqliteStreamStorage`]: the [`StreamStorage`] implementation: reads on the pool, every
-//! write through the group-commit writer (`writer.rs`).
+//! [`SqliteStreamStorage`]: the [`StreamStorage`] implementation: reads on the read
+//! connections (`readers.rs`), every write through the group-commit writer (`writer.rs`).
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,14 +13,15 @@ use courier_traits::storage::{
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, WaitOutcome,
 };
-use futures::TryStreamExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Row, SqlitePool};
+use rusqlite::Connection;
 
 use super::change_watch::ChangeWatch;
 use super::config::SqliteStorageConfig;
+use super::connection::open;
 use super::errors::db_error;
+use super::forks::{ForkDb, run_now};
 use super::keyed;
+use super::readers::Readers;
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use super::schema;
 use super::writer::{Work, Writer};
@@ -32,7 +33,7 @@ use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};
 use crate::sql_model::{collect_batch, existing_stream_outcome, start_index, wait_on_row};
 use crate::wakers::Wakers;
 
-/// Streams in one SQLite file. Clones share the pool.
+/// Streams in one SQLite file. Clones share the connections and the writer thread.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::StorageError> {
@@ -48,12 +49,34 @@ use crate::wakers::Wakers;
 /// ```
 #[derive(Clone)]
 pub struct SqliteStreamStorage {
-    pool: SqlitePool,
+    readers: Arc<Readers>,
     wakers: Arc<Wakers>,
     config: SqliteStorageConfig,
-    last_sweep_ms: Arc<std::sync::atomic::AtomicI64>,
+    last_sweep_ms: Arc<AtomicI64>,
     writer: Writer,
     change_watch: Arc<ChangeWatch>,
+}
+
+/// The connections a storage opens: the writer's, the readers', the change watch's.
+struct Connections {
+    writer: Connection,
+    readers: Vec<Connection>,
+    watch: Connection,
+}
+
+impl Connections {
+    fn open(path: &Path, config: &SqliteStorageConfig) -> rusqlite::Result<Connections> {
+        let mut writer = open(path, config)?;
+        schema::migrate(&mut writer)?;
+        let readers = (0..config.max_connections.max(1))
+            .map(|_| open(path, config))
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(Connections {
+            writer,
+            readers,
+            watch: open(path, config)?,
+        })
+    }
 }
 
 impl SqliteStreamStorage {
@@ -63,48 +86,31 @@ impl SqliteStreamStorage {
         path: impl AsRef<Path>,
         config: SqliteStorageConfig,
     ) -> Result<SqliteStreamStorage, StorageError> {
-        let path = path.as_ref();
+        let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StorageError::unavailable(format!("cannot create directory {}", dir.display()), e)
             })?;
         }
-        let options = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(db_error)?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(if config.fsync_every_commit {
-                SqliteSynchronous::Full
-            } else {
-                SqliteSynchronous::Normal
-            })
-            .busy_timeout(config.busy_timeout)
-            .foreign_keys(false)
-            // sqlx hands rows over from its worker thread through a bounded channel; a larger
-            // one lets a read of many records run without a thread switch every 50 rows.
-            .row_buffer_size(1024);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            // An embedded file cannot drop a connection: skip the ping before every checkout.
-            .test_before_acquire(false)
-            .connect_with(options.clone())
+        // Opening may wait on the file lock (another process migrating): off the runtime.
+        let opening = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || Connections::open(&path, &config))
+        };
+        let connections = opening
             .await
+            .map_err(|e| StorageError::unavailable("sqlite: opening the database failed", e))?
             .map_err(db_error)?;
-        schema::migrate(&pool).await.map_err(db_error)?;
-        // All writes go through one connection that commits them in batches (group commit).
-        let writer = Writer::start(
-            options.connect().await.map_err(db_error)?,
-            config.clock.clone(),
-        );
+        let writer = Writer::start(connections.writer, config.clock.clone())
+            .map_err(|e| StorageError::unavailable("sqlite: cannot start the writer thread", e))?;
         let wakers = Arc::<Wakers>::default();
         let change_watch = ChangeWatch::start(
-            options.connect().await.map_err(db_error)?,
+            connections.watch,
             wakers.clone(),
             config.change_poll_interval,
         );
         Ok(SqliteStreamStorage {
-            pool,
+            readers: Readers::new(connections.readers),
             wakers,
             config,
             last_sweep_ms: Arc::default(),
@@ -113,11 +119,12 @@ impl SqliteStreamStorage {
         })
     }
 
-    /// Closes the pool and stops watching for other processes' commits; later calls fail
-    /// with a retryable error.
+    /// Commits what is queued, closes the connections and stops watching for other processes'
+    /// commits; later calls fail with a retryable error.
     pub async fn close(&self) {
         self.change_watch.stop();
-        self.pool.close().await;
+        self.writer.stop().await;
+        self.readers.close();
     }
 
     /// Runs `work` in the writer's next batch transaction (group commit); returns once that
@@ -131,12 +138,15 @@ impl SqliteStreamStorage {
         now_ms(&*self.config.clock)
     }
 
-    /// The live row of `name`, read without a write lock. An expired stream is reaped first.
-    async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
-        match load(&mut conn, name).await? {
+    /// Judges `row`, as read for `name`: live, gone (soft-deleted) or missing. An expired
+    /// stream is reaped first.
+    async fn judge(
+        &self,
+        name: &StreamName,
+        row: Option<StreamRow>,
+    ) -> Result<StreamRow, StorageError> {
+        match row {
             Some(row) if !row.soft_deleted && row.is_expired(self.now()) => {
-                drop(conn);
                 self.reap(name).await?;
                 Err(StorageError::NotFound {
                     stream: name.clone(),
@@ -152,20 +162,23 @@ impl SqliteStreamStorage {
         }
     }
 
+    /// The live row of `name`, read without a write lock. An expired stream is reaped first.
+    async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
+        let owned = name.clone();
+        let row = self.readers.run(move |conn| load(conn, &owned)).await?;
+        self.judge(name, row).await
+    }
+
     /// Removes `name` if it has expired (soft-deleting it if forks still read through it).
     async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
         let owned = name.clone();
         let clock = self.config.clock.clone();
         let touched = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    match load(conn, &owned).await? {
-                        Some(row) if !row.soft_deleted && row.is_expired(now_ms(&*clock)) => {
-                            remove_chain(conn, &owned).await
-                        }
-                        _ => Ok(Vec::new()),
-                    }
-                })
+            .write(move |conn| match load(conn, &owned)? {
+                Some(row) if !row.soft_deleted && row.is_expired(now_ms(&*clock)) => {
+                    run_now(remove_chain(&mut ForkDb(conn), &owned))
+                }
+                _ => Ok(Vec::new()),
             })
             .await?;
         for stream in &touched {
@@ -177,23 +190,151 @@ impl SqliteStreamStorage {
     /// Reaps up to 100 expired streams nobody touched again, at most once per second.
     async fn sweep(&self) -> Result<(), StorageError> {
         let now = self.now();
-        let last = self
-            .last_sweep_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
         if now - last < 1000 {
             return Ok(());
         }
-        self.last_sweep_ms
-            .store(now, std::sync::atomic::Ordering::Relaxed);
-        let names = {
-            let mut conn = self.pool.acquire().await.map_err(db_error)?;
-            expired_names(&mut conn, 100, now).await?
-        };
+        self.last_sweep_ms.store(now, Ordering::Relaxed);
+        let names = self
+            .readers
+            .run(move |conn| expired_names(conn, 100, now))
+            .await?;
         for name in names {
             self.reap(&name).await?;
         }
         Ok(())
     }
+}
+
+/// Creates `name` inside the writer's transaction (see [`StreamStorage::create`]).
+fn create_stream(
+    conn: &Connection,
+    name: &StreamName,
+    config: &StreamConfig,
+    initial: &[Bytes],
+    now: i64,
+) -> Result<CreateOutcome, StorageError> {
+    if let Some(outcome) = existing_stream_outcome(load_live(conn, name, now), name, config) {
+        return outcome;
+    }
+    let (content_type, expiry, parent, inherited) = match &config.fork {
+        None => {
+            let (content_type, expiry) = own_settings(config);
+            (content_type, expiry, None, 0)
+        }
+        Some(fork) => {
+            reject_self_fork(name, fork)?;
+            let source =
+                load_live(conn, &fork.source, now).map_err(|e| e.for_fork_source(&fork.source))?;
+            let (content_type, expiry) = fork_settings(name, config, source.as_fork_source())?;
+            let inherited = run_now(copy_fork_prefix(
+                &mut ForkDb(conn),
+                &fork.source,
+                source.next_index,
+                name,
+                fork,
+            ))?;
+            conn.prepare_cached(
+                "UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?1",
+            )
+            .and_then(|mut update| update.execute([fork.source.as_str()]))
+            .map_err(db_error)?;
+            (
+                content_type,
+                expiry,
+                Some(fork.source.to_string()),
+                inherited,
+            )
+        }
+    };
+    run_now(ForkDb(conn).insert_records(name, inherited, initial))?;
+    let (expiry_kind, expiry_ms) = encode_expiry(expiry);
+    let next_index = inherited + initial.len() as u64;
+    conn.prepare_cached(
+        "INSERT INTO courier_streams (name, content_type, expiry_kind, expiry_ms, requested, closed,
+             next_index, last_access_ms, parent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )
+    .and_then(|mut insert| {
+        insert.execute((
+            name.as_str(),
+            &content_type,
+            expiry_kind,
+            expiry_ms,
+            requested_key(config),
+            config.closed,
+            next_index as i64,
+            now,
+            parent,
+        ))
+    })
+    .map_err(db_error)?;
+    Ok(CreateOutcome::Created(StreamInfo {
+        name: name.clone(),
+        content_type,
+        expiry,
+        next_offset: index_offset::encode(next_index),
+        closed: config.closed,
+    }))
+}
+
+/// What a read found: the stream's row (if any), the index it starts at, and the payloads
+/// from there within the limits (empty unless the row is live).
+struct Found {
+    row: Option<StreamRow>,
+    start: u64,
+    payloads: Vec<Vec<u8>>,
+}
+
+/// Reads `name`'s row and, if it is live at `now`, its records from `from` within `limits`.
+fn read_records(
+    conn: &Connection,
+    name: &StreamName,
+    from: Option<&Offset>,
+    limits: ReadLimits,
+    now: i64,
+) -> Result<Found, StorageError> {
+    let row = load(conn, name)?;
+    let Some(live) = row
+        .as_ref()
+        .filter(|row| !row.soft_deleted && !row.is_expired(now))
+    else {
+        return Ok(Found {
+            row,
+            start: 0,
+            payloads: Vec::new(),
+        });
+    };
+    let start = start_index(name, live, from)?;
+    let mut select = conn
+        .prepare_cached(
+            "SELECT data FROM courier_records WHERE stream = ?1 AND idx >= ?2 AND idx < ?3
+             ORDER BY idx LIMIT ?4",
+        )
+        .map_err(db_error)?;
+    // Bounded by the tail read above, so a concurrent append cannot tear the batch.
+    let limit = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
+    let mut rows = select
+        .query((name.as_str(), start as i64, live.next_index as i64, limit))
+        .map_err(db_error)?;
+    let mut payloads = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(record) = rows.next().map_err(db_error)? {
+        let data = record
+            .get_ref(0)
+            .and_then(|value| Ok(value.as_blob()?))
+            .map_err(db_error)?;
+        if !payloads.is_empty() && bytes + data.len() > limits.max_bytes {
+            break;
+        }
+        bytes += data.len();
+        payloads.push(data.to_vec());
+    }
+    Ok(Found {
+        row,
+        start,
+        payloads,
+    })
 }
 
 #[async_trait]
@@ -209,59 +350,8 @@ impl StreamStorage for SqliteStreamStorage {
         self.reap(name).await?;
         let owned = name.clone();
         let clock = self.config.clock.clone();
-        self.write(move |conn| Box::pin(async move {
-            let name = &owned;
-            let now = now_ms(&*clock);
-            if let Some(outcome) = existing_stream_outcome(load_live(conn, name, now).await, name, &config) {
-                return outcome;
-            }
-            let (content_type, expiry, parent, inherited) = match &config.fork {
-                None => {
-                    let (content_type, expiry) = own_settings(&config);
-                    (content_type, expiry, None, 0)
-                }
-                Some(fork) => {
-                    reject_self_fork(name, fork)?;
-                    let source = load_live(conn, &fork.source, now).await.map_err(|e| e.for_fork_source(&fork.source))?;
-                    let (content_type, expiry) = fork_settings(name, &config, source.as_fork_source())?;
-                    let inherited = copy_fork_prefix(conn, &fork.source, source.next_index, name, fork).await?;
-                    sqlx::query("UPDATE courier_streams SET live_forks = live_forks + 1 WHERE name = ?")
-                        .bind(fork.source.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error)?;
-                    (content_type, expiry, Some(fork.source.to_string()), inherited)
-                }
-            };
-            conn.insert_records(name, inherited, &initial).await?;
-            let (expiry_kind, expiry_ms) = encode_expiry(expiry);
-            let next_index = inherited + initial.len() as u64;
-            sqlx::query(
-                "INSERT INTO courier_streams (name, content_type, expiry_kind, expiry_ms, requested, closed,
-                     next_index, last_access_ms, parent)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(name.as_str())
-            .bind(&content_type)
-            .bind(expiry_kind)
-            .bind(expiry_ms)
-            .bind(requested_key(&config))
-            .bind(config.closed as i64)
-            .bind(next_index as i64)
-            .bind(now)
-            .bind(parent)
-            .execute(&mut *conn)
+        self.write(move |conn| create_stream(conn, &owned, &config, &initial, now_ms(&*clock)))
             .await
-            .map_err(db_error)?;
-            Ok(CreateOutcome::Created(StreamInfo {
-                name: name.clone(),
-                content_type,
-                expiry,
-                next_offset: index_offset::encode(next_index),
-                closed: config.closed,
-            }))
-        }))
-        .await
     }
 
     async fn append(
@@ -291,11 +381,7 @@ impl StreamStorage for SqliteStreamStorage {
         let owned = stream.clone();
         let clock = self.config.clock.clone();
         let outcome = self
-            .write(move |conn| {
-                Box::pin(async move {
-                    keyed::append_keyed(conn, &owned, records, window, now_ms(&*clock)).await
-                })
-            })
+            .write(move |conn| keyed::append_keyed(conn, &owned, records, window, now_ms(&*clock)))
             .await;
         if let Err(StorageError::NotFound { .. }) = &outcome {
             self.reap(stream).await?;
@@ -316,32 +402,26 @@ impl StreamStorage for SqliteStreamStorage {
         from: Option<Offset>,
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
-        let row = self.read_live(name).await?;
-        let start = start_index(name, &row, from.as_ref())?;
         let now = self.now();
+        let owned = name.clone();
+        let found = self
+            .readers
+            .run(move |conn| read_records(conn, &owned, from.as_ref(), limits, now))
+            .await?;
+        let row = self.judge(name, found.row).await?;
         if row.needs_touch(now) {
             let owned = name.clone();
             self.write(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("UPDATE courier_streams SET last_access_ms = ? WHERE name = ?")
-                        .bind(now)
-                        .bind(owned.as_str())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(db_error)
-                })
+                conn.prepare_cached(
+                    "UPDATE courier_streams SET last_access_ms = ?1 WHERE name = ?2",
+                )
+                .and_then(|mut update| update.execute((now, owned.as_str())))
+                .map_err(db_error)
             })
             .await?;
         }
-        // Bounded by the tail read above, so a concurrent append cannot tear the batch.
-        let payloads = sqlx::query("SELECT data FROM courier_records WHERE stream = ? AND idx >= ? AND idx < ? ORDER BY idx")
-            .bind(name.as_str())
-            .bind(start as i64)
-            .bind(row.next_index as i64)
-            .fetch(&self.pool)
-            .map_err(db_error)
-            .and_then(|r| async move { r.try_get::<Vec<u8>, _>("data").map_err(db_error) });
-        collect_batch(row, start, limits, payloads).await
+        let payloads = futures::stream::iter(found.payloads.into_iter().map(Ok));
+        collect_batch(row, found.start, limits, payloads).await
     }
 
     async fn wait(
@@ -362,10 +442,8 @@ impl StreamStorage for SqliteStreamStorage {
         let clock = self.config.clock.clone();
         let touched = self
             .write(move |conn| {
-                Box::pin(async move {
-                    load_live(conn, &owned, now_ms(&*clock)).await?;
-                    remove_chain(conn, &owned).await
-                })
+                load_live(conn, &owned, now_ms(&*clock))?;
+                run_now(remove_chain(&mut ForkDb(conn), &owned))
             })
             .await?;
         for stream in &touched {

@@ -1,21 +1,23 @@
-//! Group commit: one task owns the write connection and commits every write queued
+//! Group commit: one OS thread owns the write connection and commits every write queued
 //! meanwhile in one transaction, so one fsync covers many appends.
 //!
 //! Appends are applied together per stream (`batch_append.rs`). Other jobs run inside their own
 //! `SAVEPOINT`: a job that fails is rolled back alone and the others still commit. A caller
 //! hears back only after the commit (or its failure), so an acknowledged append is durable.
+//!
+//! The connection lives on a thread of its own, not on the async runtime: SQLite calls block
+//! (the fsync of a commit takes milliseconds), and one hand-off per batch is all a write costs.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use async_trait::async_trait;
 use courier_traits::clock::Clock;
 use courier_traits::storage::{AppendOutcome, AppendRequest, StorageError, StreamName};
-use futures::future::BoxFuture;
-use sqlx::SqliteConnection;
+use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
-use super::errors::db_error;
+use super::errors::{db_error, storage_closed};
 use crate::sql_model::now_ms;
 
 /// Most jobs committed together.
@@ -23,19 +25,13 @@ const MAX_BATCH: usize = 256;
 
 /// The work of one write, run on the writer's connection inside the batch transaction.
 pub(super) trait Work<T>:
-    for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>> + Send + 'static
+    FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static
 {
 }
-impl<T, W> Work<T> for W where
-    W: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
-        + Send
-        + 'static
-{
-}
+impl<T, W> Work<T> for W where W: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static {}
 
-#[async_trait]
 trait Job: Send {
-    async fn run(&mut self, conn: &mut SqliteConnection);
+    fn run(&mut self, conn: &Connection);
     fn finish(self: Box<Self>, commit: Result<(), String>);
 }
 
@@ -45,24 +41,25 @@ struct TypedJob<T, W> {
     reply: oneshot::Sender<Result<T, StorageError>>,
 }
 
-#[async_trait]
+/// Runs `sql` (a statement without parameters) through the statement cache.
+pub(super) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
 impl<T: Send + 'static, W: Work<T>> Job for TypedJob<T, W> {
-    async fn run(&mut self, conn: &mut SqliteConnection) {
+    fn run(&mut self, conn: &Connection) {
         let Some(work) = self.work.take() else { return };
-        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+        if let Err(e) = exec(conn, "SAVEPOINT job") {
             self.result = Some(Err(db_error(e)));
             return;
         }
-        let result = work(conn).await;
-        let undo = if result.is_err() {
-            "ROLLBACK TO job"
+        let result = work(conn);
+        let closed = if result.is_err() {
+            exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
         } else {
-            "RELEASE job"
+            exec(conn, "RELEASE job")
         };
-        let closed = sqlx::query(undo).execute(&mut *conn).await;
-        if result.is_err() {
-            let _ = sqlx::query("RELEASE job").execute(&mut *conn).await;
-        }
         self.result = Some(match (result, closed) {
             (Ok(_), Err(e)) => Err(db_error(e)),
             (result, _) => result,
@@ -102,6 +99,8 @@ enum Queued {
         QueuedAppend,
         oneshot::Sender<Result<AppendOutcome, StorageError>>,
     ),
+    /// Commit what came before, then end the thread (`close`).
+    Stop,
 }
 
 impl Queued {
@@ -111,29 +110,55 @@ impl Queued {
             Queued::Append(append, reply) => {
                 let _ = reply.send(settle(append.result, commit));
             }
+            Queued::Stop => {}
         }
     }
 }
 
-/// The handle to the writer task; the task ends when every handle is gone.
+/// The handle to the writer thread, shared by the storage's clones.
 #[derive(Clone)]
 pub(super) struct Writer {
-    jobs: mpsc::Sender<Queued>,
+    owner: Arc<Owner>,
 }
 
-fn writer_gone() -> StorageError {
-    StorageError::Unavailable {
-        message: "sqlite writer stopped".into(),
-        source: None,
+/// Owns the writer thread: when the last handle goes, the queue closes and the thread is
+/// joined once it has committed what was queued.
+struct Owner {
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<Queued>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.jobs = None;
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
     }
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`; appends judge expiry against `clock`.
-    pub(super) fn start(conn: SqliteConnection, clock: Arc<dyn Clock>) -> Writer {
+    /// Starts the writer thread on `conn`; appends judge expiry against `clock`.
+    pub(super) fn start(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run(conn, queue, clock));
-        Writer { jobs }
+        let thread = std::thread::Builder::new()
+            .name("courier-sqlite-writer".into())
+            .spawn(move || run(conn, queue, &*clock))?;
+        Ok(Writer {
+            owner: Arc::new(Owner {
+                jobs: Some(jobs),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    async fn send(&self, queued: Queued) -> Result<(), StorageError> {
+        let jobs = self.owner.jobs.as_ref().ok_or_else(storage_closed)?;
+        jobs.send(queued).await.map_err(|_| storage_closed())
     }
 
     /// Runs `work` in the next batch; returns its result once the batch has committed.
@@ -147,11 +172,8 @@ impl Writer {
             result: None,
             reply,
         });
-        self.jobs
-            .send(Queued::Job(job))
-            .await
-            .map_err(|_| writer_gone())?;
-        result.await.map_err(|_| writer_gone())?
+        self.send(Queued::Job(job)).await?;
+        result.await.map_err(|_| storage_closed())?
     }
 
     /// Appends in the next batch; returns the outcome once that batch is committed.
@@ -166,37 +188,43 @@ impl Writer {
             request,
             result: None,
         };
-        self.jobs
-            .send(Queued::Append(append, reply))
-            .await
-            .map_err(|_| writer_gone())?;
-        result.await.map_err(|_| writer_gone())?
+        self.send(Queued::Append(append, reply)).await?;
+        result.await.map_err(|_| storage_closed())?
+    }
+
+    /// Commits what is queued, then ends the thread; later writes fail as closed.
+    pub(super) async fn stop(&self) {
+        let _ = self.send(Queued::Stop).await;
     }
 }
 
-async fn run(mut conn: SqliteConnection, mut queue: mpsc::Receiver<Queued>, clock: Arc<dyn Clock>) {
+fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, clock: &dyn Clock) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let commit = commit_batch(&mut conn, &mut batch, &*clock).await;
+    while let Some(first) = queue.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(queued) => batch.push(queued),
+                Err(_) => break,
+            }
+        }
+        let stop = batch.iter().any(|q| matches!(q, Queued::Stop));
+        let commit = commit_batch(&conn, &mut batch, clock);
         if commit.is_err() {
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            let _ = exec(&conn, "ROLLBACK");
         }
         for queued in batch.drain(..) {
             queued.finish(commit.clone());
         }
+        if stop {
+            break;
+        }
     }
 }
 
-async fn commit_batch(
-    conn: &mut SqliteConnection,
-    batch: &mut [Queued],
-    clock: &dyn Clock,
-) -> Result<(), String> {
-    let failed = |what: &str, e: sqlx::Error| format!("sqlite {what}: {e}");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| failed("begin", e))?;
+fn commit_batch(conn: &Connection, batch: &mut [Queued], clock: &dyn Clock) -> Result<(), String> {
+    let failed = |what: &str, e: rusqlite::Error| format!("sqlite {what}: {e}");
+    exec(conn, "BEGIN IMMEDIATE").map_err(|e| failed("begin", e))?;
     // Read only now: BEGIN IMMEDIATE may have waited up to busy_timeout for another instance's
     // write, and expiry must be judged (and last access written) at the time this batch
     // holds the lock, or an append could revive a stream that expired meanwhile.
@@ -213,23 +241,18 @@ async fn commit_batch(
                 .iter_mut()
                 .filter_map(|q| match q {
                     Queued::Append(append, _) => Some(append),
-                    Queued::Job(_) => None,
+                    _ => None,
                 })
                 .collect();
-            batch_append::apply(conn, &mut run, now)
-                .await
-                .map_err(|e| format!("sqlite append: {e}"))?;
+            batch_append::apply(conn, &mut run, now).map_err(|e| format!("sqlite append: {e}"))?;
             start = end;
         } else {
             if let Queued::Job(job) = &mut batch[start] {
-                job.run(conn).await;
+                job.run(conn);
             }
             start += 1;
         }
     }
-    sqlx::query("COMMIT")
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| failed("commit", e))?;
+    exec(conn, "COMMIT").map_err(|e| failed("commit", e))?;
     Ok(())
 }
