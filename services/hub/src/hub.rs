@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::channels::presence::PresenceBook;
 use crate::channels::table::SubscriptionTable;
-use crate::channels::{Channels, History, Member};
+use crate::channels::{Channels, History, Member, Sequencer};
 use crate::client::{CloseReason, Offer};
 use crate::client_options::ClientOptions;
 use crate::cluster::Cluster;
@@ -118,6 +118,18 @@ impl Hub {
         let registry = Arc::new(Registry::new(metrics.clone(), config.slow_client_grace));
         let subscriptions = Arc::new(SubscriptionTable::default());
         let presence = Arc::new(PresenceBook::new(config.channels.clone()));
+        let history = config
+            .history_storage
+            .clone()
+            .map(|s| Arc::new(History::new(s)));
+        let sequencer = Arc::new(Sequencer::new(
+            subscriptions.clone(),
+            registry.clone(),
+            config.channels.clone(),
+            history.clone(),
+            stop.clone(),
+            tasks.clone(),
+        ));
         let cluster = match bus {
             Some(bus) => {
                 let (cluster, queues) = Cluster::new(
@@ -125,8 +137,7 @@ impl Hub {
                     &config,
                     node_id.clone(),
                     metrics.clone(),
-                    registry.clone(),
-                    subscriptions.clone(),
+                    sequencer.clone(),
                     presence.clone(),
                 )?;
                 let cluster = Arc::new(cluster);
@@ -141,7 +152,8 @@ impl Hub {
             rules: config.channels.clone(),
             registry: registry.clone(),
             cluster: cluster.clone(),
-            history: config.history_storage.clone().map(History::new),
+            history,
+            sequencer,
             presence,
             node_id: node_id.clone(),
             max_message_bytes: config.max_message_bytes,

@@ -4,6 +4,7 @@
 
 use serde_json::{Value, json};
 
+use super::history::Placed;
 use super::recovery::Live;
 use super::table::SubscriptionTable;
 use crate::Frame;
@@ -17,17 +18,14 @@ pub(crate) fn presence_event(joined: bool, channel: &str, client: &str) -> Frame
     Frame::text(message.to_json())
 }
 
-/// The frame a publication reaches subscribers as; `position` is (offset, epoch) on history
-/// channels.
-pub(crate) fn publication_frame(
-    channel: &str,
-    data: &Value,
-    position: Option<(&str, &str)>,
-) -> Frame {
+/// The frame a publication reaches subscribers as; `placed` on history channels (`prev` lets
+/// a node put publications arriving out of order back in order, and a client see a gap).
+pub(crate) fn publication_frame(channel: &str, data: &Value, placed: Option<&Placed>) -> Frame {
     let mut body = json!({ "channel": channel, "data": data });
-    if let Some((offset, epoch)) = position {
-        body["offset"] = json!(offset);
-        body["epoch"] = json!(epoch);
+    if let Some(placed) = placed {
+        body["offset"] = json!(placed.offset);
+        body["epoch"] = json!(&*placed.epoch);
+        body["prev"] = json!(placed.prev);
     }
     Frame::text(AppMessage::new(0, "publication", body).to_json())
 }
@@ -53,4 +51,16 @@ pub(crate) fn deliver_local(
     let mut report = registry.fan_out(entries, frame);
     report.delivered += held;
     report
+}
+
+/// Where a publication frame says it lies in its channel's stream (`data.prev`,
+/// `data.offset`, `data.epoch`), if it does.
+pub(crate) fn placed_of(frame: &Frame) -> Option<Placed> {
+    let message: Value = serde_json::from_slice(frame.payload()).ok()?;
+    let field = |name: &str| message["data"][name].as_str().map(str::to_owned);
+    Some(Placed {
+        prev: field("prev")?,
+        offset: field("offset")?,
+        epoch: field("epoch")?.into(),
+    })
 }

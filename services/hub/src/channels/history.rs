@@ -70,6 +70,16 @@ pub(crate) struct Stored {
     pub(crate) data: Value,
 }
 
+/// Where a publication lies in its channel's stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Placed {
+    /// The offset just before it (the one after the publication it follows).
+    pub(crate) prev: String,
+    /// The offset just after it.
+    pub(crate) offset: String,
+    pub(crate) epoch: Arc<str>,
+}
+
 /// What a recovery found.
 #[derive(Debug)]
 pub(crate) enum Recovery {
@@ -163,12 +173,8 @@ impl History {
         Ok(epoch)
     }
 
-    /// Appends a publication; its offset and the epoch.
-    pub(crate) async fn append(
-        &self,
-        channel: &str,
-        data: &Value,
-    ) -> Result<(String, Arc<str>), HubError> {
+    /// Appends a publication; where it landed in the channel's stream.
+    pub(crate) async fn append(&self, channel: &str, data: &Value) -> Result<Placed, HubError> {
         let stream = stream_of(channel)?;
         let epoch = self.epoch(channel, &stream).await?;
         let record = json!({ "ts": now_ms(), "data": data }).to_string();
@@ -177,7 +183,72 @@ impl History {
             .append(&stream, AppendRequest::record(record))
             .await
             .map_err(storage_error)?;
-        Ok((done.next_offset.as_str().to_owned(), epoch))
+        // A plain one-record append always reports where its record starts.
+        let prev = done.first_offset.ok_or_else(|| {
+            HubError::InvalidInput(courier_traits::InvalidInput::new(
+                "history stream",
+                stream.as_str(),
+                "the storage did not report where the appended record starts",
+            ))
+        })?;
+        Ok(Placed {
+            prev: prev.as_str().to_owned(),
+            offset: done.next_offset.as_str().to_owned(),
+            epoch,
+        })
+    }
+
+    /// Up to `max_records` publications stored after `from` in `epoch`, in order, and the
+    /// records without a publication (the epoch record) as `None` data, so the caller can
+    /// step over them. An epoch that is no longer the channel's reads nothing.
+    pub(crate) async fn read_after(
+        &self,
+        channel: &str,
+        epoch: &str,
+        from: &str,
+        max_records: usize,
+    ) -> Result<Vec<(Placed, Option<Value>)>, HubError> {
+        let stream = stream_of(channel)?;
+        let current = self.epoch(channel, &stream).await?;
+        if *current != *epoch {
+            return Ok(Vec::new());
+        }
+        let from = Offset::parse(from)?;
+        let batch = self
+            .storage
+            .read(
+                &stream,
+                Some(from),
+                ReadLimits {
+                    max_records,
+                    ..ReadLimits::default()
+                },
+            )
+            .await
+            .map_err(storage_error)?;
+        let ends = batch
+            .records
+            .iter()
+            .skip(1)
+            .map(|r| r.offset.as_str().to_owned())
+            .chain(std::iter::once(batch.next_offset.as_str().to_owned()));
+        Ok(batch
+            .records
+            .iter()
+            .zip(ends)
+            .map(|(record, offset)| {
+                let data = serde_json::from_slice::<StoredRecord>(&record.data)
+                    .ok()
+                    .filter(|stored| stored.ts.is_some())
+                    .map(|stored| stored.data);
+                let placed = Placed {
+                    prev: record.offset.as_str().to_owned(),
+                    offset,
+                    epoch: current.clone(),
+                };
+                (placed, data)
+            })
+            .collect())
     }
 
     /// The channel's epoch and tail now.

@@ -15,8 +15,10 @@
 //! node; see [`presence`] for how fast other nodes learn it).
 //!
 //! A publication arrives as `{"message_type": "publication", "message_id": 0, "data":
-//! {"channel": "chat.room1", "data": ..., "offset": "..", "epoch": ".."}}` (offset and epoch
-//! on history channels only), once per connection however many of its subscriptions match
+//! {"channel": "chat.room1", "data": ..., "offset": "..", "epoch": "..", "prev": ".."}}`
+//! (offset, epoch and `prev`, the offset before it, on history channels only; there they
+//! arrive in the order of the channel's stream, see [`order`]), once per connection however
+//! many of its subscriptions match
 //! (the client matches it to its own subscriptions). Across nodes it travels on the broadcast
 //! topic with an envelope id, so the cluster's exactly-once delivery of broadcasts holds for
 //! it too.
@@ -31,6 +33,7 @@
 
 mod frames;
 mod history;
+mod order;
 mod pattern;
 pub(crate) mod presence;
 pub(crate) mod recovery;
@@ -52,6 +55,7 @@ pub(crate) use frames::{deliver_local, presence_event, publication_frame};
 pub(crate) use history::History;
 pub use history::HistoryLimits;
 use history::Recovery;
+pub(crate) use order::Sequencer;
 pub use pattern::{ChannelPattern, MAX_CHANNEL_LEN, validate_channel};
 use presence::PresenceBook;
 pub(crate) use rules::rule_for;
@@ -83,7 +87,9 @@ pub(crate) struct Channels {
     pub(crate) rules: Vec<ChannelRule>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) cluster: Option<Arc<Cluster>>,
-    pub(crate) history: Option<History>,
+    pub(crate) history: Option<Arc<History>>,
+    /// Delivers history channels' publications in stream order.
+    pub(crate) sequencer: Arc<Sequencer>,
     pub(crate) presence: Arc<PresenceBook>,
     pub(crate) node_id: Arc<str>,
     pub(crate) max_message_bytes: usize,
@@ -165,24 +171,27 @@ impl Channels {
     ) -> Result<BroadcastReport, HubError> {
         validate_channel(channel)?;
         // Checked before storing: a publication too large to send must not enter history.
-        let size = publication_frame(channel, data, Some(("", "")))
-            .payload()
-            .len()
-            + 64;
+        // (Room for the offsets and epoch a history channel adds.)
+        let size = publication_frame(channel, data, None).payload().len() + 160;
         if size > self.max_message_bytes {
             return Err(HubError::FrameTooLarge {
                 size,
                 limit: self.max_message_bytes,
             });
         }
-        let frame = match self.history_of(channel) {
+        let (frame, mut report) = match self.history_of(channel) {
             Some((history, _)) => {
-                let (offset, epoch) = history.append(channel, data).await?;
-                publication_frame(channel, data, Some((&offset, &epoch)))
+                let placed = history.append(channel, data).await?;
+                let frame = publication_frame(channel, data, Some(&placed));
+                let report = self.sequencer.arrive(channel, &frame, placed);
+                (frame, report)
             }
-            None => publication_frame(channel, data, None),
+            None => {
+                let frame = publication_frame(channel, data, None);
+                let report = deliver_local(&self.table, &self.registry, channel, &frame);
+                (frame, report)
+            }
         };
-        let mut report = deliver_local(&self.table, &self.registry, channel, &frame);
         if let Some(cluster) = &self.cluster {
             report.published = cluster.publish_channel(channel, &frame).await;
         }
@@ -286,7 +295,11 @@ impl Channels {
         }
         .await;
         let (position, recovery) = match outcome {
-            Ok(found) => found,
+            Ok(found) => {
+                self.sequencer
+                    .start_at(channel, &found.0.epoch, &found.0.tail);
+                found
+            }
             Err(e) => {
                 entry.recovery.finish(channel, |_, _| ());
                 if changed.connection {

@@ -143,12 +143,7 @@ fn handle(cluster: &Cluster, kind: Link, message: Message, delivered: &mut Deliv
             };
             Metrics::inc(&cluster.metrics.bus_received);
             if let Some(channel) = env.channel {
-                crate::channels::deliver_local(
-                    &cluster.subscriptions,
-                    &cluster.registry,
-                    &channel,
-                    &frame,
-                );
+                cluster.sequencer.deliver(&channel, &frame);
                 return;
             }
             match env.target {

@@ -18,6 +18,7 @@ use super::directory::Directory;
 use super::envelope::{self, EnvelopeId};
 use super::health::BusHealth;
 use super::presence::{Announcer, Presence};
+use crate::channels::Sequencer;
 use crate::channels::presence::PresenceBook;
 use crate::channels::table::SubscriptionTable;
 use crate::config::HubConfig;
@@ -51,6 +52,8 @@ pub(crate) struct Cluster {
     pub(super) registry: Arc<Registry>,
     /// Their channel subscriptions: where publications from other nodes go.
     pub(super) subscriptions: Arc<SubscriptionTable>,
+    /// Puts history channels' publications from other nodes in stream order.
+    pub(super) sequencer: Arc<Sequencer>,
     /// Channel presence: which channels track it, and other nodes' members.
     pub(crate) channel_presence: Arc<PresenceBook>,
     pub(super) directory: Mutex<Directory>,
@@ -77,8 +80,7 @@ impl Cluster {
         config: &HubConfig,
         node_id: Arc<str>,
         metrics: Arc<Metrics>,
-        registry: Arc<Registry>,
-        subscriptions: Arc<SubscriptionTable>,
+        sequencer: Arc<Sequencer>,
         channel_presence: Arc<PresenceBook>,
     ) -> Result<(Cluster, Queues), HubError> {
         let (backlog_tx, backlog) = mpsc::channel(config.bus_backlog.max(1));
@@ -92,8 +94,9 @@ impl Cluster {
             },
             bus,
             node_id,
-            registry,
-            subscriptions,
+            registry: sequencer.registry.clone(),
+            subscriptions: sequencer.table.clone(),
+            sequencer,
             channel_presence,
             directory: Mutex::new(Directory::default()),
             health: BusHealth::new(metrics.clone()),
