@@ -467,3 +467,123 @@ async fn a_client_reconnecting_to_another_node_before_its_old_connection_ends_st
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The stream of `channel`'s history in `epoch`.
+fn epoch_stream(channel: &str, epoch: &str) -> courier_traits::storage::StreamName {
+    courier_traits::storage::StreamName::new(&format!("hub/channels/{channel}/{epoch}"))
+        .expect("name")
+}
+
+/// Publications stored in `channel`'s current epoch now.
+async fn stored_count(storage: &MemoryStreamStorage, channel: &str) -> usize {
+    use courier_traits::storage::{ReadLimits, StreamName};
+    let pointer = StreamName::new(&format!("hub/channels/{channel}")).expect("name");
+    let info = storage.head(&pointer).await.expect("pointer");
+    let epoch = info
+        .content_type
+        .split("epoch=")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .expect("epoch");
+    let stream = epoch_stream(channel, epoch);
+    let batch = storage
+        .read(&stream, None, ReadLimits::default())
+        .await
+        .expect("read");
+    assert!(batch.up_to_date);
+    batch.records.len()
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_is_bounded_and_a_new_epoch_continues_live_delivery_in_order() {
+    let storage = Arc::new(MemoryStreamStorage::new());
+    let (_, a, b) = two_nodes(|node| history_config(node, &storage, 4)).await;
+    let mut reader = connect(&a, "reader").await;
+    let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.z"})).await;
+    let first_epoch = reply["data"]["epoch"].as_str().expect("epoch").to_owned();
+    let start = reply["data"]["offset"].as_str().expect("offset").to_owned();
+    let mut most_stored = 0;
+    for n in 0..30 {
+        let publisher = if n % 2 == 0 { &a } else { &b };
+        publisher
+            .publish("feed.z", &json!(n))
+            .await
+            .expect("publish");
+        most_stored = most_stored.max(stored_count(&storage, "feed.z").await);
+    }
+    // At most twice max_len, and one more until the append that notices.
+    assert!(
+        most_stored <= 9,
+        "the stream held {most_stored} publications"
+    );
+    // The live reader got every publication once, in order, across the new epochs.
+    let mut epochs = vec![first_epoch.clone()];
+    let mut last = start.clone();
+    for n in 0..30 {
+        let (data, offset, epoch) = stored_publication(&mut reader, "feed.z").await;
+        assert_eq!(data, json!(n));
+        if epoch == *epochs.last().expect("epoch") {
+            assert!(
+                offset > last,
+                "offsets grow within an epoch: {offset} after {last}"
+            );
+        } else {
+            epochs.push(epoch);
+        }
+        last = offset;
+    }
+    assert!(epochs.len() > 2, "the history started again: {epochs:?}");
+    // Only the current epoch and the one before keep a stream.
+    for epoch in &epochs[..epochs.len() - 2] {
+        let gone = storage.head(&epoch_stream("feed.z", epoch)).await;
+        assert!(gone.is_err(), "the stream of epoch {epoch} is still there");
+    }
+    assert_quiet(&mut reader, QUIET).await;
+    // A client that last saw the first epoch must resync; one in the current epoch recovers.
+    let mut late = connect(&b, "late").await;
+    let since = json!({"channel": "feed.z", "since": {"offset": start, "epoch": first_epoch}});
+    let reply = request(&mut late, 2, "subscribe", since).await;
+    assert_eq!(reply["data"]["resync"], true, "{reply}");
+    let current = epochs.last().expect("epoch");
+    let since = json!({"channel": "feed.z", "since": {"offset": last, "epoch": current}});
+    let mut caught_up = connect(&b, "caught-up").await;
+    let reply = request(&mut caught_up, 3, "subscribe", since).await;
+    assert_eq!(
+        (&reply["data"]["recovered"], &reply["data"]["publications"]),
+        (&json!(true), &json!([])),
+        "{reply}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_history_starts_a_new_epoch_and_live_delivery_follows_it() {
+    use courier_impls::memory::MemoryStorageConfig;
+    use courier_traits::clock::ManualClock;
+    let clock = ManualClock::starting_now();
+    let storage = Arc::new(MemoryStreamStorage::with_config(
+        MemoryStorageConfig::default().with_clock(clock.shared()),
+    ));
+    let bus: Arc<dyn MessageBus> = Arc::new(MemoryBus::new());
+    let hub = Hub::new(Some(bus), history_config("a", &storage, 100))
+        .await
+        .expect("hub");
+    let mut reader = connect(&hub, "reader").await;
+    let reply = request(&mut reader, 1, "subscribe", json!({"channel": "feed.e"})).await;
+    let epoch = reply["data"]["epoch"].as_str().expect("epoch").to_owned();
+    hub.publish("feed.e", &json!(1)).await.expect("publish");
+    let (_, offset, _) = stored_publication(&mut reader, "feed.e").await;
+    // Idle for twice max_age: the epoch's stream expires.
+    clock.advance(Duration::from_secs(2 * 3600 + 1));
+    hub.publish("feed.e", &json!(2)).await.expect("publish");
+    let (data, _, new_epoch) = stored_publication(&mut reader, "feed.e").await;
+    assert_eq!(data, json!(2));
+    assert_ne!(new_epoch, epoch);
+    let mut late = connect(&hub, "late").await;
+    let since = json!({"channel": "feed.e", "since": {"offset": offset, "epoch": epoch}});
+    let reply = request(&mut late, 2, "subscribe", since).await;
+    assert_eq!(reply["data"]["resync"], true, "{reply}");
+    assert_eq!(reply["data"]["epoch"], new_epoch, "{reply}");
+    hub.shutdown().await;
+}

@@ -180,8 +180,8 @@ impl Channels {
             });
         }
         let (frame, mut report) = match self.history_of(channel) {
-            Some((history, _)) => {
-                let placed = history.append(channel, data).await?;
+            Some((history, limits)) => {
+                let placed = history.append(channel, limits, data).await?;
                 let frame = publication_frame(channel, data, Some(&placed));
                 let report = self.sequencer.arrive(channel, &frame, placed);
                 (frame, report)
@@ -284,11 +284,13 @@ impl Channels {
             ))
         });
         let outcome = async {
-            let position = history.position(channel).await?;
+            let position = history.position(channel, limits).await?;
             let recovery = match &since {
-                Some((offset, epoch)) => {
-                    Some(history.recover(channel, limits, epoch, offset).await?)
-                }
+                Some((offset, epoch)) => Some(
+                    history
+                        .recover(channel, limits, &position.epoch, epoch, offset)
+                        .await?,
+                ),
                 None => None,
             };
             Ok::<_, HubError>((position, recovery))
@@ -348,9 +350,11 @@ impl Channels {
                 reply.data["reason"] = json!("too many publications arrived during recovery");
             }
             self.offer(entry, Frame::text(reply.to_json()));
-            for (frame, offset) in held {
-                let already = offset.as_ref().is_some_and(|offset| {
-                    skip.contains(offset) || floor.as_ref().is_some_and(|floor| offset <= floor)
+            for (frame, spot) in held {
+                let already = spot.as_ref().is_some_and(|(their_epoch, offset)| {
+                    **their_epoch == *position.epoch
+                        && (skip.contains(offset)
+                            || floor.as_ref().is_some_and(|floor| offset <= floor))
                 });
                 if !already {
                     self.offer(entry, frame);
@@ -358,7 +362,8 @@ impl Channels {
             }
             // Under the same lock as the release: no live copy slips in between.
             if let Some(floor) = client_has {
-                entry.recovery.set_floor(channel, floor);
+                let epoch = position.epoch.to_string();
+                entry.recovery.set_floor(channel, (epoch, floor));
             }
         });
         if changed.client {

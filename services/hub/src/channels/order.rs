@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::frames::{deliver_local, placed_of, publication_frame};
-use super::history::{History, Placed};
+use super::history::{History, Placed, Read};
 use super::rules::{ChannelRule, rule_for};
 use super::table::SubscriptionTable;
 use crate::Frame;
@@ -57,6 +57,30 @@ struct Order {
     ahead: BTreeMap<String, (String, Frame)>,
     /// A task is closing the gap.
     filling: bool,
+    /// Publications of another epoch, kept until the storage says which epoch is current
+    /// (a late copy from before the history started again must not take the channel back).
+    other: Vec<(Placed, Frame)>,
+    /// A task is asking the storage.
+    checking: bool,
+    /// Epochs the channel has left (a few): their late copies are dropped at once.
+    retired: Vec<Arc<str>>,
+}
+
+/// How many left epochs a channel remembers.
+const MAX_RETIRED: usize = 8;
+
+impl Order {
+    /// Moves to `epoch`, starting delivery at `start` (or where it is not known yet).
+    fn switch_to(&mut self, epoch: Arc<str>, start: Option<String>) {
+        if let Some(old) = self.epoch.take() {
+            self.retired.push(old);
+        }
+        let keep = self.retired.len().saturating_sub(MAX_RETIRED);
+        self.retired.drain(..keep);
+        self.epoch = Some(epoch);
+        self.delivered = start;
+        self.ahead.clear();
+    }
 }
 
 type Shared = Arc<Mutex<Order>>;
@@ -116,13 +140,20 @@ impl Sequencer {
             return BroadcastReport::default(); // nobody here subscribes to it
         };
         let mut order = lock(&shared);
-        if order.epoch.as_ref() != Some(&placed.epoch) {
-            // The channel's history started again: what was ordered before does not continue.
-            *order = Order {
-                epoch: Some(placed.epoch.clone()),
-                filling: order.filling,
-                ..Order::default()
-            };
+        match &order.epoch {
+            None => order.epoch = Some(placed.epoch.clone()),
+            Some(epoch) if *epoch == placed.epoch => {}
+            Some(_) if order.retired.contains(&placed.epoch) => return BroadcastReport::default(),
+            Some(_) => {
+                if order.other.len() < MAX_AHEAD {
+                    order.other.push((placed, frame.share()));
+                }
+                self.check_epoch_if_needed(&mut order, channel, &shared);
+                return BroadcastReport {
+                    delivered: self.table.matching(channel).len(),
+                    ..BroadcastReport::default()
+                };
+            }
         }
         let report = match &order.delivered {
             Some(delivered) if placed.offset <= *delivered => BroadcastReport::default(),
@@ -160,18 +191,168 @@ impl Sequencer {
             return;
         };
         let mut order = lock(&shared);
-        if order.epoch.as_ref() != Some(epoch) {
-            *order = Order {
-                epoch: Some(epoch.clone()),
-                filling: order.filling,
-                ..Order::default()
-            };
+        if order.epoch.is_none() {
+            order.epoch = Some(epoch.clone());
         }
-        if order.delivered.is_none() {
+        if order.epoch.as_ref() != Some(epoch) {
+            // The channel moved to a new epoch: delivery finishes the old one first.
+            self.check_epoch_if_needed(&mut order, channel, &shared);
+        } else if order.delivered.is_none() {
             order.delivered = Some(tail.to_owned());
             self.release(&mut order, channel);
         }
         self.fill_if_needed(&mut order, channel, &shared);
+    }
+
+    /// Keeps the publications of `held` that belong to the order's epoch ahead of where
+    /// delivery stands, and retires the other epochs.
+    fn adopt(&self, order: &mut Order, held: Vec<(Placed, Frame)>) {
+        for (placed, frame) in held {
+            if order.epoch.as_ref() == Some(&placed.epoch) {
+                order.ahead.insert(placed.prev, (placed.offset, frame));
+            } else if !order.retired.contains(&placed.epoch) {
+                order.retired.push(placed.epoch);
+            }
+        }
+    }
+
+    fn check_epoch_if_needed(self: &Arc<Self>, order: &mut Order, channel: &str, shared: &Shared) {
+        if order.checking {
+            return;
+        }
+        let Some(history) = self.history.clone() else {
+            return;
+        };
+        order.checking = true;
+        let this = self.clone();
+        let channel = channel.to_owned();
+        let shared = shared.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = this.stop.cancelled() => {}
+                _ = this.check_epoch(&history, &channel, &shared) => {}
+            }
+        });
+    }
+
+    /// Asks the storage which epoch is the channel's. If it is not the one delivered,
+    /// delivers the rest of the old epoch from its (closed) stream, then each epoch that
+    /// followed (from their streams, or what arrived of them when a stream is gone already),
+    /// and goes on in the current one; publications of other epochs are dropped.
+    async fn check_epoch(self: &Arc<Self>, history: &History, channel: &str, shared: &Shared) {
+        let current = match history.current(channel).await {
+            Ok(current) => current.map(|(epoch, _)| epoch),
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "reading the history's epoch failed");
+                None
+            }
+        };
+        let Some(current) = current else {
+            lock(shared).checking = false; // the next publication of another epoch asks again
+            return;
+        };
+        let old = lock(shared).epoch.clone();
+        if let Some(old) = old.filter(|old| *old != current) {
+            let next = history
+                .epochs_after(channel, &old, &current, MAX_RETIRED)
+                .await;
+            self.drain_epoch(history, channel, shared).await;
+            for epoch in next {
+                let start = history.start(channel, &epoch).await.ok().flatten();
+                {
+                    let mut order = lock(shared);
+                    order.switch_to(epoch.clone(), start);
+                    let held = std::mem::take(&mut order.other);
+                    let (theirs, rest) = held.into_iter().partition(|(p, _)| p.epoch == epoch);
+                    order.other = rest;
+                    self.adopt(&mut order, theirs);
+                    self.release(&mut order, channel);
+                }
+                if epoch != current {
+                    self.drain_epoch(history, channel, shared).await;
+                }
+            }
+        }
+        let mut order = lock(shared);
+        if order.epoch.as_ref() != Some(&current) {
+            order.switch_to(current, None);
+        }
+        self.finish_check(&mut order, channel, shared);
+    }
+
+    /// Delivers the rest of the order's epoch, which the channel has left: from its stream
+    /// until it is closed and read to its end (or gone, or unreadable for long), then what
+    /// is kept ahead, over any gap left.
+    async fn drain_epoch(&self, history: &History, channel: &str, shared: &Shared) {
+        let mut attempts = 0;
+        loop {
+            let (epoch, from) = {
+                let order = lock(shared);
+                match (&order.epoch, &order.delivered) {
+                    (Some(epoch), Some(from)) => (epoch.clone(), from.clone()),
+                    _ => break,
+                }
+            };
+            let (progressed, finished) = match history
+                .read_after(channel, &epoch, &from, FILL_BATCH)
+                .await
+            {
+                Ok(read) => {
+                    let finished = read.finished;
+                    (self.apply(&mut lock(shared), channel, read), finished)
+                }
+                Err(e) => {
+                    tracing::warn!(channel, error = %e, "reading an old epoch's history failed");
+                    (false, false)
+                }
+            };
+            attempts = if progressed { 0 } else { attempts + 1 };
+            if finished || attempts >= MAX_FILL_ATTEMPTS {
+                break;
+            }
+            if !progressed {
+                // The node starting the new epoch closes the old one's stream right after.
+                tokio::time::sleep(REORDER_WAIT).await;
+            }
+        }
+        let mut order = lock(shared);
+        while let Some(next) = order.ahead.keys().next().cloned() {
+            order.delivered = Some(next);
+            self.release(&mut order, channel);
+        }
+    }
+
+    fn finish_check(self: &Arc<Self>, order: &mut Order, channel: &str, shared: &Shared) {
+        order.checking = false;
+        let held = std::mem::take(&mut order.other);
+        self.adopt(order, held);
+        self.release(order, channel);
+        self.fill_if_needed(order, channel, shared);
+    }
+
+    /// Delivers the records read from history that follow on where delivery stands (with
+    /// the frame kept ahead when there is one); whether delivery moved.
+    fn apply(&self, order: &mut Order, channel: &str, read: Read) -> bool {
+        let before = order.delivered.clone();
+        for (placed, data) in read.records {
+            if order.epoch.as_ref() != Some(&placed.epoch)
+                || order.delivered.as_ref() != Some(&placed.prev)
+            {
+                continue;
+            }
+            match (order.ahead.remove(&placed.prev), data) {
+                (Some((offset, frame)), _) => {
+                    self.emit(order, channel, &frame, offset);
+                }
+                (None, Some(data)) => {
+                    let frame = publication_frame(channel, &data, Some(&placed));
+                    self.emit(order, channel, &frame, placed.offset);
+                }
+                (None, None) => order.delivered = Some(placed.offset), // not a publication
+            }
+        }
+        self.release(order, channel);
+        order.delivered != before
     }
 
     /// The channel's order; made when `always` or when a local subscription matches it.
@@ -251,11 +432,20 @@ impl Sequencer {
             if wait {
                 tokio::time::sleep(REORDER_WAIT).await;
             }
+            let unknown_start = {
+                let order = lock(shared);
+                order.epoch.clone().filter(|_| order.delivered.is_none())
+            };
+            let start = match unknown_start {
+                Some(epoch) => history.start(channel, &epoch).await.ok().flatten(),
+                None => None,
+            };
             let (epoch, from) = {
                 let mut order = lock(shared);
                 if order.delivered.is_none() {
-                    // Reached through patterns only: delivery starts at the earliest arrival.
-                    order.delivered = order.ahead.keys().next().cloned();
+                    // A new epoch starts at its stream's start; a channel reached through
+                    // patterns only, at the earliest arrival.
+                    order.delivered = start.or_else(|| order.ahead.keys().next().cloned());
                 }
                 self.release(&mut order, channel);
                 if failures >= MAX_FILL_ATTEMPTS {
@@ -277,32 +467,8 @@ impl Sequencer {
                     }
                 }
             };
-            let read = history.read_after(channel, &epoch, &from, FILL_BATCH).await;
-            let progressed = match read {
-                Ok(records) => {
-                    let mut order = lock(shared);
-                    let before = order.delivered.clone();
-                    for (placed, data) in records {
-                        if order.epoch.as_ref() != Some(&placed.epoch)
-                            || order.delivered.as_ref() != Some(&placed.prev)
-                        {
-                            continue;
-                        }
-                        match (order.ahead.remove(&placed.prev), data) {
-                            (Some((offset, frame)), _) => {
-                                self.emit(&mut order, channel, &frame, offset);
-                            }
-                            (None, Some(data)) => {
-                                let frame = publication_frame(channel, &data, Some(&placed));
-                                self.emit(&mut order, channel, &frame, placed.offset);
-                            }
-                            // Not a publication (the epoch record): stepped over.
-                            (None, None) => order.delivered = Some(placed.offset),
-                        }
-                    }
-                    self.release(&mut order, channel);
-                    order.delivered != before
-                }
+            let progressed = match history.read_after(channel, &epoch, &from, FILL_BATCH).await {
+                Ok(read) => self.apply(&mut lock(shared), channel, read),
                 Err(e) => {
                     tracing::warn!(channel, error = %e, "reading history to close a gap failed");
                     false
@@ -323,10 +489,14 @@ mod tests {
     use courier_impls::memory::MemoryStreamStorage;
     use serde_json::json;
 
+    fn limits() -> HistoryLimits {
+        HistoryLimits::new(100, Duration::from_secs(60))
+    }
+
     fn rules() -> Vec<ChannelRule> {
         vec![
             ChannelRule::new(ChannelPattern::parse("feed.*").expect("pattern"))
-                .with_history(HistoryLimits::new(100, Duration::from_secs(60))),
+                .with_history(limits()),
         ]
     }
 
@@ -343,14 +513,20 @@ mod tests {
             CancellationToken::new(),
             TaskTracker::new(),
         ));
-        let placed = history.append("feed.a", &json!(1)).await.expect("append");
+        let placed = history
+            .append("feed.a", limits(), &json!(1))
+            .await
+            .expect("append");
         let frame = publication_frame("feed.a", &json!(1), Some(&placed));
         sequencer.arrive("feed.a", &frame, placed.clone());
         assert!(lock(&sequencer.orders).is_empty());
         sequencer.start_at("feed.a", &placed.epoch, &placed.offset);
         assert_eq!(lock(&sequencer.orders).len(), 1);
         // Nobody subscribes: the next publication forgets the order.
-        let next = history.append("feed.a", &json!(2)).await.expect("append");
+        let next = history
+            .append("feed.a", limits(), &json!(2))
+            .await
+            .expect("append");
         let frame = publication_frame("feed.a", &json!(2), Some(&next));
         sequencer.arrive("feed.a", &frame, next);
         assert!(lock(&sequencer.orders).is_empty());

@@ -15,7 +15,7 @@ pub(crate) const MAX_HELD: usize = 1024;
 
 #[derive(Default)]
 struct Held {
-    frames: Vec<(Frame, Option<String>)>,
+    frames: Vec<(Frame, Option<Spot>)>,
     overflowed: bool,
 }
 
@@ -39,14 +39,19 @@ pub(crate) struct RecoveryBuffers {
     held: Mutex<HashMap<String, Held>>,
     /// Per history channel, the offset up to which the client has everything (what it had,
     /// what it recovered, or where it started): a live copy of an older publication arriving
-    /// late from the bus is not delivered again.
-    floors: Mutex<HashMap<String, String>>,
+    /// late from the bus is not delivered again. Offsets compare within one epoch only: a
+    /// publication of another epoch (the history started again) is always delivered.
+    floors: Mutex<HashMap<String, Spot>>,
 }
 
-/// The offset a publication frame carries (`data.offset`), if any.
-pub(crate) fn offset_of(frame: &Frame) -> Option<String> {
+/// A publication's (epoch, offset).
+pub(crate) type Spot = (String, String);
+
+/// The epoch and offset a publication frame carries (`data.epoch`, `data.offset`), if any.
+pub(crate) fn spot_of(frame: &Frame) -> Option<Spot> {
     let message: serde_json::Value = serde_json::from_slice(frame.payload()).ok()?;
-    message["data"]["offset"].as_str().map(str::to_owned)
+    let field = |name: &str| message["data"][name].as_str().map(str::to_owned);
+    Some((field("epoch")?, field("offset")?))
 }
 
 impl RecoveryBuffers {
@@ -68,7 +73,7 @@ impl RecoveryBuffers {
             if entry.frames.len() >= MAX_HELD {
                 entry.overflowed = true;
             } else {
-                entry.frames.push((frame.share(), offset_of(frame)));
+                entry.frames.push((frame.share(), spot_of(frame)));
             }
             return Live::Held;
         }
@@ -77,14 +82,14 @@ impl RecoveryBuffers {
         let Some(floor) = floors.get(channel) else {
             return Live::Deliver;
         };
-        match offset_of(frame) {
-            Some(offset) if offset <= *floor => Live::Drop,
+        match spot_of(frame) {
+            Some((epoch, offset)) if epoch == floor.0 && offset <= floor.1 => Live::Drop,
             _ => Live::Deliver,
         }
     }
 
     /// Sets where the client's history subscription to `channel` starts.
-    pub(crate) fn set_floor(&self, channel: &str, floor: String) {
+    pub(crate) fn set_floor(&self, channel: &str, floor: Spot) {
         if lock(&self.floors)
             .insert(channel.to_owned(), floor)
             .is_none()
@@ -106,7 +111,7 @@ impl RecoveryBuffers {
     pub(crate) fn finish<R>(
         &self,
         channel: &str,
-        release: impl FnOnce(Vec<(Frame, Option<String>)>, bool) -> R,
+        release: impl FnOnce(Vec<(Frame, Option<Spot>)>, bool) -> R,
     ) -> R {
         let mut held = lock(&self.held);
         let entry = held.remove(channel);
@@ -123,7 +128,7 @@ mod tests {
     use super::*;
 
     fn publication(offset: &str) -> Frame {
-        let body = serde_json::json!({"data": {"channel": "c", "offset": offset}});
+        let body = serde_json::json!({"data": {"channel": "c", "offset": offset, "epoch": "e"}});
         Frame::text(body.to_string())
     }
 
@@ -135,13 +140,19 @@ mod tests {
         assert_eq!(buffers.live("c", &publication("06")), Live::Held);
         assert_eq!(buffers.live("other", &publication("01")), Live::Deliver);
         let held = buffers.finish("c", |held, overflowed| {
-            buffers.set_floor("c", "07".into());
+            buffers.set_floor("c", ("e".into(), "07".into()));
             (held.len(), overflowed)
         });
         assert_eq!(held, (1, false));
         // A copy of a publication the client recovered, arriving late from the bus.
         assert_eq!(buffers.live("c", &publication("07")), Live::Drop);
         assert_eq!(buffers.live("c", &publication("08")), Live::Deliver);
+        // The history started again: its offsets are not compared with the old epoch's.
+        let restarted = serde_json::json!({"data": {"channel": "c", "offset": "01", "epoch": "f"}});
+        assert_eq!(
+            buffers.live("c", &Frame::text(restarted.to_string())),
+            Live::Deliver
+        );
         buffers.clear_floor("c");
         assert_eq!(buffers.live("c", &publication("07")), Live::Deliver);
     }
