@@ -85,6 +85,14 @@ impl Order {
 
 type Shared = Arc<Mutex<Order>>;
 
+/// What a channel's background task does.
+enum Job {
+    /// Closes a gap from history.
+    Fill,
+    /// Finds the current epoch and moves delivery there.
+    CheckEpoch,
+}
+
 /// Puts history channels' publications in stream order for this node's subscribers.
 pub(crate) struct Sequencer {
     pub(crate) table: Arc<SubscriptionTable>,
@@ -224,13 +232,24 @@ impl Sequencer {
             return;
         };
         order.checking = true;
+        self.spawn(Job::CheckEpoch, history, channel, shared);
+    }
+
+    /// Runs `job` for `channel` until it is done or the hub stops.
+    fn spawn(self: &Arc<Self>, job: Job, history: Arc<History>, channel: &str, shared: &Shared) {
         let this = self.clone();
         let channel = channel.to_owned();
         let shared = shared.clone();
         self.tasks.spawn(async move {
+            let work = async {
+                match job {
+                    Job::Fill => this.fill(&history, &channel, &shared).await,
+                    Job::CheckEpoch => this.check_epoch(&history, &channel, &shared).await,
+                }
+            };
             tokio::select! {
                 _ = this.stop.cancelled() => {}
-                _ = this.check_epoch(&history, &channel, &shared) => {}
+                _ = work => {}
             }
         });
     }
@@ -413,15 +432,7 @@ impl Sequencer {
             return;
         };
         order.filling = true;
-        let this = self.clone();
-        let channel = channel.to_owned();
-        let shared = shared.clone();
-        self.tasks.spawn(async move {
-            tokio::select! {
-                _ = this.stop.cancelled() => {}
-                _ = this.fill(&history, &channel, &shared) => {}
-            }
-        });
+        self.spawn(Job::Fill, history, channel, shared);
     }
 
     /// Closes the gaps of `channel` from history, until nothing is kept ahead.
