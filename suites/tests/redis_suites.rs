@@ -513,3 +513,67 @@ async fn a_stall_shorter_than_the_response_timeout_is_waited_out() {
     // after the thaw: its outcome is unknown, the patient one's is not.
     assert!(data.contains(&&b"stalled"[..]), "{data:?}");
 }
+
+/// Concurrent appends to one stream on one node reach Redis as batches (one script call
+/// each), not one call per append: on a private server, 64 appends at once take far fewer
+/// `EVAL`s than 64, and each gets its own offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_to_one_stream_are_batched() {
+    let server = Redis::start().await.expect("redis starts");
+    let url = server.url();
+    let storage = RedisStreamStorage::connect(
+        &url,
+        RedisStorageConfig::default().with_key_prefix(unique_prefix()),
+    )
+    .await
+    .expect("connect storage");
+    let name = StreamName::new("batched").expect("valid");
+    storage
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let evals = |info: String| -> u64 {
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
+            .and_then(|rest| rest.split(',').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let info = |conn: &mut MultiplexedConnection| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async::<String>(&mut conn)
+                .await
+                .expect("info")
+        }
+    };
+    let before = evals(info(&mut conn).await);
+    let appends = (0..64).map(|i| {
+        let storage = storage.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            storage
+                .append(&name, AppendRequest::record(format!("r{i}")))
+                .await
+        })
+    });
+    let mut offsets = Vec::new();
+    for append in futures::future::join_all(appends).await {
+        let outcome = append.expect("task").expect("append");
+        offsets.push(outcome.first_offset.expect("a written record"));
+    }
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 64, "every append has its own offset");
+    let calls = evals(info(&mut conn).await) - before;
+    assert!(
+        calls <= 32,
+        "64 concurrent appends took {calls} script calls: they are not batched"
+    );
+}

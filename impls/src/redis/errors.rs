@@ -39,10 +39,3 @@ pub(super) fn storage_error(what: &str, error: RedisError) -> StorageError {
         Some(Box::new(error)),
     )
 }
-
-pub(super) fn storage_pool_error(error: deadpool_redis::PoolError) -> StorageError {
-    match error {
-        deadpool_redis::PoolError::Backend(e) => storage_error("connection", e),
-        other => StorageError::unavailable(format!("redis pool: {other}"), other),
-    }
-}

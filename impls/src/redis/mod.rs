@@ -3,6 +3,7 @@
 
 mod bus;
 mod cas;
+mod connection;
 mod durability;
 mod errors;
 mod meta;

@@ -3,10 +3,10 @@
 //! commits only if nothing changed meanwhile (else the caller re-reads and retries). So the
 //! rules live once, in Rust, and Redis only guarantees atomicity.
 
-/// Commit an append. KEYS: meta, data, producers, channel, then (keyed appends) one dedup key
-/// per record. ARGV: expected ver, first index, record count n, n records, field count f, f
-/// name/value pairs, producer id ('' for none), producer value, notify payload, pexpire ms
-/// (0 = none), then with dedup keys: their pexpire ms and one value per key.
+/// Commit appends (a batch of them, or a keyed append). KEYS: meta, data, producers, channel,
+/// then (keyed appends) one dedup key per record. ARGV: expected ver, first index, record count
+/// n, n records, field count f, f name/value pairs, producer count p, p id/value pairs, notify
+/// payload, pexpire ms (0 = none), then with dedup keys: their pexpire ms and one value per key.
 pub(super) const COMMIT: &str = r#"
 if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return 0 end
 local first = tonumber(ARGV[2])
@@ -20,18 +20,22 @@ for j = 0, f - 1 do
   redis.call('HSET', KEYS[1], ARGV[at + 1 + 2 * j], ARGV[at + 2 + 2 * j])
 end
 at = at + 1 + 2 * f
-if ARGV[at] ~= '' then redis.call('HSET', KEYS[3], ARGV[at], ARGV[at + 1]) end
+local p = tonumber(ARGV[at])
+for j = 0, p - 1 do
+  redis.call('HSET', KEYS[3], ARGV[at + 1 + 2 * j], ARGV[at + 2 + 2 * j])
+end
+at = at + 1 + 2 * p
 for k = 5, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[at + k], 'PX', ARGV[at + 4])
+  redis.call('SET', KEYS[k], ARGV[at + k - 2], 'PX', ARGV[at + 2])
 end
 redis.call('HINCRBY', KEYS[1], 'ver', 1)
-local ttl = tonumber(ARGV[at + 3])
+local ttl = tonumber(ARGV[at + 1])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[3], ttl)
 end
-redis.call('PUBLISH', KEYS[4], ARGV[at + 2])
+redis.call('PUBLISH', KEYS[4], ARGV[at])
 return 1
 "#;
 

@@ -6,6 +6,8 @@
 //! (`<prefix>:k:<generation>:<key>`, see `storage/keyed.rs`). `generation` comes from a counter at creation, so a deleted and
 //! re-created stream never sees the old one's records or producer state. Writes are atomic Lua
 //! compare-and-sets on the meta's `ver` around the shared Rust rules (see `scripts.rs`);
+//! concurrent appends to one stream on one node are decided together and committed by one
+//! script call (`append_queue.rs`);
 //! TTL streams also get key expiry (window + 60 s) as a reclamation backstop, while the exact
 //! expiry decision is made on every access. Waits are woken through one pub/sub connection
 //! per instance, so appends on any node wake waits on every node.
@@ -24,23 +26,23 @@ use courier_traits::storage::{
     ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
     StreamStorage, WaitOutcome,
 };
-use deadpool_redis::redis::AsyncConnectionConfig;
 use deadpool_redis::redis::streams::StreamRangeReply;
-use deadpool_redis::redis::{self};
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::redis::{self, AsyncConnectionConfig};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::cas::{CasRetry, contention, eval};
+use super::connection::{Connection, SharedConnection};
 use super::durability::warn_unless_durable;
-use super::errors::{storage_error, storage_pool_error as pool_error};
+use super::errors::storage_error;
 use super::meta::{Meta, expiry_backstop};
 use super::scripts;
 use super::storage_config::RedisStorageConfig;
 use super::wakeups::{listen, subscribe_notifications};
+use crate::append_queue::{AppendQueue, CommitBatch, PendingAppend};
 use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
-    AppendContext, AppendPlan, ProducerState, check_record_sizes, committed_outcome, fork_settings,
-    index_offset, own_settings, plan_append, reject_self_fork, validate_append, validate_keyed,
+    AppendBatch, ProducerState, check_record_sizes, fork_settings, index_offset, own_settings,
+    producer_ids, reject_self_fork, validate_append, validate_keyed,
 };
 use crate::sql_model::{
     collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key, start_index,
@@ -51,7 +53,8 @@ use crate::wakers::Wakers;
 /// How long opening a connection may take before it fails with a retryable error.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Streams in Redis. Clones share the pool and the notification listener.
+/// Streams in Redis. Clones share the connection, the append queue and the notification
+/// listener.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::StorageError> {
@@ -65,7 +68,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Clone)]
 pub struct RedisStreamStorage {
-    pool: Pool,
+    store: Arc<RedisStore>,
+    /// Appends, committed in batches per stream (see `append_queue.rs`).
+    appends: AppendQueue,
+}
+
+/// What every operation works on; the append queue's task holds it too.
+struct RedisStore {
+    conn: Arc<SharedConnection>,
     config: Arc<RedisStorageConfig>,
     wakers: Arc<Wakers>,
     /// Serialises this process's writes per stream (see `keyed_lock.rs`).
@@ -84,29 +94,21 @@ impl RedisStreamStorage {
         let client = redis::Client::open(url).map_err(|e| storage_error("url", e))?;
         let connection = AsyncConnectionConfig::new()
             .set_response_timeout(config.response_timeout)
-            // A pooled connection is pinged before each use and replaced when the ping
-            // fails, so a frozen server also stalls the new connection's handshake: bound it
-            // by the response timeout too, or a 300 ms setting would answer after 5 s.
+            // A connection that failed is replaced by a new one, and a frozen server also
+            // stalls the new connection's handshake: bound it by the response timeout too,
+            // or a 300 ms setting would answer after 5 s.
             .set_connection_timeout(Some(
                 config
                     .response_timeout
                     .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT)),
             ));
-        let manager =
-            Manager::new_with_config(url, connection).map_err(|e| storage_error("url", e))?;
-        let pool = Pool::builder(manager)
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| StorageError::Backend {
-                message: format!("redis pool: {e}"),
-                source: Some(Box::new(e)),
-            })?;
-        let mut conn = pool.get().await.map_err(pool_error)?;
+        let shared = Arc::new(SharedConnection::new(client.clone(), connection));
+        let mut conn = shared.get().await?;
         let _: String = redis::cmd("PING")
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| storage_error("ping", e))?;
-        warn_unless_durable(&mut *conn, "RedisStreamStorage").await;
+        warn_unless_durable(&mut conn, "RedisStreamStorage").await;
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let channel = format!("{}:n", config.key_prefix);
@@ -118,15 +120,21 @@ impl RedisStreamStorage {
             wakers.clone(),
             stop.clone(),
         ));
-        Ok(RedisStreamStorage {
-            pool,
+        let store = Arc::new(RedisStore {
+            conn: shared,
             config: Arc::new(config),
             wakers,
             writes: Arc::default(),
             _listener: Arc::new(stop.drop_guard()),
+        });
+        Ok(RedisStreamStorage {
+            appends: AppendQueue::start(store.clone()),
+            store,
         })
     }
+}
 
+impl RedisStore {
     /// The time expiry is decided against.
     fn now(&self) -> i64 {
         now_ms(&*self.config.clock)
@@ -145,15 +153,15 @@ impl RedisStreamStorage {
         format!("{}:n", self.config.key_prefix)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, StorageError> {
-        self.pool.get().await.map_err(pool_error)
+    async fn conn(&self) -> Result<Connection, StorageError> {
+        self.conn.get().await
     }
 
     async fn load(&self, name: &str) -> Result<Option<Meta>, StorageError> {
         let mut conn = self.conn().await?;
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.meta_key(name))
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| storage_error("hgetall", e))?;
         if fields.is_empty() {
@@ -201,7 +209,7 @@ impl RedisStreamStorage {
             .arg(data_key)
             .arg(format!("{}-0", from + 1))
             .arg(format!("{to}-0"))
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| storage_error("xrange", e))?;
         Ok(reply
@@ -212,8 +220,7 @@ impl RedisStreamStorage {
     }
 }
 
-#[async_trait]
-impl StreamStorage for RedisStreamStorage {
+impl RedisStore {
     async fn create(
         &self,
         name: &StreamName,
@@ -252,7 +259,7 @@ impl StreamStorage for RedisStreamStorage {
             let mut conn = self.conn().await?;
             let generation: i64 = redis::cmd("INCR")
                 .arg(format!("{}:gen", self.config.key_prefix))
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| storage_error("incr", e))?;
             let generation = generation.to_string();
@@ -305,7 +312,7 @@ impl StreamStorage for RedisStreamStorage {
             }
             invocation.arg(expiry_backstop(expiry_kind, expiry_ms, now));
             let created: i64 = invocation
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| storage_error("create", e))?;
             if created == 1 {
@@ -316,104 +323,6 @@ impl StreamStorage for RedisStreamStorage {
                     next_offset: index_offset::encode(records.len() as u64),
                     closed: config.closed,
                 }));
-            }
-            if !retry.again().await {
-                return Err(contention(name));
-            }
-        }
-    }
-
-    async fn append(
-        &self,
-        name: &StreamName,
-        request: AppendRequest,
-    ) -> Result<AppendOutcome, StorageError> {
-        validate_append(&request, self.config.max_record_bytes)?;
-        let _serialised = self.writes.lock(name.as_str()).await;
-        let mut retry = CasRetry::new();
-        loop {
-            let meta = self.load_live(name).await?;
-            let producers_key = self.producers_key(name.as_str(), &meta.generation);
-            let mut conn = self.conn().await?;
-            let producer = match &request.producer {
-                None => None,
-                Some(stamp) => {
-                    let stored: Option<String> = redis::cmd("HGET")
-                        .arg(&producers_key)
-                        .arg(&stamp.id)
-                        .query_async(&mut *conn)
-                        .await
-                        .map_err(|e| storage_error("hget", e))?;
-                    stored.and_then(|v| {
-                        let (epoch, seq) = v.split_once(' ')?;
-                        Some(ProducerState {
-                            epoch: epoch.parse().ok()?,
-                            last_seq: seq.parse().ok()?,
-                        })
-                    })
-                }
-            };
-            let ctx = AppendContext {
-                stream: name,
-                tail: meta.row.next_index,
-                closed: meta.row.closed,
-                closed_by: meta.row.closed_by.as_ref(),
-                content_type: &meta.row.content_type,
-                producer,
-                writer_seq: meta.row.writer_seq.as_deref(),
-            };
-            let producer = match plan_append(&ctx, &request)? {
-                AppendPlan::Reply(outcome) => return Ok(outcome),
-                AppendPlan::Commit { producer } => producer,
-            };
-            let now = self.now();
-            let mut fields: Vec<(&str, String)> = vec![
-                (
-                    "next_index",
-                    (meta.row.next_index + request.records.len() as u64).to_string(),
-                ),
-                ("last_access_ms", now.to_string()),
-            ];
-            if let Some(seq) = &request.writer_seq {
-                fields.push(("writer_seq", seq.clone()));
-            }
-            if request.close {
-                fields.push(("closed", "1".into()));
-                if let Some(p) = &request.producer {
-                    fields.push(("closed_by", format!("{} {} {}", p.epoch, p.seq, p.id)));
-                }
-            }
-            let keys = [
-                self.meta_key(name.as_str()),
-                self.data_key(name.as_str(), &meta.generation),
-                producers_key.clone(),
-                self.channel(),
-            ];
-            let mut invocation = eval(scripts::COMMIT, &keys);
-            invocation
-                .arg(&meta.ver)
-                .arg(meta.row.next_index)
-                .arg(request.records.len());
-            for record in &request.records {
-                invocation.arg(&record[..]);
-            }
-            invocation.arg(fields.len());
-            for (key, value) in &fields {
-                invocation.arg(*key).arg(value);
-            }
-            match (&request.producer, producer) {
-                (Some(stamp), Some(state)) => invocation
-                    .arg(&stamp.id)
-                    .arg(format!("{} {}", state.epoch, state.last_seq)),
-                _ => invocation.arg("").arg(""),
-            };
-            invocation.arg(name.as_str()).arg(meta.pexpire_ms(now));
-            let committed: i64 = invocation
-                .query_async(&mut *conn)
-                .await
-                .map_err(|e| storage_error("append", e))?;
-            if committed == 1 {
-                return Ok(committed_outcome(meta.row.next_index, &request, producer));
             }
             if !retry.again().await {
                 return Err(contention(name));
@@ -455,7 +364,7 @@ impl StreamStorage for RedisStreamStorage {
                     pipe.pexpire(key, backstop).ignore();
                 }
             }
-            pipe.query_async::<()>(&mut *conn)
+            pipe.query_async::<()>(&mut conn)
                 .await
                 .map_err(|e| storage_error("touch", e))?;
         }
@@ -507,5 +416,168 @@ impl StreamStorage for RedisStreamStorage {
             keyed_append: true,
             max_record_bytes: Some(self.config.max_record_bytes),
         }
+    }
+}
+
+#[async_trait]
+impl CommitBatch for RedisStore {
+    async fn commit(
+        &self,
+        name: &StreamName,
+        batch: &mut [PendingAppend],
+    ) -> Result<(), StorageError> {
+        let _serialised = self.writes.lock(name.as_str()).await;
+        let ids: Vec<String> = producer_ids(batch.iter().map(|a| &a.request))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let mut retry = CasRetry::new();
+        loop {
+            let meta = self.load_live(name).await?;
+            let producers_key = self.producers_key(name.as_str(), &meta.generation);
+            let mut conn = self.conn().await?;
+            let stored = if ids.is_empty() {
+                HashMap::new()
+            } else {
+                let values: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(&producers_key)
+                    .arg(&ids)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| storage_error("hmget", e))?;
+                ids.iter()
+                    .zip(values)
+                    .filter_map(|(id, value)| Some((id.clone(), decode_producer(&value?)?)))
+                    .collect()
+            };
+            let now = self.now();
+            let backstop = meta.pexpire_ms(now);
+            let mut decided = AppendBatch::new(name, meta.row, stored);
+            for append in batch.iter_mut() {
+                append.result = Some(decided.decide(&append.request));
+            }
+            if !decided.changed() {
+                return Ok(());
+            }
+            let row = decided.row();
+            let mut fields: Vec<(&str, String)> = vec![
+                ("next_index", row.next_index.to_string()),
+                ("last_access_ms", now.to_string()),
+            ];
+            if let Some(seq) = &row.writer_seq {
+                fields.push(("writer_seq", seq.clone()));
+            }
+            if row.closed {
+                fields.push(("closed", "1".into()));
+                if let Some(p) = &row.closed_by {
+                    fields.push(("closed_by", format!("{} {} {}", p.epoch, p.seq, p.id)));
+                }
+            }
+            let keys = [
+                self.meta_key(name.as_str()),
+                self.data_key(name.as_str(), &meta.generation),
+                producers_key,
+                self.channel(),
+            ];
+            let mut invocation = eval(scripts::COMMIT, &keys);
+            invocation
+                .arg(&meta.ver)
+                .arg(decided.first_index())
+                .arg(decided.records().len());
+            for record in decided.records() {
+                invocation.arg(&record[..]);
+            }
+            invocation.arg(fields.len());
+            for (key, value) in &fields {
+                invocation.arg(*key).arg(value);
+            }
+            let producers: Vec<(&str, ProducerState)> = decided.changed_producers().collect();
+            invocation.arg(producers.len());
+            for (id, state) in producers {
+                invocation
+                    .arg(id)
+                    .arg(format!("{} {}", state.epoch, state.last_seq));
+            }
+            invocation.arg(name.as_str()).arg(backstop);
+            let committed: i64 = invocation
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| storage_error("append", e))?;
+            if committed == 1 {
+                return Ok(());
+            }
+            if !retry.again().await {
+                return Err(contention(name));
+            }
+        }
+    }
+}
+
+/// A stored producer state, `<epoch> <last_seq>`.
+fn decode_producer(value: &str) -> Option<ProducerState> {
+    let (epoch, seq) = value.split_once(' ')?;
+    Some(ProducerState {
+        epoch: epoch.parse().ok()?,
+        last_seq: seq.parse().ok()?,
+    })
+}
+
+#[async_trait]
+impl StreamStorage for RedisStreamStorage {
+    async fn create(
+        &self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+    ) -> Result<CreateOutcome, StorageError> {
+        self.store.create(name, config, initial).await
+    }
+
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<AppendOutcome, StorageError> {
+        validate_append(&request, self.store.config.max_record_bytes)?;
+        self.appends.append(name, request).await
+    }
+
+    async fn append_keyed(
+        &self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+        self.store.append_keyed(stream, records, window).await
+    }
+
+    async fn read(
+        &self,
+        name: &StreamName,
+        from: Option<Offset>,
+        limits: ReadLimits,
+    ) -> Result<ReadBatch, StorageError> {
+        self.store.read(name, from, limits).await
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        self.store.wait(name, after, timeout).await
+    }
+
+    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+        self.store.head(name).await
+    }
+
+    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+        self.store.delete(name).await
+    }
+
+    fn capabilities(&self) -> StorageCapabilities {
+        self.store.capabilities()
     }
 }

@@ -115,7 +115,7 @@ macro_rules! bus_suite {
 /// | `race_creates_same_config`, `race_creates_different_configs`, `race_append_delete`, `race_append_close` (two instances at once, [`storage_races`](crate::suites::storage_races)) | — |
 /// | `ttl_sliding_window`, `absolute_expiry` (on the factory's [`clock`](crate::suites::StorageFactory::clock)) | `ttl` |
 /// | `producer_dedup`, `producer_epochs_and_gaps`, `producer_close_retry`, `failed_append_keeps_producer_state` | `producers` |
-/// | `race_same_producer_seq` | `producers` |
+/// | `race_same_producer_seq`, `race_batches` | `producers` |
 /// | `fork_reads`, `fork_sub_offsets`, `fork_errors`, `fork_delete_lifecycle` | `forks` |
 /// | `race_fork_delete_source` | `forks` |
 /// | `survives_server_restart`, `unavailable_while_server_down` | `survives_restart` |
@@ -163,6 +163,13 @@ macro_rules! storage_suite {
             "needs capability `producers`",
             storage_races,
             race_same_producer_seq,
+            $factory
+        );
+        $crate::__suite_case!(
+            $producers,
+            "needs capability `producers`",
+            storage_races,
+            race_batches,
             $factory
         );
         $crate::__suite_case!(

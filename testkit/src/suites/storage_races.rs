@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, StorageError, StreamConfig, StreamName,
+    AppendOutcome, AppendRequest, CreateOutcome, Offset, StorageError, StreamConfig, StreamName,
     StreamStorage,
 };
 use tokio::sync::Barrier;
@@ -390,6 +390,143 @@ pub async fn race_fork_delete_source<F: StorageFactory>(factory: &F) {
                 data(&records),
                 vec![rec("fresh", round)],
                 "round {round}: old data under a re-created name"
+            );
+        }
+    })
+    .await;
+}
+
+/// What [`race_batches`] sends from one node at once: every producer's append of `seq` twice,
+/// plain records tagged `tag`, and with `close` a close among them. Answers each append's
+/// record (none for the close) and outcome.
+fn batch_on<S: StreamStorage + 'static>(
+    s: &Arc<S>,
+    n: &StreamName,
+    tag: &str,
+    seq: u64,
+    close: bool,
+) -> impl Future<Output = Vec<(Option<Bytes>, Appended)>> + Send + 'static + use<S> {
+    const PRODUCERS: usize = 4;
+    const PLAIN: usize = 6;
+    let mut requests = Vec::new();
+    for p in 0..PRODUCERS {
+        let body = rec(&format!("p{p}"), seq as usize);
+        let stamped = AppendRequest::record(body).with_producer(stamp(&format!("p{p}"), 0, seq));
+        requests.push(stamped.clone());
+        requests.push(stamped);
+    }
+    for i in 0..PLAIN {
+        requests.push(AppendRequest::record(rec(tag, seq as usize * PLAIN + i)));
+    }
+    if close {
+        requests.insert(requests.len() / 2, AppendRequest::close_only());
+    }
+    let calls: Vec<_> = requests
+        .into_iter()
+        .map(|r| {
+            let body = r.records.first().cloned();
+            let (s, n) = (s.clone(), n.clone());
+            async move { (body, s.append(&n, r).await) }
+        })
+        .collect();
+    futures::future::join_all(calls)
+}
+
+/// Many appends from each node to one stream at once, racing the other node's (a backend that
+/// commits a node's concurrent appends as one batch races batches here). Each node sends every
+/// producer's next sequence twice (a retry racing its original) and plain records: each
+/// producer sequence is written exactly once, every acknowledged record is readable at its
+/// offset, and nothing else is there. Then a close among the appends: what was acknowledged
+/// lies before the closed tail, the rest is refused as `Closed`.
+pub async fn race_batches<F: StorageFactory>(factory: &F) {
+    const PRODUCERS: usize = 4;
+    let (a, b) = two_nodes(factory).await;
+    repeat(|round| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let n = name(&format!("race-batch-{round}"));
+            create(&*a, &n, text_config()).await;
+            let mut acknowledged: Vec<(Offset, Bytes)> = Vec::new();
+            for seq in 0..2u64 {
+                let (from_a, from_b) = at_once(
+                    batch_on(&a, &n, "a", seq, false),
+                    batch_on(&b, &n, "b", seq, false),
+                )
+                .await;
+                let outcomes: Vec<(Option<Bytes>, AppendOutcome)> = from_a
+                    .into_iter()
+                    .chain(from_b)
+                    .map(|(body, r)| {
+                        let outcome = r.unwrap_or_else(|e| {
+                            panic!("round {round}, seq {seq}: a batched append failed: {e}")
+                        });
+                        (body, outcome)
+                    })
+                    .collect();
+                for p in 0..PRODUCERS {
+                    let body = rec(&format!("p{p}"), seq as usize);
+                    let written = outcomes
+                        .iter()
+                        .filter(|(b, o)| b.as_ref() == Some(&body) && !o.duplicate)
+                        .count();
+                    assert_eq!(
+                        written, 1,
+                        "round {round}, seq {seq}: producer p{p}'s append, sent four times by \
+                         two nodes at once, must be written exactly once: {outcomes:?}"
+                    );
+                }
+                for (body, outcome) in outcomes {
+                    if outcome.duplicate {
+                        continue;
+                    }
+                    let first = outcome.first_offset.unwrap_or_else(|| {
+                        panic!("round {round}: an acknowledged write has no first offset")
+                    });
+                    acknowledged.push((first, body.unwrap_or_default()));
+                }
+            }
+            let (closing, other) = at_once(
+                batch_on(&a, &n, "ca", 2, true),
+                batch_on(&b, &n, "cb", 2, false),
+            )
+            .await;
+            let mut closed_at = None;
+            for (body, result) in closing.into_iter().chain(other) {
+                match (body, result) {
+                    (None, Ok(outcome)) => closed_at = Some(outcome.next_offset),
+                    (None, Err(e)) => panic!("round {round}: closing an open stream: {e}"),
+                    (Some(body), Ok(outcome)) if !outcome.duplicate => acknowledged.push((
+                        outcome.first_offset.unwrap_or_else(|| {
+                            panic!("round {round}: an acknowledged write has no first offset")
+                        }),
+                        body,
+                    )),
+                    (Some(_), Ok(_)) | (Some(_), Err(StorageError::Closed { .. })) => {}
+                    (Some(_), Err(e)) => {
+                        panic!("round {round}: an append racing a close in a batch: {e}")
+                    }
+                }
+            }
+            let closed_at = closed_at.unwrap_or_else(|| panic!("round {round}: no close"));
+            acknowledged.sort();
+            for pair in acknowledged.windows(2) {
+                assert_ne!(
+                    pair[0].0, pair[1].0,
+                    "round {round}: two acknowledged appends share an offset"
+                );
+            }
+            let (records, batch) = read_all(&*b, &n, None).await;
+            assert!(batch.closed, "round {round}: the close was lost");
+            assert_eq!(
+                batch.next_offset, closed_at,
+                "round {round}: the stream grew after its close"
+            );
+            let stored: Vec<(Offset, Bytes)> =
+                records.into_iter().map(|r| (r.offset, r.data)).collect();
+            assert_eq!(
+                stored, acknowledged,
+                "round {round}: the stream must hold exactly the acknowledged records at their \
+                 offsets"
             );
         }
     })

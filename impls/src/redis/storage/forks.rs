@@ -5,14 +5,14 @@
 use bytes::Bytes;
 use courier_traits::storage::{ForkFrom, StorageError, StreamName};
 
-use super::RedisStreamStorage;
+use super::RedisStore;
 use crate::redis::cas::{CasRetry, contention, eval};
 use crate::redis::errors::storage_error;
 use crate::redis::meta::Meta;
 use crate::redis::scripts;
 use crate::rules::{ByteCut, ChainLink, Removal, RemoveChain, plan_fork};
 
-impl RedisStreamStorage {
+impl RedisStore {
     /// Deletes `name` (soft while forks live), releasing fork sources up the chain as
     /// [`RemoveChain`] decides; each step is one compare-and-set script.
     /// `only_if_expired`: do nothing unless the stream has expired (reaping).
@@ -62,7 +62,7 @@ impl RedisStreamStorage {
                     .arg(&meta.ver)
                     .arg(mode)
                     .arg(current.as_str())
-                    .query_async(&mut *conn)
+                    .query_async(&mut conn)
                     .await
                     .map_err(|e| storage_error("remove", e))?;
                 match (outcome.as_slice(), &parent) {

@@ -14,14 +14,14 @@ use std::time::Duration;
 use courier_traits::storage::{KeyedOutcome, KeyedRecord, StorageError, StreamName};
 use deadpool_redis::redis;
 
-use super::RedisStreamStorage;
+use super::RedisStore;
 use crate::redis::cas::{CasRetry, contention, eval};
 use crate::redis::errors::storage_error;
 use crate::redis::meta::EXPIRY_GRACE_MS;
 use crate::redis::scripts;
 use crate::rules::{StoredKey, index_offset, plan_keyed, window_ms};
 
-impl RedisStreamStorage {
+impl RedisStore {
     fn dedup_key(&self, generation: &str, key: &str) -> String {
         format!("{}:k:{generation}:{key}", self.config.key_prefix)
     }
@@ -57,7 +57,7 @@ impl RedisStreamStorage {
                         .map(|k| self.dedup_key(&meta.generation, k))
                         .collect::<Vec<_>>(),
                 )
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| storage_error("mget", e))?;
             let stored: HashMap<&str, StoredKey> = distinct
@@ -106,8 +106,7 @@ impl RedisStreamStorage {
                 .saturating_add(EXPIRY_GRACE_MS);
             // No producer; then the notification, the stream's backstop, the keys' one.
             invocation
-                .arg("")
-                .arg("")
+                .arg(0)
                 .arg(name.as_str())
                 .arg(meta.pexpire_ms(now))
                 .arg(key_px);
@@ -115,7 +114,7 @@ impl RedisStreamStorage {
                 invocation.arg(format!("{now} {}", record.tag));
             }
             let committed: i64 = invocation
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| storage_error("keyed append", e))?;
             if committed == 1 {
