@@ -3,10 +3,10 @@
 //! produce (B5), partitions (B6), and producers re-attached after a restart.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use courier_broker::catalog::{LIVE_QUEUE, decode_record, topic_log_stream};
+use courier_broker::catalog::{LiveSink, decode_record, topic_log_stream};
 use courier_broker::directory::NodeUrls;
 use courier_broker::lifecycle::Lifecycle;
 use courier_broker::producer::{DEFAULT_PRODUCER_IDLE_TIMEOUT, producer_id};
@@ -25,7 +25,6 @@ use courier_impls::grpc::proto::danube::{
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_traits::storage::{ReadLimits, StorageError, StreamStorage};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -428,6 +427,20 @@ async fn partitions_are_ordinary_topics_and_do_not_mix_with_a_plain_topic() {
     node.stop().await;
 }
 
+/// A live sink keeping what it is handed.
+#[derive(Debug, Default)]
+struct Kept(Mutex<Vec<Arc<StreamMessage>>>);
+
+impl LiveSink for Kept {
+    fn offer(&self, message: Arc<StreamMessage>) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(message);
+        true
+    }
+}
+
 #[tokio::test]
 async fn non_reliable_messages_go_live_to_receivers_only_and_are_never_stored() {
     let storage = memory();
@@ -446,21 +459,26 @@ async fn non_reliable_messages_go_live_to_receivers_only_and_are_never_stored() 
         .expect("known");
     let live = entry.live().expect("non-reliable");
     assert_eq!(live.unheard(), 1);
-    let mut receiver = live.subscribe();
-    // tokio's broadcast keeps a power of two: LIVE_QUEUE (1 000) becomes 1 024.
-    let held = LIVE_QUEUE.next_power_of_two() as u64;
-    for request_id in 2..(2 + held + 5) {
+    let kept = Arc::new(Kept::default());
+    live.attach(Arc::downgrade(&kept) as Weak<dyn LiveSink>);
+    for request_id in 2..5 {
         node.send(message(id, topic, "p", request_id))
             .await
-            .expect("queued");
+            .expect("handed over");
     }
-    // The 5 oldest were dropped for the receiver, and it is told so.
-    assert_eq!(receiver.recv().await.err(), Some(RecvError::Lagged(5)));
-    let next = receiver.recv().await.expect("live");
-    let msg_id = next.msg_id.as_ref().expect("msg_id");
-    assert_eq!((msg_id.topic_offset, msg_id.producer_id), (6, id));
-    assert_eq!(msg_id.topic_name, topic);
-    assert_eq!(next.request_id, 7);
+    let kept = kept
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert_eq!(kept.len(), 3, "handed over by the send itself");
+    for (message, offset) in kept.iter().zip(1..) {
+        let msg_id = message.msg_id.as_ref().expect("msg_id");
+        assert_eq!((msg_id.topic_offset, msg_id.producer_id), (offset, id));
+        assert_eq!(msg_id.topic_name, topic);
+        assert_eq!(message.request_id, offset + 1);
+    }
+    assert_eq!(live.unheard(), 1);
     let log = topic_log_stream(&TopicName::new(topic).expect("valid"));
     assert!(matches!(
         storage.head(&log).await,

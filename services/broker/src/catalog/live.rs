@@ -1,62 +1,78 @@
-//! Live fan-out of a non-reliable topic: nothing stored, slow receivers lag and are told how
-//! many messages they lost.
+//! Live fan-out of a non-reliable topic: nothing stored; each message is handed, in the
+//! producer's call, straight to the topic's subscriptions, whose bounded consumer queues drop
+//! (and count) what does not fit.
+//!
+//! Handing over in the producer's call, rather than through a channel and a task per
+//! subscription, saves a task wake-up and a copy of the message per delivery: the send costs
+//! the broker one hand-off (to the consumer's stream) instead of two.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use courier_impls::grpc::proto::danube::StreamMessage;
-use tokio::sync::broadcast;
 
-/// How many messages each receiver may fall behind before it loses the oldest (spec §2:
-/// per-consumer queue of 1 000; tokio's broadcast rounds it up to a power of two, 1 024).
-pub const LIVE_QUEUE: usize = 1_000;
+/// Where a live topic's messages go: one subscription.
+pub trait LiveSink: Send + Sync + std::fmt::Debug {
+    /// Takes `message` (queues it for a consumer, or drops and counts it). Returns false once
+    /// the sink has stopped: the fan-out then forgets it. Called under the fan-out's lock, so
+    /// it must not block nor publish to a fan-out itself.
+    fn offer(&self, message: Arc<StreamMessage>) -> bool;
+}
 
 /// The fan-out of one non-reliable topic.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LiveFanout {
-    /// Guards the offset counter together with the send, so offsets reach receivers in order.
-    next_offset: Mutex<u64>,
-    sender: broadcast::Sender<Arc<StreamMessage>>,
+    /// Guards the offset counter together with the hand-over, so offsets reach sinks in order.
+    inner: Mutex<Inner>,
     unheard: AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    next_offset: u64,
+    sinks: Vec<Weak<dyn LiveSink>>,
+}
+
 impl LiveFanout {
-    /// A fan-out whose receivers each hold up to `capacity` messages (at least 1).
-    pub fn new(capacity: usize) -> LiveFanout {
-        let (sender, _) = broadcast::channel(capacity.max(1));
-        LiveFanout {
-            next_offset: Mutex::new(0),
-            sender,
-            unheard: AtomicU64::new(0),
-        }
+    /// A fan-out without sinks.
+    pub fn new() -> LiveFanout {
+        LiveFanout::default()
     }
 
     /// Gives `message` the next dense offset (its `msg_id.topic_offset`, which must be set)
-    /// and hands it to every current receiver; returns the offset. With no receiver the
-    /// message is dropped and counted in [`unheard`](Self::unheard).
+    /// and hands it to every sink; returns the offset. With no sink the message is dropped and
+    /// counted in [`unheard`](Self::unheard).
     pub fn publish(&self, mut message: StreamMessage) -> u64 {
-        let mut next = self
-            .next_offset
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let offset = *next;
-        *next += 1;
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let offset = inner.next_offset;
+        inner.next_offset += 1;
         if let Some(id) = message.msg_id.as_mut() {
             id.topic_offset = offset;
         }
-        if self.sender.send(Arc::new(message)).is_err() {
+        let message = Arc::new(message);
+        let mut heard = false;
+        inner.sinks.retain(|sink| match sink.upgrade() {
+            Some(sink) if sink.offer(message.clone()) => {
+                heard = true;
+                true
+            }
+            _ => false,
+        });
+        if !heard {
             self.unheard.fetch_add(1, Ordering::Relaxed);
         }
         offset
     }
 
-    /// A receiver of the messages published from now on. A receiver more than the capacity
-    /// behind gets `RecvError::Lagged(n)`: `n` messages were dropped for it (count them).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StreamMessage>> {
-        self.sender.subscribe()
+    /// Hands the messages published from now on to `sink`, until it stops (its
+    /// [`offer`](LiveSink::offer) answers false) or is dropped.
+    pub fn attach(&self, sink: Weak<dyn LiveSink>) {
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.sinks.retain(|sink| sink.strong_count() > 0);
+        inner.sinks.push(sink);
     }
 
-    /// Messages published while no receiver existed (dropped: nothing is stored).
+    /// Messages published while no sink existed (dropped: nothing is stored).
     pub fn unheard(&self) -> u64 {
         self.unheard.load(Ordering::Relaxed)
     }
@@ -66,7 +82,6 @@ impl LiveFanout {
 mod tests {
     use super::*;
     use courier_impls::grpc::proto::danube::MsgId;
-    use tokio::sync::broadcast::error::TryRecvError;
 
     fn message(payload: &'static [u8]) -> StreamMessage {
         StreamMessage {
@@ -76,29 +91,62 @@ mod tests {
         }
     }
 
-    #[test]
-    fn receivers_get_dense_offsets_lag_when_slow_and_nothing_is_kept() {
-        let live = LiveFanout::new(2);
-        assert_eq!(live.publish(message(b"before")), 0);
-        assert_eq!(live.unheard(), 1, "no receiver: dropped and counted");
-        let mut receiver = live.subscribe();
-        for payload in [&b"a"[..], b"b", b"c"] {
-            live.publish(message(payload));
+    /// Keeps what it is offered, until told to stop.
+    #[derive(Debug, Default)]
+    struct Kept {
+        messages: Mutex<Vec<Arc<StreamMessage>>>,
+        stopped: std::sync::atomic::AtomicBool,
+    }
+
+    impl LiveSink for Kept {
+        fn offer(&self, message: Arc<StreamMessage>) -> bool {
+            if self.stopped.load(Ordering::SeqCst) {
+                return false;
+            }
+            self.messages
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(message);
+            true
         }
-        assert_eq!(receiver.try_recv().err(), Some(TryRecvError::Lagged(1)));
-        let next = receiver.try_recv().expect("b");
-        assert_eq!(next.payload.as_ref(), b"b");
-        assert_eq!(next.msg_id.as_ref().map(|id| id.topic_offset), Some(2));
-        assert_eq!(
-            receiver
-                .try_recv()
-                .expect("c")
-                .msg_id
-                .as_ref()
-                .map(|id| id.topic_offset),
-            Some(3)
+    }
+
+    impl Kept {
+        fn offsets(&self) -> Vec<u64> {
+            self.messages
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter_map(|m| m.msg_id.as_ref().map(|id| id.topic_offset))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn sinks_get_dense_offsets_from_when_they_attach_until_they_stop_or_go() {
+        let live = LiveFanout::new();
+        assert_eq!(live.publish(message(b"before")), 0);
+        assert_eq!(live.unheard(), 1, "no sink: dropped and counted");
+        let first = Arc::new(Kept::default());
+        let second = Arc::new(Kept::default());
+        live.attach(Arc::downgrade(&first) as Weak<dyn LiveSink>);
+        live.publish(message(b"a"));
+        live.attach(Arc::downgrade(&second) as Weak<dyn LiveSink>);
+        live.publish(message(b"b"));
+        assert_eq!(first.offsets(), [1, 2]);
+        assert_eq!(second.offsets(), [2]);
+        first.stopped.store(true, Ordering::SeqCst);
+        drop(second);
+        live.publish(message(b"c"));
+        assert_eq!(first.offsets(), [1, 2], "a stopped sink gets nothing more");
+        assert_eq!(live.unheard(), 2, "c reached nobody");
+        assert!(
+            live.inner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .sinks
+                .is_empty(),
+            "stopped and dropped sinks are forgotten"
         );
-        assert_eq!(receiver.try_recv().err(), Some(TryRecvError::Empty));
-        assert_eq!(live.unheard(), 1);
     }
 }

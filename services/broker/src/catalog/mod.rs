@@ -15,11 +15,11 @@
 //!
 //! Every topic has a [`Dispatch`] fixed at creation and one delivery path:
 //!
-//! - **Non-reliable** ([`TopicDelivery::Live`]): a [`LiveFanout`] (a `tokio::sync::broadcast`
-//!   of `Arc<StreamMessage>`, [`LIVE_QUEUE`] per receiver). Publishing stamps
+//! - **Non-reliable** ([`TopicDelivery::Live`]): a [`LiveFanout`]. Publishing stamps
 //!   `msg_id.topic_offset` with a dense in-memory counter (0, 1, 2… since this process
-//!   started). Take a receiver with [`LiveFanout::subscribe`]; `RecvError::Lagged(n)` = `n`
-//!   messages dropped for that receiver (count them). Nothing is stored; ack/nack are no-ops.
+//!   started) and hands the message, in the producer's call, to every [`LiveSink`] attached
+//!   with [`LiveFanout::attach`] (each subscription; its bounded consumer queues drop and count
+//!   what does not fit). Nothing is stored; ack/nack are no-ops.
 //! - **Reliable** ([`TopicDelivery::Log`]): the storage stream
 //!   [`topic_log_stream`] = `broker/t/<ns>/<topic>`, created with [`topic_log_config`] before
 //!   the topic's event is appended. Each record is a prost-encoded `StreamMessage`
@@ -57,7 +57,7 @@ use crate::writer::{TopicWriter, WriteError};
 pub use dispatch::Dispatch;
 pub use events::CatalogEvent;
 use events::DecodedEvent;
-pub use live::{LIVE_QUEUE, LiveFanout};
+pub use live::{LiveFanout, LiveSink};
 pub use log::{decode_record, encode_record, topic_log_config, topic_log_stream};
 
 /// The stream of catalog events.
@@ -402,7 +402,7 @@ impl Catalog {
                     return Ok(());
                 }
                 let delivery = match dispatch {
-                    Dispatch::NonReliable => TopicDelivery::Live(LiveFanout::new(LIVE_QUEUE)),
+                    Dispatch::NonReliable => TopicDelivery::Live(LiveFanout::new()),
                     Dispatch::Reliable => TopicDelivery::Log(TopicWriter::start(
                         self.storage.clone(),
                         topic_log_stream(&name),

@@ -15,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::TokioClock;
 use super::names::SubscriptionName;
+use super::pump::routing_key;
+use crate::catalog::LiveSink;
 use crate::metrics::TopicMetrics;
 use crate::subscription::{
     Attached, DeadLetter, LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
@@ -312,10 +314,15 @@ impl SubscriptionHandle {
         };
         self.metrics.delivered.inc();
         message.request_id = request_id;
-        message.subscription_name = self.name.to_string();
+        if message.subscription_name != self.name.as_str() {
+            message.subscription_name = self.name.to_string();
+        }
         if let Some(msg_id) = message.msg_id.as_mut() {
             // Spec §1 rule 1: exactly the (partition) topic subscribed to, or acks are lost.
-            msg_id.topic_name = self.topic.to_string();
+            // (It already is for messages of this node's producers: no copy then.)
+            if msg_id.topic_name != self.topic.as_str() {
+                msg_id.topic_name = self.topic.to_string();
+            }
         }
         Some(message)
     }
@@ -356,5 +363,25 @@ impl SubscriptionHandle {
             self.wake();
         }
         counted
+    }
+}
+
+/// A non-reliable subscription takes its topic's messages in the producer's call.
+impl LiveSink for SubscriptionHandle {
+    fn offer(&self, message: Arc<StreamMessage>) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        {
+            let mut engine = self.engine();
+            let Engine::Live(live) = &mut *engine else {
+                return false;
+            };
+            // The key borrows from a second reference, so the message moves without a copy.
+            let keyed = message.clone();
+            live.offer(routing_key(&keyed), message);
+        }
+        self.deliveries.notify_waiters();
+        true
     }
 }

@@ -2,14 +2,15 @@
 //! [subscription engine](crate::subscription) (spec §2 "Subscriptions", "Reliable",
 //! "Non-reliable"; storage layout §3).
 //!
-//! Each subscription (a topic and a name) has an engine and one task. Reliable: the task reads
+//! Each subscription (a topic and a name) has an engine; a reliable one also a task, which reads
 //! the topic log after the durable cursor (a new subscription starts at the log's tail), woken
 //! by the storage's `wait`; acks move the cursor, checkpointed to
 //! `broker/c/<ns>/<topic>/<sub>` at most every [`ConsumerConfig::cursor_flush_interval`] or
 //! [`ConsumerConfig::cursor_flush_acks`] acks, and on shutdown; dead letters go to
 //! `broker/dlq/<ns>/<topic>/<sub>` (the message with attributes [`DEAD_LETTER_REASON`] and
-//! [`DEAD_LETTER_DELIVERIES`]). Non-reliable: the task moves the topic's live fan-out into
-//! bounded per-consumer queues; Ack and Nack are no-ops.
+//! [`DEAD_LETTER_DELIVERIES`]). Non-reliable: no task; the topic's live fan-out queues each
+//! message into the subscription's bounded per-consumer queues in the producer's call; Ack and
+//! Nack are no-ops.
 //!
 //! Consumers are known by random ids; a `ReceiveMessages` with an unknown one answers
 //! `Unavailable` (the client subscribes again). A consumer with no open stream still buffers
@@ -29,7 +30,7 @@ mod pump;
 mod receive;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerService as ConsumerApi;
@@ -44,7 +45,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use crate::catalog::{Catalog, Dispatch, TopicDelivery, TopicEntry};
+use crate::catalog::{Catalog, Dispatch, LiveSink, TopicDelivery, TopicEntry};
 use crate::directory::{Owner, TopicView};
 use crate::metrics::BrokerMetrics;
 use crate::status::invalid_argument;
@@ -179,7 +180,7 @@ impl ConsumerService {
     }
 
     /// Messages of a non-reliable subscription dropped so far (full consumer queues, nobody to
-    /// take them, a lagging fan-out); `None` for an unknown or reliable subscription.
+    /// take them); `None` for an unknown or reliable subscription.
     pub fn dropped(&self, topic: &TopicName, subscription: &SubscriptionName) -> Option<u64> {
         let handle = self.find(topic, subscription)?;
         match &*handle.engine() {
@@ -336,7 +337,6 @@ impl ConsumerService {
         let stop = shared.stop.child_token();
         let task = match (entry.dispatch(), entry.live(), entry.log_stream()) {
             (Dispatch::NonReliable, Some(live), _) => {
-                let receiver = live.subscribe();
                 let engine = LiveSubscription::new(kind, &shared.config.subscription);
                 let handle = Arc::new(SubscriptionHandle::new(
                     topic,
@@ -347,10 +347,10 @@ impl ConsumerService {
                     shared.config.idle_consumer_grace,
                     shared.metrics.topic(entry.name()),
                 ));
-                (
-                    handle.clone(),
-                    tokio::spawn(pump::run_live(handle, receiver)),
-                )
+                // No task: the producers' calls queue into the engine directly.
+                let sink: Weak<dyn LiveSink> = Arc::downgrade(&handle) as Weak<dyn LiveSink>;
+                live.attach(sink);
+                return Ok(handle);
             }
             (Dispatch::Reliable, _, Some(log)) => {
                 // Before the cursor is read, so that no append after it goes unannounced.

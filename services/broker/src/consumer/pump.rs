@@ -1,6 +1,7 @@
 //! Each subscription's task: for a reliable one it reads the topic log into the window, runs
-//! the engine's timers, stores dead letters and checkpoints the cursor (debounced); for a live
-//! one it moves the topic's fan-out into the engine. It stops with its subscription's token.
+//! the engine's timers, stores dead letters and checkpoints the cursor (debounced). It stops
+//! with its subscription's token. (A live subscription has no task: the topic's
+//! [fan-out](crate::catalog::LiveFanout) queues into its engine.)
 //!
 //! A reliable subscription reads the log from storage only to catch up (at the start, after
 //! a full window, a lag or a gap); once caught up it takes what the topic's writer on this
@@ -430,34 +431,6 @@ async fn recv_appended(
     match appended {
         Some(receiver) => receiver.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-/// A live subscription's task: the topic's fan-out into the engine.
-pub(crate) async fn run_live(
-    handle: Arc<SubscriptionHandle>,
-    mut receiver: broadcast::Receiver<Arc<StreamMessage>>,
-) {
-    loop {
-        let received = tokio::select! {
-            biased;
-            _ = handle.stop.cancelled() => return,
-            received = receiver.recv() => received,
-        };
-        let mut engine = handle.engine();
-        let Engine::Live(live) = &mut *engine else {
-            return;
-        };
-        match received {
-            Ok(message) => {
-                let key = routing_key(&message).to_owned();
-                live.offer(&key, message);
-            }
-            Err(broadcast::error::RecvError::Lagged(lost)) => live.record_dropped(lost),
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-        drop(engine);
-        handle.deliveries.notify_waiters();
     }
 }
 
