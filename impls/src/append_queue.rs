@@ -222,3 +222,86 @@ fn copy_error(error: &StorageError) -> StorageError {
         },
     }
 }
+
+/// Implements `StreamStorage` for a storage handle `$handle` with fields `store` (an `Arc` of
+/// the backend's state, with inherent methods of the trait's names and a `config` holding
+/// `max_record_bytes`) and `appends` (its [`AppendQueue`]): appends go through the queue,
+/// everything else straight to the store.
+macro_rules! stream_storage_with_append_queue {
+    ($handle:ty) => {
+        #[async_trait::async_trait]
+        impl courier_traits::storage::StreamStorage for $handle {
+            async fn create(
+                &self,
+                name: &courier_traits::storage::StreamName,
+                config: courier_traits::storage::StreamConfig,
+                initial: Vec<bytes::Bytes>,
+            ) -> Result<courier_traits::storage::CreateOutcome, courier_traits::storage::StorageError>
+            {
+                self.store.create(name, config, initial).await
+            }
+
+            async fn append(
+                &self,
+                name: &courier_traits::storage::StreamName,
+                request: courier_traits::storage::AppendRequest,
+            ) -> Result<courier_traits::storage::AppendOutcome, courier_traits::storage::StorageError>
+            {
+                $crate::rules::validate_append(&request, self.store.config.max_record_bytes)?;
+                self.appends.append(name, request).await
+            }
+
+            async fn append_keyed(
+                &self,
+                stream: &courier_traits::storage::StreamName,
+                records: Vec<courier_traits::storage::KeyedRecord>,
+                window: std::time::Duration,
+            ) -> Result<
+                Vec<courier_traits::storage::KeyedOutcome>,
+                courier_traits::storage::StorageError,
+            > {
+                self.store.append_keyed(stream, records, window).await
+            }
+
+            async fn read(
+                &self,
+                name: &courier_traits::storage::StreamName,
+                from: Option<courier_traits::storage::Offset>,
+                limits: courier_traits::storage::ReadLimits,
+            ) -> Result<courier_traits::storage::ReadBatch, courier_traits::storage::StorageError>
+            {
+                self.store.read(name, from, limits).await
+            }
+
+            async fn wait(
+                &self,
+                name: &courier_traits::storage::StreamName,
+                after: &courier_traits::storage::Offset,
+                timeout: std::time::Duration,
+            ) -> Result<courier_traits::storage::WaitOutcome, courier_traits::storage::StorageError>
+            {
+                self.store.wait(name, after, timeout).await
+            }
+
+            async fn head(
+                &self,
+                name: &courier_traits::storage::StreamName,
+            ) -> Result<courier_traits::storage::StreamInfo, courier_traits::storage::StorageError>
+            {
+                self.store.head(name).await
+            }
+
+            async fn delete(
+                &self,
+                name: &courier_traits::storage::StreamName,
+            ) -> Result<(), courier_traits::storage::StorageError> {
+                self.store.delete(name).await
+            }
+
+            fn capabilities(&self) -> courier_traits::storage::StorageCapabilities {
+                self.store.capabilities()
+            }
+        }
+    };
+}
+pub(crate) use stream_storage_with_append_queue;

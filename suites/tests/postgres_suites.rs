@@ -8,7 +8,8 @@ use courier::impls::postgres::{
     KEYED_LOOKUP_SQL, PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage,
 };
 use courier::storage::{
-    CreateOutcome, KeyedOutcome, KeyedRecord, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, StreamConfig, StreamName,
+    StreamStorage,
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
@@ -346,5 +347,57 @@ async fn a_step_2_database_with_keyed_records_migrates_and_keeps_deduplicating_t
     assert!(
         matches!(outcomes[..], [KeyedOutcome::Appended { .. }]),
         "{outcomes:?}"
+    );
+}
+
+/// Concurrent appends to one stream on one node commit as batches (one transaction each), not
+/// one transaction per append: the 64 records of 64 appends at once were inserted by far fewer
+/// transactions (distinct `xmin`) than 64, and each append has its own offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_to_one_stream_are_batched() {
+    let factory = PgFactory::start().await;
+    let storage = StorageFactory::connect(&factory).await;
+    let name = StreamName::new("batched").expect("valid");
+    storage
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    let appends = (0..64).map(|i| {
+        let storage = storage.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            storage
+                .append(&name, AppendRequest::record(format!("r{i}")))
+                .await
+        })
+    });
+    let mut offsets = Vec::new();
+    for append in futures::future::join_all(appends).await {
+        let outcome = append.expect("task").expect("append");
+        offsets.push(outcome.first_offset.expect("a written record"));
+    }
+    offsets.sort();
+    offsets.dedup();
+    assert_eq!(offsets.len(), 64, "every append has its own offset");
+    let transactions = factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!(
+            "SELECT count(DISTINCT xmin::text) FROM \"{}\".courier_records WHERE stream = 'batched'",
+            factory.schema
+        ))
+        .await
+        .expect("count transactions");
+    let transactions: u64 = transactions
+        .into_iter()
+        .flatten()
+        .flatten()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(
+        transactions <= 32,
+        "64 concurrent appends took {transactions} transactions: they are not batched"
     );
 }

@@ -6,7 +6,9 @@
 //! * Appends lock their stream's row (`SELECT … FOR UPDATE`) and take the next index from
 //!   its counter, so offsets follow commit order; a plain `BIGSERIAL` would not (a reader can
 //!   see id 7 committed before id 6 and skip 6 for good). Records, producer state and the
-//!   close flag commit in one transaction.
+//!   close flag commit in one transaction. Concurrent appends to one stream on one node go as
+//!   one batch: one transaction (one fsync), the rules decided for the whole batch in queue
+//!   order, one statement writing all its records (`append_queue.rs`).
 //! * Every write notifies channel `courier_streams` with the stream name inside its
 //!   transaction (delivered on commit). One listener connection per storage instance — not
 //!   one per waiter — wakes the local `wait` calls, so an append on any node wakes waits on

@@ -9,9 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch, ReadLimits, StorageCapabilities,
+    StorageError, StreamConfig, StreamInfo, StreamName, WaitOutcome,
 };
 use futures::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -24,11 +23,11 @@ use super::errors::db_error;
 use super::keyed;
 use super::listener::listen;
 use super::schema;
-use super::tables::{expired_names, load, load_for_append, load_live};
-use crate::rules::{
-    AppendContext, AppendPlan, check_record_sizes, committed_outcome, plan_append, validate_append,
-    validate_keyed,
+use super::tables::{expired_names, load, load_live, load_producers};
+use crate::append_queue::{
+    AppendQueue, CommitBatch, PendingAppend, stream_storage_with_append_queue,
 };
+use crate::rules::{AppendBatch, check_record_sizes, producer_ids, validate_keyed};
 use crate::sql_forks::remove_chain;
 use crate::sql_model::{StreamRow, collect_batch, now_ms, start_index, wait_on_row};
 use crate::wakers::Wakers;
@@ -36,7 +35,7 @@ use crate::wakers::Wakers;
 /// The notification channel every node listens on.
 const CHANNEL: &str = "courier_streams";
 
-/// Streams in Postgres. Clones share the pool and the listener.
+/// Streams in Postgres. Clones share the pool, the append queue and the listener.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::StorageError> {
@@ -50,11 +49,18 @@ const CHANNEL: &str = "courier_streams";
 /// ```
 #[derive(Clone)]
 pub struct PgStreamStorage {
+    store: Arc<PgStore>,
+    /// Appends, committed in batches per stream (see `append_queue.rs`).
+    appends: AppendQueue,
+}
+
+/// What every operation works on; the append queue's task holds it too.
+struct PgStore {
     pool: PgPool,
     wakers: Arc<Wakers>,
     config: PgStorageConfig,
-    last_sweep_ms: Arc<AtomicI64>,
-    _listener: Arc<DropGuard>,
+    last_sweep_ms: AtomicI64,
+    _listener: DropGuard,
 }
 
 impl PgStreamStorage {
@@ -102,23 +108,29 @@ impl PgStreamStorage {
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
         tokio::spawn(listen(listener, CHANNEL, wakers.clone(), stop.clone()));
-        Ok(PgStreamStorage {
+        let store = Arc::new(PgStore {
             pool: storage_pool,
             wakers,
             config,
-            last_sweep_ms: Arc::default(),
-            _listener: Arc::new(stop.drop_guard()),
+            last_sweep_ms: AtomicI64::default(),
+            _listener: stop.drop_guard(),
+        });
+        Ok(PgStreamStorage {
+            appends: AppendQueue::start(store.clone()),
+            store,
         })
-    }
-
-    /// The time expiry is decided against.
-    fn now(&self) -> i64 {
-        now_ms(&*self.config.clock)
     }
 
     /// Applies the schema (also done by `connect`; idempotent).
     pub async fn migrate(&self) -> Result<(), StorageError> {
-        schema::migrate(&self.pool).await.map_err(db_error)
+        schema::migrate(&self.store.pool).await.map_err(db_error)
+    }
+}
+
+impl PgStore {
+    /// The time expiry is decided against.
+    fn now(&self) -> i64 {
+        now_ms(&*self.config.clock)
     }
 
     async fn notify(conn: &mut PgConnection, names: &[StreamName]) -> Result<(), StorageError> {
@@ -154,6 +166,28 @@ impl PgStreamStorage {
         }
     }
 
+    /// A transaction holding the lock on `name`'s row, and the row; an expired stream is
+    /// reaped first (NotFound), a soft-deleted one is Gone.
+    async fn begin_write(
+        &self,
+        name: &StreamName,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, StreamRow), StorageError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        match load(&mut tx, name, true).await? {
+            Some(row) if row.soft_deleted => Err(StorageError::Gone {
+                stream: name.clone(),
+            }),
+            Some(row) if !row.is_expired(self.now()) => Ok((tx, row)),
+            _ => {
+                drop(tx);
+                self.reap(name).await?;
+                Err(StorageError::NotFound {
+                    stream: name.clone(),
+                })
+            }
+        }
+    }
+
     /// Removes `name` if it has expired.
     async fn reap(&self, name: &StreamName) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
@@ -163,7 +197,7 @@ impl PgStreamStorage {
             }
             _ => Vec::new(),
         };
-        PgStreamStorage::notify(&mut tx, &touched).await?;
+        PgStore::notify(&mut tx, &touched).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -183,8 +217,7 @@ impl PgStreamStorage {
     }
 }
 
-#[async_trait]
-impl StreamStorage for PgStreamStorage {
+impl PgStore {
     async fn create(
         &self,
         name: &StreamName,
@@ -206,89 +239,6 @@ impl StreamStorage for PgStreamStorage {
         })
     }
 
-    async fn append(
-        &self,
-        name: &StreamName,
-        request: AppendRequest,
-    ) -> Result<AppendOutcome, StorageError> {
-        validate_append(&request, self.config.max_record_bytes)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let producer_id = request.producer.as_ref().map(|p| p.id.as_str());
-        let (row, producer) = match load_for_append(&mut tx, name, producer_id).await? {
-            Some((row, _)) if row.soft_deleted => {
-                return Err(StorageError::Gone {
-                    stream: name.clone(),
-                });
-            }
-            Some((row, producer)) if !row.is_expired(self.now()) => (row, producer),
-            _ => {
-                drop(tx);
-                self.reap(name).await?;
-                return Err(StorageError::NotFound {
-                    stream: name.clone(),
-                });
-            }
-        };
-        let ctx = AppendContext {
-            stream: name,
-            tail: row.next_index,
-            closed: row.closed,
-            closed_by: row.closed_by.as_ref(),
-            content_type: &row.content_type,
-            producer,
-            writer_seq: row.writer_seq.as_deref(),
-        };
-        let producer = match plan_append(&ctx, &request)? {
-            AppendPlan::Reply(outcome) => return Ok(outcome),
-            AppendPlan::Commit { producer } => producer,
-        };
-        // Records, producer state, stream row and notification in one statement (one round
-        // trip); data-modifying CTEs all run, referenced or not.
-        let indexes: Vec<i64> = (0..request.records.len() as u64)
-            .map(|i| (row.next_index + i) as i64)
-            .collect();
-        let payloads: Vec<&[u8]> = request.records.iter().map(|r| &r[..]).collect();
-        let stamped = request.producer.as_ref().zip(producer);
-        let closer = request.producer.as_ref().filter(|_| request.close);
-        sqlx::query(
-            "WITH records AS (
-                 INSERT INTO courier_records (stream, idx, data) SELECT $1, * FROM unnest($2::BIGINT[], $3::BYTEA[])
-             ), producer AS (
-                 INSERT INTO courier_producers (stream, producer, epoch, last_seq)
-                 SELECT $1, $4, $5, $6 WHERE $4::TEXT IS NOT NULL
-                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq
-             ), stream AS (
-                 UPDATE courier_streams SET next_index = $7, last_access_ms = $8,
-                     writer_seq = COALESCE($9, writer_seq),
-                     closed = CASE WHEN $10 THEN 1 ELSE closed END,
-                     closed_by_id = COALESCE($11, closed_by_id),
-                     closed_by_epoch = COALESCE($12, closed_by_epoch),
-                     closed_by_seq = COALESCE($13, closed_by_seq)
-                 WHERE name = $1
-             )
-             SELECT pg_notify($14, $1)",
-        )
-        .bind(name.as_str())
-        .bind(&indexes)
-        .bind(&payloads)
-        .bind(stamped.map(|(stamp, _)| stamp.id.as_str()))
-        .bind(stamped.map(|(_, state)| state.epoch as i64))
-        .bind(stamped.map(|(_, state)| state.last_seq as i64))
-        .bind((row.next_index + request.records.len() as u64) as i64)
-        .bind(self.now())
-        .bind(request.writer_seq.as_deref())
-        .bind(request.close)
-        .bind(closer.map(|p| p.id.as_str()))
-        .bind(closer.map(|p| p.epoch as i64))
-        .bind(closer.map(|p| p.seq as i64))
-        .bind(CHANNEL)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(committed_outcome(row.next_index, &request, producer))
-    }
-
     async fn append_keyed(
         &self,
         stream: &StreamName,
@@ -296,22 +246,7 @@ impl StreamStorage for PgStreamStorage {
         window: Duration,
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         validate_keyed(&records, self.config.max_record_bytes)?;
-        let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let row = match load(&mut tx, stream, true).await? {
-            Some(row) if row.soft_deleted => {
-                return Err(StorageError::Gone {
-                    stream: stream.clone(),
-                });
-            }
-            Some(row) if !row.is_expired(self.now()) => row,
-            _ => {
-                drop(tx);
-                self.reap(stream).await?;
-                return Err(StorageError::NotFound {
-                    stream: stream.clone(),
-                });
-            }
-        };
+        let (mut tx, row) = self.begin_write(stream).await?;
         let outcomes =
             keyed::append_keyed(&mut tx, stream, &row, records, window, self.now(), CHANNEL)
                 .await?;
@@ -364,7 +299,7 @@ impl StreamStorage for PgStreamStorage {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         load_live(&mut tx, name, true, self.now()).await?;
         let touched = remove_chain(&mut *tx, name).await?;
-        PgStreamStorage::notify(&mut tx, &touched).await?;
+        PgStore::notify(&mut tx, &touched).await?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -381,3 +316,75 @@ impl StreamStorage for PgStreamStorage {
         }
     }
 }
+
+#[async_trait]
+impl CommitBatch for PgStore {
+    async fn commit(
+        &self,
+        name: &StreamName,
+        batch: &mut [PendingAppend],
+    ) -> Result<(), StorageError> {
+        let ids: Vec<String> = producer_ids(batch.iter().map(|a| &a.request))
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let (mut tx, row) = self.begin_write(name).await?;
+        let stored = load_producers(&mut tx, name, &ids).await?;
+        let mut decided = AppendBatch::new(name, row, stored);
+        for append in batch.iter_mut() {
+            append.result = Some(decided.decide(&append.request));
+        }
+        if !decided.changed() {
+            return Ok(());
+        }
+        // Records, producer states, stream row and notification in one statement (one round
+        // trip); data-modifying CTEs all run, referenced or not.
+        let first = decided.first_index();
+        let indexes: Vec<i64> = (0..decided.records().len() as u64)
+            .map(|i| (first + i) as i64)
+            .collect();
+        let payloads: Vec<&[u8]> = decided.records().iter().map(|r| &r[..]).collect();
+        let (mut producers, mut epochs, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, state) in decided.changed_producers() {
+            producers.push(id);
+            epochs.push(state.epoch as i64);
+            seqs.push(state.last_seq as i64);
+        }
+        let row = decided.row();
+        let closer = row.closed_by.as_ref();
+        sqlx::query(
+            "WITH records AS (
+                 INSERT INTO courier_records (stream, idx, data) SELECT $1, * FROM unnest($2::BIGINT[], $3::BYTEA[])
+             ), producer AS (
+                 INSERT INTO courier_producers (stream, producer, epoch, last_seq)
+                 SELECT $1, * FROM unnest($4::TEXT[], $5::BIGINT[], $6::BIGINT[])
+                 ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq
+             ), stream AS (
+                 UPDATE courier_streams SET next_index = $7, last_access_ms = $8, writer_seq = $9,
+                     closed = $10, closed_by_id = $11, closed_by_epoch = $12, closed_by_seq = $13
+                 WHERE name = $1
+             )
+             SELECT pg_notify($14, $1)",
+        )
+        .bind(name.as_str())
+        .bind(&indexes)
+        .bind(&payloads)
+        .bind(&producers)
+        .bind(&epochs)
+        .bind(&seqs)
+        .bind(row.next_index as i64)
+        .bind(self.now())
+        .bind(row.writer_seq.as_deref())
+        .bind(i64::from(row.closed))
+        .bind(closer.map(|p| p.id.as_str()))
+        .bind(closer.map(|p| p.epoch as i64))
+        .bind(closer.map(|p| p.seq as i64))
+        .bind(CHANNEL)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+}
+
+stream_storage_with_append_queue!(PgStreamStorage);

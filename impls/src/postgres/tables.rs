@@ -1,5 +1,7 @@
-//! The statements on the stream row: load (optionally row-locked, with a producer's state for
-//! an append), liveness, the expired ones.
+//! The statements on the stream row: load (optionally row-locked), the producer states of an
+//! append batch, liveness, the expired ones.
+
+use std::collections::HashMap;
 
 use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
 use sqlx::postgres::PgRow;
@@ -59,40 +61,40 @@ fn decode(row: &PgRow) -> Result<StreamRow, StorageError> {
     })
 }
 
-/// For an append: the stream's row, locked until the transaction ends, and the stored state
-/// of `producer` (if the append is stamped).
+/// For a batch of appends, after its stream's row is locked: the stored state of `producers`
+/// (those not stored are absent from the map).
 ///
-/// The producer state is read by a second statement, after the lock is held: a statement that
-/// waited for the lock sees the locked row as the holder left it, but every other table as of
-/// its own start (READ COMMITTED re-checks only the locked row), so a producer state read in
-/// the same statement would predate the holder's append and let a retry be written twice.
-pub(super) async fn load_for_append(
+/// Read by a statement of its own, after the lock is held: a statement that waited for the
+/// lock sees the locked row as the holder left it, but every other table as of its own start
+/// (READ COMMITTED re-checks only the locked row), so a producer state read in the same
+/// statement would predate the holder's append and let a retry be written twice.
+pub(super) async fn load_producers(
     conn: &mut PgConnection,
     name: &StreamName,
-    producer: Option<&str>,
-) -> Result<Option<(StreamRow, Option<ProducerState>)>, StorageError> {
-    let Some(row) = load(conn, name, true).await? else {
-        return Ok(None);
-    };
-    let Some(producer) = producer else {
-        return Ok(Some((row, None)));
-    };
-    let state = sqlx::query(
-        "SELECT epoch, last_seq FROM courier_producers WHERE stream = $1 AND producer = $2",
+    producers: &[String],
+) -> Result<HashMap<String, ProducerState>, StorageError> {
+    if producers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT producer, epoch, last_seq FROM courier_producers WHERE stream = $1 AND producer = ANY($2)",
     )
     .bind(name.as_str())
-    .bind(producer)
-    .fetch_optional(&mut *conn)
+    .bind(producers)
+    .fetch_all(&mut *conn)
     .await
-    .map_err(db_error)?
-    .map(|state| -> Result<ProducerState, StorageError> {
-        Ok(ProducerState {
-            epoch: state.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
-            last_seq: state.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+    .map_err(db_error)?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<String, _>("producer").map_err(db_error)?,
+                ProducerState {
+                    epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
+                    last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
+                },
+            ))
         })
-    })
-    .transpose()?;
-    Ok(Some((row, state)))
+        .collect()
 }
 
 /// Loads `name` if it is live at `now`: absent or expired is `NotFound`, soft-deleted is `Gone`.

@@ -22,9 +22,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch, ReadLimits, StorageCapabilities,
+    StorageError, StreamConfig, StreamInfo, StreamName, WaitOutcome,
 };
 use deadpool_redis::redis::streams::StreamRangeReply;
 use deadpool_redis::redis::{self, AsyncConnectionConfig};
@@ -38,11 +37,13 @@ use super::meta::{Meta, expiry_backstop};
 use super::scripts;
 use super::storage_config::RedisStorageConfig;
 use super::wakeups::{listen, subscribe_notifications};
-use crate::append_queue::{AppendQueue, CommitBatch, PendingAppend};
+use crate::append_queue::{
+    AppendQueue, CommitBatch, PendingAppend, stream_storage_with_append_queue,
+};
 use crate::keyed_lock::KeyedLocks;
 use crate::rules::{
     AppendBatch, ProducerState, check_record_sizes, fork_settings, index_offset, own_settings,
-    producer_ids, reject_self_fork, validate_append, validate_keyed,
+    producer_ids, reject_self_fork, validate_keyed,
 };
 use crate::sql_model::{
     collect_batch, encode_expiry, existing_stream_outcome, now_ms, requested_key, start_index,
@@ -522,62 +523,4 @@ fn decode_producer(value: &str) -> Option<ProducerState> {
     })
 }
 
-#[async_trait]
-impl StreamStorage for RedisStreamStorage {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: StreamConfig,
-        initial: Vec<Bytes>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.store.create(name, config, initial).await
-    }
-
-    async fn append(
-        &self,
-        name: &StreamName,
-        request: AppendRequest,
-    ) -> Result<AppendOutcome, StorageError> {
-        validate_append(&request, self.store.config.max_record_bytes)?;
-        self.appends.append(name, request).await
-    }
-
-    async fn append_keyed(
-        &self,
-        stream: &StreamName,
-        records: Vec<KeyedRecord>,
-        window: Duration,
-    ) -> Result<Vec<KeyedOutcome>, StorageError> {
-        self.store.append_keyed(stream, records, window).await
-    }
-
-    async fn read(
-        &self,
-        name: &StreamName,
-        from: Option<Offset>,
-        limits: ReadLimits,
-    ) -> Result<ReadBatch, StorageError> {
-        self.store.read(name, from, limits).await
-    }
-
-    async fn wait(
-        &self,
-        name: &StreamName,
-        after: &Offset,
-        timeout: Duration,
-    ) -> Result<WaitOutcome, StorageError> {
-        self.store.wait(name, after, timeout).await
-    }
-
-    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
-        self.store.head(name).await
-    }
-
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.store.delete(name).await
-    }
-
-    fn capabilities(&self) -> StorageCapabilities {
-        self.store.capabilities()
-    }
-}
+stream_storage_with_append_queue!(RedisStreamStorage);
