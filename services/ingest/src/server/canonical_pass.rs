@@ -19,13 +19,16 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Range;
 
+use bytes::Bytes;
 use serde::de;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::event::{AcceptedEvent, EventOutcome, IngestContext};
 use super::field_table::{FieldInfo, FieldTables, MessageTable, Shape, ValueKind};
 use super::fresh_id;
+use super::json_text::write_json_string;
 use super::schema::Schema;
 
 /// The envelope fields the pass reads after parsing, resolved once.
@@ -80,7 +83,9 @@ impl CanonicalPass {
         };
         let members = seed.deserialize(&mut de).ok()?;
         de.end().ok()?;
-        self.finish(members, raw.len() + 128, context)
+        let mut record = Vec::with_capacity(raw.len() + 128);
+        let written = self.finish(members, &mut record, context)?;
+        Some(written.into_outcome(&Bytes::from(record)))
     }
 
     /// Every event of the batch body `json` (`{"events":[...]}`, at most `max_events`)
@@ -97,6 +102,7 @@ impl CanonicalPass {
         let outcomes = BatchSeed {
             pass: self,
             max_events,
+            body_bytes: json.len(),
             context,
         }
         .deserialize(&mut de)
@@ -105,14 +111,14 @@ impl CanonicalPass {
         Some(outcomes)
     }
 
-    /// The accepted event of an envelope's kept `members`, if it breaks no rule; its record
-    /// reserved at `record_bytes`.
+    /// The accepted event of an envelope's kept `members`, if it breaks no rule: its record
+    /// appended to `records`, where [`Written::range`] finds it.
     fn finish<'a>(
         &'a self,
         mut members: Vec<Member<'a>>,
-        record_bytes: usize,
+        records: &mut Vec<u8>,
         context: &IngestContext<'_>,
-    ) -> Option<EventOutcome> {
+    ) -> Option<Written> {
         let envelope = self.tables.messages.get(self.tables.envelope)?;
 
         let payload = members
@@ -148,31 +154,51 @@ impl CanonicalPass {
             value: Out::I64(context.received_ms),
         });
         members.sort_unstable_by_key(|m| m.rank);
-        let mut record = Vec::with_capacity(record_bytes);
-        write_members(&members, &mut record);
-        Some(EventOutcome::Valid(AcceptedEvent {
-            id,
-            idempotency_key,
-            record,
-        }))
+        let start = records.len();
+        write_members(&members, records);
+        Some(Written {
+            id: id.unwrap_or_else(|| take_fresh(&mut members, self.id)),
+            idempotency_key: idempotency_key
+                .unwrap_or_else(|| take_fresh(&mut members, self.idempotency_key)),
+            range: start..records.len(),
+        })
     }
 }
 
-/// The string of `field` if non-empty, else `fresh()` stored as its value.
+/// An accepted event whose record was written into a buffer shared with other events.
+struct Written {
+    id: String,
+    idempotency_key: String,
+    /// Where its record is in the buffer.
+    range: Range<usize>,
+}
+
+impl Written {
+    /// The accepted event, its record a view of `records` (the buffer, frozen).
+    fn into_outcome(self, records: &Bytes) -> EventOutcome {
+        EventOutcome::Valid(AcceptedEvent {
+            id: self.id,
+            idempotency_key: self.idempotency_key,
+            record: records.slice(self.range),
+        })
+    }
+}
+
+/// The string of `field` if non-empty; else `None`, with `fresh()` stored as its value (taken
+/// back by [`take_fresh`] once the record is written, so it is not copied).
 fn fill<'a>(
     members: &mut Vec<Member<'a>>,
     envelope: &'a MessageTable,
     field: usize,
     fresh: impl FnOnce() -> String,
-) -> String {
+) -> Option<String> {
     let at = members.iter().position(|m| m.field == field);
     if let Some(current) = at.and_then(|at| members[at].value.as_str())
         && !current.is_empty()
     {
-        return current.to_owned();
+        return Some(current.to_owned());
     }
-    let value = fresh();
-    let out = Out::Str(Cow::Owned(value.clone()));
+    let out = Out::Str(Cow::Owned(fresh()));
     match at {
         Some(at) => members[at].value = out,
         None => {
@@ -188,7 +214,19 @@ fn fill<'a>(
             });
         }
     }
-    value
+    None
+}
+
+/// The value [`fill`] made for `field`, moved out of `members`.
+fn take_fresh(members: &mut [Member<'_>], field: usize) -> String {
+    members
+        .iter_mut()
+        .find(|m| m.field == field)
+        .and_then(|m| match &mut m.value {
+            Out::Str(text) => Some(std::mem::take(text).into_owned()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// A kept value: canonical, not null, not a dropped default.
@@ -252,7 +290,7 @@ fn write_members(members: &[Member<'_>], out: &mut Vec<u8>) {
 /// A JSON string. A borrowed string is copied as it is: `serde_json` lends only strings that
 /// had no escape in the request, and refuses raw control characters in strings, so it holds
 /// nothing `serde_json` would escape (`"`, `\`, U+0000 to U+001F); an owned one (it had
-/// escapes, or was made here) goes through `serde_json`'s escaping.
+/// escapes, or was made here) is escaped as `serde_json` escapes it.
 #[allow(clippy::ptr_arg, reason = "which variant it is decides the writing")]
 fn write_text(text: &Cow<'_, str>, out: &mut Vec<u8>) {
     match text {
@@ -261,10 +299,7 @@ fn write_text(text: &Cow<'_, str>, out: &mut Vec<u8>) {
             out.extend_from_slice(plain.as_bytes());
             out.push(b'"');
         }
-        // Writing to a Vec cannot fail.
-        Cow::Owned(text) => {
-            let _ = serde_json::to_writer(&mut *out, text);
-        }
+        Cow::Owned(text) => write_json_string(out, text),
     }
 }
 
@@ -313,6 +348,7 @@ impl Out<'_> {
 struct BatchSeed<'a, 'c> {
     pass: &'a CanonicalPass,
     max_events: usize,
+    body_bytes: usize,
     context: &'c IngestContext<'c>,
 }
 
@@ -340,6 +376,7 @@ impl<'a> Visitor<'a> for BatchSeed<'a, '_> {
             outcomes = Some(map.next_value_seed(EventsSeed {
                 pass: self.pass,
                 max_events: self.max_events,
+                body_bytes: self.body_bytes,
                 context: self.context,
             })?);
         }
@@ -351,6 +388,8 @@ impl<'a> Visitor<'a> for BatchSeed<'a, '_> {
 struct EventsSeed<'a, 'c> {
     pass: &'a CanonicalPass,
     max_events: usize,
+    /// The size of the whole body, from which the records' buffer is sized.
+    body_bytes: usize,
     context: &'c IngestContext<'c>,
 }
 
@@ -371,23 +410,33 @@ impl<'a> Visitor<'a> for EventsSeed<'a, '_> {
 
     fn visit_seq<S: SeqAccess<'a>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
         let tables = &self.pass.tables;
-        let mut outcomes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_events));
+        let mut written = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max_events));
+        // Every record of the batch in one buffer: one allocation, and the storage gets views
+        // of it. A record is its event plus an id, `event_type` and `received_ms`.
+        let mut records = Vec::with_capacity(self.body_bytes + self.body_bytes / 2);
         while let Some(members) = seq.next_element_seed(MessageSeed {
             tables,
             message: tables.envelope,
             check_min_len: true,
         })? {
-            if outcomes.len() == self.max_events {
+            if written.len() == self.max_events {
                 return Err(not_canonical());
             }
-            // The bench's and the SDKs' events are a few hundred bytes.
-            let outcome = self
+            let event = self
                 .pass
-                .finish(members, 384, self.context)
+                .finish(members, &mut records, self.context)
                 .ok_or_else(not_canonical)?;
-            outcomes.push(outcome);
+            written.push(event);
         }
-        Ok(outcomes)
+        // The storage keeps the buffer as long as it keeps a record: not much more than they need.
+        if records.capacity() - records.len() > records.len() / 8 {
+            records.shrink_to_fit();
+        }
+        let records = Bytes::from(records);
+        Ok(written
+            .into_iter()
+            .map(|event| event.into_outcome(&records))
+            .collect())
     }
 }
 
@@ -503,13 +552,24 @@ impl<'de> Visitor<'de> for MessageSeed<'_> {
 /// Whether a `min_len` rule of `table` is broken (an absent field has no characters).
 fn breaks_min_len(table: &MessageTable, members: &[Member<'_>]) -> bool {
     table.min_len.iter().any(|&(field, min)| {
-        let chars = members
+        let text = members
             .iter()
             .find(|m| m.field == field)
             .and_then(|m| m.value.as_str())
-            .map_or(0, |s| s.chars().count());
-        u64::try_from(chars).unwrap_or(u64::MAX) < min
+            .unwrap_or_default();
+        chars_below(text, min)
     })
+}
+
+/// Whether `text` has fewer than `min` characters. A character is 1 to 4 bytes of UTF-8, so a
+/// text of at least `4 * min` bytes has enough without counting them (ids, keys and names of
+/// a few dozen bytes against rules of a few characters).
+fn chars_below(text: &str, min: u64) -> bool {
+    let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+    if bytes / 4 >= min {
+        return false;
+    }
+    u64::try_from(text.chars().count()).unwrap_or(u64::MAX) < min
 }
 
 /// A field's value: `None` for null, else the value and whether it is the field's default.
@@ -752,6 +812,27 @@ fn string<'de>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chars_below_counts_characters_not_bytes() {
+        for (text, min, below) in [
+            ("", 1, true),
+            ("", 0, false),
+            ("a", 1, false),
+            ("a", 2, true),
+            ("abcd", 1, false),
+            ("abcdefgh", 3, false),
+            ("ab", 3, true),
+            // 6 bytes, 2 characters: the byte length alone would say enough.
+            ("字字", 3, true),
+            ("字字", 2, false),
+            // 8 bytes of 4-byte characters: exactly 2.
+            ("😀😀", 2, false),
+            ("😀😀", 3, true),
+        ] {
+            assert_eq!(chars_below(text, min), below, "{text:?} against {min}");
+        }
+    }
     use crate::server::envelope;
     use crate::server::envelope::tests::{CANONICAL_EVENTS, without_fresh};
     use crate::server::strict_json;

@@ -98,7 +98,7 @@ fn general(
     Ok(EventOutcome::Valid(AcceptedEvent {
         id,
         idempotency_key,
-        record,
+        record: record.into(),
     }))
 }
 
@@ -223,7 +223,7 @@ fn canonical_event(
     Ok(EventOutcome::Valid(AcceptedEvent {
         id,
         idempotency_key,
-        record,
+        record: record.into(),
     }))
 }
 

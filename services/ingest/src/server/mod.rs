@@ -29,6 +29,7 @@ mod envelope;
 mod event;
 mod field_table;
 mod fresh_id;
+mod json_text;
 mod keys;
 pub mod metrics;
 mod parse;

@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use super::json_text::write_json_string;
+
 /// What became of one event of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventResult {
@@ -79,12 +81,12 @@ impl BatchResponse {
             match result {
                 EventResult::Accepted { event_id } => {
                     out.extend_from_slice(b",\"eventId\":");
-                    write_string(&mut out, event_id);
+                    write_json_string(&mut out, event_id);
                     out.extend_from_slice(b",\"status\":\"accepted\"}");
                 }
                 EventResult::Rejected { error } => {
                     out.extend_from_slice(b",\"status\":\"rejected\",\"error\":");
-                    write_string(&mut out, error);
+                    write_json_string(&mut out, error);
                     out.push(b'}');
                 }
             }
@@ -98,12 +100,6 @@ impl BatchResponse {
 fn write_number(out: &mut Vec<u8>, n: usize) {
     // Writing to a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, &n);
-}
-
-/// A string, escaped as `serde_json` escapes it.
-fn write_string(out: &mut Vec<u8>, text: &str) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, text);
 }
 
 /// `IngestEventResponse` of `POST /v1/events/ingest`: `{"eventId","status":"accepted"}`.

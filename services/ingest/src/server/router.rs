@@ -462,14 +462,14 @@ async fn batch_of_app(
     summary.events = outcomes.len();
     let stored = store(state, &app.app_id, &outcomes).await?;
     let duplicates = stored.duplicates;
-    let mut ids = stored.ids.into_iter();
+    let mut originals = stored.originals.into_iter();
     let results = outcomes
         .into_iter()
         .map(|outcome| match outcome {
             EventOutcome::Rejected(error) => EventResult::Rejected { error },
-            // `store` answers one id per valid event, in order.
-            EventOutcome::Valid(_) => EventResult::Accepted {
-                event_id: ids.next().unwrap_or_default(),
+            // `store` answers one entry per valid event, in order.
+            EventOutcome::Valid(event) => EventResult::Accepted {
+                event_id: originals.next().flatten().unwrap_or(event.id),
             },
         })
         .collect();
@@ -508,8 +508,13 @@ async fn single_of_app(
     state.metrics.events(1 - duplicate, duplicate, 0);
     summary.stored = 1 - duplicate;
     summary.duplicate = duplicate;
-    let id = stored.ids.into_iter().next().unwrap_or_default();
-    Ok(json_response(StatusCode::OK, single_accepted_json(&id)))
+    let original = stored.originals.into_iter().next().flatten();
+    let id = match (&original, &outcome) {
+        (Some(original), _) => original.as_str(),
+        (None, EventOutcome::Valid(event)) => event.id.as_str(),
+        (None, EventOutcome::Rejected(_)) => "",
+    };
+    Ok(json_response(StatusCode::OK, single_accepted_json(id)))
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
@@ -526,14 +531,15 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 
 /// What [`store`] did with a request's valid events.
 struct Stored {
-    /// Each valid event's id, in order: its own if written, the original's if a duplicate.
-    ids: Vec<String>,
+    /// For each valid event, in order: the original's id if it is a duplicate, `None` if it
+    /// was written (its own id stands).
+    originals: Vec<Option<String>>,
     /// How many were duplicates.
     duplicates: usize,
 }
 
-/// Writes the valid events with one keyed append to the app's stream and answers each one's
-/// event id: its own if written, the original's if its key was committed before. On any
+/// Writes the valid events with one keyed append to the app's stream and answers, for each,
+/// the original's event id if its key was committed before (`None`: written, its own id). On any
 /// storage failure ([`storage_refusal`] says which status) the append wrote nothing.
 async fn store(
     state: &IngestState,
@@ -549,7 +555,7 @@ async fn store(
     let count = valid().count();
     if count == 0 {
         return Ok(Stored {
-            ids: Vec::new(),
+            originals: Vec::new(),
             duplicates: 0,
         });
     }
@@ -579,17 +585,20 @@ async fn store(
         ));
     }
     let mut duplicates = 0;
-    let ids = valid()
-        .zip(outcomes)
-        .map(|(event, outcome)| match outcome {
-            KeyedOutcome::Appended { .. } => event.id.clone(),
+    let originals = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            KeyedOutcome::Appended { .. } => None,
             KeyedOutcome::Duplicate { tag } => {
                 duplicates += 1;
-                tag
+                Some(tag)
             }
         })
         .collect();
-    Ok(Stored { ids, duplicates })
+    Ok(Stored {
+        originals,
+        duplicates,
+    })
 }
 
 /// The keyed record of a valid event: its idempotency key, its id as the tag.
@@ -597,7 +606,8 @@ fn keyed_record(event: &AcceptedEvent) -> KeyedRecord {
     KeyedRecord {
         key: event.idempotency_key.clone(),
         tag: event.id.clone(),
-        data: Bytes::copy_from_slice(&event.record),
+        // A view of the request's records (see `AcceptedEvent::record`), not a copy.
+        data: event.record.clone(),
     }
 }
 

@@ -74,7 +74,9 @@ pub(crate) fn parse(
     Ok(EventOutcome::Valid(AcceptedEvent {
         id,
         idempotency_key,
-        record: serde_json::to_vec(&event).map_err(|e| Violation::new(path, e.to_string()))?,
+        record: serde_json::to_vec(&event)
+            .map_err(|e| Violation::new(path, e.to_string()))?
+            .into(),
     }))
 }
 
