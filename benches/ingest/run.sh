@@ -6,12 +6,13 @@
 # stream checked for every one. Prints markdown tables; method in benches/README.md.
 #
 #   benches/ingest/run.sh
-#   DUR=5 CONNS=4 BATCHES="50 1000" STORAGES="memory sqlite redis postgres" \
+#   DUR=5 ROUNDS=5 CONNS=4 BATCHES="50 1000" STORAGES="memory sqlite redis postgres" \
 #   SECTIONS="accept track e2e" TRACK_CALLS=1000000 TRACK_QUEUE=10000 \
 #   E2E_EVENTS=1000000 E2E_BATCH=1000 E2E_STORAGES="memory" benches/ingest/run.sh
 #   SERVER=courier benches/ingest/run.sh   # the server is `courier ingest` (release build)
 #
-# The server runs in a process of its own: by default the bench binary's `serve` (the same
+# Each accept row is ROUNDS rounds of the ceiling and the server, each in a fresh process on a
+# fresh stream, alternating which goes first; the row holds medians. The server runs in a process of its own: by default the bench binary's `serve` (the same
 # `IngestServer` as `courier ingest`, answering the bench's stream checks on stdin); with
 # SERVER=courier (or SERVER_BIN=path/to/courier) `courier ingest`, whose streams the bench reads
 # from the storage directly (not possible on memory: those checks are reported "unchecked").
@@ -29,5 +30,5 @@ if [[ "${SERVER:-bench}" == courier && -z "${SERVER_BIN:-}" ]]; then
   export SERVER_BIN="$target/release/courier"
 fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
-echo "# DUR=${DUR:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" server=${SERVER_BIN:-ingest-bench serve}"
+echo "# DUR=${DUR:-5} ROUNDS=${ROUNDS:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" server=${SERVER_BIN:-ingest-bench serve}"
 "$target/release/ingest-bench" run

@@ -16,6 +16,7 @@ use courier::impls::http::HttpTransport;
 use courier::traits::transport::{Method, Request, RequestTransport};
 use serde::Deserialize;
 
+use crate::child::ServerProcess;
 use crate::drive::{Tally, drive};
 use crate::events::{EVENT_BYTES, EventWriter};
 
@@ -72,8 +73,18 @@ async fn post(
 /// the warm-up, whose load generator formats every body while it runs).
 const POOL_MARGIN: f64 = 3.0;
 
+/// How many times the fastest earlier timed run's rate (of the same batch size) the pool
+/// covers at least: the warm-up's rate alone can be far below the timed run's.
+const HINT_MARGIN: f64 = 1.5;
+
 /// The longest warm-up: long enough for a stable rate, short beside the timed run.
 const MAX_WARM_UP: Duration = Duration::from_secs(1);
+
+/// The warm-up before a timed run of `duration`: a fifth of it, at most [`MAX_WARM_UP`]. The
+/// ceiling warms up as long.
+pub(crate) fn warm_up_time(duration: Duration) -> Duration {
+    (duration / 5).min(MAX_WARM_UP)
+}
 
 /// The pre-built bodies ever held at once, in bytes: a bound on the bench's memory.
 const MAX_POOL_BYTES: usize = 4 << 30;
@@ -92,23 +103,26 @@ pub(crate) struct Load {
     pub(crate) built_inline: u64,
     /// The server's CPU time over the timed run alone.
     pub(crate) server_cpu: Duration,
+    /// This process's CPU time over the timed run: the load generator's share of the cores.
+    pub(crate) load_cpu: Duration,
 }
 
-/// Drives the server at `addr` for `duration` with `connections` loops of `batch` events for
+/// Drives `server` for `duration` with `connections` loops of `batch` events for
 /// `app` (key `key`): a first batch (stream creation, connection set-up), a warm-up that
 /// sizes the pool of bodies, then the timed run from that pool, with the CPU time of the
-/// server (process `server_pid`) read around it.
+/// server's process read around it. `rate_hint` (events/s, 0 if none) is the
+/// fastest earlier timed run of this batch size, so the pool also covers that.
 pub(crate) async fn run(
-    server_pid: u32,
-    addr: &str,
+    server: &ServerProcess,
     app: &str,
     key: &str,
     batch: usize,
     connections: usize,
     duration: Duration,
+    rate_hint: f64,
 ) -> Result<Load, String> {
     let transport = Arc::new(
-        HttpTransport::new(&format!("http://{addr}"))
+        HttpTransport::new(&format!("http://{}", server.addr))
             .map_err(|e| format!("transport: {e}"))?
             .with_timeout(Duration::from_secs(60)),
     );
@@ -118,7 +132,7 @@ pub(crate) async fn run(
     // Event numbers of each phase start after the previous phase's last.
     let mut offset = batch as u64;
 
-    let warm_up = drive(connections, (duration / 5).min(MAX_WARM_UP), batch, {
+    let warm_up = drive(connections, warm_up_time(duration), batch, {
         let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
         move |first| {
             let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
@@ -135,7 +149,8 @@ pub(crate) async fn run(
     // Every send took the next numbers, answered or not.
     offset += (warm_up.batches + warm_up.failures) * batch as u64;
 
-    let wanted = warm_up.rate() * duration.as_secs_f64() * POOL_MARGIN / batch as f64;
+    let rate = (warm_up.rate() * POOL_MARGIN).max(rate_hint * HINT_MARGIN);
+    let wanted = rate * duration.as_secs_f64() / batch as f64;
     let most = MAX_POOL_BYTES / (batch * (EVENT_BYTES + 1));
     let pool_len = (wanted.ceil() as usize)
         .saturating_add(connections)
@@ -146,7 +161,8 @@ pub(crate) async fn run(
             .collect(),
     );
     let built_inline = Arc::new(AtomicU64::new(0));
-    let cpu_before = crate::proc_cpu::cpu_time(server_pid)?;
+    let cpu_before = server.cpu()?;
+    let own_before = crate::proc_cpu::cpu_time(std::process::id())?;
     let tally = drive(connections, duration, batch, {
         let built_inline = built_inline.clone();
         move |first| {
@@ -171,12 +187,14 @@ pub(crate) async fn run(
         }
     })
     .await;
-    let server_cpu = crate::proc_cpu::cpu_time(server_pid)?.saturating_sub(cpu_before);
+    let server_cpu = server.cpu()?.saturating_sub(cpu_before);
+    let load_cpu = crate::proc_cpu::cpu_time(std::process::id())?.saturating_sub(own_before);
     Ok(Load {
         tally,
         warm_up_events: batch as u64 + warm_up.events,
         pre_built: pool_len,
         built_inline: built_inline.load(Ordering::Relaxed),
         server_cpu,
+        load_cpu,
     })
 }

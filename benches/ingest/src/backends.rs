@@ -1,6 +1,6 @@
-//! The storages measured: the server's storage spec for the child process, and the same
-//! storage opened in this process for the ceiling, on one server (Redis, Postgres: the
-//! testkit's native fixtures) or in one directory (SQLite).
+//! The storages measured: the server's storage spec for its process, and the same storage's
+//! spec for the ceiling's process, on one server (Redis, Postgres: the testkit's native
+//! fixtures) or in one directory (SQLite).
 
 use std::sync::Arc;
 
@@ -38,8 +38,9 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
 pub(crate) struct Backend {
     /// What the child server opens.
     pub(crate) server_spec: String,
-    /// The same storage, opened here for the ceiling.
-    pub(crate) ceiling: Arc<dyn StreamStorage>,
+    /// The same storage for the ceiling's process (for SQLite another file beside the
+    /// server's).
+    pub(crate) ceiling_spec: String,
     _redis: Option<Redis>,
     _postgres: Option<Postgres>,
     _dir: tempfile::TempDir,
@@ -75,7 +76,7 @@ impl Backend {
             other => return Err(format!("unknown storage {other:?}; one of {NAMES:?}")),
         };
         Ok(Backend {
-            ceiling: open(&ceiling_spec).await?,
+            ceiling_spec,
             server_spec,
             _redis: redis,
             _postgres: postgres,

@@ -23,6 +23,8 @@ pub(crate) struct Tally {
     pub(crate) first_error: Option<String>,
     /// From the first send to the last answer (batches in flight at the deadline finish).
     pub(crate) elapsed: Duration,
+    /// The longest wait for one batch (a storage pausing every writer shows here).
+    pub(crate) slowest: Duration,
 }
 
 impl Tally {
@@ -55,7 +57,10 @@ where
                 let mut tally = Tally::default();
                 while Instant::now() < deadline && tally.failures < MAX_FAILURES {
                     let first = next.fetch_add(batch as u64, Ordering::Relaxed);
-                    match send(first).await {
+                    let sent = Instant::now();
+                    let outcome = send(first).await;
+                    tally.slowest = tally.slowest.max(sent.elapsed());
+                    match outcome {
                         Ok(written) => {
                             tally.events += written;
                             tally.batches += 1;
@@ -77,6 +82,7 @@ where
                 total.events += t.events;
                 total.batches += t.batches;
                 total.failures += t.failures;
+                total.slowest = total.slowest.max(t.slowest);
                 if total.first_error.is_none() {
                     total.first_error = t.first_error;
                 }

@@ -4,6 +4,7 @@
 //! ```text
 //! ingest-bench run                 # everything, settings from the environment (see settings.rs)
 //! ingest-bench serve SPEC APP=KEY… # the server process `run` starts for itself
+//! ingest-bench ceiling SPEC BATCH WRITERS SECONDS # the ceiling's process (see ceiling.rs)
 //! ingest-bench cost BATCH BATCHES  # the server's work per event in process (see cost.rs)
 //! ```
 
@@ -17,6 +18,7 @@ mod e2e;
 mod events;
 mod latency;
 mod proc_cpu;
+mod rounds;
 mod run;
 mod serve;
 mod settings;
@@ -47,8 +49,19 @@ fn main() -> ExitCode {
             (Ok(batch), Ok(batches)) => runtime.block_on(cost::cost(batch, batches)),
             _ => Err("usage: ingest-bench cost BATCH BATCHES".to_owned()),
         },
+        Some("ceiling") if args.len() == 5 => {
+            match (args[2].parse(), args[3].parse(), args[4].parse()) {
+                (Ok(batch), Ok(writers), Ok(seconds)) => runtime.block_on(ceiling::child(
+                    &args[1],
+                    batch,
+                    writers,
+                    std::time::Duration::from_secs_f64(seconds),
+                )),
+                _ => Err("usage: ingest-bench ceiling SPEC BATCH WRITERS SECONDS".to_owned()),
+            }
+        }
         Some("run") => settings::Settings::from_env().and_then(|s| runtime.block_on(run::run(&s))),
-        _ => Err("usage: ingest-bench run | ingest-bench serve SPEC APP=KEY... | ingest-bench cost BATCH BATCHES".to_owned()),
+        _ => Err("usage: ingest-bench run | ingest-bench serve SPEC APP=KEY... | ingest-bench ceiling SPEC BATCH WRITERS SECONDS | ingest-bench cost BATCH BATCHES".to_owned()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

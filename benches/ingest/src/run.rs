@@ -7,9 +7,6 @@ use crate::backends::Backend;
 use crate::child::ServerProcess;
 use crate::settings::Settings;
 
-/// The app whose stream the accept runs fill, and its key (any 64 lowercase hex).
-const ACCEPT_APP: &str = "bench-accept";
-const ACCEPT_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 /// The app of the end-to-end run, in a stream of its own so its count is exact.
 const E2E_APP: &str = "bench-e2e";
 const E2E_KEY: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -53,39 +50,23 @@ pub(crate) async fn run(settings: &Settings) -> Result<(), String> {
             continue;
         }
         let backend = Backend::start(storage).await?;
-        let apps = [(ACCEPT_APP, ACCEPT_KEY), (E2E_APP, E2E_KEY)];
-        let courier = settings.server_bin.as_deref();
-        let mut server = ServerProcess::start(&backend.server_spec, &apps, courier).await?;
         if wants_accept {
-            let mut accepted_total = 0;
             for &batch in &settings.batches {
-                accept_row(
+                let failed = crate::rounds::accept_row(
                     settings,
                     storage,
                     &backend,
-                    &server,
                     batch,
                     &mut accept_table,
                 )
-                .await
-                .map(|accepted| accepted_total += accepted)
-                .unwrap_or_else(|e| {
-                    eprintln!("{storage} batch {batch}: {e}");
-                    failures.push(format!("{storage} batch {batch}: {e}"));
-                });
-            }
-            // The stream holds what the server said it accepted: no more, no fewer.
-            match server.check(ACCEPT_APP, None).await? {
-                Some(count) if count == format!("records={accepted_total}") => {
-                    eprintln!("{storage}: stream {count}, as accepted");
-                }
-                Some(count) => failures.push(format!(
-                    "{storage}: stream {count} but the server accepted {accepted_total}"
-                )),
-                None => eprintln!("{storage}: stream not readable from here; not counted"),
+                .await;
+                failures.extend(failed);
             }
         }
         if wants_e2e {
+            let courier = settings.server_bin.as_deref();
+            let mut server =
+                ServerProcess::start(&backend.server_spec, &[(E2E_APP, E2E_KEY)], courier).await?;
             let e = crate::e2e::run(
                 &mut server,
                 E2E_APP,
@@ -119,8 +100,8 @@ pub(crate) async fn run(settings: &Settings) -> Result<(), String> {
             if e.lossless() == Some(false) {
                 failures.push(format!("{storage} e2e lost or duplicated events: {e:?}"));
             }
+            server.stop().await?;
         }
-        server.stop().await?;
         drop(backend);
     }
     print_tables(&accept_table, &track_table, &e2e_table);
@@ -131,69 +112,10 @@ pub(crate) async fn run(settings: &Settings) -> Result<(), String> {
     }
 }
 
-/// The ceiling, then the server, for one batch size; appends the table row and answers the
-/// events the server accepted (warm-up included).
-async fn accept_row(
-    settings: &Settings,
-    storage: &str,
-    backend: &Backend,
-    server: &ServerProcess,
-    batch: usize,
-    table: &mut String,
-) -> Result<u64, String> {
-    let (conns, dur) = (settings.connections, settings.duration);
-    let own_before = crate::proc_cpu::cpu_time(std::process::id())?;
-    let ceiling = crate::ceiling::run(backend.ceiling.clone(), batch, conns, dur).await?;
-    let own = crate::proc_cpu::cpu_time(std::process::id())?.saturating_sub(own_before);
-    eprintln!("{storage} batch {batch} ceiling: {ceiling:?}, bench process cpu {own:?}");
-    let crate::accept::Load {
-        tally: load,
-        warm_up_events,
-        pre_built,
-        built_inline,
-        server_cpu: cpu,
-    } = crate::accept::run(
-        server.pid,
-        &server.addr,
-        ACCEPT_APP,
-        ACCEPT_KEY,
-        batch,
-        conns,
-        dur,
-    )
-    .await?;
-    eprintln!(
-        "{storage} batch {batch} server: {load:?}, server cpu {cpu:?}; bodies pre-built {pre_built}, \
-         built while timed {built_inline}"
-    );
-    if built_inline > 0 {
-        eprintln!(
-            "WARNING: {storage} batch {batch}: the pool ran out; {built_inline} bodies were \
-             formatted during the timed run (raise accept::POOL_MARGIN)"
-        );
-    }
-    let _ = writeln!(
-        table,
-        "| {storage} | {batch} | {:.0} | {:.2} | {:.0} | {:.2} | {} |",
-        load.rate(),
-        // The warm-up ran before the CPU reading, so it is not in either figure.
-        cpu.as_secs_f64() * 1e6 / load.events.max(1) as f64,
-        ceiling.rate(),
-        load.rate() / ceiling.rate().max(1e-9),
-        load.failures + ceiling.failures,
-    );
-    match (&load.first_error, &ceiling.first_error) {
-        (None, None) => Ok(load.events + warm_up_events),
-        (server, ceiling) => Err(format!(
-            "server error: {server:?}; ceiling error: {ceiling:?}"
-        )),
-    }
-}
-
 fn print_tables(accept: &str, track: &str, e2e: &str) {
     if !accept.is_empty() {
         println!(
-            "\n| storage | batch | server events/s | server CPU µs/event | ceiling (append_keyed) events/s | server / ceiling | errors |\n|---|---:|---:|---:|---:|---:|---:|\n{accept}"
+            "\n| storage | batch | rounds | server events/s | server CPU µs/event | ceiling (append_keyed) events/s | ceiling CPU µs/event | server / ceiling | per round | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---|---:|\n{accept}"
         );
     }
     if !track.is_empty() {

@@ -17,6 +17,9 @@ pub(crate) struct Settings {
     pub(crate) connections: usize,
     /// `DUR`: seconds of each timed run (default 5).
     pub(crate) duration: Duration,
+    /// `ROUNDS`: rounds of server and ceiling per storage and batch size, medians reported
+    /// (default 5).
+    pub(crate) rounds: usize,
     /// `TRACK_CALLS` (default 1 000 000) and `TRACK_QUEUE`, the SDK's queue capacity
     /// (default 10 000, the SDK's default).
     pub(crate) track_calls: usize,
@@ -68,6 +71,7 @@ impl Settings {
             batches,
             connections: var("CONNS", 4)?,
             duration: Duration::from_secs_f64(var("DUR", 5.0)?),
+            rounds: var("ROUNDS", 5)?,
             track_calls: var("TRACK_CALLS", 1_000_000)?,
             track_queue: var("TRACK_QUEUE", 10_000)?,
             e2e_events: var("E2E_EVENTS", 1_000_000)?,
