@@ -4,77 +4,26 @@
 //! (health unavailable, the push never "not found", every client gets the broadcast exactly
 //! once). T1, T4 and T5 run on the in-memory fake in services/hub/tests.
 
+#[path = "hub/backend.rs"]
+mod backend;
 #[path = "hub/node.rs"]
 mod node;
 
 use std::time::Duration;
 
+use backend::Backend;
 use courier::traits::transport::Method;
-use courier_testkit::fixtures::{Etcd, Postgres, Redis, unique_prefix};
+use courier_testkit::fixtures::{Etcd, Postgres, Redis};
 use node::{Node, TestClient, until};
 
 const QUIET: Duration = Duration::from_millis(500);
 
-enum Backend {
-    Etcd(Etcd),
-    Redis(Redis),
-    Postgres(Postgres),
-}
-
-impl Backend {
-    fn config(&self) -> String {
-        let prefix = unique_prefix().replace(['/', ':'], "-");
-        let bus = match self {
-            Backend::Etcd(etcd) => format!(
-                "  bus: etcd\n  etcd:\n    endpoints: {:?}\n    key_prefix: \"/hub-{prefix}\"\n    dial_timeout: 2s\n",
-                etcd.endpoints()
-            ),
-            Backend::Redis(redis) => format!(
-                "  bus: redis\n  redis:\n    url: {:?}\n    key_prefix: \"hub-{prefix}\"\n",
-                redis.url()
-            ),
-            // The Postgres bus has no key prefix: each fixture is a database of its own.
-            Backend::Postgres(postgres) => format!(
-                "  bus: postgres\n  postgres:\n    url: {:?}\n",
-                postgres.url()
-            ),
-        };
-        format!(
-            "server:\n  read_timeout: 1m\ncluster:\n  enabled: true\n  heartbeat_interval: 500ms\n{bus}"
-        )
-    }
-
-    async fn stop(&mut self) {
-        match self {
-            Backend::Etcd(f) => f.stop().await.expect("stop etcd"),
-            Backend::Redis(f) => f.stop().await.expect("stop redis"),
-            Backend::Postgres(f) => f.stop().await.expect("stop postgres"),
-        }
-    }
-
-    async fn freeze(&mut self) {
-        match self {
-            Backend::Etcd(f) => f.freeze().await.expect("freeze etcd"),
-            Backend::Redis(f) => f.freeze().await.expect("freeze redis"),
-            Backend::Postgres(f) => f.freeze().await.expect("freeze postgres"),
-        }
-    }
-
-    async fn thaw(&mut self) {
-        match self {
-            Backend::Etcd(f) => f.thaw().await.expect("thaw etcd"),
-            Backend::Redis(f) => f.thaw().await.expect("thaw redis"),
-            Backend::Postgres(f) => f.thaw().await.expect("thaw postgres"),
-        }
-    }
-
-    async fn start_again(&mut self) {
-        match self {
-            Backend::Etcd(f) => f.start_again().await.expect("start etcd"),
-            Backend::Redis(f) => f.start_again().await.expect("start redis"),
-            Backend::Postgres(f) => f.start_again().await.expect("start postgres"),
-        }
-    }
+/// The hubs' config over `backend`'s bus.
+fn config(backend: &Backend) -> String {
+    format!(
+        "server:\n  read_timeout: 1m\ncluster:\n  enabled: true\n  heartbeat_interval: 500ms\n{}",
+        backend.bus_section()
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +50,7 @@ async fn matrix(mut backend: Backend) {
     let step = |what: &str| eprintln!("[{:>6.2}s] {what}", started.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("hub.yaml");
-    std::fs::write(&config, backend.config()).expect("config");
+    std::fs::write(&config, self::config(&backend)).expect("config");
     step("start two hub processes");
     let a = Node::start(&config, &["--node-id", "node-a"]).await;
     let b = Node::start(&config, &["--node-id", "node-b"]).await;
