@@ -12,18 +12,8 @@ const PREFIX: &str = "0000000000000000_";
 
 /// The offset of position `index` (0 = before the first record).
 pub(crate) fn encode(index: u64) -> Offset {
-    // Built on the stack: reads encode one offset per record, so this is a hot path.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 33];
-    text[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
-    for (i, digit) in text[PREFIX.len()..].iter_mut().enumerate() {
-        *digit = HEX[((index >> (60 - 4 * i)) & 0xf) as usize];
-    }
-    // The prefix and 16 hex digits always pass offset validation.
-    std::str::from_utf8(&text)
-        .ok()
-        .and_then(|t| Offset::parse(t).ok())
-        .unwrap_or_else(|| unreachable!("index offsets are valid"))
+    // Built inline, without validation or allocation: reads encode one offset per record.
+    Offset::from_hex_pair(0, index)
 }
 
 /// The position an offset names, if it is one of ours.

@@ -244,7 +244,10 @@ impl StreamEntry {
             None => 0,
         };
         self.last_access_ms = now_ms;
-        let mut records = Vec::new();
+        let available = self.records.len().saturating_sub(start as usize);
+        // Sized up front (a read of 1000 records would otherwise regrow ten times), but not
+        // beyond what a caller's generous limits could make a huge idle allocation.
+        let mut records = Vec::with_capacity(available.min(limits.max_records).min(4096));
         let mut bytes = 0usize;
         let mut index = start;
         for data in self.records.iter().skip(start as usize) {
