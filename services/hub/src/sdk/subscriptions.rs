@@ -64,6 +64,38 @@ struct Handle {
     on_applied: Option<Callback<Applied>>,
     on_error: Option<Callback<SubscriptionError>>,
     on_message: Option<Callback<Publication>>,
+    gate: Gate,
+}
+
+/// Lets removing a handle wait for a callback of it that is running, so that none runs once
+/// `unsubscribe` returned (the session task works on a snapshot of the handles). Removing it
+/// from its own callback cannot wait for itself: later callbacks are stopped all the same.
+#[derive(Default)]
+struct Gate {
+    /// Held while a callback runs.
+    running: Mutex<()>,
+    /// The thread running a callback now.
+    runner: Mutex<Option<std::thread::ThreadId>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Gate {
+    fn run(&self, callback: impl FnOnce()) {
+        let _running = lock(&self.running);
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        *lock(&self.runner) = Some(std::thread::current().id());
+        callback();
+        *lock(&self.runner) = None;
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        if *lock(&self.runner) != Some(std::thread::current().id()) {
+            drop(lock(&self.running));
+        }
+    }
 }
 
 impl Handle {
@@ -228,7 +260,7 @@ impl Shared {
         for publication in &batch {
             for handle in handles.iter().filter(|h| h.matches(&publication.channel)) {
                 if let Some(on_message) = &handle.on_message {
-                    on_message(publication);
+                    handle.gate.run(|| on_message(publication));
                 }
             }
         }
@@ -239,7 +271,7 @@ impl Shared {
         };
         for handle in handles.iter().filter(|h| h.has(pattern)) {
             if let Some(on_applied) = &handle.on_applied {
-                on_applied(&applied);
+                handle.gate.run(|| on_applied(&applied));
             }
         }
     }
@@ -256,7 +288,7 @@ impl Shared {
         };
         for handle in self.handles().iter().filter(|h| h.has(pattern)) {
             if let Some(on_error) = &handle.on_error {
-                on_error(&error);
+                handle.gate.run(|| on_error(&error));
             }
         }
     }
@@ -297,7 +329,7 @@ impl Shared {
         }
         for handle in self.handles().iter().filter(|h| h.matches(channel)) {
             if let Some(on_message) = &handle.on_message {
-                on_message(&publication);
+                handle.gate.run(|| on_message(&publication));
             }
         }
         true
@@ -317,10 +349,12 @@ impl Shared {
     }
 
     fn remove(&self, id: u64) {
-        // Gone from the handles first: no callback of it runs after this returns.
+        // Gone from the handles, and a callback of it running on the session task finished:
+        // none runs after this returns.
         let Some(handle) = lock(&self.handles).remove(&id) else {
             return;
         };
+        handle.gate.close();
         let mut unwanted = Vec::new();
         {
             let mut desired = lock(&self.desired);
@@ -417,6 +451,7 @@ impl SubscriptionBuilder {
             on_applied: self.on_applied,
             on_error: self.on_error,
             on_message: self.on_message,
+            gate: Gate::default(),
         });
         SubscriptionHandle {
             shared: self.shared,
@@ -463,6 +498,8 @@ impl Drop for SubscriptionHandle {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn received(shared: &Shared) -> Arc<Mutex<Vec<String>>> {
@@ -475,8 +512,51 @@ mod tests {
             on_message: Some(Arc::new(move |p: &Publication| {
                 lock(&sink).push(p.offset.clone().unwrap_or_default());
             })),
+            gate: Gate::default(),
         });
         got
+    }
+
+    #[test]
+    fn unsubscribe_returns_only_after_a_running_callback_of_it_ended() {
+        let shared = Arc::new(Shared::new(None));
+        let events: Arc<Mutex<Vec<&str>>> = Arc::default();
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let released = Mutex::new(released);
+        let log = events.clone();
+        let id = shared.add(Handle {
+            patterns: vec![ChannelPattern::parse("feed.x").expect("pattern")],
+            on_applied: None,
+            on_error: None,
+            on_message: Some(Arc::new(move |_: &Publication| {
+                let _ = entered_tx.send(());
+                let _ = lock(&released).recv();
+                lock(&log).push("callback ended");
+            })),
+            gate: Gate::default(),
+        });
+        let session = {
+            let shared = shared.clone();
+            std::thread::spawn(move || live(&shared, "01"))
+        };
+        entered.recv().expect("the callback runs");
+        let owner = {
+            let (shared, log) = (shared.clone(), events.clone());
+            std::thread::spawn(move || {
+                shared.remove(id);
+                lock(&log).push("unsubscribed");
+            })
+        };
+        // Long enough for a remove that does not wait to have returned.
+        std::thread::sleep(Duration::from_millis(100));
+        release.send(()).expect("release");
+        owner.join().expect("owner");
+        session.join().expect("session");
+        assert_eq!(*lock(&events), ["callback ended", "unsubscribed"]);
+        // And none after it.
+        live(&shared, "02");
+        assert_eq!(lock(&events).len(), 2);
     }
 
     fn live(shared: &Shared, offset: &str) {
