@@ -51,13 +51,14 @@ out() { printf "%s\n" "$1" | tee -a "$results"; }
 start() { # target port
   local data="$work/data"; rm -rf "$data"; mkdir -p "$data"
   local courier=$bin; [[ $1 == base-* ]] && courier=$base_bin
+  # exec: $! is then the server itself, whose CPU time and RSS are read from /proc.
   case "$1" in
-    ours-memory|base-memory) "$courier" streams --storage memory --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
-    ours-sqlite|base-sqlite) "$courier" streams --storage "sqlite:$data/s.db" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
-    ours-sqlite-normal) "$courier" streams --storage "sqlite:$data/s.db?sync=normal" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
-    peer-memory) "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability memory --long-poll-timeout-ms 500 ;;
-    peer-wal) "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability wal --long-poll-timeout-ms 500 ;;
-    reference) DS_LONG_POLL_MS=500 DS_COMPRESSION=0 node "$anchor/start-reference-server.mjs" "$2" ;;
+    ours-memory|base-memory) exec "$courier" streams --storage memory --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
+    ours-sqlite|base-sqlite) exec "$courier" streams --storage "sqlite:$data/s.db" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
+    ours-sqlite-normal) exec "$courier" streams --storage "sqlite:$data/s.db?sync=normal" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
+    peer-memory) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability memory --long-poll-timeout-ms 500 ;;
+    peer-wal) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability wal --long-poll-timeout-ms 500 ;;
+    reference) DS_LONG_POLL_MS=500 DS_COMPRESSION=0 exec node "$anchor/start-reference-server.mjs" "$2" ;;
     *) echo "unknown target $1"; exit 2 ;;
   esac >"$work/log" 2>&1 &
   pid=$!

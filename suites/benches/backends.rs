@@ -5,7 +5,7 @@
 //! Method and recorded results: `benches/README.md`.
 //!
 //! * `append/*`: appends per second to one stream, 1 and 64 concurrent writers, 100 B and 64 KiB.
-//! * `append_raw/sqlite`: the same INSERT + commit through sqlx with the same pragmas.
+//! * `append_raw/sqlite`: the same INSERT + commit through rusqlite with the same pragmas.
 //! * `read/*`: records per second reading a 1000-record stream from the start.
 //! * `publish/*`: publishes per second (one publisher) for each bus; `publish_raw/etcd` is a
 //!   plain etcd put loop. Redis's raw figure comes from `redis-benchmark` (printed).
@@ -149,36 +149,24 @@ fn storage_benches(c: &mut Criterion) {
     }
 
     // The raw figure for SQLite: the same INSERT + commit, same pragmas, no Courier.
-    let raw = rt.block_on(async {
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("raw.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await.expect("raw sqlite");
-        sqlx::query("CREATE TABLE t (stream TEXT, idx INTEGER, data BLOB, PRIMARY KEY (stream, idx)) WITHOUT ROWID")
-            .execute(&pool)
-            .await
-            .expect("table");
-        pool
-    });
+    let raw = rusqlite::Connection::open(dir.path().join("raw.db")).expect("raw sqlite");
+    raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    raw.pragma_update(None, "synchronous", "FULL")
+        .expect("synchronous");
+    raw.execute_batch(
+        "CREATE TABLE t (stream TEXT, idx INTEGER, data BLOB, PRIMARY KEY (stream, idx)) WITHOUT ROWID",
+    )
+    .expect("table");
     group.throughput(Throughput::Elements(1));
     let mut next = 0i64;
     group.bench_function(BenchmarkId::new("append_raw/sqlite/1w", "100B"), |b| {
-        b.to_async(&rt).iter(|| {
+        b.iter(|| {
             next += 1;
-            let (pool, idx) = (raw.clone(), next);
-            async move {
-                let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.expect("begin");
-                sqlx::query("INSERT INTO t VALUES ('s', ?, ?)")
-                    .bind(idx)
-                    .bind(vec![b'x'; 100])
-                    .execute(&mut *tx)
-                    .await
-                    .expect("insert");
-                tx.commit().await.expect("commit");
-            }
+            raw.execute_batch("BEGIN IMMEDIATE").expect("begin");
+            raw.prepare_cached("INSERT INTO t VALUES ('s', ?1, ?2)")
+                .and_then(|mut insert| insert.execute((next, vec![b'x'; 100])))
+                .expect("insert");
+            raw.execute_batch("COMMIT").expect("commit");
         })
     });
     group.finish();

@@ -403,7 +403,6 @@ async fn changes_through_another_instance_wake_a_wait() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_judges_expiry_once_it_holds_the_write_lock() {
     use courier::storage::Expiry;
-    use sqlx::Connection;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.db");
@@ -422,12 +421,9 @@ async fn an_append_judges_expiry_once_it_holds_the_write_lock() {
     storage.create(&name, config, vec![]).await.expect("create");
 
     // Another writer (a second instance, or any SQLite client) holds the write lock.
-    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("raw connection");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
+    let holder = rusqlite::Connection::open(&path).expect("raw connection");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
         .expect("take the write lock");
     let append = tokio::spawn({
         let storage = storage.clone();
@@ -439,10 +435,7 @@ async fn an_append_judges_expiry_once_it_holds_the_write_lock() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!append.is_finished(), "the append waits for the lock");
     clock.advance(Duration::from_secs(3));
-    sqlx::query("COMMIT")
-        .execute(&mut holder)
-        .await
-        .expect("release the lock");
+    holder.execute_batch("COMMIT").expect("release the lock");
 
     let outcome = tokio::time::timeout(Duration::from_secs(10), append)
         .await
