@@ -91,6 +91,9 @@ fn settle<T>(
 }
 
 /// What the writer is asked to do.
+// Appends are nearly all of the queue, so boxing the large variant would add an allocation per
+// append to save space only on the rare other jobs.
+#[allow(clippy::large_enum_variant)]
 enum Queued {
     /// Any write, run in its own savepoint.
     Job(Box<dyn Job>),

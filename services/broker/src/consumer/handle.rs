@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::TokioClock;
 use super::names::SubscriptionName;
-use super::pump::routing_key;
+use super::routing::routing_key;
 use crate::catalog::LiveSink;
 use crate::metrics::TopicMetrics;
 use crate::subscription::{

@@ -28,6 +28,7 @@ mod handle;
 mod names;
 mod pump;
 mod receive;
+mod routing;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};

@@ -26,6 +26,7 @@ use super::clock::TokioClock;
 use super::config::ConsumerConfig;
 use super::handle::{Engine, SubscriptionHandle};
 use super::names::dead_letter_stream;
+use super::routing::routing_key;
 use crate::catalog::{decode_record, encode_record};
 use crate::writer::Appended;
 
@@ -36,15 +37,6 @@ pub const DEAD_LETTER_DELIVERIES: &str = "courier-dead-letter-deliveries";
 
 /// The longest pause after a storage failure before trying again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// The routing key KeyShared places a message by: its `routing_key`, else its producer's
-/// name.
-pub(crate) fn routing_key(message: &StreamMessage) -> &str {
-    message
-        .routing_key
-        .as_deref()
-        .unwrap_or(&message.producer_name)
-}
 
 /// A reliable subscription's task.
 pub(crate) struct ReliablePump {
