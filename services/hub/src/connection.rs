@@ -31,7 +31,10 @@ pub(crate) struct Connections {
     pub(crate) tasks: TaskTracker,
 }
 
-/// Creates the entry and starts the connection's two tasks on the hub's tracker.
+/// Creates the entry, registers it, and only then starts the connection's two tasks on the
+/// hub's tracker: the writer sends the greeting first thing, and a client that has its
+/// greeting must already receive every broadcast (a broadcast made between the greeting and
+/// the registration would miss it, although the client counts as connected).
 pub(crate) fn start(
     hub: &Arc<Connections>,
     id: Arc<str>,
@@ -57,6 +60,7 @@ pub(crate) fn start(
         hub.stop.child_token(),
         grants,
     ));
+    hub.registry.insert(entry.clone());
     let writer_hub = hub.clone();
     let writer_entry = entry.clone();
     hub.tasks.spawn(async move {

@@ -245,7 +245,6 @@ impl Hub {
             connection.receiver,
             options,
         );
-        inner.registry.insert(entry.clone());
         if let Some(cluster) = &inner.cluster {
             cluster.announce_join(&entry.id, entry.since_ms);
         }

@@ -339,3 +339,83 @@ async fn a_late_joining_node_learns_existing_clients_from_snapshots() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// A sender that records, when the first frame (the greeting) is written, whether the hub had
+/// already registered the client.
+struct GreetingWitness {
+    hub: Hub,
+    id: String,
+    registered_at_greeting: Arc<std::sync::Mutex<Option<bool>>>,
+    inner: Box<dyn courier_traits::transport::FrameSender>,
+}
+
+#[async_trait::async_trait]
+impl courier_traits::transport::FrameSender for GreetingWitness {
+    async fn send(&mut self, frame: Wire) -> Result<(), courier_traits::transport::TransportError> {
+        {
+            let mut seen = self.registered_at_greeting.lock().expect("witness lock");
+            if seen.is_none() {
+                *seen = Some(self.hub.is_local(&self.id));
+            }
+        }
+        self.inner.send(frame).await
+    }
+
+    async fn close(
+        &mut self,
+        code: u16,
+        reason: &str,
+    ) -> Result<(), courier_traits::transport::TransportError> {
+        self.inner.close(code, reason).await
+    }
+}
+
+/// A client that has its greeting is registered: a broadcast made as soon as the greeting
+/// arrives reaches it. The hub checker once lost such a broadcast (an accepted broadcast made
+/// right after the last client's welcome never reached that client) because the writer task
+/// could send the greeting before the registry held the client. Registrations come from a
+/// thread outside the runtime so the writer starts on a worker while registration goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_is_registered_before_its_greeting_is_written() {
+    let hub = Hub::new(None, HubConfig::default()).await.expect("hub");
+    let runtime = tokio::runtime::Handle::current();
+    let mut witnesses = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..500 {
+        let id = format!("g{i}");
+        let (server, client) = duplex_pair(16);
+        let witness = Arc::new(std::sync::Mutex::new(None));
+        let connection = courier_traits::transport::DuplexConnection {
+            sender: Box::new(GreetingWitness {
+                hub: hub.clone(),
+                id: id.clone(),
+                registered_at_greeting: witness.clone(),
+                inner: server.sender,
+            }),
+            receiver: server.receiver,
+        };
+        let (hub2, runtime) = (hub.clone(), runtime.clone());
+        std::thread::spawn(move || {
+            let _entered = runtime.enter();
+            hub2.register_with_greeting(&id, connection, Some(Frame::text("welcome")))
+        })
+        .join()
+        .expect("registering thread")
+        .expect("registered");
+        witnesses.push(witness);
+        clients.push(client);
+    }
+    until("every greeting written", || {
+        witnesses.iter().all(|w| w.lock().expect("lock").is_some())
+    })
+    .await;
+    let early = witnesses
+        .iter()
+        .filter(|w| *w.lock().expect("lock") == Some(false))
+        .count();
+    assert_eq!(
+        early, 0,
+        "greetings written before their client was registered"
+    );
+    hub.shutdown().await;
+}
