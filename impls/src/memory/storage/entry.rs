@@ -1,9 +1,8 @@
 //! One stream's state in the memory storage, and the append/read rules applied to it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, Expiry, ForkFrom, KeyedOutcome, KeyedRecord, Offset,
     ProducerStamp, ReadBatch, ReadLimits, Record, StorageError, StreamConfig, StreamInfo,
@@ -11,9 +10,11 @@ use courier_traits::storage::{
 };
 use tokio::sync::watch;
 
+use super::keys::{ExpiredKeys, KeyIndex};
+use super::records::RecordLog;
 use crate::rules::{
-    AppendContext, AppendPlan, ByteCut, ProducerState, StoredKey, committed_outcome, index_offset,
-    key_is_live, plan_append, plan_fork, plan_keyed, window_ms,
+    AppendContext, AppendPlan, ByteCut, ProducerState, committed_outcome, index_offset,
+    plan_append, plan_fork, plan_keyed, window_ms,
 };
 
 /// What waiters watch: enough to decide whether to wake.
@@ -30,16 +31,14 @@ pub(super) struct StreamEntry {
     pub(super) expiry: Expiry,
     /// The configuration as requested, for idempotent re-creates.
     pub(super) requested: StreamConfig,
-    pub(super) records: Vec<Bytes>,
+    pub(super) records: RecordLog,
     pub(super) closed: bool,
     /// The producer stamp whose append closed the stream: its retries are duplicates.
     pub(super) closed_by: Option<ProducerStamp>,
     pub(super) producers: HashMap<String, ProducerState>,
     pub(super) writer_seq: Option<String>,
     /// The dedup keys of keyed appends.
-    pub(super) keys: HashMap<String, StoredKey>,
-    /// The keys in commit order, so expired ones are dropped from the front.
-    pub(super) key_order: VecDeque<(u64, String)>,
+    pub(super) keys: KeyIndex,
     /// When a read or append last touched it, in milliseconds on the storage's clock.
     pub(super) last_access_ms: u64,
     /// The fork source, whose live-fork count this stream holds a share of.
@@ -56,7 +55,7 @@ impl StreamEntry {
         content_type: String,
         expiry: Expiry,
         requested: StreamConfig,
-        records: Vec<Bytes>,
+        records: RecordLog,
         now_ms: u64,
     ) -> StreamEntry {
         let len = records.len() as u64;
@@ -69,8 +68,7 @@ impl StreamEntry {
             closed_by: None,
             producers: HashMap::new(),
             writer_seq: None,
-            keys: HashMap::new(),
-            key_order: VecDeque::new(),
+            keys: KeyIndex::default(),
             last_access_ms: now_ms,
             parent: None,
             live_forks: 0,
@@ -179,57 +177,36 @@ impl StreamEntry {
     }
 
     /// Applies a keyed append (see [`crate::rules::plan_keyed`]): the new records and their
-    /// keys together, after every check passed.
+    /// keys together, after every check passed. Also answers the keys it forgot (expired under
+    /// `window`), for the caller to free once it released the storage's lock.
     pub(super) fn append_keyed(
         &mut self,
         name: &StreamName,
         records: Vec<KeyedRecord>,
         window: Duration,
         now_ms: u64,
-    ) -> Result<Vec<KeyedOutcome>, StorageError> {
+    ) -> Result<(Vec<KeyedOutcome>, ExpiredKeys), StorageError> {
         if self.closed {
             return Err(StorageError::Closed {
                 stream: name.clone(),
                 next_offset: self.tail(),
             });
         }
-        self.forget_expired_keys(now_ms, window_ms(window));
-        let plan = plan_keyed(&records, |key| self.keys.get(key).cloned(), now_ms, window);
+        let window_ms = window_ms(window);
+        // Bounds memory by what the window can still match.
+        let expired = self.keys.forget_expired(now_ms, window_ms);
+        let plan = plan_keyed(&records, |key| self.keys.get(key), now_ms, window);
         let tail = self.records.len() as u64;
         for record in plan.written(&records) {
             self.records.push(record.data.clone());
-            self.keys.insert(
-                record.key.clone(),
-                StoredKey {
-                    tag: record.tag.clone(),
-                    committed_ms: now_ms,
-                },
-            );
-            self.key_order.push_back((now_ms, record.key.clone()));
+            self.keys
+                .insert(&record.key, &record.tag, now_ms, window_ms);
         }
         if plan.write_count() > 0 {
             self.last_access_ms = now_ms;
             self.publish_signal();
         }
-        Ok(plan.outcomes(|n| index_offset::encode(tail + n)))
-    }
-
-    /// Drops keys older than `window_ms` (bounding memory by what the window can still match).
-    fn forget_expired_keys(&mut self, now_ms: u64, window_ms: u64) {
-        while let Some((committed_ms, key)) = self.key_order.front() {
-            if key_is_live(*committed_ms, now_ms, window_ms) {
-                break;
-            }
-            // The key may have been committed again since; only its latest commit counts.
-            if self
-                .keys
-                .get(key)
-                .is_some_and(|stored| stored.committed_ms == *committed_ms)
-            {
-                self.keys.remove(key);
-            }
-            self.key_order.pop_front();
-        }
+        Ok((plan.outcomes(|n| index_offset::encode(tail + n)), expired))
     }
 
     pub(super) fn read(
@@ -244,13 +221,14 @@ impl StreamEntry {
             None => 0,
         };
         self.last_access_ms = now_ms;
-        let available = self.records.len().saturating_sub(start as usize);
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let available = self.records.len().saturating_sub(start);
         // Sized up front (a read of 1000 records would otherwise regrow ten times), but not
         // beyond what a caller's generous limits could make a huge idle allocation.
         let mut records = Vec::with_capacity(available.min(limits.max_records).min(4096));
         let mut bytes = 0usize;
-        let mut index = start;
-        for data in self.records.iter().skip(start as usize) {
+        let mut index = start as u64;
+        for data in self.records.iter_from(start) {
             if records.len() >= limits.max_records {
                 break;
             }
@@ -279,14 +257,15 @@ impl StreamEntry {
         &self,
         name: &StreamName,
         fork: &ForkFrom,
-    ) -> Result<Vec<Bytes>, StorageError> {
+    ) -> Result<RecordLog, StorageError> {
         let plan = plan_fork(name, self.records.len() as u64, fork)?;
         // `whole` is at most the record count, which fits in memory, so in a usize.
         let whole = usize::try_from(plan.whole).unwrap_or(usize::MAX);
-        let mut prefix: Vec<Bytes> = self.records[..whole].to_vec();
+        // Shares the source's full chunks rather than copying millions of record handles.
+        let mut prefix = self.records.prefix(whole);
         if let Some(wanted) = plan.bytes {
             let mut cut = ByteCut::new(wanted);
-            for record in &self.records[whole..] {
+            for record in self.records.iter_from(whole) {
                 if !cut.wants_more() {
                     break;
                 }

@@ -1,6 +1,8 @@
 //! [`MemoryStreamStorage`]: an in-process [`StreamStorage`].
 
 mod entry;
+mod keys;
+mod records;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -261,7 +263,7 @@ impl StreamStorage for MemoryStreamStorage {
         let mut entry = match &config.fork {
             None => {
                 let (content_type, expiry) = own_settings(&config);
-                StreamEntry::new(content_type, expiry, config.clone(), initial, now)
+                StreamEntry::new(content_type, expiry, config.clone(), initial.into(), now)
             }
             Some(fork) => {
                 reject_self_fork(name, fork)?;
@@ -322,9 +324,13 @@ impl StreamStorage for MemoryStreamStorage {
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         validate_keyed(&records, self.inner.config.max_record_bytes)?;
         let now = self.now();
-        self.state()
+        let (outcomes, expired) = self
+            .state()
             .live(stream, now)?
-            .append_keyed(stream, records, window, now)
+            .append_keyed(stream, records, window, now)?;
+        // The lock is released: other writers go on while the expired keys are freed.
+        expired.release();
+        Ok(outcomes)
     }
 
     async fn read(
