@@ -15,9 +15,8 @@ use courier_impls::grpc::proto::danube::{MsgId, StreamMessage};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    AppendOutcome, AppendRequest, ForwardingStorage, ReadLimits, StorageError, StreamName,
+    StreamStorage,
 };
 
 fn topic(name: &str) -> TopicName {
@@ -207,14 +206,9 @@ struct CountingStorage {
 }
 
 #[async_trait::async_trait]
-impl StreamStorage for CountingStorage {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: StreamConfig,
-        initial: Vec<bytes::Bytes>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.inner.create(name, config, initial).await
+impl ForwardingStorage for CountingStorage {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
     }
     async fn append(
         &self,
@@ -223,31 +217,6 @@ impl StreamStorage for CountingStorage {
     ) -> Result<AppendOutcome, StorageError> {
         self.appends.fetch_add(1, Ordering::SeqCst);
         self.inner.append(name, request).await
-    }
-    async fn read(
-        &self,
-        name: &StreamName,
-        from: Option<Offset>,
-        limits: ReadLimits,
-    ) -> Result<ReadBatch, StorageError> {
-        self.inner.read(name, from, limits).await
-    }
-    async fn wait(
-        &self,
-        name: &StreamName,
-        after: &Offset,
-        timeout: std::time::Duration,
-    ) -> Result<WaitOutcome, StorageError> {
-        self.inner.wait(name, after, timeout).await
-    }
-    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
-        self.inner.head(name).await
-    }
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.inner.delete(name).await
-    }
-    fn capabilities(&self) -> StorageCapabilities {
-        self.inner.capabilities()
     }
 }
 

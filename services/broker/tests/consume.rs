@@ -22,7 +22,9 @@ use courier_impls::grpc::proto::danube::{
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
-use courier_traits::storage::{AppendRequest, ReadLimits, StorageError, StreamName, StreamStorage};
+use courier_traits::storage::{
+    AppendRequest, ForwardingStorage, ReadLimits, StorageError, StreamName, StreamStorage,
+};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -806,21 +808,9 @@ impl ReadCounting {
 }
 
 #[async_trait::async_trait]
-impl StreamStorage for ReadCounting {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: courier_traits::storage::StreamConfig,
-        initial: Vec<bytes::Bytes>,
-    ) -> Result<courier_traits::storage::CreateOutcome, StorageError> {
-        self.inner.create(name, config, initial).await
-    }
-    async fn append(
-        &self,
-        name: &StreamName,
-        request: AppendRequest,
-    ) -> Result<courier_traits::storage::AppendOutcome, StorageError> {
-        self.inner.append(name, request).await
+impl ForwardingStorage for ReadCounting {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
     }
     async fn read(
         &self,
@@ -839,18 +829,6 @@ impl StreamStorage for ReadCounting {
     ) -> Result<courier_traits::storage::WaitOutcome, StorageError> {
         self.count(name);
         self.inner.wait(name, after, timeout).await
-    }
-    async fn head(
-        &self,
-        name: &StreamName,
-    ) -> Result<courier_traits::storage::StreamInfo, StorageError> {
-        self.inner.head(name).await
-    }
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.inner.delete(name).await
-    }
-    fn capabilities(&self) -> courier_traits::storage::StorageCapabilities {
-        self.inner.capabilities()
     }
 }
 

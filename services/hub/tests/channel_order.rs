@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use courier_hub::server::{HubServer, ServerOptions};
 use courier_hub::{ChannelPattern, ChannelRule, HistoryLimits, Hub, HubConfig, Metrics};
 use courier_impls::memory::{MemoryBus, MemoryStreamStorage};
@@ -32,14 +31,9 @@ struct SlowAnswers {
 const HELD: &str = "held-answer";
 
 #[async_trait]
-impl StreamStorage for SlowAnswers {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: StreamConfig,
-        initial: Vec<Bytes>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.inner.create(name, config, initial).await
+impl ForwardingStorage for SlowAnswers {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
     }
     async fn append(
         &self,
@@ -56,31 +50,6 @@ impl StreamStorage for SlowAnswers {
             self.answer.acquire().await.expect("open").forget();
         }
         Ok(done)
-    }
-    async fn read(
-        &self,
-        name: &StreamName,
-        from: Option<Offset>,
-        limits: ReadLimits,
-    ) -> Result<ReadBatch, StorageError> {
-        self.inner.read(name, from, limits).await
-    }
-    async fn wait(
-        &self,
-        name: &StreamName,
-        after: &Offset,
-        timeout: Duration,
-    ) -> Result<WaitOutcome, StorageError> {
-        self.inner.wait(name, after, timeout).await
-    }
-    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
-        self.inner.head(name).await
-    }
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.inner.delete(name).await
-    }
-    fn capabilities(&self) -> StorageCapabilities {
-        self.inner.capabilities()
     }
 }
 

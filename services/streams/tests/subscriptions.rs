@@ -14,9 +14,8 @@ use courier_traits::clock::ManualClock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, Offset, ReadBatch, ReadLimits,
-    StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName, StreamStorage,
-    WaitOutcome,
+    AppendRequest, ForwardingStorage, ReadLimits, StorageError, StreamConfig, StreamInfo,
+    StreamName, StreamStorage,
 };
 use courier_traits::transport::Method;
 use serde_json::{Value, json};
@@ -189,47 +188,13 @@ struct HeadCounting {
 }
 
 #[async_trait::async_trait]
-impl StreamStorage for HeadCounting {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: StreamConfig,
-        initial: Vec<bytes::Bytes>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.inner.create(name, config, initial).await
-    }
-    async fn append(
-        &self,
-        name: &StreamName,
-        request: AppendRequest,
-    ) -> Result<AppendOutcome, StorageError> {
-        self.inner.append(name, request).await
-    }
-    async fn read(
-        &self,
-        name: &StreamName,
-        from: Option<Offset>,
-        limits: ReadLimits,
-    ) -> Result<ReadBatch, StorageError> {
-        self.inner.read(name, from, limits).await
-    }
-    async fn wait(
-        &self,
-        name: &StreamName,
-        after: &Offset,
-        timeout: Duration,
-    ) -> Result<WaitOutcome, StorageError> {
-        self.inner.wait(name, after, timeout).await
+impl ForwardingStorage for HeadCounting {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
     }
     async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
         self.heads.fetch_add(1, Ordering::SeqCst);
         self.inner.head(name).await
-    }
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.inner.delete(name).await
-    }
-    fn capabilities(&self) -> StorageCapabilities {
-        self.inner.capabilities()
     }
 }
 

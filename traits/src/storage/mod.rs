@@ -46,6 +46,7 @@
 //! safely). Dropping a `wait` only stops waiting.
 
 mod error;
+mod forwarding;
 mod keyed;
 mod names;
 mod types;
@@ -56,6 +57,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use error::StorageError;
+pub use forwarding::ForwardingStorage;
 pub use keyed::{KeyedOutcome, KeyedRecord, MAX_DEDUP_KEY_LEN};
 pub use names::{MAX_OFFSET_LEN, MAX_STREAM_NAME_LEN, Offset, StreamName};
 pub use types::{

@@ -2,15 +2,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_impls::memory::MemoryStreamStorage;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, ForwardingStorage, ReadLimits, StorageError, StreamName,
+    StreamStorage,
 };
 
 use super::events::{RegistryEvent, SCHEMAS_STREAM as STREAM};
@@ -48,14 +46,9 @@ struct AnotherAdminRightAfter {
 }
 
 #[async_trait]
-impl StreamStorage for AnotherAdminRightAfter {
-    async fn create(
-        &self,
-        name: &StreamName,
-        config: StreamConfig,
-        initial: Vec<Bytes>,
-    ) -> Result<CreateOutcome, StorageError> {
-        self.inner.create(name, config, initial).await
+impl ForwardingStorage for AnotherAdminRightAfter {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
     }
     async fn append(
         &self,
@@ -77,39 +70,6 @@ impl StreamStorage for AnotherAdminRightAfter {
                 .await?;
         }
         Ok(outcome)
-    }
-    async fn read(
-        &self,
-        name: &StreamName,
-        from: Option<Offset>,
-        limits: ReadLimits,
-    ) -> Result<ReadBatch, StorageError> {
-        self.inner.read(name, from, limits).await
-    }
-    async fn wait(
-        &self,
-        name: &StreamName,
-        after: &Offset,
-        timeout: Duration,
-    ) -> Result<WaitOutcome, StorageError> {
-        self.inner.wait(name, after, timeout).await
-    }
-    async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
-        self.inner.head(name).await
-    }
-    async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
-        self.inner.delete(name).await
-    }
-    async fn append_keyed(
-        &self,
-        stream: &StreamName,
-        records: Vec<KeyedRecord>,
-        window: Duration,
-    ) -> Result<Vec<KeyedOutcome>, StorageError> {
-        self.inner.append_keyed(stream, records, window).await
-    }
-    fn capabilities(&self) -> StorageCapabilities {
-        self.inner.capabilities()
     }
 }
 
