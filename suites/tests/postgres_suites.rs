@@ -8,11 +8,11 @@ use courier::impls::postgres::{
     KEYED_LOOKUP_SQL, PgBus, PgBusConfig, PgStorageConfig, PgStreamStorage,
 };
 use courier::storage::{
-    AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, StreamConfig, StreamName,
-    StreamStorage,
+    CreateOutcome, KeyedOutcome, KeyedRecord, StreamConfig, StreamName, StreamStorage,
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
+use courier_testkit::suites::storage_races::append_at_once;
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
 /// A fresh database on the run's shared Postgres (a private server in the restart cases);
@@ -362,22 +362,7 @@ async fn concurrent_appends_to_one_stream_are_batched() {
         .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
         .await
         .expect("create");
-    let appends = (0..64).map(|i| {
-        let storage = storage.clone();
-        let name = name.clone();
-        tokio::spawn(async move {
-            storage
-                .append(&name, AppendRequest::record(format!("r{i}")))
-                .await
-        })
-    });
-    let mut offsets = Vec::new();
-    for append in futures::future::join_all(appends).await {
-        let outcome = append.expect("task").expect("append");
-        offsets.push(outcome.first_offset.expect("a written record"));
-    }
-    offsets.sort();
-    offsets.dedup();
+    let offsets = append_at_once(&storage, &name, 64).await;
     assert_eq!(offsets.len(), 64, "every append has its own offset");
     let transactions = factory
         .postgres

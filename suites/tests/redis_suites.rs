@@ -17,6 +17,7 @@ use courier::storage::{
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
+use courier_testkit::suites::storage_races::append_at_once;
 use courier_testkit::suites::{BusFactory, StorageFactory};
 use tokio::time::Instant;
 
@@ -554,22 +555,7 @@ async fn concurrent_appends_to_one_stream_are_batched() {
         }
     };
     let before = evals(info(&mut conn).await);
-    let appends = (0..64).map(|i| {
-        let storage = storage.clone();
-        let name = name.clone();
-        tokio::spawn(async move {
-            storage
-                .append(&name, AppendRequest::record(format!("r{i}")))
-                .await
-        })
-    });
-    let mut offsets = Vec::new();
-    for append in futures::future::join_all(appends).await {
-        let outcome = append.expect("task").expect("append");
-        offsets.push(outcome.first_offset.expect("a written record"));
-    }
-    offsets.sort();
-    offsets.dedup();
+    let offsets = append_at_once(&storage, &name, 64).await;
     assert_eq!(offsets.len(), 64, "every append has its own offset");
     let calls = evals(info(&mut conn).await) - before;
     assert!(

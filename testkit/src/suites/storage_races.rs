@@ -532,3 +532,31 @@ pub async fn race_batches<F: StorageFactory>(factory: &F) {
     })
     .await;
 }
+
+/// Sends `count` one-record appends to `name` on one storage instance at once (each from its
+/// own task, so a backend that batches concurrent appends gets the chance) and returns their
+/// first offsets, sorted and deduplicated: `count` of them when every append got its own.
+/// Backend tests pair it with the backend's own count of writes (script calls, transactions).
+///
+/// Panics (it is a test helper) when an append fails.
+pub async fn append_at_once<S>(storage: &S, name: &StreamName, count: usize) -> Vec<Offset>
+where
+    S: StreamStorage + Clone + 'static,
+{
+    let appends = (0..count).map(|i| {
+        let (storage, name) = (storage.clone(), name.clone());
+        tokio::spawn(async move {
+            storage
+                .append(&name, AppendRequest::record(format!("r{i}")))
+                .await
+        })
+    });
+    let mut offsets = Vec::with_capacity(count);
+    for append in futures::future::join_all(appends).await {
+        let outcome = append.expect("append task").expect("append");
+        offsets.push(outcome.first_offset.expect("a written record"));
+    }
+    offsets.sort();
+    offsets.dedup();
+    offsets
+}
