@@ -69,6 +69,7 @@ pub(crate) fn requested_key(config: &StreamConfig) -> String {
 }
 
 /// A row of `courier_streams`.
+#[derive(Clone)]
 pub(crate) struct StreamRow {
     pub(crate) content_type: String,
     pub(crate) expiry_kind: i64,
@@ -171,12 +172,13 @@ pub(crate) fn existing_stream_outcome(
 }
 
 /// Builds a read batch from the stored payloads at indexes `start..` (bounded by `row`'s
-/// tail when the query was made), within `limits`.
-pub(crate) async fn collect_batch(
+/// tail when the query was made), within `limits`. Payloads already held as [`Bytes`] are kept,
+/// not copied.
+pub(crate) async fn collect_batch<P: Into<Bytes> + AsRef<[u8]>>(
     row: StreamRow,
     start: u64,
     limits: ReadLimits,
-    payloads: impl Stream<Item = Result<Vec<u8>, StorageError>>,
+    payloads: impl Stream<Item = Result<P, StorageError>>,
 ) -> Result<ReadBatch, StorageError> {
     let mut payloads = std::pin::pin!(payloads);
     let mut records = Vec::new();
@@ -186,13 +188,14 @@ pub(crate) async fn collect_batch(
         let Some(data) = payloads.try_next().await? else {
             break;
         };
-        if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+        let len = data.as_ref().len();
+        if !records.is_empty() && bytes + len > limits.max_bytes {
             break;
         }
-        bytes += data.len();
+        bytes += len;
         records.push(Record {
             offset: index_offset::encode(index),
-            data: Bytes::from(data),
+            data: data.into(),
         });
         index += 1;
     }

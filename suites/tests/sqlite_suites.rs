@@ -344,18 +344,23 @@ async fn within_a_second(
         .expect("task")
 }
 
+/// Two instances opened separately on the file at `path`.
+async fn two_instances(path: &std::path::Path) -> (SqliteStreamStorage, SqliteStreamStorage) {
+    let a = SqliteStreamStorage::connect(path, SqliteStorageConfig::default())
+        .await
+        .expect("open a");
+    let b = SqliteStreamStorage::connect(path, SqliteStorageConfig::default())
+        .await
+        .expect("open b");
+    (a, b)
+}
+
 /// Instances opened separately on one file (each with its own in-process wake-ups, like two
 /// processes): an append, a close and a delete through one end a wait on the other within 1 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_through_another_instance_wake_a_wait() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("s.db");
-    let a = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
-        .await
-        .expect("open a");
-    let b = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
-        .await
-        .expect("open b");
+    let (a, b) = two_instances(&dir.path().join("s.db")).await;
     let name = StreamName::new("cross").expect("valid");
     let config = || StreamConfig::with_content_type("text/plain");
     a.create(&name, config(), vec![]).await.expect("create");
@@ -541,4 +546,129 @@ async fn dedup_keys_survive_reopen() {
         .expect("keyed append after reopen");
     assert_eq!(outcomes[0], KeyedOutcome::Duplicate { tag: "a1".into() });
     assert!(matches!(outcomes[1], KeyedOutcome::Appended { .. }));
+}
+
+/// Two instances on one file, like two processes: what one commits is read at once through
+/// the other, even right after the other cached the stream's tail by appending to it itself
+/// (its in-memory recent records must not answer for commits it did not make).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_commits_made_through_another_instance() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (a, b) = two_instances(&dir.path().join("s.db")).await;
+    let config = || StreamConfig::with_content_type("text/plain");
+    let x = StreamName::new("x").expect("valid");
+    let y = StreamName::new("y").expect("valid");
+    a.create(&x, config(), vec![]).await.expect("create x");
+    a.create(&y, config(), vec![]).await.expect("create y");
+    let datas = |batch: &courier::storage::ReadBatch| -> Vec<String> {
+        batch
+            .records
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+            .collect()
+    };
+
+    // a appends (so it holds x's tail in memory), then b appends to x.
+    a.append(&x, AppendRequest::record("a1")).await.expect("a1");
+    let tail = a.head(&x).await.expect("head").next_offset;
+    b.append(&x, AppendRequest::record("b1")).await.expect("b1");
+    let batch = a.read(&x, Some(tail), ReadLimits::default()).await;
+    assert_eq!(datas(&batch.expect("read")), ["b1"]);
+    let all = a.read(&x, None, ReadLimits::default()).await.expect("read");
+    assert_eq!(datas(&all), ["a1", "b1"]);
+
+    // a's next commit is to another stream: x's entry from before b's append must not be
+    // trusted again with it.
+    a.append(&x, AppendRequest::record("a2")).await.expect("a2");
+    b.append(&x, AppendRequest::record("b2")).await.expect("b2");
+    a.append(&y, AppendRequest::record("y1")).await.expect("y1");
+    let all = a.read(&x, None, ReadLimits::default()).await.expect("read");
+    assert_eq!(datas(&all), ["a1", "b1", "a2", "b2"]);
+    assert!(all.up_to_date);
+    assert_eq!(a.head(&x).await.expect("head").next_offset, all.next_offset);
+
+    // Close and delete through b are seen through a at once.
+    a.append(&x, AppendRequest::record("a3")).await.expect("a3");
+    b.append(&x, AppendRequest::close_only())
+        .await
+        .expect("close");
+    assert!(a.head(&x).await.expect("head").closed);
+    a.append(&y, AppendRequest::record("y2")).await.expect("y2");
+    b.delete(&y).await.expect("delete");
+    let gone = a.read(&y, None, ReadLimits::default()).await;
+    assert!(
+        matches!(gone, Err(StorageError::NotFound { .. })),
+        "{gone:?}"
+    );
+
+    // Both keep appending to one stream: each sees every record, in one order.
+    let z = StreamName::new("z").expect("valid");
+    a.create(&z, config(), vec![]).await.expect("create z");
+    for i in 0..20 {
+        let (writer, reader) = if i % 3 == 0 { (&b, &a) } else { (&a, &b) };
+        writer
+            .append(&z, AppendRequest::record(format!("{i}")))
+            .await
+            .expect("append");
+        let seen = reader.read(&z, None, ReadLimits::default()).await;
+        assert_eq!(seen.expect("read").records.len(), i + 1, "after append {i}");
+    }
+    let through_a = datas(&a.read(&z, None, ReadLimits::default()).await.expect("a"));
+    let through_b = datas(&b.read(&z, None, ReadLimits::default()).await.expect("b"));
+    assert_eq!(through_a, through_b);
+}
+
+/// With room for only a few records per stream in memory, reads spanning the evicted and the
+/// kept records, across many streams, return every record once and in order.
+#[tokio::test]
+async fn reads_across_the_memory_bound_return_every_record_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = SqliteStorageConfig::default().with_recent_bytes(16 << 10);
+    let store = SqliteStreamStorage::connect(dir.path().join("s.db"), config)
+        .await
+        .expect("open");
+    let names: Vec<StreamName> = (0..8)
+        .map(|i| StreamName::new(&format!("s{i}")).expect("valid"))
+        .collect();
+    for name in &names {
+        store
+            .create(name, StreamConfig::with_content_type("text/plain"), vec![])
+            .await
+            .expect("create");
+    }
+    for round in 0..100 {
+        for name in &names {
+            let records = (0..3).map(|k| format!("{round}-{k}-{}", "x".repeat(90)));
+            store
+                .append(
+                    name,
+                    AppendRequest::records(records.map(Into::into).collect()),
+                )
+                .await
+                .expect("append");
+        }
+    }
+    for name in &names {
+        let mut from = None;
+        let mut seen = Vec::new();
+        loop {
+            let limits = ReadLimits {
+                max_records: 37,
+                max_bytes: usize::MAX,
+            };
+            let batch = store.read(name, from, limits).await.expect("read");
+            seen.extend(batch.records.iter().map(|r| r.data.clone()));
+            from = Some(batch.next_offset.clone());
+            if batch.up_to_date {
+                break;
+            }
+        }
+        let expected: Vec<String> = (0..100)
+            .flat_map(|round| (0..3).map(move |k| format!("{round}-{k}-{}", "x".repeat(90))))
+            .collect();
+        assert_eq!(seen.len(), expected.len(), "{name}");
+        for (got, want) in seen.iter().zip(&expected) {
+            assert_eq!(&got[..], want.as_bytes(), "{name}");
+        }
+    }
 }

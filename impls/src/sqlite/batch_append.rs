@@ -14,6 +14,7 @@ use courier_traits::storage::{
 use rusqlite::{Connection, OptionalExtension};
 
 use super::errors::db_error;
+use super::recent::Change;
 use super::row::{StreamRow, live, load};
 use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
 
@@ -26,12 +27,14 @@ pub(super) struct QueuedAppend {
 
 /// Decides and writes `appends` inside the open transaction, with expiry judged at `now`.
 /// Each append's own result is stored in it; `Err` is a database failure that must abort the
-/// whole batch.
+/// whole batch. Returns what the streams gained, for the cache once the batch commits (nothing
+/// unless `caching`).
 pub(super) fn apply(
     conn: &Connection,
     appends: &mut [&mut QueuedAppend],
     now: i64,
-) -> Result<(), StorageError> {
+    caching: bool,
+) -> Result<Vec<Change>, StorageError> {
     let mut names: Vec<StreamName> = Vec::new();
     let mut members: HashMap<StreamName, Vec<usize>> = HashMap::new();
     for (i, append) in appends.iter().enumerate() {
@@ -58,7 +61,12 @@ pub(super) fn apply(
             appends[i].result = Some(result);
         }
     }
-    write(conn, &streams, now)
+    write(conn, &streams, now)?;
+    Ok(streams
+        .into_iter()
+        .filter(|s| caching && s.changed)
+        .map(|s| s.into_change(now))
+        .collect())
 }
 
 /// A copy of a per-stream refusal for every append to that stream.
@@ -210,6 +218,23 @@ impl<'n> StreamState<'n> {
         }
         self.changed = true;
         Ok(Ok(outcome))
+    }
+
+    /// What this stream gained, as the cache learns it. The records are copied: a payload may
+    /// be a slice of a larger request buffer, which the cache must not keep alive.
+    fn into_change(self, now: i64) -> Change {
+        let mut row = self.row;
+        row.last_access_ms = now;
+        Change::Appended {
+            name: self.name.clone(),
+            row,
+            first: self.first_index,
+            records: self
+                .records
+                .iter()
+                .map(|r| Bytes::copy_from_slice(r))
+                .collect(),
+        }
     }
 
     /// The stored state of a producer, read once per batch.

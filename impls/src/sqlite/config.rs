@@ -22,6 +22,10 @@ pub struct SqliteStorageConfig {
     /// While someone waits, how often to check for commits made by other processes on the
     /// same file: the longest delay before such an append wakes a waiter here.
     pub change_poll_interval: Duration,
+    /// Bytes of recent records kept in memory to answer reads near the tail without SQLite
+    /// (each stream keeps at most a quarter; the least recently used streams go first).
+    /// 0 turns the cache off.
+    pub recent_bytes: usize,
     /// The clock expiry is decided against (default: the system clock).
     pub clock: Arc<dyn Clock>,
 }
@@ -34,6 +38,7 @@ impl Default for SqliteStorageConfig {
             fsync_every_commit: true,
             busy_timeout: Duration::from_secs(10),
             change_poll_interval: Duration::from_millis(50),
+            recent_bytes: 32 << 20,
             clock: system_clock(),
         }
     }
@@ -67,6 +72,12 @@ impl SqliteStorageConfig {
     /// Sets [`change_poll_interval`](Self::change_poll_interval) (default 50 ms).
     pub fn with_change_poll_interval(mut self, interval: Duration) -> SqliteStorageConfig {
         self.change_poll_interval = interval;
+        self
+    }
+
+    /// Sets [`recent_bytes`](Self::recent_bytes) (default 32 MiB; 0 turns the cache off).
+    pub fn with_recent_bytes(mut self, bytes: usize) -> SqliteStorageConfig {
+        self.recent_bytes = bytes;
         self
     }
 

@@ -7,7 +7,8 @@
 //! a small pool of read connections off the async runtime (`readers.rs`). Appends run in
 //! `BEGIN IMMEDIATE` transactions: records,
 //! producer state and the close flag commit together, as do a keyed append's records and its
-//! dedup keys (`keyed.rs`). `wait` is woken in process after each
+//! dedup keys (`keyed.rs`). Reads near the tail are answered from each stream's recent records,
+//! kept in memory after each commit (`recent.rs`). `wait` is woken in process after each
 //! commit; commits by other processes (or other instances) on the same file are noticed by
 //! polling `PRAGMA data_version` while someone waits (`change_watch.rs`), so the storage is
 //! `shared` by every process on one host that opens the file.
@@ -20,6 +21,7 @@ mod errors;
 mod forks;
 mod keyed;
 mod readers;
+mod recent;
 mod row;
 mod schema;
 mod storage;

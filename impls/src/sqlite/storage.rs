@@ -1,5 +1,6 @@
-//! [`SqliteStreamStorage`]: the [`StreamStorage`] implementation: reads on the read
-//! connections (`readers.rs`), every write through the group-commit writer (`writer.rs`).
+//! [`SqliteStreamStorage`]: the [`StreamStorage`] implementation: reads from the recent-records
+//! cache when it holds them (`recent.rs`), else on the read connections (`readers.rs`); every
+//! write through the group-commit writer (`writer.rs`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use super::errors::db_error;
 use super::forks::{ForkDb, run_now};
 use super::keyed;
 use super::readers::Readers;
+use super::recent::{Change, Hit, Recent};
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use super::schema;
 use super::writer::{Work, Writer};
@@ -55,13 +57,16 @@ pub struct SqliteStreamStorage {
     last_sweep_ms: Arc<AtomicI64>,
     writer: Writer,
     change_watch: Arc<ChangeWatch>,
+    recent: Arc<Recent>,
 }
 
-/// The connections a storage opens: the writer's, the readers', the change watch's.
+/// The connections a storage opens: the writer's, the readers', the change watch's, and the
+/// one the recent-records cache checks freshness on.
 struct Connections {
     writer: Connection,
     readers: Vec<Connection>,
     watch: Connection,
+    version: Connection,
 }
 
 impl Connections {
@@ -71,10 +76,14 @@ impl Connections {
         let readers = (0..config.max_connections.max(1))
             .map(|_| open(path, config))
             .collect::<rusqlite::Result<_>>()?;
+        let version = open(path, config)?;
+        // Asked inline on the async runtime: never wait for a lock, read SQLite instead.
+        version.busy_timeout(Duration::ZERO)?;
         Ok(Connections {
             writer,
             readers,
             watch: open(path, config)?,
+            version,
         })
     }
 }
@@ -101,7 +110,8 @@ impl SqliteStreamStorage {
             .await
             .map_err(|e| StorageError::unavailable("sqlite: opening the database failed", e))?
             .map_err(db_error)?;
-        let writer = Writer::start(connections.writer, config.clock.clone())
+        let recent = Arc::new(Recent::new(connections.version, config.recent_bytes));
+        let writer = Writer::start(connections.writer, config.clock.clone(), recent.clone())
             .map_err(|e| StorageError::unavailable("sqlite: cannot start the writer thread", e))?;
         let wakers = Arc::<Wakers>::default();
         let change_watch = ChangeWatch::start(
@@ -116,6 +126,7 @@ impl SqliteStreamStorage {
             last_sweep_ms: Arc::default(),
             writer,
             change_watch: Arc::new(change_watch),
+            recent,
         })
     }
 
@@ -124,13 +135,18 @@ impl SqliteStreamStorage {
     pub async fn close(&self) {
         self.change_watch.stop();
         self.writer.stop().await;
+        self.recent.close();
         self.readers.close();
     }
 
     /// Runs `work` in the writer's next batch transaction (group commit); returns once that
-    /// batch is committed.
-    async fn write<T: Send + 'static>(&self, work: impl Work<T>) -> Result<T, StorageError> {
-        self.writer.write(work).await
+    /// batch is committed. `touches` says which cached streams `work` may change.
+    async fn write<T: Send + 'static>(
+        &self,
+        touches: Change,
+        work: impl Work<T>,
+    ) -> Result<T, StorageError> {
+        self.writer.write(touches, work).await
     }
 
     /// The time expiry is decided against.
@@ -164,6 +180,9 @@ impl SqliteStreamStorage {
 
     /// The live row of `name`, read without a write lock. An expired stream is reaped first.
     async fn read_live(&self, name: &StreamName) -> Result<StreamRow, StorageError> {
+        if let Some(row) = self.recent.row(name) {
+            return self.judge(name, Some(row)).await;
+        }
         let owned = name.clone();
         let row = self.readers.run(move |conn| load(conn, &owned)).await?;
         self.judge(name, row).await
@@ -174,7 +193,7 @@ impl SqliteStreamStorage {
         let owned = name.clone();
         let clock = self.config.clock.clone();
         let touched = self
-            .write(move |conn| match load(conn, &owned)? {
+            .write(Change::ForgetAll, move |conn| match load(conn, &owned)? {
                 Some(row) if !row.soft_deleted && row.is_expired(now_ms(&*clock)) => {
                     run_now(remove_chain(&mut ForkDb(conn), &owned))
                 }
@@ -283,7 +302,17 @@ fn create_stream(
 struct Found {
     row: Option<StreamRow>,
     start: u64,
-    payloads: Vec<Vec<u8>>,
+    payloads: Vec<Bytes>,
+}
+
+impl From<Hit> for Found {
+    fn from(hit: Hit) -> Found {
+        Found {
+            row: Some(hit.row),
+            start: hit.start,
+            payloads: hit.records,
+        }
+    }
 }
 
 /// Reads `name`'s row and, if it is live at `now`, its records from `from` within `limits`.
@@ -317,19 +346,31 @@ fn read_records(
     let mut rows = select
         .query((name.as_str(), start as i64, live.next_index as i64, limit))
         .map_err(db_error)?;
-    let mut payloads = Vec::new();
-    let mut bytes = 0usize;
+    // One buffer for the whole batch, shared by the records' slices: one allocation, not one
+    // per record.
+    let mut buffer = Vec::new();
+    let mut ends = Vec::new();
     while let Some(record) = rows.next().map_err(db_error)? {
         let data = record
             .get_ref(0)
             .and_then(|value| Ok(value.as_blob()?))
             .map_err(db_error)?;
-        if !payloads.is_empty() && bytes + data.len() > limits.max_bytes {
+        if !ends.is_empty() && buffer.len() + data.len() > limits.max_bytes {
             break;
         }
-        bytes += data.len();
-        payloads.push(data.to_vec());
+        buffer.extend_from_slice(data);
+        ends.push(buffer.len());
     }
+    let buffer = Bytes::from(buffer);
+    let mut begin = 0;
+    let payloads = ends
+        .into_iter()
+        .map(|end| {
+            let payload = buffer.slice(begin..end);
+            begin = end;
+            payload
+        })
+        .collect();
     Ok(Found {
         row,
         start,
@@ -350,8 +391,10 @@ impl StreamStorage for SqliteStreamStorage {
         self.reap(name).await?;
         let owned = name.clone();
         let clock = self.config.clock.clone();
-        self.write(move |conn| create_stream(conn, &owned, &config, &initial, now_ms(&*clock)))
-            .await
+        self.write(Change::ForgetAll, move |conn| {
+            create_stream(conn, &owned, &config, &initial, now_ms(&*clock))
+        })
+        .await
     }
 
     async fn append(
@@ -381,7 +424,9 @@ impl StreamStorage for SqliteStreamStorage {
         let owned = stream.clone();
         let clock = self.config.clock.clone();
         let outcome = self
-            .write(move |conn| keyed::append_keyed(conn, &owned, records, window, now_ms(&*clock)))
+            .write(Change::Forget(stream.clone()), move |conn| {
+                keyed::append_keyed(conn, &owned, records, window, now_ms(&*clock))
+            })
             .await;
         if let Err(StorageError::NotFound { .. }) = &outcome {
             self.reap(stream).await?;
@@ -403,15 +448,19 @@ impl StreamStorage for SqliteStreamStorage {
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
         let now = self.now();
-        let owned = name.clone();
-        let found = self
-            .readers
-            .run(move |conn| read_records(conn, &owned, from.as_ref(), limits, now))
-            .await?;
+        let found = match self.recent.read(name, from.as_ref(), limits, now) {
+            Some(hit) => Found::from(hit?),
+            None => {
+                let owned = name.clone();
+                self.readers
+                    .run(move |conn| read_records(conn, &owned, from.as_ref(), limits, now))
+                    .await?
+            }
+        };
         let row = self.judge(name, found.row).await?;
         if row.needs_touch(now) {
             let owned = name.clone();
-            self.write(move |conn| {
+            self.write(Change::Forget(name.clone()), move |conn| {
                 conn.prepare_cached(
                     "UPDATE courier_streams SET last_access_ms = ?1 WHERE name = ?2",
                 )
@@ -441,7 +490,7 @@ impl StreamStorage for SqliteStreamStorage {
         let owned = name.clone();
         let clock = self.config.clock.clone();
         let touched = self
-            .write(move |conn| {
+            .write(Change::ForgetAll, move |conn| {
                 load_live(conn, &owned, now_ms(&*clock))?;
                 run_now(remove_chain(&mut ForkDb(conn), &owned))
             })

@@ -7,6 +7,9 @@
 //!
 //! The connection lives on a thread of its own, not on the async runtime: SQLite calls block
 //! (the fsync of a commit takes milliseconds), and one hand-off per batch is all a write costs.
+//!
+//! After each commit the writer brings the recent-records cache up to date and tells it at
+//! which `data_version` it is exact (`recent.rs`).
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
 use super::errors::{db_error, storage_closed};
+use super::recent::{Change, Recent, data_version};
 use crate::sql_model::now_ms;
 
 /// Most jobs committed together.
@@ -95,8 +99,8 @@ fn settle<T>(
 // append to save space only on the rare other jobs.
 #[allow(clippy::large_enum_variant)]
 enum Queued {
-    /// Any write, run in its own savepoint.
-    Job(Box<dyn Job>),
+    /// Any write, run in its own savepoint, and what the cache must forget once it commits.
+    Job(Box<dyn Job>, Change),
     /// An append, applied together with the batch's other appends.
     Append(
         QueuedAppend,
@@ -109,7 +113,7 @@ enum Queued {
 impl Queued {
     fn finish(self, commit: Result<(), String>) {
         match self {
-            Queued::Job(job) => job.finish(commit),
+            Queued::Job(job, _) => job.finish(commit),
             Queued::Append(append, reply) => {
                 let _ = reply.send(settle(append.result, commit));
             }
@@ -145,12 +149,17 @@ impl Drop for Owner {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`; appends judge expiry against `clock`.
-    pub(super) fn start(conn: Connection, clock: Arc<dyn Clock>) -> std::io::Result<Writer> {
+    /// Starts the writer thread on `conn`; appends judge expiry against `clock`; commits are
+    /// applied to `recent`.
+    pub(super) fn start(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        recent: Arc<Recent>,
+    ) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let thread = std::thread::Builder::new()
             .name("courier-sqlite-writer".into())
-            .spawn(move || run(conn, queue, &*clock))?;
+            .spawn(move || run(conn, queue, &*clock, &recent))?;
         Ok(Writer {
             owner: Arc::new(Owner {
                 jobs: Some(jobs),
@@ -165,8 +174,11 @@ impl Writer {
     }
 
     /// Runs `work` in the next batch; returns its result once the batch has committed.
+    /// `touches` is what the cache forgets once it commits: [`Change::Forget`] of the one
+    /// stream `work` may change, or [`Change::ForgetAll`].
     pub(super) async fn write<T: Send + 'static>(
         &self,
+        touches: Change,
         work: impl Work<T>,
     ) -> Result<T, StorageError> {
         let (reply, result) = oneshot::channel();
@@ -175,7 +187,7 @@ impl Writer {
             result: None,
             reply,
         });
-        self.send(Queued::Job(job)).await?;
+        self.send(Queued::Job(job, touches)).await?;
         result.await.map_err(|_| storage_closed())?
     }
 
@@ -201,8 +213,11 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, clock: &dyn Clock) {
+fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, clock: &dyn Clock, recent: &Recent) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // This connection's `data_version` after the last batch: it moves only when another
+    // connection commits, which the cache cannot follow.
+    let mut others: Option<i64> = None;
     while let Some(first) = queue.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -212,10 +227,20 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, clock: &dyn Clock) {
             }
         }
         let stop = batch.iter().any(|q| matches!(q, Queued::Stop));
-        let commit = commit_batch(&conn, &mut batch, clock);
-        if commit.is_err() {
-            let _ = exec(&conn, "ROLLBACK");
-        }
+        let commit = commit_batch(&conn, &mut batch, clock, recent, &mut others);
+        let commit = match commit {
+            Ok(changes) => {
+                recent.apply(changes);
+                others = settle_trust(&conn, recent, others);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = exec(&conn, "ROLLBACK");
+                recent.distrust();
+                others = None;
+                Err(e)
+            }
+        };
         for queued in batch.drain(..) {
             queued.finish(commit.clone());
         }
@@ -225,13 +250,41 @@ fn run(conn: Connection, mut queue: mpsc::Receiver<Queued>, clock: &dyn Clock) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: &mut [Queued], clock: &dyn Clock) -> Result<(), String> {
+/// After a commit applied to `recent`: trusts it at the version connection's reading if this
+/// connection's `data_version` is still `others` (as read inside the batch), so nobody else
+/// committed before that reading; else empties it. Returns the `data_version` now.
+fn settle_trust(conn: &Connection, recent: &Recent, others: Option<i64>) -> Option<i64> {
+    // The order matters: the reading first, then the check that nobody else committed by then.
+    let version = recent.version_now();
+    let now = data_version(conn).ok();
+    match (version, now) {
+        (Some(version), Some(now)) if Some(now) == others => recent.trust(version),
+        _ => recent.distrust(),
+    }
+    now
+}
+
+/// Runs `batch` in one transaction; returns what the cache must learn once it commits.
+fn commit_batch(
+    conn: &Connection,
+    batch: &mut [Queued],
+    clock: &dyn Clock,
+    recent: &Recent,
+    others: &mut Option<i64>,
+) -> Result<Vec<Change>, String> {
     let failed = |what: &str, e: rusqlite::Error| format!("sqlite {what}: {e}");
     exec(conn, "BEGIN IMMEDIATE").map_err(|e| failed("begin", e))?;
+    // Holding the write lock: a change since the last batch is someone else's commit.
+    let version = data_version(conn).map_err(|e| failed("data_version", e))?;
+    if *others != Some(version) {
+        recent.distrust();
+        *others = Some(version);
+    }
     // Read only now: BEGIN IMMEDIATE may have waited up to busy_timeout for another instance's
     // write, and expiry must be judged (and last access written) at the time this batch
     // holds the lock, or an append could revive a stream that expired meanwhile.
     let now = now_ms(clock);
+    let mut changes = Vec::new();
     // Runs of consecutive appends are applied together; other jobs keep their queue position.
     let mut start = 0;
     while start < batch.len() {
@@ -247,15 +300,18 @@ fn commit_batch(conn: &Connection, batch: &mut [Queued], clock: &dyn Clock) -> R
                     _ => None,
                 })
                 .collect();
-            batch_append::apply(conn, &mut run, now).map_err(|e| format!("sqlite append: {e}"))?;
+            let appended = batch_append::apply(conn, &mut run, now, recent.caching())
+                .map_err(|e| format!("sqlite append: {e}"))?;
+            changes.extend(appended);
             start = end;
         } else {
-            if let Queued::Job(job) = &mut batch[start] {
+            if let Queued::Job(job, touches) = &mut batch[start] {
                 job.run(conn);
+                changes.push(std::mem::replace(touches, Change::ForgetAll));
             }
             start += 1;
         }
     }
     exec(conn, "COMMIT").map_err(|e| failed("commit", e))?;
-    Ok(())
+    Ok(changes)
 }

@@ -1,0 +1,308 @@
+//! Each stream's recent records in memory, written by the writer thread after each commit, so
+//! reads at or near the tail (and `head`, and a wait's re-reads) are answered without SQLite and
+//! without a hop to a blocking thread. Older ranges, and anything not cached, read SQLite.
+//!
+//! The cache holds only committed state, exactly: the writer applies a batch's changes after
+//! its COMMIT (appended records and the new row; any other write forgets the streams it may
+//! have touched). Commits by other connections on the file (other processes, other instances)
+//! never pass through it, so it is trusted only at one `PRAGMA data_version` of a connection of
+//! its own (`version`), which changes whenever anyone commits:
+//! - the writer, after applying its commit, reads `version` and then its own connection's
+//!   `data_version`, which moves only on commits by others; unchanged since its batch began
+//!   means nobody else committed before the `version` reading, so the cache is exact at it;
+//! - a read asks `version` first: the trusted value means nobody committed since, so the
+//!   cache is exact now; any other value (or an error) sends the read to SQLite.
+//!
+//! A commit by someone else seen by the writer (its `data_version` moved) empties the cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use courier_traits::storage::{Offset, ReadLimits, StorageError, StreamName};
+use rusqlite::Connection;
+
+use super::row::StreamRow;
+use crate::sql_model::start_index;
+
+/// Bytes counted per cached record besides its payload (the `Bytes` handle and allocation).
+const RECORD_OVERHEAD: usize = 64;
+/// Bytes counted per cached stream besides its records (map slot, row, name).
+const STREAM_OVERHEAD: usize = 256;
+
+/// `PRAGMA data_version` of `conn`.
+pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |row| row.get(0))
+}
+
+/// The recent records of the streams this instance wrote, bounded to `budget` bytes.
+pub(super) struct Recent {
+    /// Asked on every cached read; `None` once closed or when caching is off.
+    version: Mutex<Option<Connection>>,
+    state: Mutex<State>,
+    budget: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// The `version` reading at which the cache is exact; `None`: not trusted.
+    trusted: Option<i64>,
+    streams: HashMap<StreamName, Entry>,
+    bytes: usize,
+    /// Advances on every use; an entry's `used` says how recently it was read or written.
+    tick: u64,
+}
+
+/// One stream: its row and its records at indexes `first..row.next_index`.
+struct Entry {
+    row: StreamRow,
+    first: u64,
+    records: VecDeque<Bytes>,
+    bytes: usize,
+    used: u64,
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        self.bytes + STREAM_OVERHEAD
+    }
+}
+
+/// What a committed write changed, in batch order.
+pub(super) enum Change {
+    /// Records committed at `first..` of `name`, whose row is now `row`.
+    Appended {
+        name: StreamName,
+        row: StreamRow,
+        first: u64,
+        records: Vec<Bytes>,
+    },
+    /// `name` may have changed in ways the cache cannot follow.
+    Forget(StreamName),
+    /// Any stream may have changed.
+    ForgetAll,
+}
+
+/// A read answered from the cache: the stream's row, the index read from, and the records
+/// (empty unless the row is live).
+pub(super) struct Hit {
+    pub(super) row: StreamRow,
+    pub(super) start: u64,
+    pub(super) records: Vec<Bytes>,
+}
+
+impl Recent {
+    /// A cache of at most `budget` bytes that checks freshness on `version` (a connection only
+    /// it uses, that never writes). A budget of 0 turns caching off.
+    pub(super) fn new(version: Connection, budget: usize) -> Recent {
+        Recent {
+            version: Mutex::new((budget > 0).then_some(version)),
+            state: Mutex::default(),
+            budget,
+        }
+    }
+
+    /// Whether anything is cached at all (a budget above 0).
+    pub(super) fn caching(&self) -> bool {
+        self.budget > 0
+    }
+
+    /// `data_version` of the version connection now, `None` if it cannot be read.
+    pub(super) fn version_now(&self) -> Option<i64> {
+        let guard = self.version.lock().ok()?;
+        data_version(guard.as_ref()?).ok()
+    }
+
+    /// The state, if the cache is exact now.
+    fn exact(&self) -> Option<std::sync::MutexGuard<'_, State>> {
+        let now = self.version_now()?;
+        let state = self.state.lock().ok()?;
+        (state.trusted == Some(now)).then_some(state)
+    }
+
+    /// `name`'s current row, if cached and exact.
+    pub(super) fn row(&self, name: &StreamName) -> Option<StreamRow> {
+        let mut state = self.exact()?;
+        let tick = state.next_tick();
+        let entry = state.streams.get_mut(name)?;
+        entry.used = tick;
+        Some(entry.row.clone())
+    }
+
+    /// `name`'s records from `from` within `limits`, if the cache holds them and is exact;
+    /// `Err` for an offset the stream does not have. Live is judged at `now`.
+    pub(super) fn read(
+        &self,
+        name: &StreamName,
+        from: Option<&Offset>,
+        limits: ReadLimits,
+        now: i64,
+    ) -> Option<Result<Hit, StorageError>> {
+        let mut state = self.exact()?;
+        let tick = state.next_tick();
+        let entry = state.streams.get_mut(name)?;
+        entry.used = tick;
+        if entry.row.soft_deleted || entry.row.is_expired(now) {
+            return Some(Ok(Hit {
+                row: entry.row.clone(),
+                start: 0,
+                records: Vec::new(),
+            }));
+        }
+        let start = match start_index(name, &entry.row, from) {
+            Ok(start) => start,
+            Err(e) => return Some(Err(e)),
+        };
+        let skip = usize::try_from(start.checked_sub(entry.first)?).ok()?;
+        let mut records = Vec::new();
+        let mut bytes = 0usize;
+        let held = entry.records.range(skip.min(entry.records.len())..);
+        for record in held.take(limits.max_records) {
+            if !records.is_empty() && bytes + record.len() > limits.max_bytes {
+                break;
+            }
+            bytes += record.len();
+            records.push(record.clone());
+        }
+        Some(Ok(Hit {
+            row: entry.row.clone(),
+            start,
+            records,
+        }))
+    }
+
+    /// Empties the cache and stops trusting it (someone else committed, or a commit failed).
+    pub(super) fn distrust(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.trusted = None;
+            state.streams.clear();
+            state.bytes = 0;
+        }
+    }
+
+    /// Applies a committed batch's `changes`, in order.
+    pub(super) fn apply(&self, changes: Vec<Change>) {
+        if self.budget == 0 || changes.is_empty() {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        for change in changes {
+            match change {
+                Change::Appended {
+                    name,
+                    row,
+                    first,
+                    records,
+                } => state.append(name, row, first, records, self.budget / 4),
+                Change::Forget(name) => state.forget(&name),
+                Change::ForgetAll => {
+                    state.streams.clear();
+                    state.bytes = 0;
+                }
+            }
+        }
+        if state.bytes > self.budget {
+            state.evict_to(self.budget / 4 * 3);
+        }
+    }
+
+    /// Trusts the cache at the version connection's reading `version`.
+    pub(super) fn trust(&self, version: i64) {
+        if let Ok(mut state) = self.state.lock() {
+            state.trusted = Some(version);
+        }
+    }
+
+    /// Forgets everything and answers nothing from memory again (the storage is closed).
+    pub(super) fn close(&self) {
+        if let Ok(mut version) = self.version.lock() {
+            *version = None;
+        }
+        self.distrust();
+    }
+}
+
+impl State {
+    fn next_tick(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn forget(&mut self, name: &StreamName) {
+        if let Some(entry) = self.streams.remove(name) {
+            self.bytes -= entry.cost();
+        }
+    }
+
+    /// Adds `records`, committed at `first..`, to `name`, keeping at most `stream_budget` bytes
+    /// of its records (the oldest go first).
+    fn append(
+        &mut self,
+        name: StreamName,
+        row: StreamRow,
+        first: u64,
+        records: Vec<Bytes>,
+        stream_budget: usize,
+    ) {
+        if first + records.len() as u64 != row.next_index {
+            // Not a contiguous append of what the row says: do not guess.
+            self.forget(&name);
+            return;
+        }
+        let tick = self.next_tick();
+        let follows = self
+            .streams
+            .get(&name)
+            .is_some_and(|entry| entry.row.next_index == first);
+        if !follows {
+            self.forget(&name);
+        }
+        let entry = self.streams.entry(name).or_insert_with(|| Entry {
+            row: StreamRow::clone(&row),
+            first,
+            records: VecDeque::new(),
+            bytes: 0,
+            used: tick,
+        });
+        let before = entry.cost();
+        entry.row = row;
+        entry.used = tick;
+        for record in records {
+            entry.bytes += record.len() + RECORD_OVERHEAD;
+            entry.records.push_back(record);
+        }
+        while entry.bytes > stream_budget {
+            let Some(oldest) = entry.records.pop_front() else {
+                break;
+            };
+            entry.bytes -= oldest.len() + RECORD_OVERHEAD;
+            entry.first += 1;
+        }
+        let after = entry.cost();
+        // `forget` above removed a replaced entry's cost, so `before` is this entry's own.
+        if follows {
+            self.bytes = self.bytes - before + after;
+        } else {
+            self.bytes += after;
+        }
+    }
+
+    /// Drops the least recently used streams until at most `target` bytes are held.
+    fn evict_to(&mut self, target: usize) {
+        let mut by_use: Vec<(u64, StreamName)> = self
+            .streams
+            .iter()
+            .map(|(name, entry)| (entry.used, name.clone()))
+            .collect();
+        by_use.sort_unstable_by_key(|(used, _)| *used);
+        for (_, name) in by_use {
+            if self.bytes <= target {
+                break;
+            }
+            self.forget(&name);
+        }
+    }
+}
