@@ -520,6 +520,109 @@ async fn a_stall_shorter_than_the_response_timeout_is_waited_out() {
 /// `EVAL`s than 64, and each gets its own offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_to_one_stream_are_batched() {
+    let (_server, url, storage, name) = stream_on_a_private_server("batched").await;
+    let conn = command_counter(&url).await;
+    let before = command_calls(&conn, "eval").await;
+    let offsets = append_at_once(&storage, &name, 64).await;
+    assert_eq!(offsets.len(), 64, "every append has its own offset");
+    let calls = command_calls(&conn, "eval").await - before;
+    assert!(
+        calls <= 32,
+        "64 concurrent appends took {calls} script calls: they are not batched"
+    );
+}
+
+/// A connection for [`command_calls`].
+async fn command_counter(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}
+
+/// How many times the server ran `command` (lower case) since it started, from `INFO
+/// commandstats`.
+async fn command_calls(conn: &MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .expect("info");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// After this process's first append to a stream, its next appends go to Redis as the
+/// commit script alone: the stream's meta is not read again before each one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_after_the_first_do_not_read_the_meta_again() {
+    let (_server, url, storage, name) = stream_on_a_private_server("cached").await;
+    storage
+        .append(&name, AppendRequest::record("first"))
+        .await
+        .expect("first append");
+    let conn = command_counter(&url).await;
+    let (reads, evals) = (
+        command_calls(&conn, "hgetall").await,
+        command_calls(&conn, "eval").await,
+    );
+    for i in 0..10 {
+        storage
+            .append(&name, AppendRequest::record(format!("r{i}")))
+            .await
+            .expect("append");
+    }
+    assert_eq!(command_calls(&conn, "eval").await - evals, 10);
+    assert_eq!(
+        command_calls(&conn, "hgetall").await - reads,
+        0,
+        "the meta was read again before appends"
+    );
+}
+
+/// A node that appended to a stream, then another node deleted and re-created it and brought
+/// its version back to the same number: the first node's next append lands in the new stream
+/// (its remembered meta is refused because the generation differs), not in the old data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_after_another_node_re_created_the_stream_lands_in_the_new_one() {
+    let server = Redis::start().await.expect("redis starts");
+    let url = server.url();
+    let config = RedisStorageConfig::default().with_key_prefix(unique_prefix());
+    let a = RedisStreamStorage::connect(&url, config.clone())
+        .await
+        .expect("connect a");
+    let b = RedisStreamStorage::connect(&url, config)
+        .await
+        .expect("connect b");
+    let name = StreamName::new("re-created").expect("valid");
+    let text = || StreamConfig::with_content_type("text/plain");
+    a.create(&name, text(), vec![]).await.expect("create");
+    a.append(&name, AppendRequest::record("old"))
+        .await
+        .expect("a appends");
+    b.delete(&name).await.expect("b deletes");
+    b.create(&name, text(), vec![]).await.expect("b re-creates");
+    b.append(&name, AppendRequest::record("new"))
+        .await
+        .expect("b appends: the version is back where a left it");
+    a.append(&name, AppendRequest::record("from-a"))
+        .await
+        .expect("a appends again");
+    let batch = b
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let data: Vec<&[u8]> = batch.records.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, vec![&b"new"[..], &b"from-a"[..]]);
+}
+
+/// A Redis server of the test's own (so its command counts are the test's), a storage on it
+/// and a created text stream `name`.
+async fn stream_on_a_private_server(name: &str) -> (Redis, String, RedisStreamStorage, StreamName) {
     let server = Redis::start().await.expect("redis starts");
     let url = server.url();
     let storage = RedisStreamStorage::connect(
@@ -528,38 +631,10 @@ async fn concurrent_appends_to_one_stream_are_batched() {
     )
     .await
     .expect("connect storage");
-    let name = StreamName::new("batched").expect("valid");
+    let name = StreamName::new(name).expect("valid");
     storage
         .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
         .await
         .expect("create");
-    let client = redis::Client::open(url.as_str()).expect("url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let evals = |info: String| -> u64 {
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_eval:calls="))
-            .and_then(|rest| rest.split(',').next()?.parse().ok())
-            .unwrap_or(0)
-    };
-    let info = |conn: &mut MultiplexedConnection| {
-        let mut conn = conn.clone();
-        async move {
-            redis::cmd("INFO")
-                .arg("commandstats")
-                .query_async::<String>(&mut conn)
-                .await
-                .expect("info")
-        }
-    };
-    let before = evals(info(&mut conn).await);
-    let offsets = append_at_once(&storage, &name, 64).await;
-    assert_eq!(offsets.len(), 64, "every append has its own offset");
-    let calls = evals(info(&mut conn).await) - before;
-    assert!(
-        calls <= 32,
-        "64 concurrent appends took {calls} script calls: they are not batched"
-    );
+    (server, url, storage, name)
 }

@@ -11,6 +11,7 @@ use crate::sql_model::StreamRow;
 pub(super) const EXPIRY_GRACE_MS: i64 = 60_000;
 
 /// A stream's meta hash, decoded.
+#[derive(Clone)]
 pub(super) struct Meta {
     pub(super) row: StreamRow,
     pub(super) ver: String,
@@ -52,6 +53,24 @@ impl Meta {
             generation: fields.get("gen")?.clone(),
             parent: fields.get("parent").filter(|p| !p.is_empty()).cloned(),
             live_forks: num("live_forks").unwrap_or(0),
+        })
+    }
+
+    /// What the commit script compares before it writes: the version and the generation.
+    pub(super) fn cas_token(&self) -> String {
+        format!("{}:{}", self.ver, self.generation)
+    }
+
+    /// The meta after the commit script, given this one, wrote `row` (its `ver` goes up by
+    /// one); `None` if `ver` is not a number (then the next write reads the meta again).
+    pub(super) fn after_commit(&self, row: StreamRow) -> Option<Meta> {
+        let ver = self.ver.parse::<i64>().ok()?.checked_add(1)?;
+        Some(Meta {
+            row,
+            ver: ver.to_string(),
+            generation: self.generation.clone(),
+            parent: self.parent.clone(),
+            live_forks: self.live_forks,
         })
     }
 

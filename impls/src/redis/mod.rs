@@ -7,6 +7,7 @@ mod connection;
 mod durability;
 mod errors;
 mod meta;
+mod meta_cache;
 mod position;
 mod pubsub;
 mod scripts;

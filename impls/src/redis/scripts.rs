@@ -4,11 +4,14 @@
 //! rules live once, in Rust, and Redis only guarantees atomicity.
 
 /// Commit appends (a batch of them, or a keyed append). KEYS: meta, data, producers, channel,
-/// then (keyed appends) one dedup key per record. ARGV: expected ver, first index, record count
+/// then (keyed appends) one dedup key per record. ARGV: expected `<ver>:<gen>` (the generation
+/// too, because a re-created stream counts `ver` from 1 again and a writer may hold a meta it
+/// read long ago: see `meta_cache.rs`), first index, record count
 /// n, n records, field count f, f name/value pairs, producer count p, p id/value pairs, notify
 /// payload, pexpire ms (0 = none), then with dedup keys: their pexpire ms and one value per key.
 pub(super) const COMMIT: &str = r#"
-if (redis.call('HGET', KEYS[1], 'ver') or '') ~= ARGV[1] then return 0 end
+local current = redis.call('HMGET', KEYS[1], 'ver', 'gen')
+if ((current[1] or '') .. ':' .. (current[2] or '')) ~= ARGV[1] then return 0 end
 local first = tonumber(ARGV[2])
 local n = tonumber(ARGV[3])
 for i = 1, n do

@@ -34,6 +34,7 @@ use super::connection::{Connection, SharedConnection};
 use super::durability::warn_unless_durable;
 use super::errors::storage_error;
 use super::meta::{Meta, expiry_backstop};
+use super::meta_cache::MetaCache;
 use super::scripts;
 use super::storage_config::RedisStorageConfig;
 use super::wakeups::{listen, subscribe_notifications};
@@ -81,6 +82,8 @@ struct RedisStore {
     wakers: Arc<Wakers>,
     /// Serialises this process's writes per stream (see `keyed_lock.rs`).
     writes: Arc<KeyedLocks>,
+    /// The meta after this process's last commit per stream (see `meta_cache.rs`).
+    metas: MetaCache,
     _listener: Arc<DropGuard>,
 }
 
@@ -126,6 +129,7 @@ impl RedisStreamStorage {
             config: Arc::new(config),
             wakers,
             writes: Arc::default(),
+            metas: MetaCache::default(),
             _listener: Arc::new(stop.drop_guard()),
         });
         Ok(RedisStreamStorage {
@@ -433,8 +437,17 @@ impl CommitBatch for RedisStore {
             .map(str::to_owned)
             .collect();
         let mut retry = CasRetry::new();
+        let now = self.now();
+        let mut cached = self
+            .metas
+            .take(name.as_str())
+            .filter(|meta| !meta.row.soft_deleted && !meta.row.is_expired(now));
         loop {
-            let meta = self.load_live(name).await?;
+            let from_cache = cached.is_some();
+            let meta = match cached.take() {
+                Some(meta) => meta,
+                None => self.load_live(name).await?,
+            };
             let producers_key = self.producers_key(name.as_str(), &meta.generation);
             let mut conn = self.conn().await?;
             let stored = if ids.is_empty() {
@@ -453,11 +466,12 @@ impl CommitBatch for RedisStore {
             };
             let now = self.now();
             let backstop = meta.pexpire_ms(now);
-            let mut decided = AppendBatch::new(name, meta.row, stored);
+            let mut decided = AppendBatch::new(name, meta.row.clone(), stored);
             for append in batch.iter_mut() {
                 append.result = Some(decided.decide(&append.request));
             }
             if !decided.changed() {
+                self.metas.put(name.as_str(), meta);
                 return Ok(());
             }
             let row = decided.row();
@@ -482,7 +496,7 @@ impl CommitBatch for RedisStore {
             ];
             let mut invocation = eval(scripts::COMMIT, &keys);
             invocation
-                .arg(&meta.ver)
+                .arg(meta.cas_token())
                 .arg(decided.first_index())
                 .arg(decided.records().len());
             for record in decided.records() {
@@ -505,7 +519,17 @@ impl CommitBatch for RedisStore {
                 .await
                 .map_err(|e| storage_error("append", e))?;
             if committed == 1 {
+                let mut row = decided.row().clone();
+                row.last_access_ms = now;
+                if let Some(after) = meta.after_commit(row) {
+                    self.metas.put(name.as_str(), after);
+                }
                 return Ok(());
+            }
+            if from_cache {
+                // Someone else changed the stream since this process's last commit: no
+                // contention with a live writer yet, so read the meta and try at once.
+                continue;
             }
             if !retry.again().await {
                 return Err(contention(name));

@@ -89,7 +89,10 @@ impl RedisStore {
                     .map(|r| self.dedup_key(&meta.generation, &r.key)),
             );
             let mut invocation = eval(scripts::COMMIT, &keys);
-            invocation.arg(&meta.ver).arg(first).arg(written.len());
+            invocation
+                .arg(meta.cas_token())
+                .arg(first)
+                .arg(written.len());
             for record in &written {
                 invocation.arg(&record.data[..]);
             }
