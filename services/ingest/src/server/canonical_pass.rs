@@ -444,12 +444,13 @@ impl<'a> Visitor<'a> for EventsSeed<'a, '_> {
                 .ok_or_else(not_canonical)?;
             written.push(event);
         }
-        // The storage keeps the buffer as long as it keeps a record: at most twice what they
-        // need (events with many defaults dropped shrink a lot).
-        if records.capacity() > 2 * records.len() {
-            records.shrink_to_fit();
-        }
-        let records = Bytes::from(records);
+        // The storage keeps the buffer as long as it keeps one of its records, and a storage
+        // holding its streams in memory pays for every byte of it (the kernel clearing fresh
+        // pages was the largest item of the server's CPU on the memory storage, and this
+        // buffer, sized for the worst case, its largest source): the records move to an
+        // allocation of their exact size, and the working buffer, freed here, serves the next
+        // batch.
+        let records = Bytes::copy_from_slice(&records);
         Ok(written
             .into_iter()
             .map(|event| event.into_outcome(&records))
