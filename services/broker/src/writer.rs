@@ -7,12 +7,20 @@
 //! answer was lost did commit) gets `WriterSeqRegression`, reads the records after the tail it
 //! knows, and retries with the right offsets: one order, no gap, no offset used twice.
 //!
+//! Group commit needs company: producers that wait for each answer come back one round trip
+//! after it, not all at once, so taking only what is queued when the last append returns
+//! splits them into several small appends (measured: ~4.6 messages per SQLite commit with 16
+//! producers). A batch therefore waits up to [`LINGER`] for the producers that were active on
+//! the topic a moment ago ([`Activity`]); a lone producer never waits.
+//!
 //! Each append that succeeds is also handed, as an [`Appended`], to the topic's subscriptions
 //! on this node ([`TopicWriter::subscribe_appended`]): they deliver from it instead of reading
 //! back from storage what was just written, and fall back to reading the log whenever an
 //! [`Appended`] does not continue exactly where they are (a lag, another node's append).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use courier_impls::grpc::proto::danube::StreamMessage;
 use courier_traits::error::{Classify, ErrorClass};
@@ -21,6 +29,7 @@ use courier_traits::storage::{
 };
 use tokio::sync::{Mutex, broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::log::{encode_record, writer_seq};
@@ -31,6 +40,11 @@ const QUEUE: usize = 4_096;
 const MAX_BATCH_MESSAGES: usize = 1_024;
 /// An append is closed once its payloads reach about this many bytes.
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// The longest a batch waits for the sends of producers that were active a moment ago.
+const LINGER: Duration = Duration::from_micros(500);
+/// A producer counts as active for this long after a send of its was written: long enough to
+/// span a few append round trips, short enough that one that stopped costs few lingers.
+const ACTIVE: Duration = Duration::from_millis(20);
 /// How often one batch re-reads the tail after losing the writer-sequence race before it
 /// gives up (with `Unavailable`, so the client retries).
 const MAX_REGRESSIONS: usize = 16;
@@ -211,6 +225,7 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut tail: Option<Tail> = None;
+    let mut activity = Activity::default();
     loop {
         let first = tokio::select! {
             biased;
@@ -222,17 +237,25 @@ async fn run(
             }
         };
         let Some(first) = first else { break };
-        let mut batch = vec![first];
-        let mut bytes = batch[0].message.payload.len();
-        while batch.len() < MAX_BATCH_MESSAGES && bytes < MAX_BATCH_BYTES {
+        let mut batch = Batch::new(first);
+        while !batch.full() {
             match sends.try_recv() {
-                Ok(pending) => {
-                    bytes += pending.message.payload.len();
-                    batch.push(pending);
-                }
+                Ok(pending) => batch.push(pending),
                 Err(_) => break,
             }
         }
+        let expected = activity.expected(Instant::now());
+        if batch.producers() < expected && !stop.is_cancelled() {
+            let deadline = Instant::now() + LINGER;
+            while !batch.full() && batch.producers() < expected {
+                match tokio::time::timeout_at(deadline, sends.recv()).await {
+                    Ok(Some(pending)) => batch.push(pending),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        activity.record(batch.producer_ids(), Instant::now());
+        let batch = batch.sends;
         let (messages, replies): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .map(|pending| (pending.message, pending.done))
@@ -254,6 +277,74 @@ async fn run(
                     let _ = done.send(Err(error.clone()));
                 }
             }
+        }
+    }
+}
+
+/// The sends of one append being gathered.
+struct Batch {
+    sends: Vec<Pending>,
+    bytes: usize,
+    /// The distinct producers among them (a producer with several sends in flight counts
+    /// once: it is the others that are waited for).
+    producers: Vec<u64>,
+}
+
+impl Batch {
+    fn new(first: Pending) -> Batch {
+        let mut batch = Batch {
+            sends: Vec::new(),
+            bytes: 0,
+            producers: Vec::new(),
+        };
+        batch.push(first);
+        batch
+    }
+
+    fn push(&mut self, pending: Pending) {
+        self.bytes += pending.message.payload.len();
+        let producer = producer_of(&pending.message);
+        if !self.producers.contains(&producer) {
+            self.producers.push(producer);
+        }
+        self.sends.push(pending);
+    }
+
+    fn full(&self) -> bool {
+        self.sends.len() >= MAX_BATCH_MESSAGES || self.bytes >= MAX_BATCH_BYTES
+    }
+
+    fn producers(&self) -> usize {
+        self.producers.len()
+    }
+
+    fn producer_ids(&self) -> &[u64] {
+        &self.producers
+    }
+}
+
+fn producer_of(message: &StreamMessage) -> u64 {
+    message.msg_id.as_ref().map_or(0, |id| id.producer_id)
+}
+
+/// The producers whose sends this writer wrote lately, to know how many sends a batch can
+/// expect to gather.
+#[derive(Default)]
+struct Activity {
+    last_written: HashMap<u64, Instant>,
+}
+
+impl Activity {
+    /// How many producers were active within [`ACTIVE`] before `now` (forgetting the others).
+    fn expected(&mut self, now: Instant) -> usize {
+        self.last_written
+            .retain(|_, at| now.saturating_duration_since(*at) < ACTIVE);
+        self.last_written.len()
+    }
+
+    fn record(&mut self, producers: &[u64], now: Instant) {
+        for &producer in producers {
+            self.last_written.insert(producer, now);
         }
     }
 }

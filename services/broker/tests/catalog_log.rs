@@ -274,6 +274,127 @@ async fn concurrent_sends_are_grouped_into_few_appends_with_dense_offsets() {
     assert!(error.to_string().contains("stopped"), "{error}");
 }
 
+/// A message of producer `producer` (the writer tells producers apart by `msg_id.producer_id`).
+fn message_of(topic: &TopicName, producer: u64, payload: String) -> StreamMessage {
+    let mut message = message(topic, payload);
+    if let Some(id) = message.msg_id.as_mut() {
+        id.producer_id = producer;
+    }
+    message
+}
+
+/// A writer on a fresh log of a counting memory storage.
+async fn counted_writer(name: &TopicName) -> (Arc<CountingStorage>, Arc<TopicWriter>) {
+    let counting = Arc::new(CountingStorage {
+        inner: MemoryStreamStorage::new(),
+        appends: AtomicUsize::new(0),
+    });
+    let storage: Arc<dyn StreamStorage> = counting.clone();
+    let stream = topic_log_stream(name);
+    storage
+        .create(&stream, topic_log_config(), Vec::new())
+        .await
+        .expect("log");
+    (counting, Arc::new(TopicWriter::start(storage, stream)))
+}
+
+/// Producers that each wait for their answer come back one after another (each a round trip
+/// later, here a few scheduler turns apart): the writer still groups them instead of
+/// appending each alone as it arrives.
+#[tokio::test(start_paused = true)]
+async fn producers_returning_one_by_one_are_still_grouped() {
+    let name = topic("/default/staggered");
+    let (counting, writer) = counted_writer(&name).await;
+    const PRODUCERS: u64 = 8;
+    const ROUNDS: usize = 30;
+    let tasks: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let writer = writer.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    writer
+                        .append(message_of(&name, p, format!("p{p}-{round}")))
+                        .await
+                        .expect("durable");
+                    // This producer's round trip: longer for the later ones.
+                    for _ in 0..(p + 1) * 3 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("producer");
+    }
+    let sends = PRODUCERS as usize * ROUNDS;
+    let appends = counting.appends.load(Ordering::SeqCst);
+    assert!(
+        appends <= sends / 4,
+        "{appends} appends for {sends} sends of {PRODUCERS} producers"
+    );
+    let stored = log(&counting.inner, writer.stream()).await;
+    assert_eq!(offsets(&stored), (0..sends as u64).collect::<Vec<_>>());
+    writer.stop().await;
+}
+
+/// A lone producer never waits for company, and once the others stopped (for longer than
+/// the writer counts them active) neither does the last one.
+#[tokio::test(start_paused = true)]
+async fn a_lone_producer_is_not_delayed() {
+    let name = topic("/default/lone");
+    let (_, writer) = counted_writer(&name).await;
+    let started = tokio::time::Instant::now();
+    for i in 0..50 {
+        writer
+            .append(message_of(&name, 1, format!("m{i}")))
+            .await
+            .expect("durable");
+    }
+    assert_eq!(started.elapsed(), std::time::Duration::ZERO, "no linger");
+
+    // Eight producers, then only one of them.
+    let tasks: Vec<_> = (2..10)
+        .map(|p| {
+            let writer = writer.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                writer
+                    .append(message_of(&name, p, "once".into()))
+                    .await
+                    .expect("durable")
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("producer");
+    }
+    let alone = tokio::time::Instant::now();
+    for i in 0..200 {
+        writer
+            .append(message_of(&name, 2, format!("after{i}")))
+            .await
+            .expect("durable");
+    }
+    let waited = alone.elapsed();
+    assert!(
+        waited < std::time::Duration::from_millis(100),
+        "lingered {waited:?} for producers that stopped"
+    );
+    let last = tokio::time::Instant::now();
+    writer
+        .append(message_of(&name, 2, "last".into()))
+        .await
+        .expect("durable");
+    assert_eq!(
+        last.elapsed(),
+        std::time::Duration::ZERO,
+        "forgotten by now"
+    );
+    writer.stop().await;
+}
+
 #[tokio::test]
 async fn competing_writers_on_one_log_keep_offsets_dense_and_unique() {
     let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
