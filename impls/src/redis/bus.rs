@@ -8,14 +8,16 @@ use courier_traits::bus::{
     BusCapabilities, BusError, Message, MessageBus, MessageId, Published, SubscribeFrom,
     Subscription, Topic,
 };
-use deadpool_redis::redis::aio::MultiplexedConnection;
-use deadpool_redis::redis::streams::StreamReadReply;
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Value};
-use deadpool_redis::{Config, Pool, Runtime};
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
+use redis::{self, AsyncConnectionConfig, Value};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::durability::warn_unless_durable;
-use super::errors::{bus_error, pool_error};
+use std::sync::Arc;
+
+use super::connection::SharedConnection;
+use super::errors::bus_error;
 use super::position::EntryId;
 use super::pubsub;
 use crate::frame;
@@ -117,7 +119,8 @@ impl RedisBusConfig {
 /// A message bus over Redis Streams: durable (as far as the server's persistence goes),
 /// ordered, resumable from any retained position; instances on one server act as one.
 ///
-/// Publishes go through a connection pool. Every subscription reads on a connection of its
+/// Publishes share one multiplexed connection (replaced after a connection failure). Every
+/// subscription reads on a connection of its
 /// own (`XREAD BLOCK`), so blocked readers never take connections from publishers.
 ///
 /// ```no_run
@@ -133,7 +136,8 @@ impl RedisBusConfig {
 /// ```
 pub struct RedisBus {
     client: redis::Client,
-    pool: Pool,
+    /// Where publishes go.
+    conn: Arc<SharedConnection>,
     config: RedisBusConfig,
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
@@ -145,26 +149,26 @@ impl RedisBus {
     /// acknowledged publishes ([`server_durability`](super::server_durability)).
     pub async fn connect(url: &str, config: RedisBusConfig) -> Result<RedisBus, BusError> {
         let client = redis::Client::open(url).map_err(|e| bus_error("url", e))?;
-        let pool = Config::from_url(url)
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| BusError::Backend {
-                message: format!("redis pool: {e}"),
-                source: Some(Box::new(e)),
-            })?;
-        let mut conn = pool.get().await.map_err(pool_error)?;
+        // No response timeout, as with the pool before: a frozen server holds publishes until
+        // it answers (callers bound their own waits); a failed connection is replaced.
+        let settings = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let conn = Arc::new(SharedConnection::new(client.clone(), settings));
+        let mut first = conn.get().await.map_err(|e| bus_error("connection", e))?;
         let _: String = redis::cmd("PING")
-            .query_async(&mut *conn)
+            .query_async(&mut first)
             .await
             .map_err(|e| bus_error("ping", e))?;
         // Pub/sub delivery keeps nothing, so only Streams delivery depends on persistence.
         if config.delivery == RedisDelivery::Streams {
-            warn_unless_durable(&mut *conn, "RedisBus").await;
+            warn_unless_durable(&mut first, "RedisBus").await;
         }
         let stop = CancellationToken::new();
         let guard = stop.clone().drop_guard();
         Ok(RedisBus {
             client,
-            pool,
+            conn,
             config,
             stop,
             _stop_on_drop: guard,
@@ -190,10 +194,13 @@ impl RedisBus {
     }
 }
 
+/// How long opening a connection may take before it fails with a retryable error.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 async fn reader_connection(client: &redis::Client) -> Result<MultiplexedConnection, BusError> {
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(None)
-        .set_connection_timeout(Some(Duration::from_secs(5)));
+        .set_connection_timeout(Some(CONNECT_TIMEOUT));
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
@@ -289,12 +296,16 @@ impl MessageBus for RedisBus {
     ) -> Result<Published, BusError> {
         self.ensure_open()?;
         payload_limit::check(&payload, self.config.max_payload_bytes)?;
-        let mut conn = self.pool.get().await.map_err(pool_error)?;
+        let mut conn = self
+            .conn
+            .get()
+            .await
+            .map_err(|e| bus_error("connection", e))?;
         if self.config.delivery == RedisDelivery::PubSub {
             let _receivers: i64 = redis::cmd("PUBLISH")
                 .arg(self.key(topic))
                 .arg(frame::encode(&id, &payload))
-                .query_async(&mut *conn)
+                .query_async(&mut conn)
                 .await
                 .map_err(|e| bus_error("publish", e))?;
             return Ok(Published { id, position: None });
@@ -309,7 +320,7 @@ impl MessageBus for RedisBus {
             .arg(id.as_str())
             .arg("p")
             .arg(&payload[..])
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .map_err(|e| bus_error("xadd", e))?;
         let position = EntryId::parse(&entry).map(|e| e.position());

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use courier_traits::storage::{StorageError, StreamName};
-use deadpool_redis::redis;
+use redis;
 
 /// How long a write keeps retrying when other nodes keep changing the stream first.
 pub(super) const CAS_DEADLINE: Duration = Duration::from_secs(10);

@@ -1,8 +1,8 @@
-//! The storage's connection to Redis: one multiplexed connection shared by every call of an
-//! instance, replaced after a connection failure.
+//! The storage's and the bus's connection to Redis: one multiplexed connection shared by every
+//! call of an instance, replaced after a connection failure.
 //!
-//! A pool (deadpool-redis) pinged each connection before handing it out, one extra round trip
-//! per storage call; and a multiplexed connection already carries any number of concurrent
+//! A pool (deadpool-redis, used before) pinged each connection before handing it out, one
+//! extra round trip per call; and a multiplexed connection already carries any number of concurrent
 //! commands, pipelined, so concurrent batches of several streams reach Redis together and share
 //! its fsync. A command that fails with a connection error (the server restarted, or stopped
 //! answering for the response timeout) discards the connection, and the next call opens a new
@@ -10,11 +10,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use courier_traits::storage::StorageError;
-use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
-use deadpool_redis::redis::{self, AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{self, AsyncConnectionConfig, Cmd, Pipeline, RedisFuture, Value};
 
-use super::errors::{is_transient, storage_error};
+use super::errors::is_transient;
 
 /// Opens connections to one server and keeps the current one.
 pub(super) struct SharedConnection {
@@ -49,7 +48,7 @@ impl SharedConnection {
     }
 
     /// The current connection, opened if there is none.
-    pub(super) async fn get(self: &Arc<Self>) -> Result<Connection, StorageError> {
+    pub(super) async fn get(self: &Arc<Self>) -> redis::RedisResult<Connection> {
         let (number, inner) = match self.current() {
             Some(current) => current,
             None => {
@@ -60,8 +59,7 @@ impl SharedConnection {
                         let inner = self
                             .client
                             .get_multiplexed_async_connection_with_config(&self.config)
-                            .await
-                            .map_err(|e| storage_error("connection", e))?;
+                            .await?;
                         let number = {
                             let mut opened =
                                 self.opened.lock().unwrap_or_else(PoisonError::into_inner);

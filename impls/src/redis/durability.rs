@@ -7,7 +7,7 @@
 //! [`RedisStreamStorage`]: super::RedisStreamStorage
 //! [`RedisBus`]: super::RedisBus
 
-use deadpool_redis::redis::{self, aio::ConnectionLike};
+use redis::{self, aio::ConnectionLike};
 
 /// How durably a Redis server keeps acknowledged writes, read from its persistence settings.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use courier_traits::bus::BusError;
 use courier_traits::storage::StorageError;
-use deadpool_redis::redis::{ErrorKind, RedisError, ServerErrorKind};
+use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 /// Connection trouble, and a server still loading its data after a restart (the error's kind,
 /// not its text: the client renders `LOADING` replies as `BusyLoading: ...`).
@@ -23,13 +23,6 @@ pub(super) fn bus_error(what: &str, error: RedisError) -> BusError {
         format!("redis {what}: {error}"),
         Some(Box::new(error)),
     )
-}
-
-pub(super) fn pool_error(error: deadpool_redis::PoolError) -> BusError {
-    match error {
-        deadpool_redis::PoolError::Backend(e) => bus_error("connection", e),
-        other => BusError::backend(true, format!("redis pool: {other}"), Some(Box::new(other))),
-    }
 }
 
 pub(super) fn storage_error(what: &str, error: RedisError) -> StorageError {

@@ -15,8 +15,8 @@ mod storage;
 mod storage_config;
 mod wakeups;
 
+pub use ::redis;
 pub use bus::{RedisBus, RedisBusConfig, RedisDelivery};
-pub use deadpool_redis::redis;
 pub use durability::{RedisDurability, server_durability};
 pub use storage::RedisStreamStorage;
 pub use storage_config::RedisStorageConfig;

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use courier_traits::bus::{BusError, Message, Subscription, Topic};
-use deadpool_redis::redis;
 use futures::StreamExt;
+use redis;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::bus_error;

@@ -25,8 +25,8 @@ use courier_traits::storage::{
     CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch, ReadLimits, StorageCapabilities,
     StorageError, StreamConfig, StreamInfo, StreamName, WaitOutcome,
 };
-use deadpool_redis::redis::streams::StreamRangeReply;
-use deadpool_redis::redis::{self, AsyncConnectionConfig};
+use redis::streams::StreamRangeReply;
+use redis::{self, AsyncConnectionConfig};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::cas::{CasRetry, contention, eval};
@@ -107,7 +107,10 @@ impl RedisStreamStorage {
                     .map_or(CONNECT_TIMEOUT, |t| t.min(CONNECT_TIMEOUT)),
             ));
         let shared = Arc::new(SharedConnection::new(client.clone(), connection));
-        let mut conn = shared.get().await?;
+        let mut conn = shared
+            .get()
+            .await
+            .map_err(|e| storage_error("connection", e))?;
         let _: String = redis::cmd("PING")
             .query_async(&mut conn)
             .await
@@ -159,7 +162,10 @@ impl RedisStore {
     }
 
     async fn conn(&self) -> Result<Connection, StorageError> {
-        self.conn.get().await
+        self.conn
+            .get()
+            .await
+            .map_err(|e| storage_error("connection", e))
     }
 
     async fn load(&self, name: &str) -> Result<Option<Meta>, StorageError> {

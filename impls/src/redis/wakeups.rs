@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_traits::storage::StorageError;
-use deadpool_redis::redis;
 use futures::StreamExt;
+use redis;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::storage_error;

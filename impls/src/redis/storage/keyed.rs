@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use courier_traits::storage::{KeyedOutcome, KeyedRecord, StorageError, StreamName};
-use deadpool_redis::redis;
+use redis;
 
 use super::RedisStore;
 use crate::redis::cas::{CasRetry, contention, eval};
