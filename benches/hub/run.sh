@@ -19,55 +19,22 @@ TARGETS=${TARGETS:-"anchor one two"}
 LOADS=${LOADS:-"paced burst"}
 
 # COURIER_BIN: another build of courier to measure (an A/B against a change, say).
-bin=${COURIER_BIN:-target/release/courier}
-[[ -n "${COURIER_BIN:-}" ]] || cargo build --release -p courier-cli >&2
-bench=$(cargo bench -p courier-cli --bench hub_fanout --no-run --message-format=json 2>/dev/null |
-  sed -n 's/.*"executable":"\([^"]*hub_fanout[^"]*\)".*/\1/p' | tail -1)
-[[ -x "$bench" ]] || { echo "hub_fanout bench binary not found" >&2; exit 1; }
-
-anchor_dir=${XDG_CACHE_HOME:-$HOME/.cache}/courier-hub-anchor
-if [[ ! -d "$anchor_dir/node_modules/ws" ]]; then
-  npm install --silent --prefix "$anchor_dir" ws@8 >&2
-fi
-echo "# anchor: node $(node --version), ws $(node -p "require('$anchor_dir/node_modules/ws/package.json').version")"
-
-work=$(mktemp -d)
-servers=()
-cleanup() {
-  for p in "${servers[@]}" ${etcd_pid:-}; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-ulimit -n "$(ulimit -Hn)"
+source benches/hub/lib.sh
+build_bench hub_fanout
+install_anchor
 
 etcd --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:23790 \
   --advertise-client-urls http://127.0.0.1:23790 --listen-peer-urls http://127.0.0.1:23800 \
   >"$work/etcd.log" 2>&1 &
-etcd_pid=$!
+helpers+=($!)
 for _ in $(seq 1 50); do curl -sf http://127.0.0.1:23790/health >/dev/null && break; sleep 0.1; done
 
-wait_healthy() { # port
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return; sleep 0.1; done
-  echo "server on port $1 did not start" >&2; cat "$work"/*.log >&2; exit 1
-}
 start_hub() { # port cluster
   COURIER_LOG=warn "$bin" hub --addr "127.0.0.1:$1" --api-key bench \
     --cluster "$2" --bus etcd --etcd-endpoints http://127.0.0.1:23790 \
     --node-id "bench-$1" >"$work/hub-$1.log" 2>&1 &
   servers+=($!)
   wait_healthy "$1"
-}
-start_anchor() { # port
-  NODE_PATH="$anchor_dir/node_modules" node benches/hub/anchor.mjs "$1" bench >"$work/anchor-$1.log" 2>&1 &
-  servers+=($!)
-  wait_healthy "$1"
-}
-stop_servers() {
-  for p in "${servers[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${servers[@]}"; do wait "$p" 2>/dev/null || true; done
-  servers=()
-  sleep 1 # let the sockets of the last run drain
 }
 
 port=18100
@@ -81,16 +48,7 @@ for round in $(seq "$ROUNDS"); do
       esac
       for target in $TARGETS; do
         port=$((port + 2))
-        case $target in
-          anchor) start_anchor "$port"; urls="127.0.0.1:$port" ;;
-          one) start_hub "$port" false; urls="127.0.0.1:$port" ;;
-          two)
-            start_hub "$port" true; start_hub "$((port + 1))" true
-            urls="127.0.0.1:$port,127.0.0.1:$((port + 1))"
-            ;;
-          *) echo "unknown target $target" >&2; exit 1 ;;
-        esac
-        pids=$(IFS=,; echo "${servers[*]}")
+        start_target "$target" "$port"
         printf "round=%s target=%-6s load=%-5s " "$round" "$target" "$load"
         HUB_URLS=$urls HUB_PIDS=$pids CLIENTS=$clients FRAMES=$frames RATE=$rate "$bench"
         stop_servers

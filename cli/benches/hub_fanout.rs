@@ -24,54 +24,11 @@ use futures::StreamExt;
 use tokio::sync::Mutex;
 use tokio_tungstenite::tungstenite::Message;
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[allow(dead_code, reason = "each driver uses part of it")]
+#[path = "hub/common.rs"]
+mod common;
 
-fn rss_kib(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// utime + stime of a process, in clock ticks (`/proc/PID/stat` fields 14 and 15).
-fn cpu_ticks(pid: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name, which is in parentheses and may hold spaces.
-            let rest = &s[s.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0)
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux unless configured otherwise).
-fn ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64 / 1000.0
-}
+use common::{cpu_ticks, env, hub_pids, percentile, rss_kib, ticks_per_second};
 
 fn main() {
     if std::env::args().any(|a| a == "--list" || a == "--test") {
@@ -93,12 +50,7 @@ async fn run(nodes: Vec<String>) {
     let frames: usize = env("FRAMES", 200);
     let rate: f64 = env("RATE", 20.0);
     let api_key: String = env("API_KEY", "bench".to_string());
-    let pids: Vec<String> = std::env::var("HUB_PIDS")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let pids = hub_pids();
     let rss_before: u64 = pids.iter().map(|p| rss_kib(p)).sum();
 
     let start = Instant::now();
