@@ -306,3 +306,116 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(next_index: u64) -> StreamRow {
+        StreamRow {
+            content_type: "text/plain".into(),
+            expiry_kind: 0,
+            expiry_ms: 0,
+            requested: String::new(),
+            closed: false,
+            closed_by: None,
+            writer_seq: None,
+            next_index,
+            last_access_ms: 0,
+            soft_deleted: false,
+        }
+    }
+
+    fn appended(name: &StreamName, first: u64, count: u64, size: usize) -> Change {
+        Change::Appended {
+            name: name.clone(),
+            row: row(first + count),
+            first,
+            records: (0..count)
+                .map(|i| Bytes::from(vec![(first + i) as u8; size]))
+                .collect(),
+        }
+    }
+
+    /// The counted bytes are the entries' own, and stay within the budget.
+    fn check_accounting(recent: &Recent) {
+        let state = recent.state.lock().expect("lock");
+        let counted: usize = state.streams.values().map(Entry::cost).sum();
+        assert_eq!(state.bytes, counted);
+        assert!(
+            state.bytes <= recent.budget,
+            "{} > {}",
+            state.bytes,
+            recent.budget
+        );
+        for entry in state.streams.values() {
+            assert_eq!(
+                entry.first + entry.records.len() as u64,
+                entry.row.next_index
+            );
+        }
+    }
+
+    fn trusted(budget: usize) -> Recent {
+        let recent = Recent::new(Connection::open_in_memory().expect("open"), budget);
+        recent.trust(recent.version_now().expect("version"));
+        recent
+    }
+
+    #[test]
+    fn the_memory_bound_holds_and_reads_return_what_is_held() {
+        let recent = trusted(64 << 10);
+        let names: Vec<StreamName> = (0..20)
+            .map(|i| StreamName::new(&format!("s{i}")).expect("valid"))
+            .collect();
+        let mut next = vec![0u64; names.len()];
+        for round in 0..200u64 {
+            let i = (round * 7 % names.len() as u64) as usize;
+            let count = 1 + round % 5;
+            recent.apply(vec![appended(&names[i], next[i], count, 100)]);
+            next[i] += count;
+            if round % 50 == 49 {
+                recent.apply(vec![Change::Forget(names[0].clone())]);
+            }
+            check_accounting(&recent);
+        }
+        for (name, &tail) in names.iter().zip(&next) {
+            let Some(hit) = recent.read(name, None, ReadLimits::default(), 0) else {
+                continue; // evicted, or reading from 0 needs records no longer held
+            };
+            let hit = hit.expect("read");
+            assert_eq!(hit.start + hit.records.len() as u64, tail);
+            for (k, record) in hit.records.iter().enumerate() {
+                assert_eq!(record[0], (hit.start + k as u64) as u8);
+            }
+        }
+        // A stream's own records are cut to a quarter of the budget, oldest first.
+        let big = StreamName::new("big").expect("valid");
+        recent.apply(vec![appended(&big, 0, 1000, 100)]);
+        check_accounting(&recent);
+        let state = recent.state.lock().expect("lock");
+        let entry = state.streams.get(&big).expect("held");
+        assert!(entry.bytes <= recent.budget / 4);
+        assert!(entry.first > 0);
+    }
+
+    #[test]
+    fn a_gap_or_a_commit_by_someone_else_is_not_served() {
+        let recent = trusted(1 << 20);
+        let name = StreamName::new("s").expect("valid");
+        recent.apply(vec![appended(&name, 0, 3, 10)]);
+        assert_eq!(recent.row(&name).expect("held").next_index, 3);
+        // Records that do not follow the held ones replace them.
+        recent.apply(vec![appended(&name, 5, 2, 10)]);
+        check_accounting(&recent);
+        assert!(recent.read(&name, None, ReadLimits::default(), 0).is_none());
+        let from = crate::rules::index_offset::encode(5);
+        let hit = recent.read(&name, Some(&from), ReadLimits::default(), 0);
+        assert_eq!(hit.expect("held").expect("read").records.len(), 2);
+        // Not trusted at the version now: nothing is served.
+        recent.trust(-1);
+        assert!(recent.row(&name).is_none());
+        recent.distrust();
+        check_accounting(&recent);
+    }
+}
