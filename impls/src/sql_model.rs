@@ -181,7 +181,9 @@ pub(crate) async fn collect_batch<P: Into<Bytes> + AsRef<[u8]>>(
     payloads: impl Stream<Item = Result<P, StorageError>>,
 ) -> Result<ReadBatch, StorageError> {
     let mut payloads = std::pin::pin!(payloads);
-    let mut records = Vec::new();
+    // Sized up front when the payloads are already in memory: 1000 records grew the vector ten
+    // times, copying it each time.
+    let mut records = Vec::with_capacity(payloads.size_hint().0.min(limits.max_records));
     let mut bytes = 0usize;
     let mut index = start;
     while records.len() < limits.max_records {

@@ -155,9 +155,9 @@ impl Recent {
             Err(e) => return Some(Err(e)),
         };
         let skip = usize::try_from(start.checked_sub(entry.first)?).ok()?;
-        let mut records = Vec::new();
-        let mut bytes = 0usize;
         let held = entry.records.range(skip.min(entry.records.len())..);
+        let mut records = Vec::with_capacity(held.len().min(limits.max_records));
+        let mut bytes = 0usize;
         for record in held.take(limits.max_records) {
             if !records.is_empty() && bytes + record.len() > limits.max_bytes {
                 break;
