@@ -8,10 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+use super::error::StorageError;
+use super::keyed::{KeyedOutcome, KeyedRecord};
+use super::names::{Offset, StreamName};
+use super::stream_storage::StreamStorage;
+use super::types::{
+    AppendOutcome, AppendRequest, CreateOutcome, ReadBatch, ReadLimits, StorageCapabilities,
+    StreamConfig, StreamInfo, WaitOutcome,
 };
 
 /// A [`StreamStorage`] made of another one: every method forwards to [`inner`](Self::inner)
