@@ -13,7 +13,7 @@ use courier::impls::redis::{
     RedisStreamStorage, server_durability,
 };
 use courier::storage::{
-    AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
+    AppendRequest, ProducerStamp, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage,
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Redis, SharedFixture, unique_prefix};
@@ -637,4 +637,61 @@ async fn stream_on_a_private_server(name: &str) -> (Redis, String, RedisStreamSt
         .await
         .expect("create");
     (server, url, storage, name)
+}
+
+/// Answers that write nothing (a refusal, a producer's duplicate) are never decided on a meta
+/// this process remembers from its last commit, since no compare-and-set checks it: after the
+/// stream was closed, deleted and re-created here, an append is accepted (not `Closed`); and a
+/// producer's retry through a node that appended before another node moved the stream on
+/// answers the stream's current tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_write_nothing_come_from_the_stored_meta() {
+    let server = Redis::start().await.expect("redis starts");
+    let url = server.url();
+    let config = RedisStorageConfig::default().with_key_prefix(unique_prefix());
+    let a = RedisStreamStorage::connect(&url, config.clone())
+        .await
+        .expect("connect a");
+    let b = RedisStreamStorage::connect(&url, config)
+        .await
+        .expect("connect b");
+    let text = || StreamConfig::with_content_type("text/plain");
+
+    let reopened = StreamName::new("reopened").expect("valid");
+    a.create(&reopened, text(), vec![]).await.expect("create");
+    a.append(&reopened, AppendRequest::record("last").and_close())
+        .await
+        .expect("append and close");
+    b.delete(&reopened).await.expect("another node deletes");
+    b.create(&reopened, text(), vec![])
+        .await
+        .expect("and re-creates");
+    a.append(&reopened, AppendRequest::record("first of the new stream"))
+        .await
+        .expect("the re-created stream is open");
+
+    let moved_on = StreamName::new("moved-on").expect("valid");
+    a.create(&moved_on, text(), vec![]).await.expect("create");
+    let stamp = ProducerStamp::new("p", 0, 0).expect("stamp");
+    a.append(
+        &moved_on,
+        AppendRequest::record("p0").with_producer(stamp.clone()),
+    )
+    .await
+    .expect("producer appends");
+    for i in 0..3 {
+        b.append(&moved_on, AppendRequest::record(format!("b{i}")))
+            .await
+            .expect("another node appends");
+    }
+    let tail = b.head(&moved_on).await.expect("head").next_offset;
+    let retry = a
+        .append(&moved_on, AppendRequest::record("p0").with_producer(stamp))
+        .await
+        .expect("retry");
+    assert!(retry.duplicate, "a retry of seq 0 is a duplicate");
+    assert_eq!(
+        retry.next_offset, tail,
+        "the duplicate answers the current tail"
+    );
 }

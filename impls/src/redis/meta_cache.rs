@@ -3,9 +3,11 @@
 //! then commit).
 //!
 //! A cached meta can be stale (another node appended, a delete, a fork, a keyed append, or a
-//! read that refreshed a TTL). That is safe because the commit script is a compare-and-set on
-//! the meta's version *and* generation: a stale meta fails it, writes nothing, and the writer
-//! reads the meta again. A meta is taken out while its stream's writer uses it and put back
+//! read that refreshed a TTL). That is safe for a batch that writes because the commit script
+//! is a compare-and-set on the meta's version *and* generation: a stale meta fails it, writes
+//! nothing, and the writer reads the meta again. A batch that writes nothing (every append
+//! refused or a duplicate) has no such check, so its answers are never given from a cached
+//! meta: the writer reads the meta and decides again. A meta is taken out while its stream's writer uses it and put back
 //! only after a commit that succeeded, so one that failed in an unknown way is never reused.
 //! A read's refresh of `last_access_ms` does not change the version; a cached meta only ever
 //! has an older `last_access_ms` than the stored one, so it can make a live TTL stream look

@@ -477,6 +477,13 @@ impl CommitBatch for RedisStore {
                 append.result = Some(decided.decide(&append.request));
             }
             if !decided.changed() {
+                if from_cache {
+                    // Refusals and duplicates write nothing, so no compare-and-set vouches
+                    // for the remembered meta they were decided on (the stream may have been
+                    // re-created, re-opened, or moved on by another node): decide again from
+                    // the stored meta.
+                    continue;
+                }
                 self.metas.put(name.as_str(), meta);
                 return Ok(());
             }

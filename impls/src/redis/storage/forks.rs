@@ -21,6 +21,8 @@ impl RedisStore {
         name: &StreamName,
         only_if_expired: bool,
     ) -> Result<(), StorageError> {
+        // This process's own next append need not find out by a failed compare-and-set.
+        drop(self.metas.take(name.as_str()));
         let mut chain = RemoveChain::new(name);
         let mut first = true;
         while let Some(current) = chain.next() {
