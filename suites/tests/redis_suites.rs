@@ -589,15 +589,7 @@ async fn appends_after_the_first_do_not_read_the_meta_again() {
 /// (its remembered meta is refused because the generation differs), not in the old data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_after_another_node_re_created_the_stream_lands_in_the_new_one() {
-    let server = Redis::start().await.expect("redis starts");
-    let url = server.url();
-    let config = RedisStorageConfig::default().with_key_prefix(unique_prefix());
-    let a = RedisStreamStorage::connect(&url, config.clone())
-        .await
-        .expect("connect a");
-    let b = RedisStreamStorage::connect(&url, config)
-        .await
-        .expect("connect b");
+    let (_server, a, b) = two_nodes_on_a_private_server().await;
     let name = StreamName::new("re-created").expect("valid");
     let text = || StreamConfig::with_content_type("text/plain");
     a.create(&name, text(), vec![]).await.expect("create");
@@ -646,15 +638,7 @@ async fn stream_on_a_private_server(name: &str) -> (Redis, String, RedisStreamSt
 /// answers the stream's current tail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_that_write_nothing_come_from_the_stored_meta() {
-    let server = Redis::start().await.expect("redis starts");
-    let url = server.url();
-    let config = RedisStorageConfig::default().with_key_prefix(unique_prefix());
-    let a = RedisStreamStorage::connect(&url, config.clone())
-        .await
-        .expect("connect a");
-    let b = RedisStreamStorage::connect(&url, config)
-        .await
-        .expect("connect b");
+    let (_server, a, b) = two_nodes_on_a_private_server().await;
     let text = || StreamConfig::with_content_type("text/plain");
 
     let reopened = StreamName::new("reopened").expect("valid");
@@ -694,4 +678,18 @@ async fn answers_that_write_nothing_come_from_the_stored_meta() {
         retry.next_offset, tail,
         "the duplicate answers the current tail"
     );
+}
+
+/// A Redis server of the test's own and two storage instances on it (two nodes).
+async fn two_nodes_on_a_private_server() -> (Redis, RedisStreamStorage, RedisStreamStorage) {
+    let server = Redis::start().await.expect("redis starts");
+    let url = server.url();
+    let config = RedisStorageConfig::default().with_key_prefix(unique_prefix());
+    let a = RedisStreamStorage::connect(&url, config.clone())
+        .await
+        .expect("connect a");
+    let b = RedisStreamStorage::connect(&url, config)
+        .await
+        .expect("connect b");
+    (server, a, b)
 }
