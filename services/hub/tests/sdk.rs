@@ -1,8 +1,10 @@
 //! The client SDK over the in-memory transport: welcome -> Connected, replies routed by
 //! message id, a request cut off by a disconnect fails at once (no late reply from the old
 //! connection), then the client reconnects with the policy and works on the new session.
+//! A subscribe the server refuses with a retryable error, or does not answer, is tried again
+//! after the policy's delay; a permanent refusal reaches `on_error` once and is not retried.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use courier_hub::AppMessage;
@@ -148,4 +150,101 @@ async fn replies_route_by_id_and_a_reconnect_drops_the_old_sessions_requests() {
             Some(_) => {}
         }
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transiently_refused_subscribe_is_retried_after_the_policy_delay_a_permanent_one_is_not()
+{
+    const DELAY: Duration = Duration::from_secs(1);
+    const REPLY_WAIT: Duration = Duration::from_secs(2);
+    let (connector, mut acceptor) = in_memory_duplex(16);
+    let (client, _events) = HubClient::builder("ws://unused")
+        .client_id("sdk")
+        .transport(Arc::new(connector))
+        .reconnect(FixedDelay::new(DELAY))
+        .request_timeout(REPLY_WAIT)
+        .connect();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let applied: Arc<Mutex<Vec<String>>> = Arc::default();
+    let subscription = |channel: &str| {
+        let (errors, applied) = (errors.clone(), applied.clone());
+        client
+            .subscription_builder()
+            .on_error(move |e| {
+                errors
+                    .lock()
+                    .expect("lock")
+                    .push(format!("{} {}", e.channel, e.code))
+            })
+            .on_applied(move |a| applied.lock().expect("lock").push(a.channel.clone()))
+            .subscribe([channel])
+    };
+    let _feed = subscription("feed.a");
+    let mut server = acceptor.accept().await.expect("connection");
+    welcome(&mut server.connection, "n1").await;
+    let subscribe = |request: &AppMessage, channel: &str| {
+        assert_eq!(request.message_type, "subscribe", "{request:?}");
+        assert_eq!(request.data["channel"], channel, "{request:?}");
+    };
+    let refuse = |request: &AppMessage, code: &str, retryable: bool| {
+        let data = serde_json::json!({"code": code, "message": "no", "retryable": retryable});
+        AppMessage::new(request.message_id, "error", data).to_json()
+    };
+
+    // Refused with a retryable error: asked again after the policy's delay, not before, and
+    // with no error callback (the subscription is not failing for good).
+    let first = next_request(&mut server.connection).await;
+    subscribe(&first, "feed.a");
+    send_text(
+        &mut server.connection,
+        refuse(&first, "history_unavailable", true),
+    )
+    .await;
+    let refused_at = tokio::time::Instant::now();
+    let second = next_request(&mut server.connection).await;
+    subscribe(&second, "feed.a");
+    let waited = refused_at.elapsed();
+    assert!(
+        waited >= DELAY && waited < DELAY * 2,
+        "retried after {waited:?}"
+    );
+
+    // Not answered at all: given up on after the request timeout, then retried after the delay.
+    let sent_at = tokio::time::Instant::now();
+    let third = next_request(&mut server.connection).await;
+    subscribe(&third, "feed.a");
+    let waited = sent_at.elapsed();
+    assert!(waited >= REPLY_WAIT + DELAY, "retried after {waited:?}");
+    let reply = serde_json::json!({"channel": "feed.a"});
+    send_text(
+        &mut server.connection,
+        AppMessage::new(third.message_id, "subscribed", reply).to_json(),
+    )
+    .await;
+    let _denied = subscription("secret.x");
+    let denied = next_request(&mut server.connection).await;
+    subscribe(&denied, "secret.x");
+    assert_eq!(*applied.lock().expect("lock"), ["feed.a"]);
+    assert!(errors.lock().expect("lock").is_empty());
+
+    // Refused for good: on_error once, and not asked again, neither later nor when another
+    // subscription changes what the client wants.
+    send_text(
+        &mut server.connection,
+        refuse(&denied, "permission_denied", false),
+    )
+    .await;
+    let _chat = subscription("chat.b");
+    let chat = next_request(&mut server.connection).await;
+    subscribe(&chat, "chat.b");
+    let reply = serde_json::json!({"channel": "chat.b"});
+    let reply = AppMessage::new(chat.message_id, "subscribed", reply);
+    send_text(&mut server.connection, reply.to_json()).await;
+    let quiet = tokio::time::timeout(DELAY * 10, server.connection.receiver.recv()).await;
+    assert!(quiet.is_err(), "nothing more asked, got {quiet:?}");
+    assert_eq!(
+        *errors.lock().expect("lock"),
+        ["secret.x permission_denied"]
+    );
+    client.close();
 }

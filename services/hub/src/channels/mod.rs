@@ -10,6 +10,10 @@
 //! | `publish` | `{"channel": "chat.room1", "data": any}` | `published` `{"channel", "delivered"}` or `error` |
 //! | `presence` | `{"channel": "room.1"}` | `presence` `{"channel", "members": [{"client", "node"}]}` or `error` |
 //!
+//! An `error` reply carries `code`, `message` and `retryable`: true when asking again later
+//! may succeed (`history_unavailable`: the history storage could not be read), false for a
+//! refusal (`permission_denied`, `bad_channel`, ...).
+//!
 //! On a channel whose rule asks for presence, subscribers receive `join` / `leave`
 //! `{"channel", "client"}` when a client subscribes to it by its exact name or leaves (on any
 //! node; see [`presence`] for how fast other nodes learn it).
@@ -421,10 +425,14 @@ impl Channels {
     }
 }
 
+/// Refusal codes that may succeed when asked again later (the SDK retries them with backoff).
+const RETRYABLE_CODES: [&str; 1] = ["history_unavailable"];
+
 fn refusal(message_id: i64, code: &str, text: &str) -> AppMessage {
+    let retryable = RETRYABLE_CODES.contains(&code);
     AppMessage::new(
         message_id,
         "error",
-        json!({ "code": code, "message": text }),
+        json!({ "code": code, "message": text, "retryable": retryable }),
     )
 }

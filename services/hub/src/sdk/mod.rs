@@ -173,6 +173,7 @@ impl HubClientBuilder {
                         .collect(),
                     reconnect: self.reconnect,
                     read_timeout: self.read_timeout,
+                    subscribe_timeout: self.request_timeout,
                     events: events_tx,
                     commands: commands_rx,
                     stop,

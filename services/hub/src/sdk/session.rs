@@ -24,6 +24,8 @@ pub(super) struct Supervisor {
     pub(super) headers: Headers,
     pub(super) reconnect: Arc<dyn RetryPolicy>,
     pub(super) read_timeout: Duration,
+    /// How long a subscribe may go unanswered before it is retried (the request timeout).
+    pub(super) subscribe_timeout: Duration,
     pub(super) events: mpsc::Sender<Event>,
     pub(super) commands: mpsc::Receiver<Command>,
     pub(super) stop: CancellationToken,
@@ -37,9 +39,46 @@ pub(super) struct Supervisor {
 struct SessionSubscriptions {
     /// Patterns subscribed (or being subscribed) on the server in this session.
     held: HashSet<String>,
-    /// Our own requests in flight (negative ids, apart from the owner's), by pattern.
-    inflight: HashMap<i64, String>,
+    /// Our own subscribes in flight (negative ids, apart from the owner's).
+    inflight: HashMap<i64, Inflight>,
+    /// Patterns whose subscribe failed transiently, waiting for their next attempt.
+    retrying: HashMap<String, Backoff>,
     next_id: i64,
+}
+
+struct Inflight {
+    pattern: String,
+    /// Unanswered by then, the subscribe counts as failed transiently.
+    deadline: Instant,
+}
+
+/// Where the retries of one pattern's subscribe stand (the reconnect policy decides).
+struct Backoff {
+    attempt: u32,
+    failing_since: Instant,
+    previous_delay: Option<Duration>,
+    due: Instant,
+}
+
+impl SessionSubscriptions {
+    /// When the session must act on a subscribe without any frame: the next retry due, or
+    /// the first unanswered subscribe's deadline.
+    fn next_wakeup(&self) -> Option<Instant> {
+        // A pattern asked again keeps its backoff until answered, but waits for its reply,
+        // not for its due time (then past).
+        let waiting = self
+            .retrying
+            .iter()
+            .filter(|(p, _)| !self.held.contains(*p));
+        let deadlines = self.inflight.values().map(|i| i.deadline);
+        waiting.map(|(_, r)| r.due).chain(deadlines).min()
+    }
+}
+
+/// Whether a subscribe's `error` reply says trying again may succeed (the hub sets
+/// `retryable` from its error's class: a storage or bus outage is, a refusal is not).
+fn retryable(reply: &AppMessage) -> bool {
+    reply.data["retryable"].as_bool().unwrap_or(false)
 }
 
 type Pending = HashMap<i64, oneshot::Sender<Result<AppMessage, ClientError>>>;
@@ -122,6 +161,7 @@ impl Supervisor {
             return reason;
         }
         let reason = loop {
+            let wakeup = subs.next_wakeup();
             tokio::select! {
                 () = self.stop.cancelled() => {
                     let _ = connection.sender.close(1000, "client closed").await;
@@ -136,6 +176,12 @@ impl Supervisor {
                     }
                 }
                 () = self.subscriptions.changed.notified() => {
+                    if let Err(reason) = self.sync(&mut subs, &mut connection).await {
+                        break reason;
+                    }
+                }
+                () = sleep_until_some(wakeup), if wakeup.is_some() => {
+                    self.expire_unanswered(&mut subs);
                     if let Err(reason) = self.sync(&mut subs, &mut connection).await {
                         break reason;
                     }
@@ -188,27 +234,45 @@ impl Supervisor {
         }
     }
 
-    /// Subscribes to the patterns wanted and not held, unsubscribes from those held and no
-    /// longer wanted.
+    /// Subscribes to the patterns wanted and not held (unless waiting for a retry),
+    /// unsubscribes from those held and no longer wanted.
     async fn sync(
         &self,
         subs: &mut SessionSubscriptions,
         connection: &mut DuplexConnection,
     ) -> Result<(), String> {
         let desired = self.subscriptions.desired();
+        let now = Instant::now();
+        subs.retrying.retain(|pattern, _| desired.contains(pattern));
         let mut requests = Vec::new();
-        for pattern in desired.difference(&subs.held) {
+        let mut held = HashSet::new();
+        for pattern in desired {
+            if subs.held.contains(&pattern) {
+                held.insert(pattern);
+                continue;
+            }
+            if subs.retrying.get(&pattern).is_some_and(|r| r.due > now) {
+                continue;
+            }
             subs.next_id -= 1;
-            subs.inflight.insert(subs.next_id, pattern.clone());
-            let data = self.subscriptions.subscribe_data(pattern);
+            let deadline = now + self.subscribe_timeout;
+            let data = self.subscriptions.subscribe_data(&pattern);
             requests.push(AppMessage::new(subs.next_id, "subscribe", data));
+            subs.inflight.insert(
+                subs.next_id,
+                Inflight {
+                    pattern: pattern.clone(),
+                    deadline,
+                },
+            );
+            held.insert(pattern);
         }
-        for pattern in subs.held.difference(&desired) {
+        for pattern in subs.held.difference(&held) {
             subs.next_id -= 1;
             let data = serde_json::json!({ "channel": pattern });
             requests.push(AppMessage::new(subs.next_id, "unsubscribe", data));
         }
-        subs.held = desired;
+        subs.held = held;
         for request in requests {
             connection
                 .sender
@@ -217,6 +281,63 @@ impl Supervisor {
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// Subscribes unanswered past their deadline fail transiently (a late answer is
+    /// ignored: its id is no longer in flight).
+    fn expire_unanswered(&self, subs: &mut SessionSubscriptions) {
+        let now = Instant::now();
+        let expired: Vec<i64> = subs
+            .inflight
+            .iter()
+            .filter(|(_, i)| i.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let Some(inflight) = subs.inflight.remove(&id) else {
+                continue;
+            };
+            if subs.held.remove(&inflight.pattern) {
+                let message = format!("no reply within {:?}", self.subscribe_timeout);
+                self.retry_later(subs, inflight.pattern, "timeout", &message);
+            }
+        }
+    }
+
+    /// Schedules the next subscribe of `pattern` after a transient failure, with the
+    /// reconnect policy's backoff; when the policy gives up, the failure goes to `on_error`.
+    fn retry_later(
+        &self,
+        subs: &mut SessionSubscriptions,
+        pattern: String,
+        code: &str,
+        message: &str,
+    ) {
+        let now = Instant::now();
+        let backoff = subs.retrying.entry(pattern.clone()).or_insert(Backoff {
+            attempt: 0,
+            failing_since: now,
+            previous_delay: None,
+            due: now,
+        });
+        backoff.attempt += 1;
+        let ctx = RetryContext {
+            attempt: backoff.attempt,
+            elapsed: backoff.failing_since.elapsed(),
+            previous_delay: backoff.previous_delay,
+            class: courier_traits::error::ErrorClass::TRANSIENT,
+        };
+        match self.reconnect.decide(&ctx) {
+            RetryDecision::RetryAfter(delay) => {
+                backoff.previous_delay = Some(delay);
+                backoff.due = now + delay;
+            }
+            RetryDecision::GiveUp(why) => {
+                subs.retrying.remove(&pattern);
+                let message = format!("{message} (not retrying: {why})");
+                self.subscriptions.refused(&pattern, code, &message);
+            }
+        }
     }
 
     async fn route(
@@ -267,14 +388,22 @@ impl Supervisor {
             }
             if message.message_id < 0 {
                 // Replies to our own subscribes; unsubscribes need no answer.
-                if let Some(pattern) = subs.inflight.remove(&message.message_id)
+                if let Some(Inflight { pattern, .. }) = subs.inflight.remove(&message.message_id)
                     && subs.held.contains(&pattern)
                 {
                     if message.message_type == "subscribed" {
+                        subs.retrying.remove(&pattern);
                         self.subscriptions.applied(&pattern, &message);
                     } else {
                         subs.held.remove(&pattern);
-                        self.subscriptions.failed(&pattern, &message);
+                        let code = message.data["code"].as_str().unwrap_or_default();
+                        let text = message.data["message"].as_str().unwrap_or_default();
+                        if retryable(&message) {
+                            self.retry_later(subs, pattern, code, text);
+                        } else {
+                            subs.retrying.remove(&pattern);
+                            self.subscriptions.refused(&pattern, code, text);
+                        }
                     }
                 }
                 return;
@@ -288,5 +417,13 @@ impl Supervisor {
             }
         }
         self.emit(Event::Message(frame)).await;
+    }
+}
+
+/// Sleeps until `when` (callers select on it only when it is `Some`).
+async fn sleep_until_some(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when).await,
+        None => std::future::pending().await,
     }
 }

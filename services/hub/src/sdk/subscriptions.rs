@@ -189,6 +189,9 @@ pub(crate) struct Shared {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     /// Patterns wanted on the server, with how many handles want each.
     desired: Mutex<HashMap<String, usize>>,
+    /// Wanted patterns the server refused for good: not asked again until a new
+    /// subscription wants them.
+    refused: Mutex<HashSet<String>>,
     /// Where the client stands per history channel, to drop duplicates and to recover after
     /// a reconnect.
     positions: Mutex<HashMap<String, Position>>,
@@ -203,6 +206,7 @@ impl Shared {
         Shared {
             handles: Mutex::new(HashMap::new()),
             desired: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashSet::new()),
             positions: Mutex::new(HashMap::new()),
             cache: cache_per_channel.map(|per_channel| ClientCache {
                 inner: Arc::default(),
@@ -219,7 +223,14 @@ impl Shared {
 
     /// The patterns the server should hold now.
     pub(crate) fn desired(&self) -> HashSet<String> {
-        lock(&self.desired).keys().cloned().collect()
+        // Lock order: desired, then refused (as in `add` and `remove`).
+        let desired = lock(&self.desired);
+        let refused = lock(&self.refused);
+        desired
+            .keys()
+            .filter(|pattern| !refused.contains(*pattern))
+            .cloned()
+            .collect()
     }
 
     /// The `subscribe` data for `pattern`: with the last position on that channel, if any.
@@ -276,15 +287,14 @@ impl Shared {
         }
     }
 
-    /// Handles an `error` reply to subscribing `pattern`.
-    pub(crate) fn failed(&self, pattern: &str, reply: &AppMessage) {
+    /// Subscribing `pattern` failed for good (refused by the server, or the retry policy
+    /// gave up): its subscriptions' `on_error` hears it once, and it is not asked again.
+    pub(crate) fn refused(&self, pattern: &str, code: &str, message: &str) {
+        lock(&self.refused).insert(pattern.to_owned());
         let error = SubscriptionError {
             channel: pattern.to_owned(),
-            code: reply.data["code"].as_str().unwrap_or_default().to_owned(),
-            message: reply.data["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+            code: code.to_owned(),
+            message: message.to_owned(),
         };
         for handle in self.handles().iter().filter(|h| h.has(pattern)) {
             if let Some(on_error) = &handle.on_error {
@@ -339,8 +349,11 @@ impl Shared {
         let id = self.next_handle.fetch_add(1, Ordering::Relaxed);
         {
             let mut desired = lock(&self.desired);
+            let mut refused = lock(&self.refused);
             for pattern in &handle.patterns {
                 *desired.entry(pattern.as_str().to_owned()).or_default() += 1;
+                // A new subscription asks again for what was refused before.
+                refused.remove(pattern.as_str());
             }
         }
         lock(&self.handles).insert(id, Arc::new(handle));
@@ -363,6 +376,7 @@ impl Shared {
                     *count -= 1;
                     if *count == 0 {
                         desired.remove(pattern.as_str());
+                        lock(&self.refused).remove(pattern.as_str());
                         unwanted.push(pattern.as_str().to_owned());
                     }
                 }
