@@ -299,29 +299,39 @@ async fn scenarios(mut backend: Backend) {
     p2.kill();
     both_see(pairs(&[("p1", "node-a")])).await;
 
-    step("compression round-trips and is smaller on the wire");
+    step("compression (gzip, brotli) round-trips and is smaller on the wire");
     let big = format!("chat.{run}.big");
-    let mut zipped = Raw::connect(&a, "zipped", "&compress=gzip").await;
     let mut plain = Raw::connect(&a, "plain", "").await;
-    zipped.subscribe(json!({ "channel": big })).await;
     plain.subscribe(json!({ "channel": big })).await;
+    let mut compressed = Vec::new();
+    for (name, tag) in [
+        ("gzip", courier::hub::compression::TAG_GZIP),
+        ("brotli", courier::hub::compression::TAG_BROTLI),
+    ] {
+        let mut raw = Raw::connect(&a, name, &format!("&compress={name}")).await;
+        raw.subscribe(json!({ "channel": big })).await;
+        compressed.push((name, tag, raw));
+    }
     let text = "all work and no play makes a dull hub ".repeat(200);
     publish(&b, &big, &json!({ "text": text })).await;
     let Message::Text(sent) = plain.next_wire().await else {
         panic!("a connection that did not ask gets text");
     };
-    let Message::Binary(wire) = zipped.next_wire().await else {
-        panic!("a large message to a connection that asked is compressed");
-    };
-    assert!(
-        wire.len() * 4 < sent.len(),
-        "{} bytes compressed, {} plain",
-        wire.len(),
-        sent.len()
-    );
-    match courier::hub::compression::decode(&wire).expect("decodes") {
-        Frame::Text(inflated) => assert_eq!(inflated, sent.as_str()),
-        other => panic!("expected text, got {other:?}"),
+    for (name, tag, raw) in &mut compressed {
+        let Message::Binary(wire) = raw.next_wire().await else {
+            panic!("a large message to a connection that asked for {name} is compressed");
+        };
+        assert_eq!(wire[0], *tag, "{name}");
+        assert!(
+            wire.len() * 4 < sent.len(),
+            "{name}: {} bytes compressed, {} plain",
+            wire.len(),
+            sent.len()
+        );
+        match courier::hub::compression::decode(&wire).expect("decodes") {
+            Frame::Text(inflated) => assert_eq!(inflated, sent.as_str(), "{name}"),
+            other => panic!("expected text, got {other:?}"),
+        }
     }
 
     step("stop the hubs");

@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::AppMessage;
+use crate::compression::Algorithm;
 use command::Command;
 pub use events::{ClientError, Event};
 use subscriptions::Shared;
@@ -63,7 +64,7 @@ pub struct HubClientBuilder {
     transport: Option<Arc<dyn DuplexTransport>>,
     buffer: usize,
     cache_per_channel: Option<usize>,
-    gzip: bool,
+    compress: Option<Algorithm>,
 }
 
 impl std::fmt::Debug for HubClientBuilder {
@@ -136,8 +137,16 @@ impl HubClientBuilder {
 
     /// Asks the server to gzip large messages (`compress=gzip`, see
     /// [`crate::compression`]); the client inflates them before anything else sees them.
+    /// `false` asks for no compression.
     pub fn compression(mut self, gzip: bool) -> Self {
-        self.gzip = gzip;
+        self.compress = gzip.then_some(Algorithm::Gzip);
+        self
+    }
+
+    /// Asks the server to compress large messages with `algorithm` (`compress=gzip` or
+    /// `compress=brotli`); the client inflates them before anything else sees them.
+    pub fn compress_with(mut self, algorithm: Algorithm) -> Self {
+        self.compress = Some(algorithm);
         self
     }
 
@@ -178,7 +187,7 @@ impl HubClientBuilder {
                     commands: commands_rx,
                     stop,
                     subscriptions,
-                    tagged_binary: self.gzip,
+                    tagged_binary: self.compress.is_some(),
                 };
                 tokio::spawn(supervisor.run());
             }
@@ -196,8 +205,8 @@ impl HubClientBuilder {
         if let Some(id) = &self.client_id {
             query.push(format!("client_id={id}"));
         }
-        if self.gzip {
-            query.push("compress=gzip".to_owned());
+        if let Some(algorithm) = self.compress {
+            query.push(format!("compress={}", algorithm.name()));
         }
         match query.is_empty() {
             true => self.path.clone(),
@@ -243,7 +252,7 @@ impl HubClient {
             transport: None,
             buffer: 256,
             cache_per_channel: None,
-            gzip: false,
+            compress: None,
         }
     }
 

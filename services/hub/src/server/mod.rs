@@ -3,7 +3,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /ws?client_id=ID&token=T&compress=gzip` | WebSocket; `compress=gzip` asks for compressed large messages ([`crate::compression`]); `client_id` optional (a random one is assigned), `token` when `client_token` or `client_grants` are set (or `Authorization: Bearer`); a token of `client_grants` limits the channels it may use |
+//! | `GET /ws?client_id=ID&token=T&compress=gzip` | WebSocket; `compress=gzip` (or `brotli`) asks for compressed large messages ([`crate::compression`]); `client_id` optional (a random one is assigned), `token` when `client_token` or `client_grants` are set (or `Authorization: Bearer`); a token of `client_grants` limits the channels it may use |
 //! | `POST /api/v1/clients/{id}/push` | push the body to one client (binary when `Content-Type: application/octet-stream`) |
 //! | `POST /api/v1/broadcast` | broadcast the body |
 //! | `POST /api/v1/channels/{channel}/publish` | publish the body (JSON, or else as a string) to a channel's subscribers |
@@ -96,7 +96,7 @@ impl HubServer {
 struct WsQuery {
     client_id: Option<String>,
     token: Option<String>,
-    /// `gzip`: compress large server messages (see [`crate::compression`]).
+    /// `gzip` or `brotli`: compress large server messages (see [`crate::compression`]).
     compress: Option<String>,
 }
 
@@ -124,13 +124,13 @@ async fn websocket(
     }
     let compression = match query.compress.as_deref() {
         None | Some("") | Some("none") => None,
-        Some("gzip") => Some(crate::Compression::Gzip {
-            threshold: state.options.compression_threshold,
-        }),
-        Some(other) => {
-            let text = format!("compress={other:?} is not offered (use gzip)");
-            return (StatusCode::BAD_REQUEST, text).into_response();
-        }
+        Some(name) => match crate::compression::Algorithm::named(name) {
+            Some(algorithm) => Some(algorithm.above(state.options.compression_threshold)),
+            None => {
+                let text = format!("compress={name:?} is not offered (use gzip or brotli)");
+                return (StatusCode::BAD_REQUEST, text).into_response();
+            }
+        },
     };
     let hub = state.hub.clone();
     // The library reads messages up to twice the hub's limit, so one a little too large is

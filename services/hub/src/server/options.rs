@@ -22,7 +22,7 @@ pub struct ServerOptions {
     pub client_token: Option<String>,
     /// Further client tokens, each allowing only its [`ClientGrants`] on channels.
     pub client_grants: Vec<(String, ClientGrants)>,
-    /// Text messages longer than this are gzip-compressed for clients that ask (default
+    /// Text messages longer than this are compressed (gzip or brotli) for clients that ask (default
     /// 1024 bytes).
     pub compression_threshold: usize,
 }
