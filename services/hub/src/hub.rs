@@ -117,7 +117,7 @@ impl Hub {
         let tasks = TaskTracker::new();
         let registry = Arc::new(Registry::new(metrics.clone(), config.slow_client_grace));
         let subscriptions = Arc::new(SubscriptionTable::default());
-        let presence = Arc::new(PresenceBook::new(config.channels.clone()));
+        let presence = Arc::new(PresenceBook::new(config.channels.clone(), metrics.clone()));
         let history = config
             .history_storage
             .clone()

@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Second copies of frames from the bus, recognised by envelope id and not delivered
     /// (a publish that failed although the backend stored it, then re-published).
     pub bus_duplicates: AtomicU64,
+    /// Presence snapshots asked of another node because its heartbeat's digest disagreed with
+    /// what this node knew (the repair of a lost join or leave announcement).
+    pub presence_snapshot_requests: AtomicU64,
 }
 
 impl Metrics {
@@ -47,7 +50,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every counter, labelled with the node id.
     pub fn render(&self, node: &str) -> String {
-        let rows: [(&str, &str, &str, &AtomicU64); 13] = [
+        let rows: [(&str, &str, &str, &AtomicU64); 14] = [
             (
                 "courier_hub_connections",
                 "gauge",
@@ -125,6 +128,12 @@ impl Metrics {
                 "counter",
                 "second copies of bus frames recognised and not delivered",
                 &self.bus_duplicates,
+            ),
+            (
+                "courier_hub_presence_snapshot_requests_total",
+                "counter",
+                "presence snapshots asked for after a heartbeat digest mismatch",
+                &self.presence_snapshot_requests,
             ),
         ];
         let mut out = String::with_capacity(2048);

@@ -9,7 +9,7 @@
 //! three heartbeat intervals (6 s with the default 2 s) of the last change.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 // The runtime's clock, so tests can move it (paused clock) as they do the heartbeats.
@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use super::rules::{ChannelRule, rule_for};
 use crate::locks::lock;
+use crate::metrics::Metrics;
 
 /// One (channel, client) pair's contribution to a presence digest (FNV-1a: stable across
 /// builds, so nodes of different versions agree).
@@ -54,13 +55,16 @@ pub(crate) struct Change {
 pub(crate) struct PresenceBook {
     rules: Vec<ChannelRule>,
     remote: Mutex<HashMap<String, NodeChannels>>,
+    /// Counts the snapshots asked for (the repair path is otherwise invisible).
+    metrics: Arc<Metrics>,
 }
 
 impl PresenceBook {
-    pub(crate) fn new(rules: Vec<ChannelRule>) -> PresenceBook {
+    pub(crate) fn new(rules: Vec<ChannelRule>, metrics: Arc<Metrics>) -> PresenceBook {
         PresenceBook {
             rules,
             remote: Mutex::new(HashMap::new()),
+            metrics,
         }
     }
 
@@ -146,7 +150,8 @@ impl PresenceBook {
     }
 
     /// Whether `node`'s heartbeat digest disagrees with the book and it was not asked for a
-    /// snapshot within `interval` (it is marked asked).
+    /// snapshot within `interval` (it is marked asked, and counted in
+    /// [`Metrics::presence_snapshot_requests`]).
     pub(crate) fn needs_snapshot(
         &self,
         node: &str,
@@ -165,6 +170,7 @@ impl PresenceBook {
             return false;
         }
         known.asked = Some(now);
+        Metrics::inc(&self.metrics.presence_snapshot_requests);
         true
     }
 
@@ -203,7 +209,7 @@ mod tests {
 
     #[test]
     fn joins_leaves_and_snapshots_report_only_changes() {
-        let book = PresenceBook::new(Vec::new());
+        let book = PresenceBook::new(Vec::new(), Arc::default());
         assert!(book.join("b", "room", "x").is_some());
         assert!(book.join("b", "room", "x").is_none());
         assert!(book.leave("b", "room", "y").is_none());
@@ -219,7 +225,8 @@ mod tests {
 
     #[test]
     fn a_digest_mismatch_asks_once_per_interval() {
-        let book = PresenceBook::new(Vec::new());
+        let metrics = Arc::new(Metrics::default());
+        let book = PresenceBook::new(Vec::new(), metrics.clone());
         let now = Instant::now();
         let second = Duration::from_secs(1);
         book.join("b", "room", "x");
@@ -228,6 +235,7 @@ mod tests {
         assert!(book.needs_snapshot("b", 0, now, second));
         assert!(!book.needs_snapshot("b", 0, now, second), "asked already");
         assert!(book.needs_snapshot("b", 0, now + second, second));
+        assert_eq!(Metrics::get(&metrics.presence_snapshot_requests), 2);
         assert_eq!(
             digest([("a", "b"), ("c", "d")]),
             digest([("c", "d"), ("a", "b")])
