@@ -22,7 +22,8 @@ pub(crate) struct ChannelsSection {
     /// Tokens that allow only some channels (besides `server.client_token`, which allows all).
     #[serde(default)]
     client_tokens: Vec<TokenSection>,
-    /// Text messages longer than this are gzipped for clients that ask (`compress=gzip`).
+    /// Text messages longer than this are compressed for clients that ask (`compress=gzip` or
+    /// `compress=brotli`).
     compression_threshold: Option<usize>,
 }
 
