@@ -2,7 +2,8 @@
 //! message id, a request cut off by a disconnect fails at once (no late reply from the old
 //! connection), then the client reconnects with the policy and works on the new session.
 //! A subscribe the server refuses with a retryable error, or does not answer, is tried again
-//! after the policy's delay; a permanent refusal reaches `on_error` once and is not retried.
+//! after the policy's delay; a permanent refusal, or one still failing when the policy gives
+//! up, reaches `on_error` once and is not retried.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -246,5 +247,39 @@ async fn a_transiently_refused_subscribe_is_retried_after_the_policy_delay_a_per
         *errors.lock().expect("lock"),
         ["secret.x permission_denied"]
     );
+    client.close();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_subscribe_still_failing_when_the_policy_gives_up_reaches_on_error_once() {
+    let (connector, mut acceptor) = in_memory_duplex(16);
+    let (client, _events) = HubClient::builder("ws://unused")
+        .client_id("sdk")
+        .transport(Arc::new(connector))
+        .reconnect(FixedDelay::new(Duration::from_secs(1)).max_retries(1))
+        .connect();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = errors.clone();
+    let _feed = client
+        .subscription_builder()
+        .on_error(move |e| sink.lock().expect("lock").push(e.message.clone()))
+        .subscribe(["feed.a"]);
+    let mut server = acceptor.accept().await.expect("connection");
+    welcome(&mut server.connection, "n1").await;
+    for attempt in ["first", "retry"] {
+        let request = next_request(&mut server.connection).await;
+        assert_eq!(request.data["channel"], "feed.a", "{attempt}: {request:?}");
+        let data = serde_json::json!({"code": "history_unavailable", "message": attempt, "retryable": true});
+        send_text(
+            &mut server.connection,
+            AppMessage::new(request.message_id, "error", data).to_json(),
+        )
+        .await;
+    }
+    let quiet = tokio::time::timeout(WAIT * 4, server.connection.receiver.recv()).await;
+    assert!(quiet.is_err(), "not asked a third time, got {quiet:?}");
+    let errors = errors.lock().expect("lock").clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("retry (not retrying"), "{errors:?}");
     client.close();
 }
