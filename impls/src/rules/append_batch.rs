@@ -1,8 +1,9 @@
 //! The append rules for a batch: several appends to one stream, decided in queue order against
 //! the stream's state as the earlier appends of the batch leave it, so the batch gives the same
 //! outcomes as the same appends made one by one in that order. The shared storages (Redis,
-//! Postgres) read the stream once per batch, decide here, and write what [`AppendBatch`]
-//! collected in one round trip.
+//! Postgres) read the stream once per batch, and SQLite's writer for each stream of its group
+//! commit; they decide here and write what [`AppendBatch`] collected at once (one round trip,
+//! one transaction).
 
 use std::collections::HashMap;
 
@@ -44,6 +45,26 @@ impl<'a> AppendBatch<'a> {
             records: Vec::new(),
             changed: false,
         }
+    }
+
+    /// The stream the batch appends to.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn stream(&self) -> &'a StreamName {
+        self.stream
+    }
+
+    /// Whether the batch knows producer `id`'s stored state (given to [`new`](Self::new) or
+    /// [learned](Self::learn_producer)); a producer it does not know counts as not stored.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn knows_producer(&self, id: &str) -> bool {
+        self.producers.contains_key(id)
+    }
+
+    /// Tells the batch producer `id`'s stored state (`None`: not stored), for a storage that
+    /// reads it only when a request names it; what the batch already knows is kept.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn learn_producer(&mut self, id: &str, stored: Option<ProducerState>) {
+        self.producers.entry(id.to_owned()).or_insert(stored);
     }
 
     /// Decides `request` against the state the batch's earlier appends left.
@@ -120,6 +141,7 @@ impl<'a> AppendBatch<'a> {
 }
 
 /// The distinct producer ids `requests` are stamped with, in first-use order.
+#[cfg(any(feature = "redis", feature = "postgres"))]
 pub(crate) fn producer_ids<'r>(requests: impl Iterator<Item = &'r AppendRequest>) -> Vec<&'r str> {
     let mut ids: Vec<&str> = Vec::new();
     for stamp in requests.filter_map(|r| r.producer.as_ref()) {
@@ -209,6 +231,7 @@ mod tests {
         );
     }
 
+    #[cfg(any(feature = "redis", feature = "postgres"))]
     #[test]
     fn producer_ids_are_distinct_in_order() {
         let requests = [stamped(0), AppendRequest::record("u"), stamped(1)];

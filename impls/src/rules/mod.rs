@@ -7,18 +7,20 @@
 //! on every backend. Crate-private: what a service needs lives in `courier_traits`.
 
 mod append;
-#[cfg(any(feature = "redis", feature = "postgres"))]
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod append_batch;
 mod fork;
 pub(crate) mod index_offset;
 mod keyed;
 mod remove;
 
-#[cfg(any(feature = "memory", feature = "sqlite"))]
+#[cfg(feature = "memory")]
 pub(crate) use append::{AppendContext, AppendPlan, committed_outcome, plan_append};
 pub(crate) use append::{ProducerState, check_record_sizes, validate_append};
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+pub(crate) use append_batch::AppendBatch;
 #[cfg(any(feature = "redis", feature = "postgres"))]
-pub(crate) use append_batch::{AppendBatch, producer_ids};
+pub(crate) use append_batch::producer_ids;
 pub(crate) use fork::{
     ByteCut, ForkSource, fork_settings, own_settings, plan_fork, reject_self_fork,
 };

@@ -15,8 +15,8 @@ use rusqlite::{Connection, OptionalExtension};
 
 use super::errors::db_error;
 use super::recent::Change;
-use super::row::{StreamRow, live, load};
-use crate::rules::{AppendContext, AppendPlan, ProducerState, committed_outcome, plan_append};
+use super::row::{live, load};
+use crate::rules::{AppendBatch, ProducerState};
 
 /// One queued append and, once decided, its result.
 pub(super) struct QueuedAppend {
@@ -47,7 +47,8 @@ pub(super) fn apply(
     let mut streams = Vec::with_capacity(names.len());
     for name in &names {
         match live(name, load(conn, name)?, now) {
-            Ok(row) => streams.push(StreamState::new(name, row)),
+            // Producer states are read only when a request names one (see below).
+            Ok(row) => streams.push(AppendBatch::new(name, row, HashMap::new())),
             Err(refusal) => {
                 for &i in &members[name] {
                     appends[i].result = Some(Err(same_refusal(&refusal, name)));
@@ -56,16 +57,22 @@ pub(super) fn apply(
         }
     }
     for stream in &mut streams {
-        for &i in &members[stream.name] {
-            let result = stream.decide(conn, &appends[i].request)?;
-            appends[i].result = Some(result);
+        for &i in &members[stream.stream()] {
+            let request = &appends[i].request;
+            if let Some(stamp) = &request.producer
+                && !stream.knows_producer(&stamp.id)
+            {
+                let stored = stored_producer(conn, stream.stream(), stamp)?;
+                stream.learn_producer(&stamp.id, stored);
+            }
+            appends[i].result = Some(stream.decide(request));
         }
     }
     write(conn, &streams, now)?;
     Ok(streams
-        .into_iter()
-        .filter(|s| caching && s.changed)
-        .map(|s| s.into_change(now))
+        .iter()
+        .filter(|s| caching && s.changed())
+        .map(|s| change_of(s, now))
         .collect())
 }
 
@@ -100,7 +107,7 @@ pub(super) fn insert_records<'r>(
 }
 
 /// Writes what the batch's accepted appends changed: records, producer states, stream rows.
-fn write(conn: &Connection, streams: &[StreamState<'_>], now: i64) -> Result<(), StorageError> {
+fn write(conn: &Connection, streams: &[AppendBatch<'_>], now: i64) -> Result<(), StorageError> {
     let mut upsert_producer = conn
         .prepare_cached(
             "INSERT INTO courier_producers (stream, producer, epoch, last_seq) VALUES (?1, ?2, ?3, ?4)
@@ -114,33 +121,28 @@ fn write(conn: &Connection, streams: &[StreamState<'_>], now: i64) -> Result<(),
              WHERE name = ?1",
         )
         .map_err(db_error)?;
-    for s in streams.iter().filter(|s| s.changed) {
+    for s in streams.iter().filter(|s| s.changed()) {
+        let name = s.stream();
         insert_records(
             conn,
-            s.name,
-            s.first_index,
-            s.records.iter().map(|r| &r[..]),
+            name,
+            s.first_index(),
+            s.records().iter().map(|r| &r[..]),
         )?;
-        for id in &s.changed_producers {
-            if let Some(Some(state)) = s.producers.get(id) {
-                upsert_producer
-                    .execute((
-                        s.name.as_str(),
-                        id.as_str(),
-                        state.epoch as i64,
-                        state.last_seq as i64,
-                    ))
-                    .map_err(db_error)?;
-            }
+        for (id, state) in s.changed_producers() {
+            upsert_producer
+                .execute((name.as_str(), id, state.epoch as i64, state.last_seq as i64))
+                .map_err(db_error)?;
         }
-        let closed_by = s.row.closed_by.as_ref();
+        let row = s.row();
+        let closed_by = row.closed_by.as_ref();
         update_stream
             .execute((
-                s.name.as_str(),
-                s.row.next_index as i64,
+                name.as_str(),
+                row.next_index as i64,
                 now,
-                s.row.writer_seq.as_deref(),
-                s.row.closed,
+                row.writer_seq.as_deref(),
+                row.closed,
                 closed_by.map(|p| p.id.as_str()),
                 closed_by.map(|p| p.epoch as i64),
                 closed_by.map(|p| p.seq as i64),
@@ -150,118 +152,41 @@ fn write(conn: &Connection, streams: &[StreamState<'_>], now: i64) -> Result<(),
     Ok(())
 }
 
-/// A stream's state as the batch's appends change it, and what they write.
-struct StreamState<'n> {
-    name: &'n StreamName,
-    row: StreamRow,
-    producers: HashMap<String, Option<ProducerState>>,
-    changed_producers: Vec<String>,
-    records: Vec<Bytes>,
-    first_index: u64,
-    changed: bool,
+/// What `batch`'s stream gained, as the cache learns it. The records are copied: a payload may
+/// be a slice of a larger request buffer, which the cache must not keep alive.
+fn change_of(batch: &AppendBatch<'_>, now: i64) -> Change {
+    let mut row = batch.row().clone();
+    row.last_access_ms = now;
+    Change::Appended {
+        name: batch.stream().clone(),
+        row,
+        first: batch.first_index(),
+        records: batch
+            .records()
+            .iter()
+            .map(|r| Bytes::copy_from_slice(r))
+            .collect(),
+    }
 }
 
-impl<'n> StreamState<'n> {
-    fn new(name: &'n StreamName, row: StreamRow) -> StreamState<'n> {
-        StreamState {
-            name,
-            first_index: row.next_index,
-            row,
-            producers: HashMap::new(),
-            changed_producers: Vec::new(),
-            records: Vec::new(),
-            changed: false,
-        }
-    }
-
-    /// Applies the rules to one append against the state so far.
-    fn decide(
-        &mut self,
-        conn: &Connection,
-        request: &AppendRequest,
-    ) -> Result<Result<AppendOutcome, StorageError>, StorageError> {
-        let producer = match &request.producer {
-            None => None,
-            Some(stamp) => self.producer(conn, stamp)?,
-        };
-        let ctx = AppendContext {
-            stream: self.name,
-            tail: self.row.next_index,
-            closed: self.row.closed,
-            closed_by: self.row.closed_by.as_ref(),
-            content_type: &self.row.content_type,
-            producer,
-            writer_seq: self.row.writer_seq.as_deref(),
-        };
-        let accepted = match plan_append(&ctx, request) {
-            Err(refused) => return Ok(Err(refused)),
-            Ok(AppendPlan::Reply(outcome)) => return Ok(Ok(outcome)),
-            Ok(AppendPlan::Commit { producer }) => producer,
-        };
-        let outcome = committed_outcome(self.row.next_index, request, accepted);
-        self.records.extend(request.records.iter().cloned());
-        self.row.next_index += request.records.len() as u64;
-        if let Some(seq) = &request.writer_seq {
-            self.row.writer_seq = Some(seq.clone());
-        }
-        if request.close {
-            self.row.closed = true;
-            if let Some(stamp) = &request.producer {
-                self.row.closed_by = Some(stamp.clone());
-            }
-        }
-        if let (Some(stamp), Some(state)) = (&request.producer, accepted) {
-            self.producers.insert(stamp.id.clone(), Some(state));
-            if !self.changed_producers.contains(&stamp.id) {
-                self.changed_producers.push(stamp.id.clone());
-            }
-        }
-        self.changed = true;
-        Ok(Ok(outcome))
-    }
-
-    /// What this stream gained, as the cache learns it. The records are copied: a payload may
-    /// be a slice of a larger request buffer, which the cache must not keep alive.
-    fn into_change(self, now: i64) -> Change {
-        let mut row = self.row;
-        row.last_access_ms = now;
-        Change::Appended {
-            name: self.name.clone(),
-            row,
-            first: self.first_index,
-            records: self
-                .records
-                .iter()
-                .map(|r| Bytes::copy_from_slice(r))
-                .collect(),
-        }
-    }
-
-    /// The stored state of a producer, read once per batch.
-    fn producer(
-        &mut self,
-        conn: &Connection,
-        stamp: &ProducerStamp,
-    ) -> Result<Option<ProducerState>, StorageError> {
-        if let Some(known) = self.producers.get(&stamp.id) {
-            return Ok(*known);
-        }
-        let stored = conn
-            .prepare_cached(
-                "SELECT epoch, last_seq FROM courier_producers WHERE stream = ?1 AND producer = ?2",
-            )
-            .and_then(|mut select| {
-                select
-                    .query_row((self.name.as_str(), stamp.id.as_str()), |r| {
-                        Ok(ProducerState {
-                            epoch: r.get::<_, i64>(0)? as u64,
-                            last_seq: r.get::<_, i64>(1)? as u64,
-                        })
-                    })
-                    .optional()
+/// The stored state of producer `stamp.id` on `stream` (`None`: not stored).
+fn stored_producer(
+    conn: &Connection,
+    stream: &StreamName,
+    stamp: &ProducerStamp,
+) -> Result<Option<ProducerState>, StorageError> {
+    conn.prepare_cached(
+        "SELECT epoch, last_seq FROM courier_producers WHERE stream = ?1 AND producer = ?2",
+    )
+    .and_then(|mut select| {
+        select
+            .query_row((stream.as_str(), stamp.id.as_str()), |r| {
+                Ok(ProducerState {
+                    epoch: r.get::<_, i64>(0)? as u64,
+                    last_seq: r.get::<_, i64>(1)? as u64,
+                })
             })
-            .map_err(db_error)?;
-        self.producers.insert(stamp.id.clone(), stored);
-        Ok(stored)
-    }
+            .optional()
+    })
+    .map_err(db_error)
 }
