@@ -10,8 +10,8 @@
 //! Group commit needs company: producers that wait for each answer come back one round trip
 //! after it, not all at once, so taking only what is queued when the last append returns
 //! splits them into several small appends (measured: ~4.6 messages per SQLite commit with 16
-//! producers). A batch therefore waits up to [`LINGER`] for the producers that were active on
-//! the topic a moment ago ([`Activity`]); a lone producer never waits.
+//! producers). A batch therefore waits up to `LINGER` for the producers that were active on
+//! the topic a moment ago (`Activity`); a lone producer never waits.
 //!
 //! Each append that succeeds is also handed, as an [`Appended`], to the topic's subscriptions
 //! on this node ([`TopicWriter::subscribe_appended`]): they deliver from it instead of reading
