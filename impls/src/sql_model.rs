@@ -83,6 +83,26 @@ pub(crate) struct StreamRow {
     pub(crate) soft_deleted: bool,
 }
 
+#[cfg(test)]
+impl StreamRow {
+    /// An open `text/plain` stream without expiry, writer sequence or producer close, whose
+    /// tail is `next_index`: the unit tests' starting row.
+    pub(crate) fn open_text(next_index: u64) -> StreamRow {
+        StreamRow {
+            content_type: "text/plain".into(),
+            expiry_kind: 0,
+            expiry_ms: 0,
+            requested: String::new(),
+            closed: false,
+            closed_by: None,
+            writer_seq: None,
+            next_index,
+            last_access_ms: 0,
+            soft_deleted: false,
+        }
+    }
+}
+
 impl StreamRow {
     pub(crate) fn expiry(&self) -> Expiry {
         decode_expiry(self.expiry_kind, self.expiry_ms)

@@ -312,18 +312,7 @@ mod tests {
     use super::*;
 
     fn row(next_index: u64) -> StreamRow {
-        StreamRow {
-            content_type: "text/plain".into(),
-            expiry_kind: 0,
-            expiry_ms: 0,
-            requested: String::new(),
-            closed: false,
-            closed_by: None,
-            writer_seq: None,
-            next_index,
-            last_access_ms: 0,
-            soft_deleted: false,
-        }
+        StreamRow::open_text(next_index)
     }
 
     fn appended(name: &StreamName, first: u64, count: u64, size: usize) -> Change {
