@@ -435,15 +435,17 @@ pub async fn slow_subscriber_lag<F: BusFactory>(factory: &F) {
         .subscribe(&topic, SubscribeFrom::Live)
         .await
         .expect("subscribe");
-    within(
-        "5000 publishes while a subscriber does not read (publishers must not block)",
-        async {
-            for i in 0..TOTAL as usize {
-                bus.publish(&topic, payload("s", i)).await.expect("publish");
-            }
-        },
-    )
-    .await;
+    // Each publish is bounded, not the 5000 together: a publisher blocked by the subscriber
+    // stops at its first stuck publish, while a slow server (Postgres under a loaded CI, ~2 ms
+    // per publish) still finishes, however long the whole loop takes.
+    for i in 0..TOTAL as usize {
+        within(
+            "a publish while a subscriber does not read (publishers must not block)",
+            bus.publish(&topic, payload("s", i)),
+        )
+        .await
+        .expect("publish");
+    }
     let (mut received, mut missed) = (0u64, 0u64);
     while received + missed < TOTAL {
         match within(
