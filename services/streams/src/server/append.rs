@@ -1,7 +1,7 @@
 //! POST: append, close, or both atomically; idempotent producers and `Stream-Seq`.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use courier_traits::storage::AppendRequest;
@@ -19,13 +19,19 @@ const COPY_BELOW_BYTES: usize = 64 << 10;
 pub(crate) async fn append(
     State(app): State<AppState>,
     Path(path): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    mut http_request: Request,
 ) -> Result<Response, Failure> {
+    // The headers are moved out, not copied as the `HeaderMap` extractor does.
+    let headers = std::mem::take(http_request.headers_mut());
+    let body = match Bytes::from_request(http_request, &()).await {
+        Ok(body) => body,
+        // Too large (413) or cut off: the extractor's own answer.
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     let name = request::stream_name(&path)?;
     let producer = request::producer(&headers)?;
     let close = request::closed_flag(&headers);
-    let writer_seq = header(&headers, protocol::SEQ)?.map(str::to_owned);
+    let writer_seq = header(&headers, &names::SEQ)?.map(str::to_owned);
     let mut append = if body.is_empty() {
         if !close {
             return Err(Failure::bad(

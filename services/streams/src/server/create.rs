@@ -95,8 +95,8 @@ fn location(headers: &HeaderMap, uri: &Uri) -> String {
 
 /// `Stream-TTL` or `Stream-Expires-At` (not both).
 fn expiry(headers: &HeaderMap) -> Result<Expiry, Failure> {
-    let ttl = header(headers, protocol::TTL)?;
-    let at = header(headers, protocol::EXPIRES_AT)?;
+    let ttl = header(headers, &names::TTL)?;
+    let at = header(headers, &names::EXPIRES_AT)?;
     match (ttl, at) {
         (Some(_), Some(_)) => Err(Failure::bad(
             "Stream-TTL and Stream-Expires-At cannot both be set",
@@ -142,9 +142,9 @@ impl PartialFork {
 }
 
 fn fork(headers: &HeaderMap) -> Result<Option<PartialFork>, Failure> {
-    let from = header(headers, protocol::FORKED_FROM)?;
-    let offset = header(headers, protocol::FORK_OFFSET)?;
-    let sub = header(headers, protocol::FORK_SUB_OFFSET)?;
+    let from = header(headers, &names::FORKED_FROM)?;
+    let offset = header(headers, &names::FORK_OFFSET)?;
+    let sub = header(headers, &names::FORK_SUB_OFFSET)?;
     let Some(from) = from else {
         if offset.is_some() || sub.is_some() {
             return Err(Failure::bad(

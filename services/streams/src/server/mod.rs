@@ -20,6 +20,7 @@ mod append;
 mod caching;
 mod config;
 mod create;
+mod edge;
 mod first_batch;
 mod json;
 mod meta;
@@ -81,8 +82,7 @@ impl StreamsServer {
         router
             .route("/health", get(|| async { "ok" }))
             .layer(DefaultBodyLimit::max(limit))
-            .layer(axum::middleware::from_fn(transfer_coding::only_chunked))
-            .layer(axum::middleware::from_fn(security::headers))
+            .layer(edge::Edge)
             .with_state(self.state.clone())
     }
 

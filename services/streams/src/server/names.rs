@@ -1,4 +1,4 @@
-//! Response header names as constants, so building a response does no name lookups.
+//! Header names as constants, so building a response or reading a request parses no names.
 
 use axum::http::HeaderName;
 
@@ -16,6 +16,13 @@ pub(crate) const PRODUCER_EXPECTED_SEQ: HeaderName =
     HeaderName::from_static(protocol::PRODUCER_EXPECTED_SEQ);
 pub(crate) const PRODUCER_RECEIVED_SEQ: HeaderName =
     HeaderName::from_static(protocol::PRODUCER_RECEIVED_SEQ);
+pub(crate) const PRODUCER_ID: HeaderName = HeaderName::from_static(protocol::PRODUCER_ID);
+pub(crate) const SEQ: HeaderName = HeaderName::from_static(protocol::SEQ);
+pub(crate) const TTL: HeaderName = HeaderName::from_static(protocol::TTL);
+pub(crate) const EXPIRES_AT: HeaderName = HeaderName::from_static(protocol::EXPIRES_AT);
+pub(crate) const FORKED_FROM: HeaderName = HeaderName::from_static(protocol::FORKED_FROM);
+pub(crate) const FORK_OFFSET: HeaderName = HeaderName::from_static(protocol::FORK_OFFSET);
+pub(crate) const FORK_SUB_OFFSET: HeaderName = HeaderName::from_static(protocol::FORK_SUB_OFFSET);
 pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
 pub(crate) const X_CONTENT_TYPE_OPTIONS: HeaderName =
     HeaderName::from_static("x-content-type-options");

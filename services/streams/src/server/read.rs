@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use courier_traits::storage::{ReadBatch, ReadLimits, StreamName, WaitOutcome};
@@ -24,15 +24,16 @@ const COMPRESS_FROM_BYTES: usize = 1024;
 pub(crate) async fn read(
     State(app): State<AppState>,
     Path(path): Path<String>,
-    uri: Uri,
-    headers: HeaderMap,
+    // The whole request rather than the `Uri` and `HeaderMap` extractors, which copy them.
+    http_request: Request,
 ) -> Result<Response, Failure> {
     let name = request::stream_name(&path)?;
-    let query = ReadQuery::parse(uri.query())?;
+    let query = ReadQuery::parse(http_request.uri().query())?;
+    let headers = http_request.headers();
     match query.live {
         LiveMode::CatchUp if query.start == StartAt::Now => at_tail(&app, &name).await,
-        LiveMode::CatchUp => catch_up(&app, &name, &query, &headers).await,
-        LiveMode::LongPoll => long_poll(&app, &name, &query, &headers).await,
+        LiveMode::CatchUp => catch_up(&app, &name, &query, headers).await,
+        LiveMode::LongPoll => long_poll(&app, &name, &query, headers).await,
         LiveMode::Sse => sse::open(app, name, query).await,
     }
 }

@@ -1,8 +1,9 @@
 //! Reading what a request asks for: stream name, protocol headers, query parameters.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use courier_traits::storage::{Offset, ProducerStamp, StreamName};
 
+use super::names;
 use super::reply::Failure;
 use crate::protocol;
 
@@ -61,8 +62,12 @@ pub(crate) fn fork_source(value: &str) -> Result<StreamName, Failure> {
     StreamName::new(name).map_err(|e| Failure::bad(format!("{}: {e}", protocol::FORKED_FROM)))
 }
 
-/// A header's value as text; a value that is not visible ASCII is a bad request.
-pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Failure> {
+/// A header's value as text; a value that is not visible ASCII is a bad request. The name is
+/// a [`HeaderName`] constant: looking a header up by `&str` parses the name on every call.
+pub(crate) fn header<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a str>, Failure> {
     match headers.get(name) {
         None => Ok(None),
         Some(v) => v
@@ -75,21 +80,21 @@ pub(crate) fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'
 /// The normalised `Content-Type` of the request, if it has a parseable one.
 pub(crate) fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
-        .get("content-type")
+        .get(names::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(protocol::normalize_content_type)
 }
 
 /// True if the request sets `Stream-Closed: true`.
 pub(crate) fn closed_flag(headers: &HeaderMap) -> bool {
-    protocol::flag_is_set(headers.get(protocol::CLOSED).and_then(|v| v.to_str().ok()))
+    protocol::flag_is_set(headers.get(names::CLOSED).and_then(|v| v.to_str().ok()))
 }
 
 /// The producer stamp: all three producer headers, or none.
 pub(crate) fn producer(headers: &HeaderMap) -> Result<Option<ProducerStamp>, Failure> {
-    let id = header(headers, protocol::PRODUCER_ID)?;
-    let epoch = header(headers, protocol::PRODUCER_EPOCH)?;
-    let seq = header(headers, protocol::PRODUCER_SEQ)?;
+    let id = header(headers, &names::PRODUCER_ID)?;
+    let epoch = header(headers, &names::PRODUCER_EPOCH)?;
+    let seq = header(headers, &names::PRODUCER_SEQ)?;
     match (id, epoch, seq) {
         (None, None, None) => Ok(None),
         (Some(id), Some(epoch), Some(seq)) => {

@@ -1,7 +1,6 @@
-//! Headers every response carries: browser security and CORS.
+//! Headers every response carries: browser security and CORS (added by [`super::edge`]).
 
-use axum::http::{HeaderName, HeaderValue, Method, Request};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 
 use super::names;
@@ -16,23 +15,34 @@ producer-id, producer-epoch, producer-seq, authorization, accept-encoding";
 
 const ALLOWED_METHODS: &str = "GET, POST, PUT, DELETE, HEAD, OPTIONS";
 
-/// Adds `X-Content-Type-Options`, `Cross-Origin-Resource-Policy` and the CORS headers to every
-/// response, errors included; preflights also get the allowed methods and headers.
-pub(crate) async fn headers(request: Request<axum::body::Body>, next: Next) -> Response {
-    let preflight = request.method() == Method::OPTIONS;
-    let mut response = next.run(request).await;
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &'static str) {
+    headers.insert(name, HeaderValue::from_static(value));
+}
+
+/// Adds `X-Content-Type-Options`, `Cross-Origin-Resource-Policy` and the CORS headers.
+pub(crate) fn with_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
-    let mut set = |name: HeaderName, value: &'static str| {
-        headers.insert(name, HeaderValue::from_static(value));
-    };
-    set(names::X_CONTENT_TYPE_OPTIONS, "nosniff");
-    set(names::CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin");
-    set(names::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
-    set(names::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
-    if preflight {
-        set(names::ACCESS_CONTROL_ALLOW_METHODS, ALLOWED_METHODS);
-        set(names::ACCESS_CONTROL_ALLOW_HEADERS, ALLOWED_HEADERS);
-        set(names::ACCESS_CONTROL_MAX_AGE, "86400");
-    }
+    set(headers, names::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(headers, names::CROSS_ORIGIN_RESOURCE_POLICY, "cross-origin");
+    set(headers, names::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    set(headers, names::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSED);
+    response
+}
+
+/// [`with_headers`], and for a preflight the allowed methods and headers too.
+pub(crate) fn with_preflight_headers(response: Response) -> Response {
+    let mut response = with_headers(response);
+    let headers = response.headers_mut();
+    set(
+        headers,
+        names::ACCESS_CONTROL_ALLOW_METHODS,
+        ALLOWED_METHODS,
+    );
+    set(
+        headers,
+        names::ACCESS_CONTROL_ALLOW_HEADERS,
+        ALLOWED_HEADERS,
+    );
+    set(headers, names::ACCESS_CONTROL_MAX_AGE, "86400");
     response
 }

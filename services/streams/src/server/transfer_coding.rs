@@ -5,22 +5,21 @@
 
 use axum::http::Request;
 use axum::http::header::TRANSFER_ENCODING;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::reply::Failure;
 
-/// Answers 501 to a request whose `Transfer-Encoding` names any coding other than `chunked`,
-/// before its body is read.
-pub(crate) async fn only_chunked(request: Request<axum::body::Body>, next: Next) -> Response {
-    if let Some(coding) = unsupported_coding(&request) {
-        return Failure::NotImplemented(format!(
+/// The 501 for a request whose `Transfer-Encoding` names any coding other than `chunked`, if
+/// it does (checked before its body is read).
+pub(crate) fn refusal<B>(request: &Request<B>) -> Option<Response> {
+    let coding = unsupported_coding(request)?;
+    Some(
+        Failure::NotImplemented(format!(
             "transfer coding {coding:?} is not implemented: send the body with \
              Transfer-Encoding: chunked alone, or with Content-Length"
         ))
-        .into_response();
-    }
-    next.run(request).await
+        .into_response(),
+    )
 }
 
 /// The first coding named by the request's `Transfer-Encoding` headers that is not `chunked`
