@@ -10,6 +10,8 @@
 #   SECTIONS="accept track e2e" TRACK_CALLS=1000000 TRACK_QUEUE=10000 \
 #   E2E_EVENTS=1000000 E2E_BATCH=1000 E2E_STORAGES="memory" benches/ingest/run.sh
 #   SERVER=courier benches/ingest/run.sh   # the server is `courier ingest` (release build)
+#   LOAD=transport benches/ingest/run.sh   # the load through Courier's HttpTransport (before
+#                                          # 2026-11-30 15:30Z; default: raw, see raw_http.rs)
 #
 # Each accept row is ROUNDS rounds of the ceiling and the server, each in a fresh process on a
 # fresh stream, alternating which goes first; the row holds medians. The server runs in a process of its own: by default the bench binary's `serve` (the same
@@ -30,5 +32,5 @@ if [[ "${SERVER:-bench}" == courier && -z "${SERVER_BIN:-}" ]]; then
   export SERVER_BIN="$target/release/courier"
 fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
-echo "# DUR=${DUR:-5} ROUNDS=${ROUNDS:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" server=${SERVER_BIN:-ingest-bench serve}"
+echo "# DUR=${DUR:-5} ROUNDS=${ROUNDS:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" LOAD=${LOAD:-raw} server=${SERVER_BIN:-ingest-bench serve}"
 "$target/release/ingest-bench" run

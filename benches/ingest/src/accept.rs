@@ -6,8 +6,8 @@
 //! (bodies built as they are sent) measures the rate, and enough bodies for
 //! [`POOL_MARGIN`] times that rate over the run are built, every event with its own key.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,12 +19,122 @@ use serde::Deserialize;
 use crate::child::ServerProcess;
 use crate::drive::{Tally, drive};
 use crate::events::{EVENT_BYTES, EventWriter};
+use crate::raw_http::{RawConnection, accepted_count, batch_request};
+use crate::settings::Settings;
 
 /// The part of the 200 body the load reads.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Accepted {
     accepted_count: u64,
+}
+
+/// The load generator's HTTP client (`LOAD`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoadClient {
+    /// `raw` (the default since 2026-11-30 15:30Z): [`crate::raw_http`], one connection per
+    /// loop, requests pre-built whole, status and `acceptedCount` read from each answer.
+    Raw,
+    /// `transport`: Courier's `HttpTransport` (hyper's pooled client), each 200 body parsed
+    /// whole with `serde_json`; the load generator of every run before.
+    Transport,
+}
+
+impl std::str::FromStr for LoadClient {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "raw" => Ok(LoadClient::Raw),
+            "transport" => Ok(LoadClient::Transport),
+            _ => Err(format!("LOAD={text:?}: expected raw or transport")),
+        }
+    }
+}
+
+/// Sends batches to the server with one of the [`LoadClient`]s.
+#[derive(Clone)]
+enum Sender {
+    Transport {
+        transport: Arc<HttpTransport>,
+        key: Arc<str>,
+    },
+    Raw {
+        addr: Arc<str>,
+        key: Arc<str>,
+        /// Connections between requests: a loop takes one for its request and puts it back.
+        idle: Arc<Mutex<Vec<RawConnection>>>,
+    },
+}
+
+/// How long a batch may take before the load gives up on it.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Sender {
+    fn new(client: LoadClient, addr: &str, key: &str) -> Result<Sender, String> {
+        Ok(match client {
+            LoadClient::Transport => Sender::Transport {
+                transport: Arc::new(
+                    HttpTransport::new(&format!("http://{addr}"))
+                        .map_err(|e| format!("transport: {e}"))?
+                        .with_timeout(ANSWER_TIMEOUT),
+                ),
+                key: key.into(),
+            },
+            LoadClient::Raw => Sender::Raw {
+                addr: addr.into(),
+                key: key.into(),
+                idle: Arc::new(Mutex::new(Vec::new())),
+            },
+        })
+    }
+
+    /// What [`Sender::send`] takes for `body`: the body itself, or the whole request.
+    fn prepare(&self, body: String) -> Bytes {
+        match self {
+            Sender::Transport { .. } => Bytes::from(body),
+            Sender::Raw { key, .. } => Bytes::from(batch_request(key, body.as_bytes())),
+        }
+    }
+
+    /// One batch, prepared by [`Sender::prepare`]; the number the server accepted (all of
+    /// them, or it is an error).
+    async fn send(&self, prepared: Bytes, expected: u64) -> Result<u64, String> {
+        match self {
+            Sender::Transport { transport, key } => post(transport, key, prepared, expected).await,
+            Sender::Raw { addr, idle, .. } => {
+                let taken = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let mut connection = match taken {
+                    Some(connection) => connection,
+                    None => RawConnection::connect(addr, ANSWER_TIMEOUT).await?,
+                };
+                let (status, body) = connection.exchange(&prepared).await?;
+                if status != 200 {
+                    return Err(format!(
+                        "status {status}: {}",
+                        String::from_utf8_lossy(body)
+                    ));
+                }
+                match accepted_count(body) {
+                    Some(accepted) if accepted == expected => {}
+                    _ => {
+                        return Err(format!(
+                            "not {expected} accepted: {}",
+                            String::from_utf8_lossy(body)
+                                .chars()
+                                .take(300)
+                                .collect::<String>()
+                        ));
+                    }
+                }
+                // Only a connection whose answer was whole and right serves again.
+                idle.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(connection);
+                Ok(expected)
+            }
+        }
+    }
 }
 
 /// One batch to `transport`; the number the server accepted (all of them, or it is an error).
@@ -107,8 +217,8 @@ pub(crate) struct Load {
     pub(crate) load_cpu: Duration,
 }
 
-/// Drives `server` for `duration` with `connections` loops of `batch` events for
-/// `app` (key `key`): a first batch (stream creation, connection set-up), a warm-up that
+/// Drives `server` for `settings.duration` with `settings.connections` loops of `batch` events
+/// for `app` (key `key`), sent by `settings.load`: a first batch (stream creation, connection set-up), a warm-up that
 /// sizes the pool of bodies, then the timed run from that pool, with the CPU time of the
 /// server's process read around it. `rate_hint` (events/s, 0 if none) is the
 /// fastest earlier timed run of this batch size, so the pool also covers that.
@@ -117,28 +227,25 @@ pub(crate) async fn run(
     app: &str,
     key: &str,
     batch: usize,
-    connections: usize,
-    duration: Duration,
+    settings: &Settings,
     rate_hint: f64,
 ) -> Result<Load, String> {
-    let transport = Arc::new(
-        HttpTransport::new(&format!("http://{}", server.addr))
-            .map_err(|e| format!("transport: {e}"))?
-            .with_timeout(Duration::from_secs(60)),
-    );
+    let (connections, duration) = (settings.connections, settings.duration);
+    let sender = Sender::new(settings.load, &server.addr, key)?;
     let writer = Arc::new(EventWriter::new(app)?);
-    let key: Arc<str> = key.into();
-    post(&transport, &key, writer.batch(0, batch), batch as u64).await?;
+    sender
+        .send(sender.prepare(writer.batch(0, batch)), batch as u64)
+        .await?;
     // Event numbers of each phase start after the previous phase's last.
     let mut offset = batch as u64;
 
     let warm_up = drive(connections, warm_up_time(duration), batch, {
-        let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
+        let (sender, writer) = (sender.clone(), writer.clone());
         move |first| {
-            let (transport, writer, key) = (transport.clone(), writer.clone(), key.clone());
+            let (sender, writer) = (sender.clone(), writer.clone());
             async move {
-                let body = writer.batch(offset + first, batch);
-                post(&transport, &key, body, batch as u64).await
+                let body = sender.prepare(writer.batch(offset + first, batch));
+                sender.send(body, batch as u64).await
             }
         }
     })
@@ -157,7 +264,7 @@ pub(crate) async fn run(
         .min(most);
     let pool: Arc<Vec<Bytes>> = Arc::new(
         (0..pool_len as u64)
-            .map(|i| Bytes::from(writer.batch(offset + i * batch as u64, batch)))
+            .map(|i| sender.prepare(writer.batch(offset + i * batch as u64, batch)))
             .collect(),
     );
     let built_inline = Arc::new(AtomicU64::new(0));
@@ -166,10 +273,9 @@ pub(crate) async fn run(
     let tally = drive(connections, duration, batch, {
         let built_inline = built_inline.clone();
         move |first| {
-            let (transport, writer, key, pool, built_inline) = (
-                transport.clone(),
+            let (sender, writer, pool, built_inline) = (
+                sender.clone(),
                 writer.clone(),
-                key.clone(),
                 pool.clone(),
                 built_inline.clone(),
             );
@@ -179,10 +285,10 @@ pub(crate) async fn run(
                     Some(body) => body.clone(),
                     None => {
                         built_inline.fetch_add(1, Ordering::Relaxed);
-                        Bytes::from(writer.batch(offset + first, batch))
+                        sender.prepare(writer.batch(offset + first, batch))
                     }
                 };
-                post(&transport, &key, body, batch as u64).await
+                sender.send(body, batch as u64).await
             }
         }
     })
@@ -197,4 +303,69 @@ pub(crate) async fn run(
         server_cpu,
         load_cpu,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use courier::impls::memory::MemoryStreamStorage;
+    use courier_ingest::server::{
+        ApiKeyChecker, IngestConfig, IngestServer, KeyDigest, KeyRecord, MemoryKeyStore,
+    };
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    const KEY: &str = "abababababababababababababababababababababababababababababababab";
+
+    /// A real `IngestServer` on a loopback port, app `raw` with [`KEY`].
+    async fn server() -> (String, tokio::sync::oneshot::Sender<()>) {
+        let keys = MemoryKeyStore::new();
+        keys.insert(KeyRecord {
+            id: "k".to_owned(),
+            app_id: "raw".to_owned(),
+            name: "k".to_owned(),
+            digest: KeyDigest::of_key(KEY),
+            revoked: false,
+        });
+        let server = IngestServer::new(
+            Arc::new(MemoryStreamStorage::new()),
+            ApiKeyChecker::new(Arc::new(keys)),
+            IngestConfig::default(),
+        )
+        .expect("server");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
+    }
+
+    /// Both load clients get every batch accepted and refuse what is not: a wrong count, a
+    /// wrong key; the raw one keeps one connection across requests.
+    #[tokio::test]
+    async fn both_clients_check_status_and_accepted_count() {
+        let (addr, _stop) = server().await;
+        let writer = EventWriter::new("raw").expect("writer");
+        for client in [LoadClient::Raw, LoadClient::Transport] {
+            let sender = Sender::new(client, &addr, KEY).expect("sender");
+            for first in [0, 100, 200] {
+                let body = sender.prepare(writer.batch(first, 7));
+                assert_eq!(sender.send(body, 7).await, Ok(7), "{client:?}");
+            }
+            let body = sender.prepare(writer.batch(300, 3));
+            let error = sender.send(body, 4).await.expect_err("3 of 4");
+            assert!(error.contains("\"acceptedCount\":3"), "{client:?}: {error}");
+            let stranger = Sender::new(client, &addr, &KEY.replace('a', "c")).expect("sender");
+            let body = stranger.prepare(writer.batch(400, 1));
+            let error = stranger.send(body, 1).await.expect_err("unknown key");
+            assert!(error.starts_with("status 401"), "{client:?}: {error}");
+            if let Sender::Raw { idle, .. } = &sender {
+                assert_eq!(idle.lock().expect("lock").len(), 0, "failed one not kept");
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod e2e;
 mod events;
 mod latency;
 mod proc_cpu;
+mod raw_http;
 mod rounds;
 mod run;
 mod serve;

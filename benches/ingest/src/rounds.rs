@@ -174,16 +174,7 @@ async fn server_run(
     let key = format!("{:064x}", ((batch as u64) << 16) | (round as u64 + 1));
     let courier = settings.server_bin.as_deref();
     let mut server = ServerProcess::start(&backend.server_spec, &[(&app, &key)], courier).await?;
-    let load = crate::accept::run(
-        &server,
-        &app,
-        &key,
-        batch,
-        settings.connections,
-        settings.duration,
-        hint,
-    )
-    .await;
+    let load = crate::accept::run(&server, &app, &key, batch, settings, hint).await;
     let counted = match &load {
         // A failed batch may have been written without its answer: nothing to compare.
         Ok(load) if load.tally.failures == 0 => {

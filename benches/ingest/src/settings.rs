@@ -4,6 +4,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::accept::LoadClient;
+
 /// The settings of one `run`.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -32,6 +34,9 @@ pub(crate) struct Settings {
     pub(crate) e2e_batch: usize,
     /// See [`Settings::e2e_events`].
     pub(crate) e2e_storages: Vec<String>,
+    /// `LOAD`: the load generator's HTTP client, `raw` (default) or `transport` (see
+    /// [`LoadClient`]).
+    pub(crate) load: LoadClient,
     /// `SERVER_BIN`: a `courier` binary whose `courier ingest` is the server; unset: this
     /// binary's own `serve` (the same `IngestServer`).
     pub(crate) server_bin: Option<String>,
@@ -77,6 +82,7 @@ impl Settings {
             e2e_events: var("E2E_EVENTS", 1_000_000)?,
             e2e_batch: var("E2E_BATCH", 1000)?,
             e2e_storages: words("E2E_STORAGES", "memory"),
+            load: var("LOAD", LoadClient::Raw)?,
             server_bin: std::env::var("SERVER_BIN").ok().filter(|b| !b.is_empty()),
         })
     }
