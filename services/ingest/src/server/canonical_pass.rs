@@ -134,7 +134,9 @@ impl CanonicalPass {
         if timestamp_ms <= 0 {
             return None;
         }
-        let id = fill(&mut members, envelope, self.id, fresh_id::event_id);
+        let id = fill(&mut members, envelope, self.id, || {
+            fresh_id::event_id(context.received_ms)
+        });
         let idempotency_key = fill(
             &mut members,
             envelope,

@@ -82,7 +82,7 @@ fn general(
         return Ok(EventOutcome::Rejected(error.into()));
     }
 
-    let id = fill_string(&mut event, "id", fresh_id::event_id);
+    let id = fill_string(&mut event, "id", || fresh_id::event_id(context.received_ms));
     let idempotency_key = fill_string(&mut event, "idempotency_key", fresh_id::idempotency_key);
     // Records are a few hundred bytes: one allocation for most.
     let mut record = Vec::with_capacity(512);
@@ -214,7 +214,9 @@ fn canonical_event(
     if let Some(error) = app_and_time_violation(app_id, timestamp_ms, context) {
         return Ok(EventOutcome::Rejected(error.into()));
     }
-    let id = fill_json_string(&mut object, "id", fresh_id::event_id);
+    let id = fill_json_string(&mut object, "id", || {
+        fresh_id::event_id(context.received_ms)
+    });
     let idempotency_key =
         fill_json_string(&mut object, "idempotency_key", fresh_id::idempotency_key);
     object.insert("event_type".into(), payload.name().into());

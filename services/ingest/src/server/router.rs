@@ -729,7 +729,8 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .cloned()
         .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            // From the thread's CSPRNG: `Uuid::new_v4` is a system call per request.
+            HeaderValue::from_str(&super::fresh_id::idempotency_key())
                 .unwrap_or(HeaderValue::from_static("-"))
         });
     request.extensions_mut().insert(RequestId(id.clone()));

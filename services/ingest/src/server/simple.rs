@@ -61,7 +61,7 @@ pub(crate) fn parse(
         // check_shape refused any other type with a 400 already.
         Some(_) => return Ok(EventOutcome::Rejected("timestamp: must be a string".into())),
     };
-    let id = fresh_id::event_id();
+    let id = fresh_id::event_id(context.received_ms);
     let mut idempotency_key = text(&event, "idempotency_key");
     if idempotency_key.is_empty() {
         idempotency_key = fresh_id::idempotency_key();
