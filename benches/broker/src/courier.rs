@@ -11,7 +11,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::process::{Child, Command};
 
-use crate::measure::{Outcome, age_of, cpu_time, stamped_payload};
+use crate::measure::{Outcome, age_of, cpu_time, own_cpu_time, stamped_payload};
 
 /// Acks in flight at once on the consumer side, so acking does not serialise receiving.
 const ACKS_IN_FLIGHT: usize = 256;
@@ -118,6 +118,7 @@ pub async fn run_case(
 
     let pid = broker.pid()?;
     let cpu_before = cpu_time(pid)?;
+    let client_cpu_before = own_cpu_time()?;
     let sent = Arc::new(AtomicU64::new(0));
     let total = Arc::new(AtomicU64::new(u64::MAX));
     let receiving = tokio::spawn(receive(consumer, reliable, total.clone(), drain_timeout));
@@ -154,6 +155,7 @@ pub async fn run_case(
         .await
         .map_err(|e| format!("consumer task: {e}"))??;
     let server_cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+    let client_cpu = own_cpu_time()?.saturating_sub(client_cpu_before);
     if let Some(first) = failures.first() {
         return Err(first.clone());
     }
@@ -163,6 +165,7 @@ pub async fn run_case(
         produce_time,
         latencies,
         server_cpu,
+        client_cpu,
     })
 }
 

@@ -1,4 +1,4 @@
-//! Broker benchmarks (issue 15): produce rate, end-to-end latency and server CPU per message
+//! Broker benchmarks (issue 15): produce rate, end-to-end latency, server and client CPU per message
 //! for 1 KiB messages, `courier broker` (reliable on SQLite, Redis, Postgres; non-reliable)
 //! beside NATS JetStream (file storage, acked publish, explicit-ack pull consumer) in the
 //! same run. Prints a markdown table; `benches/broker/run.sh` builds and runs it, and
@@ -70,16 +70,16 @@ async fn main() {
 async fn run() -> Result<(), String> {
     let settings = Settings::from_env()?;
     println!(
-        "| system | producers | produced msg/s | received / sent | e2e p50 | e2e p99 | server CPU per msg |"
+        "| system | producers | produced msg/s | received / sent | e2e p50 | e2e p99 | server CPU per msg | client CPU per msg |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for system in &settings.systems {
         for &producers in &settings.producers {
             let name = format!("{}-{producers}", system.replace('-', ""));
             let outcome = run_system(&settings, system, &name, producers).await;
             match outcome {
                 Ok(outcome) => print_row(system, producers, outcome),
-                Err(e) => println!("| {system} | {producers} | failed: {e} | | | | |"),
+                Err(e) => println!("| {system} | {producers} | failed: {e} | | | | | |"),
             }
         }
     }
@@ -132,18 +132,22 @@ fn print_row(system: &str, producers: usize, mut outcome: Outcome) {
     let rate = outcome.sent as f64 / outcome.produce_time.as_secs_f64();
     let p50 = quantile(&mut outcome.latencies, 0.50);
     let p99 = quantile(&mut outcome.latencies, 0.99);
-    let cpu_per_msg = if outcome.received.max(outcome.sent) == 0 {
-        Duration::ZERO
-    } else {
-        outcome.server_cpu / outcome.sent.max(outcome.received) as u32
+    let messages = outcome.sent.max(outcome.received);
+    let per_msg = |cpu: Duration| {
+        if messages == 0 {
+            0.0
+        } else {
+            cpu.as_secs_f64() * 1e6 / messages as f64
+        }
     };
     println!(
-        "| {system} | {producers} | {rate:.0} | {} / {} | {} | {} | {:.1} µs |",
+        "| {system} | {producers} | {rate:.0} | {} / {} | {} | {} | {:.1} µs | {:.1} µs |",
         outcome.received,
         outcome.sent,
         millis(p50),
         millis(p99),
-        cpu_per_msg.as_secs_f64() * 1e6,
+        per_msg(outcome.server_cpu),
+        per_msg(outcome.client_cpu),
     );
 }
 

@@ -60,6 +60,12 @@ pub fn cpu_time(pid: u32) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(total as f64 / USER_HZ))
 }
 
+/// User plus system CPU time this process (the load generator: producers, consumer and
+/// their client library) has used, from `/proc/PID/stat` of its own pid.
+pub fn own_cpu_time() -> Result<Duration, String> {
+    cpu_time(std::process::id())
+}
+
 /// The unit of /proc times: USER_HZ, 100 on every Linux ABI (no libc needed to ask).
 const USER_HZ: f64 = 100.0;
 
@@ -76,4 +82,7 @@ pub struct Outcome {
     pub latencies: Vec<Duration>,
     /// Server CPU time over the whole case (produce and drain).
     pub server_cpu: Duration,
+    /// This process's CPU time over the same span: what the client side costs (our client
+    /// for Courier, async-nats for JetStream; the bench's own loop is the same for both).
+    pub client_cpu: Duration,
 }

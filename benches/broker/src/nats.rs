@@ -12,7 +12,7 @@ use futures::stream::FuturesUnordered;
 use tokio::process::{Child, Command};
 
 use crate::courier::free_port;
-use crate::measure::{Outcome, age_of, cpu_time, stamped_payload};
+use crate::measure::{Outcome, age_of, cpu_time, own_cpu_time, stamped_payload};
 
 /// How often the consumer looks whether the producers are done.
 const POLL: Duration = Duration::from_millis(100);
@@ -98,6 +98,7 @@ pub async fn run_case(
 
     let pid = server.child.id().ok_or("nats-server exited")?;
     let cpu_before = cpu_time(pid)?;
+    let client_cpu_before = own_cpu_time()?;
     let total = Arc::new(AtomicU64::new(u64::MAX));
     let receiving = tokio::spawn(receive(messages, total.clone(), drain_timeout));
 
@@ -134,6 +135,7 @@ pub async fn run_case(
         .await
         .map_err(|e| format!("consumer task: {e}"))??;
     let server_cpu = cpu_time(pid)?.saturating_sub(cpu_before);
+    let client_cpu = own_cpu_time()?.saturating_sub(client_cpu_before);
     if let Some(first) = failures.first() {
         return Err(first.clone());
     }
@@ -143,6 +145,7 @@ pub async fn run_case(
         produce_time,
         latencies,
         server_cpu,
+        client_cpu,
     })
 }
 
