@@ -48,10 +48,13 @@ impl Settings {
         Ok(Settings {
             duration: seconds("DUR", "5")?,
             producers,
-            systems: var("SYSTEMS", "sqlite sqlite-normal redis postgres non-reliable jetstream")
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
+            systems: var(
+                "SYSTEMS",
+                "sqlite sqlite-normal redis postgres non-reliable jetstream",
+            )
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
             drain: seconds("DRAIN", "10")?,
             courier_bin: var("COURIER_BIN", "target/release/courier"),
             nats_bin: var("NATS_BIN", "nats-server"),

@@ -1,20 +1,15 @@
 //! [`GrpcChannels`]: one lazily connected tonic channel per server URL.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::io;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use tonic::codegen::Service;
 use tonic::codegen::http::Uri;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
-use super::in_process::{InProcessNetwork, InProcessStream};
-use super::{GrpcError, normalise_url};
+use super::direct::{Dialer, DirectChannel};
+use super::in_process::InProcessNetwork;
+use super::{GrpcChannel, GrpcError, normalise_url};
 
 /// How channels connect. The defaults suit a client of a broker on the same network.
 #[derive(Clone, Debug)]
@@ -42,14 +37,8 @@ impl Default for ChannelOptions {
     }
 }
 
-#[derive(Clone, Debug)]
-enum Dialer {
-    Tcp,
-    InProcess(InProcessNetwork),
-}
-
-/// A cache of tonic [`Channel`]s, one per normalised server URL (see [`normalise_url`]), each
-/// connected on first use and reconnected by tonic after a failure. Cheap to clone; clones
+/// A cache of [`GrpcChannel`]s, one per normalised server URL (see [`normalise_url`]), each
+/// connected on first use and reconnected by the first call after a failure. Cheap to clone; clones
 /// share the cache. A channel multiplexes every call to its server over one HTTP/2
 /// connection, so callers should share one `GrpcChannels` rather than make their own.
 ///
@@ -77,7 +66,7 @@ struct Inner {
     /// What `https://` channels trust and present; `None`: `https://` URLs are refused.
     #[cfg(feature = "grpc-tls")]
     tls: Option<tonic::transport::ClientTlsConfig>,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Mutex<HashMap<String, GrpcChannel>>,
 }
 
 impl GrpcChannels {
@@ -127,14 +116,21 @@ impl GrpcChannels {
     /// one channel (and so one connection). Connecting happens on the first call.
     ///
     /// Errors: [`GrpcError::InvalidUrl`]; [`GrpcError::NoRuntime`] when called outside a Tokio
-    /// runtime (a new channel spawns its worker task there).
-    pub fn channel(&self, url: &str) -> Result<Channel, GrpcError> {
+    /// runtime (a channel's connection runs as a task there).
+    pub fn channel(&self, url: &str) -> Result<GrpcChannel, GrpcError> {
+        let lock = || {
+            self.inner
+                .channels
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        // Callers mostly pass a URL in its normal form already (one a channel is cached
+        // under): found as is, it needs no parsing (this runs once per call).
+        if let Some(channel) = lock().get(url) {
+            return Ok(channel.clone());
+        }
         let key = normalise_url(url)?;
-        let mut channels = self
-            .inner
-            .channels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut channels = lock();
         if let Some(channel) = channels.get(&key) {
             return Ok(channel.clone());
         }
@@ -172,29 +168,30 @@ impl GrpcChannels {
             .is_some()
     }
 
-    fn open(&self, key: &str) -> Result<Channel, GrpcError> {
+    fn open(&self, key: &str) -> Result<GrpcChannel, GrpcError> {
         let options = &self.inner.options;
+        if !key.starts_with("https://") {
+            self.check_plaintext(key)?;
+            let uri: Uri = key
+                .parse()
+                .map_err(|e| GrpcError::invalid_url(key, format!("not a URL: {e}")))?;
+            let channel = DirectChannel::new(key, &uri, self.inner.dialer.clone(), options.clone())
+                .ok_or_else(|| GrpcError::invalid_url(key, "no scheme or host"))?;
+            return Ok(GrpcChannel::direct(channel));
+        }
+        // TLS stays with tonic's channel (its rustls connector).
         let mut endpoint = Endpoint::from_shared(key.to_owned())
             .map_err(|e| GrpcError::invalid_url(key, e.to_string()))?
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true);
-        if key.starts_with("https://") {
-            endpoint = self.tls_endpoint(key, endpoint)?;
-        } else {
-            self.check_plaintext(key)?;
-        }
+        endpoint = self.tls_endpoint(key, endpoint)?;
         if let Some(interval) = options.keep_alive_interval {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
                 .keep_alive_timeout(options.keep_alive_timeout)
                 .keep_alive_while_idle(options.keep_alive_while_idle);
         }
-        Ok(match &self.inner.dialer {
-            Dialer::Tcp => endpoint.connect_lazy(),
-            Dialer::InProcess(network) => {
-                endpoint.connect_with_connector_lazy(InProcessConnector(network.clone()))
-            }
-        })
+        Ok(GrpcChannel::tonic(endpoint.connect_lazy()))
     }
 }
 
@@ -249,24 +246,5 @@ impl GrpcChannels {
             key,
             "https needs the grpc-tls feature",
         ))
-    }
-}
-
-/// Dials through an [`InProcessNetwork`] (tonic's connector interface).
-#[derive(Clone)]
-struct InProcessConnector(InProcessNetwork);
-
-impl Service<Uri> for InProcessConnector {
-    type Response = TokioIo<InProcessStream>;
-    type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let network = self.0.clone();
-        Box::pin(async move { network.connect(&uri).await })
     }
 }

@@ -7,6 +7,8 @@ use courier_traits::error::{BoxError, Classify, ErrorClass};
 use courier_traits::transport::TransportError;
 use tonic::{Code, ConnectError, Status, TimeoutExpired};
 
+use super::direct::ConnectFailed;
+
 /// Errors of gRPC calls and channels.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -132,7 +134,7 @@ impl GrpcError {
         if chain_has::<TimeoutExpired>(&status) {
             return GrpcError::Timeout(deadline.unwrap_or_default());
         }
-        if chain_has::<ConnectError>(&status) {
+        if chain_has::<ConnectError>(&status) || chain_has::<ConnectFailed>(&status) {
             return GrpcError::Connect {
                 url: url.to_owned(),
                 message: status.message().to_owned(),

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use futures::Stream;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
 use tokio::sync::mpsc;
 use tonic::codegen::http::Uri;
@@ -71,7 +70,7 @@ impl InProcessNetwork {
     }
 
     /// Opens a connection to the server listening on `uri`.
-    pub(crate) async fn connect(&self, uri: &Uri) -> io::Result<TokioIo<InProcessStream>> {
+    pub(crate) async fn connect(&self, uri: &Uri) -> io::Result<InProcessStream> {
         let key = normalise_url(&uri.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let sender = self
@@ -94,7 +93,7 @@ impl InProcessNetwork {
             .await
             .map_err(|_| refused())?;
         self.inner.connections.fetch_add(1, Ordering::Relaxed);
-        Ok(TokioIo::new(InProcessStream(client)))
+        Ok(InProcessStream(client))
     }
 }
 

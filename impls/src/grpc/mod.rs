@@ -1,8 +1,10 @@
 //! gRPC over tonic: plain HTTP/2, and with the `grpc-tls` feature `https://` through rustls
 //! with ring ([`GrpcChannels::with_tls`]).
 //!
-//! - [`GrpcChannels`]: one lazily connected channel per server URL ([`normalise_url`]), for
-//!   generated tonic stubs such as [`proto::danube`]'s.
+//! - [`GrpcChannels`]: one lazily connected [`GrpcChannel`] per server URL
+//!   ([`normalise_url`]), for generated tonic stubs such as [`proto::danube`]'s. Plaintext
+//!   channels write each call onto their HTTP/2 connection from the caller's task (h2, no
+//!   worker task in between); `https://` ones are tonic's `Channel`.
 //! - [`Call`]: a deadline for a unary or server-streaming call, and its failure as a
 //!   [`GrpcError`], classified retryable or permanent by status code ([`code_class`]).
 //! - [`GrpcTransport`]: the same calls through the byte-level
@@ -13,7 +15,9 @@
 //! (Danube's) have no bidirectional-streaming call.
 
 mod call;
+mod channel;
 mod channels;
+mod direct;
 mod error;
 mod in_process;
 pub mod proto;
@@ -21,6 +25,7 @@ mod transport;
 mod url;
 
 pub use call::{Call, GrpcStream};
+pub use channel::{GrpcBody, GrpcChannel};
 pub use channels::{ChannelOptions, GrpcChannels};
 pub use error::{GrpcError, code_class, http_status};
 pub use in_process::{InProcessListener, InProcessNetwork, InProcessStream};

@@ -481,3 +481,88 @@ async fn one_live_listener_per_in_process_url() {
     drop(first);
     let _second = network.listen("http://a.test:1").expect("free again");
 }
+
+/// Why plaintext channels bypass tonic's `Channel`: there, every call in flight is a task
+/// (tower's `Buffer` worker hands it to hyper, which spawns one per request to await its
+/// answer), so each call costs task hand-offs and wake-ups. On a direct channel the caller's
+/// own task carries its call; the connection is one task whatever the number of calls.
+#[test]
+fn calls_in_flight_take_no_task_each() {
+    // The server runs on a runtime of its own, so that the client's runtime counts only the
+    // client's tasks.
+    let (address_sender, address) = std::sync::mpsc::channel();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        runtime.block_on(async move {
+            let server = TestServer::tcp().await;
+            address_sender.send(server.url.clone()).expect("send URL");
+            let _ = stopped.await;
+            server.stop().await;
+        });
+    });
+    let url = address
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server URL");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    runtime.block_on(async {
+        let channels = GrpcChannels::new(ChannelOptions::default());
+        let call = Call::new(&url).deadline(Duration::from_secs(30));
+        health(&channels, &call, 1).await.expect("server up");
+        // 20 calls the server never answers, all in flight at once (polled here, not spawned).
+        let mut calls: futures::stream::FuturesUnordered<_> =
+            (0..20).map(|_| health(&channels, &call, SLOW)).collect();
+        let nothing = tokio::time::timeout(Duration::from_millis(300), calls.next()).await;
+        assert!(nothing.is_err(), "no answer to SLOW calls");
+        let tasks = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        assert!(
+            tasks <= 1,
+            "{tasks} tasks for one connection and 20 calls in flight"
+        );
+    });
+    // Closes the connection, so the server's graceful stop need not wait for the calls.
+    drop(runtime);
+    let _ = stop.send(());
+    server.join().expect("server thread");
+}
+
+/// A peer that stops answering (its process hung, the network dropped it) is noticed by the
+/// keep-alive pings while a call is open: the call fails, as a retryable broken connection,
+/// long before its own deadline.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_answering_is_noticed_by_keep_alive_pings() {
+    let network = InProcessNetwork::new();
+    let mut listener = network.listen("http://silent.test:1").expect("listen");
+    // Accepts connections and never reads nor writes them.
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(connection) = listener.next().await {
+            held.push(connection);
+        }
+    });
+    let options = ChannelOptions {
+        keep_alive_interval: Some(Duration::from_secs(20)),
+        keep_alive_timeout: Duration::from_secs(10),
+        ..ChannelOptions::default()
+    };
+    let channels = GrpcChannels::in_process(network.clone(), options);
+    let call = Call::new("http://silent.test:1").deadline(Duration::from_secs(3600));
+    let started = tokio::time::Instant::now();
+    let error = health(&channels, &call, 1).await.expect_err("no answer");
+    let waited = started.elapsed();
+    assert!(matches!(error, GrpcError::Broken { .. }), "{error:?}");
+    assert!(error.is_retryable());
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_secs(60),
+        "noticed after {waited:?}"
+    );
+    silent.abort();
+}

@@ -14,6 +14,7 @@ use courier_broker::consumer::{
 use courier_broker::metrics::BrokerMetrics;
 use courier_broker::subscription::{SubscriptionConfig, SubscriptionType};
 use courier_broker::topic::TopicName;
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerServiceServer;
 use courier_impls::grpc::proto::danube::{
@@ -27,7 +28,6 @@ use courier_traits::storage::{
 };
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const HERE: &str = "http://broker-a.test:6650";
@@ -45,7 +45,7 @@ struct Node {
     catalog: Arc<Catalog>,
     service: ConsumerService,
     metrics: Arc<BrokerMetrics>,
-    client: ConsumerServiceClient<Channel>,
+    client: ConsumerServiceClient<GrpcChannel>,
     _stop: oneshot::Sender<()>,
 }
 

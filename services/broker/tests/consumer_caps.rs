@@ -6,6 +6,7 @@ use std::sync::Arc;
 use courier_broker::catalog::{Catalog, Dispatch};
 use courier_broker::consumer::{ConsumerConfig, ConsumerService};
 use courier_broker::topic::TopicName;
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::ConsumerRequest;
 use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
@@ -13,13 +14,12 @@ use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerService
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 const HERE: &str = "http://broker-caps.test:6650";
 
 struct Node {
-    client: ConsumerServiceClient<Channel>,
+    client: ConsumerServiceClient<GrpcChannel>,
     _stop: oneshot::Sender<()>,
 }
 

@@ -94,7 +94,7 @@ fn call() -> Call {
 }
 
 impl Node {
-    fn discovery(&self) -> DiscoveryClient<tonic::transport::Channel> {
+    fn discovery(&self) -> DiscoveryClient<courier_impls::grpc::GrpcChannel> {
         DiscoveryClient::new(self.channels.channel(HERE).expect("channel"))
     }
 

@@ -9,6 +9,7 @@ use courier_broker::directory::{NodeUrls, Owner};
 use courier_broker::ownership::{Claim, Ownership, OwnershipConfig, claim_stream, node_id_for};
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_broker::topic::TopicName;
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
 use courier_impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier_impls::grpc::proto::danube::health_check_client::HealthCheckClient;
@@ -27,7 +28,6 @@ use courier_traits::clock::ManualClock;
 use courier_traits::storage::{AppendRequest, StreamStorage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tonic::{Code, Streaming};
 
 const LEASE: Duration = Duration::from_secs(15);
@@ -366,7 +366,7 @@ async fn the_owner_connects_the_other_redirects_and_refuses_and_a_superseded_own
 }
 
 /// Subscribes `sub` (Shared) on the node behind `channel` and opens its stream.
-async fn subscribe_at(channel: Channel, name: &str) -> (u64, Streaming<StreamMessage>) {
+async fn subscribe_at(channel: GrpcChannel, name: &str) -> (u64, Streaming<StreamMessage>) {
     let mut consumers = ConsumerServiceClient::new(channel);
     let consumer_id = consumers
         .subscribe(ConsumerRequest {
@@ -403,7 +403,7 @@ async fn next_message(stream: &mut Streaming<StreamMessage>) -> Option<StreamMes
 
 /// Receives and acks until the message at `last` is acked; returns the offsets acked.
 async fn ack_through(
-    channel: Channel,
+    channel: GrpcChannel,
     stream: &mut Streaming<StreamMessage>,
     last: u64,
 ) -> Vec<u64> {

@@ -12,6 +12,7 @@ use courier_broker::lifecycle::Lifecycle;
 use courier_broker::producer::{DEFAULT_PRODUCER_IDLE_TIMEOUT, producer_id};
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_broker::topic::TopicName;
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier_impls::grpc::proto::danube::health_check_client::HealthCheckClient;
 use courier_impls::grpc::proto::danube::health_check_request::ClientType;
@@ -28,7 +29,6 @@ use courier_traits::storage::{ReadLimits, StorageError, StreamStorage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const HERE: &str = "http://broker-a.test:6650";
 
@@ -100,11 +100,11 @@ fn message(producer_id: u64, topic: &str, name: &str, request_id: u64) -> Stream
 }
 
 impl Node {
-    fn channel(&self) -> Channel {
+    fn channel(&self) -> GrpcChannel {
         self.channels.channel(HERE).expect("channel")
     }
 
-    fn producers(&self) -> ProducerServiceClient<Channel> {
+    fn producers(&self) -> ProducerServiceClient<GrpcChannel> {
         ProducerServiceClient::new(self.channel())
     }
 

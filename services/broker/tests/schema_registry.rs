@@ -8,6 +8,7 @@ use std::sync::Arc;
 use courier_broker::directory::NodeUrls;
 use courier_broker::schema_registry::TopicSchemas;
 use courier_broker::server::{BrokerConfig, BrokerServer};
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
 use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
 use courier_impls::grpc::proto::danube::{
@@ -25,7 +26,6 @@ use courier_impls::memory::MemoryStreamStorage;
 use courier_traits::storage::StreamStorage;
 use tokio::sync::oneshot;
 use tonic::Code;
-use tonic::transport::Channel;
 
 const HERE: &str = "http://broker-a.test:6650";
 
@@ -63,15 +63,15 @@ async fn start(storage: Arc<dyn StreamStorage>) -> Node {
 }
 
 impl Node {
-    fn channel(&self) -> Channel {
+    fn channel(&self) -> GrpcChannel {
         self.channels.channel(HERE).expect("channel")
     }
 
-    fn registry(&self) -> SchemaRegistryClient<Channel> {
+    fn registry(&self) -> SchemaRegistryClient<GrpcChannel> {
         SchemaRegistryClient::new(self.channel())
     }
 
-    fn producers(&self) -> ProducerServiceClient<Channel> {
+    fn producers(&self) -> ProducerServiceClient<GrpcChannel> {
         ProducerServiceClient::new(self.channel())
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
 use courier_impls::grpc::proto::danube::health_check_client::HealthCheckClient;
@@ -24,14 +25,13 @@ use courier_traits::storage::StreamStorage;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
-use tonic::transport::Channel;
 
 const HERE: &str = "http://broker-a.test:6650";
 const TOPIC: &str = "/default/orders";
 const BOUND: Duration = Duration::from_secs(10);
 
 struct Node {
-    channel: Channel,
+    channel: GrpcChannel,
     stop: Option<oneshot::Sender<()>>,
     served: JoinHandle<Result<(), ServeError>>,
 }

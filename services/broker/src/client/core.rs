@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::TopicLookupRequest;
 use courier_impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier_impls::grpc::proto::danube::topic_lookup_response::LookupType;
@@ -13,7 +14,6 @@ use courier_impls::grpc::{Call, GrpcChannels, GrpcError, normalise_url};
 use courier_impls::retry::{Retry, RetryError, TracingObserver};
 use courier_traits::retry::RetryPolicy;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::credentials::Credentials;
 use super::error::BrokerError;
@@ -104,7 +104,7 @@ impl ClientCore {
         url: &str,
         operation: &'static str,
         topic: &str,
-    ) -> Result<Channel, BrokerError> {
+    ) -> Result<GrpcChannel, BrokerError> {
         self.channels
             .channel(url)
             .map_err(|e| BrokerError::rpc(operation, topic, e))

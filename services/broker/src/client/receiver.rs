@@ -130,10 +130,14 @@ async fn pump(
         },
     };
     failures.reset();
+    // Made once, not per message: each `cancelled()` future registers with the token when
+    // polled, a lock taken and released for every delivery otherwise.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let next = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return Pumped::Stop,
+            _ = &mut cancelled => return Pumped::Stop,
             _ = &mut health, if health_running => {
                 // The watch ends on CLOSE (the attachment is then invalid) or when the broker
                 // does not serve health checks (keep receiving without them).
@@ -183,6 +187,15 @@ async fn forward(
     deliveries: &Deliveries,
     item: Result<Message, BrokerError>,
 ) -> bool {
+    if partition.cancel_token().is_cancelled() {
+        return false;
+    }
+    // The usual case, the channel has room: no need to watch the token meanwhile.
+    let item = match deliveries.try_send(item) {
+        Ok(()) => return true,
+        Err(mpsc::error::TrySendError::Closed(_)) => return false,
+        Err(mpsc::error::TrySendError::Full(item)) => item,
+    };
     tokio::select! {
         biased;
         _ = partition.cancel_token().cancelled() => false,

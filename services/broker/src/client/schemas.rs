@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use courier_impls::grpc::GrpcChannel;
 use courier_impls::grpc::proto::danube::SchemaReference;
 use courier_impls::grpc::proto::danube::schema_reference::VersionRef;
 use courier_impls::grpc::proto::danube_schema::schema_registry_client::SchemaRegistryClient;
@@ -15,7 +16,6 @@ use courier_impls::grpc::proto::danube_schema::{
 };
 use courier_traits::error::InvalidInput;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::core::ClientCore;
 use super::error::BrokerError;
@@ -306,7 +306,7 @@ impl SchemaClient {
         call: F,
     ) -> Result<T, BrokerError>
     where
-        F: Fn(SchemaRegistryClient<Channel>, courier_impls::grpc::Call, Arc<ClientCore>) -> Fut,
+        F: Fn(SchemaRegistryClient<GrpcChannel>, courier_impls::grpc::Call, Arc<ClientCore>) -> Fut,
         Fut: std::future::Future<Output = Result<T, courier_impls::grpc::GrpcError>>,
     {
         let core = &self.core;

@@ -166,6 +166,9 @@ async fn a_send_whose_node_is_gone_finds_the_owner_through_the_service_url() {
     assert!(service.script.calls("CreateProducer").is_empty());
 
     drop(other);
+    // Its graceful stop still serves streams opened before its last GOAWAY: let it finish
+    // (a node killed outright closes its connections at once).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let sequence = producer
         .send("after the move")
         .await
