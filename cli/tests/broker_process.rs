@@ -9,6 +9,7 @@ use std::time::Duration;
 use courier::StreamStorage;
 use courier::broker::catalog::{decode_record, topic_log_stream};
 use courier::broker::topic::TopicName;
+use courier::impls::grpc::GrpcChannel;
 use courier::impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier::impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
 use courier::impls::grpc::proto::danube::topic_lookup_response::LookupType;
@@ -19,7 +20,6 @@ use courier::impls::grpc::{ChannelOptions, GrpcChannels};
 use courier::impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
 use courier::storage::ReadLimits;
 use tokio::process::Child;
-use tonic::transport::Channel;
 
 #[path = "broker/node.rs"]
 mod node;
@@ -33,7 +33,7 @@ async fn start(port: u16, db: &Path, log: &Path) -> Child {
     start_broker(port, &["--storage", &storage], log).await
 }
 
-fn producers(port: u16) -> ProducerServiceClient<Channel> {
+fn producers(port: u16) -> ProducerServiceClient<GrpcChannel> {
     let channels = GrpcChannels::new(ChannelOptions::default());
     ProducerServiceClient::new(channels.channel(&url(port)).expect("channel"))
 }

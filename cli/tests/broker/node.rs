@@ -5,11 +5,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use courier::impls::grpc::GrpcChannel;
 use courier::impls::grpc::proto::danube::TopicLookupRequest;
 use courier::impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier::impls::grpc::{ChannelOptions, GrpcChannels};
 use tokio::process::{Child, Command};
-use tonic::transport::Channel;
 
 /// A port nothing listens on right now.
 pub(crate) fn free_port() -> u16 {
@@ -42,7 +42,7 @@ pub(crate) fn url(port: u16) -> String {
 }
 
 /// A fresh channel to the broker on `port`.
-pub(crate) fn channel(port: u16) -> Channel {
+pub(crate) fn channel(port: u16) -> GrpcChannel {
     GrpcChannels::new(ChannelOptions::default())
         .channel(&url(port))
         .expect("channel")

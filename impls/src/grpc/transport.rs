@@ -89,7 +89,7 @@ impl RequestTransport for GrpcTransport {
         GrpcTransport::add_metadata(grpc_request.metadata_mut(), &request.headers)?;
         let mut grpc = tonic::client::Grpc::new(self.channels.channel(&self.url)?);
         let started = call.server_streaming(async {
-            grpc.ready().await.map_err(|e| Status::from_error(e))?;
+            grpc.ready().await.map_err(Status::from_error)?;
             grpc.server_streaming(grpc_request, path, BytesCodec).await
         });
         match started.await {
