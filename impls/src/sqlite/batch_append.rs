@@ -14,7 +14,7 @@ use courier_traits::storage::{
 use rusqlite::{Connection, OptionalExtension};
 
 use super::errors::db_error;
-use super::recent::Change;
+use super::recent::{Change, Recent};
 use super::row::{live, load};
 use crate::rules::{AppendBatch, ProducerState};
 
@@ -27,13 +27,15 @@ pub(super) struct QueuedAppend {
 
 /// Decides and writes `appends` inside the open transaction, with expiry judged at `now`.
 /// Each append's own result is stored in it; `Err` is a database failure that must abort the
-/// whole batch. Returns what the streams gained, for the cache once the batch commits (nothing
-/// unless `caching`).
+/// whole batch. Stream rows come from `committed` when given (nothing in this transaction
+/// changed them yet, see `writer.rs`), else from the database. Returns what the streams
+/// gained, for the cache once the batch commits (nothing unless `caching`).
 pub(super) fn apply(
     conn: &Connection,
     appends: &mut [&mut QueuedAppend],
     now: i64,
     caching: bool,
+    committed: Option<&Recent>,
 ) -> Result<Vec<Change>, StorageError> {
     let mut names: Vec<StreamName> = Vec::new();
     let mut members: HashMap<StreamName, Vec<usize>> = HashMap::new();
@@ -46,7 +48,11 @@ pub(super) fn apply(
     }
     let mut streams = Vec::with_capacity(names.len());
     for name in &names {
-        match live(name, load(conn, name)?, now) {
+        let row = match committed.and_then(|recent| recent.committed_row(name)) {
+            Some(row) => Some(row),
+            None => load(conn, name)?,
+        };
+        match live(name, row, now) {
             // Producer states are read only when a request names one (see below).
             Ok(row) => streams.push(AppendBatch::new(name, row, HashMap::new())),
             Err(refusal) => {

@@ -130,6 +130,15 @@ impl Recent {
         Some(entry.row.clone())
     }
 
+    /// `name`'s row for the writer, inside a batch that holds the write lock and has checked
+    /// that nobody else committed since the writer's last batch: while the cache is trusted,
+    /// a held row is the committed one, so the writer need not select it.
+    pub(super) fn committed_row(&self, name: &StreamName) -> Option<StreamRow> {
+        let state = self.state.lock().ok()?;
+        state.trusted?;
+        state.streams.get(name).map(|entry| entry.row.clone())
+    }
+
     /// `name`'s records from `from` within `limits`, if the cache holds them and is exact;
     /// `Err` for an offset the stream does not have. Live is judged at `now`.
     pub(super) fn read(

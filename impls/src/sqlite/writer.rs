@@ -285,6 +285,10 @@ fn commit_batch(
     // holds the lock, or an append could revive a stream that expired meanwhile.
     let now = now_ms(clock);
     let mut changes = Vec::new();
+    // Until a job runs, this transaction has changed no stream row, so the rows the cache
+    // holds are those in the database (it is trusted only if nobody else committed since it
+    // was last brought up to date, checked above); a job may change any row.
+    let mut job_ran = false;
     // Runs of consecutive appends are applied together; other jobs keep their queue position.
     let mut start = 0;
     while start < batch.len() {
@@ -300,12 +304,14 @@ fn commit_batch(
                     _ => None,
                 })
                 .collect();
-            let appended = batch_append::apply(conn, &mut run, now, recent.caching())
+            let committed = (!job_ran).then_some(recent);
+            let appended = batch_append::apply(conn, &mut run, now, recent.caching(), committed)
                 .map_err(|e| format!("sqlite append: {e}"))?;
             changes.extend(appended);
             start = end;
         } else {
             if let Queued::Job(job, touches) = &mut batch[start] {
+                job_ran = true;
                 job.run(conn);
                 changes.push(std::mem::replace(touches, Change::ForgetAll));
             }
