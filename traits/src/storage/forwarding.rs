@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::error::StorageError;
+use super::joined::{JoinedBatch, JoiningFor, ReadFrom};
 use super::keyed::{KeyedOutcome, KeyedRecord};
 use super::names::{Offset, StreamName};
 use super::stream_storage::StreamStorage;
@@ -119,6 +120,17 @@ pub trait ForwardingStorage: Send + Sync {
         self.inner().append_keyed(stream, records, window).await
     }
 
+    /// See [`StreamStorage::read_joined`].
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        self.inner().read_joined(name, from, limits, join).await
+    }
+
     /// See [`StreamStorage::capabilities`].
     fn capabilities(&self) -> StorageCapabilities {
         self.inner().capabilities()
@@ -171,6 +183,15 @@ impl<T: ForwardingStorage> StreamStorage for T {
         window: Duration,
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         ForwardingStorage::append_keyed(self, stream, records, window).await
+    }
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        ForwardingStorage::read_joined(self, name, from, limits, join).await
     }
     fn capabilities(&self) -> StorageCapabilities {
         ForwardingStorage::capabilities(self)

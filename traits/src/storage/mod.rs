@@ -47,6 +47,7 @@
 
 mod error;
 mod forwarding;
+mod joined;
 mod keyed;
 mod names;
 mod stream_storage;
@@ -54,6 +55,7 @@ mod types;
 
 pub use error::StorageError;
 pub use forwarding::ForwardingStorage;
+pub use joined::{JoinedBatch, Joining, JoiningFor, ReadFrom};
 pub use keyed::{KeyedOutcome, KeyedRecord, MAX_DEDUP_KEY_LEN};
 pub use names::{MAX_OFFSET_LEN, MAX_STREAM_NAME_LEN, Offset, StreamName};
 #[cfg(any(test, feature = "mocks"))]

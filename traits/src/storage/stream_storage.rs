@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::error::StorageError;
+use super::joined::{JoinedBatch, JoiningFor, ReadFrom};
 use super::keyed::{KeyedOutcome, KeyedRecord};
 use super::names::{Offset, StreamName};
 use super::types::{
@@ -93,6 +94,31 @@ pub trait StreamStorage: Send + Sync {
         Err(StorageError::Unsupported("keyed appends"))
     }
 
+    /// Reads like [`read`](Self::read) (and resets a TTL as it does), answering the records
+    /// joined into one body, as `join` says for the stream's content type, instead of a
+    /// [`Record`](super::Record) with its offset each: what a server sending a read as one
+    /// response needs. [`ReadFrom::Tail`] reads from the tail in the same call.
+    ///
+    /// The default calls [`read`](Self::read) (after [`head`](Self::head) for the tail) and
+    /// joins its records; a storage overrides it to skip the records and the second call.
+    ///
+    /// Errors: as [`read`](Self::read).
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        let from = match from {
+            ReadFrom::Start => None,
+            ReadFrom::After(offset) => Some(offset),
+            ReadFrom::Tail => Some(self.head(name).await?.next_offset),
+        };
+        let batch = self.read(name, from, limits).await?;
+        Ok(JoinedBatch::from_batch(batch, join))
+    }
+
     /// What this storage promises.
     fn capabilities(&self) -> StorageCapabilities;
 }
@@ -144,6 +170,15 @@ impl<S: StreamStorage + ?Sized> StreamStorage for std::sync::Arc<S> {
         window: Duration,
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         (**self).append_keyed(stream, records, window).await
+    }
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        (**self).read_joined(name, from, limits, join).await
     }
     fn capabilities(&self) -> StorageCapabilities {
         (**self).capabilities()

@@ -3,10 +3,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
+use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, Expiry, ForkFrom, KeyedOutcome, KeyedRecord, Offset,
-    ProducerStamp, ReadBatch, ReadLimits, Record, StorageError, StreamConfig, StreamInfo,
-    StreamName,
+    AppendOutcome, AppendRequest, Expiry, ForkFrom, JoinedBatch, Joining, JoiningFor, KeyedOutcome,
+    KeyedRecord, Offset, ProducerStamp, ReadBatch, ReadFrom, ReadLimits, Record, StorageError,
+    StreamConfig, StreamInfo, StreamName,
 };
 use tokio::sync::watch;
 
@@ -23,6 +24,34 @@ pub(super) struct Signal {
     pub(super) len: u64,
     pub(super) closed: bool,
     pub(super) removed: bool,
+}
+
+/// The most bytes a joined read copies while holding the storage's lock (about 20 µs of
+/// copying); larger reads are joined after it.
+const JOIN_UNDER_LOCK_BYTES: usize = 256 << 10;
+
+/// The records of a large joined read, taken under the storage's lock, to join after it.
+#[must_use = "join it into its batch once the storage's lock is released"]
+pub(super) struct Unjoined {
+    records: Vec<Bytes>,
+    bytes: usize,
+    joining: Joining,
+}
+
+impl Unjoined {
+    /// Copies the records into `batch`'s body (call it with no lock held).
+    pub(super) fn join_into(self, batch: &mut JoinedBatch) {
+        batch.body = self
+            .joining
+            .join(self.records.iter().map(|b| &b[..]), self.bytes);
+    }
+}
+
+/// Where a read ended: the batch fields besides its records.
+struct ReadEnd {
+    next_offset: Offset,
+    up_to_date: bool,
+    closed: bool,
 }
 
 pub(super) struct StreamEntry {
@@ -108,12 +137,18 @@ impl StreamEntry {
         }
     }
 
+    /// Updates what waiters watch. With nobody waiting the value changes silently: waking
+    /// no one still locked each of the channel's eight notifiers on every append. A waiter
+    /// subscribes under the storage's lock, which every append holds too, so it either sees
+    /// the value as updated or is subscribed before the update and notified.
     fn publish_signal(&self) {
         let len = self.records.len() as u64;
         let closed = self.closed;
-        self.signal.send_modify(|s| {
+        let watched = self.signal.receiver_count() > 0;
+        self.signal.send_if_modified(|s| {
             s.len = len;
             s.closed = closed;
+            watched
         });
     }
 
@@ -222,34 +257,98 @@ impl StreamEntry {
         };
         self.last_access_ms = now_ms;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let available = self.records.len().saturating_sub(start);
-        // Sized up front (a read of 1000 records would otherwise regrow ten times), but not
-        // beyond what a caller's generous limits could make a huge idle allocation.
-        let mut records = Vec::with_capacity(available.min(limits.max_records).min(4096));
-        let mut bytes = 0usize;
-        let mut index = start as u64;
+        let (count, _) = self.extent(start, limits);
+        // Sized once: a read of 1000 records would otherwise regrow the list ten times.
+        let mut records = Vec::with_capacity(count);
+        records.extend(
+            self.records
+                .iter_from(start)
+                .take(count)
+                .zip(start as u64..)
+                .map(|(data, index)| Record {
+                    offset: index_offset::encode(index),
+                    data: data.clone(),
+                }),
+        );
+        let end = self.end_of_read(start, count);
+        Ok(ReadBatch {
+            records,
+            next_offset: end.next_offset,
+            up_to_date: end.up_to_date,
+            closed: end.closed,
+            content_type: self.content_type.clone(),
+        })
+    }
+
+    /// A read whose records are copied straight into one body: no record list, no offset per
+    /// record, no reference count touched per record. A read of more than
+    /// [`JOIN_UNDER_LOCK_BYTES`] takes handles to its records instead, for the caller to join
+    /// once the storage's lock is released ([`Unjoined`]): copying megabytes would hold every
+    /// other request of the storage for that long.
+    pub(super) fn read_joined(
+        &mut self,
+        name: &StreamName,
+        from: &ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+        now_ms: u64,
+    ) -> Result<(JoinedBatch, Option<Unjoined>), StorageError> {
+        let start = match from {
+            ReadFrom::Start => 0,
+            ReadFrom::After(offset) => self.index_of(name, offset)?,
+            ReadFrom::Tail => self.records.len() as u64,
+        };
+        self.last_access_ms = now_ms;
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let (count, bytes) = self.extent(start, limits);
+        let joining = join(&self.content_type);
+        let records = self.records.iter_from(start).take(count);
+        let (body, unjoined) = if bytes <= JOIN_UNDER_LOCK_BYTES {
+            (joining.join(records.map(|b| &b[..]), bytes), None)
+        } else {
+            let records = records.cloned().collect();
+            let unjoined = Unjoined {
+                records,
+                bytes,
+                joining,
+            };
+            (Bytes::new(), Some(unjoined))
+        };
+        let end = self.end_of_read(start, count);
+        let batch = JoinedBatch {
+            body,
+            records: count,
+            next_offset: end.next_offset,
+            up_to_date: end.up_to_date,
+            closed: end.closed,
+            content_type: self.content_type.clone(),
+        };
+        Ok((batch, unjoined))
+    }
+
+    /// How many records a read from index `start` takes within `limits`, and their bytes: at
+    /// most `max_records`, and records while they fit in `max_bytes`, the first one always.
+    fn extent(&self, start: usize, limits: ReadLimits) -> (usize, usize) {
+        let (mut count, mut bytes) = (0usize, 0usize);
         for data in self.records.iter_from(start) {
-            if records.len() >= limits.max_records {
-                break;
-            }
-            if !records.is_empty() && bytes + data.len() > limits.max_bytes {
+            if count >= limits.max_records || (count > 0 && bytes + data.len() > limits.max_bytes) {
                 break;
             }
             bytes += data.len();
-            records.push(Record {
-                offset: index_offset::encode(index),
-                data: data.clone(),
-            });
-            index += 1;
+            count += 1;
         }
-        let up_to_date = index == self.records.len() as u64;
-        Ok(ReadBatch {
-            records,
-            next_offset: index_offset::encode(index),
+        (count, bytes)
+    }
+
+    /// Where a read of `count` records from index `start` ends.
+    fn end_of_read(&self, start: usize, count: usize) -> ReadEnd {
+        let end = (start + count) as u64;
+        let up_to_date = end >= self.records.len() as u64;
+        ReadEnd {
+            next_offset: index_offset::encode(end),
             up_to_date,
             closed: up_to_date && self.closed,
-            content_type: self.content_type.clone(),
-        })
+        }
     }
 
     /// The records a fork of this stream inherits (as [`plan_fork`] decides).

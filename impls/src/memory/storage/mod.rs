@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::clock::{Clock, system_clock};
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, JoinedBatch, JoiningFor, KeyedOutcome,
+    KeyedRecord, Offset, ReadBatch, ReadFrom, ReadLimits, StorageCapabilities, StorageError,
+    StreamConfig, StreamInfo, StreamName, StreamStorage, WaitOutcome,
 };
 
 use crate::rules::{
@@ -345,6 +345,25 @@ impl StreamStorage for MemoryStreamStorage {
             .read(name, from.as_ref(), limits, now)
     }
 
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        let now = self.now();
+        let (mut batch, unjoined) = self
+            .state()
+            .live(name, now)?
+            .read_joined(name, &from, limits, join, now)?;
+        // The lock is released: a large read is copied without holding up other requests.
+        if let Some(records) = unjoined {
+            records.join_into(&mut batch);
+        }
+        Ok(batch)
+    }
+
     async fn wait(
         &self,
         name: &StreamName,
@@ -418,7 +437,7 @@ mod tests {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use courier_traits::clock::ManualClock;
-    use courier_traits::storage::Expiry;
+    use courier_traits::storage::{Expiry, Joining};
 
     use super::*;
 
@@ -453,6 +472,165 @@ mod tests {
         clock.advance(Duration::from_secs(1));
         assert!(is_not_found(store.head(&name).await));
         assert_eq!(store.stream_count(), 0, "the expired stream was reaped");
+    }
+
+    /// Only the methods every storage must write: `read_joined` is the trait's default.
+    struct DefaultJoin(MemoryStreamStorage);
+
+    #[async_trait]
+    impl StreamStorage for DefaultJoin {
+        async fn create(
+            &self,
+            name: &StreamName,
+            config: StreamConfig,
+            initial: Vec<Bytes>,
+        ) -> Result<CreateOutcome, StorageError> {
+            self.0.create(name, config, initial).await
+        }
+        async fn append(
+            &self,
+            name: &StreamName,
+            request: AppendRequest,
+        ) -> Result<AppendOutcome, StorageError> {
+            self.0.append(name, request).await
+        }
+        async fn read(
+            &self,
+            name: &StreamName,
+            from: Option<Offset>,
+            limits: ReadLimits,
+        ) -> Result<ReadBatch, StorageError> {
+            self.0.read(name, from, limits).await
+        }
+        async fn wait(
+            &self,
+            name: &StreamName,
+            after: &Offset,
+            timeout: Duration,
+        ) -> Result<WaitOutcome, StorageError> {
+            self.0.wait(name, after, timeout).await
+        }
+        async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
+            self.0.head(name).await
+        }
+        async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
+            self.0.delete(name).await
+        }
+        fn capabilities(&self) -> StorageCapabilities {
+            self.0.capabilities()
+        }
+    }
+
+    fn joining(content_type: &str) -> Joining {
+        if content_type == "application/json" {
+            Joining::JsonArray
+        } else {
+            Joining::Concat
+        }
+    }
+
+    #[tokio::test]
+    async fn joined_reads_answer_what_the_default_built_from_read_answers() {
+        let store = MemoryStreamStorage::new();
+        let by_default = DefaultJoin(store.clone());
+        let limits = [
+            ReadLimits::default(),
+            ReadLimits {
+                max_records: 2,
+                max_bytes: 1 << 20,
+            },
+            // The first record is always whole; then records while they fit.
+            ReadLimits {
+                max_records: 100,
+                max_bytes: 1,
+            },
+            ReadLimits {
+                max_records: 100,
+                max_bytes: 7,
+            },
+        ];
+        for (name, content_type, records) in [
+            ("text", "text/plain", vec!["ab", "", "cde", "f", "ghij"]),
+            (
+                "json",
+                "application/json",
+                vec!["1", "{\"a\":[2]}", "\"x\"", "[]"],
+            ),
+            ("empty", "application/json", vec![]),
+        ] {
+            let name = StreamName::new(name).expect("valid");
+            let records: Vec<Bytes> = records.into_iter().map(Bytes::from).collect();
+            let config = StreamConfig::with_content_type(content_type);
+            store
+                .create(&name, config, records.clone())
+                .await
+                .expect("create");
+            let mut offsets = vec![ReadFrom::Start, ReadFrom::Tail];
+            let all = store
+                .read(&name, None, ReadLimits::default())
+                .await
+                .expect("read");
+            offsets.extend(
+                all.records
+                    .iter()
+                    .map(|r| ReadFrom::After(r.offset.clone())),
+            );
+            offsets.push(ReadFrom::After(all.next_offset.clone()));
+            for closed in [false, true] {
+                if closed {
+                    let close = AppendRequest::close_only();
+                    store.append(&name, close).await.expect("close");
+                }
+                for from in &offsets {
+                    for limit in limits {
+                        let ours = store
+                            .read_joined(&name, from.clone(), limit, joining)
+                            .await
+                            .expect("joined");
+                        let default = by_default
+                            .read_joined(&name, from.clone(), limit, joining)
+                            .await
+                            .expect("default");
+                        assert_eq!(ours, default, "{name} from {from:?} {limit:?}");
+                    }
+                }
+            }
+            // Spot checks of what both agree on.
+            let whole = store
+                .read_joined(&name, ReadFrom::Start, ReadLimits::default(), joining)
+                .await
+                .expect("joined");
+            assert!(whole.up_to_date && whole.closed);
+            assert_eq!(whole.records, records.len());
+            let expected = match content_type {
+                "text/plain" => "abcdefghij",
+                _ if records.is_empty() => "[]",
+                _ => "[1,{\"a\":[2]},\"x\",[]]",
+            };
+            assert_eq!(&whole.body[..], expected.as_bytes(), "{name}");
+        }
+        // A read larger than what is copied under the lock is joined after it: the same body.
+        let large = StreamName::new("large").expect("valid");
+        let records: Vec<Bytes> = (0..5u8)
+            .map(|i| Bytes::from(vec![b'a' + i; 100 << 10]))
+            .collect();
+        let config = StreamConfig::with_content_type("application/octet-stream");
+        store.create(&large, config, records).await.expect("create");
+        let ours = store
+            .read_joined(&large, ReadFrom::Start, ReadLimits::default(), joining)
+            .await
+            .expect("joined");
+        let default = by_default
+            .read_joined(&large, ReadFrom::Start, ReadLimits::default(), joining)
+            .await
+            .expect("default");
+        assert_eq!(ours.body.len(), 500 << 10);
+        assert_eq!(ours, default);
+        let missing = StreamName::new("missing").expect("valid");
+        let read = store
+            .read_joined(&missing, ReadFrom::Tail, ReadLimits::default(), joining)
+            .await;
+        assert!(is_not_found(read));
     }
 
     #[tokio::test]

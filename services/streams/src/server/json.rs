@@ -1,11 +1,12 @@
 //! JSON mode: appends are validated and a top-level array is flattened into messages; reads
 //! return one JSON array of the messages in range.
 
-use bytes::{BufMut, Bytes, BytesMut};
-use courier_traits::storage::Record;
+use bytes::Bytes;
+use courier_traits::storage::{Joining, Record};
 use serde_json::value::RawValue;
 
 use super::reply::Failure;
+use crate::protocol;
 
 /// How deep arrays and objects may nest in one message. serde_json parses the body into raw
 /// values without a depth limit, so a 200 000-deep message would be stored, and readers that
@@ -70,34 +71,20 @@ fn nesting_depth(json: &[u8]) -> usize {
     deepest
 }
 
-/// The messages as one JSON array.
-pub(crate) fn render_array(records: &[Record]) -> Bytes {
-    let size = records.iter().map(|r| r.data.len() + 1).sum::<usize>() + 2;
-    let mut out = BytesMut::with_capacity(size);
-    out.put_u8(b'[');
-    for (i, record) in records.iter().enumerate() {
-        if i > 0 {
-            out.put_u8(b',');
-        }
-        out.put_slice(&record.data);
+/// How a read of a stream with this content type is joined into one body: a JSON array of
+/// the messages for JSON streams, the bytes back to back otherwise.
+pub(crate) fn joining(content_type: &str) -> Joining {
+    if protocol::is_json(content_type) {
+        Joining::JsonArray
+    } else {
+        Joining::Concat
     }
-    out.put_u8(b']');
-    out.freeze()
 }
 
-/// The records' bytes, concatenated (no copy for a single record).
-pub(crate) fn concat(records: &[Record]) -> Bytes {
-    match records {
-        [] => Bytes::new(),
-        [one] => one.data.clone(),
-        many => {
-            let mut out = BytesMut::with_capacity(many.iter().map(|r| r.data.len()).sum());
-            for record in many {
-                out.put_slice(&record.data);
-            }
-            out.freeze()
-        }
-    }
+/// The records joined into one body.
+pub(crate) fn body(records: &[Record], joining: Joining) -> Bytes {
+    let bytes = records.iter().map(|r| r.data.len()).sum();
+    joining.join(records.iter().map(|r| &r.data[..]), bytes)
 }
 
 #[cfg(test)]
@@ -170,8 +157,11 @@ mod tests {
             offset: offset.clone(),
             data: Bytes::from_static(s.as_bytes()),
         };
-        assert_eq!(&render_array(&[])[..], b"[]");
-        assert_eq!(&render_array(&[rec("1"), rec("{}")])[..], b"[1,{}]");
-        assert_eq!(&concat(&[rec("ab"), rec("c")])[..], b"abc");
+        let json = joining(protocol::JSON);
+        assert_eq!(&body(&[], json)[..], b"[]");
+        assert_eq!(&body(&[rec("1"), rec("{}")], json)[..], b"[1,{}]");
+        let text = joining("text/plain");
+        assert_eq!(&body(&[rec("ab"), rec("c")], text)[..], b"abc");
+        assert_eq!(&body(&[], text)[..], b"");
     }
 }

@@ -6,17 +6,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use courier_traits::storage::{ReadBatch, ReadLimits, StreamName, WaitOutcome};
+use courier_traits::storage::{JoinedBatch, ReadFrom, ReadLimits, StreamName, WaitOutcome};
 
 use super::caching::{self, CACHEABLE, NO_CACHE, NO_STORE};
-use super::first_batch::first_batch;
 use super::json;
 use super::names;
 use super::reply::{Failure, Reply};
 use super::request::{self, LiveMode, ReadQuery, StartAt};
 use super::sse;
 use super::state::AppState;
-use crate::protocol;
 
 /// Bodies at least this large are gzip-compressed for clients that accept it.
 const COMPRESS_FROM_BYTES: usize = 1024;
@@ -38,29 +36,27 @@ pub(crate) async fn read(
     }
 }
 
-/// `offset=now` without a live mode: no data, just the tail.
+/// `offset=now` without a live mode: no data, just the tail, in one storage call, which also
+/// resets the stream's idle TTL (a read at the tail is still a read). A storage that finds
+/// the tail with a second call may see a record appended in between: it is sent, with the
+/// offset after it, rather than skipped.
 async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure> {
-    let info = app.storage().head(name).await?;
-    // A read at the tail is still a read: it resets the stream's idle TTL.
-    let probe = ReadLimits {
+    // Not 0 records: some backends read a count of 0 as "no limit".
+    let at_most_one = ReadLimits {
         max_records: 1,
         max_bytes: 1,
     };
-    app.storage()
-        .read(name, Some(info.next_offset.clone()), probe)
+    let tail = app
+        .storage()
+        .read_joined(name, ReadFrom::Tail, at_most_one, json::joining)
         .await?;
-    let body = if protocol::is_json(&info.content_type) {
-        "[]"
-    } else {
-        ""
-    };
     Ok(Reply::new(StatusCode::OK)
-        .header(names::CONTENT_TYPE, &info.content_type)
-        .next_offset(&info.next_offset)
-        .up_to_date_if(true)
-        .closed_if(info.closed)
+        .header(names::CONTENT_TYPE, &tail.content_type)
+        .next_offset(&tail.next_offset)
+        .up_to_date_if(tail.up_to_date)
+        .closed_if(tail.closed)
         .static_header(names::CACHE_CONTROL, NO_STORE)
-        .body(body)
+        .body(tail.body)
         .into_response())
 }
 
@@ -70,13 +66,30 @@ async fn catch_up(
     query: &ReadQuery,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
-    let batch = first_batch(app, name, &query.start).await?;
-    Ok(data_reply(&batch, query, headers, None))
+    let batch = read_joined(app, name, &query.start).await?;
+    Ok(data_reply(batch, query, headers, None))
+}
+
+/// A read from where the client asked, joined into one body.
+async fn read_joined(
+    app: &AppState,
+    name: &StreamName,
+    start: &StartAt,
+) -> Result<JoinedBatch, Failure> {
+    let from = match start {
+        StartAt::Start => ReadFrom::Start,
+        StartAt::After(offset) => ReadFrom::After(offset.clone()),
+        StartAt::Now => ReadFrom::Tail,
+    };
+    Ok(app
+        .storage()
+        .read_joined(name, from, app.config().read_limits, json::joining)
+        .await?)
 }
 
 /// A 200 with the batch's data and the protocol headers (or a 304 if the client has it).
 fn data_reply(
-    batch: &ReadBatch,
+    batch: JoinedBatch,
     query: &ReadQuery,
     headers: &HeaderMap,
     cursor: Option<String>,
@@ -101,18 +114,13 @@ fn data_reply(
     if caching::not_modified(headers, &etag) {
         return with_status(reply.into_response(), StatusCode::NOT_MODIFIED);
     }
-    let body = if protocol::is_json(&batch.content_type) {
-        json::render_array(&batch.records)
-    } else {
-        json::concat(&batch.records)
-    };
-    match gzip_if_accepted(headers, &body) {
+    match gzip_if_accepted(headers, &batch.body) {
         Some(compressed) => reply
             .static_header(names::CONTENT_ENCODING, "gzip")
             .static_header(names::VARY, "accept-encoding")
             .body(compressed)
             .into_response(),
-        None => reply.body(body).into_response(),
+        None => reply.body(batch.body).into_response(),
     }
 }
 
@@ -154,26 +162,21 @@ async fn long_poll(
     query: &ReadQuery,
     headers: &HeaderMap,
 ) -> Result<Response, Failure> {
-    let batch = first_batch(app, name, &query.start).await?;
-    if let Some(done) = live_answer(&batch, query, headers) {
-        return Ok(done);
-    }
+    let batch = read_joined(app, name, &query.start).await?;
+    let batch = match live_answer(batch, query, headers) {
+        LiveAnswer::Done(response) => return Ok(response),
+        LiveAnswer::Wait(empty) => empty,
+    };
     let waited = tokio::select! {
         waited = app.storage().wait(name, &batch.next_offset, app.config().long_poll_timeout) => waited?,
         // Shutting down: answer as if the poll timed out, so the client polls the next server.
         () = app.shutdown().cancelled() => WaitOutcome::TimedOut,
     };
     if waited != WaitOutcome::TimedOut {
-        let next = app
-            .storage()
-            .read(
-                name,
-                Some(batch.next_offset.clone()),
-                app.config().read_limits,
-            )
-            .await?;
-        if let Some(done) = live_answer(&next, query, headers) {
-            return Ok(done);
+        let from = StartAt::After(batch.next_offset.clone());
+        let next = read_joined(app, name, &from).await?;
+        if let LiveAnswer::Done(response) = live_answer(next, query, headers) {
+            return Ok(response);
         }
     }
     Ok(Reply::new(StatusCode::NO_CONTENT)
@@ -184,18 +187,28 @@ async fn long_poll(
         .into_response())
 }
 
-/// The answer of a long-poll that need not wait: data, or the end of a closed stream.
-fn live_answer(batch: &ReadBatch, query: &ReadQuery, headers: &HeaderMap) -> Option<Response> {
-    if !batch.records.is_empty() {
+/// What a long-poll's read leads to.
+enum LiveAnswer {
+    /// The answer: data, or the end of a closed stream.
+    Done(Response),
+    /// Nothing yet: wait after this empty batch.
+    Wait(JoinedBatch),
+}
+
+fn live_answer(batch: JoinedBatch, query: &ReadQuery, headers: &HeaderMap) -> LiveAnswer {
+    if batch.records > 0 {
         let cursor = (!batch.closed).then(|| caching::next_cursor(query.cursor.as_deref()));
-        return Some(data_reply(batch, query, headers, cursor));
+        return LiveAnswer::Done(data_reply(batch, query, headers, cursor));
     }
-    batch.closed.then(|| {
+    if !batch.closed {
+        return LiveAnswer::Wait(batch);
+    }
+    LiveAnswer::Done(
         Reply::new(StatusCode::NO_CONTENT)
             .next_offset(&batch.next_offset)
             .up_to_date_if(true)
             .closed_if(true)
             .static_header(names::CACHE_CONTROL, NO_STORE)
-            .into_response()
-    })
+            .into_response(),
+    )
 }

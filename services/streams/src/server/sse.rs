@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use bytes::{BufMut, Bytes, BytesMut};
-use courier_traits::storage::{Offset, ReadBatch, StreamName, WaitOutcome};
+use courier_traits::storage::{Joining, Offset, ReadBatch, StreamName, WaitOutcome};
 use tokio::time::Instant;
 
 use super::caching::{self, NO_CACHE};
@@ -146,11 +146,12 @@ impl Session {
     }
 
     fn data_event(&self, batch: &ReadBatch, out: &mut BytesMut) {
-        let payload = if self.json {
-            json::render_array(&batch.records)
+        let joining = if self.json {
+            Joining::JsonArray
         } else {
-            json::concat(&batch.records)
+            Joining::Concat
         };
+        let payload = json::body(&batch.records, joining);
         out.put_slice(b"event: data\n");
         if self.base64 {
             out.put_slice(b"data:");
