@@ -30,8 +30,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::codegen::http::uri::{Authority, PathAndQuery, Scheme};
 use tonic::codegen::http::{Request, Response, Uri};
 
-use super::ChannelOptions;
+use super::error::ConnectFailed;
 use super::in_process::InProcessNetwork;
+use super::options::ChannelOptions;
 
 /// Flow-control windows, as hyper's HTTP/2 client sets them (h2's 64 KiB default would stall
 /// a busy server stream for a window update every 64 messages of 1 KiB).
@@ -43,16 +44,6 @@ const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
 pub(crate) enum Dialer {
     Tcp,
     InProcess(InProcessNetwork),
-}
-
-/// No connection could be made to a channel's server (refused, unreachable, connect timeout,
-/// HTTP/2 handshake failed). [`GrpcError::from_status`](super::GrpcError::from_status) finds it
-/// in a status's source chain and reports [`GrpcError::Connect`](super::GrpcError::Connect).
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("cannot connect to {url}: {message}")]
-pub(crate) struct ConnectFailed {
-    url: String,
-    message: String,
 }
 
 /// A channel to one server over one HTTP/2 connection (see the module docs). Cheap to clone.

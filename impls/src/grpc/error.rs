@@ -7,8 +7,6 @@ use courier_traits::error::{BoxError, Classify, ErrorClass};
 use courier_traits::transport::TransportError;
 use tonic::{Code, ConnectError, Status, TimeoutExpired};
 
-use super::direct::ConnectFailed;
-
 /// Errors of gRPC calls and channels.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -256,6 +254,16 @@ fn pushback(status: &Status) -> Option<Duration> {
     let value = status.metadata().get("grpc-retry-pushback-ms")?;
     let millis: u64 = value.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_millis(millis))
+}
+
+/// No connection could be made to a channel's server (refused, unreachable, connect timeout,
+/// HTTP/2 handshake failed). [`GrpcError::from_status`](super::GrpcError::from_status) finds it
+/// in a status's source chain and reports [`GrpcError::Connect`](super::GrpcError::Connect).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("cannot connect to {url}: {message}")]
+pub(crate) struct ConnectFailed {
+    pub(super) url: String,
+    pub(super) message: String,
 }
 
 #[cfg(test)]

@@ -20,15 +20,17 @@ mod channels;
 mod direct;
 mod error;
 mod in_process;
+mod options;
 pub mod proto;
 mod transport;
 mod url;
 
 pub use call::{Call, GrpcStream};
 pub use channel::{GrpcBody, GrpcChannel};
-pub use channels::{ChannelOptions, GrpcChannels};
+pub use channels::GrpcChannels;
 pub use error::{GrpcError, code_class, http_status};
 pub use in_process::{InProcessListener, InProcessNetwork, InProcessStream};
+pub use options::ChannelOptions;
 pub use transport::GrpcTransport;
 pub use url::normalise_url;
 
