@@ -514,3 +514,60 @@ impl StreamStorage for SqliteStreamStorage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer takes stream rows from the cache only until a job runs in the batch: an
+    /// append queued right after a delete of its stream, in the same batch, must see the
+    /// delete (the cache learns of it only after the commit).
+    #[tokio::test]
+    async fn an_append_batched_after_a_delete_of_its_stream_is_refused() {
+        let dir = std::env::temp_dir().join(format!(
+            "courier-sqlite-batch-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let store = SqliteStreamStorage::connect(dir.join("s.db"), SqliteStorageConfig::default())
+            .await
+            .expect("connect");
+        let name = StreamName::new("doomed").expect("valid");
+        let config = StreamConfig::with_content_type("text/plain");
+        store.create(&name, config, vec![]).await.expect("create");
+        // Now cached, with the row the append committed.
+        store
+            .append(&name, AppendRequest::record("first"))
+            .await
+            .expect("append");
+        // Hold the writer in a batch of its own while the delete and the append queue up.
+        let (started, running) = tokio::sync::oneshot::channel();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        // It touches no stream, so the cache keeps the row.
+        let untouched = StreamName::new("untouched").expect("valid");
+        let blocker = store.writer.write(Change::Forget(untouched), move |_conn| {
+            let _ = started.send(());
+            let _ = held.recv();
+            Ok(())
+        });
+        tokio::pin!(blocker);
+        assert!(futures::poll!(&mut blocker).is_pending());
+        running.await.expect("the blocking job runs");
+        let delete = store.delete(&name);
+        let append = store.append(&name, AppendRequest::record("after delete"));
+        tokio::pin!(delete, append);
+        // One poll each queues them, in this order, behind the running batch.
+        assert!(futures::poll!(&mut delete).is_pending());
+        assert!(futures::poll!(&mut append).is_pending());
+        release.send(()).expect("release");
+        blocker.await.expect("blocker");
+        delete.await.expect("delete");
+        let refused = append.await;
+        assert!(
+            matches!(refused, Err(StorageError::NotFound { .. })),
+            "{refused:?}"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
