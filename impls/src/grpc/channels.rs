@@ -159,7 +159,7 @@ impl GrpcChannels {
             .connect_timeout(options.connect_timeout)
             .tcp_nodelay(true);
         endpoint = self.tls_endpoint(key, endpoint)?;
-        if let Some(interval) = options.keep_alive_interval {
+        if let Some(interval) = options.keep_alive_interval.filter(|i| !i.is_zero()) {
             endpoint = endpoint
                 .http2_keep_alive_interval(interval)
                 .keep_alive_timeout(options.keep_alive_timeout)

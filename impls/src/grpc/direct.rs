@@ -131,9 +131,13 @@ impl DirectChannel {
         {
             Ok(opened) => opened,
             Err(error) => {
-                // The connection refuses new streams (it is going away): the next call
-                // dials anew.
-                self.forget(connection.generation);
+                // The connection refuses new streams (it is going away or broken): the next
+                // call dials anew. An error of the request itself (h2 refuses e.g. a
+                // connection-specific header: no I/O, no GOAWAY or reset reason) leaves the
+                // shared connection to the other calls.
+                if error.is_io() || error.reason().is_some() {
+                    self.forget(connection.generation);
+                }
                 return Err(error.into());
             }
         };
@@ -323,6 +327,8 @@ where
     let keep_alive = settings
         .options
         .keep_alive_interval
+        // Zero is "no pings" (a zero period would panic in `interval_at`).
+        .filter(|interval| !interval.is_zero())
         .map(|interval| KeepAlive {
             interval,
             timeout: settings.options.keep_alive_timeout,

@@ -8,7 +8,7 @@ pub struct ChannelOptions {
     /// Give up connecting after this long (the call then fails with [`GrpcError::Connect`](super::GrpcError::Connect)).
     pub connect_timeout: Duration,
     /// HTTP/2 keep-alive pings at this interval while calls are open (a long server stream
-    /// notices a dead peer), `None` for none.
+    /// notices a dead peer), `None` (or zero) for none.
     pub keep_alive_interval: Option<Duration>,
     /// A ping unanswered this long closes the connection.
     pub keep_alive_timeout: Duration,

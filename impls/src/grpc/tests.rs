@@ -566,3 +566,22 @@ async fn a_peer_that_stops_answering_is_noticed_by_keep_alive_pings() {
     );
     silent.abort();
 }
+
+/// A zero keep-alive interval means no pings, for both kinds of channel (a zero period made
+/// the connection's task panic on every dial, so every call failed).
+#[tokio::test]
+async fn a_zero_keep_alive_interval_means_no_pings() {
+    let network = InProcessNetwork::new();
+    let server = TestServer::in_process(&network, "http://zero.test:6650");
+    let options = ChannelOptions {
+        keep_alive_interval: Some(Duration::ZERO),
+        ..ChannelOptions::default()
+    };
+    let channels = GrpcChannels::in_process(network.clone(), options);
+    let call = Call::new(&server.url).deadline(Duration::from_secs(10));
+    for id in 1..=3 {
+        let answer = health(&channels, &call, id).await.expect("health check");
+        assert_eq!(answer.status(), ClientStatus::Ok);
+    }
+    server.stop().await;
+}

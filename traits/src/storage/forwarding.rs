@@ -120,7 +120,9 @@ pub trait ForwardingStorage: Send + Sync {
         self.inner().append_keyed(stream, records, window).await
     }
 
-    /// See [`StreamStorage::read_joined`].
+    /// See [`StreamStorage::read_joined`]. Forwards to the inner storage's `read_joined`, not
+    /// through this wrapper's `read`: a wrapper that overrides `read` to observe or change
+    /// reads must override this too (the Durable Streams server reads through it).
     async fn read_joined(
         &self,
         name: &StreamName,

@@ -4,7 +4,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::names::Offset;
-use super::types::ReadBatch;
+use super::types::{ReadBatch, StreamInfo};
 
 /// Where a [`read_joined`](super::StreamStorage::read_joined) starts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,7 +13,9 @@ pub enum ReadFrom {
     Start,
     /// After this offset, as [`read`](super::StreamStorage::read) from it.
     After(Offset),
-    /// The tail as the read finds it: nothing stored before the read is returned.
+    /// The tail at one instant: the batch is empty and up to date, its next offset is the
+    /// tail (what a client reads from to get only what comes later). It still counts as a read
+    /// (it resets an idle TTL).
     Tail,
 }
 
@@ -88,6 +90,19 @@ pub struct JoinedBatch {
 }
 
 impl JoinedBatch {
+    /// The answer to a read from [`ReadFrom::Tail`] at the moment `head` describes: no records,
+    /// up to date, the next offset its tail.
+    pub fn empty_at_tail(head: StreamInfo, join: JoiningFor) -> JoinedBatch {
+        JoinedBatch {
+            body: join(&head.content_type).join(std::iter::empty(), 0),
+            records: 0,
+            next_offset: head.next_offset,
+            up_to_date: true,
+            closed: head.closed,
+            content_type: head.content_type,
+        }
+    }
+
     /// Joins a batch read record by record, as `join` says for its content type.
     pub fn from_batch(batch: ReadBatch, join: JoiningFor) -> JoinedBatch {
         let bytes = batch.records.iter().map(|r| r.data.len()).sum();

@@ -113,7 +113,15 @@ pub trait StreamStorage: Send + Sync {
         let from = match from {
             ReadFrom::Start => None,
             ReadFrom::After(offset) => Some(offset),
-            ReadFrom::Tail => Some(self.head(name).await?.next_offset),
+            ReadFrom::Tail => {
+                let head = self.head(name).await?;
+                // Still a read (it resets an idle TTL), but its records are not returned: one
+                // appended between `head` and this read would be answered past the tail the
+                // caller asked for. The tail is `head`'s, empty and up to date.
+                self.read(name, Some(head.next_offset.clone()), limits)
+                    .await?;
+                return Ok(JoinedBatch::empty_at_tail(head, join));
+            }
         };
         let batch = self.read(name, from, limits).await?;
         Ok(JoinedBatch::from_batch(batch, join))

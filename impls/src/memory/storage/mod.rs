@@ -474,8 +474,16 @@ mod tests {
         assert_eq!(store.stream_count(), 0, "the expired stream was reaped");
     }
 
-    /// Only the methods every storage must write: `read_joined` is the trait's default.
-    struct DefaultJoin(MemoryStreamStorage);
+    /// Only the methods every storage must write: `read_joined` is the trait's default. With
+    /// `append_after_head`, a record is appended right after each `head` is answered (another
+    /// writer's append landing between a caller's `head` and its next call).
+    struct DefaultJoin(MemoryStreamStorage, AppendAfterHead);
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum AppendAfterHead {
+        No,
+        Yes,
+    }
 
     #[async_trait]
     impl StreamStorage for DefaultJoin {
@@ -511,7 +519,14 @@ mod tests {
             self.0.wait(name, after, timeout).await
         }
         async fn head(&self, name: &StreamName) -> Result<StreamInfo, StorageError> {
-            self.0.head(name).await
+            let head = self.0.head(name).await;
+            if self.1 == AppendAfterHead::Yes {
+                self.0
+                    .append(name, AppendRequest::record("2"))
+                    .await
+                    .expect("append after head");
+            }
+            head
         }
         async fn delete(&self, name: &StreamName) -> Result<(), StorageError> {
             self.0.delete(name).await
@@ -519,6 +534,37 @@ mod tests {
         fn capabilities(&self) -> StorageCapabilities {
             self.0.capabilities()
         }
+    }
+
+    /// `offset=now` answers from a read at the tail: empty, up to date, at the tail. The
+    /// default finds the tail with `head` first; a record appended before its read must not
+    /// come back (a client skipping history would take the offset after it and never see it).
+    #[tokio::test]
+    async fn a_read_from_the_tail_is_empty_even_when_an_append_lands_after_head() {
+        let store = MemoryStreamStorage::new();
+        let racing = DefaultJoin(store.clone(), AppendAfterHead::Yes);
+        let name = StreamName::new("raced").expect("valid");
+        let config = StreamConfig::with_content_type("application/json");
+        store
+            .create(&name, config, vec![Bytes::from("1")])
+            .await
+            .expect("create");
+        let tail_before = store.head(&name).await.expect("head").next_offset;
+        let tail = racing
+            .read_joined(&name, ReadFrom::Tail, ReadLimits::default(), joining)
+            .await
+            .expect("read from the tail");
+        assert_eq!(&tail.body[..], b"[]");
+        assert_eq!(tail.records, 0);
+        assert!(tail.up_to_date);
+        assert_eq!(tail.next_offset, tail_before, "the tail head answered");
+        // The late record is there for the next read from that offset.
+        let next = store
+            .read(&name, Some(tail.next_offset), ReadLimits::default())
+            .await
+            .expect("read");
+        assert_eq!(next.records.len(), 1);
+        assert_eq!(&next.records[0].data[..], b"2".as_slice());
     }
 
     fn joining(content_type: &str) -> Joining {
@@ -532,7 +578,7 @@ mod tests {
     #[tokio::test]
     async fn joined_reads_answer_what_the_default_built_from_read_answers() {
         let store = MemoryStreamStorage::new();
-        let by_default = DefaultJoin(store.clone());
+        let by_default = DefaultJoin(store.clone(), AppendAfterHead::No);
         let limits = [
             ReadLimits::default(),
             ReadLimits {

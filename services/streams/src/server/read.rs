@@ -36,10 +36,8 @@ pub(crate) async fn read(
     }
 }
 
-/// `offset=now` without a live mode: no data, just the tail, in one storage call, which also
-/// resets the stream's idle TTL (a read at the tail is still a read). A storage that finds
-/// the tail with a second call may see a record appended in between: it is sent, with the
-/// offset after it, rather than skipped.
+/// `offset=now` without a live mode: no data, just the tail (empty body, up to date), in one
+/// storage call, which also resets the stream's idle TTL (a read at the tail is still a read).
 async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure> {
     // Not 0 records: some backends read a count of 0 as "no limit".
     let at_most_one = ReadLimits {
