@@ -17,6 +17,12 @@ use super::direct::{DirectBody, DirectChannel};
 
 /// A channel to one server, for generated clients (`XClient::new(channel)`). Cheap to clone;
 /// clones share the connection.
+///
+/// Unary and server-streaming calls (all that Danube's protocol has) are complete. On
+/// `http://` servers a **client- or bidi-streaming** call writes the rest of its request
+/// stream only while its response is polled (no task per call): a caller that fills a
+/// bounded request channel before it reads any reply waits forever. Read replies while
+/// sending, or send from a task of its own.
 #[derive(Clone, Debug)]
 pub struct GrpcChannel {
     route: Route,
