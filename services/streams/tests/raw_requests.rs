@@ -36,27 +36,7 @@ async fn server() -> Server {
 /// Sends `head` (request line and headers, without the blank line) with `body` on a fresh
 /// connection that the server closes after answering; returns the status and response body.
 async fn exchange(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, String) {
-    let talk = async {
-        let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        let head = format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n");
-        tcp.write_all(head.as_bytes()).await.expect("send head");
-        tcp.write_all(body).await.expect("send body");
-        let mut response = Vec::new();
-        tcp.read_to_end(&mut response).await.expect("read response");
-        response
-    };
-    let response = tokio::time::timeout(Duration::from_secs(10), talk)
-        .await
-        .expect("the server answers within 10 s");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .get(9..12)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
+    let (status, _headers, body) = exchange_with_headers(addr, head, body).await;
     (status, body)
 }
 
@@ -115,4 +95,133 @@ async fn deeply_nested_json_is_refused() {
     assert_eq!(status, 204, "{body}");
     let (_, body) = exchange(server.addr, "GET /v1/stream/deep HTTP/1.1", b"").await;
     assert_eq!(body, format!("[{}]", nested(64)));
+}
+
+/// `serve` answers reads and appends without the axum router (its hot routes): every answer,
+/// status, headers and body, is the one `router()` gives the same request, for names that
+/// need decoding, names it refuses and paths it leaves to the router.
+#[tokio::test]
+async fn served_answers_are_the_routers() {
+    let served = server().await;
+    let mut router = StreamsServer::new(
+        Arc::new(MemoryStreamStorage::new()),
+        ServerConfig::default(),
+    )
+    .router();
+    let requests: [(&str, &str, &[u8]); 16] = [
+        ("PUT", "/v1/stream/a%2Fb", b""),
+        ("POST", "/v1/stream/a%2Fb", b"hello"),
+        ("GET", "/v1/stream/a/b?offset=-1", b""),
+        ("GET", "/v1/stream/a%2Fb?offset=now", b""),
+        ("GET", "/v1/stream/a%2fb?offset=bad", b""),
+        ("POST", "/v1/stream/a%2Fb", b""),
+        ("GET", "/v1/stream/a%20b", b""),
+        ("POST", "/v1/stream/a%20b", b"x"),
+        ("GET", "/v1/stream/%FF", b""),
+        ("POST", "/v1/stream/%FF", b"x"),
+        ("GET", "/v1/stream/", b""),
+        ("POST", "/v1/stream/", b"x"),
+        ("GET", "/v1/stream/__ds", b""),
+        ("POST", "/v1/stream/__ds/x", b"x"),
+        ("GET", "/v1/stream/missing", b""),
+        ("POST", "/v1/stream/missing", b"x"),
+    ];
+    for (method, path, body) in requests {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: {}",
+            body.len()
+        );
+        let (status, headers, text) = exchange_with_headers(served.addr, &head, body).await;
+        let request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "test")
+            .header("content-type", "text/plain")
+            .body(axum::body::Body::from(body.to_vec()))
+            .expect("request");
+        let response = tower::ServiceExt::oneshot(&mut router, request)
+            .await
+            .expect("infallible");
+        let mut expected_headers: Vec<String> = response
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != "content-length")
+            .map(|(name, value)| format!("{name}: {}", value.to_str().expect("text")))
+            .collect();
+        expected_headers.sort();
+        let expected_status = response.status().as_u16();
+        let expected_body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let what = format!("{method} {path}");
+        assert_eq!(status, expected_status, "{what}: {text}");
+        if method == "PUT" {
+            assert_eq!(status, 201, "{what}: {text}");
+        }
+        assert_eq!(headers, expected_headers, "{what}");
+        assert_eq!(text.as_bytes(), &expected_body[..], "{what}");
+    }
+}
+
+/// An append is held to `max_append_bytes` (413 past it), not to axum's 2 MiB default body
+/// limit, on `serve`'s hot routes as through the router.
+#[tokio::test]
+async fn appends_are_held_to_the_configured_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = ServerConfig {
+        max_append_bytes: 3 << 20,
+        ..ServerConfig::default()
+    };
+    let server = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config);
+    let _server = Server {
+        addr,
+        task: tokio::spawn(server.serve(listener, std::future::pending())),
+    };
+    create(addr, "/v1/stream/big", "application/octet-stream").await;
+    for (len, expected) in [((3 << 20) - 1, 204), ((3 << 20) + 1, 413)] {
+        let head = format!(
+            "POST /v1/stream/big HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}"
+        );
+        let (status, body) = exchange(addr, &head, &vec![7; len]).await;
+        assert_eq!(status, expected, "{len} bytes: {body}");
+    }
+}
+
+/// As [`exchange`], with the response's headers (`name: value`, sorted) except those hyper
+/// adds on the wire (`date`, `content-length`, `connection`).
+async fn exchange_with_headers(
+    addr: SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> (u16, Vec<String>, String) {
+    let talk = async {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let head = format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.expect("send head");
+        tcp.write_all(body).await.expect("send body");
+        let mut response = Vec::new();
+        tcp.read_to_end(&mut response).await.expect("read response");
+        response
+    };
+    let response = tokio::time::timeout(Duration::from_secs(10), talk)
+        .await
+        .expect("the server answers within 10 s");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|line| line.get(9..12))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {text:?}"));
+    let mut headers: Vec<String> = lines
+        .filter(|line| {
+            let name = line.split(':').next().unwrap_or_default();
+            !["date", "content-length", "connection"].contains(&name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.sort();
+    (status, headers, body.to_owned())
 }

@@ -38,7 +38,7 @@ pub(crate) struct EdgeService<S> {
 }
 
 /// Adds the headers every response carries.
-type Finish = fn(Response) -> Response;
+pub(crate) type Finish = fn(Response) -> Response;
 
 impl<S> Service<Request> for EdgeService<S>
 where
@@ -53,15 +53,30 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let finish: Finish = if request.method() == Method::OPTIONS {
-            security::with_preflight_headers
-        } else {
-            security::with_headers
-        };
-        // Refused before its body is read.
-        if let Some(refusal) = transfer_coding::refusal(&request) {
-            return Either::Left(ready(Ok(finish(refusal))));
+        match enter(&request) {
+            Entry::Pass(finish) => Either::Right(self.inner.call(request).map_ok(finish)),
+            Entry::Refused(refusal) => Either::Left(ready(Ok(refusal))),
         }
-        Either::Right(self.inner.call(request).map_ok(finish))
+    }
+}
+
+/// What the edge decides before a request reaches its handler.
+pub(crate) enum Entry {
+    /// On to the handler; this adds the headers to its response.
+    Pass(Finish),
+    /// Refused before its body is read: the finished response.
+    Refused(Response),
+}
+
+/// The edge's decision on `request` (see [`Entry`]).
+pub(crate) fn enter(request: &Request) -> Entry {
+    let finish: Finish = if request.method() == Method::OPTIONS {
+        security::with_preflight_headers
+    } else {
+        security::with_headers
+    };
+    match transfer_coding::refusal(request) {
+        Some(refusal) => Entry::Refused(finish(refusal)),
+        None => Entry::Pass(finish),
     }
 }

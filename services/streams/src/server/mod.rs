@@ -22,6 +22,7 @@ mod config;
 mod create;
 mod edge;
 mod first_batch;
+mod hot_routes;
 mod json;
 mod meta;
 mod names;
@@ -106,12 +107,12 @@ impl StreamsServer {
             // After a restart, wakes left pending are started without waiting for a request.
             subscriptions.ensure_started();
         }
-        let router = self.router();
+        let routes = hot_routes::HotRoutes::new(self.state.clone(), self.router());
         let listener = listener.tap_io(|tcp| {
             // Small responses must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, router)
+        axum::serve(listener, hot_routes::PerConnection(routes))
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 token.cancel();
