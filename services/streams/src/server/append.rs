@@ -1,10 +1,11 @@
 //! POST: append, close, or both atomically; idempotent producers and `Stream-Seq`.
 
+use axum::BoxError;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use courier_traits::storage::AppendRequest;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
@@ -93,17 +94,37 @@ pub(crate) async fn append(
 
 /// The whole body, at most `limit` bytes. Read here rather than by axum's `Bytes` extractor,
 /// whose limit comes from a `DefaultBodyLimit` layer the server's hot routes skip; the
-/// refusals are that extractor's (413 past the limit, 400 for a body cut off).
+/// refusals are that extractor's (413 past the limit, 400 for a body cut off). A body that
+/// arrives in one frame (any small one) is that frame's bytes: no buffer list, no copy.
 async fn body_within(body: Body, limit: usize) -> Result<Bytes, Response> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => {
-            let status = if e.downcast_ref::<LengthLimitError>().is_some() {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Err((status, format!("Failed to buffer the request body: {e}")).into_response())
+    let mut body = Limited::new(body, limit);
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_refusal)?;
+        // Trailers are not part of the body.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match &mut joined {
+            Some(all) => all.extend_from_slice(&data),
+            None if first.is_empty() => first = data,
+            None => {
+                let mut all = BytesMut::with_capacity(first.len() + data.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
         }
     }
+    Ok(joined.map_or(first, BytesMut::freeze))
+}
+
+fn body_refusal(e: BoxError) -> Response {
+    let status = if e.downcast_ref::<LengthLimitError>().is_some() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, format!("Failed to buffer the request body: {e}")).into_response()
 }

@@ -16,7 +16,14 @@ pub(crate) const NO_CACHE: &str = "no-cache";
 /// The ETag of a read: the range it covers, and whether the stream was closed at its end.
 pub(crate) fn etag(start: &str, end: &Offset, closed: bool) -> String {
     let suffix = if closed { ":c" } else { "" };
-    format!("\"{start}:{end}{suffix}\"")
+    let end = end.as_str();
+    // Sized once: `format!` grows its buffer as it goes, and the header value takes this
+    // buffer as it is (no copy) only when it is full.
+    let mut tag = String::with_capacity(start.len() + end.len() + suffix.len() + 3);
+    for part in ["\"", start, ":", end, suffix, "\""] {
+        tag.push_str(part);
+    }
+    tag
 }
 
 /// True if `If-None-Match` names `etag` (or is `*`).

@@ -49,12 +49,12 @@ async fn at_tail(app: &AppState, name: &StreamName) -> Result<Response, Failure>
         .read_joined(name, ReadFrom::Tail, at_most_one, json::joining)
         .await?;
     Ok(Reply::new(StatusCode::OK)
-        .header(names::CONTENT_TYPE, &tail.content_type)
+        .content_type(&tail.content_type)
         .next_offset(&tail.next_offset)
         .up_to_date_if(tail.up_to_date)
         .closed_if(tail.closed)
         .static_header(names::CACHE_CONTROL, NO_STORE)
-        .body(tail.body)
+        .bytes_body(tail.body)
         .into_response())
 }
 
@@ -99,17 +99,18 @@ fn data_reply(
     } else {
         CACHEABLE
     };
+    let not_modified = caching::not_modified(headers, &etag);
     let mut reply = Reply::new(StatusCode::OK)
-        .header(names::CONTENT_TYPE, &batch.content_type)
+        .content_type(&batch.content_type)
         .next_offset(&batch.next_offset)
         .up_to_date_if(batch.up_to_date)
         .closed_if(batch.closed)
-        .header(names::ETAG, &etag)
+        .owned_header(names::ETAG, etag)
         .static_header(names::CACHE_CONTROL, cache);
     if let Some(cursor) = cursor {
         reply = reply.header(names::CURSOR, cursor);
     }
-    if caching::not_modified(headers, &etag) {
+    if not_modified {
         return with_status(reply.into_response(), StatusCode::NOT_MODIFIED);
     }
     match gzip_if_accepted(headers, &batch.body) {
@@ -118,7 +119,7 @@ fn data_reply(
             .static_header(names::VARY, "accept-encoding")
             .body(compressed)
             .into_response(),
-        None => reply.body(batch.body).into_response(),
+        None => reply.bytes_body(batch.body).into_response(),
     }
 }
 

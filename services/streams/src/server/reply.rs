@@ -3,10 +3,16 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use courier_traits::InvalidInput;
 use courier_traits::storage::{Offset, StorageError};
 
 use super::names;
+use crate::protocol;
+
+/// Content types answered without copying their text (see [`Reply::content_type`]).
+const OCTET_STREAM: &str = "application/octet-stream";
+const TEXT_PLAIN: &str = "text/plain";
 
 /// A response under construction: status, headers, body.
 pub(crate) struct Reply {
@@ -32,6 +38,25 @@ impl Reply {
             self.headers.insert(name, value);
         }
         self
+    }
+
+    /// Adds a header whose value is `value`'s buffer, not a copy of it (when the buffer is
+    /// full: `Bytes::from` a `String` with spare room allocates).
+    pub(crate) fn owned_header(mut self, name: HeaderName, value: String) -> Reply {
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(value)) {
+            self.headers.insert(name, value);
+        }
+        self
+    }
+
+    /// `Content-Type`: the common types from static text, others copied.
+    pub(crate) fn content_type(self, content_type: &str) -> Reply {
+        match content_type {
+            OCTET_STREAM => self.static_header(names::CONTENT_TYPE, OCTET_STREAM),
+            protocol::JSON => self.static_header(names::CONTENT_TYPE, protocol::JSON),
+            TEXT_PLAIN => self.static_header(names::CONTENT_TYPE, TEXT_PLAIN),
+            other => self.header(names::CONTENT_TYPE, other),
+        }
     }
 
     pub(crate) fn static_header(mut self, name: HeaderName, value: &'static str) -> Reply {
@@ -62,6 +87,15 @@ impl Reply {
     pub(crate) fn body(mut self, body: impl Into<Body>) -> Reply {
         self.body = body.into();
         self
+    }
+
+    /// The body: `bytes`, or none when they are empty (an empty body is not boxed).
+    pub(crate) fn bytes_body(self, bytes: Bytes) -> Reply {
+        if bytes.is_empty() {
+            self
+        } else {
+            self.body(bytes)
+        }
     }
 }
 
@@ -187,6 +221,22 @@ mod tests {
     use courier_traits::storage::StreamName;
 
     use super::*;
+
+    /// Static or copied, every content type and owned value is answered as given.
+    #[test]
+    fn headers_are_answered_as_given() {
+        for content_type in [OCTET_STREAM, protocol::JSON, TEXT_PLAIN, "text/x-custom"] {
+            let response = Reply::new(StatusCode::OK)
+                .content_type(content_type)
+                .owned_header(names::ETAG, format!("\"-1:{content_type}\""))
+                .into_response();
+            assert_eq!(response.headers()[names::CONTENT_TYPE], content_type);
+            assert_eq!(
+                response.headers()[names::ETAG],
+                format!("\"-1:{content_type}\"").as_str()
+            );
+        }
+    }
 
     #[test]
     fn storage_errors_get_the_protocol_statuses() {

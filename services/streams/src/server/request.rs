@@ -157,7 +157,8 @@ impl ReadQuery {
     /// Parses the query string. Unknown parameters are ignored; `offset` must appear at most
     /// once, be non-empty and be a sentinel or a well-formed offset; live modes need it.
     pub(crate) fn parse(query: Option<&str>) -> Result<ReadQuery, Failure> {
-        let mut offset: Option<String> = None;
+        // Borrowed from the query unless it had escapes.
+        let mut offset: Option<std::borrow::Cow<'_, str>> = None;
         let mut live = LiveMode::CatchUp;
         let mut cursor = None;
         for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -166,7 +167,7 @@ impl ReadQuery {
                     if offset.is_some() {
                         return Err(Failure::bad("offset given more than once"));
                     }
-                    offset = Some(value.into_owned());
+                    offset = Some(value);
                 }
                 "live" => {
                     live = match &*value {
