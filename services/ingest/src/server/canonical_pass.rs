@@ -34,18 +34,19 @@ use super::schema::Schema;
 /// The envelope fields the pass reads after parsing, resolved once.
 #[derive(Debug, Clone)]
 pub(crate) struct CanonicalPass {
-    tables: FieldTables,
-    id: usize,
-    idempotency_key: usize,
-    app_id: usize,
-    timestamp_ms: usize,
+    pub(crate) tables: FieldTables,
+    /// Indices of envelope fields into its [`MessageTable::fields`].
+    pub(crate) id: usize,
+    pub(crate) idempotency_key: usize,
+    pub(crate) app_id: usize,
+    pub(crate) timestamp_ms: usize,
     /// Ranks of the members the record adds (see [`FieldInfo::rank`]).
-    event_type_rank: u32,
-    received_ms_rank: u32,
+    pub(crate) event_type_rank: u32,
+    pub(crate) received_ms_rank: u32,
 }
 
 /// The names the record adds to the envelope.
-const ADDED: [&str; 2] = ["event_type", "received_ms"];
+pub(crate) const ADDED: [&str; 2] = ["event_type", "received_ms"];
 
 impl CanonicalPass {
     /// The pass over `tables`, or `None` when the envelope lacks a field it reads, or has one
@@ -173,16 +174,16 @@ impl CanonicalPass {
 }
 
 /// An accepted event whose record was written into a buffer shared with other events.
-struct Written {
-    id: String,
-    idempotency_key: String,
+pub(crate) struct Written {
+    pub(crate) id: String,
+    pub(crate) idempotency_key: String,
     /// Where its record is in the buffer.
-    range: Range<usize>,
+    pub(crate) range: Range<usize>,
 }
 
 impl Written {
     /// The accepted event, its record a view of `records` (the buffer, frozen).
-    fn into_outcome(self, records: &Bytes) -> EventOutcome {
+    pub(crate) fn into_outcome(self, records: &Bytes) -> EventOutcome {
         EventOutcome::Valid(AcceptedEvent {
             id: self.id,
             idempotency_key: self.idempotency_key,
@@ -584,7 +585,7 @@ fn breaks_min_len(table: &MessageTable, members: &[Member<'_>]) -> bool {
 /// Whether `text` has fewer than `min` characters. A character is 1 to 4 bytes of UTF-8, so a
 /// text of at least `4 * min` bytes has enough without counting them (ids, keys and names of
 /// a few dozen bytes against rules of a few characters).
-fn chars_below(text: &str, min: u64) -> bool {
+pub(crate) fn chars_below(text: &str, min: u64) -> bool {
     let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
     if bytes / 4 >= min {
         return false;
@@ -789,26 +790,34 @@ fn boolean<'de>(kind: ValueKind, v: bool) -> Option<(Out<'de>, bool)> {
 /// A JSON integer read as `i64` (serde_json reads negative integers so), checked as
 /// `canonical` checks `Value::as_i64`/`as_u64`.
 fn signed<'de>(kind: ValueKind, v: i64) -> Option<(Out<'de>, bool)> {
-    let fits = match kind {
+    fits_signed(kind, v).then_some((Out::I64(v), v == 0))
+}
+
+/// Whether the JSON integer `v` (negative integers are read as `i64`) is canonical for `kind`.
+pub(crate) fn fits_signed(kind: ValueKind, v: i64) -> bool {
+    match kind {
         ValueKind::I32 => i32::try_from(v).is_ok(),
         ValueKind::I64 => true,
         ValueKind::U32 => u32::try_from(v).is_ok(),
         ValueKind::U64 => u64::try_from(v).is_ok(),
         _ => false,
-    };
-    fits.then_some((Out::I64(v), v == 0))
+    }
 }
 
 /// A JSON integer read as `u64` (non-negative).
 fn unsigned<'de>(kind: ValueKind, v: u64) -> Option<(Out<'de>, bool)> {
-    let fits = match kind {
+    fits_unsigned(kind, v).then_some((Out::U64(v), v == 0))
+}
+
+/// Whether the non-negative JSON integer `v` is canonical for `kind`.
+pub(crate) fn fits_unsigned(kind: ValueKind, v: u64) -> bool {
+    match kind {
         ValueKind::I32 => i32::try_from(v).is_ok(),
         ValueKind::I64 => i64::try_from(v).is_ok(),
         ValueKind::U32 => u32::try_from(v).is_ok(),
         ValueKind::U64 => true,
         _ => false,
-    };
-    fits.then_some((Out::U64(v), v == 0))
+    }
 }
 
 fn string<'de>(

@@ -17,30 +17,41 @@ pub(crate) fn write_json_string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Whether any byte of `bytes` is one `serde_json` escapes. Eight bytes at a time (a byte-wise
-/// loop costs about ten instructions a byte, as much as `serde_json`'s own escaping): a word
-/// holds a byte below 0x20, a `"` or a `\` exactly when the classic "has a zero byte" test
-/// finds one in the word itself minus 0x20 in every byte, or XORed with the quote or the
-/// backslash in every byte.
+/// Whether any byte of `bytes` is one `serde_json` escapes.
 fn needs_escape(bytes: &[u8]) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    // Nonzero exactly when a byte of `w` is below `n` (for `n` <= 0x80).
-    let has_below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
-    let has_byte = |w: u64, b: u8| has_below(w ^ (ONES * u64::from(b)), 1);
+    plain_len(bytes) < bytes.len()
+}
+
+/// How many bytes of `bytes` come before the first one `serde_json` escapes in a string (`"`,
+/// `\` or U+0000 to U+001F), which is also where a JSON string without escapes ends: all of
+/// them if there is none. Eight bytes at a time (a byte-wise loop costs about ten instructions
+/// a byte, as much as `serde_json`'s own escaping): a word holds a byte below 0x20, a `"` or a
+/// `\` exactly when the classic "has a zero byte" test finds one in the word itself minus 0x20
+/// in every byte, or XORed with the quote or the backslash in every byte. The test's borrow
+/// can flag bytes above a flagged one, never below it, so the lowest flag is exact.
+pub(crate) fn plain_len(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte of `w` below `n` (for `n` <= 0x80), and maybe of bytes above.
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGHS;
+    let equal = |w: u64, b: u8| below(w ^ (ONES * u64::from(b)), 1);
     let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
     for word in &mut words {
         let mut eight = [0_u8; 8];
         eight.copy_from_slice(word);
-        let w = u64::from_ne_bytes(eight);
-        if has_below(w, 0x20) | has_byte(w, b'"') | has_byte(w, b'\\') != 0 {
-            return true;
+        let w = u64::from_le_bytes(eight);
+        let flags = below(w, 0x20) | equal(w, b'"') | equal(w, b'\\');
+        if flags != 0 {
+            return at + (flags.trailing_zeros() / 8) as usize;
         }
+        at += 8;
     }
-    words
+    at + words
         .remainder()
         .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .unwrap_or(words.remainder().len())
 }
 
 #[cfg(test)]
@@ -79,6 +90,31 @@ mod tests {
             let mut theirs = b"prefix".to_vec();
             serde_json::to_writer(&mut theirs, &text).expect("writes");
             assert_eq!(ours, theirs, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn plain_len_finds_the_first_byte_to_escape() {
+        let special = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+        let mut texts: Vec<Vec<u8>> = vec![Vec::new(), b"plain".to_vec(), "é字😀x".into()];
+        // Every byte at every place of a text longer than two words, and two specials in one
+        // word (the lower must be found), with UTF-8 around them.
+        for b in 0u8..=0xff {
+            for at in 0..19 {
+                let mut text = b"abcdefghijklmnopqrs".to_vec();
+                text[at] = b;
+                texts.push(text.clone());
+                if at + 3 < text.len() {
+                    text[at + 3] = b'"';
+                    texts.push(text.clone());
+                    text[at + 1] = 0xc3;
+                    texts.push(text);
+                }
+            }
+        }
+        for text in texts {
+            let expected = text.iter().position(|&b| special(b)).unwrap_or(text.len());
+            assert_eq!(plain_len(&text), expected, "{text:?}");
         }
     }
 }

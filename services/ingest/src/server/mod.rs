@@ -31,6 +31,7 @@ mod field_table;
 mod fresh_id;
 mod json_text;
 mod keys;
+mod lean_batch;
 pub mod metrics;
 mod parse;
 mod protobuf;

@@ -12,7 +12,7 @@ use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
 use super::reply::{RequestError, Violation};
 use super::schema::{Schema, SchemaError};
-use super::{envelope, simple, strict_json};
+use super::{envelope, lean_batch, simple, strict_json};
 
 /// Request limits, upstream's raised as the spec explains (the upstream Go SDK sends far more
 /// than its batch size under bursts).
@@ -185,7 +185,10 @@ impl EventParser {
         }
         let text = std::str::from_utf8(json).ok()?;
         let pass = self.canonical.as_ref()?;
-        let outcomes = pass.accept_batch(text, self.limits.max_events, context)?;
+        // The byte-level reader of the common case first; what it is not sure of, the pass.
+        let max = self.limits.max_events;
+        let outcomes = lean_batch::accept_batch(pass, text, max, context)
+            .or_else(|| pass.accept_batch(text, max, context))?;
         // An empty batch is an error, worded by the event-by-event reading.
         (!outcomes.is_empty()).then(|| outcomes.into_iter().map(within_dedup_limits).collect())
     }
@@ -196,7 +199,9 @@ impl EventParser {
         if raw.len() > self.limits.max_event_bytes {
             return None;
         }
-        let outcome = self.canonical.as_ref()?.accept(raw, context)?;
+        let pass = self.canonical.as_ref()?;
+        let outcome =
+            lean_batch::accept(pass, raw, context).or_else(|| pass.accept(raw, context))?;
         Some(within_dedup_limits(outcome))
     }
 
