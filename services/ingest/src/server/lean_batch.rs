@@ -115,6 +115,9 @@ struct Kept {
     rank: u32,
     /// Where its value is in the request (copied as it is into the record).
     value: Range<usize>,
+    /// Where its key starts, if the key is followed by `:` and the value with no whitespace:
+    /// then key and value are copied in one go.
+    compact_from: Option<usize>,
     read: Read,
 }
 
@@ -157,7 +160,9 @@ fn read_event(
         reader.at += 1;
     } else {
         loop {
+            let key_start = reader.at;
             let key = reader.string()?;
+            let key_end = reader.at;
             let (index, field) = envelope.field(reader.text(key)?)?;
             // A repeated key is a repeated field (only proto names are accepted).
             seen.insert(index)?;
@@ -177,6 +182,7 @@ fn read_event(
                         field: index,
                         rank: field.rank,
                         value: start..reader.at,
+                        compact_from: (start == key_end + 1).then_some(key_start),
                         read,
                     });
                 }
@@ -321,8 +327,17 @@ fn write_kept(
     out: &mut Vec<u8>,
     first: &mut bool,
 ) -> Option<()> {
-    write_name(&envelope.fields.get(kept.field)?.name, out, first);
-    out.extend_from_slice(reader.bytes.get(kept.value.clone())?);
+    if let Some(from) = kept.compact_from {
+        // The key is the proto name as it is written (no escapes), so `"key":value` as it
+        // stands is what `serde_json` writes.
+        if !std::mem::take(first) {
+            out.push(b',');
+        }
+        out.extend_from_slice(reader.bytes.get(from..kept.value.end)?);
+    } else {
+        write_name(&envelope.fields.get(kept.field)?.name, out, first);
+        out.extend_from_slice(reader.bytes.get(kept.value.clone())?);
+    }
     Some(())
 }
 
