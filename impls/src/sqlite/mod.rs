@@ -19,6 +19,9 @@ mod config;
 mod connection;
 mod errors;
 mod forks;
+mod found;
+#[cfg(test)]
+mod joined_tests;
 mod keyed;
 mod readers;
 mod recent;

@@ -19,16 +19,18 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use bytes::Bytes;
-use courier_traits::storage::{Offset, ReadLimits, StorageError, StreamName};
+use courier_traits::storage::{JoiningFor, ReadFrom, ReadLimits, StorageError, StreamName};
 use rusqlite::Connection;
 
-use super::row::StreamRow;
-use crate::sql_model::start_index;
+use super::row::{StreamRow, start_of};
 
 /// Bytes counted per cached record besides its payload (the `Bytes` handle and allocation).
 const RECORD_OVERHEAD: usize = 64;
 /// Bytes counted per cached stream besides its records (map slot, row, name).
 const STREAM_OVERHEAD: usize = 256;
+/// Up to this many bytes, a joined read is copied under the lock (one copy, no handles to
+/// take and drop); larger reads take handles and join after it.
+const JOIN_UNDER_LOCK_BYTES: usize = 256 << 10;
 
 /// `PRAGMA data_version` of `conn`.
 pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -67,6 +69,58 @@ impl Entry {
     fn cost(&self) -> usize {
         self.bytes + STREAM_OVERHEAD
     }
+
+    /// Which held records a read from `from` within `limits` takes (none unless the row is
+    /// live at `now`), `None` if it starts before the oldest held one; `Err` for an offset
+    /// the stream does not have.
+    fn extent(
+        &self,
+        name: &StreamName,
+        from: &ReadFrom,
+        limits: ReadLimits,
+        now: i64,
+    ) -> Option<Result<Extent, StorageError>> {
+        if self.row.soft_deleted || self.row.is_expired(now) {
+            return Some(Ok(Extent::default()));
+        }
+        let start = match start_of(name, &self.row, from) {
+            Ok(start) => start,
+            Err(e) => return Some(Err(e)),
+        };
+        let skip = usize::try_from(start.checked_sub(self.first)?).ok()?;
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for record in self.records.range(skip.min(self.records.len())..) {
+            if count >= limits.max_records || (count > 0 && bytes + record.len() > limits.max_bytes)
+            {
+                break;
+            }
+            bytes += record.len();
+            count += 1;
+        }
+        Some(Ok(Extent {
+            start,
+            skip,
+            count,
+            bytes,
+        }))
+    }
+
+    /// The held records `extent` takes.
+    fn held(&self, extent: &Extent) -> impl Iterator<Item = &Bytes> {
+        self.records
+            .range(extent.skip.min(self.records.len())..)
+            .take(extent.count)
+    }
+}
+
+/// Where a read lies in an entry: the index it starts at, and the `count` held records from
+/// the `skip`th on that it takes, `bytes` long.
+#[derive(Default)]
+struct Extent {
+    start: u64,
+    skip: usize,
+    count: usize,
+    bytes: usize,
 }
 
 /// What a committed write changed, in batch order.
@@ -90,6 +144,15 @@ pub(super) struct Hit {
     pub(super) row: StreamRow,
     pub(super) start: u64,
     pub(super) records: Vec<Bytes>,
+}
+
+/// A joined read answered from the cache: the stream's row, the index read from, how many
+/// records it took and their joined body (empty records unless the row is live).
+pub(super) struct JoinedHit {
+    pub(super) row: StreamRow,
+    pub(super) start: u64,
+    pub(super) records: usize,
+    pub(super) body: Bytes,
 }
 
 impl Recent {
@@ -139,45 +202,69 @@ impl Recent {
         state.streams.get(name).map(|entry| entry.row.clone())
     }
 
-    /// `name`'s records from `from` within `limits`, if the cache holds them and is exact;
-    /// `Err` for an offset the stream does not have. Live is judged at `now`.
-    pub(super) fn read(
-        &self,
-        name: &StreamName,
-        from: Option<&Offset>,
-        limits: ReadLimits,
-        now: i64,
-    ) -> Option<Result<Hit, StorageError>> {
+    /// Runs `use_entry` on `name`'s entry under the lock, if cached and exact.
+    fn with_entry<R>(&self, name: &StreamName, use_entry: impl FnOnce(&Entry) -> R) -> Option<R> {
         let mut state = self.exact()?;
         let tick = state.next_tick();
         let entry = state.streams.get_mut(name)?;
         entry.used = tick;
-        if entry.row.soft_deleted || entry.row.is_expired(now) {
-            return Some(Ok(Hit {
+        Some(use_entry(entry))
+    }
+
+    /// `name`'s records from `from` within `limits`, if the cache holds them and is exact
+    /// (from the tail: only its row); `Err` for an offset the stream does not have. Live is
+    /// judged at `now`.
+    pub(super) fn read(
+        &self,
+        name: &StreamName,
+        from: &ReadFrom,
+        limits: ReadLimits,
+        now: i64,
+    ) -> Option<Result<Hit, StorageError>> {
+        self.with_entry(name, |entry| {
+            Some(entry.extent(name, from, limits, now)?.map(|extent| Hit {
                 row: entry.row.clone(),
-                start: 0,
-                records: Vec::new(),
-            }));
-        }
-        let start = match start_index(name, &entry.row, from) {
-            Ok(start) => start,
-            Err(e) => return Some(Err(e)),
-        };
-        let skip = usize::try_from(start.checked_sub(entry.first)?).ok()?;
-        let held = entry.records.range(skip.min(entry.records.len())..);
-        let mut records = Vec::with_capacity(held.len().min(limits.max_records));
-        let mut bytes = 0usize;
-        for record in held.take(limits.max_records) {
-            if !records.is_empty() && bytes + record.len() > limits.max_bytes {
-                break;
+                start: extent.start,
+                records: entry.held(&extent).cloned().collect(),
+            }))
+        })?
+    }
+
+    /// As [`read`](Self::read), the records joined as `join` says for the stream's content
+    /// type: under the lock up to [`JOIN_UNDER_LOCK_BYTES`], else after it from handles to
+    /// them (copying megabytes would hold up every other read and the writer).
+    pub(super) fn read_joined(
+        &self,
+        name: &StreamName,
+        from: &ReadFrom,
+        limits: ReadLimits,
+        now: i64,
+        join: JoiningFor,
+    ) -> Option<Result<JoinedHit, StorageError>> {
+        let taken = self.with_entry(name, |entry| {
+            let extent = match entry.extent(name, from, limits, now)? {
+                Ok(extent) => extent,
+                Err(e) => return Some(Err(e)),
+            };
+            let joining = join(&entry.row.content_type);
+            let held = entry.held(&extent);
+            let records = if extent.bytes <= JOIN_UNDER_LOCK_BYTES {
+                Ok(joining.join(held.map(|record| &record[..]), extent.bytes))
+            } else {
+                Err(held.cloned().collect::<Vec<Bytes>>())
+            };
+            Some(Ok((entry.row.clone(), extent, joining, records)))
+        })??;
+        Some(taken.map(|(row, extent, joining, records)| {
+            let body = records.unwrap_or_else(|handles| {
+                joining.join(handles.iter().map(|record| &record[..]), extent.bytes)
+            });
+            JoinedHit {
+                row,
+                start: extent.start,
+                records: extent.count,
+                body,
             }
-            bytes += record.len();
-            records.push(record.clone());
-        }
-        Some(Ok(Hit {
-            row: entry.row.clone(),
-            start,
-            records,
         }))
     }
 
@@ -378,7 +465,7 @@ mod tests {
             check_accounting(&recent);
         }
         for (name, &tail) in names.iter().zip(&next) {
-            let Some(hit) = recent.read(name, None, ReadLimits::default(), 0) else {
+            let Some(hit) = recent.read(name, &ReadFrom::Start, ReadLimits::default(), 0) else {
                 continue; // evicted, or reading from 0 needs records no longer held
             };
             let hit = hit.expect("read");
@@ -406,9 +493,13 @@ mod tests {
         // Records that do not follow the held ones replace them.
         recent.apply(vec![appended(&name, 5, 2, 10)]);
         check_accounting(&recent);
-        assert!(recent.read(&name, None, ReadLimits::default(), 0).is_none());
+        assert!(
+            recent
+                .read(&name, &ReadFrom::Start, ReadLimits::default(), 0)
+                .is_none()
+        );
         let from = crate::rules::index_offset::encode(5);
-        let hit = recent.read(&name, Some(&from), ReadLimits::default(), 0);
+        let hit = recent.read(&name, &ReadFrom::After(from), ReadLimits::default(), 0);
         assert_eq!(hit.expect("held").expect("read").records.len(), 2);
         // Not trusted at the version now: nothing is served.
         recent.trust(-1);

@@ -1,9 +1,10 @@
 //! One stream's stored row, and the statements that read it and judge it live.
 
-use courier_traits::storage::{ProducerStamp, StorageError, StreamName};
+use courier_traits::storage::{ProducerStamp, ReadFrom, StorageError, StreamName};
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use super::errors::db_error;
+use crate::sql_model::start_index;
 pub(super) use crate::sql_model::{StreamRow, encode_expiry, now_ms, requested_key};
 
 /// Loads `name`'s row, if any.
@@ -94,4 +95,17 @@ pub(super) fn expired_names(
         .iter()
         .filter_map(|name| StreamName::new(name).ok())
         .collect())
+}
+
+/// The record index a read from `from` starts at, in `name` whose row is `row`.
+pub(super) fn start_of(
+    name: &StreamName,
+    row: &StreamRow,
+    from: &ReadFrom,
+) -> Result<u64, StorageError> {
+    match from {
+        ReadFrom::Start => Ok(0),
+        ReadFrom::After(offset) => start_index(name, row, Some(offset)),
+        ReadFrom::Tail => Ok(row.next_index),
+    }
 }

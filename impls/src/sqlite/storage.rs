@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use courier_traits::storage::{
-    AppendOutcome, AppendRequest, CreateOutcome, KeyedOutcome, KeyedRecord, Offset, ReadBatch,
-    ReadLimits, StorageCapabilities, StorageError, StreamConfig, StreamInfo, StreamName,
-    StreamStorage, WaitOutcome,
+    AppendOutcome, AppendRequest, CreateOutcome, JoinedBatch, JoiningFor, KeyedOutcome,
+    KeyedRecord, Offset, ReadBatch, ReadFrom, ReadLimits, StorageCapabilities, StorageError,
+    StreamConfig, StreamInfo, StreamName, StreamStorage, WaitOutcome,
 };
 use rusqlite::Connection;
 
@@ -21,9 +21,10 @@ use super::config::SqliteStorageConfig;
 use super::connection::open;
 use super::errors::db_error;
 use super::forks::{ForkDb, run_now};
+use super::found::{Found, read_records};
 use super::keyed;
 use super::readers::Readers;
-use super::recent::{Change, Hit, Recent};
+use super::recent::{Change, Recent};
 use super::row::{StreamRow, encode_expiry, expired_names, load, load_live, now_ms, requested_key};
 use super::schema;
 use super::writer::{Work, Writer};
@@ -32,7 +33,7 @@ use crate::rules::{
     validate_append, validate_keyed,
 };
 use crate::sql_forks::{InsertRecords, copy_fork_prefix, remove_chain};
-use crate::sql_model::{collect_batch, existing_stream_outcome, start_index, wait_on_row};
+use crate::sql_model::{collect_batch, existing_stream_outcome, wait_on_row};
 use crate::wakers::Wakers;
 
 /// Streams in one SQLite file. Clones share the connections and the writer thread.
@@ -206,6 +207,44 @@ impl SqliteStreamStorage {
         Ok(())
     }
 
+    /// What a read from `from` within `limits` finds in `name` on SQLite, on a read
+    /// connection (the cache could not answer).
+    async fn read_stored(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        now: i64,
+    ) -> Result<Found, StorageError> {
+        let owned = name.clone();
+        self.readers
+            .run(move |conn| read_records(conn, &owned, &from, limits, now))
+            .await
+    }
+
+    /// Judges `row`, as a read at `now` found it, and counts that read: it resets an idle
+    /// TTL. An expired stream is reaped first.
+    async fn live_after_read(
+        &self,
+        name: &StreamName,
+        row: Option<StreamRow>,
+        now: i64,
+    ) -> Result<StreamRow, StorageError> {
+        let row = self.judge(name, row).await?;
+        if row.needs_touch(now) {
+            let owned = name.clone();
+            self.write(Change::Forget(name.clone()), move |conn| {
+                conn.prepare_cached(
+                    "UPDATE courier_streams SET last_access_ms = ?1 WHERE name = ?2",
+                )
+                .and_then(|mut update| update.execute((now, owned.as_str())))
+                .map_err(db_error)
+            })
+            .await?;
+        }
+        Ok(row)
+    }
+
     /// Reaps up to 100 expired streams nobody touched again, at most once per second.
     async fn sweep(&self) -> Result<(), StorageError> {
         let now = self.now();
@@ -297,87 +336,6 @@ fn create_stream(
     }))
 }
 
-/// What a read found: the stream's row (if any), the index it starts at, and the payloads
-/// from there within the limits (empty unless the row is live).
-struct Found {
-    row: Option<StreamRow>,
-    start: u64,
-    payloads: Vec<Bytes>,
-}
-
-impl From<Hit> for Found {
-    fn from(hit: Hit) -> Found {
-        Found {
-            row: Some(hit.row),
-            start: hit.start,
-            payloads: hit.records,
-        }
-    }
-}
-
-/// Reads `name`'s row and, if it is live at `now`, its records from `from` within `limits`.
-fn read_records(
-    conn: &Connection,
-    name: &StreamName,
-    from: Option<&Offset>,
-    limits: ReadLimits,
-    now: i64,
-) -> Result<Found, StorageError> {
-    let row = load(conn, name)?;
-    let Some(live) = row
-        .as_ref()
-        .filter(|row| !row.soft_deleted && !row.is_expired(now))
-    else {
-        return Ok(Found {
-            row,
-            start: 0,
-            payloads: Vec::new(),
-        });
-    };
-    let start = start_index(name, live, from)?;
-    let mut select = conn
-        .prepare_cached(
-            "SELECT data FROM courier_records WHERE stream = ?1 AND idx >= ?2 AND idx < ?3
-             ORDER BY idx LIMIT ?4",
-        )
-        .map_err(db_error)?;
-    // Bounded by the tail read above, so a concurrent append cannot tear the batch.
-    let limit = i64::try_from(limits.max_records).unwrap_or(i64::MAX);
-    let mut rows = select
-        .query((name.as_str(), start as i64, live.next_index as i64, limit))
-        .map_err(db_error)?;
-    // One buffer for the whole batch, shared by the records' slices: one allocation, not one
-    // per record.
-    let mut buffer = Vec::new();
-    let mut ends = Vec::new();
-    while let Some(record) = rows.next().map_err(db_error)? {
-        let data = record
-            .get_ref(0)
-            .and_then(|value| Ok(value.as_blob()?))
-            .map_err(db_error)?;
-        if !ends.is_empty() && buffer.len() + data.len() > limits.max_bytes {
-            break;
-        }
-        buffer.extend_from_slice(data);
-        ends.push(buffer.len());
-    }
-    let buffer = Bytes::from(buffer);
-    let mut begin = 0;
-    let payloads = ends
-        .into_iter()
-        .map(|end| {
-            let payload = buffer.slice(begin..end);
-            begin = end;
-            payload
-        })
-        .collect();
-    Ok(Found {
-        row,
-        start,
-        payloads,
-    })
-}
-
 #[async_trait]
 impl StreamStorage for SqliteStreamStorage {
     async fn create(
@@ -448,29 +406,53 @@ impl StreamStorage for SqliteStreamStorage {
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
         let now = self.now();
-        let found = match self.recent.read(name, from.as_ref(), limits, now) {
+        let from = ReadFrom::from(from);
+        let found = match self.recent.read(name, &from, limits, now) {
             Some(hit) => Found::from(hit?),
-            None => {
-                let owned = name.clone();
-                self.readers
-                    .run(move |conn| read_records(conn, &owned, from.as_ref(), limits, now))
-                    .await?
-            }
+            None => self.read_stored(name, from, limits, now).await?,
         };
-        let row = self.judge(name, found.row).await?;
-        if row.needs_touch(now) {
-            let owned = name.clone();
-            self.write(Change::Forget(name.clone()), move |conn| {
-                conn.prepare_cached(
-                    "UPDATE courier_streams SET last_access_ms = ?1 WHERE name = ?2",
-                )
-                .and_then(|mut update| update.execute((now, owned.as_str())))
-                .map_err(db_error)
-            })
-            .await?;
-        }
-        let payloads = futures::stream::iter(found.payloads.into_iter().map(Ok));
+        let row = self.live_after_read(name, found.row, now).await?;
+        let payloads = futures::stream::iter(found.records.into_payloads().into_iter().map(Ok));
         collect_batch(row, found.start, limits, payloads).await
+    }
+
+    /// Overridden to join the records where they are found (the cache's records, or the
+    /// buffer SQLite's rows were read into) without a `Record` and offset per record, on this
+    /// task when the cache holds them, and to answer a read from the tail with one lookup of
+    /// the stream's row.
+    async fn read_joined(
+        &self,
+        name: &StreamName,
+        from: ReadFrom,
+        limits: ReadLimits,
+        join: JoiningFor,
+    ) -> Result<JoinedBatch, StorageError> {
+        let now = self.now();
+        let (row, start, records, body) =
+            match self.recent.read_joined(name, &from, limits, now, join) {
+                Some(hit) => {
+                    let hit = hit?;
+                    let row = self.live_after_read(name, Some(hit.row), now).await?;
+                    (row, hit.start, hit.records, hit.body)
+                }
+                None => {
+                    let found = self.read_stored(name, from, limits, now).await?;
+                    let row = self.live_after_read(name, found.row, now).await?;
+                    let records = found.records.len();
+                    let body = found.records.join(join(&row.content_type));
+                    (row, found.start, records, body)
+                }
+            };
+        let end = start + records as u64;
+        let up_to_date = end == row.next_index;
+        Ok(JoinedBatch {
+            body,
+            records,
+            next_offset: index_offset::encode(end),
+            up_to_date,
+            closed: up_to_date && row.closed,
+            content_type: row.content_type,
+        })
     }
 
     async fn wait(
