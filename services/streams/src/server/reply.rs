@@ -13,6 +13,10 @@ use crate::protocol;
 /// Content types answered without copying their text (see [`Reply::content_type`]).
 const OCTET_STREAM: &str = "application/octet-stream";
 const TEXT_PLAIN: &str = "text/plain";
+// Built at compile time (`from_static` checks each byte when it runs).
+const OCTET_STREAM_VALUE: HeaderValue = HeaderValue::from_static(OCTET_STREAM);
+const JSON_VALUE: HeaderValue = HeaderValue::from_static(protocol::JSON);
+const TEXT_PLAIN_VALUE: HeaderValue = HeaderValue::from_static(TEXT_PLAIN);
 
 /// A response under construction: status, headers, body.
 pub(crate) struct Reply {
@@ -52,11 +56,16 @@ impl Reply {
     /// `Content-Type`: the common types from static text, others copied.
     pub(crate) fn content_type(self, content_type: &str) -> Reply {
         match content_type {
-            OCTET_STREAM => self.static_header(names::CONTENT_TYPE, OCTET_STREAM),
-            protocol::JSON => self.static_header(names::CONTENT_TYPE, protocol::JSON),
-            TEXT_PLAIN => self.static_header(names::CONTENT_TYPE, TEXT_PLAIN),
+            OCTET_STREAM => self.value(names::CONTENT_TYPE, OCTET_STREAM_VALUE),
+            protocol::JSON => self.value(names::CONTENT_TYPE, JSON_VALUE),
+            TEXT_PLAIN => self.value(names::CONTENT_TYPE, TEXT_PLAIN_VALUE),
             other => self.header(names::CONTENT_TYPE, other),
         }
+    }
+
+    fn value(mut self, name: HeaderName, value: HeaderValue) -> Reply {
+        self.headers.insert(name, value);
+        self
     }
 
     pub(crate) fn static_header(mut self, name: HeaderName, value: &'static str) -> Reply {
