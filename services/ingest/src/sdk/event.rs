@@ -369,19 +369,21 @@ impl Serialize for PayloadBody<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         match self.0 {
+            // Members in name order, as the server stores them: then it copies the payload
+            // as it stands instead of sorting it (`server::lean_batch`).
             Payload::Custom(c) => {
+                if !c.bool_params.is_empty() {
+                    map.serialize_entry("bool_params", &c.bool_params)?;
+                }
                 map.serialize_entry("event_name", &c.event_name)?;
-                if !c.string_params.is_empty() {
-                    map.serialize_entry("string_params", &c.string_params)?;
+                if !c.float_params.is_empty() {
+                    map.serialize_entry("float_params", &ProtoDoubles(&c.float_params))?;
                 }
                 if !c.int_params.is_empty() {
                     map.serialize_entry("int_params", &c.int_params)?;
                 }
-                if !c.float_params.is_empty() {
-                    map.serialize_entry("float_params", &ProtoDoubles(&c.float_params))?;
-                }
-                if !c.bool_params.is_empty() {
-                    map.serialize_entry("bool_params", &c.bool_params)?;
+                if !c.string_params.is_empty() {
+                    map.serialize_entry("string_params", &c.string_params)?;
                 }
             }
             Payload::ScreenView { screen_name } => {
@@ -401,7 +403,6 @@ impl Serialize for PayloadBody<'_> {
                 user_id,
                 method,
             } => {
-                map.serialize_entry("user_id", user_id)?;
                 if let Some(m) = method {
                     let name = match kind {
                         UserEventKind::Logout => "reason",
@@ -409,6 +410,7 @@ impl Serialize for PayloadBody<'_> {
                     };
                     map.serialize_entry(name, m)?;
                 }
+                map.serialize_entry("user_id", user_id)?;
             }
         }
         map.end()
@@ -489,6 +491,54 @@ mod tests {
                     "bool_params": {"trial": true}
                 }
             })
+        );
+    }
+
+    /// The payload's members are written in name order, the order the server stores them
+    /// in, so that the server copies the payload as it stands instead of sorting it.
+    #[test]
+    fn payload_members_are_written_in_name_order() {
+        let context = context();
+        let text = |event: &Event| {
+            let envelope = Envelope {
+                event,
+                context: &context,
+                timestamp_ms: 1,
+                idempotency_key: "k1",
+            };
+            String::from_utf8(serde_json::to_vec(&envelope).expect("encodes")).expect("UTF-8")
+        };
+        let custom = Event::custom("signup")
+            .param("plan", "pro")
+            .param("seats", 5)
+            .param("ratio", 0.5)
+            .param("trial", true);
+        assert!(
+            text(&custom).contains(
+                r#""custom_event":{"bool_params":{"trial":true},"event_name":"signup","float_params":{"ratio":0.5},"int_params":{"seats":5},"string_params":{"plan":"pro"}}"#
+            ),
+            "{}",
+            text(&custom)
+        );
+        for (event, payload) in [
+            (
+                Event::user_login("u1", Some("email")),
+                r#""user_login":{"method":"email","user_id":"u1"}"#,
+            ),
+            (
+                Event::user_logout("u1", Some("manual")),
+                r#""user_logout":{"reason":"manual","user_id":"u1"}"#,
+            ),
+            (
+                Event::button_tap("buy", Some("cart")),
+                r#""button_tap":{"button_id":"buy","screen_name":"cart"}"#,
+            ),
+        ] {
+            assert!(text(&event).contains(payload), "{}", text(&event));
+        }
+        assert!(
+            text(&custom)
+                .contains(r#""device_context":{"os_version":"linux/x86_64","sdk_version":"test"}"#)
         );
     }
 

@@ -751,8 +751,13 @@ mod tests {
     fn the_common_shapes_are_read_here_and_match_the_pass() {
         let pass = pass();
         let bench = r#"{"app_id":"app","device_id":"d","timestamp_ms":1764500000000,"idempotency_key":"0000002a-0000-4000-8000-000000000007","custom_event":{"event_name":"bench","string_params":{"p":"xxxxxxxxxxxxxxxxxxxxxxxx"}}}"#;
+        // What the Rust SDK writes (`sdk::event`, payload members in name order).
+        let sdk = [
+            r#"{"app_id":"app","device_id":"host-1","timestamp_ms":1,"device_context":{"os_version":"linux/x86_64","sdk_version":"courier-ingest-rust/0.1.0"},"idempotency_key":"k1","custom_event":{"bool_params":{"trial":true},"event_name":"signup","int_params":{"seats":5},"string_params":{"plan":"pro","user_id":"u1"}}}"#,
+            r#"{"id":"e-9","app_id":"app","device_id":"host-1","timestamp_ms":1,"device_context":{"os_version":"linux/x86_64","sdk_version":"courier-ingest-rust/0.1.0"},"idempotency_key":"k2","user_login":{"method":"email","user_id":"u1"}}"#,
+        ];
         let mut read_here = 0;
-        for text in CANONICAL_EVENTS.into_iter().chain([bench]) {
+        for text in CANONICAL_EVENTS.into_iter().chain([bench]).chain(sdk) {
             let serde = pass.accept(text, &CONTEXT);
             match (accept(&pass, text, &CONTEXT), &serde) {
                 (Some(lean), Some(serde)) => {
@@ -764,8 +769,8 @@ mod tests {
             }
         }
         // Of CANONICAL_EVENTS, none: the valid ones have an escape or a nested default, which
-        // the pass drops from the record; so the bench's event alone.
-        assert_eq!(read_here, 1);
+        // the pass drops from the record; so the bench's event and the SDK's.
+        assert_eq!(read_here, 3);
         let body = format!(r#"{{"events":[{bench},{bench}]}}"#);
         assert_eq!(
             accept_batch(&pass, &body, 2, &CONTEXT).map(|o| o.len()),
