@@ -1,5 +1,6 @@
 //! What a read found, from the recent-records cache or from SQLite: the stream's row, the index
-//! it starts at and its records, which become a [`ReadBatch`]'s records or one joined body.
+//! it starts at and its records, which become a
+//! [`ReadBatch`](courier_traits::storage::ReadBatch)'s records or one joined body.
 
 use bytes::Bytes;
 use courier_traits::storage::{Joining, ReadFrom, ReadLimits, StorageError, StreamName};
