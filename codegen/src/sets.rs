@@ -42,8 +42,10 @@ pub(crate) const PROTO_SETS: &[ProtoSet] = &[
             "impls/proto/danube/DanubeApi.proto",
             "impls/proto/danube/SchemaRegistry.proto",
             "impls/proto/danube/DanubeAuth.proto",
+            // Courier's own calls beside Danube's (package `courier_broker`).
+            "impls/proto/courier/CourierAcks.proto",
         ],
-        includes: &["impls/proto/danube"],
+        includes: &["impls/proto/danube", "impls/proto/courier"],
         out_dir: "impls/src/grpc/proto",
         // The broker serves these services and its client (and the tests of the gRPC
         // transport) calls them.

@@ -13,3 +13,7 @@
 pub mod danube;
 #[rustfmt::skip]
 pub mod danube_schema;
+// Courier's own calls beside Danube's (`impls/proto/courier/CourierAcks.proto`): a consumer's
+// acks of many messages in one call; Danube brokers answer UNIMPLEMENTED.
+#[rustfmt::skip]
+pub mod courier_broker;

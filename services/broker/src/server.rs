@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::AckBatchServiceServer;
 use courier_impls::grpc::proto::danube::auth_service_server::AuthServiceServer;
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerServiceServer;
 use courier_impls::grpc::proto::danube::discovery_server::DiscoveryServer;
@@ -321,7 +322,8 @@ impl BrokerServer {
                     ProducerServiceServer::new(MeteredProducers::new(produce, metrics))
                         .max_decoding_message_size(decode_limit),
                 )
-                .add_service(ConsumerServiceServer::new(self.consumers.clone())),
+                .add_service(ConsumerServiceServer::new(self.consumers.clone()))
+                .add_service(AckBatchServiceServer::new(self.consumers.clone())),
             Some(gate) => builder
                 .add_service(DiscoveryServer::new(GatedDiscovery::new(
                     discovery,
@@ -336,6 +338,10 @@ impl BrokerServer {
                     .max_decoding_message_size(decode_limit),
                 )
                 .add_service(ConsumerServiceServer::new(GatedConsumers::new(
+                    self.consumers.clone(),
+                    gate.clone(),
+                )))
+                .add_service(AckBatchServiceServer::new(GatedConsumers::new(
                     self.consumers.clone(),
                     gate,
                 ))),

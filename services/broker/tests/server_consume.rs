@@ -9,6 +9,8 @@ use std::time::Duration;
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_impls::grpc::GrpcChannel;
+use courier_impls::grpc::proto::courier_broker::AckManyRequest;
+use courier_impls::grpc::proto::courier_broker::ack_batch_service_client::AckBatchServiceClient;
 use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
 use courier_impls::grpc::proto::danube::health_check_client::HealthCheckClient;
@@ -125,6 +127,18 @@ impl Node {
             .expect("acked");
     }
 
+    async fn ack_many(&self, subscription: &str, offsets: &[u64]) -> Result<(), tonic::Status> {
+        AckBatchServiceClient::new(self.channel.clone())
+            .ack_many(AckManyRequest {
+                request_id: 7,
+                topic_name: TOPIC.into(),
+                subscription_name: subscription.into(),
+                topic_offsets: offsets.to_vec(),
+            })
+            .await
+            .map(drop)
+    }
+
     async fn consumer_health(&self, id: u64) -> ClientStatus {
         let status = HealthCheckClient::new(self.channel.clone())
             .health_check(HealthCheckRequest {
@@ -206,5 +220,40 @@ async fn produced_messages_are_consumed_acked_and_not_delivered_again_after_a_re
         Some(3),
         "a, b, c not again"
     );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn ack_many_settles_each_offset_as_one_ack_would() {
+    let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
+    let node = start(storage.clone()).await;
+    let producer_id = node.producer().await;
+    let (_, mut stream) = node.subscribe().await;
+    for payload in ["a", "b", "c", "d"] {
+        node.send(producer_id, payload).await;
+    }
+    for _ in 0..4 {
+        next(&mut stream).await.expect("a delivery");
+    }
+    // Out of order, a duplicate and an offset never delivered: all settle as Acks would.
+    node.ack_many("sub", &[2, 0, 1, 1, 9]).await.expect("acked");
+    let error = node
+        .ack_many("other", &[3])
+        .await
+        .expect_err("no such subscription");
+    assert_eq!(error.code(), tonic::Code::NotFound, "{error:?}");
+    let error = node
+        .ack_many("", &[3])
+        .await
+        .expect_err("no subscription name");
+    assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    node.stop().await;
+
+    // The cursor moved over the acked prefix 0..=2 only: d comes again, nothing before it.
+    let node = start(storage).await;
+    let (_, mut stream) = node.subscribe().await;
+    let delivered = next(&mut stream).await.expect("a delivery");
+    assert_eq!(delivered.msg_id.map(|id| id.topic_offset), Some(3));
+    assert_eq!(delivered.payload.as_ref(), b"d");
     node.stop().await;
 }

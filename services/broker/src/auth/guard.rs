@@ -40,7 +40,9 @@ pub fn requirement(path: &str) -> Requirement {
         .unwrap_or(("", ""));
     match service {
         "danube.ProducerService" => Requirement::Role(Role::Produce),
-        "danube.ConsumerService" => Requirement::Role(Role::Consume),
+        "danube.ConsumerService" | "courier_broker.AckBatchService" => {
+            Requirement::Role(Role::Consume)
+        }
         "danube.Discovery" | "danube.HealthCheck" => Requirement::Authenticated,
         "danube_schema.SchemaRegistry" => match method {
             "GetSchema"
@@ -227,6 +229,10 @@ mod tests {
         );
         assert_eq!(
             requirement("/danube.ConsumerService/Ack"),
+            Requirement::Role(Role::Consume)
+        );
+        assert_eq!(
+            requirement("/courier_broker.AckBatchService/AckMany"),
             Requirement::Role(Role::Consume)
         );
         assert_eq!(

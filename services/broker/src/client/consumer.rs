@@ -130,7 +130,7 @@ impl ConsumerBuilder {
         let topic = TopicName::new(&self.topic)?;
         let consumer_name = required("consumer name", self.name)?;
         let subscription = required("subscription", self.subscription)?;
-        let tasks = OwnedTasks::new(self.core.live_tasks.clone());
+        let tasks = Arc::new(OwnedTasks::new(self.core.live_tasks.clone()));
         let names = self
             .core
             .retrying(tasks.token(), |_| partitions_once(&self.core, &topic))
@@ -147,12 +147,8 @@ impl ConsumerBuilder {
         let mut partitions = Partitions::new();
         for name in names {
             check_partition(&topic, &name)?;
-            let partition = PartitionConsumer::new(
-                self.core.clone(),
-                name.clone(),
-                spec.clone(),
-                tasks.token().clone(),
-            );
+            let partition =
+                PartitionConsumer::new(self.core.clone(), name.clone(), spec.clone(), &tasks);
             partitions.insert(name, Arc::new(partition));
         }
         try_join_all(partitions.values().map(|p| p.subscribe())).await?;
@@ -233,7 +229,8 @@ pub struct Consumer {
     topic: TopicName,
     partitions: Arc<Partitions>,
     receiver: mpsc::Receiver<Result<Message, BrokerError>>,
-    tasks: OwnedTasks,
+    /// Held only here (partitions keep a `Weak`): dropping the consumer stops its tasks.
+    tasks: Arc<OwnedTasks>,
 }
 
 impl Consumer {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use courier_impls::grpc::proto::danube::{MsgId, StreamMessage};
 
+use super::acks;
 use super::error::BrokerError;
 use super::partition_consumer::PartitionConsumer;
 
@@ -102,7 +103,7 @@ impl Message {
     /// [`BrokerError::Closed`] after the consumer closed; the broker's refusal, or the last
     /// transient error once the retry policy gives up.
     pub async fn ack(&self) -> Result<(), BrokerError> {
-        self.partition()?.ack(&self.msg_id).await
+        acks::ack(self.partition()?, &self.msg_id).await
     }
 
     /// Asks for redelivery after the broker's default delay.
@@ -117,10 +118,9 @@ impl Message {
             .await
     }
 
-    fn partition(&self) -> Result<&PartitionConsumer, BrokerError> {
+    fn partition(&self) -> Result<&Arc<PartitionConsumer>, BrokerError> {
         self.partitions
             .get(&self.msg_id.topic_name)
-            .map(|p| p.as_ref())
             .ok_or_else(|| BrokerError::NotSubscribed(self.msg_id.topic_name.clone()))
     }
 }

@@ -11,7 +11,9 @@
 //! - **Consumer**: lists the partitions at the service URL, subscribes to each concurrently,
 //!   and runs one task per partition feeding one bounded channel (100): the consumer is a
 //!   `Stream<Item = Result<Message, BrokerError>>`; [`Message::ack`] and [`Message::nack`]
-//!   go to the partition the message came from. `CLOSE` from a health check resubscribes;
+//!   go to the partition the message came from. Acks queued while the partition's previous
+//!   ack call is in flight go in one `AckMany` call (Courier's; `Ack` per message against a
+//!   broker without it). `CLOSE` from a health check resubscribes;
 //!   errors the consumer cannot get past are stream items, never a silent stop.
 //! - **Retries**: every call runs under the project's [`RetryPolicy`]
 //!   (default [`LinearBackoff`](courier_impls::retry::LinearBackoff): 5 retries, 200 ms
@@ -34,6 +36,8 @@
 //!
 //! [`RetryPolicy`]: courier_traits::retry::RetryPolicy
 
+mod ack_queue;
+mod acks;
 mod broker_client;
 mod consumer;
 mod core;

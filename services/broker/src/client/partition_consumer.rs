@@ -1,18 +1,22 @@
 //! [`PartitionConsumer`]: a consumer's registration on one topic or partition (`Subscribe`),
 //! and the acks and nacks of the messages it delivered.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use courier_impls::grpc::proto::courier_broker::AckManyRequest;
+use courier_impls::grpc::proto::courier_broker::ack_batch_service_client::AckBatchServiceClient;
 use courier_impls::grpc::proto::danube::consumer_request::SubscriptionType;
 use courier_impls::grpc::proto::danube::consumer_service_client::ConsumerServiceClient;
 use courier_impls::grpc::proto::danube::{AckRequest, ConsumerRequest, MsgId, NackRequest};
 use tokio_util::sync::CancellationToken;
 
+use super::ack_queue::AckQueue;
 use super::core::ClientCore;
 use super::error::BrokerError;
 use super::health::{Attachment, AttachmentSlot};
+use super::tasks::OwnedTasks;
 
 /// What a consumer subscribes with, the same on every partition.
 #[derive(Clone, Debug)]
@@ -33,14 +37,20 @@ pub(crate) struct PartitionConsumer {
     attachment: AttachmentSlot,
     /// The consumer's own token: cancelled by `close()`.
     cancel: CancellationToken,
+    /// Where acks wait for the partition's ack task ([`super::acks`]).
+    acks: AckQueue,
+    /// The consumer's tasks, where the ack task runs (not kept alive by a message: the
+    /// consumer owns them).
+    tasks: Weak<OwnedTasks>,
 }
 
 impl PartitionConsumer {
+    /// A partition of the consumer whose tasks are `tasks` (`cancel` is their token).
     pub(crate) fn new(
         core: Arc<ClientCore>,
         topic: String,
         spec: Arc<SubscriptionSpec>,
-        cancel: CancellationToken,
+        tasks: &Arc<OwnedTasks>,
     ) -> PartitionConsumer {
         PartitionConsumer {
             core,
@@ -48,8 +58,14 @@ impl PartitionConsumer {
             spec,
             request_ids: AtomicU64::new(0),
             attachment: AttachmentSlot::default(),
-            cancel,
+            cancel: tasks.token().clone(),
+            acks: AckQueue::default(),
+            tasks: Arc::downgrade(tasks),
         }
+    }
+
+    pub(crate) fn acks(&self) -> &AckQueue {
+        &self.acks
     }
 
     pub(crate) fn next_request_id(&self) -> u64 {
@@ -106,8 +122,43 @@ impl PartitionConsumer {
         Ok(attachment)
     }
 
-    /// Acks the message `msg_id` (idempotent on the broker, so retried).
-    pub(crate) async fn ack(&self, msg_id: &MsgId) -> Result<(), BrokerError> {
+    /// The consumer's tasks, while the consumer lives.
+    pub(crate) fn tasks(&self) -> Option<Arc<OwnedTasks>> {
+        self.tasks.upgrade()
+    }
+
+    /// Acks `offsets` of this partition in one `AckMany` call (idempotent on the broker, so
+    /// retried).
+    pub(crate) async fn ack_many(&self, offsets: &[u64]) -> Result<(), BrokerError> {
+        self.core
+            .retrying(&self.cancel, |_| async {
+                let url = self.ack_url();
+                let call = self.core.call(&url);
+                let mut client =
+                    AckBatchServiceClient::new(self.core.channel(&url, "AckMany", &self.topic)?);
+                let request = self
+                    .core
+                    .request(
+                        &call,
+                        AckManyRequest {
+                            request_id: self.next_request_id(),
+                            topic_name: self.topic.clone(),
+                            subscription_name: self.spec.subscription.clone(),
+                            topic_offsets: offsets.to_vec(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| BrokerError::rpc("AckMany", &self.topic, e))?;
+                call.unary(client.ack_many(request))
+                    .await
+                    .map(drop)
+                    .map_err(|e| BrokerError::rpc("AckMany", &self.topic, e))
+            })
+            .await
+    }
+
+    /// Acks the message `msg_id` with Danube's `Ack` (idempotent on the broker, so retried).
+    pub(crate) async fn ack_one(&self, msg_id: &MsgId) -> Result<(), BrokerError> {
         self.core
             .retrying(&self.cancel, |_| async {
                 let url = self.ack_url();

@@ -327,22 +327,28 @@ impl SubscriptionHandle {
         Some(message)
     }
 
-    /// Acks `offset`. Returns whether it settled an in-flight message.
-    pub(crate) fn ack(&self, offset: u64, now_ms: u64, flush_acks: u64) -> bool {
+    /// Acks each of `offsets` (one Ack, or Courier's `AckMany`) under one lock. Returns how
+    /// many settled an in-flight message.
+    pub(crate) fn ack_many(&self, offsets: &[u64], now_ms: u64, flush_acks: u64) -> u64 {
         let (settled, wake_pump) = match &mut *self.engine() {
-            Engine::Live(_) => (false, false),
+            Engine::Live(_) => (0, false),
             Engine::Reliable(state) => {
                 let window_was_full = state.engine.capacity() == 0;
-                let settled = state.engine.ack(offset);
+                let mut settled = 0u64;
+                for &offset in offsets {
+                    if state.engine.ack(offset) {
+                        settled += 1;
+                    }
+                }
                 let mut first_change = false;
-                if settled {
-                    state.unflushed_acks = state.unflushed_acks.saturating_add(1);
+                if settled > 0 {
+                    state.unflushed_acks = state.unflushed_acks.saturating_add(settled);
                     first_change = state.dirty_since_ms.is_none();
                     state.dirty_since_ms.get_or_insert(now_ms);
                 }
                 // Not on every ack: the pump reads the log when it wakes. Only when it has
                 // room to read again, a checkpoint to schedule, or one due by count.
-                let wake = settled
+                let wake = settled > 0
                     && (window_was_full || first_change || state.unflushed_acks >= flush_acks);
                 (settled, wake)
             }

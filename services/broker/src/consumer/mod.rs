@@ -21,6 +21,7 @@
 //! A node that stops serving a topic [releases](ConsumerService::release_topic) its
 //! subscriptions without checkpointing: the new owner's cursor is the one that counts.
 
+mod ack_batch;
 mod checkpoint;
 mod clock;
 mod config;
@@ -428,6 +429,47 @@ impl ConsumerService {
         Ok(handle)
     }
 
+    /// Acks `offsets` of `topic_name` for `subscription` (Courier's `AckMany`: each as one
+    /// `Ack` would).
+    ///
+    /// Errors: `InvalidArgument` for a bad topic or subscription name, `NotFound` for an
+    /// unknown subscription.
+    pub fn ack_many(
+        &self,
+        topic_name: &str,
+        subscription: &str,
+        offsets: &[u64],
+    ) -> Result<(), Status> {
+        let topic = TopicName::new(topic_name).map_err(invalid_argument)?;
+        let handle = self.subscription(&topic, subscription)?;
+        self.settle(&handle, offsets);
+        Ok(())
+    }
+
+    fn settle(&self, handle: &SubscriptionHandle, offsets: &[u64]) {
+        let settled = handle.ack_many(
+            offsets,
+            courier_traits::clock::Clock::now_ms(&self.shared.clock),
+            self.shared.config.cursor_flush_acks,
+        );
+        // Duplicates, retries and stale offsets settle nothing: acked stays within delivered.
+        if settled > 0 {
+            handle.metrics.acked.add(settled);
+        }
+    }
+
+    /// The subscription `subscription` of `topic`, open on this node.
+    fn subscription(
+        &self,
+        topic: &TopicName,
+        subscription: &str,
+    ) -> Result<Arc<SubscriptionHandle>, Status> {
+        let name = SubscriptionName::new(subscription).map_err(invalid_argument)?;
+        self.find(topic, &name).ok_or_else(|| {
+            Status::not_found(format!("subscription {name:?} on topic {topic}: not found"))
+        })
+    }
+
     /// The subscription an Ack or Nack names.
     fn acked(
         &self,
@@ -436,11 +478,10 @@ impl ConsumerService {
     ) -> Result<(Arc<SubscriptionHandle>, u64), Status> {
         let msg_id = msg_id.ok_or_else(|| Status::invalid_argument("msg_id: missing"))?;
         let topic = TopicName::new(&msg_id.topic_name).map_err(invalid_argument)?;
-        let name = SubscriptionName::new(subscription).map_err(invalid_argument)?;
-        let handle = self.find(&topic, &name).ok_or_else(|| {
-            Status::not_found(format!("subscription {name:?} on topic {topic}: not found"))
-        })?;
-        Ok((handle, msg_id.topic_offset))
+        Ok((
+            self.subscription(&topic, subscription)?,
+            msg_id.topic_offset,
+        ))
     }
 }
 
@@ -607,15 +648,7 @@ impl ConsumerApi for ConsumerService {
     async fn ack(&self, request: Request<AckRequest>) -> Result<Response<AckResponse>, Status> {
         let request = request.into_inner();
         let (handle, offset) = self.acked(request.msg_id.as_ref(), &request.subscription_name)?;
-        let settled = handle.ack(
-            offset,
-            courier_traits::clock::Clock::now_ms(&self.shared.clock),
-            self.shared.config.cursor_flush_acks,
-        );
-        // Duplicates, retries and stale offsets settle nothing: acked stays within delivered.
-        if settled {
-            handle.metrics.acked.inc();
-        }
+        self.settle(&handle, &[offset]);
         Ok(Response::new(AckResponse {
             request_id: request.request_id,
         }))

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::AckBatchService;
+use courier_impls::grpc::proto::courier_broker::{AckManyRequest, AckManyResponse};
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerService as ConsumerApi;
 use courier_impls::grpc::proto::danube::discovery_server::Discovery;
 use courier_impls::grpc::proto::danube::producer_service_server::ProducerService;
@@ -242,6 +244,20 @@ impl ConsumerApi for GatedConsumers {
     async fn nack(&self, request: Request<NackRequest>) -> Result<Response<NackResponse>, Status> {
         self.settled_here(request.get_ref().msg_id.as_ref())?;
         self.inner.nack(request).await
+    }
+}
+
+#[tonic::async_trait]
+impl AckBatchService for GatedConsumers {
+    async fn ack_many(
+        &self,
+        request: Request<AckManyRequest>,
+    ) -> Result<Response<AckManyResponse>, Status> {
+        // A bad name is the inner service's `InvalidArgument` to give.
+        if let Ok(topic) = TopicName::new(&request.get_ref().topic_name) {
+            self.served_here(&topic)?;
+        }
+        AckBatchService::ack_many(&self.inner, request).await
     }
 }
 

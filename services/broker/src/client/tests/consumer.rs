@@ -322,3 +322,96 @@ async fn close_ends_every_task_even_one_blocked_on_a_full_channel() {
     })
     .await;
 }
+
+const TOPIC: &str = "/default/t";
+
+/// A consumer of `broker` on [`TOPIC`] and the `count` messages it received.
+async fn received(
+    broker: &ScriptedBroker,
+    count: u64,
+) -> (BrokerClient, Consumer, Vec<crate::client::Message>) {
+    broker.script.set_partitions(&[TOPIC]);
+    let client = client(broker, LinearBackoff::default()).await;
+    let mut consumer = subscribe(&client).await;
+    let id = open_stream(broker, TOPIC).await;
+    let mut messages = Vec::new();
+    for offset in 0..count {
+        assert!(broker.script.deliver(id, Ok(message(TOPIC, offset, "m"))));
+        messages.push(next(&mut consumer).await.expect("delivered"));
+    }
+    (client, consumer, messages)
+}
+
+/// The offsets `broker` got Danube `Ack`s for, sorted.
+fn danube_acked_offsets(broker: &ScriptedBroker) -> Vec<u64> {
+    let mut offsets: Vec<u64> = broker
+        .script
+        .acks()
+        .iter()
+        .map(|a| a.msg_id.as_ref().expect("msg_id").topic_offset)
+        .collect();
+    offsets.sort_unstable();
+    offsets
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_queued_while_a_call_is_in_flight_share_one_ack_many_call() {
+    let broker = ScriptedBroker::start_with_ack_many();
+    let (client, consumer, messages) = received(&broker, 50).await;
+    let acked = futures::future::join_all(messages.iter().map(|m| m.ack())).await;
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    let batches = broker.script.ack_batches();
+    assert!(
+        batches.len() <= 2,
+        "{} AckMany calls for 50 acks made together",
+        batches.len()
+    );
+    let mut offsets: Vec<u64> = batches
+        .iter()
+        .flat_map(|b| b.topic_offsets.iter().copied())
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, (0..50).collect::<Vec<u64>>());
+    assert!(
+        batches
+            .iter()
+            .all(|b| b.topic_name == TOPIC && b.subscription_name == "s")
+    );
+    assert!(broker.script.acks().is_empty(), "no Danube Ack");
+    // The ack task ends with its queue: the partition's task is all that runs.
+    eventually("the ack task ends", || client.running_tasks() == 1).await;
+
+    // A lone ack goes at once, alone.
+    messages[0].ack().await.expect("acked again");
+    assert_eq!(broker.script.ack_batches().len(), batches.len() + 1);
+    consumer.close().await;
+    let error = messages[1].ack().await.expect_err("closed");
+    assert!(matches!(error, BrokerError::Closed), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_ack_many_is_retried_as_one_ack_per_message() {
+    let broker = ScriptedBroker::start_with_ack_many();
+    let (_client, consumer, messages) = received(&broker, 3).await;
+    broker.script.fail("AckMany", Code::NotFound, 1);
+    let acked = futures::future::join_all(messages.iter().map(|m| m.ack())).await;
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    let offsets = danube_acked_offsets(&broker);
+    assert_eq!(offsets, [0, 1, 2], "each message acked on its own");
+    // The refusal was about those acks, not the call: the next ones are batched again.
+    messages[0].ack().await.expect("acked");
+    assert_eq!(broker.script.ack_batches().len(), 1);
+    consumer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_broker_without_ack_many_gets_one_danube_ack_per_message() {
+    let broker = ScriptedBroker::start();
+    let (_client, consumer, messages) = received(&broker, 3).await;
+    let acked = futures::future::join_all(messages.iter().map(|m| m.ack())).await;
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    messages[2].ack().await.expect("acked");
+    let offsets = danube_acked_offsets(&broker);
+    assert_eq!(offsets, [0, 1, 2, 2]);
+    consumer.close().await;
+}

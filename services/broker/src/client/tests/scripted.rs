@@ -6,6 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use courier_impls::grpc::InProcessNetwork;
+use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::{
+    AckBatchService, AckBatchServiceServer,
+};
+use courier_impls::grpc::proto::courier_broker::{AckManyRequest, AckManyResponse};
 use courier_impls::grpc::proto::danube::consumer_service_server::{
     ConsumerService, ConsumerServiceServer,
 };
@@ -53,6 +57,7 @@ struct State {
     streams: HashMap<u64, mpsc::UnboundedSender<Delivery>>,
     subscriptions: HashMap<u64, String>,
     acks: Vec<AckRequest>,
+    ack_batches: Vec<AckManyRequest>,
     nacks: Vec<NackRequest>,
     sent: Vec<StreamMessage>,
 }
@@ -116,6 +121,12 @@ impl Script {
 
     pub(super) fn acks(&self) -> Vec<AckRequest> {
         self.state().acks.clone()
+    }
+
+    /// The `AckMany` calls answered OK (a broker started with
+    /// [`ScriptedBroker::start_with_ack_many`]).
+    pub(super) fn ack_batches(&self) -> Vec<AckManyRequest> {
+        self.state().ack_batches.clone()
     }
 
     pub(super) fn nacks(&self) -> Vec<NackRequest> {
@@ -299,6 +310,20 @@ impl ConsumerService for Services {
 }
 
 #[tonic::async_trait]
+impl AckBatchService for Services {
+    async fn ack_many(
+        &self,
+        request: Request<AckManyRequest>,
+    ) -> Result<Response<AckManyResponse>, Status> {
+        let request = request.into_inner();
+        self.0.enter("AckMany", request.subscription_name.clone())?;
+        let request_id = request.request_id;
+        self.0.state().ack_batches.push(request);
+        Ok(Response::new(AckManyResponse { request_id }))
+    }
+}
+
+#[tonic::async_trait]
 impl HealthCheck for Services {
     async fn health_check(
         &self,
@@ -325,27 +350,36 @@ pub(super) struct ScriptedBroker {
 }
 
 impl ScriptedBroker {
-    /// Starts one at [`URL`] on a new in-process network.
+    /// Starts one at [`URL`] on a new in-process network, serving Danube's services only
+    /// (as a Danube broker: `AckMany` is `Unimplemented`).
     pub(super) fn start() -> ScriptedBroker {
         ScriptedBroker::start_on(InProcessNetwork::new(), URL)
     }
 
+    /// Starts one at [`URL`] that also serves Courier's `AckBatchService`.
+    pub(super) fn start_with_ack_many() -> ScriptedBroker {
+        ScriptedBroker::serve(InProcessNetwork::new(), URL, true)
+    }
+
     /// Starts one at `url` on `network`, with a script of its own.
     pub(super) fn start_on(network: InProcessNetwork, url: &str) -> ScriptedBroker {
+        ScriptedBroker::serve(network, url, false)
+    }
+
+    fn serve(network: InProcessNetwork, url: &str, ack_many: bool) -> ScriptedBroker {
         let listener = network.listen(url).expect("listen");
         let script = Arc::new(Script::default());
         let services = Services(script.clone(), url.to_owned());
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(DiscoveryServer::new(services.clone()))
-                .add_service(ProducerServiceServer::new(services.clone()))
-                .add_service(ConsumerServiceServer::new(services.clone()))
-                .add_service(HealthCheckServer::new(services))
-                .serve_with_incoming_shutdown(listener, async {
-                    let _ = stopped.await;
-                }),
-        );
+        let router = tonic::transport::Server::builder()
+            .add_service(DiscoveryServer::new(services.clone()))
+            .add_service(ProducerServiceServer::new(services.clone()))
+            .add_service(ConsumerServiceServer::new(services.clone()))
+            .add_service(HealthCheckServer::new(services.clone()))
+            .add_optional_service(ack_many.then(|| AckBatchServiceServer::new(services)));
+        tokio::spawn(router.serve_with_incoming_shutdown(listener, async {
+            let _ = stopped.await;
+        }));
         ScriptedBroker {
             script,
             network,
