@@ -19,7 +19,7 @@ use tower::layer::util::{Identity, Stack};
 use crate::auth::{AuthConfig, AuthLayer, Authenticator, Guard};
 
 use crate::catalog::{Catalog, CatalogError, CatalogState};
-use crate::consumer::{ConsumerConfig, ConsumerService};
+use crate::consumer::{ACK_MANY_DECODE_LIMIT, ConsumerConfig, ConsumerService};
 use crate::directory::NodeUrls;
 use crate::discovery::DiscoveryService;
 use crate::health::{ClientView, HealthService};
@@ -323,7 +323,10 @@ impl BrokerServer {
                         .max_decoding_message_size(decode_limit),
                 )
                 .add_service(ConsumerServiceServer::new(self.consumers.clone()))
-                .add_service(AckBatchServiceServer::new(self.consumers.clone())),
+                .add_service(
+                    AckBatchServiceServer::new(self.consumers.clone())
+                        .max_decoding_message_size(ACK_MANY_DECODE_LIMIT),
+                ),
             Some(gate) => builder
                 .add_service(DiscoveryServer::new(GatedDiscovery::new(
                     discovery,
@@ -341,10 +344,10 @@ impl BrokerServer {
                     self.consumers.clone(),
                     gate.clone(),
                 )))
-                .add_service(AckBatchServiceServer::new(GatedConsumers::new(
-                    self.consumers.clone(),
-                    gate,
-                ))),
+                .add_service(
+                    AckBatchServiceServer::new(GatedConsumers::new(self.consumers.clone(), gate))
+                        .max_decoding_message_size(ACK_MANY_DECODE_LIMIT),
+                ),
         }
         .add_service(registry);
         Ok(match &self.guard {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use courier_broker::consumer::MAX_ACK_MANY_OFFSETS;
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_impls::grpc::GrpcChannel;
@@ -247,6 +248,17 @@ async fn ack_many_settles_each_offset_as_one_ack_would() {
         .await
         .expect_err("no subscription name");
     assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    // One call settles at most MAX_ACK_MANY_OFFSETS offsets under its subscription's lock.
+    let too_many: Vec<u64> = (100..).take(MAX_ACK_MANY_OFFSETS + 1).collect();
+    let error = node
+        .ack_many("sub", &too_many)
+        .await
+        .expect_err("too many offsets");
+    assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+    assert!(error.message().contains("topic_offsets"), "{error:?}");
+    node.ack_many("sub", &too_many[..MAX_ACK_MANY_OFFSETS])
+        .await
+        .expect("at the limit: acked (offsets never delivered settle nothing)");
     node.stop().await;
 
     // The cursor moved over the acked prefix 0..=2 only: d comes again, nothing before it.

@@ -75,6 +75,11 @@ impl AckQueue {
         self.batched.store(false, Ordering::Relaxed);
     }
 
+    /// The partition subscribed again (perhaps on another node): try `AckMany` again.
+    pub(crate) fn rebatch(&self) {
+        self.batched.store(true, Ordering::Relaxed);
+    }
+
     /// The task stopped before the queue was empty (closed, aborted, never started): what is
     /// left fails with [`BrokerError::Closed`].
     pub(crate) fn abandon(&self) {

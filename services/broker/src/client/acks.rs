@@ -8,9 +8,11 @@
 //! started by the first ack queued while none runs, and ending once the queue is empty: an idle
 //! consumer runs no ack task, and `close()` stops it like the others.
 //!
-//! A broker that does not serve `AckMany` (Danube's own: `Unimplemented`) gets Danube's `Ack`
-//! per message from then on. A batch that fails otherwise is retried message by message with
-//! `Ack`, so each caller gets the answer for its own message.
+//! A broker that does not serve `AckMany` (Danube's own: `Unimplemented`; an older Courier
+//! broker with auth on: `PermissionDenied` while `Ack` is allowed) gets Danube's `Ack` per
+//! message from then on, until the partition subscribes again (perhaps on another node). A
+//! batch that fails otherwise is retried message by message with `Ack`, so each caller gets
+//! the answer for its own message.
 
 use std::sync::Arc;
 
@@ -84,7 +86,7 @@ fn run(partition: Arc<PartitionConsumer>) -> impl Future<Output = ()> + Send {
 }
 
 /// Sends one batch and answers its acks; false once the consumer is closed.
-async fn send(partition: &PartitionConsumer, mut batch: Vec<PendingAck>) -> bool {
+async fn send(partition: &PartitionConsumer, batch: Vec<PendingAck>) -> bool {
     let queue = partition.acks();
     if queue.batched() {
         let offsets: Vec<u64> = batch.iter().map(|ack| ack.msg_id.topic_offset).collect();
@@ -101,17 +103,37 @@ async fn send(partition: &PartitionConsumer, mut batch: Vec<PendingAck>) -> bool
                 }
                 return false;
             }
-            Err(error) => {
-                if error.code() == Some(Code::Unimplemented) {
+            Err(error) => match error.code() {
+                Some(Code::Unimplemented) => {
                     tracing::debug!(topic = %partition.topic, "the broker has no AckMany: acking with Ack per message");
                     queue.unbatch();
                 }
-            }
+                // A Courier broker older than AckMany with auth on refuses the unknown call
+                // (its guard asks an admin role for it): if the same acks then go through as
+                // Danube's `Ack`, the call was refused, not the acks, so stop making it.
+                Some(Code::PermissionDenied | Code::Unauthenticated) => {
+                    if ack_each(partition, batch).await {
+                        tracing::debug!(topic = %partition.topic, "AckMany refused where Ack is not: acking with Ack per message");
+                        queue.unbatch();
+                    }
+                    return true;
+                }
+                _ => {}
+            },
         }
     }
-    join_all(batch.drain(..).map(|ack| async move {
-        let _ = ack.done.send(partition.ack_one(&ack.msg_id).await);
+    ack_each(partition, batch).await;
+    true
+}
+
+/// Acks each of `batch` with Danube's `Ack` and answers it; true if any was acked.
+async fn ack_each(partition: &PartitionConsumer, batch: Vec<PendingAck>) -> bool {
+    let acked = join_all(batch.into_iter().map(|ack| async move {
+        let answer = partition.ack_one(&ack.msg_id).await;
+        let ok = answer.is_ok();
+        let _ = ack.done.send(answer);
+        ok
     }))
     .await;
-    true
+    acked.into_iter().any(|ok| ok)
 }

@@ -119,6 +119,8 @@ impl PartitionConsumer {
             valid: self.cancel.child_token(),
         };
         self.attachment.replace(attachment.clone());
+        // A new attachment may be another node, which may serve `AckMany`.
+        self.acks.rebatch();
         Ok(attachment)
     }
 

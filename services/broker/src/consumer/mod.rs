@@ -63,6 +63,13 @@ pub use names::{MAX_SUBSCRIPTION_BYTES, SubscriptionName, cursor_stream, dead_le
 pub use pump::{DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON};
 pub use receive::MessageStream;
 
+/// The most offsets one `AckMany` call may settle (Courier's client sends at most 1 024).
+pub const MAX_ACK_MANY_OFFSETS: usize = 4_096;
+
+/// `AckMany`'s request size limit: [`MAX_ACK_MANY_OFFSETS`] varints of at most 10 bytes, and
+/// the topic and subscription names.
+pub(crate) const ACK_MANY_DECODE_LIMIT: usize = 128 << 10;
+
 /// The longest consumer name and key filter, in bytes.
 const MAX_NAME_BYTES: usize = 255;
 /// The most key filters one consumer may give.
@@ -432,14 +439,22 @@ impl ConsumerService {
     /// Acks `offsets` of `topic_name` for `subscription` (Courier's `AckMany`: each as one
     /// `Ack` would).
     ///
-    /// Errors: `InvalidArgument` for a bad topic or subscription name, `NotFound` for an
-    /// unknown subscription.
+    /// Errors: `InvalidArgument` for a bad topic or subscription name or more than
+    /// [`MAX_ACK_MANY_OFFSETS`] offsets, `NotFound` for an unknown subscription.
     pub fn ack_many(
         &self,
         topic_name: &str,
         subscription: &str,
         offsets: &[u64],
     ) -> Result<(), Status> {
+        // Every offset is settled under one lock of the subscription's engine: an unbounded
+        // list would stall its dispatch and acks for as long as it takes.
+        if offsets.len() > MAX_ACK_MANY_OFFSETS {
+            return Err(Status::invalid_argument(format!(
+                "topic_offsets: {} offsets in one AckMany, at most {MAX_ACK_MANY_OFFSETS}",
+                offsets.len()
+            )));
+        }
         let topic = TopicName::new(topic_name).map_err(invalid_argument)?;
         let handle = self.subscription(&topic, subscription)?;
         self.settle(&handle, offsets);

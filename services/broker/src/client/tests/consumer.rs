@@ -405,6 +405,25 @@ async fn a_refused_ack_many_is_retried_as_one_ack_per_message() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_ack_many_refused_where_ack_is_allowed_is_not_made_again() {
+    // An older Courier broker with auth on: the unknown call needs a role the consumer lacks.
+    let broker = ScriptedBroker::start_with_ack_many();
+    let (_client, consumer, messages) = received(&broker, 3).await;
+    broker.script.fail("AckMany", Code::PermissionDenied, 10);
+    let acked = futures::future::join_all(messages.iter().map(|m| m.ack())).await;
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    let acked = futures::future::join_all(messages.iter().map(|m| m.ack())).await;
+    assert!(acked.iter().all(Result::is_ok), "{acked:?}");
+    assert_eq!(
+        broker.script.calls("AckMany").len(),
+        1,
+        "one refused AckMany, then Ack per message"
+    );
+    assert_eq!(danube_acked_offsets(&broker).len(), 6);
+    consumer.close().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_broker_without_ack_many_gets_one_danube_ack_per_message() {
     let broker = ScriptedBroker::start();
     let (_client, consumer, messages) = received(&broker, 3).await;
