@@ -71,6 +71,33 @@ async fn unknown_transfer_coding_is_not_implemented() {
     assert_eq!(body, "hello");
 }
 
+/// An append whose body arrives in several chunks (several frames for the handler to join) is
+/// stored byte for byte.
+#[tokio::test]
+async fn a_body_in_several_chunks_is_stored_whole() {
+    let server = server().await;
+    create(server.addr, "/v1/stream/chunks", "application/octet-stream").await;
+    let parts: [Vec<u8>; 4] = [
+        b"first ".to_vec(),
+        (0..70_000u32).map(|i| b'a' + (i % 26) as u8).collect(),
+        b" middle ".to_vec(),
+        vec![b'z'; 5_000],
+    ];
+    let mut chunked = Vec::new();
+    for part in &parts {
+        chunked.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        chunked.extend_from_slice(part);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /v1/stream/chunks HTTP/1.1\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked";
+    let (status, body) = exchange(server.addr, head, &chunked).await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = exchange(server.addr, "GET /v1/stream/chunks HTTP/1.1", b"").await;
+    assert_eq!(status, 200);
+    assert_eq!(body.as_bytes(), parts.concat().as_slice());
+}
+
 /// JSON mode refuses a body nesting deeper than the limit with 400 naming the problem, and
 /// stores nothing; a body at the limit is stored.
 #[tokio::test]
