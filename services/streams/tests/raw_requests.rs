@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use courier_impls::memory::MemoryStreamStorage;
-use courier_streams::server::{ServerConfig, StreamsServer};
+use courier_streams::server::{ServerConfig, StreamsServer, SubscriptionSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -129,13 +129,29 @@ async fn deeply_nested_json_is_refused() {
 /// need decoding, names it refuses and paths it leaves to the router.
 #[tokio::test]
 async fn served_answers_are_the_routers() {
-    let served = server().await;
-    let mut router = StreamsServer::new(
-        Arc::new(MemoryStreamStorage::new()),
-        ServerConfig::default(),
-    )
-    .router();
-    let requests: [(&str, &str, &[u8]); 16] = [
+    compare_served_with_router(ServerConfig::default()).await;
+}
+
+/// The same with the subscription APIs on: `__ds/` paths are then the router's control routes.
+#[tokio::test]
+async fn served_answers_are_the_routers_with_subscriptions_on() {
+    compare_served_with_router(ServerConfig {
+        subscriptions: Some(SubscriptionSettings::default()),
+        ..ServerConfig::default()
+    })
+    .await;
+}
+
+async fn compare_served_with_router(config: ServerConfig) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serving = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config.clone());
+    let served = Server {
+        addr,
+        task: tokio::spawn(serving.serve(listener, std::future::pending())),
+    };
+    let mut router = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config).router();
+    let requests: [(&str, &str, &[u8]); 19] = [
         ("PUT", "/v1/stream/a%2Fb", b""),
         ("POST", "/v1/stream/a%2Fb", b"hello"),
         ("GET", "/v1/stream/a/b?offset=-1", b""),
@@ -150,6 +166,9 @@ async fn served_answers_are_the_routers() {
         ("POST", "/v1/stream/", b"x"),
         ("GET", "/v1/stream/__ds", b""),
         ("POST", "/v1/stream/__ds/x", b"x"),
+        ("GET", "/v1/stream/__ds/x", b""),
+        ("GET", "/v1/stream/__dsx", b""),
+        ("POST", "/v1/stream/__dsx", b"x"),
         ("GET", "/v1/stream/missing", b""),
         ("POST", "/v1/stream/missing", b"x"),
     ];
