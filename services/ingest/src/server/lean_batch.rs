@@ -29,7 +29,7 @@ use super::canonical_pass::{
 use super::event::{EventOutcome, IngestContext};
 use super::field_table::{FieldInfo, FieldTables, MessageTable, Shape, ValueKind};
 use super::fresh_id;
-use super::json_text::{plain_len, write_json_string};
+use super::json_text::plain_len;
 
 /// Nested messages deeper than this give up (`serde_json`'s limit is 128 levels of arrays and
 /// objects, of which a message takes at most two; this stays well within it).
@@ -58,6 +58,7 @@ pub(crate) fn accept_batch(
     // the worst case, then moved to an allocation of the exact size the storage keeps.
     let mut records = Vec::with_capacity(2 * json.len() + 256);
     let mut kept = Vec::with_capacity(16);
+    let received = received_ms_json(context);
     if reader.peek() == Some(b']') {
         reader.at += 1;
     } else {
@@ -71,6 +72,7 @@ pub(crate) fn accept_batch(
                 &mut kept,
                 &mut records,
                 context,
+                &received,
             )?);
             reader.skip_ws();
             match reader.next()? {
@@ -102,10 +104,27 @@ pub(crate) fn accept(
     let mut reader = Reader::new(raw);
     reader.skip_ws();
     let mut record = Vec::with_capacity(raw.len() + 128);
-    let written = read_event(pass, &mut reader, &mut Vec::new(), &mut record, context)?;
+    let received = received_ms_json(context);
+    let written = read_event(
+        pass,
+        &mut reader,
+        &mut Vec::new(),
+        &mut record,
+        context,
+        &received,
+    )?;
     reader.skip_ws();
     reader.at_end()?;
     Some(written.into_outcome(&Bytes::from(record)))
+}
+
+/// The request's `received_ms` as the record writes it (as `serde_json` writes an `i64`):
+/// the same for every event of the request, so written once.
+fn received_ms_json(context: &IngestContext<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20);
+    // Writing to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &context.received_ms);
+    out
 }
 
 /// An envelope member the record keeps.
@@ -141,13 +160,15 @@ impl Read {
 }
 
 /// Reads the envelope at the reader's place (after any whitespace) and writes its record to
-/// `records`, if it is valid and canonical and the reader is sure of it.
+/// `records`, if it is valid and canonical and the reader is sure of it. `received` is
+/// [`received_ms_json`] of `context`.
 fn read_event(
     pass: &CanonicalPass,
     reader: &mut Reader<'_>,
     kept: &mut Vec<Kept>,
     records: &mut Vec<u8>,
     context: &IngestContext<'_>,
+    received: &[u8],
 ) -> Option<Written> {
     let tables = &pass.tables;
     let envelope = tables.messages.get(tables.envelope)?;
@@ -197,7 +218,7 @@ fn read_event(
     }
     rules.finish()?;
     kept.sort_unstable_by_key(|k| k.rank);
-    write_record(pass, envelope, reader, kept, records, context)
+    write_record(pass, envelope, reader, kept, records, context, received)
 }
 
 /// The record of an envelope's `kept` members (sorted by rank), if it breaks no rule the
@@ -209,6 +230,7 @@ fn write_record(
     kept: &[Kept],
     records: &mut Vec<u8>,
     context: &IngestContext<'_>,
+    received: &[u8],
 ) -> Option<Written> {
     let payload = kept
         .iter()
@@ -266,14 +288,15 @@ fn write_record(
             }
             Added::ReceivedMs => {
                 write_name(ADDED[1], records, &mut first);
-                // Writing to a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut *records, &context.received_ms);
+                records.extend_from_slice(received);
             }
             Added::Fresh(field, Some(fresh)) => {
                 // Replaces the client's empty value, if it was kept.
                 next_kept.next_if(|k| k.field == *field);
                 write_name(&envelope.fields.get(*field)?.name, records, &mut first);
-                write_json_string(records, fresh);
+                // A fresh id or key is a UUID's text: hex digits and hyphens, nothing to
+                // escape.
+                write_plain(fresh, records);
             }
             Added::Fresh(_, None) => {}
         }
@@ -282,9 +305,10 @@ fn write_record(
         write_kept(envelope, reader, k, records, &mut first)?;
     }
     records.push(b'}');
+    // A fresh value is moved, not copied again.
     Some(Written {
-        id: id.or(fresh_id.as_deref())?.to_owned(),
-        idempotency_key: idempotency_key.or(fresh_key.as_deref())?.to_owned(),
+        id: id.map(str::to_owned).or(fresh_id)?,
+        idempotency_key: idempotency_key.map(str::to_owned).or(fresh_key)?,
         range: start..records.len(),
     })
 }
