@@ -1,7 +1,7 @@
 //! `ingest-bench cost BATCH BATCHES`: the server's work per event without the network, for a
 //! deterministic count of instructions (`valgrind --tool=callgrind`) or the process's CPU.
 //!
-//! The same `IngestServer` router as `serve` on the memory storage, called in this process
+//! The same `IngestServer` service as `serve` on the memory storage, called in this process
 //! (`tower::ServiceExt::oneshot`, no socket, no HTTP parsing) with `BATCHES` bodies of `BATCH`
 //! of the bench's 200 B events, built before the measured loop. Run it with two batch counts
 //! and take the difference: what stays is the per-event cost of routing, the API key check,
@@ -43,7 +43,8 @@ pub(crate) async fn cost(batch: usize, batches: usize) -> Result<(), String> {
         IngestConfig::default().with_rate_limit(RATE_LIMIT, RATE_LIMIT),
     )
     .map_err(|e| format!("ingest server: {e}"))?;
-    let router = server.router();
+    // What `serve` runs: the batch endpoint answered beside the router.
+    let service = server.service();
     let writer = EventWriter::new(APP)?;
     let bodies: Vec<String> = (0..batches)
         .map(|i| writer.batch((i * batch) as u64, batch))
@@ -56,11 +57,11 @@ pub(crate) async fn cost(batch: usize, batches: usize) -> Result<(), String> {
             .header("x-api-key", KEY)
             .body(Body::from(body))
             .map_err(|e| format!("request: {e}"))?;
-        let response = router
+        let response = service
             .clone()
             .oneshot(request)
             .await
-            .map_err(|e| format!("router: {e}"))?;
+            .map_err(|e| format!("service: {e}"))?;
         if response.status() != StatusCode::OK {
             return Err(format!("status {}", response.status()));
         }

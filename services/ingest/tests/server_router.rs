@@ -16,7 +16,7 @@ use courier_ingest::server::{
 use courier_traits::storage::{AppendRequest, StreamStorage};
 use http::{Request, header};
 use serde_json::json;
-use server_support::{KEY, OTHER_APP_KEY, descriptor_pool, envelope, post, send};
+use server_support::{KEY, OTHER_APP_KEY, descriptor_pool, envelope, post, send, send_routed};
 
 struct Fixture {
     storage: Arc<MemoryStreamStorage>,
@@ -196,6 +196,105 @@ async fn i5_i6_bad_bodies_are_refused_and_nothing_is_stored() {
         .insert(header::CONTENT_ENCODING, "br".parse().expect("value"));
     assert_eq!(send(&fixture.server, brotli).await.status, 415);
     assert!(stored(&fixture, "app-1").await.is_empty());
+}
+
+/// The service `serve` runs answers the batch endpoint itself (without the router): every
+/// answer, status, headers in their order and body, must be the router's. Two servers on two
+/// stores get the same requests, so each stores the events anew; events carry their ids, so
+/// the bodies compare byte for byte.
+#[tokio::test]
+async fn the_served_batch_endpoint_answers_as_the_router() {
+    use std::io::Write;
+    let with_id = |key: &str, name: &str| {
+        let mut event = envelope(key, name);
+        event["id"] = json!(format!("id-{key}"));
+        event
+    };
+    let batch = json!({"events": [with_id("a", "x"), with_id("b", ""), with_id("a", "repeat")]})
+        .to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(batch.as_bytes()).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let requests = || {
+        let mut requests = vec![
+            post("/v1/events/batch", Some(KEY), batch.clone()),
+            post("/v1/events/batch?x=1", Some(KEY), batch.clone()),
+            post("/v1/events/batch", Some(KEY), "not json"),
+            post("/v1/events/batch", None, batch.clone()),
+            post("/v1/events/batch", Some(&"0".repeat(64)), batch.clone()),
+            post("/v1/events/batch", Some(OTHER_APP_KEY), batch.clone()),
+            post("/v1/events/batch", Some(KEY), r#"{"events":[]}"#),
+            post("/v1/events/batch/", Some(KEY), batch.clone()),
+            post("/v1/events/ingest", Some(KEY), batch.clone()),
+            Request::get("/v1/events/batch")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+            Request::options("/v1/events/batch")
+                .header(header::ORIGIN, "https://app.example")
+                .body(axum::body::Body::empty())
+                .expect("request"),
+        ];
+        let mut zipped = post("/v1/events/batch", Some(KEY), gz.clone());
+        zipped
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, "gzip".parse().expect("value"));
+        requests.push(zipped);
+        let mut brotli = post("/v1/events/batch", Some(KEY), batch.clone());
+        brotli
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, "br".parse().expect("value"));
+        requests.push(brotli);
+        let mut from_browser = post("/v1/events/batch", Some(KEY), batch.clone());
+        from_browser.headers_mut().insert(
+            header::ORIGIN,
+            "https://app.example".parse().expect("value"),
+        );
+        requests.push(from_browser);
+        // Every request but the first names its id; the first gets a fresh one.
+        for (i, request) in requests.iter_mut().enumerate().skip(1) {
+            request
+                .headers_mut()
+                .insert("x-request-id", format!("req-{i}").parse().expect("value"));
+        }
+        requests
+    };
+    let (routed, served) = (
+        fixture(IngestConfig::default()),
+        fixture(IngestConfig::default()),
+    );
+    for (i, (a, b)) in requests().into_iter().zip(requests()).enumerate() {
+        let what = format!("request {i}: {} {}", a.method(), a.uri());
+        let by_router = send_routed(&routed.server, a).await;
+        let served = send(&served.server, b).await;
+        assert_eq!(served.status, by_router.status, "{what}");
+        assert_eq!(served.text(), by_router.text(), "{what}");
+        let headers = |answer: &server_support::Answer| -> Vec<(String, String)> {
+            answer
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    // A fresh request id differs between the two; its presence and form do not.
+                    if i == 0 && name == "x-request-id" {
+                        assert_eq!(value.len(), 36, "{what}: {value}");
+                        return (name.to_string(), "fresh".to_owned());
+                    }
+                    (name.to_string(), value)
+                })
+                .collect()
+        };
+        assert_eq!(headers(&served), headers(&by_router), "{what}");
+    }
+    // The same records stored (but for their arrival times).
+    let records = |records: Vec<serde_json::Value>| -> Vec<serde_json::Value> {
+        records
+            .into_iter()
+            .map(server_support::comparable)
+            .collect()
+    };
+    let served_records = records(stored(&served, "app-1").await);
+    assert_eq!(served_records.len(), 1, "{served_records:?}");
+    assert_eq!(served_records, records(stored(&routed, "app-1").await));
 }
 
 #[tokio::test]

@@ -16,7 +16,8 @@
 //! - [`KeyLog`], [`StorageKeyStore`] and [`AdminApi`]: keys kept as a log in the storage,
 //!   followed by every node, managed through upstream's admin API;
 //! - [`RateLimiter`]: the per-app token bucket;
-//! - [`IngestServer`]: the axum router tying them together, writing each request's valid
+//! - [`IngestServer`]: the axum router tying them together (served as [`IngestService`],
+//!   which answers the batch endpoint without the router's per-request work), writing each request's valid
 //!   events to the app's stream [`app_stream`] with one keyed append (200 only after it
 //!   committed; a storage failure is 503, or 500 when retrying cannot help, and nothing was
 //!   written), and serving [`IngestMetrics`] on `GET /metrics`.
@@ -29,6 +30,7 @@ mod envelope;
 mod event;
 mod field_table;
 mod fresh_id;
+mod hot_route;
 mod json_text;
 mod keys;
 mod lean_batch;
@@ -50,6 +52,7 @@ pub use auth::{
 };
 pub use body::{BodyFormat, DecodedBody, decode_body};
 pub use event::{AcceptedEvent, EventOutcome, IngestContext};
+pub use hot_route::IngestService;
 pub use keys::{
     AdminApi, CombinedKeyStore, CreatedKey, KEY_LOG_STREAM, KeyInfo, KeyLog, KeyLogError,
     MAX_KEY_NAME_BYTES, StorageKeyStore, TailConfig, created_key_json, key_json, key_list_json,

@@ -57,49 +57,88 @@ impl BatchResponse {
         &self.results
     }
 
-    /// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else.
-    ///
-    /// Written by hand rather than through a derived `Serialize` of a wire struct: a batch
-    /// answers one result per event, and the derived form escapes every field name of every
-    /// result again. Strings from the request go through `serde_json`'s escaping; the bytes are
-    /// those `serde_json` wrote for the wire structs (the tests compare them).
+    /// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else (see
+    /// [`batch_json`]).
     pub fn to_json(&self) -> Vec<u8> {
-        let accepted = self.accepted_count();
-        // An accepted result of a UUID id is ~70 bytes.
-        let mut out = Vec::with_capacity(64 + self.results.len() * 72);
-        out.extend_from_slice(b"{\"acceptedCount\":");
-        write_number(&mut out, accepted);
-        out.extend_from_slice(b",\"rejectedCount\":");
-        write_number(&mut out, self.results.len() - accepted);
-        out.extend_from_slice(b",\"results\":[");
-        for (index, result) in self.results.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(b"{\"index\":");
-            write_number(&mut out, index);
-            match result {
-                EventResult::Accepted { event_id } => {
-                    out.extend_from_slice(b",\"eventId\":");
-                    write_json_string(&mut out, event_id);
-                    out.extend_from_slice(b",\"status\":\"accepted\"}");
-                }
-                EventResult::Rejected { error } => {
-                    out.extend_from_slice(b",\"status\":\"rejected\",\"error\":");
-                    write_json_string(&mut out, error);
-                    out.push(b'}');
-                }
-            }
-        }
-        out.extend_from_slice(b"]}");
-        out
+        batch_json(
+            self.accepted_count(),
+            self.results.iter().map(|result| match result {
+                EventResult::Accepted { event_id } => ResultText::Accepted(event_id),
+                EventResult::Rejected { error } => ResultText::Rejected(error),
+            }),
+        )
     }
 }
 
-/// A count as `serde_json` writes it.
-fn write_number(out: &mut Vec<u8>, n: usize) {
-    // Writing to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, &n);
+/// One event's result as [`batch_json`] writes it, borrowed from wherever it is kept.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ResultText<'a> {
+    /// Accepted, with the stored event's id.
+    Accepted(&'a str),
+    /// Rejected, with the field and the rule.
+    Rejected(&'a str),
+}
+
+/// The 200 body of a batch whose results are `results`, `accepted` of them accepted:
+/// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else.
+///
+/// Written by hand from borrowed results rather than through a derived `Serialize` of a wire
+/// struct: a batch answers one result per event, and the derived form escapes every field name
+/// of every result again (and the handler would first build a `Vec` of owned results). Strings
+/// from the request go through `serde_json`'s escaping when they need it; the bytes are those
+/// `serde_json` wrote for the wire structs (the tests compare them).
+pub(crate) fn batch_json<'a>(
+    accepted: usize,
+    results: impl ExactSizeIterator<Item = ResultText<'a>>,
+) -> Vec<u8> {
+    let count = results.len();
+    // An accepted result of a UUID id is 70-75 bytes.
+    let mut out = Vec::with_capacity(64 + count * 80);
+    out.extend_from_slice(b"{\"acceptedCount\":");
+    write_number(&mut out, accepted);
+    out.extend_from_slice(b",\"rejectedCount\":");
+    write_number(&mut out, count.saturating_sub(accepted));
+    out.extend_from_slice(b",\"results\":[");
+    for (index, result) in results.enumerate() {
+        let open: &[u8] = if index == 0 {
+            b"{\"index\":"
+        } else {
+            b",{\"index\":"
+        };
+        out.extend_from_slice(open);
+        write_number(&mut out, index);
+        match result {
+            ResultText::Accepted(event_id) => {
+                out.extend_from_slice(b",\"eventId\":");
+                write_json_string(&mut out, event_id);
+                out.extend_from_slice(b",\"status\":\"accepted\"}");
+            }
+            ResultText::Rejected(error) => {
+                out.extend_from_slice(b",\"status\":\"rejected\",\"error\":");
+                write_json_string(&mut out, error);
+                out.push(b'}');
+            }
+        }
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
+/// A count in decimal, as `serde_json` writes it (digits only), without going through its
+/// serializer for every result's index.
+fn write_number(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0_u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A digit: `n % 10` is below 10.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// `IngestEventResponse` of `POST /v1/events/ingest`: `{"eventId","status":"accepted"}`.
@@ -188,6 +227,22 @@ mod tests {
             results: results.iter().enumerate().map(wire).collect(),
         })
         .expect("json")
+    }
+
+    #[test]
+    fn numbers_are_written_as_serde_json_writes_them() {
+        let mut numbers = vec![0, usize::MAX, usize::MAX / 10];
+        for digits in 1..20 {
+            let power = 10_usize.pow(digits);
+            numbers.extend([power - 1, power, power + 1]);
+        }
+        for n in numbers {
+            let mut ours = b"x".to_vec();
+            write_number(&mut ours, n);
+            let mut theirs = b"x".to_vec();
+            serde_json::to_writer(&mut theirs, &n).expect("writes");
+            assert_eq!(ours, theirs, "{n}");
+        }
     }
 
     #[test]

@@ -3,13 +3,12 @@
 //! to the app's stream by one keyed append.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,7 +19,6 @@ use courier_traits::storage::{
 };
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
-use tokio::net::TcpListener;
 
 use super::auth::{ApiKeyChecker, AuthenticatedApp, is_lower_hex_64};
 use super::body::{BodyFormat, DecodedBody, decode_body};
@@ -31,7 +29,7 @@ use super::parse::{EventParser, Limits};
 use super::protobuf::ProtobufBodies;
 use super::rate::RateLimiter;
 use super::reply::{RequestError, Violation};
-use super::response::{BatchResponse, EventResult, single_accepted_json};
+use super::response::{ResultText, batch_json, single_accepted_json};
 use super::schema::SchemaError;
 
 /// Settings of the ingestion server.
@@ -96,11 +94,11 @@ impl IngestConfig {
 /// The ingestion server over a [`StreamStorage`] with keyed appends.
 #[derive(Clone)]
 pub struct IngestServer {
-    state: Arc<IngestState>,
-    admin: Option<AdminApi>,
+    pub(super) state: Arc<IngestState>,
+    pub(super) admin: Option<AdminApi>,
 }
 
-struct IngestState {
+pub(super) struct IngestState {
     parser: EventParser,
     protobuf: ProtobufBodies,
     keys: ApiKeyChecker,
@@ -196,25 +194,6 @@ impl IngestServer {
             .layer(axum::middleware::from_fn(cors))
             .layer(axum::middleware::from_fn(request_id))
     }
-
-    /// Serves on `listener` until `shutdown` completes, then waits for open requests.
-    pub async fn serve(
-        self,
-        listener: TcpListener,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let admin = self.admin.clone();
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Open event reads would otherwise hold the shutdown for their long-poll or
-                // SSE timeout (30-60 s), past what an orchestrator waits before SIGKILL.
-                if let Some(admin) = admin {
-                    admin.stop_live_reads();
-                }
-            })
-            .await
-    }
 }
 
 fn json_ok(body: &'static [u8]) -> Response {
@@ -272,16 +251,22 @@ async fn count_request(
     request: Request,
     next: Next,
 ) -> Response {
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    count(&state, request_id.as_deref(), &mut response);
+    response
+}
+
+/// [`count_request`]'s work on the answer: the count by status and the log line.
+fn count(state: &IngestState, request_id: Option<&RequestId>, response: &mut Response) {
     let status = response.status().as_u16();
     state.metrics.request(status);
+    // Taken, not cloned: nothing after this reads it.
     let summary = response
-        .extensions()
-        .get::<RequestSummary>()
-        .cloned()
+        .extensions_mut()
+        .remove::<RequestSummary>()
         .unwrap_or_default();
     tracing::info!(
-        request_id = %RequestId::display(request_id.as_deref()),
+        request_id = %RequestId::display(request_id),
         status,
         app = %if summary.app.is_empty() { "-" } else { summary.app.as_str() },
         events = summary.events,
@@ -290,7 +275,6 @@ async fn count_request(
         rejected = summary.rejected,
         "ingest request"
     );
-    response
 }
 
 /// The handler's answer (its error's, if it failed) with `summary` attached for the log line.
@@ -377,7 +361,7 @@ async fn admit(
         .check(&app.app_id, tokio::time::Instant::now())?;
     let limit = state.config.limits.max_body_bytes;
     let raw = read_limited(body, limit).await?;
-    let body = decode_body(headers, &raw, limit)?;
+    let body = decode_body(headers, raw, limit)?;
     state.metrics.request_bytes(body.bytes.len());
     Ok((app, body))
 }
@@ -387,11 +371,11 @@ fn message_json(
     state: &IngestState,
     body: DecodedBody,
     single: bool,
-) -> Result<Vec<u8>, RequestError> {
+) -> Result<Bytes, RequestError> {
     match (body.format, single) {
         (BodyFormat::Json, _) => Ok(body.bytes),
-        (BodyFormat::Protobuf, false) => state.protobuf.batch_json(&body.bytes),
-        (BodyFormat::Protobuf, true) => state.protobuf.single_json(&body.bytes),
+        (BodyFormat::Protobuf, false) => state.protobuf.batch_json(&body.bytes).map(Bytes::from),
+        (BodyFormat::Protobuf, true) => state.protobuf.single_json(&body.bytes).map(Bytes::from),
     }
 }
 
@@ -418,12 +402,16 @@ enum Endpoint {
     Single,
 }
 
-async fn batch(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
-    handle(&state, &headers, body, Endpoint::Batch).await
+// The request whole rather than `HeaderMap` and `Body` extractors: axum's `HeaderMap`
+// extractor clones every header of the request.
+async fn batch(State(state): State<Arc<IngestState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(&state, &parts.headers, body, Endpoint::Batch).await
 }
 
-async fn ingest(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
-    handle(&state, &headers, body, Endpoint::Single).await
+async fn ingest(State(state): State<Arc<IngestState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    handle(&state, &parts.headers, body, Endpoint::Single).await
 }
 
 /// Admits the request, then runs the endpoint's work for the key's app; the answer carries
@@ -462,26 +450,30 @@ async fn batch_of_app(
     summary.events = outcomes.len();
     let stored = store(state, &app.app_id, &outcomes).await?;
     let duplicates = stored.duplicates;
-    let mut originals = stored.originals.into_iter();
-    let results = outcomes
-        .into_iter()
-        .map(|outcome| match outcome {
-            EventOutcome::Rejected(error) => EventResult::Rejected { error },
-            // `store` answers one entry per valid event, in order.
-            EventOutcome::Valid(event) => EventResult::Accepted {
-                event_id: originals.next().flatten().unwrap_or(event.id),
-            },
-        })
-        .collect();
-    let response = BatchResponse::new(results);
-    let (accepted, rejected) = (response.accepted_count(), response.rejected_count());
+    let accepted = outcomes
+        .iter()
+        .filter(|o| matches!(o, EventOutcome::Valid(_)))
+        .count();
+    let rejected = outcomes.len() - accepted;
+    // `store` answers one entry per valid event, in order.
+    let mut originals = stored.originals.iter();
+    let results = outcomes.iter().map(|outcome| match outcome {
+        EventOutcome::Rejected(error) => ResultText::Rejected(error),
+        EventOutcome::Valid(event) => ResultText::Accepted(
+            originals
+                .next()
+                .and_then(Option::as_deref)
+                .unwrap_or(&event.id),
+        ),
+    });
+    let body = batch_json(accepted, results);
     state
         .metrics
         .events(accepted - duplicates, duplicates, rejected);
     summary.stored = accepted - duplicates;
     summary.duplicate = duplicates;
     summary.rejected = rejected;
-    Ok(json_response(StatusCode::OK, response.to_json()))
+    Ok(json_response(StatusCode::OK, body))
 }
 
 async fn single_of_app(
@@ -694,17 +686,22 @@ async fn cors(request: Request, next: Next) -> Response {
         next.run(request).await
     };
     if origin.is_some() {
-        let headers = response.headers_mut();
-        headers.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("X-Request-ID, Retry-After"),
-        );
+        allow_origin(&mut response);
     }
     response
+}
+
+/// The CORS headers of every answer to a request with an `Origin`.
+fn allow_origin(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("X-Request-ID, Retry-After"),
+    );
 }
 
 /// The request's id (the client's `X-Request-ID` or a fresh one), for the logs.
@@ -723,8 +720,16 @@ impl RequestId {
 /// Echoes the client's `X-Request-ID`, or gives the request a fresh one; the handlers find it
 /// in the request's extensions.
 async fn request_id(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+    let id = request_id_of(request.headers());
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    response.headers_mut().insert("x-request-id", id);
+    response
+}
+
+/// The client's `X-Request-ID` if it gave a usable one, else a fresh one.
+fn request_id_of(headers: &HeaderMap) -> HeaderValue {
+    headers
         .get("x-request-id")
         .filter(|v| !v.is_empty() && v.len() <= 200)
         .cloned()
@@ -732,9 +737,30 @@ async fn request_id(mut request: Request, next: Next) -> Response {
             // From the thread's CSPRNG: `Uuid::new_v4` is a system call per request.
             HeaderValue::from_str(&super::fresh_id::idempotency_key())
                 .unwrap_or(HeaderValue::from_static("-"))
-        });
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = next.run(request).await;
-    response.headers_mut().insert("x-request-id", id);
+        })
+}
+
+/// `POST /v1/events/batch` as the router answers it, without the router (see
+/// [`IngestService`]): the layers' steps in their order around the handler, outermost
+/// first: the request id, CORS, the count and log line.
+pub(super) async fn answer_batch(state: &IngestState, request: Request) -> Response {
+    let id = RequestId(request_id_of(request.headers()));
+    let origin = request.headers().contains_key(header::ORIGIN);
+    let (parts, body) = request.into_parts();
+    let mut response = handle(state, &parts.headers, body, Endpoint::Batch).await;
+    count(state, Some(&id), &mut response);
+    if origin {
+        allow_origin(&mut response);
+    }
+    response.headers_mut().insert("x-request-id", id.0);
+    // What the router's route does last to every answer (`set_content_length`): the length
+    // of a body of known size, unless the answer set one.
+    if !response.headers().contains_key(header::CONTENT_LENGTH)
+        && let Some(size) = response.body().size_hint().exact()
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    }
     response
 }

@@ -67,8 +67,20 @@ impl Answer {
     }
 }
 
+/// `request` answered by the service `IngestServer::serve` runs (the batch endpoint answered
+/// beside the router, the rest by it).
 pub async fn send(server: &IngestServer, request: Request<axum::body::Body>) -> Answer {
+    let response = server.service().oneshot(request).await.expect("infallible");
+    read_answer(response).await
+}
+
+/// `request` answered by the router alone.
+pub async fn send_routed(server: &IngestServer, request: Request<axum::body::Body>) -> Answer {
     let response = server.router().oneshot(request).await.expect("infallible");
+    read_answer(response).await
+}
+
+async fn read_answer(response: http::Response<axum::body::Body>) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
