@@ -20,12 +20,14 @@
 //! the topic a moment ago (`Activity`); a lone producer never waits.
 //!
 //! Each append that succeeds is also handed, as an [`Appended`], to the topic's subscriptions
-//! on this node ([`TopicWriter::subscribe_appended`]): they deliver from it instead of reading
-//! back from storage what was just written, and fall back to reading the log whenever an
-//! [`Appended`] does not continue exactly where they are (a lag, another node's append).
+//! on this node ([`TopicWriter::follow`]), in the appending task's own call and in log order:
+//! they deliver from it instead of reading back from storage what was just written (and
+//! without a task of theirs woken per append), and fall back to reading the log whenever an
+//! [`Appended`] does not continue exactly where they are (another node's append, a full
+//! window).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::time::Duration;
 
 use courier_impls::grpc::proto::danube::StreamMessage;
@@ -33,7 +35,7 @@ use courier_traits::error::{Classify, ErrorClass};
 use courier_traits::storage::{
     AppendRequest, Offset, ReadLimits, StorageError, StreamName, StreamStorage,
 };
-use tokio::sync::{Mutex, Notify, Semaphore, broadcast, oneshot};
+use tokio::sync::{Mutex, Notify, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -54,13 +56,10 @@ const ACTIVE: Duration = Duration::from_millis(20);
 /// How often one batch re-reads the tail after losing the writer-sequence race before it
 /// gives up (with `Unavailable`, so the client retries).
 const MAX_REGRESSIONS: usize = 16;
-/// How many appends a subscription may fall behind the writer before it reads them back
-/// from storage instead.
-const APPENDED_QUEUE: usize = 64;
 
 /// What one append wrote, for the topic's subscriptions on this node (each message already
 /// durable).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Appended {
     /// The tail of the log as the writer knew it before this append: a reader that has read
     /// up to here continues with these messages.
@@ -73,6 +72,17 @@ pub struct Appended {
     pub first_offset: u64,
     /// The messages in log order, `msg_id.topic_offset` set.
     pub messages: Vec<StreamMessage>,
+}
+
+/// A subscription on this node that takes the writer's appends as they become durable.
+pub trait AppendedSink: Send + Sync {
+    /// Takes one durable append (appends come in log order). Called in the appending task
+    /// under the writer's list of sinks, so it must not block nor append itself. Returns false
+    /// once the sink has stopped: the writer then forgets it.
+    fn appended(&self, appended: &Appended) -> bool;
+
+    /// The writer has stopped: nothing more comes from it (read the log instead).
+    fn writer_stopped(&self);
 }
 
 impl Appended {
@@ -147,7 +157,8 @@ struct Shared {
     /// Room in the queue ([`QUEUE`] permits, handed back as the writer task takes sends);
     /// closed once the writer stops.
     room: Semaphore,
-    appended: broadcast::Sender<Arc<Appended>>,
+    /// The subscriptions that take each append.
+    sinks: std::sync::Mutex<Vec<Weak<dyn AppendedSink>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -242,12 +253,11 @@ impl Shared {
         .inspect_err(|error| {
             tracing::warn!(stream = %self.stream, %error, "reliable append failed");
         })?;
-        let first_offset = written.first_offset;
-        // Nobody subscribed: the messages are dropped here, not kept for no one.
-        if self.appended.receiver_count() > 0 {
-            let _ = self.appended.send(Arc::new(written));
-        }
-        Ok(first_offset)
+        self.sinks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|sink| sink.upgrade().is_some_and(|sink| sink.appended(&written)));
+        Ok(written.first_offset)
     }
 
     /// Queues `message` for the writer task and waits for its answer.
@@ -297,14 +307,13 @@ impl TopicWriter {
     /// runtime.
     pub fn start(storage: Arc<dyn StreamStorage>, stream: StreamName) -> TopicWriter {
         let stop = CancellationToken::new();
-        let (appended, _) = broadcast::channel(APPENDED_QUEUE);
         let shared = Arc::new(Shared {
             storage,
             stream,
             state: std::sync::Mutex::new(State::default()),
             wake: Notify::new(),
             room: Semaphore::new(QUEUE),
-            appended,
+            sinks: std::sync::Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(run(shared.clone(), stop.clone()));
         TopicWriter {
@@ -319,10 +328,24 @@ impl TopicWriter {
         &self.shared.stream
     }
 
-    /// The appends made from now on, as they become durable. A receiver that falls 64 appends
-    /// behind gets `Lagged` (read the log instead); `Closed` once the writer has stopped.
-    pub fn subscribe_appended(&self) -> broadcast::Receiver<Arc<Appended>> {
-        self.shared.appended.subscribe()
+    /// Hands the appends made from now on to `sink` as they become durable, until it stops
+    /// (answers false) or is dropped; once the writer stops, tells it so (at once if it has).
+    pub fn follow(&self, sink: Weak<dyn AppendedSink>) {
+        let mut sinks = self
+            .shared
+            .sinks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // The writer task marks itself stopped before it tells the sinks it holds.
+        if self.shared.lock().stopped {
+            drop(sinks);
+            if let Some(sink) = sink.upgrade() {
+                sink.writer_stopped();
+            }
+            return;
+        }
+        sinks.retain(|sink| sink.strong_count() > 0);
+        sinks.push(sink);
     }
 
     /// Writes `message` (whose `msg_id` must be set: the writer fills in `topic_offset`) and
@@ -411,6 +434,13 @@ async fn run(shared: Arc<Shared>, stop: CancellationToken) {
                 let expected = state.activity.expected(Instant::now());
                 Some((batch, state.tail.take(), expected))
             } else if state.stopped {
+                drop(state);
+                let sinks = std::mem::take(
+                    &mut *shared.sinks.lock().unwrap_or_else(PoisonError::into_inner),
+                );
+                for sink in sinks.iter().filter_map(Weak::upgrade) {
+                    sink.writer_stopped();
+                }
                 return;
             } else {
                 None

@@ -2,14 +2,15 @@
 //! and the writer's dense offsets under concurrent sends and competing writers.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use courier_broker::catalog::{
     Catalog, CatalogError, Dispatch, decode_record, topic_log_config, topic_log_stream,
 };
 use courier_broker::directory::{Owner, TopicView};
 use courier_broker::topic::TopicName;
-use courier_broker::writer::TopicWriter;
+use courier_broker::writer::{Appended, AppendedSink, TopicWriter};
 use courier_impls::grpc::proto::danube::{MsgId, StreamMessage};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
@@ -520,6 +521,36 @@ async fn stopping_a_writer_answers_every_queued_send_and_stores_exactly_the_ackn
     assert_eq!(stored, acknowledged, "acknowledged = stored, nothing else");
 }
 
+/// A subscription as the writer sees it: keeps what it is handed.
+#[derive(Default)]
+struct Handed {
+    appends: std::sync::Mutex<Vec<Appended>>,
+    stopped: AtomicBool,
+}
+
+impl Handed {
+    fn following(writer: &TopicWriter) -> Arc<Handed> {
+        let handed = Arc::new(Handed::default());
+        writer.follow(Arc::downgrade(&handed) as Weak<dyn AppendedSink>);
+        handed
+    }
+
+    fn taken(&self) -> Vec<Appended> {
+        self.appends.lock().expect("appends").clone()
+    }
+}
+
+impl AppendedSink for Handed {
+    fn appended(&self, appended: &Appended) -> bool {
+        self.appends.lock().expect("appends").push(appended.clone());
+        true
+    }
+
+    fn writer_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
 /// A lone producer's sends are appended from the sender's own task (not handed to the writer
 /// task and back), still with dense offsets, and each append still reaches the
 /// subscriptions.
@@ -527,7 +558,7 @@ async fn stopping_a_writer_answers_every_queued_send_and_stores_exactly_the_ackn
 async fn a_lone_send_is_appended_on_its_own_task_with_dense_offsets_and_handed_on() {
     let name = topic("/default/alone");
     let (held, writer) = held_writer(&name).await;
-    let mut appended = writer.subscribe_appended();
+    let handed = Handed::following(&writer);
     let sender = {
         let writer = writer.clone();
         let name = name.clone();
@@ -551,9 +582,10 @@ async fn a_lone_send_is_appended_on_its_own_task_with_dense_offsets_and_handed_o
         assert_eq!(task, Some(sender_id), "appended on the sender's own task");
         assert_eq!(records, 1);
     }
+    let appended = handed.taken();
+    assert_eq!(appended.len(), 5, "each append handed on");
     let mut previous_end = None;
-    for expected in 0..5u64 {
-        let append = appended.try_recv().expect("handed to subscriptions");
+    for (expected, append) in (0..5u64).zip(appended) {
         assert_eq!(append.first_offset, expected);
         assert_eq!(
             offsets(&append.messages),
@@ -571,7 +603,12 @@ async fn a_lone_send_is_appended_on_its_own_task_with_dense_offsets_and_handed_o
     }
     let stored = log(&held.inner, writer.stream()).await;
     assert_eq!(offsets(&stored), vec![0, 1, 2, 3, 4]);
+    assert!(!handed.stopped.load(Ordering::SeqCst));
     writer.stop().await;
+    assert!(
+        handed.stopped.load(Ordering::SeqCst),
+        "told the writer stopped"
+    );
 }
 
 /// Sends that come while a lone send's append is in flight wait for it, then go together in
@@ -580,7 +617,7 @@ async fn a_lone_send_is_appended_on_its_own_task_with_dense_offsets_and_handed_o
 async fn sends_during_an_append_in_flight_join_the_writer_batch_after_it() {
     let name = topic("/default/joined");
     let (held, writer) = held_writer(&name).await;
-    let mut appended = writer.subscribe_appended();
+    let handed = Handed::following(&writer);
     *held.hold_next.lock().expect("hold") = Some(Hold::After);
     let first = {
         let writer = writer.clone();
@@ -620,11 +657,8 @@ async fn sends_during_an_append_in_flight_join_the_writer_batch_after_it() {
         "appended by the writer task"
     );
     assert_eq!(appends[1].1, 5);
-    let handed: Vec<u64> = [appended.try_recv(), appended.try_recv()]
-        .into_iter()
-        .map(|a| a.expect("handed on").first_offset)
-        .collect();
-    assert_eq!(handed, vec![0, 1], "in log order");
+    let handed: Vec<u64> = handed.taken().iter().map(|a| a.first_offset).collect();
+    assert_eq!(handed, vec![0, 1], "handed on in log order");
     let stored = log(&held.inner, writer.stream()).await;
     assert_eq!(offsets(&stored), (0..6).collect::<Vec<_>>());
     writer.stop().await;
