@@ -2,15 +2,15 @@
 //! and the writer's dense offsets under concurrent sends and competing writers.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use courier_broker::catalog::{
     Catalog, CatalogError, Dispatch, decode_record, topic_log_config, topic_log_stream,
 };
 use courier_broker::directory::{Owner, TopicView};
 use courier_broker::topic::TopicName;
-use courier_broker::writer::TopicWriter;
+use courier_broker::writer::{Appended, AppendedSink, TopicWriter};
 use courier_impls::grpc::proto::danube::{MsgId, StreamMessage};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::sqlite::{SqliteStorageConfig, SqliteStreamStorage};
@@ -199,14 +199,56 @@ async fn two_catalogs_on_one_storage_agree_on_a_topic_created_by_both() {
     assert_eq!(three.topics().len(), 1, "one event folded per topic");
 }
 
-/// A memory storage that counts appends, to see the writer group sends.
-struct CountingStorage {
+/// When a [`HeldStorage`] holds an append.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    /// Before the append reaches the storage: it is not stored.
+    Before,
+    /// After the append committed: it is stored, but its answer waits.
+    After,
+}
+
+/// A memory storage that notes which task made each append (and how many records it held),
+/// to see the writer group sends, and can hold the next append until released, to look at
+/// the writer mid-append.
+struct HeldStorage {
     inner: MemoryStreamStorage,
-    appends: AtomicUsize,
+    appends: std::sync::Mutex<Vec<(Option<tokio::task::Id>, usize)>>,
+    hold_next: std::sync::Mutex<Option<Hold>>,
+    /// Notified once a held append is waiting.
+    held: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+impl HeldStorage {
+    fn new() -> Arc<HeldStorage> {
+        Arc::new(HeldStorage {
+            inner: MemoryStreamStorage::new(),
+            appends: std::sync::Mutex::new(Vec::new()),
+            hold_next: std::sync::Mutex::new(None),
+            held: tokio::sync::Notify::new(),
+            release: tokio::sync::Semaphore::new(0),
+        })
+    }
+
+    fn appends(&self) -> Vec<(Option<tokio::task::Id>, usize)> {
+        self.appends.lock().expect("appends").clone()
+    }
+
+    async fn wait_held(&self) {
+        self.held.notified().await;
+    }
+
+    async fn pass(&self, hold: Option<Hold>) {
+        if hold.is_some() {
+            self.held.notify_one();
+            self.release.acquire().await.expect("open").forget();
+        }
+    }
 }
 
 #[async_trait::async_trait]
-impl ForwardingStorage for CountingStorage {
+impl ForwardingStorage for HeldStorage {
     fn inner(&self) -> &dyn StreamStorage {
         &self.inner
     }
@@ -215,25 +257,44 @@ impl ForwardingStorage for CountingStorage {
         name: &StreamName,
         request: AppendRequest,
     ) -> Result<AppendOutcome, StorageError> {
-        self.appends.fetch_add(1, Ordering::SeqCst);
-        self.inner.append(name, request).await
+        self.appends
+            .lock()
+            .expect("appends")
+            .push((tokio::task::try_id(), request.records.len()));
+        let hold = self.hold_next.lock().expect("hold").take();
+        // An append takes a round trip on every real storage (another thread, the network):
+        // only while one is in flight can concurrent sends queue up behind it. Appended
+        // without ever yielding, each send would find none in flight and go alone.
+        tokio::task::yield_now().await;
+        if hold == Some(Hold::Before) {
+            self.pass(hold).await;
+        }
+        let outcome = self.inner.append(name, request).await;
+        if hold == Some(Hold::After) {
+            self.pass(hold).await;
+        }
+        outcome
     }
 }
 
-#[tokio::test]
-async fn concurrent_sends_are_grouped_into_few_appends_with_dense_offsets() {
-    let counting = Arc::new(CountingStorage {
-        inner: MemoryStreamStorage::new(),
-        appends: AtomicUsize::new(0),
-    });
-    let storage: Arc<dyn StreamStorage> = counting.clone();
-    let name = topic("/default/busy");
-    let stream = topic_log_stream(&name);
+/// A writer on a fresh log of a held memory storage.
+async fn held_writer(name: &TopicName) -> (Arc<HeldStorage>, Arc<TopicWriter>) {
+    let held = HeldStorage::new();
+    let storage: Arc<dyn StreamStorage> = held.clone();
+    let stream = topic_log_stream(name);
     storage
         .create(&stream, topic_log_config(), Vec::new())
         .await
         .expect("log");
-    let writer = Arc::new(TopicWriter::start(storage.clone(), stream.clone()));
+    (held, Arc::new(TopicWriter::start(storage, stream)))
+}
+
+#[tokio::test]
+async fn concurrent_sends_are_grouped_into_few_appends_with_dense_offsets() {
+    let name = topic("/default/busy");
+    let (held, writer) = held_writer(&name).await;
+    let storage: &dyn StreamStorage = &held.inner;
+    let stream = writer.stream().clone();
     const SENDS: usize = 500;
     let sends: Vec<_> = (0..SENDS)
         .map(|i| {
@@ -252,12 +313,12 @@ async fn concurrent_sends_are_grouped_into_few_appends_with_dense_offsets() {
     }
     assert_eq!(answered.len(), SENDS);
     assert_eq!(answered.last(), Some(&(SENDS as u64 - 1)));
-    let appends = counting.appends.load(Ordering::SeqCst);
+    let appends = held.appends().len();
     assert!(
         appends < SENDS,
         "grouped: {appends} appends for {SENDS} sends"
     );
-    let stored = log(storage.as_ref(), &stream).await;
+    let stored = log(storage, &stream).await;
     assert_eq!(offsets(&stored), (0..SENDS as u64).collect::<Vec<_>>());
     for (message, payload) in stored.iter().zip(&by_offset) {
         assert_eq!(
@@ -283,28 +344,13 @@ fn message_of(topic: &TopicName, producer: u64, payload: String) -> StreamMessag
     message
 }
 
-/// A writer on a fresh log of a counting memory storage.
-async fn counted_writer(name: &TopicName) -> (Arc<CountingStorage>, Arc<TopicWriter>) {
-    let counting = Arc::new(CountingStorage {
-        inner: MemoryStreamStorage::new(),
-        appends: AtomicUsize::new(0),
-    });
-    let storage: Arc<dyn StreamStorage> = counting.clone();
-    let stream = topic_log_stream(name);
-    storage
-        .create(&stream, topic_log_config(), Vec::new())
-        .await
-        .expect("log");
-    (counting, Arc::new(TopicWriter::start(storage, stream)))
-}
-
 /// Producers that each wait for their answer come back one after another (each a round trip
 /// later, here a few scheduler turns apart): the writer still groups them instead of
 /// appending each alone as it arrives.
 #[tokio::test(start_paused = true)]
 async fn producers_returning_one_by_one_are_still_grouped() {
     let name = topic("/default/staggered");
-    let (counting, writer) = counted_writer(&name).await;
+    let (held, writer) = held_writer(&name).await;
     const PRODUCERS: u64 = 8;
     const ROUNDS: usize = 30;
     let tasks: Vec<_> = (0..PRODUCERS)
@@ -329,12 +375,12 @@ async fn producers_returning_one_by_one_are_still_grouped() {
         task.await.expect("producer");
     }
     let sends = PRODUCERS as usize * ROUNDS;
-    let appends = counting.appends.load(Ordering::SeqCst);
+    let appends = held.appends().len();
     assert!(
         appends <= sends / 4,
         "{appends} appends for {sends} sends of {PRODUCERS} producers"
     );
-    let stored = log(&counting.inner, writer.stream()).await;
+    let stored = log(&held.inner, writer.stream()).await;
     assert_eq!(offsets(&stored), (0..sends as u64).collect::<Vec<_>>());
     writer.stop().await;
 }
@@ -344,7 +390,7 @@ async fn producers_returning_one_by_one_are_still_grouped() {
 #[tokio::test(start_paused = true)]
 async fn a_lone_producer_is_not_delayed() {
     let name = topic("/default/lone");
-    let (_, writer) = counted_writer(&name).await;
+    let (_, writer) = held_writer(&name).await;
     let started = tokio::time::Instant::now();
     for i in 0..50 {
         writer
@@ -473,4 +519,203 @@ async fn stopping_a_writer_answers_every_queued_send_and_stores_exactly_the_ackn
         })
         .collect();
     assert_eq!(stored, acknowledged, "acknowledged = stored, nothing else");
+}
+
+/// A subscription as the writer sees it: keeps what it is handed.
+#[derive(Default)]
+struct Handed {
+    appends: std::sync::Mutex<Vec<Appended>>,
+    stopped: AtomicBool,
+}
+
+impl Handed {
+    fn following(writer: &TopicWriter) -> Arc<Handed> {
+        let handed = Arc::new(Handed::default());
+        writer.follow(Arc::downgrade(&handed) as Weak<dyn AppendedSink>);
+        handed
+    }
+
+    fn taken(&self) -> Vec<Appended> {
+        self.appends.lock().expect("appends").clone()
+    }
+}
+
+impl AppendedSink for Handed {
+    fn appended(&self, appended: &Appended) -> bool {
+        self.appends.lock().expect("appends").push(appended.clone());
+        true
+    }
+
+    fn writer_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A lone producer's sends are appended from the sender's own task (not handed to the writer
+/// task and back), still with dense offsets, and each append still reaches the
+/// subscriptions.
+#[tokio::test]
+async fn a_lone_send_is_appended_on_its_own_task_with_dense_offsets_and_handed_on() {
+    let name = topic("/default/alone");
+    let (held, writer) = held_writer(&name).await;
+    let handed = Handed::following(&writer);
+    let sender = {
+        let writer = writer.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            for i in 0..5 {
+                let offset = writer
+                    .append(message_of(&name, 1, format!("m{i}")))
+                    .await
+                    .expect("durable");
+                offsets.push(offset);
+            }
+            (tokio::task::id(), offsets)
+        })
+    };
+    let (sender_id, answered) = sender.await.expect("sender");
+    assert_eq!(answered, vec![0, 1, 2, 3, 4]);
+    let appends = held.appends();
+    assert_eq!(appends.len(), 5, "one append per lone send");
+    for (task, records) in appends {
+        assert_eq!(task, Some(sender_id), "appended on the sender's own task");
+        assert_eq!(records, 1);
+    }
+    let appended = handed.taken();
+    assert_eq!(appended.len(), 5, "each append handed on");
+    let mut previous_end = None;
+    for (expected, append) in (0..5u64).zip(appended) {
+        assert_eq!(append.first_offset, expected);
+        assert_eq!(
+            offsets(&append.messages),
+            vec![expected],
+            "topic_offset set"
+        );
+        assert_eq!(
+            append.messages[0].payload.as_ref(),
+            format!("m{expected}").as_bytes()
+        );
+        if let Some(end) = previous_end {
+            assert!(append.continues(&end), "each append continues the last");
+        }
+        previous_end = Some(append.next_position.clone());
+    }
+    let stored = log(&held.inner, writer.stream()).await;
+    assert_eq!(offsets(&stored), vec![0, 1, 2, 3, 4]);
+    assert!(!handed.stopped.load(Ordering::SeqCst));
+    writer.stop().await;
+    assert!(
+        handed.stopped.load(Ordering::SeqCst),
+        "told the writer stopped"
+    );
+}
+
+/// Sends that come while a lone send's append is in flight wait for it, then go together in
+/// one append of the writer task, after it, with the next offsets.
+#[tokio::test]
+async fn sends_during_an_append_in_flight_join_the_writer_batch_after_it() {
+    let name = topic("/default/joined");
+    let (held, writer) = held_writer(&name).await;
+    let handed = Handed::following(&writer);
+    *held.hold_next.lock().expect("hold") = Some(Hold::After);
+    let first = {
+        let writer = writer.clone();
+        let message = message_of(&name, 1, "first".into());
+        tokio::spawn(async move { (tokio::task::id(), writer.append(message).await) })
+    };
+    held.wait_held().await;
+    let others: Vec<_> = (2..7u64)
+        .map(|p| {
+            let writer = writer.clone();
+            let message = message_of(&name, p, format!("p{p}"));
+            tokio::spawn(async move { writer.append(message).await })
+        })
+        .collect();
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        held.appends().len(),
+        1,
+        "the others wait for the append in flight"
+    );
+    held.release.add_permits(1);
+    let (first_task, first_offset) = first.await.expect("first");
+    assert_eq!(first_offset.expect("durable"), 0);
+    let mut answered = BTreeSet::new();
+    for other in others {
+        answered.insert(other.await.expect("task").expect("durable"));
+    }
+    assert_eq!(answered, (1..6).collect::<BTreeSet<u64>>());
+    let appends = held.appends();
+    assert_eq!(appends.len(), 2, "the five went in one append");
+    assert_eq!(appends[0], (Some(first_task), 1));
+    assert_ne!(
+        appends[1].0,
+        Some(first_task),
+        "appended by the writer task"
+    );
+    assert_eq!(appends[1].1, 5);
+    let handed: Vec<u64> = handed.taken().iter().map(|a| a.first_offset).collect();
+    assert_eq!(handed, vec![0, 1], "handed on in log order");
+    let stored = log(&held.inner, writer.stream()).await;
+    assert_eq!(offsets(&stored), (0..6).collect::<Vec<_>>());
+    writer.stop().await;
+}
+
+/// A lone send whose caller is dropped mid-append (the RPC cancelled) leaves the writer
+/// usable with dense offsets, whether its append was stored (the next append loses the
+/// writer-sequence race and re-reads the tail) or not.
+#[tokio::test]
+async fn a_lone_send_dropped_mid_append_keeps_the_next_offsets_dense() {
+    let name = topic("/default/dropped");
+    let (held, writer) = held_writer(&name).await;
+    let mut expected_log = Vec::new();
+    for (round, hold) in [Hold::After, Hold::Before, Hold::After]
+        .into_iter()
+        .enumerate()
+    {
+        *held.hold_next.lock().expect("hold") = Some(hold);
+        let dropped = {
+            let writer = writer.clone();
+            let message = message_of(&name, 1, format!("dropped{round}"));
+            tokio::spawn(async move { writer.append(message).await })
+        };
+        held.wait_held().await;
+        dropped.abort();
+        assert!(dropped.await.expect_err("aborted").is_cancelled());
+        // Dropped with its caller, the held append never takes this permit (it is taken
+        // back below): had it gone on elsewhere, it would.
+        held.release.add_permits(1);
+        if hold == Hold::After {
+            expected_log.push(format!("dropped{round}"));
+        }
+        for i in 0..3 {
+            let payload = format!("r{round}-{i}");
+            let offset = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                writer.append(message_of(&name, 1, payload.clone())),
+            )
+            .await
+            .expect("the writer goes on")
+            .expect("durable");
+            assert_eq!(offset, expected_log.len() as u64, "{payload}");
+            expected_log.push(payload);
+        }
+        if let Ok(unused) = held.release.try_acquire() {
+            unused.forget();
+        }
+    }
+    let stored = log(&held.inner, writer.stream()).await;
+    assert_eq!(
+        offsets(&stored),
+        (0..expected_log.len() as u64).collect::<Vec<_>>()
+    );
+    let payloads: Vec<String> = stored
+        .iter()
+        .map(|m| String::from_utf8(m.payload.to_vec()).expect("utf-8"))
+        .collect();
+    assert_eq!(payloads, expected_log);
+    writer.stop().await;
 }

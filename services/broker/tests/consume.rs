@@ -906,3 +906,112 @@ async fn b4_appends_by_another_writer_are_read_from_the_log_in_order_without_dup
     );
     other.stop().await;
 }
+
+/// A memory storage that, once armed, holds the next cursor checkpoint (an append to a
+/// `broker/c/` stream) until released: the subscription's task is then stuck in it.
+struct CheckpointHolding {
+    inner: MemoryStreamStorage,
+    armed: std::sync::atomic::AtomicBool,
+    held: tokio::sync::Notify,
+    release: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl ForwardingStorage for CheckpointHolding {
+    fn inner(&self) -> &dyn StreamStorage {
+        &self.inner
+    }
+    async fn append(
+        &self,
+        name: &StreamName,
+        request: AppendRequest,
+    ) -> Result<courier_traits::storage::AppendOutcome, StorageError> {
+        let checkpoint = name.as_str().starts_with("broker/c/");
+        if checkpoint && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.held.notify_one();
+            self.release.acquire().await.expect("open").forget();
+        }
+        self.inner.append(name, request).await
+    }
+}
+
+/// Once caught up, a subscription takes each new message in the producer's own call: its task
+/// is not on the way (here it is stuck checkpointing the cursor, and messages still flow).
+#[tokio::test(start_paused = true)]
+async fn b4_a_caught_up_subscription_gets_new_messages_without_its_task() {
+    let orders = topic("/default/orders");
+    let storage = Arc::new(CheckpointHolding {
+        inner: MemoryStreamStorage::new(),
+        armed: Default::default(),
+        held: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let config = ConsumerConfig {
+        cursor_flush_acks: 1,
+        ..ConsumerConfig::default()
+    };
+    let node = start(storage.clone(), config).await;
+    node.create(&orders, Dispatch::Reliable).await;
+    let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
+    let mut stream = node.stream(id).await;
+    node.produce(&orders, 0, 1, None).await;
+    let first = next(&mut stream, &orders).await;
+    storage
+        .armed
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    node.ack(&first).await;
+    // The ack makes the task checkpoint the cursor, which the storage holds.
+    storage.held.notified().await;
+    node.produce(&orders, 1, 3, None).await;
+    assert_eq!(next_offsets(&mut stream, &orders, 3).await, vec![1, 2, 3]);
+    storage.release.add_permits(1);
+    for offset in 1..4 {
+        node.ack(&next_offset_message(&orders, offset)).await;
+    }
+    node.produce(&orders, 4, 1, None).await;
+    assert_eq!(offset(&next(&mut stream, &orders).await), 4);
+}
+
+/// The acknowledgement of `offset` on `topic` for subscription `s` (what `next` returned).
+fn next_offset_message(topic: &TopicName, offset: u64) -> StreamMessage {
+    let mut delivered = message(topic, None, format!("m{offset}"));
+    if let Some(id) = delivered.msg_id.as_mut() {
+        id.topic_offset = offset;
+    }
+    delivered.subscription_name = "s".into();
+    delivered
+}
+
+/// A message handed over by the writer and left unacked comes again after the ack timeout,
+/// not only when the subscription's task next wakes for something else.
+#[tokio::test(start_paused = true)]
+async fn b4_a_handed_over_message_unacked_comes_again_after_a_short_ack_timeout() {
+    let config = ConsumerConfig {
+        subscription: SubscriptionConfig {
+            ack_timeout: Duration::from_secs(1),
+            ..SubscriptionConfig::default()
+        },
+        ..ConsumerConfig::default()
+    };
+    let (node, _) = memory_node(config).await;
+    let orders = topic("/default/orders");
+    node.create(&orders, Dispatch::Reliable).await;
+    let id = node.subscribe(&orders, "s", "c1", Exclusive).await;
+    let mut stream = node.stream(id).await;
+    // Caught up: the next messages are handed over by the writer.
+    node.produce(&orders, 0, 1, None).await;
+    let first = next(&mut stream, &orders).await;
+    node.ack(&first).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    node.produce(&orders, 1, 1, None).await;
+    let sent_at = Instant::now();
+    assert_eq!(offset(&next(&mut stream, &orders).await), 1);
+    let again = next(&mut stream, &orders).await;
+    assert_eq!(offset(&again), 1);
+    let waited = sent_at.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_secs(2),
+        "redelivered after {waited:?}"
+    );
+    node.ack(&again).await;
+}

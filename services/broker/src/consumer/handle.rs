@@ -22,6 +22,7 @@ use crate::subscription::{
     Attached, DeadLetter, LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
 };
 use crate::topic::TopicName;
+use crate::writer::{Appended, AppendedSink};
 
 /// The engine of a subscription and what the service keeps beside it.
 #[derive(Debug)]
@@ -47,6 +48,53 @@ pub(crate) struct ReliableState {
     pub(crate) dirty_since_ms: Option<u64>,
     /// Dead letters not yet stored (the cursor is not checkpointed past them until they are).
     pub(crate) dead_letters: Vec<DeadLetter<StreamMessage>>,
+    /// Whether new messages are handed over by the writer or read from the log.
+    pub(crate) follow: Follow,
+    /// When (clock ms) the subscription's task wakes next, as it last planned (`None`: not
+    /// yet): a delivery whose ack deadline comes sooner wakes it.
+    pub(crate) pump_wake_ms: Option<u64>,
+}
+
+/// How a reliable subscription gets new messages: handed over by the topic's writer on this
+/// node while it is caught up, else read from the log by its task.
+#[derive(Debug)]
+pub(crate) struct Follow {
+    /// The topic's writer on this node hands its appends over.
+    pub(crate) writer: bool,
+    /// The log must be read before appends are taken from the writer again.
+    pub(crate) behind: bool,
+    /// An append was handed over, not taken, since the task's last read of the log began:
+    /// that read may not have seen it, so the log is read again.
+    pub(crate) missed: bool,
+    /// The dense offset of the next record to read, once known.
+    pub(crate) read_next: Option<u64>,
+}
+
+impl Follow {
+    /// Behind until the task first reads the log; `writer`: a writer hands appends over.
+    pub(crate) fn new(writer: bool) -> Follow {
+        Follow {
+            writer,
+            behind: true,
+            missed: false,
+            read_next: None,
+        }
+    }
+
+    /// Whether new messages come from the writer (caught up) rather than from the log.
+    pub(crate) fn following(&self) -> bool {
+        self.writer && !self.behind
+    }
+}
+
+/// What taking an append did.
+enum Taken {
+    /// Messages were offered to consumers.
+    Offered,
+    /// It does not continue where the subscription is: the log must be read.
+    Behind,
+    /// Nothing to do (read already, or the log is being read).
+    Nothing,
 }
 
 impl ReliableState {
@@ -69,6 +117,58 @@ impl ReliableState {
     pub(crate) fn prune(&mut self) {
         let cursor = self.engine.cursor();
         self.positions = self.positions.split_off(&cursor);
+    }
+
+    /// Offers the messages of one append of the writer if it continues exactly where this
+    /// subscription is and fits the window; else the log must be read instead.
+    fn take_appended(&mut self, appended: &Appended) -> Taken {
+        if self.follow.behind {
+            // The task reads the log (it is durable before it is handed over).
+            self.follow.missed = true;
+            return Taken::Nothing;
+        }
+        if self
+            .follow
+            .read_next
+            .is_some_and(|next| appended.end_offset() <= next)
+        {
+            // Read from the log already.
+            return Taken::Nothing;
+        }
+        let continues = appended.continues(&self.read_position)
+            && self
+                .follow
+                .read_next
+                .is_none_or(|next| next == appended.first_offset)
+            && appended.messages.len() <= self.engine.capacity();
+        let position = appended
+            .first_position
+            .clone()
+            .or_else(|| appended.after.clone());
+        let Some(position) = position.filter(|_| continues) else {
+            self.follow.behind = true;
+            return Taken::Behind;
+        };
+        let mut offered = false;
+        for message in &appended.messages {
+            let Some(offset) = message.msg_id.as_ref().map(|id| id.topic_offset) else {
+                continue;
+            };
+            let key = routing_key(message).to_owned();
+            // Every message of the append resumes from its start: a restart re-reads the
+            // ones before it, which the engine skips (they are below its cursor).
+            if self.engine.offer(offset, &key, message.clone()) {
+                self.positions.insert(offset, position.clone());
+                offered = true;
+            }
+        }
+        self.read_position = appended.next_position.clone();
+        self.follow.read_next = Some(appended.end_offset());
+        if offered {
+            Taken::Offered
+        } else {
+            Taken::Nothing
+        }
     }
 }
 
@@ -150,6 +250,13 @@ impl SubscriptionHandle {
 
     fn streams(&self) -> MutexGuard<'_, Streams> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes the pump read the log before taking appends from the writer again.
+    pub(crate) fn fall_behind(&self) {
+        if let Engine::Reliable(state) = &mut *self.engine() {
+            state.follow.behind = true;
+        }
     }
 
     /// Something changed that consumers and the pump should look at.
@@ -302,16 +409,25 @@ impl SubscriptionHandle {
 
     /// The next message for consumer `id`, ready to send.
     pub(crate) fn next_for(&self, id: u64, request_id: u64) -> Option<StreamMessage> {
+        let mut wake_pump = false;
         let mut message = match &mut *self.engine() {
             Engine::Reliable(state) => {
                 let delivery = state.engine.poll(id)?;
                 if delivery.redeliveries > 0 {
                     self.metrics.redelivered.inc();
                 }
+                // Its ack deadline is the pump's to watch: wake it if it planned to sleep past.
+                wake_pump = state
+                    .engine
+                    .next_deadline_ms()
+                    .is_some_and(|due| state.pump_wake_ms.is_none_or(|wake| due < wake));
                 delivery.message
             }
             Engine::Live(live) => Arc::unwrap_or_clone(live.poll(id)?),
         };
+        if wake_pump {
+            self.pump.notify_one();
+        }
         self.metrics.delivered.inc();
         message.request_id = request_id;
         if message.subscription_name != self.name.as_str() {
@@ -389,5 +505,33 @@ impl LiveSink for SubscriptionHandle {
         }
         self.deliveries.notify_waiters();
         true
+    }
+}
+
+/// A reliable subscription takes its topic's appends in the writer's call, without waking its
+/// task, while it is caught up.
+impl AppendedSink for SubscriptionHandle {
+    fn appended(&self, appended: &Appended) -> bool {
+        if self.stop.is_cancelled() {
+            return false;
+        }
+        let taken = match &mut *self.engine() {
+            Engine::Reliable(state) => state.take_appended(appended),
+            Engine::Live(_) => return false,
+        };
+        match taken {
+            Taken::Offered => self.deliveries.notify_waiters(),
+            Taken::Behind => self.pump.notify_one(),
+            Taken::Nothing => {}
+        }
+        true
+    }
+
+    fn writer_stopped(&self) {
+        if let Engine::Reliable(state) = &mut *self.engine() {
+            state.follow.writer = false;
+            state.follow.behind = true;
+        }
+        self.pump.notify_one();
     }
 }

@@ -55,10 +55,11 @@ use crate::subscription::{
     LiveSubscription, ReliableSubscription, SubscribeError, SubscriptionType,
 };
 use crate::topic::TopicName;
+use crate::writer::AppendedSink;
 use checkpoint::{Checkpoint, CursorStore};
 use clock::TokioClock;
 pub use config::ConsumerConfig;
-use handle::{Engine, ReliableState, SubscriptionHandle};
+use handle::{Engine, Follow, ReliableState, SubscriptionHandle};
 pub use names::{MAX_SUBSCRIPTION_BYTES, SubscriptionName, cursor_stream, dead_letter_stream};
 pub use pump::{DEAD_LETTER_DELIVERIES, DEAD_LETTER_REASON};
 pub use receive::MessageStream;
@@ -362,9 +363,8 @@ impl ConsumerService {
                 return Ok(handle);
             }
             (Dispatch::Reliable, _, Some(log)) => {
-                // Before the cursor is read, so that no append after it goes unannounced.
-                let appended = match entry.delivery() {
-                    TopicDelivery::Log(writer) => Some(writer.subscribe_appended()),
+                let writer = match entry.delivery() {
+                    TopicDelivery::Log(writer) => Some(writer),
                     TopicDelivery::Live(_) => None,
                 };
                 let storage = shared.catalog.storage().clone();
@@ -401,6 +401,8 @@ impl ConsumerService {
                     unflushed_acks: 0,
                     dirty_since_ms: None,
                     dead_letters: Vec::new(),
+                    follow: Follow::new(writer.is_some()),
+                    pump_wake_ms: None,
                 };
                 let handle = Arc::new(SubscriptionHandle::new(
                     topic,
@@ -411,6 +413,11 @@ impl ConsumerService {
                     shared.config.idle_consumer_grace,
                     shared.metrics.topic(entry.name()),
                 ));
+                // Before the pump first reads the log from the cursor: what is appended before
+                // this is in the log, what is appended after is handed over (or read again).
+                if let Some(writer) = writer {
+                    writer.follow(Arc::downgrade(&handle) as Weak<dyn AppendedSink>);
+                }
                 let pump = pump::ReliablePump::new(
                     handle.clone(),
                     storage,
@@ -418,7 +425,6 @@ impl ConsumerService {
                     log.clone(),
                     shared.clock,
                     shared.config.clone(),
-                    appended,
                 );
                 (handle, tokio::spawn(pump.run()))
             }

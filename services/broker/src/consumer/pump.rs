@@ -4,11 +4,13 @@
 //! [fan-out](crate::catalog::LiveFanout) queues into its engine.)
 //!
 //! A reliable subscription reads the log from storage only to catch up (at the start, after
-//! a full window, a lag or a gap); once caught up it takes what the topic's writer on this
-//! node [appended](crate::writer::Appended) straight from the writer, as long as each append
-//! continues exactly where the subscription is, and otherwise reads the log again. It also
-//! reads the log whenever its timer fires with nothing due, so that appends made through
-//! another node (a paused owner, see [`crate::ownership`]) are not missed for long.
+//! a full window or a gap); once caught up, the topic's writer on this node hands each
+//! [append](crate::writer::Appended) to the subscription in the writer's own call
+//! ([`SubscriptionHandle`]'s [`AppendedSink`]), without waking this task, as long as each
+//! append continues exactly where the subscription is; otherwise the task reads the log
+//! again. It also reads the log whenever its timer fires with nothing due, so that appends
+//! made through another node (a paused owner, see [`crate::ownership`]) are not missed for
+//! long.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,6 @@ use courier_traits::clock::Clock;
 use courier_traits::storage::{
     AppendRequest, ReadLimits, StorageError, StreamConfig, StreamName, StreamStorage, WaitOutcome,
 };
-use tokio::sync::broadcast;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::checkpoint::{Checkpoint, CursorStore};
 use super::clock::TokioClock;
@@ -28,7 +28,8 @@ use super::handle::{Engine, SubscriptionHandle};
 use super::names::dead_letter_stream;
 use super::routing::routing_key;
 use crate::catalog::{decode_record, encode_record};
-use crate::writer::Appended;
+#[cfg(doc)]
+use crate::writer::AppendedSink;
 
 /// The attribute of a dead letter naming why it was given up on.
 pub const DEAD_LETTER_REASON: &str = "courier-dead-letter-reason";
@@ -49,12 +50,6 @@ pub(crate) struct ReliablePump {
     dead_letter_stream_created: bool,
     /// The log was closed: waiting on it would return at once, forever.
     log_closed: bool,
-    /// What the topic's writer on this node appends (`None`: only the log is read).
-    appended: Option<broadcast::Receiver<Arc<Appended>>>,
-    /// The log must be read from storage before appends are taken from the writer again.
-    behind: bool,
-    /// The dense offset of the next record to read, once known.
-    read_next: Option<u64>,
 }
 
 enum Step {
@@ -70,7 +65,6 @@ impl ReliablePump {
         log: StreamName,
         clock: TokioClock,
         config: ConsumerConfig,
-        appended: Option<broadcast::Receiver<Arc<Appended>>>,
     ) -> ReliablePump {
         ReliablePump {
             handle,
@@ -81,9 +75,6 @@ impl ReliablePump {
             config,
             dead_letter_stream_created: false,
             log_closed: false,
-            appended,
-            behind: true,
-            read_next: None,
         }
     }
 
@@ -129,12 +120,10 @@ impl ReliablePump {
             state.engine.tick();
         }
         self.handle.deliveries.notify_waiters();
+        // Following, the writer hands appends over itself; behind, read them from the log.
         let more = if self.following() {
-            self.take_appended();
             false
         } else {
-            // Whatever was appended meanwhile is in the log: read it from there.
-            self.skip_appended();
             self.read().await?
         };
         self.settle(false).await?;
@@ -159,19 +148,14 @@ impl ReliablePump {
             Engine::Live(_) => return Ok(Step::Stop),
         };
         let sleep = deadline.map_or(self.config.storage_wait, |at| self.clock.until(at));
-        let following = self.following();
+        let following = self.sleeping_until(sleep);
         tokio::select! {
             biased;
             _ = self.handle.stop.cancelled() => return Ok(Step::Stop),
             _ = self.handle.pump.notified() => {}
             _ = tokio::time::sleep(sleep) => {
                 // Look at the log itself now and then: another node may have appended.
-                self.behind = true;
-            }
-            // Even when the window is full or the log is being read: announcements that are
-            // not taken are dropped at once instead of piling up in the channel.
-            received = recv_appended(&mut self.appended), if self.appended.is_some() => {
-                self.on_appended(received);
+                self.handle.fall_behind();
             }
             outcome = self.storage.wait(&self.log, &position, self.config.storage_wait),
                 if capacity > 0 && !following && !self.log_closed => {
@@ -183,103 +167,34 @@ impl ReliablePump {
 
     /// Whether new messages come from the writer (caught up) rather than from the log.
     fn following(&self) -> bool {
-        self.appended.is_some() && !self.behind
-    }
-
-    /// Takes every append the writer has announced since the last look.
-    fn take_appended(&mut self) {
-        while self.following() {
-            let received = match self.appended.as_mut().map(broadcast::Receiver::try_recv) {
-                Some(Err(TryRecvError::Empty)) | None => return,
-                Some(Ok(appended)) => Ok(appended),
-                Some(Err(TryRecvError::Lagged(n))) => Err(RecvError::Lagged(n)),
-                Some(Err(TryRecvError::Closed)) => Err(RecvError::Closed),
-            };
-            self.on_appended(received);
+        match &*self.handle.engine() {
+            Engine::Reliable(state) => state.follow.following(),
+            Engine::Live(_) => false,
         }
     }
 
-    /// Drops the appends announced so far: the next read of the log covers them (each is
-    /// durable before it is announced).
-    fn skip_appended(&mut self) {
-        let Some(receiver) = self.appended.as_mut() else {
-            return;
-        };
-        loop {
-            match receiver.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => {}
-                Err(TryRecvError::Empty) => return,
-                Err(TryRecvError::Closed) => {
-                    self.appended = None;
-                    return;
-                }
+    /// Notes that this task sleeps for `sleep` from now (so a delivery whose ack deadline
+    /// comes sooner wakes it); returns whether it follows the writer.
+    fn sleeping_until(&self, sleep: Duration) -> bool {
+        let wake_ms = self.clock.now_ms().saturating_add(millis(sleep));
+        match &mut *self.handle.engine() {
+            Engine::Reliable(state) => {
+                state.pump_wake_ms = Some(wake_ms);
+                state.follow.following()
             }
-        }
-    }
-
-    /// One announcement of the writer: offered to the engine if it continues exactly where
-    /// this subscription is and fits the window; else the log is read instead.
-    fn on_appended(&mut self, received: Result<Arc<Appended>, RecvError>) {
-        let appended = match received {
-            // The next read of the log covers it (it is durable before it is announced).
-            Ok(_) if self.behind => return,
-            Ok(appended) => appended,
-            Err(RecvError::Lagged(_)) => {
-                self.behind = true;
-                return;
-            }
-            Err(RecvError::Closed) => {
-                self.appended = None;
-                self.behind = true;
-                return;
-            }
-        };
-        if self
-            .read_next
-            .is_some_and(|next| appended.end_offset() <= next)
-        {
-            // Read from the log already.
-            return;
-        }
-        let mut offered = false;
-        if let Engine::Reliable(state) = &mut *self.handle.engine() {
-            let continues = appended.continues(&state.read_position)
-                && self
-                    .read_next
-                    .is_none_or(|next| next == appended.first_offset)
-                && appended.messages.len() <= state.engine.capacity();
-            let position = appended
-                .first_position
-                .clone()
-                .or_else(|| appended.after.clone());
-            let Some(position) = position.filter(|_| continues) else {
-                self.behind = true;
-                return;
-            };
-            for message in &appended.messages {
-                let Some(offset) = message.msg_id.as_ref().map(|id| id.topic_offset) else {
-                    continue;
-                };
-                let key = routing_key(message).to_owned();
-                // Every message of the append resumes from its start: a restart re-reads the
-                // ones before it, which the engine skips (they are below its cursor).
-                if state.engine.offer(offset, &key, message.clone()) {
-                    state.positions.insert(offset, position.clone());
-                    offered = true;
-                }
-            }
-            state.read_position = appended.next_position.clone();
-            self.read_next = Some(appended.end_offset());
-        }
-        if offered {
-            self.handle.deliveries.notify_waiters();
+            Engine::Live(_) => false,
         }
     }
 
     /// Reads what fits in the window from the log. Returns whether more may be read now.
     async fn read(&mut self) -> Result<bool, StorageError> {
-        let (capacity, from) = match &*self.handle.engine() {
-            Engine::Reliable(state) => (state.engine.capacity(), state.read_position.clone()),
+        let (capacity, from) = match &mut *self.handle.engine() {
+            Engine::Reliable(state) => {
+                // An append handed over from now on, while this read may not see it, makes
+                // the log be read again.
+                state.follow.missed = false;
+                (state.engine.capacity(), state.read_position.clone())
+            }
             Engine::Live(_) => return Ok(false),
         };
         if capacity == 0 {
@@ -305,15 +220,15 @@ impl ReliablePump {
                     continue;
                 };
                 let key = routing_key(&message).to_owned();
-                self.read_next = Some(offset.saturating_add(1));
+                state.follow.read_next = Some(offset.saturating_add(1));
                 if state.engine.offer(offset, &key, message) {
                     state.positions.insert(offset, record.offset.clone());
                     offered = true;
                 }
             }
             state.read_position = batch.next_offset.clone();
+            state.follow.behind = !batch.up_to_date || state.follow.missed;
         }
-        self.behind = !batch.up_to_date;
         if offered {
             self.handle.deliveries.notify_waiters();
         }
@@ -413,16 +328,6 @@ impl ReliablePump {
             .append(&stream, AppendRequest::records(records))
             .await?;
         Ok(())
-    }
-}
-
-/// The next announcement of the writer (never, without a writer to follow).
-async fn recv_appended(
-    appended: &mut Option<broadcast::Receiver<Arc<Appended>>>,
-) -> Result<Arc<Appended>, RecvError> {
-    match appended {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
     }
 }
 
