@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use courier_broker::catalog::{decode_record, topic_log_stream};
-use courier_broker::client::BrokerClient;
+use courier_broker::client::{BrokerClient, BrokerClientBuilder};
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
 use courier_broker::topic::TopicName;
@@ -259,15 +259,21 @@ impl Drop for Node {
     }
 }
 
-async fn client(network: &InProcessNetwork) -> BrokerClient {
-    BrokerClient::builder()
-        .service_url(HERE)
-        .in_process(network.clone())
-        .retry(LinearBackoff::new(Duration::from_millis(10)))
-        .health_interval(Duration::from_millis(50))
-        .build()
-        .await
-        .expect("client")
+/// A client of the node at [`HERE`], with short retry steps, as `tune` leaves it.
+async fn client(
+    network: &InProcessNetwork,
+    tune: impl FnOnce(BrokerClientBuilder) -> BrokerClientBuilder,
+) -> BrokerClient {
+    tune(
+        BrokerClient::builder()
+            .service_url(HERE)
+            .in_process(network.clone())
+            .retry(LinearBackoff::new(Duration::from_millis(10)))
+            .health_interval(Duration::from_millis(50)),
+    )
+    .build()
+    .await
+    .expect("client")
 }
 
 /// The payloads stored in `topic`'s log, in offset order.
@@ -291,12 +297,20 @@ async fn stored(storage: &dyn StreamStorage, topic: &str) -> Vec<String> {
 async fn setup(
     config: impl FnOnce(&mut BrokerConfig),
 ) -> (Arc<dyn StreamStorage>, Node, BrokerClient, Rpcs) {
+    setup_tuned(config, |builder| builder).await
+}
+
+/// [`setup`] with the client's builder as `tune` leaves it.
+async fn setup_tuned(
+    config: impl FnOnce(&mut BrokerConfig),
+    tune: impl FnOnce(BrokerClientBuilder) -> BrokerClientBuilder,
+) -> (Arc<dyn StreamStorage>, Node, BrokerClient, Rpcs) {
     let network = InProcessNetwork::new();
     let storage: Arc<dyn StreamStorage> = Arc::new(MemoryStreamStorage::new());
     let mut settings = BrokerConfig::new(NodeUrls::same(HERE).expect("valid"));
     config(&mut settings);
     let node = Node::start(&network, storage.clone(), settings).await;
-    let client = client(&network).await;
+    let client = client(&network, tune).await;
     (storage, node, client, Rpcs::default())
 }
 
@@ -472,6 +486,53 @@ async fn a_stream_broken_mid_flight_loses_and_duplicates_nothing() {
         "the sends went again on a new stream"
     );
     assert_eq!(rpcs.calls(SEND_MESSAGE), 0);
+    producer.close().await;
+    assert_eq!(client.running_tasks(), 0);
+}
+
+/// A node that stops answering (its connection reads nothing more) fails a send within the
+/// client's call deadline on each attempt, the stream's opening included, instead of holding
+/// it; once the connection breaks, sends go on over a new one.
+#[tokio::test]
+async fn a_stalled_stream_fails_its_send_in_time_and_a_new_one_takes_over() {
+    let (storage, node, client, _rpcs) = setup_tuned(
+        |_| {},
+        |builder| {
+            builder
+                .call_timeout(Duration::from_millis(200))
+                .retry(LinearBackoff::new(Duration::from_millis(10)).max_retries(1))
+        },
+    )
+    .await;
+    let producer = client
+        .producer("/default/stall")
+        .name("p")
+        .reliable()
+        .create()
+        .await
+        .expect("created");
+    producer.send("before").await.expect("sent");
+    let links = node.links();
+    for link in &links {
+        link.swallow.store(true, Ordering::SeqCst);
+    }
+    let stalled = tokio::time::timeout(Duration::from_secs(20), producer.send("lost"))
+        .await
+        .expect("the send ends within its attempts' deadlines")
+        .expect_err("nothing answers");
+    assert!(stalled.is_retryable(), "{stalled}");
+    for link in &links {
+        link.cut.store(true, Ordering::SeqCst);
+        link.wake();
+    }
+    producer
+        .send("after")
+        .await
+        .expect("sent on a new connection");
+    assert_eq!(
+        stored(storage.as_ref(), "/default/stall").await,
+        ["before", "after"]
+    );
     producer.close().await;
     assert_eq!(client.running_tasks(), 0);
 }

@@ -236,10 +236,14 @@ impl PartitionProducer {
         let wire = self.wire(attachment, url, message, request_id);
         let answer = stream.send(wire, self.core.call_timeout).await;
         if let Err(error) = &answer
-            && matches!(error.code(), Code::Unauthenticated | Code::PermissionDenied)
+            && matches!(
+                error.code(),
+                Code::Unauthenticated | Code::PermissionDenied | Code::DeadlineExceeded
+            )
         {
             // The stream's credential was refused (expired, revoked): a new stream carries the
-            // one the retry loop fetches next.
+            // one the retry loop fetches next. Or it stalled: the next attempt gets a new
+            // HTTP/2 stream, as a unary call's would.
             self.retire(&stream);
         }
         answer.map_err(|e| BrokerError::rpc("SendMessage", &self.topic, e))

@@ -110,10 +110,15 @@ impl SendStream {
         let mut client = ProduceStreamServiceClient::new(core.channel(url, OPERATION, topic)?);
         let body = futures::stream::poll_fn(move |cx| queued.poll_recv(cx));
         let request = core.request(&call, body).await.map_err(rpc)?;
-        let answers = call
-            .server_streaming(client.send_messages(request))
-            .await
-            .map_err(rpc)?;
+        // The stream has no deadline (it stays open), but its opening has the unary calls' own:
+        // a node that stopped answering fails the attempt instead of holding it.
+        let answers = tokio::time::timeout(
+            core.call_timeout,
+            call.server_streaming(client.send_messages(request)),
+        )
+        .await
+        .unwrap_or(Err(GrpcError::Timeout(core.call_timeout)))
+        .map_err(rpc)?;
         let waiting = Arc::new(Waiting::default());
         tasks.spawn(read(waiting.clone(), answers, tasks.token().clone()));
         Ok(SendStream {
@@ -129,9 +134,9 @@ impl SendStream {
         self.producer_id == producer_id && self.url == url && !self.waiting.ended.is_cancelled()
     }
 
-    /// Sends `message` and waits at most `timeout` for its answer: the `request_id` the broker
-    /// echoes, or the status it answered (as a `SendMessage` call's error), or
-    /// [`GrpcError::Broken`] if the stream ended first.
+    /// Sends `message` and waits for its answer, all within `timeout` (a stream stalled with
+    /// its queue full included): the `request_id` the broker echoes, or the status it answered
+    /// (as a `SendMessage` call's error), or [`GrpcError::Broken`] if the stream ended first.
     pub(crate) async fn send(
         &self,
         message: StreamMessage,
@@ -141,22 +146,26 @@ impl SendStream {
         let (answer, answered) = oneshot::channel();
         // Waiting before it is sent: its answer may come back before `send` returns.
         self.waiting.sends().insert(request_id, answer);
-        if self.waiting.ended.is_cancelled() || self.outbound.send(message).await.is_err() {
+        let exchange = async {
+            if self.waiting.ended.is_cancelled() || self.outbound.send(message).await.is_err() {
+                return Err(broken("it ended before the message was sent"));
+            }
+            match answered.await {
+                Ok(Ok(request_id)) => Ok(request_id),
+                // Mapped as the unary call's status would be (same URL, same deadline).
+                Ok(Err(Some(status))) => {
+                    Err(GrpcError::from_status(status, &self.url, Some(timeout)))
+                }
+                Ok(Err(None)) | Err(_) => Err(broken("it ended before the answer came")),
+            }
+        };
+        let outcome = tokio::time::timeout(timeout, exchange)
+            .await
+            .unwrap_or(Err(GrpcError::Timeout(timeout)));
+        if outcome.is_err() {
             self.waiting.sends().remove(&request_id);
-            return Err(broken("ended before the message was sent"));
         }
-        match tokio::time::timeout(timeout, answered).await {
-            Ok(Ok(Ok(request_id))) => Ok(request_id),
-            // Mapped as the unary call's status would be (same URL, same deadline).
-            Ok(Ok(Err(Some(status)))) => {
-                Err(GrpcError::from_status(status, &self.url, Some(timeout)))
-            }
-            Ok(Ok(Err(None)) | Err(_)) => Err(broken("it ended before the answer came")),
-            Err(_) => {
-                self.waiting.sends().remove(&request_id);
-                Err(GrpcError::Timeout(timeout))
-            }
-        }
+        outcome
     }
 }
 
