@@ -44,6 +44,7 @@ pub(crate) const PROTO_SETS: &[ProtoSet] = &[
             "impls/proto/danube/DanubeAuth.proto",
             // Courier's own calls beside Danube's (package `courier_broker`).
             "impls/proto/courier/CourierAcks.proto",
+            "impls/proto/courier/CourierProduce.proto",
         ],
         includes: &["impls/proto/danube", "impls/proto/courier"],
         out_dir: "impls/src/grpc/proto",

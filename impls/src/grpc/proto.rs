@@ -13,7 +13,8 @@
 pub mod danube;
 #[rustfmt::skip]
 pub mod danube_schema;
-// Courier's own calls beside Danube's (`impls/proto/courier/CourierAcks.proto`): a consumer's
-// acks of many messages in one call; Danube brokers answer UNIMPLEMENTED.
+// Courier's own calls beside Danube's (`impls/proto/courier/`): a consumer's acks of many
+// messages in one call, a producer's sends on one open stream; Danube brokers answer
+// UNIMPLEMENTED.
 #[rustfmt::skip]
 pub mod courier_broker;

@@ -11,7 +11,8 @@
 //! - [`writer`]: one task per reliable topic grouping concurrent sends into one durable
 //!   append, offsets kept dense across writers by the storage's writer sequence.
 //! - [`producer`]: the `ProducerService` (CreateProducer, SendMessage): stable producer ids
-//!   and re-attachment after a restart, Exclusive access, the producer limit, size checks.
+//!   and re-attachment after a restart, Exclusive access, the producer limit, size checks;
+//!   and Courier's send stream beside it (`ProduceStreamService/SendMessages`).
 //! - [`server`]: [`server::BrokerServer`], the services over one storage in a tonic router,
 //!   a `tracing` span per RPC, and a graceful shutdown ([`lifecycle`]). One node serves every
 //!   topic.

@@ -1,14 +1,15 @@
 //! Whether this node still takes new work: shared by every service so that a shutdown refuses
 //! new producers, sends and subscriptions at once, and health checks answer `CLOSE`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 /// The node's serving state.
 #[derive(Debug, Default)]
 pub struct Lifecycle {
-    draining: AtomicBool,
+    /// Cancelled once draining: calls that stay open (a producer's send stream) end on it, or
+    /// the graceful shutdown would wait for them forever.
+    draining: CancellationToken,
 }
 
 impl Lifecycle {
@@ -19,12 +20,17 @@ impl Lifecycle {
 
     /// From now on, refuse new work.
     pub fn drain(&self) {
-        self.draining.store(true, Ordering::SeqCst);
+        self.draining.cancel();
     }
 
     /// Whether the node is shutting down.
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
+        self.draining.is_cancelled()
+    }
+
+    /// Completes once the node starts draining.
+    pub fn draining(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.draining.clone().cancelled_owned()
     }
 
     /// `Unavailable` once draining (spec §2 "Codes": the client retries, elsewhere or later).

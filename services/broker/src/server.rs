@@ -5,11 +5,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::AckBatchServiceServer;
+use courier_impls::grpc::proto::courier_broker::produce_stream_service_server::ProduceStreamServiceServer;
 use courier_impls::grpc::proto::danube::auth_service_server::AuthServiceServer;
 use courier_impls::grpc::proto::danube::consumer_service_server::ConsumerServiceServer;
 use courier_impls::grpc::proto::danube::discovery_server::DiscoveryServer;
 use courier_impls::grpc::proto::danube::health_check_server::HealthCheckServer;
-use courier_impls::grpc::proto::danube::producer_service_server::ProducerServiceServer;
+use courier_impls::grpc::proto::danube::producer_service_server::{
+    ProducerService, ProducerServiceServer,
+};
 use courier_impls::grpc::proto::danube_schema::schema_registry_server::SchemaRegistryServer;
 use courier_traits::storage::StreamStorage;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -27,7 +30,7 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::{BrokerMetrics, MeteredProducers, MetricsEndpoint};
 use crate::ownership::gate::{GatedConsumers, GatedDiscovery, GatedProducers, OwnershipGate};
 use crate::ownership::{Ownership, OwnershipConfig, OwnershipError};
-use crate::producer::{ProduceService, ProducerConfig, ProducerRegistry};
+use crate::producer::{ProduceService, ProduceStream, ProducerConfig, ProducerRegistry};
 use crate::tls::{ServerTls, TlsError};
 
 /// The broker's tonic router: its services behind the [`AuthLayer`].
@@ -305,7 +308,6 @@ impl BrokerServer {
         .with_schemas(self.schemas.clone());
         let registry =
             SchemaRegistryServer::new(RegistryService::new(self.schemas.registry().clone()));
-        let decode_limit = self.config.producer.decode_limit();
         let metrics = self.metrics.clone();
         let mut server = tonic::transport::Server::builder();
         if let Some(tls) = &self.config.tls {
@@ -315,39 +317,45 @@ impl BrokerServer {
             .trace_fn(|request| tracing::info_span!("rpc", path = %request.uri().path()))
             .layer(AuthLayer::new(self.guard.clone()));
         let router = match gate {
-            None => builder
-                .add_service(DiscoveryServer::new(discovery))
-                .add_service(HealthCheckServer::new(health))
-                .add_service(
-                    ProducerServiceServer::new(MeteredProducers::new(produce, metrics))
-                        .max_decoding_message_size(decode_limit),
-                )
-                .add_service(ConsumerServiceServer::new(self.consumers.clone()))
-                .add_service(
-                    AckBatchServiceServer::new(self.consumers.clone())
+            None => {
+                let (unary, stream) =
+                    self.producer_services(MeteredProducers::new(produce, metrics));
+                builder
+                    .add_service(DiscoveryServer::new(discovery))
+                    .add_service(HealthCheckServer::new(health))
+                    .add_service(unary)
+                    .add_service(stream)
+                    .add_service(ConsumerServiceServer::new(self.consumers.clone()))
+                    .add_service(
+                        AckBatchServiceServer::new(self.consumers.clone())
+                            .max_decoding_message_size(ACK_MANY_DECODE_LIMIT),
+                    )
+            }
+            Some(gate) => {
+                let (unary, stream) = self.producer_services(MeteredProducers::new(
+                    GatedProducers::new(produce, gate.clone()),
+                    metrics,
+                ));
+                builder
+                    .add_service(DiscoveryServer::new(GatedDiscovery::new(
+                        discovery,
+                        gate.clone(),
+                    )))
+                    .add_service(HealthCheckServer::new(health))
+                    .add_service(unary)
+                    .add_service(stream)
+                    .add_service(ConsumerServiceServer::new(GatedConsumers::new(
+                        self.consumers.clone(),
+                        gate.clone(),
+                    )))
+                    .add_service(
+                        AckBatchServiceServer::new(GatedConsumers::new(
+                            self.consumers.clone(),
+                            gate,
+                        ))
                         .max_decoding_message_size(ACK_MANY_DECODE_LIMIT),
-                ),
-            Some(gate) => builder
-                .add_service(DiscoveryServer::new(GatedDiscovery::new(
-                    discovery,
-                    gate.clone(),
-                )))
-                .add_service(HealthCheckServer::new(health))
-                .add_service(
-                    ProducerServiceServer::new(MeteredProducers::new(
-                        GatedProducers::new(produce, gate.clone()),
-                        metrics,
-                    ))
-                    .max_decoding_message_size(decode_limit),
-                )
-                .add_service(ConsumerServiceServer::new(GatedConsumers::new(
-                    self.consumers.clone(),
-                    gate.clone(),
-                )))
-                .add_service(
-                    AckBatchServiceServer::new(GatedConsumers::new(self.consumers.clone(), gate))
-                        .max_decoding_message_size(ACK_MANY_DECODE_LIMIT),
-                ),
+                    )
+            }
         }
         .add_service(registry);
         Ok(match &self.guard {
@@ -356,6 +364,28 @@ impl BrokerServer {
             }
             None => router,
         })
+    }
+
+    /// `SendMessage` and Courier's send stream over one producer stack (metrics, ownership
+    /// gate, the producer service): each streamed message goes through the same stack.
+    fn producer_services<P: ProducerService>(
+        &self,
+        producers: P,
+    ) -> (
+        ProducerServiceServer<P>,
+        ProduceStreamServiceServer<ProduceStream<P>>,
+    ) {
+        let decode_limit = self.config.producer.decode_limit();
+        let producers = Arc::new(producers);
+        let stream = ProduceStream::new(
+            producers.clone(),
+            self.guard.clone(),
+            self.lifecycle.clone(),
+        );
+        (
+            ProducerServiceServer::from_arc(producers).max_decoding_message_size(decode_limit),
+            ProduceStreamServiceServer::new(stream).max_decoding_message_size(decode_limit),
+        )
     }
 
     /// Serves TCP connections accepted by `listener` until `shutdown` completes, then drains
@@ -374,7 +404,8 @@ impl BrokerServer {
 
     /// Serves the connections of `incoming` until `shutdown` completes, then drains: new work
     /// is refused (`Unavailable`) and health checks answer `CLOSE` from the signal on,
-    /// consumer streams end and every cursor is checkpointed, the calls in progress finish, and
+    /// consumer streams end and every cursor is checkpointed, producers' send streams answer
+    /// what they read and end (`Unavailable`), the calls in progress finish, and
     /// each reliable topic's writer writes what it has queued.
     ///
     /// Errors: [`ServeError`].

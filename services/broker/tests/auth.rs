@@ -9,11 +9,16 @@ use std::time::Duration;
 
 use courier_broker::auth::{ApiKeys, AuthConfig, KeyEntry, Role, TokenSigner, key_digest};
 use courier_broker::directory::NodeUrls;
+use courier_broker::producer::producer_id;
 use courier_broker::server::{BrokerConfig, BrokerServer, OpenError};
+use courier_broker::topic::TopicName;
+use courier_impls::grpc::proto::courier_broker::produce_stream_service_client::ProduceStreamServiceClient;
 use courier_impls::grpc::proto::danube::auth_service_client::AuthServiceClient;
 use courier_impls::grpc::proto::danube::discovery_client::DiscoveryClient;
 use courier_impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
-use courier_impls::grpc::proto::danube::{AuthRequest, ProducerRequest, TopicLookupRequest};
+use courier_impls::grpc::proto::danube::{
+    AuthRequest, MsgId, ProducerRequest, StreamMessage, TopicLookupRequest,
+};
 use courier_impls::memory::MemoryStreamStorage;
 use support::node::Node;
 use tonic::Code;
@@ -196,6 +201,51 @@ async fn roles_decide_and_the_key_itself_is_a_bearer_when_allowed() {
     let token = authenticate(&channel, CONSUMER_KEY).await.expect("token");
     assert_eq!(lookup(&channel, Some(&token)).await, Code::NotFound);
     strict.stop().await;
+}
+
+/// Courier's send stream is a producer's call: the `produce` role opens it, a consumer's
+/// credential does not, and each message is answered as its SendMessage would be.
+#[tokio::test]
+async fn the_send_stream_needs_the_produce_role() {
+    let node = Node::start("http", |config| config.auth = Some(auth(true))).await;
+    let channel = channel(&node).await;
+    assert_eq!(create_producer(&channel, PRODUCER_KEY).await, Code::Ok);
+    let topic = TopicName::new("/default/orders").expect("valid");
+    let message = StreamMessage {
+        request_id: 7,
+        msg_id: Some(MsgId {
+            producer_id: producer_id(&topic, "p1"),
+            topic_name: topic.to_string(),
+            ..Default::default()
+        }),
+        payload: "m".into(),
+        producer_name: "p1".to_owned(),
+        ..Default::default()
+    };
+    let open = |bearer: &'static str| {
+        let channel = channel.clone();
+        let message = message.clone();
+        async move {
+            ProduceStreamServiceClient::new(channel)
+                .send_messages(with_bearer(
+                    futures::stream::iter(vec![message]),
+                    Some(bearer),
+                ))
+                .await
+        }
+    };
+    let refused = open(CONSUMER_KEY)
+        .await
+        .expect_err("a consumer may not produce");
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let mut outcomes = open(PRODUCER_KEY).await.expect("opened").into_inner();
+    let outcome = outcomes
+        .message()
+        .await
+        .expect("an answer")
+        .expect("one per message");
+    assert_eq!((outcome.request_id, outcome.code), (7, 0), "{outcome:?}");
+    node.stop().await;
 }
 
 #[tokio::test]

@@ -334,8 +334,8 @@ async fn a_reliable_subscription_gets_everything_once_acked_and_the_unacked_agai
     again.close().await;
     assert_eq!(
         client.running_tasks(),
-        1,
-        "only the producer's health check"
+        2,
+        "only the producer's: its health check and its send stream's reader"
     );
 }
 

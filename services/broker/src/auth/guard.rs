@@ -39,7 +39,10 @@ pub fn requirement(path: &str) -> Requirement {
         .and_then(|rest| rest.split_once('/'))
         .unwrap_or(("", ""));
     match service {
-        "danube.ProducerService" => Requirement::Role(Role::Produce),
+        // Courier's send stream: each message is a SendMessage.
+        "danube.ProducerService" | "courier_broker.ProduceStreamService" => {
+            Requirement::Role(Role::Produce)
+        }
         "danube.ConsumerService" | "courier_broker.AckBatchService" => {
             Requirement::Role(Role::Consume)
         }
@@ -225,6 +228,10 @@ mod tests {
     fn rpcs_need_the_roles_of_their_service() {
         assert_eq!(
             requirement("/danube.ProducerService/SendMessage"),
+            Requirement::Role(Role::Produce)
+        );
+        assert_eq!(
+            requirement("/courier_broker.ProduceStreamService/SendMessages"),
             Requirement::Role(Role::Produce)
         );
         assert_eq!(

@@ -1,10 +1,11 @@
 //! [`PartitionProducer`]: a producer on one topic or partition: its registration on the broker
 //! (`CreateProducer`), re-made when the broker answers `CLOSE` or the retry budget of a send is
-//! spent, and `SendMessage`.
+//! spent, and its sends: on Courier's send stream ([`super::send_stream`]) where the broker
+//! serves it, else (a Danube broker: `Unimplemented`) Danube's `SendMessage` per message.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -14,11 +15,17 @@ use courier_impls::grpc::proto::danube::{
     DispatchStrategy, MsgId, ProducerAccessMode, ProducerRequest, SchemaReference, StreamMessage,
 };
 use courier_traits::error::Classify;
+use tonic::Code;
 
 use super::core::ClientCore;
 use super::error::BrokerError;
 use super::health::{self, Attachment, AttachmentSlot};
+use super::send_stream::SendStream;
 use super::tasks::OwnedTasks;
+
+/// Payloads above this go by `SendMessage` even on a broker serving the send stream: a large
+/// message on the producer's one stream would hold the small ones behind it.
+const MAX_STREAMED_PAYLOAD: usize = 64 << 10;
 
 /// What one send carries.
 #[derive(Clone, Debug)]
@@ -47,6 +54,11 @@ pub(crate) struct PartitionProducer {
     /// The schema reference sent at create and the (schema id, version) it resolved to,
     /// stamped on every message.
     schema: Option<(SchemaReference, (u64, u32))>,
+    /// The send stream in use, if one is open.
+    stream: Mutex<Option<Arc<SendStream>>>,
+    /// Whether the broker is believed to serve the send stream (until it answers
+    /// `Unimplemented`; again after each registration, perhaps on another node).
+    streaming: AtomicBool,
 }
 
 impl PartitionProducer {
@@ -64,6 +76,8 @@ impl PartitionProducer {
             request_ids: AtomicU64::new(0),
             attachment: AttachmentSlot::default(),
             schema: None,
+            stream: Mutex::new(None),
+            streaming: AtomicBool::new(true),
         }
     }
 
@@ -126,6 +140,7 @@ impl PartitionProducer {
             valid: tasks.token().child_token(),
         };
         self.attachment.replace(attachment.clone());
+        self.streaming.store(true, Ordering::Relaxed);
         tasks.spawn(health::watch(
             core.clone(),
             ClientType::Producer,
@@ -144,19 +159,27 @@ impl PartitionProducer {
         tasks: &OwnedTasks,
         message: &Outgoing,
     ) -> Result<u64, BrokerError> {
-        match self.send_round(tasks, message).await {
+        // On the send stream every attempt of this message carries this id (its sequence id);
+        // `SendMessage` attempts take a new one each, as before.
+        let request_id = self.request_ids.fetch_add(1, Ordering::Relaxed);
+        match self.send_round(tasks, message, request_id).await {
             Err(error) if error.is_retryable() => {
                 tracing::warn!(topic = %self.topic, %error, "send retries spent: registering the producer again");
                 if let Some(stale) = self.current() {
                     stale.valid.cancel();
                 }
-                self.send_round(tasks, message).await
+                self.send_round(tasks, message, request_id).await
             }
             outcome => outcome,
         }
     }
 
-    async fn send_round(&self, tasks: &OwnedTasks, message: &Outgoing) -> Result<u64, BrokerError> {
+    async fn send_round(
+        &self,
+        tasks: &OwnedTasks,
+        message: &Outgoing,
+        request_id: u64,
+    ) -> Result<u64, BrokerError> {
         self.core
             .retrying(tasks.token(), |attempt| async move {
                 let attachment = match self.current() {
@@ -169,11 +192,106 @@ impl PartitionProducer {
                 } else {
                     attachment.url.clone()
                 };
-                self.send_once(&attachment, &url, message).await
+                if message.payload.len() <= MAX_STREAMED_PAYLOAD
+                    && self.streaming.load(Ordering::Relaxed)
+                {
+                    self.stream_once(tasks, &attachment, &url, message, request_id)
+                        .await
+                } else {
+                    self.send_once(&attachment, &url, message).await
+                }
             })
             .await
     }
 
+    /// One attempt on the send stream to `url` (opened if none serves this registration
+    /// there); falls back to `SendMessage` for a broker without it.
+    async fn stream_once(
+        &self,
+        tasks: &OwnedTasks,
+        attachment: &Attachment,
+        url: &str,
+        message: &Outgoing,
+        request_id: u64,
+    ) -> Result<u64, BrokerError> {
+        let open = self
+            .stream_slot()
+            .as_ref()
+            .filter(|stream| stream.serves(attachment.id, url))
+            .cloned();
+        let stream = match open {
+            Some(stream) => stream,
+            None => {
+                match SendStream::open(&self.core, tasks, url, attachment.id, &self.topic).await {
+                    Ok(stream) => {
+                        let stream = Arc::new(stream);
+                        // Replacing the previous one ends it once its sends are answered.
+                        *self.stream_slot() = Some(stream.clone());
+                        stream
+                    }
+                    Err(error) => return self.unstreamed(attachment, url, message, error).await,
+                }
+            }
+        };
+        let wire = self.wire(attachment, url, message, request_id);
+        let answer = stream.send(wire, self.core.call_timeout).await;
+        if let Err(error) = &answer
+            && matches!(
+                error.code(),
+                Code::Unauthenticated | Code::PermissionDenied | Code::DeadlineExceeded
+            )
+        {
+            // The stream's credential was refused (expired, revoked): a new stream carries the
+            // one the retry loop fetches next. Or it stalled: the next attempt gets a new
+            // HTTP/2 stream, as a unary call's would.
+            self.retire(&stream);
+        }
+        answer.map_err(|e| BrokerError::rpc("SendMessage", &self.topic, e))
+    }
+
+    /// The send stream could not be opened (`error`): a broker without it gets `SendMessage`
+    /// from now on; any other failure is the attempt's.
+    async fn unstreamed(
+        &self,
+        attachment: &Attachment,
+        url: &str,
+        message: &Outgoing,
+        error: BrokerError,
+    ) -> Result<u64, BrokerError> {
+        match error.code() {
+            Some(Code::Unimplemented) => {
+                tracing::debug!(topic = %self.topic, %url, "the broker has no send stream: sending with SendMessage per message");
+                self.streaming.store(false, Ordering::Relaxed);
+                self.send_once(attachment, url, message).await
+            }
+            // A Courier broker older than the stream with auth on refuses the unknown call
+            // (its guard asks an admin role for it): if `SendMessage` then goes through, the
+            // call was refused, not the producer.
+            Some(Code::PermissionDenied) => {
+                let sent = self.send_once(attachment, url, message).await;
+                if sent.is_ok() {
+                    tracing::debug!(topic = %self.topic, %url, "send stream refused where SendMessage is not: sending with SendMessage per message");
+                    self.streaming.store(false, Ordering::Relaxed);
+                }
+                sent
+            }
+            _ => Err(error),
+        }
+    }
+
+    fn stream_slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<SendStream>>> {
+        self.stream.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops using `stream` for new sends.
+    fn retire(&self, stream: &Arc<SendStream>) {
+        let mut slot = self.stream_slot();
+        if slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, stream)) {
+            *slot = None;
+        }
+    }
+
+    /// One attempt with Danube's `SendMessage` (a new request id each).
     async fn send_once(
         &self,
         attachment: &Attachment,
@@ -184,31 +302,9 @@ impl PartitionProducer {
         let call = core.call(url);
         let mut client =
             ProducerServiceClient::new(core.channel(url, "SendMessage", &self.topic)?);
-        let publish_time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let request_id = self.request_ids.fetch_add(1, Ordering::Relaxed);
         let request = core
-            .request(
-                &call,
-                StreamMessage {
-                    request_id: self.request_ids.fetch_add(1, Ordering::Relaxed),
-                    msg_id: Some(MsgId {
-                        producer_id: attachment.id,
-                        topic_name: self.topic.clone(),
-                        broker_addr: url.to_owned(),
-                        // The broker assigns offsets (spec §1 rule 2).
-                        topic_offset: 0,
-                    }),
-                    payload: message.payload.clone(),
-                    publish_time,
-                    producer_name: self.name.clone(),
-                    subscription_name: String::new(),
-                    attributes: message.attributes.clone(),
-                    schema_id: self.schema.as_ref().map(|(_, (id, _))| *id),
-                    schema_version: self.schema.as_ref().map(|(_, (_, version))| *version),
-                    routing_key: message.key.clone(),
-                },
-            )
+            .request(&call, self.wire(attachment, url, message, request_id))
             .await
             .map_err(|e| BrokerError::rpc("SendMessage", &self.topic, e))?;
         let answer = call
@@ -216,5 +312,36 @@ impl PartitionProducer {
             .await
             .map_err(|e| BrokerError::rpc("SendMessage", &self.topic, e))?;
         Ok(answer.request_id)
+    }
+
+    /// `message` as sent to `url` under `attachment`.
+    fn wire(
+        &self,
+        attachment: &Attachment,
+        url: &str,
+        message: &Outgoing,
+        request_id: u64,
+    ) -> StreamMessage {
+        let publish_time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        StreamMessage {
+            request_id,
+            msg_id: Some(MsgId {
+                producer_id: attachment.id,
+                topic_name: self.topic.clone(),
+                broker_addr: url.to_owned(),
+                // The broker assigns offsets (spec §1 rule 2).
+                topic_offset: 0,
+            }),
+            payload: message.payload.clone(),
+            publish_time,
+            producer_name: self.name.clone(),
+            subscription_name: String::new(),
+            attributes: message.attributes.clone(),
+            schema_id: self.schema.as_ref().map(|(_, (id, _))| *id),
+            schema_version: self.schema.as_ref().map(|(_, (_, version))| *version),
+            routing_key: message.key.clone(),
+        }
     }
 }

@@ -15,8 +15,11 @@
 //! - With [`ProduceService::with_schemas`], a schema reference binds the topic to its subject
 //!   and messages on bound topics are checked by the topic's policy
 //!   ([`crate::schema_registry::topics`]); `schema_id` / `schema_version` are stored as sent.
+//! - [`ProduceStream`] serves Courier's `ProduceStreamService/SendMessages`: a producer's
+//!   sends on one open stream, each handled as its `SendMessage` would be.
 
 mod registry;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ use crate::topic::TopicName;
 pub use registry::{
     DEFAULT_PRODUCER_IDLE_TIMEOUT, ProducerRecord, ProducerRegistry, RegisterError, producer_id,
 };
+pub use stream::{MAX_IN_FLIGHT, Outcomes, ProduceStream, SEND_MESSAGES_PATH};
 
 /// The default largest encoded `StreamMessage`: 4 MiB − 64 KiB, so that a delivery (the
 /// message plus what the broker adds) stays within the 4 MiB danube-client decodes.

@@ -302,3 +302,26 @@ async fn partitions_take_turns_and_keys_pick_by_fnv1a() {
         assert_eq!(id.broker_addr, URL);
     }
 }
+
+/// The scripted broker serves Danube's services only, as a Danube broker does: the send stream
+/// is `Unimplemented` there, so each message goes as one `SendMessage`, and the stream is not
+/// tried again for the producer's later sends.
+#[tokio::test(start_paused = true)]
+async fn a_broker_without_the_send_stream_gets_one_send_message_per_message() {
+    let broker = ScriptedBroker::start();
+    let client = client(&broker, LinearBackoff::default().seeded(5)).await;
+    let producer = create(&client).await.expect("created");
+    for payload in ["a", "b", "c"] {
+        producer.send(payload).await.expect("sent with SendMessage");
+    }
+    let sent: Vec<_> = broker
+        .script
+        .sent()
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(sent, ["a", "b", "c"]);
+    assert_eq!(broker.script.calls("SendMessage").len(), 3);
+    producer.close().await;
+    assert_eq!(client.running_tasks(), 0);
+}
