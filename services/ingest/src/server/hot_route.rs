@@ -60,7 +60,9 @@ impl IngestServer {
 /// The path of the batch endpoint, the one request the router is skipped for.
 const BATCH: &str = "/v1/events/batch";
 
-/// The server's service: see the [module docs](self).
+/// The server's service: `POST /v1/events/batch` answered without the axum router (under the
+/// same edge steps: request id, CORS, the request's count and log line), every other request
+/// by the [`router`](IngestServer::router).
 #[derive(Clone)]
 pub struct IngestService {
     state: Arc<IngestState>,

@@ -57,8 +57,7 @@ impl BatchResponse {
         &self.results
     }
 
-    /// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else (see
-    /// [`batch_json`]).
+    /// `{"acceptedCount","rejectedCount","results":[...]}` and nothing else, counts first.
     pub fn to_json(&self) -> Vec<u8> {
         batch_json(
             self.accepted_count(),
