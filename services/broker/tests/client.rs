@@ -2,21 +2,22 @@
 //! memory storage: what a producer stores, partition routing, refusals, consumers with acks,
 //! redelivery, partitions and live topics, and clients that outlive a restart of their broker.
 
+mod support;
+
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
+use support::log::stored;
 
-use courier_broker::catalog::{decode_record, topic_log_stream};
 use courier_broker::client::{BrokerClient, BrokerError, Consumer, Message};
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
-use courier_broker::topic::TopicName;
 use courier_impls::grpc::InProcessNetwork;
 use courier_impls::grpc::proto::danube::StreamMessage;
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::retry::LinearBackoff;
 use courier_traits::error::Classify;
-use courier_traits::storage::{ReadLimits, StreamStorage};
+use courier_traits::storage::StreamStorage;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -73,20 +74,6 @@ async fn client(network: &InProcessNetwork) -> BrokerClient {
         .build()
         .await
         .expect("client")
-}
-
-/// Every stored message of `topic`'s log.
-async fn stored(storage: &dyn StreamStorage, topic: &str) -> Vec<StreamMessage> {
-    let stream = topic_log_stream(&TopicName::new(topic).expect("valid"));
-    let batch = storage
-        .read(&stream, None, ReadLimits::default())
-        .await
-        .expect("read");
-    batch
-        .records
-        .iter()
-        .map(|r| decode_record(&r.data).expect("decodes"))
-        .collect()
 }
 
 /// A node on a fresh memory storage and a client of it.

@@ -2,11 +2,14 @@
 //! [`BrokerServer`]: spec §1 rules on every response (B1), bad input (B2), non-reliable
 //! produce (B5), partitions (B6), and producers re-attached after a restart.
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
+use support::log::stored;
 
-use courier_broker::catalog::{LiveSink, decode_record, topic_log_stream};
+use courier_broker::catalog::{LiveSink, topic_log_stream};
 use courier_broker::directory::NodeUrls;
 use courier_broker::lifecycle::Lifecycle;
 use courier_broker::producer::{DEFAULT_PRODUCER_IDLE_TIMEOUT, producer_id};
@@ -25,7 +28,7 @@ use courier_impls::grpc::proto::danube::{
 };
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
-use courier_traits::storage::{ReadLimits, StorageError, StreamStorage};
+use courier_traits::storage::{StorageError, StreamStorage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Code;
@@ -177,20 +180,6 @@ impl Node {
             .expect("task")
             .expect("served");
     }
-}
-
-/// Every stored message of `topic`'s log.
-async fn stored(storage: &dyn StreamStorage, topic: &str) -> Vec<StreamMessage> {
-    let stream = topic_log_stream(&TopicName::new(topic).expect("valid"));
-    let batch = storage
-        .read(&stream, None, ReadLimits::default())
-        .await
-        .expect("read");
-    batch
-        .records
-        .iter()
-        .map(|r| decode_record(&r.data).expect("decodes"))
-        .collect()
 }
 
 #[tokio::test]

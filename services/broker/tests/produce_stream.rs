@@ -2,6 +2,8 @@
 //! the real [`BrokerServer`] in-process (memory storage), the RPCs it makes counted from the
 //! broker's `rpc` spans.
 
+mod support;
+
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::io;
@@ -11,16 +13,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use courier_broker::catalog::{decode_record, topic_log_stream};
 use courier_broker::client::{BrokerClient, BrokerClientBuilder};
 use courier_broker::directory::NodeUrls;
 use courier_broker::server::{BrokerConfig, BrokerServer, ServeError};
-use courier_broker::topic::TopicName;
 use courier_impls::grpc::{InProcessNetwork, InProcessStream};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::retry::LinearBackoff;
 use courier_traits::error::Classify;
-use courier_traits::storage::{ReadLimits, StreamStorage};
+use courier_traits::storage::StreamStorage;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
@@ -278,18 +278,10 @@ async fn client(
 
 /// The payloads stored in `topic`'s log, in offset order.
 async fn stored(storage: &dyn StreamStorage, topic: &str) -> Vec<String> {
-    let stream = topic_log_stream(&TopicName::new(topic).expect("valid"));
-    let batch = storage
-        .read(&stream, None, ReadLimits::default())
+    support::log::stored(storage, topic)
         .await
-        .expect("read");
-    batch
-        .records
         .iter()
-        .map(|r| {
-            let message = decode_record(&r.data).expect("decodes");
-            String::from_utf8_lossy(&message.payload).into_owned()
-        })
+        .map(|message| String::from_utf8_lossy(&message.payload).into_owned())
         .collect()
 }
 

@@ -1,5 +1,6 @@
-//! Helpers shared by the auth and TLS suites (each test binary uses a part of them).
+//! Helpers shared by the broker's suites (each test binary uses a part of them).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod certs;
+pub mod log;
 pub mod node;
