@@ -4,19 +4,19 @@
 //! on every stored message; the broker's enforce policy refusing what the schema does not
 //! accept.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use courier_broker::catalog::{decode_record, topic_log_stream};
 use courier_broker::client::{BrokerClient, BrokerError, SchemaRef};
 use courier_broker::directory::NodeUrls;
 use courier_broker::schema_registry::{CompatibilityMode, SchemaType, ValidationPolicy};
 use courier_broker::server::{BrokerConfig, BrokerServer};
-use courier_broker::topic::TopicName;
 use courier_impls::grpc::InProcessNetwork;
 use courier_impls::memory::MemoryStreamStorage;
 use courier_impls::retry::LinearBackoff;
-use courier_traits::storage::{ReadLimits, StreamStorage};
+use courier_traits::storage::StreamStorage;
 use tokio::sync::oneshot;
 use tonic::Code;
 
@@ -66,18 +66,10 @@ fn code(error: &BrokerError) -> Option<Code> {
 
 /// (schema_id, schema_version) of every message stored on `topic`.
 async fn stamped(storage: &Arc<dyn StreamStorage>, topic: &str) -> Vec<(Option<u64>, Option<u32>)> {
-    let stream = topic_log_stream(&TopicName::new(topic).expect("topic"));
-    let batch = storage
-        .read(&stream, None, ReadLimits::default())
+    support::log::stored(storage.as_ref(), topic)
         .await
-        .expect("read");
-    batch
-        .records
         .iter()
-        .map(|r| {
-            let message = decode_record(&r.data).expect("message");
-            (message.schema_id, message.schema_version)
-        })
+        .map(|message| (message.schema_id, message.schema_version))
         .collect()
 }
 
