@@ -16,6 +16,9 @@ use std::time::Duration;
 struct SqliteFactory {
     dir: tempfile::TempDir,
     clock: ManualClock,
+    /// `synchronous = FULL` (the default) or `NORMAL`, where a lone append commits on its
+    /// caller's thread instead of the writer thread's.
+    fsync: bool,
 }
 
 impl SqliteFactory {
@@ -23,6 +26,14 @@ impl SqliteFactory {
         SqliteFactory {
             dir: tempfile::tempdir().expect("temp dir"),
             clock: ManualClock::starting_now(),
+            fsync: true,
+        }
+    }
+
+    fn without_fsync() -> SqliteFactory {
+        SqliteFactory {
+            fsync: false,
+            ..SqliteFactory::new()
         }
     }
 }
@@ -31,7 +42,9 @@ impl SqliteFactory {
 impl StorageFactory for SqliteFactory {
     type Storage = SqliteStreamStorage;
     async fn connect(&self) -> SqliteStreamStorage {
-        let config = SqliteStorageConfig::default().with_clock(self.clock.shared());
+        let config = SqliteStorageConfig::default()
+            .with_clock(self.clock.shared())
+            .with_fsync_every_commit(self.fsync);
         SqliteStreamStorage::connect(self.dir.path().join("streams.db"), config)
             .await
             .expect("open sqlite")
@@ -41,20 +54,28 @@ impl StorageFactory for SqliteFactory {
     }
 }
 
-mod sqlite_storage {
-    use super::*;
+/// The suite in a module of its own per factory (with and without fsync per commit).
+macro_rules! sqlite_suite {
+    ($module:ident, $factory:expr) => {
+        mod $module {
+            use super::*;
 
-    courier_testkit::storage_suite!(
-        factory = SqliteFactory::new(),
-        durable = true,
-        shared = true,
-        ttl = true,
-        producers = true,
-        forks = true,
-        survives_restart = false,
-        keyed_append = true,
-    );
+            courier_testkit::storage_suite!(
+                factory = $factory,
+                durable = true,
+                shared = true,
+                ttl = true,
+                producers = true,
+                forks = true,
+                survives_restart = false,
+                keyed_append = true,
+            );
+        }
+    };
 }
+
+sqlite_suite!(sqlite_storage, SqliteFactory::new());
+sqlite_suite!(sqlite_storage_without_fsync, SqliteFactory::without_fsync());
 
 /// Everything acknowledged before the storage is closed is there after reopening the file,
 /// including producer state (a retry after the restart is still a duplicate) and the close flag.

@@ -3,7 +3,8 @@
 //!
 //! One SQLite file in WAL mode, `synchronous = FULL` by default so an acknowledged append
 //! survives a crash or power loss, driven directly through `rusqlite`: one writer thread
-//! owns the write connection and commits queued writes in batches (`writer.rs`), reads run on
+//! commits queued writes in batches on the write connection (`writer.rs`; without fsync a lone
+//! append commits on its caller's thread instead), reads run on
 //! a small pool of read connections off the async runtime (`readers.rs`). Appends run in
 //! `BEGIN IMMEDIATE` transactions: records,
 //! producer state and the close flag commit together, as do a keyed append's records and its
@@ -20,6 +21,8 @@ mod connection;
 mod errors;
 mod forks;
 mod found;
+#[cfg(test)]
+mod inline_tests;
 #[cfg(test)]
 mod joined_tests;
 mod keyed;

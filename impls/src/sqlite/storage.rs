@@ -112,8 +112,14 @@ impl SqliteStreamStorage {
             .map_err(|e| StorageError::unavailable("sqlite: opening the database failed", e))?
             .map_err(db_error)?;
         let recent = Arc::new(Recent::new(connections.version, config.recent_bytes));
-        let writer = Writer::start(connections.writer, config.clock.clone(), recent.clone())
-            .map_err(|e| StorageError::unavailable("sqlite: cannot start the writer thread", e))?;
+        let writer = Writer::start(
+            connections.writer,
+            config.clock.clone(),
+            recent.clone(),
+            !config.fsync_every_commit,
+            config.busy_timeout,
+        )
+        .map_err(|e| StorageError::unavailable("sqlite: cannot start the writer thread", e))?;
         let wakers = Arc::<Wakers>::default();
         let change_watch = ChangeWatch::start(
             connections.watch,

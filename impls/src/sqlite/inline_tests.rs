@@ -1,0 +1,110 @@
+//! Lone appends committed on their caller's thread (`writer.rs`): when they may, and that they
+//! never wait for another process's write lock.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use courier_traits::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
+
+use super::{SqliteStorageConfig, SqliteStreamStorage};
+
+fn temp_dir(what: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "courier-sqlite-inline-{what}-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+    ))
+}
+
+async fn storage(dir: &std::path::Path, fsync: bool) -> (SqliteStreamStorage, StreamName) {
+    let config = SqliteStorageConfig::default().with_fsync_every_commit(fsync);
+    let store = SqliteStreamStorage::connect(dir.join("s.db"), config)
+        .await
+        .expect("connect");
+    let name = StreamName::new("lone").expect("valid");
+    store
+        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
+        .await
+        .expect("create");
+    (store, name)
+}
+
+/// Without fsync a lone append is durable by the end of its first poll (no hop to the writer
+/// thread); with fsync per commit it still goes through the writer thread, so a caller never
+/// blocks on a disk flush.
+#[tokio::test]
+async fn a_lone_append_commits_in_its_first_poll_only_without_fsync() {
+    for fsync in [false, true] {
+        let dir = temp_dir("first-poll");
+        let (store, name) = storage(&dir, fsync).await;
+        let append = store.append(&name, AppendRequest::record("one"));
+        tokio::pin!(append);
+        let outcome = match futures::poll!(&mut append) {
+            std::task::Poll::Ready(outcome) => {
+                assert!(
+                    !fsync,
+                    "with fsync the append goes through the writer thread"
+                );
+                outcome
+            }
+            std::task::Poll::Pending => {
+                assert!(
+                    fsync,
+                    "without fsync a lone append commits in its first poll"
+                );
+                append.await
+            }
+        };
+        outcome.expect("append");
+        let read = store
+            .read(&name, None, ReadLimits::default())
+            .await
+            .expect("read");
+        assert_eq!(read.records.len(), 1, "fsync {fsync}");
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// While another connection (another process) holds the write lock, a lone append queues
+/// for the writer thread instead of waiting for the lock on its caller's thread, and commits
+/// once the lock is free.
+#[tokio::test]
+async fn a_lone_append_does_not_wait_for_another_writer_on_its_callers_thread() {
+    let dir = temp_dir("locked");
+    let (store, name) = storage(&dir, false).await;
+    let other = rusqlite::Connection::open(dir.join("s.db")).expect("other connection");
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let append = store.append(&name, AppendRequest::record("queued"));
+    tokio::pin!(append);
+    let polled = Instant::now();
+    assert!(futures::poll!(&mut append).is_pending());
+    // The storage's busy timeout is 10 s: waiting for it would take that long.
+    assert!(
+        polled.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        polled.elapsed()
+    );
+    other.execute_batch("ROLLBACK").expect("unlock");
+    append.await.expect("append");
+    // The connection's busy timeout is back: the thread's next batch still waits for a lock
+    // (SQLite's busy wait is real time, so the other writer holds it a real 200 ms).
+    other.execute_batch("BEGIN IMMEDIATE").expect("lock again");
+    let waiting = store.append(&name, AppendRequest::record("waits"));
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        other.execute_batch("COMMIT").expect("unlock again");
+    });
+    waiting
+        .await
+        .expect("the append waits for the lock, then commits");
+    release.join().expect("release");
+    let read = store
+        .read(&name, None, ReadLimits::default())
+        .await
+        .expect("read");
+    let payloads: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(payloads, [&b"queued"[..], &b"waits"[..]]);
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
