@@ -16,6 +16,7 @@
 
 mod batch_append;
 mod change_watch;
+mod checkpoint;
 mod config;
 mod connection;
 mod errors;

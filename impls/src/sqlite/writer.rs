@@ -14,8 +14,9 @@
 //! A lone append (nothing queued nor being committed) commits on its caller's thread instead,
 //! when commits do not fsync: the hop to the writer thread and back woke two sleeping threads
 //! per message, about a fifth of the broker's CPU per reliable message with one producer
-//! (benches/README.md). It never waits for another process's write lock (it queues instead),
-//! and the connection's lock keeps it from overlapping a batch, so nothing else changes.
+//! (benches/README.md). It never waits for another process's write lock (it queues instead)
+//! nor checkpoints the WAL (the thread does, `checkpoint.rs`), and the connection's lock
+//! keeps it from overlapping a batch, so nothing else changes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
+use super::checkpoint;
 use super::errors::{db_error, storage_closed};
 use super::recent::{Change, Recent, data_version};
 use crate::sql_model::now_ms;
@@ -116,6 +118,9 @@ enum Queued {
     ),
     /// Commit what came before, then end the thread (`close`).
     Stop,
+    /// Checkpoint the WAL after this batch: an inline append's commit found one due
+    /// (`checkpoint.rs`).
+    Checkpoint,
 }
 
 impl Queued {
@@ -125,7 +130,7 @@ impl Queued {
             Queued::Append(append, reply) => {
                 let _ = reply.send(settle(append.result, commit));
             }
-            Queued::Stop => {}
+            Queued::Stop | Queued::Checkpoint => {}
         }
     }
 }
@@ -215,6 +220,7 @@ impl Writer {
         busy_timeout: Duration,
     ) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        checkpoint::install(&conn);
         let conn = Arc::new(Mutex::new(WriteConn {
             conn,
             others: None,
@@ -325,9 +331,24 @@ impl Writer {
         let append = append.take()?;
         let (reply, mut result) = oneshot::channel();
         let mut batch = vec![Queued::Append(append, reply)];
-        let commit = commit(state, &mut batch, true, &*owner.clock, &owner.recent);
+        let (commit, due) =
+            checkpoint::deferred(|| commit(state, &mut batch, true, &*owner.clock, &owner.recent));
+        drop(guard);
+        if due {
+            self.request_checkpoint();
+        }
         answer(&mut batch, &commit);
         Some(result.try_recv().unwrap_or_else(|_| Err(storage_closed())))
+    }
+
+    /// Asks the thread to checkpoint the WAL. If the queue is full the thread is busy
+    /// committing batches, which checkpoint as they go.
+    fn request_checkpoint(&self) {
+        let Some(jobs) = self.owner.jobs.as_ref() else {
+            return;
+        };
+        let mut pending = Pending::new(&self.owner.pending);
+        pending.queued = jobs.try_send(Queued::Checkpoint).is_ok();
     }
 
     /// Commits what is queued, then ends the thread; later writes fail as closed.
@@ -353,10 +374,14 @@ fn run(
             }
         }
         let stop = batch.iter().any(|q| matches!(q, Queued::Stop));
+        let checkpoint = batch.iter().any(|q| matches!(q, Queued::Checkpoint));
         let taken = batch.len();
         // A poisoned lock only means an inline append panicked; the connection is still whole.
         let mut state = conn.lock().unwrap_or_else(|p| p.into_inner());
         let commit = commit(&mut state, &mut batch, false, clock, recent);
+        if checkpoint {
+            checkpoint::run(&state.conn);
+        }
         state.stopped |= stop;
         // Uncounted under the lock, so a lone append that sees 0 comes after this batch; and
         // before the answers, so a caller's next append finds the connection free.
