@@ -48,6 +48,8 @@ const PHASE_LIMIT: Duration = Duration::from_secs(60);
 /// Where the broker keeps its topics.
 enum Storage {
     Sqlite(PathBuf),
+    /// `sync=normal`: no fsync per commit, so a lone append commits on the handler's thread.
+    SqliteNoFsync(PathBuf),
     Url(String),
 }
 
@@ -55,6 +57,7 @@ impl Storage {
     fn flag(&self) -> String {
         match self {
             Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Storage::SqliteNoFsync(path) => format!("sqlite:{}?sync=normal", path.display()),
             Storage::Url(url) => url.clone(),
         }
     }
@@ -63,7 +66,7 @@ impl Storage {
     async fn open(&self) -> Arc<dyn StreamStorage> {
         use courier::impls::{postgres, redis, sqlite};
         match self {
-            Storage::Sqlite(path) => Arc::new(
+            Storage::Sqlite(path) | Storage::SqliteNoFsync(path) => Arc::new(
                 sqlite::SqliteStreamStorage::connect(path, sqlite::SqliteStorageConfig::default())
                     .await
                     .expect("sqlite"),
@@ -418,6 +421,13 @@ async fn b7_sigkill_under_load_on_sqlite() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("broker.db");
     crash_under_load(Storage::Sqlite(db), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b7_sigkill_under_load_on_sqlite_without_fsync() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("broker.db");
+    crash_under_load(Storage::SqliteNoFsync(db), dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
