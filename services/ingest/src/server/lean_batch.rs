@@ -6,7 +6,7 @@
 //! `Member` per key and an `Out` tree per value (a `Vec` per nested object), then writes them
 //! out again; for the bench's 200 B events that was ~10k instructions per event, most of the
 //! server's CPU beyond the storage's. Here one scan over the bytes checks every value against
-//! the [`FieldTables`] as the canonical pass does, and the record is written by copying each
+//! the field tables as the canonical pass does, and the record is written by copying each
 //! envelope member's value as it stands in the request: a string without escapes, an integer,
 //! a boolean, and a nested object or array that is already compact, in sorted key order and
 //! without a member the record would drop (null or a default) reads exactly as `serde_json`
@@ -18,22 +18,17 @@
 //! invalid, non-canonical or rejected event) returns `None`, and the caller asks
 //! [`CanonicalPass`], which gives up to the general reading in turn; so every error message
 //! and per-event outcome stays as it was. `tests` compare the two on generated inputs.
-
-use std::ops::Range;
+//! After an event is read in full, its shape is the template of the next ones
+//! ([`lean_template`](super::lean_template)): the events of one batch nearly always have the
+//! same members, and one of the same shape is then read by comparing its bytes with the
+//! template's and deciding only its values again.
 
 use bytes::Bytes;
 
-use super::canonical_pass::{
-    ADDED, CanonicalPass, Written, chars_below, fits_signed, fits_unsigned,
-};
+use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
-use super::field_table::{FieldInfo, FieldTables, MessageTable, Shape, ValueKind};
-use super::fresh_id;
-use super::json_text::plain_len;
-
-/// Nested messages deeper than this give up (`serde_json`'s limit is 128 levels of arrays and
-/// objects, of which a message takes at most two; this stays well within it).
-const MAX_DEPTH: usize = 32;
+use super::lean_reader::{Reader, read_event, write_record};
+use super::lean_template::Template;
 
 /// [`CanonicalPass::accept_batch`] of a batch this reader is sure of, `None` otherwise. The
 /// caller makes sure no event can be over the size limit (the body is not).
@@ -43,6 +38,16 @@ pub(crate) fn accept_batch(
     max_events: usize,
     context: &IngestContext<'_>,
 ) -> Option<Vec<EventOutcome>> {
+    accept_batch_counted(pass, json, max_events, context).map(|(outcomes, _)| outcomes)
+}
+
+/// [`accept_batch`], and how many of the events were read by a [`Template`].
+fn accept_batch_counted(
+    pass: &CanonicalPass,
+    json: &str,
+    max_events: usize,
+    context: &IngestContext<'_>,
+) -> Option<(Vec<EventOutcome>, usize)> {
     let mut reader = Reader::new(json);
     reader.skip_ws();
     reader.eat(b'{')?;
@@ -59,6 +64,13 @@ pub(crate) fn accept_batch(
     let mut records = Vec::with_capacity(2 * json.len() + 256);
     let mut kept = Vec::with_capacity(16);
     let received = received_ms_json(context);
+    let envelope = pass.tables.messages.get(pass.tables.envelope)?;
+    // The shape of the last event read in full: the next events of a batch nearly always
+    // have it, and are then read by comparing bytes instead of walking the field tables.
+    let mut template: Option<Template> = None;
+    let mut found = Vec::with_capacity(16);
+    let mut by_template = 0;
+    reader.recording = true;
     if reader.peek() == Some(b']') {
         reader.at += 1;
     } else {
@@ -66,14 +78,38 @@ pub(crate) fn accept_batch(
             if events.len() == max_events {
                 return None;
             }
-            events.push(read_event(
-                pass,
-                &mut reader,
-                &mut kept,
-                &mut records,
-                context,
-                &received,
-            )?);
+            let start = reader.at;
+            let matched = template.as_ref().and_then(|template| {
+                template.read(&pass.tables, &mut reader, &mut kept, &mut found)
+            });
+            let written = if matched.is_some() {
+                by_template += 1;
+                // Everything the record depends on is as it was in the template's event, so
+                // the reader would have reached `write_record` with these members: whatever
+                // it answers is the reader's answer.
+                write_record(
+                    pass,
+                    envelope,
+                    &reader,
+                    &kept,
+                    &mut records,
+                    context,
+                    &received,
+                )?
+            } else {
+                reader.at = start;
+                let written = read_event(
+                    pass,
+                    &mut reader,
+                    &mut kept,
+                    &mut records,
+                    context,
+                    &received,
+                )?;
+                template = Template::build(start, reader.at, &reader.leaves, &kept);
+                written
+            };
+            events.push(written);
             reader.skip_ws();
             match reader.next()? {
                 b',' => reader.skip_ws(),
@@ -87,12 +123,13 @@ pub(crate) fn accept_batch(
     reader.skip_ws();
     reader.at_end()?;
     let records = Bytes::copy_from_slice(&records);
-    Some(
+    Some((
         events
             .into_iter()
             .map(|event| event.into_outcome(&records))
             .collect(),
-    )
+        by_template,
+    ))
 }
 
 /// [`CanonicalPass::accept`] of one event this reader is sure of, `None` otherwise.
@@ -127,602 +164,6 @@ fn received_ms_json(context: &IngestContext<'_>) -> Vec<u8> {
     out
 }
 
-/// An envelope member the record keeps.
-struct Kept {
-    /// Index into the envelope's [`MessageTable::fields`].
-    field: usize,
-    rank: u32,
-    /// Where its value is in the request (copied as it is into the record).
-    value: Range<usize>,
-    /// Where its key starts, if the key is followed by `:` and the value with no whitespace:
-    /// then key and value are copied in one go.
-    compact_from: Option<usize>,
-    read: Read,
-}
-
-/// What a value is, beyond its bytes.
-#[derive(Clone, Copy)]
-struct Read {
-    /// The field's default (empty string, 0, false, first enum number, empty list or map).
-    default: bool,
-    /// A string's text (between its quotes); `None` for any other value.
-    text: Option<(usize, usize)>,
-    /// An integer, as `serde_json::Value::as_i64` reads it.
-    int: Option<i64>,
-}
-
-impl Read {
-    const OTHER: Read = Read {
-        default: false,
-        text: None,
-        int: None,
-    };
-}
-
-/// Reads the envelope at the reader's place (after any whitespace) and writes its record to
-/// `records`, if it is valid and canonical and the reader is sure of it. `received` is
-/// [`received_ms_json`] of `context`.
-fn read_event(
-    pass: &CanonicalPass,
-    reader: &mut Reader<'_>,
-    kept: &mut Vec<Kept>,
-    records: &mut Vec<u8>,
-    context: &IngestContext<'_>,
-    received: &[u8],
-) -> Option<Written> {
-    let tables = &pass.tables;
-    let envelope = tables.messages.get(tables.envelope)?;
-    kept.clear();
-    let mut rules = MinLen::new(envelope)?;
-    let (mut seen, mut oneofs) = (Bits::default(), Bits::default());
-    reader.eat(b'{')?;
-    reader.skip_ws();
-    if reader.peek() == Some(b'}') {
-        reader.at += 1;
-    } else {
-        loop {
-            let key_start = reader.at;
-            let key = reader.string()?;
-            let key_end = reader.at;
-            let (index, field) = envelope.field(reader.text(key)?)?;
-            // A repeated key is a repeated field (only proto names are accepted).
-            seen.insert(index)?;
-            reader.skip_ws();
-            reader.eat(b':')?;
-            reader.skip_ws();
-            let start = reader.at;
-            // Null: neither stored nor a oneof member.
-            if let Some(read) = reader.value(tables, field, 0)? {
-                if let Some(oneof) = field.oneof {
-                    oneofs.insert(oneof)?;
-                }
-                // A default is dropped unless the field has presence.
-                if !read.default || field.presence {
-                    rules.check(index, reader.text_of(read))?;
-                    kept.push(Kept {
-                        field: index,
-                        rank: field.rank,
-                        value: start..reader.at,
-                        compact_from: (start == key_end + 1).then_some(key_start),
-                        read,
-                    });
-                }
-            }
-            reader.skip_ws();
-            match reader.next()? {
-                b',' => reader.skip_ws(),
-                b'}' => break,
-                _ => return None,
-            }
-        }
-    }
-    rules.finish()?;
-    kept.sort_unstable_by_key(|k| k.rank);
-    write_record(pass, envelope, reader, kept, records, context, received)
-}
-
-/// The record of an envelope's `kept` members (sorted by rank), if it breaks no rule the
-/// canonical pass leaves to the general reading; as [`CanonicalPass`]'s `finish`.
-fn write_record(
-    pass: &CanonicalPass,
-    envelope: &MessageTable,
-    reader: &Reader<'_>,
-    kept: &[Kept],
-    records: &mut Vec<u8>,
-    context: &IngestContext<'_>,
-    received: &[u8],
-) -> Option<Written> {
-    let payload = kept
-        .iter()
-        .find_map(|k| envelope.fields.get(k.field).filter(|f| f.in_payload))?;
-    let member = |field: usize| kept.iter().find(|k| k.field == field);
-    let app_id = member(pass.app_id).and_then(|k| reader.text_of(k.read));
-    if app_id != Some(context.app_id) {
-        return None;
-    }
-    let timestamp_ms = member(pass.timestamp_ms)
-        .and_then(|k| k.read.int)
-        .unwrap_or_default();
-    if timestamp_ms <= 0 {
-        return None;
-    }
-    // The client's id and key if non-empty, else fresh ones written in their place.
-    let given = |field: usize| {
-        member(field)
-            .and_then(|k| reader.text_of(k.read))
-            .filter(|text| !text.is_empty())
-    };
-    let id = given(pass.id);
-    let idempotency_key = given(pass.idempotency_key);
-    let fresh_id = id
-        .is_none()
-        .then(|| fresh_id::event_id(context.received_ms));
-    let fresh_key = idempotency_key.is_none().then(fresh_id::idempotency_key);
-
-    // The members the record adds, by rank, merged with the kept ones below.
-    let mut added: [(u32, Added<'_>); 4] = [
-        (pass.event_type_rank, Added::EventType(&payload.name)),
-        (pass.received_ms_rank, Added::ReceivedMs),
-        (
-            rank_of(envelope, pass.id),
-            Added::Fresh(pass.id, fresh_id.as_deref()),
-        ),
-        (
-            rank_of(envelope, pass.idempotency_key),
-            Added::Fresh(pass.idempotency_key, fresh_key.as_deref()),
-        ),
-    ];
-    added.sort_unstable_by_key(|(rank, _)| *rank);
-    let start = records.len();
-    records.push(b'{');
-    let mut first = true;
-    let mut next_kept = kept.iter().peekable();
-    for (rank, add) in &added {
-        while let Some(k) = next_kept.next_if(|k| k.rank < *rank) {
-            write_kept(envelope, reader, k, records, &mut first)?;
-        }
-        match add {
-            Added::EventType(name) => {
-                write_name(ADDED[0], records, &mut first);
-                write_plain(name, records);
-            }
-            Added::ReceivedMs => {
-                write_name(ADDED[1], records, &mut first);
-                records.extend_from_slice(received);
-            }
-            Added::Fresh(field, Some(fresh)) => {
-                // Replaces the client's empty value, if it was kept.
-                next_kept.next_if(|k| k.field == *field);
-                write_name(&envelope.fields.get(*field)?.name, records, &mut first);
-                // A fresh id or key is a UUID's text: hex digits and hyphens, nothing to
-                // escape.
-                write_plain(fresh, records);
-            }
-            Added::Fresh(_, None) => {}
-        }
-    }
-    for k in next_kept {
-        write_kept(envelope, reader, k, records, &mut first)?;
-    }
-    records.push(b'}');
-    // A fresh value is moved, not copied again.
-    Some(Written {
-        id: id.map(str::to_owned).or(fresh_id)?,
-        idempotency_key: idempotency_key.map(str::to_owned).or(fresh_key)?,
-        range: start..records.len(),
-    })
-}
-
-/// A member the record adds to the envelope.
-enum Added<'a> {
-    /// `event_type`: the payload's field name.
-    EventType(&'a str),
-    /// `received_ms`: the request's arrival.
-    ReceivedMs,
-    /// A fresh value of the field (`None`: the client gave one).
-    Fresh(usize, Option<&'a str>),
-}
-
-fn rank_of(envelope: &MessageTable, field: usize) -> u32 {
-    envelope.fields.get(field).map_or(u32::MAX, |f| f.rank)
-}
-
-/// `"name":`, after a comma unless it is the object's first member.
-fn write_name(name: &str, out: &mut Vec<u8>, first: &mut bool) {
-    if !std::mem::take(first) {
-        out.push(b',');
-    }
-    write_plain(name, out);
-    out.push(b':');
-}
-
-/// A string that needs no escape (a proto name), between quotes.
-fn write_plain(text: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    out.extend_from_slice(text.as_bytes());
-    out.push(b'"');
-}
-
-/// A kept member: its proto name (the key it was found by) and its value's bytes.
-fn write_kept(
-    envelope: &MessageTable,
-    reader: &Reader<'_>,
-    kept: &Kept,
-    out: &mut Vec<u8>,
-    first: &mut bool,
-) -> Option<()> {
-    if let Some(from) = kept.compact_from {
-        // The key is the proto name as it is written (no escapes), so `"key":value` as it
-        // stands is what `serde_json` writes.
-        if !std::mem::take(first) {
-            out.push(b',');
-        }
-        out.extend_from_slice(reader.bytes.get(from..kept.value.end)?);
-    } else {
-        write_name(&envelope.fields.get(kept.field)?.name, out, first);
-        out.extend_from_slice(reader.bytes.get(kept.value.clone())?);
-    }
-    Some(())
-}
-
-/// Indices seen, refusing one seen before; like the canonical pass, at most 128.
-#[derive(Default)]
-struct Bits(u128);
-
-impl Bits {
-    fn insert(&mut self, index: usize) -> Option<()> {
-        let bit = 1_u128.checked_shl(u32::try_from(index).ok()?)?;
-        if self.0 & bit != 0 {
-            return None;
-        }
-        self.0 |= bit;
-        Some(())
-    }
-}
-
-/// A message's `min_len` rules checked as its members are kept (an absent field is empty).
-struct MinLen<'t> {
-    rules: &'t [(usize, u64)],
-    /// The rules whose field was kept.
-    met: u64,
-}
-
-impl<'t> MinLen<'t> {
-    fn new(table: &'t MessageTable) -> Option<MinLen<'t>> {
-        // More rules than bits: give up.
-        (table.min_len.len() <= 64).then_some(MinLen {
-            rules: &table.min_len,
-            met: 0,
-        })
-    }
-
-    /// `None` if the kept member `field` with `text` (empty if not a string) breaks a rule.
-    fn check(&mut self, field: usize, text: Option<&str>) -> Option<()> {
-        for (i, &(rule_field, min)) in self.rules.iter().enumerate() {
-            if rule_field == field {
-                if chars_below(text.unwrap_or_default(), min) {
-                    return None;
-                }
-                self.met |= 1 << i;
-            }
-        }
-        Some(())
-    }
-
-    /// `None` if a rule's field is absent and the rule asks for characters.
-    fn finish(&self) -> Option<()> {
-        let broken = self
-            .rules
-            .iter()
-            .enumerate()
-            .any(|(i, &(_, min))| self.met & (1 << i) == 0 && chars_below("", min));
-        (!broken).then_some(())
-    }
-}
-
-/// A JSON integer: negative ones as `serde_json` reads them into `i64`, the others `u64`.
-#[derive(Clone, Copy)]
-enum Integer {
-    Negative(i64),
-    NonNegative(u64),
-}
-
-/// A cursor over the request's bytes.
-struct Reader<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(text: &'a str) -> Reader<'a> {
-        Reader {
-            text,
-            bytes: text.as_bytes(),
-            at: 0,
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn next(&mut self) -> Option<u8> {
-        let byte = self.peek()?;
-        self.at += 1;
-        Some(byte)
-    }
-
-    fn eat(&mut self, byte: u8) -> Option<()> {
-        (self.next()? == byte).then_some(())
-    }
-
-    fn eat_literal(&mut self, literal: &[u8]) -> Option<()> {
-        let rest = self.bytes.get(self.at..)?;
-        if !rest.starts_with(literal) {
-            return None;
-        }
-        self.at += literal.len();
-        Some(())
-    }
-
-    /// JSON's whitespace, as `serde_json` skips it.
-    fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.peek() {
-            self.at += 1;
-        }
-    }
-
-    fn at_end(&self) -> Option<()> {
-        (self.at == self.bytes.len()).then_some(())
-    }
-
-    fn text(&self, (start, end): (usize, usize)) -> Option<&'a str> {
-        self.text.get(start..end)
-    }
-
-    fn text_of(&self, read: Read) -> Option<&'a str> {
-        read.text.and_then(|range| self.text(range))
-    }
-
-    /// A string without escapes or control characters: where its text starts and ends.
-    fn string(&mut self) -> Option<(usize, usize)> {
-        self.eat(b'"')?;
-        let start = self.at;
-        let end = start + plain_len(self.bytes.get(start..)?);
-        // Anything but the closing quote (an escape, a control character, the end) is for
-        // `serde_json` to read.
-        if self.bytes.get(end) != Some(&b'"') {
-            return None;
-        }
-        self.at = end + 1;
-        Some((start, end))
-    }
-
-    /// A JSON integer, as `serde_json` reads it without going to `f64`; floats, `-0` and
-    /// integers beyond `u64` (or below `i64::MIN`), which it reads as `f64`, give up.
-    fn integer(&mut self) -> Option<Integer> {
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.at += 1;
-        }
-        let first = self.next()?;
-        if !first.is_ascii_digit() {
-            return None;
-        }
-        let mut value = u64::from(first - b'0');
-        if value == 0 {
-            // One leading zero only (more is invalid JSON).
-            if self.peek().is_some_and(|b| b.is_ascii_digit()) {
-                return None;
-            }
-        } else {
-            while let Some(digit) = self.peek().filter(u8::is_ascii_digit) {
-                value = value
-                    .checked_mul(10)?
-                    .checked_add(u64::from(digit - b'0'))?;
-                self.at += 1;
-            }
-        }
-        if let Some(b'.' | b'e' | b'E') = self.peek() {
-            return None;
-        }
-        if negative {
-            if value == 0 {
-                return None;
-            }
-            0_i64.checked_sub_unsigned(value).map(Integer::Negative)
-        } else {
-            Some(Integer::NonNegative(value))
-        }
-    }
-
-    /// A field's value: `None` to give up, `Some(None)` for null.
-    fn value(
-        &mut self,
-        tables: &FieldTables,
-        field: &FieldInfo,
-        depth: usize,
-    ) -> Option<Option<Read>> {
-        let read = match (self.peek()?, field.shape) {
-            (b'n', _) => {
-                self.eat_literal(b"null")?;
-                return Some(None);
-            }
-            (b'[', Shape::List) => Read {
-                default: self.list(tables, field.kind, depth)?,
-                ..Read::OTHER
-            },
-            (b'{', Shape::Map) => Read {
-                default: self.map(tables, field.kind, depth)?,
-                ..Read::OTHER
-            },
-            (_, Shape::Single) => self.item(tables, field.kind, field.in_payload, depth)?,
-            _ => return None,
-        };
-        Some(Some(read))
-    }
-
-    /// A single value of `kind` (a field's, a list item or a map value); never null.
-    fn item(
-        &mut self,
-        tables: &FieldTables,
-        kind: ValueKind,
-        check_min_len: bool,
-        depth: usize,
-    ) -> Option<Read> {
-        match self.peek()? {
-            b'"' => {
-                let range = self.string()?;
-                let text = self.text(range)?;
-                let default = match kind {
-                    ValueKind::Str => text.is_empty(),
-                    ValueKind::Enum(index) => tables.enums.get(index)?.number(text)? == 0,
-                    _ => return None,
-                };
-                Some(Read {
-                    default,
-                    text: Some(range),
-                    int: None,
-                })
-            }
-            b't' | b'f' if kind == ValueKind::Bool => {
-                let value = self.peek() == Some(b't');
-                self.eat_literal(if value { b"true" } else { b"false" })?;
-                Some(Read {
-                    default: !value,
-                    ..Read::OTHER
-                })
-            }
-            b'-' | b'0'..=b'9' => {
-                let (fits, zero, int) = match self.integer()? {
-                    Integer::Negative(v) => (fits_signed(kind, v), false, Some(v)),
-                    Integer::NonNegative(v) => {
-                        (fits_unsigned(kind, v), v == 0, i64::try_from(v).ok())
-                    }
-                };
-                fits.then_some(Read {
-                    default: zero,
-                    text: None,
-                    int,
-                })
-            }
-            b'{' => {
-                let ValueKind::Message(message) = kind else {
-                    return None;
-                };
-                self.message(tables, message, check_min_len, depth + 1)?;
-                Some(Read::OTHER)
-            }
-            _ => None,
-        }
-    }
-
-    /// A nested message that is already in the record's form: compact, its members in sorted
-    /// order, none the record would drop (a null or a default without presence); checked
-    /// as the canonical pass checks it.
-    fn message(
-        &mut self,
-        tables: &FieldTables,
-        message: usize,
-        check_min_len: bool,
-        depth: usize,
-    ) -> Option<()> {
-        if depth > MAX_DEPTH {
-            return None;
-        }
-        let table = tables.messages.get(message)?;
-        let mut rules = MinLen::new(table)?;
-        let mut oneofs = Bits::default();
-        self.eat(b'{')?;
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-        } else {
-            let mut last_rank = None;
-            loop {
-                let key = self.string()?;
-                let (index, field) = table.field(self.text(key)?)?;
-                // The canonical pass gives up on messages of more fields.
-                if index >= 128 {
-                    return None;
-                }
-                // Out of order (or repeated): the record would reorder it.
-                if last_rank.is_some_and(|last| field.rank <= last) {
-                    return None;
-                }
-                last_rank = Some(field.rank);
-                self.eat(b':')?;
-                // A null is dropped from the record.
-                let read = self.value(tables, field, depth)??;
-                if let Some(oneof) = field.oneof {
-                    oneofs.insert(oneof)?;
-                }
-                if read.default && !field.presence {
-                    return None;
-                }
-                if check_min_len {
-                    rules.check(index, self.text_of(read))?;
-                }
-                match self.next()? {
-                    b',' => {}
-                    b'}' => break,
-                    _ => return None,
-                }
-            }
-        }
-        if check_min_len {
-            rules.finish()?;
-        }
-        Some(())
-    }
-
-    /// A compact list of `kind`: whether it is empty.
-    fn list(&mut self, tables: &FieldTables, kind: ValueKind, depth: usize) -> Option<bool> {
-        self.eat(b'[')?;
-        if self.peek() == Some(b']') {
-            self.at += 1;
-            return Some(true);
-        }
-        loop {
-            self.item(tables, kind, false, depth)?;
-            match self.next()? {
-                b',' => {}
-                b']' => return Some(false),
-                _ => return None,
-            }
-        }
-    }
-
-    /// A compact map of `kind` values, its keys in sorted order: whether it is empty.
-    fn map(&mut self, tables: &FieldTables, kind: ValueKind, depth: usize) -> Option<bool> {
-        if matches!(kind, ValueKind::Message(_) | ValueKind::Never) {
-            return None;
-        }
-        self.eat(b'{')?;
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-            return Some(true);
-        }
-        let mut last: Option<&str> = None;
-        loop {
-            let key = self.string()?;
-            let key = self.text(key)?;
-            // Out of order (the record sorts them) or repeated (refused).
-            if last.is_some_and(|last| key <= last) {
-                return None;
-            }
-            last = Some(key);
-            self.eat(b':')?;
-            self.item(tables, kind, false, depth)?;
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(false),
-                _ => return None,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use rand::rngs::StdRng;
@@ -730,6 +171,7 @@ mod tests {
 
     use super::*;
     use crate::server::envelope::tests::CANONICAL_EVENTS;
+    use crate::server::field_table::{FieldInfo, FieldTables, MessageTable, Shape, ValueKind};
     use crate::server::schema::Schema;
 
     const CONTEXT: IngestContext<'static> = IngestContext {
@@ -836,7 +278,12 @@ mod tests {
 
     /// Random JSON around the envelope's schema: valid shapes and every way to leave them.
     struct Gen {
+        /// Draws the structure: which fields, keys and whitespace, and the kinds of values.
         rng: StdRng,
+        /// Draws the scalar values (string texts, numbers, booleans), if set apart from `rng`:
+        /// two events drawn with the same `rng` seed and different leaf seeds have the same
+        /// shape and different values.
+        leaf: Option<StdRng>,
         tables: FieldTables,
     }
 
@@ -906,9 +353,16 @@ mod tests {
             }
         }
 
+        fn leaf_rng(&mut self) -> &mut StdRng {
+            match &mut self.leaf {
+                Some(leaf) => leaf,
+                None => &mut self.rng,
+            }
+        }
+
         fn string(&mut self, out: &mut String) {
             out.push('"');
-            out.push_str(self.pick(&STRINGS));
+            out.push_str(STRINGS[self.leaf_rng().random_range(0..STRINGS.len())]);
             out.push('"');
         }
 
@@ -919,15 +373,20 @@ mod tests {
             }
             match kind {
                 ValueKind::Str | ValueKind::Enum(_) => {
-                    if self.chance(0.7) && kind == ValueKind::Str {
-                        out.push_str(&format!("\"v{}\"", self.rng.random_range(0..50)));
+                    if self.leaf_rng().random_bool(0.7) && kind == ValueKind::Str {
+                        let n = self.leaf_rng().random_range(0..50);
+                        out.push_str(&format!("\"v{n}\""));
                     } else {
                         self.string(out);
                     }
                 }
-                ValueKind::Bool => out.push_str(if self.chance(0.5) { "true" } else { "false" }),
+                ValueKind::Bool => out.push_str(if self.leaf_rng().random_bool(0.5) {
+                    "true"
+                } else {
+                    "false"
+                }),
                 ValueKind::I32 | ValueKind::I64 | ValueKind::U32 | ValueKind::U64 => {
-                    out.push_str(self.pick(&NUMBERS));
+                    out.push_str(NUMBERS[self.leaf_rng().random_range(0..NUMBERS.len())]);
                 }
                 ValueKind::Message(message) => self.message(message, depth + 1, out),
                 ValueKind::Never => out.push_str(self.pick(&ODD_VALUES)),
@@ -1027,7 +486,19 @@ mod tests {
                     _ => None,
                 };
                 match usual {
-                    Some(usual) if depth == 0 && self.chance(0.9) => out.push_str(usual),
+                    Some(usual) if depth == 0 && self.chance(0.9) => {
+                        // Drawn apart, sometimes another value (not valid for every field).
+                        if self.leaf.is_some() && self.leaf_rng().random_bool(0.1) {
+                            if &*field.name == "timestamp_ms" {
+                                let n = self.leaf_rng().random_range(0..NUMBERS.len());
+                                out.push_str(NUMBERS[n]);
+                            } else {
+                                self.string(out);
+                            }
+                        } else {
+                            out.push_str(usual);
+                        }
+                    }
                     _ => self.value(field, depth, out),
                 }
                 self.ws(out);
@@ -1089,6 +560,7 @@ mod tests {
         let pass = pass();
         Gen {
             rng: StdRng::seed_from_u64(seed),
+            leaf: None,
             tables: pass.tables,
         }
     }
@@ -1187,6 +659,170 @@ mod tests {
         assert!(
             lean_count > pass_count / 2,
             "reader {lean_count} of {pass_count}"
+        );
+    }
+
+    /// Asserts that the reader's batch is the pass's, event by event.
+    fn assert_same_batch(lean: &[EventOutcome], serde: Option<Vec<EventOutcome>>, body: &str) {
+        let serde = serde.unwrap_or_else(|| panic!("only the reader accepts {body}"));
+        assert_eq!(lean.len(), serde.len(), "{body}");
+        for (lean, serde) in lean.iter().zip(&serde) {
+            assert_same(lean, serde, body);
+        }
+    }
+
+    /// The bench's batch: 50 events of one shape, each with its own key. The first is read in
+    /// full, the 49 others by its template, with the pass's records.
+    #[test]
+    fn a_batch_of_one_shape_is_read_by_its_first_events_template() {
+        let pass = pass();
+        let events: Vec<String> = (0..50)
+            .map(|n| {
+                format!(
+                    r#"{{"app_id":"app","device_id":"d{n}","timestamp_ms":{},"idempotency_key":"0000002a-0000-4000-8000-{n:012x}","custom_event":{{"event_name":"bench","string_params":{{"p":"{}"}}}}}}"#,
+                    1_764_500_000_000_u64 + n,
+                    "x".repeat(n as usize % 7 + 20),
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+        let (lean, by_template) =
+            accept_batch_counted(&pass, &body, 50, &CONTEXT).expect("the reader takes it");
+        assert_eq!(by_template, 49);
+        assert_same_batch(&lean, pass.accept_batch(&body, 50, &CONTEXT), &body);
+    }
+
+    /// An event of the template's shape whose leaf is decided otherwise (a default where the
+    /// template had none, or the other way round) is read in full, and so is every event of
+    /// another shape; each becomes the template of the events after it.
+    #[test]
+    fn a_leaf_decided_otherwise_or_another_shape_is_read_in_full() {
+        let pass = pass();
+        let event = |key: &str, ts: &str, device: &str| {
+            format!(
+                r#"{{"app_id":"app","device_id":"{device}","timestamp_ms":{ts},"idempotency_key":"{key}","user_login":{{"method":"email","user_id":"u1"}}}}"#
+            )
+        };
+        for (events, by_template) in [
+            // The same shape three times.
+            (
+                vec![
+                    event("k1", "5", "d"),
+                    event("k2", "6", "d"),
+                    event("k3", "7", "d"),
+                ],
+                2,
+            ),
+            // An empty key is the default: dropped, a fresh key written instead.
+            (
+                vec![
+                    event("k1", "5", "d"),
+                    event("", "6", "d"),
+                    event("", "7", "d"),
+                ],
+                1,
+            ),
+            (
+                vec![
+                    event("", "5", "d"),
+                    event("k2", "6", "d"),
+                    event("", "7", "d"),
+                ],
+                0,
+            ),
+            // Another shape in between (a longer device id is not another shape; a space is).
+            (
+                vec![
+                    event("k1", "5", "d"),
+                    event("k2", "6", "device-2"),
+                    event("k3", "7", "d").replace(r#""app_id":"#, r#""app_id": "#),
+                    event("k4", "8", "d").replace(r#""app_id":"#, r#""app_id": "#),
+                ],
+                2,
+            ),
+        ] {
+            let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+            let (lean, counted) =
+                accept_batch_counted(&pass, &body, 10, &CONTEXT).expect("the reader takes it");
+            assert_eq!(counted, by_template, "{body}");
+            assert_same_batch(&lean, pass.accept_batch(&body, 10, &CONTEXT), &body);
+        }
+        // A leaf the reader gives up on, in the template's shape: nothing is accepted here
+        // (the timestamp must be positive, the app is the request's, an escape is not read).
+        for bad in [
+            event("k2", "-6", "d"),
+            event("k2", "6", "d").replace(r#""app""#, r#""other""#),
+            event(r"k\u0032", "6", "d"),
+            event("k2", "6.5", "d"),
+        ] {
+            let body = format!(r#"{{"events":[{},{bad}]}}"#, event("k1", "5", "d"));
+            assert!(accept_batch(&pass, &body, 10, &CONTEXT).is_none(), "{body}");
+        }
+        // A nested integer that is its default in the second event only: the record drops
+        // it, which only the pass writes (the template would copy it).
+        let exit = |ms: u32| {
+            format!(
+                r#"{{"app_id":"app","device_id":"d","timestamp_ms":5,"screen_exit":{{"duration_ms":{ms},"screen_name":"home"}}}}"#
+            )
+        };
+        let body = format!(r#"{{"events":[{},{}]}}"#, exit(7), exit(0));
+        assert!(pass.accept_batch(&body, 10, &CONTEXT).is_some());
+        assert!(accept_batch(&pass, &body, 10, &CONTEXT).is_none(), "{body}");
+    }
+
+    /// The differential test of templates: batches of events drawn with one shape and
+    /// different values (strings with escapes, unicode, control characters, enum names,
+    /// numbers at every edge, defaults, another app, a bad timestamp), now and then another
+    /// shape, and damaged bodies. Wherever the reader answers it answers as the pass does,
+    /// and a good part of the events it takes are read by a template.
+    #[test]
+    fn templates_agree_with_the_pass_on_events_of_one_shape() {
+        let pass = pass();
+        let mut generator = generator(19);
+        let mut seeds = StdRng::seed_from_u64(20);
+        let (mut batches, mut pass_count, mut events_read, mut by_template) = (0, 0, 0, 0);
+        // A shape (structure seed) whose event, with one draw of its values, the reader takes.
+        let shape = |generator: &mut Gen, seeds: &mut StdRng| loop {
+            let seed = seeds.random();
+            generator.rng = StdRng::seed_from_u64(seed);
+            generator.leaf = Some(StdRng::seed_from_u64(seeds.random()));
+            if accept(&pass, &generator.envelope(), &CONTEXT).is_some() {
+                break seed;
+            }
+        };
+        for _ in 0..3_000 {
+            let mut seed = shape(&mut generator, &mut seeds);
+            let mut events = Vec::new();
+            for _ in 0..seeds.random_range(2..7) {
+                if seeds.random_bool(0.1) {
+                    seed = shape(&mut generator, &mut seeds);
+                }
+                generator.rng = StdRng::seed_from_u64(seed);
+                generator.leaf = Some(StdRng::seed_from_u64(seeds.random()));
+                events.push(generator.envelope());
+            }
+            let mut body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+            if seeds.random_bool(0.1) {
+                generator.leaf = None;
+                body = generator.damage(body);
+            }
+            batches += 1;
+            let serde = pass.accept_batch(&body, 8, &CONTEXT);
+            pass_count += usize::from(serde.is_some());
+            if let Some((lean, counted)) = accept_batch_counted(&pass, &body, 8, &CONTEXT) {
+                events_read += lean.len();
+                by_template += counted;
+                assert_same_batch(&lean, serde, &body);
+            }
+        }
+        eprintln!(
+            "of {batches} batches the pass accepted {pass_count}; the reader read {events_read} \
+             events, {by_template} of them by a template"
+        );
+        assert!(pass_count > 1_000, "pass accepted {pass_count}");
+        assert!(
+            by_template > events_read / 2,
+            "{by_template} of {events_read} by a template"
         );
     }
 }

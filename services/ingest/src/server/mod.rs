@@ -34,6 +34,8 @@ mod hot_route;
 mod json_text;
 mod keys;
 mod lean_batch;
+mod lean_reader;
+mod lean_template;
 pub mod metrics;
 mod parse;
 mod protobuf;
