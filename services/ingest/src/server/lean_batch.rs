@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
-use super::lean_reader::{Reader, read_event, write_record};
+use super::lean_reader::{Reader, Records, read_event};
 use super::lean_template::Template;
 
 /// [`CanonicalPass::accept_batch`] of a batch this reader is sure of, `None` otherwise. The
@@ -61,10 +61,9 @@ fn accept_batch_counted(
     let mut events = Vec::new();
     // As in the canonical pass: one working buffer for every record of the batch, sized for
     // the worst case, then moved to an allocation of the exact size the storage keeps.
-    let mut records = Vec::with_capacity(2 * json.len() + 256);
+    let mut records = Records::new(2 * json.len() + 256, true);
     let mut kept = Vec::with_capacity(16);
     let received = received_ms_json(context);
-    let envelope = pass.tables.messages.get(pass.tables.envelope)?;
     // The shape of the last event read in full: the next events of a batch nearly always
     // have it, and are then read by comparing bytes instead of walking the field tables.
     let mut template: Option<Template> = None;
@@ -80,22 +79,11 @@ fn accept_batch_counted(
             }
             let start = reader.at;
             let matched = template.as_ref().and_then(|template| {
-                template.read(&pass.tables, &mut reader, &mut kept, &mut found)
+                template.read(&pass.tables, &mut reader, &mut found, &mut records, context)
             });
-            let written = if matched.is_some() {
+            let written = if let Some(written) = matched {
                 by_template += 1;
-                // Everything the record depends on is as it was in the template's event, so
-                // the reader would have reached `write_record` with these members: whatever
-                // it answers is the reader's answer.
-                write_record(
-                    pass,
-                    envelope,
-                    &reader,
-                    &kept,
-                    &mut records,
-                    context,
-                    &received,
-                )?
+                written
             } else {
                 reader.at = start;
                 let written = read_event(
@@ -106,7 +94,14 @@ fn accept_batch_counted(
                     context,
                     &received,
                 )?;
-                template = Template::build(start, reader.at, &reader.leaves, &kept);
+                template = Template::build(
+                    pass,
+                    start..reader.at,
+                    &reader.leaves,
+                    &kept,
+                    &records,
+                    &written,
+                );
                 written
             };
             events.push(written);
@@ -122,7 +117,7 @@ fn accept_batch_counted(
     reader.eat(b'}')?;
     reader.skip_ws();
     reader.at_end()?;
-    let records = Bytes::copy_from_slice(&records);
+    let records = Bytes::copy_from_slice(&records.bytes);
     Some((
         events
             .into_iter()
@@ -140,7 +135,7 @@ pub(crate) fn accept(
 ) -> Option<EventOutcome> {
     let mut reader = Reader::new(raw);
     reader.skip_ws();
-    let mut record = Vec::with_capacity(raw.len() + 128);
+    let mut record = Records::new(raw.len() + 128, false);
     let received = received_ms_json(context);
     let written = read_event(
         pass,
@@ -152,7 +147,7 @@ pub(crate) fn accept(
     )?;
     reader.skip_ws();
     reader.at_end()?;
-    Some(written.into_outcome(&Bytes::from(record)))
+    Some(written.into_outcome(&Bytes::from(record.bytes)))
 }
 
 /// The request's `received_ms` as the record writes it (as `serde_json` writes an `i64`):

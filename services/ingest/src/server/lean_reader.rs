@@ -55,7 +55,7 @@ pub(super) fn read_event(
     pass: &CanonicalPass,
     reader: &mut Reader<'_>,
     kept: &mut Vec<Kept>,
-    records: &mut Vec<u8>,
+    records: &mut Records,
     context: &IngestContext<'_>,
     received: &[u8],
 ) -> Option<Written> {
@@ -63,6 +63,7 @@ pub(super) fn read_event(
     let envelope = tables.messages.get(tables.envelope)?;
     kept.clear();
     reader.leaves.clear();
+    records.pieces.clear();
     let mut rules = MinLen::new(envelope)?;
     let (mut seen, mut oneofs) = (Bits::default(), Bits::default());
     reader.eat(b'{')?;
@@ -121,7 +122,7 @@ pub(super) fn write_record(
     envelope: &MessageTable,
     reader: &Reader<'_>,
     kept: &[Kept],
-    records: &mut Vec<u8>,
+    records: &mut Records,
     context: &IngestContext<'_>,
     received: &[u8],
 ) -> Option<Written> {
@@ -166,8 +167,8 @@ pub(super) fn write_record(
         ),
     ];
     added.sort_unstable_by_key(|(rank, _)| *rank);
-    let start = records.len();
-    records.push(b'{');
+    let start = records.bytes.len();
+    records.bytes.push(b'{');
     let mut first = true;
     let mut next_kept = kept.iter().peekable();
     for (rank, add) in &added {
@@ -176,20 +177,23 @@ pub(super) fn write_record(
         }
         match add {
             Added::EventType(name) => {
-                write_name(ADDED[0], records, &mut first);
-                write_plain(name, records);
+                write_name(ADDED[0], &mut records.bytes, &mut first);
+                write_plain(name, &mut records.bytes);
             }
             Added::ReceivedMs => {
-                write_name(ADDED[1], records, &mut first);
-                records.extend_from_slice(received);
+                write_name(ADDED[1], &mut records.bytes, &mut first);
+                records.bytes.extend_from_slice(received);
             }
             Added::Fresh(field, Some(fresh)) => {
                 // Replaces the client's empty value, if it was kept.
                 next_kept.next_if(|k| k.field == *field);
-                write_name(&envelope.fields.get(*field)?.name, records, &mut first);
+                let name = &envelope.fields.get(*field)?.name;
+                write_name(name, &mut records.bytes, &mut first);
                 // A fresh id or key is a UUID's text: hex digits and hyphens, nothing to
                 // escape.
-                write_plain(fresh, records);
+                records.bytes.push(b'"');
+                records.fresh(fresh, *field == pass.idempotency_key);
+                records.bytes.push(b'"');
             }
             Added::Fresh(_, None) => {}
         }
@@ -197,12 +201,12 @@ pub(super) fn write_record(
     for k in next_kept {
         write_kept(envelope, reader, k, records, &mut first)?;
     }
-    records.push(b'}');
+    records.bytes.push(b'}');
     // A fresh value is moved, not copied again.
     Some(Written {
         id: id.map(str::to_owned).or(fresh_id)?,
         idempotency_key: idempotency_key.map(str::to_owned).or(fresh_key)?,
-        range: start..records.len(),
+        range: start..records.bytes.len(),
     })
 }
 
@@ -241,21 +245,73 @@ fn write_kept(
     envelope: &MessageTable,
     reader: &Reader<'_>,
     kept: &Kept,
-    out: &mut Vec<u8>,
+    out: &mut Records,
     first: &mut bool,
 ) -> Option<()> {
     if let Some(from) = kept.compact_from {
         // The key is the proto name as it is written (no escapes), so `"key":value` as it
         // stands is what `serde_json` writes.
         if !std::mem::take(first) {
-            out.push(b',');
+            out.bytes.push(b',');
         }
-        out.extend_from_slice(reader.bytes.get(from..kept.value.end)?);
+        out.copy(reader.bytes, from..kept.value.end)
     } else {
-        write_name(&envelope.fields.get(kept.field)?.name, out, first);
-        out.extend_from_slice(reader.bytes.get(kept.value.clone())?);
+        write_name(
+            &envelope.fields.get(kept.field)?.name,
+            &mut out.bytes,
+            first,
+        );
+        out.copy(reader.bytes, kept.value.clone())
     }
-    Some(())
+}
+
+/// The records of a batch, one after the other, and while `recording` where each piece of
+/// the last one written came from (what [`Template`](super::lean_template::Template) needs
+/// to write the next events of the same shape).
+pub(super) struct Records {
+    pub(super) bytes: Vec<u8>,
+    pub(super) recording: bool,
+    pub(super) pieces: Vec<Piece>,
+}
+
+/// A piece of a record that is not the same in every event of one shape.
+pub(super) enum Piece {
+    /// The request's bytes `from` copied to `to`.
+    Copy { from: Range<usize>, to: usize },
+    /// A fresh id (or, if `key`, idempotency key) written at `to`, `len` bytes.
+    Fresh { to: usize, len: usize, key: bool },
+}
+
+impl Records {
+    /// A buffer of `capacity` bytes.
+    pub(super) fn new(capacity: usize, recording: bool) -> Records {
+        Records {
+            bytes: Vec::with_capacity(capacity),
+            recording,
+            pieces: Vec::new(),
+        }
+    }
+
+    fn copy(&mut self, request: &[u8], from: Range<usize>) -> Option<()> {
+        let to = self.bytes.len();
+        self.bytes.extend_from_slice(request.get(from.clone())?);
+        if self.recording {
+            self.pieces.push(Piece::Copy { from, to });
+        }
+        Some(())
+    }
+
+    fn fresh(&mut self, text: &str, key: bool) {
+        let to = self.bytes.len();
+        self.bytes.extend_from_slice(text.as_bytes());
+        if self.recording {
+            self.pieces.push(Piece::Fresh {
+                to,
+                len: text.len(),
+                key,
+            });
+        }
+    }
 }
 
 /// Indices seen, refusing one seen before; like the canonical pass, at most 128.

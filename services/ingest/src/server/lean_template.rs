@@ -1,14 +1,19 @@
 //! The shape of an event [`read_event`] read in full, to read the next events of the batch by:
 //! the events of one batch nearly always have the same members in the same order, so one of
 //! the same shape is read by comparing the bytes between its values with the template's and
-//! deciding only its values again, instead of walking the field tables key by key.
+//! deciding only its values again, and its record is the template's with its own values in
+//! their places, instead of walking the field tables key by key and merging the members.
 
 use std::ops::Range;
 
-use super::canonical_pass::chars_below;
+use super::canonical_pass::{CanonicalPass, Written, chars_below};
+use super::event::IngestContext;
 use super::field_table::FieldTables;
+use super::fresh_id;
 use super::json_text::plain_len;
-use super::lean_reader::{Kept, LeafAt, LeafCheck, Read, Reader, integer_read, string_default};
+use super::lean_reader::{
+    Kept, LeafAt, LeafCheck, Piece, Reader, Records, integer_read, string_default,
+};
 #[cfg(doc)]
 use super::lean_reader::{read_event, write_record};
 
@@ -20,17 +25,16 @@ struct Spot {
     offset: usize,
 }
 
-/// A kept member of the template's event, by [`Spot`]s and leaves.
-struct KeptSpots {
-    field: usize,
-    rank: u32,
-    value: (Spot, Spot),
-    compact_from: Option<Spot>,
-    default: bool,
-    /// The leaf that is its string's text.
-    text: Option<usize>,
-    /// The leaf that is its integer.
-    int: Option<usize>,
+/// How the record of an event of the template's shape is written, piece by piece.
+enum Step {
+    /// Bytes of the template's record, the same in every event of the shape.
+    Same(Range<usize>),
+    /// The event's bytes between two places (a member copied from the request).
+    Copy(Spot, Spot),
+    /// A fresh id.
+    FreshId,
+    /// A fresh idempotency key.
+    FreshKey,
 }
 
 /// Where a leaf of the event being matched is, and its integer.
@@ -41,7 +45,8 @@ pub(super) struct FoundLeaf {
 }
 
 /// The shape of an event the reader read in full: its bytes cut at its leaves (the text of
-/// each string, each integer), what the reader decided from each leaf, and its kept members.
+/// each string, each integer), what the reader decided from each leaf, and its record cut at
+/// the pieces copied from the request and the fresh values.
 ///
 /// Why this is sure to answer as [`read_event`] would: an event whose bytes outside its leaves
 /// are the same is tokenized the same way (a string's text ends at its first quote, backslash
@@ -50,29 +55,43 @@ pub(super) struct FoundLeaf {
 /// in the same order and nesting, with the same whitespace. What it decides from a leaf's
 /// bytes (whether a string of its kind is accepted and is the default, an enum name, a
 /// `min_len` rule, whether an integer fits and is zero) is decided here again with the same
-/// functions, and must come out as in the template; then it keeps the same members, breaks no
-/// rule it did not break, and reaches [`write_record`] with the same members at the places
-/// this event has them. Anything else (another shape, a leaf decided otherwise) is read by
-/// [`read_event`], whose shape becomes the template.
+/// functions, and must come out as in the template; then it keeps the same members and breaks
+/// no rule it did not break. [`write_record`] then decides from the leaves only whether the
+/// app is the request's and the timestamp positive (checked here again) and whether an id or
+/// key was given (a non-empty string, which is not the default: the same as in the template);
+/// everything else it writes follows from the kept members, so the record is the template's
+/// with this event's bytes copied where the template's were, and fresh values where it had
+/// fresh ones. Anything else (another shape, a leaf decided otherwise, another app, a
+/// timestamp not positive) is read by [`read_event`], whose shape becomes the template.
 pub(super) struct Template {
     /// The bytes between the leaves, as ranges of the request: one more than the leaves.
     literals: Vec<Range<usize>>,
     leaves: Vec<LeafCheck>,
-    /// The kept members in the order [`write_record`] takes them (by rank).
-    kept: Vec<KeptSpots>,
+    /// The template event's record.
+    record: Vec<u8>,
+    steps: Vec<Step>,
+    /// The leaves of the app id and of the timestamp.
+    app_id: usize,
+    timestamp: usize,
+    /// The leaves of the id and idempotency key the event gave; `None`: a fresh one.
+    id: Option<usize>,
+    idempotency_key: Option<usize>,
 }
 
 impl Template {
     /// The template of the event `start..end` that [`read_event`] just read, with the leaves
-    /// it noted and the members it kept; `None` if a place falls inside a leaf.
+    /// it noted, the members it kept, and its record `written` in `records` with the pieces
+    /// noted while writing it; `None` if a place falls inside a leaf.
     pub(super) fn build(
-        start: usize,
-        end: usize,
+        pass: &CanonicalPass,
+        event: Range<usize>,
         leaves: &[LeafAt],
         kept: &[Kept],
+        records: &Records,
+        written: &Written,
     ) -> Option<Template> {
         let mut literals = Vec::with_capacity(leaves.len() + 1);
-        let mut from = start;
+        let mut from = event.start;
         for leaf in leaves {
             if leaf.start < from || leaf.end < leaf.start {
                 return None;
@@ -80,10 +99,10 @@ impl Template {
             literals.push(from..leaf.start);
             from = leaf.end;
         }
-        if end < from {
+        if event.end < from {
             return None;
         }
-        literals.push(from..end);
+        literals.push(from..event.end);
         let spot = |at: usize| {
             let literal = literals
                 .iter()
@@ -98,46 +117,63 @@ impl Template {
                 .iter()
                 .position(|leaf| (leaf.start, leaf.end) == range)
         };
-        let kept = kept
-            .iter()
-            .map(|k| {
-                Some(KeptSpots {
-                    field: k.field,
-                    rank: k.rank,
-                    value: (spot(k.value.start)?, spot(k.value.end)?),
-                    compact_from: match k.compact_from {
-                        Some(from) => Some(spot(from)?),
-                        None => None,
-                    },
-                    default: k.read.default,
-                    text: match k.read.text {
-                        Some(range) => Some(leaf_at(range)?),
-                        None => None,
-                    },
-                    int: match k.read.int {
-                        Some(_) => Some(leaf_at((k.value.start, k.value.end))?),
-                        None => None,
-                    },
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
+        let member = |field: usize| kept.iter().find(|k| k.field == field);
+        let given = |field: usize| match member(field).and_then(|k| k.read.text) {
+            Some(text) if text.1 > text.0 => leaf_at(text).map(Some),
+            _ => Some(None),
+        };
+        let timestamp = member(pass.timestamp_ms)?;
+
+        let record = written.range.clone();
+        let mut steps = Vec::with_capacity(2 * records.pieces.len() + 1);
+        let mut at = record.start;
+        for piece in &records.pieces {
+            let (to, len, step) = match piece {
+                Piece::Copy { from, to } => (
+                    *to,
+                    from.len(),
+                    Step::Copy(spot(from.start)?, spot(from.end)?),
+                ),
+                Piece::Fresh { to, len, key } => {
+                    (*to, *len, if *key { Step::FreshKey } else { Step::FreshId })
+                }
+            };
+            if to < at {
+                return None;
+            }
+            if to > at {
+                steps.push(Step::Same(at - record.start..to - record.start));
+            }
+            steps.push(step);
+            at = to + len;
+        }
+        if record.end < at {
+            return None;
+        }
+        steps.push(Step::Same(at - record.start..record.end - record.start));
         Some(Template {
             literals,
             leaves: leaves.iter().map(|leaf| leaf.check).collect(),
-            kept,
+            record: records.bytes.get(record)?.to_vec(),
+            steps,
+            app_id: leaf_at(member(pass.app_id)?.read.text?)?,
+            timestamp: leaf_at((timestamp.value.start, timestamp.value.end))?,
+            id: given(pass.id)?,
+            idempotency_key: given(pass.idempotency_key)?,
         })
     }
 
-    /// Matches the event at the reader's place against this shape: on a match, the reader is
-    /// after the event and `kept` holds its members as [`read_event`] would have kept them;
-    /// `None` (the reader's place undefined) if the event is not of this shape.
+    /// Reads the event at the reader's place if it has this shape and writes its record to
+    /// `records`, the reader then after the event; `None` (the reader's place undefined,
+    /// nothing written) if the event is not of this shape, or is of another app or timestamp.
     pub(super) fn read(
         &self,
         tables: &FieldTables,
         reader: &mut Reader<'_>,
-        kept: &mut Vec<Kept>,
         found: &mut Vec<FoundLeaf>,
-    ) -> Option<()> {
+        records: &mut Records,
+        context: &IngestContext<'_>,
+    ) -> Option<Written> {
         let bytes = reader.bytes;
         let event_start = reader.at;
         found.clear();
@@ -181,33 +217,49 @@ impl Template {
             }
         }
         reader.eat_literal(bytes.get(literals.next()?.clone())?)?;
+
+        let text = |leaf: usize| {
+            let leaf = found.get(leaf)?;
+            reader.text.get(leaf.start..leaf.end)
+        };
+        if text(self.app_id)? != context.app_id
+            || found.get(self.timestamp)?.int.unwrap_or_default() <= 0
+        {
+            return None;
+        }
+        let id = match self.id {
+            Some(leaf) => text(leaf)?.to_owned(),
+            None => fresh_id::event_id(context.received_ms),
+        };
+        let idempotency_key = match self.idempotency_key {
+            Some(leaf) => text(leaf)?.to_owned(),
+            None => fresh_id::idempotency_key(),
+        };
         let at = |spot: Spot| match spot.literal.checked_sub(1) {
             None => Some(event_start + spot.offset),
             Some(leaf) => Some(found.get(leaf)?.end + spot.offset),
         };
-        kept.clear();
-        for k in &self.kept {
-            kept.push(Kept {
-                field: k.field,
-                rank: k.rank,
-                value: at(k.value.0)?..at(k.value.1)?,
-                compact_from: match k.compact_from {
-                    Some(from) => Some(at(from)?),
-                    None => None,
-                },
-                read: Read {
-                    default: k.default,
-                    text: match k.text {
-                        Some(leaf) => found.get(leaf).map(|leaf| Some((leaf.start, leaf.end)))?,
-                        None => None,
-                    },
-                    int: match k.int {
-                        Some(leaf) => found.get(leaf)?.int,
-                        None => None,
-                    },
-                },
-            });
+        let start = records.bytes.len();
+        let out = &mut records.bytes;
+        for step in &self.steps {
+            let piece = match *step {
+                Step::Same(ref range) => self.record.get(range.clone()),
+                Step::Copy(from, to) => at(from)
+                    .zip(at(to))
+                    .and_then(|(from, to)| bytes.get(from..to)),
+                Step::FreshId => Some(id.as_bytes()),
+                Step::FreshKey => Some(idempotency_key.as_bytes()),
+            };
+            let Some(piece) = piece else {
+                out.truncate(start);
+                return None;
+            };
+            out.extend_from_slice(piece);
         }
-        Some(())
+        Some(Written {
+            id,
+            idempotency_key,
+            range: start..out.len(),
+        })
     }
 }
