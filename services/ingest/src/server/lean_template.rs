@@ -51,8 +51,10 @@ pub(super) struct FoundLeaf {
 /// Why this is sure to answer as [`read_event`] would: an event whose bytes outside its leaves
 /// are the same is tokenized the same way (a string's text ends at its first quote, backslash
 /// or control character, an integer at its first byte that is not a digit, as the reader reads
-/// them, and the literal after a leaf must follow it), so the reader would meet the same keys,
-/// in the same order and nesting, with the same whitespace. What it decides from a leaf's
+/// them, and the literal after a leaf must follow it; the byte that picks how a value is read
+/// is a literal's, or an integer's first byte, which only `-` or a digit can be on either
+/// side), so the reader would meet the same keys, in the same order and nesting, with the same
+/// whitespace. What it decides from a leaf's
 /// bytes (whether a string of its kind is accepted and is the default, an enum name, a
 /// `min_len` rule, whether an integer fits and is zero) is decided here again with the same
 /// functions, and must come out as in the template; then it keeps the same members and breaks
