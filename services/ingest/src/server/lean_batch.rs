@@ -993,4 +993,46 @@ mod tests {
             assert_same_batch(&lean, pass.accept_batch(&body, 10, &CONTEXT), &body);
         }
     }
+
+    /// Review: every one-byte edit (replaced, inserted or deleted, ASCII structure bytes and a
+    /// UTF-8 character) of one event of a batch of two events of each base, the other as it
+    /// is (the edited one is the template or is read by it), against the pass.
+    #[test]
+    fn templates_agree_with_the_pass_on_every_one_byte_edit() {
+        let pass = pass();
+        let mut rng = StdRng::seed_from_u64(0);
+        let (mut lean_count, mut by_template) = (0, 0);
+        for base in LEAF_BASES {
+            let event = fill_leaves(base, 0.0, &mut rng);
+            for at in 0..=event.len() {
+                if !event.is_char_boundary(at) {
+                    continue;
+                }
+                let next = event[at..].chars().next().map_or(0, char::len_utf8);
+                for edit in [
+                    "", "\"", "\\", ",", ":", "{", "}", "[", "]", " ", "0", "1", "-", "a", "é", "n",
+                ] {
+                    for edited in [
+                        format!("{}{edit}{}", &event[..at], &event[at..]),
+                        format!("{}{edit}{}", &event[..at], &event[at + next..]),
+                    ] {
+                        for body in [
+                            format!(r#"{{"events":[{event},{edited}]}}"#),
+                            format!(r#"{{"events":[{edited},{event}]}}"#),
+                        ] {
+                            let serde = pass.accept_batch(&body, 8, &CONTEXT);
+                            if let Some((lean, counted)) =
+                                accept_batch_counted(&pass, &body, 8, &CONTEXT)
+                            {
+                                lean_count += 1;
+                                by_template += counted;
+                                assert_same_batch(&lean, serde, &body);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("the reader took {lean_count} edited batches, {by_template} by a template");
+    }
 }
