@@ -54,7 +54,8 @@ pub(super) struct FoundLeaf {
 /// them, and the literal after a leaf must follow it; the byte that picks how a value is read
 /// is a literal's, or an integer's first byte, which only `-` or a digit can be on either
 /// side), so the reader would meet the same keys, in the same order and nesting, with the same
-/// whitespace. What it decides from a leaf's
+/// whitespace. (A place at an empty string's boundary is not ambiguous: no place the template
+/// keeps is a string's closing quote, and an empty string only matches an empty one.) What it decides from a leaf's
 /// bytes (whether a string of its kind is accepted and is the default, an enum name, a
 /// `min_len` rule, whether an integer fits and is zero) is decided here again with the same
 /// functions, and must come out as in the template; then it keeps the same members and breaks
