@@ -27,7 +27,9 @@ const APP: &str = "bench-cost";
 /// Any 64 lowercase hex digits are a well-formed key.
 const KEY: &str = "c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0";
 
-/// Posts `batches` bodies of `batch` events and prints the process's CPU per event.
+/// Posts `batches` bodies of `batch` events and prints the process's CPU per event. With
+/// `COST_SHAPES=k` the events of a batch take k shapes in turn (the key of their one string
+/// parameter is `p0` .. `p{k-1}`): a batch whose events do not all look alike.
 pub(crate) async fn cost(batch: usize, batches: usize) -> Result<(), String> {
     let keys = MemoryKeyStore::new();
     keys.insert(KeyRecord {
@@ -46,8 +48,14 @@ pub(crate) async fn cost(batch: usize, batches: usize) -> Result<(), String> {
     // What `serve` runs: the batch endpoint answered beside the router.
     let service = server.service();
     let writer = EventWriter::new(APP)?;
+    let shapes = match std::env::var("COST_SHAPES") {
+        Ok(text) => text
+            .parse()
+            .map_err(|e| format!("COST_SHAPES={text:?}: {e}"))?,
+        Err(_) => 1,
+    };
     let bodies: Vec<String> = (0..batches)
-        .map(|i| writer.batch((i * batch) as u64, batch))
+        .map(|i| of_shapes(writer.batch((i * batch) as u64, batch), shapes))
         .collect();
     let started = Instant::now();
     let cpu_before = crate::proc_cpu::cpu_time(std::process::id())?;
@@ -77,4 +85,20 @@ pub(crate) async fn cost(batch: usize, batches: usize) -> Result<(), String> {
         cpu.as_secs_f64() * 1e6 / events
     );
     Ok(())
+}
+
+/// `body` with the string parameter of its events named `p0`, `p1`, .. in turn, `shapes` names
+/// in all (1: unchanged).
+fn of_shapes(body: String, shapes: usize) -> String {
+    if shapes <= 1 {
+        return body;
+    }
+    let mut out = String::with_capacity(body.len() + body.len() / 64);
+    for (n, part) in body.split(r#"{"p":""#).enumerate() {
+        if n > 0 {
+            out.push_str(&format!(r#"{{"p{}":""#, (n - 1) % shapes));
+        }
+        out.push_str(part);
+    }
+    out
 }

@@ -6,6 +6,7 @@
 //! ingest-bench serve SPEC APP=KEY… # the server process `run` starts for itself
 //! ingest-bench ceiling SPEC BATCH WRITERS SECONDS # the ceiling's process (see ceiling.rs)
 //! ingest-bench cost BATCH BATCHES  # the server's work per event in process (see cost.rs)
+//!                                   # COST_SHAPES=k: events of k shapes in turn
 //! ```
 
 mod accept;

@@ -28,7 +28,9 @@ use bytes::Bytes;
 use super::canonical_pass::CanonicalPass;
 use super::event::{EventOutcome, IngestContext};
 use super::lean_reader::{Reader, Records, read_event};
+#[cfg(doc)]
 use super::lean_template::Template;
+use super::lean_template::Templates;
 
 /// [`CanonicalPass::accept_batch`] of a batch this reader is sure of, `None` otherwise. The
 /// caller makes sure no event can be over the size limit (the body is not).
@@ -64,11 +66,11 @@ fn accept_batch_counted(
     let mut records = Records::new(2 * json.len() + 256, true);
     let mut kept = Vec::with_capacity(16);
     let received = received_ms_json(context);
-    // The shape of the last event read in full: the next events of a batch nearly always
-    // have it, and are then read by comparing bytes instead of walking the field tables.
-    let mut template: Option<Template> = None;
+    // The shapes of the last events read in full: the next events of a batch nearly always
+    // have one of them, and are then read by comparing bytes instead of walking the field
+    // tables.
+    let mut templates = Templates::new();
     let mut found = Vec::with_capacity(16);
-    let mut by_template = 0;
     reader.recording = true;
     if reader.peek() == Some(b']') {
         reader.at += 1;
@@ -78,14 +80,11 @@ fn accept_batch_counted(
                 return None;
             }
             let start = reader.at;
-            let matched = template.as_ref().and_then(|template| {
-                template.read(&pass.tables, &mut reader, &mut found, &mut records, context)
-            });
+            let matched =
+                templates.read(&pass.tables, &mut reader, &mut found, &mut records, context);
             let written = if let Some(written) = matched {
-                by_template += 1;
                 written
             } else {
-                reader.at = start;
                 let written = read_event(
                     pass,
                     &mut reader,
@@ -94,14 +93,19 @@ fn accept_batch_counted(
                     context,
                     &received,
                 )?;
-                template = Template::build(
-                    pass,
-                    start..reader.at,
-                    &reader.leaves,
-                    &kept,
-                    &records,
-                    &written,
-                );
+                if templates.on() {
+                    templates.add(
+                        pass,
+                        start..reader.at,
+                        &reader.leaves,
+                        &kept,
+                        &records,
+                        &written,
+                    );
+                    // Given up: no more notes for templates.
+                    reader.recording = templates.on();
+                    records.recording = templates.on();
+                }
                 written
             };
             events.push(written);
@@ -123,7 +127,7 @@ fn accept_batch_counted(
             .into_iter()
             .map(|event| event.into_outcome(&records))
             .collect(),
-        by_template,
+        templates.hits(),
     ))
 }
 
@@ -717,13 +721,14 @@ mod tests {
                 ],
                 1,
             ),
+            // The third has the first's shape: the last three shapes are kept.
             (
                 vec![
                     event("", "5", "d"),
                     event("k2", "6", "d"),
                     event("", "7", "d"),
                 ],
-                0,
+                1,
             ),
             // Another shape in between (a longer device id is not another shape; a space is).
             (
@@ -763,6 +768,41 @@ mod tests {
         let body = format!(r#"{{"events":[{},{}]}}"#, exit(7), exit(0));
         assert!(pass.accept_batch(&body, 10, &CONTEXT).is_some());
         assert!(accept_batch(&pass, &body, 10, &CONTEXT).is_none(), "{body}");
+    }
+
+    /// Events of a few shapes in turn are read by their templates; when most events of a batch
+    /// are unlike each other, the batch stops making templates (and is still read right).
+    #[test]
+    fn shapes_in_turn_are_read_by_their_templates_and_many_shapes_give_up() {
+        let pass = pass();
+        let event = |n: usize, shape: usize| {
+            format!(
+                r#"{{"app_id":"app","device_id":"d","timestamp_ms":{},"idempotency_key":"k{n}","custom_event":{{"event_name":"e","string_params":{{"p{shape}":"v{n}"}}}}}}"#,
+                n + 1
+            )
+        };
+        for (shapes, count, by_template) in [
+            // Two or three shapes in turn: each read in full once.
+            (2, 12, 10),
+            (3, 12, 9),
+            // Twelve shapes: after four events read in full and none by a template, none is
+            // tried any more.
+            (12, 12, 0),
+            (12, 24, 0),
+        ] {
+            let events: Vec<String> = (0..count).map(|n| event(n, n % shapes)).collect();
+            let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+            let (lean, counted) =
+                accept_batch_counted(&pass, &body, 100, &CONTEXT).expect("the reader takes it");
+            assert_eq!(counted, by_template, "{shapes} shapes, {count} events");
+            assert_same_batch(&lean, pass.accept_batch(&body, 100, &CONTEXT), &body);
+        }
+        // Many shapes first, then one: given up for the batch, every event read in full.
+        let events: Vec<String> = (0..20).map(|n| event(n, n.min(6))).collect();
+        let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+        let (lean, counted) = accept_batch_counted(&pass, &body, 100, &CONTEXT).expect("taken");
+        assert_eq!(counted, 0);
+        assert_same_batch(&lean, pass.accept_batch(&body, 100, &CONTEXT), &body);
     }
 
     /// The differential test of templates: batches of events drawn with one shape and

@@ -90,7 +90,7 @@ pub(super) fn read_event(
                 // A default is dropped unless the field has presence.
                 if !read.default || field.presence {
                     rules.check(index, reader.text_of(read))?;
-                    if read.text.is_some() {
+                    if reader.recording && read.text.is_some() {
                         reader.note_min_chars(rules.min_chars(index));
                     }
                     kept.push(Kept {
@@ -454,6 +454,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn note_leaf(&mut self, start: usize, end: usize, check: LeafCheck) {
         if self.recording {
             self.leaves.push(LeafAt { start, end, check });
@@ -697,7 +698,7 @@ impl<'a> Reader<'a> {
                 }
                 if check_min_len {
                     rules.check(index, self.text_of(read))?;
-                    if read.text.is_some() {
+                    if self.recording && read.text.is_some() {
                         self.note_min_chars(rules.min_chars(index));
                     }
                 }

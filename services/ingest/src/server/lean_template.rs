@@ -85,7 +85,8 @@ impl Template {
     /// The template of the event `start..end` that [`read_event`] just read, with the leaves
     /// it noted, the members it kept, and its record `written` in `records` with the pieces
     /// noted while writing it; `None` if a place falls inside a leaf.
-    pub(super) fn build(
+    fn build(
+        reuse: Option<Template>,
         pass: &CanonicalPass,
         event: Range<usize>,
         leaves: &[LeafAt],
@@ -93,7 +94,13 @@ impl Template {
         records: &Records,
         written: &Written,
     ) -> Option<Template> {
-        let mut literals = Vec::with_capacity(leaves.len() + 1);
+        // An evicted template's buffers, so a batch of changing shapes does not allocate per
+        // event.
+        let (mut literals, mut old_leaves, mut old_record, mut steps) = match reuse {
+            Some(old) => (old.literals, old.leaves, old.record, old.steps),
+            None => Default::default(),
+        };
+        literals.clear();
         let mut from = event.start;
         for leaf in leaves {
             if leaf.start < from || leaf.end < leaf.start {
@@ -128,7 +135,7 @@ impl Template {
         let timestamp = member(pass.timestamp_ms)?;
 
         let record = written.range.clone();
-        let mut steps = Vec::with_capacity(2 * records.pieces.len() + 1);
+        steps.clear();
         let mut at = record.start;
         for piece in &records.pieces {
             let (to, len, step) = match piece {
@@ -154,10 +161,14 @@ impl Template {
             return None;
         }
         steps.push(Step::Same(at - record.start..record.end - record.start));
+        old_leaves.clear();
+        old_leaves.extend(leaves.iter().map(|leaf| leaf.check));
+        old_record.clear();
+        old_record.extend_from_slice(records.bytes.get(record)?);
         Some(Template {
             literals,
-            leaves: leaves.iter().map(|leaf| leaf.check).collect(),
-            record: records.bytes.get(record)?.to_vec(),
+            leaves: old_leaves,
+            record: old_record,
             steps,
             app_id: leaf_at(member(pass.app_id)?.read.text?)?,
             timestamp: leaf_at((timestamp.value.start, timestamp.value.end))?,
@@ -169,7 +180,7 @@ impl Template {
     /// Reads the event at the reader's place if it has this shape and writes its record to
     /// `records`, the reader then after the event; `None` (the reader's place undefined,
     /// nothing written) if the event is not of this shape, or is of another app or timestamp.
-    pub(super) fn read(
+    fn read(
         &self,
         tables: &FieldTables,
         reader: &mut Reader<'_>,
@@ -264,5 +275,97 @@ impl Template {
             idempotency_key,
             range: start..out.len(),
         })
+    }
+}
+
+/// How many shapes a batch's reading keeps: events of a few kinds in turn are read by their
+/// templates; every template tried costs about a scan of the event when it does not match.
+const TEMPLATES: usize = 3;
+
+/// After this many events read in full, and more of them than by a template, a batch's
+/// events are too unlike each other: the reading stops making templates and trying them (each
+/// event read in full then costs what it did before templates, plus nothing).
+const GIVE_UP_AFTER: usize = 3;
+
+/// The templates of one batch, the last one used first, and whether they still pay.
+pub(super) struct Templates {
+    list: Vec<Template>,
+    hits: usize,
+    misses: usize,
+    on: bool,
+}
+
+impl Templates {
+    pub(super) fn new() -> Templates {
+        Templates {
+            list: Vec::with_capacity(TEMPLATES),
+            hits: 0,
+            misses: 0,
+            on: true,
+        }
+    }
+
+    /// Whether events read in full should still make templates.
+    pub(super) fn on(&self) -> bool {
+        self.on
+    }
+
+    /// How many events were read by a template.
+    pub(super) fn hits(&self) -> usize {
+        self.hits
+    }
+
+    /// [`Template::read`] by the first template that matches, which becomes the first to be
+    /// tried next; `None`, the reader back at its place, if none does.
+    pub(super) fn read(
+        &mut self,
+        tables: &FieldTables,
+        reader: &mut Reader<'_>,
+        found: &mut Vec<FoundLeaf>,
+        records: &mut Records,
+        context: &IngestContext<'_>,
+    ) -> Option<Written> {
+        let start = reader.at;
+        for at in 0..self.list.len() {
+            let written = self
+                .list
+                .get(at)
+                .and_then(|template| template.read(tables, reader, found, records, context));
+            if let Some(written) = written {
+                self.list.get_mut(..=at)?.rotate_right(1);
+                self.hits += 1;
+                return Some(written);
+            }
+            reader.at = start;
+        }
+        None
+    }
+
+    /// After an event was read in full (see [`Template::build`]): its template, first of the
+    /// list, or no more templates for this batch.
+    pub(super) fn add(
+        &mut self,
+        pass: &CanonicalPass,
+        event: Range<usize>,
+        leaves: &[LeafAt],
+        kept: &[Kept],
+        records: &Records,
+        written: &Written,
+    ) {
+        self.misses += 1;
+        if self.misses > GIVE_UP_AFTER && self.misses > self.hits {
+            self.on = false;
+            self.list.clear();
+            return;
+        }
+        let reuse = if self.list.len() == TEMPLATES {
+            self.list.pop()
+        } else {
+            None
+        };
+        if let Some(template) = Template::build(reuse, pass, event, leaves, kept, records, written)
+        {
+            self.list.insert(0, template);
+        }
     }
 }
