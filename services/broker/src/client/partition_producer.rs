@@ -180,15 +180,18 @@ impl PartitionProducer {
         message: &Outgoing,
         request_id: u64,
     ) -> Result<u64, BrokerError> {
+        // The paths a send rarely takes (registering, re-lookup, opening the stream, the
+        // `SendMessage` fallback) are boxed: inline, their tonic futures made every send's
+        // future 19.6 KB, allocated and copied per message; boxed, 4.7 KB.
         self.core
             .retrying(tasks.token(), |attempt| async move {
                 let attachment = match self.current() {
                     Some(attachment) if attachment.is_valid() => attachment,
                     // Never registered, or the broker answered CLOSE: register (again).
-                    _ => self.attach_once(tasks).await?,
+                    _ => Box::pin(self.attach_once(tasks)).await?,
                 };
                 let url = if attempt > 1 {
-                    self.core.locate(&self.topic, &attachment.url).await
+                    Box::pin(self.core.locate(&self.topic, &attachment.url)).await
                 } else {
                     attachment.url.clone()
                 };
@@ -198,7 +201,7 @@ impl PartitionProducer {
                     self.stream_once(tasks, &attachment, &url, message, request_id)
                         .await
                 } else {
-                    self.send_once(&attachment, &url, message).await
+                    Box::pin(self.send_once(&attachment, &url, message)).await
                 }
             })
             .await
@@ -222,14 +225,17 @@ impl PartitionProducer {
         let stream = match open {
             Some(stream) => stream,
             None => {
-                match SendStream::open(&self.core, tasks, url, attachment.id, &self.topic).await {
+                let opening = SendStream::open(&self.core, tasks, url, attachment.id, &self.topic);
+                match Box::pin(opening).await {
                     Ok(stream) => {
                         let stream = Arc::new(stream);
                         // Replacing the previous one ends it once its sends are answered.
                         *self.stream_slot() = Some(stream.clone());
                         stream
                     }
-                    Err(error) => return self.unstreamed(attachment, url, message, error).await,
+                    Err(error) => {
+                        return Box::pin(self.unstreamed(attachment, url, message, error)).await;
+                    }
                 }
             }
         };
