@@ -1,7 +1,9 @@
 //! Who checkpoints the WAL: SQLite's automatic checkpoint (PASSIVE, once the WAL holds 1 000
-//! pages) runs in the commit that crosses the mark, on the committing thread. A lone append
-//! commits on its caller's thread (`writer.rs`), which must not wait for the checkpoint's
-//! writes and fsyncs: its commit only notes that one is due, and the writer thread runs it.
+//! pages) would run in the commit that crosses the mark, on the committing thread, before its
+//! callers hear back. Here that commit only notes that one is due, and the writer thread runs
+//! it once the commit's callers are answered (`writer.rs`): a lone append committed on its
+//! caller's thread must not wait for the checkpoint's writes and fsyncs, and the callers of a
+//! batch need not either (their commit does not depend on it).
 
 use std::cell::Cell;
 use std::os::raw::c_int;

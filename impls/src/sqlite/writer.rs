@@ -374,20 +374,27 @@ fn run(
             }
         }
         let stop = batch.iter().any(|q| matches!(q, Queued::Stop));
-        let checkpoint = batch.iter().any(|q| matches!(q, Queued::Checkpoint));
+        let requested = batch.iter().any(|q| matches!(q, Queued::Checkpoint));
         let taken = batch.len();
         // A poisoned lock only means an inline append panicked; the connection is still whole.
         let mut state = conn.lock().unwrap_or_else(|p| p.into_inner());
-        let commit = commit(&mut state, &mut batch, false, clock, recent);
-        if checkpoint {
-            checkpoint::run(&state.conn);
-        }
+        // A checkpoint this commit makes due runs after the answers: it copies the WAL into
+        // the database and fsyncs it (milliseconds), and what the batch's callers were
+        // promised (the commit) does not depend on it.
+        let (commit, due) =
+            checkpoint::deferred(|| commit(&mut state, &mut batch, false, clock, recent));
         state.stopped |= stop;
         // Uncounted under the lock, so a lone append that sees 0 comes after this batch; and
-        // before the answers, so a caller's next append finds the connection free.
+        // before the answers, so a caller's next append finds the connection free (unless a
+        // checkpoint is due: the append then queues behind it).
         pending.fetch_sub(taken, Ordering::SeqCst);
         drop(state);
         answer(&mut batch, &commit);
+        if due || requested {
+            // An inline append may take the connection first: the checkpoint then follows it.
+            let state = conn.lock().unwrap_or_else(|p| p.into_inner());
+            checkpoint::run(&state.conn);
+        }
         if stop {
             break;
         }
