@@ -1,12 +1,20 @@
-//! Who checkpoints the WAL: SQLite's automatic checkpoint (PASSIVE, once the WAL holds 1 000
-//! pages) would run in the commit that crosses the mark, on the committing thread, before its
-//! callers hear back. Here that commit only notes that one is due, and the writer thread runs
-//! it once the commit's callers are answered (`writer.rs`): a lone append committed on its
-//! caller's thread must not wait for the checkpoint's writes and fsyncs, and the callers of a
-//! batch need not either (their commit does not depend on it).
+//! Who checkpoints the WAL. SQLite's automatic checkpoint (PASSIVE, once the WAL holds 1 000
+//! pages) would run in the commit that crosses the mark, on the committing thread, with the
+//! write connection held: every write waits for the copy of the WAL into the database and its
+//! fsyncs (milliseconds). Here that commit only notes that one is due, and:
+//! - a thread of its own with its own connection runs it ([`Checkpointer`]), concurrently with
+//!   the commits that follow, as WAL mode allows;
+//! - a checkpoint concurrent with commits never catches up with the last one, and only one
+//!   that does lets the next commit start the WAL over: so once the WAL holds
+//!   [`WRITER_PAGES`], the writer thread checkpoints itself, after answering the batch, with
+//!   nothing committing meanwhile. The passes before it have copied most of the WAL already.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, PoisonError};
+use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
@@ -14,11 +22,16 @@ use rusqlite::hooks::Wal;
 /// SQLite's default `wal_autocheckpoint`, in pages.
 const AUTOCHECKPOINT_PAGES: c_int = 1000;
 
+/// From this many WAL pages the writer thread checkpoints itself (see the module docs): the
+/// WAL stays under ~16 MB with SQLite's 4 KiB pages.
+const WRITER_PAGES: c_int = 4 * AUTOCHECKPOINT_PAGES;
+
 thread_local! {
-    /// Set while this thread commits an append inline: a due checkpoint is only noted.
+    /// Set while this thread commits: a due checkpoint is only noted.
     static DEFERRING: Cell<bool> = const { Cell::new(false) };
-    /// Whether a commit made while deferring found a checkpoint due.
-    static DUE: Cell<bool> = const { Cell::new(false) };
+    /// The WAL's size in pages after the last commit made while deferring that found a
+    /// checkpoint due; 0 if none did.
+    static DUE: Cell<c_int> = const { Cell::new(0) };
 }
 
 /// Replaces SQLite's automatic checkpoint on `conn` (the writer's) by [`after_commit`].
@@ -33,7 +46,7 @@ fn after_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
         return Ok(());
     }
     if DEFERRING.get() {
-        DUE.set(true);
+        DUE.set(pages);
     } else {
         // As SQLite's default hook: a checkpoint that cannot finish now is retried after a
         // later commit; the commit itself succeeded.
@@ -42,16 +55,101 @@ fn after_commit(wal: &Wal, pages: c_int) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Runs `commit` with checkpoints deferred; returns its value and whether one is due.
-pub(super) fn deferred<T>(commit: impl FnOnce() -> T) -> (T, bool) {
-    DEFERRING.set(true);
-    DUE.set(false);
-    let value = commit();
-    DEFERRING.set(false);
-    (value, DUE.replace(false))
+/// A checkpoint found due by a commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Due {
+    /// Nothing to do.
+    No,
+    /// For the [`Checkpointer`]'s thread, with the WAL's size in pages.
+    Concurrent(c_int),
+    /// For the writer thread, between batches.
+    OnWriter,
 }
 
-/// Runs a checkpoint now (the writer thread, when a deferred one is due).
+/// Runs `commit` with checkpoints deferred; returns its value and what is due.
+pub(super) fn deferred<T>(commit: impl FnOnce() -> T) -> (T, Due) {
+    DEFERRING.set(true);
+    DUE.set(0);
+    let value = commit();
+    DEFERRING.set(false);
+    let due = match DUE.replace(0) {
+        0 => Due::No,
+        pages if pages >= WRITER_PAGES => Due::OnWriter,
+        pages => Due::Concurrent(pages),
+    };
+    (value, due)
+}
+
+/// Runs a checkpoint now on `conn`.
 pub(super) fn run(conn: &Connection) {
     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
+/// The thread that checkpoints concurrently with commits, on a connection of its own.
+pub(super) struct Checkpointer {
+    /// `None` once stopped; holds at most one nudge (more while it runs add nothing: its
+    /// next pass copies everything committed by then).
+    nudges: Mutex<Option<SyncSender<()>>>,
+    /// The WAL's size in pages at the last nudge.
+    nudged_at: AtomicI32,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Checkpointer {
+    /// Starts the thread on `conn` (a connection to the writer's database).
+    pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
+        let (nudges, nudged) = sync_channel(1);
+        let thread = std::thread::Builder::new()
+            .name("courier-sqlite-checkpoint".into())
+            .spawn(move || checkpoint_when_nudged(&conn, &nudged))?;
+        Ok(Checkpointer {
+            nudges: Mutex::new(Some(nudges)),
+            nudged_at: AtomicI32::new(0),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Asks for a checkpoint pass of a WAL of `pages`, if it grew by another 1 000 pages
+    /// since the last (or started over); never waits. Once the WAL is past the mark every
+    /// commit finds a checkpoint due, and a pass per commit would fsync per commit.
+    pub(super) fn nudge(&self, pages: c_int) {
+        let last = self.nudged_at.load(Ordering::Relaxed);
+        if pages >= last && pages < last + AUTOCHECKPOINT_PAGES {
+            return;
+        }
+        self.nudged_at.store(pages, Ordering::Relaxed);
+        if let Some(nudges) = &*self.nudges.lock().unwrap_or_else(PoisonError::into_inner) {
+            let _ = nudges.try_send(());
+        }
+    }
+
+    /// Ends the thread once its pass (if any) is done.
+    pub(super) fn stop(&self) {
+        self.nudges
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn checkpoint_when_nudged(conn: &Connection, nudged: &Receiver<()>) {
+    while nudged.recv().is_ok() {
+        run(conn);
+    }
 }

@@ -61,10 +61,11 @@ pub struct SqliteStreamStorage {
     recent: Arc<Recent>,
 }
 
-/// The connections a storage opens: the writer's, the readers', the change watch's, and the
-/// one the recent-records cache checks freshness on.
+/// The connections a storage opens: the writer's, the checkpoint thread's, the readers', the
+/// change watch's, and the one the recent-records cache checks freshness on.
 struct Connections {
     writer: Connection,
+    checkpoints: Connection,
     readers: Vec<Connection>,
     watch: Connection,
     version: Connection,
@@ -82,6 +83,7 @@ impl Connections {
         version.busy_timeout(Duration::ZERO)?;
         Ok(Connections {
             writer,
+            checkpoints: open(path, config)?,
             readers,
             watch: open(path, config)?,
             version,
@@ -114,6 +116,7 @@ impl SqliteStreamStorage {
         let recent = Arc::new(Recent::new(connections.version, config.recent_bytes));
         let writer = Writer::start(
             connections.writer,
+            connections.checkpoints,
             config.clock.clone(),
             recent.clone(),
             !config.fsync_every_commit,

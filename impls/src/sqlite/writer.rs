@@ -15,7 +15,7 @@
 //! when commits do not fsync: the hop to the writer thread and back woke two sleeping threads
 //! per message, about a fifth of the broker's CPU per reliable message with one producer
 //! (benches/README.md). It never waits for another process's write lock (it queues instead)
-//! nor checkpoints the WAL (the thread does, `checkpoint.rs`), and the connection's lock
+//! nor checkpoints the WAL (`checkpoint.rs` says who does), and the connection's lock
 //! keeps it from overlapping a batch, so nothing else changes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::batch_append::{self, QueuedAppend};
-use super::checkpoint;
+use super::checkpoint::{self, Checkpointer, Due};
 use super::errors::{db_error, storage_closed};
 use super::recent::{Change, Recent, data_version};
 use crate::sql_model::now_ms;
@@ -118,8 +118,8 @@ enum Queued {
     ),
     /// Commit what came before, then end the thread (`close`).
     Stop,
-    /// Checkpoint the WAL after this batch: an inline append's commit found one due
-    /// (`checkpoint.rs`).
+    /// Checkpoint the WAL after this batch: an inline append's commit found it past the mark
+    /// where the writer thread does (`checkpoint.rs`).
     Checkpoint,
 }
 
@@ -158,6 +158,8 @@ struct Owner {
     recent: Arc<Recent>,
     /// The connection's busy timeout, restored after an inline append's `BEGIN`.
     busy_timeout: Duration,
+    /// Checkpoints concurrently with the commits (`checkpoint.rs`).
+    checkpointer: Arc<Checkpointer>,
 }
 
 /// The write connection and what the writer knows about it between batches.
@@ -208,12 +210,14 @@ impl Drop for Owner {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`; appends judge expiry against `clock`; commits are
+    /// Starts the writer thread on `conn` and the checkpoint thread on `checkpoints` (another
+    /// connection to the same database); appends judge expiry against `clock`; commits are
     /// applied to `recent`.
     /// `inline`: lone appends may commit on their caller's thread (only when commits do not
     /// fsync: a caller must not block for a disk flush); `busy_timeout` is the connection's.
     pub(super) fn start(
         conn: Connection,
+        checkpoints: Connection,
         clock: Arc<dyn Clock>,
         recent: Arc<Recent>,
         inline: bool,
@@ -227,12 +231,22 @@ impl Writer {
             stopped: false,
         }));
         let pending = Arc::new(AtomicUsize::new(0));
+        let checkpointer = Arc::new(Checkpointer::start(checkpoints)?);
         let thread = {
-            let (conn, pending, clock, recent) =
-                (conn.clone(), pending.clone(), clock.clone(), recent.clone());
+            let (conn, pending, clock, recent, checkpointer) = (
+                conn.clone(),
+                pending.clone(),
+                clock.clone(),
+                recent.clone(),
+                checkpointer.clone(),
+            );
             std::thread::Builder::new()
                 .name("courier-sqlite-writer".into())
-                .spawn(move || run(&conn, queue, &pending, &*clock, &recent))?
+                .spawn(move || {
+                    run(&conn, queue, &pending, &*clock, &recent, &checkpointer);
+                    // Nothing commits any more: nothing is left to checkpoint concurrently.
+                    checkpointer.stop();
+                })?
         };
         Ok(Writer {
             owner: Arc::new(Owner {
@@ -244,6 +258,7 @@ impl Writer {
                 clock,
                 recent,
                 busy_timeout,
+                checkpointer,
             }),
         })
     }
@@ -334,8 +349,10 @@ impl Writer {
         let (commit, due) =
             checkpoint::deferred(|| commit(state, &mut batch, true, &*owner.clock, &owner.recent));
         drop(guard);
-        if due {
-            self.request_checkpoint();
+        match due {
+            Due::No => {}
+            Due::Concurrent(pages) => owner.checkpointer.nudge(pages),
+            Due::OnWriter => self.request_checkpoint(),
         }
         answer(&mut batch, &commit);
         Some(result.try_recv().unwrap_or_else(|_| Err(storage_closed())))
@@ -363,6 +380,7 @@ fn run(
     pending: &AtomicUsize,
     clock: &dyn Clock,
     recent: &Recent,
+    checkpointer: &Checkpointer,
 ) {
     let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
@@ -378,9 +396,9 @@ fn run(
         let taken = batch.len();
         // A poisoned lock only means an inline append panicked; the connection is still whole.
         let mut state = conn.lock().unwrap_or_else(|p| p.into_inner());
-        // A checkpoint this commit makes due runs after the answers: it copies the WAL into
-        // the database and fsyncs it (milliseconds), and what the batch's callers were
-        // promised (the commit) does not depend on it.
+        // A checkpoint this commit makes due runs elsewhere or after the answers: it copies
+        // the WAL into the database and fsyncs it (milliseconds), and what the batch's callers
+        // were promised (the commit) does not depend on it.
         let (commit, due) =
             checkpoint::deferred(|| commit(&mut state, &mut batch, false, clock, recent));
         state.stopped |= stop;
@@ -390,10 +408,12 @@ fn run(
         pending.fetch_sub(taken, Ordering::SeqCst);
         drop(state);
         answer(&mut batch, &commit);
-        if due || requested {
+        if requested || due == Due::OnWriter {
             // An inline append may take the connection first: the checkpoint then follows it.
             let state = conn.lock().unwrap_or_else(|p| p.into_inner());
             checkpoint::run(&state.conn);
+        } else if let Due::Concurrent(pages) = due {
+            checkpointer.nudge(pages);
         }
         if stop {
             break;
