@@ -13,7 +13,7 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -92,19 +92,35 @@ pub(super) struct Checkpointer {
     nudges: Mutex<Option<SyncSender<()>>>,
     /// The WAL's size in pages at the last nudge.
     nudged_at: AtomicI32,
+    /// Passes the thread has finished, for tests to wait on (counted in every build, so the
+    /// tests wait on the thread as it runs).
+    #[cfg_attr(not(test), allow(dead_code))]
+    passes: Arc<Passes>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A count of finished passes and a way to wait for it to grow.
+#[derive(Default)]
+struct Passes {
+    count: Mutex<u64>,
+    grew: Condvar,
 }
 
 impl Checkpointer {
     /// Starts the thread on `conn` (a connection to the writer's database).
     pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
         let (nudges, nudged) = sync_channel(1);
-        let thread = std::thread::Builder::new()
-            .name("courier-sqlite-checkpoint".into())
-            .spawn(move || checkpoint_when_nudged(&conn, &nudged))?;
+        let passes = Arc::<Passes>::default();
+        let thread = {
+            let passes = passes.clone();
+            std::thread::Builder::new()
+                .name("courier-sqlite-checkpoint".into())
+                .spawn(move || checkpoint_when_nudged(&conn, &nudged, &passes))?
+        };
         Ok(Checkpointer {
             nudges: Mutex::new(Some(nudges)),
             nudged_at: AtomicI32::new(0),
+            passes,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -121,6 +137,23 @@ impl Checkpointer {
         if let Some(nudges) = &*self.nudges.lock().unwrap_or_else(PoisonError::into_inner) {
             let _ = nudges.try_send(());
         }
+    }
+
+    /// Waits up to `timeout` until the thread has finished `at_least` passes; returns how many
+    /// it has.
+    #[cfg(test)]
+    pub(super) fn wait_for_passes(&self, at_least: u64, timeout: std::time::Duration) -> u64 {
+        let count = self
+            .passes
+            .count
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (count, _) = self
+            .passes
+            .grew
+            .wait_timeout_while(count, timeout, |count| *count < at_least)
+            .unwrap_or_else(PoisonError::into_inner);
+        *count
     }
 
     /// Ends the thread once its pass (if any) is done.
@@ -148,8 +181,10 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint_when_nudged(conn: &Connection, nudged: &Receiver<()>) {
+fn checkpoint_when_nudged(conn: &Connection, nudged: &Receiver<()>, passes: &Passes) {
     while nudged.recv().is_ok() {
         run(conn);
+        *passes.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        passes.grew.notify_all();
     }
 }

@@ -140,6 +140,13 @@ impl SqliteStreamStorage {
         })
     }
 
+    /// Waits up to `timeout` until the checkpoint thread has finished `at_least` passes;
+    /// returns how many it has.
+    #[cfg(test)]
+    pub(super) fn wait_for_checkpoint_passes(&self, at_least: u64, timeout: Duration) -> u64 {
+        self.writer.wait_for_checkpoint_passes(at_least, timeout)
+    }
+
     /// Commits what is queued, closes the connections and stops watching for other processes'
     /// commits; later calls fail with a retryable error.
     pub async fn close(&self) {

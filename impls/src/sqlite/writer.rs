@@ -358,6 +358,12 @@ impl Writer {
         Some(result.try_recv().unwrap_or_else(|_| Err(storage_closed())))
     }
 
+    /// [`Checkpointer::wait_for_passes`] of the checkpoint thread.
+    #[cfg(test)]
+    pub(super) fn wait_for_checkpoint_passes(&self, at_least: u64, timeout: Duration) -> u64 {
+        self.owner.checkpointer.wait_for_passes(at_least, timeout)
+    }
+
     /// Asks the thread to checkpoint the WAL. If the queue is full the thread is busy
     /// committing batches, which checkpoint as they go.
     fn request_checkpoint(&self) {
