@@ -409,8 +409,8 @@ fn run(
             checkpoint::deferred(|| commit(&mut state, &mut batch, false, clock, recent));
         state.stopped |= stop;
         // Uncounted under the lock, so a lone append that sees 0 comes after this batch; and
-        // before the answers, so a caller's next append finds the connection free (unless a
-        // checkpoint is due: the append then queues behind it).
+        // before the answers, so a caller's next append finds the connection free (unless
+        // this thread checkpoints next: the append then queues behind it).
         pending.fetch_sub(taken, Ordering::SeqCst);
         drop(state);
         answer(&mut batch, &commit);
