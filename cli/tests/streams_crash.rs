@@ -39,8 +39,8 @@ fn http(node: &Service) -> HttpTransport {
         .with_timeout(LIMIT)
 }
 
-/// Appends `{"w":writer,"i":0,1,2,...}` one after the other until `stop` is set (checked before
-/// each append) or an append fails.
+/// Appends `{"w":writer,"i":0,1,2,...}` one after the other until an append fails or `stop` is
+/// set (checked before each append).
 async fn write(
     node: HttpTransport,
     writer: usize,
@@ -135,11 +135,14 @@ async fn acknowledged_appends_survive_kill_9_on_sqlite() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Writers start no new append from here; those in flight meet the kill.
-    stop.store(true, Ordering::SeqCst);
+    // The writers keep appending into the kill, so it lands mid-load: each one ends on its first
+    // failed append. (Stopping them first let every append in flight finish before the kill on a
+    // fast run, and then no append was cut off.)
     node.kill_and_restart(Duration::from_millis(300))
         .await
         .expect("restart on the same file");
+    // A writer whose append somehow reached the restarted node would append on; stop it there.
+    stop.store(true, Ordering::SeqCst);
     let mut writes = Vec::new();
     for writer in writers {
         writes.push(
