@@ -32,6 +32,7 @@ mod recent;
 mod row;
 mod schema;
 mod storage;
+mod wal_index;
 mod writer;
 
 pub use config::SqliteStorageConfig;

@@ -5,24 +5,27 @@
 //! The cache holds only committed state, exactly: the writer applies a batch's changes after
 //! its COMMIT (appended records and the new row; any other write forgets the streams it may
 //! have touched). Commits by other connections on the file (other processes, other instances)
-//! never pass through it, so it is trusted only at one `PRAGMA data_version` of a connection of
-//! its own (`version`), which changes whenever anyone commits:
-//! - the writer, after applying its commit, reads `version` and then its own connection's
+//! never pass through it, so it is trusted only at one reading of a [`Version`], which changes
+//! whenever anyone commits: the file's wal-index header (`wal_index.rs`, one `pread`), or,
+//! where that cannot be read, `PRAGMA data_version` of a connection of the cache's own:
+//! - the writer, after applying its commit, takes a reading and then its own connection's
 //!   `data_version`, which moves only on commits by others; unchanged since its batch began
-//!   means nobody else committed before the `version` reading, so the cache is exact at it;
-//! - a read asks `version` first: the trusted value means nobody committed since, so the
-//!   cache is exact now; any other value (or an error) sends the read to SQLite.
+//!   means nobody else committed before the reading, so the cache is exact at it;
+//! - a read takes a reading first: the trusted one means nobody committed since, so the
+//!   cache is exact now; any other (or none) sends the read to SQLite.
 //!
 //! A commit by someone else seen by the writer (its `data_version` moved) empties the cache.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use courier_traits::storage::{JoiningFor, ReadFrom, ReadLimits, StorageError, StreamName};
 use rusqlite::Connection;
 
 use super::row::{StreamRow, start_of};
+use super::wal_index::{HeaderReading, WalIndex};
 
 /// Bytes counted per cached record besides its payload (the `Bytes` handle and allocation).
 const RECORD_OVERHEAD: usize = 64;
@@ -38,18 +41,32 @@ pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |row| row.get(0))
 }
 
+/// A reading of whether anyone committed: equal readings mean nobody did in between.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Version {
+    /// The file's wal-index header.
+    Header(HeaderReading),
+    /// `PRAGMA data_version` of the cache's own connection, where the header cannot be read.
+    DataVersion(i64),
+}
+
 /// The recent records of the streams this instance wrote, bounded to `budget` bytes.
 pub(super) struct Recent {
-    /// Asked on every cached read; `None` once closed or when caching is off.
+    /// Read on every cached read, if the file has one that reads; `None` when caching is off.
+    wal_index: Option<WalIndex>,
+    /// Asked on every cached read when there is no `wal_index`; `None` once closed or when
+    /// caching is off.
     version: Mutex<Option<Connection>>,
+    /// Set once the storage is closed: nothing is answered from memory again.
+    closed: AtomicBool,
     state: Mutex<State>,
     budget: usize,
 }
 
 #[derive(Default)]
 struct State {
-    /// The `version` reading at which the cache is exact; `None`: not trusted.
-    trusted: Option<i64>,
+    /// The reading at which the cache is exact; `None`: not trusted.
+    trusted: Option<Version>,
     streams: HashMap<StreamName, Entry>,
     bytes: usize,
     /// Advances on every use; an entry's `used` says how recently it was read or written.
@@ -156,11 +173,18 @@ pub(super) struct JoinedHit {
 }
 
 impl Recent {
-    /// A cache of at most `budget` bytes that checks freshness on `version` (a connection only
-    /// it uses, that never writes). A budget of 0 turns caching off.
+    /// A cache of at most `budget` bytes that checks freshness on the file's wal-index header,
+    /// or else on `version` (a connection only it uses, that never writes). A budget of 0
+    /// turns caching off.
     pub(super) fn new(version: Connection, budget: usize) -> Recent {
+        // A read transaction first, so that the header is there to be read.
+        let wal_index = (budget > 0 && data_version(&version).is_ok())
+            .then(|| WalIndex::of(&version))
+            .flatten();
         Recent {
+            wal_index,
             version: Mutex::new((budget > 0).then_some(version)),
+            closed: AtomicBool::new(false),
             state: Mutex::default(),
             budget,
         }
@@ -171,10 +195,16 @@ impl Recent {
         self.budget > 0
     }
 
-    /// `data_version` of the version connection now, `None` if it cannot be read.
-    pub(super) fn version_now(&self) -> Option<i64> {
+    /// A reading now, `None` if none can be taken (or the storage is closed).
+    pub(super) fn version_now(&self) -> Option<Version> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(wal_index) = &self.wal_index {
+            return wal_index.read().map(Version::Header);
+        }
         let guard = self.version.lock().ok()?;
-        data_version(guard.as_ref()?).ok()
+        data_version(guard.as_ref()?).ok().map(Version::DataVersion)
     }
 
     /// The state, if the cache is exact now.
@@ -305,8 +335,8 @@ impl Recent {
         }
     }
 
-    /// Trusts the cache at the version connection's reading `version`.
-    pub(super) fn trust(&self, version: i64) {
+    /// Trusts the cache at the reading `version`.
+    pub(super) fn trust(&self, version: Version) {
         if let Ok(mut state) = self.state.lock() {
             state.trusted = Some(version);
         }
@@ -314,6 +344,7 @@ impl Recent {
 
     /// Forgets everything and answers nothing from memory again (the storage is closed).
     pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         if let Ok(mut version) = self.version.lock() {
             *version = None;
         }
@@ -502,7 +533,7 @@ mod tests {
         let hit = recent.read(&name, &ReadFrom::After(from), ReadLimits::default(), 0);
         assert_eq!(hit.expect("held").expect("read").records.len(), 2);
         // Not trusted at the version now: nothing is served.
-        recent.trust(-1);
+        recent.trust(Version::DataVersion(-1));
         assert!(recent.row(&name).is_none());
         recent.distrust();
         check_accounting(&recent);
