@@ -9,7 +9,8 @@
 //! (the fsync of a commit takes milliseconds), and one hand-off per batch is all a write costs.
 //!
 //! After each commit the writer brings the recent-records cache up to date and tells it at
-//! which `data_version` it is exact (`recent.rs`).
+//! which reading of the file's commit state (the wal-index header, else `PRAGMA
+//! data_version`) it is exact (`recent.rs`).
 //!
 //! A lone append (nothing queued nor being committed) commits on its caller's thread instead,
 //! when commits do not fsync: the hop to the writer thread and back woke two sleeping threads
@@ -460,7 +461,7 @@ fn answer(batch: &mut Vec<Queued>, commit: &Result<(), String>) {
     }
 }
 
-/// After a commit applied to `recent`: trusts it at the version connection's reading if this
+/// After a commit applied to `recent`: trusts it at a reading taken now if this
 /// connection's `data_version` is still `others` (as read inside the batch), so nobody else
 /// committed before that reading; else empties it. Returns the `data_version` now.
 fn settle_trust(conn: &Connection, recent: &Recent, others: Option<i64>) -> Option<i64> {
