@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use courier_traits::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
 
+use super::recent::Version;
 use super::{SqliteStorageConfig, SqliteStreamStorage};
 
 fn temp_dir(what: &str) -> PathBuf {
@@ -152,6 +153,29 @@ async fn lone_appends_keep_the_wal_checkpointed() {
 #[tokio::test]
 async fn writer_thread_commits_keep_the_wal_checkpointed() {
     appends_keep_the_wal_checkpointed("checkpoint-writer", true, 2000).await;
+}
+
+/// A storage on a file checks its cache's freshness on the wal-index header (one `pread`), not
+/// with `PRAGMA data_version` (whose read transaction takes `fcntl` locks), and a commit moves
+/// the reading; once closed, it takes none, so the cache answers nothing.
+#[tokio::test]
+async fn the_cache_checks_freshness_on_the_wal_index_header() {
+    let dir = temp_dir("wal-index-header");
+    let (store, name) = storage(&dir, true).await;
+    let before = store.cache_freshness();
+    assert!(
+        matches!(before, Some(Version::Header(_))),
+        "freshness read as {before:?}, not from the wal-index header"
+    );
+    store
+        .append(&name, AppendRequest::record(b"one".to_vec()))
+        .await
+        .expect("append");
+    let after = store.cache_freshness();
+    assert!(matches!(after, Some(Version::Header(_))) && after != before);
+    store.close().await;
+    assert_eq!(store.cache_freshness(), None, "a reading after close");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The checkpoint thread copies the WAL into the database below the writer thread's mark: 400
