@@ -79,7 +79,11 @@ mod tests {
 
     /// A fresh directory of this test's own (removed at the end of each test).
     fn temp_dir(what: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("courier-{what}-{}", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "courier-{what}-{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ))
     }
 
     fn wal_database(path: &std::path::Path) -> Connection {
