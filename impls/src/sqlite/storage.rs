@@ -140,14 +140,14 @@ impl SqliteStreamStorage {
         })
     }
 
-    /// Waits up to `timeout` until the checkpoint thread has finished `at_least` passes;
-    /// returns how many it has.
     /// What the recent-records cache reads to know whether anyone committed, now.
     #[cfg(test)]
     pub(super) fn cache_freshness(&self) -> Option<super::recent::Version> {
         self.recent.version_now()
     }
 
+    /// Waits up to `timeout` until the checkpoint thread has finished `at_least` passes;
+    /// returns how many it has.
     #[cfg(test)]
     pub(super) fn wait_for_checkpoint_passes(&self, at_least: u64, timeout: Duration) -> u64 {
         self.writer.wait_for_checkpoint_passes(at_least, timeout)
