@@ -90,11 +90,19 @@ async fn scenario(mut buses: Vec<Arc<dyn MessageBus>>, storage: Arc<dyn StreamSt
     assert_eq!(stored_publication(&mut x, &feed).await.0, json!(5));
     assert_quiet(&mut x, QUIET).await;
 
-    // Past the history's reach (more than MAX_LEN missed): resync.
+    // Past the history's reach (more than MAX_LEN missed): resync. The publications reach
+    // node a over the bus some time after `publish` returns; a watcher on a reads them all
+    // first, so none can arrive live on `late` after its subscription (which would be correct
+    // delivery, but would race the replies this test reads next).
     let mut late = connect(&a, "late").await;
+    let mut watcher = connect(&a, "watcher").await;
+    subscribe(&mut watcher, &feed).await;
     let first = recovered_offsets(&reply)[0].clone();
     for n in 6..12 {
         b.publish(&feed, &json!(n)).await.expect("publish");
+    }
+    for n in 6..12 {
+        assert_eq!(stored_publication(&mut watcher, &feed).await.0, json!(n));
     }
     let reply = request(&mut late, 8, "subscribe", since(&first)).await;
     assert_eq!(
