@@ -12,6 +12,8 @@
 #   SERVER=courier benches/ingest/run.sh   # the server is `courier ingest` (release build)
 #   LOAD=transport benches/ingest/run.sh   # the load through Courier's HttpTransport (before
 #                                          # 2026-11-30 15:30Z; default: raw, see raw_http.rs)
+#   LOAD_THREADS=2 benches/ingest/run.sh   # the load on a 2-worker runtime (before 2026-12-02;
+#                                          # default 1: one thread, as wrk -t1)
 #
 # Each accept row is ROUNDS rounds of the ceiling and the server, each in a fresh process on a
 # fresh stream, alternating which goes first; the row holds medians. The server runs in a process of its own: by default the bench binary's `serve` (the same
@@ -32,5 +34,5 @@ if [[ "${SERVER:-bench}" == courier && -z "${SERVER_BIN:-}" ]]; then
   export SERVER_BIN="$target/release/courier"
 fi
 echo "# $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $(redis-server --version | cut -d' ' -f1-3); postgres $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}')"
-echo "# DUR=${DUR:-5} ROUNDS=${ROUNDS:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" LOAD=${LOAD:-raw} server=${SERVER_BIN:-ingest-bench serve}"
+echo "# DUR=${DUR:-5} ROUNDS=${ROUNDS:-5} CONNS=${CONNS:-4} BATCHES=\"${BATCHES:-50 1000}\" STORAGES=\"${STORAGES:-memory sqlite redis postgres}\" SECTIONS=\"${SECTIONS:-accept track e2e}\" E2E_EVENTS=${E2E_EVENTS:-1000000} E2E_BATCH=${E2E_BATCH:-1000} E2E_STORAGES=\"${E2E_STORAGES:-memory}\" LOAD=${LOAD:-raw} LOAD_THREADS=${LOAD_THREADS:-1} server=${SERVER_BIN:-ingest-bench serve}"
 "$target/release/ingest-bench" run

@@ -174,7 +174,10 @@ async fn server_run(
     let key = format!("{:064x}", ((batch as u64) << 16) | (round as u64 + 1));
     let courier = settings.server_bin.as_deref();
     let mut server = ServerProcess::start(&backend.server_spec, &[(&app, &key)], courier).await?;
-    let load = crate::accept::run(&server, &app, &key, batch, settings, hint).await;
+    let load = on_load_runtime(
+        settings.load_threads,
+        crate::accept::run(&server, &app, &key, batch, settings, hint),
+    );
     let counted = match &load {
         // A failed batch may have been written without its answer: nothing to compare.
         Ok(load) if load.tally.failures == 0 => {
@@ -190,6 +193,40 @@ async fn server_run(
     server.stop().await?;
     counted?;
     load
+}
+
+/// Runs `load` to completion on a runtime of its own with `threads` workers (1: a
+/// current-thread runtime), on a thread of its own, while this task's worker blocks.
+///
+/// Why: the load generator shares the machine's cores with the server it measures. On the
+/// bench's multi-thread runtime its loops hop between workers that park and wake each other
+/// (futex calls and wake-ups the server pays for in lost CPU); on one thread, as `wrk -t1`
+/// in the streams bench, it needs the least CPU for the same requests.
+fn on_load_runtime<T: Send>(
+    threads: usize,
+    load: impl std::future::Future<Output = Result<T, String>> + Send,
+) -> Result<T, String> {
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    let mut builder = if threads <= 1 {
+                        tokio::runtime::Builder::new_current_thread()
+                    } else {
+                        let mut builder = tokio::runtime::Builder::new_multi_thread();
+                        builder.worker_threads(threads);
+                        builder
+                    };
+                    let runtime = builder
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("load runtime: {e}"))?;
+                    runtime.block_on(load)
+                })
+                .join()
+                .map_err(|_| "the load generator panicked".to_owned())?
+        })
+    })
 }
 
 #[cfg(test)]

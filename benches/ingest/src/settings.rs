@@ -37,6 +37,11 @@ pub(crate) struct Settings {
     /// `LOAD`: the load generator's HTTP client, `raw` (default) or `transport` (see
     /// [`LoadClient`]).
     pub(crate) load: LoadClient,
+    /// `LOAD_THREADS`: worker threads of the load generator's own runtime (default 1: a
+    /// current-thread runtime, as `wrk -t1`, so the load spends the least CPU beside the
+    /// server on the shared cores; 2 or more: a multi-thread runtime, the load of every run
+    /// before 2026-12-02).
+    pub(crate) load_threads: usize,
     /// `SERVER_BIN`: a `courier` binary whose `courier ingest` is the server; unset: this
     /// binary's own `serve` (the same `IngestServer`).
     pub(crate) server_bin: Option<String>,
@@ -83,6 +88,7 @@ impl Settings {
             e2e_batch: var("E2E_BATCH", 1000)?,
             e2e_storages: words("E2E_STORAGES", "memory"),
             load: var("LOAD", LoadClient::Raw)?,
+            load_threads: var("LOAD_THREADS", 1)?,
             server_bin: std::env::var("SERVER_BIN").ok().filter(|b| !b.is_empty()),
         })
     }
