@@ -18,6 +18,7 @@ mod drive;
 mod e2e;
 mod events;
 mod latency;
+mod load_client;
 mod proc_cpu;
 mod raw_http;
 mod rounds;

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::accept::LoadClient;
+use crate::load_client::LoadClient;
 
 /// The settings of one `run`.
 #[derive(Debug, Clone)]
