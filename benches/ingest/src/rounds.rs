@@ -196,12 +196,13 @@ async fn server_run(
 }
 
 /// Runs `load` to completion on a runtime of its own with `threads` workers (1: a
-/// current-thread runtime), on a thread of its own, while this task's worker blocks.
+/// current-thread runtime, 2 or more: a multi-thread one), on a thread of its own, while
+/// this task's worker blocks.
 ///
-/// Why: the load generator shares the machine's cores with the server it measures. On the
-/// bench's multi-thread runtime its loops hop between workers that park and wake each other
-/// (futex calls and wake-ups the server pays for in lost CPU); on one thread, as `wrk -t1`
-/// in the streams bench, it needs the least CPU for the same requests.
+/// Why: the load generator shares the machine's two cores with the server it measures, so
+/// its CPU is the server's loss. On one thread (as `wrk -t1` in the streams bench) its loops
+/// never hop between workers; measured, that is about 10 % less load CPU per event than on
+/// the bench's 2-worker runtime, and no change in server / ceiling (benches/README.md).
 fn on_load_runtime<T: Send>(
     threads: usize,
     load: impl std::future::Future<Output = Result<T, String>> + Send,
@@ -210,7 +211,7 @@ fn on_load_runtime<T: Send>(
         std::thread::scope(|scope| {
             scope
                 .spawn(|| {
-                    let mut builder = if threads <= 1 {
+                    let mut builder = if threads == 1 {
                         tokio::runtime::Builder::new_current_thread()
                     } else {
                         let mut builder = tokio::runtime::Builder::new_multi_thread();

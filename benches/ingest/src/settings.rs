@@ -75,6 +75,10 @@ impl Settings {
                     .map_err(|_| format!("BATCHES: {b:?} is not a number"))
             })
             .collect::<Result<Vec<usize>, String>>()?;
+        let load_threads = var("LOAD_THREADS", 1)?;
+        if load_threads == 0 {
+            return Err("LOAD_THREADS=0: the load needs at least 1 thread".to_owned());
+        }
         Ok(Settings {
             sections: words("SECTIONS", "accept track e2e"),
             storages: words("STORAGES", "memory sqlite redis postgres"),
@@ -88,7 +92,7 @@ impl Settings {
             e2e_batch: var("E2E_BATCH", 1000)?,
             e2e_storages: words("E2E_STORAGES", "memory"),
             load: var("LOAD", LoadClient::Raw)?,
-            load_threads: var("LOAD_THREADS", 1)?,
+            load_threads,
             server_bin: std::env::var("SERVER_BIN").ok().filter(|b| !b.is_empty()),
         })
     }
