@@ -8,7 +8,8 @@
 # Usage: benches/streams/run.sh
 #   env: DUR=10 ROUNDS=2 CONNS=32
 #        TARGETS="ours-memory ours-sqlite peer-memory peer-wal reference"
-#          (also: ours-sqlite-normal = SQLite with sync=normal; base-memory, base-sqlite = the
+#          (also: ours-sqlite-normal = SQLite with sync=normal; ours-log = the embedded log
+#          storage, log:DIR; base-memory, base-sqlite = the
 #          same with COURIER_BASE_BIN, e.g. a build of the commit before a change)
 #        SCENARIOS="append1 append32 many32 tail32 last10 read1000 latency fanout1000"
 #          (also: large = 1 MiB appends at c=4, fanout100)
@@ -22,7 +23,8 @@
 # rounds (req/s and CPU µs/req).
 #
 # Durability of what is compared: ours-sqlite acknowledges after the commit's fsync of the
-# SQLite WAL (synchronous=FULL); peer-wal after its WAL's fdatasync (--durability wal).
+# SQLite WAL (synchronous=FULL); ours-log after its journal group's fdatasync; peer-wal after
+# its WAL's fdatasync (--durability wal).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=benches/streams
@@ -55,6 +57,7 @@ start() { # target port
   case "$1" in
     ours-memory|base-memory) exec "$courier" streams --storage memory --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     ours-sqlite|base-sqlite) exec "$courier" streams --storage "sqlite:$data/s.db" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
+    ours-log) exec "$courier" streams --storage "log:$data/log" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     ours-sqlite-normal) exec "$courier" streams --storage "sqlite:$data/s.db?sync=normal" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     peer-memory) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability memory --long-poll-timeout-ms 500 ;;
     peer-wal) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability wal --long-poll-timeout-ms 500 ;;

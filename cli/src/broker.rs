@@ -50,7 +50,7 @@ pub(crate) struct BrokerArgs {
     /// token_ttl, accept_api_key_as_bearer, allow_plaintext} and tls: {cert, key, client_ca}).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
-    /// Where reliable topics and the catalog live: memory | sqlite:PATH[?sync=normal] | redis://.. |
+    /// Where reliable topics and the catalog live: memory | sqlite:PATH[?sync=normal] | log:DIR | redis://.. |
     /// postgres://.. [default: sqlite:./data/broker.db]
     #[arg(long, env = "COURIER_BROKER_STORAGE")]
     storage: Option<String>,

@@ -47,7 +47,7 @@ pub(crate) struct HubArgs {
     /// This node's id (random when unset).
     #[arg(long, env = "COURIER_HUB_NODE_ID")]
     node_id: Option<String>,
-    /// Storage for channel history (memory | sqlite:PATH | redis://… | postgres://…), shared
+    /// Storage for channel history (memory | sqlite:PATH | log:DIR | redis://… | postgres://…), shared
     /// by every node of a cluster; overrides channels.history_storage.
     #[arg(long, env = "COURIER_HUB_HISTORY_STORAGE")]
     history_storage: Option<String>,

@@ -16,7 +16,7 @@ pub(crate) struct ChannelsSection {
     /// First match wins; channels no rule matches allow subscribing only.
     #[serde(default)]
     rules: Vec<RuleSection>,
-    /// Storage for channel history (`memory`, `sqlite:PATH`, `redis://…`, `postgres://…`);
+    /// Storage for channel history (`memory`, `sqlite:PATH`, `log:DIR`, `redis://…`, `postgres://…`);
     /// shared by every node of a cluster.
     pub(crate) history_storage: Option<String>,
     /// Tokens that allow only some channels (besides `server.client_token`, which allows all).

@@ -46,7 +46,7 @@ pub(crate) struct ServeArgs {
     /// max_events, max_event_bytes, dedup_window, append_timeout, rate_limit, rate_burst).
     #[arg(long, short, env = "COURIER_INGEST_CONFIG")]
     config: Option<PathBuf>,
-    /// Where events go (stream `ingest/<app>`): memory | sqlite:PATH[?sync=normal] | redis://.. | postgres://..
+    /// Where events go (stream `ingest/<app>`): memory | sqlite:PATH[?sync=normal] | log:DIR | redis://.. | postgres://..
     /// [default: sqlite:./data/ingest.db]
     #[arg(long, env = "COURIER_INGEST_STORAGE")]
     storage: Option<String>,

@@ -17,7 +17,7 @@ pub(crate) struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
     /// The storage holding the key log (stream `ingest-admin/keys`): the one `courier ingest`
-    /// serves from. memory | sqlite:PATH[?sync=normal] | redis://.. | postgres://..
+    /// serves from. memory | sqlite:PATH[?sync=normal] | log:DIR | redis://.. | postgres://..
     #[arg(long, global = true, env = "COURIER_INGEST_STORAGE", default_value = storage::INGEST_DEFAULT_STORAGE)]
     storage: String,
 }

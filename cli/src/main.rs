@@ -1,15 +1,15 @@
 //! `courier`: the reference services from the command line.
 //!
 //! ```text
-//! courier streams [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//! courier streams [--storage memory|sqlite:PATH|log:DIR|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--long-poll-timeout 30s] [--config courier.yaml]
 //! courier hub     [--addr :8080] [--api-key K] [--cluster true --bus etcd|redis|postgres]
 //!                 [--config hub.yaml]
-//! courier ingest  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//! courier ingest  [--storage memory|sqlite:PATH|log:DIR|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--keys-file keys.json] [--admin-token T] [--config ingest.yaml]
 //! courier ingest keys create --app-id APP [--name N] | revoke ID | list [--app-id APP]
 //!                 [--storage ...]
-//! courier broker  [--storage memory|sqlite:PATH|redis://..|postgres://..] [--addr HOST:PORT]
+//! courier broker  [--storage memory|sqlite:PATH|log:DIR|redis://..|postgres://..] [--addr HOST:PORT]
 //!                 [--advertised-url http://HOST:PORT] [--config broker.yaml]
 //!                 [--auth-mode jwt --keys-file keys.yaml] [--tls-cert C --tls-key K]
 //! courier broker hash-key [KEY]

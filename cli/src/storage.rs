@@ -5,14 +5,13 @@ use std::sync::Arc;
 use courier::StreamStorage;
 
 /// The storages the CLI can open, as written on the command line.
-pub(crate) const STORAGE_FORMS: &str =
-    "memory | sqlite:PATH[?sync=full|normal] | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH[?sync=full|normal] | log:DIR | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
 /// `courier ingest`'s default storage (also `courier ingest keys`'): embedded SQLite under
 /// `./data`.
 pub(crate) const INGEST_DEFAULT_STORAGE: &str = "sqlite:./data/ingest.db";
 
-/// Opens `spec`: `memory`, `sqlite:PATH`, `redis://…` or `postgres://…`.
+/// Opens `spec`: `memory`, `sqlite:PATH`, `log:DIR`, `redis://…` or `postgres://…`.
 pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     let fail = |e: courier::StorageError| format!("cannot open storage {:?}: {e}", redacted(spec));
     if spec == "memory" {
@@ -29,6 +28,21 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
             path,
             courier::impls::sqlite::SqliteStorageConfig::default()
                 .with_fsync_every_commit(fsync_every_commit),
+        )
+        .await
+        .map_err(fail)?;
+        return Ok(Arc::new(store));
+    }
+    if let Some(dir) = spec.strip_prefix("log:") {
+        if dir.is_empty() {
+            return Err(
+                "storage \"log:\" names no directory; expected log:DIR, e.g. log:./data/streams"
+                    .to_owned(),
+            );
+        }
+        let store = courier::impls::log::LogStreamStorage::open(
+            dir,
+            courier::impls::log::LogStorageConfig::default(),
         )
         .await
         .map_err(fail)?;
@@ -93,7 +107,18 @@ pub(crate) fn redacted(spec: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{redacted, sqlite_sync};
+    use super::{open, redacted, sqlite_sync};
+
+    #[tokio::test]
+    async fn log_storage_opens_a_directory_and_an_empty_one_is_named() {
+        let error = open("log:").await.err().expect("no directory");
+        assert!(error.contains("log:DIR"), "{error}");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = format!("log:{}", dir.path().join("streams").display());
+        let store = open(&spec).await.expect("open");
+        assert!(store.capabilities().durable);
+        assert!(dir.path().join("streams/journal.log").exists());
+    }
 
     #[test]
     fn sqlite_sync_is_full_unless_asked_for_normal() {

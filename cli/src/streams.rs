@@ -22,7 +22,7 @@ pub(crate) struct StreamsArgs {
     /// max_append_bytes, subscriptions, allow_loopback_webhooks).
     #[arg(long, short, env = "COURIER_STREAMS_CONFIG")]
     config: Option<PathBuf>,
-    /// Where streams are kept: memory | sqlite:PATH[?sync=normal] | redis://.. | postgres://..
+    /// Where streams are kept: memory | sqlite:PATH[?sync=normal] | log:DIR | redis://.. | postgres://..
     /// [default: sqlite:./data/streams.db]
     #[arg(long, env = "COURIER_STREAMS_STORAGE")]
     storage: Option<String>,

@@ -13,6 +13,7 @@
 //! | `grpc` | `grpc::GrpcChannels` (tonic channels cached per URL), `grpc::GrpcTransport`, the Danube protos |
 //! | `websocket` | `websocket::WsTransport`: a `DuplexTransport` over WebSocket (`ws://`) |
 //! | `sqlite` | `sqlite::SqliteStreamStorage`: the embedded durable storage (WAL, fsync per commit) |
+//! | `log` | `log::LogStreamStorage`: embedded durable streams in memory, every change journaled to one file (group-commit fdatasync) |
 //! | (always) | [`retry`]: exponential / linear / fixed / never policies, a shared budget, the `retry` driver |
 //! | (always) | [`metrics`]: a small Prometheus registry (counters, gauges, histograms, text format) for the services |
 //!
@@ -50,6 +51,9 @@ pub mod grpc;
 pub mod http;
 #[cfg(feature = "redis")]
 mod keyed_lock;
+#[cfg(feature = "log")]
+#[cfg_attr(docsrs, doc(cfg(feature = "log")))]
+pub mod log;
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory;

@@ -11,6 +11,8 @@ mod storage;
 mod transport;
 
 pub use bus::{MemoryBus, MemoryBusConfig};
+#[cfg(feature = "log")]
+pub(crate) use storage::{JournalBuffer, Op, ReplayOp};
 pub use storage::{MemoryStorageConfig, MemoryStreamStorage};
 pub use transport::{
     AcceptedConnection, HandlerTransport, InMemoryAcceptor, InMemoryConnector, duplex_pair,

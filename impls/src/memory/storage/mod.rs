@@ -1,10 +1,12 @@
 //! [`MemoryStreamStorage`]: an in-process [`StreamStorage`].
 
 mod entry;
+mod journal;
 mod keys;
 mod records;
 
 use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -22,6 +24,8 @@ use crate::rules::{
     reject_self_fork, validate_append, validate_keyed,
 };
 use entry::StreamEntry;
+#[cfg_attr(not(feature = "log"), allow(dead_code, unused_imports))]
+pub(crate) use journal::{JournalBuffer, Op, ReplayOp};
 
 /// Settings of a [`MemoryStreamStorage`]: read the fields, build with [`Default`] and the
 /// `with_*` setters.
@@ -91,6 +95,35 @@ struct State {
     streams: HashMap<StreamName, StreamEntry>,
     /// When `create` last swept, in milliseconds on the storage's clock.
     last_sweep_ms: Option<u64>,
+    /// Where committed changes are journaled, for the log storage.
+    journal: Option<JournalBuffer>,
+    /// Applying a journal again: nothing expires by the clock (every removal is in the
+    /// journal, at the point it was made).
+    replaying: bool,
+}
+
+/// The storage's state, locked; releasing it publishes what the call journaled.
+struct Locked<'a>(MutexGuard<'a, State>);
+
+impl Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        if let Some(journal) = &self.0.journal {
+            journal.publish();
+        }
+    }
 }
 
 /// How often (in milliseconds) `create` sweeps out expired streams nobody touched again.
@@ -99,6 +132,9 @@ const SWEEP_INTERVAL_MS: u64 = 1_000;
 impl State {
     /// Removes `name` if it expired (soft-deleting it if forks still read through it).
     fn reap_if_expired(&mut self, name: &StreamName, now: u64) {
+        if self.replaying {
+            return;
+        }
         let expired = self
             .streams
             .get(name)
@@ -109,9 +145,10 @@ impl State {
     }
 
     fn sweep(&mut self, now: u64) {
-        if self
-            .last_sweep_ms
-            .is_some_and(|t| now.saturating_sub(t) < SWEEP_INTERVAL_MS)
+        if self.replaying
+            || self
+                .last_sweep_ms
+                .is_some_and(|t| now.saturating_sub(t) < SWEEP_INTERVAL_MS)
         {
             return;
         }
@@ -131,6 +168,7 @@ impl State {
     /// the source's source, up the chain, when they were only kept for this fork), as
     /// [`RemoveChain`] decides.
     fn remove(&mut self, name: &StreamName) {
+        self.record(|| Op::Remove { name });
         let mut chain = RemoveChain::new(name);
         while let Some(current) = chain.next() {
             let link = self.streams.get(&current).map(|entry| ChainLink {
@@ -158,6 +196,142 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// Creates `name` at `now` (after the caller swept and reaped): the rules of
+    /// [`StreamStorage::create`].
+    fn create(
+        &mut self,
+        name: &StreamName,
+        config: StreamConfig,
+        initial: Vec<Bytes>,
+        now: u64,
+    ) -> Result<CreateOutcome, StorageError> {
+        if let Some(existing) = self.streams.get(name) {
+            if existing.soft_deleted {
+                return Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: "a deleted stream is kept under this name for its forks".into(),
+                });
+            }
+            return match config_difference(existing, &config) {
+                Some(reason) => Err(StorageError::ConfigConflict {
+                    stream: name.clone(),
+                    reason: reason.into(),
+                }),
+                None => Ok(CreateOutcome::AlreadyExists(existing.info(name))),
+            };
+        }
+
+        let mut entry = match &config.fork {
+            None => {
+                let (content_type, expiry) = own_settings(&config);
+                StreamEntry::new(content_type, expiry, config.clone(), initial.into(), now)
+            }
+            Some(fork) => {
+                reject_self_fork(name, fork)?;
+                self.reap_if_expired(&fork.source, now);
+                let source = match self.streams.get(&fork.source) {
+                    None => Err(StorageError::NotFound {
+                        stream: fork.source.clone(),
+                    }),
+                    Some(s) if s.soft_deleted => Err(StorageError::Gone {
+                        stream: fork.source.clone(),
+                    }),
+                    Some(s) => Ok(s),
+                }
+                .map_err(|e| e.for_fork_source(&fork.source))?;
+                let (content_type, expiry) = fork_settings(
+                    name,
+                    &config,
+                    ForkSource {
+                        content_type: &source.content_type,
+                        expiry: source.expiry,
+                    },
+                )?;
+                let mut records = source.fork_prefix(&fork.source, fork)?;
+                records.extend(initial);
+                let mut entry =
+                    StreamEntry::new(content_type, expiry, config.clone(), records, now);
+                entry.parent = Some(fork.source.clone());
+                entry
+            }
+        };
+        if let Some(parent) = &entry.parent
+            && let Some(source) = self.streams.get_mut(parent)
+        {
+            source.live_forks += 1;
+        }
+        entry.closed = config.closed;
+        entry.signal.send_modify(|s| s.closed = config.closed);
+        let info = entry.info(name);
+        self.streams.insert(name.clone(), entry);
+        Ok(CreateOutcome::Created(info))
+    }
+
+    /// Appends at `now` (the rules of [`StreamStorage::append`]), journaling the append unless
+    /// it is refused or a duplicate.
+    fn append(
+        &mut self,
+        name: &StreamName,
+        request: AppendRequest,
+        now: u64,
+    ) -> Result<AppendOutcome, StorageError> {
+        // An expiry found here is journaled before the append (which then fails), not after.
+        self.reap_if_expired(name, now);
+        let mark = self.record(|| Op::Append {
+            name,
+            request: &request,
+            now_ms: now,
+        });
+        let outcome = self
+            .live(name, now)
+            .and_then(|entry| entry.append(name, request, now));
+        if !matches!(&outcome, Ok(done) if !done.duplicate) {
+            self.rollback(mark);
+        }
+        outcome
+    }
+
+    /// A keyed append at `now` (the rules of [`StreamStorage::append_keyed`]), journaled
+    /// unless refused.
+    fn append_keyed(
+        &mut self,
+        stream: &StreamName,
+        records: Vec<KeyedRecord>,
+        window: Duration,
+        now: u64,
+    ) -> Result<(Vec<KeyedOutcome>, keys::ExpiredKeys), StorageError> {
+        self.reap_if_expired(stream, now);
+        let mark = self.record(|| Op::Keyed {
+            name: stream,
+            records: &records,
+            window,
+            now_ms: now,
+        });
+        let outcome = self
+            .live(stream, now)
+            .and_then(|entry| entry.append_keyed(stream, records, window, now));
+        if outcome.is_err() {
+            self.rollback(mark);
+        }
+        outcome
+    }
+
+    /// Journals the operation `op` makes, if this storage keeps a journal; answers where to
+    /// roll back to if the rules then refuse it.
+    fn record<'a>(&mut self, op: impl FnOnce() -> Op<'a>) -> Option<usize> {
+        let journal = self.journal.as_mut()?;
+        let mark = journal.mark();
+        journal.record(&op());
+        Some(mark)
+    }
+
+    /// Takes back what was journaled since `mark` (a call the rules refused).
+    fn rollback(&mut self, mark: Option<usize>) {
+        if let (Some(journal), Some(mark)) = (self.journal.as_mut(), mark) {
+            journal.rollback(mark);
         }
     }
 
@@ -204,11 +378,90 @@ impl MemoryStreamStorage {
 
     // A poisoned lock means a panic elsewhere mid-operation; every mutation here completes its
     // checks before it changes anything, so the state is still consistent.
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn state(&self) -> Locked<'_> {
+        Locked(
+            self.inner
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+}
+
+/// The log storage's hooks: applying a journal, then keeping one.
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+impl MemoryStreamStorage {
+    /// An empty storage to apply a journal to: nothing expires by the clock until
+    /// [`attach_journal`](Self::attach_journal).
+    pub(crate) fn for_replay(config: MemoryStorageConfig) -> MemoryStreamStorage {
+        let store = MemoryStreamStorage::with_config(config);
+        store.state().replaying = true;
+        store
+    }
+
+    /// Applies one journaled operation again. An error means the journal does not describe
+    /// what this storage did (a create that finds its stream, an append the rules refuse).
+    pub(crate) fn replay(&self, op: ReplayOp) -> Result<(), StorageError> {
+        let mut state = self.state();
+        match op {
+            ReplayOp::Create {
+                name,
+                config,
+                initial,
+                now_ms,
+            } => match state.create(&name, config, initial, now_ms)? {
+                CreateOutcome::Created(_) => Ok(()),
+                CreateOutcome::AlreadyExists(_) => Err(StorageError::backend(
+                    false,
+                    format!("the journal creates stream {name} twice"),
+                    None,
+                )),
+            },
+            ReplayOp::Append {
+                name,
+                request,
+                now_ms,
+            } => state.append(&name, request, now_ms).map(drop),
+            ReplayOp::Keyed {
+                name,
+                records,
+                window,
+                now_ms,
+            } => {
+                let (_, expired) = state.append_keyed(&name, records, window, now_ms)?;
+                drop(state);
+                expired.release();
+                Ok(())
+            }
+            ReplayOp::Remove { name } => {
+                if !state.streams.contains_key(&name) {
+                    return Err(StorageError::NotFound { stream: name });
+                }
+                state.remove(&name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends replay and journals every change from now on into `journal`. TTL windows start
+    /// afresh (reads reset them, and reads are not journaled).
+    pub(crate) fn attach_journal(&self, journal: JournalBuffer) {
+        let now = self.now();
+        let mut state = self.state();
+        state.replaying = false;
+        for entry in state.streams.values_mut() {
+            entry.last_access_ms = now;
+        }
+        state.journal = Some(journal);
+    }
+
+    /// The changes journaled since the last call, and the journal position after them (see
+    /// [`JournalBuffer::take`]); `None` without a journal.
+    pub(crate) fn take_journal(&self, spare: Vec<u8>) -> Option<(Vec<u8>, u64)> {
+        self.state()
+            .journal
+            .as_mut()
+            .map(|journal| journal.take(spare))
     }
 }
 
@@ -244,66 +497,21 @@ impl StreamStorage for MemoryStreamStorage {
         let mut state = self.state();
         state.sweep(now);
         state.reap_if_expired(name, now);
-        if let Some(existing) = state.streams.get(name) {
-            if existing.soft_deleted {
-                return Err(StorageError::ConfigConflict {
-                    stream: name.clone(),
-                    reason: "a deleted stream is kept under this name for its forks".into(),
-                });
-            }
-            return match config_difference(existing, &config) {
-                Some(reason) => Err(StorageError::ConfigConflict {
-                    stream: name.clone(),
-                    reason: reason.into(),
-                }),
-                None => Ok(CreateOutcome::AlreadyExists(existing.info(name))),
-            };
+        // An expired fork source is journaled as removed before the create, which then fails.
+        if let Some(fork) = &config.fork {
+            state.reap_if_expired(&fork.source, now);
         }
-
-        let mut entry = match &config.fork {
-            None => {
-                let (content_type, expiry) = own_settings(&config);
-                StreamEntry::new(content_type, expiry, config.clone(), initial.into(), now)
-            }
-            Some(fork) => {
-                reject_self_fork(name, fork)?;
-                state.reap_if_expired(&fork.source, now);
-                let source = match state.streams.get(&fork.source) {
-                    None => Err(StorageError::NotFound {
-                        stream: fork.source.clone(),
-                    }),
-                    Some(s) if s.soft_deleted => Err(StorageError::Gone {
-                        stream: fork.source.clone(),
-                    }),
-                    Some(s) => Ok(s),
-                }
-                .map_err(|e| e.for_fork_source(&fork.source))?;
-                let (content_type, expiry) = fork_settings(
-                    name,
-                    &config,
-                    ForkSource {
-                        content_type: &source.content_type,
-                        expiry: source.expiry,
-                    },
-                )?;
-                let mut records = source.fork_prefix(&fork.source, fork)?;
-                records.extend(initial);
-                let mut entry =
-                    StreamEntry::new(content_type, expiry, config.clone(), records, now);
-                entry.parent = Some(fork.source.clone());
-                entry
-            }
-        };
-        if let Some(parent) = &entry.parent
-            && let Some(source) = state.streams.get_mut(parent)
-        {
-            source.live_forks += 1;
+        let mark = state.record(|| Op::Create {
+            name,
+            config: &config,
+            initial: &initial,
+            now_ms: now,
+        });
+        let outcome = state.create(name, config, initial, now);
+        if !matches!(outcome, Ok(CreateOutcome::Created(_))) {
+            state.rollback(mark);
         }
-        entry.closed = config.closed;
-        entry.signal.send_modify(|s| s.closed = config.closed);
-        let info = entry.info(name);
-        state.streams.insert(name.clone(), entry);
-        Ok(CreateOutcome::Created(info))
+        outcome
     }
 
     async fn append(
@@ -313,7 +521,8 @@ impl StreamStorage for MemoryStreamStorage {
     ) -> Result<AppendOutcome, StorageError> {
         validate_append(&request, self.inner.config.max_record_bytes)?;
         let now = self.now();
-        self.state().live(name, now)?.append(name, request, now)
+        let mut state = self.state();
+        state.append(name, request, now)
     }
 
     async fn append_keyed(
@@ -324,10 +533,7 @@ impl StreamStorage for MemoryStreamStorage {
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         validate_keyed(&records, self.inner.config.max_record_bytes)?;
         let now = self.now();
-        let (outcomes, expired) = self
-            .state()
-            .live(stream, now)?
-            .append_keyed(stream, records, window, now)?;
+        let (outcomes, expired) = self.state().append_keyed(stream, records, window, now)?;
         // The lock is released: other writers go on while the expired keys are freed.
         expired.release();
         Ok(outcomes)

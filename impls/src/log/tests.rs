@@ -1,0 +1,143 @@
+//! The journal file across opens: torn tails, the zeros allocated ahead.
+
+use courier_traits::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
+
+use super::frame::{self, At};
+use super::{JOURNAL, LogStorageConfig, LogStreamStorage};
+
+async fn open(dir: &std::path::Path) -> LogStreamStorage {
+    LogStreamStorage::open(dir, LogStorageConfig::default())
+        .await
+        .expect("open")
+}
+
+async fn texts(store: &LogStreamStorage, stream: &StreamName) -> Vec<String> {
+    let batch = store
+        .read(stream, None, ReadLimits::default())
+        .await
+        .expect("read");
+    batch
+        .records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.data).into_owned())
+        .collect()
+}
+
+/// Where each frame of the journal ends, in order.
+fn frame_ends(data: &[u8]) -> Vec<usize> {
+    let mut ends = Vec::new();
+    let mut pos = 0;
+    while let At::Frame { next, .. } = frame::at(data, pos) {
+        ends.push(next);
+        pos = next;
+    }
+    ends
+}
+
+/// A group cut short by a crash (any cut of the journal's last frame, with or without the zeros
+/// allocated after it) is cut off at open: what came before is there, and appends go on after it.
+#[tokio::test]
+async fn a_torn_tail_is_cut_off_and_the_journal_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = StreamName::new("s").expect("valid");
+    {
+        let store = open(dir.path()).await;
+        let config = StreamConfig::with_content_type("text/plain");
+        store.create(&stream, config, vec![]).await.expect("create");
+        for record in ["kept", "torn"] {
+            store
+                .append(&stream, AppendRequest::record(record))
+                .await
+                .expect("append");
+        }
+        store.close().await;
+    }
+    let journal = dir.path().join(JOURNAL);
+    let whole = std::fs::read(&journal).expect("read journal");
+    let ends = frame_ends(&whole);
+    assert_eq!(ends.len(), 3, "create and two appends: {ends:?}");
+    let (kept_end, torn_end) = (ends[1], ends[2]);
+    assert!(
+        whole[torn_end..].iter().all(|&b| b == 0),
+        "zeros allocated ahead"
+    );
+    for (cut, zeros_after) in [
+        (kept_end + 1, 0),
+        (kept_end + frame::HEADER, 4096),
+        (torn_end - 1, 0),
+        // Into the record's bytes: zeros after a cut that only dropped zero bytes would make
+        // the frame whole again (and it would rightly be applied).
+        (torn_end - 8, 100),
+    ] {
+        let mut torn = whole[..cut].to_vec();
+        torn.resize(cut + zeros_after, 0);
+        std::fs::write(&journal, &torn).expect("write torn journal");
+        let store = open(dir.path()).await;
+        assert_eq!(texts(&store, &stream).await, ["kept"], "cut at {cut}");
+        store
+            .append(&stream, AppendRequest::record("after"))
+            .await
+            .expect("append after recovery");
+        store.close().await;
+        let store = open(dir.path()).await;
+        assert_eq!(texts(&store, &stream).await, ["kept", "after"]);
+        store.close().await;
+    }
+}
+
+/// The zeros after the last frame are space allocated ahead, not a torn tail: opening keeps
+/// them, and the next groups are written over them.
+#[tokio::test]
+async fn zeros_allocated_ahead_are_kept_and_written_over() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = StreamName::new("s").expect("valid");
+    let journal = dir.path().join(JOURNAL);
+    let store = open(dir.path()).await;
+    let config = StreamConfig::with_content_type("text/plain");
+    store.create(&stream, config, vec![]).await.expect("create");
+    store.close().await;
+    let allocated = std::fs::metadata(&journal).expect("stat").len();
+    assert!(allocated >= 4 << 20, "allocated ahead: {allocated}");
+    for round in 0..3 {
+        let store = open(dir.path()).await;
+        store
+            .append(&stream, AppendRequest::record(format!("r{round}")))
+            .await
+            .expect("append");
+        store.close().await;
+        assert_eq!(std::fs::metadata(&journal).expect("stat").len(), allocated);
+    }
+    let data = std::fs::read(&journal).expect("read");
+    assert_eq!(frame_ends(&data).len(), 4);
+    let store = open(dir.path()).await;
+    assert_eq!(texts(&store, &stream).await, ["r0", "r1", "r2"]);
+}
+
+/// A group larger than what is allocated ahead grows the file past it.
+#[tokio::test]
+async fn a_group_larger_than_the_space_ahead_grows_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = StreamName::new("big").expect("valid");
+    let store = open(dir.path()).await;
+    let config = StreamConfig::with_content_type("application/octet-stream");
+    let big = vec![7u8; 9 << 20];
+    store
+        .create(&stream, config, vec![big.clone().into()])
+        .await
+        .expect("create");
+    store.close().await;
+    let store = open(dir.path()).await;
+    let batch = store
+        .read(
+            &stream,
+            None,
+            ReadLimits {
+                max_records: 1,
+                max_bytes: 16 << 20,
+            },
+        )
+        .await
+        .expect("read");
+    assert_eq!(batch.records[0].data.len(), big.len());
+    assert!(batch.records[0].data.iter().all(|&b| b == 7));
+}

@@ -1,0 +1,170 @@
+//! The journal's writer: one thread that takes what the storage journaled, writes it at the
+//! end of the file with one `write` and one `fdatasync` per group, and tells the waiting calls.
+//!
+//! Group commit comes from the thread's pace: while one group is being synced, the calls made
+//! meanwhile pile up in the storage's journal buffer and go out together in the next group.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
+
+use courier_traits::storage::StorageError;
+use tokio::sync::Notify;
+
+use crate::memory::MemoryStreamStorage;
+
+/// What the calls and the writer share.
+pub(super) struct Durability {
+    /// The journal position after the last finished call's changes (see
+    /// [`crate::memory::JournalBuffer::publish`]).
+    pub(super) published: Arc<AtomicU64>,
+    /// Everything before this position is in the file and `fdatasync` returned.
+    durable: AtomicU64,
+    /// Why the journal can no longer be written, once that happened.
+    failed: OnceLock<String>,
+    /// Woken after every group.
+    synced: Notify,
+}
+
+impl Durability {
+    /// A journal whose first `position` bytes are on disk already.
+    pub(super) fn new(position: u64) -> Durability {
+        Durability {
+            published: Arc::new(AtomicU64::new(position)),
+            durable: AtomicU64::new(position),
+            failed: OnceLock::new(),
+            synced: Notify::new(),
+        }
+    }
+
+    /// Waits until every change published so far is on disk, waking the writer if it must.
+    /// A call answers only after this: nothing it did or saw can be lost to a crash after its
+    /// answer (what it saw may include other calls' changes that were not yet synced).
+    pub(super) async fn settle(&self, kick: &SyncSender<()>) -> Result<(), StorageError> {
+        let target = self.published.load(Ordering::Acquire);
+        if self.durable.load(Ordering::Acquire) >= target {
+            return Ok(());
+        }
+        match kick.try_send(()) {
+            // Full: a wake-up is pending already, which covers this call too.
+            Ok(()) | Err(TrySendError::Full(())) => {}
+            Err(TrySendError::Disconnected(())) => return Err(self.stopped()),
+        }
+        loop {
+            let synced = self.synced.notified();
+            tokio::pin!(synced);
+            synced.as_mut().enable();
+            if self.durable.load(Ordering::Acquire) >= target {
+                return Ok(());
+            }
+            if self.failed.get().is_some() {
+                return Err(self.stopped());
+            }
+            synced.await;
+        }
+    }
+
+    fn stopped(&self) -> StorageError {
+        let why = self
+            .failed
+            .get()
+            .map_or("the writer stopped", String::as_str);
+        StorageError::backend(
+            false,
+            format!("the log storage's journal cannot be written ({why}); open the storage again"),
+            None,
+        )
+    }
+
+    fn synced_to(&self, position: u64) {
+        self.durable.store(position, Ordering::Release);
+        self.synced.notify_waiters();
+    }
+
+    fn fail(&self, why: String) {
+        tracing::error!(error = %why, "log storage: the journal cannot be written; every call fails from now on");
+        let _ = self.failed.set(why);
+        self.synced.notify_waiters();
+    }
+}
+
+/// The largest buffer kept for the next group.
+const SPARE_CAPACITY: usize = 8 << 20;
+
+/// How far ahead of the last group the file is filled with zeros. A sync of data written over
+/// zeros already on disk is a data flush only; one that grows the file also commits the file
+/// system's journal for the new size and blocks (measured on this ext4 VM with `dd
+/// oflag=dsync` of 200-byte writes: 350-400 µs per write appending, 200-225 µs over zeros).
+const PREALLOCATE: u64 = 4 << 20;
+
+/// The end of the journal file: where the next group goes, and how far zeros reach.
+pub(super) struct FileEnd {
+    /// Where the next group is written (after the last whole frame).
+    pub(super) position: u64,
+    /// The file's length: zeros from `position` to here.
+    pub(super) allocated: u64,
+}
+
+/// Writes `group` at `end.position`, first filling the file with zeros ahead of it when it
+/// would pass `end.allocated` (in the same sync as the group).
+fn write_group(file: &mut File, end: &mut FileEnd, group: &[u8]) -> std::io::Result<()> {
+    let needed = end.position + group.len() as u64;
+    if needed > end.allocated {
+        let grow_to = needed.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
+        static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+        file.seek(SeekFrom::Start(end.allocated))?;
+        let mut left = grow_to - end.allocated;
+        while left > 0 {
+            let n = left.min(ZEROS.len() as u64) as usize;
+            file.write_all(&ZEROS[..n])?;
+            left -= n as u64;
+        }
+        end.allocated = grow_to;
+    }
+    file.seek(SeekFrom::Start(end.position))?;
+    file.write_all(group)?;
+    file.sync_data()?;
+    end.position = needed;
+    Ok(())
+}
+
+/// Runs until every sender of `kicks` is gone (the last handle of the storage dropped), then
+/// writes what is left and returns, releasing `lock` (the directory's lock file) last.
+pub(super) fn run(
+    memory: MemoryStreamStorage,
+    mut file: File,
+    mut end: FileEnd,
+    durability: Arc<Durability>,
+    kicks: Receiver<()>,
+    lock: File,
+) {
+    let mut spare = Vec::new();
+    loop {
+        let stopping = kicks.recv().is_err();
+        // Until a take finds nothing: what was journaled during a sync is the next group.
+        while let Some((group, group_end)) = memory.take_journal(std::mem::take(&mut spare)) {
+            if group.is_empty() {
+                spare = group;
+                break;
+            }
+            if let Err(e) = write_group(&mut file, &mut end, &group) {
+                durability.fail(format!("writing {} bytes: {e}", group.len()));
+                return;
+            }
+            debug_assert_eq!(end.position, group_end, "the file and the journal agree");
+            durability.synced_to(group_end);
+            // One huge group (a create with megabytes of records) is not kept as the buffer.
+            spare = if group.capacity() <= SPARE_CAPACITY {
+                group
+            } else {
+                Vec::new()
+            };
+        }
+        if stopping {
+            drop(lock);
+            return;
+        }
+    }
+}
