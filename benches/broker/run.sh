@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Broker benchmarks, one command: produce rate, end-to-end p50/p99 latency and server CPU per
 # message for 1 KiB messages with 1 and 16 producers: `courier broker` reliable on SQLite (the
-# embedded default), Redis and Postgres (the testkit's native servers) and non-reliable, beside
+# embedded default), the log storage (SYSTEMS="log log-normal", not in the default set), Redis and Postgres (the testkit's native servers) and non-reliable, beside
 # NATS JetStream (nats-server -js: file storage, acked publish, explicit-ack pull consumer) in
 # the same run. Prints a markdown table; method in benches/README.md ("Broker").
 #
 #   benches/broker/run.sh
-#   DUR=5 PRODUCERS="1 16" SYSTEMS="sqlite sqlite-normal redis postgres non-reliable jetstream" DRAIN=10 \
+#   DUR=5 PRODUCERS="1 16" SYSTEMS="sqlite sqlite-normal log redis postgres non-reliable jetstream" DRAIN=10 \
 #     benches/broker/run.sh
 #   PROFILE=debug DUR=1 benches/broker/run.sh     # a smoke run of the harness only
 #

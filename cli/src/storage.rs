@@ -5,7 +5,7 @@ use std::sync::Arc;
 use courier::StreamStorage;
 
 /// The storages the CLI can open, as written on the command line.
-pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH[?sync=full|normal] | log:DIR | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH[?sync=full|normal] | log:DIR[?sync=full|normal] | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
 /// `courier ingest`'s default storage (also `courier ingest keys`'): embedded SQLite under
 /// `./data`.
@@ -18,7 +18,7 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(courier::impls::memory::MemoryStreamStorage::new()));
     }
     if let Some(rest) = spec.strip_prefix("sqlite:") {
-        let (path, fsync_every_commit) = sqlite_sync(rest)?;
+        let (path, fsync_every_commit) = sync_query("sqlite", rest)?;
         let path = std::path::Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -33,7 +33,8 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         .map_err(fail)?;
         return Ok(Arc::new(store));
     }
-    if let Some(dir) = spec.strip_prefix("log:") {
+    if let Some(rest) = spec.strip_prefix("log:") {
+        let (dir, fsync_every_group) = sync_query("log", rest)?;
         if dir.is_empty() {
             return Err(
                 "storage \"log:\" names no directory; expected log:DIR, e.g. log:./data/streams"
@@ -42,7 +43,8 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         }
         let store = courier::impls::log::LogStreamStorage::open(
             dir,
-            courier::impls::log::LogStorageConfig::default(),
+            courier::impls::log::LogStorageConfig::default()
+                .with_fsync_every_group(fsync_every_group),
         )
         .await
         .map_err(fail)?;
@@ -68,14 +70,16 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     ))
 }
 
-/// Splits `PATH[?sync=full|normal]` into the path and whether every commit is fsync'd.
+/// Splits `PATH[?sync=full|normal]` (after `kind:`) into the path and whether every commit is
+/// synced to the device before it is acknowledged.
 ///
-/// `full` (the default) acknowledges a write once it is on disk (`synchronous = FULL`).
-/// `normal` acknowledges it once it is in the operating system's page cache (`NORMAL`, WAL):
-/// it survives a crash or kill -9 of the process but a power loss or OS crash may drop the
-/// last commits, which is the guarantee of NATS JetStream's default file storage (fsync at
-/// most every 2 minutes).
-fn sqlite_sync(rest: &str) -> Result<(&str, bool), String> {
+/// `full` (the default) acknowledges a write once it is on disk (SQLite's `synchronous =
+/// FULL`; the log's `fdatasync` per group). `normal` acknowledges it once it is in the
+/// operating system's page cache (SQLite's `NORMAL` in WAL mode; the log syncs at most a
+/// second later): it survives a crash or kill -9 of the process but a power loss or OS crash
+/// may drop the last commits, which is the guarantee of NATS JetStream's default file storage
+/// (fsync at most every 2 minutes).
+fn sync_query<'a>(kind: &str, rest: &'a str) -> Result<(&'a str, bool), String> {
     let Some((path, query)) = rest.rsplit_once('?') else {
         return Ok((rest, true));
     };
@@ -83,7 +87,7 @@ fn sqlite_sync(rest: &str) -> Result<(&str, bool), String> {
         "sync=full" => Ok((path, true)),
         "sync=normal" => Ok((path, false)),
         other => Err(format!(
-            "unknown SQLite option {other:?} in \"sqlite:{rest}\"; expected sync=full or sync=normal"
+            "unknown {kind} option {other:?} in \"{kind}:{rest}\"; expected sync=full or sync=normal"
         )),
     }
 }
@@ -107,12 +111,17 @@ pub(crate) fn redacted(spec: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{open, redacted, sqlite_sync};
+    use super::{open, redacted, sync_query};
 
     #[tokio::test]
     async fn log_storage_opens_a_directory_and_an_empty_one_is_named() {
         let error = open("log:").await.err().expect("no directory");
         assert!(error.contains("log:DIR"), "{error}");
+        let error = open("log:./x?sync=off")
+            .await
+            .err()
+            .expect("unknown option");
+        assert!(error.contains("unknown log option"), "{error}");
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = format!("log:{}", dir.path().join("streams").display());
         let store = open(&spec).await.expect("open");
@@ -121,17 +130,20 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_sync_is_full_unless_asked_for_normal() {
-        assert_eq!(sqlite_sync("./data/b.db"), Ok(("./data/b.db", true)));
+    fn sync_is_full_unless_asked_for_normal() {
         assert_eq!(
-            sqlite_sync("./data/b.db?sync=full"),
+            sync_query("sqlite", "./data/b.db"),
             Ok(("./data/b.db", true))
         );
         assert_eq!(
-            sqlite_sync("./data/b.db?sync=normal"),
+            sync_query("sqlite", "./data/b.db?sync=full"),
+            Ok(("./data/b.db", true))
+        );
+        assert_eq!(
+            sync_query("sqlite", "./data/b.db?sync=normal"),
             Ok(("./data/b.db", false))
         );
-        let error = sqlite_sync("./b.db?sync=off").expect_err("unknown value");
+        let error = sync_query("sqlite", "./b.db?sync=off").expect_err("unknown value");
         assert!(
             error.contains("sync=off") && error.contains("sync=normal"),
             "{error}"

@@ -13,34 +13,45 @@ use courier::storage::{
 use courier::traits::clock::ManualClock;
 use courier_testkit::suites::FnStorageFactory;
 
-mod log_storage {
-    use super::*;
+/// The suite in a module of its own per sync mode (every group synced, or written only).
+macro_rules! log_suite {
+    ($module:ident, $fsync:expr) => {
+        mod $module {
+            use super::*;
 
-    courier_testkit::storage_suite!(
-        // Every `connect` is a handle on one open directory (one process holds it), as the
-        // race cases need two handles on one backend; expiry runs on the case's manual clock.
-        factory = {
-            let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
-            let clock = ManualClock::starting_now();
-            let config = LogStorageConfig::default().with_clock(clock.shared());
-            let store = LogStreamStorage::open(dir.path(), config)
-                .await
-                .expect("open the log storage");
-            FnStorageFactory::new(move || {
-                let (store, _dir) = (store.clone(), dir.clone());
-                async move { store }
-            })
-            .with_clock(clock)
-        },
-        durable = true,
-        shared = false,
-        ttl = true,
-        producers = true,
-        forks = true,
-        survives_restart = false,
-        keyed_append = true,
-    );
+            courier_testkit::storage_suite!(
+                // Every `connect` is a handle on one open directory (one process holds it), as
+                // the race cases need two handles on one backend; expiry runs on the case's
+                // manual clock.
+                factory = {
+                    let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+                    let clock = ManualClock::starting_now();
+                    let config = LogStorageConfig::default()
+                        .with_clock(clock.shared())
+                        .with_fsync_every_group($fsync);
+                    let store = LogStreamStorage::open(dir.path(), config)
+                        .await
+                        .expect("open the log storage");
+                    FnStorageFactory::new(move || {
+                        let (store, _dir) = (store.clone(), dir.clone());
+                        async move { store }
+                    })
+                    .with_clock(clock)
+                },
+                durable = true,
+                shared = false,
+                ttl = true,
+                producers = true,
+                forks = true,
+                survives_restart = false,
+                keyed_append = true,
+            );
+        }
+    };
 }
+
+log_suite!(log_storage, true);
+log_suite!(log_storage_without_fsync, false);
 
 fn name(text: &str) -> StreamName {
     StreamName::new(text).expect("valid name")
@@ -254,6 +265,8 @@ async fn a_directory_is_held_by_one_open_storage() {
 
 /// Set in the child of [`kill_9_under_load_loses_nothing_acknowledged`]: the directory.
 const CHILD_DIR_ENV: &str = "COURIER_TEST_LOG_CHILD_DIR";
+/// Set in the child: `full` (sync every group) or `normal` (written to the OS only).
+const CHILD_SYNC_ENV: &str = "COURIER_TEST_LOG_CHILD_SYNC";
 /// Streams the child appends to, one task each.
 const CHILD_STREAMS: usize = 8;
 
@@ -263,16 +276,35 @@ const CHILD_STREAMS: usize = 8;
 /// duplicate after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_nothing_acknowledged() {
+    kill_9_case("kill_9_under_load_loses_nothing_acknowledged", "full").await;
+}
+
+/// The same with calls answered once written to the OS (`sync=normal`): a kill -9 of the
+/// process loses nothing acknowledged either (the page cache outlives the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_acknowledged_without_fsync() {
+    kill_9_case(
+        "kill_9_under_load_loses_nothing_acknowledged_without_fsync",
+        "normal",
+    )
+    .await;
+}
+
+/// Runs the kill -9 case `test` (as the parent, or as its child when the child's variables are
+/// set) with the child's storage in `sync` mode.
+async fn kill_9_case(test: &str, sync: &str) {
     if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
-        child_appends_forever(std::path::Path::new(&dir)).await;
+        let fsync = std::env::var(CHILD_SYNC_ENV).as_deref() != Ok("normal");
+        child_appends_forever(std::path::Path::new(&dir), fsync).await;
         return;
     }
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = std::env::current_exe().expect("test binary");
     let mut child = tokio::process::Command::new(exe)
-        .args(["--exact", "kill_9_under_load_loses_nothing_acknowledged"])
+        .args(["--exact", test])
         .env(CHILD_DIR_ENV, dir.path())
+        .env(CHILD_SYNC_ENV, sync)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -319,9 +351,10 @@ async fn kill_9_under_load_loses_nothing_acknowledged() {
     }
 }
 
-async fn child_appends_forever(dir: &std::path::Path) {
+async fn child_appends_forever(dir: &std::path::Path, fsync: bool) {
     use std::io::Write;
-    let store = open(dir).await;
+    let config = LogStorageConfig::default().with_fsync_every_group(fsync);
+    let store = LogStreamStorage::open(dir, config).await.expect("open");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     // One thread prints, so lines from the tasks never interleave mid-line.
     std::thread::spawn(move || {

@@ -1,5 +1,6 @@
 //! Broker benchmarks (issue 15): produce rate, end-to-end latency, server and client CPU per message
-//! for 1 KiB messages, `courier broker` (reliable on SQLite, Redis, Postgres; non-reliable)
+//! for 1 KiB messages, `courier broker` (reliable on SQLite, the log storage (`log`), Redis,
+//! Postgres; non-reliable)
 //! beside NATS JetStream (file storage, acked publish, explicit-ack pull consumer) in the
 //! same run. Prints a markdown table; `benches/broker/run.sh` builds and runs it, and
 //! benches/README.md ("Broker") has the method.
@@ -117,6 +118,11 @@ async fn run_system(
         // Acknowledged once in the OS page cache, as JetStream's default file storage acks
         // (it fsyncs at most every 2 minutes): the same guarantee, kill -9 safe.
         "sqlite-normal" => courier("sqlite:./broker.db?sync=normal".into()).await,
+        // The log storage: acknowledged after its journal group's fdatasync (a stronger
+        // guarantee than JetStream's default file storage).
+        "log" => courier("log:./broker-log".into()).await,
+        // The log storage acknowledging once written to the OS: JetStream's guarantee.
+        "log-normal" => courier("log:./broker-log?sync=normal".into()).await,
         "redis" => {
             let redis = Redis::start().await.map_err(|e| format!("redis: {e}"))?;
             courier(redis.url()).await

@@ -8,9 +8,11 @@
 //! the crash cut short, which no call was answered for) is cut off, while damage before the
 //! last frame stops the open with the byte it is at.
 //!
-//! What an acknowledgement means: the change is in the file and the file's data was synced to
-//! the device (`fdatasync`), so it survives a kill -9 of the process, an OS crash and a power
-//! loss on a device that honours flushes.
+//! What an acknowledgement means, by default: the change is in the file and the file's data was
+//! synced to the device (`fdatasync`), so it survives a kill -9 of the process, an OS crash and
+//! a power loss on a device that honours flushes. With
+//! [`fsync_every_group`](LogStorageConfig::fsync_every_group) off, it is in the OS page cache
+//! (kill -9 safe; synced at most a second later).
 //!
 //! Limits of this first version, stated so nobody finds them by surprise: every record is also
 //! held in memory (the data set must fit in RAM, as with Redis), the journal is never compacted
@@ -46,6 +48,8 @@ use writer::Durability;
 
 /// The journal's file name in the storage's directory.
 const JOURNAL: &str = "journal.log";
+/// How often the journal is synced when calls do not wait for it.
+const PERIODIC_SYNC: Duration = Duration::from_secs(1);
 /// The file locked while a process has the directory open.
 const LOCK: &str = "LOCK";
 
@@ -61,6 +65,12 @@ pub struct LogStorageConfig {
     /// a handle dropped a moment ago whose writer is finishing its last group, or a process
     /// being restarted).
     pub lock_wait: Duration,
+    /// Whether a call is answered only once its changes are synced to the device (the
+    /// default). `false`: once they are written to the OS (a kill -9 of the process loses
+    /// nothing; an OS crash or power loss may lose the last second), with a sync at most every
+    /// second, which is the guarantee of NATS JetStream's default file storage (it syncs
+    /// every 2 minutes) and of `sqlite:PATH?sync=normal`.
+    pub fsync_every_group: bool,
 }
 
 impl Default for LogStorageConfig {
@@ -69,6 +79,7 @@ impl Default for LogStorageConfig {
             max_record_bytes: 64 << 20,
             clock: system_clock(),
             lock_wait: Duration::from_secs(10),
+            fsync_every_group: true,
         }
     }
 }
@@ -83,6 +94,12 @@ impl LogStorageConfig {
     /// Decides expiry against `clock` (a test's manual clock) instead of the system clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> LogStorageConfig {
         self.clock = clock;
+        self
+    }
+
+    /// Sets [`fsync_every_group`](Self::fsync_every_group).
+    pub fn with_fsync_every_group(mut self, fsync: bool) -> LogStorageConfig {
+        self.fsync_every_group = fsync;
         self
     }
 
@@ -215,6 +232,12 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
     let end = writer::FileEnd {
         position: recovered.end,
         allocated: recovered.end + recovered.preallocated,
+        synced_at: Instant::now(),
+    };
+    let sync = if config.fsync_every_group {
+        writer::Sync::EveryGroup
+    } else {
+        writer::Sync::Periodic(PERIODIC_SYNC)
     };
     tracing::info!(
         journal = %path.display(),
@@ -235,7 +258,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         .name("courier-log-writer".into())
         .spawn({
             let (memory, durability) = (memory.clone(), durability.clone());
-            move || writer::run(memory, file, end, durability, kicks, lock)
+            move || writer::run(memory, file, end, sync, durability, kicks, lock)
         })
         .map_err(io("starting the log writer thread".into()))?;
     Ok(LogStreamStorage {

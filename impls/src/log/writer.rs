@@ -9,6 +9,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use courier_traits::storage::StorageError;
 use tokio::sync::Notify;
@@ -105,11 +106,18 @@ pub(super) struct FileEnd {
     pub(super) position: u64,
     /// The file's length: zeros from `position` to here.
     pub(super) allocated: u64,
+    /// When the file was last synced (for [`Sync::Periodic`]).
+    pub(super) synced_at: Instant,
 }
 
 /// Writes `group` at `end.position`, first filling the file with zeros ahead of it when it
 /// would pass `end.allocated` (in the same sync as the group).
-fn write_group(file: &mut File, end: &mut FileEnd, group: &[u8]) -> std::io::Result<()> {
+fn write_group(
+    file: &mut File,
+    end: &mut FileEnd,
+    group: &[u8],
+    sync: Sync,
+) -> std::io::Result<()> {
     let needed = end.position + group.len() as u64;
     if needed > end.allocated {
         let grow_to = needed.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
@@ -125,9 +133,28 @@ fn write_group(file: &mut File, end: &mut FileEnd, group: &[u8]) -> std::io::Res
     }
     file.seek(SeekFrom::Start(end.position))?;
     file.write_all(group)?;
-    file.sync_data()?;
+    match sync {
+        Sync::EveryGroup => file.sync_data()?,
+        Sync::Periodic(every) => {
+            if end.synced_at.elapsed() >= every {
+                file.sync_data()?;
+                end.synced_at = Instant::now();
+            }
+        }
+    }
     end.position = needed;
     Ok(())
+}
+
+/// When the journal is synced to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Sync {
+    /// After every group, before its calls are answered.
+    EveryGroup,
+    /// At most this often, after a group's write; calls are answered once their group is in
+    /// the OS page cache (a kill -9 loses nothing, an OS crash or power loss may lose what
+    /// was written since the last sync).
+    Periodic(Duration),
 }
 
 /// Runs until every sender of `kicks` is gone (the last handle of the storage dropped), then
@@ -136,6 +163,7 @@ pub(super) fn run(
     memory: MemoryStreamStorage,
     mut file: File,
     mut end: FileEnd,
+    sync: Sync,
     durability: Arc<Durability>,
     kicks: Receiver<()>,
     lock: File,
@@ -149,7 +177,7 @@ pub(super) fn run(
                 spare = group;
                 break;
             }
-            if let Err(e) = write_group(&mut file, &mut end, &group) {
+            if let Err(e) = write_group(&mut file, &mut end, &group, sync) {
                 durability.fail(format!("writing {} bytes: {e}", group.len()));
                 return;
             }
@@ -163,6 +191,11 @@ pub(super) fn run(
             };
         }
         if stopping {
+            // What periodic syncing left unsynced goes to the device before the directory is
+            // released (a clean stop loses nothing even to a power loss right after it).
+            if let Err(e) = file.sync_data() {
+                durability.fail(format!("the last sync: {e}"));
+            }
             drop(lock);
             return;
         }
