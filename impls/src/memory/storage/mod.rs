@@ -278,8 +278,11 @@ impl State {
         request: AppendRequest,
         now: u64,
     ) -> Result<AppendOutcome, StorageError> {
-        // An expiry found here is journaled before the append (which then fails), not after.
-        self.reap_if_expired(name, now);
+        // With a journal, an expiry found here is journaled before the append (which then
+        // fails), not inside what a refusal rolls back. (Without one, `live` reaps as ever.)
+        if self.journal.is_some() {
+            self.reap_if_expired(name, now);
+        }
         let mark = self.record(|| Op::Append {
             name,
             request: &request,
@@ -303,7 +306,9 @@ impl State {
         window: Duration,
         now: u64,
     ) -> Result<(Vec<KeyedOutcome>, keys::ExpiredKeys), StorageError> {
-        self.reap_if_expired(stream, now);
+        if self.journal.is_some() {
+            self.reap_if_expired(stream, now);
+        }
         let mark = self.record(|| Op::Keyed {
             name: stream,
             records: &records,
