@@ -57,7 +57,8 @@ const LOCK: &str = "LOCK";
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct LogStorageConfig {
-    /// Largest single record accepted (default 64 MiB).
+    /// Largest single record accepted (default 64 MiB; at most 4 GiB - 1, the journal's
+    /// length field: larger settings are lowered to it).
     pub max_record_bytes: usize,
     /// The clock expiry is decided against (default: the system clock).
     pub clock: Arc<dyn Clock>,
@@ -210,9 +211,11 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             .map_err(io(format!("syncing {}", dir.display())))?;
     }
     let data = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+    // The journal writes a record's length in 32 bits.
+    let max_record_bytes = config.max_record_bytes.min(u32::MAX as usize);
     let memory = MemoryStreamStorage::for_replay(
         MemoryStorageConfig::default()
-            .with_max_record_bytes(config.max_record_bytes)
+            .with_max_record_bytes(max_record_bytes)
             .with_clock(config.clock.clone()),
     );
     let started = Instant::now();
@@ -267,7 +270,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             durability,
             kick,
             writer: std::sync::Mutex::new(Some(writer)),
-            max_record_bytes: config.max_record_bytes,
+            max_record_bytes,
             dir,
         }),
     })

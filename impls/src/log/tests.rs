@@ -141,3 +141,18 @@ async fn a_group_larger_than_the_space_ahead_grows_the_file() {
     assert_eq!(batch.records[0].data.len(), big.len());
     assert!(batch.records[0].data.iter().all(|&b| b == 7));
 }
+
+/// A record limit past what the journal's 32-bit lengths hold is lowered to it, so no record
+/// is accepted that could not be read back.
+#[tokio::test]
+async fn the_record_limit_stays_within_the_journals_lengths() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = LogStorageConfig::default().with_max_record_bytes(usize::MAX);
+    let store = LogStreamStorage::open(dir.path(), config)
+        .await
+        .expect("open");
+    assert_eq!(
+        store.capabilities().max_record_bytes,
+        Some(u32::MAX as usize)
+    );
+}
