@@ -143,7 +143,7 @@ struct Inner {
     durability: Arc<Durability>,
     /// Wakes the writer; when the last handle drops it, the writer finishes and stops.
     kick: SyncSender<()>,
-    /// Handed back by [`LogStreamStorage::close`] once the writer stopped.
+    /// The writer thread, joined by [`LogStreamStorage::close`] on the last handle.
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     max_record_bytes: usize,
     dir: PathBuf,
