@@ -263,6 +263,22 @@ async fn a_directory_is_held_by_one_open_storage() {
         .expect("open after close");
 }
 
+/// Two opens of one fresh directory at the same moment: exactly one holds it, the other is
+/// refused once its lock wait runs out (never two writers on one journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_opens_at_the_same_moment_one_holds_the_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let quick = || LogStorageConfig::default().with_lock_wait(Duration::from_millis(200));
+    let (a, b) = tokio::join!(
+        LogStreamStorage::open(dir.path(), quick()),
+        LogStreamStorage::open(dir.path(), quick())
+    );
+    let opened = [a.is_ok(), b.is_ok()];
+    assert_eq!(opened.iter().filter(|&&ok| ok).count(), 1, "{opened:?}");
+    let refused = a.err().or(b.err()).expect("one refused");
+    assert!(refused.to_string().contains("in use"), "{refused}");
+}
+
 /// Set in the child of [`kill_9_under_load_loses_nothing_acknowledged`]: the directory.
 const CHILD_DIR_ENV: &str = "COURIER_TEST_LOG_CHILD_DIR";
 /// Set in the child: `full` (sync every group) or `normal` (written to the OS only).
