@@ -4,6 +4,7 @@ mod entry;
 mod journal;
 mod keys;
 mod records;
+mod replay;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
