@@ -84,7 +84,82 @@ async fn read_texts(store: &LogStreamStorage, stream: &StreamName) -> Vec<String
 /// state, writer sequence, the close flag, dedup keys, forks, deletes, and a TTL stream.
 #[tokio::test]
 async fn every_kind_of_change_survives_reopen() {
+    every_kind_of_change_survives(LogStorageConfig::default, 0).await;
+}
+
+/// The same with the journal compacted whenever its dead bytes reach its live ones, and a
+/// 20 MiB stream deleted before each close (so a compaction runs with every other stream in
+/// the journal): the journal shrinks, and every change of the streams that exist (forks
+/// reading through a deleted source, a name created again) is there after reopening.
+#[tokio::test]
+async fn every_kind_of_change_survives_compaction() {
+    let compacting = || LogStorageConfig::default().with_compact_dead_bytes(1);
+    let dir = every_kind_of_change_survives(compacting, 20 << 20).await;
+    let len = std::fs::metadata(dir.path().join("journal.log"))
+        .expect("journal")
+        .len();
+    // Without compaction the dead stream alone is 20 MiB; with it, the live frames plus the
+    // zeros allocated ahead (at most 8 MiB here).
+    assert!(len < 12 << 20, "the journal is {len} bytes");
+}
+
+/// A journal that holds more dead bytes than the threshold when opened is compacted at once.
+#[tokio::test]
+async fn a_journal_opened_with_dead_bytes_is_compacted_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let journal = dir.path().join("journal.log");
+    let (kept, dead) = (name("kept"), name("dead"));
+    let text = || StreamConfig::with_content_type("text/plain");
+    {
+        let store = open(dir.path()).await;
+        store
+            .create(&kept, text(), vec![Bytes::from("k")])
+            .await
+            .expect("create");
+        let big = vec![Bytes::from(vec![b'x'; 1 << 20]); 20];
+        store.create(&dead, text(), big).await.expect("create");
+        store.delete(&dead).await.expect("delete");
+        store.close().await;
+    }
+    let before = std::fs::metadata(&journal).expect("journal").len();
+    assert!(
+        before > 20 << 20,
+        "nothing compacted under the default threshold: {before}"
+    );
+    let compacting = LogStorageConfig::default().with_compact_dead_bytes(1 << 20);
+    let store = LogStreamStorage::open(dir.path(), compacting)
+        .await
+        .expect("open");
+    store.close().await;
+    let after = std::fs::metadata(&journal).expect("journal").len();
+    assert!(
+        after < 1 << 20,
+        "compacted at open: {before} -> {after} bytes"
+    );
+    // A stray file of a compaction a crash interrupted is removed, the journal left whole.
+    std::fs::write(dir.path().join("journal.compact"), b"half a compaction").expect("write");
+    let store = open(dir.path()).await;
+    assert_eq!(read_texts(&store, &kept).await, ["k"]);
+    assert!(matches!(
+        store.head(&dead).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(!dir.path().join("journal.compact").exists());
+}
+
+/// The body of [`every_kind_of_change_survives_reopen`], every open with `config`, a stream of
+/// `dead_bytes` created and deleted before each close but the last; answers the directory.
+async fn every_kind_of_change_survives(
+    config: impl Fn() -> LogStorageConfig,
+    dead_bytes: usize,
+) -> tempfile::TempDir {
+    let open = |dir: &std::path::Path| {
+        let dir = dir.to_path_buf();
+        let config = config();
+        async move { LogStreamStorage::open(dir, config).await.expect("open") }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reborn = name("reborn");
     let (plain, closed, keyed, fork, gone, ttl) = (
         name("plain"),
         name("closed"),
@@ -98,6 +173,15 @@ async fn every_kind_of_change_survives_reopen() {
     let window = Duration::from_secs(3600);
     {
         let store = open(dir.path()).await;
+        store
+            .create(&reborn, text(), vec![Bytes::from("old")])
+            .await
+            .expect("create");
+        store.delete(&reborn).await.expect("delete");
+        store
+            .create(&reborn, text(), vec![Bytes::from("new")])
+            .await
+            .expect("create again");
         store
             .create(&plain, text(), vec![Bytes::from("a")])
             .await
@@ -141,6 +225,7 @@ async fn every_kind_of_change_survives_reopen() {
             .create(&ttl, ttl_config, vec![Bytes::from("t")])
             .await
             .expect("create ttl");
+        delete_a_stream_of(&store, dead_bytes).await;
         store.close().await;
     }
     let store = open(dir.path()).await;
@@ -194,6 +279,7 @@ async fn every_kind_of_change_survives_reopen() {
     assert_eq!(read_texts(&store, &ttl).await, ["t"]);
     // The fork still holds its source: deleting the source keeps it readable through the fork.
     store.delete(&plain).await.expect("delete source");
+    delete_a_stream_of(&store, dead_bytes).await;
     store.close().await;
     let store = open(dir.path()).await;
     assert_eq!(
@@ -204,6 +290,18 @@ async fn every_kind_of_change_survives_reopen() {
         store.head(&plain).await,
         Err(StorageError::Gone { .. })
     ));
+    assert_eq!(read_texts(&store, &reborn).await, ["new"]);
+    store.close().await;
+    dir
+}
+
+/// Creates a stream of `bytes` (in records of 1 MiB) and deletes it: that many dead bytes.
+async fn delete_a_stream_of(store: &LogStreamStorage, bytes: usize) {
+    let dead = name("dead");
+    let config = StreamConfig::with_content_type("text/plain");
+    let big = vec![Bytes::from(vec![b'x'; 1 << 20]); bytes >> 20];
+    store.create(&dead, config, big).await.expect("create");
+    store.delete(&dead).await.expect("delete");
 }
 
 /// Damage before the last frame stops the open, naming the byte, and leaves the file as it is.
@@ -281,7 +379,7 @@ async fn two_opens_at_the_same_moment_one_holds_the_directory() {
 
 /// Set in the child of [`kill_9_under_load_loses_nothing_acknowledged`]: the directory.
 const CHILD_DIR_ENV: &str = "COURIER_TEST_LOG_CHILD_DIR";
-/// Set in the child: `full` (sync every group) or `normal` (written to the OS only).
+/// Set in the child: its mode, see [`kill_9_case`].
 const CHILD_SYNC_ENV: &str = "COURIER_TEST_LOG_CHILD_SYNC";
 /// Streams the child appends to, one task each.
 const CHILD_STREAMS: usize = 8;
@@ -306,12 +404,24 @@ async fn kill_9_under_load_loses_nothing_acknowledged_without_fsync() {
     .await;
 }
 
+/// The same while the journal is compacted again and again: beside the eight streams, the
+/// child creates and deletes a 1 MiB stream in a loop, with compaction at 1 MiB of dead bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_compacting_loses_nothing_acknowledged() {
+    kill_9_case(
+        "kill_9_while_compacting_loses_nothing_acknowledged",
+        "churn",
+    )
+    .await;
+}
+
 /// Runs the kill -9 case `test` (as the parent, or as its child when the child's variables are
-/// set) with the child's storage in `sync` mode.
-async fn kill_9_case(test: &str, sync: &str) {
+/// set) with the child's storage in `mode`: `full` (every group synced), `normal` (written to
+/// the OS), or `churn` (synced, with a stream created and deleted in a loop and compaction).
+async fn kill_9_case(test: &str, mode: &str) {
     if let Ok(dir) = std::env::var(CHILD_DIR_ENV) {
-        let fsync = std::env::var(CHILD_SYNC_ENV).as_deref() != Ok("normal");
-        child_appends_forever(std::path::Path::new(&dir), fsync).await;
+        let mode = std::env::var(CHILD_SYNC_ENV).unwrap_or_default();
+        child_appends_forever(std::path::Path::new(&dir), &mode).await;
         return;
     }
     use tokio::io::AsyncBufReadExt;
@@ -320,7 +430,7 @@ async fn kill_9_case(test: &str, sync: &str) {
     let mut child = tokio::process::Command::new(exe)
         .args(["--exact", test])
         .env(CHILD_DIR_ENV, dir.path())
-        .env(CHILD_SYNC_ENV, sync)
+        .env(CHILD_SYNC_ENV, mode)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -328,8 +438,18 @@ async fn kill_9_case(test: &str, sync: &str) {
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut acked = [None::<u64>; CHILD_STREAMS];
     let mut count = 0;
+    // What the churn deleted, in bytes: enough for many compactions before the kill.
+    let churn_goal: u64 = if mode == "churn" { 48 << 20 } else { 0 };
+    let mut churned = 0;
     let collect = async {
         while let Some(line) = lines.next_line().await.expect("read the child") {
+            if let Some(bytes) = line.strip_prefix("churned ") {
+                churned = bytes.parse().expect("churned BYTES");
+                if count >= 3_000 && churned >= churn_goal {
+                    break;
+                }
+                continue;
+            }
             let Some(ack) = line.strip_prefix("acked ") else {
                 continue;
             };
@@ -338,17 +458,26 @@ async fn kill_9_case(test: &str, sync: &str) {
                 (stream.parse().expect("stream"), seq.parse().expect("seq"));
             acked[stream] = Some(seq);
             count += 1;
-            if count == 3_000 {
+            if count >= 3_000 && churned >= churn_goal {
                 break;
             }
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), collect)
+    tokio::time::timeout(Duration::from_secs(90), collect)
         .await
-        .expect("3000 acknowledgements within 60 s");
+        .expect("3000 acknowledgements (and the churn) within 90 s");
     // SIGKILL: no destructor, no last write.
     child.start_kill().expect("kill -9");
     child.wait().await.expect("reap the child");
+    if churn_goal > 0 {
+        let len = std::fs::metadata(dir.path().join("journal.log"))
+            .expect("journal")
+            .len();
+        assert!(
+            len < churned / 2,
+            "{churned} bytes were deleted, yet the journal is {len} bytes: it was not compacted"
+        );
+    }
     let store = open(dir.path()).await;
     for (i, last_acked) in acked.iter().enumerate() {
         let records = read_texts(&store, &name(&format!("load-{i}"))).await;
@@ -367,9 +496,11 @@ async fn kill_9_case(test: &str, sync: &str) {
     }
 }
 
-async fn child_appends_forever(dir: &std::path::Path, fsync: bool) {
+async fn child_appends_forever(dir: &std::path::Path, mode: &str) {
     use std::io::Write;
-    let config = LogStorageConfig::default().with_fsync_every_group(fsync);
+    let config = LogStorageConfig::default()
+        .with_fsync_every_group(mode != "normal")
+        .with_compact_dead_bytes(1 << 20);
     let store = LogStreamStorage::open(dir, config).await.expect("open");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     // One thread prints, so lines from the tasks never interleave mid-line.
@@ -397,6 +528,26 @@ async fn child_appends_forever(dir: &std::path::Path, fsync: bool) {
             })
         })
         .collect();
+    if mode == "churn" {
+        let (store, tx) = (store.clone(), tx.clone());
+        tokio::spawn(async move {
+            let stream = name("churn");
+            let mut churned = 0u64;
+            loop {
+                let config = StreamConfig::with_content_type("text/plain");
+                let records = vec![Bytes::from(vec![b'c'; 256 << 10]); 4];
+                store
+                    .create(&stream, config, records)
+                    .await
+                    .expect("create");
+                store.delete(&stream).await.expect("delete");
+                churned += 1 << 20;
+                if tx.send(format!("churned {churned}")).is_err() {
+                    return;
+                }
+            }
+        });
+    }
     for task in tasks {
         let _ = task.await;
     }

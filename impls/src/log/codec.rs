@@ -209,6 +209,33 @@ pub(super) fn decode(body: &[u8]) -> Result<ReplayOp, String> {
     Ok(op)
 }
 
+/// The stream an operation's frame body changes, and whether it creates it: what compaction
+/// needs to know of a frame (every operation starts with its tag and its stream's name).
+pub(super) fn subject(body: &[u8]) -> Result<Subject<'_>, String> {
+    let mut r = Reader { rest: body };
+    let tag = r.u8()?;
+    if !matches!(tag, CREATE | APPEND | KEYED | REMOVE) {
+        return Err(format!("unknown operation {tag}"));
+    }
+    let name = std::str::from_utf8(r.raw()?).map_err(|e| e.to_string())?;
+    Ok(Subject {
+        name,
+        creates: tag == CREATE,
+        removes: tag == REMOVE,
+    })
+}
+
+/// See [`subject`].
+#[derive(Debug, PartialEq)]
+pub(super) struct Subject<'a> {
+    /// The stream's name.
+    pub(super) name: &'a str,
+    /// Whether the operation creates the stream (starting a new life of the name).
+    pub(super) creates: bool,
+    /// Whether it removes the stream (or marks it deleted while forks read through it).
+    pub(super) removes: bool,
+}
+
 struct Writer<'a>(&'a mut Vec<u8>);
 
 impl Writer<'_> {
@@ -280,8 +307,8 @@ struct Reader<'a> {
     rest: &'a [u8],
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if n > self.rest.len() {
             return Err(format!(
                 "{n} bytes expected, {} left in the frame",
@@ -315,7 +342,7 @@ impl Reader<'_> {
     fn len(&mut self) -> Result<usize, String> {
         usize::try_from(self.u32()?).map_err(|e| e.to_string())
     }
-    fn raw(&mut self) -> Result<&[u8], String> {
+    fn raw(&mut self) -> Result<&'a [u8], String> {
         let n = self.len()?;
         self.take(n)
     }
@@ -503,5 +530,49 @@ mod tests {
         huge.extend_from_slice(&0u64.to_le_bytes());
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(decode(&huge).is_err());
+    }
+
+    #[test]
+    fn every_operation_names_its_stream_and_whether_it_creates_or_removes_it() {
+        let name = StreamName::new("a/b").expect("valid");
+        let request = AppendRequest::record("x");
+        let records = [KeyedRecord {
+            key: "k".into(),
+            tag: "t".into(),
+            data: Bytes::from("d"),
+        }];
+        let ops = [
+            Op::Create {
+                name: &name,
+                config: &StreamConfig::default(),
+                initial: &[],
+                now_ms: 1,
+            },
+            Op::Append {
+                name: &name,
+                request: &request,
+                now_ms: 2,
+            },
+            Op::Keyed {
+                name: &name,
+                records: &records,
+                window: Duration::from_secs(1),
+                now_ms: 3,
+            },
+            Op::Remove { name: &name },
+        ];
+        for (i, op) in ops.iter().enumerate() {
+            let mut body = Vec::new();
+            encode(op, &mut body);
+            let subject = subject(&body).expect("a subject");
+            assert_eq!(subject.name, "a/b");
+            assert_eq!(subject.creates, i == 0, "{op:?}");
+            assert_eq!(subject.removes, i == 3, "{op:?}");
+        }
+        assert!(subject(&[9, 0, 0, 0, 0]).is_err(), "an unknown tag");
+        assert!(
+            subject(&[CREATE, 5, 0, 0, 0, b'a']).is_err(),
+            "a name cut short"
+        );
     }
 }

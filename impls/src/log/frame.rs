@@ -42,13 +42,10 @@ pub(super) fn at(data: &[u8], pos: usize) -> At<'_> {
     if rest.len() < HEADER {
         return At::Bad("a frame header cut short");
     }
-    if rest[..4] != MAGIC {
-        return At::Bad("no frame marker");
-    }
-    let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    let mut len = [0; 8];
-    len.copy_from_slice(&rest[8..HEADER]);
-    let len = u64::from_le_bytes(len);
+    let (crc, len) = match header(&rest[..HEADER]) {
+        Ok(header) => header,
+        Err(why) => return At::Bad(why),
+    };
     let Some(body) = usize::try_from(len)
         .ok()
         .and_then(|len| rest.get(HEADER..HEADER.checked_add(len)?))
@@ -62,6 +59,20 @@ pub(super) fn at(data: &[u8], pos: usize) -> At<'_> {
         body,
         next: pos + HEADER + body.len(),
     }
+}
+
+/// A frame header's CRC-32 and body length, if it starts with the frame marker.
+pub(super) fn header(header: &[u8]) -> Result<(u32, u64), &'static str> {
+    if header.len() < HEADER {
+        return Err("a frame header cut short");
+    }
+    if header[..4] != MAGIC {
+        return Err("no frame marker");
+    }
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    let mut len = [0; 8];
+    len.copy_from_slice(&header[8..HEADER]);
+    Ok((crc, u64::from_le_bytes(len)))
 }
 
 /// Where a valid frame starts after `pos`, if one does: a bad frame followed by a valid one is

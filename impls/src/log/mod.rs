@@ -14,13 +14,19 @@
 //! [`fsync_every_group`](LogStorageConfig::fsync_every_group) off, it is in the OS page cache
 //! (kill -9 safe; synced at most a second later).
 //!
-//! Limits of this first version, stated so nobody finds them by surprise: every record is also
-//! held in memory (the data set must fit in RAM, as with Redis), the journal is never compacted
-//! (deleted and expired streams keep their bytes in the file until it is rewritten), opening
-//! reads the whole file, and only one process may open a directory at a time (`LOCK`).
-//! Reads do not reset a TTL across a restart: after opening, every TTL window starts afresh.
+//! The changes of streams that are gone (deleted, expired) stay in the journal until they
+//! amount to [`compact_dead_bytes`](LogStorageConfig::compact_dead_bytes) and to at least the
+//! bytes of the streams that exist; the writer then rewrites the journal without them (at open
+//! too), so the file stays within about twice the live data plus the threshold. Calls that
+//! wait for a sync wait for the rewrite, which copies the live bytes.
+//!
+//! Limits, stated so nobody finds them by surprise: every record is also held in memory (the
+//! data set must fit in RAM, as with Redis), opening reads the whole file, and only one process
+//! may open a directory at a time (`LOCK`). Reads do not reset a TTL across a restart: after
+//! opening, every TTL window starts afresh.
 
 mod codec;
+mod compaction;
 mod frame;
 mod recovery;
 mod writer;
@@ -50,6 +56,8 @@ use writer::Durability;
 const JOURNAL: &str = "journal.log";
 /// How often the journal is synced when calls do not wait for it.
 const PERIODIC_SYNC: Duration = Duration::from_secs(1);
+/// Where compaction writes the journal's replacement before renaming it over the journal.
+const COMPACTED: &str = "journal.compact";
 /// The file locked while a process has the directory open.
 const LOCK: &str = "LOCK";
 
@@ -72,6 +80,11 @@ pub struct LogStorageConfig {
     /// second, which is the guarantee of NATS JetStream's default file storage (it syncs
     /// every 2 minutes) and of `sqlite:PATH?sync=normal`.
     pub fsync_every_group: bool,
+    /// How many bytes of the changes of streams that are gone (deleted, expired) the journal
+    /// holds before it is rewritten without them (default 64 MiB), provided they are also at
+    /// least as many as the bytes of the streams that exist. Rewriting copies the live bytes
+    /// while calls that need a sync wait for it.
+    pub compact_dead_bytes: u64,
 }
 
 impl Default for LogStorageConfig {
@@ -81,6 +94,7 @@ impl Default for LogStorageConfig {
             clock: system_clock(),
             lock_wait: Duration::from_secs(10),
             fsync_every_group: true,
+            compact_dead_bytes: 64 << 20,
         }
     }
 }
@@ -101,6 +115,12 @@ impl LogStorageConfig {
     /// Sets [`fsync_every_group`](Self::fsync_every_group).
     pub fn with_fsync_every_group(mut self, fsync: bool) -> LogStorageConfig {
         self.fsync_every_group = fsync;
+        self
+    }
+
+    /// Sets [`compact_dead_bytes`](Self::compact_dead_bytes).
+    pub fn with_compact_dead_bytes(mut self, bytes: u64) -> LogStorageConfig {
+        self.compact_dead_bytes = bytes;
         self
     }
 
@@ -210,6 +230,15 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             .and_then(|d| d.sync_all())
             .map_err(io(format!("syncing {}", dir.display())))?;
     }
+    let compacted = dir.join(COMPACTED);
+    match std::fs::remove_file(&compacted) {
+        // A compaction the process did not finish: the journal it was to replace is whole.
+        Ok(()) => {
+            tracing::warn!(file = %compacted.display(), "log storage: removed an unfinished compaction")
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", compacted.display()))(e)),
+    }
     let data = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
     // The journal writes a record's length in 32 bits.
     let max_record_bytes = config.max_record_bytes.min(u32::MAX as usize);
@@ -219,7 +248,8 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             .with_clock(config.clock.clone()),
     );
     let started = Instant::now();
-    let recovered = recovery::replay(&data, &memory, &path)?;
+    let mut liveness = compaction::Liveness::new(config.compact_dead_bytes);
+    let recovered = recovery::replay(&data, &memory, &path, &mut liveness)?;
     drop(data);
     if recovered.torn > 0 {
         tracing::warn!(
@@ -236,6 +266,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         position: recovered.end,
         allocated: recovered.end + recovered.preallocated,
         synced_at: Instant::now(),
+        compacted: 0,
     };
     let sync = if config.fsync_every_group {
         writer::Sync::EveryGroup
@@ -261,7 +292,14 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         .name("courier-log-writer".into())
         .spawn({
             let (memory, durability) = (memory.clone(), durability.clone());
-            move || writer::run(memory, file, end, sync, durability, kicks, lock)
+            let journal = writer::Journal {
+                file,
+                end,
+                path,
+                compacted,
+                liveness,
+            };
+            move || writer::run(memory, journal, sync, durability, kicks, lock)
         })
         .map_err(io("starting the log writer thread".into()))?;
     Ok(LogStreamStorage {

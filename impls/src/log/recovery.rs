@@ -7,6 +7,7 @@ use std::path::Path;
 
 use courier_traits::storage::StorageError;
 
+use super::compaction::Liveness;
 use super::{codec, frame};
 use crate::memory::MemoryStreamStorage;
 
@@ -23,11 +24,13 @@ pub(super) struct Recovered {
     pub(super) preallocated: u64,
 }
 
-/// Applies the journal `data` (the file at `path`) to `memory`, a storage made for replay.
+/// Applies the journal `data` (the file at `path`) to `memory`, a storage made for replay,
+/// noting each frame's stream in `liveness`.
 pub(super) fn replay(
     data: &[u8],
     memory: &MemoryStreamStorage,
     path: &Path,
+    liveness: &mut Liveness,
 ) -> Result<Recovered, StorageError> {
     let refuse = |pos: usize, why: String| {
         StorageError::backend(
@@ -46,6 +49,8 @@ pub(super) fn replay(
             frame::At::End => break,
             frame::At::Frame { body, next } => {
                 let op = codec::decode(body).map_err(|why| refuse(pos, why))?;
+                let subject = codec::subject(body).map_err(|why| refuse(pos, why))?;
+                liveness.frame(pos as u64, (next - pos) as u64, &subject);
                 memory
                     .replay(op)
                     .map_err(|e| refuse(pos, format!("its operation does not apply: {e}")))?;

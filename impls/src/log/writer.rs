@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
@@ -14,7 +15,8 @@ use std::time::{Duration, Instant};
 use courier_traits::storage::StorageError;
 use tokio::sync::Notify;
 
-use crate::memory::MemoryStreamStorage;
+use super::compaction::Liveness;
+use crate::memory::{MemoryStreamStorage, Taken};
 
 /// What the calls and the writer share.
 pub(super) struct Durability {
@@ -109,6 +111,8 @@ pub(super) struct FileEnd {
     pub(super) allocated: u64,
     /// When the file was last synced (for [`Sync::Periodic`]).
     pub(super) synced_at: Instant,
+    /// Bytes compaction removed so far: a journal position is `position + compacted`.
+    pub(super) compacted: u64,
 }
 
 /// Writes `group` at `end.position`, first filling the file with zeros ahead of it when it
@@ -158,47 +162,149 @@ pub(super) enum Sync {
     Periodic(Duration),
 }
 
+/// The journal file and what is known of it.
+pub(super) struct Journal {
+    pub(super) file: File,
+    pub(super) end: FileEnd,
+    /// The journal's path (`dir/journal.log`).
+    pub(super) path: PathBuf,
+    /// Where compaction writes the new file before renaming it over the journal.
+    pub(super) compacted: PathBuf,
+    pub(super) liveness: Liveness,
+}
+
 /// Runs until every sender of `kicks` is gone (the last handle of the storage dropped), then
-/// writes what is left and returns, releasing `lock` (the directory's lock file) last.
+/// writes what is left and returns, releasing `lock` (the directory's lock file) last. Should
+/// it panic (a bug), every waiting and later call fails instead of waiting forever.
 pub(super) fn run(
     memory: MemoryStreamStorage,
-    mut file: File,
-    mut end: FileEnd,
+    journal: Journal,
+    sync: Sync,
+    durability: Arc<Durability>,
+    kicks: Receiver<()>,
+    lock: File,
+) {
+    let failed = durability.clone();
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        write_until_stopped(memory, journal, sync, durability, kicks, lock);
+    }));
+    if written.is_err() {
+        failed.fail("the writer thread panicked".into());
+    }
+}
+
+fn write_until_stopped(
+    memory: MemoryStreamStorage,
+    mut journal: Journal,
     sync: Sync,
     durability: Arc<Durability>,
     kicks: Receiver<()>,
     lock: File,
 ) {
     let mut spare = Vec::new();
+    // The first round runs before any wake-up: a journal opened with enough dead bytes in it
+    // is compacted at once.
+    let mut stopping = false;
     loop {
-        let stopping = kicks.recv().is_err();
         // Until a take finds nothing: what was journaled during a sync is the next group.
-        while let Some((group, group_end)) = memory.take_journal(std::mem::take(&mut spare)) {
-            if group.is_empty() {
-                spare = group;
+        loop {
+            let check = journal.liveness.due();
+            let Some(Taken {
+                bytes: group,
+                end: group_end,
+                streams,
+            }) = memory.take_journal(std::mem::take(&mut spare), check)
+            else {
                 break;
+            };
+            let wrote = !group.is_empty();
+            if wrote {
+                let at = journal.end.position;
+                if let Err(e) = write_group(&mut journal.file, &mut journal.end, &group, sync) {
+                    durability.fail(format!("writing {} bytes: {e}", group.len()));
+                    return;
+                }
+                debug_assert_eq!(
+                    journal.end.position + journal.end.compacted,
+                    group_end,
+                    "the file and the journal agree"
+                );
+                journal.liveness.group(&group, at);
+                durability.synced_to(group_end);
             }
-            if let Err(e) = write_group(&mut file, &mut end, &group, sync) {
-                durability.fail(format!("writing {} bytes: {e}", group.len()));
+            if let Some(streams) = streams
+                && journal.liveness.worth_rewriting(&streams)
+                && let Err(why) = compact(&mut journal)
+            {
+                durability.fail(why);
                 return;
             }
-            debug_assert_eq!(end.position, group_end, "the file and the journal agree");
-            durability.synced_to(group_end);
             // One huge group (a create with megabytes of records) is not kept as the buffer.
             spare = if group.capacity() <= SPARE_CAPACITY {
                 group
             } else {
                 Vec::new()
             };
+            if !wrote {
+                break;
+            }
         }
         if stopping {
             // What periodic syncing left unsynced goes to the device before the directory is
             // released (a clean stop loses nothing even to a power loss right after it).
-            if let Err(e) = file.sync_data() {
+            if let Err(e) = journal.file.sync_data() {
                 durability.fail(format!("the last sync: {e}"));
             }
             drop(lock);
             return;
         }
+        stopping = kicks.recv().is_err();
     }
+}
+
+/// Rewrites the journal without the frames of streams that are gone (see [`super::compaction`])
+/// and goes on in the new file. A failure before the new file replaces the old one is logged
+/// and leaves the old one in use; `Err` (the journal can no longer be written safely) only
+/// when the rename happened and the directory could not be synced.
+fn compact(journal: &mut Journal) -> Result<(), String> {
+    let started = Instant::now();
+    let before = journal.end.position;
+    let mut rewritten = match journal
+        .liveness
+        .rewrite(&journal.path, before, &journal.compacted)
+    {
+        Ok(rewritten) => rewritten,
+        Err(e) => {
+            tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction failed; the journal is kept as it is");
+            let _ = std::fs::remove_file(&journal.compacted);
+            journal.liveness.postpone(before);
+            return Ok(());
+        }
+    };
+    if let Err(e) = std::fs::rename(&journal.compacted, &journal.path) {
+        tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction could not replace the journal; it is kept as it is");
+        let _ = std::fs::remove_file(&journal.compacted);
+        journal.liveness.postpone(before);
+        return Ok(());
+    }
+    // From here the old file is unlinked: going on in it would write where no open reads.
+    if let Some(dir) = journal.path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("syncing {} after compaction: {e}", dir.display()))?;
+    }
+    journal.liveness.adopt(&mut rewritten);
+    journal.file = rewritten.file;
+    journal.end.compacted += before - rewritten.len;
+    journal.end.position = rewritten.len;
+    journal.end.allocated = rewritten.len;
+    journal.end.synced_at = Instant::now();
+    tracing::info!(
+        journal = %journal.path.display(),
+        before,
+        after = rewritten.len,
+        millis = started.elapsed().as_millis() as u64,
+        "log storage: journal compacted (the changes of streams that are gone dropped)"
+    );
+    Ok(())
 }

@@ -12,6 +12,8 @@ mod transport;
 
 pub use bus::{MemoryBus, MemoryBusConfig};
 #[cfg(feature = "log")]
+pub(crate) use storage::Taken;
+#[cfg(feature = "log")]
 pub(crate) use storage::{JournalBuffer, Op, ReplayOp};
 pub use storage::{MemoryStorageConfig, MemoryStreamStorage};
 pub use transport::{

@@ -130,3 +130,13 @@ impl JournalBuffer {
         (taken, self.base)
     }
 }
+
+/// What `MemoryStreamStorage::take_journal` hands the journal's writer.
+pub(crate) struct Taken {
+    /// The operations journaled since the last take, encoded.
+    pub(crate) bytes: Vec<u8>,
+    /// The journal position after them.
+    pub(crate) end: u64,
+    /// The streams that exist at `end`, when asked for.
+    pub(crate) streams: Option<Vec<StreamName>>,
+}

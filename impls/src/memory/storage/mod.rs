@@ -25,6 +25,8 @@ use crate::rules::{
     reject_self_fork, validate_append, validate_keyed,
 };
 use entry::StreamEntry;
+#[cfg(feature = "log")]
+pub(crate) use journal::Taken;
 #[cfg_attr(not(feature = "log"), allow(dead_code, unused_imports))]
 pub(crate) use journal::{JournalBuffer, Op, ReplayOp};
 

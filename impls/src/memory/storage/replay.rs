@@ -5,7 +5,7 @@
 
 use courier_traits::storage::{CreateOutcome, StorageError};
 
-use super::journal::{JournalBuffer, ReplayOp};
+use super::journal::{JournalBuffer, ReplayOp, Taken};
 use super::{MemoryStorageConfig, MemoryStreamStorage};
 
 /// The log storage's hooks: applying a journal, then keeping one.
@@ -76,11 +76,16 @@ impl MemoryStreamStorage {
     }
 
     /// The changes journaled since the last call, and the journal position after them (see
-    /// [`JournalBuffer::take`]); `None` without a journal.
-    pub(crate) fn take_journal(&self, spare: Vec<u8>) -> Option<(Vec<u8>, u64)> {
-        self.state()
-            .journal
-            .as_mut()
-            .map(|journal| journal.take(spare))
+    /// [`JournalBuffer::take`]), with the names of the streams that exist at that position
+    /// (deleted ones kept for their forks included) if `with_streams`; `None` without a journal.
+    pub(crate) fn take_journal(&self, spare: Vec<u8>, with_streams: bool) -> Option<Taken> {
+        let mut state = self.state();
+        let (bytes, end) = state.journal.as_mut()?.take(spare);
+        let streams = with_streams.then(|| state.streams.keys().cloned().collect());
+        Some(Taken {
+            bytes,
+            end,
+            streams,
+        })
     }
 }
