@@ -21,8 +21,9 @@
 //! wait for a sync wait for the rewrite, which copies the live bytes.
 //!
 //! Limits, stated so nobody finds them by surprise: every record is also held in memory (the
-//! data set must fit in RAM, as with Redis), opening reads the whole file, and only one process
-//! may open a directory at a time (`LOCK`). Reads do not reset a TTL across a restart: after
+//! data set must fit in RAM, as with Redis), opening reads the whole journal (frame by frame,
+//! so the time to open grows with it), and only one process may open a directory at a time
+//! (`LOCK`). Reads do not reset a TTL across a restart: after
 //! opening, every TTL window starts afresh.
 
 mod codec;
@@ -239,7 +240,6 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(format!("removing {}", compacted.display()))(e)),
     }
-    let data = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
     // The journal writes a record's length in 32 bits.
     let max_record_bytes = config.max_record_bytes.min(u32::MAX as usize);
     let memory = MemoryStreamStorage::for_replay(
@@ -249,8 +249,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
     );
     let started = Instant::now();
     let mut liveness = compaction::Liveness::new(config.compact_dead_bytes);
-    let recovered = recovery::replay(&data, &memory, &path, &mut liveness)?;
-    drop(data);
+    let recovered = recovery::replay(&path, &memory, &mut liveness)?;
     if recovered.torn > 0 {
         tracing::warn!(
             journal = %path.display(),

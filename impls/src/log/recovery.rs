@@ -3,6 +3,8 @@
 //! its `fdatasync` returned, so never acknowledged) is cut off; damage anywhere before it is
 //! refused, naming the byte, rather than dropping acknowledged changes.
 
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use courier_traits::storage::StorageError;
@@ -24,15 +26,16 @@ pub(super) struct Recovered {
     pub(super) preallocated: u64,
 }
 
-/// Applies the journal `data` (the file at `path`) to `memory`, a storage made for replay,
-/// noting each frame's stream in `liveness`.
+/// Applies the journal at `path` to `memory`, a storage made for replay, noting each frame's
+/// stream in `liveness`. The file is read frame by frame: opening holds one frame at a time,
+/// besides the streams (only past a bad frame is the rest read whole, to tell a torn tail from
+/// damage).
 pub(super) fn replay(
-    data: &[u8],
-    memory: &MemoryStreamStorage,
     path: &Path,
+    memory: &MemoryStreamStorage,
     liveness: &mut Liveness,
 ) -> Result<Recovered, StorageError> {
-    let refuse = |pos: usize, why: String| {
+    let refuse = |pos: u64, why: String| {
         StorageError::backend(
             false,
             format!(
@@ -42,39 +45,92 @@ pub(super) fn replay(
             None,
         )
     };
-    let mut pos = 0;
+    let io = |e: std::io::Error| {
+        StorageError::backend(false, format!("reading {}", path.display()), Some(e.into()))
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let file_len = file.metadata().map_err(io)?.len();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, &mut file);
+    let mut pos = 0u64;
     let mut operations = 0;
-    loop {
-        match frame::at(data, pos) {
-            frame::At::End => break,
-            frame::At::Frame { body, next } => {
-                let op = codec::decode(body).map_err(|why| refuse(pos, why))?;
-                let subject = codec::subject(body).map_err(|why| refuse(pos, why))?;
-                liveness.frame(pos as u64, (next - pos) as u64, &subject);
-                memory
-                    .replay(op)
-                    .map_err(|e| refuse(pos, format!("its operation does not apply: {e}")))?;
-                operations += 1;
-                pos = next;
-            }
-            frame::At::Bad(_) if data[pos..].iter().all(|&b| b == 0) => break,
-            frame::At::Bad(why) => {
-                if let Some(valid) = frame::next_valid_after(data, pos) {
-                    return Err(refuse(
-                        pos,
-                        format!("{why}, and a valid frame follows at byte {valid}"),
-                    ));
-                }
-                break;
-            }
+    let mut header = [0; frame::HEADER];
+    let mut body = Vec::new();
+    let whole = loop {
+        let got = read_up_to(&mut reader, &mut header).map_err(io)?;
+        if got == 0 {
+            break true;
+        }
+        let left = file_len - pos - got as u64;
+        let Ok((crc, len)) = frame::header(&header[..got]) else {
+            break false;
+        };
+        if len > left {
+            break false;
+        }
+        body.resize(len as usize, 0);
+        reader.read_exact(&mut body).map_err(io)?;
+        if crc32fast::hash(&body) != crc {
+            break false;
+        }
+        let op = codec::decode(&body).map_err(|why| refuse(pos, why))?;
+        let subject = codec::subject(&body).map_err(|why| refuse(pos, why))?;
+        memory
+            .replay(op)
+            .map_err(|e| refuse(pos, format!("its operation does not apply: {e}")))?;
+        let frame_len = (frame::HEADER + body.len()) as u64;
+        liveness.frame(pos, frame_len, &subject);
+        operations += 1;
+        pos += frame_len;
+    };
+    drop(reader);
+    let mut recovered = Recovered {
+        end: pos,
+        operations,
+        torn: 0,
+        preallocated: 0,
+    };
+    if whole {
+        return Ok(recovered);
+    }
+    // Past the last whole frame: zeros allocated ahead, a torn tail, or damage.
+    let mut rest = Vec::new();
+    file.seek(SeekFrom::Start(pos)).map_err(io)?;
+    file.read_to_end(&mut rest).map_err(io)?;
+    if rest.iter().all(|&b| b == 0) {
+        recovered.preallocated = rest.len() as u64;
+        return Ok(recovered);
+    }
+    let why = match frame::at(&rest, 0) {
+        frame::At::Bad(why) => why,
+        // A frame whole now that was not while reading: the file changed under the open.
+        _ => "a frame that changed while the journal was read",
+    };
+    if let Some(valid) = frame::next_valid_after(&rest, 0) {
+        return Err(refuse(
+            pos,
+            format!(
+                "{why}, and a valid frame follows at byte {}",
+                pos + valid as u64
+            ),
+        ));
+    }
+    recovered.torn = rest.len() as u64;
+    Ok(recovered)
+}
+
+/// What opening reads from the file at a time.
+const READ_BUFFER: usize = 4 << 20;
+
+/// Fills `buf` from `reader` as far as the file goes: the bytes read (fewer only at its end).
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match reader.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    let rest = (data.len() - pos) as u64;
-    let zeros = data[pos..].iter().all(|&b| b == 0);
-    Ok(Recovered {
-        end: pos as u64,
-        operations,
-        torn: if zeros { 0 } else { rest },
-        preallocated: if zeros { rest } else { 0 },
-    })
+    Ok(got)
 }

@@ -85,6 +85,40 @@ async fn a_torn_tail_is_cut_off_and_the_journal_goes_on() {
     }
 }
 
+/// A last frame whose length field was torn into a huge number is a torn tail, found without
+/// reserving that many bytes.
+#[tokio::test]
+async fn a_torn_length_past_the_file_is_a_torn_tail() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = StreamName::new("s").expect("valid");
+    {
+        let store = open(dir.path()).await;
+        let config = StreamConfig::with_content_type("text/plain");
+        store.create(&stream, config, vec![]).await.expect("create");
+        store
+            .append(&stream, AppendRequest::record("kept"))
+            .await
+            .expect("append");
+        store.close().await;
+    }
+    let journal = dir.path().join(JOURNAL);
+    let mut data = std::fs::read(&journal).expect("read journal");
+    let ends = frame_ends(&data);
+    data.truncate(ends[1]);
+    frame::write(&mut data, |body| body.extend_from_slice(b"torn"));
+    let length_field = ends[1] + 8..ends[1] + frame::HEADER;
+    data[length_field].copy_from_slice(&u64::MAX.to_le_bytes());
+    std::fs::write(&journal, &data).expect("write");
+    let store = open(dir.path()).await;
+    assert_eq!(texts(&store, &stream).await, ["kept"]);
+    store.close().await;
+    assert_eq!(
+        std::fs::metadata(&journal).expect("stat").len() as usize,
+        ends[1],
+        "cut off at the last whole frame"
+    );
+}
+
 /// The zeros after the last frame are space allocated ahead, not a torn tail: opening keeps
 /// them, and the next groups are written over them.
 #[tokio::test]
