@@ -361,6 +361,36 @@ async fn a_directory_is_held_by_one_open_storage() {
         .expect("open after close");
 }
 
+/// Dropping the last handle (as a process does on its way out, without `close`) returns only
+/// once the writer wrote what was left and let the directory go: it opens again at once, with
+/// the appends made under periodic syncs there.
+#[tokio::test]
+async fn dropping_the_last_handle_finishes_the_journal_before_it_returns() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stream = name("s");
+    let periodic = || {
+        LogStorageConfig::default()
+            .with_fsync_every_group(false)
+            .with_lock_wait(Duration::ZERO)
+    };
+    for round in 0..3 {
+        let store = LogStreamStorage::open(dir.path(), periodic())
+            .await
+            .expect("the directory is free at once");
+        if round == 0 {
+            let config = StreamConfig::with_content_type("text/plain");
+            store.create(&stream, config, vec![]).await.expect("create");
+        }
+        store
+            .append(&stream, AppendRequest::record(format!("r{round}")))
+            .await
+            .expect("append");
+        drop(store);
+    }
+    let store = open(dir.path()).await;
+    assert_eq!(read_texts(&store, &stream).await, ["r0", "r1", "r2"]);
+}
+
 /// Two opens of one fresh directory at the same moment: exactly one holds it, the other is
 /// refused once its lock wait runs out (never two writers on one journal).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

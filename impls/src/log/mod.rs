@@ -192,11 +192,13 @@ impl LogStreamStorage {
     }
 
     /// Waits until everything answered so far is on disk and, if this is the last handle,
-    /// until the writer has stopped and released the directory.
+    /// until the writer has stopped and released the directory (dropping the last handle
+    /// does the same, blocking the thread it is dropped on for the last write and sync).
     pub async fn close(self) {
         let _ = self.inner.durability.settle(&self.inner.kick).await;
         if let Some(inner) = Arc::into_inner(self.inner) {
             let writer = inner.writer.lock().ok().and_then(|mut w| w.take());
+            inner.durability.stop(&inner.kick);
             drop(inner);
             if let Some(writer) = writer {
                 let _ = tokio::task::spawn_blocking(move || writer.join()).await;
@@ -208,6 +210,19 @@ impl LogStreamStorage {
     async fn settled<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
         self.inner.durability.settle(&self.inner.kick).await?;
         result
+    }
+}
+
+impl Drop for Inner {
+    /// The last handle gone: the writer writes and syncs what is left and releases the
+    /// directory before this returns, so a process that exits right after it loses nothing,
+    /// even with periodic syncs.
+    fn drop(&mut self) {
+        self.durability.stop(&self.kick);
+        let writer = self.writer.get_mut().ok().and_then(Option::take);
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
     }
 }
 

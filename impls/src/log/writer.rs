@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -29,6 +29,8 @@ pub(super) struct Durability {
     failed: OnceLock<String>,
     /// Woken after every group.
     synced: Notify,
+    /// Set when the last handle is dropped: the writer finishes and stops at its next wake-up.
+    stop: AtomicBool,
 }
 
 impl Durability {
@@ -39,6 +41,7 @@ impl Durability {
             durable: AtomicU64::new(position),
             failed: OnceLock::new(),
             synced: Notify::new(),
+            stop: AtomicBool::new(false),
         }
     }
 
@@ -79,6 +82,13 @@ impl Durability {
             format!("the log storage's journal cannot be written ({why}); open the storage again"),
             None,
         )
+    }
+
+    /// Asks the writer to finish and stop, waking it with `kick`.
+    pub(super) fn stop(&self, kick: &SyncSender<()>) {
+        self.stop.store(true, Ordering::Release);
+        // Full: a wake-up is pending already, and the writer sees the flag on it.
+        let _ = kick.try_send(());
     }
 
     fn synced_to(&self, position: u64) {
@@ -173,7 +183,7 @@ pub(super) struct Journal {
     pub(super) liveness: Liveness,
 }
 
-/// Runs until every sender of `kicks` is gone (the last handle of the storage dropped), then
+/// Runs until asked to [stop](Durability::stop) or every sender of `kicks` is gone, then
 /// writes what is left and returns, releasing `lock` (the directory's lock file) last. Should
 /// it panic (a bug), every waiting and later call fails instead of waiting forever.
 pub(super) fn run(
@@ -258,7 +268,7 @@ fn write_until_stopped(
             drop(lock);
             return;
         }
-        stopping = kicks.recv().is_err();
+        stopping = kicks.recv().is_err() || durability.stop.load(Ordering::Acquire);
     }
 }
 
