@@ -1,7 +1,7 @@
 //! `courier streams`: the Durable Streams server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
@@ -11,8 +11,12 @@ use serde::Deserialize;
 use crate::config::{self, parse_duration};
 use crate::storage::{self, STORAGE_FORMS};
 
-/// Default storage: embedded SQLite under `./data`, so data survives a restart with no server.
-const DEFAULT_STORAGE: &str = "sqlite:./data/streams.db";
+/// Default storage: the embedded log under `./data/streams`, so data survives a restart with
+/// no server (the fastest durable storage here; its data must fit in RAM).
+const DEFAULT_STORAGE: &str = "log:./data/streams";
+/// The default before the log. A database left there by it is used rather than silently left
+/// behind by an upgrade.
+const EARLIER_DEFAULT_STORAGE: &str = "sqlite:./data/streams.db";
 const DEFAULT_ADDR: &str = "127.0.0.1:4437";
 
 /// Flags (each also from the environment); they override the config file.
@@ -22,8 +26,9 @@ pub(crate) struct StreamsArgs {
     /// max_append_bytes, subscriptions, allow_loopback_webhooks).
     #[arg(long, short, env = "COURIER_STREAMS_CONFIG")]
     config: Option<PathBuf>,
-    /// Where streams are kept: memory | sqlite:PATH[?sync=normal] | log:DIR | redis://.. | postgres://..
-    /// [default: sqlite:./data/streams.db]
+    /// Where streams are kept: memory | sqlite:PATH[?sync=normal] | log:DIR[?sync=normal] |
+    /// redis://.. | postgres://.. [default: log:./data/streams, or sqlite:./data/streams.db
+    /// where an earlier version left that database and no log directory]
     #[arg(long, env = "COURIER_STREAMS_STORAGE")]
     storage: Option<String>,
     /// Address to listen on [default: 127.0.0.1:4437].
@@ -62,7 +67,7 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
     let storage_spec = args
         .storage
         .or(file.storage)
-        .unwrap_or_else(|| DEFAULT_STORAGE.to_owned());
+        .unwrap_or_else(|| default_storage(Path::new(".")));
     let addr = match args.addr.or(file.addr) {
         Some(addr) => addr,
         None => DEFAULT_ADDR.parse().map_err(|e| format!("{e}"))?,
@@ -111,6 +116,20 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The storage when none is named, for a server started in `cwd`: the log, unless the SQLite
+/// database of the earlier default is there and the log's directory is not.
+fn default_storage(cwd: &Path) -> String {
+    let path = |spec: &str| cwd.join(spec.split_once(':').map_or(spec, |(_, p)| p));
+    if path(EARLIER_DEFAULT_STORAGE).exists() && !path(DEFAULT_STORAGE).exists() {
+        tracing::warn!(
+            "using {EARLIER_DEFAULT_STORAGE}, the database an earlier default left here; \
+             the default is now {DEFAULT_STORAGE} (pass --storage to choose)"
+        );
+        return EARLIER_DEFAULT_STORAGE.to_owned();
+    }
+    DEFAULT_STORAGE.to_owned()
+}
+
 /// Completes on Ctrl-C or SIGTERM.
 pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
@@ -133,4 +152,32 @@ pub(crate) async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing open requests, closing connections");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_is_the_log_unless_an_earlier_default_left_a_database_alone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert_eq!(
+            default_storage(dir.path()),
+            DEFAULT_STORAGE,
+            "a fresh directory"
+        );
+        std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+        std::fs::write(dir.path().join("data/streams.db"), b"").expect("db");
+        assert_eq!(
+            default_storage(dir.path()),
+            EARLIER_DEFAULT_STORAGE,
+            "an earlier default's database is kept in use"
+        );
+        std::fs::create_dir(dir.path().join("data/streams")).expect("mkdir");
+        assert_eq!(
+            default_storage(dir.path()),
+            DEFAULT_STORAGE,
+            "both: the log, which only this version makes"
+        );
+    }
 }
