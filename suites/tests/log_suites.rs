@@ -503,6 +503,7 @@ async fn kill_9_case(test: &str, mode: &str) {
         let len = std::fs::metadata(dir.path().join("journal.log"))
             .expect("journal")
             .len();
+        // Without a compaction every deleted byte would still be in the file.
         assert!(
             len < churned / 2,
             "{churned} bytes were deleted, yet the journal is {len} bytes: it was not compacted"

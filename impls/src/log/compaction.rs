@@ -9,16 +9,22 @@
 //! reads its source, and a source exists as long as any fork of it does (it is kept, marked
 //! deleted, for them). So the journal can be rewritten with those frames alone.
 //!
-//! The writer rewrites it once the dead bytes are at least [`min_dead`](Liveness::new) and at
-//! least the live bytes (so each byte is copied a bounded number of times: rewriting copies the
-//! live bytes, and at least as many dead bytes were written since the last rewrite). The new
-//! file is written next to the journal, synced, renamed over it and the directory synced; a
-//! crash before the rename leaves the old journal (and a stray file opening deletes), one after
-//! it the new one, and both describe the same streams.
+//! The writer has it rewritten once the dead bytes are at least [`min_dead`](Liveness::new) and
+//! at least the live bytes (so each byte is copied a bounded number of times: rewriting copies
+//! the live bytes, and at least as many dead bytes were written since the last rewrite).
+//!
+//! In two steps, so that calls do not wait for the copy of the live bytes: a thread of its own
+//! copies the live frames of the journal as it was when the rewrite started ([`rewrite`]),
+//! while the writer goes on appending to the journal; then the writer copies what it appended
+//! meanwhile, in order, less the streams created and removed meanwhile
+//! ([`Rewritten::append_tail`]), syncs the new file, renames it over the journal and syncs the
+//! directory. Only that last step holds the calls (it reads what was appended during the copy,
+//! from the page cache). A crash before the rename leaves the old journal (and a stray file
+//! opening deletes), one after it the new one, and both describe the same streams.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use courier_traits::storage::StreamName;
@@ -53,13 +59,172 @@ pub(super) struct Liveness {
     broken: Option<String>,
 }
 
-/// A rewritten journal, synced, not yet renamed over the journal.
+/// Notes in `lives` the frame of `len` bytes at `offset` about `subject`; answers the bytes of
+/// the life it removes (0 unless it is a removal).
+fn note(lives: &mut HashMap<String, Life>, offset: u64, len: u64, subject: &Subject<'_>) -> u64 {
+    if subject.creates {
+        lives.insert(
+            subject.name.to_owned(),
+            Life {
+                start: offset,
+                bytes: len,
+            },
+        );
+    } else if let Some(life) = lives.get_mut(subject.name) {
+        life.bytes += len;
+        if subject.removes {
+            return life.bytes;
+        }
+    }
+    0
+}
+
+/// The frames to keep of a journal's first `end` bytes (see [`Liveness::plan`]).
+pub(super) struct Plan {
+    lives: HashMap<String, Life>,
+    /// Where the whole frames ended when the plan was made.
+    pub(super) end: u64,
+}
+
+/// A rewritten journal, not yet renamed over the journal.
 pub(super) struct Rewritten {
     /// The new file, open for writing, at `dir/journal.compact` until renamed.
     pub(super) file: File,
     /// Its length.
     pub(super) len: u64,
     lives: HashMap<String, Life>,
+    /// The plan's lives: the streams that existed where the copy stopped, `copied_to`.
+    planned: HashMap<String, Life>,
+    /// Where in the old journal the frames copied so far end.
+    copied_to: u64,
+}
+
+/// Writes the frames of the journal at `path` that `plan` keeps (those of the streams that
+/// existed at its end, from the frame that created each) to `tmp`, in order, and syncs it.
+/// Runs beside the writer, which goes on appending to the journal after `plan.end`; see
+/// [`Rewritten::append_tail`] for what it appended meanwhile.
+pub(super) fn rewrite(plan: Plan, path: &Path, tmp: &Path) -> std::io::Result<Rewritten> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    let mut out = BufWriter::with_capacity(1 << 20, &file);
+    let mut lives: HashMap<String, Life> = HashMap::with_capacity(plan.lives.len());
+    let mut len = 0u64;
+    each_frame(path, 0, plan.end, |pos, frame, subject| {
+        if let Some(life) = plan.lives.get(subject.name)
+            && pos >= life.start
+        {
+            note(&mut lives, len, frame.len() as u64, subject);
+            out.write_all(frame)?;
+            len += frame.len() as u64;
+        }
+        Ok(())
+    })?;
+    out.flush()?;
+    drop(out);
+    // Synced here, beside the writer, so that the sync after the tail flushes the tail only.
+    file.sync_data()?;
+    Ok(Rewritten {
+        file,
+        len,
+        lives,
+        planned: plan.lives,
+        copied_to: plan.end,
+    })
+}
+
+impl Rewritten {
+    /// Copies what the writer appended to the journal at `path` since the plan, up to `to`
+    /// (its end: the writer waits meanwhile), to the end of the new file, in order, and syncs
+    /// it. `now` knows the journal up to `to` and `existing` are the streams that exist there.
+    ///
+    /// A frame of a life that began before the plan is copied whatever came of the life (its
+    /// earlier frames are in the new file, so a removal after them must be too). A frame of a
+    /// life that began after the plan is copied only if that life is the stream's current one
+    /// at `to`: a stream created and removed meanwhile leaves nothing (nothing else depends on
+    /// it: a fork's source outlives the fork).
+    pub(super) fn append_tail(
+        &mut self,
+        path: &Path,
+        to: u64,
+        now: &Liveness,
+        existing: &[StreamName],
+    ) -> std::io::Result<()> {
+        let existing: HashSet<&str> = existing.iter().map(StreamName::as_str).collect();
+        if let Some(missing) = existing.iter().find(|n| now.life_start(n).is_none()) {
+            // The writer lost track of a frame: dropping by its lives could drop a stream.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("stream {missing} exists but no frame created it"),
+            ));
+        }
+        self.file.seek(SeekFrom::Start(self.len))?;
+        let mut out = BufWriter::with_capacity(1 << 20, &self.file);
+        let (lives, len, planned) = (&mut self.lives, &mut self.len, &self.planned);
+        // Where the life began of each stream created after the plan.
+        let mut born_after: HashMap<String, u64> = HashMap::new();
+        each_frame(path, self.copied_to, to, |pos, frame, subject| {
+            if subject.creates {
+                born_after.insert(subject.name.to_owned(), pos);
+            }
+            let keep = match born_after.get(subject.name) {
+                None => planned.contains_key(subject.name),
+                Some(&start) => {
+                    existing.contains(subject.name) && now.life_start(subject.name) == Some(start)
+                }
+            };
+            if keep {
+                note(lives, *len, frame.len() as u64, subject);
+                out.write_all(frame)?;
+                *len += frame.len() as u64;
+            }
+            Ok(())
+        })?;
+        out.flush()?;
+        drop(out);
+        self.copied_to = to;
+        self.file.sync_data()
+    }
+}
+
+/// Calls `f` with each frame of the file at `path` from `from` to `to` (whole frames, checked):
+/// its position, its bytes (header included) and its subject.
+fn each_frame(
+    path: &Path,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(u64, &[u8], &Subject<'_>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let invalid = |pos: u64, why: &dyn std::fmt::Display| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("byte {pos}: {why}"),
+        )
+    };
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut frame = Vec::new();
+    let mut pos = from;
+    while pos < to {
+        frame.resize(HEADER, 0);
+        reader.read_exact(&mut frame)?;
+        let (crc, body_len) = frame::header(&frame).map_err(|why| invalid(pos, &why))?;
+        let body_len = usize::try_from(body_len).map_err(|e| invalid(pos, &e))?;
+        frame.resize(HEADER + body_len, 0);
+        reader.read_exact(&mut frame[HEADER..])?;
+        let body = &frame[HEADER..];
+        if crc32fast::hash(body) != crc {
+            return Err(invalid(pos, &"a checksum does not match"));
+        }
+        let subject = codec::subject(body).map_err(|why| invalid(pos, &why))?;
+        f(pos, &frame, &subject)?;
+        pos += frame.len() as u64;
+    }
+    Ok(())
 }
 
 impl Liveness {
@@ -78,20 +243,7 @@ impl Liveness {
 
     /// Notes the frame of `len` bytes (header included) at `offset`, about `subject`.
     pub(super) fn frame(&mut self, offset: u64, len: u64, subject: &Subject<'_>) {
-        if subject.creates {
-            self.lives.insert(
-                subject.name.to_owned(),
-                Life {
-                    start: offset,
-                    bytes: len,
-                },
-            );
-        } else if let Some(life) = self.lives.get_mut(subject.name) {
-            life.bytes += len;
-            if subject.removes {
-                self.removed += life.bytes;
-            }
-        }
+        self.removed += note(&mut self.lives, offset, len, subject);
         self.file_bytes = offset + len;
     }
 
@@ -148,55 +300,13 @@ impl Liveness {
         false
     }
 
-    /// Writes the live frames of the journal at `path` (its first `end` bytes) to `tmp`, in
-    /// order, and syncs it. The caller renames it over the journal, then calls [`Self::adopt`].
-    pub(super) fn rewrite(&self, path: &Path, end: u64, tmp: &Path) -> std::io::Result<Rewritten> {
-        let invalid = |why: String| std::io::Error::new(std::io::ErrorKind::InvalidData, why);
-        let mut reader = BufReader::with_capacity(1 << 20, File::open(path)?);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(tmp)?;
-        let mut out = BufWriter::with_capacity(1 << 20, &file);
-        let mut lives: HashMap<String, Life> = HashMap::with_capacity(self.lives.len());
-        let (mut pos, mut len) = (0u64, 0u64);
-        let mut header = [0; HEADER];
-        let mut body = Vec::new();
-        while pos < end {
-            reader.read_exact(&mut header)?;
-            let (crc, body_len) =
-                frame::header(&header).map_err(|why| invalid(format!("byte {pos}: {why}")))?;
-            body.resize(
-                usize::try_from(body_len).map_err(|e| invalid(e.to_string()))?,
-                0,
-            );
-            reader.read_exact(&mut body)?;
-            if crc32fast::hash(&body) != crc {
-                return Err(invalid(format!("byte {pos}: a checksum does not match")));
-            }
-            let frame_len = (HEADER + body.len()) as u64;
-            let subject =
-                codec::subject(&body).map_err(|why| invalid(format!("byte {pos}: {why}")))?;
-            if let Some(life) = self.lives.get(subject.name)
-                && pos >= life.start
-            {
-                let new = lives.entry(subject.name.to_owned()).or_insert(Life {
-                    start: len,
-                    bytes: 0,
-                });
-                new.bytes += frame_len;
-                out.write_all(&header)?;
-                out.write_all(&body)?;
-                len += frame_len;
-            }
-            pos += frame_len;
+    /// What [`rewrite`] needs to copy the live frames written so far: which frames are live
+    /// and where the file's whole frames end.
+    pub(super) fn plan(&self) -> Plan {
+        Plan {
+            lives: self.lives.clone(),
+            end: self.file_bytes,
         }
-        out.flush()?;
-        drop(out);
-        file.sync_data()?;
-        Ok(Rewritten { file, len, lives })
     }
 
     /// Takes the rewritten file's frames as the journal's, once it was renamed over it.
@@ -204,6 +314,11 @@ impl Liveness {
         self.lives = std::mem::take(&mut rewritten.lives);
         self.file_bytes = rewritten.len;
         self.next_check = rewritten.len + self.min_dead.max(rewritten.len);
+    }
+
+    /// Where the current life of stream `name` began, if a frame created it.
+    fn life_start(&self, name: &str) -> Option<u64> {
+        self.lives.get(name).map(|life| life.start)
     }
 
     /// Looks again only after `more` bytes (a rewrite failed and is not retried at once).

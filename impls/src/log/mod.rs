@@ -17,8 +17,11 @@
 //! The changes of streams that are gone (deleted, expired) stay in the journal until they
 //! amount to [`compact_dead_bytes`](LogStorageConfig::compact_dead_bytes) and to at least the
 //! bytes of the streams that exist; the writer then rewrites the journal without them (at open
-//! too), so the file stays within about twice the live data plus the threshold. Calls that
-//! wait for a sync wait for the rewrite, which copies the live bytes.
+//! too). The file then holds the live data, at most as many dead bytes again (or the
+//! threshold), and what was written while the last rewrite ran (copied whole; the next rewrite
+//! drops its dead part). The live bytes are copied beside the writer; calls wait only while the
+//! last of what was appended during the copy is copied after it and the new file replaces the
+//! old.
 //!
 //! Limits, stated so nobody finds them by surprise: every record is also held in memory (the
 //! data set must fit in RAM, as with Redis), opening reads the whole journal (frame by frame,
@@ -83,8 +86,8 @@ pub struct LogStorageConfig {
     pub fsync_every_group: bool,
     /// How many bytes of the changes of streams that are gone (deleted, expired) the journal
     /// holds before it is rewritten without them (default 64 MiB), provided they are also at
-    /// least as many as the bytes of the streams that exist. Rewriting copies the live bytes
-    /// while calls that need a sync wait for it.
+    /// least as many as the bytes of the streams that exist. The live bytes are copied on a
+    /// thread of their own while the journal goes on.
     pub compact_dead_bytes: u64,
 }
 
@@ -312,6 +315,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
                 path,
                 compacted,
                 liveness,
+                compaction: None,
             };
             move || writer::run(memory, journal, sync, durability, kicks, lock)
         })

@@ -8,14 +8,14 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use courier_traits::storage::StorageError;
+use courier_traits::storage::{StorageError, StreamName};
 use tokio::sync::Notify;
 
-use super::compaction::Liveness;
+use super::compaction::{self, Liveness, Rewritten};
 use crate::memory::{MemoryStreamStorage, Taken};
 
 /// What the calls and the writer share.
@@ -181,7 +181,18 @@ pub(super) struct Journal {
     /// Where compaction writes the new file before renaming it over the journal.
     pub(super) compacted: PathBuf,
     pub(super) liveness: Liveness,
+    /// The compaction running beside the writer, if one is.
+    pub(super) compaction: Option<Compaction>,
 }
+
+/// A rewrite of the journal running on a thread of its own.
+pub(super) struct Compaction {
+    started: Instant,
+    thread: std::thread::JoinHandle<std::io::Result<Rewritten>>,
+}
+
+/// How often a writer with nothing to write looks whether the compaction finished.
+const COMPACTION_POLL: Duration = Duration::from_millis(5);
 
 /// Runs until asked to [stop](Durability::stop) or every sender of `kicks` is gone, then
 /// writes what is left and returns, releasing `lock` (the directory's lock file) last. Should
@@ -218,7 +229,13 @@ fn write_until_stopped(
     loop {
         // Until a take finds nothing: what was journaled during a sync is the next group.
         loop {
-            let check = journal.liveness.due();
+            // A finished compaction (or any, once stopping) is completed with the streams that
+            // exist at the end of the journal.
+            let finishing = journal
+                .compaction
+                .as_ref()
+                .is_some_and(|c| stopping || c.thread.is_finished());
+            let check = finishing || (journal.compaction.is_none() && journal.liveness.due());
             let Some(Taken {
                 bytes: group,
                 end: group_end,
@@ -242,12 +259,15 @@ fn write_until_stopped(
                 journal.liveness.group(&group, at);
                 durability.synced_to(group_end);
             }
-            if let Some(streams) = streams
-                && journal.liveness.worth_rewriting(&streams)
-                && let Err(why) = compact(&mut journal)
-            {
-                durability.fail(why);
-                return;
+            if let Some(streams) = streams {
+                if finishing {
+                    if let Err(why) = finish_compaction(&mut journal, &streams) {
+                        durability.fail(why);
+                        return;
+                    }
+                } else if journal.liveness.worth_rewriting(&streams) {
+                    start_compaction(&mut journal);
+                }
             }
             // One huge group (a create with megabytes of records) is not kept as the buffer.
             spare = if group.capacity() <= SPARE_CAPACITY {
@@ -268,33 +288,73 @@ fn write_until_stopped(
             drop(lock);
             return;
         }
-        stopping = kicks.recv().is_err() || durability.stop.load(Ordering::Acquire);
+        let woken = if journal.compaction.is_some() {
+            match kicks.recv_timeout(COMPACTION_POLL) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => true,
+                Err(RecvTimeoutError::Disconnected) => false,
+            }
+        } else {
+            kicks.recv().is_ok()
+        };
+        stopping = !woken || durability.stop.load(Ordering::Acquire);
     }
 }
 
-/// Rewrites the journal without the frames of streams that are gone (see [`super::compaction`])
-/// and goes on in the new file. A failure before the new file replaces the old one is logged
-/// and leaves the old one in use; `Err` (the journal can no longer be written safely) only
-/// when the rename happened and the directory could not be synced.
-fn compact(journal: &mut Journal) -> Result<(), String> {
-    let started = Instant::now();
+/// Starts rewriting the journal without the frames of streams that are gone (see
+/// [`super::compaction`]) on a thread of its own; the writer goes on meanwhile.
+fn start_compaction(journal: &mut Journal) {
+    let plan = journal.liveness.plan();
+    let from = plan.end;
+    let (path, tmp) = (journal.path.clone(), journal.compacted.clone());
+    let spawned = std::thread::Builder::new()
+        .name("courier-log-compaction".into())
+        .spawn(move || compaction::rewrite(plan, &path, &tmp));
+    match spawned {
+        Ok(thread) => {
+            journal.compaction = Some(Compaction {
+                started: Instant::now(),
+                thread,
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "log storage: cannot start a compaction thread");
+            journal.liveness.postpone(from);
+        }
+    }
+}
+
+/// Waits for the running compaction (if any), copies what the writer appended meanwhile to
+/// the new file (`existing`: the streams that exist at the journal's end) and puts it in the
+/// journal's place. A failure before the new file replaces
+/// the old one is logged and leaves the old one in use; `Err` (the journal can no longer be
+/// written safely) only when the rename happened and the directory could not be synced.
+fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(), String> {
+    let Some(Compaction { started, thread }) = journal.compaction.take() else {
+        return Ok(());
+    };
     let before = journal.end.position;
-    let mut rewritten = match journal
-        .liveness
-        .rewrite(&journal.path, before, &journal.compacted)
-    {
+    let copied_at = Instant::now();
+    let rewritten = thread
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the compaction thread panicked")))
+        .and_then(|mut rewritten| {
+            rewritten.append_tail(&journal.path, before, &journal.liveness, existing)?;
+            Ok(rewritten)
+        });
+    let keep_old = |journal: &mut Journal, what: &str, e: &dyn std::fmt::Display| {
+        tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction {what}; the journal is kept as it is");
+        let _ = std::fs::remove_file(&journal.compacted);
+        journal.liveness.postpone(before);
+    };
+    let mut rewritten = match rewritten {
         Ok(rewritten) => rewritten,
         Err(e) => {
-            tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction failed; the journal is kept as it is");
-            let _ = std::fs::remove_file(&journal.compacted);
-            journal.liveness.postpone(before);
+            keep_old(journal, "failed", &e);
             return Ok(());
         }
     };
     if let Err(e) = std::fs::rename(&journal.compacted, &journal.path) {
-        tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction could not replace the journal; it is kept as it is");
-        let _ = std::fs::remove_file(&journal.compacted);
-        journal.liveness.postpone(before);
+        keep_old(journal, "could not replace the journal", &e);
         return Ok(());
     }
     // From here the old file is unlinked: going on in it would write where no open reads.
@@ -314,6 +374,7 @@ fn compact(journal: &mut Journal) -> Result<(), String> {
         before,
         after = rewritten.len,
         millis = started.elapsed().as_millis() as u64,
+        writer_paused_millis = copied_at.elapsed().as_millis() as u64,
         "log storage: journal compacted (the changes of streams that are gone dropped)"
     );
     Ok(())
