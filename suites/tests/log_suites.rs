@@ -147,6 +147,38 @@ async fn a_journal_opened_with_dead_bytes_is_compacted_at_once() {
     assert!(!dir.path().join("journal.compact").exists());
 }
 
+/// A compaction that cannot write its file (here a directory stands where it goes) leaves the
+/// journal as it is: every call goes on, and everything is there after reopening.
+#[tokio::test]
+async fn a_compaction_that_fails_leaves_the_journal_in_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kept = name("kept");
+    let text = || StreamConfig::with_content_type("text/plain");
+    let compacting = || LogStorageConfig::default().with_compact_dead_bytes(1);
+    {
+        let store = LogStreamStorage::open(dir.path(), compacting())
+            .await
+            .expect("open");
+        std::fs::create_dir(dir.path().join("journal.compact")).expect("block the rewrite");
+        store.create(&kept, text(), vec![]).await.expect("create");
+        for round in 0..3 {
+            delete_a_stream_of(&store, 1 << 20).await;
+            store
+                .append(&kept, AppendRequest::record(format!("r{round}")))
+                .await
+                .expect("calls go on while compaction fails");
+        }
+        store.close().await;
+        let len = std::fs::metadata(dir.path().join("journal.log"))
+            .expect("journal")
+            .len();
+        assert!(len > 3 << 20, "not compacted: {len} bytes");
+        std::fs::remove_dir(dir.path().join("journal.compact")).expect("unblock");
+    }
+    let store = open(dir.path()).await;
+    assert_eq!(read_texts(&store, &kept).await, ["r0", "r1", "r2"]);
+}
+
 /// The body of [`every_kind_of_change_survives_reopen`], every open with `config`, a stream of
 /// `dead_bytes` created and deleted before each close but the last; answers the directory.
 async fn every_kind_of_change_survives(

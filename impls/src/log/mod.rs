@@ -61,7 +61,7 @@ const JOURNAL: &str = "journal.log";
 /// How often the journal is synced when calls do not wait for it.
 const PERIODIC_SYNC: Duration = Duration::from_secs(1);
 /// Where compaction writes the journal's replacement before renaming it over the journal.
-const COMPACTED: &str = "journal.compact";
+const REWRITE: &str = "journal.compact";
 /// The file locked while a process has the directory open.
 const LOCK: &str = "LOCK";
 
@@ -249,14 +249,14 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             .and_then(|d| d.sync_all())
             .map_err(io(format!("syncing {}", dir.display())))?;
     }
-    let compacted = dir.join(COMPACTED);
-    match std::fs::remove_file(&compacted) {
+    let rewrite_path = dir.join(REWRITE);
+    match std::fs::remove_file(&rewrite_path) {
         // A compaction the process did not finish: the journal it was to replace is whole.
         Ok(()) => {
-            tracing::warn!(file = %compacted.display(), "log storage: removed an unfinished compaction")
+            tracing::warn!(file = %rewrite_path.display(), "log storage: removed an unfinished compaction")
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(format!("removing {}", compacted.display()))(e)),
+        Err(e) => return Err(io(format!("removing {}", rewrite_path.display()))(e)),
     }
     // The journal writes a record's length in 32 bits.
     let max_record_bytes = config.max_record_bytes.min(u32::MAX as usize);
@@ -283,7 +283,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         position: recovered.end,
         allocated: recovered.end + recovered.preallocated,
         synced_at: Instant::now(),
-        compacted: 0,
+        dropped: 0,
     };
     let sync = if config.fsync_every_group {
         writer::Sync::EveryGroup
@@ -313,7 +313,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
                 file,
                 end,
                 path,
-                compacted,
+                rewrite_path,
                 liveness,
                 compaction: None,
             };

@@ -121,8 +121,9 @@ pub(super) struct FileEnd {
     pub(super) allocated: u64,
     /// When the file was last synced (for [`Sync::Periodic`]).
     pub(super) synced_at: Instant,
-    /// Bytes compaction removed so far: a journal position is `position + compacted`.
-    pub(super) compacted: u64,
+    /// Bytes compaction dropped from the file so far: a journal position is `position +
+    /// dropped`.
+    pub(super) dropped: u64,
 }
 
 /// Writes `group` at `end.position`, first filling the file with zeros ahead of it when it
@@ -179,7 +180,7 @@ pub(super) struct Journal {
     /// The journal's path (`dir/journal.log`).
     pub(super) path: PathBuf,
     /// Where compaction writes the new file before renaming it over the journal.
-    pub(super) compacted: PathBuf,
+    pub(super) rewrite_path: PathBuf,
     pub(super) liveness: Liveness,
     /// The compaction running beside the writer, if one is.
     pub(super) compaction: Option<Compaction>,
@@ -252,7 +253,7 @@ fn write_until_stopped(
                     return;
                 }
                 debug_assert_eq!(
-                    journal.end.position + journal.end.compacted,
+                    journal.end.position + journal.end.dropped,
                     group_end,
                     "the file and the journal agree"
                 );
@@ -305,7 +306,7 @@ fn write_until_stopped(
 fn start_compaction(journal: &mut Journal) {
     let plan = journal.liveness.plan();
     let from = plan.end;
-    let (path, tmp) = (journal.path.clone(), journal.compacted.clone());
+    let (path, tmp) = (journal.path.clone(), journal.rewrite_path.clone());
     let spawned = std::thread::Builder::new()
         .name("courier-log-compaction".into())
         .spawn(move || compaction::rewrite(plan, &path, &tmp));
@@ -343,7 +344,7 @@ fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(
         });
     let keep_old = |journal: &mut Journal, what: &str, e: &dyn std::fmt::Display| {
         tracing::warn!(error = %e, journal = %journal.path.display(), "log storage: compaction {what}; the journal is kept as it is");
-        let _ = std::fs::remove_file(&journal.compacted);
+        let _ = std::fs::remove_file(&journal.rewrite_path);
         journal.liveness.postpone(before);
     };
     let mut rewritten = match rewritten {
@@ -353,7 +354,7 @@ fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(
             return Ok(());
         }
     };
-    if let Err(e) = std::fs::rename(&journal.compacted, &journal.path) {
+    if let Err(e) = std::fs::rename(&journal.rewrite_path, &journal.path) {
         keep_old(journal, "could not replace the journal", &e);
         return Ok(());
     }
@@ -365,7 +366,7 @@ fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(
     }
     journal.liveness.adopt(&mut rewritten);
     journal.file = rewritten.file;
-    journal.end.compacted += before - rewritten.len;
+    journal.end.dropped += before - rewritten.len;
     journal.end.position = rewritten.len;
     journal.end.allocated = rewritten.len;
     journal.end.synced_at = Instant::now();
