@@ -101,6 +101,10 @@ async fn every_kind_of_change_survives_compaction() {
     // Without compaction the dead stream alone is 20 MiB; with it, the live frames plus the
     // zeros allocated ahead (at most 8 MiB here).
     assert!(len < 12 << 20, "the journal is {len} bytes");
+    assert!(
+        !dir.path().join("journal.compact").exists(),
+        "no compaction outlives the close"
+    );
 }
 
 /// A journal that holds more dead bytes than the threshold when opened is compacted at once.

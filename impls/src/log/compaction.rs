@@ -213,6 +213,9 @@ fn each_frame(
         frame.resize(HEADER, 0);
         reader.read_exact(&mut frame)?;
         let (crc, body_len) = frame::header(&frame).map_err(|why| invalid(pos, &why))?;
+        if body_len > to.saturating_sub(pos + HEADER as u64) {
+            return Err(invalid(pos, &"a frame longer than the journal"));
+        }
         let body_len = usize::try_from(body_len).map_err(|e| invalid(pos, &e))?;
         frame.resize(HEADER + body_len, 0);
         reader.read_exact(&mut frame[HEADER..])?;
@@ -312,6 +315,7 @@ impl Liveness {
     /// Takes the rewritten file's frames as the journal's, once it was renamed over it.
     pub(super) fn adopt(&mut self, rewritten: &mut Rewritten) {
         self.lives = std::mem::take(&mut rewritten.lives);
+        self.removed = 0;
         self.file_bytes = rewritten.len;
         self.next_check = rewritten.len + self.min_dead.max(rewritten.len);
     }
@@ -323,6 +327,7 @@ impl Liveness {
 
     /// Looks again only after `more` bytes (a rewrite failed and is not retried at once).
     pub(super) fn postpone(&mut self, more: u64) {
+        self.removed = 0;
         self.next_check = self.file_bytes + more.max(self.min_dead);
     }
 }
@@ -391,5 +396,26 @@ mod tests {
         liveness.frame(0, 50, &subject("a", true));
         assert!(!liveness.worth_rewriting(&names(&["a", "unknown"])));
         assert!(!liveness.due(), "rewriting is off");
+    }
+
+    #[test]
+    fn a_length_past_the_journal_is_an_error_not_an_allocation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (path, tmp) = (
+            dir.path().join("journal.log"),
+            dir.path().join("journal.compact"),
+        );
+        let mut data = Vec::new();
+        frame::write(&mut data, |body| {
+            body.extend_from_slice(b"\x02\x01\x00\x00\x00a")
+        });
+        data[8..HEADER].copy_from_slice(&u64::MAX.to_le_bytes());
+        std::fs::write(&path, &data).expect("write");
+        let mut liveness = Liveness::new(1);
+        liveness.frame(0, data.len() as u64, &subject("a", true));
+        let err = rewrite(liveness.plan(), &path, &tmp)
+            .err()
+            .expect("a frame longer than the journal is refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
     }
 }

@@ -283,6 +283,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
         position: recovered.end,
         allocated: recovered.end + recovered.preallocated,
         synced_at: Instant::now(),
+        unsynced: false,
         dropped: 0,
     };
     let sync = if config.fsync_every_group {

@@ -121,6 +121,8 @@ pub(super) struct FileEnd {
     pub(super) allocated: u64,
     /// When the file was last synced (for [`Sync::Periodic`]).
     pub(super) synced_at: Instant,
+    /// Whether groups were written since (for [`Sync::Periodic`]).
+    pub(super) unsynced: bool,
     /// Bytes compaction dropped from the file so far: a journal position is `position +
     /// dropped`.
     pub(super) dropped: u64,
@@ -152,9 +154,11 @@ fn write_group(
     match sync {
         Sync::EveryGroup => file.sync_data()?,
         Sync::Periodic(every) => {
+            end.unsynced = true;
             if end.synced_at.elapsed() >= every {
                 file.sync_data()?;
                 end.synced_at = Instant::now();
+                end.unsynced = false;
             }
         }
     }
@@ -236,7 +240,9 @@ fn write_until_stopped(
                 .compaction
                 .as_ref()
                 .is_some_and(|c| stopping || c.thread.is_finished());
-            let check = finishing || (journal.compaction.is_none() && journal.liveness.due());
+            // None starts once stopping: the stop would have to wait for all of it.
+            let check =
+                finishing || (!stopping && journal.compaction.is_none() && journal.liveness.due());
             let Some(Taken {
                 bytes: group,
                 end: group_end,
@@ -281,6 +287,12 @@ fn write_until_stopped(
             }
         }
         if stopping {
+            if let Some(running) = journal.compaction.take() {
+                // Not reached (a stop finishes a running compaction and starts none), but a
+                // thread left writing the rewrite's file must not outlive the directory's lock.
+                let _ = running.thread.join();
+                let _ = std::fs::remove_file(&journal.rewrite_path);
+            }
             // What periodic syncing left unsynced goes to the device before the directory is
             // released (a clean stop loses nothing even to a power loss right after it).
             if let Err(e) = journal.file.sync_data() {
@@ -289,14 +301,38 @@ fn write_until_stopped(
             drop(lock);
             return;
         }
-        let woken = if journal.compaction.is_some() {
-            match kicks.recv_timeout(COMPACTION_POLL) {
+        // Woken by a call, by a compaction to finish, or by a periodic sync that is due.
+        let sync_due = match sync {
+            Sync::Periodic(every) if journal.end.unsynced => {
+                Some(every.saturating_sub(journal.end.synced_at.elapsed()))
+            }
+            _ => None,
+        };
+        let wait = match (journal.compaction.is_some(), sync_due) {
+            (true, Some(due)) => Some(due.min(COMPACTION_POLL)),
+            (true, None) => Some(COMPACTION_POLL),
+            (false, due) => due,
+        };
+        let woken = match wait {
+            Some(wait) => match kicks.recv_timeout(wait) {
                 Ok(()) | Err(RecvTimeoutError::Timeout) => true,
                 Err(RecvTimeoutError::Disconnected) => false,
-            }
-        } else {
-            kicks.recv().is_ok()
+            },
+            None => kicks.recv().is_ok(),
         };
+        if let Sync::Periodic(every) = sync
+            && journal.end.unsynced
+            && journal.end.synced_at.elapsed() >= every
+        {
+            // Idle after a group the periodic sync skipped: it goes to the device now, not at
+            // the next group (which may never come).
+            if let Err(e) = journal.file.sync_data() {
+                durability.fail(format!("a periodic sync: {e}"));
+                return;
+            }
+            journal.end.synced_at = Instant::now();
+            journal.end.unsynced = false;
+        }
         stopping = !woken || durability.stop.load(Ordering::Acquire);
     }
 }
@@ -370,6 +406,7 @@ fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(
     journal.end.position = rewritten.len;
     journal.end.allocated = rewritten.len;
     journal.end.synced_at = Instant::now();
+    journal.end.unsynced = false;
     tracing::info!(
         journal = %journal.path.display(),
         before,
