@@ -95,7 +95,7 @@ pub(super) struct Rewritten {
     lives: HashMap<String, Life>,
     /// The plan's lives: the streams that existed where the copy stopped, `copied_to`.
     planned: HashMap<String, Life>,
-    /// Where in the old journal the frames copied so far end.
+    /// Where in the old journal the copy stopped: the plan's end.
     copied_to: u64,
 }
 
@@ -185,7 +185,6 @@ impl Rewritten {
         })?;
         out.flush()?;
         drop(out);
-        self.copied_to = to;
         self.file.sync_data()
     }
 }
