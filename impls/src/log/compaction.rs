@@ -26,6 +26,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use courier_traits::storage::StreamName;
 
@@ -103,7 +104,16 @@ pub(super) struct Rewritten {
 /// existed at its end, from the frame that created each) to `tmp`, in order, and syncs it.
 /// Runs beside the writer, which goes on appending to the journal after `plan.end`; see
 /// [`Rewritten::append_tail`] for what it appended meanwhile.
-pub(super) fn rewrite(plan: Plan, path: &Path, tmp: &Path) -> std::io::Result<Rewritten> {
+///
+/// Stops between two frames with [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted)
+/// once `cancelled` is set: the storage is closing, and a copy of a large journal must not
+/// hold its close (the journal is whole without it; the next open or check starts again).
+pub(super) fn rewrite(
+    plan: Plan,
+    path: &Path,
+    tmp: &Path,
+    cancelled: &AtomicBool,
+) -> std::io::Result<Rewritten> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -114,6 +124,14 @@ pub(super) fn rewrite(plan: Plan, path: &Path, tmp: &Path) -> std::io::Result<Re
     let mut lives: HashMap<String, Life> = HashMap::with_capacity(plan.lives.len());
     let mut len = 0u64;
     each_frame(path, 0, plan.end, |pos, frame, subject| {
+        #[cfg(test)]
+        gate::wait_while_held(tmp, cancelled);
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "cancelled: the storage is closing",
+            ));
+        }
         if let Some(life) = plan.lives.get(subject.name)
             && pos >= life.start
         {
@@ -412,9 +430,53 @@ mod tests {
         std::fs::write(&path, &data).expect("write");
         let mut liveness = Liveness::new(1);
         liveness.frame(0, data.len() as u64, &subject("a", true));
-        let err = rewrite(liveness.plan(), &path, &tmp)
+        let err = rewrite(liveness.plan(), &path, &tmp, &AtomicBool::new(false))
             .err()
             .expect("a frame longer than the journal is refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    }
+}
+
+/// Tests hold a rewrite of their own directory between two frames, to close the storage while
+/// it runs.
+#[cfg(test)]
+pub(super) mod gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, PoisonError};
+    use std::time::Duration;
+
+    /// The rewrite files held, and those whose rewrite reached the gate.
+    static HELD: Mutex<(Vec<PathBuf>, Vec<PathBuf>)> = Mutex::new((Vec::new(), Vec::new()));
+
+    fn held() -> std::sync::MutexGuard<'static, (Vec<PathBuf>, Vec<PathBuf>)> {
+        HELD.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds every rewrite into `tmp` at its first frame until [`release`].
+    pub(crate) fn hold(tmp: &Path) {
+        held().0.push(tmp.to_owned());
+    }
+
+    /// Lets the rewrites into `tmp` go on.
+    pub(crate) fn release(tmp: &Path) {
+        held().0.retain(|p| p != tmp);
+    }
+
+    /// Whether a rewrite into `tmp` has reached the gate.
+    pub(crate) fn reached(tmp: &Path) -> bool {
+        held().1.iter().any(|p| p == tmp)
+    }
+
+    /// Waits while rewrites into `tmp` are held (and this one is not cancelled).
+    pub(super) fn wait_while_held(tmp: &Path, cancelled: &AtomicBool) {
+        let mut noted = false;
+        while held().0.iter().any(|p| p == tmp) && !cancelled.load(Ordering::Relaxed) {
+            if !noted {
+                held().1.push(tmp.to_owned());
+                noted = true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }

@@ -190,3 +190,106 @@ async fn the_record_limit_stays_within_the_journals_lengths() {
         Some(u32::MAX as usize)
     );
 }
+
+/// Closing the storage while a compaction is copying waits a second for it, then stops the
+/// copy (a large journal's copy would hold the close for as long): the close returns although
+/// the copy is held, the unfinished file is removed before the directory is released, the
+/// journal is left whole, and the next open compacts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_cancels_a_running_compaction() {
+    use super::compaction::gate;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tmp = dir.path().join(super::REWRITE);
+    let compacting = || LogStorageConfig::default().with_compact_dead_bytes(1);
+    let (kept, dead) = (
+        StreamName::new("kept").expect("valid"),
+        StreamName::new("dead").expect("valid"),
+    );
+    gate::hold(&tmp);
+    let store = LogStreamStorage::open(dir.path(), compacting())
+        .await
+        .expect("open");
+    let config = || StreamConfig::with_content_type("text/plain");
+    store.create(&kept, config(), vec![]).await.expect("create");
+    store.create(&dead, config(), vec![]).await.expect("create");
+    store
+        .append(&dead, AppendRequest::record(vec![b'x'; 64 << 10]))
+        .await
+        .expect("append");
+    store.delete(&dead).await.expect("delete");
+    // The next group's check finds 64 KiB dead, more than the live bytes: a rewrite starts.
+    store
+        .append(&kept, AppendRequest::record("after"))
+        .await
+        .expect("append");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !gate::reached(&tmp) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("a compaction started and is held");
+    let journal = dir.path().join(JOURNAL);
+    let before = std::fs::metadata(&journal).expect("journal").len();
+    let closed = tokio::time::timeout(Duration::from_secs(10), store.close()).await;
+    gate::release(&tmp);
+    closed.expect("the close waited for the held copy");
+    assert!(!tmp.exists(), "the unfinished rewrite's file is removed");
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        before,
+        "the journal is left as it was"
+    );
+    let store = LogStreamStorage::open(dir.path(), compacting())
+        .await
+        .expect("reopen");
+    assert_eq!(texts(&store, &kept).await, ["after"]);
+    assert!(
+        store.head(&dead).await.is_err(),
+        "the deleted stream stays deleted"
+    );
+    let shrunk = tokio::time::timeout(Duration::from_secs(10), async {
+        while std::fs::metadata(&journal).expect("journal").len() >= 64 << 10 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    store.close().await;
+    shrunk.expect("the next open compacted it");
+}
+
+/// With periodic syncs (`fsync_every_group(false)`), the last group before the journal goes
+/// idle is synced within the period, not at the next group (which may never come).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_journal_is_synced_within_the_period() {
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = LogStreamStorage::open(
+        dir.path(),
+        LogStorageConfig::default().with_fsync_every_group(false),
+    )
+    .await
+    .expect("open");
+    let stream = StreamName::new("s").expect("valid");
+    let config = StreamConfig::with_content_type("text/plain");
+    let durability = store.inner.durability.clone();
+    let before = durability.syncs();
+    store.create(&stream, config, vec![]).await.expect("create");
+    store
+        .append(&stream, AppendRequest::record("last"))
+        .await
+        .expect("append");
+    // Answered once written: unless its group came a period after the last sync (a slow
+    // machine), it is not synced yet, and nothing else will be written.
+    tokio::time::timeout(super::PERIODIC_SYNC + Duration::from_secs(4), async {
+        while durability.syncs() <= before {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the idle journal was not synced");
+    store.close().await;
+}

@@ -31,6 +31,8 @@ pub(super) struct Durability {
     synced: Notify,
     /// Set when the last handle is dropped: the writer finishes and stops at its next wake-up.
     stop: AtomicBool,
+    /// How many times the journal file was synced (read by tests: a sync has no other trace).
+    syncs: AtomicU64,
 }
 
 impl Durability {
@@ -42,6 +44,7 @@ impl Durability {
             failed: OnceLock::new(),
             synced: Notify::new(),
             stop: AtomicBool::new(false),
+            syncs: AtomicU64::new(0),
         }
     }
 
@@ -91,6 +94,16 @@ impl Durability {
         let _ = kick.try_send(());
     }
 
+    /// How many times the journal file was synced so far.
+    #[cfg(test)]
+    pub(super) fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Acquire)
+    }
+
+    fn count_sync(&self) {
+        self.syncs.fetch_add(1, Ordering::Release);
+    }
+
     fn synced_to(&self, position: u64) {
         self.durable.store(position, Ordering::Release);
         self.synced.notify_waiters();
@@ -129,13 +142,13 @@ pub(super) struct FileEnd {
 }
 
 /// Writes `group` at `end.position`, first filling the file with zeros ahead of it when it
-/// would pass `end.allocated` (in the same sync as the group).
+/// would pass `end.allocated` (in the same sync as the group); answers whether it synced.
 fn write_group(
     file: &mut File,
     end: &mut FileEnd,
     group: &[u8],
     sync: Sync,
-) -> std::io::Result<()> {
+) -> std::io::Result<bool> {
     let needed = end.position + group.len() as u64;
     if needed > end.allocated {
         let grow_to = needed.div_ceil(PREALLOCATE) * PREALLOCATE + PREALLOCATE;
@@ -151,19 +164,24 @@ fn write_group(
     }
     file.seek(SeekFrom::Start(end.position))?;
     file.write_all(group)?;
-    match sync {
-        Sync::EveryGroup => file.sync_data()?,
+    let synced = match sync {
+        Sync::EveryGroup => {
+            file.sync_data()?;
+            true
+        }
         Sync::Periodic(every) => {
             end.unsynced = true;
-            if end.synced_at.elapsed() >= every {
+            let due = end.synced_at.elapsed() >= every;
+            if due {
                 file.sync_data()?;
                 end.synced_at = Instant::now();
                 end.unsynced = false;
             }
+            due
         }
-    }
+    };
     end.position = needed;
-    Ok(())
+    Ok(synced)
 }
 
 /// When the journal is synced to the device.
@@ -194,10 +212,28 @@ pub(super) struct Journal {
 pub(super) struct Compaction {
     started: Instant,
     thread: std::thread::JoinHandle<std::io::Result<Rewritten>>,
+    /// Set to stop the copy between two frames (the storage is closing).
+    cancelled: Arc<AtomicBool>,
 }
 
 /// How often a writer with nothing to write looks whether the compaction finished.
 const COMPACTION_POLL: Duration = Duration::from_millis(5);
+
+/// How long a close waits for a running compaction to finish its copy before cancelling it:
+/// long enough for a journal of some hundreds of MiB (a storage opened and closed again at
+/// once still gets compacted), short enough that a far larger one does not hold a shutdown.
+const CLOSE_WAITS_FOR_COMPACTION: Duration = Duration::from_secs(1);
+
+/// Waits at most `limit` for the running compaction's copy (if any) to finish.
+fn let_compaction_finish(journal: &Journal, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while let Some(running) = &journal.compaction
+        && !running.thread.is_finished()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
 
 /// Runs until asked to [stop](Durability::stop) or every sender of `kicks` is gone, then
 /// writes what is left and returns, releasing `lock` (the directory's lock file) last. Should
@@ -232,14 +268,18 @@ fn write_until_stopped(
     // is compacted at once.
     let mut stopping = false;
     loop {
+        if stopping {
+            let_compaction_finish(&journal, CLOSE_WAITS_FOR_COMPACTION);
+        }
         // Until a take finds nothing: what was journaled during a sync is the next group.
         loop {
-            // A finished compaction (or any, once stopping) is completed with the streams that
-            // exist at the end of the journal.
+            // A finished compaction is completed with the streams that exist at the end of the
+            // journal (one still copying when the storage closes, after the wait above, is
+            // cancelled below instead).
             let finishing = journal
                 .compaction
                 .as_ref()
-                .is_some_and(|c| stopping || c.thread.is_finished());
+                .is_some_and(|c| c.thread.is_finished());
             // None starts once stopping: the stop would have to wait for all of it.
             let check =
                 finishing || (!stopping && journal.compaction.is_none() && journal.liveness.due());
@@ -254,9 +294,16 @@ fn write_until_stopped(
             let wrote = !group.is_empty();
             if wrote {
                 let at = journal.end.position;
-                if let Err(e) = write_group(&mut journal.file, &mut journal.end, &group, sync) {
-                    durability.fail(format!("writing {} bytes: {e}", group.len()));
-                    return;
+                match write_group(&mut journal.file, &mut journal.end, &group, sync) {
+                    Ok(synced) => {
+                        if synced {
+                            durability.count_sync();
+                        }
+                    }
+                    Err(e) => {
+                        durability.fail(format!("writing {} bytes: {e}", group.len()));
+                        return;
+                    }
                 }
                 debug_assert_eq!(
                     journal.end.position + journal.end.dropped,
@@ -288,15 +335,24 @@ fn write_until_stopped(
         }
         if stopping {
             if let Some(running) = journal.compaction.take() {
-                // Not reached (a stop finishes a running compaction and starts none), but a
-                // thread left writing the rewrite's file must not outlive the directory's lock.
+                // Still copying a second into the close: stopped between two frames rather
+                // than waited for (the copy of a large journal would hold the close for as
+                // long), and its file removed before the directory's lock is released. The
+                // journal is whole without it.
+                running.cancelled.store(true, Ordering::Relaxed);
                 let _ = running.thread.join();
                 let _ = std::fs::remove_file(&journal.rewrite_path);
+                tracing::info!(
+                    journal = %journal.path.display(),
+                    after_millis = running.started.elapsed().as_millis() as u64,
+                    "log storage: compaction cancelled, the storage is closing (it starts again when due)"
+                );
             }
             // What periodic syncing left unsynced goes to the device before the directory is
             // released (a clean stop loses nothing even to a power loss right after it).
-            if let Err(e) = journal.file.sync_data() {
-                durability.fail(format!("the last sync: {e}"));
+            match journal.file.sync_data() {
+                Ok(()) => durability.count_sync(),
+                Err(e) => durability.fail(format!("the last sync: {e}")),
             }
             drop(lock);
             return;
@@ -330,6 +386,7 @@ fn write_until_stopped(
                 durability.fail(format!("a periodic sync: {e}"));
                 return;
             }
+            durability.count_sync();
             journal.end.synced_at = Instant::now();
             journal.end.unsynced = false;
         }
@@ -343,14 +400,19 @@ fn start_compaction(journal: &mut Journal) {
     let plan = journal.liveness.plan();
     let from = plan.end;
     let (path, tmp) = (journal.path.clone(), journal.rewrite_path.clone());
+    let cancelled = Arc::new(AtomicBool::new(false));
     let spawned = std::thread::Builder::new()
         .name("courier-log-compaction".into())
-        .spawn(move || compaction::rewrite(plan, &path, &tmp));
+        .spawn({
+            let cancelled = cancelled.clone();
+            move || compaction::rewrite(plan, &path, &tmp, &cancelled)
+        });
     match spawned {
         Ok(thread) => {
             journal.compaction = Some(Compaction {
                 started: Instant::now(),
                 thread,
+                cancelled,
             });
         }
         Err(e) => {
@@ -366,7 +428,10 @@ fn start_compaction(journal: &mut Journal) {
 /// the old one is logged and leaves the old one in use; `Err` (the journal can no longer be
 /// written safely) only when the rename happened and the directory could not be synced.
 fn finish_compaction(journal: &mut Journal, existing: &[StreamName]) -> Result<(), String> {
-    let Some(Compaction { started, thread }) = journal.compaction.take() else {
+    let Some(Compaction {
+        started, thread, ..
+    }) = journal.compaction.take()
+    else {
         return Ok(());
     };
     let before = journal.end.position;
