@@ -93,7 +93,12 @@ async fn every_kind_of_change_survives_reopen() {
 /// reading through a deleted source, a name created again) is there after reopening.
 #[tokio::test]
 async fn every_kind_of_change_survives_compaction() {
-    let compacting = || LogStorageConfig::default().with_compact_dead_bytes(1);
+    // Each close lets the compaction its deletes started finish, however slow the machine.
+    let compacting = || {
+        LogStorageConfig::default()
+            .with_compact_dead_bytes(1)
+            .with_compaction_close_wait(Duration::from_secs(60))
+    };
     let dir = every_kind_of_change_survives(compacting, 20 << 20).await;
     let len = std::fs::metadata(dir.path().join("journal.log"))
         .expect("journal")
@@ -130,7 +135,10 @@ async fn a_journal_opened_with_dead_bytes_is_compacted_at_once() {
         before > 20 << 20,
         "nothing compacted under the default threshold: {before}"
     );
-    let compacting = LogStorageConfig::default().with_compact_dead_bytes(1 << 20);
+    // The close right after lets the compaction the open started finish.
+    let compacting = LogStorageConfig::default()
+        .with_compact_dead_bytes(1 << 20)
+        .with_compaction_close_wait(Duration::from_secs(60));
     let store = LogStreamStorage::open(dir.path(), compacting)
         .await
         .expect("open");

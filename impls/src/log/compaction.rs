@@ -105,9 +105,9 @@ pub(super) struct Rewritten {
 /// Runs beside the writer, which goes on appending to the journal after `plan.end`; see
 /// [`Rewritten::append_tail`] for what it appended meanwhile.
 ///
-/// Stops between two frames with [`ErrorKind::Interrupted`](std::io::ErrorKind::Interrupted)
-/// once `cancelled` is set: the storage is closing, and a copy of a large journal must not
-/// hold its close (the journal is whole without it; the next open or check starts again).
+/// Stops between two frames, and before its sync, with an error [`is_cancelled`] recognises
+/// once `cancelled` is set: the storage is closing, and the copy of a large journal must not
+/// hold its close (the journal is whole without it; the next open starts again).
 pub(super) fn rewrite(
     plan: Plan,
     path: &Path,
@@ -127,10 +127,7 @@ pub(super) fn rewrite(
         #[cfg(test)]
         gate::wait_while_held(tmp, cancelled);
         if cancelled.load(Ordering::Relaxed) {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "cancelled: the storage is closing",
-            ));
+            return Err(std::io::Error::other(Cancelled));
         }
         if let Some(life) = plan.lives.get(subject.name)
             && pos >= life.start
@@ -143,6 +140,10 @@ pub(super) fn rewrite(
     })?;
     out.flush()?;
     drop(out);
+    if cancelled.load(Ordering::Relaxed) {
+        // Its pages need not reach the device: the file is about to be removed.
+        return Err(std::io::Error::other(Cancelled));
+    }
     // Synced here, beside the writer, so that the sync after the tail flushes the tail only.
     file.sync_data()?;
     Ok(Rewritten {
@@ -152,6 +153,24 @@ pub(super) fn rewrite(
         planned: plan.lives,
         copied_to: plan.end,
     })
+}
+
+/// Why [`rewrite`] stopped when it was cancelled. Not an `Interrupted` I/O error, which
+/// `read_exact`, `write_all` and `io::copy` retry.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("compaction cancelled: the storage is closing")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Whether `error` is [`rewrite`]'s answer to being cancelled.
+pub(super) fn is_cancelled(error: &std::io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Cancelled>())
 }
 
 impl Rewritten {

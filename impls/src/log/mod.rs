@@ -89,6 +89,11 @@ pub struct LogStorageConfig {
     /// least as many as the bytes of the streams that exist. The live bytes are copied on a
     /// thread of their own while the journal goes on.
     pub compact_dead_bytes: u64,
+    /// How long closing the storage (or dropping its last handle) waits for a running
+    /// compaction to finish its copy before abandoning it (default 1 s: a journal of some
+    /// hundreds of MiB is copied in that time by a release build, and a far larger one does
+    /// not hold a shutdown). An abandoned compaction starts again at the next open.
+    pub compaction_close_wait: Duration,
 }
 
 impl Default for LogStorageConfig {
@@ -99,6 +104,7 @@ impl Default for LogStorageConfig {
             lock_wait: Duration::from_secs(10),
             fsync_every_group: true,
             compact_dead_bytes: 64 << 20,
+            compaction_close_wait: Duration::from_secs(1),
         }
     }
 }
@@ -125,6 +131,12 @@ impl LogStorageConfig {
     /// Sets [`compact_dead_bytes`](Self::compact_dead_bytes).
     pub fn with_compact_dead_bytes(mut self, bytes: u64) -> LogStorageConfig {
         self.compact_dead_bytes = bytes;
+        self
+    }
+
+    /// Sets [`compaction_close_wait`](Self::compaction_close_wait).
+    pub fn with_compaction_close_wait(mut self, wait: Duration) -> LogStorageConfig {
+        self.compaction_close_wait = wait;
         self
     }
 
@@ -195,8 +207,10 @@ impl LogStreamStorage {
     }
 
     /// Waits until everything answered so far is on disk and, if this is the last handle,
-    /// until the writer has stopped and released the directory (dropping the last handle
-    /// does the same, blocking the thread it is dropped on for the last write and sync).
+    /// until the writer has stopped and released the directory: after its last write and
+    /// sync, and, while a compaction runs, up to
+    /// [`compaction_close_wait`](LogStorageConfig::compaction_close_wait) for it. Dropping
+    /// the last handle does the same, blocking the thread it is dropped on meanwhile.
     pub async fn close(self) {
         let _ = self.inner.durability.settle(&self.inner.kick).await;
         if let Some(inner) = Arc::into_inner(self.inner) {
@@ -219,7 +233,7 @@ impl LogStreamStorage {
 impl Drop for Inner {
     /// The last handle gone: the writer writes and syncs what is left and releases the
     /// directory before this returns, so a process that exits right after it loses nothing,
-    /// even with periodic syncs.
+    /// even with periodic syncs (see [`LogStreamStorage::close`] for how long it may take).
     fn drop(&mut self) {
         self.durability.stop(&self.kick);
         let writer = self.writer.get_mut().ok().and_then(Option::take);
@@ -317,6 +331,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
                 rewrite_path,
                 liveness,
                 compaction: None,
+                close_wait: config.compaction_close_wait,
             };
             move || writer::run(memory, journal, sync, durability, kicks, lock)
         })

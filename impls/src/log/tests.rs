@@ -191,10 +191,10 @@ async fn the_record_limit_stays_within_the_journals_lengths() {
     );
 }
 
-/// Closing the storage while a compaction is copying waits a second for it, then stops the
-/// copy (a large journal's copy would hold the close for as long): the close returns although
-/// the copy is held, the unfinished file is removed before the directory is released, the
-/// journal is left whole, and the next open compacts it.
+/// Closing the storage while a compaction is copying waits `compaction_close_wait` for it,
+/// then abandons the copy (a large journal's copy would hold the close for as long): the close
+/// returns although the copy is held, the unfinished file is removed before the directory is
+/// released, the journal is left whole, and the next open compacts it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_cancels_a_running_compaction() {
     use super::compaction::gate;
@@ -202,7 +202,11 @@ async fn closing_cancels_a_running_compaction() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let tmp = dir.path().join(super::REWRITE);
-    let compacting = || LogStorageConfig::default().with_compact_dead_bytes(1);
+    let compacting = || {
+        LogStorageConfig::default()
+            .with_compact_dead_bytes(1)
+            .with_compaction_close_wait(Duration::from_millis(100))
+    };
     let (kept, dead) = (
         StreamName::new("kept").expect("valid"),
         StreamName::new("dead").expect("valid"),
@@ -218,8 +222,9 @@ async fn closing_cancels_a_running_compaction() {
         .append(&dead, AppendRequest::record(vec![b'x'; 64 << 10]))
         .await
         .expect("append");
+    // The check after this group finds 64 KiB dead, more than the live bytes: a rewrite
+    // starts, and is held at its first frame while the next append is journaled.
     store.delete(&dead).await.expect("delete");
-    // The next group's check finds 64 KiB dead, more than the live bytes: a rewrite starts.
     store
         .append(&kept, AppendRequest::record("after"))
         .await
@@ -276,16 +281,24 @@ async fn an_idle_journal_is_synced_within_the_period() {
     let stream = StreamName::new("s").expect("valid");
     let config = StreamConfig::with_content_type("text/plain");
     let durability = store.inner.durability.clone();
-    let before = durability.syncs();
     store.create(&stream, config, vec![]).await.expect("create");
-    store
-        .append(&stream, AppendRequest::record("last"))
-        .await
-        .expect("append");
-    // Answered once written: unless its group came a period after the last sync (a slow
-    // machine), it is not synced yet, and nothing else will be written.
+    // Answered once written. A group that came a period after the last sync was synced with
+    // its write (a slow machine): the next one, right after, is not.
+    let mut after = durability.syncs();
+    for round in 0..3 {
+        let before = durability.syncs();
+        store
+            .append(&stream, AppendRequest::record(format!("r{round}")))
+            .await
+            .expect("append");
+        after = durability.syncs();
+        if after == before {
+            break;
+        }
+    }
+    // Nothing else is written: only the idle writer can sync it.
     tokio::time::timeout(super::PERIODIC_SYNC + Duration::from_secs(4), async {
-        while durability.syncs() <= before {
+        while durability.syncs() <= after {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })

@@ -31,7 +31,8 @@ pub(super) struct Durability {
     synced: Notify,
     /// Set when the last handle is dropped: the writer finishes and stops at its next wake-up.
     stop: AtomicBool,
-    /// How many times the journal file was synced (read by tests: a sync has no other trace).
+    /// How many syncs of the journal the writer made after a group, when idle or when stopping
+    /// (read by tests: a sync leaves no other trace).
     syncs: AtomicU64,
 }
 
@@ -206,6 +207,8 @@ pub(super) struct Journal {
     pub(super) liveness: Liveness,
     /// The compaction running beside the writer, if one is.
     pub(super) compaction: Option<Compaction>,
+    /// How long a stop waits for a running compaction's copy before abandoning it.
+    pub(super) close_wait: Duration,
 }
 
 /// A rewrite of the journal running on a thread of its own.
@@ -219,19 +222,59 @@ pub(super) struct Compaction {
 /// How often a writer with nothing to write looks whether the compaction finished.
 const COMPACTION_POLL: Duration = Duration::from_millis(5);
 
-/// How long a close waits for a running compaction to finish its copy before cancelling it:
-/// long enough for a journal of some hundreds of MiB (a storage opened and closed again at
-/// once still gets compacted), short enough that a far larger one does not hold a shutdown.
-const CLOSE_WAITS_FOR_COMPACTION: Duration = Duration::from_secs(1);
-
-/// Waits at most `limit` for the running compaction's copy (if any) to finish.
-fn let_compaction_finish(journal: &Journal, limit: Duration) {
+/// Waits at most `limit` for the running compaction's copy (if any) to finish; answers
+/// whether one is still copying.
+fn wait_for_compaction(journal: &Journal, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
-    while let Some(running) = &journal.compaction
-        && !running.thread.is_finished()
-        && Instant::now() < deadline
-    {
+    loop {
+        let copying = journal
+            .compaction
+            .as_ref()
+            .is_some_and(|c| !c.thread.is_finished());
+        if !copying || Instant::now() >= deadline {
+            return copying;
+        }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Syncs the journal outside a group (`what`, for the error); answers false once that failed,
+/// which fails the storage and leaves no compaction running.
+fn sync_journal(journal: &mut Journal, durability: &Durability, what: &str) -> bool {
+    if let Err(e) = journal.file.sync_data() {
+        durability.fail(format!("{what}: {e}"));
+        abandon_compaction(journal);
+        return false;
+    }
+    durability.count_sync();
+    journal.end.synced_at = Instant::now();
+    journal.end.unsynced = false;
+    true
+}
+
+/// Stops the running compaction, if any, without using what it made: cancels its copy,
+/// waits for its thread and removes its file (before the caller releases the directory).
+fn abandon_compaction(journal: &mut Journal) {
+    let Some(running) = journal.compaction.take() else {
+        return;
+    };
+    running.cancelled.store(true, Ordering::Relaxed);
+    let outcome = running.thread.join();
+    let _ = std::fs::remove_file(&journal.rewrite_path);
+    let after_millis = running.started.elapsed().as_millis() as u64;
+    let path = journal.path.display();
+    match outcome {
+        Err(_) => {
+            tracing::warn!(journal = %path, "log storage: the compaction thread panicked")
+        }
+        Ok(Err(e)) if !compaction::is_cancelled(&e) => {
+            tracing::warn!(journal = %path, error = %e, "log storage: compaction failed")
+        }
+        Ok(_) => tracing::info!(
+            journal = %path,
+            after_millis,
+            "log storage: compaction abandoned, the storage is closing (it starts again at the next open)"
+        ),
     }
 }
 
@@ -267,20 +310,18 @@ fn write_until_stopped(
     // The first round runs before any wake-up: a journal opened with enough dead bytes in it
     // is compacted at once.
     let mut stopping = false;
+    // Whether the stop has waited for a running compaction already (it waits once).
+    let mut waited = false;
     loop {
-        if stopping {
-            let_compaction_finish(&journal, CLOSE_WAITS_FOR_COMPACTION);
-        }
         // Until a take finds nothing: what was journaled during a sync is the next group.
         loop {
             // A finished compaction is completed with the streams that exist at the end of the
-            // journal (one still copying when the storage closes, after the wait above, is
-            // cancelled below instead).
+            // journal.
             let finishing = journal
                 .compaction
                 .as_ref()
                 .is_some_and(|c| c.thread.is_finished());
-            // None starts once stopping: the stop would have to wait for all of it.
+            // None starts once stopping: the stop would wait for it, then cancel it.
             let check =
                 finishing || (!stopping && journal.compaction.is_none() && journal.liveness.due());
             let Some(Taken {
@@ -302,6 +343,7 @@ fn write_until_stopped(
                     }
                     Err(e) => {
                         durability.fail(format!("writing {} bytes: {e}", group.len()));
+                        abandon_compaction(&mut journal);
                         return;
                     }
                 }
@@ -316,6 +358,7 @@ fn write_until_stopped(
             if let Some(streams) = streams {
                 if finishing {
                     if let Err(why) = finish_compaction(&mut journal, &streams) {
+                        // Nothing left running: it failed after the rename.
                         durability.fail(why);
                         return;
                     }
@@ -334,26 +377,23 @@ fn write_until_stopped(
             }
         }
         if stopping {
-            if let Some(running) = journal.compaction.take() {
-                // Still copying a second into the close: stopped between two frames rather
-                // than waited for (the copy of a large journal would hold the close for as
-                // long), and its file removed before the directory's lock is released. The
-                // journal is whole without it.
-                running.cancelled.store(true, Ordering::Relaxed);
-                let _ = running.thread.join();
-                let _ = std::fs::remove_file(&journal.rewrite_path);
-                tracing::info!(
-                    journal = %journal.path.display(),
-                    after_millis = running.started.elapsed().as_millis() as u64,
-                    "log storage: compaction cancelled, the storage is closing (it starts again when due)"
-                );
+            // What periodic syncing left unsynced goes to the device first (a clean stop loses
+            // nothing even to a power loss right after it), not after the wait below.
+            if !sync_journal(&mut journal, &durability, "the last sync") {
+                return;
             }
-            // What periodic syncing left unsynced goes to the device before the directory is
-            // released (a clean stop loses nothing even to a power loss right after it).
-            match journal.file.sync_data() {
-                Ok(()) => durability.count_sync(),
-                Err(e) => durability.fail(format!("the last sync: {e}")),
+            if !waited && journal.compaction.is_some() {
+                waited = true;
+                // A copy that ends within the wait is completed by the next pass: a storage
+                // opened and closed at once, or closed right after large deletes, still
+                // shrinks. A longer one is abandoned, so that the copy of a large journal
+                // does not hold a shutdown; the journal is whole without it.
+                if !wait_for_compaction(&journal, journal.close_wait) {
+                    continue;
+                }
             }
+            // Its file is removed before the directory's lock is released.
+            abandon_compaction(&mut journal);
             drop(lock);
             return;
         }
@@ -382,13 +422,9 @@ fn write_until_stopped(
         {
             // Idle after a group the periodic sync skipped: it goes to the device now, not at
             // the next group (which may never come).
-            if let Err(e) = journal.file.sync_data() {
-                durability.fail(format!("a periodic sync: {e}"));
+            if !sync_journal(&mut journal, &durability, "a periodic sync") {
                 return;
             }
-            durability.count_sync();
-            journal.end.synced_at = Instant::now();
-            journal.end.unsynced = false;
         }
         stopping = !woken || durability.stop.load(Ordering::Acquire);
     }
