@@ -18,7 +18,8 @@
 #        RESULTS (file the lines are also written to; default: a temp file, removed)
 # Needs wrk, node, curl. Loopback only; every scenario is bounded to DUR seconds.
 # Prints one line per (round, target, scenario): req/s, p50, p99, server CPU µs per request
-# (utime+stime of the server process from /proc/PID/stat, before and after the scenario), then
+# (utime+stime of the server process from /proc/PID/stat, before and after the scenario), wrk's
+# own CPU µs per request (the load generator shares the cores), then
 # per target its peak RSS (VmHWM) after the round, and at the end a table of medians over the
 # rounds (req/s and CPU µs/req).
 #
@@ -72,12 +73,17 @@ cpu() { awk '{print $14+$15}' "/proc/$pid/stat"; }
 wrk_run() { # name args...
   local name=$1; shift
   local c0 out c1 reqs rps p50 p99 non2xx
-  c0=$(cpu); out=$(wrk --latency -d"${DUR}s" "$@" 2>&1); c1=$(cpu)
+  # wrk's own CPU (user + sys, bash's `time`): the client shares the machine's cores, so a
+  # server whose answers cost the client more gets fewer requests per second.
+  local TIMEFORMAT="%U %S" wrk_cpu
+  c0=$(cpu); { time out=$(wrk --latency -d"${DUR}s" "$@" 2>&1); } 2>"$work/wrk-time"; c1=$(cpu)
+  wrk_cpu=$(awk '{print $1 + $2}' "$work/wrk-time")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out"); rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  out "$(printf "%-18s %-34s rps=%-9s p50=%-8s p99=%-8s cpu_us/req=%-6s non2xx=%s" "$target" "$name" "$rps" "$p50" "$p99" \
-    "$(awk -v d=$((c1 - c0)) -v n="$reqs" -v t="$tick" 'BEGIN{ if (n>0) printf "%.1f", d/t*1e6/n; else print "-" }')" "${non2xx:-0}")"
+  out "$(printf "%-18s %-34s rps=%-9s p50=%-8s p99=%-8s cpu_us/req=%-6s non2xx=%-4s wrk_cpu_us/req=%s" "$target" "$name" "$rps" "$p50" "$p99" \
+    "$(awk -v d=$((c1 - c0)) -v n="$reqs" -v t="$tick" 'BEGIN{ if (n>0) printf "%.1f", d/t*1e6/n; else print "-" }')" "${non2xx:-0}" \
+    "$(awk -v w="$wrk_cpu" -v n="$reqs" 'BEGIN{ if (n>0) printf "%.1f", w*1e6/n; else print "-" }')")"
 }
 
 port=4600
