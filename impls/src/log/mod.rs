@@ -90,9 +90,10 @@ pub struct LogStorageConfig {
     /// thread of their own while the journal goes on.
     pub compact_dead_bytes: u64,
     /// How long closing the storage (or dropping its last handle) waits for a running
-    /// compaction to finish its copy before abandoning it (default 1 s: a journal of some
-    /// hundreds of MiB is copied in that time by a release build, and a far larger one does
-    /// not hold a shutdown). An abandoned compaction starts again at the next open.
+    /// compaction to finish its copy before abandoning it (default 1 s: a release build
+    /// copied 256 MiB of live journal in 0.7-0.9 s in `benches/README.md`, and a far larger
+    /// journal does not hold a shutdown). An abandoned compaction starts again at the next
+    /// open.
     pub compaction_close_wait: Duration,
 }
 
