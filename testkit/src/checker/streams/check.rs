@@ -289,12 +289,28 @@ fn check_final(
         .filter_map(|e| e.completed)
         .max()
         .unwrap_or(0);
+    // Offsets start again when a stream is deleted and made anew, so a read and an
+    // acknowledgement with a delete possibly between them may speak of different incarnations.
+    let delete_may_separate = |a: &Op, b: &Op| {
+        let (start, end) = (
+            a.invoked.min(b.invoked),
+            a.completed
+                .unwrap_or(u64::MAX)
+                .max(b.completed.unwrap_or(u64::MAX)),
+        );
+        ops.iter().any(|d| {
+            matches!(d.op, StreamOp::Delete { .. })
+                && !d.failed()
+                && d.invoked < end
+                && d.completed.is_none_or(|done| done > start)
+        })
+    };
     for (index, offset, ack) in &acked {
         let expected = &last.records[index + 1..];
-        for read in ops
-            .iter()
-            .filter(|e| matches!(&e.op, StreamOp::Read { from: Some(from), .. } if from == offset))
-        {
+        for read in ops.iter().filter(|e| {
+            matches!(&e.op, StreamOp::Read { from: Some(from), .. } if from == offset)
+                && !delete_may_separate(ack, e)
+        }) {
             let Some(StreamRet::Read(result)) = read.ok() else {
                 continue;
             };

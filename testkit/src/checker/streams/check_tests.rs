@@ -271,3 +271,28 @@ fn a_stream_deleted_and_made_anew_may_start_over() {
     run(&h, read_from(None), saw(&["i2"], "01"));
     assert_eq!(invariants(&h), Vec::<&str>::new());
 }
+
+#[test]
+fn offsets_of_a_stream_made_anew_are_not_judged_against_the_old_one() {
+    // The old incarnation is read after a1's offset ("02") and holds a2 there; then the stream
+    // is deleted and made anew, and its own first append is acknowledged at the same "02".
+    let h = clean();
+    run(&h, read_from(Some("02")), saw(&["a2"], "03"));
+    run(
+        &h,
+        StreamOp::Delete { stream: "s".into() },
+        Outcome::Ok(StreamRet::Done),
+    );
+    create(&h, 0, "i2", true);
+    run(&h, append_op("b1", None), appended("02"));
+    run(&h, read_from(None), saw(&["i2", "b1"], "02"));
+    assert_eq!(invariants(&h), Vec::<&str>::new());
+
+    // Without a delete between them, the same pair of offsets is a violation.
+    let kept = H::new();
+    create(&kept, 0, "i2", true);
+    run(&kept, append_op("b1", None), appended("02"));
+    run(&kept, read_from(Some("02")), saw(&["a2"], "03"));
+    run(&kept, read_from(None), saw(&["i2", "b1"], "02"));
+    assert_eq!(invariants(&kept), vec!["not-at-offset"]);
+}
