@@ -262,12 +262,12 @@ impl StreamEntry {
         let mut records = Vec::with_capacity(count);
         records.extend(
             self.records
-                .iter_from(start)
+                .records_from(start)
                 .take(count)
                 .zip(start as u64..)
                 .map(|(data, index)| Record {
                     offset: index_offset::encode(index),
-                    data: data.clone(),
+                    data,
                 }),
         );
         let end = self.end_of_read(start, count);
@@ -302,11 +302,18 @@ impl StreamEntry {
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let (count, bytes) = self.extent(start, limits);
         let joining = join(&self.content_type);
-        let records = self.records.iter_from(start).take(count);
-        let (body, unjoined) = if bytes <= JOIN_UNDER_LOCK_BYTES {
-            (joining.join(records.map(|b| &b[..]), bytes), None)
+        // Records back to back in the store are already their body.
+        let whole = match joining {
+            Joining::Concat => self.records.contiguous(start, count),
+            Joining::JsonArray => None,
+        };
+        let (body, unjoined) = if let Some(body) = whole {
+            (body, None)
+        } else if bytes <= JOIN_UNDER_LOCK_BYTES {
+            let records = self.records.slices_from(start).take(count);
+            (joining.join(records, bytes), None)
         } else {
-            let records = records.cloned().collect();
+            let records = self.records.records_from(start).take(count).collect();
             let unjoined = Unjoined {
                 records,
                 bytes,
@@ -330,7 +337,7 @@ impl StreamEntry {
     /// most `max_records`, and records while they fit in `max_bytes`, the first one always.
     fn extent(&self, start: usize, limits: ReadLimits) -> (usize, usize) {
         let (mut count, mut bytes) = (0usize, 0usize);
-        for data in self.records.iter_from(start) {
+        for data in self.records.slices_from(start) {
             if count >= limits.max_records || (count > 0 && bytes + data.len() > limits.max_bytes) {
                 break;
             }
@@ -364,11 +371,11 @@ impl StreamEntry {
         let mut prefix = self.records.prefix(whole);
         if let Some(wanted) = plan.bytes {
             let mut cut = ByteCut::new(wanted);
-            for record in self.records.iter_from(whole) {
+            for record in self.records.records_from(whole) {
                 if !cut.wants_more() {
                     break;
                 }
-                cut.push(record.clone());
+                cut.push(record);
             }
             prefix.extend(cut.finish()?);
         }

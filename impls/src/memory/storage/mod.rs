@@ -712,6 +712,25 @@ mod tests {
         }
     }
 
+    /// The storage's own joined read of `name` answers what the default built from `read` does.
+    async fn assert_joined_as_default(
+        store: &MemoryStreamStorage,
+        by_default: &DefaultJoin,
+        name: &StreamName,
+        from: &ReadFrom,
+        limit: ReadLimits,
+    ) {
+        let ours = store
+            .read_joined(name, from.clone(), limit, joining)
+            .await
+            .expect("joined");
+        let default = by_default
+            .read_joined(name, from.clone(), limit, joining)
+            .await
+            .expect("default");
+        assert_eq!(ours, default, "{name} from {from:?} {limit:?}");
+    }
+
     #[tokio::test]
     async fn joined_reads_answer_what_the_default_built_from_read_answers() {
         let store = MemoryStreamStorage::new();
@@ -766,15 +785,7 @@ mod tests {
                 }
                 for from in &offsets {
                     for limit in limits {
-                        let ours = store
-                            .read_joined(&name, from.clone(), limit, joining)
-                            .await
-                            .expect("joined");
-                        let default = by_default
-                            .read_joined(&name, from.clone(), limit, joining)
-                            .await
-                            .expect("default");
-                        assert_eq!(ours, default, "{name} from {from:?} {limit:?}");
+                        assert_joined_as_default(&store, &by_default, &name, from, limit).await;
                     }
                 }
             }
@@ -814,6 +825,52 @@ mod tests {
             .read_joined(&missing, ReadFrom::Tail, ReadLimits::default(), joining)
             .await;
         assert!(is_not_found(read));
+    }
+
+    #[tokio::test]
+    async fn joined_reads_of_packed_chunks_answer_what_the_default_answers() {
+        // Past two chunks of 4096 records: the full ones are packed, and a read within one is
+        // a slice of it rather than a copy. Records of 1-3 bytes, so every bound shows.
+        let store = MemoryStreamStorage::new();
+        let by_default = DefaultJoin(store.clone(), AppendAfterHead::No);
+        let count = 2 * 4096 + 10;
+        for (name, content_type) in [
+            ("bin", "application/octet-stream"),
+            ("json", "application/json"),
+        ] {
+            let name = StreamName::new(name).expect("valid");
+            let records: Vec<Bytes> = (0..count)
+                .map(|i| Bytes::from((i % 1000).to_string().into_bytes()))
+                .collect();
+            let config = StreamConfig::with_content_type(content_type);
+            store.create(&name, config, records).await.expect("create");
+            let all = store
+                .read(
+                    &name,
+                    None,
+                    ReadLimits {
+                        max_records: count,
+                        max_bytes: usize::MAX,
+                    },
+                )
+                .await
+                .expect("read");
+            assert_eq!(all.records.len(), count);
+            for start in [0, 1, 4090, 4095, 4096, 5000, 8191, 8192, count - 1] {
+                let from = if start == 0 {
+                    ReadFrom::Start
+                } else {
+                    ReadFrom::After(all.records[start - 1].offset.clone())
+                };
+                for max_records in [1, 6, 1000, 4096, count] {
+                    let limit = ReadLimits {
+                        max_records,
+                        max_bytes: usize::MAX,
+                    };
+                    assert_joined_as_default(&store, &by_default, &name, &from, limit).await;
+                }
+            }
+        }
     }
 
     #[tokio::test]
