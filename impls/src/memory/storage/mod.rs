@@ -829,11 +829,12 @@ mod tests {
 
     #[tokio::test]
     async fn joined_reads_of_packed_chunks_answer_what_the_default_answers() {
-        // Past two chunks of 4096 records: the full ones are packed, and a read within one is
+        // Past two chunks of records: the full ones are packed, and a read within one is
         // a slice of it rather than a copy. Records of 1-3 bytes, so every bound shows.
         let store = MemoryStreamStorage::new();
         let by_default = DefaultJoin(store.clone(), AppendAfterHead::No);
-        let count = 2 * 4096 + 10;
+        let chunk = super::records::CHUNK;
+        let count = 2 * chunk + 10;
         for (name, content_type) in [
             ("bin", "application/octet-stream"),
             ("json", "application/json"),
@@ -856,13 +857,23 @@ mod tests {
                 .await
                 .expect("read");
             assert_eq!(all.records.len(), count);
-            for start in [0, 1, 4090, 4095, 4096, 5000, 8191, 8192, count - 1] {
+            for start in [
+                0,
+                1,
+                chunk - 6,
+                chunk - 1,
+                chunk,
+                chunk + 44,
+                2 * chunk - 1,
+                2 * chunk,
+                count - 1,
+            ] {
                 let from = if start == 0 {
                     ReadFrom::Start
                 } else {
                     ReadFrom::After(all.records[start - 1].offset.clone())
                 };
-                for max_records in [1, 6, 1000, 4096, count] {
+                for max_records in [1, 6, chunk / 2, chunk, count] {
                     let limit = ReadLimits {
                         max_records,
                         max_bytes: usize::MAX,
