@@ -9,7 +9,7 @@
 #   env: DUR=10 ROUNDS=2 CONNS=32
 #        TARGETS="ours-memory ours-sqlite peer-memory peer-wal reference"
 #          (also: ours-sqlite-normal = SQLite with sync=normal; ours-log = the embedded log
-#          storage, log:DIR; base-memory, base-sqlite = the
+#          storage, log:DIR; base-memory, base-sqlite, base-log = the
 #          same with COURIER_BASE_BIN, e.g. a build of the commit before a change)
 #        SCENARIOS="append1 append32 many32 tail32 last10 read1000 latency fanout1000"
 #          (also: large = 1 MiB appends at c=4, fanout100)
@@ -58,7 +58,7 @@ start() { # target port
   case "$1" in
     ours-memory|base-memory) exec "$courier" streams --storage memory --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     ours-sqlite|base-sqlite) exec "$courier" streams --storage "sqlite:$data/s.db" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
-    ours-log) exec "$courier" streams --storage "log:$data/log" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
+    ours-log|base-log) exec "$courier" streams --storage "log:$data/log" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     ours-sqlite-normal) exec "$courier" streams --storage "sqlite:$data/s.db?sync=normal" --addr "127.0.0.1:$2" --long-poll-timeout 500ms ;;
     peer-memory) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability memory --long-poll-timeout-ms 500 ;;
     peer-wal) exec "$peer_bin" --host 127.0.0.1 --port "$2" --data-dir "$data" --durability wal --long-poll-timeout-ms 500 ;;

@@ -56,10 +56,12 @@ impl Joining {
                 if let Some(first) = records.next() {
                     out.put_slice(first);
                 }
-                for record in records {
+                // `for_each`, not a `for` loop: an iterator that walks its records in chunks
+                // (the memory storage's) does so in `fold`.
+                records.for_each(|record| {
                     out.put_u8(b',');
                     out.put_slice(record);
-                }
+                });
                 out.put_u8(b']');
                 out.freeze()
             }

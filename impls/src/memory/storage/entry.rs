@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use courier_traits::storage::{
     AppendOutcome, AppendRequest, Expiry, ForkFrom, JoinedBatch, Joining, JoiningFor, KeyedOutcome,
     KeyedRecord, Offset, ProducerStamp, ReadBatch, ReadFrom, ReadLimits, Record, StorageError,
@@ -310,8 +310,16 @@ impl StreamEntry {
         let (body, unjoined) = if let Some(body) = whole {
             (body, None)
         } else if bytes <= JOIN_UNDER_LOCK_BYTES {
-            let records = self.records.slices_from(start).take(count);
-            (joining.join(records, bytes), None)
+            let body = match joining {
+                // A packed chunk's records in one copy.
+                Joining::Concat => {
+                    let mut body = BytesMut::with_capacity(bytes);
+                    self.records.concat_into(start, count, &mut body);
+                    body.freeze()
+                }
+                Joining::JsonArray => joining.join(self.records.slices(start, count), bytes),
+            };
+            (body, None)
         } else {
             let records = self.records.records_from(start).take(count).collect();
             let unjoined = Unjoined {
@@ -336,15 +344,11 @@ impl StreamEntry {
     /// How many records a read from index `start` takes within `limits`, and their bytes: at
     /// most `max_records`, and records while they fit in `max_bytes`, the first one always.
     fn extent(&self, start: usize, limits: ReadLimits) -> (usize, usize) {
-        let (mut count, mut bytes) = (0usize, 0usize);
-        for data in self.records.slices_from(start) {
-            if count >= limits.max_records || (count > 0 && bytes + data.len() > limits.max_bytes) {
-                break;
-            }
-            bytes += data.len();
-            count += 1;
+        if limits.max_records == 0 {
+            return (0, 0);
         }
-        (count, bytes)
+        self.records
+            .extent(start, limits.max_records, limits.max_bytes)
     }
 
     /// Where a read of `count` records from index `start` ends.

@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 
 /// Records per chunk: small enough that most records of a stream of a few hundred are packed
 /// and that packing one chunk is a short copy; large enough that the chunk list of a stream of
@@ -25,6 +25,12 @@ pub(super) const CHUNK: usize = 256;
 /// while the storage's lock is held (about 100 µs for 2 MiB), once per [`CHUNK`] appends;
 /// larger records keep their handles, whose cost beside them is small.
 const PACK_MAX_BYTES: usize = 2 << 20;
+
+/// The chunks of a log from one on, the tail last ([`RecordLog::chunks_from`]).
+type Chunks<'a> = std::iter::Chain<
+    std::iter::Map<std::slice::Iter<'a, Arc<Sealed>>, fn(&Arc<Sealed>) -> Chunk<'_>>,
+    std::option::IntoIter<Chunk<'a>>,
+>;
 
 /// A full chunk: exactly [`CHUNK`] records, never changed again.
 #[derive(Debug)]
@@ -54,14 +60,6 @@ impl<'a> Chunk<'a> {
     fn span(ends: &[u32], i: usize) -> std::ops::Range<usize> {
         let start = if i == 0 { 0 } else { ends[i - 1] as usize };
         start..ends[i] as usize
-    }
-
-    /// Record `i`'s bytes (`i < self.len()`).
-    fn bytes(self, i: usize) -> &'a [u8] {
-        match self {
-            Chunk::Packed { data, ends } => &data[Chunk::span(ends, i)],
-            Chunk::Handles(records) => &records[i],
-        }
     }
 
     /// Record `i` as a handle of its own (`i < self.len()`): a slice of a packed chunk's data.
@@ -107,15 +105,98 @@ impl RecordLog {
         }
     }
 
-    /// The bytes of the records from index `start` on, in order (none if `start` is past the
-    /// end).
-    pub(super) fn slices_from(&self, start: usize) -> impl Iterator<Item = &[u8]> + '_ {
-        self.indexed_from(start).map(|(chunk, i)| chunk.bytes(i))
+    /// The bytes of the (at most) `count` records from index `start`, in order (none if
+    /// `start` is past the end).
+    pub(super) fn slices(&self, start: usize, count: usize) -> Slices<'_> {
+        Slices {
+            chunks: self.chunks_from(start / CHUNK),
+            within: start % CHUNK,
+            left: count,
+            current: Cursor::Done,
+        }
     }
 
     /// The records from index `start` on, in order, each a handle of its own.
     pub(super) fn records_from(&self, start: usize) -> impl Iterator<Item = Bytes> + '_ {
         self.indexed_from(start).map(|(chunk, i)| chunk.record(i))
+    }
+
+    /// How many records from index `start` fit within `max_records` and `max_bytes` (the
+    /// first one always), and their bytes. A packed chunk is measured from where its records
+    /// end, not record by record.
+    pub(super) fn extent(
+        &self,
+        start: usize,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> (usize, usize) {
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for (n, chunk) in self.chunks_from(start / CHUNK).enumerate() {
+            let from = if n == 0 { start % CHUNK } else { 0 };
+            match chunk {
+                Chunk::Packed { ends, .. } => {
+                    let base = Chunk::span(ends, from).start;
+                    let wanted = (ends.len() - from).min(max_records - count);
+                    let ends = &ends[from..from + wanted];
+                    // Records while the bytes so far fit; the first of the read always.
+                    let mut fit =
+                        ends.partition_point(|&end| bytes + (end as usize - base) <= max_bytes);
+                    if count == 0 {
+                        fit = fit.max(1).min(ends.len());
+                    }
+                    if fit > 0 {
+                        bytes += ends[fit - 1] as usize - base;
+                        count += fit;
+                    }
+                    if fit < ends.len() {
+                        return (count, bytes);
+                    }
+                }
+                Chunk::Handles(records) => {
+                    for data in records.get(from..).unwrap_or_default() {
+                        if count > 0 && bytes + data.len() > max_bytes {
+                            return (count, bytes);
+                        }
+                        bytes += data.len();
+                        count += 1;
+                        if count >= max_records {
+                            return (count, bytes);
+                        }
+                    }
+                }
+            }
+            if count >= max_records {
+                break;
+            }
+        }
+        (count, bytes)
+    }
+
+    /// Appends the bytes of the `count` records from index `start` to `out`: a packed chunk's
+    /// records in one copy, they lie back to back.
+    pub(super) fn concat_into(&self, start: usize, count: usize, out: &mut BytesMut) {
+        let mut left = count;
+        for (n, chunk) in self.chunks_from(start / CHUNK).enumerate() {
+            if left == 0 {
+                return;
+            }
+            let from = if n == 0 { start % CHUNK } else { 0 };
+            let to = chunk.len().min(from.saturating_add(left));
+            if from >= to {
+                return;
+            }
+            match chunk {
+                Chunk::Packed { data, ends } => {
+                    out.put_slice(&data[Chunk::span(ends, from).start..ends[to - 1] as usize]);
+                }
+                Chunk::Handles(records) => {
+                    for record in &records[from..to] {
+                        out.put_slice(record);
+                    }
+                }
+            }
+            left -= to - from;
+        }
     }
 
     /// The `count` records from index `start` as one slice, when they lie back to back in one
@@ -162,17 +243,118 @@ impl RecordLog {
 
     /// The chunks from the `first`th on, the tail last (none past the tail). Sliced, not
     /// skipped: a read at the end of a long stream does not walk its chunk list.
-    fn chunks_from(&self, first: usize) -> impl Iterator<Item = Chunk<'_>> + '_ {
+    fn chunks_from(&self, first: usize) -> Chunks<'_> {
         let tail = (first <= self.full.len()).then_some(Chunk::Handles(&self.tail));
+        let sealed: fn(&Arc<Sealed>) -> Chunk<'_> = |sealed| match sealed.as_ref() {
+            Sealed::Packed { data, ends } => Chunk::Packed { data, ends },
+            Sealed::Handles(records) => Chunk::Handles(records),
+        };
         self.full
             .get(first..)
             .unwrap_or_default()
             .iter()
-            .map(|sealed| match sealed.as_ref() {
-                Sealed::Packed { data, ends } => Chunk::Packed { data, ends },
-                Sealed::Handles(records) => Chunk::Handles(records),
-            })
+            .map(sealed)
             .chain(tail)
+    }
+}
+
+/// The bytes of consecutive records ([`RecordLog::slices`]), a chunk at a time. `fold` (and
+/// so `for_each`) walks each chunk in a loop of its own.
+pub(super) struct Slices<'a> {
+    chunks: Chunks<'a>,
+    /// Where to start in the next chunk (the first one's offset, then 0).
+    within: usize,
+    /// Records not yet taken into `current`.
+    left: usize,
+    current: Cursor<'a>,
+}
+
+/// Where [`Slices`] is within its chunk.
+enum Cursor<'a> {
+    Packed {
+        data: &'a [u8],
+        ends: std::slice::Iter<'a, u32>,
+        /// Where the next record starts in `data`.
+        at: usize,
+    },
+    Handles(std::slice::Iter<'a, Bytes>),
+    Done,
+}
+
+impl<'a> Slices<'a> {
+    /// The next chunk's records within what is left, or `None` at the end.
+    fn next_chunk(&mut self) -> Option<Cursor<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let chunk = self.chunks.next()?;
+        let from = std::mem::take(&mut self.within).min(chunk.len());
+        let to = chunk.len().min(from.saturating_add(self.left));
+        self.left -= to - from;
+        Some(match chunk {
+            Chunk::Packed { data, ends } => Cursor::Packed {
+                data,
+                at: if from == 0 {
+                    0
+                } else {
+                    ends[from - 1] as usize
+                },
+                ends: ends[from..to].iter(),
+            },
+            Chunk::Handles(records) => Cursor::Handles(records[from..to].iter()),
+        })
+    }
+}
+
+impl<'a> Iterator for Slices<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            match &mut self.current {
+                Cursor::Packed { data, ends, at } => {
+                    if let Some(&end) = ends.next() {
+                        let record = &data[*at..end as usize];
+                        *at = end as usize;
+                        return Some(record);
+                    }
+                }
+                Cursor::Handles(records) => {
+                    if let Some(record) = records.next() {
+                        return Some(record);
+                    }
+                }
+                Cursor::Done => {}
+            }
+            self.current = self.next_chunk()?;
+        }
+    }
+
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, &'a [u8]) -> B,
+    {
+        let mut acc = init;
+        loop {
+            match std::mem::replace(&mut self.current, Cursor::Done) {
+                Cursor::Packed { data, ends, mut at } => {
+                    for &end in ends {
+                        acc = f(acc, &data[at..end as usize]);
+                        at = end as usize;
+                    }
+                }
+                Cursor::Handles(records) => {
+                    for record in records {
+                        acc = f(acc, record);
+                    }
+                }
+                Cursor::Done => {}
+            }
+            match self.next_chunk() {
+                Some(next) => self.current = next,
+                None => return acc,
+            }
+        }
     }
 }
 
@@ -220,7 +402,7 @@ mod tests {
                 .parse()
                 .expect("number")
         };
-        let slices: Vec<usize> = log.slices_from(start).map(number).collect();
+        let slices: Vec<usize> = log.slices(start, usize::MAX).map(number).collect();
         let records: Vec<usize> = log.records_from(start).map(|b| number(&b)).collect();
         assert_eq!(slices, records, "both iterators give the same records");
         slices
@@ -251,7 +433,7 @@ mod tests {
     #[test]
     fn appends_never_move_a_full_chunk() {
         let mut log = numbered(CHUNK);
-        let first = log.slices_from(0).next().expect("a record").as_ptr();
+        let first = log.slices(0, usize::MAX).next().expect("a record").as_ptr();
         let handle = Arc::as_ptr(&log.full[0]);
         log.extend(numbered(10 * CHUNK).records_from(0));
         assert_eq!(
@@ -259,7 +441,10 @@ mod tests {
             handle,
             "the first chunk stayed in place"
         );
-        assert_eq!(log.slices_from(0).next().expect("a record").as_ptr(), first);
+        assert_eq!(
+            log.slices(0, usize::MAX).next().expect("a record").as_ptr(),
+            first
+        );
         assert_eq!(log.len(), 11 * CHUNK);
     }
 
@@ -281,7 +466,7 @@ mod tests {
         fork.extend([Bytes::from("x")]);
         assert_eq!(fork.len(), CHUNK + 4);
         assert_eq!(log.len(), 3 * CHUNK + 7, "the source is untouched");
-        assert_eq!(fork.slices_from(CHUNK + 3).next().expect("x"), b"x");
+        assert_eq!(fork.slices(CHUNK + 3, usize::MAX).next().expect("x"), b"x");
     }
 
     #[test]
@@ -292,7 +477,7 @@ mod tests {
             .collect();
         let log = RecordLog::from(records.clone());
         assert!(packed(&log, 0));
-        let slices: Vec<&[u8]> = log.slices_from(0).collect();
+        let slices: Vec<&[u8]> = log.slices(0, usize::MAX).collect();
         let handles: Vec<Bytes> = log.records_from(0).collect();
         assert_eq!(slices.len(), records.len());
         for (i, want) in records.iter().enumerate() {
@@ -315,11 +500,7 @@ mod tests {
     fn consecutive_records_of_one_packed_chunk_are_one_slice() {
         let log = numbered(2 * CHUNK + 3);
         let joined = |start: usize, count: usize| -> Vec<u8> {
-            log.slices_from(start)
-                .take(count)
-                .flatten()
-                .copied()
-                .collect()
+            log.slices(start, count).flatten().copied().collect()
         };
         for (start, count) in [
             (0, 1),
@@ -338,5 +519,112 @@ mod tests {
         assert_eq!(log.contiguous(2 * CHUNK, 1), None);
         assert_eq!(log.contiguous(0, 0), None);
         assert_eq!(log.contiguous(3 * CHUNK, 1), None);
+    }
+
+    /// Two packed chunks, one too large to pack, and a tail.
+    fn mixed() -> RecordLog {
+        let mut log = numbered(2 * CHUNK);
+        log.extend(vec![
+            Bytes::from(vec![b'x'; PACK_MAX_BYTES / CHUNK + 1]);
+            CHUNK
+        ]);
+        log.extend(numbered(5).records_from(0));
+        assert!(packed(&log, 0) && packed(&log, 1) && !packed(&log, 2));
+        log
+    }
+
+    #[test]
+    fn concatenated_ranges_hold_their_records_bytes() {
+        let log = mixed();
+        let len = log.len();
+        for start in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            2 * CHUNK - 1,
+            3 * CHUNK,
+            len - 1,
+            len,
+            len + 3,
+        ] {
+            for count in [0, 1, 2, CHUNK, CHUNK + 1, 3 * CHUNK, len] {
+                let mut joined = BytesMut::new();
+                log.concat_into(start, count, &mut joined);
+                let each: Vec<u8> = log.slices(start, count).flatten().copied().collect();
+                assert_eq!(&joined[..], &each[..], "{start}+{count}");
+            }
+        }
+    }
+
+    #[test]
+    fn extents_are_what_counting_record_by_record_gives() {
+        let log = mixed();
+        let len = log.len();
+        let by_record = |start: usize, max_records: usize, max_bytes: usize| {
+            let (mut count, mut bytes) = (0, 0);
+            for data in log.slices(start, usize::MAX) {
+                if count >= max_records || (count > 0 && bytes + data.len() > max_bytes) {
+                    break;
+                }
+                bytes += data.len();
+                count += 1;
+            }
+            (count, bytes)
+        };
+        for start in [
+            0,
+            3,
+            CHUNK - 1,
+            CHUNK,
+            2 * CHUNK - 2,
+            2 * CHUNK,
+            3 * CHUNK,
+            len - 1,
+            len,
+        ] {
+            for max_records in [1, 2, 100, CHUNK, CHUNK + 7, len] {
+                for max_bytes in [0, 1, 2, 50, 300, 1_000, 5_000, 100_000, usize::MAX] {
+                    assert_eq!(
+                        log.extent(start, max_records, max_bytes),
+                        by_record(start, max_records, max_bytes),
+                        "{start} {max_records} {max_bytes}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn slices_walked_or_folded_give_the_same_records() {
+        let log = mixed();
+        let len = log.len();
+        for start in [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            2 * CHUNK + 5,
+            3 * CHUNK,
+            len - 1,
+            len,
+            len + 1,
+        ] {
+            for count in [0, 1, 3, CHUNK - 1, CHUNK, 2 * CHUNK + 1, usize::MAX] {
+                let walked: Vec<&[u8]> = log.slices(start, count).by_ref().collect();
+                let folded = log
+                    .slices(start, count)
+                    .fold(Vec::new(), |mut all, record| {
+                        all.push(record);
+                        all
+                    });
+                let handles: Vec<Bytes> = log.records_from(start).take(count).collect();
+                assert_eq!(walked, folded, "{start}+{count}");
+                assert_eq!(walked.len(), handles.len(), "{start}+{count}");
+                for (slice, handle) in walked.iter().zip(&handles) {
+                    assert_eq!(*slice, &handle[..], "{start}+{count}");
+                }
+            }
+        }
     }
 }
