@@ -357,6 +357,73 @@ async fn sends_over_the_stream_are_stored_once_each_in_order() {
     assert_eq!(client.running_tasks(), 0, "close() leaves no task running");
 }
 
+/// The producers of one client share one send stream to a broker. Their request ids collide
+/// (each producer counts its own from 0), and every answer still reaches its own send: none is
+/// lost (which a retry would turn into a message stored twice) or crossed.
+#[tokio::test]
+async fn producers_of_one_client_share_one_stream_and_get_their_own_answers() {
+    let (storage, _node, client, rpcs) = setup(|_| {}).await;
+    let _record = tracing::subscriber::set_default(rpcs.clone());
+    let producer = |topic: &'static str| client.producer(topic).name("p").reliable().create();
+    let first = producer("/default/s1").await.expect("created");
+    let second = producer("/default/s2").await.expect("created");
+    let sends = (0..20).flat_map(|i| {
+        [
+            first.send(format!("a-{i}")).into_future(),
+            second.send(format!("b-{i}")).into_future(),
+        ]
+    });
+    let sequences = futures::future::try_join_all(sends)
+        .await
+        .expect("all sent");
+    for (producer, name) in [(0, "first"), (1, "second")] {
+        let mut own: Vec<u64> = sequences
+            .iter()
+            .skip(producer)
+            .step_by(2)
+            .copied()
+            .collect();
+        own.sort_unstable();
+        let from = own[0];
+        assert_eq!(
+            own,
+            (from..from + 20).collect::<Vec<u64>>(),
+            "{name}: its own ids, once each"
+        );
+    }
+    for (topic, prefix) in [("/default/s1", "a-"), ("/default/s2", "b-")] {
+        let payloads = stored(storage.as_ref(), topic).await;
+        assert_eq!(payloads.len(), 20, "{topic}: {payloads:?}");
+        assert!(
+            payloads.iter().all(|p| p.starts_with(prefix)),
+            "{payloads:?}"
+        );
+        assert!(counts(&payloads).values().all(|&n| n == 1), "{payloads:?}");
+    }
+    assert_eq!(
+        client.running_tasks(),
+        3,
+        "a health check per producer and one stream reader"
+    );
+    assert_eq!(
+        rpcs.calls(SEND_MESSAGES),
+        1,
+        "one stream for both producers"
+    );
+
+    first.close().await;
+    second
+        .send("b-last")
+        .await
+        .expect("the stream serves the other producer on");
+    second.close().await;
+    assert_eq!(
+        client.running_tasks(),
+        0,
+        "the last producer's close stops the reader"
+    );
+}
+
 #[tokio::test]
 async fn per_message_errors_reach_their_own_sender() {
     let (storage, _node, client, rpcs) =

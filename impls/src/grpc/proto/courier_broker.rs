@@ -325,6 +325,10 @@ pub struct SendOutcome {
     /// The status message, for codes other than OK.
     #[prost(string, tag = "3")]
     pub message: ::prost::alloc::string::String,
+    /// The message's producer (`msg_id.producer_id`; 0 without a `msg_id`): request ids are each
+    /// producer's own, so together they name the message on a stream several producers share.
+    #[prost(uint64, tag = "4")]
+    pub producer_id: u64,
 }
 /// Generated client implementations.
 pub mod produce_stream_service_client {

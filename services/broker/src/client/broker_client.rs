@@ -16,6 +16,7 @@ use super::credentials::{Credentials, KeyTokens, bearer};
 use super::error::BrokerError;
 use super::producer::ProducerBuilder;
 use super::schemas::SchemaClient;
+use super::send_stream::SendStreams;
 use super::tls::Tls;
 
 /// Default deadline of each unary call.
@@ -50,6 +51,8 @@ const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct BrokerClient {
     core: Arc<ClientCore>,
+    /// The send streams its producers share, one per broker.
+    send_streams: Arc<SendStreams>,
 }
 
 impl BrokerClient {
@@ -60,7 +63,7 @@ impl BrokerClient {
 
     /// A producer on `topic` (`/namespace/topic`).
     pub fn producer(&self, topic: impl Into<String>) -> ProducerBuilder {
-        ProducerBuilder::new(self.core.clone(), topic.into())
+        ProducerBuilder::new(self.core.clone(), self.send_streams.clone(), topic.into())
     }
 
     /// A consumer of `topic` (`/namespace/topic`; a partitioned topic by its base name).
@@ -250,6 +253,7 @@ impl BrokerClientBuilder {
                 self.health_interval,
                 credentials,
             )),
+            send_streams: Arc::new(SendStreams::default()),
         })
     }
 }

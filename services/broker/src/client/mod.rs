@@ -8,9 +8,10 @@
 //!   on reliable topics. Without a key partitions take turns; with one, FNV-1a of the key
 //!   picks (as danube-client). A producer the broker answers `CLOSE` for registers again
 //!   on its next send, and so does one whose send used up the retry budget. Sends go on one
-//!   open stream per producer partition (Courier's `ProduceStreamService/SendMessages`: one
-//!   HTTP/2 DATA frame each way per message), or with Danube's `SendMessage` per message
-//!   against a broker without it and for payloads over 64 KiB.
+//!   open stream per broker, shared by the client's producers (Courier's
+//!   `ProduceStreamService/SendMessages`: one HTTP/2 DATA frame each way per message, and the
+//!   sends and answers of several producers made at once in one write), or with Danube's
+//!   `SendMessage` per message against a broker without it and for payloads over 64 KiB.
 //! - **Consumer**: lists the partitions at the service URL, subscribes to each concurrently,
 //!   and runs one task per partition feeding one bounded channel (100): the consumer is a
 //!   `Stream<Item = Result<Message, BrokerError>>`; [`Message::ack`] and [`Message::nack`]

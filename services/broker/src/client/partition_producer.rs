@@ -20,7 +20,7 @@ use tonic::Code;
 use super::core::ClientCore;
 use super::error::BrokerError;
 use super::health::{self, Attachment, AttachmentSlot};
-use super::send_stream::SendStream;
+use super::send_stream::{SendStream, SendStreams};
 use super::tasks::OwnedTasks;
 
 /// Payloads above this go by `SendMessage` even on a broker serving the send stream: a large
@@ -54,7 +54,9 @@ pub(crate) struct PartitionProducer {
     /// The schema reference sent at create and the (schema id, version) it resolved to,
     /// stamped on every message.
     schema: Option<(SchemaReference, (u64, u32))>,
-    /// The send stream in use, if one is open.
+    /// The client's send streams, one per broker, shared by its producers.
+    streams: Arc<SendStreams>,
+    /// The send stream in use, if one is open (holding it keeps it open).
     stream: Mutex<Option<Arc<SendStream>>>,
     /// Whether the broker is believed to serve the send stream (until it answers
     /// `Unimplemented`; again after each registration, perhaps on another node).
@@ -64,12 +66,14 @@ pub(crate) struct PartitionProducer {
 impl PartitionProducer {
     pub(crate) fn new(
         core: Arc<ClientCore>,
+        streams: Arc<SendStreams>,
         topic: String,
         name: String,
         mode: ProducerMode,
     ) -> PartitionProducer {
         PartitionProducer {
             core,
+            streams,
             topic,
             name,
             mode,
@@ -207,8 +211,8 @@ impl PartitionProducer {
             .await
     }
 
-    /// One attempt on the send stream to `url` (opened if none serves this registration
-    /// there); falls back to `SendMessage` for a broker without it.
+    /// One attempt on the client's send stream to `url` (opened if none is); falls back to
+    /// `SendMessage` for a broker without it.
     async fn stream_once(
         &self,
         tasks: &OwnedTasks,
@@ -217,19 +221,24 @@ impl PartitionProducer {
         message: &Outgoing,
         request_id: u64,
     ) -> Result<u64, BrokerError> {
-        let open = self
+        if tasks.token().is_cancelled() {
+            return Err(BrokerError::Closed);
+        }
+        let held = self
             .stream_slot()
             .as_ref()
-            .filter(|stream| stream.serves(attachment.id, url))
+            .filter(|stream| stream.serves(url))
             .cloned();
-        let stream = match open {
+        let stream = match held {
             Some(stream) => stream,
             None => {
-                let opening = SendStream::open(&self.core, tasks, url, attachment.id, &self.topic);
-                match Box::pin(opening).await {
+                let shared = match self.streams.to(url) {
+                    Some(stream) => Ok(stream),
+                    None => Box::pin(self.streams.open_to(&self.core, url, &self.topic)).await,
+                };
+                match shared {
                     Ok(stream) => {
-                        let stream = Arc::new(stream);
-                        // Replacing the previous one ends it once its sends are answered.
+                        // Replacing the previous one lets it end once nobody holds it.
                         *self.stream_slot() = Some(stream.clone());
                         stream
                     }
@@ -289,11 +298,21 @@ impl PartitionProducer {
         self.stream.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Stops using `stream` for new sends.
+    /// Stops using `stream` for new sends, for every producer of the client.
     fn retire(&self, stream: &Arc<SendStream>) {
+        self.streams.retire(stream);
         let mut slot = self.stream_slot();
         if slot.as_ref().is_some_and(|open| Arc::ptr_eq(open, stream)) {
             *slot = None;
+        }
+    }
+
+    /// Lets go of the send stream (the producer closes); the last producer holding it stops
+    /// its reader.
+    pub(crate) async fn release_stream(&self) {
+        let held = self.stream_slot().take();
+        if let Some(stream) = held.and_then(Arc::into_inner) {
+            stream.close().await;
         }
     }
 

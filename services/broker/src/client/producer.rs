@@ -14,6 +14,7 @@ use super::error::BrokerError;
 use super::partition_producer::{Outgoing, PartitionProducer, ProducerMode};
 use super::routing::PartitionRouter;
 use super::schemas::{SchemaClient, SchemaRef};
+use super::send_stream::SendStreams;
 use super::tasks::OwnedTasks;
 use crate::topic::{TopicName, partition_producer_name};
 
@@ -22,6 +23,7 @@ use crate::topic::{TopicName, partition_producer_name};
 #[must_use = "a builder does nothing until create() is awaited"]
 pub struct ProducerBuilder {
     core: Arc<ClientCore>,
+    streams: Arc<SendStreams>,
     topic: String,
     name: Option<String>,
     partitions: Option<u32>,
@@ -30,9 +32,14 @@ pub struct ProducerBuilder {
 }
 
 impl ProducerBuilder {
-    pub(crate) fn new(core: Arc<ClientCore>, topic: String) -> ProducerBuilder {
+    pub(crate) fn new(
+        core: Arc<ClientCore>,
+        streams: Arc<SendStreams>,
+        topic: String,
+    ) -> ProducerBuilder {
         ProducerBuilder {
             core,
+            streams,
             topic,
             name: None,
             partitions: None,
@@ -128,8 +135,14 @@ impl ProducerBuilder {
         let partitions: Vec<PartitionProducer> = targets
             .into_iter()
             .map(|(topic, name)| {
-                PartitionProducer::new(self.core.clone(), topic, name, self.mode)
-                    .with_schema(schema.clone())
+                PartitionProducer::new(
+                    self.core.clone(),
+                    self.streams.clone(),
+                    topic,
+                    name,
+                    self.mode,
+                )
+                .with_schema(schema.clone())
             })
             .collect();
         for partition in &partitions {
@@ -188,6 +201,9 @@ impl Producer {
     /// has no call to close one.
     pub async fn close(&self) {
         self.tasks.close().await;
+        for partition in &self.partitions {
+            partition.release_stream().await;
+        }
     }
 
     async fn deliver(&self, message: Outgoing) -> Result<u64, BrokerError> {

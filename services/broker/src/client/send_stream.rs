@@ -1,18 +1,21 @@
-//! [`SendStream`]: a producer's sends on Courier's `ProduceStreamService/SendMessages`, one
-//! bidirectional HTTP/2 stream per producer registration: each send is one message out and one
-//! `SendOutcome` back, matched by `request_id`, instead of a new HTTP/2 stream per message
-//! (Danube's unary `SendMessage`).
+//! [`SendStream`]: a client's sends to one broker on Courier's
+//! `ProduceStreamService/SendMessages`, one bidirectional HTTP/2 stream shared by every producer
+//! of the client there ([`SendStreams`]): each send is one message out and one `SendOutcome`
+//! back, matched by producer id and `request_id`, instead of a new HTTP/2 stream per message
+//! (Danube's unary `SendMessage`). Sends of several producers made at once go out together, and
+//! the broker's answers to them come back together (measured in `benches/README.md`; a stream
+//! per producer wrote every send and every answer on its own).
 //!
-//! A task of the producer ([`OwnedTasks`]) reads the answers and hands each to its send. When
+//! The stream's own task ([`OwnedTasks`]) reads the answers and hands each to its send. When
 //! the stream ends or breaks, every send still waiting fails with a retryable
 //! [`GrpcError::Broken`]: the producer's retry loop sends it again (same producer, same
 //! request id) on a new stream. A message the broker stored but whose answer was lost is then
-//! stored again: at least once, as `SendMessage` retries are. Dropping the last handle ends the
-//! client's side; the broker answers what it read, ends the stream, and the task ends with it
-//! (or when the producer closes).
+//! stored again: at least once, as `SendMessage` retries are. Dropping the last handle (the
+//! producers hold them) ends the client's side and stops the reader; the broker answers what
+//! it read and ends the stream.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
 use courier_impls::grpc::proto::courier_broker::SendOutcome;
@@ -40,16 +43,26 @@ const OPERATION: &str = "SendMessages";
 /// the stream ended first.
 type Answer = oneshot::Sender<Result<u64, Option<Status>>>;
 
+/// A message on a shared stream: its producer id and its request id (each producer's own).
+type SendKey = (u64, u64);
+
+/// The key of `message`: its producer id (0 without a `msg_id`, as the broker echoes it) and
+/// request id.
+fn key_of(message: &StreamMessage) -> SendKey {
+    let producer = message.msg_id.as_ref().map_or(0, |id| id.producer_id);
+    (producer, message.request_id)
+}
+
 /// The sends waiting for their answers, shared with the task reading them.
 #[derive(Debug, Default)]
 struct Waiting {
-    sends: Mutex<HashMap<u64, Answer>>,
+    sends: Mutex<HashMap<SendKey, Answer>>,
     /// Cancelled once the stream ended: nothing more will be answered.
     ended: CancellationToken,
 }
 
 impl Waiting {
-    fn sends(&self) -> MutexGuard<'_, HashMap<u64, Answer>> {
+    fn sends(&self) -> MutexGuard<'_, HashMap<SendKey, Answer>> {
         self.sends.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -78,32 +91,85 @@ fn broken(why: &str) -> GrpcError {
     }
 }
 
-/// One open `SendMessages` stream of a producer registration.
+/// The open send streams of one client, by broker URL. It holds them weakly: the producers
+/// sending on a stream keep it open, and it ends once none does.
+#[derive(Debug, Default)]
+pub(crate) struct SendStreams {
+    open: Mutex<HashMap<String, Weak<SendStream>>>,
+    /// Held while a stream to the URL is being opened: sends that find none wait for that
+    /// one instead of each opening their own.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl SendStreams {
+    fn open(&self) -> MutexGuard<'_, HashMap<String, Weak<SendStream>>> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The stream to `url` the client's producers send on, if one is open and not ended.
+    pub(crate) fn to(&self, url: &str) -> Option<Arc<SendStream>> {
+        self.open()
+            .get(url)
+            .and_then(Weak::upgrade)
+            .filter(|stream| stream.serves(url))
+    }
+
+    /// The stream to `url`, opened for sends to `topic` (named in errors) unless one is open or
+    /// another send is opening it (then that one, once open); the client's producers share it.
+    ///
+    /// Errors: the call's ([`BrokerError::Rpc`]; `Unimplemented` from a broker without it).
+    pub(crate) async fn open_to(
+        &self,
+        core: &ClientCore,
+        url: &str,
+        topic: &str,
+    ) -> Result<Arc<SendStream>, BrokerError> {
+        let gate = self
+            .opening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(url.to_owned())
+            .or_default()
+            .clone();
+        let _opening = gate.lock().await;
+        if let Some(open) = self.to(url) {
+            return Ok(open);
+        }
+        let opened = Arc::new(SendStream::open(core, url, topic).await?);
+        let mut open = self.open();
+        open.retain(|_, stream| stream.strong_count() > 0);
+        open.insert(url.to_owned(), Arc::downgrade(&opened));
+        Ok(opened)
+    }
+
+    /// Stops giving out `stream` (its credential was refused, or it stalled): the next send
+    /// opens a new one.
+    pub(crate) fn retire(&self, stream: &Arc<SendStream>) {
+        let mut open = self.open();
+        if open
+            .get(&stream.url)
+            .is_some_and(|known| std::ptr::eq(known.as_ptr(), Arc::as_ptr(stream)))
+        {
+            open.remove(&stream.url);
+        }
+    }
+}
+
+/// One open `SendMessages` stream of a client to one broker.
 #[derive(Debug)]
 pub(crate) struct SendStream {
-    /// The broker URL and producer id it was opened for.
+    /// The broker URL it was opened to.
     url: String,
-    producer_id: u64,
     outbound: mpsc::Sender<StreamMessage>,
     waiting: Arc<Waiting>,
+    /// The reader task; it stops when the stream drops (or at [`SendStream::close`]).
+    reader: OwnedTasks,
 }
 
 impl SendStream {
-    /// Opens the stream to `url` for producer `producer_id` of `topic`; its reader runs
-    /// among `tasks`.
-    ///
-    /// Errors: the call's ([`BrokerError::Rpc`]; `Unimplemented` from a broker without it),
-    /// [`BrokerError::Closed`] once the producer is closed.
-    pub(crate) async fn open(
-        core: &ClientCore,
-        tasks: &OwnedTasks,
-        url: &str,
-        producer_id: u64,
-        topic: &str,
-    ) -> Result<SendStream, BrokerError> {
-        if tasks.token().is_cancelled() {
-            return Err(BrokerError::Closed);
-        }
+    /// Opens the stream to `url` (for sends to `topic`, named in errors); its reader counts
+    /// among the client's running tasks.
+    async fn open(core: &ClientCore, url: &str, topic: &str) -> Result<SendStream, BrokerError> {
         let rpc = |e| BrokerError::rpc(OPERATION, topic, e);
         let (outbound, mut queued) = mpsc::channel(OUTBOUND_CAPACITY);
         let call = core.streaming_call(url);
@@ -120,18 +186,24 @@ impl SendStream {
         .unwrap_or(Err(GrpcError::Timeout(core.call_timeout)))
         .map_err(rpc)?;
         let waiting = Arc::new(Waiting::default());
-        tasks.spawn(read(waiting.clone(), answers, tasks.token().clone()));
+        let reader = OwnedTasks::new(core.live_tasks.clone());
+        reader.spawn(read(waiting.clone(), answers, reader.token().clone()));
         Ok(SendStream {
             url: url.to_owned(),
-            producer_id,
             outbound,
             waiting,
+            reader,
         })
     }
 
-    /// Whether sends of producer `producer_id` to `url` may go on this stream.
-    pub(crate) fn serves(&self, producer_id: u64, url: &str) -> bool {
-        self.producer_id == producer_id && self.url == url && !self.waiting.ended.is_cancelled()
+    /// Whether sends to `url` may go on this stream.
+    pub(crate) fn serves(&self, url: &str) -> bool {
+        self.url == url && !self.waiting.ended.is_cancelled()
+    }
+
+    /// Stops the reader and waits for it (briefly): its waiting sends fail, retryably.
+    pub(crate) async fn close(self) {
+        self.reader.close().await;
     }
 
     /// Sends `message` and waits for its answer, all within `timeout` (a stream stalled with
@@ -142,10 +214,10 @@ impl SendStream {
         message: StreamMessage,
         timeout: Duration,
     ) -> Result<u64, GrpcError> {
-        let request_id = message.request_id;
+        let key = key_of(&message);
         let (answer, answered) = oneshot::channel();
         // Waiting before it is sent: its answer may come back before `send` returns.
-        self.waiting.sends().insert(request_id, answer);
+        self.waiting.sends().insert(key, answer);
         let exchange = async {
             if self.waiting.ended.is_cancelled() || self.outbound.send(message).await.is_err() {
                 return Err(broken("it ended before the message was sent"));
@@ -163,7 +235,7 @@ impl SendStream {
             .await
             .unwrap_or(Err(GrpcError::Timeout(timeout)));
         if outcome.is_err() {
-            self.waiting.sends().remove(&request_id);
+            self.waiting.sends().remove(&key);
         }
         outcome
     }
@@ -204,7 +276,8 @@ async fn read(
 
 /// Hands `outcome` to the send waiting for it (none if it gave up waiting).
 fn answer(waiting: &Waiting, outcome: SendOutcome) {
-    let Some(answer) = waiting.sends().remove(&outcome.request_id) else {
+    let key = (outcome.producer_id, outcome.request_id);
+    let Some(answer) = waiting.sends().remove(&key) else {
         return;
     };
     let result = match Code::from(i32::try_from(outcome.code).unwrap_or(i32::MAX)) {

@@ -1,8 +1,11 @@
 //! Courier's `ProduceStreamService` (`courier_broker.ProduceStreamService/SendMessages`, beside
-//! Danube's ProducerService): a producer's messages on one open HTTP/2 stream, each answered
-//! with one `SendOutcome`. Danube's `SendMessage` is unary, so each message cost a new HTTP/2
-//! stream on both sides (HEADERS and HPACK, routing and the layers, a server task per request);
-//! here a send is one DATA frame each way.
+//! Danube's ProducerService): a client's messages on one open HTTP/2 stream, of any of its
+//! producers, each answered with one `SendOutcome` naming its producer and request id. The
+//! answers of messages stored together (one group commit) leave together: one task polls
+//! them, so they go out in one write, where a stream per producer wrote each on its own.
+//! Danube's `SendMessage` is unary, so each message cost a new HTTP/2 stream on both sides
+//! (HEADERS and HPACK, routing and the layers, a server task per request); here a send is one
+//! DATA frame each way.
 //!
 //! Every message goes through the node's own `ProducerService` stack (metrics, ownership gate,
 //! [`ProduceService::send`](super::ProduceService::send)) exactly as a `SendMessage` of it
@@ -108,10 +111,12 @@ struct StreamContext<P> {
 }
 
 impl<P: ProducerService> StreamContext<P> {
-    /// One message, as `SendMessage` would handle it; its outcome carries its `request_id`.
+    /// One message, as `SendMessage` would handle it; its outcome carries its `request_id` and
+    /// its producer id (a stream may carry the sends of several producers).
     fn send(self: &Arc<Self>, message: StreamMessage) -> BoxFuture<'static, SendOutcome> {
         let stream = self.clone();
         let request_id = message.request_id;
+        let producer_id = message.msg_id.as_ref().map_or(0, |id| id.producer_id);
         let span = tracing::info_span!("rpc", path = SEND_MESSAGE_PATH, via = "SendMessages");
         Box::pin(
             async move {
@@ -135,11 +140,13 @@ impl<P: ProducerService> StreamContext<P> {
                         request_id: response.into_inner().request_id,
                         code: Code::Ok as u32,
                         message: String::new(),
+                        producer_id,
                     },
                     Err(status) => SendOutcome {
                         request_id,
                         code: status.code() as u32,
                         message: status.message().to_owned(),
+                        producer_id,
                     },
                 }
             }
