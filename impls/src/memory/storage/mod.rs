@@ -904,3 +904,4 @@ mod tests {
         assert!(is_not_found(store.head(&name).await));
     }
 }
+
