@@ -904,4 +904,3 @@ mod tests {
         assert!(is_not_found(store.head(&name).await));
     }
 }
-
