@@ -344,9 +344,6 @@ impl StreamEntry {
     /// How many records a read from index `start` takes within `limits`, and their bytes: at
     /// most `max_records`, and records while they fit in `max_bytes`, the first one always.
     fn extent(&self, start: usize, limits: ReadLimits) -> (usize, usize) {
-        if limits.max_records == 0 {
-            return (0, 0);
-        }
         self.records
             .extent(start, limits.max_records, limits.max_bytes)
     }

@@ -131,42 +131,35 @@ impl RecordLog {
         max_bytes: usize,
     ) -> (usize, usize) {
         let (mut count, mut bytes) = (0usize, 0usize);
-        for (n, chunk) in self.chunks_from(start / CHUNK).enumerate() {
-            let from = if n == 0 { start % CHUNK } else { 0 };
-            match chunk {
-                Chunk::Packed { ends, .. } => {
-                    let base = Chunk::span(ends, from).start;
-                    let wanted = (ends.len() - from).min(max_records - count);
-                    let ends = &ends[from..from + wanted];
+        let mut chunks = self.slices(start, max_records);
+        while let Some(cursor) = chunks.next_chunk() {
+            match cursor {
+                Cursor::Packed { ends, at, .. } => {
+                    let ends = ends.as_slice();
                     // Records while the bytes so far fit; the first of the read always.
                     let mut fit =
-                        ends.partition_point(|&end| bytes + (end as usize - base) <= max_bytes);
+                        ends.partition_point(|&end| bytes + (end as usize - at) <= max_bytes);
                     if count == 0 {
                         fit = fit.max(1).min(ends.len());
                     }
-                    if fit > 0 {
-                        bytes += ends[fit - 1] as usize - base;
+                    if let Some(&end) = fit.checked_sub(1).and_then(|last| ends.get(last)) {
+                        bytes += end as usize - at;
                         count += fit;
                     }
                     if fit < ends.len() {
-                        return (count, bytes);
+                        break;
                     }
                 }
-                Chunk::Handles(records) => {
-                    for data in records.get(from..).unwrap_or_default() {
+                Cursor::Handles(records) => {
+                    for data in records {
                         if count > 0 && bytes + data.len() > max_bytes {
                             return (count, bytes);
                         }
                         bytes += data.len();
                         count += 1;
-                        if count >= max_records {
-                            return (count, bytes);
-                        }
                     }
                 }
-            }
-            if count >= max_records {
-                break;
+                Cursor::Done => {}
             }
         }
         (count, bytes)
@@ -175,27 +168,21 @@ impl RecordLog {
     /// Appends the bytes of the `count` records from index `start` to `out`: a packed chunk's
     /// records in one copy, they lie back to back.
     pub(super) fn concat_into(&self, start: usize, count: usize, out: &mut BytesMut) {
-        let mut left = count;
-        for (n, chunk) in self.chunks_from(start / CHUNK).enumerate() {
-            if left == 0 {
-                return;
-            }
-            let from = if n == 0 { start % CHUNK } else { 0 };
-            let to = chunk.len().min(from.saturating_add(left));
-            if from >= to {
-                return;
-            }
-            match chunk {
-                Chunk::Packed { data, ends } => {
-                    out.put_slice(&data[Chunk::span(ends, from).start..ends[to - 1] as usize]);
+        let mut chunks = self.slices(start, count);
+        while let Some(cursor) = chunks.next_chunk() {
+            match cursor {
+                Cursor::Packed { data, ends, at } => {
+                    if let Some(&end) = ends.as_slice().last() {
+                        out.put_slice(&data[at..end as usize]);
+                    }
                 }
-                Chunk::Handles(records) => {
-                    for record in &records[from..to] {
+                Cursor::Handles(records) => {
+                    for record in records {
                         out.put_slice(record);
                     }
                 }
+                Cursor::Done => {}
             }
-            left -= to - from;
         }
     }
 
@@ -282,7 +269,8 @@ enum Cursor<'a> {
 }
 
 impl<'a> Slices<'a> {
-    /// The next chunk's records within what is left, or `None` at the end.
+    /// The next chunk's records within what is left, or `None` at the end. Whole-chunk work
+    /// ([`RecordLog::extent`], [`RecordLog::concat_into`]) walks these.
     fn next_chunk(&mut self) -> Option<Cursor<'a>> {
         if self.left == 0 {
             return None;
