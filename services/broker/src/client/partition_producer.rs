@@ -232,11 +232,8 @@ impl PartitionProducer {
         let stream = match held {
             Some(stream) => stream,
             None => {
-                let shared = match self.streams.to(url) {
-                    Some(stream) => Ok(stream),
-                    None => Box::pin(self.streams.open_to(&self.core, url, &self.topic)).await,
-                };
-                match shared {
+                let shared = self.streams.to_or_open(&self.core, url, &self.topic);
+                match Box::pin(shared).await {
                     Ok(stream) => {
                         // Replacing the previous one lets it end once nobody holds it.
                         *self.stream_slot() = Some(stream.clone());

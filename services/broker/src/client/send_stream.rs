@@ -107,7 +107,7 @@ impl SendStreams {
     }
 
     /// The stream to `url` the client's producers send on, if one is open and not ended.
-    pub(crate) fn to(&self, url: &str) -> Option<Arc<SendStream>> {
+    fn to(&self, url: &str) -> Option<Arc<SendStream>> {
         self.open()
             .get(url)
             .and_then(Weak::upgrade)
@@ -118,12 +118,15 @@ impl SendStreams {
     /// another send is opening it (then that one, once open); the client's producers share it.
     ///
     /// Errors: the call's ([`BrokerError::Rpc`]; `Unimplemented` from a broker without it).
-    pub(crate) async fn open_to(
+    pub(crate) async fn to_or_open(
         &self,
         core: &ClientCore,
         url: &str,
         topic: &str,
     ) -> Result<Arc<SendStream>, BrokerError> {
+        if let Some(open) = self.to(url) {
+            return Ok(open);
+        }
         let gate = self
             .opening
             .lock()
