@@ -41,7 +41,7 @@ async fn no_key_token_or_secret_reaches_the_logs() {
         .with_writer(move || sink.clone())
         .finish();
     // Current-thread runtime: the server's tasks log on this thread, into this subscriber.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = courier_testkit::logs::set_default_subscriber(subscriber);
     let node = Node::start("http", |config| config.auth = Some(auth(true))).await;
     let channel = channel(&node).await;
     let token = authenticate(&channel, PRODUCER_KEY).await.expect("token");

@@ -318,7 +318,7 @@ fn counts(payloads: &[String]) -> HashMap<&str, usize> {
 #[tokio::test]
 async fn sends_over_the_stream_are_stored_once_each_in_order() {
     let (storage, _node, client, rpcs) = setup(|_| {}).await;
-    let _record = tracing::subscriber::set_default(rpcs.clone());
+    let _record = courier_testkit::logs::set_default_subscriber(rpcs.clone());
     let producer = client
         .producer("/default/s")
         .name("p")
@@ -363,7 +363,7 @@ async fn sends_over_the_stream_are_stored_once_each_in_order() {
 #[tokio::test]
 async fn producers_of_one_client_share_one_stream_and_get_their_own_answers() {
     let (storage, _node, client, rpcs) = setup(|_| {}).await;
-    let _record = tracing::subscriber::set_default(rpcs.clone());
+    let _record = courier_testkit::logs::set_default_subscriber(rpcs.clone());
     let producer = |topic: &'static str| client.producer(topic).name("p").reliable().create();
     let first = producer("/default/s1").await.expect("created");
     let second = producer("/default/s2").await.expect("created");
@@ -428,7 +428,7 @@ async fn producers_of_one_client_share_one_stream_and_get_their_own_answers() {
 async fn per_message_errors_reach_their_own_sender() {
     let (storage, _node, client, rpcs) =
         setup(|config| config.producer.max_message_bytes = 2_048).await;
-    let _record = tracing::subscriber::set_default(rpcs.clone());
+    let _record = courier_testkit::logs::set_default_subscriber(rpcs.clone());
     let producer = client
         .producer("/default/e")
         .name("p")
@@ -476,7 +476,7 @@ async fn per_message_errors_reach_their_own_sender() {
 #[tokio::test]
 async fn a_stream_broken_mid_flight_loses_and_duplicates_nothing() {
     let (storage, node, client, rpcs) = setup(|_| {}).await;
-    let _record = tracing::subscriber::set_default(rpcs.clone());
+    let _record = courier_testkit::logs::set_default_subscriber(rpcs.clone());
     let producer = Arc::new(
         client
             .producer("/default/b")

@@ -192,7 +192,10 @@ fn capture_logs() -> (CapturedLog, tracing::subscriber::DefaultGuard) {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    (log, tracing::subscriber::set_default(subscriber))
+    (
+        log,
+        courier_testkit::logs::set_default_subscriber(subscriber),
+    )
 }
 
 #[tokio::test]

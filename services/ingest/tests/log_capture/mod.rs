@@ -32,6 +32,6 @@ impl Logs {
             .with_max_level(level)
             .with_ansi(false)
             .finish();
-        tracing::subscriber::set_default(subscriber)
+        courier_testkit::logs::set_default_subscriber(subscriber)
     }
 }
