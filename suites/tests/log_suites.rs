@@ -13,9 +13,10 @@ use courier::storage::{
 use courier::traits::clock::ManualClock;
 use courier_testkit::suites::FnStorageFactory;
 
-/// The suite in a module of its own per sync mode (every group synced, or written only).
+/// The suite in a module of its own per sync mode (every group synced, or written only) and
+/// memory budget (full chunks past it are spilled to files and read from there).
 macro_rules! log_suite {
-    ($module:ident, $fsync:expr) => {
+    ($module:ident, $fsync:expr, $resident:expr) => {
         mod $module {
             use super::*;
 
@@ -28,7 +29,8 @@ macro_rules! log_suite {
                     let clock = ManualClock::starting_now();
                     let config = LogStorageConfig::default()
                         .with_clock(clock.shared())
-                        .with_fsync_every_group($fsync);
+                        .with_fsync_every_group($fsync)
+                        .with_max_resident_bytes($resident);
                     let store = LogStreamStorage::open(dir.path(), config)
                         .await
                         .expect("open the log storage");
@@ -50,8 +52,17 @@ macro_rules! log_suite {
     };
 }
 
-log_suite!(log_storage, true);
-log_suite!(log_storage_without_fsync, false);
+log_suite!(
+    log_storage,
+    true,
+    LogStorageConfig::default().max_resident_bytes
+);
+log_suite!(
+    log_storage_without_fsync,
+    false,
+    LogStorageConfig::default().max_resident_bytes
+);
+log_suite!(log_storage_spilling_every_full_chunk, true, 0);
 
 fn name(text: &str) -> StreamName {
     StreamName::new(text).expect("valid name")

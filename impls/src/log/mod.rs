@@ -23,10 +23,16 @@
 //! last of what was appended during the copy is copied after it and the new file replaces the
 //! old.
 //!
-//! Limits, stated so nobody finds them by surprise: every record is also held in memory (the
-//! data set must fit in RAM, as with Redis), opening reads the whole journal (frame by frame,
-//! so the time to open grows with it), and only one process may open a directory at a time
-//! (`LOCK`). Reads do not reset a TTL across a restart: after
+//! Memory: a stream's records are held in chunks of 256; once the full chunks in memory total
+//! more than [`max_resident_bytes`](LogStorageConfig::max_resident_bytes) (default 32 MiB),
+//! the oldest are written to spill files beside the journal (`spill-*.dat`, a cache: never
+//! synced, removed at the next open) and read from there, so that memory stays bounded
+//! whatever the data's size. What stays in memory besides: each stream's growing tail (up to
+//! 255 records), a fork's share of its source's chunks, and a few bytes per chunk.
+//!
+//! Limits, stated so nobody finds them by surprise: opening reads the whole journal (frame by
+//! frame, so the time to open grows with it), and only one process may open a directory at a
+//! time (`LOCK`). Reads do not reset a TTL across a restart: after
 //! opening, every TTL window starts afresh.
 
 mod codec;
@@ -35,6 +41,8 @@ mod frame;
 mod recovery;
 mod writer;
 
+#[cfg(test)]
+mod spill_tests;
 #[cfg(test)]
 mod tests;
 
@@ -53,7 +61,7 @@ use courier_traits::storage::{
     StreamConfig, StreamInfo, StreamName, StreamStorage, WaitOutcome,
 };
 
-use crate::memory::{JournalBuffer, MemoryStorageConfig, MemoryStreamStorage};
+use crate::memory::{JournalBuffer, MemoryStorageConfig, MemoryStreamStorage, Residency, Spiller};
 use writer::Durability;
 
 /// The journal's file name in the storage's directory.
@@ -95,6 +103,11 @@ pub struct LogStorageConfig {
     /// journal does not hold a shutdown). An abandoned compaction starts again at the next
     /// open.
     pub compaction_close_wait: Duration,
+    /// How many bytes of full chunks of records stay in memory (default 32 MiB); older ones
+    /// are moved to spill files in the directory and read from there (the OS page cache,
+    /// mostly). Each stream's newest records (up to 255) always stay in memory, besides this.
+    /// `usize::MAX` keeps everything in memory.
+    pub max_resident_bytes: usize,
 }
 
 impl Default for LogStorageConfig {
@@ -106,6 +119,7 @@ impl Default for LogStorageConfig {
             fsync_every_group: true,
             compact_dead_bytes: 64 << 20,
             compaction_close_wait: Duration::from_secs(1),
+            max_resident_bytes: 32 << 20,
         }
     }
 }
@@ -138,6 +152,12 @@ impl LogStorageConfig {
     /// Sets [`compaction_close_wait`](Self::compaction_close_wait).
     pub fn with_compaction_close_wait(mut self, wait: Duration) -> LogStorageConfig {
         self.compaction_close_wait = wait;
+        self
+    }
+
+    /// Sets [`max_resident_bytes`](Self::max_resident_bytes).
+    pub fn with_max_resident_bytes(mut self, bytes: usize) -> LogStorageConfig {
+        self.max_resident_bytes = bytes;
         self
     }
 
@@ -184,6 +204,9 @@ struct Inner {
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
     max_record_bytes: usize,
     dir: PathBuf,
+    /// The full chunks still in memory (read by tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    residency: Arc<Residency>,
 }
 
 impl LogStreamStorage {
@@ -280,9 +303,19 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             .with_max_record_bytes(max_record_bytes)
             .with_clock(config.clock.clone()),
     );
+    // Spill files are a cache of the journal: the last open's are removed, and the replay
+    // spills anew, so that opening holds no more in memory than running does.
+    let mut spiller =
+        Spiller::new(&dir).map_err(io(format!("removing old spill files in {}", dir.display())))?;
+    let residency = Arc::new(Residency::new(config.max_resident_bytes));
+    // No budget, no queue: it would only grow.
+    if config.max_resident_bytes < usize::MAX {
+        memory.spill_into(residency.clone());
+    }
     let started = Instant::now();
     let mut liveness = compaction::Liveness::new(config.compact_dead_bytes);
-    let recovered = recovery::replay(&path, &memory, &mut liveness)?;
+    let recovered = recovery::replay(&path, &memory, &mut liveness, &mut spiller)?;
+    memory.spill_over_budget(&mut spiller);
     if recovered.torn > 0 {
         tracing::warn!(
             journal = %path.display(),
@@ -333,6 +366,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
                 liveness,
                 compaction: None,
                 close_wait: config.compaction_close_wait,
+                spiller,
             };
             move || writer::run(memory, journal, sync, durability, kicks, lock)
         })
@@ -345,6 +379,7 @@ fn open_blocking(dir: PathBuf, config: LogStorageConfig) -> Result<LogStreamStor
             writer: std::sync::Mutex::new(Some(writer)),
             max_record_bytes,
             dir,
+            residency,
         }),
     })
 }

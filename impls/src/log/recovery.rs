@@ -11,7 +11,10 @@ use courier_traits::storage::StorageError;
 
 use super::compaction::Liveness;
 use super::{codec, frame};
-use crate::memory::MemoryStreamStorage;
+use crate::memory::{MemoryStreamStorage, Spiller};
+
+/// How many operations opening applies between two spills of what is over the budget.
+const SPILL_EVERY: u64 = 1024;
 
 /// What opening found.
 #[derive(Debug)]
@@ -34,6 +37,7 @@ pub(super) fn replay(
     path: &Path,
     memory: &MemoryStreamStorage,
     liveness: &mut Liveness,
+    spiller: &mut Spiller,
 ) -> Result<Recovered, StorageError> {
     let refuse = |pos: u64, why: String| {
         StorageError::backend(
@@ -77,6 +81,9 @@ pub(super) fn replay(
         memory
             .replay(op)
             .map_err(|e| refuse(pos, format!("its operation does not apply: {e}")))?;
+        if operations % SPILL_EVERY == 0 {
+            memory.spill_over_budget(spiller);
+        }
         let frame_len = (frame::HEADER + body.len()) as u64;
         liveness.frame(pos, frame_len, &subject);
         operations += 1;

@@ -15,7 +15,7 @@ use courier_traits::storage::{StorageError, StreamName};
 use tokio::sync::Notify;
 
 use super::compaction::{self, Liveness, Rewritten};
-use crate::memory::{MemoryStreamStorage, Taken};
+use crate::memory::{MemoryStreamStorage, Spiller, Taken};
 
 /// What the calls and the writer share.
 pub(super) struct Durability {
@@ -221,6 +221,8 @@ pub(super) struct Journal {
     pub(super) compaction: Option<Compaction>,
     /// How long a stop waits for a running compaction's copy before abandoning it.
     pub(super) close_wait: Duration,
+    /// Where full chunks over the memory budget go.
+    pub(super) spiller: Spiller,
 }
 
 /// A rewrite of the journal running on a thread of its own.
@@ -366,6 +368,9 @@ fn write_until_stopped(
                 );
                 journal.liveness.group(&group, at);
                 durability.synced_to(group_end);
+                // The group's calls are answered; what they sealed is spilled now if the
+                // resident chunks are over budget.
+                memory.spill_over_budget(&mut journal.spiller);
             }
             if let Some(streams) = streams {
                 if finishing {

@@ -14,7 +14,7 @@ pub use bus::{MemoryBus, MemoryBusConfig};
 #[cfg(feature = "log")]
 pub(crate) use storage::Taken;
 #[cfg(feature = "log")]
-pub(crate) use storage::{JournalBuffer, Op, ReplayOp};
+pub(crate) use storage::{JournalBuffer, Op, ReplayOp, Residency, Spiller};
 pub use storage::{MemoryStorageConfig, MemoryStreamStorage};
 pub use transport::{
     AcceptedConnection, HandlerTransport, InMemoryAcceptor, InMemoryConnector, duplex_pair,

@@ -12,7 +12,7 @@ use courier_traits::storage::{
 use tokio::sync::watch;
 
 use super::keys::{ExpiredKeys, KeyIndex};
-use super::records::RecordLog;
+use super::records::{CHUNK, Part, RecordLog, load};
 use crate::rules::{
     AppendContext, AppendPlan, ByteCut, ProducerState, committed_outcome, index_offset,
     plan_append, plan_fork, plan_keyed, window_ms,
@@ -33,18 +33,56 @@ const JOIN_UNDER_LOCK_BYTES: usize = 256 << 10;
 /// The records of a large joined read, taken under the storage's lock, to join after it.
 #[must_use = "join it into its batch once the storage's lock is released"]
 pub(super) struct Unjoined {
-    records: Vec<Bytes>,
+    parts: Vec<Part>,
+    records: usize,
     bytes: usize,
     joining: Joining,
 }
 
 impl Unjoined {
-    /// Copies the records into `batch`'s body (call it with no lock held).
-    pub(super) fn join_into(self, batch: &mut JoinedBatch) {
+    /// Copies the records into `batch`'s body, reading spilled ones (call it with no lock
+    /// held).
+    pub(super) fn join_into(self, batch: &mut JoinedBatch) -> Result<(), StorageError> {
+        let records = load(self.parts, self.records).map_err(spill_read_failed)?;
         batch.body = self
             .joining
-            .join(self.records.iter().map(|b| &b[..]), self.bytes);
+            .join(records.iter().map(|b| &b[..]), self.bytes);
+        Ok(())
     }
+}
+
+#[must_use = "read it into its batch once the storage's lock is released"]
+/// The records of a read that lie (partly) in spill files: read once the storage's lock is
+/// released ([`Unread::read_into`]).
+pub(super) struct Unread {
+    parts: Vec<Part>,
+    first: u64,
+    count: usize,
+}
+
+impl Unread {
+    /// Reads the records into `batch` (call it with no lock held).
+    pub(super) fn read_into(self, batch: &mut ReadBatch) -> Result<(), StorageError> {
+        let records = load(self.parts, self.count).map_err(spill_read_failed)?;
+        batch.records = records
+            .into_iter()
+            .zip(self.first..)
+            .map(|(data, index)| Record {
+                offset: index_offset::encode(index),
+                data,
+            })
+            .collect();
+        Ok(())
+    }
+}
+
+/// A spill file that could not be read (its records are still in the journal).
+fn spill_read_failed(e: std::io::Error) -> StorageError {
+    StorageError::backend(
+        false,
+        "reading records from the storage's spill file",
+        Some(e.into()),
+    )
 }
 
 /// Where a read ended: the batch fields besides its records.
@@ -250,7 +288,7 @@ impl StreamEntry {
         from: Option<&Offset>,
         limits: ReadLimits,
         now_ms: u64,
-    ) -> Result<ReadBatch, StorageError> {
+    ) -> Result<(ReadBatch, Option<Unread>), StorageError> {
         let start = match from {
             Some(offset) => self.index_of(name, offset)?,
             None => 0,
@@ -258,26 +296,37 @@ impl StreamEntry {
         self.last_access_ms = now_ms;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let (count, _) = self.extent(start, limits);
-        // Sized once: a read of 1000 records would otherwise regrow the list ten times.
-        let mut records = Vec::with_capacity(count);
-        records.extend(
-            self.records
-                .records_from(start)
-                .take(count)
-                .zip(start as u64..)
-                .map(|(data, index)| Record {
-                    offset: index_offset::encode(index),
-                    data,
-                }),
-        );
+        let (records, unread) = if self.records.resident(start, count) {
+            // Sized once: a read of 1000 records would otherwise regrow the list ten times.
+            let mut records = Vec::with_capacity(count);
+            records.extend(
+                self.records
+                    .records_from(start)
+                    .take(count)
+                    .zip(start as u64..)
+                    .map(|(data, index)| Record {
+                        offset: index_offset::encode(index),
+                        data,
+                    }),
+            );
+            (records, None)
+        } else {
+            let unread = Unread {
+                parts: self.records.parts(start, count),
+                first: start as u64,
+                count,
+            };
+            (Vec::new(), Some(unread))
+        };
         let end = self.end_of_read(start, count);
-        Ok(ReadBatch {
+        let batch = ReadBatch {
             records,
             next_offset: end.next_offset,
             up_to_date: end.up_to_date,
             closed: end.closed,
             content_type: self.content_type.clone(),
-        })
+        };
+        Ok((batch, unread))
     }
 
     /// A read whose records are copied straight into one body: no record list, no offset per
@@ -309,7 +358,7 @@ impl StreamEntry {
         };
         let (body, unjoined) = if let Some(body) = whole {
             (body, None)
-        } else if bytes <= JOIN_UNDER_LOCK_BYTES {
+        } else if bytes <= JOIN_UNDER_LOCK_BYTES && self.records.resident(start, count) {
             let body = match joining {
                 // A packed chunk's records in one copy.
                 Joining::Concat => {
@@ -321,9 +370,9 @@ impl StreamEntry {
             };
             (body, None)
         } else {
-            let records = self.records.records_from(start).take(count).collect();
             let unjoined = Unjoined {
-                records,
+                parts: self.records.parts(start, count),
+                records: count,
                 bytes,
                 joining,
             };
@@ -369,14 +418,21 @@ impl StreamEntry {
         // `whole` is at most the record count, which fits in memory, so in a usize.
         let whole = usize::try_from(plan.whole).unwrap_or(usize::MAX);
         // Shares the source's full chunks rather than copying millions of record handles.
-        let mut prefix = self.records.prefix(whole);
+        let mut prefix = self.records.prefix(whole).map_err(spill_read_failed)?;
         if let Some(wanted) = plan.bytes {
             let mut cut = ByteCut::new(wanted);
-            for record in self.records.records_from(whole) {
-                if !cut.wants_more() {
-                    break;
+            // A chunk's worth at a time: a spilled chunk is read (a fork is rare enough to
+            // read under the lock), and a cut of a few bytes reads no more than one chunk.
+            let mut at = whole;
+            'cut: while cut.wants_more() && at < self.records.len() {
+                let count = CHUNK - at % CHUNK;
+                for record in self.records.records(at, count).map_err(spill_read_failed)? {
+                    if !cut.wants_more() {
+                        break 'cut;
+                    }
+                    cut.push(record);
                 }
-                cut.push(record);
+                at += count;
             }
             prefix.extend(cut.finish()?);
         }

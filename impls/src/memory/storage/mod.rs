@@ -5,6 +5,10 @@ mod journal;
 mod keys;
 mod records;
 mod replay;
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+mod residency;
+#[cfg_attr(not(feature = "log"), allow(dead_code))]
+mod spill;
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
@@ -29,6 +33,10 @@ use entry::StreamEntry;
 pub(crate) use journal::Taken;
 #[cfg_attr(not(feature = "log"), allow(dead_code, unused_imports))]
 pub(crate) use journal::{JournalBuffer, Op, ReplayOp};
+#[cfg(feature = "log")]
+pub(crate) use residency::Residency;
+#[cfg(feature = "log")]
+pub(crate) use spill::Spiller;
 
 /// Settings of a [`MemoryStreamStorage`]: read the fields, build with [`Default`] and the
 /// `with_*` setters.
@@ -103,6 +111,8 @@ struct State {
     /// Applying a journal again: nothing expires by the clock (every removal is in the
     /// journal, at the point it was made).
     replaying: bool,
+    /// Where sealed chunks queue to be spilled, for the log storage ([`residency`]).
+    residency: Option<Arc<residency::Residency>>,
 }
 
 /// The storage's state, locked; releasing it publishes what the call journaled.
@@ -227,6 +237,8 @@ impl State {
             };
         }
 
+        // The full chunks a fork shares with its source are its source's to spill.
+        let mut shared = 0;
         let mut entry = match &config.fork {
             None => {
                 let (content_type, expiry) = own_settings(&config);
@@ -254,6 +266,7 @@ impl State {
                     },
                 )?;
                 let mut records = source.fork_prefix(&fork.source, fork)?;
+                shared = records.sealed_len();
                 records.extend(initial);
                 let mut entry =
                     StreamEntry::new(content_type, expiry, config.clone(), records, now);
@@ -270,6 +283,7 @@ impl State {
         entry.signal.send_modify(|s| s.closed = config.closed);
         let info = entry.info(name);
         self.streams.insert(name.clone(), entry);
+        self.announce_sealed(name, shared);
         Ok(CreateOutcome::Created(info))
     }
 
@@ -291,10 +305,13 @@ impl State {
             request: &request,
             now_ms: now,
         });
+        let sealed = self.sealed_len(name);
         let outcome = self
             .live(name, now)
             .and_then(|entry| entry.append(name, request, now));
-        if !matches!(&outcome, Ok(done) if !done.duplicate) {
+        if matches!(&outcome, Ok(done) if !done.duplicate) {
+            self.announce_sealed(name, sealed);
+        } else {
             self.rollback(mark);
         }
         outcome
@@ -318,13 +335,36 @@ impl State {
             window,
             now_ms: now,
         });
+        let sealed = self.sealed_len(stream);
         let outcome = self
             .live(stream, now)
             .and_then(|entry| entry.append_keyed(stream, records, window, now));
         if outcome.is_err() {
             self.rollback(mark);
+        } else {
+            self.announce_sealed(stream, sealed);
         }
         outcome
+    }
+
+    /// How many full chunks stream `name` holds (none if it does not exist).
+    fn sealed_len(&self, name: &StreamName) -> usize {
+        self.streams
+            .get(name)
+            .map_or(0, |entry| entry.records.sealed_len())
+    }
+
+    /// Queues the full chunks of `name` from the `from`th on to be spilled, when the storage
+    /// spills (the chunks an operation sealed: it had `from` before it).
+    fn announce_sealed(&self, name: &StreamName, from: usize) {
+        let (Some(residency), Some(entry)) = (&self.residency, self.streams.get(name)) else {
+            return;
+        };
+        for index in from..entry.records.sealed_len() {
+            if let Some(chunk) = entry.records.sealed(index) {
+                residency.admit(name, index, chunk);
+            }
+        }
     }
 
     /// Journals the operation `op` makes, if this storage keeps a journal; answers where to
@@ -386,6 +426,51 @@ impl MemoryStreamStorage {
 
     // A poisoned lock means a panic elsewhere mid-operation; every mutation here completes its
     // checks before it changes anything, so the state is still consistent.
+    /// Makes the chunks this storage seals from now on queue in `residency`, to be spilled
+    /// with [`MemoryStreamStorage::spill_over_budget`] (the log storage).
+    #[cfg(feature = "log")]
+    pub(crate) fn spill_into(&self, residency: Arc<residency::Residency>) {
+        self.state().residency = Some(residency);
+    }
+
+    /// Spills the oldest sealed chunks with `spiller` while the resident ones are over the
+    /// budget of the storage's residency (nothing if it has none). The writing happens with
+    /// the storage unlocked; the lock is taken only to put each spilled chunk in place.
+    #[cfg(feature = "log")]
+    pub(crate) fn spill_over_budget(&self, spiller: &mut spill::Spiller) {
+        let Some(residency) = self.state().residency.clone() else {
+            return;
+        };
+        while let Some(victim) = residency.over_budget() {
+            let Some(spilled) = residency::spill(spiller, &victim) else {
+                continue;
+            };
+            let mut state = self.state();
+            if let Some(entry) = state.streams.get_mut(&victim.stream) {
+                entry
+                    .records
+                    .replace_sealed(victim.index, &victim.chunk, spilled);
+            }
+        }
+    }
+
+    /// How many of stream `name`'s full chunks are spilled.
+    #[cfg(all(test, feature = "log"))]
+    pub(crate) fn spilled_chunks(&self, name: &StreamName) -> usize {
+        let state = self.state();
+        let Some(entry) = state.streams.get(name) else {
+            return 0;
+        };
+        (0..entry.records.sealed_len())
+            .filter(|&i| {
+                entry
+                    .records
+                    .sealed(i)
+                    .is_some_and(|c| matches!(c.as_ref(), records::Sealed::Spilled { .. }))
+            })
+            .count()
+    }
+
     fn state(&self) -> Locked<'_> {
         Locked(
             self.inner
@@ -477,9 +562,15 @@ impl StreamStorage for MemoryStreamStorage {
         limits: ReadLimits,
     ) -> Result<ReadBatch, StorageError> {
         let now = self.now();
-        self.state()
-            .live(name, now)?
-            .read(name, from.as_ref(), limits, now)
+        let (mut batch, unread) =
+            self.state()
+                .live(name, now)?
+                .read(name, from.as_ref(), limits, now)?;
+        // The lock is released: spilled records are read from their file.
+        if let Some(records) = unread {
+            records.read_into(&mut batch)?;
+        }
+        Ok(batch)
     }
 
     async fn read_joined(
@@ -496,7 +587,7 @@ impl StreamStorage for MemoryStreamStorage {
             .read_joined(name, &from, limits, join, now)?;
         // The lock is released: a large read is copied without holding up other requests.
         if let Some(records) = unjoined {
-            records.join_into(&mut batch);
+            records.join_into(&mut batch)?;
         }
         Ok(batch)
     }

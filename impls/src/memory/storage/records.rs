@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::spill::SpillRef;
+
 /// Records per chunk: small enough that most records of a stream of a few hundred are packed
 /// and that packing one chunk is a short copy; large enough that the chunk list of a stream of
 /// ten million (39 063 chunks, 312 KiB of pointers) costs little beside its records.
@@ -34,11 +36,96 @@ type Chunks<'a> = std::iter::Chain<
 
 /// A full chunk: exactly [`CHUNK`] records, never changed again.
 #[derive(Debug)]
-enum Sealed {
+pub(super) enum Sealed {
     /// The records' bytes back to back, and where each one ends in them.
     Packed { data: Bytes, ends: Box<[u32]> },
     /// A handle per record (a chunk too large to pack).
     Handles(Box<[Bytes]>),
+    /// The records' bytes back to back in a spill file ([`super::spill`]), and where each one
+    /// ends in them. Read with [`RecordLog::parts`], never under the storage's lock.
+    Spilled { at: SpillRef, ends: Box<[u32]> },
+}
+
+impl Sealed {
+    /// The bytes the chunk holds in memory (its records'; a spilled chunk's are not).
+    pub(super) fn resident_bytes(&self) -> usize {
+        match self {
+            Sealed::Packed { data, ends } => data.len() + 4 * ends.len(),
+            Sealed::Handles(records) => records.iter().map(Bytes::len).sum(),
+            Sealed::Spilled { .. } => 0,
+        }
+    }
+
+    /// The chunk's spilled twin, its bytes written by `write` (given them in order, to write
+    /// back to back); `None` if it is spilled already, `write` failed, or its records total
+    /// 4 GiB or more (their ends are 32 bits).
+    pub(super) fn spilled_with(
+        &self,
+        write: impl FnOnce(&[&[u8]]) -> Option<SpillRef>,
+    ) -> Option<Sealed> {
+        match self {
+            Sealed::Packed { data, ends } => Some(Sealed::Spilled {
+                at: write(&[data])?,
+                ends: ends.clone(),
+            }),
+            Sealed::Handles(records) => {
+                let mut end = 0u32;
+                let ends = records
+                    .iter()
+                    .map(|r| {
+                        end = end.checked_add(u32::try_from(r.len()).ok()?)?;
+                        Some(end)
+                    })
+                    .collect::<Option<Box<[u32]>>>()?;
+                let parts: Vec<&[u8]> = records.iter().map(|r| &r[..]).collect();
+                Some(Sealed::Spilled {
+                    at: write(&parts)?,
+                    ends,
+                })
+            }
+            Sealed::Spilled { .. } => None,
+        }
+    }
+}
+
+/// Records of a read, to be had once the storage's lock is released ([`RecordLog::parts`]).
+pub(super) enum Part {
+    /// A resident record.
+    Record(Bytes),
+    /// Records of a spilled chunk: the chunk's bytes in `range`, and where each record ends
+    /// in them (from the range's start).
+    Spilled {
+        at: SpillRef,
+        range: std::ops::Range<usize>,
+        ends: Vec<u32>,
+    },
+}
+
+impl Part {
+    /// Appends the part's records to `out`, reading a spilled one's bytes (one read).
+    pub(super) fn load_into(self, out: &mut Vec<Bytes>) -> std::io::Result<()> {
+        match self {
+            Part::Record(record) => out.push(record),
+            Part::Spilled { at, range, ends } => {
+                let bytes = at.read(range)?;
+                let mut start = 0;
+                for end in ends {
+                    out.push(bytes.slice(start..end as usize));
+                    start = end as usize;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loads `parts` in order (see [`Part::load_into`]).
+pub(super) fn load(parts: Vec<Part>, records: usize) -> std::io::Result<Vec<Bytes>> {
+    let mut out = Vec::with_capacity(records);
+    for part in parts {
+        part.load_into(&mut out)?;
+    }
+    Ok(out)
 }
 
 /// The records of one chunk, sealed or the growing tail, by index.
@@ -46,12 +133,13 @@ enum Sealed {
 enum Chunk<'a> {
     Packed { data: &'a Bytes, ends: &'a [u32] },
     Handles(&'a [Bytes]),
+    Spilled { at: &'a SpillRef, ends: &'a [u32] },
 }
 
 impl<'a> Chunk<'a> {
     fn len(self) -> usize {
         match self {
-            Chunk::Packed { ends, .. } => ends.len(),
+            Chunk::Packed { ends, .. } | Chunk::Spilled { ends, .. } => ends.len(),
             Chunk::Handles(records) => records.len(),
         }
     }
@@ -62,11 +150,13 @@ impl<'a> Chunk<'a> {
         start..ends[i] as usize
     }
 
-    /// Record `i` as a handle of its own (`i < self.len()`): a slice of a packed chunk's data.
-    fn record(self, i: usize) -> Bytes {
+    /// Record `i` as a handle of its own (`i < self.len()`): a slice of a packed chunk's data;
+    /// `None` for a spilled chunk's.
+    fn record(self, i: usize) -> Option<Bytes> {
         match self {
-            Chunk::Packed { data, ends } => data.slice(Chunk::span(ends, i)),
-            Chunk::Handles(records) => records[i].clone(),
+            Chunk::Packed { data, ends } => Some(data.slice(Chunk::span(ends, i))),
+            Chunk::Handles(records) => Some(records[i].clone()),
+            Chunk::Spilled { .. } => None,
         }
     }
 }
@@ -116,9 +206,88 @@ impl RecordLog {
         }
     }
 
-    /// The records from index `start` on, in order, each a handle of its own.
+    /// The resident records from index `start` on, in order, each a handle of its own (a
+    /// spilled one ends them: check [`RecordLog::resident`] first).
     pub(super) fn records_from(&self, start: usize) -> impl Iterator<Item = Bytes> + '_ {
-        self.indexed_from(start).map(|(chunk, i)| chunk.record(i))
+        self.indexed_from(start)
+            .map_while(|(chunk, i)| chunk.record(i))
+    }
+
+    /// How many full chunks the log holds.
+    pub(super) fn sealed_len(&self) -> usize {
+        self.full.len()
+    }
+
+    /// Full chunk `index`.
+    pub(super) fn sealed(&self, index: usize) -> Option<&Arc<Sealed>> {
+        self.full.get(index)
+    }
+
+    /// Puts `by` in place of full chunk `index` if that is still `chunk` (not a chunk of a
+    /// stream made anew under the same name); answers whether it did.
+    #[cfg_attr(not(feature = "log"), allow(dead_code))]
+    pub(super) fn replace_sealed(&mut self, index: usize, chunk: &Arc<Sealed>, by: Sealed) -> bool {
+        match self.full.get_mut(index) {
+            Some(held) if Arc::ptr_eq(held, chunk) => {
+                *held = Arc::new(by);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the `count` records from index `start` are all in memory (none spilled): the
+    /// reads below that borrow records need them to be.
+    pub(super) fn resident(&self, start: usize, count: usize) -> bool {
+        let Some(last) = start.checked_add(count).and_then(|end| end.checked_sub(1)) else {
+            return true;
+        };
+        // The full chunks the records lie in (the tail is always resident).
+        let end = (last / CHUNK + 1).min(self.full.len());
+        let first = (start / CHUNK).min(end);
+        !self.full[first..end]
+            .iter()
+            .any(|c| matches!(c.as_ref(), Sealed::Spilled { .. }))
+    }
+
+    /// The `count` records from index `start` (fewer past the end), as parts to load once
+    /// the storage's lock is released: resident records as handles (slices of a packed
+    /// chunk), a spilled chunk's as one read of their bytes.
+    pub(super) fn parts(&self, start: usize, count: usize) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut chunks = self.slices(start, count);
+        while let Some(cursor) = chunks.next_chunk() {
+            match cursor {
+                Cursor::Packed { data, ends, mut at } => {
+                    for &end in ends {
+                        parts.push(Part::Record(data.slice(at..end as usize)));
+                        at = end as usize;
+                    }
+                }
+                Cursor::Handles(records) => parts.extend(records.cloned().map(Part::Record)),
+                Cursor::Spilled { spill, ends, at } => {
+                    let ends = ends.as_slice();
+                    if let Some(&last) = ends.last() {
+                        parts.push(Part::Spilled {
+                            at: spill.clone(),
+                            range: at..last as usize,
+                            ends: ends.iter().map(|&end| end - at as u32).collect(),
+                        });
+                    }
+                }
+                Cursor::Done => {}
+            }
+        }
+        parts
+    }
+
+    /// The `count` records from index `start`, read now (a spilled chunk's from its file):
+    /// for the rare reads that need records under the storage's lock (a fork's cut).
+    pub(super) fn records(&self, start: usize, count: usize) -> std::io::Result<Vec<Bytes>> {
+        load(
+            self.parts(start, count),
+            count.min(self.len().saturating_sub(start)),
+        )
     }
 
     /// How many records from index `start` fit within `max_records` and `max_bytes` (the
@@ -134,7 +303,7 @@ impl RecordLog {
         let mut chunks = self.slices(start, max_records);
         while let Some(cursor) = chunks.next_chunk() {
             match cursor {
-                Cursor::Packed { ends, at, .. } => {
+                Cursor::Packed { ends, at, .. } | Cursor::Spilled { ends, at, .. } => {
                     let ends = ends.as_slice();
                     // Records while the bytes so far fit; the first of the read always.
                     let mut fit =
@@ -181,6 +350,7 @@ impl RecordLog {
                         out.put_slice(record);
                     }
                 }
+                Cursor::Spilled { .. } => debug_assert!(false, "read spilled records as parts"),
                 Cursor::Done => {}
             }
         }
@@ -199,13 +369,13 @@ impl RecordLog {
                 let end = Chunk::span(ends, last % CHUNK).end;
                 Some(data.slice(first..end))
             }
-            Sealed::Handles(_) => None,
+            Sealed::Handles(_) | Sealed::Spilled { .. } => None,
         }
     }
 
     /// The first `n` records (all of them if `n` is past the end) as a log of their own, which
     /// shares this one's full chunks.
-    pub(super) fn prefix(&self, n: usize) -> RecordLog {
+    pub(super) fn prefix(&self, n: usize) -> std::io::Result<RecordLog> {
         let n = n.min(self.len());
         let whole = n / CHUNK;
         let mut prefix = RecordLog {
@@ -213,8 +383,8 @@ impl RecordLog {
             tail: Vec::new(),
             tail_bytes: 0,
         };
-        prefix.extend(self.records_from(whole * CHUNK).take(n % CHUNK));
-        prefix
+        prefix.extend(self.records(whole * CHUNK, n % CHUNK)?);
+        Ok(prefix)
     }
 
     /// Each record from index `start` on, as its chunk and its index in it.
@@ -235,6 +405,7 @@ impl RecordLog {
         let sealed: fn(&Arc<Sealed>) -> Chunk<'_> = |sealed| match sealed.as_ref() {
             Sealed::Packed { data, ends } => Chunk::Packed { data, ends },
             Sealed::Handles(records) => Chunk::Handles(records),
+            Sealed::Spilled { at, ends } => Chunk::Spilled { at, ends },
         };
         self.full
             .get(first..)
@@ -259,12 +430,18 @@ pub(super) struct Slices<'a> {
 /// Where [`Slices`] is within its chunk.
 enum Cursor<'a> {
     Packed {
-        data: &'a [u8],
+        data: &'a Bytes,
         ends: std::slice::Iter<'a, u32>,
         /// Where the next record starts in `data`.
         at: usize,
     },
     Handles(std::slice::Iter<'a, Bytes>),
+    /// A spilled chunk's records: their ends, and where the first starts.
+    Spilled {
+        spill: &'a SpillRef,
+        ends: std::slice::Iter<'a, u32>,
+        at: usize,
+    },
     Done,
 }
 
@@ -290,6 +467,15 @@ impl<'a> Slices<'a> {
                 ends: ends[from..to].iter(),
             },
             Chunk::Handles(records) => Cursor::Handles(records[from..to].iter()),
+            Chunk::Spilled { at: spill, ends } => Cursor::Spilled {
+                spill,
+                at: if from == 0 {
+                    0
+                } else {
+                    ends[from - 1] as usize
+                },
+                ends: ends[from..to].iter(),
+            },
         })
     }
 }
@@ -312,6 +498,7 @@ impl<'a> Iterator for Slices<'a> {
                         return Some(record);
                     }
                 }
+                Cursor::Spilled { .. } => debug_assert!(false, "read spilled records as parts"),
                 Cursor::Done => {}
             }
             self.current = self.next_chunk()?;
@@ -336,6 +523,7 @@ impl<'a> Iterator for Slices<'a> {
                         acc = f(acc, record);
                     }
                 }
+                Cursor::Spilled { .. } => debug_assert!(false, "read spilled records as parts"),
                 Cursor::Done => {}
             }
             match self.next_chunk() {
@@ -440,7 +628,7 @@ mod tests {
     fn a_prefix_shares_the_full_chunks_and_grows_on_its_own() {
         let log = numbered(3 * CHUNK + 7);
         for n in [0, 5, CHUNK, CHUNK + 3, 3 * CHUNK + 7, 10 * CHUNK] {
-            let prefix = log.prefix(n);
+            let prefix = log.prefix(n).expect("resident");
             let n = n.min(log.len());
             assert_eq!(read(&prefix, 0), (0..n).collect::<Vec<_>>(), "{n}");
             for (mine, theirs) in prefix.full.iter().zip(&log.full) {
@@ -450,7 +638,7 @@ mod tests {
                 );
             }
         }
-        let mut fork = log.prefix(CHUNK + 3);
+        let mut fork = log.prefix(CHUNK + 3).expect("resident");
         fork.extend([Bytes::from("x")]);
         assert_eq!(fork.len(), CHUNK + 4);
         assert_eq!(log.len(), 3 * CHUNK + 7, "the source is untouched");
