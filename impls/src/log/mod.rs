@@ -24,7 +24,7 @@
 //! old.
 //!
 //! Memory: a stream's records are held in chunks of 256; once the full chunks in memory total
-//! more than [`max_resident_bytes`](LogStorageConfig::max_resident_bytes) (default 32 MiB),
+//! more than [`max_resident_bytes`](LogStorageConfig::max_resident_bytes) (default 16 MiB),
 //! the oldest are written to spill files beside the journal (`spill-*.dat`, a cache: never
 //! synced, removed at the next open) and read from there, so that memory stays bounded
 //! whatever the data's size. What stays in memory besides: each stream's growing tail (up to
@@ -103,7 +103,7 @@ pub struct LogStorageConfig {
     /// journal does not hold a shutdown). An abandoned compaction starts again at the next
     /// open.
     pub compaction_close_wait: Duration,
-    /// How many bytes of full chunks of records stay in memory (default 32 MiB); older ones
+    /// How many bytes of full chunks of records stay in memory (default 16 MiB); older ones
     /// are moved to spill files in the directory and read from there (the OS page cache,
     /// mostly). Each stream's newest records (up to 255) always stay in memory, besides this.
     /// `usize::MAX` keeps everything in memory.
@@ -119,7 +119,7 @@ impl Default for LogStorageConfig {
             fsync_every_group: true,
             compact_dead_bytes: 64 << 20,
             compaction_close_wait: Duration::from_secs(1),
-            max_resident_bytes: 32 << 20,
+            max_resident_bytes: 16 << 20,
         }
     }
 }

@@ -12,7 +12,8 @@ use courier_traits::storage::{
 use tokio::sync::watch;
 
 use super::keys::{ExpiredKeys, KeyIndex};
-use super::records::{CHUNK, Part, RecordLog, load};
+use super::parts::{Part, join, load};
+use super::records::{CHUNK, RecordLog};
 use crate::rules::{
     AppendContext, AppendPlan, ByteCut, ProducerState, committed_outcome, index_offset,
     plan_append, plan_fork, plan_keyed, window_ms,
@@ -34,7 +35,6 @@ const JOIN_UNDER_LOCK_BYTES: usize = 256 << 10;
 #[must_use = "join it into its batch once the storage's lock is released"]
 pub(super) struct Unjoined {
     parts: Vec<Part>,
-    records: usize,
     bytes: usize,
     joining: Joining,
 }
@@ -43,10 +43,7 @@ impl Unjoined {
     /// Copies the records into `batch`'s body, reading spilled ones (call it with no lock
     /// held).
     pub(super) fn join_into(self, batch: &mut JoinedBatch) -> Result<(), StorageError> {
-        let records = load(self.parts, self.records).map_err(spill_read_failed)?;
-        batch.body = self
-            .joining
-            .join(records.iter().map(|b| &b[..]), self.bytes);
+        batch.body = join(self.parts, self.joining, self.bytes).map_err(spill_read_failed)?;
         Ok(())
     }
 }
@@ -372,7 +369,6 @@ impl StreamEntry {
         } else {
             let unjoined = Unjoined {
                 parts: self.records.parts(start, count),
-                records: count,
                 bytes,
                 joining,
             };

@@ -3,6 +3,7 @@
 mod entry;
 mod journal;
 mod keys;
+mod parts;
 mod records;
 mod replay;
 #[cfg_attr(not(feature = "log"), allow(dead_code))]
@@ -347,8 +348,12 @@ impl State {
         outcome
     }
 
-    /// How many full chunks stream `name` holds (none if it does not exist).
+    /// How many full chunks stream `name` holds (none if it does not exist), when the storage
+    /// spills (0 otherwise: no lookup per append for nothing).
     fn sealed_len(&self, name: &StreamName) -> usize {
+        if self.residency.is_none() {
+            return 0;
+        }
         self.streams
             .get(name)
             .map_or(0, |entry| entry.records.sealed_len())

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::parts::{Part, load};
 use super::spill::SpillRef;
 
 /// Records per chunk: small enough that most records of a stream of a few hundred are packed
@@ -86,46 +87,6 @@ impl Sealed {
             Sealed::Spilled { .. } => None,
         }
     }
-}
-
-/// Records of a read, to be had once the storage's lock is released ([`RecordLog::parts`]).
-pub(super) enum Part {
-    /// A resident record.
-    Record(Bytes),
-    /// Records of a spilled chunk: the chunk's bytes in `range`, and where each record ends
-    /// in them (from the range's start).
-    Spilled {
-        at: SpillRef,
-        range: std::ops::Range<usize>,
-        ends: Vec<u32>,
-    },
-}
-
-impl Part {
-    /// Appends the part's records to `out`, reading a spilled one's bytes (one read).
-    pub(super) fn load_into(self, out: &mut Vec<Bytes>) -> std::io::Result<()> {
-        match self {
-            Part::Record(record) => out.push(record),
-            Part::Spilled { at, range, ends } => {
-                let bytes = at.read(range)?;
-                let mut start = 0;
-                for end in ends {
-                    out.push(bytes.slice(start..end as usize));
-                    start = end as usize;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Loads `parts` in order (see [`Part::load_into`]).
-pub(super) fn load(parts: Vec<Part>, records: usize) -> std::io::Result<Vec<Bytes>> {
-    let mut out = Vec::with_capacity(records);
-    for part in parts {
-        part.load_into(&mut out)?;
-    }
-    Ok(out)
 }
 
 /// The records of one chunk, sealed or the growing tail, by index.
@@ -250,28 +211,33 @@ impl RecordLog {
             .any(|c| matches!(c.as_ref(), Sealed::Spilled { .. }))
     }
 
-    /// The `count` records from index `start` (fewer past the end), as parts to load once
-    /// the storage's lock is released: resident records as handles (slices of a packed
-    /// chunk), a spilled chunk's as one read of their bytes.
+    /// The `count` records from index `start` (fewer past the end), as parts to have once
+    /// the storage's lock is released: a chunk's resident records as a slice of it (packed) or
+    /// their handles, a spilled chunk's as one read of their bytes.
     pub(super) fn parts(&self, start: usize, count: usize) -> Vec<Part> {
         let mut parts = Vec::new();
         let mut chunks = self.slices(start, count);
+        // Where each record ends, from the start of the part's bytes.
+        let ends_from = |ends: std::slice::Iter<'_, u32>, at: usize| -> Vec<u32> {
+            ends.map(|&end| end - at as u32).collect()
+        };
         while let Some(cursor) = chunks.next_chunk() {
             match cursor {
-                Cursor::Packed { data, ends, mut at } => {
-                    for &end in ends {
-                        parts.push(Part::Record(data.slice(at..end as usize)));
-                        at = end as usize;
+                Cursor::Packed { data, ends, at } => {
+                    if let Some(&last) = ends.as_slice().last() {
+                        parts.push(Part::Packed {
+                            data: data.slice(at..last as usize),
+                            ends: ends_from(ends, at),
+                        });
                     }
                 }
-                Cursor::Handles(records) => parts.extend(records.cloned().map(Part::Record)),
+                Cursor::Handles(records) => parts.push(Part::Handles(records.cloned().collect())),
                 Cursor::Spilled { spill, ends, at } => {
-                    let ends = ends.as_slice();
-                    if let Some(&last) = ends.last() {
+                    if let Some(&last) = ends.as_slice().last() {
                         parts.push(Part::Spilled {
                             at: spill.clone(),
                             range: at..last as usize,
-                            ends: ends.iter().map(|&end| end - at as u32).collect(),
+                            ends: ends_from(ends, at),
                         });
                     }
                 }

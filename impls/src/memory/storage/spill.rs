@@ -49,8 +49,17 @@ impl SpillRef {
     /// Reads `range` of the chunk's bytes (offsets within the chunk).
     pub(super) fn read(&self, range: std::ops::Range<usize>) -> std::io::Result<Bytes> {
         let mut buf = BytesMut::zeroed(range.len());
-        read_at(&self.segment.file, &mut buf, self.at + range.start as u64)?;
+        self.read_into(range, &mut buf)?;
         Ok(buf.freeze())
+    }
+
+    /// Reads `range` of the chunk's bytes into `out` (as long as the range).
+    pub(super) fn read_into(
+        &self,
+        range: std::ops::Range<usize>,
+        out: &mut [u8],
+    ) -> std::io::Result<()> {
+        read_at(&self.segment.file, out, self.at + range.start as u64)
     }
 }
 
