@@ -5,7 +5,7 @@ use std::sync::Arc;
 use courier::StreamStorage;
 
 /// The storages the CLI can open, as written on the command line.
-pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH[?sync=full|normal] | log:DIR[?sync=full|normal] | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
+pub(crate) const STORAGE_FORMS: &str = "memory | sqlite:PATH[?sync=full|normal] | log:DIR[?sync=full|normal][&resident=SIZE|all] | redis://HOST:PORT[/DB] | postgres://USER@HOST/DB";
 
 /// `courier ingest`'s default storage (also `courier ingest keys`'): embedded SQLite under
 /// `./data`.
@@ -18,7 +18,8 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(courier::impls::memory::MemoryStreamStorage::new()));
     }
     if let Some(rest) = spec.strip_prefix("sqlite:") {
-        let (path, fsync_every_commit) = sync_query("sqlite", rest)?;
+        let (path, options) = options("sqlite", rest, &["sync"])?;
+        let fsync_every_commit = options.fsync;
         let path = std::path::Path::new(path);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
@@ -34,20 +35,21 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
         return Ok(Arc::new(store));
     }
     if let Some(rest) = spec.strip_prefix("log:") {
-        let (dir, fsync_every_group) = sync_query("log", rest)?;
+        let (dir, options) = options("log", rest, &["sync", "resident"])?;
         if dir.is_empty() {
             return Err(
                 "storage \"log:\" names no directory; expected log:DIR, e.g. log:./data/streams"
                     .to_owned(),
             );
         }
-        let store = courier::impls::log::LogStreamStorage::open(
-            dir,
-            courier::impls::log::LogStorageConfig::default()
-                .with_fsync_every_group(fsync_every_group),
-        )
-        .await
-        .map_err(fail)?;
+        let mut config =
+            courier::impls::log::LogStorageConfig::default().with_fsync_every_group(options.fsync);
+        if let Some(bytes) = options.resident {
+            config = config.with_max_resident_bytes(bytes);
+        }
+        let store = courier::impls::log::LogStreamStorage::open(dir, config)
+            .await
+            .map_err(fail)?;
         return Ok(Arc::new(store));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") {
@@ -70,26 +72,79 @@ pub(crate) async fn open(spec: &str) -> Result<Arc<dyn StreamStorage>, String> {
     ))
 }
 
-/// Splits `PATH[?sync=full|normal]` (after `kind:`) into the path and whether every commit is
-/// synced to the device before it is acknowledged.
+/// The options after `?` in `kind:PATH?…` (`&` between them).
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    /// `sync=full|normal`: whether every commit is synced to the device before it is
+    /// acknowledged (see [`options`]).
+    fsync: bool,
+    /// `resident=SIZE|all` (the log): how many bytes of full chunks of records stay in memory
+    /// before older ones go to spill files; `all` keeps every record in memory.
+    resident: Option<usize>,
+}
+
+/// Splits `PATH[?OPTION[&OPTION]]` (after `kind:`) into the path and its options, of which
+/// `kind` takes those named in `known`.
 ///
-/// `full` (the default) acknowledges a write once it is on disk (SQLite's `synchronous =
+/// `sync=full` (the default) acknowledges a write once it is on disk (SQLite's `synchronous =
 /// FULL`; the log's `fdatasync` per group). `normal` acknowledges it once it is in the
 /// operating system's page cache (SQLite's `NORMAL` in WAL mode; the log syncs at most a
 /// second later): it survives a crash or kill -9 of the process but a power loss or OS crash
 /// may drop the last commits, which is the guarantee of NATS JetStream's default file storage
 /// (fsync at most every 2 minutes).
-fn sync_query<'a>(kind: &str, rest: &'a str) -> Result<(&'a str, bool), String> {
-    let Some((path, query)) = rest.rsplit_once('?') else {
-        return Ok((rest, true));
+fn options<'a>(kind: &str, rest: &'a str, known: &[&str]) -> Result<(&'a str, Options), String> {
+    let mut options = Options {
+        fsync: true,
+        resident: None,
     };
-    match query {
-        "sync=full" => Ok((path, true)),
-        "sync=normal" => Ok((path, false)),
-        other => Err(format!(
-            "unknown {kind} option {other:?} in \"{kind}:{rest}\"; expected sync=full or sync=normal"
-        )),
+    let Some((path, query)) = rest.rsplit_once('?') else {
+        return Ok((rest, options));
+    };
+    let expected = known
+        .iter()
+        .map(|k| match *k {
+            "sync" => "sync=full|normal",
+            _ => "resident=SIZE|all (e.g. 64MiB)",
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    for option in query.split('&') {
+        let unknown = || {
+            format!("unknown {kind} option {option:?} in \"{kind}:{rest}\"; expected {expected}")
+        };
+        let (key, value) = option.split_once('=').ok_or_else(unknown)?;
+        if !known.contains(&key) {
+            return Err(unknown());
+        }
+        match (key, value) {
+            ("sync", "full") => options.fsync = true,
+            ("sync", "normal") => options.fsync = false,
+            ("resident", "all") => options.resident = Some(usize::MAX),
+            ("resident", size) => {
+                options.resident = Some(bytes(size).ok_or_else(|| {
+                    format!("{kind} option {option:?} in \"{kind}:{rest}\" is not a size; expected a number of bytes, optionally with KiB, MiB or GiB (e.g. resident=64MiB), or resident=all")
+                })?)
+            }
+            _ => return Err(unknown()),
+        }
     }
+    Ok((path, options))
+}
+
+/// `SIZE`: a number of bytes, optionally followed by `KiB`, `MiB` or `GiB`.
+fn bytes(size: &str) -> Option<usize> {
+    let (digits, unit) = match size.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => size.split_at(at),
+        None => (size, ""),
+    };
+    let shift = match unit {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    digits.parse::<usize>().ok()?.checked_mul(1 << shift)
 }
 
 /// `spec` fit for logs and error messages: a URL's password (`redis://:pw@h`,
@@ -111,7 +166,7 @@ pub(crate) fn redacted(spec: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{open, redacted, sync_query};
+    use super::{Options, open, options, redacted};
 
     #[tokio::test]
     async fn log_storage_opens_a_directory_and_an_empty_one_is_named() {
@@ -129,25 +184,60 @@ mod tests {
         assert!(dir.path().join("streams/journal.log").exists());
     }
 
+    fn sync(fsync: bool) -> Options {
+        Options {
+            fsync,
+            resident: None,
+        }
+    }
+
     #[test]
     fn sync_is_full_unless_asked_for_normal() {
+        let sqlite = |rest| options("sqlite", rest, &["sync"]);
+        assert_eq!(sqlite("./data/b.db"), Ok(("./data/b.db", sync(true))));
         assert_eq!(
-            sync_query("sqlite", "./data/b.db"),
-            Ok(("./data/b.db", true))
+            sqlite("./data/b.db?sync=full"),
+            Ok(("./data/b.db", sync(true)))
         );
         assert_eq!(
-            sync_query("sqlite", "./data/b.db?sync=full"),
-            Ok(("./data/b.db", true))
+            sqlite("./data/b.db?sync=normal"),
+            Ok(("./data/b.db", sync(false)))
         );
-        assert_eq!(
-            sync_query("sqlite", "./data/b.db?sync=normal"),
-            Ok(("./data/b.db", false))
-        );
-        let error = sync_query("sqlite", "./b.db?sync=off").expect_err("unknown value");
+        let error = sqlite("./b.db?sync=off").expect_err("unknown value");
         assert!(
-            error.contains("sync=off") && error.contains("sync=normal"),
+            error.contains("sync=off") && error.contains("sync=full|normal"),
             "{error}"
         );
+        let error = sqlite("./b.db?resident=1MiB").expect_err("not a SQLite option");
+        assert!(error.contains("unknown sqlite option"), "{error}");
+    }
+
+    #[test]
+    fn the_logs_memory_budget_is_a_size_or_all() {
+        let log = |rest| options("log", rest, &["sync", "resident"]);
+        let resident = |fsync, bytes| Options {
+            fsync,
+            resident: Some(bytes),
+        };
+        assert_eq!(log("d?resident=64MiB"), Ok(("d", resident(true, 64 << 20))));
+        assert_eq!(
+            log("d?sync=normal&resident=512KiB"),
+            Ok(("d", resident(false, 512 << 10)))
+        );
+        assert_eq!(log("d?resident=1000"), Ok(("d", resident(true, 1000))));
+        assert_eq!(log("d?resident=2GiB"), Ok(("d", resident(true, 2 << 30))));
+        assert_eq!(log("d?resident=all"), Ok(("d", resident(true, usize::MAX))));
+        for bad in [
+            "d?resident=64MB",
+            "d?resident=",
+            "d?resident=-1",
+            "d?resident=1.5GiB",
+        ] {
+            let error = log(bad).expect_err(bad);
+            assert!(error.contains("is not a size"), "{bad}: {error}");
+        }
+        let error = log("d?colour=red").expect_err("unknown option");
+        assert!(error.contains("resident=SIZE|all"), "{error}");
     }
 
     #[test]
