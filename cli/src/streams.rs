@@ -12,7 +12,8 @@ use crate::config::{self, parse_duration};
 use crate::storage::{self, STORAGE_FORMS};
 
 /// Default storage: the embedded log under `./data/streams`, so data survives a restart with
-/// no server (the fastest durable storage here; its data must fit in RAM).
+/// no server (the fastest durable storage here; older records are read from spill files once the
+/// newest pass its memory budget).
 const DEFAULT_STORAGE: &str = "log:./data/streams";
 /// The default before the log. A database left there by it is used rather than silently left
 /// behind by an upgrade.
