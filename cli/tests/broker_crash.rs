@@ -1,5 +1,6 @@
 //! B7: `courier broker` killed with SIGKILL under load and restarted on the same storage and
-//! port within 1 s, on embedded SQLite, Redis and Postgres (testkit servers, loopback).
+//! port within 1 s, on embedded SQLite, the embedded log, Redis and Postgres (testkit servers,
+//! loopback).
 //!
 //! Several producers send continuously to one reliable topic, each send awaited for its
 //! acknowledgement; one consumer acks what it receives except a few messages it holds
@@ -50,6 +51,9 @@ enum Storage {
     Sqlite(PathBuf),
     /// `sync=normal`: no fsync per commit, so a lone append commits on the handler's thread.
     SqliteNoFsync(PathBuf),
+    /// The embedded log in this directory. One process holds it at a time, so the test reads
+    /// a copy of its journal taken while the broker runs (a prefix of what it wrote).
+    Log(PathBuf),
     Url(String),
 }
 
@@ -58,14 +62,36 @@ impl Storage {
         match self {
             Storage::Sqlite(path) => format!("sqlite:{}", path.display()),
             Storage::SqliteNoFsync(path) => format!("sqlite:{}?sync=normal", path.display()),
+            Storage::Log(dir) => format!("log:{}", dir.display()),
             Storage::Url(url) => url.clone(),
         }
     }
 
     /// The same storage the broker opens, to read the topic log back.
     async fn open(&self) -> Arc<dyn StreamStorage> {
-        use courier::impls::{postgres, redis, sqlite};
+        use courier::impls::{log, postgres, redis, sqlite};
         match self {
+            Storage::Log(dir) => {
+                static COPIES: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                // A copy taken while the broker writes may catch a group half written, which
+                // the open cuts off as a torn tail, or, should a page of it be copied before
+                // the write and the next one after, as damage: copied again then.
+                let mut refused = Vec::new();
+                for _ in 0..5 {
+                    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let copy = dir.with_extension(format!("copy-{n}"));
+                    std::fs::create_dir_all(&copy).expect("copy dir");
+                    std::fs::copy(dir.join("journal.log"), copy.join("journal.log"))
+                        .expect("copy the journal");
+                    match log::LogStreamStorage::open(&copy, log::LogStorageConfig::default()).await
+                    {
+                        Ok(store) => return Arc::new(store),
+                        Err(e) => refused.push(e.to_string()),
+                    }
+                }
+                panic!("no copy of the journal opened: {refused:?}");
+            }
             Storage::Sqlite(path) | Storage::SqliteNoFsync(path) => Arc::new(
                 sqlite::SqliteStreamStorage::connect(path, sqlite::SqliteStorageConfig::default())
                     .await
@@ -428,6 +454,13 @@ async fn b7_sigkill_under_load_on_sqlite_without_fsync() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("broker.db");
     crash_under_load(Storage::SqliteNoFsync(db), dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b7_sigkill_under_load_on_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("broker");
+    crash_under_load(Storage::Log(log), dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
