@@ -200,7 +200,11 @@ impl RecordLog {
     /// Whether the `count` records from index `start` are all in memory (none spilled): the
     /// reads below that borrow records need them to be.
     pub(super) fn resident(&self, start: usize, count: usize) -> bool {
-        let Some(last) = start.checked_add(count).and_then(|end| end.checked_sub(1)) else {
+        let Some(last) = start
+            .saturating_add(count)
+            .checked_sub(1)
+            .filter(|_| count > 0)
+        else {
             return true;
         };
         // The full chunks the records lie in (the tail is always resident).
@@ -548,6 +552,51 @@ mod tests {
         let records: Vec<usize> = log.records_from(start).map(|b| number(&b)).collect();
         assert_eq!(slices, records, "both iterators give the same records");
         slices
+    }
+
+    /// Which ranges count as resident when one chunk in the middle is spilled, and that every
+    /// record reads back through the spill file.
+    #[test]
+    fn resident_ranges_are_those_clear_of_spilled_chunks() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut spiller = super::super::spill::Spiller::new(dir.path()).expect("spiller");
+        let mut log = numbered(3 * CHUNK + 5);
+        let chunk = log.full[1].clone();
+        let spilled = chunk
+            .spilled_with(|parts| spiller.write(parts))
+            .expect("spilled");
+        assert!(log.replace_sealed(1, &chunk, spilled));
+        let again = chunk.spilled_with(|parts| spiller.write(parts));
+        assert!(
+            !log.replace_sealed(1, &chunk, again.expect("spilled")),
+            "chunk 1 is no longer the one taken"
+        );
+        for (start, count, resident) in [
+            (0, CHUNK, true),
+            (0, CHUNK + 1, false),
+            (CHUNK - 1, 1, true),
+            (2 * CHUNK - 1, 1, false),
+            (2 * CHUNK, usize::MAX, true),
+            (0, usize::MAX, false),
+            (CHUNK, usize::MAX, false),
+            (CHUNK + 5, 0, true),
+            (usize::MAX, usize::MAX, true),
+        ] {
+            assert_eq!(log.resident(start, count), resident, "{start} + {count}");
+        }
+        let number = |b: &Bytes| -> usize {
+            std::str::from_utf8(b)
+                .expect("utf8")
+                .parse()
+                .expect("number")
+        };
+        let all: Vec<usize> = log
+            .records(0, usize::MAX)
+            .expect("read")
+            .iter()
+            .map(number)
+            .collect();
+        assert_eq!(all, (0..3 * CHUNK + 5).collect::<Vec<_>>());
     }
 
     fn packed(log: &RecordLog, chunk: usize) -> bool {
