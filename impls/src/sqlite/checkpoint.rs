@@ -82,23 +82,6 @@ pub(super) fn deferred<T>(commit: impl FnOnce() -> T) -> (T, Due) {
     (value, due)
 }
 
-/// Runs a checkpoint now on `conn` (the writer's, past [`WRITER_PAGES`]), one that lets the
-/// next commit start the WAL over.
-///
-/// A commit starts the WAL over only if the WAL was wholly copied when its transaction began.
-/// With one storage on the file nothing commits during this pass, so a passive one would do.
-/// With several (two nodes, two processes) the others keep committing, and a passive pass
-/// takes no write lock: their commits that begin while it copies find the WAL not yet copied
-/// and append to it, and the WAL grows for as long as the load lasts (up to 89 MB after 2 × 4 000
-/// appends of 1 KiB on a loaded machine, in 19 runs of 30; 16.5 MB with this). RESTART holds the write lock
-/// while it copies and waits (up to the busy timeout) for the others' transactions and for
-/// readers of the WAL, so the next commit, whoever makes it, starts the WAL over; the others
-/// wait for that copy, once per [`WRITER_PAGES`] of WAL. If another checkpoint is running it
-/// returns at once, and the next batch tries again.
-pub(super) fn run_on_writer(conn: &Connection) {
-    let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-}
-
 /// The thread that checkpoints concurrently with commits, on a connection of its own.
 pub(super) struct Checkpointer {
     /// `None` once stopped; holds at most one nudge (more while it runs add nothing: its
@@ -110,6 +93,8 @@ pub(super) struct Checkpointer {
     /// tests wait on the thread as it runs).
     #[cfg_attr(not(test), allow(dead_code))]
     passes: Arc<Passes>,
+    /// The thread's connection, also used by the writer thread ([`Checkpointer::catch_up`]).
+    conn: Arc<Mutex<Connection>>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -125,8 +110,9 @@ impl Checkpointer {
     pub(super) fn start(conn: Connection) -> std::io::Result<Checkpointer> {
         let (nudges, nudged) = sync_channel(1);
         let passes = Arc::<Passes>::default();
+        let conn = Arc::new(Mutex::new(conn));
         let thread = {
-            let passes = passes.clone();
+            let (passes, conn) = (passes.clone(), conn.clone());
             std::thread::Builder::new()
                 .name("courier-sqlite-checkpoint".into())
                 .spawn(move || checkpoint_when_nudged(&conn, &nudged, &passes))?
@@ -135,8 +121,40 @@ impl Checkpointer {
             nudges: Mutex::new(Some(nudges)),
             nudged_at: AtomicI32::new(0),
             passes,
+            conn,
             thread: Mutex::new(Some(thread)),
         })
+    }
+
+    /// The writer thread's checkpoint past [`WRITER_PAGES`], one after which the next commit
+    /// starts the WAL over: called on `writer`, the write connection, between batches.
+    ///
+    /// A commit starts the WAL over only if the WAL was wholly copied when its transaction
+    /// began. With one storage on the file nothing commits while the writer thread
+    /// checkpoints, so a passive pass on its own connection would do. With several (two
+    /// nodes, two processes) the others keep committing, and a passive pass takes no write
+    /// lock: their commits that begin while it copies find the WAL not yet copied and append
+    /// to it, and the WAL grows for as long as the load lasts (up to 89 MB after 2 × 4 000
+    /// appends of 1 KiB on a loaded machine, in 19 runs of 30). So the writer takes the write
+    /// lock (`BEGIN IMMEDIATE`, waiting for it as a batch does) and this thread's connection
+    /// copies the WAL meanwhile (a connection in a transaction cannot checkpoint); nothing can
+    /// be appended to the WAL until the writer lets go, and the next commit, whoever makes
+    /// it, starts the WAL over.
+    ///
+    /// Not RESTART: it waits for readers while it holds the write lock, so a reader that
+    /// keeps a transaction open (a shell, a backup) would hold every write up. A passive pass
+    /// never waits; such a reader only keeps the WAL from starting over until it lets go, as
+    /// it would anyway. If another checkpoint is running, the pass does nothing and the next
+    /// batch tries again.
+    pub(super) fn catch_up(&self, writer: &Connection) {
+        if writer.execute_batch("BEGIN IMMEDIATE").is_err() {
+            return;
+        }
+        {
+            let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            passive(&conn);
+        }
+        let _ = writer.execute_batch("ROLLBACK");
     }
 
     /// Asks for a checkpoint pass of a WAL of `pages`, if it grew by another 1 000 pages
@@ -195,10 +213,15 @@ impl Drop for Checkpointer {
     }
 }
 
-fn checkpoint_when_nudged(conn: &Connection, nudged: &Receiver<()>, passes: &Passes) {
+/// A passive checkpoint pass on `conn`: it copies what it can while commits go on and never
+/// waits (if another checkpoint is running it does nothing).
+fn passive(conn: &Connection) {
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+}
+
+fn checkpoint_when_nudged(conn: &Mutex<Connection>, nudged: &Receiver<()>, passes: &Passes) {
     while nudged.recv().is_ok() {
-        // Passive: it copies what it can while commits go on, and never makes them wait.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        passive(&conn.lock().unwrap_or_else(PoisonError::into_inner));
         *passes.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         passes.grew.notify_all();
     }

@@ -205,6 +205,69 @@ async fn the_checkpoint_thread_copies_the_wal_below_the_writers_mark() {
     }
 }
 
+/// A reader that holds a transaction open (another process: a shell, a backup) keeps the WAL
+/// from starting over, and nothing more: the writer thread's checkpoints past 4 000 pages do
+/// not wait for it (each wait would hold every write up; a checkpoint that waits for readers
+/// up to the busy timeout would take 3 000 appends past a minute). Once it lets go, the WAL
+/// starts over.
+#[tokio::test]
+async fn a_reader_holding_the_wal_holds_no_write_up() {
+    let dir = temp_dir("checkpoint-reader");
+    let (store, name) = storage(&dir, false).await;
+    let append_many = |count: usize| {
+        let (store, name) = (store.clone(), name.clone());
+        async move {
+            for _ in 0..count {
+                store
+                    .append(&name, AppendRequest::record(vec![7u8; 1024]))
+                    .await
+                    .expect("append");
+            }
+        }
+    };
+    // The WAL's frames, from a checkpoint pass of its own (retried while another runs: it
+    // then reports none).
+    let wal_frames = |conn: &rusqlite::Connection| -> i64 {
+        for _ in 0..1000 {
+            let (busy, frames): (i64, i64) = conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .expect("wal size");
+            if frames >= 0 {
+                return frames;
+            }
+            assert_eq!(busy, 1, "no frames, yet not busy");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("another checkpoint kept running for a second");
+    };
+    let reader = rusqlite::Connection::open(dir.join("s.db")).expect("reader");
+    reader.execute_batch("BEGIN").expect("begin");
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .expect("read");
+    // A bound in real time: SQLite's waits are real time.
+    tokio::time::timeout(Duration::from_secs(60), append_many(3000))
+        .await
+        .expect("appends held up by the reader");
+    let observer = rusqlite::Connection::open(dir.join("s.db")).expect("observer");
+    let frames = wal_frames(&observer);
+    assert!(
+        frames > 4000,
+        "the WAL has {frames} frames: the test needs it past 4 000"
+    );
+    reader.execute_batch("COMMIT").expect("let go");
+    append_many(1500).await;
+    let after = wal_frames(&observer);
+    assert!(
+        after < frames,
+        "the WAL did not start over once the reader let go: {after} frames, {frames} before"
+    );
+    store.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Two storages on one file at the same moment (two nodes of a deployment, or two processes):
 /// each has its own checkpoint thread, nudged by its own commits, and both append at once.
 /// Every record of both is read back, both threads made passes, and the WAL stays bounded:

@@ -418,7 +418,7 @@ fn run(
         if requested || due == Due::OnWriter {
             // An inline append may take the connection first: the checkpoint then follows it.
             let state = conn.lock().unwrap_or_else(|p| p.into_inner());
-            checkpoint::run_on_writer(&state.conn);
+            checkpointer.catch_up(&state.conn);
         } else if let Due::Concurrent(pages) = due {
             checkpointer.nudge(pages);
         }
