@@ -203,6 +203,69 @@ async fn records_spilled_past_the_budget_read_back_as_the_memory_storage_reads_t
         let ours = store.read(&fork, None, all).await.expect("read");
         let theirs = control.read(&fork, None, all).await.expect("read");
         assert_eq!(ours.records, theirs.records, "{fork}");
+        // Joined: the source's spilled chunks and the fork's own records, not side by side.
+        let ours = store
+            .read_joined(&fork, ReadFrom::Start, all, joining)
+            .await
+            .expect("joined read");
+        let theirs = control
+            .read_joined(&fork, ReadFrom::Start, all, joining)
+            .await
+            .expect("joined read");
+        assert_eq!(ours.body, theirs.body, "joined: {fork}");
+    }
+}
+
+/// Two streams appended in turns: their chunks are sealed, and spilled, in turns, so each
+/// stream's spilled chunks are not side by side in the file; one appended alone has them side
+/// by side. A concatenated read of every record gives the records back to back either way.
+#[tokio::test]
+async fn concatenated_reads_of_spilled_chunks_side_by_side_or_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open_spilling_all(dir.path()).await;
+    let (first, second, alone) = (name("first"), name("second"), name("alone"));
+    for stream in [&first, &second, &alone] {
+        store
+            .create(stream, StreamConfig::default(), vec![])
+            .await
+            .expect("create");
+    }
+    let record = |stream: &str, i: usize| Bytes::from(format!("{stream}-{i};"));
+    let mut expected = [Vec::new(), Vec::new(), Vec::new()];
+    for chunk in 0..4 {
+        for (n, stream) in [&first, &second].into_iter().enumerate() {
+            for i in chunk * 256..(chunk + 1) * 256 {
+                let data = record(stream.as_str(), i);
+                expected[n].extend_from_slice(&data);
+                store
+                    .append(stream, AppendRequest::record(data))
+                    .await
+                    .expect("append");
+            }
+        }
+    }
+    for i in 0..1024 {
+        let data = record("alone", i);
+        expected[2].extend_from_slice(&data);
+        store
+            .append(&alone, AppendRequest::record(data))
+            .await
+            .expect("append");
+    }
+    spilled(&store).await;
+    let all = ReadLimits {
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    for (stream, expected) in [&first, &second, &alone].into_iter().zip(&expected) {
+        // Four full chunks each.
+        assert_eq!(store.inner.memory.spilled_chunks(stream), 4, "{stream}");
+        let read = store
+            .read_joined(stream, ReadFrom::Start, all, joining)
+            .await
+            .expect("joined read");
+        assert_eq!(read.body, expected[..], "{stream}");
+        assert_eq!(read.records, 1024, "{stream}");
     }
 }
 

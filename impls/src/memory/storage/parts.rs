@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use courier_traits::storage::Joining;
 
-use super::spill::SpillRef;
+use super::spill::{SpillRef, SpillRun};
 
 /// Some consecutive records of one chunk.
 pub(super) enum Part {
@@ -71,23 +71,37 @@ pub(super) fn load(parts: Vec<Part>, records: usize) -> std::io::Result<Vec<Byte
     Ok(out)
 }
 
-/// The body `joining` makes of the records of `parts` (`bytes` of them): concatenated, a
-/// spilled chunk's bytes are read straight into the body; otherwise each spilled chunk's
-/// bytes are read once and its records joined from that, with no handle per record.
+/// The body `joining` makes of the records of `parts` (`bytes` of them): concatenated, the
+/// spilled chunks' bytes are read straight into the body, one read for chunks side by side in
+/// their file; otherwise each spilled chunk's bytes are read once and its records joined from
+/// that, with no handle per record.
 pub(super) fn join(parts: Vec<Part>, joining: Joining, bytes: usize) -> std::io::Result<Bytes> {
     if joining == Joining::Concat {
         let mut body = BytesMut::with_capacity(bytes);
+        let mut run: Option<SpillRun> = None;
         for part in &parts {
-            match part {
-                Part::Packed { data, .. } => body.extend_from_slice(data),
-                Part::Handles(records) => records.iter().for_each(|r| body.extend_from_slice(r)),
-                Part::Spilled { at, range, .. } => {
-                    let start = body.len();
-                    body.resize(start + range.len(), 0);
-                    at.read_into(range.clone(), &mut body[start..])?;
+            let (at, range) = match part {
+                Part::Spilled { at, range, .. } => (at, range),
+                Part::Packed { data, .. } => {
+                    read_run(run.take(), &mut body)?;
+                    body.extend_from_slice(data);
+                    continue;
                 }
+                Part::Handles(records) => {
+                    read_run(run.take(), &mut body)?;
+                    records.iter().for_each(|r| body.extend_from_slice(r));
+                    continue;
+                }
+            };
+            let extended = run
+                .as_mut()
+                .is_some_and(|run| run.extend(at, range.clone()));
+            if !extended {
+                read_run(run.take(), &mut body)?;
+                run = Some(SpillRun::new(at, range.clone()));
             }
         }
+        read_run(run, &mut body)?;
         return Ok(body.freeze());
     }
     let parts = parts
@@ -95,4 +109,12 @@ pub(super) fn join(parts: Vec<Part>, joining: Joining, bytes: usize) -> std::io:
         .map(Part::loaded)
         .collect::<std::io::Result<Vec<_>>>()?;
     Ok(joining.join(parts.iter().flat_map(Part::slices), bytes))
+}
+
+/// Appends `run`'s bytes, if any, to `body`.
+fn read_run(run: Option<SpillRun>, body: &mut BytesMut) -> std::io::Result<()> {
+    let Some(run) = run else { return Ok(()) };
+    let start = body.len();
+    body.resize(start + run.len(), 0);
+    run.read_into(&mut body[start..])
 }

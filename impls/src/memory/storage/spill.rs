@@ -63,6 +63,48 @@ impl SpillRef {
     }
 }
 
+/// Bytes of one spill file that lie back to back, read with one call: consecutive chunks of a
+/// stream spilled one after the other (the common case for a stream written in one go) are
+/// side by side in their file.
+#[derive(Debug)]
+pub(super) struct SpillRun {
+    segment: Arc<Segment>,
+    at: u64,
+    len: usize,
+}
+
+impl SpillRun {
+    /// The run of `range` of the chunk at `at`.
+    pub(super) fn new(at: &SpillRef, range: std::ops::Range<usize>) -> SpillRun {
+        SpillRun {
+            segment: at.segment.clone(),
+            at: at.at + range.start as u64,
+            len: range.len(),
+        }
+    }
+
+    /// Extends the run by `range` of the chunk at `at` if those bytes follow it in the same
+    /// file; false (and unchanged) otherwise.
+    pub(super) fn extend(&mut self, at: &SpillRef, range: std::ops::Range<usize>) -> bool {
+        let follows = Arc::ptr_eq(&self.segment, &at.segment)
+            && self.at + self.len as u64 == at.at + range.start as u64;
+        if follows {
+            self.len += range.len();
+        }
+        follows
+    }
+
+    /// The run's length in bytes.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Reads the run into `out` (as long as the run).
+    pub(super) fn read_into(&self, out: &mut [u8]) -> std::io::Result<()> {
+        read_at(&self.segment.file, out, self.at)
+    }
+}
+
 #[cfg(unix)]
 fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::read_exact_at(file, buf, at)
