@@ -7,9 +7,9 @@
 //! - a checkpoint concurrent with commits never catches up with the last one, and only one
 //!   that does lets the next commit start the WAL over: so once the WAL holds
 //!   [`WRITER_PAGES`], the writer thread checkpoints itself, after answering the batch, with
-//!   nothing committing meanwhile (nor on another storage on the file:
-//!   [`run_on_writer`]). The passes
-//!   before it have copied most of the WAL already.
+//!   nothing committing meanwhile, not even on another storage on the file: it holds the
+//!   write lock ([`Checkpointer::catch_up`]). The passes before it have copied most of the
+//!   WAL already.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
