@@ -32,15 +32,29 @@ fn joining(content_type: &str) -> Joining {
     }
 }
 
-/// Waits (at most 10 s) until the writer has spilled every queued chunk.
+/// Waits (at most 10 s) until the writer has spilled every queued chunk. The queue empties as
+/// the writer takes its last chunk, before the chunk is written and swapped for its spilled
+/// twin; the writer answers a group's appends before it spills, and takes the next group
+/// only after, so an append made once the queue is empty is answered after that swap.
 async fn spilled(store: &LogStreamStorage) {
+    let mut empty = false;
     for _ in 0..10_000 {
         if store.inner.residency.resident_bytes() == 0 {
-            return;
+            empty = true;
+            break;
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    panic!("chunks are still queued after 10 s");
+    assert!(empty, "chunks are still queued after 10 s");
+    let barrier = name("spilled-barrier");
+    store
+        .create(&barrier, StreamConfig::default(), vec![])
+        .await
+        .expect("the barrier stream");
+    store
+        .append(&barrier, AppendRequest::record("after the spilling"))
+        .await
+        .expect("an append after the spilling");
 }
 
 fn spill_files(dir: &std::path::Path) -> usize {
