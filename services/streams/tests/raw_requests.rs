@@ -8,30 +8,10 @@ use std::time::Duration;
 use courier_impls::memory::MemoryStreamStorage;
 use courier_streams::server::{ServerConfig, StreamsServer, SubscriptionSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-/// A server on a free loopback port; it stops when the returned task is dropped (aborted).
-struct Server {
-    addr: SocketAddr,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn server() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = StreamsServer::new(
-        Arc::new(MemoryStreamStorage::new()),
-        ServerConfig::default(),
-    );
-    let task = tokio::spawn(server.serve(listener, std::future::pending()));
-    Server { addr, task }
-}
+mod loopback;
+use loopback::{served, server};
 
 /// Sends `head` (request line and headers, without the blank line) with `body` on a fresh
 /// connection that the server closes after answering; returns the status and response body.
@@ -126,30 +106,30 @@ async fn deeply_nested_json_is_refused() {
 
 /// `serve` answers reads and appends without the axum router (its hot routes): every answer,
 /// status, headers and body, is the one `router()` gives the same request, for names that
-/// need decoding, names it refuses and paths it leaves to the router.
+/// need decoding, names it refuses and paths it leaves to the router. Requests that say
+/// `Connection: close` are hyper's; the others are answered by the server's own connection
+/// loop (reads and appends) or handed to hyper: both ways are compared.
 #[tokio::test]
 async fn served_answers_are_the_routers() {
-    compare_served_with_router(ServerConfig::default()).await;
+    for ending in [Ending::ConnectionClose, Ending::HalfClose] {
+        compare_served_with_router(ServerConfig::default(), ending).await;
+    }
 }
 
 /// The same with the subscription APIs on: `__ds/` paths are then the router's control routes.
 #[tokio::test]
 async fn served_answers_are_the_routers_with_subscriptions_on() {
-    compare_served_with_router(ServerConfig {
-        subscriptions: Some(SubscriptionSettings::default()),
-        ..ServerConfig::default()
-    })
-    .await;
+    for ending in [Ending::ConnectionClose, Ending::HalfClose] {
+        let config = ServerConfig {
+            subscriptions: Some(SubscriptionSettings::default()),
+            ..ServerConfig::default()
+        };
+        compare_served_with_router(config, ending).await;
+    }
 }
 
-async fn compare_served_with_router(config: ServerConfig) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let serving = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config.clone());
-    let served = Server {
-        addr,
-        task: tokio::spawn(serving.serve(listener, std::future::pending())),
-    };
+async fn compare_served_with_router(config: ServerConfig, ending: Ending) {
+    let served = served(config.clone()).await;
     let mut router = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config).router();
     let requests: [(&str, &str, &[u8]); 19] = [
         ("PUT", "/v1/stream/a%2Fb", b""),
@@ -177,7 +157,7 @@ async fn compare_served_with_router(config: ServerConfig) {
             "{method} {path} HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: {}",
             body.len()
         );
-        let (status, headers, text) = exchange_with_headers(served.addr, &head, body).await;
+        let (status, headers, text) = exchange_ending(served.addr, &head, body, ending).await;
         let request = axum::http::Request::builder()
             .method(method)
             .uri(path)
@@ -199,7 +179,7 @@ async fn compare_served_with_router(config: ServerConfig) {
         let expected_body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .expect("body");
-        let what = format!("{method} {path}");
+        let what = format!("{method} {path} ({ending:?})");
         assert_eq!(status, expected_status, "{what}: {text}");
         if method == "PUT" {
             assert_eq!(status, 201, "{what}: {text}");
@@ -213,17 +193,12 @@ async fn compare_served_with_router(config: ServerConfig) {
 /// limit, on `serve`'s hot routes as through the router.
 #[tokio::test]
 async fn appends_are_held_to_the_configured_limit() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config = ServerConfig {
+    let server = served(ServerConfig {
         max_append_bytes: 3 << 20,
         ..ServerConfig::default()
-    };
-    let server = StreamsServer::new(Arc::new(MemoryStreamStorage::new()), config);
-    let _server = Server {
-        addr,
-        task: tokio::spawn(server.serve(listener, std::future::pending())),
-    };
+    })
+    .await;
+    let addr = server.addr;
     create(addr, "/v1/stream/big", "application/octet-stream").await;
     for (len, expected) in [((3 << 20) - 1, 204), ((3 << 20) + 1, 413)] {
         let head = format!(
@@ -234,18 +209,43 @@ async fn appends_are_held_to_the_configured_limit() {
     }
 }
 
-/// As [`exchange`], with the response's headers (`name: value`, sorted) except those hyper
-/// adds on the wire (`date`, `content-length`, `connection`).
+/// How a one-request connection ends.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// The request says `Connection: close` (so hyper answers it).
+    ConnectionClose,
+    /// The request keeps the connection alive and the client then shuts its sending side, so
+    /// the server closes after answering (reads and appends are then answered by its loop).
+    HalfClose,
+}
+
+/// As [`exchange`], with the response's headers (`name: value`, sorted) except those written
+/// on the wire by the connection (`date`, `content-length`, `connection`).
 async fn exchange_with_headers(
     addr: SocketAddr,
     head: &str,
     body: &[u8],
 ) -> (u16, Vec<String>, String) {
+    exchange_ending(addr, head, body, Ending::ConnectionClose).await
+}
+
+async fn exchange_ending(
+    addr: SocketAddr,
+    head: &str,
+    body: &[u8],
+    ending: Ending,
+) -> (u16, Vec<String>, String) {
     let talk = async {
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
-        let head = format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n");
+        let head = match ending {
+            Ending::ConnectionClose => format!("{head}\r\nHost: test\r\nConnection: close\r\n\r\n"),
+            Ending::HalfClose => format!("{head}\r\nHost: test\r\n\r\n"),
+        };
         tcp.write_all(head.as_bytes()).await.expect("send head");
         tcp.write_all(body).await.expect("send body");
+        if let Ending::HalfClose = ending {
+            tcp.shutdown().await.expect("shut the sending side");
+        }
         let mut response = Vec::new();
         tcp.read_to_end(&mut response).await.expect("read response");
         response

@@ -11,7 +11,7 @@
 //! APIs under `__ds/`) is left to the router.
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -39,7 +39,7 @@ pub(crate) struct HotRoutes {
 }
 
 /// A request [`HotRoutes`] answers itself.
-enum Hot {
+pub(crate) enum Hot {
     Read,
     Append,
 }
@@ -53,7 +53,7 @@ impl HotRoutes {
     }
 
     /// The handler and the decoded stream name, if this request is one of the hot ones.
-    fn route(&self, request: &Request) -> Option<(Hot, String)> {
+    pub(crate) fn route<B>(&self, request: &axum::http::Request<B>) -> Option<(Hot, String)> {
         let hot = match *request.method() {
             Method::GET => Hot::Read,
             Method::POST => Hot::Append,
@@ -69,6 +69,21 @@ impl HotRoutes {
             .ok()?
             .into_owned();
         Some((hot, name))
+    }
+
+    /// The answer to `request`, which [`HotRoutes::route`] found to be `hot` on stream `name`.
+    pub(crate) fn answer(
+        &self,
+        hot: Hot,
+        name: String,
+        request: Request,
+    ) -> impl Future<Output = Response> + Send + 'static {
+        answer(hot, self.app.clone(), name, request)
+    }
+
+    /// The largest append body the server takes.
+    pub(crate) fn max_append_bytes(&self) -> usize {
+        self.app.config().max_append_bytes
     }
 }
 
@@ -108,23 +123,5 @@ impl Service<Request> for HotRoutes {
             }
             None => Either::Right(self.router.call(request)),
         }
-    }
-}
-
-/// Hands each connection of `axum::serve` a [`HotRoutes`].
-#[derive(Clone)]
-pub(crate) struct PerConnection(pub(crate) HotRoutes);
-
-impl<T> Service<T> for PerConnection {
-    type Response = HotRoutes;
-    type Error = Infallible;
-    type Future = Ready<Result<HotRoutes, Infallible>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _connection: T) -> Self::Future {
-        ready(Ok(self.0.clone()))
     }
 }

@@ -23,6 +23,7 @@ mod create;
 mod edge;
 mod first_batch;
 mod hot_routes;
+mod http1;
 mod json;
 mod meta;
 mod names;
@@ -41,7 +42,6 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use courier_traits::storage::StreamStorage;
 use tokio::net::TcpListener;
 
@@ -108,15 +108,6 @@ impl StreamsServer {
             subscriptions.ensure_started();
         }
         let routes = hot_routes::HotRoutes::new(self.state.clone(), self.router());
-        let listener = listener.tap_io(|tcp| {
-            // Small responses must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, hot_routes::PerConnection(routes))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                token.cancel();
-            })
-            .await
+        http1::serve(listener, routes, shutdown, move || token.cancel()).await
     }
 }

@@ -1,0 +1,83 @@
+//! The server's HTTP/1.1 connections: reads and appends of a stream answered by a loop of our
+//! own on `httparse`, everything else by hyper.
+//!
+//! Why: hyper's per-request work was most of an append's CPU beyond the kernel's. Measured on a
+//! 2-core machine under `wrk -t1 -c32` (benches/README.md, "A connection loop of our own"): a
+//! bare hyper `http1` server that reads a 100-byte POST body and answers with six headers spent
+//! 13.5-14.6 µs of CPU per request, the same thing on `httparse` 9.0-9.8 µs; our whole append on
+//! hyper cost 14.1 µs. hyper hands a request's body to the service through a channel and polls
+//! the connection task again for it; here the body is already in the read buffer.
+//!
+//! The loop takes only what it is sure to answer as hyper would: `GET` and `POST` of
+//! HTTP/1.1 on a hot route ([`HotRoutes::route`]), a body given by one `Content-Length`, no
+//! `Transfer-Encoding`, `Expect`, `Upgrade` or `Connection` other than `keep-alive`, not an SSE
+//! read. The first request that is anything else hands the connection to hyper, with the bytes
+//! already read, for the rest of its life ([`handoff`]), so every unusual case (malformed
+//! requests, chunked bodies, `100-continue`, SSE, the router's routes) keeps hyper's answer.
+//! The handlers are the same either way; only the framing differs.
+
+mod connection;
+mod handoff;
+mod head;
+mod response;
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::hot_routes::HotRoutes;
+
+/// How long to wait after an accept error that is not about one connection (too many open
+/// files, out of memory) before accepting again, as hyper's and axum's servers do.
+const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
+/// finish the request it is answering (idle ones close at once), and returns when all are gone.
+/// `on_shutdown` runs when `shutdown` completes, before the connections are waited for.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    routes: HotRoutes,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_shutdown: impl FnOnce() + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = CancellationToken::new();
+    let connections = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        connections.spawn(connection::run(tcp, routes.clone(), stop.clone()));
+    }
+    drop(listener);
+    on_shutdown();
+    stop.cancel();
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Errors of one connection that went away before it was accepted: nothing to wait for.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}

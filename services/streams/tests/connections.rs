@@ -1,0 +1,316 @@
+//! The server's HTTP/1.1 connections over loopback TCP, written byte by byte: kept alive,
+//! pipelined, split at any byte, handed from the server's own loop to hyper mid-connection,
+//! and closed on shutdown. Reads and appends are answered by the loop; everything else by
+//! hyper; the answers must not tell them apart.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use courier_impls::memory::MemoryStreamStorage;
+use courier_streams::server::{ServerConfig, StreamsServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+mod loopback;
+use loopback::server;
+
+/// Every exchange here is bounded by this.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// One response read off a kept-alive connection.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    /// `name: value`, names lower-case, in the order sent.
+    headers: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(": "))
+    }
+}
+
+/// A client connection that reads responses one at a time, by their framing.
+struct Client {
+    tcp: TcpStream,
+    unread: Vec<u8>,
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr) -> Client {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.set_nodelay(true).expect("nodelay");
+        Client {
+            tcp,
+            unread: Vec::new(),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.expect("send");
+    }
+
+    /// Sends `bytes` one byte per write, so the server reads heads and bodies in pieces.
+    async fn send_bytewise(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.tcp.write_all(&[*byte]).await.expect("send a byte");
+        }
+    }
+
+    /// Reads until `unread` holds at least `len` bytes; false at the end of the connection.
+    async fn fill(&mut self, len: usize) -> bool {
+        while self.unread.len() < len {
+            let mut chunk = [0u8; 16 << 10];
+            let n = tokio::time::timeout(BOUND, self.tcp.read(&mut chunk))
+                .await
+                .expect("the server answers in time")
+                .expect("read");
+            if n == 0 {
+                return false;
+            }
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+        true
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.unread.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.unread[..end].to_vec()).expect("text");
+                self.unread.drain(..end + 2);
+                return line;
+            }
+            let want = self.unread.len() + 1;
+            assert!(self.fill(want).await, "connection closed mid-response");
+        }
+    }
+
+    async fn take(&mut self, len: usize) -> Vec<u8> {
+        assert!(self.fill(len).await, "connection closed mid-body");
+        self.unread.drain(..len).collect()
+    }
+
+    /// The next response to a request with method `method`.
+    async fn answer(&mut self, method: &str) -> Answer {
+        let status_line = self.line().await;
+        let status = status_line
+            .get(9..12)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("not a status line: {status_line:?}"));
+        let mut headers = Vec::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(": ").expect("a header line");
+            headers.push(format!("{}: {value}", name.to_ascii_lowercase()));
+        }
+        let mut answer = Answer {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if method == "HEAD" || matches!(status, 100..=199 | 204 | 304) {
+            return answer;
+        }
+        if answer.header("transfer-encoding") == Some("chunked") {
+            loop {
+                let size = usize::from_str_radix(&self.line().await, 16).expect("chunk size");
+                if size == 0 {
+                    assert_eq!(self.line().await, "", "no trailers");
+                    break;
+                }
+                let data = self.take(size).await;
+                answer.body.extend_from_slice(&data);
+                assert_eq!(self.line().await, "", "chunk end");
+            }
+        } else {
+            let len: usize = answer
+                .header("content-length")
+                .unwrap_or_else(|| panic!("a length or chunks: {:?}", answer.headers))
+                .parse()
+                .expect("a length");
+            answer.body = self.take(len).await;
+        }
+        answer
+    }
+
+    /// True once the server has closed the connection (nothing more to read).
+    async fn closed(&mut self) -> bool {
+        let len = self.unread.len() + 1;
+        !self.fill(len).await
+    }
+}
+
+fn request(method: &str, path: &str, extra: &str, body: &[u8]) -> Vec<u8> {
+    let mut bytes = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// Appends and reads on one connection, one after the other and all written at once: each
+/// answer comes back in order, with the records each append stored.
+#[tokio::test]
+async fn kept_alive_and_pipelined_requests_are_answered_in_order() {
+    let server = server().await;
+    let mut client = Client::connect(server.addr).await;
+    // The create is hyper's, so use a second connection for it.
+    let mut creator = Client::connect(server.addr).await;
+    creator.send(&request("PUT", "/v1/stream/p", "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+    for i in 0..20 {
+        client
+            .send(&request(
+                "POST",
+                "/v1/stream/p",
+                "",
+                format!("<{i}>").as_bytes(),
+            ))
+            .await;
+        let answer = client.answer("POST").await;
+        assert_eq!(answer.status, 204, "append {i}: {answer:?}");
+    }
+    let mut pipelined = Vec::new();
+    for body in [&b"[a]"[..], b"[b]", b""] {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        pipelined.extend(request(method, "/v1/stream/p?offset=-1", "", body));
+    }
+    client.send(&pipelined).await;
+    let offsets: Vec<String> = [client.answer("POST").await, client.answer("POST").await]
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 204, "{a:?}");
+            a.header("stream-next-offset")
+                .expect("an offset")
+                .to_owned()
+        })
+        .collect();
+    assert!(offsets[0] < offsets[1], "{offsets:?}");
+    let read = client.answer("GET").await;
+    assert_eq!(read.status, 200);
+    let expected: String = (0..20).map(|i| format!("<{i}>")).collect::<String>() + "[a][b]";
+    assert_eq!(String::from_utf8_lossy(&read.body), expected);
+    assert_eq!(read.header("stream-next-offset"), Some(offsets[1].as_str()));
+    assert!(read.header("date").is_some(), "{read:?}");
+}
+
+/// A request written one byte at a time is read whole: the head and the body arrive in
+/// pieces, and a body of several reads is stored byte for byte.
+#[tokio::test]
+async fn requests_split_at_every_byte_are_read_whole() {
+    let server = server().await;
+    let mut client = Client::connect(server.addr).await;
+    client
+        .send_bytewise(&request("PUT", "/v1/stream/s", "", b""))
+        .await;
+    assert_eq!(client.answer("PUT").await.status, 201);
+    // The PUT handed that connection to hyper; a fresh one starts on the server's loop.
+    let mut client = Client::connect(server.addr).await;
+    let body: Vec<u8> = (0..3000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    client
+        .send_bytewise(&request("POST", "/v1/stream/s", "", &body))
+        .await;
+    assert_eq!(client.answer("POST").await.status, 204);
+    client
+        .send_bytewise(&request("GET", "/v1/stream/s?offset=-1", "", b""))
+        .await;
+    let read = client.answer("GET").await;
+    assert_eq!((read.status, read.body), (200, body));
+}
+
+/// A connection that starts on the server's loop and then sends what the loop leaves to
+/// hyper (a create, a HEAD, a chunked append, `Connection: close`) gets hyper's answers from
+/// there on, the bytes already read included.
+#[tokio::test]
+async fn a_connection_handed_to_hyper_mid_way_keeps_every_request() {
+    let server = server().await;
+    let mut creator = Client::connect(server.addr).await;
+    creator.send(&request("PUT", "/v1/stream/h", "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+    let mut client = Client::connect(server.addr).await;
+    // Ours, then a create pipelined behind a read: the loop answers the first two, then hands
+    // over with the create already in its buffer.
+    let mut bytes = request("POST", "/v1/stream/h", "", b"one;");
+    bytes.extend(request("GET", "/v1/stream/h?offset=-1", "", b""));
+    bytes.extend(request("PUT", "/v1/stream/h2", "", b""));
+    bytes.extend(request("HEAD", "/v1/stream/h", "", b""));
+    client.send(&bytes).await;
+    assert_eq!(client.answer("POST").await.status, 204);
+    assert_eq!(client.answer("GET").await.body, b"one;");
+    assert_eq!(client.answer("PUT").await.status, 201);
+    let head = client.answer("HEAD").await;
+    assert_eq!(head.status, 200, "{head:?}");
+    // Chunked, then plain requests, all by hyper now.
+    client
+        .send(
+            b"POST /v1/stream/h HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n\
+              Transfer-Encoding: chunked\r\n\r\n4\r\ntwo;\r\n0\r\n\r\n",
+        )
+        .await;
+    assert_eq!(client.answer("POST").await.status, 204);
+    client
+        .send(&request(
+            "GET",
+            "/v1/stream/h?offset=-1",
+            "Connection: close\r\n",
+            b"",
+        ))
+        .await;
+    let read = client.answer("GET").await;
+    assert_eq!(read.body, b"one;two;");
+    assert_eq!(read.header("connection"), Some("close"), "{read:?}");
+    assert!(client.closed().await, "closed after Connection: close");
+}
+
+/// A malformed request on the loop's connection gets hyper's 400, not a dropped connection.
+#[tokio::test]
+async fn a_malformed_request_gets_hypers_answer() {
+    let server = server().await;
+    let mut client = Client::connect(server.addr).await;
+    client
+        .send(b"GET /v1/stream/x HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        .await;
+    let answer = client.answer("GET").await;
+    assert_eq!(answer.status, 400, "{answer:?}");
+}
+
+/// Shutdown: an idle kept-alive connection on the server's loop and one handed to hyper are
+/// both closed, and `serve` returns. (A long-poll waiting at shutdown is answered at once:
+/// `shutdown_answers_waiting_long_polls_at_once` in client.rs.)
+#[tokio::test]
+async fn shutdown_closes_idle_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = StreamsServer::new(
+        Arc::new(MemoryStreamStorage::new()),
+        ServerConfig::default(),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let mut hypers = Client::connect(addr).await;
+    hypers.send(&request("PUT", "/v1/stream/w", "", b"")).await;
+    assert_eq!(hypers.answer("PUT").await.status, 201);
+    let mut ours = Client::connect(addr).await;
+    ours.send(&request("POST", "/v1/stream/w", "", b"x")).await;
+    assert_eq!(ours.answer("POST").await.status, 204);
+    stop.send(()).expect("server running");
+    assert!(ours.closed().await, "the loop's idle connection is closed");
+    assert!(hypers.closed().await, "hyper's idle connection is closed");
+    let result = tokio::time::timeout(BOUND, serving)
+        .await
+        .expect("serve returns in time")
+        .expect("serve task");
+    assert!(result.is_ok(), "{result:?}");
+}
