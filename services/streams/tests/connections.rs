@@ -314,3 +314,19 @@ async fn shutdown_closes_idle_connections() {
         .expect("serve task");
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// A `serve` dropped unfinished (its task aborted) still closes its idle connections: none
+/// outlives the server that accepted it.
+#[tokio::test]
+async fn connections_of_an_aborted_serve_are_closed() {
+    let server = server().await;
+    let mut hypers = Client::connect(server.addr).await;
+    hypers.send(&request("PUT", "/v1/stream/a", "", b"")).await;
+    assert_eq!(hypers.answer("PUT").await.status, 201);
+    let mut ours = Client::connect(server.addr).await;
+    ours.send(&request("POST", "/v1/stream/a", "", b"x")).await;
+    assert_eq!(ours.answer("POST").await.status, 204);
+    drop(server);
+    assert!(ours.closed().await, "the loop's idle connection is closed");
+    assert!(hypers.closed().await, "hyper's idle connection is closed");
+}

@@ -190,7 +190,8 @@ async fn compare_served_with_router(config: ServerConfig, ending: Ending) {
 }
 
 /// An append is held to `max_append_bytes` (413 past it), not to axum's 2 MiB default body
-/// limit, on `serve`'s hot routes as through the router.
+/// limit, on `serve`'s hot routes as through the router, on the server's own connection loop
+/// and on hyper's.
 #[tokio::test]
 async fn appends_are_held_to_the_configured_limit() {
     let server = served(ServerConfig {
@@ -200,12 +201,14 @@ async fn appends_are_held_to_the_configured_limit() {
     .await;
     let addr = server.addr;
     create(addr, "/v1/stream/big", "application/octet-stream").await;
-    for (len, expected) in [((3 << 20) - 1, 204), ((3 << 20) + 1, 413)] {
-        let head = format!(
-            "POST /v1/stream/big HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}"
-        );
-        let (status, body) = exchange(addr, &head, &vec![7; len]).await;
-        assert_eq!(status, expected, "{len} bytes: {body}");
+    for ending in [Ending::ConnectionClose, Ending::HalfClose] {
+        for (len, expected) in [((3 << 20) - 1, 204), ((3 << 20) + 1, 413)] {
+            let head = format!(
+                "POST /v1/stream/big HTTP/1.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}"
+            );
+            let (status, _, body) = exchange_ending(addr, &head, &vec![7; len], ending).await;
+            assert_eq!(status, expected, "{len} bytes ({ending:?}): {body}");
+        }
     }
 }
 

@@ -46,6 +46,8 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
             // handler's, reading the body as hyper streams it).
             return handoff::serve_with_hyper(tcp, buffered, routes, stop).await;
         };
+        // Room for the whole body at once, rather than growing the buffer as it arrives.
+        buffered.reserve((head_len + body_len).saturating_sub(buffered.len()));
         while buffered.len() < head_len + body_len {
             // A body being sent is read to its end, stop or not.
             if !read_more(&mut tcp, &mut buffered, None).await {

@@ -44,6 +44,9 @@ pub(crate) async fn serve(
     on_shutdown: impl FnOnce() + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
+    // Dropped unfinished (its task aborted), `serve` still stops its connections: idle ones
+    // close, busy ones after their answer.
+    let _stop_when_dropped = stop.clone().drop_guard();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
