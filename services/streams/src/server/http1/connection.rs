@@ -15,6 +15,8 @@ use super::{handoff, response};
 const READ_CHUNK: usize = 8 << 10;
 /// A head longer than this is hyper's, which answers it with 431.
 const MAX_HEAD: usize = 64 << 10;
+/// The most room made for a body before its bytes arrive.
+const MAX_RESERVE: usize = 1 << 20;
 
 /// Serves `tcp` until the client closes it, an error, or `stop` (between requests).
 pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: CancellationToken) {
@@ -46,8 +48,10 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
             // handler's, reading the body as hyper streams it).
             return handoff::serve_with_hyper(tcp, buffered, routes, stop).await;
         };
-        // Room for the whole body at once, rather than growing the buffer as it arrives.
-        buffered.reserve((head_len + body_len).saturating_sub(buffered.len()));
+        // Room for the body at once, rather than growing the buffer as it arrives; past
+        // `MAX_RESERVE` it grows with what arrives, so a length alone reserves little.
+        let missing = (head_len + body_len).saturating_sub(buffered.len());
+        buffered.reserve(missing.min(MAX_RESERVE));
         while buffered.len() < head_len + body_len {
             // A body being sent is read to its end, stop or not.
             if !read_more(&mut tcp, &mut buffered, None).await {
