@@ -257,7 +257,12 @@ async fn exchange_ending(
         .await
         .expect("the server answers within 10 s");
     let text = String::from_utf8_lossy(&response).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| {
+        panic!(
+            "no head in {} bytes answering {head:?} ({ending:?})",
+            response.len()
+        )
+    });
     let mut lines = head.split("\r\n");
     let status = lines
         .next()

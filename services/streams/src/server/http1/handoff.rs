@@ -27,7 +27,11 @@ pub(super) async fn serve_with_hyper(
         let mut routes = routes.clone();
         routes.call(request.map(Body::new))
     });
-    let connection = hyper::server::conn::http1::Builder::new().serve_connection(io, service);
+    // A client that shuts its sending side after its request still gets the answer, as on
+    // the loop (hyper's default closes at once on reading the end).
+    let connection = hyper::server::conn::http1::Builder::new()
+        .half_close(true)
+        .serve_connection(io, service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
