@@ -141,6 +141,12 @@ impl Client {
         answer
     }
 
+    /// Whether the server closed the connection with nothing more sent; false once a byte
+    /// arrives (left unread for [`Client::answer`]).
+    async fn closed_before_answering(&mut self) -> bool {
+        self.closed().await
+    }
+
     /// True once the server has closed the connection (nothing more to read).
     async fn closed(&mut self) -> bool {
         let len = self.unread.len() + 1;
@@ -315,18 +321,42 @@ async fn shutdown_closes_idle_connections() {
     assert!(result.is_ok(), "{result:?}");
 }
 
-/// A `serve` dropped unfinished (its task aborted) still closes its idle connections: none
-/// outlives the server that accepted it.
+/// A `serve` dropped unfinished (its task aborted) still closes its idle connections and
+/// answers its waiting reads: none outlives the server that accepted it.
 #[tokio::test]
 async fn connections_of_an_aborted_serve_are_closed() {
-    let server = server().await;
+    let server = loopback::served(ServerConfig {
+        long_poll_timeout: Duration::from_secs(600),
+        ..ServerConfig::default()
+    })
+    .await;
     let mut hypers = Client::connect(server.addr).await;
     hypers.send(&request("PUT", "/v1/stream/a", "", b"")).await;
     assert_eq!(hypers.answer("PUT").await.status, 201);
     let mut ours = Client::connect(server.addr).await;
     ours.send(&request("POST", "/v1/stream/a", "", b"x")).await;
-    assert_eq!(ours.answer("POST").await.status, 204);
+    let appended = ours.answer("POST").await;
+    assert_eq!(appended.status, 204);
+    let tail = appended
+        .header("stream-next-offset")
+        .expect("offset")
+        .to_owned();
+    // A long-poll waiting far longer than this test's bound.
+    let mut waiting = Client::connect(server.addr).await;
+    let path = format!("/v1/stream/a?offset={tail}&live=long-poll");
+    waiting.send(&request("GET", &path, "", b"")).await;
+    // The test runs on one thread: let the server read the poll before it is dropped.
+    for _ in 0..200 {
+        tokio::task::yield_now().await;
+    }
     drop(server);
     assert!(ours.closed().await, "the loop's idle connection is closed");
     assert!(hypers.closed().await, "hyper's idle connection is closed");
+    // Answered at once (or, had it not been read yet, closed): not left waiting 600 s.
+    if !waiting.closed_before_answering().await {
+        let answer = waiting.answer("GET").await;
+        assert_eq!(answer.status, 204, "{answer:?}");
+        assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+        assert!(waiting.closed().await);
+    }
 }

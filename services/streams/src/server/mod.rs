@@ -97,6 +97,7 @@ impl StreamsServer {
 
     /// Serves on `listener` until `shutdown` completes, then stops accepting, wakes every
     /// waiting long-poll and SSE reader (they answer at once), and waits for open requests.
+    /// Dropping the returned future before it completes ends live reads and connections too.
     pub async fn serve(
         self,
         listener: TcpListener,
@@ -108,6 +109,6 @@ impl StreamsServer {
             subscriptions.ensure_started();
         }
         let routes = hot_routes::HotRoutes::new(self.state.clone(), self.router());
-        http1::serve(listener, routes, shutdown, move || token.cancel()).await
+        http1::serve(listener, routes, shutdown, token).await
     }
 }

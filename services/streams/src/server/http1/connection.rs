@@ -1,7 +1,10 @@
 //! One connection's loop: read a head, answer it if it is ours, else hand the connection to
 //! hyper (see the [module docs](super)).
 
+use std::future::Future;
+
 use axum::body::Body;
+use axum::response::Response;
 use bytes::BytesMut;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -15,18 +18,30 @@ use super::{handoff, response};
 const READ_CHUNK: usize = 8 << 10;
 /// A head longer than this is hyper's, which answers it with 431.
 const MAX_HEAD: usize = 64 << 10;
-/// The most room made for a body before its bytes arrive.
-const MAX_RESERVE: usize = 1 << 20;
+/// The most room made for a body at a time: a length alone reserves no more than this.
+const MAX_RESERVE: usize = 64 << 10;
+/// Between requests, a read buffer larger than this (grown for a large body) is replaced by
+/// a small one, so an idle connection holds little.
+const MAX_IDLE_CAPACITY: usize = 64 << 10;
 
 /// Serves `tcp` until the client closes it, an error, or `stop` (between requests).
 pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: CancellationToken) {
     let mut buffered = BytesMut::with_capacity(READ_CHUNK);
+    // The start of `buffered` holds no complete head as far as this: a head read a few bytes
+    // at a time is parsed once it may be whole, not once per read.
+    let mut no_head_end_before = 0;
     let mut head_scratch = Vec::with_capacity(1024);
     loop {
-        let (request, head_len, body_len) = match head::parse(&buffered) {
+        let parsed = if head_may_end(&buffered, no_head_end_before) {
+            head::parse(&buffered)
+        } else {
+            Head::Partial
+        };
+        let (request, head_len, body_len) = match parsed {
             Head::Partial if buffered.len() < MAX_HEAD => {
+                no_head_end_before = buffered.len();
                 // Waiting for a request (or the rest of its head): a stop closes the connection.
-                if !read_more(&mut tcp, &mut buffered, Some(&stop)).await {
+                if !read_more(&mut tcp, &mut buffered, READ_CHUNK, Some(&stop)).await {
                     return;
                 }
                 continue;
@@ -48,38 +63,65 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
             // handler's, reading the body as hyper streams it).
             return handoff::serve_with_hyper(tcp, buffered, routes, stop).await;
         };
-        // Room for the body at once, rather than growing the buffer as it arrives; past
-        // `MAX_RESERVE` it grows with what arrives, so a length alone reserves little.
-        let missing = (head_len + body_len).saturating_sub(buffered.len());
-        buffered.reserve(missing.min(MAX_RESERVE));
         while buffered.len() < head_len + body_len {
-            // A body being sent is read to its end, stop or not.
-            if !read_more(&mut tcp, &mut buffered, None).await {
+            // Room for the body in steps of at most `MAX_RESERVE`, so a length alone reserves
+            // little; a body being sent is read to its end, stop or not.
+            let missing = head_len + body_len - buffered.len();
+            if !read_more(&mut tcp, &mut buffered, missing.min(MAX_RESERVE), None).await {
                 return;
             }
         }
         let mut message = buffered.split_to(head_len + body_len);
+        no_head_end_before = 0;
         let body = message.split_off(head_len).freeze();
+        let waits = is_long_poll(&request);
         let answer = routes.answer(hot, name, request.map(|()| Body::from(body)));
-        match response::write(&mut tcp, answer.await, &mut head_scratch).await {
-            Ok(true) if !stop.is_cancelled() => {}
+        let response = if waits {
+            // A long-poll may wait long: a client gone meanwhile ends it, as hyper would.
+            match unless_client_leaves(&mut tcp, &mut buffered, answer).await {
+                Some(response) => response,
+                None => return,
+            }
+        } else {
+            answer.await
+        };
+        // Once stopping, this answer is the last, and says so.
+        let last = stop.is_cancelled();
+        match response::write(&mut tcp, response, last, &mut head_scratch).await {
+            Ok(true) if !last => {}
             Ok(_) => return,
             Err(error) => {
                 tracing::debug!(%error, "writing a response failed; closing the connection");
                 return;
             }
         }
+        if buffered.capacity() > MAX_IDLE_CAPACITY && buffered.len() < READ_CHUNK {
+            let mut small = BytesMut::with_capacity(READ_CHUNK);
+            small.extend_from_slice(&buffered);
+            buffered = small;
+        }
     }
 }
 
-/// Reads more of the connection into `buffered`; false once it is closed, failed, or `stop`
-/// fires.
+/// Whether `buffered` may hold a whole head: an empty line ends one (`\r\n\r\n`, or `\n\n`
+/// which `httparse` also takes), searched for past `known_without`, less the 3 bytes a line
+/// end could straddle.
+fn head_may_end(buffered: &[u8], known_without: usize) -> bool {
+    let from = known_without.saturating_sub(3).min(buffered.len());
+    buffered[from..].windows(2).enumerate().any(|(i, pair)| {
+        pair == b"\n\n" || (pair == b"\n\r" && buffered.get(from + i + 2) == Some(&b'\n'))
+    })
+}
+
+/// Reads more of the connection into `buffered`, with room for at least `room` more bytes;
+/// false once it is closed, failed, or `stop` fires.
 async fn read_more(
     tcp: &mut TcpStream,
     buffered: &mut BytesMut,
+    room: usize,
     stop: Option<&CancellationToken>,
 ) -> bool {
-    buffered.reserve(READ_CHUNK);
+    buffered.reserve(room);
     let read = match stop {
         // `read_buf` is cancel-safe: a stop loses no byte (nothing more is read).
         Some(stop) => tokio::select! {
@@ -91,12 +133,64 @@ async fn read_more(
     matches!(read, Ok(n) if n > 0)
 }
 
+/// `answer`, unless the client closes the connection first (`None`). What it sends meanwhile
+/// (a pipelined request) is kept in `buffered`.
+async fn unless_client_leaves(
+    tcp: &mut TcpStream,
+    buffered: &mut BytesMut,
+    answer: impl Future<Output = Response>,
+) -> Option<Response> {
+    tokio::pin!(answer);
+    loop {
+        buffered.reserve(READ_CHUNK);
+        tokio::select! {
+            response = &mut answer => return Some(response),
+            // Cancel-safe: a read dropped when the answer comes first has read nothing.
+            read = tcp.read_buf(buffered), if buffered.len() < MAX_HEAD => {
+                if !matches!(read, Ok(n) if n > 0) {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 /// A read whose answer is a stream of events (`live=sse`), or a `live` the loop does not know:
 /// hyper's. Plain and long-poll reads answer with one body.
 fn is_streaming_read(request: &axum::http::Request<()>) -> bool {
-    request.uri().query().is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair.starts_with("live=") && pair != "live=long-poll")
-    })
+    live_modes(request).any(|live| live != "long-poll")
+}
+
+/// A read that waits for data (`live=long-poll`).
+fn is_long_poll(request: &axum::http::Request<()>) -> bool {
+    live_modes(request).any(|live| live == "long-poll")
+}
+
+/// The values of the request's `live` query parameters, as sent.
+fn live_modes(request: &axum::http::Request<()>) -> impl Iterator<Item = &str> {
+    request
+        .uri()
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("live="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_may_end;
+
+    #[test]
+    fn a_head_may_end_only_past_an_empty_line() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for len in 0..head.len() {
+            assert!(!head_may_end(&head[..len], 0), "{len} bytes hold no end");
+        }
+        // Searched from any point the bytes before were known to hold no end.
+        for known in 0..head.len() {
+            assert!(head_may_end(head, known), "found past {known}");
+        }
+        assert!(head_may_end(b"GET / HTTP/1.1\n\n", 10));
+        assert!(!head_may_end(b"GET / HTTP/1.1\r\nHost: x\r\n", 0));
+    }
 }

@@ -34,18 +34,19 @@ use super::hot_routes::HotRoutes;
 /// files, out of memory) before accepting again, as hyper's and axum's servers do.
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves `listener` until `shutdown` completes, then stops accepting, lets every connection
-/// finish the request it is answering (idle ones close at once), and returns when all are gone.
-/// `on_shutdown` runs when `shutdown` completes, before the connections are waited for.
+/// Serves `listener` until `shutdown` completes, then stops accepting, cancels `live_reads`
+/// (waiting reads answer at once), lets every connection finish the request it is answering
+/// (idle ones close at once), and returns when all are gone.
 pub(crate) async fn serve(
     listener: TcpListener,
     routes: HotRoutes,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    on_shutdown: impl FnOnce() + Send + 'static,
+    live_reads: CancellationToken,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
-    // Dropped unfinished (its task aborted), `serve` still stops its connections: idle ones
-    // close, busy ones after their answer.
+    // Dropped unfinished (its task aborted), `serve` still ends its waiting reads and stops
+    // its connections: idle ones close, busy ones after their answer.
+    let _end_live_reads_when_dropped = live_reads.clone().drop_guard();
     let _stop_when_dropped = stop.clone().drop_guard();
     let connections = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -59,8 +60,10 @@ pub(crate) async fn serve(
             Err(error) if is_connection_error(&error) => continue,
             Err(error) => {
                 tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    () = &mut shutdown => break,
+                }
             }
         };
         // Small responses must not wait for Nagle's algorithm.
@@ -68,7 +71,7 @@ pub(crate) async fn serve(
         connections.spawn(connection::run(tcp, routes.clone(), stop.clone()));
     }
     drop(listener);
-    on_shutdown();
+    live_reads.cancel();
     stop.cancel();
     connections.close();
     connections.wait().await;

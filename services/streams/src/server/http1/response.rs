@@ -14,11 +14,14 @@ use hyper::body::Body as _;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-/// Writes `response` on `tcp` (`head` is scratch space for its head). Whether the connection
-/// may carry another request (not if the response says `Connection: close`).
+/// Writes `response` on `tcp` (`head` is scratch space for its head); `last` adds
+/// `connection: close`, as hyper does for the last answer of a connection it is closing.
+/// Whether the connection may carry another request (not if the response says
+/// `Connection: close`).
 pub(super) async fn write(
     tcp: &mut TcpStream,
     response: Response,
+    last: bool,
     head: &mut Vec<u8>,
 ) -> io::Result<bool> {
     let (parts, mut body) = response.into_parts();
@@ -53,6 +56,10 @@ pub(super) async fn write(
         head.extend_from_slice(b": ");
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
+    }
+    if last && keep_open {
+        head.extend_from_slice(b"connection: close\r\n");
+        keep_open = false;
     }
     if !date_given {
         head.extend_from_slice(b"date: ");
@@ -142,7 +149,7 @@ mod tests {
             .await
             .expect("connect");
         let (mut server, _) = listener.accept().await.expect("accept");
-        let keep_open = write(&mut server, response, &mut Vec::new())
+        let keep_open = write(&mut server, response, false, &mut Vec::new())
             .await
             .expect("written");
         drop(server);
@@ -210,6 +217,24 @@ mod tests {
             "HTTP/1.1 200 OK\r\nstream-next-offset: 7\r\ntransfer-encoding: chunked\r\n\r\n\
              2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
         );
+    }
+
+    #[tokio::test]
+    async fn the_last_answer_says_connection_close() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let mut client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (mut server, _) = listener.accept().await.expect("accept");
+        let answer = response(StatusCode::NO_CONTENT, Body::empty());
+        let keep_open = write(&mut server, answer, true, &mut Vec::new())
+            .await
+            .expect("written");
+        assert!(!keep_open);
+        drop(server);
+        let mut text = String::new();
+        client.read_to_string(&mut text).await.expect("read");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
     }
 
     #[tokio::test]
