@@ -3,7 +3,6 @@
 //! commits only note that a checkpoint is due (`checkpoint.rs`): by the checkpoint thread,
 //! and by the writer thread past its mark.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use courier_traits::storage::{AppendRequest, ReadLimits, StreamConfig, StreamName, StreamStorage};
@@ -11,12 +10,12 @@ use courier_traits::storage::{AppendRequest, ReadLimits, StreamConfig, StreamNam
 use super::recent::Version;
 use super::{SqliteStorageConfig, SqliteStreamStorage};
 
-fn temp_dir(what: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "courier-sqlite-inline-{what}-{}-{:?}",
-        std::process::id(),
-        std::time::SystemTime::now()
-    ))
+/// A fresh directory, removed when dropped (a failing test's too).
+fn temp_dir(what: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("courier-sqlite-inline-{what}-"))
+        .tempdir()
+        .expect("temp dir")
 }
 
 async fn storage(dir: &std::path::Path, fsync: bool) -> (SqliteStreamStorage, StreamName) {
@@ -39,7 +38,7 @@ async fn storage(dir: &std::path::Path, fsync: bool) -> (SqliteStreamStorage, St
 async fn a_lone_append_commits_in_its_first_poll_only_without_fsync() {
     for fsync in [false, true] {
         let dir = temp_dir("first-poll");
-        let (store, name) = storage(&dir, fsync).await;
+        let (store, name) = storage(dir.path(), fsync).await;
         let append = store.append(&name, AppendRequest::record("one"));
         tokio::pin!(append);
         let outcome = match futures::poll!(&mut append) {
@@ -65,7 +64,6 @@ async fn a_lone_append_commits_in_its_first_poll_only_without_fsync() {
             .expect("read");
         assert_eq!(read.records.len(), 1, "fsync {fsync}");
         store.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -75,8 +73,8 @@ async fn a_lone_append_commits_in_its_first_poll_only_without_fsync() {
 #[tokio::test]
 async fn a_lone_append_does_not_wait_for_another_writer_on_its_callers_thread() {
     let dir = temp_dir("locked");
-    let (store, name) = storage(&dir, false).await;
-    let other = rusqlite::Connection::open(dir.join("s.db")).expect("other connection");
+    let (store, name) = storage(dir.path(), false).await;
+    let other = rusqlite::Connection::open(dir.path().join("s.db")).expect("other connection");
     other.execute_batch("BEGIN IMMEDIATE").expect("lock");
     let append = store.append(&name, AppendRequest::record("queued"));
     tokio::pin!(append);
@@ -109,7 +107,6 @@ async fn a_lone_append_does_not_wait_for_another_writer_on_its_callers_thread() 
     let payloads: Vec<&[u8]> = read.records.iter().map(|r| &r.data[..]).collect();
     assert_eq!(payloads, [&b"queued"[..], &b"waits"[..]]);
     store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The WAL's bound: the writer thread checkpoints from 4 000 pages (16 MB), and the checkpoint
@@ -120,14 +117,16 @@ const WAL_BOUND: u64 = 20 << 20;
 /// and checks that the WAL stayed under [`WAL_BOUND`] and every record reads back.
 async fn appends_keep_the_wal_checkpointed(what: &str, fsync: bool, count: usize) {
     let dir = temp_dir(what);
-    let (store, name) = storage(&dir, fsync).await;
+    let (store, name) = storage(dir.path(), fsync).await;
     for _ in 0..count {
         store
             .append(&name, AppendRequest::record(vec![7u8; 1024]))
             .await
             .expect("append");
     }
-    let wal = std::fs::metadata(dir.join("s.db-wal")).expect("wal").len();
+    let wal = std::fs::metadata(dir.path().join("s.db-wal"))
+        .expect("wal")
+        .len();
     assert!(wal < WAL_BOUND, "the WAL grew to {wal} bytes");
     let read = store
         .read(&name, None, ReadLimits::default())
@@ -135,7 +134,6 @@ async fn appends_keep_the_wal_checkpointed(what: &str, fsync: bool, count: usize
         .expect("read");
     assert_eq!(read.records.len(), count);
     store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Lone appends only note that the WAL needs a checkpoint; the checkpoint thread runs it, or
@@ -161,7 +159,7 @@ async fn writer_thread_commits_keep_the_wal_checkpointed() {
 #[tokio::test]
 async fn the_cache_checks_freshness_on_the_wal_index_header() {
     let dir = temp_dir("wal-index-header");
-    let (store, name) = storage(&dir, true).await;
+    let (store, name) = storage(dir.path(), true).await;
     let before = store.cache_freshness();
     assert!(
         matches!(before, Some(Version::Header(_))),
@@ -175,7 +173,6 @@ async fn the_cache_checks_freshness_on_the_wal_index_header() {
     assert!(matches!(after, Some(Version::Header(_))) && after != before);
     store.close().await;
     assert_eq!(store.cache_freshness(), None, "a reading after close");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The checkpoint thread copies the WAL into the database below the writer thread's mark: 400
@@ -185,7 +182,7 @@ async fn the_cache_checks_freshness_on_the_wal_index_header() {
 async fn the_checkpoint_thread_copies_the_wal_below_the_writers_mark() {
     for fsync in [false, true] {
         let dir = temp_dir("checkpoint-thread");
-        let (store, name) = storage(&dir, fsync).await;
+        let (store, name) = storage(dir.path(), fsync).await;
         for _ in 0..400 {
             store
                 .append(&name, AppendRequest::record(vec![7u8; 1024]))
@@ -195,13 +192,14 @@ async fn the_checkpoint_thread_copies_the_wal_below_the_writers_mark() {
         // The thread's first pass, waited for (within a bound: it is an OS thread).
         let passes = store.wait_for_checkpoint_passes(1, Duration::from_secs(10));
         assert!(passes >= 1, "fsync {fsync}: no checkpoint pass");
-        let copied = std::fs::metadata(dir.join("s.db")).expect("database").len();
+        let copied = std::fs::metadata(dir.path().join("s.db"))
+            .expect("database")
+            .len();
         assert!(
             copied > 300 << 10,
             "fsync {fsync}: the database file holds {copied} bytes: the pass copied nothing"
         );
         store.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -213,7 +211,7 @@ async fn the_checkpoint_thread_copies_the_wal_below_the_writers_mark() {
 #[tokio::test]
 async fn a_reader_holding_the_wal_holds_no_write_up() {
     let dir = temp_dir("checkpoint-reader");
-    let (store, name) = storage(&dir, false).await;
+    let (store, name) = storage(dir.path(), false).await;
     let append_many = |count: usize| {
         let (store, name) = (store.clone(), name.clone());
         async move {
@@ -242,7 +240,7 @@ async fn a_reader_holding_the_wal_holds_no_write_up() {
         }
         panic!("another checkpoint kept running for a second");
     };
-    let reader = rusqlite::Connection::open(dir.join("s.db")).expect("reader");
+    let reader = rusqlite::Connection::open(dir.path().join("s.db")).expect("reader");
     reader.execute_batch("BEGIN").expect("begin");
     let _: i64 = reader
         .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
@@ -251,7 +249,7 @@ async fn a_reader_holding_the_wal_holds_no_write_up() {
     tokio::time::timeout(Duration::from_secs(60), append_many(3000))
         .await
         .expect("appends held up by the reader");
-    let observer = rusqlite::Connection::open(dir.join("s.db")).expect("observer");
+    let observer = rusqlite::Connection::open(dir.path().join("s.db")).expect("observer");
     let frames = wal_frames(&observer);
     assert!(
         frames > 4000,
@@ -265,7 +263,6 @@ async fn a_reader_holding_the_wal_holds_no_write_up() {
         "the WAL did not start over once the reader let go: {after} frames, {frames} before"
     );
     store.close().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Two storages on one file at the same moment (two nodes of a deployment, or two processes):
@@ -277,9 +274,9 @@ async fn two_storages_on_one_file_checkpoint_concurrently() {
     const APPENDS_EACH: usize = 4000;
     for fsync in [false, true] {
         let dir = temp_dir("checkpoint-two");
-        let (first, name) = storage(&dir, fsync).await;
+        let (first, name) = storage(dir.path(), fsync).await;
         let config = SqliteStorageConfig::default().with_fsync_every_commit(fsync);
-        let second = SqliteStreamStorage::connect(dir.join("s.db"), config)
+        let second = SqliteStreamStorage::connect(dir.path().join("s.db"), config)
             .await
             .expect("connect the second");
         let append_many = |store: &SqliteStreamStorage, byte: u8| {
@@ -301,7 +298,9 @@ async fn two_storages_on_one_file_checkpoint_concurrently() {
                 "fsync {fsync}: a storage's thread made no pass"
             );
         }
-        let wal = std::fs::metadata(dir.join("s.db-wal")).expect("wal").len();
+        let wal = std::fs::metadata(dir.path().join("s.db-wal"))
+            .expect("wal")
+            .len();
         assert!(
             wal < WAL_BOUND,
             "fsync {fsync}: the WAL grew to {wal} bytes"
@@ -330,6 +329,5 @@ async fn two_storages_on_one_file_checkpoint_concurrently() {
         );
         first.close().await;
         second.close().await;
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
