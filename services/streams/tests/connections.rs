@@ -5,10 +5,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use courier_impls::memory::MemoryStreamStorage;
 use courier_streams::server::{ServerConfig, StreamsServer};
+use courier_traits::storage::{
+    ForwardingStorage, Offset, StorageError, StreamName, StreamStorage, WaitOutcome,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -359,4 +363,86 @@ async fn connections_of_an_aborted_serve_are_closed() {
         assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
         assert!(waiting.closed().await);
     }
+}
+
+/// Counts the storage waits in progress (long-polls waiting for data).
+struct WaitCounting {
+    inner: Arc<dyn StreamStorage>,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Takes one off the count when the wait ends or is dropped.
+struct WaitEnded(Arc<AtomicUsize>);
+
+impl Drop for WaitEnded {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait::async_trait]
+impl ForwardingStorage for WaitCounting {
+    fn inner(&self) -> &dyn StreamStorage {
+        &*self.inner
+    }
+
+    async fn wait(
+        &self,
+        name: &StreamName,
+        after: &Offset,
+        timeout: Duration,
+    ) -> Result<WaitOutcome, StorageError> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _ended = WaitEnded(self.waiting.clone());
+        self.inner.wait(name, after, timeout).await
+    }
+}
+
+/// Yields (the test runs on one thread, with the server) until `waiting` holds `count`,
+/// within [`BOUND`].
+async fn until_waiting(waiting: &AtomicUsize, count: usize) {
+    tokio::time::timeout(BOUND, async {
+        while waiting.load(Ordering::SeqCst) != count {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{count} waits within the bound"));
+}
+
+/// A long-poll whose client closes the connection stops waiting at once, not at its timeout.
+#[tokio::test]
+async fn a_long_poll_ends_when_its_client_leaves() {
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let storage = Arc::new(WaitCounting {
+        inner: Arc::new(MemoryStreamStorage::new()),
+        waiting: waiting.clone(),
+    });
+    let server = loopback::served_over(
+        storage,
+        ServerConfig {
+            long_poll_timeout: Duration::from_secs(600),
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    let mut creator = Client::connect(server.addr).await;
+    creator
+        .send(&request("PUT", "/v1/stream/lp", "", b""))
+        .await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+    let mut client = Client::connect(server.addr).await;
+    client
+        .send(&request("POST", "/v1/stream/lp", "", b"x"))
+        .await;
+    let appended = client.answer("POST").await;
+    let tail = appended
+        .header("stream-next-offset")
+        .expect("offset")
+        .to_owned();
+    let path = format!("/v1/stream/lp?offset={tail}&live=long-poll");
+    client.send(&request("GET", &path, "", b"")).await;
+    until_waiting(&waiting, 1).await;
+    drop(client);
+    until_waiting(&waiting, 0).await;
 }
