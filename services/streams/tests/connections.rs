@@ -145,13 +145,8 @@ impl Client {
         answer
     }
 
-    /// Whether the server closed the connection with nothing more sent; false once a byte
-    /// arrives (left unread for [`Client::answer`]).
-    async fn closed_before_answering(&mut self) -> bool {
-        self.closed().await
-    }
-
-    /// True once the server has closed the connection (nothing more to read).
+    /// True once the server has closed the connection (nothing more to read); false once a
+    /// byte arrives, which is left unread for [`Client::answer`].
     async fn closed(&mut self) -> bool {
         let len = self.unread.len() + 1;
         !self.fill(len).await
@@ -357,7 +352,7 @@ async fn connections_of_an_aborted_serve_are_closed() {
     assert!(ours.closed().await, "the loop's idle connection is closed");
     assert!(hypers.closed().await, "hyper's idle connection is closed");
     // Answered at once (or, had it not been read yet, closed): not left waiting 600 s.
-    if !waiting.closed_before_answering().await {
+    if !waiting.closed().await {
         let answer = waiting.answer("GET").await;
         assert_eq!(answer.status, 204, "{answer:?}");
         assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
