@@ -21,6 +21,10 @@ use loopback::server;
 
 /// Every exchange here is bounded by this.
 const BOUND: Duration = Duration::from_secs(10);
+/// The server's limit on a head's arrival and on a body's silence.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The bound of exchanges in the tests of that limit, on a paused clock (so it costs nothing).
+const PAST_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One response read off a kept-alive connection.
 #[derive(Debug)]
@@ -43,15 +47,22 @@ impl Answer {
 struct Client {
     tcp: TcpStream,
     unread: Vec<u8>,
+    /// How long a read may wait for the server.
+    bound: Duration,
 }
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Client {
+        Client::connect_bounded(addr, BOUND).await
+    }
+
+    async fn connect_bounded(addr: SocketAddr, bound: Duration) -> Client {
         let tcp = TcpStream::connect(addr).await.expect("connect");
         tcp.set_nodelay(true).expect("nodelay");
         Client {
             tcp,
             unread: Vec::new(),
+            bound,
         }
     }
 
@@ -70,7 +81,7 @@ impl Client {
     async fn fill(&mut self, len: usize) -> bool {
         while self.unread.len() < len {
             let mut chunk = [0u8; 16 << 10];
-            let n = tokio::time::timeout(BOUND, self.tcp.read(&mut chunk))
+            let n = tokio::time::timeout(self.bound, self.tcp.read(&mut chunk))
                 .await
                 .expect("the server answers in time")
                 .expect("read");
@@ -440,4 +451,98 @@ async fn a_long_poll_ends_when_its_client_leaves() {
     until_waiting(&waiting, 1).await;
     drop(client);
     until_waiting(&waiting, 0).await;
+}
+
+/// On a paused clock: the server closes `client`'s connection, sending nothing more, at the
+/// read limit after `since` (within a second).
+async fn assert_closed_at_the_limit(client: &mut Client, since: tokio::time::Instant, what: &str) {
+    assert!(
+        client.closed().await,
+        "{what}: the server closes the connection"
+    );
+    let waited = since.elapsed();
+    assert!(
+        (READ_TIMEOUT..READ_TIMEOUT + Duration::from_secs(1)).contains(&waited),
+        "{what}: closed after {waited:?}"
+    );
+}
+
+/// A request head that stops arriving midway closes the connection 30 s after the head
+/// began to be awaited, without an answer, on the loop and on a connection handed to hyper.
+#[tokio::test(start_paused = true)]
+async fn a_head_that_stops_midway_closes_the_connection_after_30_s() {
+    let server = server().await;
+    let mut ours = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    let since = tokio::time::Instant::now();
+    ours.send(b"POST /v1/stream/h HTTP/1.1\r\nHost: te").await;
+    assert_closed_at_the_limit(&mut ours, since, "a stalled head on the loop").await;
+
+    // The create makes this connection hyper's.
+    let mut hypers = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    hypers.send(&request("PUT", "/v1/stream/h", "", b"")).await;
+    assert_eq!(hypers.answer("PUT").await.status, 201);
+    let since = tokio::time::Instant::now();
+    hypers
+        .send(b"GET /v1/stream/h?offset=-1 HTTP/1.1\r\nHo")
+        .await;
+    assert_closed_at_the_limit(&mut hypers, since, "a stalled head on hyper's connection").await;
+}
+
+/// The limit counts from the last answer: a request 29 s after it is answered, and a
+/// connection that stays silent is closed 30 s after its last answer.
+#[tokio::test(start_paused = true)]
+async fn a_kept_alive_connection_is_closed_30_s_after_its_last_answer() {
+    let server = server().await;
+    let mut creator = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    creator.send(&request("PUT", "/v1/stream/k", "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+    let mut client = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    for i in 0..3 {
+        tokio::time::sleep(READ_TIMEOUT - Duration::from_secs(1)).await;
+        client
+            .send(&request("POST", "/v1/stream/k", "", b"x"))
+            .await;
+        let answer = client.answer("POST").await;
+        assert_eq!(
+            answer.status, 204,
+            "append {i} after 29 s of silence: {answer:?}"
+        );
+    }
+    let since = tokio::time::Instant::now();
+    assert_closed_at_the_limit(&mut client, since, "an idle connection").await;
+}
+
+/// A body is limited by its silences, not its length: one sent a byte every 20 s is stored;
+/// one that stops midway closes the connection 30 s after its last byte, unanswered.
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stops_midway_closes_the_connection_30_s_after_its_last_byte() {
+    let server = server().await;
+    let mut client = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    let mut creator = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    creator.send(&request("PUT", "/v1/stream/b", "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+
+    let slow = request("POST", "/v1/stream/b", "", b"abcd");
+    let (head, body) = slow.split_at(slow.len() - 4);
+    client.send(head).await;
+    for byte in body {
+        // A sleep, not `advance`: the clock moves only once the server has taken what was
+        // sent (the runtime is idle), as it would on a real one.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        client.send(&[*byte]).await;
+    }
+    let answer = client.answer("POST").await;
+    assert_eq!(answer.status, 204, "a slow body is stored: {answer:?}");
+
+    let stalled = request("POST", "/v1/stream/b", "", b"efgh");
+    client.send(&stalled[..stalled.len() - 2]).await;
+    let since = tokio::time::Instant::now();
+    assert_closed_at_the_limit(&mut client, since, "a stalled body").await;
+    // The creator's connection has been closed meanwhile, idle for longer than the limit.
+    let mut reader = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    reader
+        .send(&request("GET", "/v1/stream/b?offset=-1", "", b""))
+        .await;
+    let read = reader.answer("GET").await;
+    assert_eq!(read.body, b"abcd", "only the whole body was stored");
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::super::hot_routes::HotRoutes;
 use super::head::{self, Head};
+use super::lapse::{Lapse, READ_TIMEOUT};
 use super::{handoff, response};
 
 /// How much more is read at a time.
@@ -31,6 +32,9 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
     // at a time is parsed once it may be whole, not once per read.
     let mut no_head_end_before = 0;
     let mut head_scratch = Vec::with_capacity(1024);
+    // Runs from the start of the wait for a head (a new connection, the last answer) to the
+    // head's end, then from each read of a body to the next.
+    let mut limit = Lapse::new(READ_TIMEOUT);
     loop {
         let parsed = if head_may_end(&buffered, no_head_end_before) {
             head::parse(&buffered)
@@ -41,10 +45,18 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
             Head::Partial if buffered.len() < MAX_HEAD => {
                 no_head_end_before = buffered.len();
                 // Waiting for a request (or the rest of its head): a stop closes the connection.
-                if !read_more(&mut tcp, &mut buffered, READ_CHUNK, Some(&stop)).await {
-                    return;
+                match read_more(&mut tcp, &mut buffered, READ_CHUNK, Some(&stop), &mut limit).await
+                {
+                    Read::More => continue,
+                    Read::TimedOut if !buffered.is_empty() => {
+                        tracing::debug!(
+                            bytes = buffered.len(),
+                            "no whole request head in {READ_TIMEOUT:?}; closing the connection"
+                        );
+                        return;
+                    }
+                    Read::TimedOut | Read::Ended => return,
                 }
-                continue;
             }
             Head::Partial | Head::Theirs => {
                 return handoff::serve_with_hyper(tcp, buffered, routes, stop).await;
@@ -65,10 +77,28 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
         };
         while buffered.len() < head_len + body_len {
             // Room for the body in steps of at most `MAX_RESERVE`, so a length alone reserves
-            // little; a body being sent is read to its end, stop or not.
+            // little; a body being sent is read to its end, stop or not, unless it falls
+            // silent for `READ_TIMEOUT`.
             let missing = head_len + body_len - buffered.len();
-            if !read_more(&mut tcp, &mut buffered, missing.min(MAX_RESERVE), None).await {
-                return;
+            limit.restart();
+            match read_more(
+                &mut tcp,
+                &mut buffered,
+                missing.min(MAX_RESERVE),
+                None,
+                &mut limit,
+            )
+            .await
+            {
+                Read::More => {}
+                Read::TimedOut => {
+                    tracing::debug!(
+                        missing,
+                        "no byte of a request body in {READ_TIMEOUT:?}; closing the connection"
+                    );
+                    return;
+                }
+                Read::Ended => return,
             }
         }
         let mut message = buffered.split_to(head_len + body_len);
@@ -88,7 +118,7 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
         // Once stopping, this answer is the last, and says so.
         let last = stop.is_cancelled();
         match response::write(&mut tcp, response, last, &mut head_scratch).await {
-            Ok(true) if !last => {}
+            Ok(true) if !last => limit.restart(),
             Ok(_) => return,
             Err(error) => {
                 tracing::debug!(%error, "writing a response failed; closing the connection");
@@ -113,24 +143,45 @@ fn head_may_end(buffered: &[u8], known_without: usize) -> bool {
     })
 }
 
-/// Reads more of the connection into `buffered`, with room for at least `room` more bytes;
-/// false once it is closed, failed, or `stop` fires.
+/// What a [`read_more`] found.
+enum Read {
+    /// Bytes were added.
+    More,
+    /// The connection is closed or failed, or `stop` fired.
+    Ended,
+    /// The limit passed first.
+    TimedOut,
+}
+
+/// Reads more of the connection into `buffered`, with room for at least `room` more bytes,
+/// unless it is closed, fails, `stop` fires or `limit` passes first.
 async fn read_more(
     tcp: &mut TcpStream,
     buffered: &mut BytesMut,
     room: usize,
     stop: Option<&CancellationToken>,
-) -> bool {
+    limit: &mut Lapse,
+) -> Read {
     buffered.reserve(room);
-    let read = match stop {
-        // `read_buf` is cancel-safe: a stop loses no byte (nothing more is read).
-        Some(stop) => tokio::select! {
-            read = tcp.read_buf(buffered) => read,
-            () = stop.cancelled() => return false,
-        },
-        None => tcp.read_buf(buffered).await,
+    // `read_buf` is cancel-safe: a stop or a timeout loses no byte (nothing more is read).
+    // Bytes that arrived count even when the limit has passed meanwhile.
+    let stopped = async {
+        match stop {
+            Some(stop) => stop.cancelled().await,
+            None => std::future::pending().await,
+        }
     };
-    matches!(read, Ok(n) if n > 0)
+    let read = tokio::select! {
+        biased;
+        read = tcp.read_buf(buffered) => read,
+        () = stopped => return Read::Ended,
+        () = limit.passed() => return Read::TimedOut,
+    };
+    if matches!(read, Ok(n) if n > 0) {
+        Read::More
+    } else {
+        Read::Ended
+    }
 }
 
 /// `answer`, unless the client closes the connection first (`None`). What it sends meanwhile

@@ -7,13 +7,14 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 use super::super::hot_routes::HotRoutes;
+use super::lapse::READ_TIMEOUT;
 
 /// Serves the rest of the connection with hyper; `unread` is what was read and not answered.
 pub(super) async fn serve_with_hyper(
@@ -28,9 +29,12 @@ pub(super) async fn serve_with_hyper(
         routes.call(request.map(Body::new))
     });
     // A client that shuts its sending side after its request still gets the answer, as on
-    // the loop (hyper's default closes at once on reading the end).
+    // the loop (hyper's default closes at once on reading the end). hyper's header timeout
+    // takes effect only with a timer.
     let connection = hyper::server::conn::http1::Builder::new()
         .half_close(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
         .serve_connection(io, service);
     tokio::pin!(connection);
     let result = tokio::select! {

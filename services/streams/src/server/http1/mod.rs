@@ -15,10 +15,14 @@
 //! already read, for the rest of its life ([`handoff`]), so every unusual case (malformed
 //! requests, chunked bodies, `100-continue`, SSE, the router's routes) keeps hyper's answer.
 //! The handlers are the same either way; only the framing differs.
+//!
+//! Both close a connection whose next request head takes more than [`READ_TIMEOUT`](lapse::READ_TIMEOUT) to
+//! arrive; the loop also closes one whose body falls silent that long.
 
 mod connection;
 mod handoff;
 mod head;
+mod lapse;
 mod response;
 
 use std::future::Future;
