@@ -49,6 +49,9 @@ pub mod grpc;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+#[cfg(feature = "http-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-server")))]
+pub mod http_server;
 #[cfg(feature = "redis")]
 mod keyed_lock;
 #[cfg(feature = "log")]

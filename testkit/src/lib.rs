@@ -14,9 +14,11 @@
 //! * [`checker`]: a seeded, fault-injecting checker in the style of Jepsen: random operations
 //!   from concurrent clients, a recorded history, faults (node kills, server restarts and
 //!   freezes, cut connections) and pure checks of the history; for the streams server and the hub.
+//! * [`http`]: an HTTP server's connection limits, checked over loopback TCP.
 
 pub mod checker;
 pub mod fixtures;
+pub mod http;
 pub mod logs;
 pub mod suites;
 

@@ -293,3 +293,21 @@ async fn the_api_key_and_the_client_token_must_match_exactly() {
     until("registered", || hub.is_local("c")).await;
     hub.shutdown().await;
 }
+
+/// A client that stops midway through its upgrade request's head is closed, unanswered, 30 s
+/// after it connected: it holds no task of the server for longer (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
+    let (_hub, url, _stop) = serve(HubConfig::default()).await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .expect("an address");
+    courier_testkit::http::assert_stalled_head_closed(
+        addr,
+        b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgr",
+        Duration::from_secs(30),
+    )
+    .await;
+}

@@ -557,3 +557,26 @@ async fn an_over_long_id_or_key_rejects_only_its_event() {
     assert!(errors[2].starts_with("idempotency_key:"), "{errors:?}");
     assert_eq!(stored(&fixture, "app-1").await.len(), 1);
 }
+
+/// A client that stops midway through a request's head is closed, unanswered, 30 s after it
+/// connected: it holds no task of the server for longer (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
+    let fixture = fixture(IngestConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _serving = tokio::spawn(
+        fixture
+            .server
+            .clone()
+            .serve(listener, std::future::pending()),
+    );
+    courier_testkit::http::assert_stalled_head_closed(
+        addr,
+        b"POST /v1/events/batch HTTP/1.1\r\nHost: te",
+        Duration::from_secs(30),
+    )
+    .await;
+}

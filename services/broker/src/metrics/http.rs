@@ -26,7 +26,5 @@ pub async fn serve(
             async move { ([(CONTENT_TYPE, TEXT_FORMAT)], text) }
         }),
     );
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    courier_impls::http_server::serve(listener, router, shutdown).await
 }

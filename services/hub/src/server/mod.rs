@@ -78,9 +78,10 @@ impl HubServer {
         let hub = self.state.hub.clone();
         let stop = tokio_util::sync::CancellationToken::new();
         let stopped = stop.clone();
-        let server = axum::serve(listener, self.router())
-            .with_graceful_shutdown(async move { stopped.cancelled().await });
-        let server = tokio::spawn(async move { server.await });
+        let server = courier_impls::http_server::serve(listener, self.router(), async move {
+            stopped.cancelled().await;
+        });
+        let server = tokio::spawn(server);
         shutdown.await;
         // WebSocket connections never end by themselves: close them before waiting on axum.
         hub.shutdown().await;

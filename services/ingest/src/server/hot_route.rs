@@ -17,14 +17,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use axum::{Router, ServiceExt as _};
+use courier_impls::http_server::{self, Incoming};
 use futures::future::Either;
 use http::Method;
 use tokio::net::TcpListener;
-use tower::Service;
+use tower::{Service, ServiceExt as _};
 
 use super::router::{IngestServer, IngestState, answer_batch};
 
@@ -44,16 +45,18 @@ impl IngestServer {
     ) -> std::io::Result<()> {
         let admin = self.admin.clone();
         // Each connection gets a clone of the service.
-        axum::serve(listener, self.service().into_make_service())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                // Open event reads would otherwise hold the shutdown for their long-poll or
-                // SSE timeout (30-60 s), past what an orchestrator waits before SIGKILL.
-                if let Some(admin) = admin {
-                    admin.stop_live_reads();
-                }
-            })
-            .await
+        let service = self
+            .service()
+            .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
+        http_server::serve(listener, service, async move {
+            shutdown.await;
+            // Open event reads would otherwise hold the shutdown for their long-poll or
+            // SSE timeout (30-60 s), past what an orchestrator waits before SIGKILL.
+            if let Some(admin) = admin {
+                admin.stop_live_reads();
+            }
+        })
+        .await
     }
 }
 

@@ -26,17 +26,12 @@ mod lapse;
 mod response;
 
 use std::future::Future;
-use std::time::Duration;
 
+use courier_impls::http_server::accept_until;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::hot_routes::HotRoutes;
-
-/// How long to wait after an accept error that is not about one connection (too many open
-/// files, out of memory) before accepting again, as hyper's and axum's servers do.
-const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves `listener` until `shutdown` completes, then stops accepting, cancels `live_reads`
 /// (waiting reads answer at once), lets every connection finish the request it is answering
@@ -47,47 +42,15 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     live_reads: CancellationToken,
 ) -> std::io::Result<()> {
-    let stop = CancellationToken::new();
-    // Dropped unfinished (its task aborted), `serve` still ends its waiting reads and stops
-    // its connections: idle ones close, busy ones after their answer.
+    // Dropped unfinished (its task aborted), `serve` still ends its waiting reads (and
+    // `accept_until` stops its connections: idle ones close, busy ones after their answer).
     let _end_live_reads_when_dropped = live_reads.clone().drop_guard();
-    let _stop_when_dropped = stop.clone().drop_guard();
-    let connections = TaskTracker::new();
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
-            Err(error) if is_connection_error(&error) => continue,
-            Err(error) => {
-                tracing::error!(%error, "accepting a connection failed; retrying in 1 s");
-                tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                    () = &mut shutdown => break,
-                }
-            }
-        };
-        // Small responses must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-        connections.spawn(connection::run(tcp, routes.clone(), stop.clone()));
-    }
-    drop(listener);
-    live_reads.cancel();
-    stop.cancel();
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-/// Errors of one connection that went away before it was accepted: nothing to wait for.
-fn is_connection_error(error: &std::io::Error) -> bool {
-    matches!(
-        error.kind(),
-        std::io::ErrorKind::ConnectionRefused
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::ConnectionReset
-    )
+    let shutdown = async {
+        shutdown.await;
+        live_reads.cancel();
+    };
+    accept_until(listener, shutdown, |tcp, stop| {
+        connection::run(tcp, routes.clone(), stop)
+    })
+    .await
 }
