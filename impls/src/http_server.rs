@@ -22,6 +22,7 @@
 
 use std::error::Error as StdError;
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -68,20 +69,35 @@ where
             .with_upgrades();
         async move {
             tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = stop.cancelled() => {
-                    // Finishes the request in flight, if any, then closes.
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(error) = result {
-                tracing::debug!(%error, "HTTP/1 connection ended with an error");
-            }
+            until_stopped(connection, &stop, |connection| {
+                connection.graceful_shutdown()
+            })
+            .await;
         }
     })
     .await
+}
+
+/// Drives a hyper connection until it ends, or until `stop`: then `graceful_shutdown` (hyper's
+/// method of that connection type) lets it finish the request in flight, if any, and close.
+pub async fn until_stopped<C, E>(
+    mut connection: Pin<&mut C>,
+    stop: &CancellationToken,
+    graceful_shutdown: impl FnOnce(Pin<&mut C>),
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stop.cancelled() => {
+            graceful_shutdown(connection.as_mut());
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP/1 connection ended with an error");
+    }
 }
 
 /// The accept loop of a server: each connection accepted on `listener` (with `TCP_NODELAY`)

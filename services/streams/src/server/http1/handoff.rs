@@ -6,6 +6,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
+use courier_impls::http_server::until_stopped;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -37,17 +38,10 @@ pub(super) async fn serve_with_hyper(
         .header_read_timeout(READ_TIMEOUT)
         .serve_connection(io, service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stop.cancelled() => {
-            // Finishes the request in flight, if any, then closes.
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%error, "HTTP/1 connection ended with an error");
-    }
+    until_stopped(connection, &stop, |connection| {
+        connection.graceful_shutdown()
+    })
+    .await;
 }
 
 /// A TCP stream whose first reads return `unread`.
