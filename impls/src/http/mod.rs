@@ -12,10 +12,19 @@ use futures::StreamExt;
 use http_body_util::{BodyExt, BodyStream, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Requests without their own timeout give up after this long (waiting for the headers).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A pooled connection idle this long is not used again; the next request opens a new one.
+///
+/// Why 20 s: Courier's servers close a connection 30 s after its last answer
+/// (`http_server::HEADER_READ_TIMEOUT`). A client that kept connections as long would now and
+/// then send on one the server is closing at that moment, and get an error for a request the
+/// server never read. Other servers close sooner (Node's after 5 s): set
+/// [`HttpTransport::with_pool_idle_timeout`] below theirs.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// HTTP/1.1 client for one base URL (`http://host:port[/prefix]`). Cheap to clone; clones
 /// share the connection pool.
@@ -52,17 +61,19 @@ impl HttpTransport {
                 "base URL {base_url:?} must be http://host:port[/prefix]"
             )));
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
         Ok(HttpTransport {
             base,
-            client,
+            client: pooled_client(DEFAULT_POOL_IDLE_TIMEOUT),
             timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// Sets how long a pooled connection may stay idle and still be used (default
+    /// [`DEFAULT_POOL_IDLE_TIMEOUT`]); keep it below the server's own idle limit. Starts a new
+    /// pool: clones made before keep the old one.
+    pub fn with_pool_idle_timeout(mut self, idle: Duration) -> HttpTransport {
+        self.client = pooled_client(idle);
+        self
     }
 
     /// Sets the timeout of requests that do not carry their own.
@@ -75,6 +86,18 @@ impl HttpTransport {
     pub fn base_url(&self) -> &str {
         &self.base
     }
+}
+
+/// A client whose pool drops connections idle longer than `idle`. The pool reads the time from
+/// tokio's clock (its timer), so tests on a paused clock see the rule.
+fn pooled_client(idle: Duration) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
 }
 
 fn method(m: Method) -> http::Method {
@@ -181,5 +204,93 @@ mod tests {
             .await
             .expect_err("nothing listens");
         assert!(err.is_retryable(), "{err}");
+    }
+
+    /// A server with Courier's idle limit that answers each request with the number of the
+    /// connection it came on (1, 2, ...).
+    #[cfg(feature = "http-server")]
+    async fn numbering_server() -> (HttpTransport, tokio::sync::oneshot::Sender<()>) {
+        use std::convert::Infallible;
+
+        use crate::http_server::{HEADER_READ_TIMEOUT, accept_until, until_stopped};
+        use hyper_util::rt::TokioIo;
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut accepted = 0u32;
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(accept_until(listener, shutdown, move |tcp, stop| {
+            accepted += 1;
+            let number = accepted;
+            let answer = hyper::service::service_fn(move |_request| async move {
+                Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                    number.to_string(),
+                ))))
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), answer);
+            async move {
+                tokio::pin!(connection);
+                until_stopped(connection, &stop, |c| c.graceful_shutdown()).await;
+            }
+        }));
+        // On a paused clock the request timeout must not fire while bytes are in flight.
+        let http = HttpTransport::new(&format!("http://{addr}"))
+            .expect("valid")
+            .with_timeout(Duration::from_secs(300));
+        (http, stop)
+    }
+
+    #[cfg(feature = "http-server")]
+    async fn connection_number(http: &HttpTransport) -> String {
+        let response = http
+            .send(Request::new(Method::Get, "/"))
+            .await
+            .expect("answered");
+        match response.body {
+            ResponseBody::Full(body) => String::from_utf8(body.to_vec()).expect("text"),
+            ResponseBody::Stream(_) => panic!("a body with a length is read whole"),
+        }
+    }
+
+    #[cfg(feature = "http-server")]
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_used_again_within_the_pool_limit() {
+        let (http, _stop) = numbering_server().await;
+        assert_eq!(connection_number(&http).await, "1");
+        tokio::time::sleep(DEFAULT_POOL_IDLE_TIMEOUT - Duration::from_secs(1)).await;
+        assert_eq!(connection_number(&http).await, "1");
+    }
+
+    #[cfg(feature = "http-server")]
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_near_the_servers_idle_limit_is_not_used_again() {
+        use crate::http_server::HEADER_READ_TIMEOUT;
+
+        const { assert!(DEFAULT_POOL_IDLE_TIMEOUT.as_secs() + 5 <= HEADER_READ_TIMEOUT.as_secs()) };
+        let (http, _stop) = numbering_server().await;
+        assert_eq!(connection_number(&http).await, "1");
+        // Idle for a moment less than the server's limit: the server would still read the
+        // connection, but a request sent now could meet its closing on a slower machine.
+        tokio::time::sleep(HEADER_READ_TIMEOUT - Duration::from_millis(100)).await;
+        assert_eq!(connection_number(&http).await, "2");
+        assert_eq!(connection_number(&http).await, "2");
+    }
+
+    #[cfg(feature = "http-server")]
+    #[tokio::test(start_paused = true)]
+    async fn the_pool_limit_can_be_set() {
+        let (http, _stop) = numbering_server().await;
+        let http = http.with_pool_idle_timeout(Duration::from_secs(4));
+        assert_eq!(connection_number(&http).await, "1");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(connection_number(&http).await, "2");
     }
 }
