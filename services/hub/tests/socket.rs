@@ -311,3 +311,25 @@ async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
     )
     .await;
 }
+
+/// A push whose body stops midway fails 30 s after its last byte and its connection closes:
+/// it holds no task of the server for longer (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_request_body_that_stops_midway_is_closed_after_30_s() {
+    let (_hub, url, _stop) = serve(HubConfig::default()).await;
+    let addr = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .expect("an address");
+    let answer = courier_testkit::http::assert_stalled_body_closed(
+        addr,
+        b"POST /api/v1/broadcast HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "an error answer or none: {answer}"
+    );
+}

@@ -580,3 +580,38 @@ async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
     )
     .await;
 }
+
+/// A batch whose body stops midway fails 30 s after its last byte: the connection is closed
+/// and nothing of the batch is stored (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_batch_body_that_stops_midway_is_closed_after_30_s_and_nothing_is_stored() {
+    let fixture = fixture(IngestConfig::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _serving = tokio::spawn(
+        fixture
+            .server
+            .clone()
+            .serve(listener, std::future::pending()),
+    );
+    let body = json!({"events": [envelope("k-a", "a")]}).to_string();
+    let (sent, _) = body.split_at(body.len() - 3);
+    let request = format!(
+        "POST /v1/events/batch HTTP/1.1\r\nHost: test\r\nx-api-key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{sent}",
+        body.len()
+    );
+    let answer = courier_testkit::http::assert_stalled_body_closed(
+        addr,
+        request.as_bytes(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "an error answer or none: {answer}"
+    );
+    assert!(stored(&fixture, "app-1").await.is_empty());
+}

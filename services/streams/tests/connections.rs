@@ -546,3 +546,44 @@ async fn a_body_that_stops_midway_closes_the_connection_30_s_after_its_last_byte
     let read = reader.answer("GET").await;
     assert_eq!(read.body, b"abcd", "only the whole body was stored");
 }
+
+/// The same limit on a body that hyper reads (a chunked one, handed over): chunks 20 s apart
+/// are stored; a body that stops midway ends its connection 30 s after its last byte and
+/// nothing of it is stored.
+#[tokio::test(start_paused = true)]
+async fn a_chunked_body_that_stops_midway_closes_the_connection_30_s_after_its_last_byte() {
+    let server = server().await;
+    let mut creator = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    creator.send(&request("PUT", "/v1/stream/c", "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+
+    let head = b"POST /v1/stream/c HTTP/1.1\r\nHost: test\r\nContent-Type: text/plain\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n";
+    let mut slow = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    slow.send(head).await;
+    for chunk in [&b"2\r\nab\r\n"[..], b"2\r\ncd\r\n", b"0\r\n\r\n"] {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        slow.send(chunk).await;
+    }
+    let answer = slow.answer("POST").await;
+    assert_eq!(
+        answer.status, 204,
+        "a slow chunked body is stored: {answer:?}"
+    );
+
+    let mut stalled = head.to_vec();
+    stalled.extend_from_slice(b"4\r\nef");
+    let answer =
+        courier_testkit::http::assert_stalled_body_closed(server.addr, &stalled, READ_TIMEOUT)
+            .await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "an error answer or none: {answer}"
+    );
+    let mut reader = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    reader
+        .send(&request("GET", "/v1/stream/c?offset=-1", "", b""))
+        .await;
+    let read = reader.answer("GET").await;
+    assert_eq!(read.body, b"abcd", "only the whole body was stored");
+}

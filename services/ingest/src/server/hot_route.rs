@@ -21,7 +21,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::routing::future::RouteFuture;
-use courier_impls::http_server::{self, Incoming};
+use courier_impls::http_server::{self, RequestBody};
 use futures::future::Either;
 use http::Method;
 use tokio::net::TcpListener;
@@ -47,7 +47,7 @@ impl IngestServer {
         // Each connection gets a clone of the service.
         let service = self
             .service()
-            .map_request(|request: Request<Incoming>| request.map(axum::body::Body::new));
+            .map_request(|request: Request<RequestBody>| request.map(axum::body::Body::new));
         http_server::serve(listener, service, async move {
             shutdown.await;
             // Open event reads would otherwise hold the shutdown for their long-poll or

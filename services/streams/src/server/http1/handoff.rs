@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
-use courier_impls::http_server::until_stopped;
+use courier_impls::http_server::{RequestBody, until_stopped};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -27,7 +27,7 @@ pub(super) async fn serve_with_hyper(
     let io = TokioIo::new(Rewound { unread, tcp });
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut routes = routes.clone();
-        routes.call(request.map(Body::new))
+        routes.call(request.map(|body| Body::new(RequestBody::new(body))))
     });
     // A client that shuts its sending side after its request still gets the answer, as on
     // the loop (hyper's default closes at once on reading the end). hyper's header timeout

@@ -3,13 +3,16 @@
 //! Why not `axum::serve`: it gives hyper no timer, so hyper's 30 s limit on a request head's
 //! arrival is off. A client that sends a few bytes and stops, or opens connections and sends
 //! nothing, then holds a task and a buffer per connection for ever. [`serve`] is the same
-//! accept loop (HTTP/1.1, WebSocket upgrades, graceful shutdown) with the limit on.
+//! accept loop (HTTP/1.1, WebSocket upgrades, graceful shutdown) with the limit on, and the
+//! same limit on a request body's silence ([`RequestBody`]), which hyper has none of.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::convert::Infallible;
 //!
-//! let hello = tower::service_fn(|_request: http::Request<hyper::body::Incoming>| async {
+//! use courier_impls::http_server::RequestBody;
+//!
+//! let hello = tower::service_fn(|_request: http::Request<RequestBody>| async {
 //!     Ok::<_, Infallible>(http::Response::new(String::from("hello")))
 //! });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
@@ -26,14 +29,17 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
 
-/// The body of the requests [`serve`] hands to its service (hyper's).
-pub use hyper::body::Incoming;
+mod request_body;
+
+pub use request_body::{BODY_SILENCE_LIMIT, RequestBody, RequestBodyError};
 
 /// A connection is closed, unanswered, when its next request head has not arrived whole this
 /// long after the connection opened or its previous answer was sent (hyper's default).
@@ -46,6 +52,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting, lets every
 /// connection finish the request it is answering (idle ones close at once), and returns when
 /// all are gone. Upgraded connections (WebSocket) are their handler's from the upgrade on.
+/// Request bodies are hyper's, failing after [`BODY_SILENCE_LIMIT`] without a byte.
 ///
 /// Errors: none so far; accept errors are logged and retried.
 pub async fn serve<S, B>(
@@ -54,7 +61,7 @@ pub async fn serve<S, B>(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()>
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: tower::Service<Request<RequestBody>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<Box<dyn StdError + Send + Sync>>,
     B: http_body::Body + Send + 'static,
@@ -65,7 +72,14 @@ where
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service.clone()))
+            .serve_connection(
+                TokioIo::new(tcp),
+                TowerToHyperService::new(
+                    service
+                        .clone()
+                        .map_request(|request: Request<Incoming>| request.map(RequestBody::new)),
+                ),
+            )
             .with_upgrades();
         async move {
             tokio::pin!(connection);
@@ -163,6 +177,7 @@ mod tests {
     use std::net::SocketAddr;
     use std::sync::Arc;
 
+    use http_body_util::BodyExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::{Notify, oneshot};
     use tokio::time::Instant;
@@ -172,8 +187,9 @@ mod tests {
     /// Reads on a paused clock are bounded by this (it costs nothing).
     const BOUND: Duration = Duration::from_secs(300);
 
-    /// A server answering `ok` to every request. With `gates` (entered, open), a request
-    /// notifies `entered` and waits for `open` first.
+    /// A server that reads each request's body and answers `ok`, or `408` when the body went
+    /// silent. With `gates` (entered, open), a request notifies `entered` and waits for `open`
+    /// first.
     async fn server(
         gates: Option<(Arc<Notify>, Arc<Notify>)>,
     ) -> (
@@ -183,14 +199,23 @@ mod tests {
     ) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let service = tower::service_fn(move |_request: Request<Incoming>| {
+        let service = tower::service_fn(move |request: Request<RequestBody>| {
             let gates = gates.clone();
             async move {
                 if let Some((entered, open)) = gates {
                     entered.notify_one();
                     open.notified().await;
                 }
-                Ok::<_, Infallible>(Response::new(String::from("ok")))
+                let answer = match request.into_body().collect().await {
+                    Ok(_) => Response::new(String::from("ok")),
+                    Err(RequestBodyError::Silent(_)) => {
+                        let mut answer = Response::new(String::from("silent"));
+                        *answer.status_mut() = http::StatusCode::REQUEST_TIMEOUT;
+                        answer
+                    }
+                    Err(error) => panic!("unexpected body error: {error}"),
+                };
+                Ok::<_, Infallible>(answer)
             }
         });
         let (stop, stopped) = oneshot::channel::<()>();
@@ -262,6 +287,38 @@ mod tests {
             (HEADER_READ_TIMEOUT..HEADER_READ_TIMEOUT + Duration::from_secs(1)).contains(&waited),
             "closed after {waited:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_midway_fails_after_30_s_and_its_connection_closes() {
+        let (addr, _stop, _serving) = server(None).await;
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc")
+            .await
+            .expect("send");
+        let since = Instant::now();
+        let answer = read_to_close(&mut tcp).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        let waited = since.elapsed();
+        assert!(
+            (BODY_SILENCE_LIMIT..BODY_SILENCE_LIMIT + Duration::from_secs(1)).contains(&waited),
+            "answered after {waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_sends_a_byte_every_20_s_is_read_whole() {
+        let (addr, _stop, _serving) = server(None).await;
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\n\r\n")
+            .await
+            .expect("send");
+        for byte in [b"a", b"b", b"c"] {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            tcp.write_all(byte).await.expect("send");
+        }
+        let answer = read_answer(&mut tcp).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     /// Shutdown: the request in flight is answered, then its connection closes; an idle
