@@ -294,16 +294,20 @@ async fn the_api_key_and_the_client_token_must_match_exactly() {
     hub.shutdown().await;
 }
 
+/// The server's address, from its WebSocket URL.
+fn http_addr(url: &str) -> std::net::SocketAddr {
+    url.trim_start_matches("ws://")
+        .trim_end_matches("/ws")
+        .parse()
+        .expect("an address")
+}
+
 /// A client that stops midway through its upgrade request's head is closed, unanswered, 30 s
 /// after it connected: it holds no task of the server for longer (paused clock).
 #[tokio::test(start_paused = true)]
 async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
     let (_hub, url, _stop) = serve(HubConfig::default()).await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .expect("an address");
+    let addr = http_addr(&url);
     courier_testkit::http::assert_stalled_head_closed(
         addr,
         b"GET /ws HTTP/1.1\r\nHost: test\r\nUpgr",
@@ -317,11 +321,7 @@ async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
 #[tokio::test(start_paused = true)]
 async fn a_request_body_that_stops_midway_is_closed_after_30_s() {
     let (_hub, url, _stop) = serve(HubConfig::default()).await;
-    let addr = url
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws")
-        .parse()
-        .expect("an address");
+    let addr = http_addr(&url);
     let answer = courier_testkit::http::assert_stalled_body_closed(
         addr,
         b"POST /api/v1/broadcast HTTP/1.1\r\nHost: test\r\nContent-Length: 10\r\n\r\nabc",

@@ -558,21 +558,27 @@ async fn an_over_long_id_or_key_rejects_only_its_event() {
     assert_eq!(stored(&fixture, "app-1").await.len(), 1);
 }
 
-/// A client that stops midway through a request's head is closed, unanswered, 30 s after it
-/// connected: it holds no task of the server for longer (paused clock).
-#[tokio::test(start_paused = true)]
-async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
-    let fixture = fixture(IngestConfig::default());
+/// Serves `fixture`'s server on a loopback port until the test ends; its address.
+async fn serve_on_loopback(fixture: &Fixture) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let _serving = tokio::spawn(
+    tokio::spawn(
         fixture
             .server
             .clone()
             .serve(listener, std::future::pending()),
     );
+    addr
+}
+
+/// A client that stops midway through a request's head is closed, unanswered, 30 s after it
+/// connected: it holds no task of the server for longer (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
+    let fixture = fixture(IngestConfig::default());
+    let addr = serve_on_loopback(&fixture).await;
     courier_testkit::http::assert_stalled_head_closed(
         addr,
         b"POST /v1/events/batch HTTP/1.1\r\nHost: te",
@@ -586,16 +592,7 @@ async fn a_request_head_that_stops_midway_is_closed_after_30_s() {
 #[tokio::test(start_paused = true)]
 async fn a_batch_body_that_stops_midway_is_closed_after_30_s_and_nothing_is_stored() {
     let fixture = fixture(IngestConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let _serving = tokio::spawn(
-        fixture
-            .server
-            .clone()
-            .serve(listener, std::future::pending()),
-    );
+    let addr = serve_on_loopback(&fixture).await;
     let body = json!({"events": [envelope("k-a", "a")]}).to_string();
     let (sent, _) = body.split_at(body.len() - 3);
     let request = format!(
