@@ -9,7 +9,7 @@ use courier::broker::consumer::ConsumerConfig;
 use courier::broker::directory::NodeUrls;
 use courier::broker::ownership::OwnershipConfig;
 use courier::broker::producer::ProducerConfig;
-use courier::broker::server::{BrokerConfig, BrokerServer};
+use courier::broker::server::{BrokerConfig, BrokerServer, DEFAULT_KEEP_ALIVE};
 use courier::broker::subscription::SubscriptionConfig;
 use serde::Deserialize;
 
@@ -46,7 +46,7 @@ pub(crate) struct BrokerArgs {
     /// max_producers_per_topic, auto_create_topics, max_unacked, ack_timeout, nack_delay,
     /// max_nack_delay, max_redeliveries, consumer_queue, cluster, node_id, lease, renew_every,
     /// metrics_addr, producer_idle_timeout, max_subscriptions_per_topic,
-    /// max_consumers_per_subscription; sections auth: {mode, keys_file, secret_file,
+    /// max_consumers_per_subscription, keep_alive; sections auth: {mode, keys_file, secret_file,
     /// token_ttl, accept_api_key_as_bearer, allow_plaintext} and tls: {cert, key, client_ca}).
     #[arg(long, short, env = "COURIER_BROKER_CONFIG")]
     config: Option<PathBuf>,
@@ -118,6 +118,11 @@ pub(crate) struct BrokerArgs {
     /// its own) [default: off].
     #[arg(long, env = "COURIER_BROKER_METRICS_ADDR")]
     metrics_addr: Option<SocketAddr>,
+    /// HTTP/2 ping to every client connection this often; a connection whose ping goes
+    /// unanswered as long is closed, so a client whose host vanished releases its consumers
+    /// and their unacked messages; 0s turns pings off [default: 20s].
+    #[arg(long, env = "COURIER_BROKER_KEEP_ALIVE", value_parser = parse_duration)]
+    keep_alive: Option<Duration>,
     #[command(flatten)]
     security: SecurityArgs,
 }
@@ -152,6 +157,8 @@ struct FileConfig {
     producer_idle_timeout: Option<Duration>,
     max_subscriptions_per_topic: Option<usize>,
     max_consumers_per_subscription: Option<usize>,
+    #[serde(default, with = "config::duration")]
+    keep_alive: Option<Duration>,
     auth: Option<AuthFile>,
     tls: Option<TlsFile>,
 }
@@ -191,6 +198,7 @@ struct Settings {
     cluster: Option<ClusterSettings>,
     /// Off unless given: a default port would collide between nodes on one host.
     metrics_addr: Option<SocketAddr>,
+    keep_alive: Duration,
     security: Security,
 }
 
@@ -283,6 +291,10 @@ impl Settings {
         let security = Security::resolve(args.security, file.auth, file.tls)?;
         let advertised_url = args.advertised_url.or(file.advertised_url);
         let metrics_addr = args.metrics_addr.or(file.metrics_addr);
+        let keep_alive = args
+            .keep_alive
+            .or(file.keep_alive)
+            .unwrap_or(DEFAULT_KEEP_ALIVE);
         if let Some(url) = &advertised_url {
             NodeUrls::same(url).map_err(|e| e.to_string())?;
         }
@@ -294,6 +306,7 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_STORAGE.to_owned()),
             advertised_url,
             metrics_addr,
+            keep_alive,
             security,
             producer,
             subscription,
@@ -362,6 +375,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
     let mut config = BrokerConfig::new(urls.clone());
     config.producer = settings.producer.clone();
     config.consumer.subscription = settings.subscription.clone();
+    config.keep_alive = settings.keep_alive;
     (
         config.consumer.max_subscriptions_per_topic,
         config.consumer.max_consumers_per_subscription,
@@ -519,6 +533,18 @@ mod tests {
         .expect("resolves");
         assert_eq!(s.consumer_caps, (3, 5));
         assert!(settings(&["--max-subscriptions-per-topic", "0"], "").is_err());
+        assert_eq!(
+            settings(&[], "").expect("defaults").keep_alive,
+            Duration::from_secs(20)
+        );
+        let s = settings(&[], "keep_alive: 5s\n").expect("resolves");
+        assert_eq!(s.keep_alive, Duration::from_secs(5));
+        let s = settings(&["--keep-alive", "0s"], "keep_alive: 5s\n").expect("resolves");
+        assert_eq!(
+            s.keep_alive,
+            Duration::ZERO,
+            "the flag wins; zero turns pings off"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::AckBatchServiceServer;
 use courier_impls::grpc::proto::courier_broker::produce_stream_service_server::ProduceStreamServiceServer;
@@ -55,7 +56,16 @@ pub struct BrokerConfig {
     /// TLS (mTLS with a client CA) when set; the URLs in [`here`](Self::here) must then be
     /// `https://`.
     pub tls: Option<ServerTls>,
+    /// Every client connection gets an HTTP/2 ping this often, and is closed when a ping goes
+    /// unanswered as long. Why: a client whose host vanished (power loss, a dropped network:
+    /// no FIN, no RST) otherwise keeps its consumer streams open for as long as TCP takes to
+    /// give up, which is for ever on an idle connection; with pings its consumers are gone
+    /// within twice this, and their unacked messages go to the others. Zero: no pings.
+    pub keep_alive: Duration,
 }
+
+/// The default [`BrokerConfig::keep_alive`].
+pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 impl BrokerConfig {
     /// The defaults for a node reached at `here`.
@@ -67,6 +77,7 @@ impl BrokerConfig {
             cluster: None,
             auth: None,
             tls: None,
+            keep_alive: DEFAULT_KEEP_ALIVE,
         }
     }
 }
@@ -309,7 +320,10 @@ impl BrokerServer {
         let registry =
             SchemaRegistryServer::new(RegistryService::new(self.schemas.registry().clone()));
         let metrics = self.metrics.clone();
-        let mut server = tonic::transport::Server::builder();
+        let keep_alive = Some(self.config.keep_alive).filter(|k| !k.is_zero());
+        let mut server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(keep_alive)
+            .http2_keepalive_timeout(keep_alive);
         if let Some(tls) = &self.config.tls {
             server = server.tls_config(tls.server_config())?;
         }

@@ -3,6 +3,8 @@
 //! health checks answer `OK` for held consumers and `CLOSE` otherwise (rule 6), and a graceful
 //! shutdown ends consumer streams and keeps the acked cursor for the next run.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +21,12 @@ use courier_impls::grpc::proto::danube::health_check_request::ClientType;
 use courier_impls::grpc::proto::danube::health_check_response::ClientStatus;
 use courier_impls::grpc::proto::danube::producer_service_client::ProducerServiceClient;
 use courier_impls::grpc::proto::danube::{
-    AckRequest, ConsumerRequest, DispatchStrategy, HealthCheckRequest, MsgId, ProducerAccessMode,
-    ProducerRequest, ReceiveRequest, StreamMessage,
+    AckRequest, ConsumerRequest, HealthCheckRequest, MsgId, ReceiveRequest, StreamMessage,
 };
 use courier_impls::grpc::{ChannelOptions, GrpcChannels, InProcessNetwork};
 use courier_impls::memory::MemoryStreamStorage;
 use courier_traits::storage::StreamStorage;
+use support::messages::{reliable_producer, stream_message};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -59,14 +61,7 @@ async fn start(storage: Arc<dyn StreamStorage>) -> Node {
 impl Node {
     async fn producer(&self) -> u64 {
         ProducerServiceClient::new(self.channel.clone())
-            .create_producer(ProducerRequest {
-                request_id: 1,
-                producer_name: "p1".into(),
-                topic_name: TOPIC.into(),
-                schema_ref: None,
-                producer_access_mode: ProducerAccessMode::Shared.into(),
-                dispatch_strategy: DispatchStrategy::Reliable.into(),
-            })
+            .create_producer(reliable_producer(TOPIC, "p1", 1))
             .await
             .expect("producer")
             .into_inner()
@@ -75,18 +70,7 @@ impl Node {
 
     async fn send(&self, producer_id: u64, payload: &str) {
         ProducerServiceClient::new(self.channel.clone())
-            .send_message(StreamMessage {
-                request_id: 2,
-                msg_id: Some(MsgId {
-                    producer_id,
-                    topic_name: TOPIC.into(),
-                    broker_addr: String::new(),
-                    topic_offset: 0,
-                }),
-                payload: payload.as_bytes().to_vec().into(),
-                producer_name: "p1".into(),
-                ..StreamMessage::default()
-            })
+            .send_message(stream_message(TOPIC, producer_id, "p1", 2, payload))
             .await
             .expect("sent");
     }

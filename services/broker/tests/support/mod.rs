@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod certs;
 pub mod log;
+pub mod messages;
 pub mod node;
