@@ -56,6 +56,7 @@ pub mod client;
 pub mod consumer;
 pub mod directory;
 pub mod discovery;
+mod first_bytes;
 mod folded_log;
 pub mod health;
 pub mod lifecycle;

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt as _;
+
 use courier_impls::grpc::proto::courier_broker::ack_batch_service_server::AckBatchServiceServer;
 use courier_impls::grpc::proto::courier_broker::produce_stream_service_server::ProduceStreamServiceServer;
 use courier_impls::grpc::proto::danube::auth_service_server::AuthServiceServer;
@@ -26,6 +28,7 @@ use crate::catalog::{Catalog, CatalogError, CatalogState};
 use crate::consumer::{ACK_MANY_DECODE_LIMIT, ConsumerConfig, ConsumerService};
 use crate::directory::NodeUrls;
 use crate::discovery::DiscoveryService;
+use crate::first_bytes::FirstBytesDeadline;
 use crate::health::{ClientView, HealthService};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::{BrokerMetrics, MeteredProducers, MetricsEndpoint};
@@ -420,7 +423,8 @@ impl BrokerServer {
     /// is refused (`Unavailable`) and health checks answer `CLOSE` from the signal on,
     /// consumer streams end and every cursor is checkpointed, producers' send streams answer
     /// what they read and end (`Unavailable`), the calls in progress finish, and
-    /// each reliable topic's writer writes what it has queued.
+    /// each reliable topic's writer writes what it has queued. A connection that has not sent
+    /// its first 24 bytes (the HTTP/2 preface) 30 s after it was accepted is closed.
     ///
     /// Errors: [`ServeError`].
     pub async fn serve_with_incoming<I, IO, IE>(
@@ -442,6 +446,7 @@ impl BrokerServer {
             // Consumer streams never end by themselves: end them, or draining waits forever.
             consumers.shutdown().await;
         };
+        let incoming = incoming.map_ok(FirstBytesDeadline::new);
         let served = match self.router() {
             Ok(router) => router
                 .serve_with_incoming_shutdown(incoming, signal)

@@ -1,7 +1,10 @@
-//! A client whose host vanishes (no FIN, no RST: power lost, network dropped) is noticed by
-//! the broker's HTTP/2 pings: its connection is closed, its consumer stream ends, and the
-//! reliable message it held unacked goes to another consumer at once, not after the ack
-//! timeout. The vanishing is a TCP proxy that stops moving bytes and keeps its sockets open.
+//! Connections that go silent are closed.
+//!
+//! - A client whose host vanishes (no FIN, no RST: power lost, network dropped) is noticed by
+//!   the broker's HTTP/2 pings: its connection is closed, its consumer stream ends, and the
+//!   reliable message it held unacked goes to another consumer at once, not after the ack
+//!   timeout. The vanishing is a TCP proxy that stops moving bytes and keeps its sockets open.
+//! - A connection that never sends its HTTP/2 preface is closed 30 s after it was accepted.
 
 mod support;
 
@@ -169,5 +172,35 @@ async fn an_unacked_message_of_a_consumer_whose_host_vanished_goes_to_another_co
         b"held",
         "the unacked message comes again once the vanished consumer's connection is closed"
     );
+    node.stop().await;
+}
+
+/// A connection that sends nothing, or only part of the HTTP/2 preface, is closed 30 s after
+/// it was accepted (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_connection_without_its_preface_is_closed_after_30_s() {
+    let node = Node::start("http", |_| {}).await;
+    let broker: SocketAddr = node
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut tcp = tokio::net::TcpStream::connect(broker)
+            .await
+            .expect("connect");
+        let since = tokio::time::Instant::now();
+        tcp.write_all(sent).await.expect("send");
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(300), tcp.read_to_end(&mut got))
+            .await
+            .expect("the broker closes the connection")
+            .expect("read");
+        let waited = since.elapsed();
+        assert!(
+            (Duration::from_secs(30)..Duration::from_secs(31)).contains(&waited),
+            "sent {sent:?}: closed after {waited:?}"
+        );
+    }
     node.stop().await;
 }
