@@ -23,6 +23,8 @@ use loopback::server;
 const BOUND: Duration = Duration::from_secs(10);
 /// The server's limit on a head's arrival and on a body's silence.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The server's limit on an answer's writes making no progress.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The bound of exchanges in the tests of that limit, on a paused clock (so it costs nothing).
 const PAST_READ_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -586,4 +588,79 @@ async fn a_chunked_body_that_stops_midway_closes_the_connection_30_s_after_its_l
         .await;
     let read = reader.answer("GET").await;
     assert_eq!(read.body, b"abcd", "only the whole body was stored");
+}
+
+/// Creates stream `name` holding one record of `len` bytes, which it returns.
+async fn stream_with_record(addr: SocketAddr, name: &str, len: usize) -> Vec<u8> {
+    let mut creator = Client::connect_bounded(addr, PAST_READ_TIMEOUT).await;
+    let path = format!("/v1/stream/{name}");
+    creator.send(&request("PUT", &path, "", b"")).await;
+    assert_eq!(creator.answer("PUT").await.status, 201);
+    let record = vec![b'x'; len];
+    creator.send(&request("POST", &path, "", &record)).await;
+    assert_eq!(creator.answer("POST").await.status, 204);
+    record
+}
+
+/// A client that sends reads and never takes their answers is closed once the server's
+/// writes have made no progress for 60 s: it holds no task and no answer's buffers for longer
+/// (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_stops_reading_is_closed_60_s_after_its_answers_stop_moving() {
+    let server = server().await;
+    let record = stream_with_record(server.addr, "w", 2 << 20).await;
+
+    // Twenty reads of the 2 MiB record at once: far more than the sockets hold.
+    const READS: usize = 20;
+    let mut reader = TcpStream::connect(server.addr).await.expect("connect");
+    let read = request("GET", "/v1/stream/w?offset=-1", "", b"");
+    reader.write_all(&read.repeat(READS)).await.expect("send");
+    tokio::time::sleep(WRITE_TIMEOUT + Duration::from_secs(1)).await;
+
+    // Taking the answers now: the server gave up on them before the last.
+    let mut taken = 0;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let read = tokio::time::timeout(PAST_READ_TIMEOUT, reader.read(&mut chunk))
+            .await
+            .expect("the connection ends");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => taken += n,
+        }
+    }
+    assert!(
+        taken < READS * record.len(),
+        "{taken} bytes arrived: every answer was written to a client that did not read"
+    );
+}
+
+/// The limit is on silence, not on length: a client that takes 1 MiB of its answers every
+/// 20 s gets all of them, each taking far longer than the limit to arrive (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_reads_slowly_gets_every_answer() {
+    let server = server().await;
+    // One record per answer, 6 MiB: two minutes an answer at this pace.
+    let record = stream_with_record(server.addr, "s", 6 << 20).await;
+
+    const READS: usize = 2;
+    let mut reader = Client::connect_bounded(server.addr, PAST_READ_TIMEOUT).await;
+    let read = request("GET", "/v1/stream/s?offset=-1", "", b"");
+    reader.send(&read.repeat(READS)).await;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut taken = 0;
+    while taken < READS * record.len() {
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let mut this_time = 0;
+        while this_time < chunk.len() {
+            let n =
+                tokio::time::timeout(PAST_READ_TIMEOUT, reader.tcp.read(&mut chunk[this_time..]))
+                    .await
+                    .expect("read in time")
+                    .expect("read");
+            assert!(n > 0, "closed after {taken} bytes taken 1 MiB per 20 s");
+            this_time += n;
+        }
+        taken += this_time;
+    }
 }

@@ -11,15 +11,14 @@ use axum::response::Response;
 use bytes::Buf;
 use http_body_util::BodyExt;
 use hyper::body::Body as _;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 /// Writes `response` on `tcp` (`head` is scratch space for its head); `last` adds
 /// `connection: close`, as hyper does for the last answer of a connection it is closing.
 /// Whether the connection may carry another request (not if the response says
 /// `Connection: close`).
 pub(super) async fn write(
-    tcp: &mut TcpStream,
+    tcp: &mut (impl AsyncWrite + Unpin),
     response: Response,
     last: bool,
     head: &mut Vec<u8>,
@@ -138,7 +137,7 @@ fn with_date(f: impl FnOnce(&str)) {
 mod tests {
     use axum::body::Body;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
 
