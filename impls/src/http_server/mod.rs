@@ -3,8 +3,9 @@
 //! Why not `axum::serve`: it gives hyper no timer, so hyper's 30 s limit on a request head's
 //! arrival is off. A client that sends a few bytes and stops, or opens connections and sends
 //! nothing, then holds a task and a buffer per connection for ever. [`serve`] is the same
-//! accept loop (HTTP/1.1, WebSocket upgrades, graceful shutdown) with the limit on, and the
-//! same limit on a request body's silence ([`RequestBody`]), which hyper has none of.
+//! accept loop (HTTP/1.1, WebSocket upgrades, graceful shutdown) with the limit on, the same
+//! limit on a request body's silence ([`RequestBody`]) and a limit on stalled writes
+//! ([`WriteLimited`]), which hyper has neither of.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -38,8 +39,10 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 mod request_body;
+mod write_limit;
 
 pub use request_body::{BODY_SILENCE_LIMIT, RequestBody, RequestBodyError};
+pub use write_limit::{WRITE_STALL_LIMIT, WriteLimited};
 
 /// A connection is closed, unanswered, when its next request head has not arrived whole this
 /// long after the connection opened or its previous answer was sent (hyper's default).
@@ -52,7 +55,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Serves `service` on `listener` until `shutdown` completes, then stops accepting, lets every
 /// connection finish the request it is answering (idle ones close at once), and returns when
 /// all are gone. Upgraded connections (WebSocket) are their handler's from the upgrade on.
-/// Request bodies are hyper's, failing after [`BODY_SILENCE_LIMIT`] without a byte.
+/// Request bodies are hyper's, failing after [`BODY_SILENCE_LIMIT`] without a byte; a
+/// connection whose writes make no progress for [`WRITE_STALL_LIMIT`] is closed.
 ///
 /// Errors: none so far; accept errors are logged and retried.
 pub async fn serve<S, B>(
@@ -73,7 +77,7 @@ where
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
             .serve_connection(
-                TokioIo::new(tcp),
+                TokioIo::new(WriteLimited::new(tcp)),
                 TowerToHyperService::new(
                     service
                         .clone()
@@ -319,6 +323,36 @@ mod tests {
         }
         let answer = read_answer(&mut tcp).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// A client that asks for a large answer and never reads it is let go once the server's
+    /// writes have made no progress for `WRITE_STALL_LIMIT`: the answer stops short.
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_never_reads_its_answer_is_closed() {
+        const LARGE: usize = 40 << 20;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let large = tower::service_fn(|_request: Request<RequestBody>| async {
+            Ok::<_, Infallible>(Response::new(http_body_util::Full::new(
+                bytes::Bytes::from(vec![b'x'; LARGE]),
+            )))
+        });
+        let _serving = tokio::spawn(serve(listener, large, std::future::pending()));
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(GET).await.expect("send");
+        tokio::time::sleep(WRITE_STALL_LIMIT + Duration::from_secs(1)).await;
+        let mut taken = 0;
+        let mut chunk = vec![0u8; 1 << 16];
+        loop {
+            let read = tokio::time::timeout(BOUND, tcp.read(&mut chunk))
+                .await
+                .expect("the connection ends");
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => taken += n,
+            }
+        }
+        assert!(taken < LARGE, "{taken} bytes: the whole answer was written");
     }
 
     /// Shutdown: the request in flight is answered, then its connection closes; an idle

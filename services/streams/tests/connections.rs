@@ -590,6 +590,21 @@ async fn a_chunked_body_that_stops_midway_closes_the_connection_30_s_after_its_l
     assert_eq!(read.body, b"abcd", "only the whole body was stored");
 }
 
+/// How many bytes arrive on `tcp` until the server closes (or resets) it.
+async fn bytes_until_closed(tcp: &mut TcpStream) -> usize {
+    let mut taken = 0;
+    let mut chunk = vec![0u8; 1 << 16];
+    loop {
+        let read = tokio::time::timeout(PAST_READ_TIMEOUT, tcp.read(&mut chunk))
+            .await
+            .expect("the connection ends");
+        match read {
+            Ok(0) | Err(_) => return taken,
+            Ok(n) => taken += n,
+        }
+    }
+}
+
 /// Creates stream `name` holding one record of `len` bytes, which it returns.
 async fn stream_with_record(addr: SocketAddr, name: &str, len: usize) -> Vec<u8> {
     let mut creator = Client::connect_bounded(addr, PAST_READ_TIMEOUT).await;
@@ -618,20 +633,32 @@ async fn a_client_that_stops_reading_is_closed_60_s_after_its_answers_stop_movin
     tokio::time::sleep(WRITE_TIMEOUT + Duration::from_secs(1)).await;
 
     // Taking the answers now: the server gave up on them before the last.
-    let mut taken = 0;
-    let mut chunk = vec![0u8; 1 << 16];
-    loop {
-        let read = tokio::time::timeout(PAST_READ_TIMEOUT, reader.read(&mut chunk))
-            .await
-            .expect("the connection ends");
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(n) => taken += n,
-        }
-    }
+    let taken = bytes_until_closed(&mut reader).await;
     assert!(
         taken < READS * record.len(),
         "{taken} bytes arrived: every answer was written to a client that did not read"
+    );
+}
+
+/// The same limit on a connection handed to hyper (here by `Connection: close`): a 20 MiB
+/// answer that is never read stops short (paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_client_of_hyper_that_stops_reading_is_closed_60_s_after_its_answer_stops_moving() {
+    let server = server().await;
+    let record = stream_with_record(server.addr, "h", 20 << 20).await;
+    let mut reader = TcpStream::connect(server.addr).await.expect("connect");
+    let read = request(
+        "GET",
+        "/v1/stream/h?offset=-1",
+        "Connection: close\r\n",
+        b"",
+    );
+    reader.write_all(&read).await.expect("send");
+    tokio::time::sleep(WRITE_TIMEOUT + Duration::from_secs(1)).await;
+    let taken = bytes_until_closed(&mut reader).await;
+    assert!(
+        taken < record.len(),
+        "{taken} bytes arrived: the whole answer was written to a client that did not read"
     );
 }
 

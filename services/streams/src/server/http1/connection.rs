@@ -6,14 +6,14 @@ use std::future::Future;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::BytesMut;
+use courier_impls::http_server::WriteLimited;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::super::hot_routes::HotRoutes;
 use super::head::{self, Head};
-use super::lapse::{Lapse, READ_TIMEOUT, WRITE_TIMEOUT};
-use super::limited_writes::LimitedWrites;
+use super::lapse::{Lapse, READ_TIMEOUT};
 use super::{handoff, response};
 
 /// How much more is read at a time.
@@ -36,7 +36,6 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
     // Runs from the start of the wait for a head (a new connection, the last answer) to the
     // head's end, then from each read of a body to the next.
     let mut limit = Lapse::new(READ_TIMEOUT);
-    let mut write_limit = Lapse::new(WRITE_TIMEOUT);
     loop {
         let parsed = if head_may_end(&buffered, no_head_end_before) {
             head::parse(&buffered)
@@ -119,7 +118,8 @@ pub(super) async fn run(mut tcp: TcpStream, routes: HotRoutes, stop: Cancellatio
         };
         // Once stopping, this answer is the last, and says so.
         let last = stop.is_cancelled();
-        let mut writes = LimitedWrites::new(&mut tcp, &mut write_limit);
+        // A client that stops taking its answers is let go (`WRITE_STALL_LIMIT`).
+        let mut writes = WriteLimited::new(&mut tcp);
         match response::write(&mut writes, response, last, &mut head_scratch).await {
             Ok(true) if !last => limit.restart(),
             Ok(_) => return,

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::{Buf, BytesMut};
-use courier_impls::http_server::{RequestBody, until_stopped};
+use courier_impls::http_server::{RequestBody, WriteLimited, until_stopped};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,7 +24,7 @@ pub(super) async fn serve_with_hyper(
     routes: HotRoutes,
     stop: CancellationToken,
 ) {
-    let io = TokioIo::new(Rewound { unread, tcp });
+    let io = TokioIo::new(WriteLimited::new(Rewound { unread, tcp }));
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         let mut routes = routes.clone();
         routes.call(request.map(|body| Body::new(RequestBody::new(body))))

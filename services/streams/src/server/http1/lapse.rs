@@ -1,8 +1,6 @@
 //! The time limit on a connection's reads, restarted on every request but rarely firing.
 
-use std::future::Future as _;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -14,15 +12,6 @@ use tokio::time::{Instant, Sleep};
 /// few bytes and stops, or opens connections and sends nothing, holds a task and a buffer per
 /// connection for ever, and a body stalled midway holds a graceful shutdown up.
 pub(super) const READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A connection is closed when an answer being written makes no progress for this long: the
-/// client takes none of it, or so little that the socket's buffer stays full (the kernel
-/// wakes a writer only once about half of what it holds has gone, up to 2 MiB here, so a
-/// client must take an answer at about 35 KiB/s or more). nginx's `send_timeout`, the same
-/// rule, is also 60 s by default. Without it a client that sends requests and never reads the
-/// answers holds its connection's task and the answers' buffers until TCP gives up, which on
-/// a live client is never.
-pub(super) const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A limit of `limit` from the last [`Lapse::restart`].
 ///
@@ -56,17 +45,11 @@ impl Lapse {
     /// Completes once `limit` has passed since the last start. Cancel-safe: dropped and
     /// called again, it waits for the same instant.
     pub(super) async fn passed(&mut self) {
-        std::future::poll_fn(|cx| self.poll_passed(cx)).await;
-    }
-
-    /// [`Lapse::passed`] as a poll: ready once `limit` has passed since the last start,
-    /// else pending with `cx` woken at the timer.
-    pub(super) fn poll_passed(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
-            ready!(self.timer.as_mut().poll(cx));
+            self.timer.as_mut().await;
             let due = self.started + self.limit;
             if Instant::now() >= due {
-                return Poll::Ready(());
+                return;
             }
             self.timer.as_mut().reset(due);
         }

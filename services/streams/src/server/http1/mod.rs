@@ -23,7 +23,6 @@ mod connection;
 mod handoff;
 mod head;
 mod lapse;
-mod limited_writes;
 mod response;
 
 use std::future::Future;
