@@ -1,7 +1,7 @@
 //! `courier broker` as a process on embedded SQLite: producers create topics and send over
 //! real TCP, a SIGKILL loses no acknowledged message, producers re-attach after the restart,
-//! offsets stay dense, and SIGTERM exits cleanly, promptly even with a metrics scrape
-//! half-sent.
+//! offsets stay dense, SIGTERM exits cleanly, promptly even with a metrics scrape
+//! half-sent, and `--keep-alive` closes a connection whose pings go unanswered.
 
 use std::path::Path;
 use std::time::Duration;
@@ -170,4 +170,50 @@ async fn sigterm_exits_promptly_while_a_metrics_scrape_is_half_sent() {
     let took = stopped_at.elapsed();
     assert!(took < Duration::from_secs(10), "exited after {took:?}");
     drop(scraper);
+}
+
+/// `--keep-alive 1s` reaches the server: a client that opens an HTTP/2 connection and then
+/// answers nothing is pinged and, its ping unanswered, closed within seconds (the default
+/// would wait 20 s before the first ping).
+#[tokio::test]
+async fn keep_alive_flag_pings_and_closes_a_silent_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("broker.log");
+    let storage = format!("sqlite:{}", dir.path().join("broker.db").display());
+    let port = free_port();
+    let args = ["--storage", &storage, "--keep-alive", "1s"];
+    let child = start_broker(port, &args, &log).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    // The preface and an empty SETTINGS frame, then silence: no ACK, no PING answer.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("preface");
+    let opened_at = std::time::Instant::now();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut received))
+        .await
+        .expect("the broker closes the silent connection within 10 s")
+        .expect("read");
+    let closed_after = opened_at.elapsed();
+    // The frames the broker sent: 9-byte headers (length, type, flags, stream), then payload.
+    let mut frame_types = Vec::new();
+    let mut rest = &received[..];
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        frame_types.push(rest[3]);
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    const PING: u8 = 0x6;
+    assert!(
+        frame_types.contains(&PING),
+        "pinged before the close; frame types {frame_types:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_secs(1),
+        "closed after {closed_after:?}, before a ping was due"
+    );
+    assert!(terminate(child).await, "SIGTERM exits cleanly");
 }

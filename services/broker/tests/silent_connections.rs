@@ -3,7 +3,8 @@
 //! - A client whose host vanishes (no FIN, no RST: power lost, network dropped) is noticed by
 //!   the broker's HTTP/2 pings: its connection is closed, its consumer stream ends, and the
 //!   reliable message it held unacked goes to another consumer at once, not after the ack
-//!   timeout. The vanishing is a TCP proxy that stops moving bytes and keeps its sockets open.
+//!   timeout. An Exclusive subscription it held passes to a consumer of another name. The
+//!   vanishing is a TCP proxy that stops moving bytes and keeps its sockets open.
 //! - A connection that never sends its HTTP/2 preface is closed 30 s after it was accepted.
 
 mod support;
@@ -96,28 +97,39 @@ async fn channel(url: String) -> Channel {
 }
 
 async fn subscribe(channel: &Channel, name: &str) -> Streaming<StreamMessage> {
+    try_subscribe(channel, name, SubscriptionType::Shared)
+        .await
+        .expect("subscribed")
+}
+
+/// Consumer `name` on the topic's subscription of `kind`, receiving; the broker's refusal as
+/// is.
+async fn try_subscribe(
+    channel: &Channel,
+    name: &str,
+    kind: SubscriptionType,
+) -> Result<Streaming<StreamMessage>, tonic::Status> {
     let mut consumers = ConsumerServiceClient::new(channel.clone());
     let consumer_id = consumers
         .subscribe(ConsumerRequest {
             request_id: 1,
             topic_name: TOPIC.into(),
             consumer_name: name.into(),
-            subscription: "shared".into(),
-            subscription_type: SubscriptionType::Shared.into(),
+            subscription: format!("{kind:?}").to_lowercase(),
+            subscription_type: kind.into(),
             key_filters: Vec::new(),
         })
-        .await
-        .expect("subscribed")
+        .await?
         .into_inner()
         .consumer_id;
-    consumers
+    Ok(consumers
         .receive_messages(ReceiveRequest {
             request_id: 2,
             consumer_id,
         })
         .await
         .expect("stream")
-        .into_inner()
+        .into_inner())
 }
 
 /// A reliable producer on the topic (creating the topic).
@@ -145,9 +157,10 @@ async fn next(stream: &mut Streaming<StreamMessage>, within: Duration) -> Stream
         .expect("the stream goes on")
 }
 
-#[tokio::test]
-async fn an_unacked_message_of_a_consumer_whose_host_vanished_goes_to_another_consumer() {
-    let node = Node::start("http", |config| config.keep_alive = KEEP_ALIVE).await;
+/// A node pinging every `keep_alive`, a channel straight to it, and one through a proxy that
+/// can vanish.
+async fn behind_a_proxy(keep_alive: Duration) -> (Node, Channel, FreezableProxy, Channel) {
+    let node = Node::start("http", |config| config.keep_alive = keep_alive).await;
     let broker: SocketAddr = node
         .url
         .trim_start_matches("http://")
@@ -156,6 +169,12 @@ async fn an_unacked_message_of_a_consumer_whose_host_vanished_goes_to_another_co
     let direct = channel(node.url.clone()).await;
     let proxy = FreezableProxy::start(broker).await;
     let vanishing = channel(format!("http://{}", proxy.addr)).await;
+    (node, direct, proxy, vanishing)
+}
+
+#[tokio::test]
+async fn an_unacked_message_of_a_consumer_whose_host_vanished_goes_to_another_consumer() {
+    let (node, direct, proxy, vanishing) = behind_a_proxy(KEEP_ALIVE).await;
 
     // The only consumer gets the message and never acks it.
     let producer_id = producer(&direct).await;
@@ -172,6 +191,55 @@ async fn an_unacked_message_of_a_consumer_whose_host_vanished_goes_to_another_co
         b"held",
         "the unacked message comes again once the vanished consumer's connection is closed"
     );
+    node.stop().await;
+}
+
+/// An Exclusive subscription held by a consumer whose host vanished refuses a consumer of
+/// another name only until the broker's pings find the connection dead; then the newcomer
+/// takes the subscription and the message the vanished one held.
+#[tokio::test]
+async fn an_exclusive_subscription_held_by_a_vanished_consumer_passes_to_another() {
+    // Pings every second: the first refusal below cannot race the close.
+    let keep_alive = Duration::from_secs(1);
+    let (node, direct, proxy, vanishing) = behind_a_proxy(keep_alive).await;
+
+    let producer_id = producer(&direct).await;
+    let mut holder = try_subscribe(&vanishing, "holder", SubscriptionType::Exclusive)
+        .await
+        .expect("subscribed");
+    send(&direct, producer_id, "held").await;
+    assert_eq!(next(&mut holder, BOUND).await.payload.as_ref(), b"held");
+
+    proxy.freeze.send(true).expect("the proxy runs");
+    let frozen_at = tokio::time::Instant::now();
+    let refusal = try_subscribe(&direct, "newcomer", SubscriptionType::Exclusive)
+        .await
+        .expect_err("refused while the holder's connection is open");
+    assert_eq!(
+        refusal.code(),
+        tonic::Code::FailedPrecondition,
+        "{refusal:?}"
+    );
+    let mut newcomer = loop {
+        match try_subscribe(&direct, "newcomer", SubscriptionType::Exclusive).await {
+            Ok(stream) => break stream,
+            Err(status) => {
+                assert!(
+                    frozen_at.elapsed() < NOTICED_WITHIN,
+                    "still refused {:?} after the holder vanished: {status:?}",
+                    frozen_at.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(
+        frozen_at.elapsed() >= keep_alive,
+        "taken over before a ping could have gone unanswered: {:?}",
+        frozen_at.elapsed()
+    );
+    let redelivered = next(&mut newcomer, NOTICED_WITHIN).await;
+    assert_eq!(redelivered.payload.as_ref(), b"held");
     node.stop().await;
 }
 
