@@ -1,5 +1,6 @@
 //! [`HttpTransport`]: a [`RequestTransport`] over HTTP/1.1 (hyper), with pooled keep-alive
-//! connections and streamed response bodies (SSE, long downloads).
+//! connections and streamed response bodies (SSE, long downloads). A read whose connection
+//! closes before its answer is sent once more; a write is not.
 
 use std::time::Duration;
 
@@ -31,6 +32,12 @@ pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 ///
 /// Bodies of `text/event-stream` responses and of responses without a `Content-Length` are
 /// returned as [`ResponseBody::Stream`]; others are read whole within the request's timeout.
+///
+/// A `GET`, `HEAD` or `OPTIONS` whose connection closes (or is reset) before any answer comes
+/// is sent once more on a new connection, within the same timeout: a server closing a
+/// kept-alive connection just as the request goes out. Other methods fail with
+/// [`TransportError::Io`] (a retryable error): the server may have stored a `POST` it never
+/// answered, so sending it again is the caller's decision (with a producer id, safely).
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), courier_traits::TransportError> {
@@ -111,25 +118,73 @@ fn method(m: Method) -> http::Method {
     }
 }
 
+/// Whether a request of method `m` may be sent again when its connection closed before an
+/// answer: the safe methods only (RFC 9110 §9.2.1), which change nothing on the server. An
+/// append (`POST`) sent twice could be stored twice, so it is never repeated here.
+fn may_resend(m: Method) -> bool {
+    matches!(m, Method::Get | Method::Head | Method::Options)
+}
+
+/// Whether `e` says the connection closed (or was reset) under a request before any answer
+/// came: the server closing a kept-alive connection as the request went out, which a second
+/// connection does not meet. hyper already resends a request it had not begun to write.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_connect() {
+        return false;
+    }
+    let Some(hyper_error) = e.source().and_then(|s| s.downcast_ref::<hyper::Error>()) else {
+        return false;
+    };
+    if hyper_error.is_incomplete_message() || hyper_error.is_canceled() || hyper_error.is_closed() {
+        return true;
+    }
+    hyper_error
+        .source()
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            )
+        })
+}
+
 #[async_trait]
 impl RequestTransport for HttpTransport {
     async fn send(&self, request: Request) -> Result<Response, TransportError> {
         let url = format!("{}{}", self.base, request.target);
-        let mut builder = http::Request::builder()
-            .method(method(request.method))
-            .uri(&url);
-        for (name, value) in &request.headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        let http_request = builder
-            .body(Full::new(request.body))
-            .map_err(|e| TransportError::Protocol(format!("request to {url}: {e}")))?;
+        let build = || {
+            let mut builder = http::Request::builder()
+                .method(method(request.method))
+                .uri(&url);
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            builder
+                .body(Full::new(request.body.clone()))
+                .map_err(|e| TransportError::Protocol(format!("request to {url}: {e}")))
+        };
         let timeout = request.timeout.unwrap_or(self.timeout);
         let deadline = tokio::time::Instant::now() + timeout;
-        let response = tokio::time::timeout_at(deadline, self.client.request(http_request))
-            .await
-            .map_err(|_| TransportError::Timeout(timeout))?
-            .map_err(|e| client_error(&url, e))?;
+        let mut resent = false;
+        let response = loop {
+            let sent = tokio::time::timeout_at(deadline, self.client.request(build()?))
+                .await
+                .map_err(|_| TransportError::Timeout(timeout))?;
+            match sent {
+                Ok(response) => break response,
+                // Once, within the same deadline, on a new connection (the pool drops the
+                // closed one).
+                Err(e) if !resent && may_resend(request.method) && closed_before_answer(&e) => {
+                    tracing::debug!(%url, error = %e, "connection closed before an answer; sending again");
+                    resent = true;
+                }
+                Err(e) => return Err(client_error(&url, e)),
+            }
+        };
         let (parts, body) = response.into_parts();
         let headers = parts
             .headers
@@ -292,5 +347,131 @@ mod tests {
         assert_eq!(connection_number(&http).await, "1");
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(connection_number(&http).await, "2");
+    }
+
+    /// A server that closes connection `number` (1, 2, ...) without an answer when
+    /// `closes(number, answered)` says so at a request, having answered `answered` on it (as a
+    /// server closing a kept-alive connection just as a request arrives). Each answer is its
+    /// connection's number; `seen` gets every request line, with its connection's number.
+    async fn closing_server(
+        closes: fn(u32, u32) -> bool,
+    ) -> (
+        HttpTransport,
+        std::sync::Arc<std::sync::Mutex<Vec<(u32, String)>>>,
+        tokio::task::JoinSet<()>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = tokio::task::JoinSet::new();
+        let log = seen.clone();
+        tasks.spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            for number in 1u32.. {
+                let Ok((mut tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                connections.spawn(async move {
+                    let mut buffered = Vec::new();
+                    for answered in 0u32.. {
+                        // A request head (the tests' bodies are small and come with it).
+                        let end = loop {
+                            if let Some(at) = buffered.windows(4).position(|w| w == b"\r\n\r\n") {
+                                break at + 4;
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match tcp.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buffered.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        let head = String::from_utf8_lossy(&buffered[..end]).into_owned();
+                        buffered.clear();
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        log.lock().expect("log").push((number, line));
+                        if closes(number, answered) {
+                            return; // closed, unanswered
+                        }
+                        let body = number.to_string();
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if tcp.write_all(answer.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let http = HttpTransport::new(&format!("http://{addr}"))
+            .expect("valid")
+            .with_timeout(Duration::from_secs(10));
+        (http, seen, tasks)
+    }
+
+    /// The answer to `GET target`, as text.
+    async fn get(http: &HttpTransport, target: &str) -> String {
+        let response = http
+            .send(Request::new(Method::Get, target))
+            .await
+            .expect("answered");
+        match response.body {
+            ResponseBody::Full(body) => String::from_utf8(body.to_vec()).expect("text"),
+            ResponseBody::Stream(_) => panic!("a body with a length is read whole"),
+        }
+    }
+
+    /// Asserts the requests the server saw: (connection, method and target).
+    fn assert_seen(seen: &std::sync::Mutex<Vec<(u32, String)>>, expected: &[(u32, &str)]) {
+        let expected: Vec<(u32, String)> = expected
+            .iter()
+            .map(|(number, request)| (*number, format!("{request} HTTP/1.1")))
+            .collect();
+        assert_eq!(*seen.lock().expect("log"), expected);
+    }
+
+    /// The first connection answers one request and closes on the next.
+    fn second_request_on_the_first_connection(number: u32, answered: u32) -> bool {
+        number == 1 && answered == 1
+    }
+
+    #[tokio::test]
+    async fn a_read_whose_connection_closes_before_its_answer_is_sent_again() {
+        let (http, seen, _server) = closing_server(second_request_on_the_first_connection).await;
+        assert_eq!(get(&http, "/a").await, "1");
+        assert_eq!(
+            get(&http, "/b").await,
+            "2",
+            "sent again on a new connection"
+        );
+        assert_seen(&seen, &[(1, "GET /a"), (1, "GET /b"), (2, "GET /b")]);
+    }
+
+    #[tokio::test]
+    async fn an_append_whose_connection_closes_before_its_answer_is_not_sent_again() {
+        let (http, seen, _server) = closing_server(second_request_on_the_first_connection).await;
+        assert_eq!(get(&http, "/a").await, "1");
+        let append = Request::new(Method::Post, "/b").body(Bytes::from_static(b"x"));
+        let error = http.send(append).await.expect_err("the connection closed");
+        assert!(matches!(error, TransportError::Io(_)), "{error:?}");
+        // The server read the append's head and closed: it must not get it a second time.
+        assert_seen(&seen, &[(1, "GET /a"), (1, "POST /b")]);
+    }
+
+    #[tokio::test]
+    async fn a_read_is_sent_again_only_once() {
+        let (http, seen, _server) = closing_server(|_, _| true).await;
+        let error = http
+            .send(Request::new(Method::Get, "/a"))
+            .await
+            .expect_err("no connection answers");
+        assert!(matches!(error, TransportError::Io(_)), "{error:?}");
+        assert_seen(&seen, &[(1, "GET /a"), (2, "GET /a")]);
     }
 }
