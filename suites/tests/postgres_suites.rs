@@ -12,6 +12,7 @@ use courier::storage::{
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::fixtures::{Postgres, SharedFixture, unique_prefix};
+use courier_testkit::suites::storage::create_tail;
 use courier_testkit::suites::storage_races::append_at_once;
 use courier_testkit::suites::{BusFactory, StorageFactory};
 
@@ -385,4 +386,52 @@ async fn concurrent_appends_to_one_stream_are_batched() {
         transactions <= 32,
         "64 concurrent appends took {transactions} transactions: they are not batched"
     );
+}
+
+/// Appends to many streams at once on one node wake every wait on another node: the
+/// notifications, sent after the commits and several streams to a transaction, lose none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_many_streams_at_once_wake_every_wait_on_another_node() {
+    use std::time::Duration;
+
+    use courier::storage::{AppendRequest, WaitOutcome};
+
+    const STREAMS: usize = 64;
+    let factory = PgFactory::start().await;
+    let (waiting, appending) = (
+        StorageFactory::connect(&factory).await,
+        StorageFactory::connect(&factory).await,
+    );
+    let mut waits = Vec::new();
+    for i in 0..STREAMS {
+        let name = StreamName::new(&format!("woken-{i}")).expect("valid");
+        let tail = create_tail(&appending, &name).await;
+        let waiting = waiting.clone();
+        waits.push(tokio::spawn(async move {
+            waiting.wait(&name, &tail, Duration::from_secs(20)).await
+        }));
+    }
+    // A wait subscribes before it reads the row, so one that starts after its append has
+    // committed returns at once; the others (most: each was spawned during the creates) need
+    // the notification.
+    let appends = (0..STREAMS).map(|i| {
+        let appending = appending.clone();
+        tokio::spawn(async move {
+            let name = StreamName::new(&format!("woken-{i}")).expect("valid");
+            appending.append(&name, AppendRequest::record("x")).await
+        })
+    });
+    for append in futures::future::join_all(appends).await {
+        append.expect("task").expect("append");
+    }
+    let woken = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(waits))
+        .await
+        .expect("every wait returns within 10 s of the appends");
+    for (i, wait) in woken.into_iter().enumerate() {
+        assert_eq!(
+            wait.expect("task").expect("wait"),
+            WaitOutcome::Ready,
+            "stream woken-{i}"
+        );
+    }
 }

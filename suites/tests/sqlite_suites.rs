@@ -8,6 +8,7 @@ use courier::storage::{
 };
 use courier::traits::clock::ManualClock;
 use courier_testkit::suites::StorageFactory;
+use courier_testkit::suites::storage::create_tail;
 use std::time::Duration;
 
 /// Every `connect` opens the same database file: instances share the data, and wake each
@@ -499,13 +500,7 @@ async fn append_in_another_process_wakes_a_wait() {
     let store = SqliteStreamStorage::connect(&path, SqliteStorageConfig::default())
         .await
         .expect("open");
-    let tail = store
-        .create(&name, StreamConfig::with_content_type("text/plain"), vec![])
-        .await
-        .expect("create")
-        .info()
-        .next_offset
-        .clone();
+    let tail = create_tail(&store, &name).await;
     let waiter = spawn_wait(&store, &name, tail);
     let exe = std::env::current_exe().expect("test binary");
     let child = tokio::task::spawn_blocking(move || {

@@ -26,7 +26,8 @@ pub const LOOKUP: &str = r#"WITH expired AS (
      SELECT key, tag, committed_ms FROM courier_dedup_keys WHERE stream = $1 AND key = ANY($3)"#;
 
 /// Applies a keyed append to `name`, whose live `row` the transaction holds locked, at `now`
-/// (milliseconds on the storage's clock), notifying `channel` if anything was written.
+/// (milliseconds on the storage's clock); also says whether anything was written (the caller
+/// notifies after the commit).
 pub(super) async fn append_keyed(
     conn: &mut PgConnection,
     name: &StreamName,
@@ -34,8 +35,7 @@ pub(super) async fn append_keyed(
     records: Vec<KeyedRecord>,
     window: Duration,
     now: i64,
-    channel: &str,
-) -> Result<Vec<KeyedOutcome>, StorageError> {
+) -> Result<(Vec<KeyedOutcome>, bool), StorageError> {
     if row.closed {
         return Err(StorageError::Closed {
             stream: name.clone(),
@@ -90,10 +90,8 @@ pub(super) async fn append_keyed(
                  SELECT $1, k, t, $6 FROM unnest($4::TEXT[], $5::TEXT[]) AS u(k, t)
                  ON CONFLICT (stream, key) DO UPDATE
                      SET tag = excluded.tag, committed_ms = excluded.committed_ms
-             ), stream AS (
-                 UPDATE courier_streams SET next_index = $7, last_access_ms = $6 WHERE name = $1
              )
-             SELECT pg_notify($8, $1)",
+             UPDATE courier_streams SET next_index = $7, last_access_ms = $6 WHERE name = $1",
         )
         .bind(name.as_str())
         .bind(&indexes)
@@ -102,10 +100,10 @@ pub(super) async fn append_keyed(
         .bind(&tags)
         .bind(now)
         .bind((first + plan.write_count()) as i64)
-        .bind(channel)
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
     }
-    Ok(plan.outcomes(|n| index_offset::encode(first + n)))
+    let wrote = plan.write_count() > 0;
+    Ok((plan.outcomes(|n| index_offset::encode(first + n)), wrote))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
+use super::notifier::WAKE_ALL;
 use crate::wakers::Wakers;
 
 /// Keeps the listener connection: wakes the waiters of every notified stream, and all of them
@@ -37,6 +38,7 @@ pub(crate) async fn listen(
         tokio::select! {
             _ = stop.cancelled() => return,
             received = listener.try_recv() => match received {
+                Ok(Some(notification)) if notification.payload() == WAKE_ALL => wakers.wake_all(),
                 Ok(Some(notification)) => wakers.wake(notification.payload()),
                 // The connection was lost (sqlx reconnects and re-listens on the next call);
                 // notifications sent meanwhile are gone, so every waiter re-checks.

@@ -9,10 +9,13 @@
 //!   close flag commit in one transaction. Concurrent appends to one stream on one node go as
 //!   one batch: one transaction (one fsync), the rules decided for the whole batch in queue
 //!   order, one statement writing all its records (`append_queue.rs`).
-//! * Every write notifies channel `courier_streams` with the stream name inside its
-//!   transaction (delivered on commit). One listener connection per storage instance — not
-//!   one per waiter — wakes the local `wait` calls, so an append on any node wakes waits on
-//!   all of them. After a listener reconnect every waiter re-checks, as notifications may
+//! * Every write notifies channel `courier_streams` with the stream name. Appends do it after
+//!   their commit, several streams in one transaction of their own (`notifier.rs`: a
+//!   transaction that notifies commits under a database-wide lock, so appends that notified
+//!   inside their transaction committed one at a time); creates, deletes and expiry inside
+//!   their transaction. One listener connection per storage instance — not one per waiter —
+//!   wakes the local `wait` calls, so an append on any node wakes waits on all of them (this
+//!   node's at once). After a listener reconnect every waiter re-checks, as notifications may
 //!   have been missed.
 
 mod bus;
@@ -22,6 +25,7 @@ mod errors;
 mod forks;
 mod keyed;
 mod listener;
+mod notifier;
 mod schema;
 mod storage;
 mod tables;

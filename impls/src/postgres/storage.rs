@@ -22,6 +22,7 @@ use super::create::create_in;
 use super::errors::db_error;
 use super::keyed;
 use super::listener::listen;
+use super::notifier::Notifier;
 use super::schema;
 use super::tables::{expired_names, load, load_live, load_producers};
 use crate::append_queue::{
@@ -58,6 +59,8 @@ pub struct PgStreamStorage {
 struct PgStore {
     pool: PgPool,
     wakers: Arc<Wakers>,
+    /// Sends the appends' notifications after their commit (see `notifier.rs`).
+    notifier: Arc<Notifier>,
     config: PgStorageConfig,
     last_sweep_ms: AtomicI64,
     _listener: DropGuard,
@@ -108,9 +111,11 @@ impl PgStreamStorage {
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
         tokio::spawn(listen(listener, CHANNEL, wakers.clone(), stop.clone()));
+        let notifier = Notifier::start(storage_pool.clone(), CHANNEL, stop.clone());
         let store = Arc::new(PgStore {
             pool: storage_pool,
             wakers,
+            notifier,
             config,
             last_sweep_ms: AtomicI64::default(),
             _listener: stop.drop_guard(),
@@ -133,6 +138,15 @@ impl PgStore {
         now_ms(&*self.config.clock)
     }
 
+    /// After an append to `name` committed: wakes this node's waiters now, and queues the
+    /// notification of every node's.
+    fn appended(&self, name: &StreamName) {
+        self.wakers.wake(name.as_str());
+        self.notifier.queue(name.as_str());
+    }
+
+    /// Notifies `names` inside the caller's transaction (creates, deletes, expiry: rare, so
+    /// the commit order they impose costs little; appends go through [`Notifier`]).
     async fn notify(conn: &mut PgConnection, names: &[StreamName]) -> Result<(), StorageError> {
         for name in names {
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -247,10 +261,12 @@ impl PgStore {
     ) -> Result<Vec<KeyedOutcome>, StorageError> {
         validate_keyed(&records, self.config.max_record_bytes)?;
         let (mut tx, row) = self.begin_write(stream).await?;
-        let outcomes =
-            keyed::append_keyed(&mut tx, stream, &row, records, window, self.now(), CHANNEL)
-                .await?;
+        let (outcomes, wrote) =
+            keyed::append_keyed(&mut tx, stream, &row, records, window, self.now()).await?;
         tx.commit().await.map_err(db_error)?;
+        if wrote {
+            self.appended(stream);
+        }
         Ok(outcomes)
     }
 
@@ -337,8 +353,9 @@ impl CommitBatch for PgStore {
         if !decided.changed() {
             return Ok(());
         }
-        // Records, producer states, stream row and notification in one statement (one round
-        // trip); data-modifying CTEs all run, referenced or not.
+        // Records, producer states and stream row in one statement (one round trip);
+        // data-modifying CTEs all run, referenced or not. The notification follows the
+        // commit, outside this transaction (see `notifier.rs`).
         let first = decided.first_index();
         let indexes: Vec<i64> = (0..decided.records().len() as u64)
             .map(|i| (first + i) as i64)
@@ -359,12 +376,10 @@ impl CommitBatch for PgStore {
                  INSERT INTO courier_producers (stream, producer, epoch, last_seq)
                  SELECT $1, * FROM unnest($4::TEXT[], $5::BIGINT[], $6::BIGINT[])
                  ON CONFLICT (stream, producer) DO UPDATE SET epoch = excluded.epoch, last_seq = excluded.last_seq
-             ), stream AS (
-                 UPDATE courier_streams SET next_index = $7, last_access_ms = $8, writer_seq = $9,
-                     closed = $10, closed_by_id = $11, closed_by_epoch = $12, closed_by_seq = $13
-                 WHERE name = $1
              )
-             SELECT pg_notify($14, $1)",
+             UPDATE courier_streams SET next_index = $7, last_access_ms = $8, writer_seq = $9,
+                 closed = $10, closed_by_id = $11, closed_by_epoch = $12, closed_by_seq = $13
+             WHERE name = $1",
         )
         .bind(name.as_str())
         .bind(&indexes)
@@ -379,11 +394,12 @@ impl CommitBatch for PgStore {
         .bind(closer.map(|p| p.id.as_str()))
         .bind(closer.map(|p| p.epoch as i64))
         .bind(closer.map(|p| p.seq as i64))
-        .bind(CHANNEL)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        tx.commit().await.map_err(db_error)?;
+        self.appended(name);
+        Ok(())
     }
 }
 

@@ -33,6 +33,8 @@ pub use restart::{survives_server_restart, unavailable_while_server_down};
 pub use ttl::{absolute_expiry, ttl_sliding_window};
 pub use waits::{wait_across_nodes, wait_times_out, wait_wakeups};
 
+pub use support::create_tail;
+
 pub(super) use support::{
     append, create, data, fork_at_tail, name, read_all, rec, stamp, text_config,
 };

@@ -57,8 +57,9 @@ pub(crate) async fn append(
         .unwrap_or_else(|e| panic!("append to {name}: {e}"))
 }
 
-/// Creates an empty text stream and returns its tail offset.
-pub(crate) async fn create_tail(s: &dyn StreamStorage, name: &StreamName) -> Offset {
+/// Creates an empty text stream and returns its tail offset (panics naming the stream if the
+/// create fails).
+pub async fn create_tail(s: &dyn StreamStorage, name: &StreamName) -> Offset {
     match s.create(name, text_config(), vec![]).await {
         Ok(outcome) => outcome.info().next_offset.clone(),
         Err(e) => panic!("create {name}: {e}"),
