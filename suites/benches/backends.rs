@@ -7,8 +7,8 @@
 //! * `append/*`: appends per second to one stream, 1 and 64 concurrent writers, 100 B and 64 KiB.
 //! * `append_raw/sqlite`: the same INSERT + commit through rusqlite with the same pragmas.
 //! * `read/*`: records per second reading a 1000-record stream from the start.
-//! * `publish/*`: publishes per second (one publisher) for each bus; `publish_raw/etcd` is a
-//!   plain etcd put loop. Redis's raw figure comes from `redis-benchmark` (printed).
+//! * `publish/*`: publishes per second (one publisher) for each bus; `publish/*/32topics`: 32
+//!   publishers at once, a topic each; `publish_raw/etcd` is a plain etcd put loop. Redis's raw figure comes from `redis-benchmark` (printed).
 //! * latency: publish -> receive p50/p99 for each bus (printed, 2000 sequential samples).
 //! * Postgres's raw figure comes from `pgbench` running a comparable INSERT (printed).
 
@@ -290,6 +290,9 @@ fn redis_benchmark(port: u16) -> Option<(f64, f64)> {
     Some((run("1")?, run("16")?))
 }
 
+/// Publishers at once in the many-topics publish case.
+const PUBLISHERS: usize = 32;
+
 fn bus_benches(c: &mut Criterion) {
     let rt = runtime();
     let (redis, etcd, postgres) = rt.block_on(async {
@@ -351,6 +354,27 @@ fn bus_benches(c: &mut Criterion) {
             },
         );
     }
+    // 32 publishers at once, each on a topic of its own: whether publishes to different
+    // topics wait for each other (Postgres commits transactions that notify one at a time).
+    group.throughput(Throughput::Elements(PUBLISHERS as u64));
+    for (backend, bus) in &buses {
+        let topics: Vec<Topic> = (0..PUBLISHERS)
+            .map(|i| Topic::new(&format!("{prefix}/publish-{i}")).expect("valid"))
+            .collect();
+        group.bench_function(
+            BenchmarkId::new(format!("publish/{backend}/{PUBLISHERS}topics"), "100B"),
+            |b| {
+                b.to_async(&rt).iter(|| {
+                    futures::future::join_all(topics.iter().map(|topic| async move {
+                        bus.publish(topic, Bytes::from_static(&[b'x'; 100]))
+                            .await
+                            .expect("publish")
+                    }))
+                })
+            },
+        );
+    }
+    group.throughput(Throughput::Elements(1));
     let client = rt
         .block_on(EtcdClient::connect(&endpoints, Duration::from_secs(5)))
         .expect("raw etcd");

@@ -435,3 +435,49 @@ async fn appends_to_many_streams_at_once_wake_every_wait_on_another_node() {
         );
     }
 }
+
+/// A publish on one node reaches a subscriber on another by notification, not by the
+/// subscription's once-a-second read: the median of nine publish -> receive times, each
+/// publish made once the one before was received, is far below a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_reaches_another_nodes_subscriber_by_notification() {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use courier::bus::{MessageBus, SubscribeFrom, Topic};
+    use futures::StreamExt;
+
+    let factory = PgFactory::start().await;
+    let (publishing, subscribing) = (
+        BusFactory::connect(&factory).await,
+        BusFactory::connect(&factory).await,
+    );
+    let topic = Topic::new(&format!("{}/notified", unique_prefix())).expect("valid");
+    let mut subscription = subscribing
+        .subscribe(&topic, SubscribeFrom::Live)
+        .await
+        .expect("subscribe");
+    let mut took = Vec::new();
+    for i in 0..9 {
+        let payload = Bytes::from(format!("m{i}"));
+        let published = Instant::now();
+        publishing
+            .publish(&topic, payload.clone())
+            .await
+            .expect("publish");
+        let message = tokio::time::timeout(Duration::from_secs(5), subscription.next())
+            .await
+            .expect("received within 5 s")
+            .expect("subscription open")
+            .expect("message");
+        took.push(published.elapsed());
+        assert_eq!(message.payload, payload);
+    }
+    took.sort();
+    eprintln!("publish -> receive across nodes: {took:?}");
+    assert!(
+        took[4] < Duration::from_millis(250),
+        "median publish -> receive across nodes {:?} (all: {took:?}): not woken by notification",
+        took[4]
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Each publish takes the next sequence number of its topic under the topic row's lock (so
 //! sequence order is commit order: a reader never skips a row that commits late), inserts
-//! the message, and notifies channel `courier_bus` with the topic name. Payloads stay in
+//! the message, and, once committed, wakes this node's subscribers of the topic and has the
+//! notifier (`notifier.rs`) notify channel `courier_bus` with its name. Payloads stay in
 //! the table — NOTIFY carries only the topic, so its 8000-byte limit never applies.
 //! Subscriptions read rows after their last sequence whenever the bus's single listener
 //! connection hears of their topic (and once a second regardless, in case a notification was
@@ -23,6 +24,7 @@ use sqlx::{PgPool, Row};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::errors::is_transient;
+use super::notifier::Notifier;
 use crate::outbox::Outbox;
 use crate::payload_limit;
 use crate::sequence_position::{self, position};
@@ -105,6 +107,8 @@ pub struct PgBus {
     pool: PgPool,
     config: PgBusConfig,
     wakers: Arc<Wakers>,
+    /// Sends the publishes' notifications after their commit (see `notifier.rs`).
+    notifier: Arc<Notifier>,
     stop: CancellationToken,
     _stop_on_drop: DropGuard,
 }
@@ -150,10 +154,12 @@ impl PgBus {
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(bus_error)?;
+        let notifier = Notifier::start(&pool, CHANNEL, stop.clone());
         tokio::spawn(super::listener::listen(
             listener,
             CHANNEL,
             wakers.clone(),
+            notifier.own_process(),
             stop.clone(),
         ));
         let guard = stop.clone().drop_guard();
@@ -161,6 +167,7 @@ impl PgBus {
             pool,
             config,
             wakers,
+            notifier,
             stop,
             _stop_on_drop: guard,
         })
@@ -213,13 +220,12 @@ impl MessageBus for PgBus {
                 .await
                 .map_err(bus_error)?;
         }
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(topic.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(bus_error)?;
         tx.commit().await.map_err(bus_error)?;
+        // Notified after the commit, not inside the transaction: transactions that notify
+        // commit one at a time (see `notifier.rs`), so publishes to different topics could
+        // not share an fsync. This node's subscribers are woken at once.
+        self.wakers.wake(topic.as_str());
+        self.notifier.queue(topic.as_str());
         Ok(Published {
             id,
             position: Some(position(seq)),

@@ -2,6 +2,7 @@
 //! `NOTIFY`s into wake-ups of the local waiters.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -11,11 +12,13 @@ use super::notifier::WAKE_ALL;
 use crate::wakers::Wakers;
 
 /// Keeps the listener connection: wakes the waiters of every notified stream, and all of them
-/// after a reconnect. Stops when the storage (every clone) is dropped.
+/// after a reconnect. Skips the notifications sent by `own_process` (this node's notifier,
+/// whose waiters were woken at the commit). Stops when the storage (every clone) is dropped.
 pub(crate) async fn listen(
     mut listener: PgListener,
     channel: &'static str,
     wakers: Arc<Wakers>,
+    own_process: Arc<AtomicU32>,
     stop: CancellationToken,
 ) {
     let mut listening = false;
@@ -38,6 +41,7 @@ pub(crate) async fn listen(
         tokio::select! {
             _ = stop.cancelled() => return,
             received = listener.try_recv() => match received {
+                Ok(Some(notification)) if notification.process_id() == own_process.load(Ordering::Relaxed) => {}
                 Ok(Some(notification)) if notification.payload() == WAKE_ALL => wakers.wake_all(),
                 Ok(Some(notification)) => wakers.wake(notification.payload()),
                 // The connection was lost (sqlx reconnects and re-listens on the next call);

@@ -1,5 +1,6 @@
-//! The notifier: the `NOTIFY`s of appends, sent after their commit, the streams of several
-//! commits in one transaction of their own that does not wait for its WAL flush.
+//! The notifier: the `NOTIFY`s of appends (and of [`PgBus`](super::PgBus) publishes), sent
+//! after their commit, the names of several commits in one transaction of their own that does
+//! not wait for its WAL flush.
 //!
 //! Why: Postgres commits the transactions that notified one at a time. `PreCommit_Notify`
 //! takes a database-wide lock, held until the commit's WAL flush has returned, so that
@@ -12,17 +13,24 @@
 //! the setting (a crash loses the ones not yet delivered), so waiting for a flush would only
 //! hold the lock longer.
 //!
-//! What it changes for waiters: this node's are woken by the storage at once after the
-//! commit; other nodes' one round trip later than before. If this node dies between an
+//! What it changes for waiters: this node's are woken by the storage (or bus) at once after
+//! the commit; other nodes' one round trip later than before. The notifier sends on a
+//! connection of its own, whose backend process id the node's listener knows
+//! ([`Notifier::own_process`]), so the listener skips the notifications it sends: this
+//! node's waiters are woken once, not a second time a round trip later (a second wake-up
+//! would send them to read again, which delayed the next one). If this node dies between an
 //! append's commit and its notification, other nodes' waits on that stream end at their
-//! timeout (or at the stream's next notification) instead of at once; no record is lost.
+//! timeout (or at the stream's next notification; a bus subscription reads its topic every
+//! second anyway) instead of at once; no record is lost.
 
 use std::collections::HashSet;
 use std::mem;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool, Row};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -90,21 +98,31 @@ impl Pending {
 pub(super) struct Notifier {
     pending: Mutex<Pending>,
     due: Notify,
+    /// The backend process id of the notifier's connection (0 before the first one).
+    own_process: Arc<AtomicU32>,
 }
 
 impl Notifier {
-    /// Starts the task that notifies `channel` through `pool`.
+    /// Starts the task that notifies `channel` on a connection of its own to `pool`'s server.
     pub(super) fn start(
-        pool: PgPool,
+        pool: &PgPool,
         channel: &'static str,
         stop: CancellationToken,
     ) -> Arc<Notifier> {
         let notifier = Arc::new(Notifier {
             pending: Mutex::new(Pending::Nothing),
             due: Notify::new(),
+            own_process: Arc::new(AtomicU32::new(0)),
         });
-        tokio::spawn(run(notifier.clone(), pool, channel, stop));
+        let options = (*pool.connect_options()).clone();
+        tokio::spawn(run(notifier.clone(), options, channel, stop));
         notifier
+    }
+
+    /// The backend process id the notifier's notifications come from, for the listener to
+    /// skip them (their waiters were woken at the commit).
+    pub(super) fn own_process(&self) -> Arc<AtomicU32> {
+        self.own_process.clone()
     }
 
     /// Notifies every node (this one too) that `name` changed, soon.
@@ -124,10 +142,11 @@ impl Notifier {
 
 async fn run(
     notifier: Arc<Notifier>,
-    pool: PgPool,
+    options: PgConnectOptions,
     channel: &'static str,
     stop: CancellationToken,
 ) {
+    let mut connection = None;
     let mut retry = FIRST_RETRY;
     loop {
         tokio::select! {
@@ -135,7 +154,15 @@ async fn run(
             () = notifier.due.notified() => {}
         }
         let pending = notifier.take();
-        match send(&pool, channel, &pending).await {
+        match send(
+            &mut connection,
+            &options,
+            &notifier.own_process,
+            channel,
+            &pending,
+        )
+        .await
+        {
             Ok(()) => retry = FIRST_RETRY,
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?retry, "postgres notification failed; other nodes' waiters are woken late");
@@ -150,28 +177,68 @@ async fn run(
         }
     }
     let last = notifier.take();
-    if tokio::time::timeout(LAST_FLUSH, send(&pool, channel, &last))
-        .await
-        .map_or(true, |sent| sent.is_err())
-    {
+    let sent = tokio::time::timeout(
+        LAST_FLUSH,
+        send(
+            &mut connection,
+            &options,
+            &notifier.own_process,
+            channel,
+            &last,
+        ),
+    )
+    .await;
+    if !matches!(sent, Ok(Ok(()))) {
         tracing::warn!(
             "the last postgres notifications were not sent; other nodes' waiters are woken late"
         );
     }
+    if let Some(connection) = connection {
+        let _ = connection.close().await;
+    }
 }
 
-/// Sends `pending`, at most [`MAX_PER_TRANSACTION`] names to a statement. Each statement is
-/// its own transaction, with `synchronous_commit` off for it alone (`set_config(…, true)`).
-async fn send(pool: &PgPool, channel: &str, pending: &Pending) -> Result<(), sqlx::Error> {
-    for payloads in pending.payloads().chunks(MAX_PER_TRANSACTION) {
-        sqlx::query(
+/// Sends `pending` on `connection` (opened first if there is none, and dropped after a
+/// failure), at most [`MAX_PER_TRANSACTION`] names to a statement. Each statement is its own
+/// transaction, with `synchronous_commit` off for it alone (`set_config(…, true)`).
+async fn send(
+    connection: &mut Option<PgConnection>,
+    options: &PgConnectOptions,
+    own_process: &AtomicU32,
+    channel: &str,
+    pending: &Pending,
+) -> Result<(), sqlx::Error> {
+    let payloads = pending.payloads();
+    if payloads.is_empty() {
+        return Ok(());
+    }
+    let open = match connection {
+        Some(open) => open,
+        None => {
+            let mut opened = PgConnection::connect_with(options).await?;
+            let process: i32 = sqlx::query("SELECT pg_backend_pid()")
+                .fetch_one(&mut opened)
+                .await?
+                .try_get(0)?;
+            own_process.store(u32::try_from(process).unwrap_or(0), Ordering::Relaxed);
+            connection.insert(opened)
+        }
+    };
+    for chunk in payloads.chunks(MAX_PER_TRANSACTION) {
+        let sent = sqlx::query(
             "SELECT pg_notify($1, payload)
              FROM set_config('synchronous_commit', 'off', true), unnest($2::TEXT[]) AS payload",
         )
         .bind(channel)
-        .bind(payloads)
-        .execute(pool)
-        .await?;
+        .bind(chunk)
+        .execute(&mut *open)
+        .await;
+        if let Err(error) = sent {
+            // Its process id may go to another backend once it is gone.
+            own_process.store(0, Ordering::Relaxed);
+            *connection = None;
+            return Err(error);
+        }
     }
     Ok(())
 }

@@ -110,8 +110,14 @@ impl PgStreamStorage {
         let wakers = Arc::new(Wakers::default());
         let stop = CancellationToken::new();
         let listener = PgListener::connect_with(&pool).await.map_err(db_error)?;
-        tokio::spawn(listen(listener, CHANNEL, wakers.clone(), stop.clone()));
-        let notifier = Notifier::start(storage_pool.clone(), CHANNEL, stop.clone());
+        let notifier = Notifier::start(&storage_pool, CHANNEL, stop.clone());
+        tokio::spawn(listen(
+            listener,
+            CHANNEL,
+            wakers.clone(),
+            notifier.own_process(),
+            stop.clone(),
+        ));
         let store = Arc::new(PgStore {
             pool: storage_pool,
             wakers,
