@@ -154,15 +154,19 @@ async fn run(
             () = notifier.due.notified() => {}
         }
         let pending = notifier.take();
-        match send(
-            &mut connection,
-            &options,
-            &notifier.own_process,
-            channel,
-            &pending,
-        )
-        .await
-        {
+        // A send that hangs (a frozen server) must not keep the task from stopping.
+        let sent = tokio::select! {
+            sent = send(&mut connection, &options, &notifier.own_process, channel, &pending) => Some(sent),
+            () = stop.cancelled() => None,
+        };
+        let Some(sent) = sent else {
+            // Cut off mid-statement: the connection's state is unknown.
+            notifier.own_process.store(0, Ordering::Relaxed);
+            connection = None;
+            notifier.lock().merge(pending);
+            break;
+        };
+        match sent {
             Ok(()) => retry = FIRST_RETRY,
             Err(error) => {
                 tracing::warn!(%error, retry_in = ?retry, "postgres notification failed; other nodes' waiters are woken late");
