@@ -481,3 +481,76 @@ async fn a_publish_reaches_another_nodes_subscriber_by_notification() {
         took[4]
     );
 }
+
+/// The notifier's connection is killed (its backend terminated): the next append's
+/// notification fails, is sent again on a new connection, and still wakes a wait on another
+/// node, long before the wait's own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_that_fails_is_sent_again_on_a_new_connection() {
+    use std::time::Duration;
+
+    use courier::storage::{AppendRequest, WaitOutcome};
+
+    /// The notifier's statement, as `pg_stat_activity` shows its connection's last query.
+    const NOTIFIER: &str = "query LIKE '%pg_notify($1, payload)%'";
+    let factory = PgFactory::start().await;
+    let (waiting, appending) = (
+        StorageFactory::connect(&factory).await,
+        StorageFactory::connect(&factory).await,
+    );
+    let name = StreamName::new("renotified").expect("valid");
+    create_tail(&appending, &name).await;
+    let tail = appending
+        .append(&name, AppendRequest::record("one"))
+        .await
+        .expect("append")
+        .next_offset;
+    // The appending node's notifier has connected and sent once (the only one that has).
+    let in_this_database = "datname = current_database() AND pid <> pg_backend_pid()";
+    let mut connected = false;
+    for _ in 0..100 {
+        let found = factory
+            .postgres
+            .lock()
+            .await
+            .query(&format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE {in_this_database} AND {NOTIFIER}"
+            ))
+            .await
+            .expect("pg_stat_activity");
+        if found.concat() != [Some("0".to_owned())] {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connected, "the notifier's connection never showed up");
+    let wait = {
+        let (waiting, name, tail) = (waiting.clone(), name.clone(), tail.clone());
+        tokio::spawn(async move { waiting.wait(&name, &tail, Duration::from_secs(30)).await })
+    };
+    let terminated = factory
+        .postgres
+        .lock()
+        .await
+        .query(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {in_this_database} AND {NOTIFIER}"
+        ))
+        .await
+        .expect("terminate");
+    assert_eq!(
+        terminated.len(),
+        1,
+        "one notifier connection: {terminated:?}"
+    );
+    appending
+        .append(&name, AppendRequest::record("two"))
+        .await
+        .expect("append after the kill");
+    let woken = tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .expect("woken within 5 s, not at the wait's 30 s timeout")
+        .expect("task")
+        .expect("wait");
+    assert_eq!(woken, WaitOutcome::Ready);
+}
