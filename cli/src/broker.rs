@@ -425,7 +425,7 @@ pub(crate) async fn run(args: BrokerArgs) -> Result<(), String> {
         urls.connect_url
     );
     let served = server
-        .serve(listener, crate::streams::shutdown_signal())
+        .serve(listener, crate::shutdown::signal())
         .await
         .map_err(|e| format!("server failed: {e}"));
     // Also when serving failed: the endpoint's task is stopped, not left behind.

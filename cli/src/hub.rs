@@ -234,7 +234,7 @@ pub(crate) async fn run(args: HubArgs) -> Result<(), String> {
         "hub listening: ws://{local}/ws, demo page http://{local}/"
     );
     HubServer::new(hub, options)
-        .serve(listener, crate::streams::shutdown_signal())
+        .serve(listener, crate::shutdown::signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("stopped");

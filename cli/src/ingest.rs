@@ -248,7 +248,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         "ingest server listening on http://{local}/v1/events/batch"
     );
     server
-        .serve(listener, crate::streams::shutdown_signal())
+        .serve(listener, crate::shutdown::signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     log_keys.close().await;

@@ -23,6 +23,7 @@ mod hub;
 mod hub_channels;
 mod ingest;
 mod ingest_keys;
+mod shutdown;
 mod storage;
 mod streams;
 

@@ -110,7 +110,7 @@ pub(crate) async fn run(args: StreamsArgs) -> Result<(), String> {
         "durable streams server listening on http://{local}/v1/stream/"
     );
     StreamsServer::new(storage, server_config)
-        .serve(listener, shutdown_signal())
+        .serve(listener, crate::shutdown::signal())
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     tracing::info!("stopped");
@@ -129,30 +129,6 @@ fn default_storage(cwd: &Path) -> String {
         return EARLIER_DEFAULT_STORAGE.to_owned();
     }
     DEFAULT_STORAGE.to_owned()
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing open requests, closing connections");
 }
 
 #[cfg(test)]
