@@ -9,9 +9,15 @@
 //! outcomes are those of the same appends made one by one in that order.
 //!
 //! One task per storage instance owns the queue and drives the batches in flight (one per
-//! stream at a time, any number of streams at once); it stops once every handle is gone and
-//! the batches in flight have finished. A caller that stops waiting does not stop its append:
-//! the batch commits or fails as a whole and only the caller's answer is dropped.
+//! stream at a time); it stops once every handle is gone and the batches in flight have
+//! finished. By default any number of streams commit at once, each batch on its own. A storage
+//! whose commits cost round trips per stream rather than per record (Postgres: a transaction
+//! per batch) can instead have the batches of several streams committed together
+//! ([`CommitBatch::shared_commits`]): at most that many commits are in flight, and the streams
+//! that became ready meanwhile go together into the next one, as appends to one stream do.
+//!
+//! A caller that stops waiting does not stop its append: the batch commits or fails as a
+//! whole and only the caller's answer is dropped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -25,8 +31,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most appends in one batch.
 const MAX_BATCH: usize = 256;
-/// Most record bytes in one batch (a batch holds at least one append whatever its size).
+/// Most record bytes in one batch (a batch holds at least one append whatever its size), and
+/// in one shared commit (which holds at least one stream's batch).
 const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Most streams in one shared commit.
+const MAX_STREAMS_PER_COMMIT: usize = 128;
 
 /// One queued append and, once decided, its result.
 pub(crate) struct PendingAppend {
@@ -47,6 +56,37 @@ pub(crate) trait CommitBatch: Send + Sync + 'static {
         stream: &StreamName,
         batch: &mut [PendingAppend],
     ) -> Result<(), StorageError>;
+
+    /// `Some(n)`: the batches of several streams are committed together by
+    /// [`commit_streams`](Self::commit_streams), at most `n` such commits in flight. `None`
+    /// (the default): each stream's batch is committed by [`commit`](Self::commit) as soon
+    /// as it is ready.
+    fn shared_commits(&self) -> Option<usize> {
+        None
+    }
+
+    /// Decides and writes the batches of several streams (distinct names) together, storing
+    /// each append's outcome in it; a refusal of one stream (missing, gone) is that stream's
+    /// appends' outcome. `Err` fails every append of every batch (nothing may have been
+    /// written). The default commits each stream's batch on its own.
+    async fn commit_streams(&self, batches: &mut [StreamBatch]) -> Result<(), StorageError> {
+        for batch in batches.iter_mut() {
+            if let Err(error) = self.commit(&batch.name, &mut batch.appends).await {
+                for append in &mut batch.appends {
+                    append.result = Some(Err(copy_error(&error)));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One stream's batch in a shared commit.
+pub(crate) struct StreamBatch {
+    /// The stream.
+    pub(crate) name: StreamName,
+    /// Its appends, in queue order.
+    pub(crate) appends: Vec<PendingAppend>,
 }
 
 struct Job {
@@ -96,11 +136,14 @@ impl AppendQueue {
     }
 }
 
-/// The streams with a batch in flight, and the appends waiting for each one's next batch.
+/// The streams with a batch in flight, the appends waiting for each one's next batch, and the
+/// streams whose next batch may go (appends waiting, none in flight), in the order they
+/// became so.
 #[derive(Default)]
 struct Streams {
     busy: HashSet<StreamName>,
     waiting: HashMap<StreamName, VecDeque<Job>>,
+    ready: VecDeque<StreamName>,
 }
 
 impl Streams {
@@ -129,11 +172,54 @@ impl Streams {
         self.busy.insert(name.clone());
         Some(batch)
     }
+
+    /// Queues `job`; its stream becomes ready if it had nothing waiting and nothing in flight.
+    fn arrived(&mut self, job: Job) {
+        let name = job.name.clone();
+        let queue = self.waiting.entry(name.clone()).or_default();
+        let first = queue.is_empty();
+        queue.push_back(job);
+        if first && !self.busy.contains(&name) {
+            self.ready.push_back(name);
+        }
+    }
+
+    /// `name`'s batch is done; the stream is ready again if appends waited meanwhile.
+    fn finished(&mut self, name: StreamName) {
+        self.busy.remove(&name);
+        if self.waiting.contains_key(&name) {
+            self.ready.push_back(name);
+        }
+    }
+
+    /// The next commit's batches: the first ready stream's, and with `shared`, those of the
+    /// streams ready after it, within the per-commit bounds.
+    fn next_commit(&mut self, shared: bool) -> Vec<(StreamName, Vec<Job>)> {
+        let mut commit = Vec::new();
+        let mut bytes = 0;
+        while let Some(name) = self.ready.pop_front() {
+            if let Some(batch) = self.next_batch(&name) {
+                bytes += batch
+                    .iter()
+                    .flat_map(|job| &job.request.records)
+                    .map(|r| r.len())
+                    .sum::<usize>();
+                commit.push((name, batch));
+            }
+            let full = commit.len() == MAX_STREAMS_PER_COMMIT || bytes >= MAX_BATCH_BYTES;
+            if !commit.is_empty() && (!shared || full) {
+                break;
+            }
+        }
+        commit
+    }
 }
 
 async fn run(committer: Arc<dyn CommitBatch>, mut queue: mpsc::Receiver<Job>) {
+    let shared = committer.shared_commits().map(|n| n.max(1));
     let mut streams = Streams::default();
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, StreamName>> = FuturesUnordered::new();
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, Vec<StreamName>>> =
+        FuturesUnordered::new();
     let mut received = Vec::with_capacity(MAX_BATCH);
     let mut open = true;
     loop {
@@ -143,64 +229,80 @@ async fn run(committer: Arc<dyn CommitBatch>, mut queue: mpsc::Receiver<Job>) {
                     open = false;
                     continue;
                 }
-                let mut arrived: Vec<StreamName> = Vec::new();
                 for job in received.drain(..) {
-                    if !streams.waiting.contains_key(&job.name) {
-                        arrived.push(job.name.clone());
-                    }
-                    streams.waiting.entry(job.name.clone()).or_default().push_back(job);
-                }
-                for name in arrived {
-                    if let Some(batch) = streams.next_batch(&name) {
-                        in_flight.push(Box::pin(commit(committer.clone(), name, batch)));
-                    }
+                    streams.arrived(job);
                 }
             }
-            Some(name) = in_flight.next(), if !in_flight.is_empty() => {
-                streams.busy.remove(&name);
-                if let Some(batch) = streams.next_batch(&name) {
-                    in_flight.push(Box::pin(commit(committer.clone(), name, batch)));
+            Some(names) = in_flight.next(), if !in_flight.is_empty() => {
+                for name in names {
+                    streams.finished(name);
                 }
             }
             else => break,
         }
+        while shared.is_none_or(|most| in_flight.len() < most) {
+            let next = streams.next_commit(shared.is_some());
+            if next.is_empty() {
+                break;
+            }
+            in_flight.push(Box::pin(commit(committer.clone(), next)));
+        }
     }
 }
 
-/// Commits one batch and answers each of its callers; returns the stream's name.
-async fn commit(committer: Arc<dyn CommitBatch>, name: StreamName, jobs: Vec<Job>) -> StreamName {
-    let mut replies = Vec::with_capacity(jobs.len());
-    let mut batch: Vec<PendingAppend> = jobs
+/// Commits the batches of one commit and answers each of their callers; returns the streams'
+/// names.
+async fn commit(
+    committer: Arc<dyn CommitBatch>,
+    streams: Vec<(StreamName, Vec<Job>)>,
+) -> Vec<StreamName> {
+    let mut replies = Vec::with_capacity(streams.len());
+    let mut batches: Vec<StreamBatch> = streams
         .into_iter()
-        .map(|job| {
-            replies.push(job.reply);
-            PendingAppend {
-                request: job.request,
-                result: None,
-            }
+        .map(|(name, jobs)| {
+            let mut answers = Vec::with_capacity(jobs.len());
+            let appends = jobs
+                .into_iter()
+                .map(|job| {
+                    answers.push(job.reply);
+                    PendingAppend {
+                        request: job.request,
+                        result: None,
+                    }
+                })
+                .collect();
+            replies.push(answers);
+            StreamBatch { name, appends }
         })
         .collect();
-    let committed = committer.commit(&name, &mut batch).await;
-    for (append, reply) in batch.into_iter().zip(replies) {
-        let outcome = match &committed {
-            // Outcomes decided before the failure may rest on the batch's earlier appends,
-            // which were not written: every append of the batch shares the failure.
-            Err(e) => Err(copy_error(e)),
-            Ok(()) => append.result.unwrap_or_else(|| {
-                Err(StorageError::Backend {
-                    message: format!("append to {name} was not decided"),
-                    source: None,
-                })
-            }),
-        };
-        let _ = reply.send(outcome);
+    let committed = match &mut batches[..] {
+        [one] => committer.commit(&one.name, &mut one.appends).await,
+        several => committer.commit_streams(several).await,
+    };
+    let mut names = Vec::with_capacity(batches.len());
+    for (batch, answers) in batches.into_iter().zip(replies) {
+        for (append, reply) in batch.appends.into_iter().zip(answers) {
+            let outcome = match &committed {
+                // Outcomes decided before the failure may rest on the batch's earlier appends,
+                // which were not written: every append of the commit shares the failure.
+                Err(e) => Err(copy_error(e)),
+                Ok(()) => append.result.unwrap_or_else(|| {
+                    Err(StorageError::Backend {
+                        message: format!("append to {} was not decided", batch.name),
+                        source: None,
+                    })
+                }),
+            };
+            let _ = reply.send(outcome);
+        }
+        names.push(batch.name);
     }
-    name
+    names
 }
 
 /// The same failure for another append of the batch (errors own their source, so copies keep
 /// the message and the class).
-fn copy_error(error: &StorageError) -> StorageError {
+pub(crate) fn copy_error(error: &StorageError) -> StorageError {
     match error {
         StorageError::NotFound { stream } => StorageError::NotFound {
             stream: stream.clone(),

@@ -365,27 +365,256 @@ async fn concurrent_appends_to_one_stream_are_batched() {
         .expect("create");
     let offsets = append_at_once(&storage, &name, 64).await;
     assert_eq!(offsets.len(), 64, "every append has its own offset");
-    let transactions = factory
+    let transactions = inserting_transactions(&factory, "batched").await;
+    assert!(
+        transactions <= 32,
+        "64 concurrent appends took {transactions} transactions: they are not batched"
+    );
+}
+
+/// The distinct transactions (`xmin`) that inserted the records of the streams whose names
+/// start with `prefix`, in `factory`'s schema.
+async fn inserting_transactions(factory: &PgFactory, prefix: &str) -> u64 {
+    let found = factory
         .postgres
         .lock()
         .await
         .query(&format!(
-            "SELECT count(DISTINCT xmin::text) FROM \"{}\".courier_records WHERE stream = 'batched'",
+            "SELECT count(DISTINCT xmin::text) FROM \"{}\".courier_records WHERE stream LIKE '{prefix}%'",
             factory.schema
         ))
         .await
         .expect("count transactions");
-    let transactions: u64 = transactions
+    found
         .into_iter()
         .flatten()
         .flatten()
         .next()
         .and_then(|n| n.parse().ok())
-        .expect("a count");
+        .expect("a count")
+}
+
+/// Appends to many streams at once from one node share transactions (a commit carries the
+/// streams that became ready while others were in flight), and each still gets its own offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_to_many_streams_share_transactions() {
+    use courier::storage::AppendRequest;
+
+    const STREAMS: usize = 64;
+    let factory = PgFactory::start().await;
+    let storage = StorageFactory::connect(&factory).await;
+    let names: Vec<StreamName> = (0..STREAMS)
+        .map(|i| StreamName::new(&format!("spread-{i}")).expect("valid"))
+        .collect();
+    for name in &names {
+        create_tail(&storage, name).await;
+    }
+    let appends = names.iter().map(|name| {
+        let (storage, name) = (storage.clone(), name.clone());
+        tokio::spawn(async move { storage.append(&name, AppendRequest::record("x")).await })
+    });
+    for append in futures::future::join_all(appends).await {
+        let outcome = append.expect("task").expect("append");
+        assert!(outcome.first_offset.is_some(), "a record was written");
+    }
+    let transactions = inserting_transactions(&factory, "spread-").await;
     assert!(
-        transactions <= 32,
-        "64 concurrent appends took {transactions} transactions: they are not batched"
+        transactions <= STREAMS as u64 / 4,
+        "{STREAMS} appends to {STREAMS} streams at once took {transactions} transactions: \
+         streams do not share them"
     );
+}
+
+/// In one shared commit, each stream is decided on its own: a closed, a missing, a deleted
+/// (forked, so gone) and an expired stream refuse their appends, a producer's retry is a
+/// duplicate and its next sequence is written, and the open streams beside them append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_commit_decides_each_stream_on_its_own() {
+    use std::time::Duration;
+
+    use courier::storage::{
+        AppendOutcome, AppendRequest, Expiry, ForkFrom, ProducerStamp, ReadLimits, StorageError,
+    };
+
+    const OPEN: usize = 40;
+    let factory = PgFactory::start().await;
+    let storage = StorageFactory::connect(&factory).await;
+    let name = |n: &str| StreamName::new(n).expect("valid");
+    let plain = StreamConfig::with_content_type("text/plain");
+    let open: Vec<StreamName> = (0..OPEN).map(|i| name(&format!("mixed-{i}"))).collect();
+    for stream in &open {
+        create_tail(&storage, stream).await;
+    }
+    storage
+        .create(&name("closed"), plain.clone(), vec![])
+        .await
+        .expect("create");
+    storage
+        .append(&name("closed"), AppendRequest::close_only())
+        .await
+        .expect("close");
+    storage
+        .create(&name("parent"), plain.clone(), vec![])
+        .await
+        .expect("create");
+    let fork = StreamConfig {
+        fork: Some(ForkFrom {
+            source: name("parent"),
+            offset: None,
+            sub_offset: Default::default(),
+        }),
+        ..plain.clone()
+    };
+    storage
+        .create(&name("child"), fork, vec![])
+        .await
+        .expect("fork");
+    storage.delete(&name("parent")).await.expect("delete");
+    let ttl = StreamConfig {
+        expiry: Expiry::Ttl(Duration::from_secs(10)),
+        ..plain.clone()
+    };
+    storage
+        .create(&name("expiring"), ttl, vec![])
+        .await
+        .expect("create");
+    storage
+        .create(&name("mixed-stamped"), plain, vec![])
+        .await
+        .expect("create");
+    let stamp = |seq| ProducerStamp::new("p", 0, seq).expect("stamp");
+    storage
+        .append(
+            &name("mixed-stamped"),
+            AppendRequest::record("a").with_producer(stamp(0)),
+        )
+        .await
+        .expect("first stamped append");
+    factory.clock.advance(Duration::from_secs(60));
+
+    // The refused streams sit among the open ones, all sent at once.
+    let mut requests: Vec<(StreamName, AppendRequest)> = Vec::new();
+    for (i, stream) in open.iter().enumerate() {
+        requests.push((stream.clone(), AppendRequest::record("x")));
+        match i {
+            8 => requests.push((name("closed"), AppendRequest::record("x"))),
+            16 => requests.push((name("missing"), AppendRequest::record("x"))),
+            24 => requests.push((name("parent"), AppendRequest::record("x"))),
+            28 => requests.push((name("expiring"), AppendRequest::record("x"))),
+            32 => {
+                let retry = AppendRequest::record("a").with_producer(stamp(0));
+                requests.push((name("mixed-stamped"), retry));
+                let next = AppendRequest::record("b").with_producer(stamp(1));
+                requests.push((name("mixed-stamped"), next));
+            }
+            _ => {}
+        }
+    }
+    let outcomes: Vec<Result<AppendOutcome, StorageError>> = futures::future::join_all(
+        requests
+            .iter()
+            .map(|(stream, request)| storage.append(stream, request.clone())),
+    )
+    .await;
+    for ((stream, request), outcome) in requests.iter().zip(outcomes) {
+        match stream.as_str() {
+            "closed" => assert!(
+                matches!(outcome, Err(StorageError::Closed { .. })),
+                "closed: {outcome:?}"
+            ),
+            "missing" | "expiring" => assert!(
+                matches!(outcome, Err(StorageError::NotFound { .. })),
+                "{stream}: {outcome:?}"
+            ),
+            "parent" => assert!(
+                matches!(outcome, Err(StorageError::Gone { .. })),
+                "parent: {outcome:?}"
+            ),
+            "mixed-stamped" => {
+                let outcome = outcome.expect("stamped append");
+                let seq = request.producer.as_ref().expect("stamped").seq;
+                assert_eq!(outcome.duplicate, seq == 0, "seq {seq}: {outcome:?}");
+            }
+            _ => {
+                outcome.expect("an open stream appends");
+            }
+        }
+    }
+    let transactions = inserting_transactions(&factory, "mixed-").await;
+    assert!(
+        transactions <= (OPEN as u64 + 2) / 4,
+        "the appends took {transactions} transactions: streams do not share them"
+    );
+    // What was written: one record per open stream, the producer's two, nothing elsewhere.
+    let read = |stream: StreamName| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .read(&stream, None, ReadLimits::default())
+                .await
+                .map(|batch| batch.records.len())
+        }
+    };
+    for stream in &open {
+        assert_eq!(read(stream.clone()).await.expect("read"), 1, "{stream}");
+    }
+    assert_eq!(read(name("mixed-stamped")).await.expect("read"), 2);
+    assert_eq!(read(name("closed")).await.expect("read"), 0);
+    assert!(matches!(
+        read(name("missing")).await,
+        Err(StorageError::NotFound { .. })
+    ));
+    assert!(matches!(
+        read(name("expiring")).await,
+        Err(StorageError::NotFound { .. })
+    ));
+}
+
+/// Two nodes append to the same streams at the same moment, one in the other's reverse order:
+/// their shared commits lock rows in name order, so neither deadlocks (Postgres would abort
+/// one), and every append is written once with its own offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sharing_commits_over_the_same_streams_do_not_deadlock() {
+    use courier::storage::{AppendRequest, ReadLimits};
+
+    const STREAMS: usize = 32;
+    const ROUNDS: usize = 5;
+    let factory = PgFactory::start().await;
+    let (one, two) = (
+        StorageFactory::connect(&factory).await,
+        StorageFactory::connect(&factory).await,
+    );
+    let names: Vec<StreamName> = (0..STREAMS)
+        .map(|i| StreamName::new(&format!("crossed-{i}")).expect("valid"))
+        .collect();
+    for name in &names {
+        create_tail(&one, name).await;
+    }
+    for round in 0..ROUNDS {
+        let forward = names
+            .iter()
+            .map(|name| one.append(name, AppendRequest::record("1")));
+        let backward = names
+            .iter()
+            .rev()
+            .map(|name| two.append(name, AppendRequest::record("2")));
+        let (forward, backward) = tokio::join!(
+            futures::future::join_all(forward),
+            futures::future::join_all(backward)
+        );
+        for outcome in forward.into_iter().chain(backward) {
+            outcome.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+    }
+    for name in &names {
+        let batch = one
+            .read(name, None, ReadLimits::default())
+            .await
+            .expect("read");
+        assert_eq!(batch.records.len(), 2 * ROUNDS, "{name}");
+        let ones = batch.records.iter().filter(|r| &r.data[..] == b"1").count();
+        assert_eq!(ones, ROUNDS, "{name}: each node's appends once");
+    }
 }
 
 /// Appends to many streams at once on one node wake every wait on another node: the

@@ -27,6 +27,7 @@ mod keyed;
 mod listener;
 mod notifier;
 mod schema;
+mod shared_commit;
 mod storage;
 mod tables;
 

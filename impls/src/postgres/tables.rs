@@ -33,6 +33,26 @@ pub(super) async fn load(
     row.as_ref().map(decode).transpose()
 }
 
+/// Loads and row-locks the rows of `names` (absent ones are missing from the map). The locks
+/// are taken in name order, as every multi-stream append takes them, so two nodes' shared
+/// commits cannot deadlock on each other.
+pub(super) async fn load_locked_many(
+    conn: &mut PgConnection,
+    names: &[&str],
+) -> Result<HashMap<String, StreamRow>, StorageError> {
+    let sql = format!(
+        "SELECT s.name, {COLUMNS} FROM courier_streams s WHERE s.name = ANY($1) ORDER BY s.name FOR UPDATE"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    rows.iter()
+        .map(|row| Ok((row.try_get("name").map_err(db_error)?, decode(row)?)))
+        .collect()
+}
+
 /// Decodes a `courier_streams` row selected with [`COLUMNS`].
 fn decode(row: &PgRow) -> Result<StreamRow, StorageError> {
     let get = |col: &str| row.try_get::<i64, _>(col).map_err(db_error);
@@ -85,13 +105,49 @@ pub(super) async fn load_producers(
     .await
     .map_err(db_error)?;
     rows.iter()
+        .map(|r| Ok((text(r, "producer")?, producer_state(r)?)))
+        .collect()
+}
+
+/// A text column of `row`.
+fn text(row: &PgRow, column: &str) -> Result<String, StorageError> {
+    row.try_get(column).map_err(db_error)
+}
+
+/// The `epoch` and `last_seq` columns of a `courier_producers` row.
+fn producer_state(row: &PgRow) -> Result<ProducerState, StorageError> {
+    let get = |column: &str| row.try_get::<i64, _>(column).map_err(db_error);
+    Ok(ProducerState {
+        epoch: get("epoch")? as u64,
+        last_seq: get("last_seq")? as u64,
+    })
+}
+
+/// For the batches of a shared commit, after their rows are locked: the stored state of each
+/// `(stream, producer)` pair named (read by a statement of its own, as [`load_producers`]).
+pub(super) async fn load_producers_many(
+    conn: &mut PgConnection,
+    streams: &[&str],
+    producers: &[&str],
+) -> Result<HashMap<(String, String), ProducerState>, StorageError> {
+    if producers.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT p.stream, p.producer, p.epoch, p.last_seq
+         FROM unnest($1::TEXT[], $2::TEXT[]) AS wanted (stream, producer)
+         JOIN courier_producers p ON p.stream = wanted.stream AND p.producer = wanted.producer",
+    )
+    .bind(streams)
+    .bind(producers)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    rows.iter()
         .map(|r| {
             Ok((
-                r.try_get::<String, _>("producer").map_err(db_error)?,
-                ProducerState {
-                    epoch: r.try_get::<i64, _>("epoch").map_err(db_error)? as u64,
-                    last_seq: r.try_get::<i64, _>("last_seq").map_err(db_error)? as u64,
-                },
+                (text(r, "stream")?, text(r, "producer")?),
+                producer_state(r)?,
             ))
         })
         .collect()

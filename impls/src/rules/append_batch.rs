@@ -48,7 +48,7 @@ impl<'a> AppendBatch<'a> {
     }
 
     /// The stream the batch appends to.
-    #[cfg(feature = "sqlite")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn stream(&self) -> &'a StreamName {
         self.stream
     }
