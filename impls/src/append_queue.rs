@@ -31,8 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most appends in one batch.
 const MAX_BATCH: usize = 256;
-/// Most record bytes in one batch (a batch holds at least one append whatever its size), and
-/// in one shared commit (which holds at least one stream's batch).
+/// Most record bytes in one batch (a batch holds at least one append whatever its size). A
+/// shared commit is closed once its batches reach this many bytes (so it may hold up to about
+/// twice as many).
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Most streams in one shared commit.
 const MAX_STREAMS_PER_COMMIT: usize = 128;

@@ -571,8 +571,9 @@ async fn a_shared_commit_decides_each_stream_on_its_own() {
 }
 
 /// Two nodes append to the same streams at the same moment, one in the other's reverse order:
-/// their shared commits lock rows in name order, so neither deadlocks (Postgres would abort
-/// one), and every append is written once with its own offset.
+/// their shared commits skip the rows the other holds (and commit those streams on their own
+/// after), so neither deadlocks (Postgres would abort one), and every append is written once
+/// with its own offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_sharing_commits_over_the_same_streams_do_not_deadlock() {
     use courier::storage::{AppendRequest, ReadLimits};
@@ -614,6 +615,59 @@ async fn two_nodes_sharing_commits_over_the_same_streams_do_not_deadlock() {
         assert_eq!(batch.records.len(), 2 * ROUNDS, "{name}");
         let ones = batch.records.iter().filter(|r| &r.data[..] == b"1").count();
         assert_eq!(ones, ROUNDS, "{name}: each node's appends once");
+    }
+}
+
+/// A delete of a fork (which locks the fork's row, then its source's to count it out) races
+/// appends from another node to both streams and many others, in one shared commit: no append
+/// fails for a deadlock or a lock held elsewhere (each is written, or refused because its fork
+/// is gone), and every delete succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_fork_while_another_node_appends_to_it_and_its_source_deadlocks_nothing() {
+    use courier::storage::{AppendRequest, ForkFrom, StorageError};
+
+    const OTHERS: usize = 24;
+    const ROUNDS: usize = 12;
+    let factory = PgFactory::start().await;
+    let (appending, deleting) = (
+        StorageFactory::connect(&factory).await,
+        StorageFactory::connect(&factory).await,
+    );
+    let others: Vec<StreamName> = (0..OTHERS)
+        .map(|i| StreamName::new(&format!("beside-{i}")).expect("valid"))
+        .collect();
+    for name in &others {
+        create_tail(&appending, name).await;
+    }
+    for round in 0..ROUNDS {
+        let source = StreamName::new(&format!("chat-{round}")).expect("valid");
+        let fork = StreamName::new(&format!("chat-{round}-fork")).expect("valid");
+        create_tail(&appending, &source).await;
+        let config = StreamConfig {
+            fork: Some(ForkFrom {
+                source: source.clone(),
+                offset: None,
+                sub_offset: Default::default(),
+            }),
+            ..StreamConfig::with_content_type("text/plain")
+        };
+        appending.create(&fork, config, vec![]).await.expect("fork");
+        let mut names = vec![source.clone(), fork.clone()];
+        names.extend(others.iter().cloned());
+        let appends = futures::future::join_all(
+            names
+                .iter()
+                .map(|name| appending.append(name, AppendRequest::record("x"))),
+        );
+        let (appended, deleted) = tokio::join!(appends, deleting.delete(&fork));
+        deleted.unwrap_or_else(|e| panic!("round {round}: delete: {e}"));
+        for (name, outcome) in names.iter().zip(appended) {
+            match outcome {
+                Ok(_) => {}
+                Err(StorageError::NotFound { .. }) if name == &fork => {}
+                Err(error) => panic!("round {round}: append to {name}: {error}"),
+            }
+        }
     }
 }
 

@@ -8,7 +8,11 @@
 //!   see id 7 committed before id 6 and skip 6 for good). Records, producer state and the
 //!   close flag commit in one transaction. Concurrent appends to one stream on one node go as
 //!   one batch: one transaction (one fsync), the rules decided for the whole batch in queue
-//!   order, one statement writing all its records (`append_queue.rs`).
+//!   order, one statement writing all its records (`append_queue.rs`). The batches of
+//!   different streams that are ready at once share a transaction (`shared_commit.rs`): it
+//!   locks their rows in one statement that skips rows held elsewhere, so it never waits for a
+//!   lock (no deadlock, no stream held up by another's); the streams it skipped commit on
+//!   their own after it.
 //! * Every write notifies channel `courier_streams` with the stream name. Appends do it after
 //!   their commit, several streams in one transaction of their own (`notifier.rs`: a
 //!   transaction that notifies commits under a database-wide lock, so appends that notified

@@ -7,9 +7,14 @@
 //! Postgres on commits. Here the same four round trips carry every stream of the commit.
 //!
 //! The rules are those of one stream's batch, decided per stream with its row locked
-//! ([`AppendBatch`]): rows are locked in name order in one statement, so shared commits of two
-//! nodes wait for each other instead of deadlocking; producer states are read after the locks
-//! are held, as in a batch of one stream (see `tables.rs`).
+//! ([`AppendBatch`]). The rows are locked in one statement that skips rows another transaction
+//! holds (`FOR UPDATE SKIP LOCKED`): a shared commit never waits for a row lock, so it cannot
+//! deadlock (with another node's shared commit, or with a delete that locks a chain of forks
+//! from the child up), and one busy stream does not hold up the others. The streams it did not
+//! lock (held elsewhere, missing) and the expired ones go the one-stream way after it, which
+//! waits for its one row, reaps and refuses as before. Producer states are read after the
+//! locks are held, as in a batch of one stream (see `tables.rs`), and the time that expiry and
+//! `last_access_ms` are judged by is read once the locks are held, too.
 
 use std::collections::HashMap;
 
@@ -17,7 +22,7 @@ use courier_traits::storage::{StorageError, StreamName};
 use sqlx::PgConnection;
 
 use super::errors::db_error;
-use super::tables::{load_locked_many, load_producers_many};
+use super::tables::{load_producers_many, load_unlocked_many};
 use crate::append_queue::StreamBatch;
 use crate::rules::{AppendBatch, ProducerState, producer_ids};
 
@@ -26,23 +31,28 @@ use crate::rules::{AppendBatch, ProducerState, producer_ids};
 pub(super) struct Decided {
     /// Batches that wrote something (their streams' waiters are woken after the commit).
     pub(super) written: Vec<usize>,
-    /// Batches whose stream had expired: the caller reaps it after the commit and answers
-    /// `NotFound`.
-    pub(super) expired: Vec<usize>,
+    /// Batches left undecided (their row was locked elsewhere or absent, or their stream had
+    /// expired): the caller commits each the one-stream way.
+    pub(super) left: Vec<usize>,
 }
 
-/// Decides every batch with its stream's row locked and writes what was accepted, in the open
-/// transaction `tx`, with expiry judged at `now`. A missing or deleted stream's appends are
-/// refused here; an expired one's are left to the caller ([`Decided::expired`]).
+/// Decides every batch whose stream's row it can lock at once, and writes what was accepted,
+/// in the open transaction `tx`, with expiry judged at `now()` read after the locks. A deleted
+/// stream's appends (`Gone`) are refused here; the rest is left to the caller
+/// ([`Decided::left`]).
 pub(super) async fn decide_and_write(
     tx: &mut PgConnection,
     batches: &mut [StreamBatch],
-    now: i64,
+    now: impl FnOnce() -> i64,
 ) -> Result<Decided, StorageError> {
     let names: Vec<&str> = batches.iter().map(|b| b.name.as_str()).collect();
-    let mut rows = load_locked_many(tx, &names).await?;
+    let mut rows = load_unlocked_many(tx, &names).await?;
+    let now = now();
     let (mut wanted_streams, mut wanted_producers) = (Vec::new(), Vec::new());
-    for batch in batches.iter() {
+    for batch in batches
+        .iter()
+        .filter(|b| rows.contains_key(b.name.as_str()))
+    {
         for id in producer_ids(batch.appends.iter().map(|a| &a.request)) {
             wanted_streams.push(batch.name.as_str());
             wanted_producers.push(id);
@@ -54,8 +64,14 @@ pub(super) async fn decide_and_write(
     for (i, batch) in batches.iter_mut().enumerate() {
         let StreamBatch { name, appends } = batch;
         let name: &StreamName = name;
-        let gone = match rows.remove(name.as_str()) {
-            Some(row) if row.soft_deleted => true,
+        match rows.remove(name.as_str()) {
+            Some(row) if row.soft_deleted => {
+                for append in appends.iter_mut() {
+                    append.result = Some(Err(StorageError::Gone {
+                        stream: name.clone(),
+                    }));
+                }
+            }
             Some(row) if !row.is_expired(now) => {
                 let known: HashMap<String, ProducerState> =
                     producer_ids(appends.iter().map(|a| &a.request))
@@ -73,21 +89,8 @@ pub(super) async fn decide_and_write(
                     decided.written.push(i);
                     writes.push(stream);
                 }
-                continue;
             }
-            Some(_) => {
-                decided.expired.push(i);
-                continue;
-            }
-            None => false,
-        };
-        for append in appends.iter_mut() {
-            let stream = name.clone();
-            append.result = Some(Err(if gone {
-                StorageError::Gone { stream }
-            } else {
-                StorageError::NotFound { stream }
-            }));
+            _ => decided.left.push(i),
         }
     }
     if !writes.is_empty() {

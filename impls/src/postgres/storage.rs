@@ -420,23 +420,25 @@ impl CommitBatch for PgStore {
 
     async fn commit_streams(&self, batches: &mut [StreamBatch]) -> Result<(), StorageError> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let decided = decide_and_write(&mut tx, batches, self.now()).await?;
+        let decided = decide_and_write(&mut tx, batches, || self.now()).await?;
         tx.commit().await.map_err(db_error)?;
         for &i in &decided.written {
             self.appended(&batches[i].name);
         }
-        for &i in &decided.expired {
-            let batch = &mut batches[i];
-            let reaped = self.reap(&batch.name).await;
-            for append in &mut batch.appends {
-                append.result = Some(Err(match &reaped {
-                    Ok(()) => StorageError::NotFound {
-                        stream: batch.name.clone(),
-                    },
-                    Err(error) => copy_error(error),
-                }));
-            }
-        }
+        // The streams the shared transaction left (row busy elsewhere, missing, expired), each
+        // on its own transaction, at once.
+        let left = batches
+            .iter_mut()
+            .enumerate()
+            .filter(|(i, _)| decided.left.contains(i))
+            .map(|(_, batch)| async move {
+                if let Err(error) = self.commit(&batch.name, &mut batch.appends).await {
+                    for append in &mut batch.appends {
+                        append.result = Some(Err(copy_error(&error)));
+                    }
+                }
+            });
+        futures::future::join_all(left).await;
         Ok(())
     }
 }

@@ -33,15 +33,16 @@ pub(super) async fn load(
     row.as_ref().map(decode).transpose()
 }
 
-/// Loads and row-locks the rows of `names` (absent ones are missing from the map). The locks
-/// are taken in name order, as every multi-stream append takes them, so two nodes' shared
-/// commits cannot deadlock on each other.
-pub(super) async fn load_locked_many(
+/// Row-locks and loads those rows of `names` that no other transaction holds; the others
+/// (locked elsewhere, or absent) are missing from the map. It never waits for a lock, so a
+/// transaction that takes its rows this way cannot be part of a deadlock, nor held up by one
+/// busy stream.
+pub(super) async fn load_unlocked_many(
     conn: &mut PgConnection,
     names: &[&str],
 ) -> Result<HashMap<String, StreamRow>, StorageError> {
     let sql = format!(
-        "SELECT s.name, {COLUMNS} FROM courier_streams s WHERE s.name = ANY($1) ORDER BY s.name FOR UPDATE"
+        "SELECT s.name, {COLUMNS} FROM courier_streams s WHERE s.name = ANY($1) FOR UPDATE SKIP LOCKED"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(names)
