@@ -837,3 +837,54 @@ async fn a_notification_that_fails_is_sent_again_on_a_new_connection() {
         .expect("wait");
     assert_eq!(woken, WaitOutcome::Ready);
 }
+
+/// A topic keeps at most about `max_len_per_topic` messages: at every thousandth publish the
+/// older ones are deleted (after the publish's own commit), and the publishes' sequence
+/// numbers stay dense.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_trims_a_topic_to_its_length_every_thousand_publishes() {
+    use courier::bus::{MessageBus, Topic};
+
+    let factory = PgFactory::start().await;
+    let bus = PgBus::connect(
+        &factory.url,
+        PgBusConfig::default().with_max_len_per_topic(10),
+    )
+    .await
+    .expect("connect");
+    let topic = Topic::new(&format!("trimmed-{}", unique_prefix())).expect("valid");
+    let count = || {
+        let (factory, topic) = (&factory, topic.as_str().to_owned());
+        async move {
+            let rows = factory
+                .postgres
+                .lock()
+                .await
+                .query(&format!(
+                    "SELECT count(*), min(seq), max(seq) FROM courier_bus_messages WHERE topic = '{topic}'"
+                ))
+                .await
+                .expect("count");
+            rows.concat()
+                .into_iter()
+                .map(|v| v.and_then(|v| v.parse::<i64>().ok()))
+                .collect::<Vec<_>>()
+        }
+    };
+    for i in 0..999 {
+        bus.publish(&topic, format!("m{i}").into())
+            .await
+            .expect("publish");
+    }
+    assert_eq!(
+        count().await,
+        [Some(999), Some(1), Some(999)],
+        "not trimmed yet"
+    );
+    bus.publish(&topic, "m999".into()).await.expect("publish");
+    assert_eq!(
+        count().await,
+        [Some(10), Some(991), Some(1000)],
+        "the thousandth publish keeps the last 10"
+    );
+}
