@@ -2,9 +2,10 @@
 //!
 //! Each publish, in one statement committed on its own, takes the next sequence number of its
 //! topic under the topic row's lock (so sequence order is commit order: a reader never skips
-//! a row that commits late) and inserts the message; once committed, it wakes this node's subscribers of the topic and has the
-//! notifier (`notifier.rs`) notify channel `courier_bus` with its name. Payloads stay in
-//! the table — NOTIFY carries only the topic, so its 8000-byte limit never applies.
+//! a row that commits late) and inserts the message; once committed, it wakes this node's
+//! subscribers of the topic and has the notifier (`notifier.rs`) notify channel `courier_bus`
+//! with its name. Payloads stay in the table — NOTIFY carries only the topic, so its
+//! 8000-byte limit never applies.
 //! Subscriptions read rows after their last sequence whenever the bus's single listener
 //! connection hears of their topic (and once a second regardless, in case a notification was
 //! lost), so they resume after a reconnect with no gap and no duplicate.
